@@ -1,0 +1,12 @@
+/* flxemu golden -- not built yet; its issue is open. */
+#include "cli.h"
+
+#include <stdio.h>
+
+int flx_cmd_golden(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "flxemu golden: not implemented yet\n");
+    return FLX_EXIT_FAIL;
+}

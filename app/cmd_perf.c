@@ -1,0 +1,12 @@
+/* flxemu perf -- not built yet; its issue is open. */
+#include "cli.h"
+
+#include <stdio.h>
+
+int flx_cmd_perf(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "flxemu perf: not implemented yet\n");
+    return FLX_EXIT_FAIL;
+}

@@ -1,0 +1,12 @@
+/* flxemu synth -- not built yet; its issue is open. */
+#include "cli.h"
+
+#include <stdio.h>
+
+int flx_cmd_synth(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "flxemu synth: not implemented yet\n");
+    return FLX_EXIT_FAIL;
+}

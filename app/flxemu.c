@@ -1,0 +1,56 @@
+/* flxemu: the command-line front end.  Dispatches to one subcommand; all
+ * work is done by libflxemu. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const flx_command commands[] = {
+    {"ppl",      "perplexity of a model on a text (HF or llama.cpp protocol)", flx_cmd_ppl},
+    {"generate", "generate text from a prompt (float reference or emulator)",  flx_cmd_generate},
+    {"tokenize", "text to token ids and back",                                 flx_cmd_tokenize},
+    {"synth",    "write a random-weight HF checkpoint (Llama-3.2-1B or tiny)", flx_cmd_synth},
+    {"info",     "describe a model file: config, tensors, tokenizer",          flx_cmd_info},
+    {"quantize", "quantize a model with a recipe into a .flxq file",           flx_cmd_quantize},
+    {"golden",   "write or check golden vectors of the bit-exact kernels",     flx_cmd_golden},
+    {"perf",     "cycle-approximate latency, throughput and energy",           flx_cmd_perf},
+    {"dse",      "design-space exploration of FlexLLM parallelism",            flx_cmd_dse},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: flxemu COMMAND [options]\n"
+            "\n"
+            "Bit-accurate emulator and float reference of the FlexLLM Llama accelerator.\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(fp,
+            "\n"
+            "Run 'flxemu COMMAND --help' for a command's options.\n"
+            "Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return FLX_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return FLX_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("flxemu 0.1.0\n");
+        return FLX_EXIT_OK;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "flxemu: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return FLX_EXIT_USAGE;
+}

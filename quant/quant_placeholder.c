@@ -1,0 +1,2 @@
+/* replaced by the quantization sources */
+typedef int flx_quant_placeholder_t;
