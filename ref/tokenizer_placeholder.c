@@ -1,2 +1,0 @@
-/* replaced by the tokenizer sources */
-typedef int flx_tokenizer_placeholder_t;
