@@ -4,8 +4,6 @@
 
 int flx_model_load(flx_model *m, const char *path, flx_error *err)
 { (void)m; return flx_fail(err, FLX_EUNSUPPORTED, "%s: model loading is not built yet", path); }
-int flx_tokenizer_load(flx_tokenizer **out, const char *path, flx_error *err)
-{ *out = NULL; return flx_fail(err, FLX_EUNSUPPORTED, "%s: tokenizer loading is not built yet", path); }
 int flx_synth_config(const char *shape, flx_llama_config *cfg, flx_error *err)
 { (void)cfg; return flx_fail(err, FLX_EUNSUPPORTED, "synthetic shape %s is not built yet", shape); }
 int flx_synth_build(flx_model *m, const flx_llama_config *cfg, uint64_t seed, flx_error *err)
