@@ -1,2 +1,0 @@
-/* replaced by the emulator sources */
-typedef int flx_emu_placeholder_t;

@@ -1,0 +1,27 @@
+/* Fast Walsh-Hadamard transform, the online R4 rotation (flexllm-kernels.md 1.11). */
+#include "flx_emu.h"
+
+#define FZ(v) (ftz ? flx_emu_ftz(v) : (v))
+
+static void butterfly_stage(float *x, int64_t n, int64_t bit, int ftz)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (i & bit) continue;
+        float a = x[i], b = x[i | bit];
+        x[i] = FZ(a + b);
+        x[i | bit] = FZ(a - b);
+    }
+}
+
+int flx_emu_fht(float *x, int64_t n, float scale, const flx_emu_fp *fp)
+{
+    const int ftz = fp->ftz;
+    if (n < 2 || (n & (n - 1))) return -1;
+    if (ftz) for (int64_t i = 0; i < n; i++) x[i] = flx_emu_ftz(x[i]);
+    /* stage order of the constant-geometry network: bits 1, 2, ..., m-1, 0 */
+    for (int64_t bit = 2; bit < n; bit <<= 1) butterfly_stage(x, n, bit, ftz);
+    butterfly_stage(x, n, 1, ftz);
+    if (scale > 0.0f)
+        for (int64_t i = 0; i < n; i++) x[i] = FZ(x[i] / scale);
+    return 0;
+}

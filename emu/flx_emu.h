@@ -1,0 +1,317 @@
+/* flx_emu.h -- the bit-exact FlexLLM kernels (flexllm-kernels.md section 1).
+ *
+ * Every kernel is a plain C function on arrays with explicit shapes; the
+ * output argument comes first.  "Bit-exact" means: each float operation of
+ * the reference is one IEEE binary32 operation here, evaluated in the
+ * reference's order (the build uses -ffp-contract=off), and every float
+ * reduction follows the reduction tree of the hardware stage it models.
+ * docs/kernels.md states every formula and tree; this header states shapes.
+ *
+ * Layouts.  Arrays are row-major and contiguous unless a stride is given.
+ * Token-major activations are [n_tokens][n_channels].  The hardware's
+ * token-parallel stream order (prefill), block partition (decode) and
+ * head-parallel lanes (decode attention) only change the arithmetic where
+ * they change a reduction tree; those kernels take the lane count (n_lanes)
+ * explicitly.  Everywhere else the stream order is a permutation of
+ * independent element computations and the kernel works in natural order.
+ *
+ * Unsigned values in signed streams.  Asymmetric INT4 activations (0..15)
+ * and unsigned INT8 probabilities (0..255) travel in ap_int streams as raw
+ * bit patterns.  The kernels store them exactly like that: an int8_t holding
+ * the two's-complement pattern of ap_int<bits> (uint4 15 is stored as -1,
+ * uint8 200 as -56).  Consumers take an explicit is_uint flag and
+ * reinterpret (flx_emu_pattern_value).
+ *
+ * Float mode.  Kernels that use float arithmetic take a `const flx_emu_fp *`:
+ *  - which exponential replaces the reference's expf (glibc expf, what the
+ *    FlexLLM C simulation computes, or the project's own flx-exp built from
+ *    basic float operations, which HLS twins reproduce bit for bit);
+ *  - whether subnormal floats are flushed to zero like the Xilinx FP cores:
+ *    with ftz on, every float operand read by a kernel and every rounded
+ *    intermediate it produces is replaced by a zero of the same sign when it
+ *    is subnormal.
+ * There is no global state; the choice is named in every output that
+ * depends on it (flx_emu_fp_name).
+ */
+#ifndef FLX_EMU_H
+#define FLX_EMU_H
+
+#include "flx_core.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ================================================================ float mode */
+
+typedef enum flx_emu_exp_kind {
+    FLX_EMU_EXP_GLIBC = 0,   /* glibc expf: matches FlexLLM C simulation      */
+    FLX_EMU_EXP_FLX   = 1,   /* flx-exp: range reduction + degree-7 polynomial */
+} flx_emu_exp_kind;
+
+typedef struct flx_emu_fp {
+    flx_emu_exp_kind exp;    /* exponential used wherever the reference calls expf */
+    int              ftz;    /* 1: flush subnormal operands and results to +-0 */
+} flx_emu_fp;
+
+/* "glibc-expf" / "flx-exp"; NULL for an unknown kind. */
+const char *flx_emu_exp_name(flx_emu_exp_kind kind);
+/* Parses "glibc" / "glibc-expf" / "flx" / "flx-exp"; returns 0 or -1. */
+int flx_emu_exp_parse(const char *name, flx_emu_exp_kind *out);
+/* A label such as "exp=flx-exp,ftz=on" for output headers and manifests. */
+const char *flx_emu_fp_name(const flx_emu_fp *fp);
+
+/* The project exponential (docs/kernels.md "flx-exp"): only float add, sub,
+ * mul and integer exponent assembly; <= 1 ulp from the exact exp over the
+ * finite range (measured by tests/emu). */
+float flx_emu_expf_flx(float x);
+/* exp through the chosen implementation, with the ftz rule applied to the
+ * operand and the result. */
+float flx_emu_exp(const flx_emu_fp *fp, float x);
+
+/* Subnormal -> zero of the same sign. */
+static inline float flx_emu_ftz(float x)
+{
+    return (x != 0.0f && fabsf(x) < FLT_MIN) ? copysignf(0.0f, x) : x;
+}
+
+/* ============================================================ integer helpers */
+
+/* v modulo 2^bits as a signed two's-complement value (bits 1..32). */
+static inline int32_t flx_emu_wrap(int64_t v, int bits)
+{
+    uint64_t m = (bits >= 64) ? ~0ull : ((1ull << bits) - 1);
+    uint64_t u = (uint64_t)v & m;
+    if (bits < 64 && (u >> (bits - 1)) & 1) u |= ~m;
+    return (int32_t)(int64_t)u;
+}
+
+/* Value of a stored bit pattern of ap_(u)int<bits>: is_uint reinterprets the
+ * low `bits` bits as unsigned, otherwise as two's complement. */
+static inline int32_t flx_emu_pattern_value(int32_t pattern, int bits, int is_uint)
+{
+    uint32_t u = (uint32_t)pattern & ((bits >= 32) ? 0xffffffffu : ((1u << bits) - 1));
+    return is_uint ? (int32_t)u : flx_emu_wrap((int64_t)u, bits);
+}
+
+/* float -> ap_(u)int<bits> for an integral float: truncate toward zero, wrap
+ * modulo 2^bits; returns the signed pattern.  NaN and +-inf give 0 (the
+ * reference never converts them; documented choice). */
+int32_t flx_emu_float_to_apint(float v, int bits);
+
+/* C `(int)f` as compiled for x86 (cvttss2si): truncation toward zero; NaN or
+ * a value outside int range gives INT32_MIN. */
+int32_t flx_emu_float_to_int(float v);
+
+/* ============================================================ quantization */
+
+/* Dynamic per-token asymmetric quantization (1.2a/e), one (s, b) per token:
+ *   max, min over the token (strict compares, sentinels -1e32 / +1e32),
+ *   s = (max - min) / (2^bits - 1)   (15.0f for bits = 4); s = 1 if s == 0
+ *   b = min                          (a float offset, not a zero point)
+ *   q = round((x - b) / s)           (in [0, 2^bits - 1]; stored as pattern)
+ * The decode kernel's per-lane max/min followed by a sequential lane merge
+ * selects the same element as this natural-order scan (ties: first wins).
+ * q: [n_tokens][n_ch] patterns of ap_int<bits>; s, b: [n_tokens];
+ * x: [n_tokens][n_ch].  bits in 2..8. */
+void flx_emu_quant_asym(int8_t *q, float *s, float *b, const float *x,
+                        int64_t n_tokens, int64_t n_ch, int bits, const flx_emu_fp *fp);
+
+/* Symmetric branch (unused by Llama): s = max(|max|, |min|) / (2^(bits-1) - 1),
+ * s = 1 if 0; q = ap_int<bits>(round(x / s)). */
+void flx_emu_quant_sym(int8_t *q, float *s, const float *x, int64_t n_tokens,
+                       int64_t n_ch, int bits, const flx_emu_fp *fp);
+
+/* Dequantizer with weight scale and sum (1.2b/f), per element:
+ *   t = (float)acc * s[tok]; t = t * ws[o]; u = b[tok] * wsum[o]; y = t + u
+ * b == NULL selects the symmetric form y = ((float)acc * s) * ws.
+ * y, acc: [n_tokens][n_out]; s, b: [n_tokens]; ws, wsum: [n_out]. */
+void flx_emu_dequant(float *y, const int32_t *acc, const float *s, const float *b,
+                     const float *ws, const float *wsum, int64_t n_tokens,
+                     int64_t n_out, const flx_emu_fp *fp);
+
+/* Static symmetric per-head quantizer (1.2c), prefill and decode:
+ *   r = (int) round(x / (mha_scale_factor * scale[h]))
+ *   signed:   q = clamp(r, -2^(bits-1), 2^(bits-1) - 1)
+ *   unsigned: q = min(r, 2^bits - 1)          (no lower clamp)
+ *   stored as the ap_int<bits> pattern of q.
+ * Head h of channel c is c / head_dim.  Decode lane m, iteration H uses
+ * head m*(n_heads/HP) + H, which is the same natural head index.
+ * q, x: [n_tokens][n_heads*head_dim]; scale: [n_heads]. */
+void flx_emu_quant_static(int8_t *q, const float *x, int64_t n_tokens, int n_heads,
+                          int head_dim, const float *scale, float mha_scale_factor,
+                          int bits, int is_signed, const flx_emu_fp *fp);
+
+/* Static per-head dequantizer (1.2d):
+ *   y = ((float)acc * in_s[h]) * w_s[h / (n_heads / n_w_heads)]
+ * y, acc: [n_tokens][n_heads*head_dim]; in_s: [n_heads]; w_s: [n_w_heads]. */
+void flx_emu_dequant_static(float *y, const int32_t *acc, int64_t n_tokens, int n_heads,
+                            int head_dim, const float *in_s, const float *w_s,
+                            int n_w_heads, const flx_emu_fp *fp);
+
+/* =================================================================== GEMMs */
+
+/* INT4 x INT4 GEMM / GEMV of the packed 2x2 (prefill) and 1x2 (decode) PEs
+ * (1.3, 1.4):  acc[t][o] = sum_k a[t][k] * w[o][k].
+ * a: [n_tokens][n_in] int4 patterns (a_is_uint: uint4 0..15 carried as
+ *    int4), w: [n_out][n_in] int4 weights (low nibble, sign-extended).
+ * acc_bits = L + 8.  The PE keeps output pair (2n, 2n+1) in one register:
+ *    acc[2n]   = wrap(S_even, acc_bits)
+ *    acc[2n+1] = wrap(S_odd + (S_even - acc[2n]) / 2^acc_bits, acc_bits)
+ * so an over-range even column also carries into its odd neighbour.
+ * Returns the number of outputs whose exact sum left [-2^(acc_bits-1),
+ * 2^(acc_bits-1)): 0 for every legal FlexLLM input (callers treat > 0 as an
+ * error).  The result is the same for any thread count. */
+int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8_t *w,
+                        int64_t n_tokens, int64_t n_out, int64_t n_in, int acc_bits,
+                        flx_pool *pool);
+
+/* INT8 products of attention (1.3 i8xi8 PEs, 1.12): each output is an exact
+ * sum in its own register, wrapped to acc_bits (22 for QK^T, 26 prefill /
+ * 27 decode for A.V).  Returns the number of wrapped outputs.
+ *
+ * QK^T of one head:  acc[i][j] = sum_d q[i][d] * k[j][d]
+ *   acc: [n_q][n_k] (row stride ld_acc); q: [n_q] rows of stride ld_q;
+ *   k: [n_k] rows of stride ld_k; d < head_dim.  Both signed int8. */
+int64_t flx_emu_qk_i8(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_t ld_q,
+                      const int8_t *k, int64_t ld_k, int64_t n_q, int64_t n_k,
+                      int head_dim, int acc_bits);
+
+/* A.V of one head:  acc[i][d] = sum_j p[i][j] * v[j][d]
+ *   p: [n_q][n_k] uint8 patterns in int8 (p_is_uint) ; v: [n_k] rows of
+ *   stride ld_v, signed int8; acc: [n_q] rows of stride ld_acc. */
+int64_t flx_emu_av_i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
+                      int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
+                      int64_t n_k, int head_dim, int acc_bits);
+
+/* FP32 PE (1.3 PE_fp32xfp32_*; HMT's GEMV): four partial sums from +0.0f,
+ *   p_j += x[k] * w[o][k] for k = j mod 4 (multiply, then add),
+ *   y[o] = (p0 + p1) + (p2 + p3).
+ * Only n_in/4 groups run: a tail of n_in mod 4 is dropped as in hardware.
+ * y: [n_out]; x: [n_in]; w: [n_out][n_in]. */
+void flx_emu_gemv_f32(float *y, const float *x, const float *w, int64_t n_out,
+                      int64_t n_in, const flx_emu_fp *fp);
+
+/* ============================================================ attention misc */
+
+/* Causal mask (1.12.7): row i is query position q_pos0 + i; key j is kept
+ * when j <= q_pos0 + i, else set to -1e32f.  scores: [n_q][n_k] stride ld. */
+void flx_emu_causal_mask(float *scores, int64_t ld, int64_t n_q, int64_t n_k,
+                         int64_t q_pos0);
+
+/* ================================================================= softmax */
+
+/* Prefill attention softmax (1.8 pref_Softmax), in place on one row x[n]:
+ *   m = max (sequential, strict >, init -1e32f); e_k = exp(x_k - m)
+ *   S_j = sum_{k = j mod 4} e_k (k ascending), tot = (S0 + S1) + (S2 + S3)
+ *   r = 1.0f / tot; p_k = e_k * r
+ * Only n/4 groups are processed; the n mod 4 tail keeps its raw scores
+ * (a latent reference defect; the pipelines always pass n = 0 mod 16). */
+void flx_emu_softmax_pref(float *x, int64_t n, const flx_emu_fp *fp);
+
+/* Decode attention softmax (1.8 dec_MHA_Softmax): the same tree over any n,
+ * tail elements predicated into S_{k mod 4}. */
+void flx_emu_softmax_dec(float *x, int64_t n, const flx_emu_fp *fp);
+
+/* Block-partitioned softmax (1.8 dec_Softmax, HMT): lane i holds elements
+ * i*(n/n_lanes) + k.  m = max of lane maxima (lane 0 first); e = exp((x - m)
+ * / scale) if scale > 0, else exp(x - m); lane sums (S0+S1)+(S2+S3) over
+ * beats k mod 4; tot = ((0 + lane0) + lane1) + ...; p = e * (1.0f / tot).
+ * n must be a multiple of n_lanes. */
+void flx_emu_softmax_block(float *x, int64_t n, int n_lanes, float scale,
+                           const flx_emu_fp *fp);
+
+/* ================================================================= RMSNorm */
+
+/* Prefill RMSNorm (1.6), per token:
+ *   s_j = sum_{k = j mod 4} x_k*x_k;  ss = (s0 + s1) + (s2 + s3)
+ *   r = 1.0f / sqrtf(ss / (float)D + eps);  y_k = (x_k * r) * gamma_k
+ * y, x: [n_tokens][D]; gamma: [D]. */
+void flx_emu_rmsnorm_pref(float *y, const float *x, const float *gamma, int64_t n_tokens,
+                          int64_t d, float eps, const flx_emu_fp *fp);
+
+/* Decode RMSNorm (1.6) over one block-partitioned vector of n_lanes (B_T)
+ * lanes: blk_i = (s_i0 + s_i1) + (s_i2 + s_i3) over lane i's beats,
+ * tot = ((0 + blk_0) + blk_1) + ...; then as prefill.  d % n_lanes == 0. */
+void flx_emu_rmsnorm_dec(float *y, const float *x, const float *gamma, int64_t d,
+                         int n_lanes, float eps, const flx_emu_fp *fp);
+
+/* ==================================================================== RoPE */
+
+/* Rotate-half RoPE (1.7) of n_heads heads of one token at table row pos:
+ *   out[k]      = (x[k] * cos) - (x[k + h] * sin)
+ *   out[k + h]  = (x[k] * sin) + (x[k + h] * cos),  h = head_dim / 2,
+ *   sin = sin_tab[pos][k], cos = cos_tab[pos][k].  y may alias x.
+ * y, x: [n_heads*head_dim]; tables: [n_pos][head_dim/2]. */
+void flx_emu_rope(float *y, const float *x, int n_heads, int head_dim,
+                  const float *sin_tab, const float *cos_tab, int64_t pos,
+                  const flx_emu_fp *fp);
+
+/* Fills sin/cos tables [n_pos][head_dim/2] with sin(pos * inv_freq[k]) and
+ * cos(...) computed in double and rounded once to float.  inv_freq: the
+ * model's (rope_theta with llama3 scaling), or NULL for the reference's
+ * shipped table base: 10000^(-2k/head_dim), no scaling (reference quirk). */
+void flx_emu_rope_table(float *sin_tab, float *cos_tab, int64_t n_pos, int head_dim,
+                        const double *inv_freq);
+
+/* ============================================================= elementwise */
+
+/* SiLU gate (1.9): y = (g / (1.0f + exp(-g))) * u  (negate, exp, add, divide,
+ * multiply).  u == NULL gives the bare SiLU.  y may alias g or u. */
+void flx_emu_silu_gate(float *y, const float *g, const float *u, int64_t n,
+                       const flx_emu_fp *fp);
+
+/* Residual add (1.10): y = a + r.  y may alias a or r. */
+void flx_emu_residual(float *y, const float *a, const float *r, int64_t n,
+                      const flx_emu_fp *fp);
+
+/* Embedding lookup (1.13.6): copies row `token` of table [n_vocab][d].
+ * Returns FLX_EINVAL (message in err) when token is outside [0, n_vocab). */
+int flx_emu_embed(float *y, const float *table, int64_t n_vocab, int64_t d, int64_t token,
+                  flx_error *err);
+
+/* ===================================================================== FHT */
+
+/* Fast Walsh-Hadamard transform (1.11), in place on x[n], n = 2^m:
+ * butterflies (x_i, x_j) <- (x_i + x_j, x_i - x_j) over index bits in the
+ * order 1, 2, ..., m-1, then 0 (bit-identical to FlexLLM's constant-geometry
+ * network), then x_i = x_i / scale (a division) when scale > 0.
+ * Llama R4: n = 8192, scale = 90.50967f.  Returns -1 if n is not a power of
+ * two (>= 2). */
+int flx_emu_fht(float *x, int64_t n, float scale, const flx_emu_fp *fp);
+
+/* ================================================================ sampling */
+
+enum { FLX_EMU_TOPK_MAX = 16 };
+
+typedef struct flx_emu_topk {
+    int   k;                         /* list length (5 on the U280)      */
+    float value[FLX_EMU_TOPK_MAX];   /* sorted, descending               */
+    int32_t id[FLX_EMU_TOPK_MAX];    /* -1 where nothing was inserted    */
+    float prob[FLX_EMU_TOPK_MAX];    /* p_k = e_k / sum                  */
+    float cdf[FLX_EMU_TOPK_MAX];
+    int   selected;                  /* position chosen by the threshold */
+    int32_t token;                   /* id[selected]                     */
+} flx_emu_topk;
+
+/* Top-k sampling (1.13).  logits: [n_vocab_pad] in natural id order, lane i
+ * of n_lanes owning ids i*(n_vocab_pad/n_lanes) + j.  Per lane, ids are
+ * inserted in ascending order into a descending list (first position p with
+ * v > list[p], strict, so ties keep the earlier id; init -1e32f / -1); the
+ * lane lists are merged rank-major (rank 0 of lanes 0..n_lanes-1, then rank
+ * 1, ...) with the same rule; e_k = exp(l_k - l_0); sum = sp0 + sp1 with
+ * sp[k mod 2] accumulated in k order from 0; p_k = e_k / sum; c_0 = p_0,
+ * c_k = p_k + c_{k-1}; selected = smallest k with r < c_k, else k-1.
+ * Returns -1 on bad arguments (k out of 1..FLX_EMU_TOPK_MAX, n_vocab_pad not
+ * a multiple of n_lanes), else 0. */
+int flx_emu_sample_topk(flx_emu_topk *out, const float *logits, int64_t n_vocab_pad,
+                        int n_lanes, int k, float r, const flx_emu_fp *fp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLX_EMU_H */

@@ -1,0 +1,143 @@
+/* Integer GEMMs of the INT4 and INT8 PEs and the fp32 PE (flexllm-kernels.md
+ * 1.3, 1.4, 1.12).  Integer sums are exact and order-free, so any loop order
+ * and any thread split give the same bits; the PE's finite register width is
+ * applied afterwards (pair_wrap / flx_emu_wrap). */
+#include "flx_emu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The packed INT4 PE keeps columns 2n and 2n+1 in one (2*acc_bits)-bit
+ * register: the even field wraps on its own, the odd field receives the even
+ * field's carry.  Returns how many of the two exact sums were out of range. */
+static int pair_wrap(int64_t s_even, int64_t s_odd, int bits, int32_t *even, int32_t *odd)
+{
+    int32_t e = flx_emu_wrap(s_even, bits);
+    int64_t carry = (s_even - e) / ((int64_t)1 << bits);
+    *even = e;
+    if (odd) *odd = flx_emu_wrap(s_odd + carry, bits);
+    int64_t lo = -((int64_t)1 << (bits - 1)), hi = ((int64_t)1 << (bits - 1)) - 1;
+    return (s_even < lo || s_even > hi) + (odd && (s_odd < lo || s_odd > hi));
+}
+
+typedef struct {
+    int32_t *acc;
+    const int16_t *a;      /* [n_tokens][n_in] values */
+    const int16_t *w;      /* [n_out][n_in] values    */
+    int64_t n_tokens, n_out, n_in;
+    int bits;
+    int64_t *wrapped;      /* [n_pairs] per-pair counts (no shared counter) */
+} gemm_i4_job;
+
+static int32_t dot_i16(const int16_t *x, const int16_t *y, int64_t n)
+{
+    int32_t s = 0;
+    for (int64_t k = 0; k < n; k++) s += (int32_t)x[k] * (int32_t)y[k];
+    return s;
+}
+
+static void gemm_i4_pairs(void *ctx, int64_t p0, int64_t p1, int thread_id)
+{
+    gemm_i4_job *j = ctx;
+    for (int64_t t = 0; t < j->n_tokens; t++) {
+        const int16_t *at = j->a + t * j->n_in;
+        int32_t *yt = j->acc + t * j->n_out;
+        for (int64_t p = p0; p < p1; p++) {
+            int64_t o = 2 * p;
+            int64_t se = dot_i16(at, j->w + o * j->n_in, j->n_in);
+            int has_odd = o + 1 < j->n_out;
+            int64_t so = has_odd ? dot_i16(at, j->w + (o + 1) * j->n_in, j->n_in) : 0;
+            j->wrapped[p] += pair_wrap(se, so, j->bits, &yt[o], has_odd ? &yt[o + 1] : NULL);
+        }
+    }
+}
+
+int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8_t *w,
+                        int64_t n_tokens, int64_t n_out, int64_t n_in, int acc_bits,
+                        flx_pool *pool)
+{
+    int64_t n_pairs = (n_out + 1) / 2;
+    int16_t *a16 = malloc((size_t)(n_tokens * n_in + 1) * sizeof *a16);
+    int16_t *w16 = malloc((size_t)(n_out * n_in + 1) * sizeof *w16);
+    int64_t *wrapped = calloc((size_t)n_pairs + 1, sizeof *wrapped);
+    if (!a16 || !w16 || !wrapped) {
+        free(a16); free(w16); free(wrapped);
+        return -1;
+    }
+    /* explicit reinterpretation of the stream patterns */
+    for (int64_t i = 0; i < n_tokens * n_in; i++)
+        a16[i] = (int16_t)flx_emu_pattern_value(a[i], 4, a_is_uint);
+    for (int64_t i = 0; i < n_out * n_in; i++)
+        w16[i] = (int16_t)flx_emu_pattern_value(w[i], 4, 0);
+    gemm_i4_job job = { acc, a16, w16, n_tokens, n_out, n_in, acc_bits, wrapped };
+    flx_pool_for(pool, n_pairs, 8, gemm_i4_pairs, &job);
+    int64_t total = 0;
+    for (int64_t p = 0; p < n_pairs; p++) total += wrapped[p];
+    free(a16); free(w16); free(wrapped);
+    return total;
+}
+
+int64_t flx_emu_qk_i8(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_t ld_q,
+                      const int8_t *k, int64_t ld_k, int64_t n_q, int64_t n_k,
+                      int head_dim, int acc_bits)
+{
+    int64_t wrapped = 0;
+    int64_t lo = -((int64_t)1 << (acc_bits - 1)), hi = -lo - 1;
+    for (int64_t i = 0; i < n_q; i++) {
+        const int8_t *qi = q + i * ld_q;
+        for (int64_t j = 0; j < n_k; j++) {
+            const int8_t *kj = k + j * ld_k;
+            int32_t s = 0;
+            for (int d = 0; d < head_dim; d++) s += (int32_t)qi[d] * (int32_t)kj[d];
+            wrapped += (s < lo || s > hi);
+            acc[i * ld_acc + j] = flx_emu_wrap(s, acc_bits);
+        }
+    }
+    return wrapped;
+}
+
+int64_t flx_emu_av_i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
+                      int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
+                      int64_t n_k, int head_dim, int acc_bits)
+{
+    int64_t wrapped = 0;
+    int64_t lo = -((int64_t)1 << (acc_bits - 1)), hi = -lo - 1;
+    int64_t sum[512];
+    for (int64_t i = 0; i < n_q; i++) {
+        const int8_t *pi = p + i * ld_p;
+        for (int64_t d0 = 0; d0 < head_dim; d0 += 512) {
+            int nd = head_dim - d0 < 512 ? (int)(head_dim - d0) : 512;
+            memset(sum, 0, sizeof sum);
+            for (int64_t j = 0; j < n_k; j++) {
+                int64_t pv = flx_emu_pattern_value(pi[j], 8, p_is_uint);
+                if (!pv) continue;
+                const int8_t *vj = v + j * ld_v + d0;
+                for (int d = 0; d < nd; d++) sum[d] += pv * vj[d];
+            }
+            for (int d = 0; d < nd; d++) {
+                wrapped += (sum[d] < lo || sum[d] > hi);
+                acc[i * ld_acc + d0 + d] = flx_emu_wrap(sum[d], acc_bits);
+            }
+        }
+    }
+    return wrapped;
+}
+
+#define FZ(v) (ftz ? flx_emu_ftz(v) : (v))
+
+void flx_emu_gemv_f32(float *y, const float *x, const float *w, int64_t n_out,
+                      int64_t n_in, const flx_emu_fp *fp)
+{
+    const int ftz = fp->ftz;
+    int64_t n_groups = n_in / 4;                 /* tail of n_in % 4 dropped */
+    for (int64_t o = 0; o < n_out; o++) {
+        const float *wo = w + o * n_in;
+        float p[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+        for (int64_t g = 0; g < n_groups; g++)
+            for (int j = 0; j < 4; j++) {
+                int64_t k = 4 * g + j;
+                p[j] = FZ(p[j] + FZ(FZ(x[k]) * FZ(wo[k])));
+            }
+        y[o] = FZ(FZ(p[0] + p[1]) + FZ(p[2] + p[3]));
+    }
+}
