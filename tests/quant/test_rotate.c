@@ -1,0 +1,212 @@
+/* SpinQuant rotations (quant/rotate.c): the rotated float model computes
+ * the same logits as the original (independent double forward in
+ * qtest_model.h), rotation files round-trip and bad ones are refused. */
+#include "qtest_model.h"
+
+/* max |a - b| / max |a| over n values */
+static double rel_diff(const double *a, const double *b, size_t n)
+{
+    double md = 0, ma = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(a[i] - b[i]) > md) md = fabs(a[i] - b[i]);
+        if (fabs(a[i]) > ma) ma = fabs(a[i]);
+    }
+    return md / ma;
+}
+
+static void check_invariance(flx_model *m, flx_rot_kind kind, int r3, int r4, int online, double *out_rel)
+{
+    int32_t ids[64];
+    int n = qt_story_ids(ids, 40);
+    for (int i = 0; i < n; i++) ids[i] %= m->cfg.n_vocab;
+    size_t nl = (size_t)n * m->cfg.n_vocab;
+    double *ref = malloc(nl * 8), *rot = malloc(nl * 8);
+    qt_forward(m, ids, n, NULL, NULL, NULL, ref);
+    flx_rotation_set rs;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_rotset_generate(&rs, &m->cfg, kind, r3, r4, 1234, &err), FLX_OK, "%s", err.msg);
+    const float *e0 = m->w.tok_embd;
+    float e00 = e0[0];
+    cr_assert_eq(flx_spinquant_apply(m, &rs, NULL, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(m->cfg.tie_embeddings, 0);
+    cr_assert(m->w.output != m->w.tok_embd);
+    for (int i = 0; i < m->cfg.d_model; i++) cr_assert(m->w.layers[0].attn_norm[i] == 1.0f);
+    if (kind != FLX_ROT_NONE) cr_assert(m->w.tok_embd[0] != e00, "R1 changed the embedding");
+    qt_forward(m, ids, n, online ? &rs : NULL, NULL, NULL, rot);
+    *out_rel = rel_diff(ref, rot, nl);
+    cr_log_info("kind %d r3 %d r4 %d online %d: max rel logit change %.3g", (int)kind, r3, r4, online, *out_rel);
+    flx_rotset_free(&rs);
+    free(ref);
+    free(rot);
+}
+
+Test(rotate, stories260K_fold_only_is_invariant)
+{
+    flx_model m;
+    qt_load_hf(&m, flx_test_data("stories260K/hf"));
+    double rel;
+    check_invariance(&m, FLX_ROT_NONE, 0, 0, 1, &rel);
+    cr_assert(rel < 1e-5, "fold/untie changed the logits by %g relative", rel);
+    flx_model_free(&m);
+}
+
+Test(rotate, stories260K_r1_r2_hadamard_is_invariant)
+{
+    flx_model m;
+    qt_load_hf(&m, flx_test_data("stories260K/hf"));
+    double rel;
+    check_invariance(&m, FLX_ROT_HADAMARD, 0, 0, 1, &rel);
+    cr_assert(rel < 1e-4, "R1+R2 changed the logits by %g relative", rel);
+    flx_model_free(&m);
+}
+
+Test(rotate, stories260K_r1_to_r4_random_is_invariant)
+{
+    flx_model m;
+    qt_load_hf(&m, flx_test_data("stories260K/hf"));
+    double rel;
+    /* d_ff = 172 is not a power of two: R4 is a dense random orthogonal */
+    check_invariance(&m, FLX_ROT_RANDOM, 1, 1, 1, &rel);
+    cr_assert(rel < 1e-4, "R1..R4 changed the logits by %g relative", rel);
+    flx_model_free(&m);
+}
+
+Test(rotate, missing_online_r4_breaks_invariance)
+{
+    /* the check can fail: merging R4 without the online op changes the model */
+    flx_model m;
+    qt_load_hf(&m, flx_test_data("stories260K/hf"));
+    double rel;
+    check_invariance(&m, FLX_ROT_HADAMARD, 0, 1, 0, &rel);
+    cr_assert(rel > 1e-2, "expected a large change, got %g", rel);
+    flx_model_free(&m);
+}
+
+Test(rotate, synthetic_llama3_r1_to_r4_hadamard_is_invariant)
+{
+    flx_model m;
+    qt_synth(&m, 128, 2, 4, 2, 256, 300, 77);
+    double rel;
+    check_invariance(&m, FLX_ROT_HADAMARD, 1, 1, 1, &rel);   /* R4 via FHT (256) */
+    cr_assert(rel < 1e-4, "R1..R4 changed the logits by %g relative", rel);
+    flx_model_free(&m);
+    qt_synth(&m, 128, 2, 4, 2, 256, 300, 78);
+    check_invariance(&m, FLX_ROT_RANDOM, 1, 1, 1, &rel);
+    cr_assert(rel < 1e-4, "random R1..R4 changed the logits by %g relative", rel);
+    flx_model_free(&m);
+}
+
+Test(rotate, online_r4_is_flexllm_fht)
+{
+    flx_model m;
+    qt_synth(&m, 64, 1, 4, 2, 256, 50, 3);
+    flx_rotation_set rs;
+    cr_assert_eq(flx_rotset_generate(&rs, &m.cfg, FLX_ROT_NONE, 1, 1, 5, NULL), FLX_OK);
+    float x[256], y[256], z[16];
+    for (int i = 0; i < 256; i++) x[i] = y[i] = (float)sin(i * 0.37);
+    flx_rot_r4(&rs, x, 1, NULL);
+    flx_fht(y, 256, FLX_FHT_FLEXLLM, 16.0f, NULL);
+    cr_assert(memcmp(x, y, sizeof x) == 0);
+    for (int i = 0; i < 16; i++) z[i] = (float)i;
+    flx_rot_r3(&rs, z, 1, NULL);   /* head_dim 16: H16 / 4 */
+    cr_assert(z[0] == 120.0f / 4.0f && z[1] == -8.0f / 4.0f);
+    flx_rotset_free(&rs);
+    flx_model_free(&m);
+}
+
+static void write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    fwrite(p, 1, n, f);
+    fclose(f);
+}
+
+Test(rotate, rotation_file_round_trip_and_bad_files)
+{
+    flx_model m;
+    qt_synth(&m, 64, 3, 4, 2, 128, 50, 9);
+    flx_rotation_set a, b;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_rotset_generate(&a, &m.cfg, FLX_ROT_RANDOM, 0, 0, 21, &err), FLX_OK);
+    const char *dir = flx_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/rot.safetensors", dir);
+    cr_assert_eq(flx_rotset_save(&a, path, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_rotset_load(&b, &m.cfg, path, 0, 0, 0, &err), FLX_OK, "%s", err.msg);
+    cr_assert(memcmp(a.r1, b.r1, 64 * 64 * 4) == 0);
+    cr_assert(memcmp(a.r2, b.r2, 3 * 16 * 16 * 4) == 0);
+    cr_assert_eq(b.kind, FLX_ROT_FILE);
+    flx_rotset_free(&b);
+
+    /* wrong model size: a 32-wide model cannot use 64x64 rotations */
+    flx_model small;
+    qt_synth(&small, 32, 3, 2, 2, 64, 50, 9);
+    cr_assert_eq(flx_rotset_load(&b, &small.cfg, path, 0, 0, 0, &err), FLX_EFORMAT);
+    cr_assert(strstr(err.msg, "R1") && strstr(err.msg, "shape"), "%s", err.msg);
+
+    /* not orthogonal */
+    a.r1[5] *= 1.01f;
+    cr_assert_eq(flx_rotset_save(&a, path, &err), FLX_OK);
+    cr_assert_eq(flx_rotset_load(&b, &m.cfg, path, 0, 0, 0, &err), FLX_ENUMERIC);
+    cr_assert(strstr(err.msg, "not orthogonal") && strstr(err.msg, "R1"), "%s", err.msg);
+    a.r1[5] /= 1.01f;
+
+    /* NaN in R2.1 */
+    float keep = a.r2[16 * 16 + 3];
+    a.r2[16 * 16 + 3] = NAN;
+    cr_assert_eq(flx_rotset_save(&a, path, &err), FLX_OK);
+    cr_assert_eq(flx_rotset_load(&b, &m.cfg, path, 0, 0, 0, &err), FLX_ENUMERIC);
+    cr_assert(strstr(err.msg, "R2.1"), "%s", err.msg);
+    a.r2[16 * 16 + 3] = keep;
+
+    /* truncated file */
+    cr_assert_eq(flx_rotset_save(&a, path, &err), FLX_OK);
+    char *buf = NULL;
+    size_t n = 0;
+    cr_assert_eq(flx_read_file(path, 1 << 20, &buf, &n, NULL), FLX_OK);
+    write_file(path, buf, n - 100);
+    cr_assert_neq(flx_rotset_load(&b, &m.cfg, path, 0, 0, 0, &err), FLX_OK);
+    cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
+    write_file(path, buf, 5);
+    cr_assert_eq(flx_rotset_load(&b, &m.cfg, path, 0, 0, 0, &err), FLX_EFORMAT);
+    /* header length beyond the file */
+    uint64_t big = 1u << 30;
+    memcpy(buf, &big, 8);
+    write_file(path, buf, n);
+    cr_assert_eq(flx_rotset_load(&b, &m.cfg, path, 0, 0, 0, &err), FLX_EFORMAT);
+    free(buf);
+
+    /* R1 only (no R2) is accepted; partial R2 is not */
+    float *r2 = a.r2;
+    a.r2 = NULL;
+    cr_assert_eq(flx_rotset_save(&a, path, &err), FLX_OK);
+    cr_assert_eq(flx_rotset_load(&b, &m.cfg, path, 0, 0, 0, &err), FLX_OK, "%s", err.msg);
+    cr_assert(b.r2 == NULL);
+    flx_rotset_free(&b);
+    a.r2 = r2;
+    a.n_layers = 2;   /* writes R2.0 and R2.1 only */
+    cr_assert_eq(flx_rotset_save(&a, path, &err), FLX_OK);
+    cr_assert_eq(flx_rotset_load(&b, &m.cfg, path, 0, 0, 0, &err), FLX_ENOTFOUND);
+    cr_assert(strstr(err.msg, "2 of 3"), "%s", err.msg);
+    a.n_layers = 3;
+    cr_assert_eq(flx_rotset_load(&b, &m.cfg, "/nonexistent/rot.safetensors", 0, 0, 0, &err), FLX_EIO);
+
+    flx_rotset_free(&a);
+    flx_model_free(&small);
+    flx_model_free(&m);
+}
+
+Test(rotate, hadamard_kind_needs_power_of_two)
+{
+    flx_model m;
+    qt_synth(&m, 48, 1, 4, 2, 64, 50, 9);   /* head_dim 12 */
+    flx_rotation_set rs;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_rotset_generate(&rs, &m.cfg, FLX_ROT_HADAMARD, 0, 0, 1, &err), FLX_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "random") != NULL, "%s", err.msg);
+    cr_assert_eq(flx_rotset_generate(&rs, &m.cfg, FLX_ROT_RANDOM, 1, 0, 1, &err), FLX_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "head_dim") != NULL, "%s", err.msg);
+    cr_assert_eq(flx_rotset_generate(&rs, &m.cfg, FLX_ROT_RANDOM, 0, 1, 1, &err), FLX_OK, "%s", err.msg);
+    flx_rotset_free(&rs);
+    flx_model_free(&m);
+}
