@@ -1,0 +1,416 @@
+/* The float reference forward pass (see flx_llama.h for the math). */
+#include "flx_llama.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Query rows per causal attention block: small enough that the masked
+ * upper triangle wastes little work, large enough for efficient sgemm. */
+#define ATT_BLOCK_ROWS 256
+/* Logits chunk budget when opts.head_rows is 0. */
+#define HEAD_CHUNK_BYTES ((size_t)128 << 20)
+
+const char *flx_linear_kind_name(flx_linear_kind kind)
+{
+    switch (kind) {
+    case FLX_LINEAR_QKV: return "qkv";
+    case FLX_LINEAR_O: return "o";
+    case FLX_LINEAR_GATE_UP: return "gate_up";
+    case FLX_LINEAR_DOWN: return "down";
+    case FLX_LINEAR_HEAD: return "head";
+    }
+    return "?";
+}
+
+/* ---------------------------------------------------------------- state */
+
+static float *alloc_floats(size_t a, size_t b, size_t c)
+{
+    size_t n, bytes;
+    if (flx_size_mul(a, b, &n) || flx_size_mul(n, c, &n) || flx_size_mul(n, sizeof(float), &bytes))
+        return NULL;
+    return malloc(bytes ? bytes : sizeof(float));
+}
+
+int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts *opts,
+                   flx_error *err)
+{
+    memset(s, 0, sizeof *s);
+    const flx_llama_config *c = &m->cfg;
+    if (opts->max_tokens < 1 || opts->max_ctx < opts->max_tokens)
+        return flx_fail(err, FLX_EINVAL,
+                        "forward state: need 1 <= max_tokens (%lld) <= max_ctx (%lld)",
+                        (long long)opts->max_tokens, (long long)opts->max_ctx);
+    if (!m->w.tok_embd || !m->w.output || !m->w.out_norm || !m->w.layers || !m->w.rope_inv_freq)
+        return flx_fail(err, FLX_EINVAL, "%s: model weights are incomplete",
+                        m->path ? m->path : "model");
+    s->model = m;
+    s->opts = *opts;
+    size_t T = (size_t)opts->max_tokens, C = (size_t)opts->max_ctx;
+    size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    s->att_rows = opts->max_tokens < ATT_BLOCK_ROWS ? opts->max_tokens : ATT_BLOCK_ROWS;
+    s->x = alloc_floats(T, c->d_model, 1);
+    s->xn = alloc_floats(T, c->d_model, 1);
+    s->q = alloc_floats(T, q_dim, 1);
+    s->attn = alloc_floats(T, q_dim, 1);
+    s->proj = alloc_floats(T, c->d_model, 1);
+    s->gate = alloc_floats(T, c->d_ff, 1);
+    s->up = alloc_floats(T, c->d_ff, 1);
+    s->scores = alloc_floats((size_t)s->att_rows, C, 1);
+    s->rope_cos = alloc_floats(T, c->head_dim / 2, 1);
+    s->rope_sin = alloc_floats(T, c->head_dim / 2, 1);
+    s->k_cache = alloc_floats(c->n_layers, C, kv_dim);
+    s->v_cache = alloc_floats(c->n_layers, C, kv_dim);
+    if (!s->x || !s->xn || !s->q || !s->attn || !s->proj || !s->gate || !s->up || !s->scores ||
+        !s->rope_cos || !s->rope_sin || !s->k_cache || !s->v_cache) {
+        flx_llama_free(s);
+        return flx_fail(err, FLX_ENOMEM,
+                        "forward state: out of memory for %lld tokens and a %lld-position KV cache",
+                        (long long)T, (long long)C);
+    }
+    if (opts->n_threads > 0) {
+        openblas_set_num_threads(opts->n_threads);
+        if (opts->n_threads > 1 && !(s->pool = flx_pool_create(opts->n_threads))) {
+            flx_llama_free(s);
+            return flx_fail(err, FLX_ENOMEM, "forward state: cannot start %d threads",
+                            opts->n_threads);
+        }
+    }
+    return FLX_OK;
+}
+
+void flx_llama_free(flx_llama_state *s)
+{
+    if (!s) return;
+    flx_pool_free(s->pool);
+    free(s->x);
+    free(s->xn);
+    free(s->q);
+    free(s->attn);
+    free(s->proj);
+    free(s->gate);
+    free(s->up);
+    free(s->scores);
+    free(s->rope_cos);
+    free(s->rope_sin);
+    free(s->k_cache);
+    free(s->v_cache);
+    memset(s, 0, sizeof *s);
+}
+
+void flx_llama_reset(flx_llama_state *s)
+{
+    s->n_past = 0;
+    s->n_rows = 0;
+}
+
+int64_t flx_llama_head_rows(const flx_llama_state *s)
+{
+    int64_t rows = s->opts.head_rows;
+    if (rows <= 0) {
+        rows = (int64_t)(HEAD_CHUNK_BYTES / ((size_t)s->model->cfg.n_vocab * sizeof(float)));
+        if (rows < 1) rows = 1;
+    }
+    return rows < s->opts.max_tokens ? rows : s->opts.max_tokens;
+}
+
+/* ---------------------------------------------------------------- building blocks */
+
+static inline float round_bf16(float v) { return flx_bf16_to_f32(flx_f32_to_bf16(v)); }
+
+static void round_bf16_block(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = round_bf16(x[i]);
+}
+
+/* out (n, d) = x (n, d) W^T with W (d_out, d) row-major: the PyTorch Linear. */
+static void linear(float *out, const float *x, const float *w, int64_t n_tokens, int64_t d_in,
+                   int64_t d_out, int64_t ld_out)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tokens, (int)d_out, (int)d_in,
+                1.0f, x, (int)d_in, w, (int)d_in, 0.0f, out, (int)ld_out);
+}
+
+typedef struct {
+    float       *out;
+    const float *x;
+    const float *w;
+    int64_t      d;
+    float        eps;
+    int          bf16;
+} rmsnorm_job;
+
+/* out = w * x / sqrt(mean(x^2) + eps), one row per token. */
+static void rmsnorm_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const rmsnorm_job *j = ctx;
+    for (int64_t t = begin; t < end; t++) {
+        const float *x = j->x + t * j->d;
+        float *o = j->out + t * j->d;
+        double ss = 0.0;
+        for (int64_t i = 0; i < j->d; i++) ss += (double)x[i] * (double)x[i];
+        float inv = (float)(1.0 / sqrt(ss / (double)j->d + (double)j->eps));
+        for (int64_t i = 0; i < j->d; i++) {
+            float v = j->w[i] * (x[i] * inv);
+            o[i] = j->bf16 ? round_bf16(v) : v;
+        }
+    }
+}
+
+static void rmsnorm(flx_llama_state *s, float *out, const float *x, const float *w, int64_t n)
+{
+    rmsnorm_job j = {out, x, w, s->model->cfg.d_model, s->model->cfg.rms_eps,
+                     s->opts.bf16_activations};
+    flx_pool_for(s->pool, n, 16, rmsnorm_rows, &j);
+}
+
+typedef struct {
+    float       *x;       /* (n, ld) rows to rotate in place */
+    int64_t      ld;
+    int          n_heads;
+    const float *cos;     /* (n, half) */
+    const float *sin;
+    int          head_dim;
+    int          adjacent;
+    int          bf16;
+} rope_job;
+
+/* Rotates pair (a, b) of every head by the row's angle.  Split-half pairs
+ * dim i with i + head_dim/2 (HF rotate_half); adjacent pairs 2i with 2i+1. */
+static void rope_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const rope_job *j = ctx;
+    int half = j->head_dim / 2;
+    for (int64_t t = begin; t < end; t++) {
+        const float *cs = j->cos + t * half, *sn = j->sin + t * half;
+        for (int h = 0; h < j->n_heads; h++) {
+            float *v = j->x + t * j->ld + (int64_t)h * j->head_dim;
+            for (int i = 0; i < half; i++) {
+                int ia = j->adjacent ? 2 * i : i;
+                int ib = j->adjacent ? 2 * i + 1 : i + half;
+                float a = v[ia], b = v[ib];
+                float ra = a * cs[i] - b * sn[i];
+                float rb = a * sn[i] + b * cs[i];
+                v[ia] = j->bf16 ? round_bf16(ra) : ra;
+                v[ib] = j->bf16 ? round_bf16(rb) : rb;
+            }
+        }
+    }
+}
+
+typedef struct {
+    float  *scores;   /* (rows, ld) */
+    int64_t ld;
+    int64_t pos0;     /* absolute position of row 0 */
+    int     bf16;
+} softmax_job;
+
+/* Causal softmax of one block: row t sees keys 0 .. pos0 + t; the rest is 0. */
+static void softmax_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const softmax_job *j = ctx;
+    for (int64_t t = begin; t < end; t++) {
+        float *r = j->scores + t * j->ld;
+        int64_t n = j->pos0 + t + 1;
+        float mx = r[0];
+        for (int64_t i = 1; i < n; i++) mx = r[i] > mx ? r[i] : mx;
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            r[i] = expf(r[i] - mx);
+            sum += r[i];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int64_t i = 0; i < n; i++) r[i] = j->bf16 ? round_bf16(r[i] * inv) : r[i] * inv;
+        for (int64_t i = n; i < j->ld; i++) r[i] = 0.0f;
+    }
+}
+
+typedef struct {
+    float       *gate;    /* (n, d_ff), becomes silu(gate) * up */
+    const float *up;
+    int64_t      d_ff;
+    int          bf16;
+} swiglu_job;
+
+static void swiglu_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const swiglu_job *j = ctx;
+    for (int64_t t = begin; t < end; t++) {
+        float *g = j->gate + t * j->d_ff;
+        const float *u = j->up + t * j->d_ff;
+        for (int64_t i = 0; i < j->d_ff; i++) {
+            float silu = g[i] / (1.0f + expf(-g[i]));
+            if (j->bf16) silu = round_bf16(silu);
+            float v = silu * u[i];
+            g[i] = j->bf16 ? round_bf16(v) : v;
+        }
+    }
+}
+
+/* x += y, with the sum rounded to BF16 in bf16 mode. */
+static void residual_add(float *x, const float *y, size_t n, int bf16)
+{
+    if (bf16)
+        for (size_t i = 0; i < n; i++) x[i] = round_bf16(x[i] + round_bf16(y[i]));
+    else
+        for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+static int call_linear_hook(flx_llama_state *s, int layer, flx_linear_kind kind, float *x,
+                            int64_t n, int64_t n_in, flx_error *err)
+{
+    const flx_llama_hooks *h = s->opts.hooks;
+    if (!h || !h->linear_input) return FLX_OK;
+    int rc = h->linear_input(h->ctx, layer, kind, x, n, n_in, err);
+    if (rc != FLX_OK && err && err->code == FLX_OK)
+        flx_fail(err, rc, "layer %d: %s input hook failed", layer, flx_linear_kind_name(kind));
+    return rc;
+}
+
+/* ---------------------------------------------------------------- attention */
+
+/* Causal GQA attention of this call's n tokens against the cache rows
+ * 0 .. n_past + n - 1, one query head at a time, in blocks of query rows:
+ * scores = Q K^T / sqrt(hd) (sgemm), softmax, out = P V (sgemm). */
+static void attention(flx_llama_state *s, int layer, int64_t n)
+{
+    const flx_llama_config *c = &s->model->cfg;
+    const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    const int64_t q_dim = (int64_t)c->n_heads * hd, kv_dim = (int64_t)c->n_kv_heads * hd;
+    const float *kc = s->k_cache + (size_t)layer * s->opts.max_ctx * kv_dim;
+    const float *vc = s->v_cache + (size_t)layer * s->opts.max_ctx * kv_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < c->n_heads; h++) {
+        int g = h / group;
+        for (int64_t r0 = 0; r0 < n; r0 += s->att_rows) {
+            int64_t rows = n - r0 < s->att_rows ? n - r0 : s->att_rows;
+            int64_t n_keys = s->n_past + r0 + rows;   /* keys the last row of the block sees */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n_keys, hd, scale,
+                        s->q + r0 * q_dim + (int64_t)h * hd, (int)q_dim, kc + (int64_t)g * hd,
+                        (int)kv_dim, 0.0f, s->scores, (int)n_keys);
+            softmax_job sj = {s->scores, n_keys, s->n_past + r0, s->opts.bf16_activations};
+            flx_pool_for(s->pool, rows, 8, softmax_rows, &sj);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)n_keys, 1.0f,
+                        s->scores, (int)n_keys, vc + (int64_t)g * hd, (int)kv_dim, 0.0f,
+                        s->attn + r0 * q_dim + (int64_t)h * hd, (int)q_dim);
+        }
+    }
+    if (s->opts.bf16_activations) round_bf16_block(s->attn, (size_t)n * q_dim);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_error *err)
+{
+    const flx_model *m = s->model;
+    const flx_llama_config *c = &m->cfg;
+    const flx_llama_weights *w = &m->w;
+    const int64_t d = c->d_model, hd = c->head_dim, half = hd / 2;
+    const int64_t q_dim = (int64_t)c->n_heads * hd, kv_dim = (int64_t)c->n_kv_heads * hd;
+    const int bf16 = s->opts.bf16_activations;
+    int rc;
+
+    if (n < 1 || n > s->opts.max_tokens)
+        return flx_fail(err, FLX_EINVAL, "forward: %lld tokens in one call, the state holds 1..%lld",
+                        (long long)n, (long long)s->opts.max_tokens);
+    if (s->n_past + n > s->opts.max_ctx)
+        return flx_fail(err, FLX_EINVAL,
+                        "forward: KV cache full (%lld + %lld positions > capacity %lld)",
+                        (long long)s->n_past, (long long)n, (long long)s->opts.max_ctx);
+    s->n_rows = 0;
+
+    /* x = tok_embd[token] */
+    for (int64_t t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= c->n_vocab)
+            return flx_fail(err, FLX_EINVAL, "forward: token %lld has id %d, outside the vocabulary of %d",
+                            (long long)t, tokens[t], c->n_vocab);
+        memcpy(s->x + t * d, w->tok_embd + (size_t)tokens[t] * d, (size_t)d * sizeof(float));
+    }
+    if (bf16) round_bf16_block(s->x, (size_t)(n * d));
+
+    /* cos/sin of this call's positions, angle = pos * inv_freq[i] in double */
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t i = 0; i < half; i++) {
+            double angle = (double)(s->n_past + t) * w->rope_inv_freq[i];
+            s->rope_cos[t * half + i] = (float)cos(angle);
+            s->rope_sin[t * half + i] = (float)sin(angle);
+        }
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const flx_llama_layer *L = &w->layers[l];
+        float *kc = s->k_cache + ((size_t)l * s->opts.max_ctx + (size_t)s->n_past) * kv_dim;
+        float *vc = s->v_cache + ((size_t)l * s->opts.max_ctx + (size_t)s->n_past) * kv_dim;
+
+        /* attention: xn = rmsnorm(x); q, k, v projections */
+        rmsnorm(s, s->xn, s->x, L->attn_norm, n);
+        if ((rc = call_linear_hook(s, l, FLX_LINEAR_QKV, s->xn, n, d, err))) return rc;
+        linear(s->q, s->xn, L->wq, n, d, q_dim, q_dim);
+        linear(kc, s->xn, L->wk, n, d, kv_dim, kv_dim);
+        linear(vc, s->xn, L->wv, n, d, kv_dim, kv_dim);
+        if (bf16) {
+            round_bf16_block(s->q, (size_t)(n * q_dim));
+            round_bf16_block(kc, (size_t)(n * kv_dim));
+            round_bf16_block(vc, (size_t)(n * kv_dim));
+        }
+
+        /* RoPE on q and the new k rows */
+        int adjacent = c->rope_pairing == FLX_ROPE_ADJACENT;
+        rope_job rq = {s->q, q_dim, c->n_heads, s->rope_cos, s->rope_sin, (int)hd, adjacent, bf16};
+        rope_job rk = {kc, kv_dim, c->n_kv_heads, s->rope_cos, s->rope_sin, (int)hd, adjacent, bf16};
+        flx_pool_for(s->pool, n, 32, rope_rows, &rq);
+        flx_pool_for(s->pool, n, 32, rope_rows, &rk);
+        if (s->opts.hooks && s->opts.hooks->qkv) {
+            rc = s->opts.hooks->qkv(s->opts.hooks->ctx, l, s->q, kc, vc, n, s->n_past, c, err);
+            if (rc != FLX_OK) {
+                if (err && err->code == FLX_OK) flx_fail(err, rc, "layer %d: q/k/v hook failed", l);
+                return rc;
+            }
+        }
+
+        attention(s, l, n);
+
+        /* x += attn Wo^T */
+        if ((rc = call_linear_hook(s, l, FLX_LINEAR_O, s->attn, n, q_dim, err))) return rc;
+        linear(s->proj, s->attn, L->wo, n, q_dim, d, d);
+        residual_add(s->x, s->proj, (size_t)(n * d), bf16);
+
+        /* x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
+        rmsnorm(s, s->xn, s->x, L->ffn_norm, n);
+        if ((rc = call_linear_hook(s, l, FLX_LINEAR_GATE_UP, s->xn, n, d, err))) return rc;
+        linear(s->gate, s->xn, L->w_gate, n, d, c->d_ff, c->d_ff);
+        linear(s->up, s->xn, L->w_up, n, d, c->d_ff, c->d_ff);
+        if (bf16) {
+            round_bf16_block(s->gate, (size_t)(n * c->d_ff));
+            round_bf16_block(s->up, (size_t)(n * c->d_ff));
+        }
+        swiglu_job sw = {s->gate, s->up, c->d_ff, bf16};
+        flx_pool_for(s->pool, n, 8, swiglu_rows, &sw);
+        if ((rc = call_linear_hook(s, l, FLX_LINEAR_DOWN, s->gate, n, c->d_ff, err))) return rc;
+        linear(s->proj, s->gate, L->w_down, n, c->d_ff, d, d);
+        residual_add(s->x, s->proj, (size_t)(n * d), bf16);
+    }
+
+    /* h = rmsnorm(x) * out_norm, kept in xn for flx_llama_logits */
+    rmsnorm(s, s->xn, s->x, w->out_norm, n);
+    if ((rc = call_linear_hook(s, c->n_layers, FLX_LINEAR_HEAD, s->xn, n, d, err))) return rc;
+    s->n_past += n;
+    s->n_rows = n;
+    return FLX_OK;
+}
+
+int flx_llama_logits(flx_llama_state *s, int64_t row0, int64_t n_rows, float *out, flx_error *err)
+{
+    const flx_llama_config *c = &s->model->cfg;
+    if (row0 < 0 || n_rows < 1 || row0 + n_rows > s->n_rows)
+        return flx_fail(err, FLX_EINVAL, "logits: rows %lld..%lld requested, the last forward has %lld",
+                        (long long)row0, (long long)(row0 + n_rows - 1), (long long)s->n_rows);
+    linear(out, s->xn + row0 * c->d_model, s->model->w.output, n_rows, c->d_model, c->n_vocab,
+           c->n_vocab);
+    return FLX_OK;
+}

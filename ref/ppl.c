@@ -1,0 +1,267 @@
+/* Perplexity under the HF and llama.cpp protocols (flx_ppl.h, docs/ppl.md). */
+#include "flx_ppl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *flx_ppl_protocol_name(flx_ppl_protocol p)
+{
+    return p == FLX_PPL_LLAMACPP ? "llamacpp" : "hf";
+}
+
+/* ---------------------------------------------------------------- windows */
+
+int flx_ppl_plan_make(flx_ppl_plan *p, flx_ppl_protocol protocol, int64_t n_tokens, int64_t n_ctx,
+                      int64_t max_windows, int32_t bos_id, flx_error *err)
+{
+    memset(p, 0, sizeof *p);
+    if (n_ctx < 2)
+        return flx_fail(err, FLX_EINVAL, "perplexity: the window (--ctx) must be at least 2 tokens, got %lld",
+                        (long long)n_ctx);
+    p->protocol = protocol;
+    p->n_ctx = n_ctx;
+    p->n_available = n_tokens / n_ctx;
+    if (protocol == FLX_PPL_LLAMACPP) {
+        /* llama-perplexity refuses streams shorter than two chunks */
+        if (n_tokens < 2 * n_ctx)
+            return flx_fail(err, FLX_EINVAL,
+                            "perplexity: you need at least %lld tokens to evaluate perplexity with a "
+                            "context of %lld (the text has %lld)",
+                            (long long)(2 * n_ctx), (long long)n_ctx, (long long)n_tokens);
+        p->first = n_ctx / 2;
+        p->bos_overwrite = bos_id;
+    } else {
+        if (n_tokens < n_ctx)
+            return flx_fail(err, FLX_EINVAL,
+                            "perplexity: the text has %lld tokens, fewer than one window of %lld",
+                            (long long)n_tokens, (long long)n_ctx);
+        p->first = 0;
+        p->bos_overwrite = -1;
+    }
+    p->n_scored = n_ctx - 1 - p->first;
+    p->n_windows = max_windows > 0 && max_windows < p->n_available ? max_windows : p->n_available;
+    return FLX_OK;
+}
+
+void flx_ppl_window_tokens(const flx_ppl_plan *p, const int32_t *stream, int64_t w, int32_t *out)
+{
+    memcpy(out, stream + w * p->n_ctx, (size_t)p->n_ctx * sizeof *out);
+    if (p->bos_overwrite >= 0) out[0] = p->bos_overwrite;
+}
+
+/* ---------------------------------------------------------------- statistics */
+
+double flx_nll(const float *logits, int64_t n_vocab, int32_t target)
+{
+    float mx = logits[0];
+    for (int64_t i = 1; i < n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum_exp = 0.0;
+    for (int64_t i = 0; i < n_vocab; i++) sum_exp += expf(logits[i] - mx);
+    return log(sum_exp) - ((double)logits[target] - (double)mx);
+}
+
+void flx_ppl_acc_add(flx_ppl_acc *a, double nll)
+{
+    a->sum_nll += nll;
+    a->sum_nll2 += nll * nll;
+    a->count++;
+}
+
+double flx_ppl_acc_ppl(const flx_ppl_acc *a)
+{
+    return a->count ? exp(a->sum_nll / (double)a->count) : NAN;
+}
+
+double flx_ppl_acc_uncertainty(const flx_ppl_acc *a)
+{
+    if (a->count < 2) return 0.0;
+    double m = a->sum_nll / (double)a->count, m2 = a->sum_nll2 / (double)a->count;
+    double var = m2 - m * m;
+    return var > 0 ? exp(m) * sqrt(var / (double)(a->count - 1)) : 0.0;
+}
+
+flx_mean_unc flx_mean_and_uncertainty(double sum, double sum2, int64_t count)
+{
+    flx_mean_unc r = {0.0, 0.0};
+    if (count < 1) return r;
+    r.mean = sum / (double)count;
+    double var = sum2 / (double)count - r.mean * r.mean;
+    r.unc = var > 0 && count > 10 ? sqrt(var / (double)(count - 1)) : 0.0;
+    return r;
+}
+
+/* ---------------------------------------------------------------- run */
+
+/* Per-row work of one logits chunk, run on the forward state's pool; every
+ * row writes only its own outputs, so the sums below stay in row order. */
+typedef struct {
+    const float   *logits;   /* (rows, n_vocab) */
+    int64_t        n_vocab;
+    const int32_t *targets;  /* [rows] */
+    double        *nll;      /* [rows] */
+    uint16_t      *records;  /* (rows, rec_u16) or NULL: save mode */
+    int64_t        rec_u16;
+    const flx_kld_base *base;
+    int64_t        chunk, rec0;
+    flx_kld_token *kld;      /* [rows] or NULL: compare mode */
+} score_job;
+
+static void score_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const score_job *j = ctx;
+    for (int64_t r = begin; r < end; r++) {
+        const float *l = j->logits + r * j->n_vocab;
+        if (j->kld) {
+            const uint16_t *rec = flx_kld_base_record(j->base, j->chunk, j->rec0 + r);
+            flx_kld_token_eval(l, j->n_vocab, rec, j->targets[r], &j->kld[r]);
+            j->nll[r] = j->kld[r].nll;
+        } else {
+            j->nll[r] = flx_nll(l, j->n_vocab, j->targets[r]);
+        }
+        if (j->records) flx_kld_record_make(l, j->n_vocab, j->records + r * j->rec_u16);
+    }
+}
+
+static int write_all(flx_outfile *f, const void *data, size_t bytes, flx_error *err)
+{
+    if (bytes && fwrite(data, 1, bytes, f->fp) != bytes)
+        return flx_fail(err, FLX_EIO, "%s: write failed", f->path);
+    return FLX_OK;
+}
+
+int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, const flx_ppl_opts *o,
+                flx_ppl_result *r, flx_error *err)
+{
+    memset(r, 0, sizeof *r);
+    const int64_t n_vocab = m->cfg.n_vocab;
+    int rc = flx_ppl_plan_make(&r->plan, o->protocol, n_tokens, o->n_ctx, o->max_windows,
+                               o->protocol == FLX_PPL_LLAMACPP ? o->bos_id : -1, err);
+    if (rc) return rc;
+    const flx_ppl_plan *p = &r->plan;
+    r->n_tokens = n_tokens;
+    const flx_kld_base *base = o->kl_base;
+    if (base) {
+        if (base->n_ctx != p->n_ctx || base->n_vocab != n_vocab || base->protocol != p->protocol ||
+            base->n_chunk < p->n_windows)
+            return flx_fail(err, FLX_EINVAL,
+                            "KL base was saved with n_ctx %d, n_vocab %d, %d chunks, protocol %s; this "
+                            "run has n_ctx %lld, n_vocab %lld, %lld chunks, protocol %s",
+                            base->n_ctx, base->n_vocab, base->n_chunk,
+                            flx_ppl_protocol_name(base->protocol), (long long)p->n_ctx,
+                            (long long)n_vocab, (long long)p->n_windows,
+                            flx_ppl_protocol_name(p->protocol));
+    }
+
+    flx_llama_opts lo = o->llama;
+    lo.max_tokens = p->n_ctx;
+    lo.max_ctx = p->n_ctx;
+    flx_llama_state st;
+    if ((rc = flx_llama_init(&st, m, &lo, err))) return rc;
+    int64_t head_rows = flx_llama_head_rows(&st);
+    if (head_rows > p->n_scored) head_rows = p->n_scored;
+    int64_t rec_u16 = flx_kld_record_u16(n_vocab);
+    int32_t *win = malloc((size_t)p->n_ctx * sizeof *win);
+    float *logits = malloc((size_t)head_rows * (size_t)n_vocab * sizeof *logits);
+    double *nll = malloc((size_t)head_rows * sizeof *nll);
+    uint16_t *records = o->save_logits_path
+                            ? malloc((size_t)head_rows * (size_t)rec_u16 * sizeof *records) : NULL;
+    flx_kld_token *kt = base ? malloc((size_t)head_rows * sizeof *kt) : NULL;
+    r->window_mean_nll = calloc((size_t)p->n_windows, sizeof *r->window_mean_nll);
+    flx_kld_stats ks = {0};
+    flx_outfile out = {0};
+    int out_open = 0;
+    if (!win || !logits || !nll || !r->window_mean_nll || (o->save_logits_path && !records) ||
+        (base && !kt)) {
+        rc = flx_fail(err, FLX_ENOMEM, "perplexity: out of memory for %lld logits rows of %lld",
+                      (long long)head_rows, (long long)n_vocab);
+        goto done;
+    }
+    if (o->save_logits_path) {
+        if ((rc = flx_outfile_open(&out, o->save_logits_path, err))) goto done;
+        out_open = 1;
+        int32_t hdr[3] = {(int32_t)p->n_ctx, (int32_t)n_vocab, (int32_t)p->n_windows};
+        if ((rc = write_all(&out, "_logits_", 8, err)) || (rc = write_all(&out, hdr, sizeof hdr, err)) ||
+            (rc = write_all(&out, tokens, (size_t)(p->n_windows * p->n_ctx) * sizeof *tokens, err)))
+            goto done;
+    }
+
+    flx_ppl_acc acc = {0};
+    double sum_window_means = 0.0;
+    double t0 = flx_now_seconds();
+    for (int64_t w = 0; w < p->n_windows; w++) {
+        flx_ppl_window_tokens(p, tokens, w, win);
+        flx_llama_reset(&st);
+        if ((rc = flx_llama_forward(&st, win, p->n_ctx, err))) goto done;
+        double win_sum = 0.0;
+        /* logit row i predicts the stream's token w*n_ctx + i + 1 */
+        for (int64_t r0 = p->first; r0 < p->n_ctx - 1; r0 += head_rows) {
+            int64_t rows = p->n_ctx - 1 - r0 < head_rows ? p->n_ctx - 1 - r0 : head_rows;
+            if ((rc = flx_llama_logits(&st, r0, rows, logits, err))) goto done;
+            score_job j = {logits, n_vocab, tokens + w * p->n_ctx + r0 + 1, nll, records, rec_u16,
+                           base, w, r0 - p->first, kt};
+            flx_pool_for(st.pool, rows, 4, score_rows, &j);
+            for (int64_t i = 0; i < rows; i++) {
+                if (!isfinite(nll[i])) {
+                    rc = flx_fail(err, FLX_ENUMERIC,
+                                  "perplexity: window %lld, position %lld: the log-likelihood is not "
+                                  "finite (NaN/Inf logits)",
+                                  (long long)w + 1, (long long)(r0 + i));
+                    goto done;
+                }
+                flx_ppl_acc_add(&acc, nll[i]);
+                win_sum += nll[i];
+                if (kt && (rc = flx_kld_stats_add(&ks, &kt[i]))) {
+                    flx_fail(err, rc, "perplexity: out of memory for KL statistics");
+                    goto done;
+                }
+            }
+            if (records && (rc = write_all(&out, records, (size_t)(rows * rec_u16) * sizeof *records, err)))
+                goto done;
+        }
+        r->window_mean_nll[w] = win_sum / (double)p->n_scored;
+        sum_window_means += r->window_mean_nll[w];
+        if (o->on_window) {
+            flx_ppl_progress_info info = {w, r->window_mean_nll[w], flx_ppl_acc_ppl(&acc)};
+            o->on_window(o->on_window_ctx, &info);
+        }
+    }
+    r->seconds = flx_now_seconds() - t0;
+    r->n_scored = acc.count;
+    r->mean_nll = acc.sum_nll / (double)acc.count;
+    r->ppl = p->protocol == FLX_PPL_HF ? exp(sum_window_means / (double)p->n_windows)
+                                       : flx_ppl_acc_ppl(&acc);
+    r->ppl_unc = flx_ppl_acc_uncertainty(&acc);
+    r->tokens_per_second = r->seconds > 0 ? (double)(p->n_windows * p->n_ctx) / r->seconds : 0.0;
+    if (base) {
+        r->has_kld = 1;
+        flx_kld_summarize(&ks, &r->kld);
+    }
+    if (out_open) {
+        out_open = 0;
+        rc = flx_outfile_commit(&out, err);
+    }
+
+done:
+    if (out_open) flx_outfile_abort(&out);
+    if (rc) {
+        free(r->window_mean_nll);
+        r->window_mean_nll = NULL;
+    }
+    flx_kld_stats_free(&ks);
+    free(kt);
+    free(records);
+    free(nll);
+    free(logits);
+    free(win);
+    flx_llama_free(&st);
+    return rc;
+}
+
+void flx_ppl_result_free(flx_ppl_result *r)
+{
+    if (!r) return;
+    free(r->window_mean_nll);
+    memset(r, 0, sizeof *r);
+}
