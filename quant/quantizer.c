@@ -1,0 +1,349 @@
+/* quantizer.c -- symmetric, zero-point and float-offset integer quantizers,
+ * their granularities, MSE clip search, packing, FlexLLM weight export.
+ * Formulas are in flx_quant.h; this file follows them line by line. */
+#include "flx_quant.h"
+
+#include <math.h>
+#include <string.h>
+
+flx_qspec flx_qspec_make(int32_t bits, flx_qscheme scheme, flx_qgran gran, int32_t group_size)
+{
+    flx_qspec s;
+    memset(&s, 0, sizeof s);
+    s.bits = bits;
+    s.scheme = scheme;
+    s.gran = gran;
+    s.group_size = group_size;
+    s.round = FLX_QR_HALF_AWAY;
+    s.clip = 1.0f;
+    s.mse_clip = 0;
+    return s;
+}
+
+int flx_qspec_check(const flx_qspec *s, int64_t n_cols, const char *what, flx_error *err)
+{
+    if (!what) what = "tensor";
+    if (!((s->bits >= 2 && s->bits <= 8) || s->bits == 16))
+        return flx_fail(err, FLX_EINVAL, "%s: %d-bit quantization is not supported (use 2..8 or 16)",
+                        what, (int)s->bits);
+    if ((int)s->scheme < FLX_QS_SYM || (int)s->scheme > FLX_QS_ASYM_FLOAT)
+        return flx_fail(err, FLX_EINVAL, "%s: unknown quantization scheme %d", what, (int)s->scheme);
+    if ((int)s->round < FLX_QR_HALF_AWAY || (int)s->round > FLX_QR_HALF_EVEN)
+        return flx_fail(err, FLX_EINVAL, "%s: unknown rounding mode %d", what, (int)s->round);
+    if (!(s->clip > 0.0f && s->clip <= 1.0f))
+        return flx_fail(err, FLX_EINVAL, "%s: clip ratio %g is outside (0, 1]", what, (double)s->clip);
+    if (s->gran == FLX_QG_GROUP) {
+        if (s->group_size < 1)
+            return flx_fail(err, FLX_EINVAL, "%s: group size %d must be positive", what,
+                            (int)s->group_size);
+        if (n_cols % s->group_size != 0)
+            return flx_fail(err, FLX_EINVAL, "%s: group size %d does not divide the %lld columns",
+                            what, (int)s->group_size, (long long)n_cols);
+    } else if ((int)s->gran < FLX_QG_TENSOR || (int)s->gran > FLX_QG_GROUP) {
+        return flx_fail(err, FLX_EINVAL, "%s: unknown granularity %d", what, (int)s->gran);
+    }
+    return FLX_OK;
+}
+
+void flx_qspec_range(const flx_qspec *s, int32_t *qmin, int32_t *qmax)
+{
+    if (s->scheme == FLX_QS_SYM) {
+        *qmin = -(1 << (s->bits - 1));
+        *qmax = (1 << (s->bits - 1)) - 1;
+    } else {
+        *qmin = 0;
+        *qmax = (1 << s->bits) - 1;
+    }
+}
+
+static int64_t group_cols(const flx_qspec *s, int64_t cols)
+{
+    return s->gran == FLX_QG_GROUP ? s->group_size : cols;
+}
+
+int64_t flx_qspec_n_params(const flx_qspec *s, int64_t rows, int64_t cols)
+{
+    switch (s->gran) {
+    case FLX_QG_TENSOR: return 1;
+    case FLX_QG_ROW:    return rows;
+    case FLX_QG_GROUP:  return rows * (cols / s->group_size);
+    }
+    return 0;
+}
+
+float flx_qround_apply(flx_qround r, float x)
+{
+    return r == FLX_QR_HALF_EVEN ? rintf(x) : roundf(x);   /* rintf: default mode is RNE */
+}
+
+/* clamp in float first so that the int conversion is always defined */
+static int32_t clamp_code(float r, int32_t qmin, int32_t qmax)
+{
+    if (!(r >= (float)qmin)) return isnan(r) ? 0 : qmin;
+    if (r > (float)qmax) return qmax;
+    return (int32_t)r;
+}
+
+/* Parameters for the range [lo, hi] (clip already applied). */
+static flx_qparams params_for_range(const flx_qspec *s, float lo, float hi)
+{
+    flx_qparams p = {1.0f, 0.0f};
+    int32_t qmin, qmax;
+    flx_qspec_range(s, &qmin, &qmax);
+    switch (s->scheme) {
+    case FLX_QS_SYM: {
+        float amax = fabsf(lo) > fabsf(hi) ? fabsf(lo) : fabsf(hi);
+        p.scale = amax / (float)qmax;
+        if (p.scale == 0.0f) p.scale = 1.0f;
+        break;
+    }
+    case FLX_QS_ASYM_ZP: {
+        if (lo > 0.0f) lo = 0.0f;
+        if (hi < 0.0f) hi = 0.0f;
+        if (lo == 0.0f && hi == 0.0f) { lo = -1.0f; hi = 1.0f; }
+        p.scale = (hi - lo) / (float)qmax;
+        p.zero = flx_qround_apply(s->round, -lo / p.scale);
+        break;
+    }
+    case FLX_QS_ASYM_FLOAT:
+        p.scale = (hi - lo) / (float)qmax;
+        if (p.scale == 0.0f) p.scale = 1.0f;
+        p.zero = lo;
+        break;
+    }
+    return p;
+}
+
+/* min and max as FlexLLM tracks them: sentinels +-1e32, strict compares */
+static void min_max(const float *x, int64_t n, int64_t stride_rows, int64_t rows, int64_t cols,
+                    float *lo, float *hi)
+{
+    float mn = 1e32f, mx = -1e32f;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = x + r * stride_rows;
+        for (int64_t k = 0; k < cols; k++) {
+            if (row[k] > mx) mx = row[k];
+            if (row[k] < mn) mn = row[k];
+        }
+    }
+    (void)n;
+    if (mx < mn) { mn = 0.0f; mx = 0.0f; }     /* empty or all NaN */
+    *lo = mn;
+    *hi = mx;
+}
+
+flx_qparams flx_qparams_of(const flx_qspec *s, const float *x, int64_t n)
+{
+    float lo, hi;
+    min_max(x, n, n, 1, n, &lo, &hi);
+    return params_for_range(s, lo * s->clip, hi * s->clip);
+}
+
+int32_t flx_quantize1(const flx_qspec *s, flx_qparams p, float x)
+{
+    int32_t qmin, qmax;
+    flx_qspec_range(s, &qmin, &qmax);
+    switch (s->scheme) {
+    case FLX_QS_SYM:
+        return clamp_code(flx_qround_apply(s->round, x / p.scale), qmin, qmax);
+    case FLX_QS_ASYM_ZP:
+        return clamp_code(flx_qround_apply(s->round, x / p.scale) + p.zero, qmin, qmax);
+    case FLX_QS_ASYM_FLOAT:
+        return clamp_code(flx_qround_apply(s->round, (x - p.zero) / p.scale), qmin, qmax);
+    }
+    return 0;
+}
+
+float flx_dequantize1(const flx_qspec *s, flx_qparams p, int32_t q)
+{
+    switch (s->scheme) {
+    case FLX_QS_SYM:        return p.scale * (float)q;
+    case FLX_QS_ASYM_ZP:    return p.scale * ((float)q - p.zero);
+    case FLX_QS_ASYM_FLOAT: return p.scale * (float)q + p.zero;
+    }
+    return 0.0f;
+}
+
+/* SpinQuant's weight clip search over one group of n values: shrink the
+ * range by p = 1 - i/100 for i < 80, keep the first p with the smallest
+ * sum |x^ - x|^2.4 (strictly smaller wins, so ties keep the wider range). */
+static flx_qparams mse_search(const flx_qspec *s, const float *x, int64_t n, float lo, float hi)
+{
+    const int grid = 100, n_steps = 80;     /* maxshrink 0.8 * grid */
+    flx_qparams best_p = params_for_range(s, lo, hi);
+    double best = INFINITY;
+    for (int i = 0; i < n_steps; i++) {
+        float p = (float)(1.0 - (double)i / grid);
+        flx_qparams cand = params_for_range(s, p * lo, p * hi);
+        double e = 0.0;
+        for (int64_t k = 0; k < n; k++) {
+            float d = flx_dequantize1(s, cand, flx_quantize1(s, cand, x[k])) - x[k];
+            e += pow(fabs((double)d), 2.4);
+        }
+        if (e < best) {
+            best = e;
+            best_p = cand;
+        }
+    }
+    return best_p;
+}
+
+void flx_quant_params(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
+                      flx_qparams *params)
+{
+    if (s->gran == FLX_QG_TENSOR) {
+        float lo, hi;
+        min_max(x, rows * cols, cols, rows, cols, &lo, &hi);
+        params[0] = params_for_range(s, lo * s->clip, hi * s->clip);
+        return;
+    }
+    int64_t g = group_cols(s, cols), n_groups = cols / g;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t j = 0; j < n_groups; j++) {
+            const float *xs = x + r * cols + j * g;
+            float lo, hi;
+            min_max(xs, g, g, 1, g, &lo, &hi);
+            lo *= s->clip;
+            hi *= s->clip;
+            params[r * n_groups + j] = s->mse_clip ? mse_search(s, xs, g, lo, hi)
+                                                   : params_for_range(s, lo, hi);
+        }
+    }
+}
+
+static const flx_qparams *param_at(const flx_qspec *s, const flx_qparams *params, int64_t cols,
+                                   int64_t r, int64_t k)
+{
+    switch (s->gran) {
+    case FLX_QG_TENSOR: return params;
+    case FLX_QG_ROW:    return params + r;
+    case FLX_QG_GROUP:  return params + r * (cols / s->group_size) + k / s->group_size;
+    }
+    return params;
+}
+
+void flx_quant_apply(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
+                     const flx_qparams *params, int32_t *q)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < cols; k++)
+            q[r * cols + k] = flx_quantize1(s, *param_at(s, params, cols, r, k), x[r * cols + k]);
+}
+
+void flx_fake_quant(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
+                    const flx_qparams *params, float *out)
+{
+    if (!params) {
+        /* dynamic: one group at a time, so no scratch beyond the params */
+        if (s->gran == FLX_QG_TENSOR) {
+            flx_qparams p;
+            flx_quant_params(s, x, rows, cols, &p);
+            flx_fake_quant(s, x, rows, cols, &p, out);
+            return;
+        }
+        int64_t g = group_cols(s, cols), n_groups = cols / g;
+        flx_qspec one = *s;
+        one.gran = FLX_QG_TENSOR;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < n_groups; j++) {
+                const float *xs = x + r * cols + j * g;
+                flx_qparams p;
+                flx_quant_params(s, xs, 1, g, &p);   /* ROW over one group */
+                float *os = out + r * cols + j * g;
+                for (int64_t k = 0; k < g; k++)
+                    os[k] = flx_dequantize1(&one, p, flx_quantize1(&one, p, xs[k]));
+            }
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < cols; k++) {
+            const flx_qparams *p = param_at(s, params, cols, r, k);
+            float v = x[r * cols + k];
+            out[r * cols + k] = flx_dequantize1(s, *p, flx_quantize1(s, *p, v));
+        }
+}
+
+/* ---------------------------------------------------------------- packing */
+
+size_t flx_pack_bytes(int32_t bits, size_t n)
+{
+    if (bits <= 4) return (n + 1) / 2;
+    if (bits <= 8) return n;
+    return 2 * n;
+}
+
+void flx_pack_codes(int32_t bits, const int32_t *q, size_t n, uint8_t *out)
+{
+    if (bits <= 4) {
+        for (size_t i = 0; i < n; i += 2) {
+            uint8_t lo = (uint8_t)(q[i] & 0xF);
+            uint8_t hi = i + 1 < n ? (uint8_t)(q[i + 1] & 0xF) : 0;
+            out[i / 2] = (uint8_t)(lo | (hi << 4));
+        }
+    } else if (bits <= 8) {
+        for (size_t i = 0; i < n; i++) out[i] = (uint8_t)(q[i] & 0xFF);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            out[2 * i] = (uint8_t)(q[i] & 0xFF);
+            out[2 * i + 1] = (uint8_t)((q[i] >> 8) & 0xFF);
+        }
+    }
+}
+
+static int32_t sext(uint32_t v, int bits)
+{
+    uint32_t m = 1u << (bits - 1);
+    return (int32_t)((v ^ m) - m);
+}
+
+void flx_unpack_codes(int32_t bits, int is_signed, const uint8_t *in, size_t n, int32_t *q)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v;
+        int fw;
+        if (bits <= 4) { v = (in[i / 2] >> (4 * (i & 1))) & 0xFu; fw = 4; }
+        else if (bits <= 8) { v = in[i]; fw = 8; }
+        else { v = (uint32_t)in[2 * i] | ((uint32_t)in[2 * i + 1] << 8); fw = 16; }
+        q[i] = is_signed ? sext(v, fw) : (int32_t)v;
+    }
+}
+
+void flx_pack_int4(const int8_t *q, size_t n, uint8_t *out)
+{
+    for (size_t i = 0; i < n; i += 2) {
+        uint8_t lo = (uint8_t)(q[i] & 0xF);
+        uint8_t hi = i + 1 < n ? (uint8_t)(q[i + 1] & 0xF) : 0;
+        out[i / 2] = (uint8_t)(lo | (hi << 4));
+    }
+}
+
+void flx_unpack_int4(const uint8_t *in, size_t n, int is_signed, int8_t *q)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = (in[i / 2] >> (4 * (i & 1))) & 0xFu;
+        q[i] = (int8_t)(is_signed ? sext(v, 4) : (int32_t)v);
+    }
+}
+
+/* ---------------------------------------------------------------- FlexLLM weights */
+
+void flx_quant_flexllm_weight(const float *w, int64_t n_out, int64_t n_in, int8_t *q,
+                              float *scale, float *wsum)
+{
+    for (int64_t r = 0; r < n_out; r++) {
+        const float *row = w + r * n_in;
+        float amax = 0.0f;
+        for (int64_t k = 0; k < n_in; k++)
+            if (fabsf(row[k]) > amax) amax = fabsf(row[k]);
+        float s = amax / 7.0f;
+        if (s == 0.0f) s = 1.0f;
+        int64_t sum = 0;
+        for (int64_t k = 0; k < n_in; k++) {
+            int32_t v = clamp_code(roundf(row[k] / s), -8, 7);
+            q[r * n_in + k] = (int8_t)v;
+            sum += v;
+        }
+        scale[r] = s;
+        wsum[r] = s * (float)sum;     /* |sum| <= 8 * n_in: exact in float */
+    }
+}
