@@ -4,6 +4,7 @@
  * applied afterwards (pair_wrap / flx_emu_wrap). */
 #include "flx_emu.h"
 
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,10 +53,54 @@ static void gemm_i4_pairs(void *ctx, int64_t p0, int64_t p1, int thread_id)
     }
 }
 
+/* Float path: when max|a| * max|w| * n_in < 2^24 every partial sum of any
+ * summation order is an integer of magnitude below 2^24, hence exact in
+ * binary32; sgemm then returns the exact integer sums whatever its blocking
+ * and thread count.  Weights are converted in row blocks of <= 32 MiB. */
+static int64_t gemm_i4_sgemm(int32_t *acc, const int8_t *a, int a_is_uint, const int8_t *w,
+                             int64_t n_tokens, int64_t n_out, int64_t n_in, int acc_bits)
+{
+    int64_t rows = ((int64_t)8 << 20) / n_in;
+    rows = rows < 2 ? 2 : rows & ~(int64_t)1;           /* keep column pairs together */
+    if (rows > n_out) rows = n_out + (n_out & 1);
+    float *af = malloc((size_t)(n_tokens * n_in) * sizeof *af);
+    float *wf = malloc((size_t)(rows * n_in) * sizeof *wf);
+    float *cf = malloc((size_t)(n_tokens * rows) * sizeof *cf);
+    if (!af || !wf || !cf) {
+        free(af); free(wf); free(cf);
+        return -1;
+    }
+    for (int64_t i = 0; i < n_tokens * n_in; i++)
+        af[i] = (float)flx_emu_pattern_value(a[i], 4, a_is_uint);
+    int64_t wrapped = 0;
+    for (int64_t o0 = 0; o0 < n_out; o0 += rows) {
+        int64_t nr = n_out - o0 < rows ? n_out - o0 : rows;
+        for (int64_t i = 0; i < nr * n_in; i++)
+            wf[i] = (float)flx_emu_pattern_value(w[o0 * n_in + i], 4, 0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tokens, (int)nr, (int)n_in,
+                    1.0f, af, (int)n_in, wf, (int)n_in, 0.0f, cf, (int)nr);
+        for (int64_t t = 0; t < n_tokens; t++) {
+            const float *ct = cf + t * nr;
+            int32_t *yt = acc + t * n_out + o0;
+            for (int64_t c = 0; c < nr; c += 2) {
+                int has_odd = c + 1 < nr;
+                wrapped += pair_wrap((int64_t)ct[c], has_odd ? (int64_t)ct[c + 1] : 0, acc_bits,
+                                     &yt[c], has_odd ? &yt[c + 1] : NULL);
+            }
+        }
+    }
+    free(af); free(wf); free(cf);
+    return wrapped;
+}
+
 int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8_t *w,
                         int64_t n_tokens, int64_t n_out, int64_t n_in, int acc_bits,
                         flx_pool *pool)
 {
+    /* exactness bound of the float path (see gemm_i4_sgemm) */
+    if (n_tokens >= 8 && (a_is_uint ? 15 : 8) * 8 * n_in < ((int64_t)1 << 24) &&
+        n_in < INT32_MAX && n_out < INT32_MAX && n_tokens < INT32_MAX)
+        return gemm_i4_sgemm(acc, a, a_is_uint, w, n_tokens, n_out, n_in, acc_bits);
     int64_t n_pairs = (n_out + 1) / 2;
     int16_t *a16 = malloc((size_t)(n_tokens * n_in + 1) * sizeof *a16);
     int16_t *w16 = malloc((size_t)(n_out * n_in + 1) * sizeof *w16);

@@ -312,6 +312,12 @@ Test(emu_gemm, i4_matches_transcription_and_thread_count)
         flx_pool_free(p1);
         flx_pool_free(p2);
         for (int i = 0; i < T * O; i++) cr_assert_eq(acc0[i], want[i]);
+        /* the float (sgemm, T >= 8) and integer (T < 8) paths agree */
+        for (int t = 0; t < T; t++) {
+            int32_t row[O];
+            cr_assert_eq(flx_emu_gemm_i4(row, a + t * K, is_uint, w, 1, O, K, 19, NULL), 0);
+            cr_assert_eq(memcmp(row, acc0 + t * O, sizeof row), 0);
+        }
         cr_assert_eq(memcmp(acc0, acc1, sizeof acc0), 0);
         cr_assert_eq(memcmp(acc0, acc2, sizeof acc0), 0);
     }
@@ -344,6 +350,15 @@ Test(emu_gemm, accumulator_limits_and_documented_wrap)
     cr_assert_eq(flx_emu_gemm_i4(acc, a, 1, w, 1, 2, K, 19, NULL), 1);
     cr_assert_eq(acc[0], 65536);
     cr_assert_eq(acc[1], 75 - 2);
+    /* same through the float path (8 identical tokens) */
+    static int8_t a8[8 * K];
+    static int32_t acc8[16];
+    for (int i = 0; i < 8 * K; i++) a8[i] = -1;
+    cr_assert_eq(flx_emu_gemm_i4(acc8, a8, 1, w, 8, 2, K, 19, NULL), 8);
+    for (int t = 0; t < 8; t++) {
+        cr_assert_eq(acc8[2 * t], 65536);
+        cr_assert_eq(acc8[2 * t + 1], 73);
+    }
 }
 
 Test(emu_gemm, int8_attention_products)
