@@ -80,6 +80,21 @@ int flx_tokenizer_piece(const flx_tokenizer *tok, int32_t prev_id, int32_t id,
 int flx_tokenizer_decode(const flx_tokenizer *tok, const int32_t *ids, size_t n_ids,
                          char **text, size_t *bytes, flx_error *err);
 
+/* Longest piece any token decodes to: a flx_tokenizer_piece buffer of this
+ * many bytes always suffices. */
+size_t flx_tokenizer_max_piece_bytes(const flx_tokenizer *tok);
+/* Token type (enum flx_token_type) of id; 0 for an unused or invalid id. */
+int32_t flx_tokenizer_token_type(const flx_tokenizer *tok, int32_t id);
+/* The token's string as stored in the vocabulary; NULL for an unused id. */
+const char *flx_tokenizer_token_text(const flx_tokenizer *tok, int32_t id);
+
+/* Byte-level BPE only: splits text (no special-token handling) into the
+ * pre-tokens the regex yields; *ends (malloc'ed, n_pieces entries) holds
+ * the end offset of each piece.  For tests and for diffing against other
+ * tokenizers. */
+int flx_tokenizer_pretokenize(const flx_tokenizer *tok, const char *text, size_t bytes,
+                              size_t **ends, size_t *n_pieces, flx_error *err);
+
 #ifdef __cplusplus
 }
 #endif
