@@ -23,31 +23,37 @@ static int pair_wrap(int64_t s_even, int64_t s_odd, int bits, int32_t *even, int
 
 typedef struct {
     int32_t *acc;
-    const int16_t *a;      /* [n_tokens][n_in] values */
-    const int16_t *w;      /* [n_out][n_in] values    */
+    const int16_t *a;      /* [n_tokens][n_in] values                */
+    const int8_t *w;       /* [n_out][n_in] int4 in the low nibble    */
     int64_t n_tokens, n_out, n_in;
     int bits;
     int64_t *wrapped;      /* [n_pairs] per-pair counts (no shared counter) */
 } gemm_i4_job;
 
-static int32_t dot_i16(const int16_t *x, const int16_t *y, int64_t n)
+/* sum_k x[k] * nibble(y[k]); the low nibble is sign-extended by the shift
+ * pair, as the PE's ap_int<4> weight lanes do */
+static int32_t dot_i16_i4(const int16_t *x, const int8_t *y, int64_t n)
 {
     int32_t s = 0;
-    for (int64_t k = 0; k < n; k++) s += (int32_t)x[k] * (int32_t)y[k];
+    for (int64_t k = 0; k < n; k++) {
+        int32_t wv = (int32_t)(int8_t)(uint8_t)((uint8_t)y[k] << 4) >> 4;
+        s += (int32_t)x[k] * wv;
+    }
     return s;
 }
 
 static void gemm_i4_pairs(void *ctx, int64_t p0, int64_t p1, int thread_id)
 {
     gemm_i4_job *j = ctx;
-    for (int64_t t = 0; t < j->n_tokens; t++) {
-        const int16_t *at = j->a + t * j->n_in;
-        int32_t *yt = j->acc + t * j->n_out;
-        for (int64_t p = p0; p < p1; p++) {
-            int64_t o = 2 * p;
-            int64_t se = dot_i16(at, j->w + o * j->n_in, j->n_in);
-            int has_odd = o + 1 < j->n_out;
-            int64_t so = has_odd ? dot_i16(at, j->w + (o + 1) * j->n_in, j->n_in) : 0;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t o = 2 * p;
+        int has_odd = o + 1 < j->n_out;
+        const int8_t *we = j->w + o * j->n_in, *wo = has_odd ? we + j->n_in : NULL;
+        for (int64_t t = 0; t < j->n_tokens; t++) {
+            const int16_t *at = j->a + t * j->n_in;
+            int32_t *yt = j->acc + t * j->n_out;
+            int64_t se = dot_i16_i4(at, we, j->n_in);
+            int64_t so = has_odd ? dot_i16_i4(at, wo, j->n_in) : 0;
             j->wrapped[p] += pair_wrap(se, so, j->bits, &yt[o], has_odd ? &yt[o + 1] : NULL);
         }
     }
@@ -103,22 +109,19 @@ int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8
         return gemm_i4_sgemm(acc, a, a_is_uint, w, n_tokens, n_out, n_in, acc_bits);
     int64_t n_pairs = (n_out + 1) / 2;
     int16_t *a16 = malloc((size_t)(n_tokens * n_in + 1) * sizeof *a16);
-    int16_t *w16 = malloc((size_t)(n_out * n_in + 1) * sizeof *w16);
     int64_t *wrapped = calloc((size_t)n_pairs + 1, sizeof *wrapped);
-    if (!a16 || !w16 || !wrapped) {
-        free(a16); free(w16); free(wrapped);
+    if (!a16 || !wrapped) {
+        free(a16); free(wrapped);
         return -1;
     }
-    /* explicit reinterpretation of the stream patterns */
+    /* explicit reinterpretation of the activation stream patterns */
     for (int64_t i = 0; i < n_tokens * n_in; i++)
         a16[i] = (int16_t)flx_emu_pattern_value(a[i], 4, a_is_uint);
-    for (int64_t i = 0; i < n_out * n_in; i++)
-        w16[i] = (int16_t)flx_emu_pattern_value(w[i], 4, 0);
-    gemm_i4_job job = { acc, a16, w16, n_tokens, n_out, n_in, acc_bits, wrapped };
-    flx_pool_for(pool, n_pairs, 8, gemm_i4_pairs, &job);
+    gemm_i4_job job = { acc, a16, w, n_tokens, n_out, n_in, acc_bits, wrapped };
+    flx_pool_for(pool, n_pairs, 16, gemm_i4_pairs, &job);
     int64_t total = 0;
     for (int64_t p = 0; p < n_pairs; p++) total += wrapped[p];
-    free(a16); free(w16); free(wrapped);
+    free(a16); free(wrapped);
     return total;
 }
 
