@@ -35,7 +35,7 @@ static inline void qt_load_hf(flx_model *m, const char *dir)
     char *txt = NULL, *bin = NULL;
     size_t n = 0;
     flx_error err = { 0 };
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    snprintf(path, sizeof path, "%.4000s/config.json", dir);
     cr_assert_eq(flx_read_file(path, 1 << 20, &txt, &n, &err), FLX_OK, "%s", err.msg);
     cJSON *c = cJSON_Parse(txt);
     cr_assert(c != NULL);
@@ -57,7 +57,7 @@ static inline void qt_load_hf(flx_model *m, const char *dir)
     cJSON_Delete(c);
     free(txt);
 
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(path, sizeof path, "%.4000s/model.safetensors", dir);
     cr_assert_eq(flx_read_file(path, 1 << 26, &bin, &n, &err), FLX_OK, "%s", err.msg);
     uint64_t nh;
     memcpy(&nh, bin, 8);

@@ -1,0 +1,348 @@
+/* gptq.c -- RTN and GPTQ weight quantization, and the Hessians
+ * (sum of x^T x over calibration rows) GPTQ consumes. */
+#include "flx_gptq.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* LAPACK (Fortran symbols shipped in libopenblas). */
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+
+/* ---------------------------------------------------------------- quantizer */
+
+flx_wquant flx_wquant_int4_channel(void)
+{
+    flx_wquant w = { 4, 1, 0, 1.0f, 0 };
+    return w;
+}
+
+int flx_wquant_check(const flx_wquant *wq, int32_t n_in, const char *what, flx_error *err)
+{
+    if (wq->bits < 2 || wq->bits > 8)
+        return flx_fail(err, FLX_EINVAL, "%s: weight bits %d not in 2..8", what, (int)wq->bits);
+    if (!(wq->clip > 0.0f && wq->clip <= 1.0f))
+        return flx_fail(err, FLX_EINVAL, "%s: clip ratio %g not in (0, 1]", what, (double)wq->clip);
+    if (wq->group_size < 0 || (wq->group_size > 0 && n_in % wq->group_size != 0))
+        return flx_fail(err, FLX_EINVAL, "%s: group size %d does not divide the %d input columns",
+                        what, (int)wq->group_size, (int)n_in);
+    return FLX_OK;
+}
+
+int32_t flx_wquant_groups(const flx_wquant *wq, int32_t n_in)
+{
+    return wq->group_size > 0 ? n_in / wq->group_size : 1;
+}
+
+static float rnd(const flx_wquant *wq, float x)
+{
+    return wq->half_even ? nearbyintf(x) : roundf(x);   /* default FE_TONEAREST: ties to even */
+}
+
+/* (s, z) of n values */
+static void group_params(const flx_wquant *wq, const float *x, int32_t n, float *s, float *z)
+{
+    if (wq->symmetric) {
+        float m = 0.0f;
+        for (int32_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+        float sc = wq->clip * m / (float)((1 << (wq->bits - 1)) - 1);
+        *s = sc > 0.0f ? sc : 1.0f;
+        *z = 0.0f;
+    } else {
+        float lo = 0.0f, hi = 0.0f;
+        for (int32_t i = 0; i < n; i++) {
+            lo = x[i] < lo ? x[i] : lo;
+            hi = x[i] > hi ? x[i] : hi;
+        }
+        lo = wq->clip * lo;
+        hi = wq->clip * hi;
+        if (lo == 0.0f && hi == 0.0f) { lo = -1.0f; hi = 1.0f; }
+        float sc = (hi - lo) / (float)((1 << wq->bits) - 1);
+        *s = sc;
+        *z = rnd(wq, -lo / sc);
+    }
+}
+
+static int32_t quant1(const flx_wquant *wq, float s, float z, float w)
+{
+    float r = rnd(wq, w / s);
+    int32_t qmin, qmax;
+    if (wq->symmetric) {
+        qmin = -(1 << (wq->bits - 1));
+        qmax = (1 << (wq->bits - 1)) - 1;
+    } else {
+        r = r + z;
+        qmin = 0;
+        qmax = (1 << wq->bits) - 1;
+    }
+    if (!(r >= (float)qmin)) return qmin;   /* also NaN */
+    if (r > (float)qmax) return qmax;
+    return (int32_t)r;
+}
+
+static float dequant1(float s, float z, int32_t q) { return s * ((float)q - z); }
+
+int flx_rtn(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, flx_wq_out *out,
+            float *w_hat, flx_error *err)
+{
+    int rc = flx_wquant_check(wq, n_in, "RTN", err);
+    if (rc) return rc;
+    const int32_t g = wq->group_size > 0 ? wq->group_size : n_in, ng = n_in / g;
+    for (int64_t r = 0; r < n_out; r++)
+        for (int32_t k = 0; k < ng; k++) {
+            const float *x = w + r * n_in + (int64_t)k * g;
+            float s, z;
+            group_params(wq, x, g, &s, &z);
+            out->scale[r * ng + k] = s;
+            out->zero[r * ng + k] = z;
+            for (int32_t i = 0; i < g; i++) {
+                int32_t q = quant1(wq, s, z, x[i]);
+                out->q[r * n_in + (int64_t)k * g + i] = q;
+                if (w_hat) w_hat[r * n_in + (int64_t)k * g + i] = dequant1(s, z, q);
+            }
+        }
+    return FLX_OK;
+}
+
+/* ---------------------------------------------------------------- Hessians */
+
+int flx_hessian_init(flx_hessian *h, int32_t n_in, flx_error *err)
+{
+    memset(h, 0, sizeof *h);
+    if (n_in < 1 || n_in > 65536) return flx_fail(err, FLX_EINVAL, "Hessian: width %d out of range", (int)n_in);
+    h->h = calloc((size_t)n_in * n_in, sizeof *h->h);
+    if (!h->h) return flx_fail(err, FLX_ENOMEM, "Hessian: out of memory for %d x %d doubles", (int)n_in, (int)n_in);
+    h->n_in = n_in;
+    return FLX_OK;
+}
+
+void flx_hessian_free(flx_hessian *h)
+{
+    if (!h) return;
+    free(h->h);
+    memset(h, 0, sizeof *h);
+}
+
+int flx_hessian_add(flx_hessian *h, const float *x, int64_t n_rows, flx_error *err)
+{
+    const int32_t n = h->n_in;
+    float *tmp = malloc((size_t)n * n * sizeof *tmp);
+    if (!tmp) return flx_fail(err, FLX_ENOMEM, "Hessian: out of memory");
+    /* row chunks: float products of at most 1024 rows, summed in double */
+    for (int64_t r0 = 0; r0 < n_rows; r0 += 1024) {
+        int64_t nr = n_rows - r0 < 1024 ? n_rows - r0 : 1024;
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)nr, 1.0f, x + r0 * n, n, 0.0f, tmp, n);
+        for (int32_t i = 0; i < n; i++)
+            for (int32_t j = i; j < n; j++) h->h[(size_t)i * n + j] += tmp[(size_t)i * n + j];
+    }
+    free(tmp);
+    h->n_samples += n_rows;
+    return FLX_OK;
+}
+
+/* H as a full symmetric matrix (only the upper triangle is accumulated). */
+static double hsym(const flx_hessian *h, int32_t i, int32_t j)
+{
+    return i <= j ? h->h[(size_t)i * h->n_in + j] : h->h[(size_t)j * h->n_in + i];
+}
+
+double flx_hessian_error(const flx_hessian *h, const float *w, const float *w_hat, int32_t n_out)
+{
+    const int32_t n = h->n_in;
+    if (h->n_samples == 0) return 0.0;
+    double *d = malloc((size_t)n * sizeof *d), total = 0.0;
+    if (!d) return INFINITY;
+    for (int64_t r = 0; r < n_out; r++) {
+        for (int32_t i = 0; i < n; i++) d[i] = (double)w[r * n + i] - (double)w_hat[r * n + i];
+        for (int32_t i = 0; i < n; i++) {
+            double s = 0.0;
+            for (int32_t j = 0; j < n; j++) s += hsym(h, i, j) * d[j];
+            total += d[i] * s;
+        }
+    }
+    free(d);
+    return total / (double)h->n_samples;   /* = mean_t ||x_t D^T||^2 */
+}
+
+/* ---------------------------------------------------------------- GPTQ */
+
+flx_gptq_opts flx_gptq_opts_default(void)
+{
+    flx_gptq_opts o = { 128, 0.01, 0, NULL };
+    return o;
+}
+
+/* Upper Cholesky factor U of inverse(H + damp I): H^-1 = U^T U, row-major.
+ * Returns the LAPACK info (0 = ok). */
+static int inverse_cholesky(const double *hfull, int32_t n, double damp, double *u)
+{
+    double *a = malloc((size_t)n * n * sizeof *a);
+    if (!a) return -1000;
+    memcpy(a, hfull, (size_t)n * n * sizeof *a);
+    for (int32_t i = 0; i < n; i++) a[(size_t)i * n + i] += damp;
+    int info = 0;
+    /* symmetric: row-major memory is the same matrix in column-major */
+    dpotrf_("L", &n, a, &n, &info);
+    if (info == 0) dpotri_("L", &n, a, &n, &info);
+    if (info == 0) {
+        for (int32_t j = 0; j < n; j++)           /* column-major (i, j), i > j: a[i + j n] */
+            for (int32_t i = j + 1; i < n; i++) a[(size_t)j + (size_t)i * n] = a[(size_t)i + (size_t)j * n];
+        dpotrf_("U", &n, a, &n, &info);
+    }
+    if (info == 0)
+        for (int32_t i = 0; i < n; i++)
+            for (int32_t j = 0; j < n; j++) u[(size_t)i * n + j] = j >= i ? a[(size_t)i + (size_t)j * n] : 0.0;
+    free(a);
+    return info;
+}
+
+typedef struct gptq_ctx {
+    const flx_wquant *wq;
+    double *W;            /* (n_out, n) permuted, being updated           */
+    const double *U;      /* (n, n) upper factor of H^-1 (permuted)        */
+    double *err1;         /* (n_out, blk) scaled errors of this block      */
+    float  *scale, *zero; /* (n_out, ng)                                   */
+    const int32_t *perm;  /* permuted column -> original column            */
+    int32_t *q;           /* (n_out, n) codes, original column order       */
+    float  *w_hat;        /* optional                                      */
+    double *loss_row;     /* (n_out)                                       */
+    int32_t n, ng, g, i1, i2;
+    int     static_groups;
+} gptq_ctx;
+
+static void gptq_block_rows(void *vctx, int64_t begin, int64_t end, int thread_id)
+{
+    gptq_ctx *c = vctx;
+    const int32_t n = c->n, blk = c->i2 - c->i1;
+    float *tmp = malloc((size_t)c->g * sizeof *tmp);
+    for (int64_t r = begin; r < end; r++) {
+        double *w = c->W + r * n;
+        for (int32_t i = c->i1; i < c->i2; i++) {
+            const int32_t col = c->perm[i], gi = col / c->g;
+            float *s = &c->scale[r * c->ng + gi], *z = &c->zero[r * c->ng + gi];
+            if (!c->static_groups && c->ng > 1 && i % c->g == 0) {
+                /* group starts here: parameters from the current (updated) weights */
+                for (int32_t k = 0; k < c->g; k++) tmp[k] = (float)w[i + k];
+                group_params(c->wq, tmp, c->g, s, z);
+            }
+            const double wi = w[i];
+            const int32_t q = quant1(c->wq, *s, *z, (float)wi);
+            const float wh = dequant1(*s, *z, q);
+            c->q[r * n + col] = q;
+            if (c->w_hat) c->w_hat[r * n + col] = wh;
+            const double d = c->U[(size_t)i * n + i];
+            const double e = (wi - (double)wh) / d;
+            c->loss_row[r] += (wi - (double)wh) * (wi - (double)wh) / (d * d) / 2.0;
+            const double *ui = c->U + (size_t)i * n;
+            for (int32_t j = i + 1; j < c->i2; j++) w[j] -= e * ui[j];
+            c->err1[r * blk + (i - c->i1)] = e;
+        }
+    }
+    free(tmp);
+}
+
+typedef struct diag_sort { double d; int32_t i; } diag_sort;
+
+static int by_diag_desc(const void *a, const void *b)
+{
+    const diag_sort *x = a, *y = b;
+    if (x->d != y->d) return x->d > y->d ? -1 : 1;
+    return x->i - y->i;   /* stable: lower index first */
+}
+
+int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, const flx_wquant *wq,
+             const flx_gptq_opts *opts, flx_wq_out *out, float *w_hat, double *loss, flx_error *err)
+{
+    int rc = flx_wquant_check(wq, n_in, "GPTQ", err);
+    if (rc) return rc;
+    if (h->n_in != n_in)
+        return flx_fail(err, FLX_EINVAL, "GPTQ: Hessian width %d does not match the %d weight columns",
+                        (int)h->n_in, (int)n_in);
+    if (h->n_samples < 1) return flx_fail(err, FLX_EINVAL, "GPTQ: the Hessian holds no calibration rows");
+    if (opts->block_size < 1 || !(opts->damp > 0.0))
+        return flx_fail(err, FLX_EINVAL, "GPTQ: block size %d and damping %g must be positive",
+                        (int)opts->block_size, opts->damp);
+    const int32_t n = n_in, g = wq->group_size > 0 ? wq->group_size : n_in, ng = n / g;
+    const size_t nn = (size_t)n * n;
+    double *H = malloc(nn * sizeof *H), *U = malloc(nn * sizeof *U);
+    double *W = malloc((size_t)n_out * n * sizeof *W);
+    double *err1 = malloc((size_t)n_out * opts->block_size * sizeof *err1);
+    double *loss_row = calloc((size_t)n_out, sizeof *loss_row);
+    int32_t *perm = malloc((size_t)n * sizeof *perm);
+    diag_sort *ds = malloc((size_t)n * sizeof *ds);
+    float *tmp = malloc((size_t)g * sizeof *tmp);
+    if (!H || !U || !W || !err1 || !loss_row || !perm || !ds || !tmp) {
+        rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory for a %d x %d weight", (int)n_out, (int)n_in);
+        goto done;
+    }
+    /* Per-channel parameters (and static groups) from the original weights. */
+    const int static_groups = opts->act_order && ng > 1;
+    if (ng == 1 || static_groups)
+        for (int64_t r = 0; r < n_out; r++)
+            for (int32_t k = 0; k < ng; k++)
+                group_params(wq, w + r * n + (int64_t)k * g, g, &out->scale[r * ng + k], &out->zero[r * ng + k]);
+
+    /* Column order. */
+    for (int32_t i = 0; i < n; i++) {
+        ds[i].d = hsym(h, i, i);
+        ds[i].i = i;
+    }
+    if (opts->act_order) qsort(ds, (size_t)n, sizeof *ds, by_diag_desc);
+    for (int32_t i = 0; i < n; i++) perm[i] = ds[i].i;
+
+    /* Permuted H and W; dead columns (diag 0) get H_ii = 1 and w = 0. */
+    double mean_diag = 0.0;
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < n; j++) H[(size_t)i * n + j] = hsym(h, perm[i], perm[j]);
+    for (int64_t r = 0; r < n_out; r++)
+        for (int32_t i = 0; i < n; i++) W[r * n + i] = w[r * n + perm[i]];
+    for (int32_t i = 0; i < n; i++) {
+        if (H[(size_t)i * n + i] == 0.0) {
+            H[(size_t)i * n + i] = 1.0;
+            for (int64_t r = 0; r < n_out; r++) W[r * n + i] = 0.0;
+        }
+        mean_diag += H[(size_t)i * n + i];
+    }
+    mean_diag /= n;
+    for (size_t i = 0; i < nn; i++)
+        if (!isfinite(H[i])) {
+            rc = flx_fail(err, FLX_ENUMERIC, "GPTQ: the Hessian holds a non-finite value (NaN/Inf activations?)");
+            goto done;
+        }
+    double damp = opts->damp * mean_diag;
+    int info = -1;
+    for (int attempt = 0; attempt < 4 && info != 0; attempt++, damp *= 10.0) {
+        info = inverse_cholesky(H, n, damp, U);
+        if (info == -1000) {
+            rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory for the Cholesky factorisation");
+            goto done;
+        }
+    }
+    if (info != 0) {
+        rc = flx_fail(err, FLX_ENUMERIC, "GPTQ: H + damping is not positive definite (LAPACK info %d)", info);
+        goto done;
+    }
+
+    gptq_ctx c = { wq, W, U, err1, out->scale, out->zero, perm, out->q, w_hat, loss_row, n, ng, g, 0, 0,
+                   static_groups };
+    for (int32_t i1 = 0; i1 < n; i1 += opts->block_size) {
+        const int32_t i2 = i1 + opts->block_size < n ? i1 + opts->block_size : n, blk = i2 - i1;
+        c.i1 = i1;
+        c.i2 = i2;
+        flx_pool_for(opts->pool, n_out, 16, gptq_block_rows, &c);
+        /* lazy update of the columns after the block: W[:, i2:] -= E U[i1:i2, i2:] */
+        if (i2 < n)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_out, n - i2, blk, -1.0, err1, blk,
+                        U + (size_t)i1 * n + i2, n, 1.0, W + i2, n);
+    }
+    if (loss) {
+        double s = 0.0;
+        for (int64_t r = 0; r < n_out; r++) s += loss_row[r];
+        *loss = s;
+    }
+done:
+    free(H); free(U); free(W); free(err1); free(loss_row); free(perm); free(ds); free(tmp);
+    return rc;
+}

@@ -1,0 +1,302 @@
+/* RTN and GPTQ (quant/gptq.c): hand-computed codes, agreement with a
+ * naive (unblocked, explicit inverse) GPTQ, and lower layer output error
+ * than RTN on real stories260K weights with real activations. */
+#include "qtest_model.h"
+#include "flx_gptq.h"
+
+static void wq_alloc(flx_wq_out *o, int n_out, int n_in, int ng)
+{
+    o->q = malloc(sizeof(int32_t) * n_out * n_in);
+    o->scale = malloc(sizeof(float) * n_out * ng);
+    o->zero = malloc(sizeof(float) * n_out * ng);
+}
+
+static void wq_free(flx_wq_out *o) { free(o->q); free(o->scale); free(o->zero); }
+
+Test(gptq, rtn_by_hand)
+{
+    const float w[4] = { 0.7f, -1.4f, 0.35f, 0.1f };
+    int32_t q[4];
+    float s, z, wh[4];
+    flx_wq_out o = { q, &s, &z };
+    flx_wquant wq = flx_wquant_int4_channel();
+    cr_assert_eq(flx_rtn(w, 1, 4, &wq, &o, wh, NULL), FLX_OK);
+    /* s = 1.4 / 7 = 0.2 (float); 0.7/0.2 = 3.5 -> 4 (half away), 0.1/0.2 = 0.5 -> 1 */
+    cr_assert(s == 1.4f / 7.0f);
+    cr_assert(q[0] == 4 && q[1] == -7 && q[2] == 2 && q[3] == 1, "%d %d %d %d", q[0], q[1], q[2], q[3]);
+    cr_assert(wh[1] == -7.0f * s && z == 0.0f);
+    wq.half_even = 1;
+    cr_assert_eq(flx_rtn(w, 1, 4, &wq, &o, NULL, NULL), FLX_OK);
+    cr_assert(q[0] == 4 && q[3] == 0, "half-even: %d %d", q[0], q[3]);   /* 3.5 -> 4, 0.5 -> 0 */
+
+    /* asymmetric: lo -1, hi 2, s = 3/15 = 0.2, z = 5 */
+    const float a[3] = { -1.0f, 0.5f, 2.0f };
+    flx_wquant aq = { 4, 0, 0, 1.0f, 0 };
+    cr_assert_eq(flx_rtn(a, 1, 3, &aq, &o, wh, NULL), FLX_OK);
+    cr_assert(s == 3.0f / 15.0f && z == 5.0f);
+    cr_assert(q[0] == 0 && q[1] == 8 && q[2] == 15, "%d %d %d", q[0], q[1], q[2]);
+    cr_assert(wh[2] == s * 10.0f);
+
+    /* groups of 2: each pair has its own scale; -8 appears when clipped */
+    const float gw[4] = { 1.0f, -1.0f, 0.5f, -0.6f };
+    float gs[2], gz[2];
+    flx_wq_out go = { q, gs, gz };
+    flx_wquant g2 = { 4, 1, 2, 0.9f, 0 };
+    cr_assert_eq(flx_rtn(gw, 1, 4, &g2, &go, NULL, NULL), FLX_OK);
+    cr_assert(gs[0] == 0.9f * 1.0f / 7.0f && gs[1] == 0.9f * 0.6f / 7.0f);
+    cr_assert(q[0] == 7 && q[1] == -8 && q[3] == -8, "%d %d %d", q[0], q[1], q[3]);
+}
+
+Test(gptq, rejects_bad_specs)
+{
+    float w[12] = { 0 }, s, z;
+    int32_t q[12];
+    flx_wq_out o = { q, &s, &z };
+    flx_error err = { 0 };
+    flx_wquant bad = { 4, 1, 5, 1.0f, 0 };
+    cr_assert_eq(flx_rtn(w, 1, 12, &bad, &o, NULL, &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "group size 5") != NULL, "%s", err.msg);
+    flx_wquant b9 = { 9, 1, 0, 1.0f, 0 };
+    cr_assert_eq(flx_rtn(w, 1, 12, &b9, &o, NULL, &err), FLX_EINVAL);
+    flx_wquant c0 = { 4, 1, 0, 0.0f, 0 };
+    cr_assert_eq(flx_rtn(w, 1, 12, &c0, &o, NULL, &err), FLX_EINVAL);
+    flx_hessian h;
+    cr_assert_eq(flx_hessian_init(&h, 8, NULL), FLX_OK);
+    flx_wquant wq = flx_wquant_int4_channel();
+    flx_gptq_opts go = flx_gptq_opts_default();
+    cr_assert_eq(flx_gptq(w, 1, 12, &h, &wq, &go, &o, NULL, NULL, &err), FLX_EINVAL);   /* width */
+    cr_assert_eq(flx_gptq(w, 1, 8, &h, &wq, &go, &o, NULL, NULL, &err), FLX_EINVAL);    /* no rows */
+    cr_assert(strstr(err.msg, "no calibration") != NULL, "%s", err.msg);
+    flx_hessian_free(&h);
+}
+
+/* Naive GPTQ: explicit inverse of H + damp, one column at a time, with
+ * the OBS update and elimination of the quantized column from H^-1. */
+static void naive_gptq(const float *w, int n_out, int n, const double *hfull, double damp_frac,
+                       const flx_wquant *wq, float *w_hat)
+{
+    double *hi = malloc(sizeof(double) * n * n), *a = malloc(sizeof(double) * n * 2 * n);
+    double md = 0;
+    for (int i = 0; i < n; i++) md += hfull[i * n + i];
+    md = damp_frac * md / n;
+    /* Gauss-Jordan inverse of H + damp I */
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < 2 * n; j++)
+            a[i * 2 * n + j] = j < n ? hfull[i * n + j] + (i == j ? md : 0) : (j - n == i);
+    for (int c = 0; c < n; c++) {
+        double p = a[c * 2 * n + c];
+        for (int j = 0; j < 2 * n; j++) a[c * 2 * n + j] /= p;
+        for (int r = 0; r < n; r++)
+            if (r != c) {
+                double f = a[r * 2 * n + c];
+                for (int j = 0; j < 2 * n; j++) a[r * 2 * n + j] -= f * a[c * 2 * n + j];
+            }
+    }
+    double *w0 = malloc(sizeof(double) * n);
+    for (int r = 0; r < n_out; r++) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) hi[i * n + j] = a[i * 2 * n + n + j];
+        for (int i = 0; i < n; i++) w0[i] = w[r * n + i];
+        int32_t q;
+        float s, z;
+        flx_wq_out o = { &q, &s, &z };
+        /* per-channel parameters from the original row */
+        int32_t qq[256];
+        float tmp[256];
+        flx_wq_out oo = { qq, &s, &z };
+        flx_rtn(w + r * n, 1, n, wq, &oo, tmp, NULL);
+        (void)o;
+        for (int i = 0; i < n; i++) {
+            float xi = (float)w0[i];
+            /* quantize one value with the row's (s, z): reuse RTN on a 1-wide row is wrong
+             * (its own scale), so apply the documented symmetric rule */
+            float rq = roundf(xi / s);
+            int lim = 1 << (wq->bits - 1);
+            if (rq < -lim) rq = (float)-lim;
+            if (rq > lim - 1) rq = (float)(lim - 1);
+            float wh = s * rq;
+            w_hat[r * n + i] = wh;
+            double e = (w0[i] - wh) / hi[i * n + i];
+            for (int j = i + 1; j < n; j++) w0[j] -= e * hi[i * n + j];
+            /* remove column i from H^-1 */
+            double d = hi[i * n + i];
+            for (int j = 0; j < n; j++)
+                for (int k = 0; k < n; k++)
+                    if (j != i && k != i) hi[j * n + k] -= hi[j * n + i] * hi[i * n + k] / d;
+        }
+    }
+    free(hi); free(a); free(w0);
+}
+
+Test(gptq, blocked_cholesky_gptq_equals_naive_gptq)
+{
+    const int n_out = 6, n = 24, n_rows = 200;
+    flx_rng r;
+    flx_rng_seed(&r, 3);
+    float *x = malloc(sizeof(float) * n_rows * n), *w = malloc(sizeof(float) * n_out * n);
+    for (int t = 0; t < n_rows; t++)
+        for (int i = 0; i < n; i++)   /* correlated inputs */
+            x[t * n + i] = (float)(flx_rng_normal(&r) + (i ? 0.6 * x[t * n + i - 1] : 0));
+    for (int i = 0; i < n_out * n; i++) w[i] = (float)flx_rng_normal(&r);
+    flx_hessian h;
+    cr_assert_eq(flx_hessian_init(&h, n, NULL), FLX_OK);
+    cr_assert_eq(flx_hessian_add(&h, x, 77, NULL), FLX_OK);
+    cr_assert_eq(flx_hessian_add(&h, x + 77 * n, n_rows - 77, NULL), FLX_OK);
+    cr_assert_eq(h.n_samples, n_rows);
+    double *hf = malloc(sizeof(double) * n * n);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int t = 0; t < n_rows; t++) s += (double)x[t * n + i] * x[t * n + j];
+            hf[i * n + j] = s;
+            cr_assert(fabs(h.h[(i < j ? i : j) * n + (i < j ? j : i)] - s) <= 1e-5 * fabs(s) + 1e-3);
+        }
+    flx_wquant wq = flx_wquant_int4_channel();
+    flx_gptq_opts go = flx_gptq_opts_default();
+    go.block_size = 5;   /* several blocks and a partial one */
+    flx_wq_out o;
+    wq_alloc(&o, n_out, n, 1);
+    float *wh = malloc(sizeof(float) * n_out * n), *wn = malloc(sizeof(float) * n_out * n);
+    flx_pool *pool = flx_pool_create(2);
+    go.pool = pool;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_gptq(w, n_out, n, &h, &wq, &go, &o, wh, NULL, &err), FLX_OK, "%s", err.msg);
+    naive_gptq(w, n_out, n, hf, 0.01, &wq, wn);
+    int same = 0;
+    for (int i = 0; i < n_out * n; i++) same += wh[i] == wn[i];
+    cr_assert(same == n_out * n, "%d of %d dequantized weights agree with the naive GPTQ", same, n_out * n);
+    for (int i = 0; i < n_out * n; i++) cr_assert(wh[i] == o.q[i] * o.scale[i / n]);
+    flx_pool_free(pool);
+    wq_free(&o);
+    free(x); free(w); free(hf); free(wh); free(wn);
+    flx_hessian_free(&h);
+}
+
+/* Captured linear inputs of a stories260K forward. */
+typedef struct capture {
+    int n_layers;
+    float *x[8][5];   /* [layer][kind] (n_tokens, n_in) */
+    int n_in[8][5];
+} capture;
+
+static void cap_fn(void *vctx, int layer, int kind, const double *x, int n_tokens, int n_in)
+{
+    capture *c = vctx;
+    if (layer >= c->n_layers) return;
+    float *f = malloc(sizeof(float) * n_tokens * n_in);
+    for (int i = 0; i < n_tokens * n_in; i++) f[i] = (float)x[i];
+    c->x[layer][kind] = f;
+    c->n_in[layer][kind] = n_in;
+}
+
+/* mean_t ||x_t (W - W^)^T||^2 over rows [t0, t1) */
+static double out_err(const float *x, int t0, int t1, int n_in, const float *w, const float *wh, int n_out)
+{
+    double s = 0;
+    for (int t = t0; t < t1; t++)
+        for (int o = 0; o < n_out; o++) {
+            double d = 0;
+            for (int i = 0; i < n_in; i++) d += (double)x[t * n_in + i] * ((double)w[o * n_in + i] - wh[o * n_in + i]);
+            s += d * d;
+        }
+    return s / (t1 - t0);
+}
+
+Test(gptq, beats_rtn_on_stories260K_with_real_activations)
+{
+    flx_model m;
+    qt_load_hf(&m, flx_test_data("stories260K/hf"));
+    int32_t ids[256];
+    int n = qt_story_ids(ids, 256);   /* the model's own 200-token story */
+    cr_assert_eq(n, 201);
+    capture c = { .n_layers = m.cfg.n_layers };
+    double *logits = malloc(sizeof(double) * n * m.cfg.n_vocab);
+    qt_forward(&m, ids, n, NULL, cap_fn, &c, logits);
+    const int n_cal = 140;   /* calibrate on tokens 0..139, evaluate also on 140..200 */
+    double tot_rtn = 0, tot_gptq = 0, tot_rtn_held = 0, tot_gptq_held = 0;
+    int n_lin = 0, n_held_better = 0;
+    for (int l = 0; l < m.cfg.n_layers; l++) {
+        const flx_llama_layer *L = &m.w.layers[l];
+        struct { const float *w; int n_out, kind; } lin[7] = {
+            { L->wq, m.cfg.n_heads * m.cfg.head_dim, 0 }, { L->wk, m.cfg.n_kv_heads * m.cfg.head_dim, 0 },
+            { L->wv, m.cfg.n_kv_heads * m.cfg.head_dim, 0 }, { L->wo, m.cfg.d_model, 1 },
+            { L->w_gate, m.cfg.d_ff, 2 }, { L->w_up, m.cfg.d_ff, 2 }, { L->w_down, m.cfg.d_model, 3 } };
+        for (int k = 0; k < 7; k++) {
+            const int n_in = c.n_in[l][lin[k].kind], n_out = lin[k].n_out;
+            const float *x = c.x[l][lin[k].kind];
+            flx_hessian h;
+            cr_assert_eq(flx_hessian_init(&h, n_in, NULL), FLX_OK);
+            cr_assert_eq(flx_hessian_add(&h, x, n_cal, NULL), FLX_OK);
+            flx_wquant wq = flx_wquant_int4_channel();
+            flx_gptq_opts go = flx_gptq_opts_default();
+            flx_wq_out o;
+            wq_alloc(&o, n_out, n_in, 1);
+            float *w_rtn = malloc(sizeof(float) * n_out * n_in), *w_gptq = malloc(sizeof(float) * n_out * n_in);
+            flx_error err = { 0 };
+            cr_assert_eq(flx_rtn(lin[k].w, n_out, n_in, &wq, &o, w_rtn, &err), FLX_OK);
+            cr_assert_eq(flx_gptq(lin[k].w, n_out, n_in, &h, &wq, &go, &o, w_gptq, NULL, &err), FLX_OK, "%s", err.msg);
+            double e_r = out_err(x, 0, n_cal, n_in, lin[k].w, w_rtn, n_out);
+            double e_g = out_err(x, 0, n_cal, n_in, lin[k].w, w_gptq, n_out);
+            double e_rh = out_err(x, n_cal, n, n_in, lin[k].w, w_rtn, n_out);
+            double e_gh = out_err(x, n_cal, n, n_in, lin[k].w, w_gptq, n_out);
+            /* flx_hessian_error is the same quantity on the calibration rows */
+            double e_h = flx_hessian_error(&h, lin[k].w, w_gptq, n_out);
+            cr_assert(fabs(e_h - e_g) <= 1e-3 * e_g, "hessian error %g vs direct %g", e_h, e_g);
+            cr_assert(e_g < e_r, "layer %d linear %d: GPTQ %g >= RTN %g on the calibration rows", l, k, e_g, e_r);
+            tot_rtn += e_r; tot_gptq += e_g; tot_rtn_held += e_rh; tot_gptq_held += e_gh;
+            n_held_better += e_gh < e_rh;
+            n_lin++;
+            /* codes stay in [-8, 7] */
+            for (int i = 0; i < n_out * n_in; i++) cr_assert(o.q[i] >= -8 && o.q[i] <= 7);
+            wq_free(&o);
+            free(w_rtn); free(w_gptq);
+            flx_hessian_free(&h);
+        }
+    }
+    cr_log_info("stories260K W4 per-channel, 35 linears: output error GPTQ/RTN = %.3f on calibration rows, %.3f on held-out rows (%d of %d linears better held-out)",
+                tot_gptq / tot_rtn, tot_gptq_held / tot_rtn_held, n_held_better, n_lin);
+    cr_assert(tot_gptq < 0.8 * tot_rtn, "GPTQ/RTN = %g on calibration rows", tot_gptq / tot_rtn);
+    cr_assert(tot_gptq_held < tot_rtn_held, "GPTQ/RTN = %g on held-out rows", tot_gptq_held / tot_rtn_held);
+    for (int l = 0; l < c.n_layers; l++)
+        for (int k = 0; k < 5; k++) free(c.x[l][k]);
+    free(logits);
+    flx_model_free(&m);
+}
+
+Test(gptq, act_order_and_groups)
+{
+    const int n_out = 16, n = 64, n_rows = 300;
+    flx_rng r;
+    flx_rng_seed(&r, 8);
+    float *x = malloc(sizeof(float) * n_rows * n), *w = malloc(sizeof(float) * n_out * n);
+    for (int t = 0; t < n_rows; t++)
+        for (int i = 0; i < n; i++) x[t * n + i] = (float)(flx_rng_normal(&r) * (1 + (i % 7 == 0) * 5) + (i ? 0.7 * x[t * n + i - 1] : 0));
+    for (int i = 0; i < n_out * n; i++) w[i] = (float)flx_rng_normal(&r);
+    flx_hessian h;
+    flx_hessian_init(&h, n, NULL);
+    flx_hessian_add(&h, x, n_rows, NULL);
+    float *wr = malloc(sizeof(float) * n_out * n), *wg = malloc(sizeof(float) * n_out * n);
+    const int groups[2] = { 0, 16 };
+    for (int gi = 0; gi < 2; gi++)
+        for (int ao = 0; ao < 2; ao++) {
+            flx_wquant wq = { 3, 1, groups[gi], 1.0f, 0 };
+            flx_gptq_opts go = flx_gptq_opts_default();
+            go.act_order = ao;
+            go.block_size = 32;
+            flx_wq_out o;
+            int ng = flx_wquant_groups(&wq, n);
+            wq_alloc(&o, n_out, n, ng);
+            cr_assert_eq(flx_rtn(w, n_out, n, &wq, &o, wr, NULL), FLX_OK);
+            cr_assert_eq(flx_gptq(w, n_out, n, &h, &wq, &go, &o, wg, NULL, NULL), FLX_OK);
+            for (int i = 0; i < n_out * n; i++) {
+                cr_assert(o.q[i] >= -4 && o.q[i] <= 3);
+                cr_assert(wg[i] == o.scale[(i / n) * ng + (i % n) / (groups[gi] ? groups[gi] : n)] * o.q[i]);
+            }
+            double er = flx_hessian_error(&h, w, wr, n_out), eg = flx_hessian_error(&h, w, wg, n_out);
+            cr_log_info("3-bit group %d act_order %d: GPTQ/RTN %.3f", groups[gi], ao, eg / er);
+            cr_assert(eg < 0.8 * er, "group %d act_order %d: GPTQ %g RTN %g", groups[gi], ao, eg, er);
+            wq_free(&o);
+        }
+    free(x); free(w); free(wr); free(wg);
+    flx_hessian_free(&h);
+}
