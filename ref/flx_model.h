@@ -83,13 +83,31 @@ typedef struct flx_model {
     flx_mapped_file  *maps;         /* mapped files                        */
     size_t            n_maps;
     size_t            weight_bytes_f32; /* fp32 bytes of all distinct weights */
+    /* what the loader saw, for `flxemu info` and messages */
+    int64_t           n_params;     /* elements of all distinct weights    */
+    int32_t           n_tensors;    /* tensors read from the source        */
+    char              dtypes[96];   /* source dtypes, e.g. "BF16 x18, F32 x5" */
+    int               rope_freqs_tensor; /* rope_inv_freq came from rope_freqs.weight */
+    char              tok_note[256]; /* why tok is NULL when a tokenizer was present
+                                        but not usable yet ("" otherwise)  */
 } flx_model;
 
 /* Loads an HF folder, a config.json/model.safetensors path, or a .gguf file.
  * The tokenizer is attached when the source has one (tokenizer.json beside
  * the safetensors, tokenizer.ggml.* in GGUF). */
 int  flx_model_load(flx_model *m, const char *path, flx_error *err);
+/* Same, converting non-F32 weights with n_threads workers (<= 0: one per
+ * core).  The result does not depend on n_threads. */
+int  flx_model_load_threads(flx_model *m, const char *path, int n_threads, flx_error *err);
 void flx_model_free(flx_model *m);
+
+/* Hugging Face config.json (LlamaForCausalLM; Llama-2 and Llama-3.x fields,
+ * rope_scaling of type llama3; eos_token_id may be a list: the first is
+ * taken).  source names the file in messages.  Pairing is set to
+ * FLX_ROPE_SPLIT_HALF.  The result is validated. */
+int  flx_hf_config_parse(const char *json, size_t bytes, const char *source,
+                         flx_llama_config *cfg, flx_error *err);
+int  flx_hf_config_load(const char *path, flx_llama_config *cfg, flx_error *err);
 
 /* Storage helpers for code that builds a model in memory (synthetic models,
  * converters): allocate a buffer the model owns and frees. */

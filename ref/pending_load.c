@@ -2,8 +2,6 @@
  * written; each function is deleted from here when its real one lands. */
 #include "flx_synth.h"
 
-int flx_model_load(flx_model *m, const char *path, flx_error *err)
-{ (void)m; return flx_fail(err, FLX_EUNSUPPORTED, "%s: model loading is not built yet", path); }
 int flx_synth_config(const char *shape, flx_llama_config *cfg, flx_error *err)
 { (void)cfg; return flx_fail(err, FLX_EUNSUPPORTED, "synthetic shape %s is not built yet", shape); }
 int flx_synth_build(flx_model *m, const flx_llama_config *cfg, uint64_t seed, flx_error *err)
