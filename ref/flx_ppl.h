@@ -189,6 +189,18 @@ int  flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens,
                  const flx_ppl_opts *o, flx_ppl_result *r, flx_error *err);
 void flx_ppl_result_free(flx_ppl_result *r);
 
+/* ---------------------------------------------------------------- inputs */
+
+/* Reads token ids, one per line (blank lines and surrounding spaces are
+ * ignored), into a malloc'ed array; every id must be in [0, n_vocab).
+ * FLX_EIO, FLX_EFORMAT (naming the line), FLX_ENOMEM. */
+int flx_tokens_read(const char *path, int32_t n_vocab, int32_t **ids, int64_t *n_ids,
+                    flx_error *err);
+
+/* The short English text `flxemu ppl` uses when no model is given
+ * (written for this project; static storage). */
+const char *flx_ppl_default_text(size_t *bytes);
+
 /* ---------------------------------------------------------------- WikiText-2 */
 
 #define FLX_WIKITEXT2_TEST_SHA256 "173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08"

@@ -265,3 +265,52 @@ void flx_ppl_result_free(flx_ppl_result *r)
     free(r->window_mean_nll);
     memset(r, 0, sizeof *r);
 }
+
+/* ---------------------------------------------------------------- inputs */
+
+int flx_tokens_read(const char *path, int32_t n_vocab, int32_t **ids, int64_t *n_ids, flx_error *err)
+{
+    char *text;
+    size_t bytes;
+    *ids = NULL;
+    *n_ids = 0;
+    int rc = flx_read_file(path, (size_t)1 << 30, &text, &bytes, err);
+    if (rc) return rc;
+    /* at most one id per two bytes ("0\n") plus one */
+    int32_t *out = malloc((bytes / 2 + 1) * sizeof *out);
+    if (!out) {
+        free(text);
+        return flx_fail(err, FLX_ENOMEM, "%s: out of memory for token ids", path);
+    }
+    int64_t n = 0, line = 0;
+    char *p = text, *end = text + bytes;
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *eol = nl ? nl : end;
+        line++;
+        while (p < eol && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
+        char *q = eol;
+        while (q > p && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r')) q--;
+        if (q > p) {
+            long long v = 0;
+            int ok = 1;
+            for (char *c = p; c < q; c++) {
+                if (*c < '0' || *c > '9' || v > (long long)INT32_MAX) { ok = 0; break; }
+                v = v * 10 + (*c - '0');
+            }
+            if (!ok || v >= n_vocab) {
+                free(out);
+                free(text);
+                return flx_fail(err, FLX_EFORMAT,
+                                "%s: line %lld: '%.*s' is not a token id in [0, %d)", path,
+                                (long long)line, (int)(q - p > 40 ? 40 : q - p), p, n_vocab);
+            }
+            out[n++] = (int32_t)v;
+        }
+        p = eol + 1;
+    }
+    free(text);
+    *ids = out;
+    *n_ids = n;
+    return FLX_OK;
+}
