@@ -311,6 +311,90 @@ typedef struct flx_emu_topk {
 int flx_emu_sample_topk(flx_emu_topk *out, const float *logits, int64_t n_vocab_pad,
                         int n_lanes, int k, float r, const flx_emu_fp *fp);
 
+/* =============================================================== pipelines
+ *
+ * The Llama W4A4 prefill and decode of FlexLLM's production top levels
+ * (spec 3.3, 3.4) on a quantized model (quant/flx_qmodel.h).  Every
+ * activation follows the precision map of spec 3.2; all kernels above. */
+
+typedef struct flx_qmodel flx_qmodel;
+
+typedef struct flx_emu_opts {
+    flx_emu_fp fp;
+    int reference_quirks;  /* spec 6: base-10000 RoPE table, decode K-cache
+                              group overwrite (zeros, as C simulation), padded
+                              vocabulary logits left at 0 instead of masked */
+    int top_k;             /* LOGITS_MAX_K: 5                                */
+    int norm_lanes;        /* decode RMSNorm lanes B_T: 8                    */
+    int sample_lanes;      /* sampler lanes: 16                              */
+} flx_emu_opts;
+
+void flx_emu_opts_default(flx_emu_opts *o);
+
+/* A quantized model checked for the FlexLLM engine, plus its tables. */
+typedef struct flx_emu_engine {
+    const flx_qmodel *qm;
+    flx_emu_opts opts;
+    int64_t max_pos;        /* positions the RoPE table covers              */
+    int64_t n_vocab_pad;    /* next power of two >= n_vocab (131072)        */
+    float  *rope_sin;       /* [max_pos][head_dim/2]                        */
+    float  *rope_cos;       /* [max_pos][head_dim/2]                        */
+    float   fht_scale;      /* sqrt_INTER_DIM: 90.50967f for d_ff = 8192    */
+    float   q_factor;       /* sqrt_HEAD_DIM, an integer in the reference: 8 */
+    float  *att_scales;     /* [n_layers][4][n_heads]: Q_s, K_s, V_s, A_s per
+                               head (K_s/V_s use the first n_kv_heads)      */
+} flx_emu_engine;
+
+/* Checks that the hardware can run the model (INT4 symmetric per-channel
+ * weights with stored sums everywhere, online R4, no online R3, power-of-two
+ * d_ff, positive attention scales, ...) and builds the RoPE table for
+ * max_pos positions.  A model it cannot run gets FLX_EUNSUPPORTED naming the
+ * tensor and the reason. */
+int  flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_opts *o,
+                         int64_t max_pos, flx_error *err);
+void flx_emu_engine_free(flx_emu_engine *e);
+
+/* INT8 KV cache in natural layout. */
+typedef struct flx_emu_kv {
+    int     n_layers;
+    int     kv_dim;         /* n_kv_heads * head_dim                        */
+    int64_t cap;            /* positions                                    */
+    int8_t *k;              /* [n_layers][cap][kv_dim] k8                   */
+    int8_t *v;              /* [n_layers][cap][kv_dim] v8                   */
+    int8_t *k_reg;          /* [n_layers][32][kv_dim] decode K group register */
+} flx_emu_kv;
+
+int  flx_emu_kv_init(flx_emu_kv *kv, const flx_emu_engine *e, int64_t cap, flx_error *err);
+void flx_emu_kv_free(flx_emu_kv *kv);
+
+/* Prefill of tokens[0..n) at positions 0..n-1, padded with zero embeddings
+ * to a multiple of 16.  hidden: [n][d_model] last layer output (before the
+ * final norm) or NULL; kv: receives k8/v8 of positions 0..n-1 (the host's
+ * hand-over to decode) or NULL. */
+int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
+                    const int32_t *tokens, int64_t n, flx_pool *pool, flx_error *err);
+
+/* Final RMSNorm (decode tree), INT4 quantization and INT4 head for n rows:
+ * logits [n][n_vocab] (hardware perplexity). */
+int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, int64_t n,
+                 flx_pool *pool, flx_error *err);
+
+/* One decode step of `token` at position pos (keys 0..pos attended, k8/v8
+ * written at pos).  logits: [n_vocab_pad]; ids >= n_vocab hold 0 under
+ * reference quirks (unmasked) and -1e32f otherwise. */
+int flx_emu_decode_step(const flx_emu_engine *e, float *logits, flx_emu_kv *kv,
+                        int32_t token, int64_t pos, flx_pool *pool, flx_error *err);
+
+/* Host flow (spec 3.3): prefill of the first n_prompt-1 tokens, K/V
+ * hand-over, decode from the last prompt token; each step samples with
+ * threshold r drawn from flx_rng(seed) and calls cb (a non-zero return
+ * stops).  Stops after n_new tokens or at stop_id (>= 0). */
+typedef int (*flx_emu_token_fn)(void *ctx, int64_t step, const flx_emu_topk *tk, float r);
+
+int flx_emu_generate(const flx_emu_engine *e, const int32_t *prompt, int64_t n_prompt,
+                     int64_t n_new, uint64_t seed, int32_t stop_id, flx_emu_token_fn cb,
+                     void *ctx, flx_pool *pool, flx_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -125,10 +125,47 @@ int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8
     return total;
 }
 
+/* Float path of the INT8 products: the caller proved every partial sum stays
+ * below 2^24 in magnitude, so sgemm's result is the exact integer whatever
+ * its order.  c[m][n] = sum_k a[m][k] * b(k, n), b given as rows [n][k]
+ * (b_trans) or [k][n]. */
+static int64_t i8_sgemm(int32_t *acc, int64_t ld_acc, const int8_t *a, int64_t ld_a, int a_uint,
+                        const int8_t *b, int64_t ld_b, int b_trans, int64_t m, int64_t n,
+                        int64_t k, int acc_bits)
+{
+    float *af = calloc((size_t)(m * k) + 1, sizeof *af);
+    int64_t nb = b_trans ? n : k, kb = b_trans ? k : n;      /* rows, cols of b */
+    float *bf = calloc((size_t)(nb * kb) + 1, sizeof *bf);
+    float *cf = malloc((size_t)(m * n) * sizeof *cf);
+    if (!af || !bf || !cf) {
+        free(af); free(bf); free(cf);
+        return -1;
+    }
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < k; j++)
+            af[i * k + j] = (float)flx_emu_pattern_value(a[i * ld_a + j], 8, a_uint);
+    for (int64_t i = 0; i < nb; i++)
+        for (int64_t j = 0; j < kb; j++) bf[i * kb + j] = (float)b[i * ld_b + j];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                (int)k, 1.0f, af, (int)k, bf, (int)kb, 0.0f, cf, (int)n);
+    int64_t wrapped = 0, lo = -((int64_t)1 << (acc_bits - 1)), hi = -lo - 1;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            int64_t v = (int64_t)cf[i * n + j];
+            wrapped += (v < lo || v > hi);
+            acc[i * ld_acc + j] = flx_emu_wrap(v, acc_bits);
+        }
+    free(af); free(bf); free(cf);
+    return wrapped;
+}
+
 int64_t flx_emu_qk_i8(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_t ld_q,
                       const int8_t *k, int64_t ld_k, int64_t n_q, int64_t n_k,
                       int head_dim, int acc_bits)
 {
+    /* |q*k| <= 2^14: exact in float while head_dim * 2^14 < 2^24 */
+    if (n_q * n_k >= 4096 && head_dim < 1024)
+        return i8_sgemm(acc, ld_acc, q, ld_q, 0, k, ld_k, 1, n_q, n_k, head_dim, acc_bits);
     int64_t wrapped = 0;
     int64_t lo = -((int64_t)1 << (acc_bits - 1)), hi = -lo - 1;
     for (int64_t i = 0; i < n_q; i++) {
@@ -148,6 +185,21 @@ int64_t flx_emu_av_i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_
                       int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
                       int64_t n_k, int head_dim, int acc_bits)
 {
+    if (n_q * n_k >= 4096 && n_k < INT32_MAX) {
+        /* exact in float when every row's sum_j |p_j| * max|v| < 2^24 */
+        int64_t worst = 0;
+        for (int64_t i = 0; i < n_q; i++) {
+            int64_t row = 0;
+            for (int64_t j = 0; j < n_k; j++) {
+                int32_t pv = flx_emu_pattern_value(p[i * ld_p + j], 8, p_is_uint);
+                row += pv < 0 ? -pv : pv;
+            }
+            if (row > worst) worst = row;
+        }
+        if (worst * 128 < ((int64_t)1 << 24))
+            return i8_sgemm(acc, ld_acc, p, ld_p, p_is_uint, v, ld_v, 0, n_q, head_dim, n_k,
+                            acc_bits);
+    }
     int64_t wrapped = 0;
     int64_t lo = -((int64_t)1 << (acc_bits - 1)), hi = -lo - 1;
     int64_t sum[512];

@@ -392,6 +392,36 @@ Test(emu_gemm, int8_attention_products)
     cr_assert_eq(s[0], -(1 << 20));
 }
 
+Test(emu_gemm, int8_float_paths_match_integer_sums)
+{
+    enum { NQ = 70, NK = 90, D = 64 };
+    static int8_t q[NQ * D], k[NK * D], p[NQ * NK];
+    static int32_t s[NQ * NK], o[NQ * D];
+    for (int i = 0; i < NQ * D; i++) q[i] = (int8_t)(rnd32() & 0xff);
+    for (int i = 0; i < NK * D; i++) k[i] = (int8_t)(rnd32() & 0xff);
+    for (int i = 0; i < NQ * NK; i++) p[i] = (int8_t)(rnd32() % 8 ? 0 : rnd32() & 0xff);
+    cr_assert_eq(flx_emu_qk_i8(s, NK, q, D, k, D, NQ, NK, D, 22), 0);
+    cr_assert_eq(flx_emu_av_i8(o, D, p, NK, 1, k, D, NQ, NK, D, 26), 0);
+    for (int i = 0; i < NQ; i++) {
+        for (int j = 0; j < NK; j++) {
+            int64_t want = 0;
+            for (int d = 0; d < D; d++) want += q[i * D + d] * k[j * D + d];
+            cr_assert_eq(s[i * NK + j], want);
+        }
+        for (int d = 0; d < D; d++) {
+            int64_t want = 0;
+            for (int j = NK - 1; j >= 0; j--) want += (int64_t)(uint8_t)p[i * NK + j] * k[j * D + d];
+            cr_assert_eq(o[i * D + d], want);
+        }
+    }
+    /* all-255 rows: sum 22,950 * 128 < 2^24 still qualifies for the float path */
+    memset(p, -1, sizeof p);                       /* all 255 */
+    cr_assert_eq(flx_emu_av_i8(o, D, p, NK, 1, k, D, NQ, NK, D, 26), 0);
+    int64_t want = 0;
+    for (int j = 0; j < NK; j++) want += 255 * k[j * D + 5];
+    cr_assert_eq(o[7 * D + 5], want);
+}
+
 Test(emu_gemm, fp32_pe_four_partial_sums_and_dropped_tail)
 {
     float x[7] = { 1e8f, 1.0f, -1e8f, 1.0f, 3.0f, 0.5f, 100.0f };
