@@ -1,0 +1,2 @@
+/* perf_svg.c -- SVG pictures (filled in below). */
+#include "flx_perf.h"
