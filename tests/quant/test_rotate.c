@@ -210,3 +210,127 @@ Test(rotate, hadamard_kind_needs_power_of_two)
     flx_rotset_free(&rs);
     flx_model_free(&m);
 }
+
+/* ---------------------------------------------------------------- W4A4 with planted outliers */
+
+typedef struct lin_cap {
+    float *x[4][5];
+    int n_in[4][5];
+    int n_tok;
+} lin_cap;
+
+static void lin_cap_fn(void *vctx, int layer, int kind, const double *x, int n_tokens, int n_in)
+{
+    lin_cap *c = vctx;
+    if (layer >= 4) return;
+    float *f = malloc(sizeof(float) * n_tokens * n_in);
+    for (int i = 0; i < n_tokens * n_in; i++) f[i] = (float)x[i];
+    c->x[layer][kind] = f;
+    c->n_in[layer][kind] = n_in;
+    c->n_tok = n_tokens;
+}
+
+/* FlexLLM's A4: per-token asymmetric, float offset (flexllm-kernels.md 1.2a) */
+static void fake_a4(const float *x, float *y, int n_tok, int n_in)
+{
+    for (int t = 0; t < n_tok; t++) {
+        const float *r = x + t * n_in;
+        float mx = -1e32f, mn = 1e32f;
+        for (int i = 0; i < n_in; i++) { if (r[i] > mx) mx = r[i]; if (r[i] < mn) mn = r[i]; }
+        float s = (mx - mn) / 15.0f;
+        if (s == 0) s = 1;
+        for (int i = 0; i < n_in; i++) y[t * n_in + i] = s * roundf((r[i] - mn) / s) + mn;
+    }
+}
+
+/* W4 per-channel symmetric, s = max|w| / 7, q in [-8, 7] */
+static void fake_w4(const float *w, float *y, int n_out, int n_in)
+{
+    for (int o = 0; o < n_out; o++) {
+        float m = 0;
+        for (int i = 0; i < n_in; i++) m = fabsf(w[o * n_in + i]) > m ? fabsf(w[o * n_in + i]) : m;
+        float s = m > 0 ? m / 7.0f : 1.0f;
+        for (int i = 0; i < n_in; i++) {
+            float q = roundf(w[o * n_in + i] / s);
+            q = q < -8 ? -8 : q > 7 ? 7 : q;
+            y[o * n_in + i] = s * q;
+        }
+    }
+}
+
+/* sum over the linears that read the residual stream (q, k, v, gate, up)
+ * of ||A4(X) W4^T - X W^T||^2, and of ||X W^T||^2 */
+static void w4a4_error(const flx_model *m, const lin_cap *c, double *err, double *ref)
+{
+    *err = *ref = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const flx_llama_layer *L = &m->w.layers[l];
+        const int qd = m->cfg.n_heads * m->cfg.head_dim, kvd = m->cfg.n_kv_heads * m->cfg.head_dim;
+        struct { const float *w; int n_out, kind; } lin[7] = {
+            { L->wq, qd, 0 }, { L->wk, kvd, 0 }, { L->wv, kvd, 0 }, { L->wo, m->cfg.d_model, 1 },
+            { L->w_gate, m->cfg.d_ff, 2 }, { L->w_up, m->cfg.d_ff, 2 }, { L->w_down, m->cfg.d_model, 3 } };
+        for (int k = 0; k < 7; k++) {
+            if (lin[k].kind == 1 || lin[k].kind == 3) continue;
+            const int n_in = c->n_in[l][lin[k].kind], n_out = lin[k].n_out, nt = c->n_tok;
+            const float *x = c->x[l][lin[k].kind];
+            float *xq = malloc(sizeof(float) * nt * n_in), *wq = malloc(sizeof(float) * n_out * n_in);
+            fake_a4(x, xq, nt, n_in);
+            fake_w4(lin[k].w, wq, n_out, n_in);
+            for (int t = 0; t < nt; t++)
+                for (int o = 0; o < n_out; o++) {
+                    double y = 0, yq = 0;
+                    for (int i = 0; i < n_in; i++) {
+                        y += (double)x[t * n_in + i] * lin[k].w[o * n_in + i];
+                        yq += (double)xq[t * n_in + i] * wq[o * n_in + i];
+                    }
+                    *err += (yq - y) * (yq - y);
+                    *ref += y * y;
+                }
+            free(xq); free(wq);
+        }
+    }
+}
+
+Test(rotate, hadamard_lowers_w4a4_error_with_planted_outliers)
+{
+    /* 2 channels of a 1024-wide residual stream 100x larger than the rest
+     * (the "massive activations" of trained LLMs) */
+    const int d = 1024, n_out_ch = 2;
+    const float amp = 100.0f;
+    const int outliers[2] = { 77, 301 };
+    double rel[2];
+    for (int rot = 0; rot < 2; rot++) {
+        flx_model m;
+        qt_synth(&m, d, 2, d / 64, 2, 2 * d, 200, 31);
+        /* massive residual-stream channels, as in real LLMs */
+        float *e = (float *)(void *)m.w.tok_embd;
+        for (int v = 0; v < m.cfg.n_vocab; v++)
+            for (int k = 0; k < n_out_ch; k++) e[(size_t)v * d + outliers[k]] *= amp;
+        /* and small norm gains on those channels, so they do not dominate
+         * the linears' outputs (what trained models learn for them) */
+        for (int l = 0; l < m.cfg.n_layers; l++)
+            for (int k = 0; k < n_out_ch; k++) {
+                ((float *)(void *)m.w.layers[l].attn_norm)[outliers[k]] /= amp;
+                ((float *)(void *)m.w.layers[l].ffn_norm)[outliers[k]] /= amp;
+            }
+        flx_rotation_set rs;
+        cr_assert_eq(flx_rotset_generate(&rs, &m.cfg, rot ? FLX_ROT_HADAMARD : FLX_ROT_NONE, 0, 0, 5, NULL), FLX_OK);
+        cr_assert_eq(flx_spinquant_apply(&m, &rs, NULL, NULL), FLX_OK);
+        int32_t ids[32];
+        for (int i = 0; i < 32; i++) ids[i] = (i * 37 + 11) % m.cfg.n_vocab;
+        lin_cap c = { 0 };
+        double *logits = malloc(sizeof(double) * 32 * m.cfg.n_vocab);
+        qt_forward(&m, ids, 32, &rs, lin_cap_fn, &c, logits);
+        double err, ref;
+        w4a4_error(&m, &c, &err, &ref);
+        rel[rot] = err / ref;
+        for (int l = 0; l < 4; l++)
+            for (int k = 0; k < 5; k++) free(c.x[l][k]);
+        free(logits);
+        flx_rotset_free(&rs);
+        flx_model_free(&m);
+    }
+    cr_log_info("W4A4 relative output error of q/k/v/gate/up with %d planted %gx outlier channels of %d: %.4g without rotation, %.4g with R1+R2 Hadamard: factor %.1f",
+                n_out_ch, (double)amp, d, rel[0], rel[1], rel[0] / rel[1]);
+    cr_assert(rel[0] > 10.0 * rel[1], "Hadamard lowered the W4A4 error only by %.2fx", rel[0] / rel[1]);
+}
