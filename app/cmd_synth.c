@@ -1,12 +1,108 @@
-/* flxemu synth -- not built yet; its issue is open. */
+/* flxemu synth -- write a random-weight Hugging Face checkpoint folder. */
 #include "cli.h"
+#include "flx_synth.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: flxemu synth --shape llama-3.2-1b|tiny --out DIR [options]\n"
+            "\n"
+            "Writes DIR/config.json, DIR/model.safetensors and DIR/tokenizer.json: a Llama\n"
+            "checkpoint with random weights (fixed seed) in the exact shapes of Llama-3.2-1B\n"
+            "or of a tiny test model, loadable by every flxemu command.\n"
+            "\n"
+            "options:\n"
+            "  --shape NAME       llama-3.2-1b (2.5 GB in BF16) or tiny (required)\n"
+            "  --out DIR          output folder; created if missing (required)\n"
+            "  --seed N           RNG seed, 0 .. 2^63-1 (default 1); same seed, same bytes\n"
+            "  --dtype bf16|f32   weight dtype in model.safetensors (default bf16)\n"
+            "  --tokenizer FILE   copy this tokenizer.json instead of writing the built-in\n"
+            "                     byte-level vocabulary (256 bytes + BOS/EOS)\n"
+            "  --threads N        worker threads (default: one per core)\n"
+            "  --force            write into a non-empty DIR (replacing these three files)\n"
+            "  --help             this text\n");
+}
+
+/* 1 if path is a folder with entries other than . and .. */
+static int dir_non_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d)))
+        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return found;
+}
 
 int flx_cmd_synth(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "flxemu synth: not implemented yet\n");
-    return FLX_EXIT_FAIL;
+    const char *shape = NULL, *out = NULL, *tokenizer = NULL, *dtype = "bf16";
+    long long seed = 1, threads = 0;
+    int force = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has_value = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return FLX_EXIT_OK;
+        } else if (!strcmp(a, "--force")) {
+            force = 1;
+        } else if (!strcmp(a, "--shape") || !strcmp(a, "--out") || !strcmp(a, "--seed") ||
+                   !strcmp(a, "--dtype") || !strcmp(a, "--tokenizer") || !strcmp(a, "--threads")) {
+            if (!has_value) return cli_usage_error("synth", "%s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--shape")) shape = v;
+            else if (!strcmp(a, "--out")) out = v;
+            else if (!strcmp(a, "--dtype")) dtype = v;
+            else if (!strcmp(a, "--tokenizer")) tokenizer = v;
+            else if (!strcmp(a, "--seed")) {
+                if (cli_parse_i64("synth", "--seed", v, 0, INT64_MAX, &seed)) return FLX_EXIT_USAGE;
+            } else if (cli_parse_i64("synth", "--threads", v, 1, 1024, &threads)) {
+                return FLX_EXIT_USAGE;
+            }
+        } else {
+            return cli_usage_error("synth", "unknown option '%s'", a);
+        }
+    }
+    if (!shape) return cli_usage_error("synth", "--shape is required (llama-3.2-1b or tiny)");
+    if (!out) return cli_usage_error("synth", "--out DIR is required");
+    if (strcmp(dtype, "bf16") && strcmp(dtype, "f32"))
+        return cli_usage_error("synth", "--dtype must be bf16 or f32, got '%s'", dtype);
+
+    flx_error err = {0};
+    flx_llama_config cfg;
+    if (flx_synth_config(shape, &cfg, &err)) return cli_usage_error("synth", "%s", err.msg);
+    if (tokenizer && !flx_file_exists(tokenizer)) {
+        flx_fail(&err, FLX_EIO, "%s: --tokenizer file not found", tokenizer);
+        return cli_fail("synth", &err);
+    }
+    int created = 0;
+    if (flx_is_dir(out)) {
+        if (dir_non_empty(out) && !force) {
+            flx_fail(&err, FLX_EINVAL, "%s: folder is not empty (use --force to write into it)", out);
+            return cli_fail("synth", &err);
+        }
+    } else if (mkdir(out, 0777) != 0) {
+        flx_fail(&err, FLX_EIO, "%s: cannot create folder: %s", out, strerror(errno));
+        return cli_fail("synth", &err);
+    } else {
+        created = 1;
+    }
+    fprintf(stderr, "flxemu synth: %s, seed %lld, %s -> %s\n", shape, seed, dtype, out);
+    int rc = flx_synth_write_hf_ex(out, &cfg, (uint64_t)seed, !strcmp(dtype, "bf16"), tokenizer,
+                                   (int)threads, 1, &err);
+    if (rc) {
+        if (created) rmdir(out);   /* the library already removed its files */
+        return cli_fail("synth", &err);
+    }
+    return FLX_EXIT_OK;
 }
