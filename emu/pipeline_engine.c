@@ -1,0 +1,185 @@
+/* The FlexLLM engine view of a quantized model: what the hardware can run,
+ * its RoPE table and attention scales, and the INT8 KV cache. */
+#include "flx_emu.h"
+#include "flx_qmodel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void flx_emu_opts_default(flx_emu_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->fp.exp = FLX_EMU_EXP_GLIBC;
+    o->fp.ftz = 0;
+    o->reference_quirks = 0;
+    o->top_k = 5;
+    o->norm_lanes = 8;
+    o->sample_lanes = 16;
+}
+
+/* INT4 symmetric per-output-channel weights with stored sums: the only
+ * weight format the FlexLLM linear layers read (spec 1.2, 3.2). */
+static int check_tensor(const flx_qtensor *t, const char *name, int layer, int64_t n_out,
+                        int64_t n_in, const char *recipe, flx_error *err)
+{
+    char where[64];
+    if (layer >= 0) snprintf(where, sizeof where, "layer %d %s", layer, name);
+    else snprintf(where, sizeof where, "%s", name);
+    if (t->bits != 4 || !t->q)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "%s: %d-bit weights (recipe '%s'); the FlexLLM INT4 engine runs only "
+                        "4-bit integer weights", where, t->bits, recipe);
+    if (!t->symmetric || t->zero)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "%s: asymmetric weights; the FlexLLM engine needs symmetric INT4", where);
+    if (t->group_size != t->n_in)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "%s: group size %d; the FlexLLM engine has one scale per output channel "
+                        "(group size %d)", where, t->group_size, t->n_in);
+    if (!t->scale || !t->wsum)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "%s: missing %s; the dequantizer needs the per-row scale and the stored "
+                        "sum of dequantized weights", where, t->scale ? "wsum" : "scale");
+    if (t->n_out != n_out || t->n_in != n_in)
+        return flx_fail(err, FLX_EFORMAT, "%s: shape (%d, %d), expected (%lld, %lld)", where,
+                        t->n_out, t->n_in, (long long)n_out, (long long)n_in);
+    return FLX_OK;
+}
+
+static int is_pow2(int64_t v) { return v > 1 && !(v & (v - 1)); }
+
+int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_opts *o,
+                        int64_t max_pos, flx_error *err)
+{
+    memset(e, 0, sizeof *e);
+    const flx_llama_config *c = &qm->cfg;
+    if (c->n_layers < 1 || c->d_model < 1 || c->n_heads < 1 || c->n_kv_heads < 1 ||
+        c->head_dim < 2 || c->d_ff < 2 || c->n_vocab < 1)
+        return flx_fail(err, FLX_EFORMAT, "quantized model: invalid dimensions");
+    if (c->head_dim % 2 || c->n_heads % c->n_kv_heads ||
+        (int64_t)c->n_heads * c->head_dim != c->d_model)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "quantized model: heads %d x %d with %d KV heads do not tile d_model %d "
+                        "as the FlexLLM attention needs", c->n_heads, c->head_dim,
+                        c->n_kv_heads, c->d_model);
+    if (!is_pow2(c->d_ff))
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "quantized model: d_ff %d is not a power of two; the online R4 FHT needs one",
+                        c->d_ff);
+    if (c->d_model % o->norm_lanes || c->d_model % 4)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "quantized model: d_model %d does not split into %d RMSNorm lanes",
+                        c->d_model, o->norm_lanes);
+    if (!qm->r4_online)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "quantized model (recipe '%s'): no online R4 rotation; the FlexLLM "
+                        "engine always applies the normalized FHT before down_proj",
+                        qm->recipe);
+    if (qm->r3_online)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "quantized model (recipe '%s'): online R3 (Hadamard on Q/K) is not part "
+                        "of the FlexLLM engine", qm->recipe);
+    if (!qm->has_attn_scales)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "quantized model (recipe '%s'): no static attention scales (q_s, k_s, "
+                        "v_s, a_s); the FlexLLM engine quantizes Q/K/V/P with them", qm->recipe);
+    if (!qm->tok_embd || !qm->layers)
+        return flx_fail(err, FLX_EFORMAT, "quantized model: missing embedding or layers");
+    if (o->top_k < 1 || o->top_k > FLX_EMU_TOPK_MAX || o->sample_lanes < 1 || o->sample_lanes > 64)
+        return flx_fail(err, FLX_EINVAL, "engine options: top_k %d / sampler lanes %d out of range",
+                        o->top_k, o->sample_lanes);
+    const int64_t D = c->d_model, KV = (int64_t)c->n_kv_heads * c->head_dim, F = c->d_ff;
+    for (int l = 0; l < c->n_layers; l++) {
+        const flx_qlayer *L = &qm->layers[l];
+        int rc;
+        if ((rc = check_tensor(&L->wq, "wq", l, D, D, qm->recipe, err)) ||
+            (rc = check_tensor(&L->wk, "wk", l, KV, D, qm->recipe, err)) ||
+            (rc = check_tensor(&L->wv, "wv", l, KV, D, qm->recipe, err)) ||
+            (rc = check_tensor(&L->wo, "wo", l, D, D, qm->recipe, err)) ||
+            (rc = check_tensor(&L->w_gate, "w_gate", l, F, D, qm->recipe, err)) ||
+            (rc = check_tensor(&L->w_up, "w_up", l, F, D, qm->recipe, err)) ||
+            (rc = check_tensor(&L->w_down, "w_down", l, D, F, qm->recipe, err)))
+            return rc;
+        float sc[4] = { L->q_s, L->k_s, L->v_s, L->a_s };
+        for (int i = 0; i < 4; i++)
+            if (!(sc[i] > 0.0f) || !isfinite(sc[i]))
+                return flx_fail(err, FLX_EFORMAT,
+                                "layer %d: attention scale %s = %g; static INT8 attention needs a "
+                                "positive finite scale", l, (const char *[]){ "q_s", "k_s", "v_s", "a_s" }[i],
+                                (double)sc[i]);
+        if (!L->attn_norm || !L->ffn_norm)
+            return flx_fail(err, FLX_EFORMAT, "layer %d: missing RMSNorm gains", l);
+    }
+    int rc = check_tensor(&qm->head, "head", -1, c->n_vocab, D, qm->recipe, err);
+    if (rc) return rc;
+    if (!qm->out_norm) return flx_fail(err, FLX_EFORMAT, "quantized model: missing final norm");
+    if (max_pos < 16) max_pos = 16;
+
+    e->qm = qm;
+    e->opts = *o;
+    e->max_pos = max_pos;
+    int64_t vp = 1024;
+    while (vp < c->n_vocab) vp <<= 1;
+    e->n_vocab_pad = vp;
+    e->fht_scale = (F == 8192) ? 90.50967f : (float)sqrt((double)F);   /* spec 0.2 constant */
+    int isq = 1;
+    while ((isq + 1) * (isq + 1) <= c->head_dim) isq++;
+    e->q_factor = (float)isq;                                        /* sqrt_HEAD_DIM = 8 */
+    const int64_t half = c->head_dim / 2;
+    e->rope_sin = malloc((size_t)(max_pos * half) * sizeof(float));
+    e->rope_cos = malloc((size_t)(max_pos * half) * sizeof(float));
+    e->att_scales = malloc((size_t)c->n_layers * 4 * c->n_heads * sizeof(float));
+    if (!e->rope_sin || !e->rope_cos || !e->att_scales) {
+        flx_emu_engine_free(e);
+        return flx_fail(err, FLX_ENOMEM, "engine tables: out of memory");
+    }
+    const double *inv = o->reference_quirks ? NULL : qm->rope_inv_freq;
+    if (!o->reference_quirks && !inv) {
+        flx_emu_engine_free(e);
+        return flx_fail(err, FLX_EFORMAT, "quantized model: missing rope_inv_freq");
+    }
+    flx_emu_rope_table(e->rope_sin, e->rope_cos, max_pos, c->head_dim, inv);
+    for (int l = 0; l < c->n_layers; l++) {
+        const flx_qlayer *L = &qm->layers[l];
+        float sc[4] = { L->q_s, L->k_s, L->v_s, L->a_s };
+        for (int i = 0; i < 4; i++)
+            for (int h = 0; h < c->n_heads; h++)   /* per-layer value replicated over heads */
+                e->att_scales[((int64_t)l * 4 + i) * c->n_heads + h] = sc[i];
+    }
+    return FLX_OK;
+}
+
+void flx_emu_engine_free(flx_emu_engine *e)
+{
+    free(e->rope_sin);
+    free(e->rope_cos);
+    free(e->att_scales);
+    memset(e, 0, sizeof *e);
+}
+
+int flx_emu_kv_init(flx_emu_kv *kv, const flx_emu_engine *e, int64_t cap, flx_error *err)
+{
+    memset(kv, 0, sizeof *kv);
+    const flx_llama_config *c = &e->qm->cfg;
+    kv->n_layers = c->n_layers;
+    kv->kv_dim = c->n_kv_heads * c->head_dim;
+    kv->cap = cap;
+    size_t n = (size_t)c->n_layers * (size_t)cap * (size_t)kv->kv_dim;
+    kv->k = calloc(n ? n : 1, 1);
+    kv->v = calloc(n ? n : 1, 1);
+    kv->k_reg = calloc((size_t)c->n_layers * 32 * (size_t)kv->kv_dim, 1);
+    if (!kv->k || !kv->v || !kv->k_reg) {
+        flx_emu_kv_free(kv);
+        return flx_fail(err, FLX_ENOMEM, "KV cache of %lld positions: out of memory",
+                        (long long)cap);
+    }
+    return FLX_OK;
+}
+
+void flx_emu_kv_free(flx_emu_kv *kv)
+{
+    free(kv->k);
+    free(kv->v);
+    free(kv->k_reg);
+    memset(kv, 0, sizeof *kv);
+}

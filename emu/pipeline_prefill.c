@@ -1,0 +1,273 @@
+/* The FlexLLM W4A4 prefill (spec 3.3; production top level
+ * SpinQuant_Prefilling_mem_opt), layer by layer on token-major arrays, and
+ * the decode-stage head that hardware perplexity applies to every position. */
+#include "flx_emu.h"
+#include "flx_qmodel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ceil(log2(n)): the PE's max_log2_k_size for an input width n */
+static int log2_ceil(int64_t n)
+{
+    int l = 0;
+    while (((int64_t)1 << l) < n) l++;
+    return l;
+}
+
+/* A linear layer: per-token INT4 quantization of x, exact INT4 GEMM with
+ * acc_bits accumulators, dequantization with weight scale and sum.
+ * x: [T][n_in] -> y: [T][n_out].  Scratch: q [T][n_in], s/b [T],
+ * acc [T][n_out]. */
+typedef struct {
+    int8_t  *q;
+    float   *s, *b;
+    int32_t *acc;
+} lin_scratch;
+
+static int linear(float *y, const float *x, const flx_qtensor *w, int64_t T, int acc_bits,
+                  const lin_scratch *sc, const flx_emu_fp *fp, flx_pool *pool, const char *name,
+                  int layer, flx_error *err)
+{
+    flx_emu_quant_asym(sc->q, sc->s, sc->b, x, T, w->n_in, 4, fp);
+    int64_t wr = flx_emu_gemm_i4(sc->acc, sc->q, 1, w->q, T, w->n_out, w->n_in, acc_bits, pool);
+    if (wr < 0) return flx_fail(err, FLX_ENOMEM, "layer %d %s: out of memory", layer, name);
+    if (wr > 0)
+        return flx_fail(err, FLX_ENUMERIC,
+                        "layer %d %s: %lld accumulators exceeded %d bits (impossible for INT4 "
+                        "inputs of this width)", layer, name, (long long)wr, acc_bits);
+    flx_emu_dequant(y, sc->acc, sc->s, sc->b, w->scale, w->wsum, T, w->n_out, fp);
+    return FLX_OK;
+}
+
+/* ------------------------------------------------------------ attention */
+
+typedef struct {
+    const flx_emu_engine *e;
+    int64_t  Lp;
+    const int8_t *q8, *k8, *v8;   /* [Lp][D], [Lp][KV], [Lp][KV]     */
+    int32_t *acc_o;               /* [Lp][D]                          */
+    const float *qs, *ks, *as;    /* per head                         */
+    int32_t **acc;                /* per thread [Lp][Lp]              */
+    float  **sc;                  /* per thread [Lp][Lp]              */
+    int8_t **p8;                  /* per thread [Lp][Lp]              */
+    int64_t *wrapped;             /* per head                         */
+} att_job;
+
+static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
+{
+    att_job *j = ctx;
+    const flx_llama_config *c = &j->e->qm->cfg;
+    const flx_emu_fp *fp = &j->e->opts.fp;
+    const int hd = c->head_dim, G = c->n_heads / c->n_kv_heads;
+    const int64_t D = c->d_model, KV = (int64_t)c->n_kv_heads * hd, Lp = j->Lp;
+    for (int64_t h = h0; h < h1; h++) {
+        int64_t kvh = h / G;
+        int32_t *acc = j->acc[tid];
+        float *sc = j->sc[tid];
+        int8_t *p8 = j->p8[tid];
+        /* S = (int q8.k8) * Q_s * K_s over the full Lp x Lp (no causal skip) */
+        int64_t w = flx_emu_qk_i8(acc, Lp, j->q8 + h * hd, D, j->k8 + kvh * hd, KV, Lp, Lp, hd, 22);
+        flx_emu_dequant_static(sc, acc, Lp, 1, (int)Lp, &j->qs[h], &j->ks[kvh], 1, fp);
+        flx_emu_causal_mask(sc, Lp, Lp, Lp, 0);
+        for (int64_t i = 0; i < Lp; i++) flx_emu_softmax_pref(sc + i * Lp, Lp, fp);
+        flx_emu_quant_static(p8, sc, Lp, 1, (int)Lp, &j->as[h], 1.0f, 8, 0, fp);  /* uint8 P */
+        int64_t w2 = flx_emu_av_i8(j->acc_o + h * hd, D, p8, Lp, 1, j->v8 + kvh * hd, KV, Lp, Lp,
+                                   hd, 26);
+        j->wrapped[h] = (w < 0 || w2 < 0) ? -1 : w + w2;
+    }
+}
+
+/* --------------------------------------------------------------- prefill */
+
+typedef struct {
+    float   *x, *h, *k, *v, *q, *o, *g, *u;
+    int8_t  *k8, *v8, *q8;
+    int32_t *acc_o;
+    lin_scratch lin;
+    int      n_threads;
+    int32_t **t_acc;
+    float  **t_sc;
+    int8_t **t_p8;
+    int64_t *wrapped;
+} pref_bufs;
+
+static void pref_free(pref_bufs *b)
+{
+    free(b->x); free(b->h); free(b->k); free(b->v); free(b->q); free(b->o); free(b->g); free(b->u);
+    free(b->k8); free(b->v8); free(b->q8); free(b->acc_o);
+    free(b->lin.q); free(b->lin.s); free(b->lin.b); free(b->lin.acc);
+    for (int i = 0; i < b->n_threads; i++) {
+        if (b->t_acc) free(b->t_acc[i]);
+        if (b->t_sc) free(b->t_sc[i]);
+        if (b->t_p8) free(b->t_p8[i]);
+    }
+    free(b->t_acc); free(b->t_sc); free(b->t_p8); free(b->wrapped);
+}
+
+static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n_threads)
+{
+    memset(b, 0, sizeof *b);
+    const size_t D = (size_t)c->d_model, KV = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t F = (size_t)c->d_ff, L = (size_t)Lp, W = F > D ? F : D;
+    b->x = malloc(L * D * sizeof(float));
+    b->h = malloc(L * D * sizeof(float));
+    b->k = malloc(L * KV * sizeof(float));
+    b->v = malloc(L * KV * sizeof(float));
+    b->q = malloc(L * D * sizeof(float));
+    b->o = malloc(L * D * sizeof(float));
+    b->g = malloc(L * F * sizeof(float));
+    b->u = malloc(L * F * sizeof(float));
+    b->k8 = malloc(L * KV);
+    b->v8 = malloc(L * KV);
+    b->q8 = malloc(L * D);
+    b->acc_o = malloc(L * D * sizeof(int32_t));
+    b->lin.q = malloc(L * W);
+    b->lin.s = malloc(L * sizeof(float));
+    b->lin.b = malloc(L * sizeof(float));
+    b->lin.acc = malloc(L * W * sizeof(int32_t));
+    b->n_threads = n_threads;
+    b->t_acc = calloc((size_t)n_threads, sizeof *b->t_acc);
+    b->t_sc = calloc((size_t)n_threads, sizeof *b->t_sc);
+    b->t_p8 = calloc((size_t)n_threads, sizeof *b->t_p8);
+    b->wrapped = calloc((size_t)c->n_heads, sizeof *b->wrapped);
+    if (!b->x || !b->h || !b->k || !b->v || !b->q || !b->o || !b->g || !b->u || !b->k8 ||
+        !b->v8 || !b->q8 || !b->acc_o || !b->lin.q || !b->lin.s || !b->lin.b || !b->lin.acc ||
+        !b->t_acc || !b->t_sc || !b->t_p8 || !b->wrapped)
+        return -1;
+    for (int i = 0; i < n_threads; i++) {
+        b->t_acc[i] = malloc(L * L * sizeof(int32_t));
+        b->t_sc[i] = malloc(L * L * sizeof(float));
+        b->t_p8[i] = malloc(L * L);
+        if (!b->t_acc[i] || !b->t_sc[i] || !b->t_p8[i]) return -1;
+    }
+    return 0;
+}
+
+static int check_finite(const float *x, int64_t n, int layer, const char *what, flx_error *err)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return flx_fail(err, FLX_ENUMERIC, "layer %d %s: non-finite value at element %lld",
+                            layer, what, (long long)i);
+    return FLX_OK;
+}
+
+int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
+                    const int32_t *tokens, int64_t n, flx_pool *pool, flx_error *err)
+{
+    const flx_qmodel *qm = e->qm;
+    const flx_llama_config *c = &qm->cfg;
+    const flx_emu_fp *fp = &e->opts.fp;
+    if (n < 1) return flx_fail(err, FLX_EINVAL, "prefill: no tokens");
+    const int64_t Lp = (n + 15) / 16 * 16;             /* the host pads to a multiple of 16 */
+    if (Lp > e->max_pos)
+        return flx_fail(err, FLX_EINVAL, "prefill: %lld positions exceed the RoPE table (%lld)",
+                        (long long)Lp, (long long)e->max_pos);
+    if (kv && kv->cap < n)
+        return flx_fail(err, FLX_EINVAL, "prefill: KV cache holds %lld positions, need %lld",
+                        (long long)kv->cap, (long long)n);
+    const int64_t D = c->d_model, hd = c->head_dim, KV = (int64_t)c->n_kv_heads * hd;
+    const int64_t F = c->d_ff;
+    const int bits_d = log2_ceil(D) + 8, bits_f = log2_ceil(F) + 8;   /* L + 8 */
+    int n_threads = pool ? flx_pool_threads(pool) : 1;
+    pref_bufs b;
+    if (pref_alloc(&b, c, Lp, n_threads)) {
+        pref_free(&b);
+        return flx_fail(err, FLX_ENOMEM, "prefill of %lld tokens: out of memory", (long long)Lp);
+    }
+    int rc = FLX_OK;
+    /* layer-0 input: embeddings, zero rows for the padding */
+    memset(b.x, 0, (size_t)(Lp * D) * sizeof(float));
+    for (int64_t t = 0; t < n && !rc; t++)
+        rc = flx_emu_embed(b.x + t * D, qm->tok_embd, c->n_vocab, D, tokens[t], err);
+
+    for (int l = 0; l < c->n_layers && !rc; l++) {
+        const flx_qlayer *L = &qm->layers[l];
+        const float *qs = e->att_scales + ((int64_t)l * 4 + 0) * c->n_heads;
+        const float *ks = e->att_scales + ((int64_t)l * 4 + 1) * c->n_heads;
+        const float *vs = e->att_scales + ((int64_t)l * 4 + 2) * c->n_heads;
+        const float *as = e->att_scales + ((int64_t)l * 4 + 3) * c->n_heads;
+        /* h = RMSNorm(x); K, V, Q projections (one quantization serves all:
+         * the hardware quantizes three times with identical results) */
+        flx_emu_rmsnorm_pref(b.h, b.x, L->attn_norm, Lp, D, c->rms_eps, fp);
+        if ((rc = linear(b.k, b.h, &L->wk, Lp, bits_d, &b.lin, fp, pool, "wk", l, err)) ||
+            (rc = linear(b.v, b.h, &L->wv, Lp, bits_d, &b.lin, fp, pool, "wv", l, err)) ||
+            (rc = linear(b.q, b.h, &L->wq, Lp, bits_d, &b.lin, fp, pool, "wq", l, err)))
+            break;
+        for (int64_t t = 0; t < Lp; t++) {      /* RoPE at the absolute position t */
+            flx_emu_rope(b.k + t * KV, b.k + t * KV, c->n_kv_heads, (int)hd, e->rope_sin,
+                         e->rope_cos, t, fp);
+            flx_emu_rope(b.q + t * D, b.q + t * D, c->n_heads, (int)hd, e->rope_sin,
+                         e->rope_cos, t, fp);
+        }
+        flx_emu_quant_static(b.k8, b.k, Lp, c->n_kv_heads, (int)hd, ks, 1.0f, 8, 1, fp);
+        flx_emu_quant_static(b.v8, b.v, Lp, c->n_kv_heads, (int)hd, vs, 1.0f, 8, 1, fp);
+        flx_emu_quant_static(b.q8, b.q, Lp, c->n_heads, (int)hd, qs, e->q_factor, 8, 1, fp);
+        if (kv) {
+            memcpy(kv->k + ((int64_t)l * kv->cap) * KV, b.k8, (size_t)(n * KV));
+            memcpy(kv->v + ((int64_t)l * kv->cap) * KV, b.v8, (size_t)(n * KV));
+        }
+        /* attention, one head per task */
+        att_job job = { e, Lp, b.q8, b.k8, b.v8, b.acc_o, qs, ks, as, b.t_acc, b.t_sc, b.t_p8,
+                        b.wrapped };
+        flx_pool_for(pool, c->n_heads, 1, att_heads, &job);
+        for (int h = 0; h < c->n_heads && !rc; h++) {
+            if (b.wrapped[h] < 0) rc = flx_fail(err, FLX_ENOMEM, "layer %d attention: out of memory", l);
+            else if (b.wrapped[h] > 0)
+                rc = flx_fail(err, FLX_ENUMERIC, "layer %d head %d: attention accumulator overflow", l, h);
+        }
+        if (rc) break;
+        flx_emu_dequant_static(b.o, b.acc_o, Lp, c->n_heads, (int)hd, as, vs, c->n_kv_heads, fp);
+        /* O projection and the first residual: r0 = O(attn) + x (kept in x) */
+        if ((rc = linear(b.h, b.o, &L->wo, Lp, bits_d, &b.lin, fp, pool, "wo", l, err))) break;
+        flx_emu_residual(b.x, b.h, b.x, Lp * D, fp);
+        /* FFN: gate/up on RMSNorm(r0), silu(gate) * up, R4 FHT, down, residual */
+        flx_emu_rmsnorm_pref(b.h, b.x, L->ffn_norm, Lp, D, c->rms_eps, fp);
+        if ((rc = linear(b.g, b.h, &L->w_gate, Lp, bits_d, &b.lin, fp, pool, "w_gate", l, err)) ||
+            (rc = linear(b.u, b.h, &L->w_up, Lp, bits_d, &b.lin, fp, pool, "w_up", l, err)))
+            break;
+        flx_emu_silu_gate(b.g, b.g, b.u, Lp * F, fp);
+        for (int64_t t = 0; t < Lp; t++) flx_emu_fht(b.g + t * F, F, e->fht_scale, fp);
+        if ((rc = linear(b.h, b.g, &L->w_down, Lp, bits_f, &b.lin, fp, pool, "w_down", l, err)))
+            break;
+        flx_emu_residual(b.x, b.h, b.x, Lp * D, fp);
+        rc = check_finite(b.x, n * D, l, "output", err);
+    }
+    if (!rc && hidden) memcpy(hidden, b.x, (size_t)(n * D) * sizeof(float));
+    pref_free(&b);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ head */
+
+int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, int64_t n,
+                 flx_pool *pool, flx_error *err)
+{
+    const flx_qmodel *qm = e->qm;
+    const flx_llama_config *c = &qm->cfg;
+    const flx_emu_fp *fp = &e->opts.fp;
+    const int64_t D = c->d_model, V = c->n_vocab;
+    const int bits = log2_ceil(D > c->d_ff ? D : c->d_ff) + 8;   /* decode engine: L = 13 */
+    /* rows in blocks so that the int32 accumulators stay bounded */
+    int64_t rows = ((int64_t)64 << 20) / ((int64_t)V * 4);
+    if (rows < 1) rows = 1;
+    if (rows > n) rows = n;
+    float *h = malloc((size_t)(rows * D) * sizeof(float));
+    lin_scratch sc = { malloc((size_t)(rows * D)), malloc((size_t)rows * sizeof(float)),
+                       malloc((size_t)rows * sizeof(float)),
+                       malloc((size_t)(rows * V) * sizeof(int32_t)) };
+    int rc = FLX_OK;
+    if (!h || !sc.q || !sc.s || !sc.b || !sc.acc)
+        rc = flx_fail(err, FLX_ENOMEM, "head: out of memory");
+    for (int64_t r0 = 0; r0 < n && !rc; r0 += rows) {
+        int64_t nr = n - r0 < rows ? n - r0 : rows;
+        for (int64_t t = 0; t < nr; t++)
+            flx_emu_rmsnorm_dec(h + t * D, hidden + (r0 + t) * D, qm->out_norm, D,
+                                e->opts.norm_lanes, c->rms_eps, fp);
+        rc = linear(logits + r0 * V, h, &qm->head, nr, bits, &sc, fp, pool, "head", c->n_layers,
+                    err);
+    }
+    free(h); free(sc.q); free(sc.s); free(sc.b); free(sc.acc);
+    return rc;
+}

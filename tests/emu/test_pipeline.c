@@ -1,0 +1,315 @@
+/* emu pipelines on a small random quantized model built in memory:
+ * thread-count invariance, prefill/decode agreement where the spec says they
+ * agree, the reference quirks, refusal of models the hardware cannot run. */
+#include "flx_emu.h"
+#include "flx_qmodel.h"
+#include "test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { NL = 2, DM = 64, NH = 4, NKV = 2, HD = 16, FF = 128, NV = 300 };
+
+typedef struct {
+    flx_qmodel qm;
+    flx_qlayer layers[NL];
+    void *mem[64];
+    int n_mem;
+} test_model;
+
+static uint64_t st = 12345;
+static double urand(void)
+{
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(st >> 11) / 9007199254740992.0;
+}
+
+static void *tm_alloc(test_model *m, size_t bytes)
+{
+    void *p = calloc(1, bytes);
+    cr_assert_not_null(p);
+    m->mem[m->n_mem++] = p;
+    return p;
+}
+
+static void make_tensor(test_model *m, flx_qtensor *t, int n_out, int n_in, float s_lo, float s_hi)
+{
+    t->n_out = n_out; t->n_in = n_in; t->bits = 4; t->group_size = n_in; t->symmetric = 1;
+    t->q = tm_alloc(m, (size_t)n_out * n_in);
+    t->scale = tm_alloc(m, (size_t)n_out * sizeof(float));
+    t->wsum = tm_alloc(m, (size_t)n_out * sizeof(float));
+    for (int o = 0; o < n_out; o++) {
+        int sum = 0;
+        for (int k = 0; k < n_in; k++) {
+            int v = (int)(urand() * 16) - 8;
+            t->q[(size_t)o * n_in + k] = (int8_t)v;
+            sum += v;
+        }
+        t->scale[o] = (float)(s_lo + (s_hi - s_lo) * urand());
+        t->wsum[o] = t->scale[o] * (float)sum;
+    }
+}
+
+static void build(test_model *m)
+{
+    memset(m, 0, sizeof *m);
+    st = 12345;
+    flx_qmodel *q = &m->qm;
+    flx_llama_config *c = &q->cfg;
+    c->n_vocab = NV; c->d_model = DM; c->n_layers = NL; c->n_heads = NH; c->n_kv_heads = NKV;
+    c->head_dim = HD; c->d_ff = FF; c->max_seq_len = 256; c->rms_eps = 1e-5f;
+    c->rope_theta = 500000.0;
+    strcpy(q->recipe, "flexllm");
+    strcpy(q->rotation, "hadamard");
+    q->r4_online = 1;
+    q->has_attn_scales = 1;
+    float *emb = tm_alloc(m, (size_t)NV * DM * sizeof(float));
+    for (int i = 0; i < NV * DM; i++) emb[i] = (float)(urand() * 2.0 - 1.0);
+    q->tok_embd = emb;
+    float *ones = tm_alloc(m, DM * sizeof(float));
+    for (int i = 0; i < DM; i++) ones[i] = 1.0f;
+    q->layers = m->layers;
+    for (int l = 0; l < NL; l++) {
+        flx_qlayer *L = &m->layers[l];
+        L->attn_norm = ones;
+        L->ffn_norm = ones;
+        make_tensor(m, &L->wq, DM, DM, 0.02f, 0.04f);
+        make_tensor(m, &L->wk, NKV * HD, DM, 0.02f, 0.04f);
+        make_tensor(m, &L->wv, NKV * HD, DM, 0.02f, 0.04f);
+        make_tensor(m, &L->wo, DM, DM, 0.02f, 0.04f);
+        make_tensor(m, &L->w_gate, FF, DM, 0.02f, 0.04f);
+        make_tensor(m, &L->w_up, FF, DM, 0.02f, 0.04f);
+        make_tensor(m, &L->w_down, DM, FF, 0.02f, 0.04f);
+        L->q_s = 0.01f; L->k_s = 0.03f; L->v_s = 0.02f; L->a_s = 1.0f / 255.0f;
+    }
+    q->out_norm = ones;
+    make_tensor(m, &q->head, NV, DM, 0.05f, 0.1f);
+    double *inv = tm_alloc(m, HD / 2 * sizeof(double));
+    for (int k = 0; k < HD / 2; k++) inv[k] = pow(500000.0, -2.0 * k / HD);
+    q->rope_inv_freq = inv;
+}
+
+static void destroy(test_model *m)
+{
+    for (int i = 0; i < m->n_mem; i++) free(m->mem[i]);
+}
+
+static void engine(flx_emu_engine *e, const test_model *m, int quirks, int norm_lanes)
+{
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    o.reference_quirks = quirks;
+    o.norm_lanes = norm_lanes;
+    flx_error err = { 0 };
+    int rc = flx_emu_engine_init(e, &m->qm, &o, 256, &err);
+    cr_assert_eq(rc, FLX_OK, "%s", err.msg);
+}
+
+static int32_t toks[64];
+static void make_tokens(void)
+{
+    for (int i = 0; i < 64; i++) toks[i] = (int32_t)((i * 37 + 11) % NV);
+}
+
+Test(emu_pipeline, prefill_identical_for_any_thread_count)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    flx_emu_engine e;
+    engine(&e, &m, 0, 8);
+    enum { N = 37 };
+    static float h0[N * DM], h1[N * DM], h2[N * DM];
+    flx_error err = { 0 };
+    flx_pool *p1 = flx_pool_create(1), *p2 = flx_pool_create(2);
+    cr_assert_eq(flx_emu_prefill(&e, h0, NULL, toks, N, NULL, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_emu_prefill(&e, h1, NULL, toks, N, p1, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_emu_prefill(&e, h2, NULL, toks, N, p2, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(memcmp(h0, h1, sizeof h0), 0);
+    cr_assert_eq(memcmp(h0, h2, sizeof h0), 0);
+    int nonzero = 0;
+    for (int i = 0; i < N * DM; i++) nonzero += h0[i] != 0.0f && isfinite(h0[i]);
+    cr_assert_gt(nonzero, N * DM / 2);
+    /* decode logits too */
+    flx_emu_kv kv1, kv2;
+    cr_assert_eq(flx_emu_kv_init(&kv1, &e, 64, &err), FLX_OK);
+    cr_assert_eq(flx_emu_kv_init(&kv2, &e, 64, &err), FLX_OK);
+    float *l1 = malloc(e.n_vocab_pad * sizeof(float)), *l2 = malloc(e.n_vocab_pad * sizeof(float));
+    for (int t = 0; t < 5; t++) {
+        cr_assert_eq(flx_emu_decode_step(&e, l1, &kv1, toks[t], t, p1, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_emu_decode_step(&e, l2, &kv2, toks[t], t, p2, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(memcmp(l1, l2, e.n_vocab_pad * sizeof(float)), 0);
+    }
+    free(l1); free(l2);
+    flx_emu_kv_free(&kv1); flx_emu_kv_free(&kv2);
+    flx_pool_free(p1); flx_pool_free(p2);
+    flx_emu_engine_free(&e);
+    destroy(&m);
+}
+
+/* With one RMSNorm lane the decode tree is (0 + ((s0+s1)+(s2+s3))), the
+ * prefill tree exactly; the softmax trees agree for masked/padded keys (they
+ * add exact zeros) and the integer products are exact in both: so decode
+ * from scratch and prefill + head must give identical logits at every
+ * position.  With the production 8 lanes they may differ (spec 6.8). */
+Test(emu_pipeline, prefill_and_decode_agree_when_trees_coincide)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    enum { N = 21 };
+    for (int lanes = 1; lanes <= 8; lanes += 7) {
+        flx_emu_engine e;
+        engine(&e, &m, 0, lanes);
+        flx_error err = { 0 };
+        static float hid[N * DM], lp[N * NV];
+        cr_assert_eq(flx_emu_prefill(&e, hid, NULL, toks, N, NULL, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_emu_head(&e, lp, hid, N, NULL, &err), FLX_OK, "%s", err.msg);
+        flx_emu_kv kv;
+        cr_assert_eq(flx_emu_kv_init(&kv, &e, N, &err), FLX_OK);
+        float *ld = malloc(e.n_vocab_pad * sizeof(float));
+        int64_t differ = 0;
+        for (int t = 0; t < N; t++) {
+            cr_assert_eq(flx_emu_decode_step(&e, ld, &kv, toks[t], t, NULL, &err), FLX_OK, "%s", err.msg);
+            for (int v = 0; v < NV; v++) differ += memcmp(&ld[v], &lp[t * NV + v], 4) != 0;
+            for (int v = NV; v < e.n_vocab_pad; v++) cr_assert_eq(ld[v], -1e32f);  /* masked pad */
+        }
+        if (lanes == 1) cr_assert_eq(differ, 0, "%lld logits differ", (long long)differ);
+        else cr_log_info("8 RMSNorm lanes: %lld of %d logits differ between prefill and decode",
+                         (long long)differ, N * NV);
+        free(ld);
+        flx_emu_kv_free(&kv);
+        flx_emu_engine_free(&e);
+    }
+    destroy(&m);
+}
+
+Test(emu_pipeline, reference_quirks_k_group_overwrite_and_padded_vocab)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    enum { N = 40 };            /* 40 % 32 = 8: prompt keys 32..39 are lost */
+    const int KV = NKV * HD;
+    for (int quirks = 0; quirks < 2; quirks++) {
+        flx_emu_engine e;
+        engine(&e, &m, quirks, 8);
+        flx_error err = { 0 };
+        flx_emu_kv kv;
+        cr_assert_eq(flx_emu_kv_init(&kv, &e, 64, &err), FLX_OK);
+        cr_assert_eq(flx_emu_prefill(&e, NULL, &kv, toks, N, NULL, &err), FLX_OK, "%s", err.msg);
+        static int8_t before[64 * NKV * HD];
+        memcpy(before, kv.k, 64 * KV);
+        float *lg = malloc(e.n_vocab_pad * sizeof(float));
+        cr_assert_eq(flx_emu_decode_step(&e, lg, &kv, toks[N], N, NULL, &err), FLX_OK, "%s", err.msg);
+        int zeros = 0, changed = 0;
+        for (int i = 32 * KV; i < N * KV; i++) {
+            zeros += kv.k[i] == 0;
+            changed += kv.k[i] != before[i];
+        }
+        cr_assert_eq(memcmp(kv.k, before, 32 * KV), 0);     /* earlier groups untouched */
+        if (quirks) {
+            cr_assert_eq(zeros, 8 * KV);
+            cr_assert_gt(changed, 0);
+            for (int v = NV; v < e.n_vocab_pad; v++) cr_assert(lg[v] == 0.0f && !signbit(lg[v]));
+        } else {
+            cr_assert_eq(changed, 0);
+            for (int v = NV; v < e.n_vocab_pad; v++) cr_assert_eq(lg[v], -1e32f);
+        }
+        cr_assert_eq(e.n_vocab_pad, 1024);
+        free(lg);
+        flx_emu_kv_free(&kv);
+        flx_emu_engine_free(&e);
+    }
+    destroy(&m);
+}
+
+Test(emu_pipeline, reference_rope_table_is_base_10000)
+{
+    test_model m;
+    build(&m);
+    flx_emu_engine a, b;
+    engine(&a, &m, 0, 8);
+    engine(&b, &m, 1, 8);
+    /* row 5, k = 3 */
+    cr_assert_eq(a.rope_sin[5 * 8 + 3], (float)sin(5.0 * pow(500000.0, -6.0 / 16)));
+    cr_assert_eq(b.rope_sin[5 * 8 + 3], (float)sin(5.0 * pow(10000.0, -6.0 / 16)));
+    cr_assert_eq(a.q_factor, 4.0f);                 /* sqrt(16), the sqrt_HEAD_DIM macro */
+    flx_emu_engine_free(&a);
+    flx_emu_engine_free(&b);
+    destroy(&m);
+}
+
+typedef struct { int32_t ids[32]; int n; } collect;
+static int on_token(void *ctx, int64_t step, const flx_emu_topk *tk, float r)
+{
+    collect *c = ctx;
+    cr_assert_eq(c->n, step);
+    cr_assert(r >= 0.0f && r < 1.0f);
+    c->ids[c->n++] = tk->token;
+    return 0;
+}
+
+Test(emu_pipeline, generate_is_seeded_and_deterministic)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    flx_emu_engine e;
+    engine(&e, &m, 0, 8);
+    flx_error err = { 0 };
+    collect a = { { 0 }, 0 }, b = { { 0 }, 0 }, c1 = { { 0 }, 0 };
+    flx_pool *p2 = flx_pool_create(2);
+    cr_assert_eq(flx_emu_generate(&e, toks, 9, 6, 7, -1, on_token, &a, NULL, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_emu_generate(&e, toks, 9, 6, 7, -1, on_token, &b, p2, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(a.n, 6);
+    cr_assert_eq(memcmp(a.ids, b.ids, sizeof a.ids), 0);
+    for (int i = 0; i < a.n; i++) cr_assert(a.ids[i] >= 0 && a.ids[i] < NV);
+    cr_assert_eq(flx_emu_generate(&e, toks, 1, 3, 7, -1, on_token, &c1, NULL, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(c1.n, 3);
+    /* the first generated token of the 9-token prompt is what decode gives
+     * after the host flow: prefill 8, decode token 8 at position 8 */
+    flx_emu_kv kv;
+    cr_assert_eq(flx_emu_kv_init(&kv, &e, 16, &err), FLX_OK);
+    cr_assert_eq(flx_emu_prefill(&e, NULL, &kv, toks, 8, NULL, &err), FLX_OK);
+    float *lg = malloc(e.n_vocab_pad * sizeof(float));
+    cr_assert_eq(flx_emu_decode_step(&e, lg, &kv, toks[8], 8, NULL, &err), FLX_OK);
+    flx_rng rng;
+    flx_rng_seed(&rng, 7);
+    flx_emu_topk tk;
+    flx_emu_sample_topk(&tk, lg, e.n_vocab_pad, 16, 5, (float)flx_rng_uniform(&rng), &e.opts.fp);
+    cr_assert_eq(tk.token, a.ids[0]);
+    free(lg);
+    flx_emu_kv_free(&kv);
+    flx_pool_free(p2);
+    flx_emu_engine_free(&e);
+    destroy(&m);
+}
+
+Test(emu_pipeline, refuses_models_the_hardware_cannot_run)
+{
+    test_model m;
+    build(&m);
+    flx_emu_engine e;
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    flx_error err = { 0 };
+    m.layers[1].w_up.bits = 8;
+    strcpy(m.qm.recipe, "w8a8");
+    cr_assert_eq(flx_emu_engine_init(&e, &m.qm, &o, 64, &err), FLX_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "layer 1 w_up: 8-bit weights") != NULL, "%s", err.msg);
+    m.layers[1].w_up.bits = 4;
+    m.qm.r4_online = 0;
+    cr_assert_eq(flx_emu_engine_init(&e, &m.qm, &o, 64, &err), FLX_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "R4") != NULL, "%s", err.msg);
+    m.qm.r4_online = 1;
+    m.layers[0].a_s = 0.0f;
+    cr_assert_eq(flx_emu_engine_init(&e, &m.qm, &o, 64, &err), FLX_EFORMAT);
+    cr_assert(strstr(err.msg, "a_s") != NULL, "%s", err.msg);
+    m.layers[0].a_s = 0.004f;
+    m.qm.head.wsum = NULL;
+    cr_assert_eq(flx_emu_engine_init(&e, &m.qm, &o, 64, &err), FLX_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "head: missing wsum") != NULL, "%s", err.msg);
+    destroy(&m);
+}
