@@ -379,6 +379,17 @@ int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
 int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, int64_t n,
                  flx_pool *pool, flx_error *err);
 
+/* Hardware perplexity of one window: prefill of tokens[0..n) (any n; sizes
+ * over the U280's 1024 are allowed, the caller reports them), then the
+ * decode-stage final RMSNorm and INT4 head for every position.  Logits are
+ * handed to rows_fn in blocks of rows ([n_rows][n_vocab], valid during the
+ * call) so that a 2048 x 128256 window never sits in memory at once; a
+ * non-zero return from rows_fn stops with that status. */
+typedef int (*flx_emu_rows_fn)(void *ctx, int64_t row0, int64_t n_rows, const float *logits);
+
+int flx_emu_window_logits(const flx_emu_engine *e, const int32_t *tokens, int64_t n,
+                          flx_emu_rows_fn rows_fn, void *ctx, flx_pool *pool, flx_error *err);
+
 /* One decode step of `token` at position pos (keys 0..pos attended, k8/v8
  * written at pos).  logits: [n_vocab_pad]; ids >= n_vocab hold 0 under
  * reference quirks (unmasked) and -1e32f otherwise. */

@@ -271,3 +271,25 @@ int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, in
     free(h); free(sc.q); free(sc.s); free(sc.b); free(sc.acc);
     return rc;
 }
+
+int flx_emu_window_logits(const flx_emu_engine *e, const int32_t *tokens, int64_t n,
+                          flx_emu_rows_fn rows_fn, void *ctx, flx_pool *pool, flx_error *err)
+{
+    const flx_llama_config *c = &e->qm->cfg;
+    const int64_t D = c->d_model, V = c->n_vocab;
+    float *hidden = malloc((size_t)(n > 0 ? n : 1) * (size_t)D * sizeof(float));
+    if (!hidden) return flx_fail(err, FLX_ENOMEM, "window of %lld tokens: out of memory", (long long)n);
+    int rc = flx_emu_prefill(e, hidden, NULL, tokens, n, pool, err);
+    int64_t rows = ((int64_t)128 << 20) / (V * 4);      /* <= 128 MiB of logits at a time */
+    if (rows < 1) rows = 1;
+    float *logits = rc ? NULL : malloc((size_t)(rows < n ? rows : n) * (size_t)V * sizeof(float));
+    if (!rc && !logits) rc = flx_fail(err, FLX_ENOMEM, "window logits: out of memory");
+    for (int64_t r0 = 0; r0 < n && !rc; r0 += rows) {
+        int64_t nr = n - r0 < rows ? n - r0 : rows;
+        rc = flx_emu_head(e, logits, hidden + r0 * D, nr, pool, err);
+        if (!rc) rc = rows_fn(ctx, r0, nr, logits);
+    }
+    free(logits);
+    free(hidden);
+    return rc;
+}

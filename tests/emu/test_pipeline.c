@@ -313,3 +313,33 @@ Test(emu_pipeline, refuses_models_the_hardware_cannot_run)
     cr_assert(strstr(err.msg, "head: missing wsum") != NULL, "%s", err.msg);
     destroy(&m);
 }
+
+typedef struct { float *all; int64_t rows_seen; } win_ctx;
+static int on_rows(void *ctx, int64_t row0, int64_t n_rows, const float *logits)
+{
+    win_ctx *w = ctx;
+    cr_assert_eq(row0, w->rows_seen);
+    memcpy(w->all + row0 * NV, logits, (size_t)(n_rows * NV) * sizeof(float));
+    w->rows_seen += n_rows;
+    return 0;
+}
+
+Test(emu_pipeline, window_logits_are_prefill_then_head)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    flx_emu_engine e;
+    engine(&e, &m, 0, 8);
+    enum { N = 50 };
+    static float hid[N * DM], want[N * NV], got[N * NV];
+    flx_error err = { 0 };
+    cr_assert_eq(flx_emu_prefill(&e, hid, NULL, toks, N, NULL, &err), FLX_OK);
+    cr_assert_eq(flx_emu_head(&e, want, hid, N, NULL, &err), FLX_OK);
+    win_ctx w = { got, 0 };
+    cr_assert_eq(flx_emu_window_logits(&e, toks, N, on_rows, &w, NULL, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(w.rows_seen, N);
+    cr_assert_eq(memcmp(want, got, sizeof want), 0);
+    flx_emu_engine_free(&e);
+    destroy(&m);
+}
