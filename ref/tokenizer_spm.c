@@ -151,10 +151,11 @@ int tok_spm_encode_text(const flx_tokenizer *t, tok_scratch *s, const char *text
             int32_t b = t->byte_ids[u[i]];
             if (b < 0) b = t->unk_id;
             if (b < 0) {
+                unsigned byte = u[i];
                 free(esc);
                 return flx_fail(err, FLX_EINVAL,
                                 "no token for byte 0x%02X of the text: the vocabulary has neither "
-                                "<0x%02X> nor <unk>", u[i], u[i]);
+                                "<0x%02X> nor <unk>", byte, byte);
             }
             push_symbol(s, &n, b);
         }
