@@ -1,12 +1,205 @@
-/* flxemu dse -- not built yet; its issue is open. */
+/* flxemu dse -- design-space exploration of FlexLLM prefill and decode
+ * parallelism on a device: Pareto front of (end-to-end latency, energy) and,
+ * on the same footing, the best unified temporal, unified spatial and hybrid
+ * designs. */
 #include "cli.h"
+#include "flx_perf.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *CMD = "dse";
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: flxemu dse --device u280|v80 [--prefill P] [--decode D]\n"
+            "                  [--objective e2e|energy] [--json FILE] [--svg FILE] [--top N]\n"
+            "\n"
+            "Sweeps prefill parallelism (TP, QKVO WP, FFN WP and blocks, K/V parallelism) and\n"
+            "decode parallelism (B, W, HP, K/V parallelism) under the device's DSP, LUT, BRAM,\n"
+            "URAM and HBM-port limits, for three families: hybrid (spatial prefill + temporal\n"
+            "decode, FlexLLM), unified temporal and unified spatial.\n"
+            "\n"
+            "  --device u280|v80     device (its limits come from u280_mem_opt.json / v80.json)\n"
+            "  --prefill P           prompt tokens (default 1024)\n"
+            "  --decode D            generated tokens (default 1024)\n"
+            "  --objective e2e|energy  ranking of the best designs (default e2e)\n"
+            "  --json FILE           Pareto front and best designs as JSON\n"
+            "  --svg FILE            scatter of all designs with the Pareto front\n"
+            "  --top N               Pareto points to print (default 15)\n"
+            "\n"
+            "Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
+static void describe(const flx_dse_point *p, char *buf, size_t n)
+{
+    if (p->family == FLX_DSE_TEMPORAL)
+        snprintf(buf, n, "array TP=%d x WP=%d, Kp=Vp=%d", p->pre.tp, p->pre.qkvo_wp, p->pre.k_par);
+    else if (p->family == FLX_DSE_SPATIAL)
+        snprintf(buf, n, "TP=%d WP=%d FFN=%d/%d Kp=Vp=%d", p->pre.tp, p->pre.qkvo_wp,
+                 p->pre.ffn_wp, p->pre.ffn_blocks, p->pre.k_par);
+    else
+        snprintf(buf, n, "TP=%d WP=%d FFN=%d/%d Kp=%d | B=%d W=%d HP=%d Kd=%d", p->pre.tp,
+                 p->pre.qkvo_wp, p->pre.ffn_wp, p->pre.ffn_blocks, p->pre.k_par, p->dec.block,
+                 p->dec.w_par, p->dec.head_par, p->dec.k_par);
+}
+
+static void print_point(const flx_dse_point *p)
+{
+    char d[128];
+    describe(p, d, sizeof d);
+    printf("  %-16s %8.3f %8.3f %8.3f %7.1f %6.1f %5.1f%%  %s\n", flx_dse_family_name(p->family),
+           p->prefill_s, p->decode_s, p->e2e_s, p->energy_j, p->power_w, 100 * p->utilization, d);
+}
+
+static cJSON *point_json(const flx_dse_point *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "family", flx_dse_family_name(p->family));
+    cJSON *pre = cJSON_AddObjectToObject(o, "prefill");
+    cJSON_AddNumberToObject(pre, "tp", p->pre.tp);
+    cJSON_AddNumberToObject(pre, "qkvo_wp", p->pre.qkvo_wp);
+    cJSON_AddNumberToObject(pre, "ffn_wp", p->pre.ffn_wp);
+    cJSON_AddNumberToObject(pre, "ffn_blocks", p->pre.ffn_blocks);
+    cJSON_AddNumberToObject(pre, "k_par", p->pre.k_par);
+    cJSON_AddNumberToObject(pre, "v_par", p->pre.v_par);
+    if (p->family != FLX_DSE_SPATIAL) {
+        cJSON *dec = cJSON_AddObjectToObject(o, "decode");
+        cJSON_AddNumberToObject(dec, "block", p->dec.block);
+        cJSON_AddNumberToObject(dec, "w_par", p->dec.w_par);
+        cJSON_AddNumberToObject(dec, "head_par", p->dec.head_par);
+        cJSON_AddNumberToObject(dec, "k_par", p->dec.k_par);
+        cJSON_AddNumberToObject(dec, "v_par", p->dec.v_par);
+    }
+    cJSON_AddNumberToObject(o, "prefill_s", p->prefill_s);
+    cJSON_AddNumberToObject(o, "decode_s", p->decode_s);
+    cJSON_AddNumberToObject(o, "e2e_s", p->e2e_s);
+    cJSON_AddNumberToObject(o, "energy_j", p->energy_j);
+    cJSON_AddNumberToObject(o, "power_w", p->power_w);
+    cJSON_AddNumberToObject(o, "utilization", p->utilization);
+    cJSON *r = cJSON_AddObjectToObject(o, "resources");
+    cJSON_AddNumberToObject(r, "luts", p->res.luts);
+    cJSON_AddNumberToObject(r, "dsps", p->res.dsps);
+    cJSON_AddNumberToObject(r, "bram36", p->res.bram36);
+    cJSON_AddNumberToObject(r, "urams", p->res.urams);
+    cJSON_AddNumberToObject(r, "hbm_ports_prefill", p->res.hbm_ports_prefill);
+    cJSON_AddNumberToObject(r, "hbm_ports_decode", p->res.hbm_ports_decode);
+    return o;
+}
 
 int flx_cmd_dse(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "flxemu dse: not implemented yet\n");
-    return FLX_EXIT_FAIL;
+    const char *device = NULL, *json_path = NULL, *svg_path = NULL;
+    long long prompt = 1024, decode = 1024, top = 15;
+    flx_dse_objective obj = FLX_DSE_E2E;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return FLX_EXIT_OK;
+        }
+        if (i + 1 >= argc) return cli_usage_error(CMD, "unknown option or missing value: %s", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--device")) {
+            if (strcmp(v, "u280") && strcmp(v, "v80"))
+                return cli_usage_error(CMD, "--device expects u280 or v80, got '%s'", v);
+            device = v;
+        } else if (!strcmp(a, "--prefill")) {
+            if (cli_parse_i64(CMD, a, v, 2, 1 << 20, &prompt)) return FLX_EXIT_USAGE;
+        } else if (!strcmp(a, "--decode")) {
+            if (cli_parse_i64(CMD, a, v, 1, 1 << 20, &decode)) return FLX_EXIT_USAGE;
+        } else if (!strcmp(a, "--top")) {
+            if (cli_parse_i64(CMD, a, v, 1, 100000, &top)) return FLX_EXIT_USAGE;
+        } else if (!strcmp(a, "--objective")) {
+            if (!strcmp(v, "e2e")) obj = FLX_DSE_E2E;
+            else if (!strcmp(v, "energy")) obj = FLX_DSE_ENERGY;
+            else return cli_usage_error(CMD, "--objective expects e2e or energy, got '%s'", v);
+        } else if (!strcmp(a, "--json")) {
+            json_path = v;
+        } else if (!strcmp(a, "--svg")) {
+            svg_path = v;
+        } else {
+            return cli_usage_error(CMD, "unknown option: %s", a);
+        }
+    }
+    if (!device) return cli_usage_error(CMD, "--device u280|v80 is required");
+    flx_error err = {0};
+    flx_perf_config base;
+    if (flx_perf_config_find(!strcmp(device, "u280") ? "u280_mem_opt" : "v80", NULL, &base, &err))
+        return cli_fail(CMD, &err);
+    flx_progress prog;
+    flx_progress_begin(&prog, "dse", 1, 1);
+    flx_dse_result res;
+    if (flx_dse_run(&base, prompt, decode, obj, &res, &prog, &err)) return cli_fail(CMD, &err);
+
+    printf("device %s (limits from %s): %lld feasible designs, %lld over the limits\n",
+           base.dev.name, base.path, (long long)res.n_points, (long long)res.n_rejected);
+    printf("prompt %lld, decode %lld, objective %s; prefill includes the KV hand-over\n\n", prompt,
+           decode, obj == FLX_DSE_E2E ? "end-to-end latency" : "energy");
+    const char *hdr = "  family            prefill   decode      e2e  energy  power  util   design\n"
+                      "                        (s)      (s)      (s)     (J)    (W)\n";
+    printf("Pareto front (e2e latency vs energy), %lld points%s:\n%s", (long long)res.n_pareto,
+           res.n_pareto > top ? ", evenly sampled" : "", hdr);
+    int64_t step = res.n_pareto > top ? (res.n_pareto + top - 1) / top : 1;
+    for (int64_t k = 0; k < res.n_pareto; k += step) print_point(&res.points[res.pareto[k]]);
+    printf("\nBest design of each family by %s:\n%s", obj == FLX_DSE_E2E ? "e2e" : "energy", hdr);
+    for (int f = 0; f < 3; f++) {
+        if (res.best[f] >= 0) print_point(&res.points[res.best[f]]);
+        else printf("  %-16s none fits the device\n", flx_dse_family_name(f));
+    }
+    if (res.best[FLX_DSE_HYBRID] >= 0) {
+        const flx_dse_point *h = &res.points[res.best[FLX_DSE_HYBRID]];
+        for (int f = 1; f < 3; f++) {
+            if (res.best[f] < 0) continue;
+            const flx_dse_point *u = &res.points[res.best[f]];
+            printf("  hybrid vs %s: %.2fx end-to-end, %.2fx energy\n", flx_dse_family_name(f),
+                   u->e2e_s / h->e2e_s, u->energy_j / h->energy_j);
+        }
+    }
+
+    int rc = FLX_EXIT_OK;
+    if (json_path) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "device", base.dev.name);
+        cJSON_AddNumberToObject(root, "prompt_tokens", (double)prompt);
+        cJSON_AddNumberToObject(root, "decode_tokens", (double)decode);
+        cJSON_AddStringToObject(root, "objective", obj == FLX_DSE_E2E ? "e2e" : "energy");
+        cJSON_AddNumberToObject(root, "feasible", (double)res.n_points);
+        cJSON_AddNumberToObject(root, "rejected", (double)res.n_rejected);
+        cJSON *best = cJSON_AddObjectToObject(root, "best");
+        for (int f = 0; f < 3; f++)
+            if (res.best[f] >= 0)
+                cJSON_AddItemToObject(best, flx_dse_family_name(f),
+                                      point_json(&res.points[res.best[f]]));
+        cJSON *pf = cJSON_AddArrayToObject(root, "pareto");
+        for (int64_t k = 0; k < res.n_pareto; k++)
+            cJSON_AddItemToArray(pf, point_json(&res.points[res.pareto[k]]));
+        char *text = cJSON_Print(root);
+        cJSON_Delete(root);
+        flx_outfile o;
+        if (!text || flx_outfile_open(&o, json_path, &err)) {
+            rc = cli_fail(CMD, &err);
+        } else {
+            fputs(text, o.fp);
+            if (flx_outfile_commit(&o, &err)) rc = cli_fail(CMD, &err);
+        }
+        free(text);
+    }
+    if (rc == FLX_EXIT_OK && svg_path) {
+        flx_outfile o;
+        if (flx_outfile_open(&o, svg_path, &err)) {
+            rc = cli_fail(CMD, &err);
+        } else if (flx_perf_svg_pareto(o.fp, &base, &res, obj)) {
+            flx_outfile_abort(&o);
+            flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", svg_path);
+            rc = cli_fail(CMD, &err);
+        } else if (flx_outfile_commit(&o, &err)) {
+            rc = cli_fail(CMD, &err);
+        }
+    }
+    flx_dse_free(&res);
+    return rc;
 }

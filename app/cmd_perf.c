@@ -1,12 +1,256 @@
-/* flxemu perf -- not built yet; its issue is open. */
+/* flxemu perf -- cycle-approximate latency, throughput and energy of a FlexLLM
+ * configuration for a prompt of P tokens and D generated tokens, next to an
+ * A100 BF16 batch-1 roofline baseline and the paper's claimed ratios. */
 #include "cli.h"
+#include "flx_perf.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *CMD = "perf";
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: flxemu perf [--config NAME|FILE.json] [--prefill P] [--decode D]\n"
+            "                   [--json FILE] [--svg FILE] [--gpu-mem-eff X] [--gpu-flop-eff X]\n"
+            "                   [--gpu-overhead-ms X]\n"
+            "\n"
+            "Cycle-approximate model of the FlexLLM Llama-3.2-1B accelerator: per-stage\n"
+            "breakdown, prefill latency, time to first token, decode tokens/s, end-to-end\n"
+            "latency and energy, against an A100 BF16 batch-1 roofline.\n"
+            "\n"
+            "  --config NAME|FILE   configuration: a name in emu/configs (u280_mem_opt =\n"
+            "                       production, u280, u280_mem_opt_new, v80) or a JSON file\n"
+            "                       (default u280_mem_opt)\n"
+            "  --prefill P          prompt tokens, 1..1025 (default 1024); the prefill\n"
+            "                       kernel processes P-1, the last one starts decode\n"
+            "  --decode D           generated tokens, 1..1024 (default 1024)\n"
+            "  --json FILE          write the full report as JSON\n"
+            "  --svg FILE           draw the per-stage time breakdown\n"
+            "  --gpu-mem-eff X      A100 sustained fraction of 2039 GB/s (default 0.80)\n"
+            "  --gpu-flop-eff X     A100 sustained fraction of 312 TFLOP/s (default 0.50)\n"
+            "  --gpu-overhead-ms X  framework overhead per GPU forward pass (default 0)\n"
+            "\n"
+            "Exit status: 0 success, 1 failure (bad configuration), 2 usage error.\n");
+}
+
+/* Ratios the FlexLLM paper claims against the A100 (spec §5.3). */
+typedef struct claim { double e2e, decode, energy; } claim;
+
+static claim paper_claim(const flx_perf_config *cfg)
+{
+    claim c = {1.29, 1.64, 3.14};
+    if (cfg->dev.kind == FLX_PERF_DEV_V80) c = (claim){4.71, 6.55, 4.13};
+    return c;
+}
+
+static void print_phase(const char *title, const flx_perf_phase *ph, double wall, double hz)
+{
+    printf("%s\n", title);
+    printf("  %-20s %12s %7s %7s %9s %10s\n", "stage", "Mcycles", "share", "bound", "mem/comp",
+           "HBM MB");
+    for (int i = 0; i < ph->n_stages; i++) {
+        const flx_perf_stage *s = &ph->stage[i];
+        double ratio = s->compute_cycles > 0 ? s->memory_cycles / s->compute_cycles : 0;
+        printf("  %-20s %12.3f %6.1f%% %7s %9.2f %10.2f\n", s->name, s->cycles / 1e6,
+               100.0 * s->cycles / wall, s->memory_bound ? "memory" : "compute", ratio,
+               s->hbm_bytes / 1e6);
+    }
+    printf("  %-20s %12.3f  (%.4f s)\n", "wall", wall / 1e6, wall / hz);
+}
+
+static cJSON *phase_json(const flx_perf_phase *ph)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < ph->n_stages; i++) {
+        const flx_perf_stage *s = &ph->stage[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", s->name);
+        cJSON_AddNumberToObject(o, "cycles", s->cycles);
+        cJSON_AddNumberToObject(o, "busy_cycles", s->busy_cycles);
+        cJSON_AddNumberToObject(o, "compute_cycles", s->compute_cycles);
+        cJSON_AddNumberToObject(o, "memory_cycles", s->memory_cycles);
+        cJSON_AddNumberToObject(o, "share", ph->cycles > 0 ? s->cycles / ph->cycles : 0);
+        cJSON_AddStringToObject(o, "bound", s->memory_bound ? "memory" : "compute");
+        cJSON_AddNumberToObject(o, "hbm_bytes", s->hbm_bytes);
+        cJSON_AddNumberToObject(o, "hbm_ports", s->hbm_ports);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+static int write_text(const char *path, const char *text, flx_error *err)
+{
+    flx_outfile o;
+    int rc = flx_outfile_open(&o, path, err);
+    if (rc) return rc;
+    if (fputs(text, o.fp) < 0) {
+        flx_outfile_abort(&o);
+        return flx_fail(err, FLX_EIO, "%s: write failed", path);
+    }
+    return flx_outfile_commit(&o, err);
+}
 
 int flx_cmd_perf(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "flxemu perf: not implemented yet\n");
-    return FLX_EXIT_FAIL;
+    const char *config = "u280_mem_opt", *json_path = NULL, *svg_path = NULL;
+    long long prompt = 1024, decode = 1024;
+    flx_gpu_model gpu;
+    flx_gpu_a100_bf16(&gpu);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return FLX_EXIT_OK;
+        }
+        if (i + 1 >= argc) return cli_usage_error(CMD, "unknown option or missing value: %s", a);
+        const char *v = argv[++i];
+        double x;
+        if (!strcmp(a, "--config")) {
+            config = v;
+        } else if (!strcmp(a, "--prefill")) {
+            if (cli_parse_i64(CMD, a, v, 1, 1 << 20, &prompt)) return FLX_EXIT_USAGE;
+        } else if (!strcmp(a, "--decode")) {
+            if (cli_parse_i64(CMD, a, v, 1, 1 << 20, &decode)) return FLX_EXIT_USAGE;
+        } else if (!strcmp(a, "--json")) {
+            json_path = v;
+        } else if (!strcmp(a, "--svg")) {
+            svg_path = v;
+        } else if (!strcmp(a, "--gpu-mem-eff")) {
+            if (cli_parse_f64(CMD, a, v, 0.01, 1.0, &x)) return FLX_EXIT_USAGE;
+            gpu.mem_efficiency = x;
+        } else if (!strcmp(a, "--gpu-flop-eff")) {
+            if (cli_parse_f64(CMD, a, v, 0.01, 1.0, &x)) return FLX_EXIT_USAGE;
+            gpu.flop_efficiency = x;
+        } else if (!strcmp(a, "--gpu-overhead-ms")) {
+            if (cli_parse_f64(CMD, a, v, 0.0, 1000.0, &x)) return FLX_EXIT_USAGE;
+            gpu.step_overhead_s = x / 1e3;
+        } else {
+            return cli_usage_error(CMD, "unknown option: %s", a);
+        }
+    }
+    flx_error err = {0};
+    flx_perf_config cfg;
+    if (flx_perf_config_find(config, NULL, &cfg, &err)) return cli_fail(CMD, &err);
+    flx_perf_report *rep = calloc(1, sizeof *rep);
+    if (!rep) return cli_fail(CMD, &(flx_error){FLX_ENOMEM, "out of memory"});
+    if (flx_perf_run(&cfg, prompt, decode, rep, &err)) {
+        free(rep);
+        return cli_fail(CMD, &err);
+    }
+    flx_gpu_report g;
+    flx_gpu_run(&gpu, &cfg.model, prompt, decode, &g);
+    claim cl = paper_claim(&cfg);
+    double hz = rep->clock_hz;
+
+    printf("configuration %s (%s, %.2f MHz, lambda %.2f cycles)  %s\n", cfg.name, cfg.dev.name,
+           cfg.tim.clock_mhz, cfg.tim.lambda_cycles, cfg.path);
+    printf("prompt %lld tokens: prefill kernel on %lld (padded to %lld), then %lld decode steps\n\n",
+           prompt, (long long)rep->prefill_tokens, (long long)rep->prefill_padded, decode);
+    if (rep->prefill_tokens > 0) {
+        print_phase("prefill, busy cycles per stage over all layers (dataflow: stages overlap,\n"
+                    "share = busy / prefill wall time):", &rep->prefill, rep->prefill.cycles, hz);
+        printf("  critical path: K/V pass %.1f M + pipeline fill %.1f M + steady state %.1f M "
+               "cycles (bottleneck %s)\n\n",
+               rep->prefill_kv_pass_cycles / 1e6, rep->prefill_fill_cycles / 1e6,
+               rep->prefill_steady_cycles / 1e6, rep->prefill_bottleneck);
+    }
+    print_phase("decode, cycles per stage summed over all steps (sequential):", &rep->decode,
+                rep->decode.cycles, hz);
+    printf("\n");
+    printf("  prefill latency     %10.4f s\n", rep->prefill_s);
+    printf("  KV hand-over        %10.4f s   (host, PCIe %.0f GB/s)\n", rep->handover_s,
+           cfg.dev.pcie_gbps);
+    printf("  time to first token %10.4f s\n", rep->ttft_s);
+    printf("  decode              %10.4f s   %.2f tokens/s\n", rep->decode_s,
+           rep->decode_tokens_per_s);
+    printf("  end-to-end          %10.4f s\n", rep->e2e_s);
+    printf("  board power         %10.1f W   energy %.1f J (%.3f J/token)\n\n", rep->power_w,
+           rep->energy_j, rep->energy_j / (double)decode);
+
+    double r_e2e = g.e2e_s / rep->e2e_s, r_dec = rep->decode_tokens_per_s / g.decode_tokens_per_s;
+    double r_en = g.energy_j / rep->energy_j;
+    printf("%s: HBM %.0f GB/s x %.2f, %.0f TFLOP/s x %.2f, overhead %.2f ms/pass, %.0f-%.0f W\n",
+           gpu.name, gpu.hbm_gbps, gpu.mem_efficiency, gpu.peak_tflops, gpu.flop_efficiency,
+           gpu.step_overhead_s * 1e3, gpu.idle_w, gpu.max_w);
+    printf("  %-22s %12s %12s %10s %12s\n", "", "FPGA", "A100", "FPGA gain", "paper claim");
+    printf("  %-22s %12.4f %12.4f %9.2fx %11.2fx\n", "end-to-end (s)", rep->e2e_s, g.e2e_s, r_e2e,
+           cl.e2e);
+    printf("  %-22s %12.2f %12.2f %9.2fx %11.2fx\n", "decode (tokens/s)",
+           rep->decode_tokens_per_s, g.decode_tokens_per_s, r_dec, cl.decode);
+    printf("  %-22s %12.1f %12.1f %9.2fx %11.2fx\n", "energy (J)", rep->energy_j, g.energy_j,
+           r_en, cl.energy);
+    printf("  %-22s %12.4f %12.4f\n", "time to first token (s)", rep->ttft_s, g.ttft_s);
+    printf("  the paper's ratios imply an A100 baseline of %.1f tokens/s decode and %.2f s "
+           "end-to-end\n  (%.0f%% of this roofline's decode rate).\n",
+           rep->decode_tokens_per_s / cl.decode, rep->e2e_s * cl.e2e,
+           100.0 * rep->decode_tokens_per_s / cl.decode / g.decode_tokens_per_s);
+
+    int rc = FLX_EXIT_OK;
+    if (json_path) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "config", cfg.name);
+        cJSON_AddStringToObject(root, "device", cfg.dev.name);
+        cJSON_AddNumberToObject(root, "clock_mhz", cfg.tim.clock_mhz);
+        cJSON_AddNumberToObject(root, "prompt_tokens", (double)prompt);
+        cJSON_AddNumberToObject(root, "prefill_tokens", (double)rep->prefill_tokens);
+        cJSON_AddNumberToObject(root, "prefill_padded", (double)rep->prefill_padded);
+        cJSON_AddNumberToObject(root, "decode_tokens", (double)decode);
+        cJSON *f = cJSON_AddObjectToObject(root, "fpga");
+        cJSON_AddNumberToObject(f, "prefill_s", rep->prefill_s);
+        cJSON_AddNumberToObject(f, "prefill_cycles", rep->prefill.cycles);
+        cJSON_AddNumberToObject(f, "prefill_kv_pass_cycles", rep->prefill_kv_pass_cycles);
+        cJSON_AddNumberToObject(f, "prefill_fill_cycles", rep->prefill_fill_cycles);
+        cJSON_AddNumberToObject(f, "prefill_steady_cycles", rep->prefill_steady_cycles);
+        cJSON_AddStringToObject(f, "prefill_bottleneck", rep->prefill_bottleneck);
+        cJSON_AddNumberToObject(f, "handover_s", rep->handover_s);
+        cJSON_AddNumberToObject(f, "ttft_s", rep->ttft_s);
+        cJSON_AddNumberToObject(f, "decode_s", rep->decode_s);
+        cJSON_AddNumberToObject(f, "decode_cycles", rep->decode.cycles);
+        cJSON_AddNumberToObject(f, "decode_tokens_per_s", rep->decode_tokens_per_s);
+        cJSON_AddNumberToObject(f, "e2e_s", rep->e2e_s);
+        cJSON_AddNumberToObject(f, "power_w", rep->power_w);
+        cJSON_AddNumberToObject(f, "energy_j", rep->energy_j);
+        cJSON_AddItemToObject(f, "prefill_stages", phase_json(&rep->prefill));
+        cJSON_AddItemToObject(f, "decode_stages", phase_json(&rep->decode));
+        cJSON *gj = cJSON_AddObjectToObject(root, "gpu");
+        cJSON_AddStringToObject(gj, "model", gpu.name);
+        cJSON_AddNumberToObject(gj, "mem_efficiency", gpu.mem_efficiency);
+        cJSON_AddNumberToObject(gj, "flop_efficiency", gpu.flop_efficiency);
+        cJSON_AddNumberToObject(gj, "step_overhead_s", gpu.step_overhead_s);
+        cJSON_AddNumberToObject(gj, "prefill_s", g.prefill_s);
+        cJSON_AddNumberToObject(gj, "decode_s", g.decode_s);
+        cJSON_AddNumberToObject(gj, "decode_tokens_per_s", g.decode_tokens_per_s);
+        cJSON_AddNumberToObject(gj, "e2e_s", g.e2e_s);
+        cJSON_AddNumberToObject(gj, "energy_j", g.energy_j);
+        cJSON *r = cJSON_AddObjectToObject(root, "ratios");
+        cJSON_AddNumberToObject(r, "e2e_speedup", r_e2e);
+        cJSON_AddNumberToObject(r, "decode_throughput", r_dec);
+        cJSON_AddNumberToObject(r, "energy_efficiency", r_en);
+        cJSON *p = cJSON_AddObjectToObject(root, "paper_claims");
+        cJSON_AddNumberToObject(p, "e2e_speedup", cl.e2e);
+        cJSON_AddNumberToObject(p, "decode_throughput", cl.decode);
+        cJSON_AddNumberToObject(p, "energy_efficiency", cl.energy);
+        char *text = cJSON_Print(root);
+        cJSON_Delete(root);
+        if (!text || write_text(json_path, text, &err)) rc = cli_fail(CMD, &err);
+        free(text);
+    }
+    if (rc == FLX_EXIT_OK && svg_path) {
+        flx_outfile o;
+        if (flx_outfile_open(&o, svg_path, &err)) {
+            rc = cli_fail(CMD, &err);
+        } else if (flx_perf_svg_breakdown(o.fp, &cfg, rep) != 0) {
+            flx_outfile_abort(&o);
+            flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", svg_path);
+            rc = cli_fail(CMD, &err);
+        } else if (flx_outfile_commit(&o, &err)) {
+            rc = cli_fail(CMD, &err);
+        }
+    }
+    free(rep);
+    return rc;
 }

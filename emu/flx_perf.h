@@ -182,6 +182,9 @@ flx_perf_module flx_perf_dec_sampling(int b, int w, int vocab_pad, int top_k, do
  * the classic sum(t) + (n - 1) * max(t). */
 double flx_perf_pipeline(const flx_perf_module *stages, int n_stages, int64_t n_items);
 
+/* The module slowed to its busiest port's pace when memory is the limit. */
+flx_perf_module flx_perf_bw_limit(flx_perf_module m, double port_bytes_per_cycle);
+
 /* Bytes one HBM port delivers per kernel cycle: min(port width, efficiency x
  * port bandwidth / clock). */
 double flx_perf_port_bytes_per_cycle(const flx_perf_config *cfg);
@@ -254,6 +257,12 @@ typedef struct flx_perf_resources {
 /* Kernel resources (shell excluded) of the configuration's prefill and decode
  * kernels, both resident in one bitstream. */
 void flx_perf_resources_of(const flx_perf_config *cfg, flx_perf_resources *r);
+/* The prefill kernel alone (with_arrays = 0: without its linear and attention
+ * arrays: norms, quantizers, buffers, ports) and the decode kernel alone. */
+void flx_perf_resources_prefill(const flx_perf_config *cfg, int with_arrays,
+                                flx_perf_resources *r);
+void flx_perf_resources_decode(const flx_perf_config *cfg, flx_perf_resources *r);
+void flx_perf_resources_add(flx_perf_resources *a, const flx_perf_resources *b);
 /* Utilization: the largest fraction of the user-available LUT/DSP/BRAM/URAM. */
 double flx_perf_utilization(const flx_perf_config *cfg, const flx_perf_resources *r);
 int    flx_perf_fits(const flx_perf_config *cfg, const flx_perf_resources *r, char *why,

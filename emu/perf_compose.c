@@ -32,8 +32,7 @@ double flx_perf_port_bytes_per_cycle(const flx_perf_config *cfg)
     return sustained < cfg->dev.axi_port_bytes ? sustained : cfg->dev.axi_port_bytes;
 }
 
-/* A module slowed to its busiest port's pace when memory is the limit. */
-static flx_perf_module bw_limit(flx_perf_module m, double port_bpc)
+flx_perf_module flx_perf_bw_limit(flx_perf_module m, double port_bpc)
 {
     double mem = m.port_bytes / port_bpc;
     if (mem > m.cycles && m.cycles > 0) {
@@ -194,8 +193,8 @@ int flx_perf_prefill(const flx_perf_config *cfg, int64_t n_tokens, flx_perf_repo
     };
     enum { NA = sizeof a / sizeof a[0], NB = sizeof b / sizeof b[0] };
     flx_perf_module ma[NA], mb[NB];
-    for (int i = 0; i < NA; i++) ma[i] = bw_limit(a[i].m, bpc);
-    for (int i = 0; i < NB; i++) mb[i] = bw_limit(b[i].m, bpc);
+    for (int i = 0; i < NA; i++) ma[i] = flx_perf_bw_limit(a[i].m, bpc);
+    for (int i = 0; i < NB; i++) mb[i] = flx_perf_bw_limit(b[i].m, bpc);
 
     double kv_pass = flx_perf_pipeline(ma, NA, n_blk);
     double dataflow = flx_perf_pipeline(mb, NB, n_blk);
@@ -296,7 +295,7 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
     double t_att[3], t_max = 0;
     int att_bott = 0;
     for (int i = 0; i < 3; i++) {
-        t_att[i] = bw_limit(att[i].m, bpc).cycles;
+        t_att[i] = flx_perf_bw_limit(att[i].m, bpc).cycles;
         if (t_att[i] > t_max) {
             t_max = t_att[i];
             att_bott = i;
@@ -315,13 +314,13 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
     enum { NT = sizeof tail / sizeof tail[0] };
 
     double layer = 0;
-    for (int i = 0; i < NS; i++) layer += bw_limit(seq[i].m, bpc).cycles;
+    for (int i = 0; i < NS; i++) layer += flx_perf_bw_limit(seq[i].m, bpc).cycles;
     double att_total = 0;
     for (int i = 0; i < 3; i++) att_total += t_att[i];
     att_total += (n_iter - 1) * t_max;
     layer += att_total;
     double tail_cycles = 0;
-    for (int i = 0; i < NT; i++) tail_cycles += bw_limit(tail[i].m, bpc).cycles;
+    for (int i = 0; i < NT; i++) tail_cycles += flx_perf_bw_limit(tail[i].m, bpc).cycles;
     double nl = md->n_layers;
     double total = nl * layer + tail_cycles;
 
@@ -333,11 +332,11 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
                     stage_add(phase, att[k].name, att[k].m, nl * n_iter, nl * crit, bpc);
                 }
             }
-            stage_add(phase, seq[i].name, seq[i].m, nl, nl * bw_limit(seq[i].m, bpc).cycles,
+            stage_add(phase, seq[i].name, seq[i].m, nl, nl * flx_perf_bw_limit(seq[i].m, bpc).cycles,
                       bpc);
         }
         for (int i = 0; i < NT; i++)
-            stage_add(phase, tail[i].name, tail[i].m, 1, bw_limit(tail[i].m, bpc).cycles, bpc);
+            stage_add(phase, tail[i].name, tail[i].m, 1, flx_perf_bw_limit(tail[i].m, bpc).cycles, bpc);
         phase->cycles += total;
     }
     return FLX_OK;

@@ -60,19 +60,22 @@ static void prefill_linear(flx_perf_resources *r, int tp, int wp, int k_in)
     r->luts += 3 * LUT_PER_TASK;
 }
 
-static void prefill_kernel(const flx_perf_config *cfg, flx_perf_resources *r, int *ports)
+static void prefill_kernel(const flx_perf_config *cfg, flx_perf_resources *r, int *ports,
+                           int with_arrays)
 {
     const flx_perf_model *m = &cfg->model;
     const flx_perf_prefill_par *p = &cfg->pre;
     int tp = p->tp, L = cfg->max_prefill_tokens;
-    prefill_linear(r, tp, p->qkvo_wp, m->dim);          /* kq */
-    prefill_linear(r, tp, p->qkvo_wp, m->dim);          /* vo */
-    for (int i = 0; i < 2; i++) prefill_linear(r, tp, p->ffn_wp, m->dim);  /* gate, up */
-    prefill_linear(r, tp, p->ffn_wp, m->inter_dim);      /* down */
-    /* attention arrays: TP/2 x Kp/2 and TP/2 x Vp/2 INT8 2x2 PEs */
-    double qk_pes = (tp / 2.0) * (p->k_par / 2.0), av_pes = (tp / 2.0) * (p->v_par / 2.0);
-    r->dsps += 2 * (qk_pes + av_pes);
-    r->luts += LUT_PE_I8_2X2 * (qk_pes + av_pes);
+    if (with_arrays) {
+        prefill_linear(r, tp, p->qkvo_wp, m->dim);          /* kq */
+        prefill_linear(r, tp, p->qkvo_wp, m->dim);          /* vo */
+        for (int i = 0; i < 2; i++) prefill_linear(r, tp, p->ffn_wp, m->dim);  /* gate, up */
+        prefill_linear(r, tp, p->ffn_wp, m->inter_dim);      /* down */
+        /* attention arrays: TP/2 x Kp/2 and TP/2 x Vp/2 INT8 2x2 PEs */
+        double qk_pes = (tp / 2.0) * (p->k_par / 2.0), av_pes = (tp / 2.0) * (p->v_par / 2.0);
+        r->dsps += 2 * (qk_pes + av_pes);
+        r->luts += LUT_PE_I8_2X2 * (qk_pes + av_pes);
+    }
     add_buffer(r, m->head_dim, tp * 8.0);                /* q of one head     */
     add_buffer(r, L, tp * 8.0);                          /* P row             */
     add_buffer(r, L, tp * 32.0);                         /* softmax row       */
@@ -94,7 +97,7 @@ static void prefill_kernel(const flx_perf_config *cfg, flx_perf_resources *r, in
     r->luts += 30 * LUT_PER_TASK;
     /* ports: io, 2 gamma, kq + s/sum, vo + s/sum, K cache, V cache, and per
      * FFN linear ffn_blocks weight ports + one s/sum port */
-    int n_ports = 1 + 2 + 2 + 2 + 2 + 3 * (p->ffn_blocks + 1);
+    int n_ports = with_arrays ? 1 + 2 + 2 + 2 + 2 + 3 * (p->ffn_blocks + 1) : 3;
     r->luts += LUT_PER_PORT * n_ports;
     r->bram36 += BRAM_PER_PORT * n_ports;
     *ports = n_ports;
@@ -141,11 +144,35 @@ static void decode_kernel(const flx_perf_config *cfg, flx_perf_resources *r, int
     *ports = n_ports;
 }
 
-void flx_perf_resources_of(const flx_perf_config *cfg, flx_perf_resources *r)
+void flx_perf_resources_prefill(const flx_perf_config *cfg, int with_arrays,
+                                flx_perf_resources *r)
 {
     memset(r, 0, sizeof *r);
-    prefill_kernel(cfg, r, &r->hbm_ports_prefill);
+    prefill_kernel(cfg, r, &r->hbm_ports_prefill, with_arrays);
+}
+
+void flx_perf_resources_decode(const flx_perf_config *cfg, flx_perf_resources *r)
+{
+    memset(r, 0, sizeof *r);
     decode_kernel(cfg, r, &r->hbm_ports_decode);
+}
+
+void flx_perf_resources_add(flx_perf_resources *a, const flx_perf_resources *b)
+{
+    a->luts += b->luts;
+    a->dsps += b->dsps;
+    a->bram36 += b->bram36;
+    a->urams += b->urams;
+    if (b->hbm_ports_prefill > a->hbm_ports_prefill) a->hbm_ports_prefill = b->hbm_ports_prefill;
+    if (b->hbm_ports_decode > a->hbm_ports_decode) a->hbm_ports_decode = b->hbm_ports_decode;
+}
+
+void flx_perf_resources_of(const flx_perf_config *cfg, flx_perf_resources *r)
+{
+    flx_perf_resources d;
+    flx_perf_resources_prefill(cfg, 1, r);
+    flx_perf_resources_decode(cfg, &d);
+    flx_perf_resources_add(r, &d);
 }
 
 double flx_perf_utilization(const flx_perf_config *cfg, const flx_perf_resources *r)
