@@ -147,7 +147,8 @@ static inline void qt_synth(flx_model *m, int d, int n_layers, int n_heads, int 
 }
 
 /* Called with every linear input (double, n_tokens x n_in): kind 0 qkv,
- * 1 o, 2 gate/up, 3 down, 4 head (layer = n_layers). */
+ * 1 o, 2 gate/up, 3 down, 4 head (layer = n_layers); and with q (5), k (6)
+ * after RoPE and R3, and v (7). */
 typedef void (*qt_capture_fn)(void *ctx, int layer, int kind, const double *x, int n_tokens, int n_in);
 
 static inline void qt_matmul_t(const double *x, int n, int n_in, const float *w, int n_out, double *y)
@@ -219,6 +220,11 @@ static inline void qt_forward(const flx_model *m, const int32_t *tok, int n, con
         if (rs && rs->r3) {
             qt_online(rs, 3, q, n, qd);
             qt_online(rs, 3, k, n, kvd);
+        }
+        if (cap) {   /* q, k after RoPE (and R3), v */
+            cap(cap_ctx, l, 5, q, n, qd);
+            cap(cap_ctx, l, 6, k, n, kvd);
+            cap(cap_ctx, l, 7, v, n, kvd);
         }
         for (int h = 0; h < nh; h++) {
             int kh = h / (nh / nkv);

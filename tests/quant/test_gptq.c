@@ -182,7 +182,7 @@ typedef struct capture {
 static void cap_fn(void *vctx, int layer, int kind, const double *x, int n_tokens, int n_in)
 {
     capture *c = vctx;
-    if (layer >= c->n_layers) return;
+    if (layer >= c->n_layers || kind > 4) return;
     float *f = malloc(sizeof(float) * n_tokens * n_in);
     for (int i = 0; i < n_tokens * n_in; i++) f[i] = (float)x[i];
     c->x[layer][kind] = f;
@@ -299,4 +299,226 @@ Test(gptq, act_order_and_groups)
         }
     free(x); free(w); free(wr); free(wg);
     flx_hessian_free(&h);
+}
+
+/* ---------------------------------------------------------------- calibration */
+
+#include "flx_calib.h"
+#include "flx_llama.h"
+
+Test(calib, windows_from_ids_and_short_text)
+{
+    int32_t ids[100];
+    for (int i = 0; i < 100; i++) ids[i] = i;
+    flx_calib_data cd;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_calib_from_ids(&cd, ids, 100, 3, 30, 0, "t", &err), FLX_OK);
+    cr_assert(cd.ids[0] == 0 && cd.ids[30] == 30 && cd.ids[89] == 89);   /* consecutive */
+    flx_calib_free(&cd);
+    cr_assert_eq(flx_calib_from_ids(&cd, ids, 100, 8, 30, 5, "t", &err), FLX_OK);
+    for (int w = 0; w < 8; w++) {   /* random starts, each window contiguous and inside */
+        int s = cd.ids[w * 30];
+        cr_assert(s >= 0 && s <= 70);
+        for (int i = 1; i < 30; i++) cr_assert_eq(cd.ids[w * 30 + i], s + i);
+    }
+    flx_calib_data cd2;
+    cr_assert_eq(flx_calib_from_ids(&cd2, ids, 100, 8, 30, 5, "t", &err), FLX_OK);
+    cr_assert(memcmp(cd.ids, cd2.ids, 8 * 30 * 4) == 0);
+    flx_calib_free(&cd);
+    flx_calib_free(&cd2);
+    cr_assert_eq(flx_calib_from_ids(&cd, ids, 100, 1, 101, 0, "calib.txt", &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "calib.txt") && strstr(err.msg, "shorter than one sample"), "%s", err.msg);
+    cr_assert(cd.ids == NULL);
+}
+
+Test(calib, text_file_tokenized_and_eval_split_refused)
+{
+    flx_model m;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_model_load(&m, flx_test_data("stories260K/stories260K.gguf"), &err), FLX_OK, "%s", err.msg);
+    flx_calib_data cd;
+    cr_assert_eq(flx_calib_from_text(&cd, &m, flx_test_data("tinystories/tinystories_val_first_stories.txt"), 4, 64, 0,
+                                     &err), FLX_OK, "%s", err.msg);
+    /* "Spot. Spot saw the shiny car..." starts the file: the first window
+     * decodes back to the start of the text */
+    char *txt = NULL;
+    size_t nb = 0;
+    cr_assert_eq(flx_tokenizer_decode(m.tok, cd.ids, 8, &txt, &nb, &err), FLX_OK);
+    cr_assert(strstr(txt, "Spot. Spot saw") != NULL, "decoded: %s", txt);
+    free(txt);
+    flx_calib_free(&cd);
+    cr_assert_eq(flx_calib_from_text(&cd, &m, flx_test_data("wikitext2/wiki.test.raw"), 4, 64, 0, &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "evaluation"), "%s", err.msg);
+    const char *dir = flx_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/short.txt", dir);
+    FILE *f = fopen(path, "w");
+    fputs("Once upon a time.", f);
+    fclose(f);
+    cr_assert_eq(flx_calib_from_text(&cd, &m, path, 4, 64, 0, &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "short.txt") && strstr(err.msg, "shorter than one sample"), "%s", err.msg);
+    flx_model_free(&m);
+}
+
+/* calibration windows of tinystories text, tokenized by the GGUF vocabulary
+ * (the same ids as the HF checkpoint) */
+static void story_windows(flx_calib_data *cd, int64_t n_windows, int64_t seqlen, int64_t skip_tokens)
+{
+    flx_model g;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_model_load(&g, flx_test_data("stories260K/stories260K.gguf"), &err), FLX_OK, "%s", err.msg);
+    char *text = NULL;
+    size_t nb = 0;
+    cr_assert_eq(flx_read_file(flx_test_data("tinystories/tinystories_val_first_stories.txt"), 1 << 22, &text, &nb, NULL),
+                 FLX_OK);
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    cr_assert_eq(flx_tokenizer_encode(g.tok, text, nb, 0, 0, &ids, &n_ids, &err), FLX_OK, "%s", err.msg);
+    cr_assert((int64_t)n_ids >= skip_tokens + n_windows * seqlen);
+    cr_assert_eq(flx_calib_from_ids(cd, ids + skip_tokens, n_windows * seqlen, n_windows, seqlen, 0, "tinystories", &err),
+                 FLX_OK);
+    free(ids);
+    free(text);
+    flx_model_free(&g);
+}
+
+typedef struct qkv_max { double q[8], k[8], v[8]; } qkv_max;
+
+static void qkv_cap(void *vctx, int layer, int kind, const double *x, int n_tokens, int n_in)
+{
+    qkv_max *c = vctx;
+    if (kind < 5) return;
+    double *dst = kind == 5 ? c->q : kind == 6 ? c->k : c->v;
+    for (int i = 0; i < n_tokens * n_in; i++)
+        if (fabs(x[i]) > dst[layer]) dst[layer] = fabs(x[i]);
+}
+
+Test(calib, static_attention_scales_match_an_independent_forward)
+{
+    flx_model m;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_model_load(&m, flx_test_data("stories260K/hf"), &err), FLX_OK, "%s", err.msg);
+    flx_rotation_set rs;
+    cr_assert_eq(flx_rotset_generate(&rs, &m.cfg, FLX_ROT_HADAMARD, 1, 1, 4, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_spinquant_apply(&m, &rs, NULL, &err), FLX_OK, "%s", err.msg);
+    flx_calib_data cd;
+    story_windows(&cd, 3, 96, 0);
+    float q_s[5], k_s[5], v_s[5], a_s[5];
+    const float clip = 0.9f;
+    cr_assert_eq(flx_calib_attn_scales(&m, &rs, &cd, clip, 2, q_s, k_s, v_s, a_s, &err), FLX_OK, "%s", err.msg);
+    qkv_max mx;
+    memset(&mx, 0, sizeof mx);
+    double *logits = malloc(sizeof(double) * 96 * m.cfg.n_vocab);
+    for (int w = 0; w < 3; w++) qt_forward(&m, cd.ids + w * 96, 96, &rs, qkv_cap, &mx, logits);
+    for (int l = 0; l < 5; l++) {
+        cr_assert(fabs(q_s[l] * 8.0 * 127.0 / clip - mx.q[l]) <= 1e-4 * mx.q[l], "layer %d Q_s %g vs max|q| %g", l, q_s[l], mx.q[l]);
+        cr_assert(fabs(k_s[l] * 127.0 / clip - mx.k[l]) <= 1e-4 * mx.k[l], "layer %d K_s", l);
+        cr_assert(fabs(v_s[l] * 127.0 / clip - mx.v[l]) <= 1e-4 * mx.v[l], "layer %d V_s", l);
+        cr_assert(a_s[l] == clip / 255.0f);
+    }
+    cr_assert_eq(flx_calib_attn_scales(&m, &rs, &cd, 1.5f, 1, q_s, k_s, v_s, a_s, &err), FLX_EINVAL);
+    free(logits);
+    flx_calib_free(&cd);
+    flx_rotset_free(&rs);
+    flx_model_free(&m);
+}
+
+/* mean next-token NLL of the windows under m with rs's online rotations */
+static double mean_nll(const flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd)
+{
+    flx_llama_hooks h = flx_rot_hooks(rs);
+    flx_llama_opts o = { 0 };
+    o.n_threads = 1;
+    o.max_tokens = cd->seqlen;
+    o.max_ctx = cd->seqlen;
+    o.hooks = &h;
+    flx_llama_state st;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_llama_init(&st, m, &o, &err), FLX_OK, "%s", err.msg);
+    const int V = m->cfg.n_vocab;
+    float *lg = malloc(sizeof(float) * cd->seqlen * V);
+    double nll = 0;
+    int64_t cnt = 0;
+    for (int64_t w = 0; w < cd->n_windows; w++) {
+        const int32_t *ids = cd->ids + w * cd->seqlen;
+        flx_llama_reset(&st);
+        cr_assert_eq(flx_llama_forward(&st, ids, cd->seqlen, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_llama_logits(&st, 0, cd->seqlen, lg, &err), FLX_OK);
+        for (int64_t t = 0; t + 1 < cd->seqlen; t++) {
+            const float *r = lg + t * V;
+            double mx = r[0], z = 0;
+            for (int i = 1; i < V; i++) mx = r[i] > mx ? r[i] : mx;
+            for (int i = 0; i < V; i++) z += exp(r[i] - mx);
+            nll += -(r[ids[t + 1]] - mx - log(z));
+            cnt++;
+        }
+    }
+    free(lg);
+    flx_llama_free(&st);
+    return nll / cnt;
+}
+
+typedef struct sink_ctx { int calls; int bad; } sink_ctx;
+
+static int count_sink(void *vctx, int layer, flx_linear_id id, int32_t n_out, int32_t n_in, const flx_wq_out *q,
+                      const float *w_hat, flx_error *err)
+{
+    sink_ctx *c = vctx;
+    c->calls++;
+    for (int64_t i = 0; i < (int64_t)n_out * n_in; i++) {
+        if (q->q[i] < -8 || q->q[i] > 7) c->bad++;
+        if (w_hat[i] != q->q[i] * q->scale[i / n_in]) c->bad++;
+    }
+    return FLX_OK;
+}
+
+Test(calib, whole_model_gptq_beats_rtn_on_held_out_text)
+{
+    flx_calib_data cal, eval;
+    story_windows(&cal, 32, 128, 0);
+    story_windows(&eval, 4, 128, 20000);   /* later stories, not seen by calibration */
+    double nll[3];
+    for (int mode = 0; mode < 3; mode++) {   /* fp, RTN W4, GPTQ W4; rotated R1..R4 */
+        flx_model m;
+        flx_error err = { 0 };
+        cr_assert_eq(flx_model_load(&m, flx_test_data("stories260K/hf"), &err), FLX_OK, "%s", err.msg);
+        flx_rotation_set rs;
+        cr_assert_eq(flx_rotset_generate(&rs, &m.cfg, FLX_ROT_HADAMARD, 1, 1, 4, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_spinquant_apply(&m, &rs, NULL, &err), FLX_OK, "%s", err.msg);
+        if (mode == 1) {
+            flx_wquant wq = flx_wquant_int4_channel();
+            for (int l = 0; l < m.cfg.n_layers; l++) {
+                flx_llama_layer *L = &m.w.layers[l];
+                const float **slots[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+                const int hd = m.cfg.head_dim, d = m.cfg.d_model, f = m.cfg.d_ff;
+                const int shp[7][2] = { { m.cfg.n_heads * hd, d }, { m.cfg.n_kv_heads * hd, d }, { m.cfg.n_kv_heads * hd, d },
+                                        { d, m.cfg.n_heads * hd }, { f, d }, { f, d }, { d, f } };
+                for (int k = 0; k < 7; k++) {
+                    flx_wq_out o;
+                    wq_alloc(&o, shp[k][0], shp[k][1], 1);
+                    float *wh = flx_model_alloc(&m, sizeof(float) * shp[k][0] * shp[k][1]);
+                    cr_assert_eq(flx_rtn(*slots[k], shp[k][0], shp[k][1], &wq, &o, wh, NULL), FLX_OK);
+                    *slots[k] = wh;
+                    wq_free(&o);
+                }
+            }
+        } else if (mode == 2) {
+            flx_gptq_model_opts go = flx_gptq_model_opts_default();
+            go.n_threads = 2;
+            go.layers_per_pass = 2;   /* 3 passes: 2 + 2 + 1 layers */
+            sink_ctx sc = { 0, 0 };
+            cr_assert_eq(flx_gptq_model(&m, &rs, &cal, &go, count_sink, &sc, &err), FLX_OK, "%s", err.msg);
+            cr_assert_eq(sc.calls, 35);
+            cr_assert_eq(sc.bad, 0);
+        }
+        nll[mode] = mean_nll(&m, &rs, &eval);
+        flx_rotset_free(&rs);
+        flx_model_free(&m);
+    }
+    cr_log_info("stories260K, R1-R4 Hadamard, held-out tinystories NLL: fp %.4f, W4 RTN %.4f, W4 GPTQ %.4f (32 x 128 calibration tokens)",
+                nll[0], nll[1], nll[2]);
+    cr_assert(nll[2] < nll[1], "GPTQ NLL %g not below RTN %g", nll[2], nll[1]);
+    cr_assert(nll[2] - nll[0] < 0.7 * (nll[1] - nll[0]), "GPTQ should remove a good part of RTN's loss increase");
+    flx_calib_free(&cal);
+    flx_calib_free(&eval);
 }

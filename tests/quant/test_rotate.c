@@ -222,7 +222,7 @@ typedef struct lin_cap {
 static void lin_cap_fn(void *vctx, int layer, int kind, const double *x, int n_tokens, int n_in)
 {
     lin_cap *c = vctx;
-    if (layer >= 4) return;
+    if (layer >= 4 || kind > 4) return;
     float *f = malloc(sizeof(float) * n_tokens * n_in);
     for (int i = 0; i < n_tokens * n_in; i++) f[i] = (float)x[i];
     c->x[layer][kind] = f;
@@ -333,4 +333,77 @@ Test(rotate, hadamard_lowers_w4a4_error_with_planted_outliers)
     cr_log_info("W4A4 relative output error of q/k/v/gate/up with %d planted %gx outlier channels of %d: %.4g without rotation, %.4g with R1+R2 Hadamard: factor %.1f",
                 n_out_ch, (double)amp, d, rel[0], rel[1], rel[0] / rel[1]);
     cr_assert(rel[0] > 10.0 * rel[1], "Hadamard lowered the W4A4 error only by %.2fx", rel[0] / rel[1]);
+}
+
+/* ---------------------------------------------------------------- with the library's forward */
+
+#include "flx_calib.h"
+#include "flx_llama.h"
+
+/* logits (n, n_vocab) from flx_llama_forward with rs's online rotations */
+static float *real_logits(const flx_model *m, const int32_t *ids, int n, const flx_rotation_set *rs)
+{
+    flx_llama_hooks h = flx_rot_hooks(rs);
+    flx_llama_opts o = { 0 };
+    o.n_threads = 1;
+    o.max_tokens = n;
+    o.max_ctx = n;
+    o.hooks = rs ? &h : NULL;
+    flx_llama_state st;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_llama_init(&st, m, &o, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_llama_forward(&st, ids, n, &err), FLX_OK, "%s", err.msg);
+    float *lg = malloc(sizeof(float) * n * m->cfg.n_vocab);
+    cr_assert_eq(flx_llama_logits(&st, 0, n, lg, &err), FLX_OK, "%s", err.msg);
+    flx_llama_free(&st);
+    return lg;
+}
+
+static double rel_diff_f(const float *a, const float *b, size_t n)
+{
+    double md = 0, ma = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs((double)a[i] - b[i]) > md) md = fabs((double)a[i] - b[i]);
+        if (fabs(a[i]) > ma) ma = fabs(a[i]);
+    }
+    return md / ma;
+}
+
+static void real_invariance(flx_model *m, flx_rot_kind kind, int r3, int r4, const char *what)
+{
+    int32_t ids[64];
+    int n = qt_story_ids(ids, 64);
+    for (int i = 0; i < n; i++) ids[i] %= m->cfg.n_vocab;
+    float *ref = real_logits(m, ids, n, NULL);
+    flx_rotation_set rs;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_rotset_generate(&rs, &m->cfg, kind, r3, r4, 99, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_spinquant_apply(m, &rs, NULL, &err), FLX_OK, "%s", err.msg);
+    float *rot = real_logits(m, ids, n, &rs);
+    double rel = rel_diff_f(ref, rot, (size_t)n * m->cfg.n_vocab);
+    cr_log_info("%s (flx_llama_forward, fp32): max rel logit change %.3g", what, rel);
+    cr_assert(rel < 1e-4, "%s: rotated model's logits differ by %g relative", what, rel);
+    flx_rotset_free(&rs);
+    free(ref);
+    free(rot);
+}
+
+Test(rotate, library_forward_stories260K_is_invariant)
+{
+    flx_model m;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_model_load(&m, flx_test_data("stories260K/hf"), &err), FLX_OK, "%s", err.msg);
+    real_invariance(&m, FLX_ROT_HADAMARD, 0, 0, "stories260K R1+R2");
+    flx_model_free(&m);
+    cr_assert_eq(flx_model_load(&m, flx_test_data("stories260K/stories260K.gguf"), &err), FLX_OK, "%s", err.msg);
+    real_invariance(&m, FLX_ROT_RANDOM, 1, 1, "stories260K (GGUF, adjacent RoPE) R1..R4");
+    flx_model_free(&m);
+}
+
+Test(rotate, library_forward_synthetic_llama3_is_invariant)
+{
+    flx_model m;
+    qt_synth(&m, 256, 2, 4, 2, 512, 300, 12);
+    real_invariance(&m, FLX_ROT_HADAMARD, 1, 1, "synthetic llama3 R1..R4");
+    flx_model_free(&m);
 }

@@ -1,0 +1,103 @@
+/* flx_calib.h -- calibration: token windows from a user's text, FlexLLM's
+ * static attention scales, and whole-model GPTQ driven by the float
+ * reference forward (ref/flx_llama.h) with the online rotations applied.
+ *
+ * Calibration data is a text file the user names; it is never the
+ * evaluation split (the WikiText-2 test file is recognised by its SHA-256
+ * and refused).  A text shorter than one window is an error, found before
+ * any long computation starts.
+ */
+#ifndef FLX_CALIB_H
+#define FLX_CALIB_H
+
+#include "flx_core.h"
+#include "flx_model.h"
+#include "flx_llama.h"
+#include "flx_rotate.h"
+#include "flx_gptq.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* SHA-256 of wiki.test.raw (data/wikitext2/), refused as calibration text. */
+#define FLX_WIKITEXT2_TEST_SHA256 "173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08"
+
+/* n_windows windows of seqlen tokens, row-major (n_windows, seqlen). */
+typedef struct flx_calib_data {
+    int32_t *ids;
+    int64_t  n_windows;
+    int64_t  seqlen;
+} flx_calib_data;
+
+/* Windows from a token stream: when n_ids >= n_windows * seqlen,
+ * consecutive non-overlapping windows from the start; otherwise n_windows
+ * windows at random starts in [0, n_ids - seqlen] drawn from seed (GPTQ's
+ * sampling).  FLX_EINVAL when n_ids < seqlen (shorter than one window). */
+int flx_calib_from_ids(flx_calib_data *cd, const int32_t *ids, int64_t n_ids, int64_t n_windows,
+                       int64_t seqlen, uint64_t seed, const char *what, flx_error *err);
+
+/* Reads and tokenizes the text file at path with the model's tokenizer
+ * (no BOS: SpinQuant's protocol), then flx_calib_from_ids. */
+int flx_calib_from_text(flx_calib_data *cd, const flx_model *m, const char *path, int64_t n_windows,
+                        int64_t seqlen, uint64_t seed, flx_error *err);
+void flx_calib_free(flx_calib_data *cd);
+
+/* FlexLLM static attention scales (flexllm-kernels.md 1.12), one per
+ * layer, from the calibration windows run through the float model m with
+ * the online rotations of rs (may be NULL):
+ *   Q_s = clip * max|q| / (8 * 127)   (Q8 = round(q / (8 Q_s)): 1/sqrt(64) folded)
+ *   K_s = clip * max|k| / 127,  V_s = clip * max|v| / 127
+ *   A_s = clip * max(p) / 255 = clip / 255: the first query of every causal
+ *         window attends only to itself, so max p = 1 exactly.
+ * q and k are taken after RoPE (and R3).  Arrays are [n_layers]. */
+int flx_calib_attn_scales(const flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
+                          float clip, int n_threads, float *q_s, float *k_s, float *v_s, float *a_s,
+                          flx_error *err);
+
+/* The seven linears of a layer. */
+typedef enum flx_linear_id {
+    FLX_W_Q = 0, FLX_W_K, FLX_W_V, FLX_W_O, FLX_W_GATE, FLX_W_UP, FLX_W_DOWN, FLX_W_COUNT
+} flx_linear_id;
+
+const char *flx_linear_id_name(flx_linear_id id);   /* "wq", ... */
+
+/* Receives each quantized linear: the codes and parameters (flx_gptq.h
+ * layout) and the dequantized weight.  Return FLX_OK or a status that
+ * stops the run. */
+typedef int (*flx_gptq_sink)(void *ctx, int layer, flx_linear_id id, int32_t n_out, int32_t n_in,
+                             const flx_wq_out *q, const float *w_hat, flx_error *err);
+
+typedef struct flx_gptq_model_opts {
+    flx_wquant    wq;               /* the weight format of every linear      */
+    flx_gptq_opts gptq;             /* block, damping, act-order              */
+    int           layers_per_pass;  /* layers whose Hessians one calibration
+                                       pass collects; 0 = as many as fit in
+                                       max_hessian_bytes                      */
+    size_t        max_hessian_bytes;/* 0 = 2 GiB                              */
+    int           n_threads;        /* forward and GPTQ threads (<= 0: 1)     */
+    int           progress;         /* progress bar on stderr                 */
+} flx_gptq_model_opts;
+
+flx_gptq_model_opts flx_gptq_model_opts_default(void);
+
+/* GPTQ of every linear in the decoder layers of m (the embedding and head
+ * are left to the caller, as SpinQuant does).  Layers are processed in
+ * passes of layers_per_pass: one forward over all windows (stopped after
+ * the pass's last layer) collects their Hessians (q/k/v share one, gate/up
+ * share one), then each linear is quantized, handed to sink, and its
+ * dequantized weight replaces the float one in m (new buffers owned by m),
+ * so later passes see the quantized earlier layers (sequential GPTQ).
+ * rs (may be NULL) supplies online R3/R4: the model must already carry the
+ * merged rotations. */
+int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
+                   const flx_gptq_model_opts *opts, flx_gptq_sink sink, void *sink_ctx, flx_error *err);
+
+/* Hooks that apply rs's online rotations (R3 on q/k after RoPE, R4 on the
+ * down_proj input) inside flx_llama_forward; ctx = rs. */
+flx_llama_hooks flx_rot_hooks(const flx_rotation_set *rs);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLX_CALIB_H */
