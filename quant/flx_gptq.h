@@ -31,6 +31,8 @@ typedef struct flx_wquant {
     int32_t group_size;   /* input columns per (s, z); 0 = whole row      */
     float   clip;         /* range multiplier in (0, 1]; 1 = none         */
     int     half_even;    /* 0: round half away from zero; 1: half even   */
+    int     mse_clip;     /* per group, the clip in 1, 0.99, ..., 0.21 that
+                             minimises sum |w^ - w|^2.4 (SpinQuant --w_clip) */
 } flx_wquant;
 
 /* FlexLLM's weights: 4 bits, symmetric, per output channel, C round. */

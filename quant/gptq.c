@@ -1,6 +1,7 @@
 /* gptq.c -- RTN and GPTQ weight quantization, and the Hessians
  * (sum of x^T x over calibration rows) GPTQ consumes. */
 #include "flx_gptq.h"
+#include "flx_quant.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -15,7 +16,7 @@ extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, i
 
 flx_wquant flx_wquant_int4_channel(void)
 {
-    flx_wquant w = { 4, 1, 0, 1.0f, 0 };
+    flx_wquant w = { 4, 1, 0, 1.0f, 0, 0 };
     return w;
 }
 
@@ -36,53 +37,41 @@ int32_t flx_wquant_groups(const flx_wquant *wq, int32_t n_in)
     return wq->group_size > 0 ? n_in / wq->group_size : 1;
 }
 
-static float rnd(const flx_wquant *wq, float x)
+/* The weight format as a quantizer spec of quant/flx_quant.h: one group
+ * of n values, per row, so the formulas (and SpinQuant's MSE clip search)
+ * are the shared quantizer's. */
+static flx_qspec spec_of(const flx_wquant *wq, int32_t n)
 {
-    return wq->half_even ? nearbyintf(x) : roundf(x);   /* default FE_TONEAREST: ties to even */
+    flx_qspec s = flx_qspec_make(wq->bits, wq->symmetric ? FLX_QS_SYM : FLX_QS_ASYM_ZP, FLX_QG_ROW, n);
+    s.round = wq->half_even ? FLX_QR_HALF_EVEN : FLX_QR_HALF_AWAY;
+    s.clip = wq->clip;
+    s.mse_clip = wq->mse_clip;
+    return s;
 }
 
 /* (s, z) of n values */
 static void group_params(const flx_wquant *wq, const float *x, int32_t n, float *s, float *z)
 {
-    if (wq->symmetric) {
-        float m = 0.0f;
-        for (int32_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-        float sc = wq->clip * m / (float)((1 << (wq->bits - 1)) - 1);
-        *s = sc > 0.0f ? sc : 1.0f;
-        *z = 0.0f;
-    } else {
-        float lo = 0.0f, hi = 0.0f;
-        for (int32_t i = 0; i < n; i++) {
-            lo = x[i] < lo ? x[i] : lo;
-            hi = x[i] > hi ? x[i] : hi;
-        }
-        lo = wq->clip * lo;
-        hi = wq->clip * hi;
-        if (lo == 0.0f && hi == 0.0f) { lo = -1.0f; hi = 1.0f; }
-        float sc = (hi - lo) / (float)((1 << wq->bits) - 1);
-        *s = sc;
-        *z = rnd(wq, -lo / sc);
-    }
+    flx_qspec sp = spec_of(wq, n);
+    flx_qparams p;
+    flx_quant_params(&sp, x, 1, n, &p);
+    *s = p.scale;
+    *z = p.zero;
 }
 
 static int32_t quant1(const flx_wquant *wq, float s, float z, float w)
 {
-    float r = rnd(wq, w / s);
-    int32_t qmin, qmax;
-    if (wq->symmetric) {
-        qmin = -(1 << (wq->bits - 1));
-        qmax = (1 << (wq->bits - 1)) - 1;
-    } else {
-        r = r + z;
-        qmin = 0;
-        qmax = (1 << wq->bits) - 1;
-    }
-    if (!(r >= (float)qmin)) return qmin;   /* also NaN */
-    if (r > (float)qmax) return qmax;
-    return (int32_t)r;
+    flx_qspec sp = spec_of(wq, 1);
+    flx_qparams p = { s, z };
+    return flx_quantize1(&sp, p, w);
 }
 
-static float dequant1(float s, float z, int32_t q) { return s * ((float)q - z); }
+static float dequant1(const flx_wquant *wq, float s, float z, int32_t q)
+{
+    flx_qspec sp = spec_of(wq, 1);
+    flx_qparams p = { s, z };
+    return flx_dequantize1(&sp, p, q);
+}
 
 int flx_rtn(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, flx_wq_out *out,
             float *w_hat, flx_error *err)
@@ -100,7 +89,7 @@ int flx_rtn(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, f
             for (int32_t i = 0; i < g; i++) {
                 int32_t q = quant1(wq, s, z, x[i]);
                 out->q[r * n_in + (int64_t)k * g + i] = q;
-                if (w_hat) w_hat[r * n_in + (int64_t)k * g + i] = dequant1(s, z, q);
+                if (w_hat) w_hat[r * n_in + (int64_t)k * g + i] = dequant1(wq, s, z, q);
             }
         }
     return FLX_OK;
@@ -229,7 +218,7 @@ static void gptq_block_rows(void *vctx, int64_t begin, int64_t end, int thread_i
             }
             const double wi = w[i];
             const int32_t q = quant1(c->wq, *s, *z, (float)wi);
-            const float wh = dequant1(*s, *z, q);
+            const float wh = dequant1(c->wq, *s, *z, q);
             c->q[r * n + col] = q;
             if (c->w_hat) c->w_hat[r * n + col] = wh;
             const double d = c->U[(size_t)i * n + i];

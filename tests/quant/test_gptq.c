@@ -31,7 +31,7 @@ Test(gptq, rtn_by_hand)
 
     /* asymmetric: lo -1, hi 2, s = 3/15 = 0.2, z = 5 */
     const float a[3] = { -1.0f, 0.5f, 2.0f };
-    flx_wquant aq = { 4, 0, 0, 1.0f, 0 };
+    flx_wquant aq = { 4, 0, 0, 1.0f, 0, 0 };
     cr_assert_eq(flx_rtn(a, 1, 3, &aq, &o, wh, NULL), FLX_OK);
     cr_assert(s == 3.0f / 15.0f && z == 5.0f);
     cr_assert(q[0] == 0 && q[1] == 8 && q[2] == 15, "%d %d %d", q[0], q[1], q[2]);
@@ -41,7 +41,7 @@ Test(gptq, rtn_by_hand)
     const float gw[4] = { 1.0f, -1.0f, 0.5f, -0.6f };
     float gs[2], gz[2];
     flx_wq_out go = { q, gs, gz };
-    flx_wquant g2 = { 4, 1, 2, 0.9f, 0 };
+    flx_wquant g2 = { 4, 1, 2, 0.9f, 0, 0 };
     cr_assert_eq(flx_rtn(gw, 1, 4, &g2, &go, NULL, NULL), FLX_OK);
     cr_assert(gs[0] == 0.9f * 1.0f / 7.0f && gs[1] == 0.9f * 0.6f / 7.0f);
     cr_assert(q[0] == 7 && q[1] == -8 && q[3] == -8, "%d %d %d", q[0], q[1], q[3]);
@@ -53,12 +53,12 @@ Test(gptq, rejects_bad_specs)
     int32_t q[12];
     flx_wq_out o = { q, &s, &z };
     flx_error err = { 0 };
-    flx_wquant bad = { 4, 1, 5, 1.0f, 0 };
+    flx_wquant bad = { 4, 1, 5, 1.0f, 0, 0 };
     cr_assert_eq(flx_rtn(w, 1, 12, &bad, &o, NULL, &err), FLX_EINVAL);
     cr_assert(strstr(err.msg, "group size 5") != NULL, "%s", err.msg);
-    flx_wquant b9 = { 9, 1, 0, 1.0f, 0 };
+    flx_wquant b9 = { 9, 1, 0, 1.0f, 0, 0 };
     cr_assert_eq(flx_rtn(w, 1, 12, &b9, &o, NULL, &err), FLX_EINVAL);
-    flx_wquant c0 = { 4, 1, 0, 0.0f, 0 };
+    flx_wquant c0 = { 4, 1, 0, 0.0f, 0, 0 };
     cr_assert_eq(flx_rtn(w, 1, 12, &c0, &o, NULL, &err), FLX_EINVAL);
     flx_hessian h;
     cr_assert_eq(flx_hessian_init(&h, 8, NULL), FLX_OK);
@@ -279,7 +279,7 @@ Test(gptq, act_order_and_groups)
     const int groups[2] = { 0, 16 };
     for (int gi = 0; gi < 2; gi++)
         for (int ao = 0; ao < 2; ao++) {
-            flx_wquant wq = { 3, 1, groups[gi], 1.0f, 0 };
+            flx_wquant wq = { 3, 1, groups[gi], 1.0f, 0, 0 };
             flx_gptq_opts go = flx_gptq_opts_default();
             go.act_order = ao;
             go.block_size = 32;
@@ -521,4 +521,33 @@ Test(calib, whole_model_gptq_beats_rtn_on_held_out_text)
     cr_assert(nll[2] - nll[0] < 0.7 * (nll[1] - nll[0]), "GPTQ should remove a good part of RTN's loss increase");
     flx_calib_free(&cal);
     flx_calib_free(&eval);
+}
+
+Test(gptq, mse_clip_lowers_weight_error)
+{
+    /* heavy-tailed rows: the MSE search shrinks the range */
+    const int n_out = 8, n = 128;
+    flx_rng r;
+    flx_rng_seed(&r, 2);
+    float *w = malloc(sizeof(float) * n_out * n), *a = malloc(sizeof(float) * n_out * n), *b = malloc(sizeof(float) * n_out * n);
+    for (int i = 0; i < n_out * n; i++) {
+        double g = flx_rng_normal(&r);
+        w[i] = (float)(g * g * g);
+    }
+    flx_wquant wq = flx_wquant_int4_channel();
+    flx_wq_out o;
+    wq_alloc(&o, n_out, n, 1);
+    cr_assert_eq(flx_rtn(w, n_out, n, &wq, &o, a, NULL), FLX_OK);
+    float s_plain = o.scale[0];
+    wq.mse_clip = 1;
+    cr_assert_eq(flx_rtn(w, n_out, n, &wq, &o, b, NULL), FLX_OK);
+    cr_assert(o.scale[0] < s_plain, "MSE search kept the full range");
+    double ea = 0, eb = 0;
+    for (int i = 0; i < n_out * n; i++) {
+        ea += pow(fabs((double)a[i] - w[i]), 2.4);
+        eb += pow(fabs((double)b[i] - w[i]), 2.4);
+    }
+    cr_assert(eb < ea, "mse clip %g vs plain %g", eb, ea);
+    wq_free(&o);
+    free(w); free(a); free(b);
 }
