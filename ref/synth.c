@@ -421,15 +421,37 @@ static int write_text_file(const char *path, const char *text, size_t bytes, flx
     return flx_outfile_commit(&o, err);
 }
 
+/* The shortest %g text that reads back as the same float (1e-05, not 9.99999975e-06). */
+static void short_float(float v, char *buf, size_t cap)
+{
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, cap, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v) return;
+    }
+}
+
+/* A double as JSON the way Python writes floats: 500000.0, 0.5, 1e-05. */
+static void json_double(double v, char *buf, size_t cap)
+{
+    if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, cap, "%.1f", v);
+    else snprintf(buf, cap, "%.17g", v);
+}
+
 static int write_config_json(const char *path, const flx_llama_config *c, int bf16, flx_error *err)
 {
+    char theta[40], factor[40], low[40], high[40];
+    json_double(c->rope_theta, theta, sizeof theta);
+    json_double(c->rope_factor, factor, sizeof factor);
+    json_double(c->rope_low_freq_factor, low, sizeof low);
+    json_double(c->rope_high_freq_factor, high, sizeof high);
+    char eps[32];
+    short_float(c->rms_eps, eps, sizeof eps);
     char rope[320] = "null";
     if (c->rope_llama3)
         snprintf(rope, sizeof rope,
-                 "{\n    \"factor\": %.17g,\n    \"high_freq_factor\": %.17g,\n    \"low_freq_factor\": "
-                 "%.17g,\n    \"original_max_position_embeddings\": %d,\n    \"rope_type\": \"llama3\"\n  }",
-                 c->rope_factor, c->rope_high_freq_factor, c->rope_low_freq_factor,
-                 c->rope_orig_max_pos);
+                 "{\n    \"factor\": %s,\n    \"high_freq_factor\": %s,\n    \"low_freq_factor\": "
+                 "%s,\n    \"original_max_position_embeddings\": %d,\n    \"rope_type\": \"llama3\"\n  }",
+                 factor, high, low, c->rope_orig_max_pos);
     char text[2048];
     int n = snprintf(text, sizeof text,
         "{\n"
@@ -450,16 +472,16 @@ static int write_config_json(const char *path, const flx_llama_config *c, int bf
         "  \"num_hidden_layers\": %d,\n"
         "  \"num_key_value_heads\": %d,\n"
         "  \"pretraining_tp\": 1,\n"
-        "  \"rms_norm_eps\": %.9g,\n"
+        "  \"rms_norm_eps\": %s,\n"
         "  \"rope_scaling\": %s,\n"
-        "  \"rope_theta\": %.17g,\n"
+        "  \"rope_theta\": %s,\n"
         "  \"tie_word_embeddings\": %s,\n"
         "  \"torch_dtype\": \"%s\",\n"
         "  \"use_cache\": true,\n"
         "  \"vocab_size\": %d\n"
         "}\n",
         c->bos_id, c->eos_id, c->head_dim, c->d_model, c->d_ff, c->max_seq_len, c->n_heads,
-        c->n_layers, c->n_kv_heads, (double)c->rms_eps, rope, c->rope_theta,
+        c->n_layers, c->n_kv_heads, eps, rope, theta,
         c->tie_embeddings ? "true" : "false", bf16 ? "bfloat16" : "float32", c->n_vocab);
     if (n < 0 || (size_t)n >= sizeof text) return flx_fail(err, FLX_EINVAL, "%s: config too long", path);
     return write_text_file(path, text, (size_t)n, err);
