@@ -18,6 +18,14 @@ static int run(const char *fmt, ...)
     return WEXITSTATUS(st);
 }
 
+/* flx_test_data returns a static buffer: keep a copy */
+static const char *data_copy(const char *rel)
+{
+    char *p = strdup(flx_test_data(rel));
+    cr_assert_not_null(p);
+    return p;
+}
+
 static char *slurp(const char *path, size_t *bytes)
 {
     flx_error err = {0};
@@ -36,9 +44,8 @@ static size_t count_lines(const char *s, size_t bytes)
 Test(tok_cli, wiki_encode_decode_json)
 {
     const char *dir = flx_test_tmpdir();
-    char tok[1024], wiki[1024];
-    snprintf(tok, sizeof tok, "%s", flx_test_data("llama3-tokenizer/tokenizer.json"));
-    snprintf(wiki, sizeof wiki, "%s", flx_test_data("wikitext2/wiki.test.raw"));
+    const char *tok = data_copy("llama3-tokenizer/tokenizer.json");
+    const char *wiki = data_copy("wikitext2/wiki.test.raw");
     cr_assert_eq(run("%s tokenize --tokenizer %s --file %s --json %s/enc.json > %s/ids.txt",
                      flx_test_bin(), tok, wiki, dir, dir), 0);
     char path[1200];
@@ -72,8 +79,7 @@ Test(tok_cli, model_folder_gguf_bos_special)
     char path[1200];
     size_t bytes;
     /* --model FOLDER uses FOLDER/tokenizer.json (that one adds BOS via its template) */
-    char model[1024];
-    snprintf(model, sizeof model, "%s", flx_test_data("tiny-llama3-random"));
+    const char *model = data_copy("tiny-llama3-random");
     cr_assert_eq(run("printf 'Hello world' | %s tokenize --model %s --bos > %s/a.txt",
                      flx_test_bin(), model, dir), 0);
     snprintf(path, sizeof path, "%s/a.txt", dir);
@@ -81,8 +87,7 @@ Test(tok_cli, model_folder_gguf_bos_special)
     cr_assert_str_eq(out, "128000\n9906\n1917\n");
     free(out);
     /* --model X.gguf reads only the vocabulary; --special maps <|eot_id|> */
-    char gguf[1024];
-    snprintf(gguf, sizeof gguf, "%s", flx_test_data("tiny-llama3-random.gguf"));
+    const char *gguf = data_copy("tiny-llama3-random.gguf");
     cr_assert_eq(run("printf 'Hello<|eot_id|>' | %s tokenize --model %s --special > %s/b.txt",
                      flx_test_bin(), gguf, dir), 0);
     snprintf(path, sizeof path, "%s/b.txt", dir);
@@ -90,8 +95,7 @@ Test(tok_cli, model_folder_gguf_bos_special)
     cr_assert_str_eq(out, "9906\n128009\n");
     free(out);
     /* SentencePiece GGUF, decode of whitespace-separated ids */
-    char spm[1024];
-    snprintf(spm, sizeof spm, "%s", flx_test_data("stories260K/stories260K.gguf"));
+    const char *spm = data_copy("stories260K/stories260K.gguf");
     cr_assert_eq(run("printf '1 403 407\\n261   378' | %s tokenize --tokenizer %s --decode > %s/c.txt",
                      flx_test_bin(), spm, dir), 0);
     snprintf(path, sizeof path, "%s/c.txt", dir);
@@ -103,8 +107,7 @@ Test(tok_cli, model_folder_gguf_bos_special)
 Test(tok_cli, usage_errors_exit_2)
 {
     const char *bin = flx_test_bin();
-    char tok[1024];
-    snprintf(tok, sizeof tok, "%s", flx_test_data("llama3-tokenizer/tokenizer.json"));
+    const char *tok = data_copy("llama3-tokenizer/tokenizer.json");
     cr_assert_eq(run("%s tokenize --help > /dev/null", bin), 0);
     cr_assert_eq(run("%s tokenize < /dev/null 2>/dev/null", bin), 2);                      /* no source */
     cr_assert_eq(run("%s tokenize --tokenizer %s --model %s </dev/null 2>/dev/null", bin, tok, tok), 2);
@@ -118,9 +121,9 @@ Test(tok_cli, bad_files_exit_1_naming_them)
 {
     const char *dir = flx_test_tmpdir();
     const char *bin = flx_test_bin();
-    char tok[1024], path[1200];
+    char path[1200];
     size_t bytes;
-    snprintf(tok, sizeof tok, "%s", flx_test_data("llama3-tokenizer/tokenizer.json"));
+    const char *tok = data_copy("llama3-tokenizer/tokenizer.json");
     /* missing tokenizer file */
     cr_assert_eq(run("%s tokenize --tokenizer %s/nope.json </dev/null 2> %s/e1", bin, dir, dir), 1);
     snprintf(path, sizeof path, "%s/e1", dir);
