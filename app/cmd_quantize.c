@@ -1,12 +1,362 @@
-/* flxemu quantize -- not built yet; its issue is open. */
+/* flxemu quantize -- a model plus a recipe (and optionally rotations, GPTQ
+ * and a calibration text) into one .flxq file (docs/quant.md).
+ *
+ * Order of work: every check that can fail fast (flags, recipe, model
+ * shape, rotation file, calibration length) runs before anything long;
+ * then rotations, calibration, weight quantization, and the atomic write. */
 #include "cli.h"
+#include "flx_calib.h"
+#include "flx_gptq.h"
+#include "flx_llama.h"
+#include "flx_qmodel.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CMD "quantize"
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: flxemu quantize --model PATH --recipe NAME --out FILE [options]\n"
+            "\n"
+            "Quantizes a Llama model into a .flxq file (safetensors with packed integer\n"
+            "weights, float scales and the recipe in its metadata; docs/quant.md).\n"
+            "`flxemu ppl --model FILE.flxq` evaluates its fake-quant float model.\n"
+            "\n"
+            "  --model PATH          HF checkpoint folder, config.json/model.safetensors, or .gguf\n"
+            "  --recipe NAME         flexllm | fp | w<B>a<B>[kv<B>][g<G>][-spinquant]\n"
+            "                        e.g. w4a16, w4a16g128, w8a8, w4a8kv8, w4a4kv4-spinquant\n"
+            "                        (B in 2..8 or 16 = float; G divides every linear input)\n"
+            "  --rotate KIND         none (default) | hadamard | random | FILE: SpinQuant R1/R2\n"
+            "                        merged (norms folded, head untied), plus the recipe's\n"
+            "                        online R3/R4; FILE holds R1 [d,d] and optional R2.<l>\n"
+            "  --gptq                GPTQ weights (block 128, damping 0.01) instead of RTN;\n"
+            "                        needs --calib\n"
+            "  --act-order           GPTQ: quantize columns by decreasing Hessian diagonal\n"
+            "  --calib FILE          calibration text (never the evaluation split); needed by\n"
+            "                        --gptq and by recipes with static scales (flexllm)\n"
+            "  --nsamples N          calibration windows (default 32)\n"
+            "  --seqlen L            tokens per window (default 2048, capped at the model's)\n"
+            "  --seed S              rotation and calibration-window seed (default 0)\n"
+            "  --out FILE            output .flxq (written atomically)\n"
+            "  --threads N           threads (default: all cores)\n"
+            "  --json FILE           summary for machines\n"
+            "  --progress / --no-progress   progress on stderr (default: when a terminal)\n"
+            "  -h, --help            this help\n"
+            "\n"
+            "The same inputs give the same bytes.  Exit status: 0 ok, 1 failure, 2 usage error.\n");
+}
+
+typedef struct q_args {
+    const char *model, *recipe, *rotate, *calib, *out, *json;
+    int gptq, act_order, progress;
+    long long nsamples, seqlen, seed, threads;
+} q_args;
+
+static int parse_args(int argc, char **argv, q_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->rotate = "none";
+    a->nsamples = 32;
+    a->seqlen = 2048;
+    a->progress = isatty(2);
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    a->threads = n_cpu > 0 ? n_cpu : 1;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        int has_val = i + 1 < argc;
+#define VALUE() (has_val ? argv[++i] : NULL)
+#define NEED()                                                                    \
+    do {                                                                          \
+        if (!has_val) return cli_usage_error(CMD, "%s needs a value", f);         \
+    } while (0)
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+            usage(stdout);
+            return -1;
+        } else if (!strcmp(f, "--model")) { NEED(); a->model = VALUE(); }
+        else if (!strcmp(f, "--recipe")) { NEED(); a->recipe = VALUE(); }
+        else if (!strcmp(f, "--rotate")) { NEED(); a->rotate = VALUE(); }
+        else if (!strcmp(f, "--calib")) { NEED(); a->calib = VALUE(); }
+        else if (!strcmp(f, "--out") || !strcmp(f, "-o")) { NEED(); a->out = VALUE(); }
+        else if (!strcmp(f, "--json")) { NEED(); a->json = VALUE(); }
+        else if (!strcmp(f, "--gptq")) a->gptq = 1;
+        else if (!strcmp(f, "--act-order")) a->act_order = 1;
+        else if (!strcmp(f, "--progress")) a->progress = 1;
+        else if (!strcmp(f, "--no-progress")) a->progress = 0;
+        else if (!strcmp(f, "--nsamples")) {
+            NEED();
+            if (cli_parse_i64(CMD, f, VALUE(), 1, 1 << 20, &a->nsamples)) return FLX_EXIT_USAGE;
+        } else if (!strcmp(f, "--seqlen")) {
+            NEED();
+            if (cli_parse_i64(CMD, f, VALUE(), 2, 1 << 20, &a->seqlen)) return FLX_EXIT_USAGE;
+        } else if (!strcmp(f, "--seed")) {
+            NEED();
+            if (cli_parse_i64(CMD, f, VALUE(), 0, INT64_MAX, &a->seed)) return FLX_EXIT_USAGE;
+        } else if (!strcmp(f, "--threads") || !strcmp(f, "-t")) {
+            NEED();
+            if (cli_parse_i64(CMD, f, VALUE(), 1, 1024, &a->threads)) return FLX_EXIT_USAGE;
+        } else {
+            return cli_usage_error(CMD, "unknown option '%s'", f);
+        }
+#undef VALUE
+#undef NEED
+    }
+    if (!a->model) return cli_usage_error(CMD, "--model is required");
+    if (!a->recipe) return cli_usage_error(CMD, "--recipe is required");
+    if (!a->out) return cli_usage_error(CMD, "--out is required");
+    if (a->gptq && !a->calib) return cli_usage_error(CMD, "--gptq needs --calib FILE");
+    if (a->act_order && !a->gptq) return cli_usage_error(CMD, "--act-order only applies to --gptq");
+    return 0;
+}
+
+/* ---------------------------------------------------------------- GPTQ */
+
+/* Codes found by the sequential GPTQ pass, handed to flx_qmodel_build. */
+typedef struct gptq_store {
+    int32_t  n_layers;
+    int8_t  *q[1024][7];          /* [layer][linear] (n_out, n_in)        */
+    float   *scale[1024][7];
+    float   *zero[1024][7];
+    int32_t  n_groups[7];         /* (s, z) per row of each linear kind   */
+} gptq_store;
+
+static int lin_index(const char *name)
+{
+    static const char *const names[7] = {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"};
+    const char *sp = strrchr(name, ' ');
+    const char *n = sp ? sp + 1 : name;
+    for (int i = 0; i < 7; i++)
+        if (!strcmp(n, names[i])) return i;
+    return -1;
+}
+
+static int gptq_weight_fn(void *ctx, int layer, const char *name, const flx_qspec *ws, const float *w,
+                          int32_t n_out, int32_t n_in, int32_t *q, float *scale, float *zero,
+                          flx_error *err)
+{
+    gptq_store *g = ctx;
+    int i = lin_index(name);
+    if (layer >= g->n_layers || i < 0) {
+        /* the head keeps round-to-nearest (SpinQuant/GPTQ touch only the layers) */
+        int32_t gs = ws->gran == FLX_QG_GROUP ? ws->group_size : n_in, ng = n_in / gs;
+        flx_qparams *p = malloc((size_t)ng * sizeof *p);
+        if (!p) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        for (int32_t o = 0; o < n_out; o++) {
+            flx_quant_params(ws, w + (size_t)o * n_in, 1, n_in, p);
+            flx_quant_apply(ws, w + (size_t)o * n_in, 1, n_in, p, q + (size_t)o * n_in);
+            for (int32_t j = 0; j < ng; j++) {
+                scale[(size_t)o * ng + j] = p[j].scale;
+                zero[(size_t)o * ng + j] = p[j].zero;
+            }
+        }
+        free(p);
+        return FLX_OK;
+    }
+    int32_t gs = ws->gran == FLX_QG_GROUP ? ws->group_size : n_in, ng = n_in / gs;
+    for (size_t k = 0; k < (size_t)n_out * n_in; k++) q[k] = g->q[layer][i][k];
+    memcpy(scale, g->scale[layer][i], (size_t)n_out * ng * sizeof *scale);
+    memcpy(zero, g->zero[layer][i], (size_t)n_out * ng * sizeof *zero);
+    return FLX_OK;
+}
+
+static void gptq_store_free(gptq_store *g)
+{
+    for (int l = 0; l < g->n_layers; l++)
+        for (int i = 0; i < 7; i++) {
+            free(g->q[l][i]);
+            free(g->scale[l][i]);
+            free(g->zero[l][i]);
+        }
+}
+
+/* flx_gptq_model's sink: keep each linear's codes for flx_qmodel_build */
+static int gptq_sink(void *ctx, int layer, flx_linear_id id, int32_t n_out, int32_t n_in,
+                     const flx_wq_out *q, const float *w_hat, flx_error *err)
+{
+    gptq_store *g = ctx;
+    (void)w_hat;
+    int32_t ng = g->n_groups[id];
+    size_t n = (size_t)n_out * n_in;
+    g->q[layer][id] = malloc(n);
+    g->scale[layer][id] = malloc((size_t)n_out * ng * sizeof(float));
+    g->zero[layer][id] = malloc((size_t)n_out * ng * sizeof(float));
+    if (!g->q[layer][id] || !g->scale[layer][id] || !g->zero[layer][id])
+        return flx_fail(err, FLX_ENOMEM, "out of memory keeping GPTQ codes of layer %d", layer);
+    for (size_t k = 0; k < n; k++) g->q[layer][id][k] = (int8_t)q->q[k];
+    memcpy(g->scale[layer][id], q->scale, (size_t)n_out * ng * sizeof(float));
+    memcpy(g->zero[layer][id], q->zero, (size_t)n_out * ng * sizeof(float));
+    return FLX_OK;
+}
+
+/* ---------------------------------------------------------------- main */
 
 int flx_cmd_quantize(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "flxemu quantize: not implemented yet\n");
-    return FLX_EXIT_FAIL;
+    q_args a;
+    int prc = parse_args(argc, argv, &a);
+    if (prc == -1) return FLX_EXIT_OK;
+    if (prc) return prc;
+
+    flx_error err = {0};
+    flx_recipe recipe;
+    if (flx_recipe_parse(&recipe, a.recipe, &err)) return cli_usage_error(CMD, "%s", err.msg);
+    flx_rot_kind rot_kind = FLX_ROT_FILE;
+    if (!strcmp(a.rotate, "none")) rot_kind = FLX_ROT_NONE;
+    else if (!strcmp(a.rotate, "hadamard")) rot_kind = FLX_ROT_HADAMARD;
+    else if (!strcmp(a.rotate, "random")) rot_kind = FLX_ROT_RANDOM;
+    else if (!flx_file_exists(a.rotate))
+        return cli_usage_error(CMD, "--rotate expects none, hadamard, random or a rotation file; '%s' is none of these",
+                               a.rotate);
+    if (recipe.static_attn && !a.calib)
+        return cli_usage_error(CMD, "recipe %s needs --calib FILE for its static attention scales",
+                               recipe.name);
+
+    flx_model model = {0};
+    flx_rotation_set rs;
+    memset(&rs, 0, sizeof rs);
+    flx_qmodel qm;
+    memset(&qm, 0, sizeof qm);
+    flx_attn_scales *scales = NULL;
+    float *sq = NULL;
+    flx_calib_data cd;
+    memset(&cd, 0, sizeof cd);
+    gptq_store *gs = NULL;
+    flx_pool *pool = NULL;
+    int rc = FLX_EXIT_FAIL;
+    double t0 = flx_now_seconds(), t_load, t_rot, t_calib, t_quant, t_write;
+
+    /* fast checks first: model header and shapes, recipe vs shapes,
+     * rotation file, calibration length */
+    if (flx_model_load(&model, a.model, &err)) goto fail;
+    const flx_llama_config *c = &model.cfg;
+    if (flx_recipe_check(&recipe, c, &err)) goto fail;
+    if (c->n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
+    int rotated = rot_kind != FLX_ROT_NONE;
+    int r3 = rotated && recipe.r3_online, r4 = rotated && recipe.r4_online;
+    if (rot_kind == FLX_ROT_FILE) {
+        if (flx_rotset_load(&rs, c, a.rotate, r3, r4, (uint64_t)a.seed, &err)) goto fail;
+    } else if (rotated) {
+        if (flx_rotset_generate(&rs, c, rot_kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
+    } else {
+        rs.d_model = c->d_model;
+        rs.head_dim = c->head_dim;
+        rs.n_layers = c->n_layers;
+        rs.d_ff = c->d_ff;
+        rs.kind = FLX_ROT_NONE;
+    }
+    int64_t seqlen = a.seqlen;
+    if (a.calib) {
+        if (seqlen > c->max_seq_len) seqlen = c->max_seq_len;
+        if (!model.tok) {
+            flx_fail(&err, FLX_EINVAL, "%s: the model carries no tokenizer to read --calib %s", a.model, a.calib);
+            goto fail;
+        }
+        if (flx_calib_from_text(&cd, &model, a.calib, a.nsamples, seqlen, (uint64_t)a.seed, &err))
+            goto fail;
+    }
+    t_load = flx_now_seconds();
+    pool = flx_pool_create((int)a.threads);
+
+    /* rotations (fold norms, untie, merge R1/R2/R4); flexllm folds the norm
+     * gains even without rotation (its hardware norms have gains of 1) */
+    if (rotated) {
+        if (flx_spinquant_apply(&model, &rs, pool, &err)) goto fail;
+    } else if (recipe.kind == FLX_RECIPE_FLEXLLM) {
+        if (flx_fold_norms(&model, &err)) goto fail;
+    }
+    t_rot = flx_now_seconds();
+    if (recipe.static_attn) {
+        int nl = c->n_layers;
+        sq = calloc((size_t)4 * nl, sizeof *sq);
+        scales = calloc((size_t)nl, sizeof *scales);
+        if (!sq || !scales) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        if (a.progress)
+            fprintf(stderr, "flxemu quantize: calibrating static scales on %lld x %lld tokens\n",
+                    (long long)cd.n_windows, (long long)cd.seqlen);
+        if (flx_calib_attn_scales(&model, &rs, &cd, 1.0f, (int)a.threads, sq, sq + nl, sq + 2 * nl,
+                                  sq + 3 * nl, &err))
+            goto fail;
+        for (int l = 0; l < nl; l++) {
+            scales[l].q_s = sq[l];
+            scales[l].k_s = sq[nl + l];
+            scales[l].v_s = sq[2 * nl + l];
+            scales[l].a_s = sq[3 * nl + l];
+        }
+    }
+    t_calib = flx_now_seconds();
+
+    flx_qbuild b = {0};
+    b.recipe = &recipe;
+    b.rot = rotated ? &rs : NULL;
+    b.rot_seed = (uint64_t)a.seed;
+    b.scales = scales;
+    b.source = a.model;
+    b.pool = pool;
+    b.progress = a.progress;
+    if (a.gptq && recipe.w_bits < 16) {
+        gs = calloc(1, sizeof *gs);
+        if (!gs) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        gs->n_layers = c->n_layers;
+        flx_gptq_model_opts go = flx_gptq_model_opts_default();
+        go.wq.bits = recipe.w.bits;
+        go.wq.symmetric = recipe.w.scheme == FLX_QS_SYM;
+        go.wq.group_size = recipe.w.gran == FLX_QG_GROUP ? recipe.w.group_size : 0;
+        go.wq.clip = recipe.w.clip;
+        go.wq.half_even = recipe.w.round == FLX_QR_HALF_EVEN;
+        go.gptq.act_order = a.act_order;
+        go.n_threads = (int)a.threads;
+        go.progress = a.progress;
+        int32_t qd = c->n_heads * c->head_dim;
+        const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
+        for (int i = 0; i < 7; i++) gs->n_groups[i] = flx_wquant_groups(&go.wq, ins[i]);
+        if (flx_gptq_model(&model, rotated ? &rs : NULL, &cd, &go, gptq_sink, gs, &err)) goto fail;
+        b.weight_fn = gptq_weight_fn;
+        b.weight_ctx = gs;
+    }
+    if (flx_qmodel_build(&qm, &model, &b, &err)) goto fail;
+    t_quant = flx_now_seconds();
+    if (flx_qmodel_save(&qm, a.out, &err)) goto fail;
+    t_write = flx_now_seconds();
+
+    fprintf(stderr,
+            "flxemu quantize: %s -> %s: recipe %s, rotation %s%s%s%s, %s weights; "
+            "load %.2f s, rotate %.2f s, calibrate %.2f s, quantize %.2f s, write %.2f s\n",
+            a.model, a.out, recipe.name, qm.rotation, r3 ? " +R3" : "", r4 ? " +R4" : "",
+            recipe.static_attn ? ", static attention scales" : "", a.gptq ? "GPTQ" : "RTN",
+            t_load - t0, t_rot - t_load, t_calib - t_rot, t_quant - t_calib, t_write - t_quant);
+    if (a.json) {
+        flx_outfile o;
+        if (flx_outfile_open(&o, a.json, &err)) goto fail;
+        char rj[2048];
+        flx_recipe_json(&recipe, rj, sizeof rj);
+        fprintf(o.fp,
+                "{\"model\":\"%s\",\"out\":\"%s\",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,"
+                "\"weights\":\"%s\",\"seed\":%lld,\"seconds\":{\"load\":%.3f,\"rotate\":%.3f,"
+                "\"calibrate\":%.3f,\"quantize\":%.3f,\"write\":%.3f}}\n",
+                a.model, a.out, rj, qm.rotation, r3 ? "true" : "false", r4 ? "true" : "false",
+                a.gptq ? "gptq" : "rtn", a.seed, t_load - t0, t_rot - t_load, t_calib - t_rot,
+                t_quant - t_calib, t_write - t_quant);
+        if (flx_outfile_commit(&o, &err)) goto fail;
+    }
+    rc = FLX_EXIT_OK;
+    goto out;
+fail:
+    rc = cli_fail(CMD, &err);
+out:
+    if (gs) {
+        gptq_store_free(gs);
+        free(gs);
+    }
+    flx_qmodel_free(&qm);
+    if (rs.kind != FLX_ROT_NONE) flx_rotset_free(&rs);
+    flx_model_free(&model);
+    flx_pool_free(pool);
+    free(scales);
+    free(sq);
+    flx_calib_free(&cd);
+    return rc;
 }

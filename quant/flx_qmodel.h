@@ -14,6 +14,9 @@
 #define FLX_QMODEL_H
 
 #include "flx_model.h"
+#include "flx_quant.h"
+#include "flx_rotate.h"
+#include "flx_llama.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,8 +61,153 @@ typedef struct flx_qmodel {
     void           **owned;
     size_t           n_owned;
     size_t           cap_owned;
-    flx_mapped_file  file;
+    flx_mapped_file  file;         /* unused: loads keep st_file below     */
+    /* added after the first version */
+    int              has_attn_scales; /* q_s..a_s of the layers are set     */
+    uint64_t         rotation_seed;
+    float           *r4_dense;     /* (d_ff, d_ff) when d_ff is not a power
+                                      of two, else NULL (FHT)              */
+    char             source[512];  /* model the file was made from (its
+                                      tokenizer is loaded from there)      */
+    struct flx_safetensors *st_file; /* open .flxq mapping, or NULL        */
 } flx_qmodel;
+
+/* ---------------------------------------------------------------- recipes */
+
+/* What a recipe string means (docs/quant.md "Recipes").
+ *   "fp"        no quantization: only the chosen rotations and foldings.
+ *   "flexllm"   the production precision map of flexllm-kernels.md 3.2:
+ *               W4 per-channel symmetric (+ wsum), A4 per-token asymmetric
+ *               with float offset on every linear input (lm_head too),
+ *               Q/K/V INT8 and P UINT8 with static per-layer scales, INT4
+ *               head, fp32 embedding, R4 online when rotated, no R3.
+ *   "w<B>[g<G>]a<B>[kv<B>][-spinquant]"   research recipes, e.g. w4a16,
+ *               w4a16g128, w8a8, w4a8kv8, w4a4kv4-spinquant.  B in 2..8 or
+ *               16 (16 = left in float), G divides every linear's input.
+ *               Without suffix: FlexLLM's quantizers (weights symmetric per
+ *               channel or group, C round; activations per token with float
+ *               offset; K and V per head with float offset).  -spinquant:
+ *               SpinQuant's (weights symmetric with MSE clip search,
+ *               half-to-even; activations per-token asymmetric with integer
+ *               zero point, o_proj input per head; K after RoPE and V per
+ *               head with zero point; R3 online when kv < 16 and R4 online
+ *               when rotated).  Embedding and lm_head stay float. */
+typedef enum flx_recipe_kind {
+    FLX_RECIPE_FP = 0,
+    FLX_RECIPE_FLEXLLM,
+    FLX_RECIPE_RESEARCH,
+    FLX_RECIPE_SPINQUANT,
+} flx_recipe_kind;
+
+typedef struct flx_recipe {
+    char            name[64];    /* canonical string                       */
+    flx_recipe_kind kind;
+    int32_t         w_bits;      /* 16: weights stay float                 */
+    flx_qspec       w;           /* weight quantizer (ROW or GROUP)        */
+    int             w_wsum;      /* store s * sum(q) per row (FlexLLM)     */
+    int32_t         a_bits;      /* 16: activations stay float             */
+    flx_qspec       a;           /* q/k/v, gate/up, down inputs            */
+    flx_qspec       a_o;         /* o_proj input                           */
+    int             quant_head;  /* head weights and input quantized       */
+    int32_t         kv_bits;     /* 16: K/V stay float                     */
+    flx_qspec       k, v;        /* per head (GROUP of head_dim)           */
+    int             static_attn; /* FlexLLM static INT8 Q/K/V, UINT8 P     */
+    int             r3_online;   /* when rotated                           */
+    int             r4_online;   /* when rotated                           */
+} flx_recipe;
+
+/* Parses a recipe string; FLX_EINVAL with a message naming the string and
+ * the offending part for anything else. */
+int flx_recipe_parse(flx_recipe *r, const char *text, flx_error *err);
+
+/* Checks the recipe against a model config (group sizes divide d_model,
+ * n_heads*head_dim and d_ff; head_dim for per-head groups). */
+int flx_recipe_check(const flx_recipe *r, const flx_llama_config *cfg, flx_error *err);
+
+/* One-line JSON description of every quantizer of the recipe (stored in
+ * .flxq metadata for people and tools; loading re-parses the name). */
+int flx_recipe_json(const flx_recipe *r, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------- building */
+
+/* Per-layer static attention scales (flexllm): q_s, k_s, v_s, a_s. */
+typedef struct flx_attn_scales {
+    float q_s, k_s, v_s, a_s;
+} flx_attn_scales;
+
+/* A weight quantizer other than round-to-nearest (GPTQ): fills q
+ * (n_out, n_in) codes and scale/zero (n_out, n_groups) for the spec ws;
+ * layer = n_layers for the head. */
+typedef int (*flx_weight_quant_fn)(void *ctx, int layer, const char *name, const flx_qspec *ws,
+                                   const float *w, int32_t n_out, int32_t n_in, int32_t *q,
+                                   float *scale, float *zero, flx_error *err);
+
+/* Builds qm from a float model m (already folded / rotated by the caller)
+ * with round-to-nearest weights, unless weight_fn supplies quantized ones.
+ * rot describes the rotations applied (NULL: none); scales (n_layers) is
+ * required when the recipe has static attention.  Tensors of m are copied:
+ * qm does not reference m afterwards. */
+typedef struct flx_qbuild {
+    const flx_recipe       *recipe;
+    const flx_rotation_set *rot;          /* NULL: no rotation              */
+    uint64_t                rot_seed;
+    const flx_attn_scales  *scales;       /* [n_layers] or NULL             */
+    const char             *source;       /* source model path, for the tokenizer */
+    flx_pool               *pool;         /* NULL: serial                   */
+    int                     progress;     /* progress bar on stderr         */
+    flx_weight_quant_fn     weight_fn;    /* NULL: round to nearest         */
+    void                   *weight_ctx;
+} flx_qbuild;
+
+int  flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, flx_error *err);
+void flx_qmodel_free(flx_qmodel *qm);
+void *flx_qmodel_alloc(flx_qmodel *qm, size_t bytes);
+
+/* ---------------------------------------------------------------- .flxq files */
+
+/* Writes / reads the .flxq file (safetensors; docs/quant.md "File format").
+ * The same model gives the same bytes.  Loading checks every tensor's
+ * dtype and shape against the stored config and recipe, and attaches the
+ * source model's tokenizer when it can be found (else tok = NULL). */
+int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err);
+int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err);
+
+/* 1 when path is a readable .flxq file (safetensors with format = flxq). */
+int flx_qmodel_is_file(const char *path);
+
+/* ---------------------------------------------------------------- fake quantization */
+
+/* The fake-quant float model of a qmodel: a flx_model whose weights are
+ * the dequantized ones, plus the hooks that fake-quantize activations (and
+ * apply the online R3/R4 rotations) inside flx_llama_forward.  Pass
+ * &fq->hooks in flx_llama_opts.hooks.  Softmax-output (P) quantization of
+ * the flexllm recipe is not reproduced here (it is inside the attention);
+ * the bit-exact emulator does it. */
+typedef struct flx_fakequant {
+    flx_model        model;
+    flx_llama_hooks  hooks;
+    const flx_qmodel *qm;
+    flx_recipe       recipe;
+    flx_rotation_set rot;       /* r3/r4 online part only            */
+    int              rotated;
+    flx_qmodel      *own_qm;    /* set by flx_fakequant_open          */
+} flx_fakequant;
+
+/* fq must not move after the call (hooks.ctx points at it). */
+int  flx_fakequant_build(flx_fakequant *fq, const flx_qmodel *qm, flx_error *err);
+void flx_fakequant_free(flx_fakequant *fq);
+
+/* One call for a command that evaluates a .flxq file with code written for
+ * a flx_model (flxemu ppl, generate):
+ *     flx_fakequant *fq = NULL;
+ *     if (flx_qmodel_is_file(path)) rc = flx_fakequant_open(&fq, &model, path, &err);
+ *     ...  opts.hooks = fq ? &fq->hooks : NULL;  flx_llama_init(&st, &model, &opts, ...)
+ *     flx_model_free(&model);  flx_fakequant_close(fq);      (in that order)
+ * The fake-quant float model is moved into *m (with the tokenizer of the
+ * source model, when found); the returned object owns the quantized model
+ * that *m's embedding and norms point into, and the hooks. */
+int  flx_fakequant_open(flx_fakequant **fq, flx_model *m, const char *path, flx_error *err);
+void flx_fakequant_close(flx_fakequant *fq);   /* NULL-safe */
 
 #ifdef __cplusplus
 }

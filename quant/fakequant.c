@@ -1,0 +1,193 @@
+/* fakequant.c -- the fake-quant float model of a flx_qmodel: dequantized
+ * weights in a flx_model, and flx_llama_hooks that quantize-dequantize the
+ * activations where the recipe quantizes them (linear inputs, Q/K/V after
+ * RoPE) and apply the online R3/R4 rotations, so the float forward
+ * (flx_llama_forward) evaluates a recipe's quality before the bit-exact
+ * emulator exists. */
+#include "flx_qmodel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* per-head groups resolved to head_dim */
+static flx_qspec per_head(flx_qspec s, int32_t head_dim)
+{
+    if (s.gran == FLX_QG_GROUP && s.group_size == 0) s.group_size = head_dim;
+    return s;
+}
+
+static int fq_linear_input(void *ctx, int layer, flx_linear_kind kind, float *x, int64_t n_tokens,
+                           int64_t n_in, flx_error *err)
+{
+    flx_fakequant *fq = ctx;
+    const flx_recipe *r = &fq->recipe;
+    (void)layer;
+    (void)err;
+    if (kind == FLX_LINEAR_DOWN) flx_rot_r4(&fq->rot, x, n_tokens, NULL);
+    if (r->a_bits >= 16) return FLX_OK;
+    if (kind == FLX_LINEAR_HEAD && !r->quant_head) return FLX_OK;
+    flx_qspec s = kind == FLX_LINEAR_O ? per_head(r->a_o, fq->qm->cfg.head_dim) : r->a;
+    flx_fake_quant(&s, x, n_tokens, n_in, NULL, x);   /* dynamic, per token */
+    return FLX_OK;
+}
+
+/* FlexLLM's static symmetric INT8 quantizer: clamp(round(x / scale)) */
+static void static_int8(float *x, int64_t n, float scale)
+{
+    flx_qspec s = flx_qspec_make(8, FLX_QS_SYM, FLX_QG_TENSOR, 0);
+    flx_qparams p = {scale, 0.0f};
+    flx_fake_quant(&s, x, 1, n, &p, x);
+}
+
+static int fq_qkv(void *ctx, int layer, float *q, float *k, float *v, int64_t n_tokens,
+                  int64_t pos0, const flx_llama_config *cfg, flx_error *err)
+{
+    flx_fakequant *fq = ctx;
+    const flx_recipe *r = &fq->recipe;
+    (void)pos0;
+    (void)err;
+    int64_t q_dim = (int64_t)cfg->n_heads * cfg->head_dim, kv_dim = (int64_t)cfg->n_kv_heads * cfg->head_dim;
+    flx_rot_r3(&fq->rot, q, n_tokens * cfg->n_heads, NULL);
+    flx_rot_r3(&fq->rot, k, n_tokens * cfg->n_kv_heads, NULL);
+    if (r->static_attn) {
+        const flx_qlayer *L = &fq->qm->layers[layer];
+        /* 1/sqrt(head_dim) is folded into the Q scale in FlexLLM; the float
+         * forward divides by sqrt(head_dim) itself, so q^ = q8 * (8 * Q_s)
+         * gives the same scores */
+        float sq = (float)flx_fht_norm_divisor(cfg->head_dim) * L->q_s;
+        static_int8(q, n_tokens * q_dim, sq);
+        static_int8(k, n_tokens * kv_dim, L->k_s);
+        static_int8(v, n_tokens * kv_dim, L->v_s);
+    } else if (r->kv_bits < 16) {
+        flx_qspec ks = per_head(r->k, cfg->head_dim), vs = per_head(r->v, cfg->head_dim);
+        flx_fake_quant(&ks, k, n_tokens, kv_dim, NULL, k);
+        flx_fake_quant(&vs, v, n_tokens, kv_dim, NULL, v);
+    }
+    return FLX_OK;
+}
+
+/* w^ = s (q - z) per group, or the float weights */
+static float *dequant(flx_model *m, const flx_qtensor *t)
+{
+    size_t n = (size_t)t->n_out * t->n_in;
+    float *w = flx_model_alloc(m, n * sizeof *w);
+    if (!w) return NULL;
+    if (!t->q) {
+        memcpy(w, t->w, n * sizeof *w);
+        return w;
+    }
+    int32_t n_groups = t->n_in / t->group_size;
+    for (int32_t o = 0; o < t->n_out; o++)
+        for (int32_t k = 0; k < t->n_in; k++) {
+            size_t gi = (size_t)o * n_groups + k / t->group_size;
+            float q = (float)t->q[(size_t)o * t->n_in + k];
+            w[(size_t)o * t->n_in + k] = t->zero ? t->scale[gi] * (q - t->zero[gi]) : t->scale[gi] * q;
+        }
+    return w;
+}
+
+int flx_fakequant_build(flx_fakequant *fq, const flx_qmodel *qm, flx_error *err)
+{
+    memset(fq, 0, sizeof *fq);
+    int rc = flx_recipe_parse(&fq->recipe, qm->recipe, err);
+    if (rc) return rc;
+    const flx_llama_config *c = &qm->cfg;
+    fq->qm = qm;
+    flx_model *m = &fq->model;
+    m->cfg = *c;
+    m->cfg.tie_embeddings = 0;
+    m->path = strdup("flxq");
+    snprintf(m->format, sizeof m->format, "flxq");
+    m->w.tok_embd = qm->tok_embd;
+    m->w.out_norm = qm->out_norm;
+    m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
+    m->w.rope_inv_freq = malloc((size_t)(c->head_dim / 2) * sizeof(double));
+    if (!m->path || !m->w.layers || !m->w.rope_inv_freq) goto oom;
+    memcpy(m->w.rope_inv_freq, qm->rope_inv_freq, (size_t)(c->head_dim / 2) * sizeof(double));
+    for (int l = 0; l < c->n_layers; l++) {
+        const flx_qlayer *Q = &qm->layers[l];
+        flx_llama_layer *L = &m->w.layers[l];
+        L->attn_norm = Q->attn_norm;
+        L->ffn_norm = Q->ffn_norm;
+        if (!(L->wq = dequant(m, &Q->wq)) || !(L->wk = dequant(m, &Q->wk)) ||
+            !(L->wv = dequant(m, &Q->wv)) || !(L->wo = dequant(m, &Q->wo)) ||
+            !(L->w_gate = dequant(m, &Q->w_gate)) || !(L->w_up = dequant(m, &Q->w_up)) ||
+            !(L->w_down = dequant(m, &Q->w_down)))
+            goto oom;
+    }
+    if (!(m->w.output = dequant(m, &qm->head))) goto oom;
+    m->tok = qm->tok;   /* borrowed: flx_fakequant_free detaches it */
+
+    flx_rotation_set *rs = &fq->rot;
+    rs->d_model = c->d_model;
+    rs->head_dim = c->head_dim;
+    rs->n_layers = c->n_layers;
+    rs->d_ff = c->d_ff;
+    rs->r3 = qm->r3_online;
+    rs->r4 = qm->r4_online;
+    rs->r4_dense = qm->r4_dense;
+    rs->r4_divisor = flx_fht_norm_divisor(c->d_ff);
+    rs->r3_divisor = flx_fht_norm_divisor(c->head_dim);
+    if (rs->r4 && !rs->r4_dense && !flx_is_pow2(c->d_ff)) {
+        flx_fakequant_free(fq);
+        return flx_fail(err, FLX_EFORMAT, "online R4 needs a dense matrix for d_ff = %d", (int)c->d_ff);
+    }
+    fq->rotated = strcmp(qm->rotation, "none") != 0;
+    fq->hooks.ctx = fq;
+    fq->hooks.linear_input = fq_linear_input;
+    fq->hooks.qkv = fq_qkv;
+    return FLX_OK;
+oom:
+    flx_fakequant_free(fq);
+    return flx_fail(err, FLX_ENOMEM, "out of memory building the fake-quant model");
+}
+
+void flx_fakequant_free(flx_fakequant *fq)
+{
+    if (!fq) return;
+    fq->model.tok = NULL;
+    flx_model_free(&fq->model);
+    memset(fq, 0, sizeof *fq);
+}
+
+int flx_fakequant_open(flx_fakequant **out, flx_model *m, const char *path, flx_error *err)
+{
+    *out = NULL;
+    flx_fakequant *fq = calloc(1, sizeof *fq);
+    flx_qmodel *qm = calloc(1, sizeof *qm);
+    if (!fq || !qm) {
+        free(fq);
+        free(qm);
+        return flx_fail(err, FLX_ENOMEM, "out of memory");
+    }
+    int rc = flx_qmodel_load(qm, path, err);
+    if (rc == FLX_OK) rc = flx_fakequant_build(fq, qm, err);
+    if (rc) {
+        flx_qmodel_free(qm);
+        free(qm);
+        free(fq);
+        return rc;
+    }
+    fq->own_qm = qm;
+    /* move the float model out; the tokenizer changes owner too */
+    *m = fq->model;
+    free(m->path);
+    m->path = strdup(path);
+    m->tok = qm->tok;
+    qm->tok = NULL;
+    memset(&fq->model, 0, sizeof fq->model);
+    *out = fq;
+    return FLX_OK;
+}
+
+void flx_fakequant_close(flx_fakequant *fq)
+{
+    if (!fq) return;
+    flx_qmodel *qm = fq->own_qm;
+    flx_fakequant_free(fq);
+    if (qm) {
+        flx_qmodel_free(qm);
+        free(qm);
+    }
+    free(fq);
+}

@@ -1,0 +1,782 @@
+/* qmodel.c -- a quantized model in memory (flx_qmodel): building it from a
+ * float model with a recipe, and the .flxq file (docs/quant.md "File
+ * format"): safetensors holding packed integer weights, float scales and
+ * sums, fp32 embedding and norms, and the recipe, rotation and config as
+ * JSON strings in __metadata__. */
+#include "flx_qmodel.h"
+#include "flx_safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FLXQ_VERSION "1"
+
+/* ---------------------------------------------------------------- storage */
+
+void *flx_qmodel_alloc(flx_qmodel *qm, size_t bytes)
+{
+    if (qm->n_owned == qm->cap_owned) {
+        size_t cap = qm->cap_owned ? 2 * qm->cap_owned : 64;
+        void **p = realloc(qm->owned, cap * sizeof *p);
+        if (!p) return NULL;
+        qm->owned = p;
+        qm->cap_owned = cap;
+    }
+    void *buf = malloc(bytes ? bytes : 1);
+    if (buf) qm->owned[qm->n_owned++] = buf;
+    return buf;
+}
+
+void flx_qmodel_free(flx_qmodel *qm)
+{
+    if (!qm) return;
+    for (size_t i = 0; i < qm->n_owned; i++) free(qm->owned[i]);
+    free(qm->owned);
+    flx_tokenizer_free(qm->tok);
+    if (qm->st_file) {
+        flx_st_close(qm->st_file);
+        free(qm->st_file);
+    }
+    memset(qm, 0, sizeof *qm);
+}
+
+static float *copy_floats(flx_qmodel *qm, const float *src, size_t n)
+{
+    float *p = flx_qmodel_alloc(qm, n * sizeof *p);
+    if (p) memcpy(p, src, n * sizeof *p);
+    return p;
+}
+
+/* The seven projections of a layer, in file and struct order. */
+static const char *const LIN_NAMES[7] = {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"};
+
+static flx_qtensor *layer_tensor(flx_qlayer *L, int i)
+{
+    flx_qtensor *t[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    return t[i];
+}
+
+static void lin_shape(const flx_llama_config *c, int i, int32_t *n_out, int32_t *n_in)
+{
+    int32_t q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    const int32_t outs[7] = {q, kv, kv, c->d_model, c->d_ff, c->d_ff, c->d_model};
+    const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, q, c->d_model, c->d_model, c->d_ff};
+    *n_out = outs[i];
+    *n_in = ins[i];
+}
+
+/* ---------------------------------------------------------------- building */
+
+typedef struct rtn_ctx {
+    const flx_qspec *ws;
+    const float     *w;
+    int32_t          n_in, n_groups;
+    int32_t         *q;
+    flx_qparams     *params;   /* (n_out, n_groups) */
+} rtn_ctx;
+
+/* rows are independent: any thread count gives the same codes */
+static void rtn_rows(void *vctx, int64_t begin, int64_t end, int thread_id)
+{
+    rtn_ctx *c = vctx;
+    (void)thread_id;
+    for (int64_t r = begin; r < end; r++) {
+        const float *row = c->w + r * c->n_in;
+        flx_qparams *pp = c->params + r * c->n_groups;
+        flx_quant_params(c->ws, row, 1, c->n_in, pp);
+        flx_quant_apply(c->ws, row, 1, c->n_in, pp, c->q + r * c->n_in);
+    }
+}
+
+/* Fills t from float weights w (n_out, n_in). */
+static int quantize_linear(flx_qmodel *qm, flx_qtensor *t, const flx_recipe *r, int quantize,
+                           const float *w, int32_t n_out, int32_t n_in, int layer,
+                           const char *name, const flx_qbuild *b, flx_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->n_out = n_out;
+    t->n_in = n_in;
+    if (!quantize) {
+        t->bits = 32;
+        t->group_size = n_in;
+        t->symmetric = 1;
+        t->w = copy_floats(qm, w, (size_t)n_out * n_in);
+        return t->w ? FLX_OK : flx_fail(err, FLX_ENOMEM, "out of memory copying %s", name);
+    }
+    const flx_qspec *ws = &r->w;
+    int32_t gs = ws->gran == FLX_QG_GROUP ? ws->group_size : n_in;
+    int32_t n_groups = n_in / gs;
+    size_t n = (size_t)n_out * n_in, ng = (size_t)n_out * n_groups;
+    int32_t *q = malloc(n * sizeof *q);
+    float *zero = malloc(ng * sizeof *zero);
+    t->scale = flx_qmodel_alloc(qm, ng * sizeof *t->scale);
+    t->q = flx_qmodel_alloc(qm, n);
+    if (!q || !zero || !t->scale || !t->q) {
+        free(q);
+        free(zero);
+        return flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
+    }
+    int rc = FLX_OK;
+    if (b->weight_fn) {
+        rc = b->weight_fn(b->weight_ctx, layer, name, ws, w, n_out, n_in, q, t->scale, zero, err);
+    } else {
+        flx_qparams *params = malloc(ng * sizeof *params);
+        if (!params) rc = flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
+        else {
+            rtn_ctx c = {ws, w, n_in, n_groups, q, params};
+            flx_pool_for(b->pool, n_out, 16, rtn_rows, &c);
+            for (size_t i = 0; i < ng; i++) {
+                t->scale[i] = params[i].scale;
+                zero[i] = params[i].zero;
+            }
+            free(params);
+        }
+    }
+    t->bits = ws->bits;
+    t->group_size = gs;
+    t->symmetric = ws->scheme == FLX_QS_SYM;
+    if (rc == FLX_OK) {
+        /* asymmetric codes [0, 2^b) are stored shifted by 2^(b-1) so that
+         * they fit int8; the zero point moves with them (s (q - z) holds) */
+        int32_t shift = t->symmetric ? 0 : (1 << (ws->bits - 1));
+        for (size_t i = 0; i < n; i++) t->q[i] = (int8_t)(q[i] - shift);
+        if (!t->symmetric) {
+            t->zero = flx_qmodel_alloc(qm, ng * sizeof *t->zero);
+            if (!t->zero) rc = flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
+            else
+                for (size_t i = 0; i < ng; i++) t->zero[i] = zero[i] - (float)shift;
+        }
+    }
+    if (rc == FLX_OK && r->w_wsum) {
+        /* FlexLLM's per-row sum of dequantized weights: s * sum(q), one
+         * scale per row (wsum needs per-channel scales) */
+        t->wsum = flx_qmodel_alloc(qm, (size_t)n_out * sizeof *t->wsum);
+        if (!t->wsum) rc = flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
+        for (int32_t o = 0; rc == FLX_OK && o < n_out; o++) {
+            int64_t sum = 0;
+            for (int32_t k = 0; k < n_in; k++) sum += t->q[(size_t)o * n_in + k];
+            t->wsum[o] = t->scale[(size_t)o * n_groups] * (float)sum;
+        }
+    }
+    free(q);
+    free(zero);
+    return rc;
+}
+
+static const char *rot_name(flx_rot_kind k)
+{
+    switch (k) {
+    case FLX_ROT_HADAMARD: return "hadamard";
+    case FLX_ROT_RANDOM:   return "random";
+    case FLX_ROT_FILE:     return "file";
+    default:               return "none";
+    }
+}
+
+int flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, flx_error *err)
+{
+    flx_error local;
+    if (!err) err = &local;
+    memset(qm, 0, sizeof *qm);
+    const flx_recipe *r = b->recipe;
+    const flx_llama_config *c = &m->cfg;
+    int rc = flx_recipe_check(r, c, err);
+    if (rc) return rc;
+    if (r->static_attn && !b->scales)
+        return flx_fail(err, FLX_EINVAL,
+                        "recipe %s needs static attention scales (run a calibration: --calib FILE)",
+                        r->name);
+    qm->cfg = *c;
+    qm->cfg.tie_embeddings = 0;   /* the head is always its own tensor here */
+    snprintf(qm->recipe, sizeof qm->recipe, "%s", r->name);
+    const flx_rotation_set *rs = b->rot;
+    snprintf(qm->rotation, sizeof qm->rotation, "%s", rot_name(rs ? rs->kind : FLX_ROT_NONE));
+    qm->r3_online = rs && rs->r3;
+    qm->r4_online = rs && rs->r4;
+    qm->rotation_seed = b->rot_seed;
+    if (b->source) snprintf(qm->source, sizeof qm->source, "%s", b->source);
+
+    size_t d = (size_t)c->d_model;
+    qm->tok_embd = copy_floats(qm, m->w.tok_embd, (size_t)c->n_vocab * d);
+    qm->out_norm = copy_floats(qm, m->w.out_norm, d);
+    qm->layers = flx_qmodel_alloc(qm, (size_t)c->n_layers * sizeof *qm->layers);
+    qm->rope_inv_freq = flx_qmodel_alloc(qm, (size_t)(c->head_dim / 2) * sizeof(double));
+    if (!qm->tok_embd || !qm->out_norm || !qm->layers || !qm->rope_inv_freq) {
+        flx_qmodel_free(qm);
+        return flx_fail(err, FLX_ENOMEM, "out of memory building the quantized model");
+    }
+    memcpy(qm->rope_inv_freq, m->w.rope_inv_freq, (size_t)(c->head_dim / 2) * sizeof(double));
+    memset(qm->layers, 0, (size_t)c->n_layers * sizeof *qm->layers);
+    if (rs && rs->r4 && rs->r4_dense) {
+        qm->r4_dense = copy_floats(qm, rs->r4_dense, (size_t)c->d_ff * c->d_ff);
+        if (!qm->r4_dense) {
+            flx_qmodel_free(qm);
+            return flx_fail(err, FLX_ENOMEM, "out of memory copying R4");
+        }
+    }
+
+    flx_progress prog;
+    flx_progress_begin(&prog, "quantize", (int64_t)c->n_layers * 7 + 1, b->progress);
+    int quant_w = r->w_bits < 16;
+    for (int l = 0; l < c->n_layers && rc == FLX_OK; l++) {
+        const flx_llama_layer *src = &m->w.layers[l];
+        flx_qlayer *L = &qm->layers[l];
+        L->attn_norm = copy_floats(qm, src->attn_norm, d);
+        L->ffn_norm = copy_floats(qm, src->ffn_norm, d);
+        if (!L->attn_norm || !L->ffn_norm) rc = flx_fail(err, FLX_ENOMEM, "out of memory");
+        const float *ws[7] = {src->wq, src->wk, src->wv, src->wo, src->w_gate, src->w_up,
+                              src->w_down};
+        for (int i = 0; i < 7 && rc == FLX_OK; i++) {
+            int32_t n_out, n_in;
+            lin_shape(c, i, &n_out, &n_in);
+            char name[64];
+            snprintf(name, sizeof name, "layer %d %s", l, LIN_NAMES[i]);
+            rc = quantize_linear(qm, layer_tensor(L, i), r, quant_w, ws[i], n_out, n_in, l, name,
+                                 b, err);
+            flx_progress_update(&prog, (int64_t)l * 7 + i + 1);
+        }
+        if (b->scales) {
+            L->q_s = b->scales[l].q_s;
+            L->k_s = b->scales[l].k_s;
+            L->v_s = b->scales[l].v_s;
+            L->a_s = b->scales[l].a_s;
+        }
+    }
+    qm->has_attn_scales = b->scales != NULL;
+    if (rc == FLX_OK)
+        rc = quantize_linear(qm, &qm->head, r, quant_w && r->quant_head, m->w.output, c->n_vocab,
+                             c->d_model, c->n_layers, "head", b, err);
+    flx_progress_end(&prog);
+    if (rc) flx_qmodel_free(qm);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- metadata JSON */
+
+static void config_json(const flx_llama_config *c, char *buf, size_t cap)
+{
+    snprintf(buf, cap,
+             "{\"n_vocab\":%d,\"d_model\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,"
+             "\"head_dim\":%d,\"d_ff\":%d,\"max_seq_len\":%d,\"rms_eps\":%.9g,\"rope_theta\":%.17g,"
+             "\"rope_llama3\":%d,\"rope_factor\":%.17g,\"rope_low_freq_factor\":%.17g,"
+             "\"rope_high_freq_factor\":%.17g,\"rope_orig_max_pos\":%d,\"rope_pairing\":\"%s\","
+             "\"bos_id\":%d,\"eos_id\":%d}",
+             c->n_vocab, c->d_model, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff,
+             c->max_seq_len, (double)c->rms_eps, c->rope_theta, c->rope_llama3, c->rope_factor,
+             c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_orig_max_pos,
+             c->rope_pairing == FLX_ROPE_ADJACENT ? "adjacent" : "split_half", c->bos_id,
+             c->eos_id);
+}
+
+static int json_num(const cJSON *o, const char *k, double *v)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(x)) return -1;
+    *v = x->valuedouble;
+    return 0;
+}
+
+static int parse_config(const char *path, const char *text, flx_llama_config *c, flx_error *err)
+{
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return flx_fail(err, FLX_EFORMAT, "%s: metadata field 'config' is missing or not JSON", path);
+    }
+    memset(c, 0, sizeof *c);
+    struct { const char *k; int32_t *p; } ints[] = {
+        {"n_vocab", &c->n_vocab}, {"d_model", &c->d_model}, {"n_layers", &c->n_layers},
+        {"n_heads", &c->n_heads}, {"n_kv_heads", &c->n_kv_heads}, {"head_dim", &c->head_dim},
+        {"d_ff", &c->d_ff}, {"max_seq_len", &c->max_seq_len},
+        {"rope_orig_max_pos", &c->rope_orig_max_pos}, {"bos_id", &c->bos_id},
+        {"eos_id", &c->eos_id},
+    };
+    int rc = FLX_OK;
+    double v;
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && rc == FLX_OK; i++) {
+        if (json_num(o, ints[i].k, &v) || v != floor(v) || v < -1 || v > 2147483647.0)
+            rc = flx_fail(err, FLX_EFORMAT, "%s: config field '%s' missing or not an integer", path,
+                          ints[i].k);
+        else *ints[i].p = (int32_t)v;
+    }
+    struct { const char *k; double *p; } dbl[] = {
+        {"rope_theta", &c->rope_theta}, {"rope_factor", &c->rope_factor},
+        {"rope_low_freq_factor", &c->rope_low_freq_factor},
+        {"rope_high_freq_factor", &c->rope_high_freq_factor},
+    };
+    for (size_t i = 0; i < sizeof dbl / sizeof dbl[0] && rc == FLX_OK; i++)
+        if (json_num(o, dbl[i].k, dbl[i].p) || !isfinite(*dbl[i].p))
+            rc = flx_fail(err, FLX_EFORMAT, "%s: config field '%s' missing or not a number", path,
+                          dbl[i].k);
+    if (rc == FLX_OK) {
+        if (json_num(o, "rms_eps", &v) || !isfinite(v) || v <= 0)
+            rc = flx_fail(err, FLX_EFORMAT, "%s: config field 'rms_eps' missing or invalid", path);
+        else c->rms_eps = (float)v;
+    }
+    if (rc == FLX_OK) {
+        if (json_num(o, "rope_llama3", &v)) rc = flx_fail(err, FLX_EFORMAT, "%s: config field 'rope_llama3' missing", path);
+        else c->rope_llama3 = v != 0;
+    }
+    if (rc == FLX_OK) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "rope_pairing");
+        if (!cJSON_IsString(p)) rc = flx_fail(err, FLX_EFORMAT, "%s: config field 'rope_pairing' missing", path);
+        else if (!strcmp(p->valuestring, "adjacent")) c->rope_pairing = FLX_ROPE_ADJACENT;
+        else if (!strcmp(p->valuestring, "split_half")) c->rope_pairing = FLX_ROPE_SPLIT_HALF;
+        else rc = flx_fail(err, FLX_EFORMAT, "%s: config field 'rope_pairing' = '%s' is unknown", path,
+                           p->valuestring);
+    }
+    cJSON_Delete(o);
+    if (rc == FLX_OK) rc = flx_llama_config_validate(c, path, err);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+enum { SRC_F32, SRC_F64, SRC_Q4, SRC_Q8 };
+
+typedef struct entry {
+    char          name[96];
+    flx_st_dtype  dtype;
+    int           n_dims;
+    int64_t       shape[2];
+    int           src_kind;
+    const void   *src;        /* floats, doubles or int8 codes            */
+    int64_t       rows, cols; /* for codes: rows of cols values           */
+} entry;
+
+typedef struct entry_list {
+    entry *e;
+    size_t n, cap;
+    int    oom;
+} entry_list;
+
+static entry *add_entry(entry_list *L, const char *name, flx_st_dtype dt, int n_dims, int64_t d0,
+                        int64_t d1, int kind, const void *src)
+{
+    if (L->n == L->cap) {
+        size_t cap = L->cap ? 2 * L->cap : 64;
+        entry *p = realloc(L->e, cap * sizeof *p);
+        if (!p) { L->oom = 1; return NULL; }
+        L->e = p;
+        L->cap = cap;
+    }
+    entry *e = &L->e[L->n++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->dtype = dt;
+    e->n_dims = n_dims;
+    e->shape[0] = d0;
+    e->shape[1] = d1;
+    e->src_kind = kind;
+    e->src = src;
+    return e;
+}
+
+/* pass 0: float tensors (all 4-byte sized, so they stay aligned after the
+ * 8-aligned header); pass 1: integer codes */
+static void add_qtensor(entry_list *L, const char *prefix, const flx_qtensor *t, int pass)
+{
+    char name[96];   /* prefix is at most "layers.NNNNN.w_gate" */
+    if (!t->q) {
+        snprintf(name, sizeof name, "%s.w", prefix);
+        if (pass == 0) add_entry(L, name, FLX_ST_F32, 2, t->n_out, t->n_in, SRC_F32, t->w);
+        return;
+    }
+    int64_t n_groups = t->n_in / t->group_size;
+    if (pass == 0) {
+        snprintf(name, sizeof name, "%s.scale", prefix);
+        add_entry(L, name, FLX_ST_F32, 2, t->n_out, n_groups, SRC_F32, t->scale);
+        if (t->zero) {
+            snprintf(name, sizeof name, "%s.zero", prefix);
+            add_entry(L, name, FLX_ST_F32, 2, t->n_out, n_groups, SRC_F32, t->zero);
+        }
+        if (t->wsum) {
+            snprintf(name, sizeof name, "%s.wsum", prefix);
+            add_entry(L, name, FLX_ST_F32, 1, t->n_out, 0, SRC_F32, t->wsum);
+        }
+        return;
+    }
+    snprintf(name, sizeof name, "%s.q", prefix);
+    entry *e;
+    if (t->bits <= 4)
+        e = add_entry(L, name, FLX_ST_U8, 2, t->n_out, (t->n_in + 1) / 2, SRC_Q4, t->q);
+    else
+        e = add_entry(L, name, FLX_ST_I8, 2, t->n_out, t->n_in, SRC_Q8, t->q);
+    if (e) {
+        e->rows = t->n_out;
+        e->cols = t->n_in;
+    }
+}
+
+static void list_tensors(const flx_qmodel *qm, entry_list *L)
+{
+    const flx_llama_config *c = &qm->cfg;
+    char name[48];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) {
+            add_entry(L, "rope_inv_freq", FLX_ST_F64, 1, c->head_dim / 2, 0, SRC_F64, qm->rope_inv_freq);
+            add_entry(L, "tok_embd", FLX_ST_F32, 2, c->n_vocab, c->d_model, SRC_F32, qm->tok_embd);
+        }
+        for (int l = 0; l < c->n_layers; l++) {
+            const flx_qlayer *Ly = &qm->layers[l];
+            if (pass == 0) {
+                snprintf(name, sizeof name, "layers.%d.attn_norm", l);
+                add_entry(L, name, FLX_ST_F32, 1, c->d_model, 0, SRC_F32, Ly->attn_norm);
+                snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
+                add_entry(L, name, FLX_ST_F32, 1, c->d_model, 0, SRC_F32, Ly->ffn_norm);
+                if (qm->has_attn_scales) {
+                    snprintf(name, sizeof name, "layers.%d.attn_scales", l);
+                    add_entry(L, name, FLX_ST_F32, 1, 4, 0, SRC_F32, &Ly->q_s);
+                }
+            }
+            for (int i = 0; i < 7; i++) {
+                snprintf(name, sizeof name, "layers.%d.%s", l, LIN_NAMES[i]);
+                add_qtensor(L, name, layer_tensor((flx_qlayer *)Ly, i), pass);
+            }
+        }
+        if (pass == 0) {
+            add_entry(L, "out_norm", FLX_ST_F32, 1, c->d_model, 0, SRC_F32, qm->out_norm);
+            if (qm->r4_dense)
+                add_entry(L, "rot.r4", FLX_ST_F32, 2, c->d_ff, c->d_ff, SRC_F32, qm->r4_dense);
+        }
+        add_qtensor(L, "head", &qm->head, pass);
+    }
+}
+
+static size_t entry_bytes(const entry *e)
+{
+    size_t n = (size_t)e->shape[0] * (size_t)(e->n_dims == 2 ? e->shape[1] : 1);
+    return n * flx_st_dtype_bytes(e->dtype);
+}
+
+int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
+{
+    /* the attention scales are read as 4 consecutive floats from q_s */
+    _Static_assert(offsetof(flx_qlayer, k_s) == offsetof(flx_qlayer, q_s) + sizeof(float) &&
+                   offsetof(flx_qlayer, a_s) == offsetof(flx_qlayer, q_s) + 3 * sizeof(float),
+                   "q_s, k_s, v_s, a_s must be consecutive");
+    flx_recipe r;
+    int rc = flx_recipe_parse(&r, qm->recipe, err);
+    if (rc) return rc;
+    char recipe_json[2048], config[1024], rotation[256];
+    flx_recipe_json(&r, recipe_json, sizeof recipe_json);
+    config_json(&qm->cfg, config, sizeof config);
+    snprintf(rotation, sizeof rotation,
+             "{\"kind\":\"%s\",\"seed\":%llu,\"r3_online\":%s,\"r4_online\":%s,\"r4\":\"%s\"}",
+             qm->rotation, (unsigned long long)qm->rotation_seed, qm->r3_online ? "true" : "false",
+             qm->r4_online ? "true" : "false", qm->r4_dense ? "dense" : "fht");
+    const char *keys[7] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config",
+                           "source"};
+    const char *vals[7] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config,
+                           qm->source};
+
+    entry_list L = {0};
+    list_tensors(qm, &L);
+    flx_st_desc *desc = calloc(L.n ? L.n : 1, sizeof *desc);
+    if (L.oom || !desc) {
+        free(L.e);
+        free(desc);
+        return flx_fail(err, FLX_ENOMEM, "%s: out of memory listing tensors", path);
+    }
+    for (size_t i = 0; i < L.n; i++) {
+        desc[i].name = L.e[i].name;
+        desc[i].dtype = L.e[i].dtype;
+        desc[i].n_dims = L.e[i].n_dims;
+        desc[i].shape[0] = L.e[i].shape[0];
+        desc[i].shape[1] = L.e[i].shape[1];
+    }
+    flx_st_writer w;
+    rc = flx_st_writer_begin(&w, path, desc, L.n, keys, vals, 7, err);
+    uint8_t *row = NULL;
+    for (size_t i = 0; i < L.n && rc == FLX_OK; i++) {
+        const entry *e = &L.e[i];
+        if (e->src_kind == SRC_F32 || e->src_kind == SRC_F64) {
+            rc = flx_st_writer_write(&w, e->src, entry_bytes(e), err);
+            continue;
+        }
+        /* codes: one packed row at a time (a row of int4 ends on a byte) */
+        size_t row_bytes = e->src_kind == SRC_Q4 ? (size_t)(e->cols + 1) / 2 : (size_t)e->cols;
+        free(row);
+        row = malloc(row_bytes ? row_bytes : 1);
+        if (!row) { rc = flx_fail(err, FLX_ENOMEM, "%s: out of memory", path); break; }
+        const int8_t *q = e->src;
+        for (int64_t r0 = 0; r0 < e->rows && rc == FLX_OK; r0++) {
+            const int8_t *qr = q + r0 * e->cols;
+            if (e->src_kind == SRC_Q4) flx_pack_int4(qr, (size_t)e->cols, row);
+            else memcpy(row, qr, row_bytes);
+            rc = flx_st_writer_write(&w, row, row_bytes, err);
+        }
+    }
+    free(row);
+    if (rc == FLX_OK) rc = flx_st_writer_commit(&w, err);
+    else flx_st_writer_abort(&w);
+    free(L.e);
+    free(desc);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+static const flx_st_tensor *need(const flx_safetensors *st, const char *path, const char *name,
+                                 flx_st_dtype dt, int n_dims, int64_t d0, int64_t d1,
+                                 flx_error *err)
+{
+    const flx_st_tensor *t = flx_st_find(st, name);
+    if (!t) {
+        flx_fail(err, FLX_EFORMAT, "%s: tensor '%s' is missing", path, name);
+        return NULL;
+    }
+    if (t->dtype != dt || t->n_dims != n_dims || t->shape[0] != d0 ||
+        (n_dims == 2 && t->shape[1] != d1)) {
+        flx_fail(err, FLX_EFORMAT, "%s: tensor '%s' is %s with %d dims [%lld, %lld]; expected %s [%lld, %lld]",
+                 path, name, flx_st_dtype_name(t->dtype), t->n_dims, (long long)t->shape[0],
+                 (long long)(t->n_dims > 1 ? t->shape[1] : 0), flx_st_dtype_name(dt), (long long)d0,
+                 (long long)(n_dims > 1 ? d1 : 0));
+        return NULL;
+    }
+    return t;
+}
+
+/* F32 data in place when aligned, else copied; checked finite. */
+static const float *f32_data(flx_qmodel *qm, const flx_st_tensor *t, const char *path,
+                             flx_error *err)
+{
+    const float *p = (const float *)t->data;
+    if ((uintptr_t)t->data % sizeof(float) != 0) {
+        float *c = flx_qmodel_alloc(qm, t->bytes);
+        if (!c) { flx_fail(err, FLX_ENOMEM, "%s: out of memory", path); return NULL; }
+        memcpy(c, t->data, t->bytes);
+        p = c;
+    }
+    for (int64_t i = 0; i < t->n_elems; i++)
+        if (!isfinite(p[i])) {
+            flx_fail(err, FLX_ENUMERIC, "%s: tensor '%s' element %lld is not finite", path, t->name,
+                     (long long)i);
+            return NULL;
+        }
+    return p;
+}
+
+static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *path,
+                        const char *prefix, flx_qtensor *t, int quantized, const flx_recipe *r,
+                        int32_t n_out, int32_t n_in, flx_error *err)
+{
+    char name[96];
+    memset(t, 0, sizeof *t);
+    t->n_out = n_out;
+    t->n_in = n_in;
+    t->symmetric = 1;
+    if (!quantized) {
+        t->bits = 32;
+        t->group_size = n_in;
+        snprintf(name, sizeof name, "%s.w", prefix);
+        const flx_st_tensor *x = need(st, path, name, FLX_ST_F32, 2, n_out, n_in, err);
+        if (!x) return err ? err->code : FLX_EFORMAT;
+        t->w = (float *)f32_data(qm, x, path, err);
+        return t->w ? FLX_OK : err->code;
+    }
+    t->bits = r->w_bits;
+    t->group_size = r->w.gran == FLX_QG_GROUP ? r->w.group_size : n_in;
+    t->symmetric = r->w.scheme == FLX_QS_SYM;
+    int32_t n_groups = n_in / t->group_size;
+    snprintf(name, sizeof name, "%s.scale", prefix);
+    const flx_st_tensor *s = need(st, path, name, FLX_ST_F32, 2, n_out, n_groups, err);
+    if (!s || !(t->scale = (float *)f32_data(qm, s, path, err))) return err->code;
+    if (!t->symmetric) {
+        snprintf(name, sizeof name, "%s.zero", prefix);
+        const flx_st_tensor *z = need(st, path, name, FLX_ST_F32, 2, n_out, n_groups, err);
+        if (!z || !(t->zero = (float *)f32_data(qm, z, path, err))) return err->code;
+    }
+    if (r->w_wsum) {
+        snprintf(name, sizeof name, "%s.wsum", prefix);
+        const flx_st_tensor *ws = need(st, path, name, FLX_ST_F32, 1, n_out, 0, err);
+        if (!ws || !(t->wsum = (float *)f32_data(qm, ws, path, err))) return err->code;
+    }
+    snprintf(name, sizeof name, "%s.q", prefix);
+    int nib = t->bits <= 4;
+    const flx_st_tensor *qt = need(st, path, name, nib ? FLX_ST_U8 : FLX_ST_I8, 2, n_out,
+                                   nib ? (n_in + 1) / 2 : n_in, err);
+    if (!qt) return err->code;
+    t->q = flx_qmodel_alloc(qm, (size_t)n_out * n_in);
+    if (!t->q) return flx_fail(err, FLX_ENOMEM, "%s: out of memory for '%s'", path, name);
+    int32_t lo = -(1 << (t->bits - 1)), hi = (1 << (t->bits - 1)) - 1;
+    for (int64_t o = 0; o < n_out; o++) {
+        int8_t *dst = t->q + o * n_in;
+        if (nib) flx_unpack_int4(qt->data + o * ((n_in + 1) / 2), (size_t)n_in, 1, dst);
+        else memcpy(dst, qt->data + o * n_in, (size_t)n_in);
+        for (int32_t k = 0; k < n_in; k++)
+            if (dst[k] < lo || dst[k] > hi)
+                return flx_fail(err, FLX_EFORMAT, "%s: tensor '%s' row %lld column %d holds %d, outside the %d-bit range",
+                                path, name, (long long)o, k, dst[k], (int)t->bits);
+    }
+    return FLX_OK;
+}
+
+static int json_bool(const cJSON *o, const char *k)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+static void attach_tokenizer(flx_qmodel *qm)
+{
+    if (!qm->source[0]) return;
+    flx_error e;
+    char *cand = NULL;
+    if (flx_is_dir(qm->source)) cand = flx_path_join(qm->source, "tokenizer.json");
+    else {
+        size_t n = strlen(qm->source);
+        if (n > 5 && !strcmp(qm->source + n - 5, ".gguf")) cand = strdup(qm->source);
+        else {
+            /* a file inside an HF folder: tokenizer.json beside it */
+            char dir[512];
+            snprintf(dir, sizeof dir, "%s", qm->source);
+            char *slash = strrchr(dir, '/');
+            if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+            cand = flx_path_join(dir, "tokenizer.json");
+        }
+    }
+    if (cand && flx_file_exists(cand)) {
+        flx_tokenizer *tok = NULL;
+        if (flx_tokenizer_load(&tok, cand, &e) == FLX_OK) qm->tok = tok;
+    }
+    free(cand);
+}
+
+int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
+{
+    flx_error local;
+    if (!err) err = &local;
+    memset(qm, 0, sizeof *qm);
+    qm->st_file = calloc(1, sizeof *qm->st_file);
+    if (!qm->st_file) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    int rc = flx_st_open(qm->st_file, path, err);
+    if (rc) {
+        free(qm->st_file);
+        qm->st_file = NULL;
+        return rc;
+    }
+    const flx_safetensors *st = qm->st_file;
+    const char *fmt = flx_st_meta(st, "format"), *ver = flx_st_meta(st, "flxq_version");
+    const char *rname = flx_st_meta(st, "recipe"), *rot = flx_st_meta(st, "rotation");
+    flx_recipe r;
+    if (!fmt || strcmp(fmt, "flxq"))
+        rc = flx_fail(err, FLX_EFORMAT, "%s: not a .flxq file (metadata 'format' is not \"flxq\")", path);
+    else if (!ver || strcmp(ver, FLXQ_VERSION))
+        rc = flx_fail(err, FLX_EUNSUPPORTED, "%s: .flxq version '%s' is not supported (expected %s)",
+                      path, ver ? ver : "(none)", FLXQ_VERSION);
+    else if (!rname)
+        rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'recipe' is missing", path);
+    else if (flx_recipe_parse(&r, rname, err) != FLX_OK) {
+        char why[FLX_ERROR_MSG_BYTES];
+        snprintf(why, sizeof why, "%s", err->msg);
+        rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'recipe': %s", path, why);
+    }
+    if (!rc) rc = parse_config(path, flx_st_meta(st, "config"), &qm->cfg, err);
+    if (!rc) rc = flx_recipe_check(&r, &qm->cfg, err);
+    if (!rc) {
+        cJSON *ro = rot ? cJSON_Parse(rot) : NULL;
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ro, "kind");
+        const cJSON *seed = cJSON_GetObjectItemCaseSensitive(ro, "seed");
+        if (!cJSON_IsString(kind) || !cJSON_IsNumber(seed))
+            rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'rotation' is missing or malformed", path);
+        else {
+            snprintf(qm->rotation, sizeof qm->rotation, "%s", kind->valuestring);
+            qm->rotation_seed = (uint64_t)seed->valuedouble;
+            qm->r3_online = json_bool(ro, "r3_online");
+            qm->r4_online = json_bool(ro, "r4_online");
+        }
+        cJSON_Delete(ro);
+    }
+    if (rc) {
+        flx_qmodel_free(qm);
+        return rc;
+    }
+    snprintf(qm->recipe, sizeof qm->recipe, "%s", r.name);
+    const char *src = flx_st_meta(st, "source");
+    if (src) snprintf(qm->source, sizeof qm->source, "%s", src);
+
+    const flx_llama_config *c = &qm->cfg;
+    const flx_st_tensor *t;
+    char name[96];
+    int quant_w = r.w_bits < 16;
+    if (!(t = need(st, path, "rope_inv_freq", FLX_ST_F64, 1, c->head_dim / 2, 0, err))) goto fail;
+    qm->rope_inv_freq = flx_qmodel_alloc(qm, t->bytes);
+    if (!qm->rope_inv_freq) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
+    memcpy(qm->rope_inv_freq, t->data, t->bytes);
+    if (!(t = need(st, path, "tok_embd", FLX_ST_F32, 2, c->n_vocab, c->d_model, err)) ||
+        !(qm->tok_embd = f32_data(qm, t, path, err)))
+        goto fail;
+    if (!(t = need(st, path, "out_norm", FLX_ST_F32, 1, c->d_model, 0, err)) ||
+        !(qm->out_norm = f32_data(qm, t, path, err)))
+        goto fail;
+    qm->has_attn_scales = flx_st_find(st, "layers.0.attn_scales") != NULL;
+    if (r.static_attn && !qm->has_attn_scales) {
+        flx_fail(err, FLX_EFORMAT, "%s: recipe %s needs tensor 'layers.0.attn_scales'", path, r.name);
+        goto fail;
+    }
+    qm->layers = flx_qmodel_alloc(qm, (size_t)c->n_layers * sizeof *qm->layers);
+    if (!qm->layers) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
+    memset(qm->layers, 0, (size_t)c->n_layers * sizeof *qm->layers);
+    for (int l = 0; l < c->n_layers; l++) {
+        flx_qlayer *L = &qm->layers[l];
+        snprintf(name, sizeof name, "layers.%d.attn_norm", l);
+        if (!(t = need(st, path, name, FLX_ST_F32, 1, c->d_model, 0, err)) ||
+            !(L->attn_norm = f32_data(qm, t, path, err)))
+            goto fail;
+        snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
+        if (!(t = need(st, path, name, FLX_ST_F32, 1, c->d_model, 0, err)) ||
+            !(L->ffn_norm = f32_data(qm, t, path, err)))
+            goto fail;
+        if (qm->has_attn_scales) {
+            snprintf(name, sizeof name, "layers.%d.attn_scales", l);
+            const float *s4;
+            if (!(t = need(st, path, name, FLX_ST_F32, 1, 4, 0, err)) ||
+                !(s4 = f32_data(qm, t, path, err)))
+                goto fail;
+            L->q_s = s4[0];
+            L->k_s = s4[1];
+            L->v_s = s4[2];
+            L->a_s = s4[3];
+            if (!(L->q_s > 0 && L->k_s > 0 && L->v_s > 0 && L->a_s > 0)) {
+                flx_fail(err, FLX_EFORMAT, "%s: tensor '%s' holds a scale that is not positive", path, name);
+                goto fail;
+            }
+        }
+        for (int i = 0; i < 7; i++) {
+            int32_t n_out, n_in;
+            lin_shape(c, i, &n_out, &n_in);
+            snprintf(name, sizeof name, "layers.%d.%s", l, LIN_NAMES[i]);
+            if (load_qtensor(qm, st, path, name, layer_tensor(L, i), quant_w, &r, n_out, n_in, err))
+                goto fail;
+        }
+    }
+    if (load_qtensor(qm, st, path, "head", &qm->head, quant_w && r.quant_head, &r, c->n_vocab,
+                     c->d_model, err))
+        goto fail;
+    if (qm->r4_online && !flx_is_pow2(c->d_ff)) {
+        if (!(t = need(st, path, "rot.r4", FLX_ST_F32, 2, c->d_ff, c->d_ff, err)) ||
+            !(qm->r4_dense = (float *)f32_data(qm, t, path, err)))
+            goto fail;
+    }
+    attach_tokenizer(qm);
+    return FLX_OK;
+fail:
+    rc = err ? err->code : FLX_EFORMAT;
+    flx_qmodel_free(qm);
+    return rc ? rc : FLX_EFORMAT;
+}
+
+int flx_qmodel_is_file(const char *path)
+{
+    if (!path || flx_is_dir(path) || !flx_file_exists(path)) return 0;
+    flx_safetensors st;
+    flx_error e;
+    if (flx_st_open(&st, path, &e) != FLX_OK) return 0;
+    const char *f = flx_st_meta(&st, "format");
+    int yes = f && !strcmp(f, "flxq");
+    flx_st_close(&st);
+    return yes;
+}
