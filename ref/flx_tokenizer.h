@@ -71,8 +71,11 @@ int flx_tokenizer_encode(const flx_tokenizer *tok, const char *text, size_t byte
                          int32_t **ids, size_t *n_ids, flx_error *err);
 
 /* The raw bytes one token stands for, given the previous token (SPM drops
- * the dummy-prefix space after BOS).  Returns the byte count written to
- * buf (at most cap), or a negative status for an invalid id. */
+ * the dummy-prefix space after BOS; prev_id -1: none).  Returns the byte
+ * count written to buf (at most cap), or a negative status for an invalid
+ * id or a piece longer than cap (flx_tokenizer_max_piece_bytes() always
+ * suffices).  Special tokens: BPE gives their text, SPM control tokens give
+ * nothing (as HF and SentencePiece decode respectively). */
 int flx_tokenizer_piece(const flx_tokenizer *tok, int32_t prev_id, int32_t id,
                         char *buf, size_t cap);
 
