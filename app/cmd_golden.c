@@ -1,12 +1,91 @@
-/* flxemu golden -- not built yet; its issue is open. */
+/* flxemu golden -- golden vectors of the bit-exact kernels for HLS
+ * testbenches, and the check that re-runs the emulator against them. */
 #include "cli.h"
+#include "flx_emu.h"
 
 #include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: flxemu golden --kernel NAME|all --out DIR [options]\n"
+            "       flxemu golden --check DIR\n"
+            "\n"
+            "Writes seeded inputs, parameters and the emulator's outputs of FlexLLM kernels\n"
+            "at the U280 sizes as .npy files (int8/uint8/int32/float32 as the hardware holds\n"
+            "them) under DIR/<kernel>/, with DIR/manifest.json (reference function, template\n"
+            "parameters, shapes, layouts, seed, float mode, CRC32 of every file).  Tensors in\n"
+            "a stream layout also get NAME.stream.npy: rows are beats, columns lanes.\n"
+            "--check re-runs the emulator with the manifest's settings, verifies every CRC\n"
+            "and prints the first mismatch.\n"
+            "\n"
+            "options:\n"
+            "  --kernel NAME      a kernel (see the list below) or all (required unless --check)\n"
+            "  --out DIR          output folder, created if missing\n"
+            "  --config NAME      hardware configuration: u280 (default)\n"
+            "  --seed N           RNG seed, 0 .. 2^63-1 (default 1)\n"
+            "  --exp glibc|flx    exponential where the reference calls expf (default glibc)\n"
+            "  --ftz              flush subnormal floats to zero like the FPGA's FP cores\n"
+            "  --gzip             write NAME.npy.gz (zlib)\n"
+            "  --check DIR        verify an existing folder\n"
+            "  --help             this text\n"
+            "\n"
+            "kernels:");
+    for (int i = 0; flx_emu_golden_kernel_name(i); i++)
+        fprintf(fp, "%s %s", i % 6 ? "" : "\n ", flx_emu_golden_kernel_name(i));
+    fprintf(fp, "\n");
+}
 
 int flx_cmd_golden(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "flxemu golden: not implemented yet\n");
-    return FLX_EXIT_FAIL;
+    const char *kernel = NULL, *out = NULL, *check = NULL, *config = "u280", *exp = "glibc";
+    long long seed = 1;
+    flx_emu_golden_opts o;
+    memset(&o, 0, sizeof o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return FLX_EXIT_OK;
+        } else if (!strcmp(a, "--ftz")) {
+            o.fp.ftz = 1;
+        } else if (!strcmp(a, "--gzip")) {
+            o.gzip = 1;
+        } else if (!strcmp(a, "--kernel") || !strcmp(a, "--out") || !strcmp(a, "--config") ||
+                   !strcmp(a, "--seed") || !strcmp(a, "--exp") || !strcmp(a, "--check")) {
+            if (i + 1 >= argc) return cli_usage_error("golden", "%s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--kernel")) kernel = v;
+            else if (!strcmp(a, "--out")) out = v;
+            else if (!strcmp(a, "--config")) config = v;
+            else if (!strcmp(a, "--exp")) exp = v;
+            else if (!strcmp(a, "--check")) check = v;
+            else if (cli_parse_i64("golden", "--seed", v, 0, INT64_MAX, &seed)) return FLX_EXIT_USAGE;
+        } else {
+            return cli_usage_error("golden", "unknown option '%s'", a);
+        }
+    }
+    flx_error err = { 0 };
+    if (check) {
+        if (kernel || out) return cli_usage_error("golden", "--check takes no --kernel or --out");
+        int64_t n = 0;
+        if (flx_emu_golden_check(check, &n, &err)) return cli_fail("golden", &err);
+        printf("golden: %s: %lld files match the emulator\n", check, (long long)n);
+        return FLX_EXIT_OK;
+    }
+    if (!kernel) return cli_usage_error("golden", "--kernel NAME|all is required (or --check DIR)");
+    if (!out) return cli_usage_error("golden", "--out DIR is required");
+    if (strcmp(config, "u280")) return cli_usage_error("golden", "unknown --config '%s' (known: u280)", config);
+    if (flx_emu_exp_parse(exp, &o.fp.exp))
+        return cli_usage_error("golden", "--exp must be glibc or flx, got '%s'", exp);
+    int known = !strcmp(kernel, "all");
+    for (int i = 0; !known && flx_emu_golden_kernel_name(i); i++)
+        known = !strcmp(kernel, flx_emu_golden_kernel_name(i));
+    if (!known) return cli_usage_error("golden", "unknown kernel '%s' (see --help for the list)", kernel);
+    o.seed = (uint64_t)seed;
+    fprintf(stderr, "flxemu golden: %s, config %s, seed %lld, %s -> %s\n", kernel, config, seed,
+            flx_emu_fp_name(&o.fp), out);
+    if (flx_emu_golden_write(out, kernel, config, &o, &err)) return cli_fail("golden", &err);
+    return FLX_EXIT_OK;
 }

@@ -406,6 +406,34 @@ int flx_emu_generate(const flx_emu_engine *e, const int32_t *prompt, int64_t n_p
                      int64_t n_new, uint64_t seed, int32_t stop_id, flx_emu_token_fn cb,
                      void *ctx, flx_pool *pool, flx_error *err);
 
+/* =========================================================== golden vectors
+ *
+ * Seeded inputs of the U280 sizes for every kernel, the emulator's outputs,
+ * as .npy v1.0 files (optionally gzip) under DIR/<kernel>/ plus
+ * DIR/manifest.json (kernel, reference function and template parameters,
+ * shapes, dtypes, layouts, seed, float mode, CRC32 of every file).  Tensors
+ * in a stream layout also get NAME.stream.npy: rows = beats, columns = lanes,
+ * the order an HLS testbench reads. */
+typedef struct flx_emu_golden_opts {
+    uint64_t   seed;
+    flx_emu_fp fp;
+    int        gzip;        /* write NAME.npy.gz through zlib */
+} flx_emu_golden_opts;
+
+/* i-th kernel name (0-based), NULL past the end. */
+const char *flx_emu_golden_kernel_name(int i);
+
+/* what: a kernel name or "all"; config: "u280".  FLX_EINVAL for an unknown
+ * kernel or config (callers report it as a usage error). */
+int flx_emu_golden_write(const char *dir, const char *what, const char *config,
+                         const flx_emu_golden_opts *o, flx_error *err);
+
+/* Checks every file of DIR against its CRC32 (a failure names the file),
+ * then re-runs the kernels with the manifest's seed and float mode and
+ * compares contents (a failure names the file, the first differing flat
+ * index and both values).  n_files: files checked. */
+int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,832 @@
+/* Golden vectors for HLS testbenches: every kernel run on seeded random
+ * inputs of the U280 sizes, written as .npy (optionally gzip) with a
+ * manifest.json of shapes, layouts, template parameters and CRC32s; and the
+ * check that re-runs the emulator against such a folder.
+ *
+ * One generator per kernel emits its tensors through a sink; the sink either
+ * writes them or compares them with the files, so writing and checking can
+ * never disagree about what a kernel produces. */
+#include "flx_emu.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+/* ------------------------------------------------------------------ sink */
+
+typedef enum { DT_F4, DT_I1, DT_U1, DT_I4 } dtype;
+
+static const char *dt_descr(dtype t)
+{
+    switch (t) {
+    case DT_F4: return "<f4";
+    case DT_I1: return "|i1";
+    case DT_U1: return "|u1";
+    case DT_I4: return "<i4";
+    }
+    return "?";
+}
+static size_t dt_size(dtype t) { return (t == DT_F4 || t == DT_I4) ? 4 : 1; }
+
+typedef struct {
+    int         check;       /* 0: write files, 1: compare with files */
+    const char *dir;
+    int         gzip;
+    const char *kernel;      /* current kernel                         */
+    cJSON      *files;       /* write: the current kernel's file list  */
+    flx_error  *err;
+    int         rc;
+    int64_t     n_files;
+} sink;
+
+/* .npy v1.0: magic, version, u16 header length, dict padded with spaces so
+ * that the data starts at a multiple of 64 bytes, then the raw data. */
+static size_t npy_header(char *h, size_t cap, dtype t, int ndim, const int64_t *shape)
+{
+    char dict[256], dims[128] = "";
+    size_t o = 0;
+    for (int i = 0; i < ndim; i++)
+        o += (size_t)snprintf(dims + o, sizeof dims - o, "%lld%s", (long long)shape[i],
+                              ndim == 1 ? "," : (i + 1 < ndim ? ", " : ""));
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                     dt_descr(t), dims);
+    size_t total = 10 + (size_t)n + 1;
+    size_t padded = (total + 63) / 64 * 64;
+    if (padded > cap) return 0;
+    memcpy(h, "\x93NUMPY\x01\x00", 8);
+    uint16_t hl = (uint16_t)(padded - 10);
+    h[8] = (char)(hl & 0xff);
+    h[9] = (char)(hl >> 8);
+    memcpy(h + 10, dict, (size_t)n);
+    memset(h + 10 + n, ' ', padded - 10 - (size_t)n - 1);
+    h[padded - 1] = '\n';
+    return padded;
+}
+
+/* gzip of a buffer (deflate with a gzip wrapper, fixed level: same bytes
+ * for the same input) */
+static int gzip_buf(const uint8_t *in, size_t n, uint8_t **out, size_t *out_n)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+    size_t cap = deflateBound(&z, (uLong)n) + 64;
+    *out = malloc(cap);
+    if (!*out) { deflateEnd(&z); return -1; }
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = *out;
+    z.avail_out = (uInt)cap;
+    int r = deflate(&z, Z_FINISH);
+    *out_n = z.total_out;
+    deflateEnd(&z);
+    return r == Z_STREAM_END ? 0 : -1;
+}
+
+/* the bytes of a whole .npy file in memory */
+static uint8_t *npy_bytes(dtype t, int ndim, const int64_t *shape, const void *data, size_t *n)
+{
+    char h[256];
+    size_t hn = npy_header(h, sizeof h, t, ndim, shape);
+    size_t count = 1;
+    for (int i = 0; i < ndim; i++) count *= (size_t)shape[i];
+    size_t bytes = count * dt_size(t);
+    uint8_t *b = malloc(hn + bytes + 1);
+    if (!b) return NULL;
+    memcpy(b, h, hn);
+    memcpy(b + hn, data, bytes);
+    *n = hn + bytes;
+    return b;
+}
+
+static char *file_path(const sink *s, const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "%s/%s.npy%s", s->kernel, name, s->gzip ? ".gz" : "");
+    return flx_path_join(s->dir, rel);
+}
+
+/* Reads a golden file, gunzipping .gz, into memory. */
+static int read_any(const char *path, uint8_t **data, size_t *n, flx_error *err)
+{
+    size_t len = strlen(path);
+    if (len > 3 && !strcmp(path + len - 3, ".gz")) {
+        gzFile g = gzopen(path, "rb");
+        if (!g) return flx_fail(err, FLX_EIO, "%s: cannot open", path);
+        size_t cap = 1 << 16, used = 0;
+        uint8_t *b = malloc(cap);
+        for (;;) {
+            if (!b) { gzclose(g); return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path); }
+            int r = gzread(g, b + used, (unsigned)(cap - used));
+            if (r < 0) { free(b); gzclose(g); return flx_fail(err, FLX_EFORMAT, "%s: corrupt gzip data", path); }
+            used += (size_t)r;
+            if (used < cap) break;
+            if (cap > ((size_t)1 << 30)) { free(b); gzclose(g); return flx_fail(err, FLX_EFORMAT, "%s: too large", path); }
+            cap *= 2;
+            uint8_t *nb = realloc(b, cap);
+            if (!nb) free(b);
+            b = nb;
+        }
+        gzclose(g);
+        *data = b;
+        *n = used;
+        return FLX_OK;
+    }
+    char *buf;
+    int rc = flx_read_file(path, (size_t)1 << 30, &buf, n, err);
+    *data = (uint8_t *)buf;
+    return rc;
+}
+
+static const char *dt_name(dtype t)
+{
+    return t == DT_F4 ? "float32" : t == DT_I1 ? "int8" : t == DT_U1 ? "uint8" : "int32";
+}
+
+/* One tensor.  role: "input", "param" or "output".  lanes > 0 also emits the
+ * stream order NAME.stream: token-parallel [T][C] -> beats [C][T] when
+ * layout is "token-parallel", block-partitioned [C] -> [C/lanes][lanes]. */
+static void emit(sink *s, const char *name, const char *role, dtype t, int ndim,
+                 const int64_t *shape, const void *data, const char *layout, int lanes,
+                 const char *note)
+{
+    if (s->rc) return;
+    size_t count = 1;
+    for (int i = 0; i < ndim; i++) count *= (size_t)shape[i];
+    size_t bytes = count * dt_size(t);
+    char *path = file_path(s, name);
+    if (!s->check) {
+        size_t n;
+        uint8_t *b = npy_bytes(t, ndim, shape, data, &n);
+        uint8_t *z = NULL;
+        size_t zn = 0;
+        if (!b || (s->gzip && gzip_buf(b, n, &z, &zn))) {
+            s->rc = flx_fail(s->err, FLX_ENOMEM, "%s: cannot encode", path);
+        } else {
+            const uint8_t *w = s->gzip ? z : b;
+            size_t wn = s->gzip ? zn : n;
+            flx_outfile f;
+            s->rc = flx_outfile_open(&f, path, s->err);
+            if (!s->rc && fwrite(w, 1, wn, f.fp) != wn) {
+                flx_outfile_abort(&f);
+                s->rc = flx_fail(s->err, FLX_EIO, "%s: write failed", path);
+            } else if (!s->rc) {
+                s->rc = flx_outfile_commit(&f, s->err);
+            }
+            cJSON *e = cJSON_CreateObject();
+            const char *slash = strrchr(path, '/');
+            cJSON_AddStringToObject(e, "file", slash ? slash + 1 : path);
+            cJSON_AddStringToObject(e, "tensor", name);
+            cJSON_AddStringToObject(e, "role", role);
+            cJSON_AddStringToObject(e, "dtype", dt_name(t));
+            cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+            for (int i = 0; i < ndim; i++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)shape[i]));
+            cJSON_AddStringToObject(e, "layout", layout);
+            if (note) cJSON_AddStringToObject(e, "note", note);
+            char crc[16];
+            snprintf(crc, sizeof crc, "%08x", (unsigned)flx_crc32(0, w, wn));
+            cJSON_AddStringToObject(e, "crc32", crc);
+            cJSON_AddItemToArray(s->files, e);
+            s->n_files++;
+        }
+        free(b);
+        free(z);
+    } else {
+        uint8_t *b = NULL;
+        size_t n = 0;
+        s->rc = read_any(path, &b, &n, s->err);
+        if (!s->rc) {
+            size_t n_want;
+            uint8_t *want = npy_bytes(t, ndim, shape, data, &n_want);
+            if (!want) {
+                s->rc = flx_fail(s->err, FLX_ENOMEM, "%s: out of memory", path);
+            } else if (n != n_want || memcmp(b, want, n_want - bytes) != 0) {
+                s->rc = flx_fail(s->err, FLX_EFORMAT, "%s: header or size differs from what the "
+                                 "emulator produces (%zu bytes, expected %zu)", path, n, n_want);
+            } else {
+                size_t off = n_want - bytes, es = dt_size(t);
+                for (size_t i = 0; i < count && !s->rc; i++) {
+                    if (memcmp(b + off + i * es, want + off + i * es, es) == 0) continue;
+                    char got_s[48], exp_s[48];
+                    const uint8_t *g = b + off + i * es, *x = want + off + i * es;
+                    if (t == DT_F4) {
+                        float a, c;
+                        memcpy(&a, g, 4); memcpy(&c, x, 4);
+                        snprintf(got_s, sizeof got_s, "%a", (double)a);
+                        snprintf(exp_s, sizeof exp_s, "%a", (double)c);
+                    } else if (t == DT_I4) {
+                        int32_t a, c;
+                        memcpy(&a, g, 4); memcpy(&c, x, 4);
+                        snprintf(got_s, sizeof got_s, "%d", a);
+                        snprintf(exp_s, sizeof exp_s, "%d", c);
+                    } else {
+                        snprintf(got_s, sizeof got_s, "%d", t == DT_I1 ? (int)(int8_t)*g : (int)*g);
+                        snprintf(exp_s, sizeof exp_s, "%d", t == DT_I1 ? (int)(int8_t)*x : (int)*x);
+                    }
+                    s->rc = flx_fail(s->err, FLX_EFORMAT,
+                                     "%s: first mismatch at flat index %zu: file has %s, emulator "
+                                     "gives %s", path, i, got_s, exp_s);
+                }
+            }
+            free(want);
+        }
+        free(b);
+        s->n_files++;
+    }
+    free(path);
+    if (s->rc || lanes <= 0) return;
+    /* the beat order of the HLS stream */
+    char sname[96];
+    snprintf(sname, sizeof sname, "%s.stream", name);
+    uint8_t *st = malloc(bytes + 1);
+    if (!st) { s->rc = flx_fail(s->err, FLX_ENOMEM, "stream order: out of memory"); return; }
+    size_t es = dt_size(t);
+    int64_t sshape[2];
+    const uint8_t *src = data;
+    if (!strncmp(layout, "token-parallel", 14)) {
+        int64_t T = shape[0], C = count / (size_t)T;
+        for (int64_t k = 0; k < C; k++)
+            for (int64_t l = 0; l < T; l++) memcpy(st + (k * T + l) * es, src + (l * C + k) * es, es);
+        sshape[0] = C; sshape[1] = T;
+    } else {
+        int64_t C = (int64_t)count, per = C / lanes;
+        for (int64_t k = 0; k < per; k++)
+            for (int64_t i = 0; i < lanes; i++) memcpy(st + (k * lanes + i) * es, src + (i * per + k) * es, es);
+        sshape[0] = per; sshape[1] = lanes;
+    }
+    char slayout[96];
+    snprintf(slayout, sizeof slayout, "stream: row = beat, column = lane (%s)", layout);
+    emit(s, sname, role, t, 2, sshape, st, slayout, 0, NULL);
+    free(st);
+}
+
+/* ------------------------------------------------------------- generators */
+
+typedef struct { flx_rng rng; } gen;
+
+static float rf(gen *g, float lo, float hi) { return lo + (hi - lo) * (float)flx_rng_uniform(&g->rng); }
+static int32_t ri(gen *g, int32_t lo, int32_t hi) { return lo + (int32_t)(flx_rng_u64(&g->rng) % (uint64_t)(hi - lo + 1)); }
+
+static void *zalloc(size_t n) { return calloc(n ? n : 1, 1); }
+
+#define SH(...) ((const int64_t[]){ __VA_ARGS__ })
+
+/* u4 pattern (int8 in the emulator) -> 0..15 bytes as the stream holds them */
+static uint8_t *u4_bytes(const int8_t *q, size_t n)
+{
+    uint8_t *b = zalloc(n);
+    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(q[i] & 15);
+    return b;
+}
+
+static void k_quant_asym_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, C = 2048 };
+    cJSON_AddStringToObject(tp, "function", "pref_quant_layer_fp32_qint");
+    cJSON_AddStringToObject(tp, "template", "N=4, asym=true, TP=8, Kmax=2048");
+    float *x = zalloc(T * C * 4), *sc = zalloc(T * 4), *b = zalloc(T * 4);
+    int8_t *q = zalloc(T * C);
+    for (int i = 0; i < T * C; i++) x[i] = rf(g, -3, 3) * (i % 97 == 0 ? 8.0f : 1.0f);
+    flx_emu_quant_asym(q, sc, b, x, T, C, 4, fp);
+    uint8_t *qb = u4_bytes(q, T * C);
+    emit(s, "x", "input", DT_F4, 2, SH(T, C), x, "token-parallel TP=8", 8, NULL);
+    emit(s, "q", "output", DT_U1, 2, SH(T, C), qb, "token-parallel TP=8", 8,
+         "uint4 values 0..15: the low 4 bits are the ap_int<4> stream pattern");
+    emit(s, "s", "output", DT_F4, 1, SH(T), sc, "one per token, lane order", 0, NULL);
+    emit(s, "b", "output", DT_F4, 1, SH(T), b, "one per token, lane order", 0, NULL);
+    free(x); free(sc); free(b); free(q); free(qb);
+}
+
+static void k_quant_asym_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { C = 2048, B = 16 };
+    cJSON_AddStringToObject(tp, "function", "dec_quant_layer_fp32_qint");
+    cJSON_AddStringToObject(tp, "template", "N=4, asym=true, B=16, Kmax=2048");
+    float *x = zalloc(C * 4), sc, b;
+    int8_t *q = zalloc(C);
+    for (int i = 0; i < C; i++) x[i] = rf(g, -2, 5);
+    flx_emu_quant_asym(q, &sc, &b, x, 1, C, 4, fp);
+    uint8_t *qb = u4_bytes(q, C);
+    emit(s, "x", "input", DT_F4, 1, SH(C), x, "block-partitioned B=16", B, NULL);
+    emit(s, "q", "output", DT_U1, 1, SH(C), qb, "block-partitioned B=16", B, "uint4 values 0..15");
+    emit(s, "s", "output", DT_F4, 1, SH(1), &sc, "scalar", 0, NULL);
+    emit(s, "b", "output", DT_F4, 1, SH(1), &b, "scalar", 0, NULL);
+    free(x); free(q); free(qb);
+}
+
+static void k_dequant_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, O = 96 };
+    cJSON_AddStringToObject(tp, "function", "pref_dequant_layer_qint_fp32");
+    cJSON_AddStringToObject(tp, "template", "Nacc=19, asym=true, TP=8");
+    int32_t *acc = zalloc(T * O * 4);
+    float *sc = zalloc(T * 4), *b = zalloc(T * 4), *ws = zalloc(O * 4), *wsum = zalloc(O * 4), *y = zalloc(T * O * 4);
+    for (int i = 0; i < T * O; i++) acc[i] = ri(g, -200000, 200000);
+    for (int t = 0; t < T; t++) { sc[t] = rf(g, 0.05f, 0.5f); b[t] = rf(g, -3, 0); }
+    for (int o = 0; o < O; o++) { ws[o] = rf(g, 0.005f, 0.02f); wsum[o] = rf(g, -1, 1); }
+    flx_emu_dequant(y, acc, sc, b, ws, wsum, T, O, fp);
+    emit(s, "acc", "input", DT_I4, 2, SH(T, O), acc, "token-parallel TP=8", 8, NULL);
+    emit(s, "s", "input", DT_F4, 1, SH(T), sc, "per token", 0, NULL);
+    emit(s, "b", "input", DT_F4, 1, SH(T), b, "per token", 0, NULL);
+    emit(s, "ws", "param", DT_F4, 1, SH(O), ws, "per output channel", 0, NULL);
+    emit(s, "wsum", "param", DT_F4, 1, SH(O), wsum, "per output channel", 0, NULL);
+    emit(s, "y", "output", DT_F4, 2, SH(T, O), y, "token-parallel TP=8", 8, NULL);
+    free(acc); free(sc); free(b); free(ws); free(wsum); free(y);
+}
+
+static void k_gemm_i4_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, O = 48, K = 2048 };
+    cJSON_AddStringToObject(tp, "function", "pref_Linear_Layer_i4xi4 (PE_i4xi4_pack_2x2_2D)");
+    cJSON_AddStringToObject(tp, "template", "TP=8, WP=24, Kmax=2048, L=11, is_uint=true");
+    int8_t *a = zalloc(T * K), *w = zalloc(O * K);
+    int32_t *acc = zalloc(T * O * 4);
+    for (int i = 0; i < T * K; i++) a[i] = (int8_t)ri(g, -8, 7);      /* uint4 patterns */
+    for (int i = 0; i < O * K; i++) w[i] = (int8_t)ri(g, -8, 7);
+    flx_emu_gemm_i4(acc, a, 1, w, T, O, K, 19, NULL);
+    uint8_t *ab = u4_bytes(a, T * K);
+    emit(s, "a", "input", DT_U1, 2, SH(T, K), ab, "token-parallel TP=8", 8, "uint4 activations 0..15");
+    emit(s, "w", "param", DT_I1, 2, SH(O, K), w, "row-major [out][in], int4 -8..7", 0, NULL);
+    emit(s, "acc", "output", DT_I4, 2, SH(T, O), acc, "token-parallel TP=8", 8, "ap_int<19>");
+    free(a); free(w); free(acc); free(ab);
+}
+
+static void k_gemv_i4_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { O = 64, K = 2048 };
+    cJSON_AddStringToObject(tp, "function", "dec_Linear_Layer_i4xi4_unroll (PE_i4xi4_pack_1x2_1D)");
+    cJSON_AddStringToObject(tp, "template", "B=16, U=2, W=64, Kmax=8192, L=13, is_uint=true");
+    int8_t *a = zalloc(K), *w = zalloc(O * K);
+    int32_t *acc = zalloc(O * 4);
+    for (int i = 0; i < K; i++) a[i] = (int8_t)ri(g, -8, 7);
+    for (int i = 0; i < O * K; i++) w[i] = (int8_t)ri(g, -8, 7);
+    flx_emu_gemm_i4(acc, a, 1, w, 1, O, K, 21, NULL);
+    uint8_t *ab = u4_bytes(a, K);
+    emit(s, "a", "input", DT_U1, 1, SH(K), ab, "block-partitioned B=16", 16, "uint4 activations 0..15");
+    emit(s, "w", "param", DT_I1, 2, SH(O, K), w, "row-major [out][in], int4 -8..7", 0, NULL);
+    emit(s, "acc", "output", DT_I4, 1, SH(O), acc, "natural channel order", 0, "ap_int<21>");
+    free(a); free(w); free(acc); free(ab);
+}
+
+static void k_quant_static_q(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, H = 32, d = 64 };
+    cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_quant_layer_fp32_qint (Q)");
+    cJSON_AddStringToObject(tp, "template", "N=8, TP=8, K=64, heads=32, is_signed=true, mha_scale_factor=8");
+    float *x = zalloc(T * H * d * 4), *sc = zalloc(H * 4);
+    int8_t *q = zalloc(T * H * d);
+    for (int i = 0; i < T * H * d; i++) x[i] = rf(g, -3, 3);
+    float qs = 0.0175285172f;
+    for (int h = 0; h < H; h++) sc[h] = qs;
+    flx_emu_quant_static(q, x, T, H, d, sc, 8.0f, 8, 1, fp);
+    emit(s, "x", "input", DT_F4, 2, SH(T, H * d), x, "token-parallel TP=8", 8, NULL);
+    emit(s, "scale", "param", DT_F4, 1, SH(H), sc, "per head (Q_s row of layer 0)", 0, NULL);
+    emit(s, "q8", "output", DT_I1, 2, SH(T, H * d), q, "token-parallel TP=8", 8, NULL);
+    free(x); free(sc); free(q);
+}
+
+static void k_quant_static_p(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, n = 64 };
+    cJSON_AddStringToObject(tp, "function", "pref_quant_layer_sfm_a_fp32_int8 (unsigned P)");
+    cJSON_AddStringToObject(tp, "template", "N=8, is_signed=false");
+    float *x = zalloc(T * n * 4), as = 0.00318154902f;
+    int8_t *q = zalloc(T * n);
+    for (int i = 0; i < T * n; i++) x[i] = rf(g, 0, 1) * rf(g, 0, 1);
+    flx_emu_quant_static(q, x, T, 1, n, &as, 1.0f, 8, 0, fp);
+    emit(s, "p", "input", DT_F4, 2, SH(T, n), x, "token-parallel TP=8", 8, NULL);
+    emit(s, "a_s", "param", DT_F4, 1, SH(1), &as, "scalar", 0, NULL);
+    emit(s, "p8", "output", DT_U1, 2, SH(T, n), q, "token-parallel TP=8", 8,
+         "uint8 0..255 carried as the ap_int<8> pattern (same bytes)");
+    free(x); free(q);
+}
+
+static void k_dequant_static(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, H = 32, d = 16 };
+    cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_dequant_layer_qint_fp32");
+    cJSON_AddStringToObject(tp, "template", "act_heads=32, w_heads=8");
+    int32_t *acc = zalloc(T * H * d * 4);
+    float in_s[H], w_s[8], *y = zalloc(T * H * d * 4);
+    for (int i = 0; i < T * H * d; i++) acc[i] = ri(g, -1000000, 1000000);
+    for (int h = 0; h < H; h++) in_s[h] = rf(g, 0.01f, 0.02f);
+    for (int h = 0; h < 8; h++) w_s[h] = rf(g, 0.1f, 0.2f);
+    flx_emu_dequant_static(y, acc, T, H, d, in_s, w_s, 8, fp);
+    emit(s, "acc", "input", DT_I4, 2, SH(T, H * d), acc, "token-parallel TP=8", 8, NULL);
+    emit(s, "in_s", "param", DT_F4, 1, SH(H), in_s, "per query head", 0, NULL);
+    emit(s, "w_s", "param", DT_F4, 1, SH(8), w_s, "per KV head (query head h uses h/4)", 0, NULL);
+    emit(s, "y", "output", DT_F4, 2, SH(T, H * d), y, "token-parallel TP=8", 8, NULL);
+    free(acc); free(y);
+}
+
+static void k_qk_i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, NK = 16, d = 64 };
+    cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_qxk_template (PE_i8xi8_pack_2x2_2xDSP_2D)");
+    cJSON_AddStringToObject(tp, "template", "TP=8, Kp=16, acc=ap_int<22>");
+    int8_t *q = zalloc(T * d), *k = zalloc(NK * d);
+    int32_t *acc = zalloc(T * NK * 4);
+    for (int i = 0; i < T * d; i++) q[i] = (int8_t)ri(g, -128, 127);
+    for (int i = 0; i < NK * d; i++) k[i] = (int8_t)ri(g, -128, 127);
+    flx_emu_qk_i8(acc, NK, q, d, k, d, T, NK, d, 22);
+    emit(s, "q8", "input", DT_I1, 2, SH(T, d), q, "token-parallel TP=8", 8, NULL);
+    emit(s, "k8", "input", DT_I1, 2, SH(NK, d), k, "token-parallel Kp=16", 16, NULL);
+    emit(s, "acc", "output", DT_I4, 2, SH(T, NK), acc, "token-parallel TP=8", 8, NULL);
+    free(q); free(k); free(acc);
+}
+
+static void k_av_u8i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, NK = 16, d = 64 };
+    cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_axv_template");
+    cJSON_AddStringToObject(tp, "template", "TP=8, Vp=16, is_uint=true, acc=ap_int<26>");
+    int8_t *p = zalloc(T * NK), *v = zalloc(NK * d);
+    int32_t *acc = zalloc(T * d * 4);
+    for (int i = 0; i < T * NK; i++) p[i] = (int8_t)ri(g, -128, 127);
+    for (int i = 0; i < NK * d; i++) v[i] = (int8_t)ri(g, -128, 127);
+    flx_emu_av_i8(acc, d, p, NK, 1, v, d, T, NK, d, 26);
+    emit(s, "p8", "input", DT_U1, 2, SH(T, NK), p, "token-parallel TP=8", 8, "uint8 probabilities");
+    emit(s, "v8", "input", DT_I1, 2, SH(NK, d), v, "[key][dim]", 0, NULL);
+    emit(s, "acc", "output", DT_I4, 2, SH(T, d), acc, "token-parallel TP=8", 8, NULL);
+    free(p); free(v); free(acc);
+}
+
+static void k_softmax_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, n = 32 };
+    cJSON_AddStringToObject(tp, "function", "pref_causal_mask + pref_Softmax");
+    cJSON_AddStringToObject(tp, "template", "TP=8, token block M=1 (queries 8..15), seq_len=32, sub_max=true");
+    float *x = zalloc(T * n * 4), *y = zalloc(T * n * 4);
+    for (int i = 0; i < T * n; i++) x[i] = y[i] = rf(g, -8, 8);
+    flx_emu_causal_mask(y, n, T, n, 8);
+    for (int t = 0; t < T; t++) flx_emu_softmax_pref(y + t * n, n, fp);
+    emit(s, "scores", "input", DT_F4, 2, SH(T, n), x, "token-parallel TP=8", 8, NULL);
+    emit(s, "p", "output", DT_F4, 2, SH(T, n), y, "token-parallel TP=8", 8, NULL);
+    free(x); free(y);
+}
+
+static void k_softmax_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { n = 37 };
+    cJSON_AddStringToObject(tp, "function", "dec_MHA_Softmax");
+    cJSON_AddStringToObject(tp, "template", "S=37 (predicated tail)");
+    float x[n], y[n];
+    for (int i = 0; i < n; i++) x[i] = y[i] = rf(g, -8, 8);
+    flx_emu_softmax_dec(y, n, fp);
+    emit(s, "scores", "input", DT_F4, 1, SH(n), x, "one head", 0, NULL);
+    emit(s, "p", "output", DT_F4, 1, SH(n), y, "one head", 0, NULL);
+}
+
+static void k_softmax_block(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { n = 64, B = 4 };
+    cJSON_AddStringToObject(tp, "function", "dec_Softmax (HMT)");
+    cJSON_AddStringToObject(tp, "template", "B=4, enable_scale=true, scale=45.254833f");
+    float x[n], y[n];
+    for (int i = 0; i < n; i++) x[i] = y[i] = rf(g, -200, 200);
+    flx_emu_softmax_block(y, n, B, 45.254833f, fp);
+    emit(s, "x", "input", DT_F4, 1, SH(n), x, "block-partitioned B=4", B, NULL);
+    emit(s, "p", "output", DT_F4, 1, SH(n), y, "block-partitioned B=4", B, NULL);
+}
+
+static void k_rmsnorm_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, D = 2048 };
+    cJSON_AddStringToObject(tp, "function", "pref_Layer_Norm (RMS)");
+    cJSON_AddStringToObject(tp, "template", "TP=8, D=2048, eps=1e-5f");
+    float *x = zalloc(T * D * 4), *gm = zalloc(D * 4), *y = zalloc(T * D * 4);
+    for (int i = 0; i < T * D; i++) x[i] = rf(g, -2, 2);
+    for (int i = 0; i < D; i++) gm[i] = rf(g, 0.5f, 1.5f);
+    flx_emu_rmsnorm_pref(y, x, gm, T, D, 1e-5f, fp);
+    emit(s, "x", "input", DT_F4, 2, SH(T, D), x, "token-parallel TP=8", 8, NULL);
+    emit(s, "gamma", "param", DT_F4, 1, SH(D), gm, "scalar stream", 0, NULL);
+    emit(s, "y", "output", DT_F4, 2, SH(T, D), y, "token-parallel TP=8", 8, NULL);
+    free(x); free(gm); free(y);
+}
+
+static void k_rmsnorm_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { D = 2048, B = 8 };
+    cJSON_AddStringToObject(tp, "function", "dec_Layer_Norm (RMS)");
+    cJSON_AddStringToObject(tp, "template", "B_T=8, D=2048, eps=1e-5f");
+    float *x = zalloc(D * 4), *gm = zalloc(D * 4), *y = zalloc(D * 4);
+    for (int i = 0; i < D; i++) { x[i] = rf(g, -2, 2); gm[i] = rf(g, 0.5f, 1.5f); }
+    flx_emu_rmsnorm_dec(y, x, gm, D, B, 1e-5f, fp);
+    emit(s, "x", "input", DT_F4, 1, SH(D), x, "block-partitioned B_T=8", B, NULL);
+    emit(s, "gamma", "param", DT_F4, 1, SH(D), gm, "block-partitioned B_T=8", B, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(D), y, "block-partitioned B_T=8", B, NULL);
+    free(x); free(gm); free(y);
+}
+
+static void k_rope(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, H = 32, d = 64, P = 16 };
+    cJSON_AddStringToObject(tp, "function", "pref RoPE (rotate-half, table-driven)");
+    cJSON_AddStringToObject(tp, "template", "TP=8, head_num=32, token block M=1 (positions 8..15)");
+    float *x = zalloc(T * H * d * 4), *y = zalloc(T * H * d * 4);
+    float *sn = zalloc(P * 32 * 4), *cs = zalloc(P * 32 * 4);
+    flx_emu_rope_table(sn, cs, P, d, NULL);   /* the reference's base-10000 rows */
+    for (int i = 0; i < T * H * d; i++) x[i] = rf(g, -3, 3);
+    for (int t = 0; t < T; t++) flx_emu_rope(y + t * H * d, x + t * H * d, H, d, sn, cs, 8 + t, fp);
+    emit(s, "x", "input", DT_F4, 2, SH(T, H * d), x, "token-parallel TP=8", 8, NULL);
+    emit(s, "sin", "param", DT_F4, 2, SH(P, 32), sn, "PE_sin[pos][k], base 10000", 0, NULL);
+    emit(s, "cos", "param", DT_F4, 2, SH(P, 32), cs, "PE_cos[pos][k], base 10000", 0, NULL);
+    emit(s, "y", "output", DT_F4, 2, SH(T, H * d), y, "token-parallel TP=8", 8, NULL);
+    free(x); free(y); free(sn); free(cs);
+}
+
+static void k_silu_gate(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { n = 8192 };
+    cJSON_AddStringToObject(tp, "function", "dec_Swish + dec_Gate_Layer_fp32xfp32");
+    cJSON_AddStringToObject(tp, "template", "B=16, I=8192");
+    float *gt = zalloc(n * 4), *u = zalloc(n * 4), *y = zalloc(n * 4);
+    for (int i = 0; i < n; i++) { gt[i] = rf(g, -12, 12); u[i] = rf(g, -3, 3); }
+    flx_emu_silu_gate(y, gt, u, n, fp);
+    emit(s, "gate", "input", DT_F4, 1, SH(n), gt, "block-partitioned B=16", 16, NULL);
+    emit(s, "up", "input", DT_F4, 1, SH(n), u, "block-partitioned B=16", 16, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(n), y, "block-partitioned B=16", 16, NULL);
+    free(gt); free(u); free(y);
+}
+
+static void k_residual(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { n = 2048 };
+    cJSON_AddStringToObject(tp, "function", "Residual_Layer");
+    cJSON_AddStringToObject(tp, "template", "B=16, D=2048");
+    float *a = zalloc(n * 4), *r = zalloc(n * 4), *y = zalloc(n * 4);
+    for (int i = 0; i < n; i++) { a[i] = rf(g, -5, 5); r[i] = rf(g, -5, 5); }
+    flx_emu_residual(y, a, r, n, fp);
+    emit(s, "in", "input", DT_F4, 1, SH(n), a, "block-partitioned B=16", 16, NULL);
+    emit(s, "residual", "input", DT_F4, 1, SH(n), r, "block-partitioned B=16", 16, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(n), y, "block-partitioned B=16", 16, NULL);
+    free(a); free(r); free(y);
+}
+
+static void k_fht(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { n = 8192 };
+    cJSON_AddStringToObject(tp, "function", "dec_FHT / pref_FHT");
+    cJSON_AddStringToObject(tp, "template", "N=8192, log2N=13, scale_factor=90.50967f");
+    float *x = zalloc(n * 4), *y = zalloc(n * 4);
+    for (int i = 0; i < n; i++) x[i] = y[i] = rf(g, -4, 4);
+    flx_emu_fht(y, n, 90.50967f, fp);
+    emit(s, "x", "input", DT_F4, 1, SH(n), x, "block-partitioned B=16", 16, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(n), y, "block-partitioned B=16", 16, NULL);
+    free(x); free(y);
+}
+
+static void k_topk(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { V = 131072 };
+    cJSON_AddStringToObject(tp, "function", "dec_Sampling_Embedding_Layer (sort_top_k)");
+    cJSON_AddStringToObject(tp, "template", "B=16, VP=131072, K=5");
+    float *l = zalloc(V * 4);
+    for (int i = 0; i < V; i++) l[i] = (float)ri(g, -400, 400) * 0.05f;   /* many ties */
+    float r = rf(g, 0, 1);
+    flx_emu_topk tk;
+    flx_emu_sample_topk(&tk, l, V, 16, 5, r, fp);
+    int32_t ids[5], tok = tk.token;
+    for (int i = 0; i < 5; i++) ids[i] = tk.id[i];
+    emit(s, "logits", "input", DT_F4, 1, SH(V), l, "block-partitioned B=16", 16, NULL);
+    emit(s, "r", "input", DT_F4, 1, SH(1), &r, "threshold", 0, NULL);
+    emit(s, "ids", "output", DT_I4, 1, SH(5), ids, "merged top-5, rank order", 0, NULL);
+    emit(s, "values", "output", DT_F4, 1, SH(5), tk.value, "merged top-5, rank order", 0, NULL);
+    emit(s, "probs", "output", DT_F4, 1, SH(5), tk.prob, "rank order", 0, NULL);
+    emit(s, "token", "output", DT_I4, 1, SH(1), &tok, "sampled id", 0, NULL);
+    free(l);
+}
+
+static void k_gemv_f32(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { O = 64, K = 2048 };
+    cJSON_AddStringToObject(tp, "function", "dec_Linear_Layer_fp32xfp32 (PE_fp32xfp32_pack_1x2_1D, HMT)");
+    cJSON_AddStringToObject(tp, "template", "B=4, W=8");
+    float *x = zalloc(K * 4), *w = zalloc(O * K * 4), *y = zalloc(O * 4);
+    for (int i = 0; i < K; i++) x[i] = rf(g, -1, 1);
+    for (int i = 0; i < O * K; i++) w[i] = rf(g, -1.0f / 2048, 1.0f / 2048);
+    flx_emu_gemv_f32(y, x, w, O, K, fp);
+    emit(s, "x", "input", DT_F4, 1, SH(K), x, "natural order", 0, NULL);
+    emit(s, "w", "param", DT_F4, 2, SH(O, K), w, "row-major [out][in]", 0, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(O), y, "natural order", 0, NULL);
+    free(x); free(w); free(y);
+}
+
+static void k_exp(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { n = 4096 };
+    cJSON_AddStringToObject(tp, "function", "exp (the selected exponential)");
+    cJSON_AddStringToObject(tp, "template", flx_emu_exp_name(fp->exp));
+    float *x = zalloc(n * 4), *y = zalloc(n * 4);
+    for (int i = 0; i < n; i++) x[i] = i < 8 ? (float[]){ 0.0f, -0.0f, 88.7f, 89.0f, -87.5f, -103.9f, -104.0f, 1.0f }[i]
+                                             : rf(g, -110, 90);
+    for (int i = 0; i < n; i++) y[i] = flx_emu_exp(fp, x[i]);
+    emit(s, "x", "input", DT_F4, 1, SH(n), x, "natural order", 0, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(n), y, "natural order", 0, NULL);
+    free(x); free(y);
+}
+
+typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);
+static const struct { const char *name; gen_fn fn; } KERNELS[] = {
+    { "quant_asym_pref", k_quant_asym_pref }, { "quant_asym_dec", k_quant_asym_dec },
+    { "dequant_pref", k_dequant_pref },       { "gemm_i4_pref", k_gemm_i4_pref },
+    { "gemv_i4_dec", k_gemv_i4_dec },         { "quant_static_q", k_quant_static_q },
+    { "quant_static_p", k_quant_static_p },   { "dequant_static", k_dequant_static },
+    { "qk_i8", k_qk_i8 },                     { "av_u8i8", k_av_u8i8 },
+    { "softmax_pref", k_softmax_pref },       { "softmax_dec", k_softmax_dec },
+    { "softmax_block", k_softmax_block },     { "rmsnorm_pref", k_rmsnorm_pref },
+    { "rmsnorm_dec", k_rmsnorm_dec },         { "rope", k_rope },
+    { "silu_gate", k_silu_gate },             { "residual", k_residual },
+    { "fht", k_fht },                         { "topk_sampling", k_topk },
+    { "gemv_f32", k_gemv_f32 },               { "exp", k_exp },
+};
+enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
+
+const char *flx_emu_golden_kernel_name(int i)
+{
+    return (i >= 0 && i < N_KERNELS) ? KERNELS[i].name : NULL;
+}
+
+static int find_kernel(const char *name)
+{
+    for (int i = 0; i < N_KERNELS; i++)
+        if (!strcmp(KERNELS[i].name, name)) return i;
+    return -1;
+}
+
+/* a kernel's own stream: seed mixed with its name, so a kernel's vectors do
+ * not depend on which other kernels were requested */
+static void gen_seed(gen *g, uint64_t seed, const char *name)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = name; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    flx_rng_seed(&g->rng, seed ^ h);
+}
+
+static int make_dir(const char *path, flx_error *err)
+{
+    if (flx_is_dir(path)) return FLX_OK;
+    if (mkdir(path, 0777) != 0)
+        return flx_fail(err, FLX_EIO, "%s: cannot create folder: %s", path, strerror(errno));
+    return FLX_OK;
+}
+
+int flx_emu_golden_write(const char *dir, const char *what, const char *config,
+                         const flx_emu_golden_opts *o, flx_error *err)
+{
+    if (strcmp(config, "u280"))
+        return flx_fail(err, FLX_EINVAL, "golden: unknown config '%s' (known: u280)", config);
+    int all = !strcmp(what, "all");
+    int idx = all ? -1 : find_kernel(what);
+    if (!all && idx < 0)
+        return flx_fail(err, FLX_EINVAL, "golden: unknown kernel '%s'", what);
+    int rc = make_dir(dir, err);
+    if (rc) return rc;
+    cJSON *man = cJSON_CreateObject();
+    cJSON_AddStringToObject(man, "tool", "flxemu golden");
+    cJSON_AddStringToObject(man, "config", config);
+    cJSON_AddNumberToObject(man, "seed", (double)o->seed);
+    char seed_s[32];
+    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)o->seed);
+    cJSON_AddStringToObject(man, "seed_exact", seed_s);
+    cJSON_AddStringToObject(man, "exp", flx_emu_exp_name(o->fp.exp));
+    cJSON_AddBoolToObject(man, "ftz", o->fp.ftz != 0);
+    cJSON_AddBoolToObject(man, "gzip", o->gzip != 0);
+    cJSON_AddStringToObject(man, "npy", "v1.0; uint4 activations as bytes 0..15, uint8 P as bytes "
+                            "(same bits as the ap_int<8> stream); NAME.stream files list the beats "
+                            "(rows) and lanes (columns) an HLS testbench reads");
+    cJSON *ks = cJSON_AddArrayToObject(man, "kernels");
+    sink s = { 0, dir, o->gzip, NULL, NULL, err, FLX_OK, 0 };
+    for (int i = 0; i < N_KERNELS && !s.rc; i++) {
+        if (!all && i != idx) continue;
+        char *kdir = flx_path_join(dir, KERNELS[i].name);
+        s.rc = make_dir(kdir, err);
+        free(kdir);
+        if (s.rc) break;
+        cJSON *k = cJSON_CreateObject();
+        cJSON_AddStringToObject(k, "kernel", KERNELS[i].name);
+        cJSON *tp = cJSON_AddObjectToObject(k, "reference");
+        s.kernel = KERNELS[i].name;
+        s.files = cJSON_AddArrayToObject(k, "files");
+        cJSON_AddItemToArray(ks, k);
+        gen g;
+        gen_seed(&g, o->seed, KERNELS[i].name);
+        KERNELS[i].fn(&s, &g, &o->fp, tp);
+    }
+    if (!s.rc) {
+        char *text = cJSON_Print(man);
+        char *mpath = flx_path_join(dir, "manifest.json");
+        flx_outfile f;
+        s.rc = text && mpath ? flx_outfile_open(&f, mpath, err) : flx_fail(err, FLX_ENOMEM, "manifest: out of memory");
+        if (!s.rc) {
+            size_t n = strlen(text);
+            if (fwrite(text, 1, n, f.fp) != n || fputc('\n', f.fp) == EOF) {
+                flx_outfile_abort(&f);
+                s.rc = flx_fail(err, FLX_EIO, "%s: write failed", mpath);
+            } else {
+                s.rc = flx_outfile_commit(&f, err);
+            }
+        }
+        free(text);
+        free(mpath);
+    }
+    cJSON_Delete(man);
+    return s.rc;
+}
+
+int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err)
+{
+    char *mpath = flx_path_join(dir, "manifest.json");
+    char *text = NULL;
+    size_t n = 0;
+    int rc = flx_read_file(mpath, (size_t)64 << 20, &text, &n, err);
+    if (rc) { free(mpath); return rc; }
+    cJSON *man = cJSON_Parse(text);
+    free(text);
+    const cJSON *ks = man ? cJSON_GetObjectItemCaseSensitive(man, "kernels") : NULL;
+    const cJSON *cfg = man ? cJSON_GetObjectItemCaseSensitive(man, "config") : NULL;
+    const cJSON *seed = man ? cJSON_GetObjectItemCaseSensitive(man, "seed_exact") : NULL;
+    const cJSON *ex = man ? cJSON_GetObjectItemCaseSensitive(man, "exp") : NULL;
+    const cJSON *ftz = man ? cJSON_GetObjectItemCaseSensitive(man, "ftz") : NULL;
+    const cJSON *gz = man ? cJSON_GetObjectItemCaseSensitive(man, "gzip") : NULL;
+    flx_emu_golden_opts o;
+    memset(&o, 0, sizeof o);
+    if (!man || !cJSON_IsArray(ks) || !cJSON_IsString(cfg) || !cJSON_IsString(seed) ||
+        !cJSON_IsString(ex) || !cJSON_IsBool(ftz) || !cJSON_IsBool(gz) ||
+        flx_emu_exp_parse(ex->valuestring, &o.fp.exp) || strcmp(cfg->valuestring, "u280")) {
+        rc = flx_fail(err, FLX_EFORMAT, "%s: not a golden-vector manifest (needs kernels, config "
+                      "u280, seed_exact, exp, ftz, gzip)", mpath);
+        cJSON_Delete(man);
+        free(mpath);
+        return rc;
+    }
+    o.seed = strtoull(seed->valuestring, NULL, 10);
+    o.fp.ftz = cJSON_IsTrue(ftz);
+    o.gzip = cJSON_IsTrue(gz);
+    /* 1. every listed file against its CRC32 */
+    const cJSON *k;
+    int64_t count = 0;
+    cJSON_ArrayForEach(k, ks) {
+        const cJSON *kn = cJSON_GetObjectItemCaseSensitive(k, "kernel");
+        const cJSON *fs = cJSON_GetObjectItemCaseSensitive(k, "files");
+        if (!cJSON_IsString(kn) || !cJSON_IsArray(fs) || find_kernel(kn->valuestring) < 0) {
+            rc = flx_fail(err, FLX_EFORMAT, "%s: kernel entry %lld is malformed or unknown", mpath,
+                          (long long)count);
+            break;
+        }
+        const cJSON *f;
+        cJSON_ArrayForEach(f, fs) {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(f, "file");
+            const cJSON *crc = cJSON_GetObjectItemCaseSensitive(f, "crc32");
+            if (!cJSON_IsString(fn) || !cJSON_IsString(crc) || strchr(fn->valuestring, '/')) {
+                rc = flx_fail(err, FLX_EFORMAT, "%s: kernel %s: malformed file entry", mpath,
+                              kn->valuestring);
+                break;
+            }
+            char rel[512];
+            snprintf(rel, sizeof rel, "%s/%s", kn->valuestring, fn->valuestring);
+            char *p = flx_path_join(dir, rel);
+            char *data = NULL;
+            size_t len = 0;
+            rc = flx_read_file(p, (size_t)1 << 30, &data, &len, err);
+            if (!rc) {
+                char have[16];
+                snprintf(have, sizeof have, "%08x", (unsigned)flx_crc32(0, data, len));
+                if (strcmp(have, crc->valuestring))
+                    rc = flx_fail(err, FLX_EFORMAT, "%s: CRC32 %s does not match the manifest's %s "
+                                  "(file corrupted or edited)", p, have, crc->valuestring);
+            }
+            free(data);
+            free(p);
+            count++;
+            if (rc) break;
+        }
+        if (rc) break;
+    }
+    /* 2. re-run every listed kernel and compare the contents */
+    if (!rc) {
+        sink s = { 1, dir, o.gzip, NULL, NULL, err, FLX_OK, 0 };
+        cJSON_ArrayForEach(k, ks) {
+            const char *name = cJSON_GetObjectItemCaseSensitive(k, "kernel")->valuestring;
+            int i = find_kernel(name);
+            cJSON *tp = cJSON_CreateObject();
+            s.kernel = name;
+            gen g;
+            gen_seed(&g, o.seed, name);
+            KERNELS[i].fn(&s, &g, &o.fp, tp);
+            cJSON_Delete(tp);
+            if (s.rc) break;
+        }
+        rc = s.rc;
+        if (!rc && s.n_files != count)
+            rc = flx_fail(err, FLX_EFORMAT, "%s: lists %lld files, the emulator produces %lld",
+                          mpath, (long long)count, (long long)s.n_files);
+    }
+    if (n_files) *n_files = count;
+    cJSON_Delete(man);
+    free(mpath);
+    return rc;
+}

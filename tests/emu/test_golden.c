@@ -1,0 +1,115 @@
+/* flxemu golden: write/check round trips, corruption detection, usage errors. */
+#include "flx_emu.h"
+#include "test_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static int run(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(emu_golden, round_trip_plain_and_gzip)
+{
+    const char *tmp = flx_test_tmpdir();
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s golden --kernel all --out %s/g --seed 5 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --check %s/g 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "files match") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --kernel softmax_dec --out %s/z --gzip --exp flx --ftz 2>&1",
+             flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s/z/softmax_dec/p.npy.gz", tmp);
+    cr_assert(flx_file_exists(cmd));
+    snprintf(cmd, sizeof cmd, "%s golden --check %s/z 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "2 files match") != NULL, "%s", out);
+    /* the library's view: same result, file count */
+    snprintf(cmd, sizeof cmd, "%s/g", tmp);
+    int64_t n = 0;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_emu_golden_check(cmd, &n, &err), FLX_OK, "%s", err.msg);
+    cr_assert_gt(n, 60);
+}
+
+Test(emu_golden, npy_header_and_values)
+{
+    const char *tmp = flx_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/g", tmp);
+    flx_emu_golden_opts o = { 3, { FLX_EMU_EXP_GLIBC, 0 }, 0 };
+    flx_error err = { 0 };
+    cr_assert_eq(flx_emu_golden_write(path, "quant_asym_dec", "u280", &o, &err), FLX_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/g/quant_asym_dec/x.npy", tmp);
+    char *data;
+    size_t n;
+    cr_assert_eq(flx_read_file(path, 1 << 20, &data, &n, &err), FLX_OK);
+    cr_assert_eq(memcmp(data, "\x93NUMPY\x01\x00", 8), 0);
+    size_t hl = (uint8_t)data[8] | ((size_t)(uint8_t)data[9] << 8);
+    cr_assert_eq((10 + hl) % 64, 0);
+    cr_assert(strstr(data + 10, "'descr': '<f4'") != NULL);
+    cr_assert(strstr(data + 10, "'shape': (2048,)") != NULL);
+    cr_assert_eq(n, 10 + hl + 2048 * 4);
+    /* q must equal the emulator's quantization of x, as bytes 0..15 */
+    float *x = (float *)(data + 10 + hl);
+    int8_t q[2048];
+    float s, b;
+    flx_emu_quant_asym(q, &s, &b, x, 1, 2048, 4, &o.fp);
+    snprintf(path, sizeof path, "%s/g/quant_asym_dec/q.npy", tmp);
+    char *qd;
+    size_t qn;
+    cr_assert_eq(flx_read_file(path, 1 << 20, &qd, &qn, &err), FLX_OK);
+    const uint8_t *qv = (const uint8_t *)qd + qn - 2048;
+    for (int i = 0; i < 2048; i++) cr_assert_eq(qv[i], (uint8_t)(q[i] & 15));
+    /* the stream file: beat k lane i = element i*128 + k */
+    snprintf(path, sizeof path, "%s/g/quant_asym_dec/x.stream.npy", tmp);
+    char *sd;
+    size_t sn;
+    cr_assert_eq(flx_read_file(path, 1 << 20, &sd, &sn, &err), FLX_OK);
+    cr_assert(strstr(sd + 10, "'shape': (128, 16)") != NULL);
+    const float *sv = (const float *)(sd + sn - 2048 * 4);
+    cr_assert_eq(sv[5 * 16 + 3], x[3 * 128 + 5]);
+    free(data); free(qd); free(sd);
+}
+
+Test(emu_golden, corruption_is_reported_with_the_file_name)
+{
+    const char *tmp = flx_test_tmpdir();
+    char cmd[1024], out[8192], path[512];
+    snprintf(cmd, sizeof cmd, "%s golden --kernel fht --out %s/g 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(path, sizeof path, "%s/g/fht/y.npy", tmp);
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s golden --check %s/g 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "fht/y.npy") != NULL && strstr(out, "CRC32") != NULL, "%s", out);
+}
+
+Test(emu_golden, usage_errors)
+{
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s golden --kernel nosuch --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "nosuch") != NULL);
+    snprintf(cmd, sizeof cmd, "%s golden --kernel fht --out /tmp/x --config v80 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --help", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 0);
+    cr_assert(strstr(out, "topk_sampling") != NULL);
+    snprintf(cmd, sizeof cmd, "%s golden --check /nonexistent/dir 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 1, "%s", out);
+}
