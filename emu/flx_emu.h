@@ -327,6 +327,9 @@ typedef struct flx_emu_opts {
     int top_k;             /* LOGITS_MAX_K: 5                                */
     int norm_lanes;        /* decode RMSNorm lanes B_T: 8                    */
     int sample_lanes;      /* sampler lanes: 16                              */
+    int full_attention;    /* 1: prefill computes and masks all L x L scores
+                              as the hardware does; 0 (default): only the
+                              causal prefix, which gives identical bits     */
 } flx_emu_opts;
 
 void flx_emu_opts_default(flx_emu_opts *o);

@@ -4,6 +4,26 @@
 
 #define FZ(v) (ftz ? flx_emu_ftz(v) : (v))
 
+/* (int) roundf(v) without a libm call: for |v| < 2^30, t = trunc(v) and the
+ * fraction v - t are exact, and roundf moves away from zero at |fraction|
+ * >= 0.5.  Other values (huge, NaN) take the library path. */
+static inline int32_t round_to_int(float v)
+{
+    if (fabsf(v) < 1073741824.0f) {
+        int32_t t = (int32_t)v;
+        float d = v - (float)t;
+        return t + (d >= 0.5f) - (d <= -0.5f);
+    }
+    return flx_emu_float_to_int(roundf(v));
+}
+
+/* ap_int<bits>(roundf(v)) */
+static inline int8_t round_to_pattern(float v, int bits)
+{
+    if (fabsf(v) < 1073741824.0f) return (int8_t)flx_emu_wrap(round_to_int(v), bits);
+    return (int8_t)flx_emu_float_to_apint(roundf(v), bits);
+}
+
 /* Largest and smallest element by the reference's scan: sentinels -1e32 /
  * +1e32, strict compares, so the first of equal values (also +-0) wins and a
  * NaN is never selected. */
@@ -36,8 +56,7 @@ void flx_emu_quant_asym(int8_t *q, float *s, float *b, const float *x,
         b[t] = bt;
         for (int64_t k = 0; k < n_ch; k++) {
             float d = FZ(FZ(xt[k]) - bt);
-            float r = roundf(FZ(d / st));
-            qt[k] = (int8_t)flx_emu_float_to_apint(r, bits);   /* ap_uint<bits> pattern */
+            qt[k] = round_to_pattern(FZ(d / st), bits);     /* ap_uint<bits> pattern */
         }
     }
 }
@@ -57,8 +76,7 @@ void flx_emu_quant_sym(int8_t *q, float *s, const float *x, int64_t n_tokens,
         if (st == 0.0f) st = 1.0f;
         s[t] = st;
         for (int64_t k = 0; k < n_ch; k++) {
-            float r = roundf(FZ(FZ(xt[k]) / st));
-            qt[k] = (int8_t)flx_emu_float_to_apint(r, bits);
+            qt[k] = round_to_pattern(FZ(FZ(xt[k]) / st), bits);
         }
     }
 }
@@ -102,7 +120,7 @@ void flx_emu_quant_static(int8_t *q, const float *x, int64_t n_tokens, int n_hea
             const float *xh = x + t * width + (int64_t)h * head_dim;
             int8_t *qh = q + t * width + (int64_t)h * head_dim;
             for (int d = 0; d < head_dim; d++) {
-                int32_t r = flx_emu_float_to_int(roundf(FZ(FZ(xh[d]) / div)));
+                int32_t r = round_to_int(FZ(FZ(xh[d]) / div));
                 if (is_signed) {
                     if (r < -sb) r = -sb;
                     if (r > sb - 1) r = sb - 1;

@@ -194,6 +194,30 @@ Test(emu_quant, asym_matches_transcription_and_zero_sign)
     cr_assert_eq(fbits(b[0]), 0x80000000u);
 }
 
+Test(emu_quant, rounding_matches_roundf_everywhere_it_matters)
+{
+    /* ties, near-ties, large values, negative zero side, NaN */
+    float v[] = { 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, 0.49999997f, -0.49999997f, 1e-30f,
+                  8388607.5f, 8388608.0f, 1e9f, -1e9f, 3e9f, -3e9f, 127.5f, -128.5f, 254.5f,
+                  NAN, INFINITY };
+    float one = 1.0f;
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        int8_t q;
+        flx_emu_quant_static(&q, &v[i], 1, 1, 1, &one, 1.0f, 8, 1, &FP_GLIBC);
+        int32_t r = flx_emu_float_to_int(roundf(v[i]));
+        int32_t want = r < -128 ? -128 : r > 127 ? 127 : r;
+        cr_assert_eq(q, want, "v=%a q=%d want=%d", (double)v[i], q, want);
+    }
+    for (int i = 0; i < 200000; i++) {
+        float x = rndf(-300.0f, 300.0f);
+        int8_t q;
+        flx_emu_quant_static(&q, &x, 1, 1, 1, &one, 1.0f, 8, 0, &FP_GLIBC);
+        int32_t r = (int32_t)roundf(x);
+        if (r > 255) r = 255;
+        cr_assert_eq(q, (int8_t)(uint8_t)(r & 0xff), "x=%a", (double)x);
+    }
+}
+
 Test(emu_quant, sym_branch)
 {
     float x[4] = { -3.5f, 1.0f, 0.25f, 7.0f };

@@ -128,6 +128,22 @@ Test(emu_pipeline, prefill_identical_for_any_thread_count)
     cr_assert_eq(flx_emu_prefill(&e, h2, NULL, toks, N, p2, &err), FLX_OK, "%s", err.msg);
     cr_assert_eq(memcmp(h0, h1, sizeof h0), 0);
     cr_assert_eq(memcmp(h0, h2, sizeof h0), 0);
+    /* the literal full L x L attention gives the same bits as the causal prefix */
+    flx_emu_engine ef;
+    flx_emu_opts of = e.opts;
+    of.full_attention = 1;
+    cr_assert_eq(flx_emu_engine_init(&ef, &m.qm, &of, 256, &err), FLX_OK);
+    for (int x = 0; x < 2; x++) {
+        ef.opts.fp.exp = x ? FLX_EMU_EXP_FLX : FLX_EMU_EXP_GLIBC;
+        e.opts.fp.exp = ef.opts.fp.exp;
+        ef.opts.fp.ftz = e.opts.fp.ftz = x;
+        cr_assert_eq(flx_emu_prefill(&ef, h1, NULL, toks, N, p2, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_emu_prefill(&e, h2, NULL, toks, N, p2, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(memcmp(h1, h2, sizeof h1), 0);
+    }
+    e.opts.fp.exp = FLX_EMU_EXP_GLIBC;
+    e.opts.fp.ftz = 0;
+    flx_emu_engine_free(&ef);
     int nonzero = 0;
     for (int i = 0; i < N * DM; i++) nonzero += h0[i] != 0.0f && isfinite(h0[i]);
     cr_assert_gt(nonzero, N * DM / 2);
