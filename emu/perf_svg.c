@@ -132,12 +132,100 @@ static double nice_step(double span)
     return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
 }
 
+/* One scatter panel of the points inside [x_lo, x_hi] x [y_lo, y_hi]. */
+typedef struct panel { double L, R, T, B, x_lo, x_hi, y_lo, y_hi; } panel;
+
+static void draw_panel(FILE *fp, const flx_dse_result *res, panel pn, const char *title,
+                       int legend)
+{
+    char buf[256];
+    double xs = nice_step(pn.x_hi - pn.x_lo), ys = nice_step(pn.y_hi - pn.y_lo);
+    pn.x_lo = floor(pn.x_lo / xs) * xs;
+    pn.x_hi = ceil(pn.x_hi / xs) * xs;
+    pn.y_lo = floor(pn.y_lo / ys) * ys;
+    pn.y_hi = ceil(pn.y_hi / ys) * ys;
+#define PX(v) (pn.L + ((v) - pn.x_lo) / (pn.x_hi - pn.x_lo) * (pn.R - pn.L))
+#define PY(v) (pn.B - ((v) - pn.y_lo) / (pn.y_hi - pn.y_lo) * (pn.B - pn.T))
+#define INSIDE(p) ((p)->e2e_s >= pn.x_lo && (p)->e2e_s <= pn.x_hi && \
+                   (p)->energy_j >= pn.y_lo && (p)->energy_j <= pn.y_hi)
+    text(fp, pn.L, pn.T - 12, 14, "start", title);
+    fprintf(fp, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
+                "stroke=\"#444\"/>\n", pn.L, pn.T, pn.R - pn.L, pn.B - pn.T);
+    for (double v = pn.x_lo; v <= pn.x_hi + xs / 2; v += xs) {
+        snprintf(buf, sizeof buf, "%g", v);
+        fprintf(fp, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#ddd\"/>\n",
+                PX(v), pn.T, PX(v), pn.B);
+        text(fp, PX(v), pn.B + 18, 11, "middle", buf);
+    }
+    for (double v = pn.y_lo; v <= pn.y_hi + ys / 2; v += ys) {
+        snprintf(buf, sizeof buf, "%g", v);
+        fprintf(fp, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
+                pn.L, PY(v), pn.R, PY(v));
+        text(fp, pn.L - 6, PY(v) + 4, 11, "end", buf);
+    }
+    text(fp, (pn.L + pn.R) / 2, pn.B + 40, 13, "middle", "end-to-end latency (s)");
+    fprintf(fp, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"13\" text-anchor=\"middle\" "
+                "transform=\"rotate(-90 %.0f %.0f)\">energy (J)</text>\n",
+            pn.L - 60, (pn.T + pn.B) / 2, pn.L - 60, (pn.T + pn.B) / 2);
+    /* at most ~600 sampled points per family keep the file small */
+    int64_t count[3] = {0, 0, 0}, seen[3] = {0, 0, 0};
+    for (int64_t i = 0; i < res->n_points; i++)
+        if (INSIDE(&res->points[i])) count[res->points[i].family]++;
+    for (int64_t i = 0; i < res->n_points; i++) {
+        const flx_dse_point *p = &res->points[i];
+        if (!INSIDE(p)) continue;
+        int64_t stride = count[p->family] / 600 + 1;
+        if (seen[p->family]++ % stride) continue;
+        fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\" fill=\"%s\" fill-opacity=\"0.35\"/>\n",
+                PX(p->e2e_s), PY(p->energy_j), palette[p->family]);
+    }
+    int started = 0;
+    for (int64_t k = 0; k < res->n_pareto; k++) {
+        const flx_dse_point *p = &res->points[res->pareto[k]];
+        if (!INSIDE(p)) continue;
+        if (!started) fputs("<polyline fill=\"none\" stroke=\"black\" stroke-width=\"1.5\" points=\"", fp);
+        started = 1;
+        fprintf(fp, "%.1f,%.1f ", PX(p->e2e_s), PY(p->energy_j));
+    }
+    if (started) fputs("\"/>\n", fp);
+    for (int64_t k = 0; k < res->n_pareto; k++) {
+        const flx_dse_point *p = &res->points[res->pareto[k]];
+        if (!INSIDE(p)) continue;
+        fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\" stroke=\"black\"/>\n",
+                PX(p->e2e_s), PY(p->energy_j), palette[p->family]);
+    }
+    for (int f = 0; f < 3; f++) {
+        if (res->best[f] >= 0 && INSIDE(&res->points[res->best[f]])) {
+            const flx_dse_point *p = &res->points[res->best[f]];
+            fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"none\" "
+                        "stroke=\"%s\" stroke-width=\"2.5\"/>\n",
+                    PX(p->e2e_s) - 5, PY(p->energy_j) - 5, palette[f]);
+        }
+        if (!legend) continue;
+        double ly = pn.T + 18 + 20 * f;
+        fprintf(fp, "<circle cx=\"%.0f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/>\n", pn.R - 260,
+                ly - 4, palette[f]);
+        if (res->best[f] >= 0) {
+            const flx_dse_point *p = &res->points[res->best[f]];
+            snprintf(buf, sizeof buf, "%s (best: %.2f s, %.0f J)", flx_dse_family_name(f),
+                     p->e2e_s, p->energy_j);
+        } else {
+            snprintf(buf, sizeof buf, "%s (none feasible)", flx_dse_family_name(f));
+        }
+        text(fp, pn.R - 248, ly, 12, "start", buf);
+    }
+    if (legend)
+        text(fp, pn.R - 260, pn.T + 80, 11, "start",
+             "squares: best of each family; line: Pareto front");
+#undef PX
+#undef PY
+#undef INSIDE
+}
+
 int flx_perf_svg_pareto(FILE *fp, const flx_perf_config *base, const flx_dse_result *res,
                         flx_dse_objective obj)
 {
-    const int W = 900, H = 620;
-    const double L = 90, R = 860, T = 70, B = 540;
-    header(fp, W, H);
+    header(fp, 900, 1130);
     char buf[256];
     snprintf(buf, sizeof buf, "Design space on %s: %lld feasible designs, Pareto front (objective %s)",
              base->dev.name, (long long)res->n_points, obj == FLX_DSE_E2E ? "e2e" : "energy");
@@ -150,80 +238,18 @@ int flx_perf_svg_pareto(FILE *fp, const flx_perf_config *base, const flx_dse_res
     double x_lo = INFINITY, x_hi = -INFINITY, y_lo = INFINITY, y_hi = -INFINITY;
     for (int64_t i = 0; i < res->n_points; i++) {
         const flx_dse_point *p = &res->points[i];
-        if (p->e2e_s < x_lo) x_lo = p->e2e_s;
-        if (p->e2e_s > x_hi) x_hi = p->e2e_s;
-        if (p->energy_j < y_lo) y_lo = p->energy_j;
-        if (p->energy_j > y_hi) y_hi = p->energy_j;
+        x_lo = fmin(x_lo, p->e2e_s);
+        x_hi = fmax(x_hi, p->e2e_s);
+        y_lo = fmin(y_lo, p->energy_j);
+        y_hi = fmax(y_hi, p->energy_j);
     }
     if (x_hi <= x_lo) x_hi = x_lo + 1;
     if (y_hi <= y_lo) y_hi = y_lo + 1;
-    double xs = nice_step(x_hi - x_lo), ys = nice_step(y_hi - y_lo);
-    x_lo = floor(x_lo / xs) * xs;
-    x_hi = ceil(x_hi / xs) * xs;
-    y_lo = floor(y_lo / ys) * ys;
-    y_hi = ceil(y_hi / ys) * ys;
-#define PX(v) (L + ((v) - x_lo) / (x_hi - x_lo) * (R - L))
-#define PY(v) (B - ((v) - y_lo) / (y_hi - y_lo) * (B - T))
-    fprintf(fp, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-                "stroke=\"#444\"/>\n", L, T, R - L, B - T);
-    for (double v = x_lo; v <= x_hi + xs / 2; v += xs) {
-        snprintf(buf, sizeof buf, "%g", v);
-        fprintf(fp, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#ddd\"/>\n",
-                PX(v), T, PX(v), B);
-        text(fp, PX(v), B + 18, 11, "middle", buf);
-    }
-    for (double v = y_lo; v <= y_hi + ys / 2; v += ys) {
-        snprintf(buf, sizeof buf, "%g", v);
-        fprintf(fp, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
-                L, PY(v), R, PY(v));
-        text(fp, L - 6, PY(v) + 4, 11, "end", buf);
-    }
-    text(fp, (L + R) / 2, B + 42, 13, "middle", "end-to-end latency (s)");
-    fprintf(fp, "<text x=\"24\" y=\"%.0f\" font-size=\"13\" text-anchor=\"middle\" "
-                "transform=\"rotate(-90 24 %.0f)\">energy (J)</text>\n", (T + B) / 2, (T + B) / 2);
-    /* at most ~600 sampled points per family keep the file small */
-    int64_t count[3] = {0, 0, 0};
-    for (int64_t i = 0; i < res->n_points; i++) count[res->points[i].family]++;
-    int64_t seen[3] = {0, 0, 0};
-    for (int64_t i = 0; i < res->n_points; i++) {
-        const flx_dse_point *p = &res->points[i];
-        int64_t stride = count[p->family] / 600 + 1;
-        if (seen[p->family]++ % stride) continue;
-        fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\" fill=\"%s\" fill-opacity=\"0.35\"/>\n",
-                PX(p->e2e_s), PY(p->energy_j), palette[p->family]);
-    }
-    if (res->n_pareto > 0) {
-        fputs("<polyline fill=\"none\" stroke=\"black\" stroke-width=\"1.5\" points=\"", fp);
-        for (int64_t k = 0; k < res->n_pareto; k++) {
-            const flx_dse_point *p = &res->points[res->pareto[k]];
-            fprintf(fp, "%.1f,%.1f ", PX(p->e2e_s), PY(p->energy_j));
-        }
-        fputs("\"/>\n", fp);
-        for (int64_t k = 0; k < res->n_pareto; k++) {
-            const flx_dse_point *p = &res->points[res->pareto[k]];
-            fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\" stroke=\"black\"/>\n",
-                    PX(p->e2e_s), PY(p->energy_j), palette[p->family]);
-        }
-    }
-    for (int f = 0; f < 3; f++) {
-        double ly = T + 18 + 20 * f;
-        fprintf(fp, "<circle cx=\"%.0f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/>\n", R - 250, ly - 4,
-                palette[f]);
-        if (res->best[f] >= 0) {
-            const flx_dse_point *p = &res->points[res->best[f]];
-            fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"none\" "
-                        "stroke=\"%s\" stroke-width=\"2.5\"/>\n",
-                    PX(p->e2e_s) - 5, PY(p->energy_j) - 5, palette[f]);
-            snprintf(buf, sizeof buf, "%s (best: %.2f s, %.0f J)", flx_dse_family_name(f),
-                     p->e2e_s, p->energy_j);
-        } else {
-            snprintf(buf, sizeof buf, "%s (none feasible)", flx_dse_family_name(f));
-        }
-        text(fp, R - 238, ly, 12, "start", buf);
-    }
-    text(fp, R - 250, T + 80, 11, "start", "squares: best of each family; line: Pareto front");
-#undef PX
-#undef PY
+    draw_panel(fp, res, (panel){100, 860, 80, 520, x_lo, x_hi, y_lo, y_hi}, "All designs", 1);
+    /* zoom on the front: up to twice the best latency and energy */
+    double zx = x_lo * 2 > x_lo + 1e-9 ? x_lo * 2 : x_lo + 1, zy = y_lo * 2 > y_lo ? y_lo * 2 : y_lo + 1;
+    draw_panel(fp, res, (panel){100, 860, 620, 1060, x_lo, zx, y_lo, zy},
+               "Zoom: latency and energy up to 2x the best", 0);
     fputs("</svg>\n", fp);
     return ferror(fp) ? -1 : 0;
 }
