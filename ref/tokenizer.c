@@ -222,38 +222,46 @@ int tok_merge_and_emit(const flx_tokenizer *t, tok_scratch *s, size_t n, tok_pai
 
 /* ---------------------------------------------------------------- create / free */
 
-static int cmp_special(const void *a, const void *b, void *ctx)
-{
-    const flx_tokenizer *t = ctx;
-    const tok_entry *ea = &t->entries[*(const int32_t *)a], *eb = &t->entries[*(const int32_t *)b];
-    unsigned char fa = (unsigned char)t->arena[ea->text_off], fb = (unsigned char)t->arena[eb->text_off];
-    if (fa != fb) return fa < fb ? -1 : 1;
-    if (ea->text_len != eb->text_len) return ea->text_len > eb->text_len ? -1 : 1;
-    int32_t ia = *(const int32_t *)a, ib = *(const int32_t *)b;
-    return (ia > ib) - (ia < ib);
-}
-
 static int is_special_type(int32_t type)
 {
     return type == FLX_TOKEN_CONTROL || type == FLX_TOKEN_USER_DEFINED || type == FLX_TOKEN_UNKNOWN;
 }
 
+/* Child of node with the given byte; -1 if none. */
+static int32_t trie_child(const tok_trie_node *trie, int32_t node, uint8_t byte)
+{
+    for (int32_t c = trie[node].first_child; c >= 0; c = trie[c].next_sibling)
+        if (trie[c].byte == byte) return c;
+    return -1;
+}
+
 static int build_specials(flx_tokenizer *t)
 {
-    int32_t n = 0;
+    size_t n_nodes = 1;   /* at most one node per special-token byte, plus the root */
     for (int32_t i = 0; i < t->n_tokens; i++)
-        n += is_special_type(t->entries[i].type) && t->entries[i].text_len > 0;
-    t->special_ids = malloc((n ? (size_t)n : 1) * sizeof *t->special_ids);
-    if (!t->special_ids) return FLX_ENOMEM;
-    n = 0;
-    for (int32_t i = 0; i < t->n_tokens; i++)
-        if (is_special_type(t->entries[i].type) && t->entries[i].text_len > 0) t->special_ids[n++] = i;
-    t->n_special = n;
-    qsort_r(t->special_ids, (size_t)n, sizeof *t->special_ids, cmp_special, t);
-    int32_t k = 0;
-    for (int b = 0; b <= 256; b++) {
-        while (k < n && (unsigned char)t->arena[t->entries[t->special_ids[k]].text_off] < b) k++;
-        t->special_first[b] = k;
+        if (is_special_type(t->entries[i].type)) n_nodes += t->entries[i].text_len;
+    if (n_nodes > INT32_MAX) return FLX_ENOMEM;
+    t->trie = malloc(n_nodes * sizeof *t->trie);
+    if (!t->trie) return FLX_ENOMEM;
+    t->trie[0] = (tok_trie_node){-1, -1, -1, 0};
+    t->n_trie = 1;
+    for (int32_t i = 0; i < t->n_tokens; i++) {
+        const tok_entry *e = &t->entries[i];
+        if (!is_special_type(e->type) || e->text_len == 0) continue;
+        int32_t node = 0;
+        for (uint32_t k = 0; k < e->text_len; k++) {
+            uint8_t b = (uint8_t)t->arena[e->text_off + k];
+            int32_t c = trie_child(t->trie, node, b);
+            if (c < 0) {
+                c = t->n_trie++;
+                t->trie[c] = (tok_trie_node){-1, t->trie[node].first_child, -1, b};
+                t->trie[node].first_child = c;
+            }
+            node = c;
+        }
+        if (t->trie[node].token < 0) t->trie[node].token = i;   /* same text twice: lowest id */
+        t->n_special++;
+        t->n_user += e->type == FLX_TOKEN_USER_DEFINED;
     }
     return FLX_OK;
 }
@@ -346,7 +354,7 @@ void flx_tokenizer_free(flx_tokenizer *t)
 {
     if (!t) return;
     if (t->kind == FLX_TOK_BPE) tok_bpe_free(t);
-    free(t->special_ids);
+    free(t->trie);
     free(t->lookup.slots);
     free(t->arena);
     free(t->entries);
@@ -375,18 +383,18 @@ const char *flx_tokenizer_token_text(const flx_tokenizer *tok, int32_t id)
 
 /* ---------------------------------------------------------------- encode */
 
-/* The special token starting at text[0..avail), longest first; -1 if none. */
+/* The longest special token starting at text[0..avail); -1 if none. */
 static int32_t match_special(const flx_tokenizer *t, const char *text, size_t avail,
                              int parse_special)
 {
-    unsigned b = (unsigned char)text[0];
-    for (int32_t k = t->special_first[b]; k < t->special_first[b + 1]; k++) {
-        int32_t id = t->special_ids[k];
-        const tok_entry *e = &t->entries[id];
-        if (!parse_special && e->type != FLX_TOKEN_USER_DEFINED) continue;
-        if (e->text_len <= avail && !memcmp(text, t->arena + e->text_off, e->text_len)) return id;
+    int32_t best = -1, node = 0;
+    for (size_t k = 0; k < avail; k++) {
+        node = trie_child(t->trie, node, (uint8_t)text[k]);
+        if (node < 0) break;
+        int32_t id = t->trie[node].token;
+        if (id >= 0 && (parse_special || t->entries[id].type == FLX_TOKEN_USER_DEFINED)) best = id;
     }
-    return -1;
+    return best;
 }
 
 static int encode_fragment(const flx_tokenizer *t, tok_scratch *s, const char *text, size_t bytes,
@@ -416,8 +424,9 @@ int flx_tokenizer_encode(const flx_tokenizer *tok, const char *text, size_t byte
      * dummy-prefix space, as llama.cpp does. */
     size_t start = 0, pos = 0;
     int after_special = 1;
+    int match_any = parse_special ? tok->n_special > 0 : tok->n_user > 0;
     while (!rc && pos < bytes) {
-        int32_t id = tok->n_special ? match_special(tok, text + pos, bytes - pos, parse_special) : -1;
+        int32_t id = match_any ? match_special(tok, text + pos, bytes - pos, parse_special) : -1;
         if (id < 0) { pos++; continue; }
         if (pos > start) rc = encode_fragment(tok, &s, text + start, pos - start, after_special, &out, err);
         if (!rc && (rc = tok_ids_push(&out, id))) rc = flx_fail(err, rc, "out of memory while encoding");

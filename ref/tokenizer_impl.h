@@ -46,6 +46,14 @@ uint32_t tok_hash_bytes(const void *data, size_t bytes);
 
 /* ---------------------------------------------------------------- tokenizer */
 
+/* A byte trie of the special-token texts, so that matching at a position
+ * costs the length of the match, not the number of special tokens. */
+typedef struct tok_trie_node {
+    int32_t first_child, next_sibling;   /* -1: none */
+    int32_t token;                       /* token ending here; -1: none */
+    uint8_t byte;                        /* the byte leading to this node */
+} tok_trie_node;
+
 /* One vocabulary entry.  `text` is the string as stored in the vocabulary
  * (byte-level unicode for BPE, U+2581 spaces for SPM, raw text for special
  * tokens); `piece` is what the token decodes to, as raw bytes. */
@@ -77,9 +85,10 @@ struct flx_tokenizer {
     /* Tokens matched as whole strings in the input before pre-tokenizing:
      * control/unknown tokens when parse_special, user-defined ones always.
      * Sorted by first byte, then by length (longest first). */
-    int32_t *special_ids;       /* [n_special] */
-    int32_t  n_special;
-    int32_t  special_first[257];/* special_ids[special_first[b] .. special_first[b+1]) start with byte b */
+    tok_trie_node *trie;        /* [n_trie]; node 0 is the root */
+    int32_t        n_trie;
+    int32_t        n_special;   /* control + unknown + user-defined */
+    int32_t        n_user;      /* user-defined: matched even without parse_special */
 
     /* BPE only */
     tok_pair_map merges;

@@ -254,3 +254,35 @@ Test(tok_bpe, byte_vocab_with_holes_and_no_merges)
     cr_assert(strstr(err.msg, "5000") && strstr(err.msg, "not in the vocabulary"), "%s", err.msg);
     flx_tokenizer_free(t);
 }
+
+/* Special tokens: the longest match wins, user-defined tokens are split out
+ * even without parse_special, control tokens only with it. */
+Test(tok_bpe, special_token_matching_rules)
+{
+    static char text[256][4];
+    const char *tokens[262];
+    int32_t types[262];
+    for (int b = 0; b < 256; b++) {
+        text[b][put_utf8(gpt2_cp(b), text[b])] = '\0';
+        tokens[b] = text[b];
+        types[b] = FLX_TOKEN_NORMAL;
+    }
+    tokens[256] = "<a>";   types[256] = FLX_TOKEN_CONTROL;
+    tokens[257] = "<a>b";  types[257] = FLX_TOKEN_CONTROL;
+    tokens[258] = "<u>";   types[258] = FLX_TOKEN_USER_DEFINED;
+    tokens[259] = NULL;    types[259] = 0;                      /* a hole */
+    tokens[260] = "<a>";   types[260] = FLX_TOKEN_CONTROL;      /* same text: lowest id wins */
+    tokens[261] = "<";     types[261] = FLX_TOKEN_UNKNOWN;
+    flx_vocab_desc d = {.kind = FLX_TOK_BPE, .n_tokens = 262, .tokens = tokens,
+                        .token_types = types, .bos_id = 256, .eos_id = -1, .unk_id = 261};
+    flx_tokenizer *t = NULL;
+    flx_error err = {0};
+    cr_assert_eq(flx_tokenizer_create(&t, &d, &err), FLX_OK, "%s", err.msg);
+    static const char s[] = "<a>bx<a><u><<a";
+    const int32_t special[] = {257, 'x', 256, 258, 261, 261, 'a'};
+    tok_expect(t, s, strlen(s), 0, 1, special, 7, "parse_special");
+    const int32_t plain[] = {'<', 'a', '>', 'b', 'x', '<', 'a', '>', 258, '<', '<', 'a'};
+    tok_expect(t, s, strlen(s), 0, 0, plain, 12, "user-defined only");
+    tok_round_trip(t, s, strlen(s), 0, "specials");
+    flx_tokenizer_free(t);
+}
