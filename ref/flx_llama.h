@@ -114,6 +114,11 @@ typedef struct flx_llama_state {
     int64_t  n_past;             /* positions held in the KV cache             */
     int64_t  n_rows;             /* rows of the last forward call in h         */
     int64_t  att_rows;           /* query rows per attention block             */
+    /* wall seconds spent so far, by kind of work (for benchmarks) */
+    double   t_linear;           /* the layers' projections (sgemm)            */
+    double   t_attention;        /* scores, softmax, P V                       */
+    double   t_other;            /* embedding, norms, RoPE, SwiGLU, residuals  */
+    double   t_head;             /* flx_llama_logits                           */
     /* activations of one forward call */
     float *x;          /* (max_tokens, d_model) residual stream                */
     float *xn;         /* (max_tokens, d_model) normed input of a linear; after

@@ -177,6 +177,8 @@ typedef struct flx_ppl_result {
     double   ppl_unc;           /* llama.cpp's +/- (reported for both)          */
     double   seconds;           /* forward + scoring wall time                  */
     double   tokens_per_second; /* evaluated tokens (windows * n_ctx) / seconds */
+    double   t_linear, t_attention, t_other, t_head;   /* forward breakdown (flx_llama_state) */
+    double   t_score;           /* NLL / KLD / record work on the logits        */
     double  *window_mean_nll;   /* [n_windows], owned                           */
     int      has_kld;
     flx_kld_summary kld;

@@ -308,6 +308,7 @@ static void attention(flx_llama_state *s, int layer, int64_t n)
 
 int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_error *err)
 {
+    double t_start = flx_now_seconds(), t_lin = 0.0, t_att = 0.0, t0;
     const flx_model *m = s->model;
     const flx_llama_config *c = &m->cfg;
     const flx_llama_weights *w = &m->w;
@@ -350,9 +351,11 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
         /* attention: xn = rmsnorm(x); q, k, v projections */
         rmsnorm(s, s->xn, s->x, L->attn_norm, n);
         if ((rc = call_linear_hook(s, l, FLX_LINEAR_QKV, s->xn, n, d, err))) return rc;
+        t0 = flx_now_seconds();
         linear(s->q, s->xn, L->wq, n, d, q_dim, q_dim);
         linear(kc, s->xn, L->wk, n, d, kv_dim, kv_dim);
         linear(vc, s->xn, L->wv, n, d, kv_dim, kv_dim);
+        t_lin += flx_now_seconds() - t0;
         if (bf16) {
             round_bf16_block(s->q, (size_t)(n * q_dim));
             round_bf16_block(kc, (size_t)(n * kv_dim));
@@ -373,18 +376,24 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
             }
         }
 
+        t0 = flx_now_seconds();
         attention(s, l, n);
+        t_att += flx_now_seconds() - t0;
 
         /* x += attn Wo^T */
         if ((rc = call_linear_hook(s, l, FLX_LINEAR_O, s->attn, n, q_dim, err))) return rc;
+        t0 = flx_now_seconds();
         linear(s->proj, s->attn, L->wo, n, q_dim, d, d);
+        t_lin += flx_now_seconds() - t0;
         residual_add(s->x, s->proj, (size_t)(n * d), bf16);
 
         /* x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
         rmsnorm(s, s->xn, s->x, L->ffn_norm, n);
         if ((rc = call_linear_hook(s, l, FLX_LINEAR_GATE_UP, s->xn, n, d, err))) return rc;
+        t0 = flx_now_seconds();
         linear(s->gate, s->xn, L->w_gate, n, d, c->d_ff, c->d_ff);
         linear(s->up, s->xn, L->w_up, n, d, c->d_ff, c->d_ff);
+        t_lin += flx_now_seconds() - t0;
         if (bf16) {
             round_bf16_block(s->gate, (size_t)(n * c->d_ff));
             round_bf16_block(s->up, (size_t)(n * c->d_ff));
@@ -392,7 +401,9 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
         swiglu_job sw = {s->gate, s->up, c->d_ff, bf16};
         flx_pool_for(s->pool, n, 8, swiglu_rows, &sw);
         if ((rc = call_linear_hook(s, l, FLX_LINEAR_DOWN, s->gate, n, c->d_ff, err))) return rc;
+        t0 = flx_now_seconds();
         linear(s->proj, s->gate, L->w_down, n, c->d_ff, d, d);
+        t_lin += flx_now_seconds() - t0;
         residual_add(s->x, s->proj, (size_t)(n * d), bf16);
     }
 
@@ -401,6 +412,9 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
     if ((rc = call_linear_hook(s, c->n_layers, FLX_LINEAR_HEAD, s->xn, n, d, err))) return rc;
     s->n_past += n;
     s->n_rows = n;
+    s->t_linear += t_lin;
+    s->t_attention += t_att;
+    s->t_other += flx_now_seconds() - t_start - t_lin - t_att;
     return FLX_OK;
 }
 
@@ -410,7 +424,9 @@ int flx_llama_logits(flx_llama_state *s, int64_t row0, int64_t n_rows, float *ou
     if (row0 < 0 || n_rows < 1 || row0 + n_rows > s->n_rows)
         return flx_fail(err, FLX_EINVAL, "logits: rows %lld..%lld requested, the last forward has %lld",
                         (long long)row0, (long long)(row0 + n_rows - 1), (long long)s->n_rows);
+    double t0 = flx_now_seconds();
     linear(out, s->xn + row0 * c->d_model, s->model->w.output, n_rows, c->d_model, c->n_vocab,
            c->n_vocab);
+    s->t_head += flx_now_seconds() - t0;
     return FLX_OK;
 }

@@ -201,7 +201,9 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
             if ((rc = flx_llama_logits(&st, r0, rows, logits, err))) goto done;
             score_job j = {logits, n_vocab, tokens + w * p->n_ctx + r0 + 1, nll, records, rec_u16,
                            base, w, r0 - p->first, kt};
+            double ts = flx_now_seconds();
             flx_pool_for(st.pool, rows, 4, score_rows, &j);
+            r->t_score += flx_now_seconds() - ts;
             for (int64_t i = 0; i < rows; i++) {
                 if (!isfinite(nll[i])) {
                     rc = flx_fail(err, FLX_ENUMERIC,
@@ -228,6 +230,10 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
         }
     }
     r->seconds = flx_now_seconds() - t0;
+    r->t_linear = st.t_linear;
+    r->t_attention = st.t_attention;
+    r->t_other = st.t_other;
+    r->t_head = st.t_head;
     r->n_scored = acc.count;
     r->mean_nll = acc.sum_nll / (double)acc.count;
     r->ppl = p->protocol == FLX_PPL_HF ? exp(sum_window_means / (double)p->n_windows)

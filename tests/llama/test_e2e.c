@@ -114,7 +114,7 @@ static int sh(const char *cmd, char **out)
 
 Test(e2e_cli, generate_greedy_prints_reference_text, .timeout = 60)
 {
-    char cmd[4096], *out, *want;
+    char cmd[16384], *out, *want;
     size_t bytes;
     flx_error err = {0};
     cr_assert_eq(flx_read_file(flx_test_data("stories260K/expected_greedy_n200.txt"), 1 << 20, &want,
@@ -150,8 +150,8 @@ static double final_ppl(const char *out, double *unc)
 
 Test(e2e_cli, ppl_both_protocols_on_tinystories, .timeout = 120)
 {
-    char cmd[4096], *out;
-    char model[2048], text[2048];   /* flx_test_data returns a static buffer */
+    char cmd[16384], *out;
+    char model[4096], text[4096];   /* flx_test_data returns a static buffer */
     snprintf(model, sizeof model, "%s", flx_test_data("stories260K/stories260K.gguf"));
     snprintf(text, sizeof text, "%s", flx_test_data("tinystories/tinystories_val_first_stories.txt"));
     const char *dir = flx_test_tmpdir();
@@ -212,8 +212,8 @@ Test(e2e_cli, ppl_both_protocols_on_tinystories, .timeout = 120)
 
 Test(e2e_cli, kl_divergence_against_a_saved_run, .timeout = 120)
 {
-    char cmd[4096], *out;
-    char model[2048], text[2048];   /* flx_test_data returns a static buffer */
+    char cmd[16384], *out;
+    char model[4096], text[4096];   /* flx_test_data returns a static buffer */
     snprintf(model, sizeof model, "%s", flx_test_data("stories260K/stories260K.gguf"));
     snprintf(text, sizeof text, "%s", flx_test_data("tinystories/tinystories_val_first_stories.txt"));
     const char *dir = flx_test_tmpdir();
@@ -245,7 +245,7 @@ Test(e2e_cli, kl_divergence_against_a_saved_run, .timeout = 120)
 
 Test(e2e_cli, bad_inputs_fail_cleanly)
 {
-    char cmd[4096], *out;
+    char cmd[16384], *out;
     const char *dir = flx_test_tmpdir();
     snprintf(cmd, sizeof cmd, "%s ppl --protocol gpu 2>&1", flx_test_bin());
     cr_assert_eq(sh(cmd, &out), 2);
