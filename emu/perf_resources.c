@@ -1,12 +1,13 @@
 /* perf_resources.c -- resource model per PE type and per buffer, HBM port
- * counts, and the board-power model built on the resulting utilization.
+ * counts, utilization and the fit check against the device's limits.
  *
  * DSP counts follow exactly from the PE packing in the spec (§1.3): an INT4
  * 2x2 PE uses 2 multipliers, an INT4 1x2 PE one, the INT8 PEs 2 and 1.  LUT
  * and memory costs are per-unit estimates (docs/perf-model.md, "Resource
  * model"): typical Vitis HLS figures, NOT calibrated against a FlexLLM
  * utilization report (none was found).  Buffers are costed in BRAM36 as
- * 512 x 72-bit and URAM as 4096 x 72-bit blocks. */
+ * 512 x 72-bit and URAM as 4096 x 72-bit blocks.  The board power built on the
+ * utilization lives in perf_power.c. */
 #include "flx_perf.h"
 
 #include <math.h>
@@ -208,13 +209,4 @@ int flx_perf_fits(const flx_perf_config *cfg, const flx_perf_resources *r, char 
             return 0;
         }
     return 1;
-}
-
-/* P = static + (active - static) * util / ref_util: the dynamic part scales
- * with the modelled utilization, anchored at the measured board power of the
- * reference design (docs/perf-model.md, "Power"). */
-double flx_perf_board_power(const flx_perf_config *cfg, double utilization)
-{
-    return cfg->pow.static_w +
-           (cfg->pow.active_w - cfg->pow.static_w) * utilization / cfg->pow.ref_util;
 }
