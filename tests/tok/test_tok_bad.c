@@ -32,7 +32,9 @@ static int load_variant(const char *added, const char *extra_vocab, const char *
     snprintf(json, sizeof json,
              "{\"added_tokens\":%s,\"model\":{\"type\":\"BPE\",\"vocab\":{%s%s},\"merges\":%s}%s}",
              added, members, extra_vocab, merges, rest);
-    snprintf(path, path_cap, "%s/tokenizer.json", flx_test_tmpdir());
+    static const char *dir = NULL;   /* one scratch folder per test process */
+    if (!dir) dir = flx_test_tmpdir();
+    snprintf(path, path_cap, "%s/tokenizer.json", dir);
     tok_write_file(path, json);
     flx_tokenizer *t = NULL;
     memset(err, 0, sizeof *err);
