@@ -230,11 +230,14 @@ typedef struct flx_perf_report {
 /* Prefill length after the host's padding (multiple of lcm(16, TP, Kp)). */
 int64_t flx_perf_prefill_pad(const flx_perf_config *cfg, int64_t n_tokens);
 
-/* Prefill kernel cycles for n_tokens prompt tokens (padded as the host does),
- * all layers, including the kernel call.  phase may be NULL. */
+/* Prefill kernel cycles for n_tokens tokens (padded as the host does), all
+ * layers, including the kernel call; fills rep's prefill fields (rep may be
+ * NULL to only validate). */
 int flx_perf_prefill(const flx_perf_config *cfg, int64_t n_tokens, flx_perf_report *rep,
                      flx_error *err);
-/* One decode step with context S keys (S = n + t + 1: current token included). */
+/* One decode step with context S keys (S = n + t + 1: current token included).
+ * ADDS the step's per-stage cycles and its total to *phase (zero it first to
+ * get one step alone); phase may be NULL to only validate. */
 int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_phase *phase,
                          flx_error *err);
 /* The whole host flow: prefill of P - 1 tokens, KV hand-over, D decode steps. */

@@ -5,7 +5,10 @@
  *            Q -> attention -> O -> FFN dataflow per token block;
  *   decode:  per token, per layer, modules strictly in sequence (attention
  *            pipelined over head iterations), then lm_head and sampling;
- *   host:    prefill of P - 1 tokens, KV hand-over over PCIe, D decode steps. */
+ *   host:    prefill of P - 1 tokens, KV hand-over over PCIe, D decode steps.
+ * Not modelled yet: the HMT plug-in's stages (spec §4: a 504-token summary
+ * prefill, fp32 cross-attention GEMVs and a 1024-token prefill per segment);
+ * flx_perf_prefill() can already time each stage length. */
 #include "flx_perf.h"
 
 #include <math.h>
@@ -109,7 +112,7 @@ static void stage_add(flx_perf_phase *ph, const char *name, flx_perf_module raw,
 
 static int check_cfg(const flx_perf_config *cfg, flx_error *err)
 {
-    if (!cfg) return flx_fail(err, FLX_EINVAL, "perf: no configuration");
+    if (!cfg) return flx_fail(err, FLX_EINVAL, "cycle model: no configuration");
     return FLX_OK;
 }
 
@@ -133,7 +136,7 @@ int flx_perf_prefill(const flx_perf_config *cfg, int64_t n_tokens, flx_perf_repo
     if (rc) return rc;
     if (n_tokens < 1 || n_tokens > cfg->max_prefill_tokens)
         return flx_fail(err, FLX_EINVAL,
-                        "perf: prefill of %lld tokens is outside [1, %d] (MAX_PRE_SEQ_LEN of %s)",
+                        "cycle model: prefill of %lld tokens is outside [1, %d] (MAX_PRE_SEQ_LEN of %s)",
                         (long long)n_tokens, cfg->max_prefill_tokens, cfg->name);
     const flx_perf_model *md = &cfg->model;
     const flx_perf_prefill_par *p = &cfg->pre;
@@ -250,7 +253,7 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
     if (rc) return rc;
     if (context < 1 || context > cfg->max_total_tokens)
         return flx_fail(err, FLX_EINVAL,
-                        "perf: decode context of %lld keys is outside [1, %d] (MAX_SUM_SEQ_LEN of %s)",
+                        "cycle model: decode context of %lld keys is outside [1, %d] (MAX_SUM_SEQ_LEN of %s)",
                         (long long)context, cfg->max_total_tokens, cfg->name);
     const flx_perf_model *md = &cfg->model;
     const flx_perf_decode_par *q = &cfg->dec;
@@ -351,22 +354,22 @@ int flx_perf_run(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t deco
     if (rc) return rc;
     memset(rep, 0, sizeof *rep);
     if (prompt_tokens < 1)
-        return flx_fail(err, FLX_EINVAL, "perf: the prompt needs at least 1 token, got %lld",
+        return flx_fail(err, FLX_EINVAL, "cycle model: the prompt needs at least 1 token, got %lld",
                         (long long)prompt_tokens);
     if (decode_tokens < 1 || decode_tokens > cfg->max_decode_tokens)
         return flx_fail(err, FLX_EINVAL,
-                        "perf: %lld decode tokens is outside [1, %d] (MAX_DEC_SEQ_LEN of %s)",
+                        "cycle model: %lld decode tokens is outside [1, %d] (MAX_DEC_SEQ_LEN of %s)",
                         (long long)decode_tokens, cfg->max_decode_tokens, cfg->name);
     int64_t n = prompt_tokens - 1;   /* the last prompt token starts decode */
     if (n > cfg->max_prefill_tokens)
         return flx_fail(err, FLX_EINVAL,
-                        "perf: a %lld-token prompt prefills %lld tokens, more than %d "
+                        "cycle model: a %lld-token prompt prefills %lld tokens, more than %d "
                         "(MAX_PRE_SEQ_LEN of %s; the host truncates prompts)",
                         (long long)prompt_tokens, (long long)n, cfg->max_prefill_tokens,
                         cfg->name);
     if (n + decode_tokens > cfg->max_total_tokens)
         return flx_fail(err, FLX_EINVAL,
-                        "perf: %lld prefill + %lld decode positions exceed %d "
+                        "cycle model: %lld prefill + %lld decode positions exceed %d "
                         "(MAX_SUM_SEQ_LEN of %s: RoPE table and KV caches)",
                         (long long)n, (long long)decode_tokens, cfg->max_total_tokens, cfg->name);
     double hz = cfg->tim.clock_mhz * 1e6;

@@ -19,7 +19,7 @@
 
 #define MAX_CONFIG_BYTES (1u << 20)
 
-typedef enum { F_INT, F_DOUBLE } field_type;
+typedef enum { F_INT, F_INT64, F_DOUBLE } field_type;
 
 typedef struct field_spec {
     const char *section;  /* object key, NULL for top level */
@@ -58,25 +58,19 @@ static const field_spec fields[] = {
     {"memory", "hbm_efficiency", F_DOUBLE, OFF(dev.hbm_efficiency)},
     {"memory", "axi_port_bytes", F_INT, OFF(dev.axi_port_bytes)},
     {"memory", "pcie_gbps", F_DOUBLE, OFF(dev.pcie_gbps)},
-    {"resources", "luts", F_DOUBLE, OFF(dev.luts)},
-    {"resources", "dsps", F_DOUBLE, OFF(dev.dsps)},
-    {"resources", "bram36", F_DOUBLE, OFF(dev.bram36)},
-    {"resources", "urams", F_DOUBLE, OFF(dev.urams)},
-    {"resources", "shell_luts", F_DOUBLE, OFF(dev.shell_luts)},
-    {"resources", "shell_dsps", F_DOUBLE, OFF(dev.shell_dsps)},
-    {"resources", "shell_bram36", F_DOUBLE, OFF(dev.shell_bram36)},
-    {"resources", "shell_urams", F_DOUBLE, OFF(dev.shell_urams)},
+    {"resources", "luts", F_INT64, OFF(dev.luts)},
+    {"resources", "dsps", F_INT64, OFF(dev.dsps)},
+    {"resources", "bram36", F_INT64, OFF(dev.bram36)},
+    {"resources", "urams", F_INT64, OFF(dev.urams)},
+    {"resources", "shell_luts", F_INT64, OFF(dev.shell_luts)},
+    {"resources", "shell_dsps", F_INT64, OFF(dev.shell_dsps)},
+    {"resources", "shell_bram36", F_INT64, OFF(dev.shell_bram36)},
+    {"resources", "shell_urams", F_INT64, OFF(dev.shell_urams)},
     {"power", "static_w", F_DOUBLE, OFF(pow.static_w)},
     {"power", "active_w", F_DOUBLE, OFF(pow.active_w)},
     {"power", "ref_util", F_DOUBLE, OFF(pow.ref_util)},
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
-/* The resources are whole counts stored as int64: parsed as numbers then
- * checked integral. */
-static int is_int64_field(size_t off)
-{
-    return off >= OFF(dev.luts) && off <= OFF(dev.shell_urams);
-}
 
 static const char *const sections[] = {"prefill", "decode", "limits", "timing",
                                        "memory", "resources", "power"};
@@ -110,11 +104,11 @@ static int parse_field(const cJSON *root, const field_spec *f, const char *file,
         return flx_fail(err, FLX_EFORMAT, "%s: field '%s.%s' is not finite", file, f->section,
                         f->key);
     char *base = (char *)cfg;
-    if (f->type == F_INT || is_int64_field(f->offset)) {
+    if (f->type != F_DOUBLE) {
         if (d != floor(d))
             return flx_fail(err, FLX_EFORMAT, "%s: field '%s.%s' must be an integer, got %g",
                             file, f->section, f->key, d);
-        if (is_int64_field(f->offset)) {
+        if (f->type == F_INT64) {
             if (fabs(d) > 1e15)
                 return flx_fail(err, FLX_EFORMAT, "%s: field '%s.%s' is out of range (%g)",
                                 file, f->section, f->key, d);
@@ -156,7 +150,6 @@ int flx_perf_config_parse(const char *json, const char *file, flx_perf_config *c
             rc = flx_fail(err, FLX_EFORMAT, "%s: unknown field '%s'", file, it->string);
             goto done;
         }
-        if (!ok) continue;
         for (size_t s = 0; s < N_SECTIONS; s++) {
             if (strcmp(it->string, sections[s]) || !cJSON_IsObject(it)) continue;
             for (const cJSON *k = it->child; k; k = k->next)
@@ -358,13 +351,13 @@ const char *const *flx_perf_config_dirs(void)
 int flx_perf_config_find(const char *name, const char *config_dir, flx_perf_config *cfg,
                          flx_error *err)
 {
-    if (!name || !*name) return flx_fail(err, FLX_EINVAL, "perf: empty configuration name");
+    if (!name || !*name) return flx_fail(err, FLX_EINVAL, "cycle model: empty configuration name");
     size_t len = strlen(name);
     int is_path = strchr(name, '/') || (len > 5 && !strcmp(name + len - 5, ".json"));
     if (is_path || flx_file_exists(name)) return flx_perf_config_load(name, cfg, err);
     for (const char *c = name; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '-'))
-            return flx_fail(err, FLX_EINVAL, "perf: '%s' is neither a file nor a configuration "
+            return flx_fail(err, FLX_EINVAL, "cycle model: '%s' is neither a file nor a configuration "
                             "name ([a-z0-9_-])", name);
     char file[128];
     snprintf(file, sizeof file, "%s.json", name);
@@ -372,7 +365,7 @@ int flx_perf_config_find(const char *name, const char *config_dir, flx_perf_conf
     const char *const *dirs = config_dir ? single : flx_perf_config_dirs();
     for (int i = 0; dirs[i]; i++) {
         char *p = flx_path_join(dirs[i], file);
-        if (!p) return flx_fail(err, FLX_ENOMEM, "perf: out of memory");
+        if (!p) return flx_fail(err, FLX_ENOMEM, "cycle model: out of memory");
         if (flx_file_exists(p)) {
             int rc = flx_perf_config_load(p, cfg, err);
             free(p);
@@ -381,7 +374,7 @@ int flx_perf_config_find(const char *name, const char *config_dir, flx_perf_conf
         free(p);
     }
     return flx_fail(err, FLX_ENOTFOUND,
-                    "perf: no configuration named '%s' (looked for %s in %s%s%s); known: u280, "
+                    "cycle model: no configuration named '%s' (looked for %s in %s%s%s); known: u280, "
                     "u280_mem_opt (production), u280_mem_opt_new, v80, or a path to a .json file",
                     name, file, dirs[0], dirs[1] ? " and " : "", dirs[1] ? dirs[1] : "");
 }

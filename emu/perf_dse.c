@@ -145,7 +145,7 @@ int flx_dse_eval(const flx_perf_config *base, flx_dse_family fam, const flx_perf
     int64_t n = prompt_tokens - 1;
     if (n < 1 || n > base->max_prefill_tokens || decode_tokens < 1 ||
         decode_tokens > base->max_decode_tokens || n + decode_tokens > base->max_total_tokens)
-        return flx_fail(err, FLX_EINVAL, "dse: prompt %lld / decode %lld outside the limits of %s",
+        return flx_fail(err, FLX_EINVAL, "design-space sweep: prompt %lld / decode %lld outside the limits of %s",
                         (long long)prompt_tokens, (long long)decode_tokens, base->name);
     flx_perf_config c = *base;
     int rc = FLX_OK;
@@ -170,7 +170,7 @@ int flx_dse_eval(const flx_perf_config *base, flx_dse_family fam, const flx_perf
         pt->pre = c.pre;
         pt->dec = c.dec;
         flx_perf_report *rep = calloc(1, sizeof *rep);
-        if (!rep) return flx_fail(err, FLX_ENOMEM, "dse: out of memory");
+        if (!rep) return flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
         rc = flx_perf_prefill(&c, n, rep, err);
         pt->prefill_s = rep->prefill.cycles / hz;
         free(rep);
@@ -245,7 +245,7 @@ int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t deco
     if (n < 1 || n > base->max_prefill_tokens || decode_tokens < 1 ||
         decode_tokens > base->max_decode_tokens || n + decode_tokens > base->max_total_tokens)
         return flx_fail(err, FLX_EINVAL,
-                        "dse: a %lld-token prompt and %lld decode tokens exceed the limits of %s "
+                        "design-space sweep: a %lld-token prompt and %lld decode tokens exceed the limits of %s "
                         "(prefill <= %d, decode <= %d, total <= %d)",
                         (long long)prompt_tokens, (long long)decode_tokens, base->name,
                         base->max_prefill_tokens, base->max_decode_tokens, base->max_total_tokens);
@@ -264,7 +264,7 @@ int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t deco
         free(po);
         free(dopt);
         flx_dse_free(res);
-        return flx_fail(err, FLX_ENOMEM, "dse: out of memory");
+        return flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
     }
     int rc = FLX_OK, n_po = 0, n_do = 0;
     double hz = hz_of(base);
@@ -324,7 +324,7 @@ int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t deco
             pt.res = po[i].res;
             flx_perf_resources_add(&pt.res, &dopt[j].res);
             finish_point(base, &pt);
-            if (push(res, cap, base, &pt)) rc = flx_fail(err, FLX_ENOMEM, "dse: too many points");
+            if (push(res, cap, base, &pt)) rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
         }
     /* unified spatial: the prefill kernel alone */
     for (int i = 0; i < n_po && !rc; i++) {
@@ -336,7 +336,7 @@ int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t deco
         pt.decode_s = po[i].spatial_decode_s;
         pt.res = po[i].res;
         finish_point(base, &pt);
-        if (push(res, cap, base, &pt)) rc = flx_fail(err, FLX_ENOMEM, "dse: too many points");
+        if (push(res, cap, base, &pt)) rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
     }
     /* unified temporal */
     for (size_t a = 0; a < 3 && !rc; a++)
@@ -349,7 +349,7 @@ int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t deco
                 if (flx_dse_eval(base, FLX_DSE_TEMPORAL, &p, NULL, prompt_tokens, decode_tokens,
                                  &pt, &e2))
                     continue;
-                if (push(res, cap, base, &pt)) rc = flx_fail(err, FLX_ENOMEM, "dse: too many points");
+                if (push(res, cap, base, &pt)) rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
             }
     free(po);
     free(dopt);
@@ -380,7 +380,7 @@ int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t deco
     if (!idx || !res->pareto) {
         free(idx);
         flx_dse_free(res);
-        return flx_fail(err, FLX_ENOMEM, "dse: out of memory");
+        return flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
     }
     for (int64_t i = 0; i < res->n_points; i++) idx[i] = i;
     sort_ctx sc = {res->points};
