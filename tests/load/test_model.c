@@ -521,3 +521,53 @@ Test(model, untied_config_without_lm_head_names_the_tensor)
     cr_assert_eq(flx_model_load(&m, dir, &err), FLX_ENOTFOUND);
     cr_assert(strstr(err.msg, "model.layers.5.input_layernorm.weight"), "%s", err.msg);
 }
+
+Test(model, f16_folder_is_rounded_f32)
+{
+    char src[4096];
+    snprintf(src, sizeof src, "%s", flx_test_data("stories260K/hf/model.safetensors"));
+    flx_safetensors st;
+    flx_error err = {0};
+    cr_assert_eq(flx_st_open(&st, src, &err), FLX_OK, "%s", err.msg);
+    flx_st_desc *d = calloc(st.n_tensors, sizeof *d);
+    const void **data = calloc(st.n_tensors, sizeof *data);
+    for (size_t i = 0; i < st.n_tensors; i++) {
+        const flx_st_tensor *t = &st.tensors[i];
+        d[i].name = t->name;
+        d[i].dtype = FLX_ST_F16;
+        d[i].n_dims = t->n_dims;
+        memcpy(d[i].shape, t->shape, sizeof d[i].shape);
+        uint16_t *h = malloc((size_t)t->n_elems * 2);
+        for (int64_t k = 0; k < t->n_elems; k++) {
+            float f;
+            memcpy(&f, t->data + 4 * k, 4);
+            h[k] = flx_f32_to_f16(f);
+        }
+        data[i] = h;
+    }
+    const char *dir = flx_test_tmpdir();
+    char p[512];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    cr_assert_eq(flx_st_write(p, d, data, st.n_tensors, NULL, NULL, 0, &err), FLX_OK, "%s", err.msg);
+    size_t n;
+    uint8_t *cfg = read_all(flx_test_data("stories260K/hf/config.json"), &n);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_bytes(p, cfg, n);
+    free(cfg);
+    flx_model a, h;
+    load_ok(&a, flx_test_data("stories260K/hf"));
+    load_ok(&h, dir);
+    cr_assert_str_eq(h.dtypes, "F16 x47");
+    for (int l = 0; l < 5; l++)
+        for (int w = 0; w < 9; w++) {
+            const float *x = layer_ptr(&a.w.layers[l], w), *y = layer_ptr(&h.w.layers[l], w);
+            for (size_t i = 0; i < n_matrix(&a.cfg, w); i++)
+                cr_assert_eq(y[i], flx_f16_to_f32(flx_f32_to_f16(x[i])), "l%d w%d [%zu]", l, w, i);
+        }
+    for (size_t i = 0; i < st.n_tensors; i++) free((void *)data[i]);
+    free(data);
+    free(d);
+    flx_st_close(&st);
+    flx_model_free(&a);
+    flx_model_free(&h);
+}
