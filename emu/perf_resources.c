@@ -31,9 +31,13 @@
 
 typedef struct fp_bundle { double fmul, fadd, fdiv, fexp; } fp_bundle;
 
-static void add_fp(flx_perf_resources *r, double lanes, fp_bundle b)
+/* Versal DSP58 blocks do an fp32 multiply or add in one block (DSPFP32 mode,
+ * AM004); UltraScale+ DSP48E2 needs the counts above. */
+static void add_fp(const flx_perf_config *cfg, flx_perf_resources *r, double lanes, fp_bundle b)
 {
-    r->dsps += lanes * (b.fmul * DSP_FMUL + b.fadd * DSP_FADD + b.fexp * DSP_FEXP);
+    int dsp58 = cfg->dev.kind == FLX_PERF_DEV_V80;
+    double dmul = dsp58 ? 1 : DSP_FMUL, dadd = dsp58 ? 1 : DSP_FADD;
+    r->dsps += lanes * (b.fmul * dmul + b.fadd * dadd + b.fexp * DSP_FEXP);
     r->luts += lanes * (b.fmul * LUT_FMUL + b.fadd * LUT_FADD + b.fdiv * LUT_FDIV +
                         b.fexp * LUT_FEXP);
 }
@@ -51,13 +55,13 @@ static void add_buffer(flx_perf_resources *r, double depth, double width_bits)
 
 /* ---------------------------------------------------------------- prefill kernel */
 
-static void prefill_linear(flx_perf_resources *r, int tp, int wp, int k_in)
+static void prefill_linear(const flx_perf_config *cfg, flx_perf_resources *r, int tp, int wp, int k_in)
 {
     double pes = (tp / 2.0) * (wp / 2.0);
     r->dsps += 2 * pes;
     r->luts += LUT_PE_I4_2X2 * pes;
     add_buffer(r, k_in, tp * 4.0);                          /* activation buffer */
-    add_fp(r, tp, (fp_bundle){3, 1, 0, 0});                  /* dequantizer       */
+    add_fp(cfg, r, tp, (fp_bundle){3, 1, 0, 0});                  /* dequantizer       */
     r->luts += 3 * LUT_PER_TASK;
 }
 
@@ -68,10 +72,10 @@ static void prefill_kernel(const flx_perf_config *cfg, flx_perf_resources *r, in
     const flx_perf_prefill_par *p = &cfg->pre;
     int tp = p->tp, L = cfg->max_prefill_tokens;
     if (with_arrays) {
-        prefill_linear(r, tp, p->qkvo_wp, m->dim);          /* kq */
-        prefill_linear(r, tp, p->qkvo_wp, m->dim);          /* vo */
-        for (int i = 0; i < 2; i++) prefill_linear(r, tp, p->ffn_wp, m->dim);  /* gate, up */
-        prefill_linear(r, tp, p->ffn_wp, m->inter_dim);      /* down */
+        prefill_linear(cfg, r, tp, p->qkvo_wp, m->dim);          /* kq */
+        prefill_linear(cfg, r, tp, p->qkvo_wp, m->dim);          /* vo */
+        for (int i = 0; i < 2; i++) prefill_linear(cfg, r, tp, p->ffn_wp, m->dim);  /* gate, up */
+        prefill_linear(cfg, r, tp, p->ffn_wp, m->inter_dim);      /* down */
         /* attention arrays: TP/2 x Kp/2 and TP/2 x Vp/2 INT8 2x2 PEs */
         double qk_pes = (tp / 2.0) * (p->k_par / 2.0), av_pes = (tp / 2.0) * (p->v_par / 2.0);
         r->dsps += 2 * (qk_pes + av_pes);
@@ -82,14 +86,14 @@ static void prefill_kernel(const flx_perf_config *cfg, flx_perf_resources *r, in
     add_buffer(r, L, tp * 32.0);                         /* softmax row       */
     /* float lanes: norms x3, quantizers x5, static quant/dequant x5, RoPE x2,
      * softmax, SiLU, gate, residual x2, FHT butterflies */
-    add_fp(r, tp * 3.0, (fp_bundle){2, 1, 1, 0});
-    add_fp(r, tp * 5.0, (fp_bundle){0, 1, 1, 0});
-    add_fp(r, tp * 5.0, (fp_bundle){2, 0, 1, 0});
-    add_fp(r, tp * 2.0, (fp_bundle){4, 2, 0, 0});
-    add_fp(r, tp, (fp_bundle){1, 2, 1, 1});
-    add_fp(r, tp, (fp_bundle){1, 1, 1, 1});
-    add_fp(r, tp * 2.0, (fp_bundle){0, 1, 0, 0});
-    add_fp(r, tp, (fp_bundle){0, 2, 1, 0});
+    add_fp(cfg, r, tp * 3.0, (fp_bundle){2, 1, 1, 0});
+    add_fp(cfg, r, tp * 5.0, (fp_bundle){0, 1, 1, 0});
+    add_fp(cfg, r, tp * 5.0, (fp_bundle){2, 0, 1, 0});
+    add_fp(cfg, r, tp * 2.0, (fp_bundle){4, 2, 0, 0});
+    add_fp(cfg, r, tp, (fp_bundle){1, 2, 1, 1});
+    add_fp(cfg, r, tp, (fp_bundle){1, 1, 1, 1});
+    add_fp(cfg, r, tp * 2.0, (fp_bundle){0, 1, 0, 0});
+    add_fp(cfg, r, tp, (fp_bundle){0, 2, 1, 0});
     for (int i = 0; i < 3; i++) add_buffer(r, m->dim, tp * 32.0);      /* norm buffers  */
     for (int i = 0; i < 4; i++) add_buffer(r, m->dim, tp * 32.0);      /* quant buffers */
     add_buffer(r, m->inter_dim, tp * 32.0);                            /* down quant    */
@@ -114,7 +118,7 @@ static void decode_kernel(const flx_perf_config *cfg, flx_perf_resources *r, int
     double pes = (double)d->block * (d->w_par / 2.0);
     r->dsps += pes;
     r->luts += LUT_PE_I4_1X2 * pes;
-    add_fp(r, d->block, (fp_bundle){3, 1, 0, 0});
+    add_fp(cfg, r, d->block, (fp_bundle){3, 1, 0, 0});
     for (int u = 0; u < d->unroll; u++) add_buffer(r, m->inter_dim, 4.0 * 8);  /* inputs */
     /* attention: HP lanes of Kp/2 and Vp/2 INT8 1x2 PEs */
     double att = (double)d->head_par * (d->k_par / 2.0 + d->v_par / 2.0);
@@ -129,11 +133,11 @@ static void decode_kernel(const flx_perf_config *cfg, flx_perf_resources *r, int
     }
     /* float lanes: norms (B_T), quantizers (B), RoPE/quant8/dequant/softmax (HP),
      * SiLU/gate/FHT (B), residual (B_T) */
-    add_fp(r, d->block_t * 2.0, (fp_bundle){2, 1, 1, 0});
-    add_fp(r, d->block * 2.0, (fp_bundle){0, 1, 1, 0});
-    add_fp(r, d->head_par, (fp_bundle){8, 4, 3, 1});
-    add_fp(r, d->block, (fp_bundle){1, 3, 1, 1});
-    add_fp(r, d->block_t, (fp_bundle){0, 1, 0, 0});
+    add_fp(cfg, r, d->block_t * 2.0, (fp_bundle){2, 1, 1, 0});
+    add_fp(cfg, r, d->block * 2.0, (fp_bundle){0, 1, 1, 0});
+    add_fp(cfg, r, d->head_par, (fp_bundle){8, 4, 3, 1});
+    add_fp(cfg, r, d->block, (fp_bundle){1, 3, 1, 1});
+    add_fp(cfg, r, d->block_t, (fp_bundle){0, 1, 0, 0});
     for (int i = 0; i < 6; i++) add_buffer(r, m->dim / d->block_t, 32.0 * d->block_t);
     add_buffer(r, 2.0 * m->inter_dim / d->block, 32.0 * d->block);      /* FHT */
     add_buffer(r, m->inter_dim / d->block, 32.0 * d->block);            /* quant */
