@@ -249,7 +249,7 @@ static int gptq_qkv_hook(void *vctx, int layer, float *q, float *k, float *v, in
 static size_t layer_hessian_bytes(const flx_llama_config *c)
 {
     size_t d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim, f = (size_t)c->d_ff;
-    return (2 * d * d + qd * qd + f * f) * sizeof(double);
+    return (2 * d * d + qd * qd + f * f) * sizeof(float);
 }
 
 int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,

@@ -60,17 +60,19 @@ int flx_rtn(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, f
 
 /* ---------------------------------------------------------------- Hessians */
 
-/* H = (2 / n_samples) sum_t x_t^T x_t over the rows x_t fed to a linear. */
+/* GPTQ's H = (2 / n_samples) sum_t x_t^T x_t over the rows x_t fed to a
+ * linear, held unscaled: h = sum_t x_t^T x_t (GPTQ is invariant to the
+ * scale; the damping is relative).  Float, accumulated by OpenBLAS ssyrk,
+ * to halve the memory of whole-model runs (8192^2 floats = 256 MiB). */
 typedef struct flx_hessian {
     int32_t n_in;
     int64_t n_samples;
-    double *h;            /* (n_in, n_in), both triangles after finish   */
+    float  *h;            /* (n_in, n_in); only the upper triangle (j >= i) */
 } flx_hessian;
 
 int  flx_hessian_init(flx_hessian *h, int32_t n_in, flx_error *err);
 void flx_hessian_free(flx_hessian *h);
-/* Adds n_rows rows x (n_rows, n_in); float products per call (ssyrk),
- * accumulated into double across calls. */
+/* Adds the n_rows rows of x (n_rows, n_in). */
 int  flx_hessian_add(flx_hessian *h, const float *x, int64_t n_rows, flx_error *err);
 
 /* ---------------------------------------------------------------- GPTQ */

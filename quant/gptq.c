@@ -102,7 +102,7 @@ int flx_hessian_init(flx_hessian *h, int32_t n_in, flx_error *err)
     memset(h, 0, sizeof *h);
     if (n_in < 1 || n_in > 65536) return flx_fail(err, FLX_EINVAL, "Hessian: width %d out of range", (int)n_in);
     h->h = calloc((size_t)n_in * n_in, sizeof *h->h);
-    if (!h->h) return flx_fail(err, FLX_ENOMEM, "Hessian: out of memory for %d x %d doubles", (int)n_in, (int)n_in);
+    if (!h->h) return flx_fail(err, FLX_ENOMEM, "Hessian: out of memory for %d x %d floats", (int)n_in, (int)n_in);
     h->n_in = n_in;
     return FLX_OK;
 }
@@ -117,16 +117,10 @@ void flx_hessian_free(flx_hessian *h)
 int flx_hessian_add(flx_hessian *h, const float *x, int64_t n_rows, flx_error *err)
 {
     const int32_t n = h->n_in;
-    float *tmp = malloc((size_t)n * n * sizeof *tmp);
-    if (!tmp) return flx_fail(err, FLX_ENOMEM, "Hessian: out of memory");
-    /* row chunks: float products of at most 1024 rows, summed in double */
-    for (int64_t r0 = 0; r0 < n_rows; r0 += 1024) {
-        int64_t nr = n_rows - r0 < 1024 ? n_rows - r0 : 1024;
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)nr, 1.0f, x + r0 * n, n, 0.0f, tmp, n);
-        for (int32_t i = 0; i < n; i++)
-            for (int32_t j = i; j < n; j++) h->h[(size_t)i * n + j] += tmp[(size_t)i * n + j];
+    for (int64_t r0 = 0; r0 < n_rows; r0 += 4096) {
+        int64_t nr = n_rows - r0 < 4096 ? n_rows - r0 : 4096;
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)nr, 1.0f, x + r0 * n, n, 1.0f, h->h, n);
     }
-    free(tmp);
     h->n_samples += n_rows;
     return FLX_OK;
 }
@@ -134,7 +128,7 @@ int flx_hessian_add(flx_hessian *h, const float *x, int64_t n_rows, flx_error *e
 /* H as a full symmetric matrix (only the upper triangle is accumulated). */
 static double hsym(const flx_hessian *h, int32_t i, int32_t j)
 {
-    return i <= j ? h->h[(size_t)i * h->n_in + j] : h->h[(size_t)j * h->n_in + i];
+    return i <= j ? (double)h->h[(size_t)i * h->n_in + j] : (double)h->h[(size_t)j * h->n_in + i];
 }
 
 double flx_hessian_error(const flx_hessian *h, const float *w, const float *w_hat, int32_t n_out)
@@ -163,28 +157,28 @@ flx_gptq_opts flx_gptq_opts_default(void)
     return o;
 }
 
-/* Upper Cholesky factor U of inverse(H + damp I): H^-1 = U^T U, row-major.
- * Returns the LAPACK info (0 = ok). */
-static int inverse_cholesky(const double *hfull, int32_t n, double damp, double *u)
+/* In place: a (n, n) holds H + damp I on entry and the upper Cholesky
+ * factor U of its inverse, row-major (H^-1 = U^T U), on success.  Returns
+ * the LAPACK info (0 = ok). */
+static int inverse_cholesky(double *a, int32_t n)
 {
-    double *a = malloc((size_t)n * n * sizeof *a);
-    if (!a) return -1000;
-    memcpy(a, hfull, (size_t)n * n * sizeof *a);
-    for (int32_t i = 0; i < n; i++) a[(size_t)i * n + i] += damp;
     int info = 0;
     /* symmetric: row-major memory is the same matrix in column-major */
     dpotrf_("L", &n, a, &n, &info);
     if (info == 0) dpotri_("L", &n, a, &n, &info);
-    if (info == 0) {
-        for (int32_t j = 0; j < n; j++)           /* column-major (i, j), i > j: a[i + j n] */
-            for (int32_t i = j + 1; i < n; i++) a[(size_t)j + (size_t)i * n] = a[(size_t)i + (size_t)j * n];
-        dpotrf_("U", &n, a, &n, &info);
-    }
-    if (info == 0)
-        for (int32_t i = 0; i < n; i++)
-            for (int32_t j = 0; j < n; j++) u[(size_t)i * n + j] = j >= i ? a[(size_t)i + (size_t)j * n] : 0.0;
-    free(a);
-    return info;
+    if (info != 0) return info;
+    for (int32_t j = 0; j < n; j++)           /* column-major (i, j), i > j: a[i + j n] */
+        for (int32_t i = j + 1; i < n; i++) a[(size_t)j + (size_t)i * n] = a[(size_t)i + (size_t)j * n];
+    dpotrf_("U", &n, a, &n, &info);
+    if (info != 0) return info;
+    /* column-major U(i, j) (i <= j) sits at a[i + j n] = row-major [j][i]:
+     * transpose in place, zeroing the lower triangle */
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t j = i + 1; j < n; j++) {
+            a[(size_t)i * n + j] = a[(size_t)j * n + i];
+            a[(size_t)j * n + i] = 0.0;
+        }
+    return 0;
 }
 
 typedef struct gptq_ctx {
@@ -255,14 +249,14 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
                         (int)opts->block_size, opts->damp);
     const int32_t n = n_in, g = wq->group_size > 0 ? wq->group_size : n_in, ng = n / g;
     const size_t nn = (size_t)n * n;
-    double *H = malloc(nn * sizeof *H), *U = malloc(nn * sizeof *U);
+    double *U = malloc(nn * sizeof *U);
     double *W = malloc((size_t)n_out * n * sizeof *W);
     double *err1 = malloc((size_t)n_out * opts->block_size * sizeof *err1);
     double *loss_row = calloc((size_t)n_out, sizeof *loss_row);
     int32_t *perm = malloc((size_t)n * sizeof *perm);
     diag_sort *ds = malloc((size_t)n * sizeof *ds);
     float *tmp = malloc((size_t)g * sizeof *tmp);
-    if (!H || !U || !W || !err1 || !loss_row || !perm || !ds || !tmp) {
+    if (!U || !W || !err1 || !loss_row || !perm || !ds || !tmp) {
         rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory for a %d x %d weight", (int)n_out, (int)n_in);
         goto done;
     }
@@ -281,33 +275,38 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
     if (opts->act_order) qsort(ds, (size_t)n, sizeof *ds, by_diag_desc);
     for (int32_t i = 0; i < n; i++) perm[i] = ds[i].i;
 
-    /* Permuted H and W; dead columns (diag 0) get H_ii = 1 and w = 0. */
+    /* Permuted W; dead columns (diag H = 0) get w = 0 and H_ii = 1. */
     double mean_diag = 0.0;
-    for (int32_t i = 0; i < n; i++)
-        for (int32_t j = 0; j < n; j++) H[(size_t)i * n + j] = hsym(h, perm[i], perm[j]);
     for (int64_t r = 0; r < n_out; r++)
         for (int32_t i = 0; i < n; i++) W[r * n + i] = w[r * n + perm[i]];
     for (int32_t i = 0; i < n; i++) {
-        if (H[(size_t)i * n + i] == 0.0) {
-            H[(size_t)i * n + i] = 1.0;
-            for (int64_t r = 0; r < n_out; r++) W[r * n + i] = 0.0;
-        }
-        mean_diag += H[(size_t)i * n + i];
-    }
-    mean_diag /= n;
-    for (size_t i = 0; i < nn; i++)
-        if (!isfinite(H[i])) {
+        double dii = hsym(h, perm[i], perm[i]);
+        if (!isfinite(dii)) {
             rc = flx_fail(err, FLX_ENUMERIC, "GPTQ: the Hessian holds a non-finite value (NaN/Inf activations?)");
             goto done;
         }
+        if (dii == 0.0) {
+            dii = 1.0;
+            for (int64_t r = 0; r < n_out; r++) W[r * n + i] = 0.0;
+        }
+        mean_diag += dii;
+    }
+    mean_diag /= n;
     double damp = opts->damp * mean_diag;
     int info = -1;
     for (int attempt = 0; attempt < 4 && info != 0; attempt++, damp *= 10.0) {
-        info = inverse_cholesky(H, n, damp, U);
-        if (info == -1000) {
-            rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory for the Cholesky factorisation");
-            goto done;
+        /* U <- permuted H + damp I, then factor in place */
+        for (int32_t i = 0; i < n; i++) {
+            for (int32_t j = 0; j < n; j++) U[(size_t)i * n + j] = hsym(h, perm[i], perm[j]);
+            if (U[(size_t)i * n + i] == 0.0) U[(size_t)i * n + i] = 1.0;
+            U[(size_t)i * n + i] += damp;
         }
+        for (size_t i = 0; i < nn; i++)
+            if (!isfinite(U[i])) {
+                rc = flx_fail(err, FLX_ENUMERIC, "GPTQ: the Hessian holds a non-finite value (NaN/Inf activations?)");
+                goto done;
+            }
+        info = inverse_cholesky(U, n);
     }
     if (info != 0) {
         rc = flx_fail(err, FLX_ENUMERIC, "GPTQ: H + damping is not positive definite (LAPACK info %d)", info);
@@ -332,6 +331,6 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
         *loss = s;
     }
 done:
-    free(H); free(U); free(W); free(err1); free(loss_row); free(perm); free(ds); free(tmp);
+    free(U); free(W); free(err1); free(loss_row); free(perm); free(ds); free(tmp);
     return rc;
 }
