@@ -170,6 +170,15 @@ int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8
                         int64_t n_tokens, int64_t n_out, int64_t n_in, int acc_bits,
                         flx_pool *pool);
 
+/* 1 when the CPU runs AVX-512 VNNI (checked at run time). */
+int flx_emu_vnni_available(void);
+/* Exact sums only (no wrap): acc[t][o] = sum_k uint4(a[t][k]) * int4(w[o][k])
+ * through vpdpbusd; -1 when unavailable or out of memory.  flx_emu_gemm_i4
+ * uses it for uint4 activations when flx_emu_vnni_available() and
+ * FLXEMU_NO_VNNI is unset; the results are identical to the other paths. */
+int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
+                           int64_t n_out, int64_t n_in, flx_pool *pool);
+
 /* INT8 products of attention (1.3 i8xi8 PEs, 1.12): each output is an exact
  * sum in its own register, wrapped to acc_bits (22 for QK^T, 26 prefill /
  * 27 decode for A.V).  Returns the number of wrapped outputs.

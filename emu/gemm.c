@@ -99,10 +99,33 @@ static int64_t gemm_i4_sgemm(int32_t *acc, const int8_t *a, int a_is_uint, const
     return wrapped;
 }
 
+/* run-time choice: the CPU has VNNI and FLXEMU_NO_VNNI is not set (a
+ * benchmark and test switch; every path gives the same bits) */
+static int vnni_enabled(void)
+{
+    const char *off = getenv("FLXEMU_NO_VNNI");
+    return !(off && *off && strcmp(off, "0")) && flx_emu_vnni_available();
+}
+
 int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8_t *w,
                         int64_t n_tokens, int64_t n_out, int64_t n_in, int acc_bits,
                         flx_pool *pool)
 {
+    /* AVX-512 VNNI: exact int32 sums of uint4 x int4, then the PE's wrap */
+    if (a_is_uint && n_tokens >= 4 && n_in < ((int64_t)1 << 24) && vnni_enabled()) {
+        if (flx_emu_gemm_u4i4_vnni(acc, a, w, n_tokens, n_out, n_in, pool) == 0) {
+            int64_t wrapped = 0;
+            for (int64_t t = 0; t < n_tokens; t++) {
+                int32_t *yt = acc + t * n_out;
+                for (int64_t o = 0; o < n_out; o += 2) {
+                    int has_odd = o + 1 < n_out;
+                    wrapped += pair_wrap(yt[o], has_odd ? yt[o + 1] : 0, acc_bits, &yt[o],
+                                         has_odd ? &yt[o + 1] : NULL);
+                }
+            }
+            return wrapped;
+        }
+    }
     /* exactness bound of the float path (see gemm_i4_sgemm) */
     if (n_tokens >= 8 && (a_is_uint ? 15 : 8) * 8 * n_in < ((int64_t)1 << 24) &&
         n_in < INT32_MAX && n_out < INT32_MAX && n_tokens < INT32_MAX)

@@ -347,6 +347,33 @@ Test(emu_gemm, i4_matches_transcription_and_thread_count)
     }
 }
 
+Test(emu_gemm, vnni_sgemm_and_integer_paths_agree)
+{
+    enum { T = 13, O = 37, K = 301 };
+    static int8_t a[T * K], w[O * K];
+    static int32_t v[T * O], f[T * O], r[O];
+    static int64_t want[T * O];
+    for (int i = 0; i < T * K; i++) a[i] = (int8_t)((int)(rnd32() % 16) - 8);
+    for (int i = 0; i < O * K; i++) w[i] = (int8_t)((int)(rnd32() % 16) - 8);
+    ref_gemm(want, a, 1, w, T, O, K);
+    if (flx_emu_vnni_available()) {
+        cr_assert_eq(flx_emu_gemm_u4i4_vnni(v, a, w, T, O, K, NULL), 0);
+        for (int i = 0; i < T * O; i++) cr_assert_eq(v[i], want[i], "vnni i=%d", i);
+    } else {
+        cr_log_info("no AVX-512 VNNI on this CPU: VNNI path not exercised");
+    }
+    cr_assert_eq(flx_emu_gemm_i4(v, a, 1, w, T, O, K, 19, NULL), 0);   /* default path */
+    setenv("FLXEMU_NO_VNNI", "1", 1);
+    cr_assert_eq(flx_emu_gemm_i4(f, a, 1, w, T, O, K, 19, NULL), 0);   /* sgemm path */
+    unsetenv("FLXEMU_NO_VNNI");
+    cr_assert_eq(memcmp(v, f, sizeof v), 0);
+    for (int t = 0; t < T; t++) {                                       /* integer path */
+        cr_assert_eq(flx_emu_gemm_i4(r, a + t * K, 1, w, 1, O, K, 19, NULL), 0);
+        cr_assert_eq(memcmp(r, v + t * O, sizeof r), 0);
+    }
+    for (int i = 0; i < T * O; i++) cr_assert_eq(v[i], want[i]);
+}
+
 Test(emu_gemm, unsigned_pattern_minus_one_is_fifteen)
 {
     int8_t a[2] = { -1, -8 }, w[2] = { 1, 1 };

@@ -1,0 +1,104 @@
+/* The exact INT4 GEMM with AVX-512 VNNI (vpdpbusd: uint8 x int8 products
+ * summed in int32, no saturation).  Activations are uint4 (0..15) and weights
+ * int4 (-8..7), so every partial sum is an exact integer far below 2^31:
+ * the result equals the plain integer GEMM bit for bit, whatever the loop
+ * order or thread split.  Selected at run time (flx_emu_gemm_i4). */
+#include "flx_emu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+int flx_emu_vnni_available(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+enum { TILE_T = 8, TILE_O = 32 };
+
+typedef struct {
+    const uint8_t *a;     /* [T8][K4*4] uint4 values, zero padded   */
+    const uint8_t *w;     /* packed: [O32/32][K4][2][16 lanes][4]   */
+    int32_t *acc;         /* [T8][O32]                              */
+    int64_t T8, O32, K4;
+} vnni_job;
+
+/* one block of 32 output channels for all tokens; the 64 KiB .. 256 KiB of
+ * packed weights stay in L2 while the token tiles stream past */
+VNNI_TARGET static void vnni_blocks(void *ctx, int64_t b0, int64_t b1, int thread_id)
+{
+    const vnni_job *j = ctx;
+    const int64_t Kb = j->K4 * 4;
+    for (int64_t ob = b0; ob < b1; ob++) {
+        const uint8_t *wb = j->w + ob * j->K4 * 128;
+        for (int64_t t0 = 0; t0 < j->T8; t0 += TILE_T) {
+            __m512i c[TILE_T][2];
+            for (int r = 0; r < TILE_T; r++) c[r][0] = c[r][1] = _mm512_setzero_si512();
+            const uint8_t *ab = j->a + t0 * Kb;
+            for (int64_t k4 = 0; k4 < j->K4; k4++) {
+                __m512i w0 = _mm512_loadu_si512((const void *)(wb + k4 * 128));
+                __m512i w1 = _mm512_loadu_si512((const void *)(wb + k4 * 128 + 64));
+                for (int r = 0; r < TILE_T; r++) {
+                    int32_t quad;
+                    memcpy(&quad, ab + r * Kb + k4 * 4, 4);
+                    __m512i av = _mm512_set1_epi32(quad);
+                    c[r][0] = _mm512_dpbusd_epi32(c[r][0], av, w0);
+                    c[r][1] = _mm512_dpbusd_epi32(c[r][1], av, w1);
+                }
+            }
+            for (int r = 0; r < TILE_T; r++) {
+                int32_t *out = j->acc + (t0 + r) * j->O32 + ob * TILE_O;
+                _mm512_storeu_si512((void *)out, c[r][0]);
+                _mm512_storeu_si512((void *)(out + 16), c[r][1]);
+            }
+        }
+    }
+}
+
+int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
+                           int64_t n_out, int64_t n_in, flx_pool *pool)
+{
+    const int64_t T8 = (n_tokens + TILE_T - 1) / TILE_T * TILE_T;
+    const int64_t O32 = (n_out + TILE_O - 1) / TILE_O * TILE_O;
+    const int64_t K4 = (n_in + 3) / 4;
+    uint8_t *ap = calloc((size_t)(T8 * K4 * 4), 1);
+    uint8_t *wp = calloc((size_t)(O32 * K4 * 4), 1);
+    int32_t *cp = malloc((size_t)(T8 * O32) * sizeof *cp);
+    if (!ap || !wp || !cp) {
+        free(ap); free(wp); free(cp);
+        return -1;
+    }
+    /* uint4 patterns -> bytes 0..15 (the explicit unsigned reinterpretation) */
+    for (int64_t t = 0; t < n_tokens; t++)
+        for (int64_t k = 0; k < n_in; k++) ap[t * K4 * 4 + k] = (uint8_t)(a[t * n_in + k] & 15);
+    /* weights: low nibble sign-extended, packed lane-major per 4 inputs */
+    for (int64_t o = 0; o < n_out; o++) {
+        int64_t ob = o / TILE_O, half = (o % TILE_O) / 16, lane = o % 16;
+        const int8_t *row = w + o * n_in;
+        for (int64_t k = 0; k < n_in; k++) {
+            int8_t v = (int8_t)((int8_t)(uint8_t)((uint8_t)row[k] << 4) >> 4);
+            wp[((ob * K4 + k / 4) * 2 + half) * 64 + lane * 4 + k % 4] = (uint8_t)v;
+        }
+    }
+    vnni_job job = { ap, wp, cp, T8, O32, K4 };
+    flx_pool_for(pool, O32 / TILE_O, 1, vnni_blocks, &job);
+    for (int64_t t = 0; t < n_tokens; t++)
+        memcpy(acc + t * n_out, cp + t * O32, (size_t)n_out * sizeof *acc);
+    free(ap); free(wp); free(cp);
+    return 0;
+}
+
+#else
+int flx_emu_vnni_available(void) { return 0; }
+int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
+                           int64_t n_out, int64_t n_in, flx_pool *pool)
+{
+    return -1;
+}
+#endif
