@@ -171,7 +171,9 @@ int flx_cmd_perf(int argc, char **argv)
     printf("  board power         %10.1f W   energy %.1f J (%.3f J/token)\n\n", rep->power_w,
            rep->energy_j, rep->energy_j / (double)decode);
 
-    double r_e2e = g.e2e_s / rep->e2e_s, r_dec = rep->decode_tokens_per_s / g.decode_tokens_per_s;
+    /* with one generated token the GPU makes no decode step (prefill yields it) */
+    double r_e2e = g.e2e_s / rep->e2e_s;
+    double r_dec = g.decode_tokens_per_s > 0 ? rep->decode_tokens_per_s / g.decode_tokens_per_s : 0;
     double r_en = g.energy_j / rep->energy_j;
     printf("%s: HBM %.0f GB/s x %.2f, %.0f TFLOP/s x %.2f, overhead %.2f ms/pass, %.0f-%.0f W\n",
            gpu.name, gpu.hbm_gbps, gpu.mem_efficiency, gpu.peak_tflops, gpu.flop_efficiency,
@@ -179,15 +181,20 @@ int flx_cmd_perf(int argc, char **argv)
     printf("  %-22s %12s %12s %10s %12s\n", "", "FPGA", "A100", "FPGA gain", "paper claim");
     printf("  %-22s %12.4f %12.4f %9.2fx %11.2fx\n", "end-to-end (s)", rep->e2e_s, g.e2e_s, r_e2e,
            cl.e2e);
-    printf("  %-22s %12.2f %12.2f %9.2fx %11.2fx\n", "decode (tokens/s)",
-           rep->decode_tokens_per_s, g.decode_tokens_per_s, r_dec, cl.decode);
+    if (r_dec > 0)
+        printf("  %-22s %12.2f %12.2f %9.2fx %11.2fx\n", "decode (tokens/s)",
+               rep->decode_tokens_per_s, g.decode_tokens_per_s, r_dec, cl.decode);
+    else
+        printf("  %-22s %12.2f %12s %10s %11.2fx\n", "decode (tokens/s)",
+               rep->decode_tokens_per_s, "n/a", "n/a", cl.decode);
     printf("  %-22s %12.1f %12.1f %9.2fx %11.2fx\n", "energy (J)", rep->energy_j, g.energy_j,
            r_en, cl.energy);
     printf("  %-22s %12.4f %12.4f\n", "time to first token (s)", rep->ttft_s, g.ttft_s);
-    printf("  the paper's ratios imply an A100 baseline of %.1f tokens/s decode and %.2f s "
-           "end-to-end\n  (%.0f%% of this roofline's decode rate).\n",
-           rep->decode_tokens_per_s / cl.decode, rep->e2e_s * cl.e2e,
-           100.0 * rep->decode_tokens_per_s / cl.decode / g.decode_tokens_per_s);
+    if (r_dec > 0)
+        printf("  the paper's ratios imply an A100 baseline of %.1f tokens/s decode and %.2f s "
+               "end-to-end\n  (%.0f%% of this roofline's decode rate).\n",
+               rep->decode_tokens_per_s / cl.decode, rep->e2e_s * cl.e2e,
+               100.0 * rep->decode_tokens_per_s / cl.decode / g.decode_tokens_per_s);
 
     int rc = FLX_EXIT_OK;
     if (json_path) {
