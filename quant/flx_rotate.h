@@ -99,6 +99,9 @@ typedef struct flx_rotation_set {
     int32_t d_model, head_dim, n_layers, d_ff;
     flx_rot_kind kind;
     float  *r1;            /* (d_model, d_model), or NULL: no R1            */
+    float  *r1_signs;      /* (d_model) when r1 = diag(s) H / sqrt(d_model)
+                              (kind HADAMARD): merges then use the FHT,
+                              O(d log d) per row instead of O(d^2)         */
     float  *r2;            /* (n_layers, head_dim, head_dim), or NULL       */
     int     r3;            /* online normalized Hadamard on Q, K after RoPE */
     int     r4;            /* online rotation of the down_proj input        */

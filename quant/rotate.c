@@ -15,6 +15,7 @@ void flx_rotset_free(flx_rotation_set *rs)
 {
     if (!rs) return;
     free(rs->r1);
+    free(rs->r1_signs);
     free(rs->r2);
     free(rs->r4_dense);
     memset(rs, 0, sizeof *rs);
@@ -87,6 +88,15 @@ int flx_rotset_generate(flx_rotation_set *rs, const flx_llama_config *cfg, flx_r
         rc = kind == FLX_ROT_HADAMARD ? flx_random_hadamard(dst, n, sub, err)
                                       : flx_random_orthogonal(dst, n, sub, err);
         if (rc) goto fail;
+    }
+    if (kind == FLX_ROT_HADAMARD) {
+        /* H's first column is all +1, so row i of diag(s) H starts with s_i */
+        rs->r1_signs = malloc(d * sizeof(float));
+        if (!rs->r1_signs) {
+            rc = flx_fail(err, FLX_ENOMEM, "rotations: out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < d; i++) rs->r1_signs[i] = rs->r1[i * d] > 0.0f ? 1.0f : -1.0f;
     }
     return FLX_OK;
 fail:
@@ -415,6 +425,69 @@ static void fht_merge_fn(void *vctx, int64_t begin, int64_t end, int thread_id)
     free(row);
 }
 
+/* w (rows x n) <- w . diag(s) H / sqrt(n): each row times the signs, then
+ * the double FHT (H is symmetric, so row . H = H . row). */
+typedef struct had_rows_ctx {
+    float *w;
+    int64_t rows;
+    int32_t n;
+    const float *s;
+    int rc;
+} had_rows_ctx;
+
+static void had_right_fn(void *vctx, int64_t begin, int64_t end, int thread_id)
+{
+    had_rows_ctx *c = vctx;
+    double *row = malloc((size_t)c->n * sizeof *row);
+    if (!row) { c->rc = FLX_ENOMEM; return; }
+    const double sc = 1.0 / sqrt((double)c->n);
+    for (int64_t r = begin; r < end; r++) {
+        float *w = c->w + r * c->n;
+        for (int32_t j = 0; j < c->n; j++) row[j] = (double)w[j] * (double)c->s[j];
+        flx_fht_f64(row, c->n, sc, NULL);
+        for (int32_t j = 0; j < c->n; j++) w[j] = (float)row[j];
+    }
+    free(row);
+}
+
+static int had_right(float *w, int64_t rows, int32_t n, const float *s, flx_pool *pool, flx_error *err)
+{
+    had_rows_ctx c = { w, rows, n, s, FLX_OK };
+    flx_pool_for(pool, rows, 16, had_right_fn, &c);
+    return c.rc ? flx_fail(err, c.rc, "rotation merge: out of memory") : FLX_OK;
+}
+
+/* w (n x cols) <- (diag(s) H / sqrt(n))^T . w = H diag(s) w / sqrt(n):
+ * column by column (ranges of columns per task). */
+typedef struct had_cols_ctx {
+    float *w;
+    int32_t n;
+    int64_t cols;
+    const float *s;
+    int rc;
+} had_cols_ctx;
+
+static void had_left_fn(void *vctx, int64_t begin, int64_t end, int thread_id)
+{
+    had_cols_ctx *c = vctx;
+    double *col = malloc((size_t)c->n * sizeof *col);
+    if (!col) { c->rc = FLX_ENOMEM; return; }
+    const double sc = 1.0 / sqrt((double)c->n);
+    for (int64_t j = begin; j < end; j++) {
+        for (int32_t i = 0; i < c->n; i++) col[i] = (double)c->w[(size_t)i * c->cols + j] * (double)c->s[i];
+        flx_fht_f64(col, c->n, sc, NULL);
+        for (int32_t i = 0; i < c->n; i++) c->w[(size_t)i * c->cols + j] = (float)col[i];
+    }
+    free(col);
+}
+
+static int had_left_t(float *w, int32_t n, int64_t cols, const float *s, flx_pool *pool, flx_error *err)
+{
+    had_cols_ctx c = { w, n, cols, s, FLX_OK };
+    flx_pool_for(pool, cols, 16, had_left_fn, &c);
+    return c.rc ? flx_fail(err, c.rc, "rotation merge: out of memory") : FLX_OK;
+}
+
 int flx_spinquant_apply(flx_model *m, const flx_rotation_set *rs, flx_pool *pool, flx_error *err)
 {
     const flx_llama_config *c = &m->cfg;
@@ -434,11 +507,14 @@ int flx_spinquant_apply(flx_model *m, const flx_rotation_set *rs, flx_pool *pool
     float *w;
 #define WR(slot, n) do { if (!(w = writable(m, (slot), (n), err))) { rc = FLX_ENOMEM; goto done; } } while (0)
 #define TRY(x) do { if ((rc = (x))) goto done; } while (0)
+    const float *sg = rs->r1_signs;
+#define R1_RIGHT(rows) (sg ? had_right(w, (rows), d, sg, pool, err) : right_mul(w, (rows), d, d, r1, err))
+#define R1_LEFT_T(cols) (sg ? had_left_t(w, d, (cols), sg, pool, err) : left_mul_t(w, d, (cols), r1, err))
     if (r1) {
         WR(&m->w.tok_embd, (size_t)c->n_vocab * d);
-        TRY(right_mul(w, c->n_vocab, d, d, r1, err));
+        TRY(R1_RIGHT(c->n_vocab));
         WR(&m->w.output, (size_t)c->n_vocab * d);
-        TRY(right_mul(w, c->n_vocab, d, d, r1, err));
+        TRY(R1_RIGHT(c->n_vocab));
     }
     if (rs->r4 && rs->r4_dense) {
         r4 = to_f64(rs->r4_dense, (size_t)dff * dff);
@@ -447,13 +523,13 @@ int flx_spinquant_apply(flx_model *m, const flx_rotation_set *rs, flx_pool *pool
     for (int32_t l = 0; l < c->n_layers; l++) {
         flx_llama_layer *L = &m->w.layers[l];
         if (r1) {
-            WR(&L->wq, (size_t)q_rows * d);      TRY(right_mul(w, q_rows, d, d, r1, err));
-            WR(&L->wk, (size_t)kv_rows * d);     TRY(right_mul(w, kv_rows, d, d, r1, err));
-            WR(&L->wv, (size_t)kv_rows * d);     TRY(right_mul(w, kv_rows, d, d, r1, err));
-            WR(&L->w_gate, (size_t)dff * d);     TRY(right_mul(w, dff, d, d, r1, err));
-            WR(&L->w_up, (size_t)dff * d);       TRY(right_mul(w, dff, d, d, r1, err));
-            WR(&L->wo, (size_t)d * q_rows);      TRY(left_mul_t(w, d, q_rows, r1, err));
-            WR(&L->w_down, (size_t)d * dff);     TRY(left_mul_t(w, d, dff, r1, err));
+            WR(&L->wq, (size_t)q_rows * d);      TRY(R1_RIGHT(q_rows));
+            WR(&L->wk, (size_t)kv_rows * d);     TRY(R1_RIGHT(kv_rows));
+            WR(&L->wv, (size_t)kv_rows * d);     TRY(R1_RIGHT(kv_rows));
+            WR(&L->w_gate, (size_t)dff * d);     TRY(R1_RIGHT(dff));
+            WR(&L->w_up, (size_t)dff * d);       TRY(R1_RIGHT(dff));
+            WR(&L->wo, (size_t)d * q_rows);      TRY(R1_LEFT_T(q_rows));
+            WR(&L->w_down, (size_t)d * dff);     TRY(R1_LEFT_T(dff));
         }
         if (rs->r2) {
             free(r2);
@@ -477,6 +553,8 @@ int flx_spinquant_apply(flx_model *m, const flx_rotation_set *rs, flx_pool *pool
     }
 #undef WR
 #undef TRY
+#undef R1_RIGHT
+#undef R1_LEFT_T
 done:
     free(r1);
     free(r2);
