@@ -64,6 +64,7 @@ static inline uint8_t *read_all(const char *path, size_t *n)
     uint8_t *p = malloc((size_t)sz + 1);
     cr_assert_eq(fread(p, 1, (size_t)sz, fp), (size_t)sz);
     fclose(fp);
+    p[sz] = 0;   /* text files can be used as strings */
     *n = (size_t)sz;
     return p;
 }
