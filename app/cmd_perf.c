@@ -16,7 +16,7 @@ static void usage(FILE *fp)
     fprintf(fp,
             "usage: flxemu perf [--config NAME|FILE.json] [--prefill P] [--decode D]\n"
             "                   [--json FILE] [--svg FILE] [--gpu-mem-eff X] [--gpu-flop-eff X]\n"
-            "                   [--gpu-overhead-ms X]\n"
+            "                   [--gpu-overhead-ms X] [--hmt]\n"
             "\n"
             "Cycle-approximate model of the FlexLLM Llama-3.2-1B accelerator: per-stage\n"
             "breakdown, prefill latency, time to first token, decode tokens/s, end-to-end\n"
@@ -33,18 +33,22 @@ static void usage(FILE *fp)
             "  --gpu-mem-eff X      A100 sustained fraction of 2039 GB/s (default 0.80)\n"
             "  --gpu-flop-eff X     A100 sustained fraction of 312 TFLOP/s (default 0.50)\n"
             "  --gpu-overhead-ms X  framework overhead per GPU forward pass (default 0)\n"
+            "  --hmt                prefill through the HMT plug-in: prompts up to 63361\n"
+            "                       tokens in segments of 990; decode attends the last\n"
+            "                       segment's sequence\n"
             "\n"
             "Exit status: 0 success, 1 failure (bad configuration), 2 usage error.\n");
 }
 
-/* Ratios the FlexLLM paper claims against the A100 (spec §5.3). */
+/* Ratios the FlexLLM paper claims against the A100 (spec §5.3); with HMT the
+ * paper gives no decode ratio (0 here). */
 typedef struct claim { double e2e, decode, energy; } claim;
 
-static claim paper_claim(const flx_perf_config *cfg)
+static claim paper_claim(const flx_perf_config *cfg, int hmt)
 {
-    claim c = {1.29, 1.64, 3.14};
-    if (cfg->dev.kind == FLX_PERF_DEV_V80) c = (claim){4.71, 6.55, 4.13};
-    return c;
+    int v80 = cfg->dev.kind == FLX_PERF_DEV_V80;
+    if (hmt) return v80 ? (claim){4.86, 0, 6.27} : (claim){1.10, 0, 5.21};
+    return v80 ? (claim){4.71, 6.55, 4.13} : (claim){1.29, 1.64, 3.14};
 }
 
 static void print_phase(const char *title, const flx_perf_phase *ph, double wall, double hz)
@@ -98,6 +102,7 @@ int flx_cmd_perf(int argc, char **argv)
 {
     const char *config = "u280_mem_opt", *json_path = NULL, *svg_path = NULL;
     long long prompt = 1024, decode = 1024;
+    int hmt_mode = 0;
     flx_gpu_model gpu;
     flx_gpu_a100_bf16(&gpu);
     for (int i = 1; i < argc; i++) {
@@ -105,6 +110,10 @@ int flx_cmd_perf(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return FLX_EXIT_OK;
+        }
+        if (!strcmp(a, "--hmt")) {
+            hmt_mode = 1;
+            continue;
         }
         if (i + 1 >= argc) return cli_usage_error(CMD, "unknown option or missing value: %s", a);
         const char *v = argv[++i];
@@ -137,19 +146,33 @@ int flx_cmd_perf(int argc, char **argv)
     if (flx_perf_config_find(config, NULL, &cfg, &err)) return cli_fail(CMD, &err);
     flx_perf_report *rep = calloc(1, sizeof *rep);
     if (!rep) return cli_fail(CMD, &(flx_error){FLX_ENOMEM, "out of memory"});
-    if (flx_perf_run(&cfg, prompt, decode, rep, &err)) {
+    flx_perf_hmt_report hmt;
+    memset(&hmt, 0, sizeof hmt);
+    int rc_run = hmt_mode ? flx_perf_run_hmt(&cfg, prompt, decode, rep, &hmt, &err)
+                          : flx_perf_run(&cfg, prompt, decode, rep, &err);
+    if (rc_run) {
         free(rep);
         return cli_fail(CMD, &err);
     }
     flx_gpu_report g;
     flx_gpu_run(&gpu, &cfg.model, prompt, decode, &g);
-    claim cl = paper_claim(&cfg);
+    claim cl = paper_claim(&cfg, hmt_mode);
     double hz = rep->clock_hz;
 
     printf("configuration %s (%s, %.2f MHz, lambda %.2f cycles)  %s\n", cfg.name, cfg.dev.name,
            cfg.tim.clock_mhz, cfg.tim.lambda_cycles, cfg.path);
-    printf("prompt %lld tokens: prefill kernel on %lld (padded to %lld), then %lld decode steps\n\n",
-           prompt, (long long)rep->prefill_tokens, (long long)rep->prefill_padded, decode);
+    if (hmt_mode)
+        printf("prompt %lld tokens: HMT prefill of %lld tokens, then %lld decode steps\n\n", prompt,
+               (long long)rep->prefill_tokens, decode);
+    else
+        printf("prompt %lld tokens: prefill kernel on %lld (padded to %lld), then %lld decode "
+               "steps\n\n", prompt, (long long)rep->prefill_tokens, (long long)rep->prefill_padded,
+               decode);
+    if (hmt_mode)
+        printf("HMT: %lld segments: summary prefills %.1f M, retrieval %.2f M, 1024-token "
+               "prefills %.1f M cycles; decode attends %lld positions\n\n",
+               (long long)hmt.n_segments, hmt.stage0_cycles / 1e6, hmt.retrieval_cycles / 1e6,
+               hmt.stage1_cycles / 1e6, (long long)rep->prefill_padded);
     if (rep->prefill_tokens > 0) {
         print_phase("prefill, busy cycles per stage over all layers (dataflow: stages overlap,\n"
                     "share = busy / prefill wall time):", &rep->prefill, rep->prefill.cycles, hz);
@@ -181,16 +204,20 @@ int flx_cmd_perf(int argc, char **argv)
     printf("  %-22s %12s %12s %10s %12s\n", "", "FPGA", "A100", "FPGA gain", "paper claim");
     printf("  %-22s %12.4f %12.4f %9.2fx %11.2fx\n", "end-to-end (s)", rep->e2e_s, g.e2e_s, r_e2e,
            cl.e2e);
-    if (r_dec > 0)
+    if (r_dec > 0 && cl.decode > 0)
         printf("  %-22s %12.2f %12.2f %9.2fx %11.2fx\n", "decode (tokens/s)",
                rep->decode_tokens_per_s, g.decode_tokens_per_s, r_dec, cl.decode);
+    else if (r_dec > 0)
+        printf("  %-22s %12.2f %12.2f %9.2fx %12s\n", "decode (tokens/s)",
+               rep->decode_tokens_per_s, g.decode_tokens_per_s, r_dec, "-");
     else
         printf("  %-22s %12.2f %12s %10s %11.2fx\n", "decode (tokens/s)",
                rep->decode_tokens_per_s, "n/a", "n/a", cl.decode);
     printf("  %-22s %12.1f %12.1f %9.2fx %11.2fx\n", "energy (J)", rep->energy_j, g.energy_j,
            r_en, cl.energy);
-    printf("  %-22s %12.4f %12.4f\n", "time to first token (s)", rep->ttft_s, g.ttft_s);
-    if (r_dec > 0)
+    printf("  %-22s %12.4f %12.4f %9.2fx\n", "time to first token (s)", rep->ttft_s, g.ttft_s,
+           g.ttft_s / rep->ttft_s);
+    if (r_dec > 0 && cl.decode > 0)
         printf("  the paper's ratios imply an A100 baseline of %.1f tokens/s decode and %.2f s "
                "end-to-end\n  (%.0f%% of this roofline's decode rate).\n",
                rep->decode_tokens_per_s / cl.decode, rep->e2e_s * cl.e2e,
@@ -206,6 +233,14 @@ int flx_cmd_perf(int argc, char **argv)
         cJSON_AddNumberToObject(root, "prefill_tokens", (double)rep->prefill_tokens);
         cJSON_AddNumberToObject(root, "prefill_padded", (double)rep->prefill_padded);
         cJSON_AddNumberToObject(root, "decode_tokens", (double)decode);
+        cJSON_AddBoolToObject(root, "hmt", hmt_mode);
+        if (hmt_mode) {
+            cJSON *h = cJSON_AddObjectToObject(root, "hmt_prefill");
+            cJSON_AddNumberToObject(h, "segments", (double)hmt.n_segments);
+            cJSON_AddNumberToObject(h, "stage0_cycles", hmt.stage0_cycles);
+            cJSON_AddNumberToObject(h, "retrieval_cycles", hmt.retrieval_cycles);
+            cJSON_AddNumberToObject(h, "stage1_cycles", hmt.stage1_cycles);
+        }
         cJSON *f = cJSON_AddObjectToObject(root, "fpga");
         cJSON_AddNumberToObject(f, "prefill_s", rep->prefill_s);
         cJSON_AddNumberToObject(f, "prefill_cycles", rep->prefill.cycles);

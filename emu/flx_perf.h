@@ -244,6 +244,28 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
 int flx_perf_run(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t decode_tokens,
                  flx_perf_report *rep, flx_error *err);
 
+/* ---------------------------------------------------------------- HMT plug-in */
+
+typedef struct flx_perf_hmt_report {
+    int64_t n_segments;        /* ceil(n / 990)                                    */
+    double  stage0_cycles;     /* summary prefills (segments after the first)      */
+    double  retrieval_cycles;  /* fp32 Qn, scores, softmax, Pn and Kn GEMVs        */
+    double  stage1_cycles;     /* 1024-token prefills                              */
+    double  total_cycles;
+} flx_perf_hmt_report;
+
+/* Longest prompt the HMT prefill takes: 64 segments of 990 tokens. */
+int64_t flx_perf_hmt_max_tokens(void);
+/* HMT prefill of n_tokens: adds the stage prefills' per-stage busy cycles and
+ * an "hmt_retrieval" stage to rep->prefill (zero rep first); the last stage-1
+ * length (the decode context) goes to *last_stage1_tokens (may be NULL). */
+int flx_perf_hmt_prefill(const flx_perf_config *cfg, int64_t n_tokens, flx_perf_report *rep,
+                         flx_perf_hmt_report *hmt, int64_t *last_stage1_tokens, flx_error *err);
+/* Host flow with HMT: HMT prefill of P - 1 tokens, hand-over of the last
+ * stage-1 KV, D decode steps attending it. */
+int flx_perf_run_hmt(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t decode_tokens,
+                     flx_perf_report *rep, flx_perf_hmt_report *hmt, flx_error *err);
+
 /* API for the emulator (issue 4 item 6): device time of the work it did. */
 int flx_perf_prefill_seconds(const flx_perf_config *cfg, int64_t n_tokens, double *cycles,
                              double *seconds, flx_error *err);

@@ -43,6 +43,9 @@ Test(perf_cli, perf_exit_codes)
     cr_assert_eq(run("perf --prefill 2000", out, sizeof out), 1);   /* > MAX_PRE_SEQ_LEN */
     cr_assert(strstr(out, "MAX_PRE_SEQ_LEN"), "%s", out);
     cr_assert_eq(run("perf --config /nonexistent/x.json", out, sizeof out), 1);
+    cr_assert_eq(run("perf --hmt --prefill 5000 --decode 16", out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "HMT: 6 segments"), "%s", out);
+    cr_assert_eq(run("perf --hmt --prefill 70000", out, sizeof out), 1);
 }
 
 Test(perf_cli, perf_report_json_svg)

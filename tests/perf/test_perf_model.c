@@ -339,6 +339,43 @@ Test(perf_config, bad_values_rejected)
     cr_assert(strstr(e.msg, "arr.json"), "%s", e.msg);
 }
 
+/* ---------------------------------------------------------------- HMT */
+
+Test(perf_hmt, segment_arithmetic)
+{
+    flx_perf_config c = load("u280_mem_opt");
+    c.tim.lambda_cycles = 0;
+    flx_perf_report *rep = calloc(1, sizeof *rep);
+    flx_perf_hmt_report h;
+    flx_error e = {0};
+    int64_t ctx = 0;
+    double p1023, p1024, p3, p34;
+    cr_assert_eq(flx_perf_prefill_seconds(&c, 1023, &p1023, NULL, &e), FLX_OK);
+    cr_assert_eq(flx_perf_prefill_seconds(&c, 1024, &p1024, NULL, &e), FLX_OK);
+    cr_assert_eq(flx_perf_prefill_seconds(&c, 3, &p3, NULL, &e), FLX_OK);
+    cr_assert_eq(flx_perf_prefill_seconds(&c, 34, &p34, NULL, &e), FLX_OK);
+    /* one segment of 990: only stage 1 = [Pn, 32 recent, 990 tokens] = 1023 */
+    cr_assert_eq(flx_perf_hmt_prefill(&c, 990, rep, &h, &ctx, &e), FLX_OK, "%s", e.msg);
+    cr_assert_eq(h.n_segments, 1);
+    NEAR(h.total_cycles, p1023, 1e-6);
+    cr_assert_eq(ctx, 1023);
+    /* 991 tokens: segment 0 = stage 1 of 1024 + Kn; segment 1 (1 token) =
+     * stage 0 of [T, 1 token, T] = 3, retrieval, stage 1 of 34.  fp32 GEMVs
+     * (B 4, W 8, lambda 0, delta 12): 2048x2048: 512 + 64 x 2060 = 132352;
+     * scores 2048 -> 64: 512 + 2 x 2060 = 4632; softmax 3 x 64 / 4 = 48;
+     * Pn 64 -> 2048: 16 + 64 x 76 = 4880 */
+    memset(rep, 0, sizeof *rep);
+    cr_assert_eq(flx_perf_hmt_prefill(&c, 991, rep, &h, &ctx, &e), FLX_OK, "%s", e.msg);
+    cr_assert_eq(h.n_segments, 2);
+    NEAR(h.retrieval_cycles, 132352 + 132352 + 4632 + 48 + 4880, 1e-6);
+    NEAR(h.stage0_cycles, p3, 1e-6);
+    NEAR(h.stage1_cycles, p1024 + p34, 1e-6);
+    cr_assert_eq(ctx, 34);
+    memset(rep, 0, sizeof *rep);
+    cr_assert_neq(flx_perf_hmt_prefill(&c, 64 * 990 + 1, rep, &h, &ctx, &e), FLX_OK);
+    free(rep);
+}
+
 /* ---------------------------------------------------------------- resources, power, GPU */
 
 Test(perf_resources, pe_dsps_and_ports)
