@@ -599,6 +599,18 @@ int flx_synth_write_hf_ex(const char *dir, const flx_llama_config *cfg, uint64_t
                           "object)", tokenizer_path);
             goto done;
         }
+        /* a tokenizer with ids past the embedding would make an unloadable folder */
+        flx_tokenizer *tok = NULL;
+        rc = flx_tokenizer_load_json(&tok, tokenizer_path, err);
+        if (rc == FLX_EUNSUPPORTED) rc = FLX_OK;   /* engine not available: copy unchecked */
+        if (rc) goto done;
+        int32_t tok_vocab = tok ? flx_tokenizer_n_vocab(tok) : 0;
+        flx_tokenizer_free(tok);
+        if (tok_vocab > cfg->n_vocab) {
+            rc = flx_fail(err, FLX_EINVAL, "%s: the tokenizer has %d tokens but the model's "
+                          "vocabulary is %d", tokenizer_path, tok_vocab, cfg->n_vocab);
+            goto done;
+        }
     } else {
         byte_vocab v;
         flx_vocab_desc d;

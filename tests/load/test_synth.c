@@ -200,8 +200,11 @@ Test(synth, tokenizer_copy_and_failures_leave_nothing)
     bad.bos_id = 10;
     cr_assert_eq(flx_synth_write_hf(dir, &bad, 1, 1, NULL, &err), FLX_EINVAL);
     cr_assert(!flx_file_exists(p));
-    /* a real tokenizer.json is copied byte for byte */
+    /* a real tokenizer.json is copied byte for byte, if the vocabulary fits */
     snprintf(tok, sizeof tok, "%s", flx_test_data("tiny-llama3-random/tokenizer.json"));
+    cr_assert_eq(flx_synth_write_hf(dir, &c, 1, 1, tok, &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "128256") && strstr(err.msg, "258"), "%s", err.msg);
+    cr_assert(!flx_file_exists(p));
     flx_llama_config big = c;
     big.n_vocab = 128256;
     big.bos_id = 128000;
