@@ -30,17 +30,24 @@
  * so a caller can walk a 2048-token window in chunks of a few hundred rows
  * and never hold 2048 x 128256 floats.
  *
- * Numerics: every matrix product is OpenBLAS sgemm; its summation order
- * depends on the OpenBLAS kernel (OPENBLAS_CORETYPE) and thread count, so
- * results agree across thread counts to float rounding, not bit for bit
+ * Numerics: every matrix product is OpenBLAS sgemm, whose summation order
+ * depends on the OpenBLAS kernel (OPENBLAS_CORETYPE, i.e. the machine), so
+ * results match other machines to float rounding, not bit for bit
  * (formats.md 5).  Everything else (norms, RoPE, softmax, SwiGLU) is plain C
- * in a fixed order and independent of the thread count.  RMSNorm sums
- * squares in double; softmax uses expf(x - max) summed in double; RoPE angles
- * are computed in double (pos * inv_freq) and rounded to float cos/sin.
+ * in a fixed order.  RMSNorm sums squares in double; softmax uses
+ * exp(x - max) (a vectorized exp within 2 ulp of expf) summed in double in
+ * 8 fixed lanes; RoPE angles are computed in double
+ * (pos * inv_freq) and rounded to float cos/sin.
  *
- * Threads: flx_llama_init() calls openblas_set_num_threads(n_threads) when
- * n_threads > 0 (an OpenBLAS process-wide setting) and uses a pool of the
- * same size for the element-wise work.
+ * Threads: with opts.n_threads > 0, flx_llama_init() sets OpenBLAS to one
+ * thread (openblas_set_num_threads(1), a process-wide OpenBLAS setting) and
+ * runs n_threads pool threads itself: every projection is split into blocks
+ * of output columns, attention into query heads, each piece one
+ * single-threaded sgemm.  An output element is therefore computed by the
+ * same kernel call whatever the thread count (observed bit-identical across
+ * 1 and 2 threads with both OpenBLAS Haswell and Cooperlake kernels; the
+ * tests only require agreement to 1e-5).  This also keeps OpenBLAS's own
+ * worker threads from spinning against ours on small machines.
  */
 #ifndef FLX_LLAMA_H
 #define FLX_LLAMA_H
@@ -114,6 +121,7 @@ typedef struct flx_llama_state {
     int64_t  n_past;             /* positions held in the KV cache             */
     int64_t  n_rows;             /* rows of the last forward call in h         */
     int64_t  att_rows;           /* query rows per attention block             */
+    int      n_threads;          /* pool size (1: serial)                      */
     /* wall seconds spent so far, by kind of work (for benchmarks) */
     double   t_linear;           /* the layers' projections (sgemm)            */
     double   t_attention;        /* scores, softmax, P V                       */
@@ -128,7 +136,7 @@ typedef struct flx_llama_state {
     float *proj;       /* (max_tokens, d_model) o / down projection output     */
     float *gate;       /* (max_tokens, d_ff)                                   */
     float *up;         /* (max_tokens, d_ff)                                   */
-    float *scores;     /* (att_rows, max_ctx) one block of attention scores    */
+    float *scores;     /* (n_threads, att_rows, max_ctx) attention score blocks */
     float *rope_cos;   /* (max_tokens, head_dim/2) for this call's positions   */
     float *rope_sin;   /* (max_tokens, head_dim/2)                             */
     float *k_cache;    /* (n_layers, max_ctx, n_kv_heads*head_dim)             */

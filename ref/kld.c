@@ -1,6 +1,7 @@
 /* KL divergence against a saved base run, in llama.cpp's 16-bit
  * log-probability record format (flx_ppl.h, formats.md 1.1). */
 #include "flx_ppl.h"
+#include "llama_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -20,8 +21,7 @@ void flx_kld_record_make(const float *logits, int64_t n_vocab, uint16_t *rec)
     }
     /* only a 16-nat window below the maximum is kept */
     if (min_l < max_l - 16.0f) min_l = max_l - 16.0f;
-    double sum_exp = 0.0;
-    for (int64_t i = 0; i < n_vocab; i++) sum_exp += expf(logits[i] - max_l);
+    double sum_exp = flx_exp_shift_sum(NULL, logits, n_vocab, max_l);
     float log_sum_exp = (float)log(sum_exp);
     float min_log_prob = min_l - max_l - log_sum_exp;
     float scale = (max_l - min_l) / 65535.0f;
@@ -103,8 +103,7 @@ void flx_kld_token_eval(const float *logits, int64_t n_vocab, const uint16_t *re
     int64_t imax = 0;
     for (int64_t i = 1; i < n_vocab; i++)
         if (logits[i] > max_l) { max_l = logits[i]; imax = i; }
-    double sum_exp = 0.0;
-    for (int64_t i = 0; i < n_vocab; i++) sum_exp += expf(logits[i] - max_l);
+    double sum_exp = flx_exp_shift_sum(NULL, logits, n_vocab, max_l);
     double lse = (double)max_l + log(sum_exp);        /* log p(i) = l_i - lse */
     float scale, min_log_prob;
     memcpy(&scale, rec, sizeof scale);

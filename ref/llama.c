@@ -1,5 +1,6 @@
 /* The float reference forward pass (see flx_llama.h for the math). */
 #include "flx_llama.h"
+#include "llama_impl.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -51,6 +52,7 @@ int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts 
     size_t T = (size_t)opts->max_tokens, C = (size_t)opts->max_ctx;
     size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     s->att_rows = opts->max_tokens < ATT_BLOCK_ROWS ? opts->max_tokens : ATT_BLOCK_ROWS;
+    s->n_threads = opts->n_threads > 1 ? opts->n_threads : 1;
     s->x = alloc_floats(T, c->d_model, 1);
     s->xn = alloc_floats(T, c->d_model, 1);
     s->q = alloc_floats(T, q_dim, 1);
@@ -58,7 +60,7 @@ int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts 
     s->proj = alloc_floats(T, c->d_model, 1);
     s->gate = alloc_floats(T, c->d_ff, 1);
     s->up = alloc_floats(T, c->d_ff, 1);
-    s->scores = alloc_floats((size_t)s->att_rows, C, 1);
+    s->scores = alloc_floats((size_t)s->n_threads, (size_t)s->att_rows, C);
     s->rope_cos = alloc_floats(T, c->head_dim / 2, 1);
     s->rope_sin = alloc_floats(T, c->head_dim / 2, 1);
     s->k_cache = alloc_floats(c->n_layers, C, kv_dim);
@@ -71,7 +73,8 @@ int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts 
                         (long long)T, (long long)C);
     }
     if (opts->n_threads > 0) {
-        openblas_set_num_threads(opts->n_threads);
+        /* our pool splits every product; each piece is a single-threaded sgemm */
+        openblas_set_num_threads(1);
         if (opts->n_threads > 1 && !(s->pool = flx_pool_create(opts->n_threads))) {
             flx_llama_free(s);
             return flx_fail(err, FLX_ENOMEM, "forward state: cannot start %d threads",
@@ -125,12 +128,39 @@ static void round_bf16_block(float *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] = round_bf16(x[i]);
 }
 
-/* out (n, d) = x (n, d) W^T with W (d_out, d) row-major: the PyTorch Linear. */
-static void linear(float *out, const float *x, const float *w, int64_t n_tokens, int64_t d_in,
-                   int64_t d_out, int64_t ld_out)
+typedef struct {
+    float       *out;
+    const float *x;
+    const float *w;
+    int64_t      n_tokens, d_in, ld_out, cols_per_block, d_out;
+} linear_job;
+
+static void linear_blocks(void *ctx, int64_t begin, int64_t end, int thread_id)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tokens, (int)d_out, (int)d_in,
-                1.0f, x, (int)d_in, w, (int)d_in, 0.0f, out, (int)ld_out);
+    (void)thread_id;
+    const linear_job *j = ctx;
+    for (int64_t b = begin; b < end; b++) {
+        int64_t c0 = b * j->cols_per_block;
+        int64_t cols = j->d_out - c0 < j->cols_per_block ? j->d_out - c0 : j->cols_per_block;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tokens, (int)cols,
+                    (int)j->d_in, 1.0f, j->x, (int)j->d_in, j->w + c0 * j->d_in, (int)j->d_in, 0.0f,
+                    j->out + c0, (int)j->ld_out);
+    }
+}
+
+/* out (n, d_out) = x (n, d_in) W^T with W (d_out, d_in) row-major: the
+ * PyTorch Linear.  The output columns are split into blocks (a multiple of
+ * 64 columns, about two per thread) and each block is one single-threaded
+ * sgemm, so an output element never depends on the thread count. */
+static void linear(flx_llama_state *s, float *out, const float *x, const float *w,
+                   int64_t n_tokens, int64_t d_in, int64_t d_out, int64_t ld_out)
+{
+    int64_t blocks = s->pool ? 2 * (int64_t)s->n_threads : 1;
+    int64_t per = (d_out + blocks - 1) / blocks;
+    per = (per + 63) / 64 * 64;
+    if (per < 256) per = 256;
+    linear_job j = {out, x, w, n_tokens, d_in, ld_out, per, d_out};
+    flx_pool_for(s->pool, (d_out + per - 1) / per, 1, linear_blocks, &j);
 }
 
 typedef struct {
@@ -217,16 +247,13 @@ static void softmax_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
     for (int64_t t = begin; t < end; t++) {
         float *r = j->scores + t * j->ld;
         int64_t n = j->pos0 + t + 1;
-        float mx = r[0];
-        for (int64_t i = 1; i < n; i++) mx = r[i] > mx ? r[i] : mx;
-        double sum = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            r[i] = expf(r[i] - mx);
-            sum += r[i];
-        }
+        double sum = flx_exp_shift_sum(r, r, n, flx_max_f32(r, n));
         float inv = (float)(1.0 / sum);
-        for (int64_t i = 0; i < n; i++) r[i] = j->bf16 ? round_bf16(r[i] * inv) : r[i] * inv;
-        for (int64_t i = n; i < j->ld; i++) r[i] = 0.0f;
+        if (j->bf16)
+            for (int64_t i = 0; i < n; i++) r[i] = round_bf16(r[i] * inv);
+        else
+            for (int64_t i = 0; i < n; i++) r[i] *= inv;
+        memset(r + n, 0, (size_t)(j->ld - n) * sizeof *r);
     }
 }
 
@@ -276,32 +303,49 @@ static int call_linear_hook(flx_llama_state *s, int layer, flx_linear_kind kind,
 /* ---------------------------------------------------------------- attention */
 
 /* Causal GQA attention of this call's n tokens against the cache rows
- * 0 .. n_past + n - 1, one query head at a time, in blocks of query rows:
- * scores = Q K^T / sqrt(hd) (sgemm), softmax, out = P V (sgemm). */
-static void attention(flx_llama_state *s, int layer, int64_t n)
+ * 0 .. n_past + n - 1, in blocks of query rows: scores = Q K^T / sqrt(hd)
+ * (sgemm), causal softmax, out = P V (sgemm).  Query heads are spread over
+ * the pool; each thread has its own scores buffer. */
+typedef struct {
+    flx_llama_state *s;
+    int              layer;
+    int64_t          n;
+} attention_job;
+
+static void attention_heads(void *ctx, int64_t begin, int64_t end, int thread_id)
 {
+    const attention_job *j = ctx;
+    flx_llama_state *s = j->s;
     const flx_llama_config *c = &s->model->cfg;
     const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     const int64_t q_dim = (int64_t)c->n_heads * hd, kv_dim = (int64_t)c->n_kv_heads * hd;
-    const float *kc = s->k_cache + (size_t)layer * s->opts.max_ctx * kv_dim;
-    const float *vc = s->v_cache + (size_t)layer * s->opts.max_ctx * kv_dim;
+    const float *kc = s->k_cache + (size_t)j->layer * s->opts.max_ctx * kv_dim;
+    const float *vc = s->v_cache + (size_t)j->layer * s->opts.max_ctx * kv_dim;
     const float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < c->n_heads; h++) {
-        int g = h / group;
-        for (int64_t r0 = 0; r0 < n; r0 += s->att_rows) {
-            int64_t rows = n - r0 < s->att_rows ? n - r0 : s->att_rows;
-            int64_t n_keys = s->n_past + r0 + rows;   /* keys the last row of the block sees */
+    float *scores = s->scores + (size_t)thread_id * s->att_rows * s->opts.max_ctx;
+    for (int64_t h = begin; h < end; h++) {
+        int64_t g = h / group;
+        for (int64_t r0 = 0; r0 < j->n; r0 += s->att_rows) {
+            int64_t rows = j->n - r0 < s->att_rows ? j->n - r0 : s->att_rows;
+            int64_t n_keys = s->n_past + r0 + rows;   /* keys the block's last row sees */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n_keys, hd, scale,
-                        s->q + r0 * q_dim + (int64_t)h * hd, (int)q_dim, kc + (int64_t)g * hd,
-                        (int)kv_dim, 0.0f, s->scores, (int)n_keys);
-            softmax_job sj = {s->scores, n_keys, s->n_past + r0, s->opts.bf16_activations};
-            flx_pool_for(s->pool, rows, 8, softmax_rows, &sj);
+                        s->q + r0 * q_dim + h * hd, (int)q_dim, kc + g * hd, (int)kv_dim, 0.0f,
+                        scores, (int)n_keys);
+            softmax_job sj = {scores, n_keys, s->n_past + r0, s->opts.bf16_activations};
+            softmax_rows(&sj, 0, rows, thread_id);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)n_keys, 1.0f,
-                        s->scores, (int)n_keys, vc + (int64_t)g * hd, (int)kv_dim, 0.0f,
-                        s->attn + r0 * q_dim + (int64_t)h * hd, (int)q_dim);
+                        scores, (int)n_keys, vc + g * hd, (int)kv_dim, 0.0f,
+                        s->attn + r0 * q_dim + h * hd, (int)q_dim);
         }
     }
-    if (s->opts.bf16_activations) round_bf16_block(s->attn, (size_t)n * q_dim);
+}
+
+static void attention(flx_llama_state *s, int layer, int64_t n)
+{
+    const flx_llama_config *c = &s->model->cfg;
+    attention_job j = {s, layer, n};
+    flx_pool_for(s->pool, c->n_heads, 1, attention_heads, &j);
+    if (s->opts.bf16_activations) round_bf16_block(s->attn, (size_t)(n * c->n_heads * c->head_dim));
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -352,9 +396,9 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
         rmsnorm(s, s->xn, s->x, L->attn_norm, n);
         if ((rc = call_linear_hook(s, l, FLX_LINEAR_QKV, s->xn, n, d, err))) return rc;
         t0 = flx_now_seconds();
-        linear(s->q, s->xn, L->wq, n, d, q_dim, q_dim);
-        linear(kc, s->xn, L->wk, n, d, kv_dim, kv_dim);
-        linear(vc, s->xn, L->wv, n, d, kv_dim, kv_dim);
+        linear(s, s->q, s->xn, L->wq, n, d, q_dim, q_dim);
+        linear(s, kc, s->xn, L->wk, n, d, kv_dim, kv_dim);
+        linear(s, vc, s->xn, L->wv, n, d, kv_dim, kv_dim);
         t_lin += flx_now_seconds() - t0;
         if (bf16) {
             round_bf16_block(s->q, (size_t)(n * q_dim));
@@ -383,7 +427,7 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
         /* x += attn Wo^T */
         if ((rc = call_linear_hook(s, l, FLX_LINEAR_O, s->attn, n, q_dim, err))) return rc;
         t0 = flx_now_seconds();
-        linear(s->proj, s->attn, L->wo, n, q_dim, d, d);
+        linear(s, s->proj, s->attn, L->wo, n, q_dim, d, d);
         t_lin += flx_now_seconds() - t0;
         residual_add(s->x, s->proj, (size_t)(n * d), bf16);
 
@@ -391,8 +435,8 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
         rmsnorm(s, s->xn, s->x, L->ffn_norm, n);
         if ((rc = call_linear_hook(s, l, FLX_LINEAR_GATE_UP, s->xn, n, d, err))) return rc;
         t0 = flx_now_seconds();
-        linear(s->gate, s->xn, L->w_gate, n, d, c->d_ff, c->d_ff);
-        linear(s->up, s->xn, L->w_up, n, d, c->d_ff, c->d_ff);
+        linear(s, s->gate, s->xn, L->w_gate, n, d, c->d_ff, c->d_ff);
+        linear(s, s->up, s->xn, L->w_up, n, d, c->d_ff, c->d_ff);
         t_lin += flx_now_seconds() - t0;
         if (bf16) {
             round_bf16_block(s->gate, (size_t)(n * c->d_ff));
@@ -402,7 +446,7 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
         flx_pool_for(s->pool, n, 8, swiglu_rows, &sw);
         if ((rc = call_linear_hook(s, l, FLX_LINEAR_DOWN, s->gate, n, c->d_ff, err))) return rc;
         t0 = flx_now_seconds();
-        linear(s->proj, s->gate, L->w_down, n, c->d_ff, d, d);
+        linear(s, s->proj, s->gate, L->w_down, n, c->d_ff, d, d);
         t_lin += flx_now_seconds() - t0;
         residual_add(s->x, s->proj, (size_t)(n * d), bf16);
     }
@@ -425,7 +469,7 @@ int flx_llama_logits(flx_llama_state *s, int64_t row0, int64_t n_rows, float *ou
         return flx_fail(err, FLX_EINVAL, "logits: rows %lld..%lld requested, the last forward has %lld",
                         (long long)row0, (long long)(row0 + n_rows - 1), (long long)s->n_rows);
     double t0 = flx_now_seconds();
-    linear(out, s->xn + row0 * c->d_model, s->model->w.output, n_rows, c->d_model, c->n_vocab,
+    linear(s, out, s->xn + row0 * c->d_model, s->model->w.output, n_rows, c->d_model, c->n_vocab,
            c->n_vocab);
     s->t_head += flx_now_seconds() - t0;
     return FLX_OK;

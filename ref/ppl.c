@@ -1,5 +1,6 @@
 /* Perplexity under the HF and llama.cpp protocols (flx_ppl.h, docs/ppl.md). */
 #include "flx_ppl.h"
+#include "llama_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -54,10 +55,8 @@ void flx_ppl_window_tokens(const flx_ppl_plan *p, const int32_t *stream, int64_t
 
 double flx_nll(const float *logits, int64_t n_vocab, int32_t target)
 {
-    float mx = logits[0];
-    for (int64_t i = 1; i < n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum_exp = 0.0;
-    for (int64_t i = 0; i < n_vocab; i++) sum_exp += expf(logits[i] - mx);
+    float mx = flx_max_f32(logits, n_vocab);
+    double sum_exp = flx_exp_shift_sum(NULL, logits, n_vocab, mx);
     return log(sum_exp) - ((double)logits[target] - (double)mx);
 }
 

@@ -328,3 +328,37 @@ Test(forward, thread_count_changes_results_only_by_rounding)
     free(lg[0]); free(lg[1]); free(tok);
     flx_model_free(&m);
 }
+
+#include "llama_impl.h"
+
+Test(forward, vector_exp_is_accurate_and_position_independent)
+{
+    /* every 257th float bit pattern in [-87, 0]: within 2 ulp of exp in double */
+    double worst = 0;
+    for (uint32_t b = 0x80000000u; b <= 0xc2ae0000u; b += 257) {
+        float x;
+        memcpy(&x, &b, 4);
+        double want = exp((double)x), got = flx_exp_nonpos(x);
+        double ulp = ldexp(1.0, ilogb(want) - 23);
+        worst = fmax(worst, fabs(got - want) / ulp);
+    }
+    cr_assert(worst <= 2.0, "worst error %.2f ulp", worst);
+    cr_assert_eq(flx_exp_nonpos(-100.0f), 0.0f);
+    cr_assert_eq(flx_exp_nonpos(0.0f), 1.0f);
+    cr_assert(isnan(flx_exp_nonpos(NAN)));
+    /* the 8-lane form gives the same value as the scalar one at every position */
+    float x[37], out[37];
+    double sum = 0;
+    for (int i = 0; i < 37; i++) x[i] = -0.37f * i + 1.5f;
+    double s = flx_exp_shift_sum(out, x, 37, 1.5f);
+    for (int i = 0; i < 37; i++) {
+        cr_assert_eq(out[i], flx_exp_nonpos(x[i] - 1.5f), "position %d", i);
+        sum += exp((double)x[i] - 1.5);
+    }
+    cr_assert(fabs(s / sum - 1) < 1e-6);
+    cr_assert_eq(flx_max_f32(x, 37), 1.5f);
+    x[33] = 9.0f;
+    cr_assert_eq(flx_max_f32(x, 37), 9.0f);
+    x[3] = 10.0f;
+    cr_assert_eq(flx_max_f32(x, 37), 10.0f);
+}
