@@ -6,9 +6,8 @@
  *   decode:  per token, per layer, modules strictly in sequence (attention
  *            pipelined over head iterations), then lm_head and sampling;
  *   host:    prefill of P - 1 tokens, KV hand-over over PCIe, D decode steps.
- * Not modelled yet: the HMT plug-in's stages (spec §4: a 504-token summary
- * prefill, fp32 cross-attention GEMVs and a 1024-token prefill per segment);
- * flx_perf_prefill() can already time each stage length. */
+ * The HMT plug-in's segment loop is composed in perf_hmt.c from the same
+ * prefill model. */
 #include "flx_perf.h"
 
 #include <math.h>
