@@ -202,7 +202,10 @@ static int take(loader *ld, const char *name, int64_t rows, int64_t cols, int op
     if (t.type == UINT32_MAX)
         return flx_fail(ld->err, FLX_EUNSUPPORTED, "%s: tensor %s has dtype %s; only F32, F16, BF16 "
                         "(and Q8_0, Q4_0 in GGUF) can be loaded", ld->source, name, t.type_name);
-    if (!cols) cols = rows, rows = 1;
+    if (!cols) {   /* a vector is one row */
+        cols = rows;
+        rows = 1;
+    }
     convert_job j = {t.type, t.data, NULL, cols, t.bytes / (size_t)rows, 1, 0, NULL};
     j.grain = cols >= 65536 ? 1 : 65536 / cols;
     int64_t n_chunks = (rows + j.grain - 1) / j.grain;
@@ -377,7 +380,7 @@ static int open_shards(loader *ld, const char *dir, const char *st_path)
         ld->shards = calloc(1, sizeof *ld->shards);
         if (!ld->shards) { rc = flx_fail(ld->err, FLX_ENOMEM, "%s: out of memory", dir); goto done; }
         ld->n_shards = 1;
-        ld->shards[0].file = flx_path_join("", "");
+        ld->shards[0].file = strdup("");
         rc = flx_st_open(&ld->shards[0].st, path, ld->err);
         goto done;
     }
