@@ -282,9 +282,14 @@ int flx_perf_config_validate(const flx_perf_config *cfg, const char *file, flx_e
     /* timing */
     REQ(cfg->tim.clock_mhz > 0 && cfg->tim.clock_mhz <= 1000, "timing.clock_mhz",
         "must be in (0, 1000], got %g", cfg->tim.clock_mhz);
-    REQ(cfg->tim.lambda_cycles >= -16 && cfg->tim.lambda_cycles <= 1000, "timing.lambda_cycles",
-        "must be in [-16, 1000] (every overhead delta stays positive), got %g",
-        cfg->tim.lambda_cycles);
+    /* lambda is added to every per-iteration overhead; the smallest structural
+     * part (drain + skew) is 1.5 x the narrowest decode array */
+    double min_delta = 1.5 * d->w_par;
+    if (1.5 * d->k_par < min_delta) min_delta = 1.5 * d->k_par;
+    if (1.5 * d->v_par < min_delta) min_delta = 1.5 * d->v_par;
+    REQ(cfg->tim.lambda_cycles > -min_delta && cfg->tim.lambda_cycles <= 1000,
+        "timing.lambda_cycles", "must be in (-%g, 1000] so that every overhead delta stays "
+        "positive, got %g", min_delta, cfg->tim.lambda_cycles);
     REQ(cfg->tim.sort_cycles_per_insert >= 1 && cfg->tim.sort_cycles_per_insert <= 1000,
         "timing.sort_cycles_per_insert", "must be in [1, 1000], got %g",
         cfg->tim.sort_cycles_per_insert);

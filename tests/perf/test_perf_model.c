@@ -331,6 +331,7 @@ Test(perf_config, bad_values_rejected)
     expect_reject("\"hbm_efficiency\": 0.85", "\"hbm_efficiency\": 1.5", "memory.hbm_efficiency");
     expect_reject("\"tp\": 8", "\"tp\": 8, \"tpp\": 8", "prefill.tpp");     /* unknown key  */
     expect_reject("\"hbm_ports\": 32", "\"hbm_ports\": 16", "memory.hbm_ports"); /* 21 needed */
+    expect_reject("\"lambda_cycles\": 0.0", "\"lambda_cycles\": -48", "timing.lambda_cycles");
     flx_error e = {0};
     flx_perf_config c;
     cr_assert_neq(flx_perf_config_parse("{\"name\": ", "trunc.json", &c, &e), FLX_OK);
