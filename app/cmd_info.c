@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *fp)
 {
@@ -139,7 +140,7 @@ int flx_cmd_info(int argc, char **argv)
     flx_error err = {0};
     flx_model m;
     double t0 = flx_now_seconds();
-    if (flx_model_load_threads(&m, model, (int)threads, &err)) return cli_fail("info", &err);
+    if (flx_model_load_ex(&m, model, (int)threads, isatty(2), &err)) return cli_fail("info", &err);
     double seconds = flx_now_seconds() - t0;
     int rc = FLX_EXIT_OK;
     if (json) {

@@ -99,6 +99,8 @@ int  flx_model_load(flx_model *m, const char *path, flx_error *err);
 /* Same, converting non-F32 weights with n_threads workers (<= 0: one per
  * core).  The result does not depend on n_threads. */
 int  flx_model_load_threads(flx_model *m, const char *path, int n_threads, flx_error *err);
+/* Same with a progress bar (tensors done) on stderr when progress != 0. */
+int  flx_model_load_ex(flx_model *m, const char *path, int n_threads, int progress, flx_error *err);
 void flx_model_free(flx_model *m);
 
 /* Hugging Face config.json (LlamaForCausalLM; Llama-2 and Llama-3.x fields,

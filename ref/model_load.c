@@ -49,6 +49,7 @@ typedef struct loader {
     const char *source;                  /* file named in messages */
     flx_error  *err;
     int         type_count[N_GGML_TYPES];
+    flx_progress *progress;              /* counts tensors; NULL = silent */
     /* HF */
     shard      *shards;
     size_t      n_shards;
@@ -238,6 +239,7 @@ static int take(loader *ld, const char *name, int64_t rows, int64_t cols, int op
     ld->m->n_params += t.n_elems;
     ld->m->n_tensors++;
     if (t.type < N_GGML_TYPES) ld->type_count[t.type]++;
+    if (ld->progress) flx_progress_update(ld->progress, ld->m->n_tensors);
     return FLX_OK;
 }
 
@@ -446,7 +448,7 @@ static int keep_maps(flx_model *m, flx_mapped_file *maps, const int *used, size_
 }
 
 static int load_hf(flx_model *m, const char *dir, const char *st_path, flx_pool *pool,
-                   flx_error *err)
+                   flx_progress *progress, flx_error *err)
 {
     char *cfg_path = flx_path_join(dir, "config.json");
     char *tok_path = flx_path_join(dir, "tokenizer.json");
@@ -463,6 +465,9 @@ static int load_hf(flx_model *m, const char *dir, const char *st_path, flx_pool 
     if ((rc = flx_hf_config_load(cfg_path, &m->cfg, err))) goto done;
     if ((rc = open_shards(&ld, dir, st_path))) goto done;
     ld.source = ld.n_shards == 1 ? ld.shards[0].st.map.path : dir;
+    ld.progress = progress;
+    flx_progress_begin(progress, "load", 2 + 9 * (int64_t)m->cfg.n_layers + !m->cfg.tie_embeddings,
+                       progress->enabled);
     if ((rc = assemble(&ld, &hf_names, 0))) goto done;
     m->w.rope_inv_freq = malloc((size_t)(m->cfg.head_dim / 2) * sizeof(double));
     if (!m->w.rope_inv_freq) { rc = flx_fail(err, FLX_ENOMEM, "out of memory"); goto done; }
@@ -613,7 +618,8 @@ static int gguf_rope(loader *ld, flx_model *m)
     return rc;
 }
 
-static int load_gguf(flx_model *m, const char *path, flx_pool *pool, flx_error *err)
+static int load_gguf(flx_model *m, const char *path, flx_pool *pool, flx_progress *progress,
+                     flx_error *err)
 {
     flx_gguf g;
     int rc = flx_gguf_open(&g, path, err);
@@ -625,6 +631,9 @@ static int load_gguf(flx_model *m, const char *path, flx_pool *pool, flx_error *
     ld.source = path;
     ld.gguf = &g;
     if ((rc = gguf_config(&g, &m->cfg, err))) goto done;
+    ld.progress = progress;
+    flx_progress_begin(progress, "load", 2 + 9 * (int64_t)m->cfg.n_layers +
+                       (flx_gguf_find_tensor(&g, "output.weight") != NULL), progress->enabled);
     if ((rc = assemble(&ld, &gguf_names, 1))) goto done;
     if ((rc = gguf_rope(&ld, m))) goto done;
     snprintf(m->format, sizeof m->format, "gguf");
@@ -645,15 +654,18 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-int flx_model_load_threads(flx_model *m, const char *path, int n_threads, flx_error *err)
+int flx_model_load_ex(flx_model *m, const char *path, int n_threads, int progress, flx_error *err)
 {
     memset(m, 0, sizeof *m);
+    flx_progress pr;   /* begun by the format loader once the tensor count is known */
+    memset(&pr, 0, sizeof pr);
+    pr.enabled = progress;
     m->path = flx_path_join("", path);
     if (!m->path) return flx_fail(err, FLX_ENOMEM, "out of memory");
     flx_pool *pool = flx_pool_create(n_threads);
     int rc;
     if (flx_is_dir(path)) {
-        rc = load_hf(m, path, NULL, pool, err);
+        rc = load_hf(m, path, NULL, pool, &pr, err);
     } else if (!flx_file_exists(path)) {
         rc = flx_fail(err, FLX_EIO, "%s: no such file or folder", path);
     } else {
@@ -662,7 +674,7 @@ int flx_model_load_threads(flx_model *m, const char *path, int n_threads, flx_er
         size_t got = fp ? fread(magic, 1, 4, fp) : 0;
         if (fp) fclose(fp);
         if (got == 4 && !memcmp(magic, "GGUF", 4)) {
-            rc = load_gguf(m, path, pool, err);
+            rc = load_gguf(m, path, pool, &pr, err);
         } else if (ends_with(path, "config.json") || ends_with(path, ".safetensors") ||
                    ends_with(path, ".index.json")) {
             char *dir = flx_path_join("", path);
@@ -672,7 +684,7 @@ int flx_model_load_threads(flx_model *m, const char *path, int n_threads, flx_er
                 if (slash) *slash = '\0';
                 else strcpy(dir, ".");
                 if (!*dir) strcpy(dir, "/");
-                rc = load_hf(m, dir, ends_with(path, ".safetensors") ? path : NULL, pool, err);
+                rc = load_hf(m, dir, ends_with(path, ".safetensors") ? path : NULL, pool, &pr, err);
             }
             free(dir);
         } else {
@@ -681,8 +693,14 @@ int flx_model_load_threads(flx_model *m, const char *path, int n_threads, flx_er
         }
     }
     flx_pool_free(pool);
+    if (pr.label) flx_progress_end(&pr);
     if (rc) flx_model_free(m);
     return rc;
+}
+
+int flx_model_load_threads(flx_model *m, const char *path, int n_threads, flx_error *err)
+{
+    return flx_model_load_ex(m, path, n_threads, 0, err);
 }
 
 int flx_model_load(flx_model *m, const char *path, flx_error *err)
