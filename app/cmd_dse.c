@@ -37,7 +37,8 @@ static void usage(FILE *fp)
 static void describe(const flx_dse_point *p, char *buf, size_t n)
 {
     if (p->family == FLX_DSE_TEMPORAL)
-        snprintf(buf, n, "array TP=%d x WP=%d, Kp=Vp=%d", p->pre.tp, p->pre.qkvo_wp, p->pre.k_par);
+        snprintf(buf, n, "array TP=%d x WP=%d, Kp=Vp=%d (decode B=%d W=%d pack %d)", p->pre.tp,
+                 p->pre.qkvo_wp, p->pre.k_par, p->dec.block, p->dec.w_par, p->dec.block_pack);
     else if (p->family == FLX_DSE_SPATIAL)
         snprintf(buf, n, "TP=%d WP=%d FFN=%d/%d Kp=Vp=%d", p->pre.tp, p->pre.qkvo_wp,
                  p->pre.ffn_wp, p->pre.ffn_blocks, p->pre.k_par);

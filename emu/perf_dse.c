@@ -6,7 +6,7 @@
  *                     engine of B x W), two kernels in one bitstream: FlexLLM;
  *   unified temporal  one TP x WP INT4 array and one attention unit reused for
  *                     every operation of both stages, operations in sequence;
- *                     in decode the array acts as B = TP blocks of W = WP;
+ *                     in decode its MACs act as B blocks of W = min(WP, 64);
  *   unified spatial   the dataflow prefill kernel also runs decode, one token
  *                     lane of TP valid, operations in sequence per token. */
 #include "flx_perf.h"
@@ -37,7 +37,7 @@ static double cyc(flx_perf_module m, double bpc) { return flx_perf_bw_limit(m, b
 /* ---------------------------------------------------------------- unified temporal */
 
 /* Prefill with every operation in sequence on one TP x WP array whose
- * weights arrive over TP ports (one per array row group). */
+ * weights arrive over the engine's weight ports (the decode view's B/pack). */
 static double temporal_prefill_cycles(const flx_perf_config *c, int64_t n, int tp, int wp,
                                       int kp, int vp)
 {
@@ -46,7 +46,8 @@ static double temporal_prefill_cycles(const flx_perf_config *c, int64_t n, int t
     int64_t L = flx_perf_prefill_pad(c, n);
     double nb = (double)(L / tp);
     int D = m->dim, KV = m->kv_dim, I = m->inter_dim, H = m->n_q_heads;
-#define LIN(k, o) cyc(flx_perf_pref_linear(tp, wp, wp, tp, (k), (o), lam), bpc)
+    int ports = c->dec.block / c->dec.block_pack;
+#define LIN(k, o) cyc(flx_perf_pref_linear(tp, wp, wp, ports, (k), (o), lam), bpc)
     double per_block = 3 * cyc(flx_perf_pref_rmsnorm(tp, D), bpc) +
                        3 * cyc(flx_perf_pref_act_quant(tp, D), bpc) +
                        cyc(flx_perf_pref_act_quant(tp, I), bpc) + 2 * LIN(D, KV) + 2 * LIN(D, D) +
@@ -61,24 +62,29 @@ static double temporal_prefill_cycles(const flx_perf_config *c, int64_t n, int t
     return m->n_layers * (nb * per_block + D);
 }
 
+/* The engine's decode view: the TP x WP array's TP x WP MACs regrouped as B
+ * blocks of W = min(WP, 64) columns, so each weight port carries W/2 bytes per
+ * cycle like the production GEMV; two blocks share a port (blockpack_2) when
+ * the device runs out of ports. */
 static int temporal_config(const flx_perf_config *base, int tp, int wp, int kp, int vp,
                            flx_perf_config *c, flx_error *err)
 {
     *c = *base;
+    int w = wp < 64 ? wp : 64, b = tp * wp / w;
     c->pre.tp = tp;
     c->pre.qkvo_wp = c->pre.qkvo_wp_read = wp;
     c->pre.ffn_wp = wp;
     c->pre.ffn_blocks = 1;
     c->pre.k_par = kp;
     c->pre.v_par = vp;
-    c->dec.block = tp;
-    c->dec.block_t = tp;
-    c->dec.head_par = tp;
-    c->dec.w_par = wp;
-    c->dec.unroll = tp >= 2 ? 2 : 1;
+    c->dec.block = b;
+    c->dec.block_t = tp < 8 ? tp : 8;
+    c->dec.head_par = tp < 8 ? tp : 8;
+    c->dec.w_par = w;
+    c->dec.unroll = b >= 2 ? 2 : 1;
     c->dec.k_par = kp;
     c->dec.v_par = vp;
-    c->dec.block_pack = 1;
+    c->dec.block_pack = b + 3 <= base->dev.hbm_ports ? 1 : 2;
     int bw = tp * wp;
     c->dec.kv_dim_pad = bw >= 2 * base->model.kv_dim ? bw : 2 * base->model.kv_dim;
     return flx_perf_config_validate(c, "unified-temporal design", err);
