@@ -454,6 +454,35 @@ Test(perf_dse, small_sweep)
     flx_dse_free(&res);
 }
 
+Test(perf_dse, families_on_the_same_footing)
+{
+    flx_perf_config c = load("u280_mem_opt");
+    flx_error e = {0};
+    /* unified temporal 8 x 256: decode view B = 8 x 256 / 64 = 32 blocks of 64,
+     * 32 + 3 ports > 32, so two blocks share a port */
+    flx_perf_prefill_par p = {8, 256, 256, 32, 32, 256, 1};
+    flx_dse_point t;
+    cr_assert_eq(flx_dse_eval(&c, FLX_DSE_TEMPORAL, &p, NULL, 128, 4, &t, &e), FLX_OK, "%s", e.msg);
+    cr_assert_eq(t.dec.block, 32);
+    cr_assert_eq(t.dec.w_par, 64);
+    cr_assert_eq(t.dec.block_pack, 2);
+    flx_perf_config d = c;
+    d.dec = t.dec;
+    d.pre = t.pre;
+    flx_perf_report rep;
+    cr_assert_eq(flx_perf_run(&d, 128, 4, &rep, &e), FLX_OK, "%s", e.msg);
+    NEAR(t.decode_s, rep.decode_s, 1e-12);   /* same decode model */
+    cr_assert(t.prefill_s > rep.prefill_s);  /* no dataflow overlap in prefill */
+    /* unified spatial decodes on one token lane of the prefill arrays: slower
+     * than the hybrid's decode engine, same prefill */
+    flx_dse_point h, sp;
+    cr_assert_eq(flx_dse_eval(&c, FLX_DSE_HYBRID, &c.pre, &c.dec, 128, 4, &h, &e), FLX_OK);
+    cr_assert_eq(flx_dse_eval(&c, FLX_DSE_SPATIAL, &c.pre, NULL, 128, 4, &sp, &e), FLX_OK);
+    NEAR(sp.prefill_s, h.prefill_s, 1e-12);
+    cr_assert(sp.decode_s > 3 * h.decode_s);
+    cr_assert(sp.res.dsps < h.res.dsps);     /* but it has no decode kernel */
+}
+
 /* ---------------------------------------------------------------- SVG */
 
 /* Minimal well-formedness check: balanced elements, quoted attributes. */
