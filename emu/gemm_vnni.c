@@ -61,6 +61,36 @@ VNNI_TARGET static void vnni_blocks(void *ctx, int64_t b0, int64_t b1, int threa
     }
 }
 
+typedef struct {
+    const int8_t *w;
+    uint8_t *wp;
+    int64_t n_out, n_in, K4;
+} pack_job;
+
+/* Four weights of one row as a word, each byte's low nibble sign-extended:
+ * bit 3 of a byte times 0x1E is 0xF0 in that same byte (no carries). */
+static inline uint32_t nibbles4(const int8_t *row, int64_t k, int64_t n_in)
+{
+    uint32_t x = 0;
+    if (k + 4 <= n_in) memcpy(&x, row + k, 4);
+    else for (int64_t i = k; i < n_in; i++) x |= (uint32_t)(uint8_t)row[i] << (8 * (i - k));
+    uint32_t lo = x & 0x0F0F0F0Fu;
+    return lo | ((lo & 0x08080808u) * 0x1Eu);
+}
+
+static void pack_blocks(void *ctx, int64_t b0, int64_t b1, int thread_id)
+{
+    const pack_job *j = ctx;
+    for (int64_t ob = b0; ob < b1; ob++)
+        for (int64_t k4 = 0; k4 < j->K4; k4++) {
+            uint32_t *dst = (uint32_t *)(j->wp + (ob * j->K4 + k4) * 128);
+            for (int l = 0; l < TILE_O; l++) {
+                int64_t o = ob * TILE_O + l;    /* half = l / 16, lane = l % 16 */
+                dst[l] = o < j->n_out ? nibbles4(j->w + o * j->n_in, 4 * k4, j->n_in) : 0;
+            }
+        }
+}
+
 int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
                            int64_t n_out, int64_t n_in, flx_pool *pool)
 {
@@ -68,7 +98,7 @@ int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64
     const int64_t O32 = (n_out + TILE_O - 1) / TILE_O * TILE_O;
     const int64_t K4 = (n_in + 3) / 4;
     uint8_t *ap = calloc((size_t)(T8 * K4 * 4), 1);
-    uint8_t *wp = calloc((size_t)(O32 * K4 * 4), 1);
+    uint8_t *wp = aligned_alloc(64, (size_t)(O32 * K4 * 4));
     int32_t *cp = malloc((size_t)(T8 * O32) * sizeof *cp);
     if (!ap || !wp || !cp) {
         free(ap); free(wp); free(cp);
@@ -78,14 +108,8 @@ int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64
     for (int64_t t = 0; t < n_tokens; t++)
         for (int64_t k = 0; k < n_in; k++) ap[t * K4 * 4 + k] = (uint8_t)(a[t * n_in + k] & 15);
     /* weights: low nibble sign-extended, packed lane-major per 4 inputs */
-    for (int64_t o = 0; o < n_out; o++) {
-        int64_t ob = o / TILE_O, half = (o % TILE_O) / 16, lane = o % 16;
-        const int8_t *row = w + o * n_in;
-        for (int64_t k = 0; k < n_in; k++) {
-            int8_t v = (int8_t)((int8_t)(uint8_t)((uint8_t)row[k] << 4) >> 4);
-            wp[((ob * K4 + k / 4) * 2 + half) * 64 + lane * 4 + k % 4] = (uint8_t)v;
-        }
-    }
+    pack_job pj = { w, wp, n_out, n_in, K4 };
+    flx_pool_for(pool, O32 / TILE_O, 4, pack_blocks, &pj);
     vnni_job job = { ap, wp, cp, T8, O32, K4 };
     flx_pool_for(pool, O32 / TILE_O, 1, vnni_blocks, &job);
     for (int64_t t = 0; t < n_tokens; t++)
