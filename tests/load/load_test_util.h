@@ -5,9 +5,11 @@
 
 #include "test_util.h"
 
+#include <ftw.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct tbuf {
     uint8_t *p;
@@ -67,6 +69,20 @@ static inline uint8_t *read_all(const char *path, size_t *n)
     p[sz] = 0;   /* text files can be used as strings */
     *n = (size_t)sz;
     return p;
+}
+
+static inline int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Removes a scratch folder and everything in it (tests that write MBs). */
+static inline void rm_tree(const char *dir)
+{
+    if (strncmp(dir, "/tmp/flxemu-test-", 17) == 0) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- a GGUF writer: metadata kv pairs, then tensors, aligned to 32 ---- */

@@ -178,6 +178,9 @@ Test(synth, written_folder_loads_back)
     flx_model_free(&mem);
     flx_model_free(&f32);
     flx_model_free(&b16);
+    rm_tree(d32);
+    rm_tree(d16);
+    rm_tree(d16b);
 }
 
 Test(synth, tokenizer_copy_and_failures_leave_nothing)
@@ -221,4 +224,5 @@ Test(synth, tokenizer_copy_and_failures_leave_nothing)
     cr_assert_eq(m.cfg.n_vocab, 128256);
     if (m.tok) cr_assert_eq(flx_tokenizer_n_vocab(m.tok), 128256);
     flx_model_free(&m);
+    rm_tree(dir);
 }
