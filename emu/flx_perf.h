@@ -266,7 +266,9 @@ int flx_perf_hmt_prefill(const flx_perf_config *cfg, int64_t n_tokens, flx_perf_
 int flx_perf_run_hmt(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t decode_tokens,
                      flx_perf_report *rep, flx_perf_hmt_report *hmt, flx_error *err);
 
-/* API for the emulator (issue 4 item 6): device time of the work it did. */
+/* API for the emulator (issue 5 item 6): the device time of the work a
+ * `generate`/`ppl --engine emu` run did, under a configuration loaded with
+ * flx_perf_config_find("u280_mem_opt", NULL, &cfg, &err). */
 int flx_perf_prefill_seconds(const flx_perf_config *cfg, int64_t n_tokens, double *cycles,
                              double *seconds, flx_error *err);
 int flx_perf_decode_step_seconds(const flx_perf_config *cfg, int64_t context, double *cycles,
