@@ -113,6 +113,12 @@ int flx_gguf_load_tokenizer(const flx_gguf *g, flx_tokenizer **out, flx_error *e
     d.token_types = types;
     d.merges = (const char *const *)merges;
     rc = flx_tokenizer_create(out, &d, err);
+    if (rc != FLX_OK && err && strncmp(err->msg, path, strlen(path)) != 0) {
+        /* the vocabulary builder does not know the file: name it here */
+        char reason[FLX_ERROR_MSG_BYTES];
+        memcpy(reason, err->msg, sizeof reason);
+        flx_fail(err, rc, "%s: %s", path, reason);
+    }
 done:
     free(tokens);
     free(merges);
