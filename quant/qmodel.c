@@ -74,8 +74,9 @@ typedef struct rtn_ctx {
     const flx_qspec *ws;
     const float     *w;
     int32_t          n_in, n_groups;
-    int32_t         *q;
-    flx_qparams     *params;   /* (n_out, n_groups) */
+    int32_t          shift;     /* subtracted from every code (see below) */
+    int8_t          *q;         /* (n_out, n_in) */
+    flx_qparams     *params;    /* (n_out, n_groups) */
 } rtn_ctx;
 
 /* rows are independent: any thread count gives the same codes */
@@ -83,12 +84,21 @@ static void rtn_rows(void *vctx, int64_t begin, int64_t end, int thread_id)
 {
     rtn_ctx *c = vctx;
     (void)thread_id;
+    int32_t stack_buf[4096], *buf = stack_buf, *heap = NULL;
+    if (c->n_in > 4096) buf = heap = malloc((size_t)c->n_in * sizeof *buf);
     for (int64_t r = begin; r < end; r++) {
         const float *row = c->w + r * c->n_in;
         flx_qparams *pp = c->params + r * c->n_groups;
         flx_quant_params(c->ws, row, 1, c->n_in, pp);
-        flx_quant_apply(c->ws, row, 1, c->n_in, pp, c->q + r * c->n_in);
+        if (!buf) {   /* out of memory for a scratch row: leave an invalid scale */
+            pp[0].scale = NAN;
+            continue;
+        }
+        flx_quant_apply(c->ws, row, 1, c->n_in, pp, buf);
+        int8_t *dst = c->q + r * c->n_in;
+        for (int32_t k = 0; k < c->n_in; k++) dst[k] = (int8_t)(buf[k] - c->shift);
     }
+    free(heap);
 }
 
 /* Fills t from float weights w (n_out, n_in). */
@@ -110,27 +120,33 @@ static int quantize_linear(flx_qmodel *qm, flx_qtensor *t, const flx_recipe *r, 
     int32_t gs = ws->gran == FLX_QG_GROUP ? ws->group_size : n_in;
     int32_t n_groups = n_in / gs;
     size_t n = (size_t)n_out * n_in, ng = (size_t)n_out * n_groups;
-    int32_t *q = malloc(n * sizeof *q);
+    /* asymmetric codes [0, 2^b) are stored shifted by 2^(b-1) so that
+     * they fit int8; the zero point moves with them (s (q - z) holds) */
+    int32_t shift = ws->scheme == FLX_QS_SYM ? 0 : (1 << (ws->bits - 1));
     float *zero = malloc(ng * sizeof *zero);
     t->scale = flx_qmodel_alloc(qm, ng * sizeof *t->scale);
     t->q = flx_qmodel_alloc(qm, n);
-    if (!q || !zero || !t->scale || !t->q) {
-        free(q);
+    if (!zero || !t->scale || !t->q) {
         free(zero);
         return flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
     }
     int rc = FLX_OK;
     if (b->weight_fn) {
-        rc = b->weight_fn(b->weight_ctx, layer, name, ws, w, n_out, n_in, q, t->scale, zero, err);
+        int32_t *q = malloc(n * sizeof *q);
+        if (!q) rc = flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
+        else rc = b->weight_fn(b->weight_ctx, layer, name, ws, w, n_out, n_in, q, t->scale, zero, err);
+        for (size_t i = 0; rc == FLX_OK && i < n; i++) t->q[i] = (int8_t)(q[i] - shift);
+        free(q);
     } else {
         flx_qparams *params = malloc(ng * sizeof *params);
         if (!params) rc = flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
         else {
-            rtn_ctx c = {ws, w, n_in, n_groups, q, params};
+            rtn_ctx c = {ws, w, n_in, n_groups, shift, t->q, params};
             flx_pool_for(b->pool, n_out, 16, rtn_rows, &c);
             for (size_t i = 0; i < ng; i++) {
                 t->scale[i] = params[i].scale;
                 zero[i] = params[i].zero;
+                if (isnan(t->scale[i])) rc = flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
             }
             free(params);
         }
@@ -138,17 +154,11 @@ static int quantize_linear(flx_qmodel *qm, flx_qtensor *t, const flx_recipe *r, 
     t->bits = ws->bits;
     t->group_size = gs;
     t->symmetric = ws->scheme == FLX_QS_SYM;
-    if (rc == FLX_OK) {
-        /* asymmetric codes [0, 2^b) are stored shifted by 2^(b-1) so that
-         * they fit int8; the zero point moves with them (s (q - z) holds) */
-        int32_t shift = t->symmetric ? 0 : (1 << (ws->bits - 1));
-        for (size_t i = 0; i < n; i++) t->q[i] = (int8_t)(q[i] - shift);
-        if (!t->symmetric) {
-            t->zero = flx_qmodel_alloc(qm, ng * sizeof *t->zero);
-            if (!t->zero) rc = flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
-            else
-                for (size_t i = 0; i < ng; i++) t->zero[i] = zero[i] - (float)shift;
-        }
+    if (rc == FLX_OK && !t->symmetric) {
+        t->zero = flx_qmodel_alloc(qm, ng * sizeof *t->zero);
+        if (!t->zero) rc = flx_fail(err, FLX_ENOMEM, "out of memory quantizing %s", name);
+        else
+            for (size_t i = 0; i < ng; i++) t->zero[i] = zero[i] - (float)shift;
     }
     if (rc == FLX_OK && r->w_wsum) {
         /* FlexLLM's per-row sum of dequantized weights: s * sum(q), one
@@ -161,7 +171,6 @@ static int quantize_linear(flx_qmodel *qm, flx_qtensor *t, const flx_recipe *r, 
             t->wsum[o] = t->scale[(size_t)o * n_groups] * (float)sum;
         }
     }
-    free(q);
     free(zero);
     return rc;
 }

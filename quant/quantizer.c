@@ -222,12 +222,39 @@ static const flx_qparams *param_at(const flx_qspec *s, const flx_qparams *params
     return params;
 }
 
+/* Codes of n values sharing one parameter set; the per-scheme loops spell
+ * out flx_quantize1 so the hot path has no per-element dispatch. */
+static void quant_run(const flx_qspec *s, flx_qparams p, const float *x, int64_t n, int32_t *q)
+{
+    int32_t qmin, qmax;
+    flx_qspec_range(s, &qmin, &qmax);
+    const flx_qround rd = s->round;
+    switch (s->scheme) {
+    case FLX_QS_SYM:
+        for (int64_t k = 0; k < n; k++) q[k] = clamp_code(flx_qround_apply(rd, x[k] / p.scale), qmin, qmax);
+        break;
+    case FLX_QS_ASYM_ZP:
+        for (int64_t k = 0; k < n; k++)
+            q[k] = clamp_code(flx_qround_apply(rd, x[k] / p.scale) + p.zero, qmin, qmax);
+        break;
+    case FLX_QS_ASYM_FLOAT:
+        for (int64_t k = 0; k < n; k++)
+            q[k] = clamp_code(flx_qround_apply(rd, (x[k] - p.zero) / p.scale), qmin, qmax);
+        break;
+    }
+}
+
 void flx_quant_apply(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
                      const flx_qparams *params, int32_t *q)
 {
+    if (s->gran == FLX_QG_TENSOR) {
+        quant_run(s, params[0], x, rows * cols, q);
+        return;
+    }
+    int64_t g = group_cols(s, cols), n_groups = cols / g;
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t k = 0; k < cols; k++)
-            q[r * cols + k] = flx_quantize1(s, *param_at(s, params, cols, r, k), x[r * cols + k]);
+        for (int64_t j = 0; j < n_groups; j++)
+            quant_run(s, params[r * n_groups + j], x + r * cols + j * g, g, q + r * cols + j * g);
 }
 
 void flx_fake_quant(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
