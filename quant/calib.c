@@ -246,6 +246,16 @@ static int gptq_qkv_hook(void *vctx, int layer, float *q, float *k, float *v, in
     return rot_qkv_hook((void *)c->rs, layer, q, k, v, n_tokens, pos0, cfg, err);
 }
 
+/* p itself when the model owns exactly that buffer (write in place, no
+ * second copy of a 1B model), else NULL. */
+static float *owned_buffer(flx_model *m, const float *p)
+{
+    if (p == m->w.tok_embd || p == m->w.output) return NULL;
+    for (size_t i = 0; i < m->n_owned; i++)
+        if (m->owned[i] == (const void *)p) return (float *)(void *)m->owned[i];
+    return NULL;
+}
+
 static size_t layer_hessian_bytes(const flx_llama_config *c)
 {
     size_t d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim, f = (size_t)c->d_ff;
@@ -267,7 +277,7 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
         return rc;
     int per_pass = opts->layers_per_pass;
     if (per_pass <= 0) {
-        size_t budget = opts->max_hessian_bytes ? opts->max_hessian_bytes : ((size_t)2 << 30);
+        size_t budget = opts->max_hessian_bytes ? opts->max_hessian_bytes : ((size_t)1 << 30);
         per_pass = (int)(budget / layer_hessian_bytes(c));
         if (per_pass < 1) per_pass = 1;
     }
@@ -276,13 +286,12 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
     flx_gptq_opts go = opts->gptq;
     go.pool = pool;
     flx_hessian (*h)[4] = calloc((size_t)per_pass, sizeof *h);
-    const int32_t max_in = f > d ? (f > qd ? f : qd) : (d > qd ? d : qd);
-    const int32_t max_out = f > d ? (f > qd ? f : qd) : (d > qd ? d : qd);
-    const int32_t ng_max = flx_wquant_groups(&opts->wq, max_in);
-    flx_wq_out out = { malloc((size_t)max_out * max_in * sizeof(int32_t)),
-                       malloc((size_t)max_out * ng_max * sizeof(float)),
-                       malloc((size_t)max_out * ng_max * sizeof(float)) };
-    if (!h || !out.q || !out.scale || !out.zero) {
+    /* largest weight (q: qd x d, gate/up/down: f x d); groups never outnumber columns */
+    const size_t max_elems = (size_t)(qd > f ? qd : f) * (size_t)(d > qd ? d : qd);
+    flx_wq_out out = { malloc(max_elems * sizeof(int32_t)), malloc(max_elems * sizeof(float)),
+                       malloc(max_elems * sizeof(float)) };
+    float *w_hat = malloc(max_elems * sizeof(float));
+    if (!h || !out.q || !out.scale || !out.zero || !w_hat) {
         rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory");
         goto done;
     }
@@ -320,8 +329,6 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
                 { &Ly->w_gate, f, d, 2 }, { &Ly->w_up, f, d, 2 }, { &Ly->w_down, d, f, 3 } };
             for (int k = 0; k < FLX_W_COUNT; k++) {
                 size_t n = (size_t)lin[k].n_out * lin[k].n_in;
-                float *w_hat = flx_model_alloc(m, n * sizeof(float));
-                if (!w_hat) { rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory"); goto pass_done; }
                 rc = flx_gptq(*lin[k].slot, lin[k].n_out, lin[k].n_in, &h[l - l0][lin[k].kind], &opts->wq, &go,
                               &out, w_hat, NULL, err);
                 if (rc) {
@@ -332,7 +339,16 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
                 }
                 if (sink && (rc = sink(sink_ctx, l, (flx_linear_id)k, lin[k].n_out, lin[k].n_in, &out, w_hat, err)))
                     goto pass_done;
-                *lin[k].slot = w_hat;   /* later passes see the quantized layer */
+                /* later passes see the quantized layer */
+                float *dst = owned_buffer(m, *lin[k].slot);
+                if (!dst) {
+                    if (!(dst = flx_model_alloc(m, n * sizeof(float)))) {
+                        rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory");
+                        goto pass_done;
+                    }
+                    *lin[k].slot = dst;
+                }
+                memcpy(dst, w_hat, n * sizeof(float));
                 done_units++;
                 flx_progress_update(&prog, done_units);
             }
@@ -346,6 +362,7 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
 done:
     free(h);
     free(out.q); free(out.scale); free(out.zero);
+    free(w_hat);
     flx_pool_free(pool);
     return rc;
 }

@@ -74,7 +74,7 @@ typedef struct flx_gptq_model_opts {
     int           layers_per_pass;  /* layers whose Hessians one calibration
                                        pass collects; 0 = as many as fit in
                                        max_hessian_bytes                      */
-    size_t        max_hessian_bytes;/* 0 = 2 GiB                              */
+    size_t        max_hessian_bytes;/* 0 = 1 GiB (3 layers of Llama-3.2-1B)    */
     int           n_threads;        /* forward and GPTQ threads (<= 0: 1)     */
     int           progress;         /* progress bar on stderr                 */
 } flx_gptq_model_opts;
