@@ -1,0 +1,107 @@
+// flx_csim_hls_stream.h -- C-simulation stand-in for Vitis HLS hls::stream,
+// used ONLY when the real Vitis headers are absent (hw/kernels/flx_hls.h).
+// Written from shared/spec/formats.md section 4.2:
+//
+//  * csim semantics (default): an unbounded FIFO.  write() always succeeds,
+//    full() is always false.  read() on an empty stream prints
+//      WARNING: Hls::stream '<name>' is read while empty, which may result in
+//      RTL simulation hanging.
+//    and returns T() (the csim behaviour), and counts the event.
+//    The destructor warns when data is left over.
+//  * bounded-depth mode (optional): a stream with a depth (the template
+//    argument DEPTH, or flx_set_depth(n) from a testbench) reports a
+//    would-be deadlock when a write finds it holding `depth` elements: in
+//    hardware that write stalls until the consumer reads, which is a
+//    deadlock unless the consumer runs concurrently (a DATAFLOW region).
+//    The write still completes, so csim runs on; flx_full_events() and
+//    flx_max_occupancy() let a testbench assert on it.  Enabled per stream
+//    with flx_set_bounded(true), or for every stream with a depth by
+//    compiling with -DFLX_CSIM_BOUNDED_STREAMS.
+//  * Not thread-safe (csim calls the kernels sequentially).
+// Methods named flx_* exist only in this shim; guard their use with
+// FLX_HLS_SHIM in code that must also build against the real headers.
+#ifndef FLX_CSIM_HLS_STREAM_H
+#define FLX_CSIM_HLS_STREAM_H
+
+#include <cstddef>
+#include <cstdio>
+#include <deque>
+#include <string>
+
+namespace hls {
+
+template <class T, int DEPTH = 0>
+class stream {
+  public:
+    stream() : name_("hls::stream") {}
+    explicit stream(const char *name) : name_(name ? name : "hls::stream") {}
+    stream(const stream &) = delete;
+    stream &operator=(const stream &) = delete;
+    ~stream() {
+        if (!q_.empty())
+            std::fprintf(stderr, "WARNING: Hls::stream '%s' contains leftover data (%zu elements), "
+                         "which may result in RTL simulation hanging.\n", name_.c_str(), q_.size());
+    }
+
+    void write(const T &v) {
+        if (bounded_ && depth_ > 0 && (long)q_.size() >= depth_) {
+            if (full_events_ == 0)
+                std::fprintf(stderr, "WARNING: Hls::stream '%s' (depth %ld) is written while full: "
+                             "the producer would stall here; a deadlock unless the consumer runs "
+                             "concurrently (DATAFLOW).\n", name_.c_str(), depth_);
+            full_events_++;
+        }
+        q_.push_back(v);
+        if ((long)q_.size() > max_occ_) max_occ_ = (long)q_.size();
+    }
+    void operator<<(const T &v) { write(v); }
+    T read() {
+        if (q_.empty()) {
+            std::fprintf(stderr, "WARNING: Hls::stream '%s' is read while empty, which may result "
+                         "in RTL simulation hanging.\n", name_.c_str());
+            empty_reads_++;
+            return T();
+        }
+        T v = q_.front();
+        q_.pop_front();
+        return v;
+    }
+    void read(T &v) { v = read(); }
+    void operator>>(T &v) { v = read(); }
+    bool read_nb(T &v) {
+        if (q_.empty()) return false;
+        v = read();
+        return true;
+    }
+    bool write_nb(const T &v) {
+        if (bounded_ && depth_ > 0 && (long)q_.size() >= depth_) return false;
+        write(v);
+        return true;
+    }
+    bool empty() const { return q_.empty(); }
+    bool full() const { return bounded_ && depth_ > 0 && (long)q_.size() >= depth_; }
+    std::size_t size() const { return q_.size(); }
+
+    // ---- shim-only testbench hooks
+    void flx_set_depth(long depth) { depth_ = depth; }
+    void flx_set_bounded(bool on) { bounded_ = on; }
+    long flx_full_events() const { return full_events_; }
+    long flx_empty_reads() const { return empty_reads_; }
+    long flx_max_occupancy() const { return max_occ_; }
+    const char *flx_name() const { return name_.c_str(); }
+
+  private:
+    std::deque<T> q_;
+    std::string name_;
+    long depth_ = DEPTH;
+#ifdef FLX_CSIM_BOUNDED_STREAMS
+    bool bounded_ = true;
+#else
+    bool bounded_ = false;
+#endif
+    long full_events_ = 0, empty_reads_ = 0, max_occ_ = 0;
+};
+
+}  // namespace hls
+
+#endif  // FLX_CSIM_HLS_STREAM_H

@@ -1,0 +1,76 @@
+// elementwise.h -- SiLU gate, residual add and a bare exponential stage
+// (docs/kernels.md 7, 1; spec 1.9 `dec_Swish` + `dec_Gate_Layer_fp32xfp32`,
+// 1.10 `Residual_Layer`).
+//   silu(g) = g / (1.0f + exp(-g))   (negate, exp, add, divide)
+//   h = silu(g) * u                  (one multiply; commutative, so the
+//                                     decode's (up, silu) order is the same)
+//   residual y = a + r
+// The exp stage exists so that testbenches can check the exponential alone.
+#ifndef FLX_HLS_ELEMENTWISE_H
+#define FLX_HLS_ELEMENTWISE_H
+
+#include "flx_hls.h"
+
+namespace flx_hls {
+
+struct silu_gate_dec_config {
+    static const unsigned b = 16;          // lanes
+    static const int exp_impl = EXP_FLX;
+};
+
+template <class CONFIG_T>
+void silu_gate_dec(hls::stream<hls::vector<float, CONFIG_T::b> > &gate,
+                   hls::stream<hls::vector<float, CONFIG_T::b> > &up,
+                   hls::stream<hls::vector<float, CONFIG_T::b> > &y, unsigned beats)
+{
+    const unsigned B = CONFIG_T::b;
+    for (unsigned k = 0; k < beats; k++) {
+#pragma HLS PIPELINE II = 1
+        hls::vector<float, B> g = gate.read(), u = up.read(), o;
+        for (unsigned i = 0; i < B; i++) {
+#pragma HLS UNROLL
+            float x = g[i];
+            float e = exp_sel<CONFIG_T::exp_impl>(-x);
+            float s = x / (1.0f + e);
+            o[i] = s * u[i];
+        }
+        y.write(o);
+    }
+}
+
+struct residual_config {
+    static const unsigned b = 16;          // lanes (TP in prefill)
+};
+
+template <class CONFIG_T>
+void residual(hls::stream<hls::vector<float, CONFIG_T::b> > &in,
+              hls::stream<hls::vector<float, CONFIG_T::b> > &res,
+              hls::stream<hls::vector<float, CONFIG_T::b> > &y, unsigned beats)
+{
+    for (unsigned k = 0; k < beats; k++) {
+#pragma HLS PIPELINE II = 1
+        hls::vector<float, CONFIG_T::b> a = in.read(), r = res.read(), o;
+        for (unsigned i = 0; i < CONFIG_T::b; i++) {
+#pragma HLS UNROLL
+            o[i] = a[i] + r[i];
+        }
+        y.write(o);
+    }
+}
+
+struct exp_stage_config {
+    static const int exp_impl = EXP_FLX;
+};
+
+template <class CONFIG_T>
+void exp_stage(hls::stream<float> &x, hls::stream<float> &y, unsigned n)
+{
+    for (unsigned k = 0; k < n; k++) {
+#pragma HLS PIPELINE II = 1
+        y.write(exp_sel<CONFIG_T::exp_impl>(x.read()));
+    }
+}
+
+}  // namespace flx_hls
+
+#endif  // FLX_HLS_ELEMENTWISE_H
