@@ -2,8 +2,6 @@
 // mask and the three softmax kernels.
 #include "tb_kernels.h"
 
-#include "../kernels/attention_i8.h"
-#include "../kernels/softmax.h"
 
 namespace flx_tb {
 
@@ -13,7 +11,7 @@ using hls::vector;
 // golden qk_i8: q8 [8][64], k8 [16][64] -> acc [8][16] ap_int<22>
 static void tb_qk_i8(tb_ctx &c)
 {
-    typedef flx_hls::qk_i8_pref_config C;
+    typedef flx_tops::qk_i8_cfg C;
     const unsigned T = 8, NK = 16, D = C::head_dim;
     npy_array q = c.load("q8", "|i1", {T, D}), k = c.load("k8", "|i1", {NK, D});
     stream<vector<ap_int<8>, C::tp> > qs("q");
@@ -29,7 +27,7 @@ static void tb_qk_i8(tb_ctx &c)
         for (unsigned j = 0; j < NK; j++) v[j] = (int)k.i8(j * D + d);
         ks.write(v);
     }
-    flx_hls::qk_i8_pref<C>(qs, ks, acc, 1, 1, NK);
+    flx_tops::top_qk_i8(qs, ks, acc, 1, 1, NK);
     std::vector<long long> got(T * NK);
     for (unsigned j = 0; j < NK; j++) {
         vector<ap_int<C::acc_bits>, C::tp> v = acc.read();
@@ -42,7 +40,7 @@ static void tb_qk_i8(tb_ctx &c)
 // golden av_u8i8: p8 [8][16] uint8, v8 [16][64] -> acc [8][64] ap_int<26>
 static void tb_av_u8i8(tb_ctx &c)
 {
-    typedef flx_hls::av_u8i8_pref_config C;
+    typedef flx_tops::av_u8i8_cfg C;
     const unsigned T = 8, NK = 16, D = C::head_dim;
     npy_array p = c.load("p8", "|u1", {T, NK}), v = c.load("v8", "|i1", {NK, D});
     stream<vector<ap_int<8>, C::tp> > ps("p");
@@ -59,7 +57,7 @@ static void tb_av_u8i8(tb_ctx &c)
             for (unsigned e = 0; e < C::vp; e++) w[e] = (int)v.i8(j * D + db * C::vp + e);
             vs.write(w);
         }
-    flx_hls::av_u8i8_pref<C>(ps, vs, acc, 1, 1, NK);
+    flx_tops::top_av_u8i8(ps, vs, acc, 1, 1, NK);
     std::vector<long long> got(T * D);
     for (unsigned d = 0; d < D; d++) {
         vector<ap_int<C::acc_bits>, C::tp> w = acc.read();
@@ -69,18 +67,16 @@ static void tb_av_u8i8(tb_ctx &c)
     c.expect_int("acc", "<i4", got);
 }
 
-template <int E>
-struct softmax_pref_cfg : flx_hls::softmax_pref_config {
-    static const int exp_impl = E;
+// glibc-expf golden vectors: the same kernels with std::exp (C simulation only;
+// the synthesized tops use flx-exp)
+struct softmax_pref_std : flx_tops::softmax_pref_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
 };
-template <int E>
-struct softmax_dec_cfg : flx_hls::softmax_dec_config {
-    static const unsigned hp = 1;   // the golden row is one head
-    static const int exp_impl = E;
+struct softmax_dec_std : flx_tops::softmax_dec_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
 };
-template <int E>
-struct softmax_block_cfg : flx_hls::softmax_block_config {
-    static const int exp_impl = E;
+struct softmax_block_std : flx_tops::softmax_block_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
 };
 
 // golden softmax_pref: scores [8][32] of queries 8..15 -> mask -> softmax
@@ -95,8 +91,12 @@ static void run_softmax_pref(tb_ctx &c)
         for (unsigned t = 0; t < T; t++) v[t] = x.f32(t * N + j);
         in.write(v);
     }
-    flx_hls::causal_mask_pref<flx_hls::causal_mask_pref_config>(in, masked, 1, 1, 1, N);
-    flx_hls::softmax_pref<C>(masked, out, 1, 1, N);
+    if (C::exp_impl == flx_hls::EXP_FLX) {
+        flx_tops::top_softmax_pref(in, out, 1, 1, 1, N);
+    } else {
+        flx_hls::causal_mask_pref<flx_tops::causal_mask_cfg>(in, masked, 1, 1, 1, N);
+        flx_hls::softmax_pref<C>(masked, out, 1, 1, N);
+    }
     std::vector<float> got(T * N);
     for (unsigned j = 0; j < N; j++) {
         vector<float, C::tp> v = out.read();
@@ -114,7 +114,8 @@ static void run_softmax_dec(tb_ctx &c)
     npy_array x = c.load("scores", "<f4", {N});
     stream<vector<float, C::hp> > in("scores"), out("p");
     for (unsigned k = 0; k < N; k++) in.write(vector<float, C::hp>(x.f32(k)));
-    flx_hls::softmax_dec<C>(in, out, 1, N);
+    if (C::exp_impl == flx_hls::EXP_FLX) flx_tops::top_softmax_dec(in, out, 1, N);
+    else flx_hls::softmax_dec<C>(in, out, 1, N);
     std::vector<float> got(N);
     for (unsigned k = 0; k < N; k++) got[k] = out.read()[0];
     expect_drained("p", out);
@@ -133,7 +134,8 @@ static void run_softmax_block(tb_ctx &c)
         for (unsigned i = 0; i < B; i++) v[i] = x.f32(i * per + k);
         in.write(v);
     }
-    flx_hls::softmax_block<C>(in, out, N, 45.254833f);
+    if (C::exp_impl == flx_hls::EXP_FLX) flx_tops::top_softmax_block(in, out, N, 45.254833f);
+    else flx_hls::softmax_block<C>(in, out, N, 45.254833f);
     std::vector<float> got(N);
     for (unsigned k = 0; k < per; k++) {
         vector<float, B> v = out.read();
@@ -145,18 +147,18 @@ static void run_softmax_block(tb_ctx &c)
 
 static void tb_softmax_pref(tb_ctx &c)
 {
-    if (c.exp_flx()) run_softmax_pref<softmax_pref_cfg<flx_hls::EXP_FLX> >(c);
-    else run_softmax_pref<softmax_pref_cfg<flx_hls::EXP_STD> >(c);
+    if (c.exp_flx()) run_softmax_pref<flx_tops::softmax_pref_cfg>(c);
+    else run_softmax_pref<softmax_pref_std>(c);
 }
 static void tb_softmax_dec(tb_ctx &c)
 {
-    if (c.exp_flx()) run_softmax_dec<softmax_dec_cfg<flx_hls::EXP_FLX> >(c);
-    else run_softmax_dec<softmax_dec_cfg<flx_hls::EXP_STD> >(c);
+    if (c.exp_flx()) run_softmax_dec<flx_tops::softmax_dec_cfg>(c);
+    else run_softmax_dec<softmax_dec_std>(c);
 }
 static void tb_softmax_block(tb_ctx &c)
 {
-    if (c.exp_flx()) run_softmax_block<softmax_block_cfg<flx_hls::EXP_FLX> >(c);
-    else run_softmax_block<softmax_block_cfg<flx_hls::EXP_STD> >(c);
+    if (c.exp_flx()) run_softmax_block<flx_tops::softmax_block_cfg>(c);
+    else run_softmax_block<softmax_block_std>(c);
 }
 
 void register_attention(std::vector<tb_entry> &v)

@@ -1,8 +1,6 @@
 // tb_gemm.cpp -- testbenches of the INT4 GEMM / GEMV and the fp32 GEMV.
 #include "tb_kernels.h"
 
-#include "../kernels/gemm_i4.h"
-#include "../kernels/gemv_f32.h"
 
 namespace flx_tb {
 
@@ -12,7 +10,7 @@ using hls::vector;
 // golden gemm_i4_pref: a [8][2048] uint4, w [48][2048] int4 -> acc [8][48] ap_int<19>
 static void tb_gemm_i4_pref(tb_ctx &c)
 {
-    typedef flx_hls::linear_i4_pref_config C;   // TP 8, WP 24, L 11
+    typedef flx_tops::gemm_i4_pref_cfg C;   // TP 8, WP 24, L 11
     const unsigned T = 8, O = 48, K = 2048, WP = C::wp;
     npy_array a = c.load("a", "|u1", {T, K}), w = c.load("w", "|i1", {O, K});
     stream<vector<ap_int<4>, C::tp> > as("a");
@@ -30,7 +28,7 @@ static void tb_gemm_i4_pref(tb_ctx &c)
             for (unsigned j = 0; j < WP; j++) v[j] = n * WP + j < O ? (int)w.i8((n * WP + j) * K + k) : 0;
             ws.write(v);
         }
-    flx_hls::linear_i4_pref<C>(as, ws, acc, 1, K, O);
+    flx_tops::top_gemm_i4_pref(as, ws, acc, 1, K, O);
     std::vector<long long> got(T * O);
     for (unsigned o = 0; o < nb * WP; o++) {
         vector<ap_int<C::l + 8>, C::tp> v = acc.read();
@@ -42,13 +40,9 @@ static void tb_gemm_i4_pref(tb_ctx &c)
 }
 
 // golden gemv_i4_dec: a [2048] uint4 (block-partitioned B=16), w [64][2048] -> acc [64]
-struct gemv_i4_cfg : flx_hls::gemv_i4_dec_config {
-    static const unsigned w = 2;   // 64 outputs = 2 blocks of B*W = 32
-};
-
 static void tb_gemv_i4_dec(tb_ctx &c)
 {
-    typedef gemv_i4_cfg C;
+    typedef flx_tops::gemv_i4_dec_cfg C;   // W = 2: 64 outputs = 2 blocks of B*W = 32
     const unsigned O = 64, K = 2048, B = C::b, W = C::w, per = K / B, opl = O / B;
     npy_array a = c.load("a", "|u1", {K}), w = c.load("w", "|i1", {O, K});
     stream<vector<ap_int<4>, B> > as("a");
@@ -66,7 +60,7 @@ static void tb_gemv_i4_dec(tb_ctx &c)
                 for (unsigned j = 0; j < W; j++) v[j] = (int)w.i8((i * opl + n * W + j) * K + k);
                 ws[i].write(v);
             }
-    flx_hls::gemv_i4_dec<C>(as, ws, acc, K, O);
+    flx_tops::top_gemv_i4_dec(as, ws, acc, K, O);
     std::vector<long long> got(O);
     for (unsigned n = 0; n < O / (B * W); n++)
         for (unsigned j = 0; j < W; j++) {
@@ -81,7 +75,7 @@ static void tb_gemv_i4_dec(tb_ctx &c)
 // golden gemv_f32: x [2048], w [64][2048] -> y [64] (HMT, B=4, W=8)
 static void tb_gemv_f32(tb_ctx &c)
 {
-    typedef flx_hls::gemv_f32_dec_config C;
+    typedef flx_tops::gemv_f32_cfg C;
     const unsigned O = 64, K = 2048, B = C::b, W = C::w, per = K / B, opl = O / B;
     npy_array x = c.load("x", "<f4", {K}), w = c.load("w", "<f4", {O, K});
     stream<vector<float, B> > xs("x"), y("y");
@@ -98,7 +92,7 @@ static void tb_gemv_f32(tb_ctx &c)
                 for (unsigned j = 0; j < W; j++) v[j] = w.f32((i * opl + n * W + j) * K + k);
                 ws[i].write(v);
             }
-    flx_hls::gemv_f32_dec<C>(xs, ws, y, K, O);
+    flx_tops::top_gemv_f32(xs, ws, y, K, O);
     std::vector<float> got(O);
     for (unsigned n = 0; n < O / (B * W); n++)
         for (unsigned j = 0; j < W; j++) {

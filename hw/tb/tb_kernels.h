@@ -7,7 +7,7 @@
 
 #include "golden_io.h"
 
-#include "../kernels/flx_hls.h"
+#include "../tops/flx_tops.h"
 
 namespace flx_tb {
 

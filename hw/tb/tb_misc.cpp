@@ -2,11 +2,6 @@
 // top-k sampling and the exponential.
 #include "tb_kernels.h"
 
-#include "../kernels/elementwise.h"
-#include "../kernels/fht.h"
-#include "../kernels/rmsnorm.h"
-#include "../kernels/rope.h"
-#include "../kernels/topk.h"
 
 namespace flx_tb {
 
@@ -39,7 +34,7 @@ static std::vector<float> pop_blocked(stream<vector<float, B> > &s, size_t n)
 // golden rmsnorm_pref: x [8][2048], gamma [2048] -> y
 static void tb_rmsnorm_pref(tb_ctx &c)
 {
-    typedef flx_hls::rmsnorm_pref_config C;
+    typedef flx_tops::rmsnorm_pref_cfg C;
     const unsigned T = 8, D = C::d;
     npy_array x = c.load("x", "<f4", {T, D}), g = c.load("gamma", "<f4", {D});
     stream<vector<float, C::tp> > in("x"), y("y");
@@ -50,7 +45,7 @@ static void tb_rmsnorm_pref(tb_ctx &c)
         for (unsigned t = 0; t < T; t++) v[t] = x.f32(t * D + k);
         in.write(v);
     }
-    flx_hls::rmsnorm_pref<C>(in, gs, y, 1);
+    flx_tops::top_rmsnorm_pref(in, gs, y, 1);
     std::vector<float> got(T * D);
     for (unsigned k = 0; k < D; k++) {
         vector<float, C::tp> v = y.read();
@@ -63,25 +58,21 @@ static void tb_rmsnorm_pref(tb_ctx &c)
 // golden rmsnorm_dec: x, gamma [2048] block-partitioned B_T = 8 -> y
 static void tb_rmsnorm_dec(tb_ctx &c)
 {
-    typedef flx_hls::rmsnorm_dec_config C;
+    typedef flx_tops::rmsnorm_dec_cfg C;
     npy_array x = c.load("x", "<f4", {C::d}), g = c.load("gamma", "<f4", {C::d});
     stream<vector<float, C::bt> > in("x"), gs("gamma"), y("y");
     push_blocked<C::bt>(in, x);
     push_blocked<C::bt>(gs, g);
-    flx_hls::rmsnorm_dec<C>(in, gs, y);
+    flx_tops::top_rmsnorm_dec(in, gs, y);
     std::vector<float> got = pop_blocked<C::bt>(y, C::d);
     expect_drained("y", y);
     c.expect_f32("y", got);
 }
 
 // golden rope: x [8][32*64] of token block M = 1 (positions 8..15), tables [16][32]
-struct rope_cfg : flx_hls::rope_pref_config {
-    static const unsigned max_pos = 16;   // the golden table rows
-};
-
 static void tb_rope(tb_ctx &c)
 {
-    typedef rope_cfg C;
+    typedef flx_tops::rope_cfg C;   // max_pos 16: the golden table rows
     const unsigned T = 8, H = 32, D = C::head_dim, W = H * D, P = C::max_pos, HALF = D / 2;
     npy_array x = c.load("x", "<f4", {T, W});
     npy_array sn = c.load("sin", "<f4", {P, HALF}), cs = c.load("cos", "<f4", {P, HALF});
@@ -97,7 +88,7 @@ static void tb_rope(tb_ctx &c)
         for (unsigned t = 0; t < T; t++) v[t] = x.f32(t * W + ch);
         in.write(v);
     }
-    flx_hls::rope_pref<C>(in, y, sin_tab, cos_tab, 1, 1, H);
+    flx_tops::top_rope(in, y, sin_tab, cos_tab, 1, 1, H);
     std::vector<float> got(T * W);
     for (unsigned ch = 0; ch < W; ch++) {
         vector<float, C::tp> v = y.read();
@@ -107,9 +98,15 @@ static void tb_rope(tb_ctx &c)
     c.expect_f32("y", got);
 }
 
-template <int E>
-struct silu_cfg : flx_hls::silu_gate_dec_config {
-    static const int exp_impl = E;
+// glibc-expf golden vectors: std::exp variants (C simulation only)
+struct silu_std : flx_tops::silu_gate_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
+};
+struct topk_std : flx_tops::topk_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
+};
+struct exp_std : flx_tops::exp_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
 };
 
 template <class C>
@@ -120,7 +117,8 @@ static void run_silu_gate(tb_ctx &c)
     stream<vector<float, C::b> > gs("gate"), us("up"), y("y");
     push_blocked<C::b>(gs, g);
     push_blocked<C::b>(us, u);
-    flx_hls::silu_gate_dec<C>(gs, us, y, N / C::b);
+    if (C::exp_impl == flx_hls::EXP_FLX) flx_tops::top_silu_gate(gs, us, y, N / C::b);
+    else flx_hls::silu_gate_dec<C>(gs, us, y, N / C::b);
     std::vector<float> got = pop_blocked<C::b>(y, N);
     expect_drained("y", y);
     c.expect_f32("y", got);
@@ -128,19 +126,19 @@ static void run_silu_gate(tb_ctx &c)
 
 static void tb_silu_gate(tb_ctx &c)
 {
-    if (c.exp_flx()) run_silu_gate<silu_cfg<flx_hls::EXP_FLX> >(c);
-    else run_silu_gate<silu_cfg<flx_hls::EXP_STD> >(c);
+    if (c.exp_flx()) run_silu_gate<flx_tops::silu_gate_cfg>(c);
+    else run_silu_gate<silu_std>(c);
 }
 
 static void tb_residual(tb_ctx &c)
 {
-    typedef flx_hls::residual_config C;
+    typedef flx_tops::residual_cfg C;
     const unsigned N = 2048;
     npy_array a = c.load("in", "<f4", {N}), r = c.load("residual", "<f4", {N});
     stream<vector<float, C::b> > as("in"), rs("residual"), y("y");
     push_blocked<C::b>(as, a);
     push_blocked<C::b>(rs, r);
-    flx_hls::residual<C>(as, rs, y, N / C::b);
+    flx_tops::top_residual(as, rs, y, N / C::b);
     std::vector<float> got = pop_blocked<C::b>(y, N);
     expect_drained("y", y);
     c.expect_f32("y", got);
@@ -149,20 +147,15 @@ static void tb_residual(tb_ctx &c)
 // golden fht: x [8192] block-partitioned B = 16 -> y, / 90.50967f
 static void tb_fht(tb_ctx &c)
 {
-    typedef flx_hls::fht_dec_config C;
+    typedef flx_tops::fht_cfg C;
     npy_array x = c.load("x", "<f4", {C::n});
     stream<vector<float, C::b> > in("x"), y("y");
     push_blocked<C::b>(in, x);
-    flx_hls::fht_dec<C>(in, y, 90.50967f);
+    flx_tops::top_fht(in, y, 90.50967f);
     std::vector<float> got = pop_blocked<C::b>(y, C::n);
     expect_drained("y", y);
     c.expect_f32("y", got);
 }
-
-template <int E>
-struct topk_cfg : flx_hls::topk_dec_config {
-    static const int exp_impl = E;
-};
 
 template <class C>
 static void run_topk(tb_ctx &c)
@@ -171,7 +164,10 @@ static void run_topk(tb_ctx &c)
     stream<vector<float, C::b> > ls("logits");
     push_blocked<C::b>(ls, l);
     static flx_hls::topk_result<C> res;
-    flx_hls::topk_dec<C>(ls, r.f32(0), res);
+    if (C::exp_impl == flx_hls::EXP_FLX)
+        flx_tops::top_topk_sampling(ls, r.f32(0), res.id, res.value, res.prob, &res.token);
+    else
+        flx_hls::topk_dec<C>(ls, r.f32(0), res);
     expect_drained("logits", ls);
     std::vector<long long> ids(res.id, res.id + C::k);
     c.expect_int("ids", "<i4", ids);
@@ -182,14 +178,9 @@ static void run_topk(tb_ctx &c)
 
 static void tb_topk(tb_ctx &c)
 {
-    if (c.exp_flx()) run_topk<topk_cfg<flx_hls::EXP_FLX> >(c);
-    else run_topk<topk_cfg<flx_hls::EXP_STD> >(c);
+    if (c.exp_flx()) run_topk<flx_tops::topk_cfg>(c);
+    else run_topk<topk_std>(c);
 }
-
-template <int E>
-struct exp_cfg : flx_hls::exp_stage_config {
-    static const int exp_impl = E;
-};
 
 template <class C>
 static void run_exp(tb_ctx &c)
@@ -198,7 +189,8 @@ static void run_exp(tb_ctx &c)
     npy_array x = c.load("x", "<f4", {N});
     stream<float> in("x"), y("y");
     for (unsigned i = 0; i < N; i++) in.write(x.f32(i));
-    flx_hls::exp_stage<C>(in, y, N);
+    if (C::exp_impl == flx_hls::EXP_FLX) flx_tops::top_exp(in, y, N);
+    else flx_hls::exp_stage<C>(in, y, N);
     std::vector<float> got(N);
     for (unsigned i = 0; i < N; i++) got[i] = y.read();
     expect_drained("y", y);
@@ -207,8 +199,8 @@ static void run_exp(tb_ctx &c)
 
 static void tb_exp(tb_ctx &c)
 {
-    if (c.exp_flx()) run_exp<exp_cfg<flx_hls::EXP_FLX> >(c);
-    else run_exp<exp_cfg<flx_hls::EXP_STD> >(c);
+    if (c.exp_flx()) run_exp<flx_tops::exp_cfg>(c);
+    else run_exp<exp_std>(c);
 }
 
 void register_misc(std::vector<tb_entry> &v)

@@ -1,9 +1,6 @@
 // tb_quant.cpp -- testbenches of the quantizers and dequantizers.
 #include "tb_kernels.h"
 
-#include "../kernels/dequant.h"
-#include "../kernels/quant_asym.h"
-#include "../kernels/quant_static.h"
 
 namespace flx_tb {
 
@@ -13,7 +10,7 @@ using hls::vector;
 // golden quant_asym_pref: x [8][2048] -> q [8][2048] (uint4 bytes), s, b [8]
 static void tb_quant_asym_pref(tb_ctx &c)
 {
-    typedef flx_hls::quant_asym_pref_config C;
+    typedef flx_tops::quant_asym_pref_cfg C;
     const unsigned T = 8, K = 2048;
     npy_array x = c.load("x", "<f4", {T, K});
     stream<vector<float, C::tp> > in("x");
@@ -24,7 +21,7 @@ static void tb_quant_asym_pref(tb_ctx &c)
         for (unsigned t = 0; t < T; t++) v[t] = x.f32(t * K + k);
         in.write(v);
     }
-    flx_hls::quant_asym_pref<C>(in, q, sb, 1, K);
+    flx_tops::top_quant_asym_pref(in, q, sb, 1, K);
     std::vector<long long> gq(T * K);
     std::vector<float> gs(T), gb(T);
     for (unsigned t = 0; t < T; t++) {
@@ -45,7 +42,7 @@ static void tb_quant_asym_pref(tb_ctx &c)
 // golden quant_asym_dec: x [2048] block-partitioned B=16 -> q, s, b
 static void tb_quant_asym_dec(tb_ctx &c)
 {
-    typedef flx_hls::quant_asym_dec_config C;
+    typedef flx_tops::quant_asym_dec_cfg C;
     const unsigned K = 2048, B = C::b, per = K / B;
     npy_array x = c.load("x", "<f4", {K});
     stream<vector<float, B> > in("x");
@@ -56,7 +53,7 @@ static void tb_quant_asym_dec(tb_ctx &c)
         for (unsigned i = 0; i < B; i++) v[i] = x.f32(i * per + k);
         in.write(v);
     }
-    flx_hls::quant_asym_dec<C>(in, q, sb, K);
+    flx_tops::top_quant_asym_dec(in, q, sb, K);
     vector<float, 2> p = sb.read();
     std::vector<long long> gq(K);
     for (unsigned k = 0; k < per; k++) {
@@ -72,7 +69,7 @@ static void tb_quant_asym_dec(tb_ctx &c)
 // golden dequant_pref: acc [8][96] ap_int<19>, s, b [8], ws, wsum [96] -> y [8][96]
 static void tb_dequant_pref(tb_ctx &c)
 {
-    typedef flx_hls::dequant_pref_config C;
+    typedef flx_tops::dequant_pref_cfg C;
     const unsigned T = 8, O = 96;
     npy_array acc = c.load("acc", "<i4", {T, O}), s = c.load("s", "<f4", {T}), b = c.load("b", "<f4", {T});
     npy_array ws = c.load("ws", "<f4", {O}), wsum = c.load("wsum", "<f4", {O});
@@ -94,7 +91,7 @@ static void tb_dequant_pref(tb_ctx &c)
         w[1] = wsum.f32(o);
         wsb.write(w);
     }
-    flx_hls::dequant_pref<C>(a, sb, wsb, y, 1, O);
+    flx_tops::top_dequant_pref(a, sb, wsb, y, 1, O);
     std::vector<float> gy(T * O);
     for (unsigned o = 0; o < O; o++) {
         vector<float, C::tp> v = y.read();
@@ -105,15 +102,9 @@ static void tb_dequant_pref(tb_ctx &c)
 }
 
 // golden quant_static_q: x [8][32*64] -> q8 (signed, f = 8 = sqrt_HEAD_DIM)
-struct quant_q_cfg : flx_hls::quant_static_pref_config {};
 // golden quant_static_p: p [8][64] -> p8 (unsigned), one "head" of 64
-struct quant_p_cfg : flx_hls::quant_static_pref_config {
-    static const unsigned heads = 1;
-    static const bool is_signed = false;
-};
-
-template <class C>
-static void run_quant_static(tb_ctx &c, const char *xin, const char *sname, const char *qout,
+template <class C, class TOP>
+static void run_quant_static(tb_ctx &c, TOP top, const char *xin, const char *sname, const char *qout,
                              const char *qdescr, float factor)
 {
     const unsigned T = 8, W = C::heads * C::head_dim;
@@ -127,7 +118,7 @@ static void run_quant_static(tb_ctx &c, const char *xin, const char *sname, cons
         for (unsigned t = 0; t < T; t++) v[t] = x.f32(t * W + ch);
         in.write(v);
     }
-    flx_hls::quant_static_pref<C>(in, q, scale, factor, 1);
+    top(in, q, scale, factor, 1);
     std::vector<long long> gq(T * W);
     for (unsigned ch = 0; ch < W; ch++) {
         vector<ap_int<C::n_bits>, C::tp> v = q.read();
@@ -138,17 +129,14 @@ static void run_quant_static(tb_ctx &c, const char *xin, const char *sname, cons
     c.expect_int(qout, qdescr, gq);
 }
 
-static void tb_quant_static_q(tb_ctx &c) { run_quant_static<quant_q_cfg>(c, "x", "scale", "q8", "|i1", 8.0f); }
-static void tb_quant_static_p(tb_ctx &c) { run_quant_static<quant_p_cfg>(c, "p", "a_s", "p8", "|u1", 1.0f); }
+static void tb_quant_static_q(tb_ctx &c) { run_quant_static<flx_tops::quant_static_q_cfg>(c, flx_tops::top_quant_static_q, "x", "scale", "q8", "|i1", 8.0f); }
+static void tb_quant_static_p(tb_ctx &c) { run_quant_static<flx_tops::quant_static_p_cfg>(c, flx_tops::top_quant_static_p, "p", "a_s", "p8", "|u1", 1.0f); }
 
 // golden dequant_static: acc [8][32*16], in_s [32], w_s [8] -> y
-struct dequant_static_cfg : flx_hls::dequant_static_pref_config {
-    static const unsigned head_dim = 16;
-};
 
 static void tb_dequant_static(tb_ctx &c)
 {
-    typedef dequant_static_cfg C;
+    typedef flx_tops::dequant_static_cfg C;
     const unsigned T = 8, W = C::act_heads * C::head_dim;
     npy_array acc = c.load("acc", "<i4", {T, W});
     npy_array is = c.load("in_s", "<f4", {C::act_heads}), wsn = c.load("w_s", "<f4", {C::w_heads});
@@ -162,7 +150,7 @@ static void tb_dequant_static(tb_ctx &c)
         for (unsigned t = 0; t < T; t++) v[t] = acc.i32(t * W + ch);
         a.write(v);
     }
-    flx_hls::dequant_static_pref<C>(a, y, in_s, w_s, 1);
+    flx_tops::top_dequant_static(a, y, in_s, w_s, 1);
     std::vector<float> gy(T * W);
     for (unsigned ch = 0; ch < W; ch++) {
         vector<float, C::tp> v = y.read();

@@ -1,0 +1,12 @@
+// top_exp.cpp -- synthesis/cosim top: flx-exp on a stream (docs/kernels.md 1.2).
+#include "flx_tops.h"
+
+namespace flx_tops {
+
+void top_exp(stream<float> &x, stream<float> &y, unsigned n)
+{
+#pragma HLS INTERFACE mode = ap_ctrl_hs port = return
+    flx_hls::exp_stage<exp_cfg>(x, y, n);
+}
+
+}  // namespace flx_tops
