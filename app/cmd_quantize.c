@@ -280,8 +280,12 @@ int flx_cmd_quantize(int argc, char **argv)
         if (flx_calib_attn_scales(&model, &rs, &cd, 1.0f, (int)a.threads, sq, sq + nl, sq + 2 * nl,
                                   sq + 3 * nl, &err))
             goto fail;
+        /* flx_calib_attn_scales divides max|q| by FlexLLM's literal 8 (the
+         * factor of head_dim 64); express Q_s in this model's factor F so
+         * that Q8 = round(q / (F Q_s)) spans the calibrated range */
+        float q_fix = 8.0f / (float)flx_attn_q_factor(c->head_dim);
         for (int l = 0; l < nl; l++) {
-            scales[l].q_s = sq[l];
+            scales[l].q_s = sq[l] * q_fix;
             scales[l].k_s = sq[nl + l];
             scales[l].v_s = sq[2 * nl + l];
             scales[l].a_s = sq[3 * nl + l];

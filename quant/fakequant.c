@@ -9,6 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+int32_t flx_attn_q_factor(int32_t head_dim)
+{
+    int32_t f = 1;
+    while ((int64_t)(f + 1) * (f + 1) <= head_dim) f++;
+    return f;
+}
+
 /* per-head groups resolved to head_dim */
 static flx_qspec per_head(flx_qspec s, int32_t head_dim)
 {
@@ -51,10 +58,10 @@ static int fq_qkv(void *ctx, int layer, float *q, float *k, float *v, int64_t n_
     flx_rot_r3(&fq->rot, k, n_tokens * cfg->n_kv_heads, NULL);
     if (r->static_attn) {
         const flx_qlayer *L = &fq->qm->layers[layer];
-        /* 1/sqrt(head_dim) is folded into the Q scale in FlexLLM; the float
-         * forward divides by sqrt(head_dim) itself, so q^ = q8 * (8 * Q_s)
-         * gives the same scores */
-        float sq = (float)flx_fht_norm_divisor(cfg->head_dim) * L->q_s;
+        /* FlexLLM folds 1/sqrt_HEAD_DIM into the Q quantizer; the float
+         * forward divides by sqrt(head_dim) itself, so only the grid
+         * q^ = q8 * (F * Q_s) is reproduced here */
+        float sq = (float)flx_attn_q_factor(cfg->head_dim) * L->q_s;
         static_int8(q, n_tokens * q_dim, sq);
         static_int8(k, n_tokens * kv_dim, L->k_s);
         static_int8(v, n_tokens * kv_dim, L->v_s);

@@ -130,6 +130,12 @@ int flx_recipe_json(const flx_recipe *r, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- building */
 
+/* F in FlexLLM's static Q quantizer Q8 = round(q / (F * Q_s)): the
+ * reference's integer macro sqrt_HEAD_DIM, i.e. floor(sqrt(head_dim))
+ * (8 for Llama-3.2-1B's head_dim 64).  Calibration, the fake-quant model
+ * and the emulator must all use this one value. */
+int32_t flx_attn_q_factor(int32_t head_dim);
+
 /* Per-layer static attention scales (flexllm): q_s, k_s, v_s, a_s. */
 typedef struct flx_attn_scales {
     float q_s, k_s, v_s, a_s;

@@ -112,8 +112,8 @@ void flx_quant_apply(const flx_qspec *s, const float *x, int64_t rows, int64_t c
 
 /* Fake quantization out = dequant(quant(x)); out may alias x.  Dynamic
  * when params is NULL (computed here, per the granularity), static
- * otherwise.  bits == 16 rounds through bfloat16 (the 16-bit datapath of
- * the references) instead. */
+ * otherwise.  bits == 16 is INT16 like the other widths (recipes that keep
+ * a tensor in float never call this). */
 void flx_fake_quant(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
                     const flx_qparams *params, float *out);
 

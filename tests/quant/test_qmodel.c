@@ -506,3 +506,55 @@ Test(qmodel, cli_bad_input_and_determinism, .timeout = 120)
     cr_assert(qm.tok != NULL);   /* found through the source folder */
     flx_qmodel_free(&qm);
 }
+
+Test(qmodel, fake_quant_hooks_by_hand)
+{
+    flx_model m;
+    load_stories(&m);
+    flx_attn_scales sc[5];
+    for (int l = 0; l < 5; l++) sc[l] = (flx_attn_scales){0.01f, 0.1f, 0.02f, 1.0f / 255};
+    flx_qmodel qm;
+    build(&qm, &m, "flexllm", sc);
+    flx_fakequant fq;
+    flx_error err = {0};
+    cr_assert_eq(flx_fakequant_build(&fq, &qm, &err), FLX_OK, "%s", err.msg);
+    /* stories260K: 8 heads x head_dim 8 = 64 q values, 4 kv heads -> 32 k/v values per token */
+    float q[64] = {0}, k[32] = {0}, v[32] = {0};
+    q[0] = 0.1f;
+    q[1] = -20.0f;
+    /* Q scale = F * Q_s with F = floor(sqrt(head_dim)) (FlexLLM's integer sqrt_HEAD_DIM, 8
+     * for head_dim 64); head_dim 8 here: F = 2, scale 0.02: 0.1/0.02 = 5 -> 0.1;
+     * -20/0.02 = -1000 -> -128 -> -2.56 */
+    k[0] = 13.0f;    /* K_s = 0.1: 130 -> clamp 127 -> 12.7                              */
+    v[0] = -0.05f;   /* V_s = 0.02: -2.5 -> round half away -3 -> -0.06                  */
+    v[1] = 0.05f;    /* 2.5 -> 3 -> 0.06                                                 */
+    cr_assert_eq(fq.hooks.qkv(fq.hooks.ctx, 2, q, k, v, 1, 0, &qm.cfg, &err), FLX_OK);
+    cr_assert_eq(flx_attn_q_factor(8), 2);
+    cr_assert_eq(flx_attn_q_factor(64), 8);
+    cr_assert_eq(flx_attn_q_factor(63), 7);
+    float sq = 2.0f * 0.01f;
+    cr_assert_eq(q[0], sq * 5.0f);
+    cr_assert_eq(q[1], sq * -128.0f);
+    cr_assert_eq(k[0], 0.1f * 127.0f);
+    cr_assert_eq(v[0], 0.02f * -3.0f);
+    cr_assert_eq(v[1], 0.02f * 3.0f);
+    cr_assert_eq(q[2], 0.0f);
+    /* linear inputs: 4-bit per token with float offset.  Token (-1, 0.5, 2, 3.5, 0 x 60):
+     * min -1, max 3.5, s = 0.3f; x^ = s q + min with q = 0, 5, 10, 15 and 0 -> round(1/0.3) = 3 */
+    float x[64] = {0};
+    x[0] = -1.0f; x[1] = 0.5f; x[2] = 2.0f; x[3] = 3.5f;
+    cr_assert_eq(fq.hooks.linear_input(fq.hooks.ctx, 0, FLX_LINEAR_QKV, x, 1, 64, &err), FLX_OK);
+    float s = 4.5f / 15.0f;
+    cr_assert_eq(x[0], -1.0f);
+    cr_assert_eq(x[1], s * 5.0f + -1.0f);
+    cr_assert_eq(x[3], s * 15.0f + -1.0f);
+    cr_assert_eq(x[10], s * 3.0f + -1.0f);
+    /* the head input is quantized too in flexllm */
+    float hx[64] = {0};
+    hx[0] = 1.0f;
+    cr_assert_eq(fq.hooks.linear_input(fq.hooks.ctx, 5, FLX_LINEAR_HEAD, hx, 1, 64, &err), FLX_OK);
+    cr_assert_eq(hx[0], (1.0f / 15.0f) * 15.0f + 0.0f);
+    flx_fakequant_free(&fq);
+    flx_qmodel_free(&qm);
+    flx_model_free(&m);
+}
