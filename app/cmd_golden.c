@@ -10,6 +10,7 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
             "usage: flxemu golden --kernel NAME|all --out DIR [options]\n"
+            "       flxemu golden --layer prefill|decode --out DIR [options]\n"
             "       flxemu golden --check DIR\n"
             "\n"
             "Writes seeded inputs, parameters and the emulator's outputs of FlexLLM kernels\n"
@@ -21,7 +22,9 @@ static void usage(FILE *fp)
             "and prints the first mismatch.\n"
             "\n"
             "options:\n"
-            "  --kernel NAME      a kernel (see the list below) or all (required unless --check)\n"
+            "  --kernel NAME      a kernel (see the list below) or all\n"
+            "  --layer STAGE      prefill or decode: one whole decoder layer of the U280\n"
+            "                     model shape (random INT4 weights, ~60 MB of weights)\n"
             "  --out DIR          output folder, created if missing\n"
             "  --config NAME      hardware configuration: u280 (default)\n"
             "  --seed N           RNG seed, 0 .. 2^63-1 (default 1)\n"
@@ -39,7 +42,7 @@ static void usage(FILE *fp)
 
 int flx_cmd_golden(int argc, char **argv)
 {
-    const char *kernel = NULL, *out = NULL, *check = NULL, *config = "u280", *exp = "glibc";
+    const char *kernel = NULL, *layer = NULL, *out = NULL, *check = NULL, *config = "u280", *exp = "glibc";
     long long seed = 1;
     flx_emu_golden_opts o;
     memset(&o, 0, sizeof o);
@@ -52,11 +55,12 @@ int flx_cmd_golden(int argc, char **argv)
             o.fp.ftz = 1;
         } else if (!strcmp(a, "--gzip")) {
             o.gzip = 1;
-        } else if (!strcmp(a, "--kernel") || !strcmp(a, "--out") || !strcmp(a, "--config") ||
+        } else if (!strcmp(a, "--kernel") || !strcmp(a, "--layer") || !strcmp(a, "--out") || !strcmp(a, "--config") ||
                    !strcmp(a, "--seed") || !strcmp(a, "--exp") || !strcmp(a, "--check")) {
             if (i + 1 >= argc) return cli_usage_error("golden", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--kernel")) kernel = v;
+            else if (!strcmp(a, "--layer")) layer = v;
             else if (!strcmp(a, "--out")) out = v;
             else if (!strcmp(a, "--config")) config = v;
             else if (!strcmp(a, "--exp")) exp = v;
@@ -68,18 +72,24 @@ int flx_cmd_golden(int argc, char **argv)
     }
     flx_error err = { 0 };
     if (check) {
-        if (kernel || out) return cli_usage_error("golden", "--check takes no --kernel or --out");
+        if (kernel || layer || out) return cli_usage_error("golden", "--check takes no --kernel, --layer or --out");
         int64_t n = 0;
         if (flx_emu_golden_check(check, &n, &err)) return cli_fail("golden", &err);
         printf("golden: %s: %lld files match the emulator\n", check, (long long)n);
         return FLX_EXIT_OK;
     }
-    if (!kernel) return cli_usage_error("golden", "--kernel NAME|all is required (or --check DIR)");
+    if (kernel && layer) return cli_usage_error("golden", "give --kernel or --layer, not both");
+    if (layer) {
+        if (strcmp(layer, "prefill") && strcmp(layer, "decode"))
+            return cli_usage_error("golden", "--layer must be prefill or decode, got '%s'", layer);
+        kernel = !strcmp(layer, "prefill") ? "layer_prefill" : "layer_decode";
+    }
+    if (!kernel) return cli_usage_error("golden", "--kernel NAME|all or --layer STAGE is required (or --check DIR)");
     if (!out) return cli_usage_error("golden", "--out DIR is required");
     if (strcmp(config, "u280")) return cli_usage_error("golden", "unknown --config '%s' (known: u280)", config);
     if (flx_emu_exp_parse(exp, &o.fp.exp))
         return cli_usage_error("golden", "--exp must be glibc or flx, got '%s'", exp);
-    int known = !strcmp(kernel, "all");
+    int known = !strcmp(kernel, "all") || layer;
     for (int i = 0; !known && flx_emu_golden_kernel_name(i); i++)
         known = !strcmp(kernel, flx_emu_golden_kernel_name(i));
     if (!known) return cli_usage_error("golden", "unknown kernel '%s' (see --help for the list)", kernel);

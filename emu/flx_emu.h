@@ -408,6 +408,13 @@ int flx_emu_window_logits(const flx_emu_engine *e, const int32_t *tokens, int64_
 int flx_emu_decode_step(const flx_emu_engine *e, float *logits, flx_emu_kv *kv,
                         int32_t token, int64_t pos, flx_pool *pool, flx_error *err);
 
+/* The same step that can also return the last layer's output hidden
+ * [d_model] (before the final norm; NULL: not wanted) and skip the head
+ * (logits NULL). */
+int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden,
+                           flx_emu_kv *kv, int32_t token, int64_t pos, flx_pool *pool,
+                           flx_error *err);
+
 /* Host flow (spec 3.3): prefill of the first n_prompt-1 tokens, K/V
  * hand-over, decode from the last prompt token; each step samples with
  * threshold r drawn from flx_rng(seed) and calls cb (a non-zero return
@@ -435,7 +442,10 @@ typedef struct flx_emu_golden_opts {
 /* i-th kernel name (0-based), NULL past the end. */
 const char *flx_emu_golden_kernel_name(int i);
 
-/* what: a kernel name or "all"; config: "u280".  FLX_EINVAL for an unknown
+/* what: a kernel name, "all" (every kernel), or "layer_prefill" /
+ * "layer_decode" (one decoder layer of the U280 model shape with random INT4
+ * weights, reference quirks on: inputs, all weights and scales, K/V caches
+ * and the layer output); config: "u280".  FLX_EINVAL for an unknown
  * kernel or config (callers report it as a usage error). */
 int flx_emu_golden_write(const char *dir, const char *what, const char *config,
                          const flx_emu_golden_opts *o, flx_error *err);

@@ -7,6 +7,7 @@
  * writes them or compares them with the files, so writing and checking can
  * never disagree about what a kernel produces. */
 #include "flx_emu.h"
+#include "flx_qmodel.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -629,6 +630,183 @@ static void k_exp(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(x); free(y);
 }
 
+/* ------------------------------------------------- whole layers (U280 shape) */
+
+/* One decoder layer of Llama-3.2-1B shape with random INT4 weights; the
+ * embedding table holds the layer inputs, so "prefill of tokens 0..n-1" is
+ * exactly the layer applied to those rows. */
+typedef struct {
+    flx_qmodel qm;
+    flx_qlayer layer;
+    void      *mem[40];
+    int        n_mem;
+} layer_model;
+
+static void *lm_alloc(layer_model *m, size_t bytes)
+{
+    void *p = calloc(bytes ? bytes : 1, 1);
+    if (p) m->mem[m->n_mem++] = p;
+    return p;
+}
+
+static int lm_tensor(layer_model *m, gen *g, flx_qtensor *t, int n_out, int n_in)
+{
+    t->n_out = n_out; t->n_in = n_in; t->bits = 4; t->group_size = n_in; t->symmetric = 1;
+    t->q = lm_alloc(m, (size_t)n_out * n_in);
+    t->scale = lm_alloc(m, (size_t)n_out * sizeof(float));
+    t->wsum = lm_alloc(m, (size_t)n_out * sizeof(float));
+    if (!t->q || !t->scale || !t->wsum) return -1;
+    for (int o = 0; o < n_out; o++) {
+        int sum = 0;
+        for (int k = 0; k < n_in; k += 16) {
+            uint64_t r = flx_rng_u64(&g->rng);
+            for (int j = 0; j < 16 && k + j < n_in; j++) {
+                int v = (int)((r >> (4 * j)) & 15) - 8;
+                t->q[(size_t)o * n_in + k + j] = (int8_t)v;
+                sum += v;
+            }
+        }
+        t->scale[o] = rf(g, 0.004f, 0.012f);
+        t->wsum[o] = t->scale[o] * (float)sum;     /* stored sum of dequantized weights */
+    }
+    return 0;
+}
+
+static void lm_free(layer_model *m)
+{
+    for (int i = 0; i < m->n_mem; i++) free(m->mem[i]);
+}
+
+static int lm_build(layer_model *m, gen *g, int n_rows)
+{
+    enum { D = 2048, H = 32, KVH = 8, HD = 64, F = 8192 };
+    memset(m, 0, sizeof *m);
+    flx_llama_config *c = &m->qm.cfg;
+    c->n_vocab = n_rows; c->d_model = D; c->n_layers = 1; c->n_heads = H; c->n_kv_heads = KVH;
+    c->head_dim = HD; c->d_ff = F; c->max_seq_len = 2048; c->rms_eps = 1e-5f;
+    c->rope_theta = 10000.0;
+    strcpy(m->qm.recipe, "flexllm");
+    m->qm.r4_online = 1;
+    m->qm.has_attn_scales = 1;
+    float *emb = lm_alloc(m, (size_t)n_rows * D * sizeof(float));
+    float *ones = lm_alloc(m, D * sizeof(float));
+    if (!emb || !ones) return -1;
+    for (int i = 0; i < n_rows * D; i++) emb[i] = rf(g, -1.0f, 1.0f);
+    for (int i = 0; i < D; i++) ones[i] = 1.0f;     /* gamma folded: all ones (spec 1.6) */
+    m->qm.tok_embd = emb;
+    m->qm.out_norm = ones;
+    m->qm.layers = &m->layer;
+    flx_qlayer *L = &m->layer;
+    L->attn_norm = L->ffn_norm = ones;
+    /* FSQ layer-0 static scales (spec 1.12) */
+    L->q_s = 0.0175285172f; L->k_s = 0.106267393f; L->v_s = 0.00409434037f; L->a_s = 0.00318154902f;
+    if (lm_tensor(m, g, &L->wq, D, D) || lm_tensor(m, g, &L->wk, KVH * HD, D) ||
+        lm_tensor(m, g, &L->wv, KVH * HD, D) || lm_tensor(m, g, &L->wo, D, D) ||
+        lm_tensor(m, g, &L->w_gate, F, D) || lm_tensor(m, g, &L->w_up, F, D) ||
+        lm_tensor(m, g, &L->w_down, D, F) || lm_tensor(m, g, &m->qm.head, n_rows, D))
+        return -1;
+    return 0;
+}
+
+static void emit_weights(sink *s, const flx_qlayer *L)
+{
+    const struct { const char *name; const flx_qtensor *t; } ws[] = {
+        { "wq", &L->wq }, { "wk", &L->wk }, { "wv", &L->wv }, { "wo", &L->wo },
+        { "w_gate", &L->w_gate }, { "w_up", &L->w_up }, { "w_down", &L->w_down },
+    };
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+        char n1[32], n2[32], n3[32];
+        snprintf(n1, sizeof n1, "%s", ws[i].name);
+        snprintf(n2, sizeof n2, "%s_s", ws[i].name);
+        snprintf(n3, sizeof n3, "%s_sum", ws[i].name);
+        const flx_qtensor *t = ws[i].t;
+        emit(s, n1, "param", DT_I1, 2, SH(t->n_out, t->n_in), t->q, "row-major [out][in], int4 -8..7", 0, NULL);
+        emit(s, n2, "param", DT_F4, 1, SH(t->n_out), t->scale, "per output channel", 0, NULL);
+        emit(s, n3, "param", DT_F4, 1, SH(t->n_out), t->wsum, "per output channel: s * sum(q)", 0, NULL);
+    }
+    float att[4] = { L->q_s, L->k_s, L->v_s, L->a_s };
+    emit(s, "attn_scales", "param", DT_F4, 1, SH(4), att, "Q_s, K_s, V_s, A_s (one per layer, all heads)", 0, NULL);
+}
+
+static void layer_common(cJSON *tp, const char *fn)
+{
+    cJSON_AddStringToObject(tp, "function", fn);
+    cJSON_AddStringToObject(tp, "template", "config_u280_mem_opt: D=2048, heads 32 x 64, KV heads 8, "
+                            "I=8192, TP=8, B=16, B_T=8, HP=8; RoPE table base 10000 (as shipped); "
+                            "gamma all ones");
+}
+
+static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 16, D = 2048, KV = 512 };
+    layer_common(tp, "SpinQuant_Prefilling_mem_opt, one decoder layer, 16 tokens at positions 0..15");
+    layer_model m;
+    flx_emu_engine e;
+    flx_emu_kv kv;
+    memset(&kv, 0, sizeof kv);
+    float *y = zalloc((size_t)T * D * 4);
+    int32_t toks[T];
+    for (int i = 0; i < T; i++) toks[i] = i;
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    o.fp = *fp;
+    o.reference_quirks = 1;
+    if (!y || lm_build(&m, g, T)) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: out of memory");
+    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
+        if (!(s->rc = flx_emu_kv_init(&kv, &e, T, s->err)) &&
+            !(s->rc = flx_emu_prefill(&e, y, &kv, toks, T, NULL, s->err))) {
+            emit(s, "x", "input", DT_F4, 2, SH(T, D), m.qm.tok_embd, "token-parallel TP=8", 8, NULL);
+            emit_weights(s, &m.layer);
+            emit(s, "k8", "output", DT_I1, 2, SH(T, KV), kv.k, "[token][kv_head*64 + dim]", 0, "K cache, INT8 after RoPE");
+            emit(s, "v8", "output", DT_I1, 2, SH(T, KV), kv.v, "[token][kv_head*64 + dim]", 0, "V cache, INT8");
+            emit(s, "y", "output", DT_F4, 2, SH(T, D), y, "token-parallel TP=8", 8, "layer output (io_mmap region 1)");
+        }
+        flx_emu_kv_free(&kv);
+        flx_emu_engine_free(&e);
+    }
+    lm_free(&m);
+    free(y);
+}
+
+static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { P = 32, D = 2048, KV = 512 };
+    layer_common(tp, "SpinQuant_Decoding_mem_opt, one decoder layer, token at position 32 after a "
+                 "32-token prefill (K/V hand-over)");
+    layer_model m;
+    flx_emu_engine e;
+    flx_emu_kv kv;
+    memset(&kv, 0, sizeof kv);
+    float *y = zalloc(D * 4);
+    int32_t toks[P];
+    for (int i = 0; i < P; i++) toks[i] = i;
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    o.fp = *fp;
+    o.reference_quirks = 1;
+    if (!y || lm_build(&m, g, P + 1)) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: out of memory");
+    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
+        if (!(s->rc = flx_emu_kv_init(&kv, &e, 2 * P, s->err)) &&
+            !(s->rc = flx_emu_prefill(&e, NULL, &kv, toks, P, NULL, s->err))) {
+            emit(s, "x", "input", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)P * D, "block-partitioned B_T=8", 8, NULL);
+            emit(s, "k8_cache", "input", DT_I1, 2, SH(P, KV), kv.k, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
+            emit(s, "v8_cache", "input", DT_I1, 2, SH(P, KV), kv.v, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
+            emit_weights(s, &m.layer);
+            if (!s->rc && !(s->rc = flx_emu_decode_step_ex(&e, NULL, y, &kv, P, P, NULL, s->err))) {
+                emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kv.k + (size_t)P * KV, "head-parallel HP=8", 8, "K cache row 32");
+                emit(s, "v8_new", "output", DT_I1, 1, SH(KV), kv.v + (size_t)P * KV, "head-parallel HP=8", 8, "V cache row 32");
+                emit(s, "y", "output", DT_F4, 1, SH(D), y, "block-partitioned B=16", 16, "layer output");
+            }
+        }
+        flx_emu_kv_free(&kv);
+        flx_emu_engine_free(&e);
+    }
+    lm_free(&m);
+    free(y);
+}
+
 typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);
 static const struct { const char *name; gen_fn fn; } KERNELS[] = {
     { "quant_asym_pref", k_quant_asym_pref }, { "quant_asym_dec", k_quant_asym_dec },
@@ -642,12 +820,15 @@ static const struct { const char *name; gen_fn fn; } KERNELS[] = {
     { "silu_gate", k_silu_gate },             { "residual", k_residual },
     { "fht", k_fht },                         { "topk_sampling", k_topk },
     { "gemv_f32", k_gemv_f32 },               { "exp", k_exp },
+    /* whole layers: requested with --layer, never part of "all" */
+    { "layer_prefill", k_layer_prefill },     { "layer_decode", k_layer_decode },
 };
+enum { N_LAYER_ENTRIES = 2 };
 enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
 
 const char *flx_emu_golden_kernel_name(int i)
 {
-    return (i >= 0 && i < N_KERNELS) ? KERNELS[i].name : NULL;
+    return (i >= 0 && i < N_KERNELS - N_LAYER_ENTRIES) ? KERNELS[i].name : NULL;
 }
 
 static int find_kernel(const char *name)
@@ -701,7 +882,7 @@ int flx_emu_golden_write(const char *dir, const char *what, const char *config,
     cJSON *ks = cJSON_AddArrayToObject(man, "kernels");
     sink s = { 0, dir, o->gzip, NULL, NULL, err, FLX_OK, 0 };
     for (int i = 0; i < N_KERNELS && !s.rc; i++) {
-        if (!all && i != idx) continue;
+        if (all ? i >= N_KERNELS - N_LAYER_ENTRIES : i != idx) continue;
         char *kdir = flx_path_join(dir, KERNELS[i].name);
         s.rc = make_dir(kdir, err);
         free(kdir);

@@ -44,6 +44,13 @@ static int gemv(float *y, const float *x, const flx_qtensor *w, int bits, dec_bu
 int flx_emu_decode_step(const flx_emu_engine *e, float *logits, flx_emu_kv *kv,
                         int32_t token, int64_t pos, flx_pool *pool, flx_error *err)
 {
+    return flx_emu_decode_step_ex(e, logits, NULL, kv, token, pos, pool, err);
+}
+
+int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden,
+                           flx_emu_kv *kv, int32_t token, int64_t pos, flx_pool *pool,
+                           flx_error *err)
+{
     const flx_qmodel *qm = e->qm;
     const flx_llama_config *c = &qm->cfg;
     const flx_emu_fp *fp = &e->opts.fp;
@@ -132,11 +139,12 @@ int flx_emu_decode_step(const flx_emu_engine *e, float *logits, flx_emu_kv *kv,
                 rc = flx_fail(err, FLX_ENUMERIC, "decode layer %d output: non-finite value at %lld",
                               l, (long long)i);
     }
-    if (!rc) {
+    if (!rc && hidden) memcpy(hidden, b.x, (size_t)D * sizeof(float));
+    if (!rc && logits) {
         flx_emu_rmsnorm_dec(b.h, b.x, qm->out_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
         rc = gemv(logits, b.h, &qm->head, bits, &b, fp, pool, "head", c->n_layers, err);
     }
-    if (!rc) {
+    if (!rc && logits) {
         /* padded vocabulary rows: zero weights give logit +0 on hardware
          * (spec 6.6); masked unless reproducing the reference */
         float pad = e->opts.reference_quirks ? 0.0f : -1e32f;

@@ -99,9 +99,26 @@ Test(emu_golden, corruption_is_reported_with_the_file_name)
     cr_assert(strstr(out, "fht/y.npy") != NULL && strstr(out, "CRC32") != NULL, "%s", out);
 }
 
+Test(emu_golden, layer_prefill_round_trip, .timeout = 120)
+{
+    const char *tmp = flx_test_tmpdir();
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s golden --layer prefill --out %s/l --gzip 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --check %s/l 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "28 files match") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    cr_assert_eq(system(cmd), 0);
+}
+
 Test(emu_golden, usage_errors)
 {
     char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s golden --layer middle --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --layer prefill --kernel fht --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     snprintf(cmd, sizeof cmd, "%s golden --kernel nosuch --out /tmp/x 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "nosuch") != NULL);
