@@ -80,6 +80,7 @@ template <int W, bool S>
 class ap_range_ref {
   public:
     ap_range_ref(ap_int_base<W, S> *p, int hi, int lo) : p_(p), hi_(hi), lo_(lo) {}
+    ap_range_ref(const ap_range_ref &) = default;
     unsigned long long get() const {
         int n = hi_ - lo_ + 1;
         unsigned long long m = n >= 64 ? ~0ull : ((1ull << n) - 1);
@@ -114,6 +115,7 @@ template <int W, bool S>
 class ap_bit_ref {
   public:
     ap_bit_ref(ap_int_base<W, S> *p, int i) : p_(p), i_(i) {}
+    ap_bit_ref(const ap_bit_ref &) = default;
     operator bool() const { return (p_->bits_ >> i_) & 1; }
     ap_bit_ref &operator=(bool v) {
         unsigned long long nb = (p_->bits_ & ~(1ull << i_)) | ((unsigned long long)v << i_);

@@ -7,6 +7,7 @@ void top_av_u8i8(stream<vector<ap_int<8>, 8> > &p, stream<vector<ap_int<8>, 16> 
                  stream<vector<ap_int<26>, 8> > &acc, unsigned n_blocks, unsigned n_heads,
                  unsigned seq_len)
 {
+#pragma HLS TOP name = top_av_u8i8
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::av_u8i8_pref<av_u8i8_cfg>(p, v, acc, n_blocks, n_heads, seq_len);
 }

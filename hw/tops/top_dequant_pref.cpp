@@ -7,6 +7,7 @@ void top_dequant_pref(stream<vector<ap_int<19>, 8> > &acc, stream<vector<float, 
                       stream<vector<float, 2> > &w_sb, stream<vector<float, 8> > &y,
                       unsigned n_blocks, unsigned n_out)
 {
+#pragma HLS TOP name = top_dequant_pref
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::dequant_pref<dequant_pref_cfg>(acc, s_b, w_sb, y, n_blocks, n_out);
 }

@@ -5,6 +5,7 @@ namespace flx_tops {
 
 void top_exp(stream<float> &x, stream<float> &y, unsigned n)
 {
+#pragma HLS TOP name = top_exp
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::exp_stage<exp_cfg>(x, y, n);
 }

@@ -5,6 +5,7 @@ namespace flx_tops {
 
 void top_fht(stream<vector<float, 16> > &x, stream<vector<float, 16> > &y, float scale_factor)
 {
+#pragma HLS TOP name = top_fht
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::fht_dec<fht_cfg>(x, y, scale_factor);
 }

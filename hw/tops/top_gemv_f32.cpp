@@ -6,6 +6,7 @@ namespace flx_tops {
 void top_gemv_f32(stream<vector<float, 4> > &x, stream<vector<float, 8> > w[4],
                   stream<vector<float, 4> > &y, unsigned k_dim, unsigned n_out)
 {
+#pragma HLS TOP name = top_gemv_f32
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::gemv_f32_dec<gemv_f32_cfg>(x, w, y, k_dim, n_out);
 }

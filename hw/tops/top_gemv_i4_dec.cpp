@@ -6,6 +6,7 @@ namespace flx_tops {
 void top_gemv_i4_dec(stream<vector<ap_int<4>, 16> > &a, stream<vector<ap_int<4>, 2> > w[16],
                      stream<vector<ap_int<21>, 16> > &acc, unsigned k_dim, unsigned n_out)
 {
+#pragma HLS TOP name = top_gemv_i4_dec
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::gemv_i4_dec<gemv_i4_dec_cfg>(a, w, acc, k_dim, n_out);
 }

@@ -7,6 +7,7 @@ void top_qk_i8(stream<vector<ap_int<8>, 8> > &q, stream<vector<ap_int<8>, 16> > 
                stream<vector<ap_int<22>, 8> > &acc, unsigned n_blocks, unsigned n_heads,
                unsigned seq_len)
 {
+#pragma HLS TOP name = top_qk_i8
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::qk_i8_pref<qk_i8_cfg>(q, k, acc, n_blocks, n_heads, seq_len);
 }

@@ -6,6 +6,7 @@ namespace flx_tops {
 void top_quant_asym_dec(stream<vector<float, 16> > &x, stream<vector<ap_int<4>, 16> > &q,
                         stream<vector<float, 2> > &s_b, unsigned k_dim)
 {
+#pragma HLS TOP name = top_quant_asym_dec
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::quant_asym_dec<quant_asym_dec_cfg>(x, q, s_b, k_dim);
 }

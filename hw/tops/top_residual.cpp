@@ -6,6 +6,7 @@ namespace flx_tops {
 void top_residual(stream<vector<float, 16> > &in, stream<vector<float, 16> > &res,
                   stream<vector<float, 16> > &y, unsigned beats)
 {
+#pragma HLS TOP name = top_residual
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::residual<residual_cfg>(in, res, y, beats);
 }

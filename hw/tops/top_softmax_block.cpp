@@ -6,6 +6,7 @@ namespace flx_tops {
 void top_softmax_block(stream<vector<float, 4> > &x, stream<vector<float, 4> > &p, unsigned n,
                        float scale)
 {
+#pragma HLS TOP name = top_softmax_block
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::softmax_block<softmax_block_cfg>(x, p, n, scale);
 }

@@ -6,6 +6,7 @@ namespace flx_tops {
 void top_softmax_pref(stream<vector<float, 8> > &scores, stream<vector<float, 8> > &p,
                       unsigned first_block, unsigned n_blocks, unsigned n_heads, unsigned seq_len)
 {
+#pragma HLS TOP name = top_softmax_pref
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     stream<vector<float, 8> > masked("masked");
 #pragma HLS STREAM variable = masked depth = 2

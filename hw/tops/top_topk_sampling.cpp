@@ -6,6 +6,7 @@ namespace flx_tops {
 void top_topk_sampling(stream<vector<float, 16> > &logits, float r, int ids[5], float values[5],
                        float probs[5], int *token)
 {
+#pragma HLS TOP name = top_topk_sampling
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
     flx_hls::topk_result<topk_cfg> res;
     flx_hls::topk_dec<topk_cfg>(logits, r, res);
