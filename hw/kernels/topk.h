@@ -29,18 +29,27 @@ struct topk_dec_config {
     static const int exp_impl = EXP_FLX;
 };
 
+// first position p with v > val[p] (strict), shift the tail down, insert;
+// fixed trip counts so that it unrolls into K comparators and muxes
 template <unsigned K>
 inline void sort_top_k(float val[K], int id[K], float v, int idx)
 {
-    unsigned p = 0;
-    while (p < K && !(v > val[p])) p++;
-    if (p == K) return;
-    for (unsigned i = K - 1; i > p; i--) {
-        val[i] = val[i - 1];
-        id[i] = id[i - 1];
+    unsigned p = K;
+    for (unsigned i = 0; i < K; i++) {
+#pragma HLS UNROLL
+        if (p == K && v > val[i]) p = i;
     }
-    val[p] = v;
-    id[p] = idx;
+    for (unsigned i = K - 1; i > 0; i--) {
+#pragma HLS UNROLL
+        if (i > p) {
+            val[i] = val[i - 1];
+            id[i] = id[i - 1];
+        }
+    }
+    if (p < K) {
+        val[p] = v;
+        id[p] = idx;
+    }
 }
 
 template <class CONFIG_T>
