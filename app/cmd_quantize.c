@@ -192,6 +192,18 @@ static int gptq_sink(void *ctx, int layer, flx_linear_id id, int32_t n_out, int3
     return FLX_OK;
 }
 
+/* A JSON string literal of s (quotes, backslashes and control bytes escaped). */
+static void json_str(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(fp, "\\%c", *p);
+        else if (*p < 0x20) fprintf(fp, "\\u%04x", *p);
+        else fputc(*p, fp);
+    }
+    fputc('"', fp);
+}
+
 /* ---------------------------------------------------------------- main */
 
 int flx_cmd_quantize(int argc, char **argv)
@@ -337,11 +349,15 @@ int flx_cmd_quantize(int argc, char **argv)
         if (flx_outfile_open(&o, a.json, &err)) goto fail;
         char rj[2048];
         flx_recipe_json(&recipe, rj, sizeof rj);
+        fputs("{\"model\":", o.fp);
+        json_str(o.fp, a.model);
+        fputs(",\"out\":", o.fp);
+        json_str(o.fp, a.out);
         fprintf(o.fp,
-                "{\"model\":\"%s\",\"out\":\"%s\",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,"
+                ",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,"
                 "\"weights\":\"%s\",\"seed\":%lld,\"seconds\":{\"load\":%.3f,\"rotate\":%.3f,"
                 "\"calibrate\":%.3f,\"quantize\":%.3f,\"write\":%.3f}}\n",
-                a.model, a.out, rj, qm.rotation, r3 ? "true" : "false", r4 ? "true" : "false",
+                rj, qm.rotation, r3 ? "true" : "false", r4 ? "true" : "false",
                 a.gptq ? "gptq" : "rtn", a.seed, t_load - t0, t_rot - t_load, t_calib - t_rot,
                 t_quant - t_calib, t_write - t_quant);
         if (flx_outfile_commit(&o, &err)) goto fail;

@@ -469,6 +469,22 @@ Test(qmodel, cli_bad_input_and_determinism, .timeout = 120)
     snprintf(args, sizeof args, "--model %s --recipe w4a8 --rotate %s --out %s/x.flxq", model,
              flx_test_data("stories260K/hf/model.safetensors"), dir);
     cr_assert_eq(run(args, out, sizeof out), 1, "%s", out);
+    /* R1 of the wrong size (stories260K has d_model 64), and a 64 x 64 R1 that is not orthogonal */
+    static float r1[64 * 64];
+    char rot[512];
+    flx_error e2 = {0};
+    for (int sz = 32, pass = 0; pass < 2; pass++, sz = 64) {
+        for (int i = 0; i < sz * sz; i++) r1[i] = (i % (sz + 1) == 0) ? 1.0f : 0.0f;   /* identity */
+        if (pass == 1) r1[5] = 0.5f;                                                  /* not orthogonal */
+        flx_st_desc d = {"R1", FLX_ST_F32, 2, {sz, sz}};
+        const void *data[1] = {r1};
+        snprintf(rot, sizeof rot, "%s/rot%d.safetensors", dir, pass);
+        cr_assert_eq(flx_st_write(rot, &d, data, 1, NULL, NULL, 0, &e2), FLX_OK, "%s", e2.msg);
+        snprintf(args, sizeof args, "--model %s --recipe w4a8 --rotate %s --out %s/x.flxq", model, rot, dir);
+        cr_assert_eq(run(args, out, sizeof out), 1, "%s", out);
+        cr_assert(strstr(out, "R1") != NULL, "%s", out);
+        cr_assert(pass == 0 || strstr(out, "orthogonal") != NULL, "%s", out);
+    }
     /* calibration text shorter than one window */
     char calib[512];
     snprintf(calib, sizeof calib, "%s/short.txt", dir);
@@ -493,9 +509,15 @@ Test(qmodel, cli_bad_input_and_determinism, .timeout = 120)
              model, text, o1);
     cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
     snprintf(args, sizeof args,
-             "--model %s --recipe flexllm --rotate random --seed 3 --calib %s --nsamples 4 --seqlen 128 --threads 2 --out %s",
-             model, text, o2);
+             "--model %s --recipe flexllm --rotate random --seed 3 --calib %s --nsamples 4 --seqlen 128 --threads 2 --out %s --json %s/q.json",
+             model, text, o2, dir);
     cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+    char jp[512], *js = NULL;
+    size_t jn = 0;
+    snprintf(jp, sizeof jp, "%s/q.json", dir);
+    cr_assert_eq(flx_read_file(jp, 1 << 20, &js, &jn, &e2), FLX_OK, "%s", e2.msg);
+    cr_assert(strstr(js, "\"recipe\":{\"name\":\"flexllm\"") && strstr(js, "\"rotation\":\"random\""), "%s", js);
+    free(js);
     file_sha(o1, h1);
     file_sha(o2, h2);
     cr_assert_str_eq(h1, h2);
