@@ -67,30 +67,41 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
         float *sc = j->sc[tid];
         int8_t *p8 = j->p8[tid];
         /* S = (int q8.k8) * Q_s * K_s over the full Lp x Lp (no causal skip) */
-        int64_t w = flx_emu_qk_i8(acc, Lp, j->q8 + h * hd, D, j->k8 + kvh * hd, KV, Lp, Lp, hd, 22);
+        int64_t w = 0, w2 = 0;
         if (j->e->opts.full_attention) {
             /* literally as the hardware: all L x L scores, mask, softmax */
+            w = flx_emu_qk_i8(acc, Lp, j->q8 + h * hd, D, j->k8 + kvh * hd, KV, Lp, Lp, hd, 22);
             flx_emu_dequant_static(sc, acc, Lp, 1, (int)Lp, &j->qs[h], &j->ks[kvh], 1, fp);
             flx_emu_causal_mask(sc, Lp, Lp, Lp, 0);
             for (int64_t i = 0; i < Lp; i++) flx_emu_softmax_pref(sc + i * Lp, Lp, fp);
             flx_emu_quant_static(p8, sc, Lp, 1, (int)Lp, &j->as[h], 1.0f, 8, 0, fp);  /* uint8 P */
+            w2 = flx_emu_av_i8(j->acc_o + h * hd, D, p8, Lp, 1, j->v8 + kvh * hd, KV, Lp, Lp,
+                               hd, 26);
         } else {
             /* Row i keeps keys 0..i.  A masked score gives exp(-1e32 - m) = +0
              * exactly (both exponentials, any ftz), which leaves S_(k mod 4)
              * unchanged and yields p = 0, p8 = 0: computing only the causal
-             * prefix with a predicated tail gives the same bits (tested). */
-            for (int64_t i = 0; i < Lp; i++) {
-                float *row = sc + i * Lp;
-                int8_t *prow = p8 + i * Lp;
-                flx_emu_dequant_static(row, acc + i * Lp, 1, 1, (int)(i + 1), &j->qs[h],
-                                       &j->ks[kvh], 1, fp);
-                flx_emu_softmax_dec(row, i + 1, fp);
-                flx_emu_quant_static(prow, row, 1, 1, (int)(i + 1), &j->as[h], 1.0f, 8, 0, fp);
-                memset(prow + i + 1, 0, (size_t)(Lp - i - 1));
+             * prefix with a predicated tail gives the same bits (tested).
+             * Blocks of 128 query rows need keys 0 .. block end only. */
+            for (int64_t r0 = 0; r0 < Lp && w >= 0 && w2 >= 0; r0 += 128) {
+                int64_t nr = Lp - r0 < 128 ? Lp - r0 : 128, nk = r0 + nr;
+                int64_t wq = flx_emu_qk_i8(acc + r0 * Lp, Lp, j->q8 + r0 * D + h * hd, D,
+                                           j->k8 + kvh * hd, KV, nr, nk, hd, 22);
+                w = wq < 0 ? -1 : w + wq;
+                for (int64_t i = r0; i < r0 + nr; i++) {
+                    float *row = sc + i * Lp;
+                    int8_t *prow = p8 + i * Lp;
+                    flx_emu_dequant_static(row, acc + i * Lp, 1, 1, (int)(i + 1), &j->qs[h],
+                                           &j->ks[kvh], 1, fp);
+                    flx_emu_softmax_dec(row, i + 1, fp);
+                    flx_emu_quant_static(prow, row, 1, 1, (int)(i + 1), &j->as[h], 1.0f, 8, 0, fp);
+                    memset(prow + i + 1, 0, (size_t)(nk - i - 1));
+                }
+                int64_t wa = flx_emu_av_i8(j->acc_o + r0 * D + h * hd, D, p8 + r0 * Lp, Lp, 1,
+                                           j->v8 + kvh * hd, KV, nr, nk, hd, 26);
+                w2 = wa < 0 ? -1 : w2 + wa;
             }
         }
-        int64_t w2 = flx_emu_av_i8(j->acc_o + h * hd, D, p8, Lp, 1, j->v8 + kvh * hd, KV, Lp, Lp,
-                                   hd, 26);
         j->wrapped[h] = (w < 0 || w2 < 0) ? -1 : w + w2;
     }
 }

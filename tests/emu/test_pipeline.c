@@ -106,10 +106,10 @@ static void engine(flx_emu_engine *e, const test_model *m, int quirks, int norm_
     cr_assert_eq(rc, FLX_OK, "%s", err.msg);
 }
 
-static int32_t toks[64];
+static int32_t toks[256];
 static void make_tokens(void)
 {
-    for (int i = 0; i < 64; i++) toks[i] = (int32_t)((i * 37 + 11) % NV);
+    for (int i = 0; i < 256; i++) toks[i] = (int32_t)((i * 37 + 11) % NV);
 }
 
 Test(emu_pipeline, prefill_identical_for_any_thread_count)
@@ -141,8 +141,16 @@ Test(emu_pipeline, prefill_identical_for_any_thread_count)
         cr_assert_eq(flx_emu_prefill(&e, h2, NULL, toks, N, p2, &err), FLX_OK, "%s", err.msg);
         cr_assert_eq(memcmp(h1, h2, sizeof h1), 0);
     }
-    e.opts.fp.exp = FLX_EMU_EXP_GLIBC;
-    e.opts.fp.ftz = 0;
+    e.opts.fp.exp = ef.opts.fp.exp = FLX_EMU_EXP_GLIBC;
+    e.opts.fp.ftz = ef.opts.fp.ftz = 0;
+    /* several 128-row attention blocks (L_pad = 208) */
+    {
+        enum { N2 = 200 };
+        static float g1[N2 * DM], g2[N2 * DM];
+        cr_assert_eq(flx_emu_prefill(&ef, g1, NULL, toks, N2, p2, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_emu_prefill(&e, g2, NULL, toks, N2, NULL, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(memcmp(g1, g2, sizeof g1), 0);
+    }
     flx_emu_engine_free(&ef);
     int nonzero = 0;
     for (int i = 0; i < N * DM; i++) nonzero += h0[i] != 0.0f && isfinite(h0[i]);
