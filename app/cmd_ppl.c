@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define CMD "ppl"
@@ -200,10 +201,12 @@ static void model_digest(const char *path, char hex[65])
     free(p);
 }
 
-static int write_json(const char *path, const ppl_args *a, const char *model_name,
+static int write_json(const char *path, const ppl_args *a, const flx_model *m, const char *model_name,
                       const char *text_name, const char *text_hex, const int32_t *tokens,
                       const flx_ppl_result *r, flx_error *err)
 {
+    struct rusage ru;
+    long long peak_rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
     char model_hex[65], tok_hex[65];
     model_digest(a->model, model_hex);
     flx_sha256_hex(tokens, (size_t)r->n_tokens * sizeof *tokens, tok_hex);
@@ -227,8 +230,13 @@ static int write_json(const char *path, const ppl_args *a, const char *model_nam
                 "  \"ppl_uncertainty\": %.17g,\n",
             (long long)r->n_scored, r->mean_nll, r->ppl, r->ppl_unc);
     fprintf(fp, "  \"bf16_activations\": %s,\n  \"threads\": %lld,\n  \"seconds\": %.6f,\n"
-                "  \"tokens_per_second\": %.3f",
+                "  \"tokens_per_second\": %.3f,\n",
             a->bf16 ? "true" : "false", a->threads, r->seconds, r->tokens_per_second);
+    fprintf(fp, "  \"seconds_by_kind\": {\"projections\": %.3f, \"attention\": %.3f, \"elementwise\": %.3f, "
+                "\"head\": %.3f, \"scoring\": %.3f},\n",
+            r->t_linear, r->t_attention, r->t_other, r->t_head, r->t_score);
+    fprintf(fp, "  \"weight_bytes_f32\": %zu,\n  \"peak_rss_bytes\": %lld",
+            m->weight_bytes_f32, peak_rss);
     if (r->has_kld) {
         const flx_kld_summary *k = &r->kld;
         fprintf(fp, ",\n  \"kld\": {\"mean\": %.9g, \"uncertainty\": %.9g, \"median\": %.9g, "
@@ -416,7 +424,8 @@ int flx_cmd_ppl(int argc, char **argv)
     if (res.has_kld) print_kld(&res.kld);
     fprintf(stderr, "perplexity: %.2f seconds, %.1f tokens/s\n", res.seconds, res.tokens_per_second);
     if (a.json &&
-        write_json(a.json, &a, a.model ? a.model : "embedded:tiny", text_name, text_hex, tokens, &res, &err))
+        write_json(a.json, &a, &model, a.model ? a.model : "embedded:tiny", text_name, text_hex, tokens,
+                   &res, &err))
         goto fail;
     rc = FLX_EXIT_OK;
     goto out;
