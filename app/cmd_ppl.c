@@ -413,6 +413,7 @@ int flx_cmd_ppl(int argc, char **argv)
     int run_rc = flx_ppl_run(&model, tokens, n_tokens, &o, &res, &err);
     flx_progress_end(&bar);
     printf("\n");
+    fflush(stdout);
     if (run_rc) goto fail;
 
     if (a.protocol == FLX_PPL_LLAMACPP)
@@ -422,6 +423,7 @@ int flx_cmd_ppl(int argc, char **argv)
                "means, %lld tokens scored)\n",
                res.ppl, res.ppl_unc, (long long)plan.n_windows, (long long)res.n_scored);
     if (res.has_kld) print_kld(&res.kld);
+    fflush(stdout);
     fprintf(stderr, "perplexity: %.2f seconds, %.1f tokens/s\n", res.seconds, res.tokens_per_second);
     if (a.json &&
         write_json(a.json, &a, &model, a.model ? a.model : "embedded:tiny", text_name, text_hex, tokens,
