@@ -104,7 +104,7 @@ typedef struct flx_llama_opts {
     int64_t  max_tokens;       /* largest n_tokens of one forward call            */
     int64_t  max_ctx;          /* KV cache capacity in positions (>= max_tokens)  */
     int64_t  head_rows;        /* rows per logits chunk the caller will request;
-                                  0 = as many as fit in 128 MiB                   */
+                                  0 = as many as fit in 256 MiB                   */
     const flx_llama_hooks *hooks;   /* NULL: no hooks                             */
 } flx_llama_opts;
 
@@ -164,7 +164,7 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n_token
 int flx_llama_logits(flx_llama_state *s, int64_t row0, int64_t n_rows, float *out,
                      flx_error *err);
 
-/* Rows per logits chunk chosen by the state (opts.head_rows or the 128 MiB rule). */
+/* Rows per logits chunk chosen by the state (opts.head_rows or the 256 MiB rule). */
 int64_t flx_llama_head_rows(const flx_llama_state *s);
 
 /* ---------------------------------------------------------------- sampling */

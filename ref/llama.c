@@ -11,7 +11,7 @@
  * upper triangle wastes little work, large enough for efficient sgemm. */
 #define ATT_BLOCK_ROWS 256
 /* Logits chunk budget when opts.head_rows is 0. */
-#define HEAD_CHUNK_BYTES ((size_t)128 << 20)
+#define HEAD_CHUNK_BYTES ((size_t)256 << 20)
 
 const char *flx_linear_kind_name(flx_linear_kind kind)
 {
