@@ -5,6 +5,7 @@
 // golden set does not cover, checked against the C emulator directly.
 #include "test_util.h"
 
+#include "../../hw/kernels/attention_i8.h"
 #include "../../hw/kernels/fht.h"
 #include "../../hw/kernels/gemm_i4.h"
 #include "../../hw/kernels/softmax.h"
@@ -421,5 +422,52 @@ Test(hw, softmax_pref_blocks_heads_and_tail_match_the_emulator)
             }
         }
     cr_expect_eq(bad, 0u);
+    cr_expect(out.empty());
+}
+
+// decode attention, one head: S = 37 keys (a partial last block of 32),
+// full-range int8 q/k/v and uint8 p, against flx_emu_qk_i8 / flx_emu_av_i8
+Test(hw, decode_attention_products_match_the_emulator)
+{
+    typedef flx_hls::qk_i8_dec_config QC;
+    typedef flx_hls::av_u8i8_dec_config VC;
+    const unsigned S = 37, D = 64, KP = QC::kp, VP = VC::vp;
+    std::vector<int8_t> q(D), k(S * D), p(S), v(S * D);
+    flx_rng rng;
+    flx_rng_seed(&rng, 11);
+    for (auto &x : q) x = (int8_t)(int)(flx_rng_u64(&rng) % 256 - 128);
+    for (auto &x : k) x = (int8_t)(int)(flx_rng_u64(&rng) % 256 - 128);
+    for (auto &x : p) x = (int8_t)(int)(flx_rng_u64(&rng) % 256 - 128);   // uint8 patterns
+    for (auto &x : v) x = (int8_t)(int)(flx_rng_u64(&rng) % 256 - 128);
+    q[0] = k[0] = -128;                                  // the extreme product too
+    std::vector<int32_t> want_s(S), want_o(D);
+    flx_emu_qk_i8(want_s.data(), S, q.data(), D, k.data(), D, 1, S, D, 22);
+    flx_emu_av_i8(want_o.data(), D, p.data(), S, 1, v.data(), D, 1, S, D, 27);
+
+    stream<ap_int<8> > qs, ps;
+    stream<vector<ap_int<8>, KP> > ks;
+    stream<vector<ap_int<8>, VP> > vs;
+    stream<ap_int<22> > sc;
+    stream<ap_int<27> > out;
+    for (unsigned d = 0; d < D; d++) qs.write((int)q[d]);
+    for (unsigned n = 0; n < (S + KP - 1) / KP; n++)
+        for (unsigned d = 0; d < D; d++) {
+            vector<ap_int<8>, KP> w;
+            for (unsigned j = 0; j < KP; j++) w[j] = n * KP + j < S ? (int)k[(n * KP + j) * D + d] : 0;
+            ks.write(w);
+        }
+    flx_hls::qk_i8_dec<QC>(qs, ks, sc, S);
+    for (unsigned j = 0; j < S; j++) cr_expect_eq(sc.read().to_int(), want_s[j], "score %u", j);
+    cr_expect(sc.empty());
+
+    for (unsigned j = 0; j < S; j++) ps.write(ap_uint<8>((uint8_t)p[j]));
+    for (unsigned db = 0; db < D / VP; db++)
+        for (unsigned j = 0; j < S; j++) {
+            vector<ap_int<8>, VP> w;
+            for (unsigned c = 0; c < VP; c++) w[c] = (int)v[j * D + db * VP + c];
+            vs.write(w);
+        }
+    flx_hls::av_u8i8_dec<VC>(ps, vs, out, S);
+    for (unsigned d = 0; d < D; d++) cr_expect_eq(out.read().to_int(), want_o[d], "dim %u", d);
     cr_expect(out.empty());
 }
