@@ -205,7 +205,7 @@ int flx_recipe_json(const flx_recipe *r, char *buf, size_t cap)
     spec_json(&r->a_o, r->a_bits, "token", ao, sizeof ao);
     if (r->static_attn)
         snprintf(kv, sizeof kv,
-                 "{\"q\":\"int8 sym static per layer, scale 8*q_s\",\"k\":\"int8 sym static k_s\","
+                 "{\"q\":\"int8 sym static per layer, scale F*q_s with F = floor(sqrt(head_dim))\",\"k\":\"int8 sym static k_s\","
                  "\"v\":\"int8 sym static v_s\",\"p\":\"uint8 static a_s\"}");
     else
         spec_json(&r->k, r->kv_bits, "token", kv, sizeof kv);
