@@ -238,6 +238,7 @@ int flx_cmd_quantize(int argc, char **argv)
     memset(&cd, 0, sizeof cd);
     gptq_store *gs = NULL;
     flx_pool *pool = NULL;
+    char *abs_model = NULL;
     int rc = FLX_EXIT_FAIL;
     double t0 = flx_now_seconds(), t_load, t_rot, t_calib, t_quant, t_write;
 
@@ -310,7 +311,9 @@ int flx_cmd_quantize(int argc, char **argv)
     b.rot = rotated ? &rs : NULL;
     b.rot_seed = (uint64_t)a.seed;
     b.scales = scales;
-    b.source = a.model;
+    /* absolute, so the tokenizer is found from any working directory */
+    abs_model = realpath(a.model, NULL);
+    b.source = abs_model ? abs_model : a.model;
     b.pool = pool;
     b.progress = a.progress;
     if (a.gptq && recipe.w_bits < 16) {
@@ -375,6 +378,7 @@ out:
     if (rs.kind != FLX_ROT_NONE) flx_rotset_free(&rs);
     flx_model_free(&model);
     flx_pool_free(pool);
+    free(abs_model);
     free(scales);
     free(sq);
     flx_calib_free(&cd);
