@@ -63,6 +63,58 @@ void dequant_pref(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CONFIG_T::
     }
 }
 
+// ----------------------------------------------------------------- decode
+
+struct dequant_dec_config {
+    static const unsigned b = 16;          // block_parallel B
+    static const unsigned w = 64;          // W: columns per lane per output block
+    static const unsigned acc_bits = 21;   // Nacc
+    static const bool asym = true;
+};
+
+// `dec_dequant_layer_qint_fp32_bandwidth<Nacc, asym, B, W>`, one vector of
+// n_out channels (block-partitioned, lane i beat k = channel i*(n_out/B) + k):
+// s_b:  one (s, b) pair (quant_asym_dec's)
+// w_sb: per output block N < n_out/(B*W), B*W pairs (ws, wsum) in the
+//       loader's order: lane j, then column c, channel j*(n_out/B) + N*W + c
+// acc:  per block, W beats (the GEMV's output)
+template <class CONFIG_T>
+void dequant_dec(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CONFIG_T::b> > &acc,
+                 hls::stream<hls::vector<float, 2> > &s_b, hls::stream<hls::vector<float, 2> > &w_sb,
+                 hls::stream<hls::vector<float, CONFIG_T::b> > &y, unsigned n_out)
+{
+    const unsigned B = CONFIG_T::b, W = CONFIG_T::w;
+    hls::vector<float, 2> sb = s_b.read();
+    const float s = sb[0], b = sb[1];
+    for (unsigned n = 0; n < n_out / (B * W); n++) {
+        float ws[B * W], wsum[B * W];
+#pragma HLS ARRAY_PARTITION variable = ws cyclic factor = W
+#pragma HLS ARRAY_PARTITION variable = wsum cyclic factor = W
+        for (unsigned i = 0; i < B * W; i++) {
+#pragma HLS PIPELINE II = 1
+            hls::vector<float, 2> p = w_sb.read();
+            ws[i] = p[0];
+            wsum[i] = p[1];
+        }
+        for (unsigned c = 0; c < W; c++) {
+#pragma HLS PIPELINE II = 1
+            hls::vector<ap_int<CONFIG_T::acc_bits>, B> a = acc.read();
+            hls::vector<float, B> o;
+            for (unsigned m = 0; m < B; m++) {
+#pragma HLS UNROLL
+                float v = a[m] * s;
+                v = v * ws[m * W + c];
+                if (CONFIG_T::asym) {
+                    float u = b * wsum[m * W + c];
+                    v = v + u;
+                }
+                o[m] = v;
+            }
+            y.write(o);
+        }
+    }
+}
+
 }  // namespace flx_hls
 
 #endif  // FLX_HLS_DEQUANT_H

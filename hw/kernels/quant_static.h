@@ -1,7 +1,8 @@
 // quant_static.h -- static symmetric per-head quantizer and dequantizer of the
 // attention path (docs/kernels.md 2.3, 2.4; spec 1.2c
 // `pref_static_sym_per_tensor_quant_layer_fp32_qint<N, TP, K, heads,
-// is_signed>` and 1.2d `pref_static_sym_per_tensor_dequant_layer_qint_fp32`).
+// is_signed>` and 1.2d `pref_static_sym_per_tensor_dequant_layer_qint_fp32`,
+// and their decode twins `dec_MHA_static_sym_per_tensor_*`).
 //
 // quant:   r = (int) round(x / (mha_scale_factor * scale[h]))  (product first)
 //          signed: clamp(r, -2^(N-1), 2^(N-1)-1); unsigned: min(r, 2^N - 1)
@@ -91,6 +92,86 @@ void dequant_static_pref(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CON
                     y.write(o);
                 }
             }
+}
+
+// ----------------------------------------------------------------- decode
+//
+// Head-parallel layout (spec 0.4.3): HP lanes, lane m holds heads
+// m*(heads/HP) ... m*(heads/HP) + heads/HP - 1; per head iteration H the
+// head_dim beats of head m*(heads/HP) + H.  The scale of lane m, iteration H
+// is table[m*(heads/HP) + H]: the natural head index.
+
+struct quant_static_dec_config {
+    static const unsigned hp = 8;          // DEC_HEAD_PARALLEL
+    static const unsigned n_bits = 8;
+    static const unsigned head_dim = 64;
+    static const unsigned heads = 32;      // 32 Q, 8 K/V
+    static const bool is_signed = true;
+};
+
+// `dec_MHA_static_sym_per_tensor_quant_layer_fp32_qint`: loop H -> k
+template <class CONFIG_T>
+void quant_static_dec(hls::stream<hls::vector<float, CONFIG_T::hp> > &in,
+                      hls::stream<hls::vector<ap_int<CONFIG_T::n_bits>, CONFIG_T::hp> > &q,
+                      const float scale[CONFIG_T::heads], float mha_scale_factor)
+{
+    const unsigned HP = CONFIG_T::hp, HPL = CONFIG_T::heads / CONFIG_T::hp;
+    const int sb = CONFIG_T::is_signed ? (1 << (CONFIG_T::n_bits - 1)) : (1 << CONFIG_T::n_bits);
+    for (unsigned h = 0; h < HPL; h++) {
+        float div[HP];
+        for (unsigned m = 0; m < HP; m++) div[m] = mha_scale_factor * scale[m * HPL + h];
+        for (unsigned k = 0; k < CONFIG_T::head_dim; k++) {
+#pragma HLS PIPELINE II = 1
+            hls::vector<float, HP> v = in.read();
+            hls::vector<ap_int<CONFIG_T::n_bits>, HP> o;
+            for (unsigned m = 0; m < HP; m++) {
+#pragma HLS UNROLL
+                int r = (int)std::round(v[m] / div[m]);
+                if (CONFIG_T::is_signed) {
+                    if (r < -sb) r = -sb;
+                    if (r > sb - 1) r = sb - 1;
+                } else if (r > sb - 1) {
+                    r = sb - 1;
+                }
+                o[m] = ap_int<CONFIG_T::n_bits>(r);
+            }
+            q.write(o);
+        }
+    }
+}
+
+struct dequant_static_dec_config {
+    static const unsigned hp = 8;
+    static const unsigned acc_bits = 22;   // 22 scores, 27 attention outputs
+    static const unsigned head_dim = 64;   // 64 dims (A.V) or the keys per iteration (QK^T)
+    static const unsigned act_heads = 32;
+    static const unsigned w_heads = 8;
+};
+
+// `dec_MHA_static_sym_per_tensor_dequant_layer_qint_fp32`: lane m, iteration
+// h: aH = m*(act_heads/HP) + h, wH = aH / (act_heads/w_heads),
+// y = ((float)acc * in_s[aH]) * w_s[wH]; n_per_head beats per iteration.
+template <class CONFIG_T>
+void dequant_static_dec(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CONFIG_T::hp> > &acc,
+                        hls::stream<hls::vector<float, CONFIG_T::hp> > &y,
+                        const float in_s[CONFIG_T::act_heads], const float w_s[CONFIG_T::w_heads],
+                        unsigned n_per_head)
+{
+    const unsigned HP = CONFIG_T::hp, HPL = CONFIG_T::act_heads / CONFIG_T::hp;
+    const unsigned G = CONFIG_T::act_heads / CONFIG_T::w_heads;
+    for (unsigned h = 0; h < HPL; h++)
+        for (unsigned k = 0; k < n_per_head; k++) {
+#pragma HLS PIPELINE II = 1
+            hls::vector<ap_int<CONFIG_T::acc_bits>, HP> a = acc.read();
+            hls::vector<float, HP> o;
+            for (unsigned m = 0; m < HP; m++) {
+#pragma HLS UNROLL
+                unsigned ah = m * HPL + h;
+                float v = a[m] * in_s[ah];
+                o[m] = v * w_s[ah / G];
+            }
+            y.write(o);
+        }
 }
 
 }  // namespace flx_hls

@@ -6,6 +6,8 @@
 #include "test_util.h"
 
 #include "../../hw/kernels/attention_i8.h"
+#include "../../hw/kernels/dequant.h"
+#include "../../hw/kernels/quant_static.h"
 #include "../../hw/kernels/fht.h"
 #include "../../hw/kernels/gemm_i4.h"
 #include "../../hw/kernels/softmax.h"
@@ -493,4 +495,102 @@ Test(hw, decode_attention_products_match_the_emulator)
     flx_hls::av_u8i8_dec<VC>(ps, vs, out, S);
     for (unsigned d = 0; d < D; d++) cr_expect_eq(out.read().to_int(), want_o[d], "dim %u", d);
     cr_expect(out.empty());
+}
+
+// decode static quantizer / dequantizer in the head-parallel layout (lane m
+// holds heads 4m..4m+3) and the decode bandwidth dequantizer, against the
+// emulator's natural-order functions
+Test(hw, decode_quantizers_match_the_emulator)
+{
+    typedef flx_hls::quant_static_dec_config QC;        // HP 8, 32 heads x 64, signed
+    typedef flx_hls::dequant_static_dec_config DC;      // HP 8, 32 / 8 heads
+    typedef flx_hls::dequant_dec_config BC;             // B 16, W 64, 21 bits
+    const unsigned HP = QC::hp, H = QC::heads, D = QC::head_dim, HPL = H / HP, C = H * D;
+    flx_rng rng;
+    flx_rng_seed(&rng, 21);
+    std::vector<float> x(C), sc(H), in_s(32), w_s(8);
+    for (auto &v : x) v = (float)(flx_rng_uniform(&rng) * 6.0 - 3.0);
+    for (auto &v : sc) v = (float)(0.01 + 0.01 * flx_rng_uniform(&rng));   // per head, all different
+    for (auto &v : in_s) v = (float)(0.01 + 0.01 * flx_rng_uniform(&rng));
+    for (auto &v : w_s) v = (float)(0.1 + 0.1 * flx_rng_uniform(&rng));
+    flx_emu_fp fp = {FLX_EMU_EXP_FLX, 0};
+    std::vector<int8_t> want_q(C);
+    flx_emu_quant_static(want_q.data(), x.data(), 1, H, D, sc.data(), 8.0f, 8, 1, &fp);
+    stream<vector<float, HP> > in;
+    stream<vector<ap_int<8>, HP> > q;
+    for (unsigned h = 0; h < HPL; h++)
+        for (unsigned k = 0; k < D; k++) {
+            vector<float, HP> v;
+            for (unsigned m = 0; m < HP; m++) v[m] = x[(m * HPL + h) * D + k];
+            in.write(v);
+        }
+    flx_hls::quant_static_dec<QC>(in, q, sc.data(), 8.0f);
+    unsigned bad = 0;
+    for (unsigned h = 0; h < HPL; h++)
+        for (unsigned k = 0; k < D; k++) {
+            vector<ap_int<8>, HP> v = q.read();
+            for (unsigned m = 0; m < HP; m++) bad += v[m].to_int() != want_q[(m * HPL + h) * D + k];
+        }
+    cr_expect_eq(bad, 0u, "quant_static_dec");
+
+    std::vector<int32_t> acc(C);
+    for (auto &v : acc) v = (int32_t)(flx_rng_u64(&rng) % 2000001) - 1000000;
+    std::vector<float> want_y(C);
+    flx_emu_dequant_static(want_y.data(), acc.data(), 1, 32, D, in_s.data(), w_s.data(), 8, &fp);
+    stream<vector<ap_int<DC::acc_bits>, HP> > as;
+    stream<vector<float, HP> > y;
+    for (unsigned h = 0; h < HPL; h++)
+        for (unsigned k = 0; k < D; k++) {
+            vector<ap_int<DC::acc_bits>, HP> v;
+            for (unsigned m = 0; m < HP; m++) v[m] = acc[(m * HPL + h) * D + k];
+            as.write(v);
+        }
+    flx_hls::dequant_static_dec<DC>(as, y, in_s.data(), w_s.data(), D);
+    bad = 0;
+    for (unsigned h = 0; h < HPL; h++)
+        for (unsigned k = 0; k < D; k++) {
+            vector<float, HP> v = y.read();
+            for (unsigned m = 0; m < HP; m++) bad += std::memcmp(&v[m], &want_y[(m * HPL + h) * D + k], 4) != 0;
+        }
+    cr_expect_eq(bad, 0u, "dequant_static_dec");
+
+    // bandwidth dequantizer: 2048 outputs = 2 blocks of B*W = 1024
+    const unsigned O = 2048, B = BC::b, W = BC::w, per = O / B;
+    std::vector<int32_t> ga(O);
+    std::vector<float> ws(O), wsum(O), gy(O);
+    for (auto &v : ga) v = (int32_t)(flx_rng_u64(&rng) % 1000001) - 500000;
+    for (auto &v : ws) v = (float)(0.005 + 0.015 * flx_rng_uniform(&rng));
+    for (auto &v : wsum) v = (float)(flx_rng_uniform(&rng) * 2.0 - 1.0);
+    float s = 0.137f, b = -2.25f;
+    flx_emu_dequant(gy.data(), ga.data(), &s, &b, ws.data(), wsum.data(), 1, O, &fp);
+    stream<vector<ap_int<BC::acc_bits>, B> > ds;
+    stream<vector<float, 2> > sbs, wsb;
+    stream<vector<float, B> > dy;
+    vector<float, 2> sb;
+    sb[0] = s;
+    sb[1] = b;
+    sbs.write(sb);
+    for (unsigned n = 0; n < O / (B * W); n++) {
+        for (unsigned j = 0; j < B; j++)
+            for (unsigned c = 0; c < W; c++) {
+                vector<float, 2> p;
+                p[0] = ws[j * per + n * W + c];
+                p[1] = wsum[j * per + n * W + c];
+                wsb.write(p);
+            }
+        for (unsigned c = 0; c < W; c++) {
+            vector<ap_int<BC::acc_bits>, B> v;
+            for (unsigned m = 0; m < B; m++) v[m] = ga[m * per + n * W + c];
+            ds.write(v);
+        }
+    }
+    flx_hls::dequant_dec<BC>(ds, sbs, wsb, dy, O);
+    bad = 0;
+    for (unsigned n = 0; n < O / (B * W); n++)
+        for (unsigned c = 0; c < W; c++) {
+            vector<float, B> v = dy.read();
+            for (unsigned m = 0; m < B; m++) bad += std::memcmp(&v[m], &gy[m * per + n * W + c], 4) != 0;
+        }
+    cr_expect_eq(bad, 0u, "dequant_dec");
+    cr_expect(dy.empty() && wsb.empty() && ds.empty());
 }
