@@ -244,7 +244,24 @@ int flx_cmd_quantize(int argc, char **argv)
 
     /* fast checks first: model header and shapes, recipe vs shapes,
      * rotation file, calibration length */
-    if (flx_model_load(&model, a.model, &err)) goto fail;
+    /* an HF folder's config.json is read first, so a recipe or rotation file
+     * that does not fit is refused before the weights are converted */
+    if (flx_is_dir(a.model)) {
+        char *cfg_path = flx_path_join(a.model, "config.json");
+        flx_llama_config pre;
+        int prc2 = cfg_path && flx_file_exists(cfg_path) ? flx_hf_config_load(cfg_path, &pre, &err) : 1;
+        free(cfg_path);
+        if (prc2 == FLX_OK) {
+            if (flx_recipe_check(&recipe, &pre, &err)) goto fail;
+            if (rot_kind == FLX_ROT_FILE) {
+                flx_rotation_set probe;
+                if (flx_rotset_load(&probe, &pre, a.rotate, 0, 0, 0, &err)) goto fail;
+                flx_rotset_free(&probe);
+            }
+        }
+        /* any other problem with the folder is reported by the loader below */
+    }
+    if (flx_model_load_ex(&model, a.model, (int)a.threads, a.progress, &err)) goto fail;
     const flx_llama_config *c = &model.cfg;
     if (flx_recipe_check(&recipe, c, &err)) goto fail;
     if (c->n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
