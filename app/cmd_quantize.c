@@ -25,7 +25,7 @@ static void usage(FILE *fp)
             "\n"
             "Quantizes a Llama model into a .flxq file (safetensors with packed integer\n"
             "weights, float scales and the recipe in its metadata; docs/quant.md).\n"
-            "`flxemu ppl --model FILE.flxq` evaluates its fake-quant float model.\n"
+            "Its fake-quant float model is quant/flx_qmodel.h's flx_fakequant_open.\n"
             "\n"
             "  --model PATH          HF checkpoint folder, config.json/model.safetensors, or .gguf\n"
             "  --recipe NAME         flexllm | fp | w<B>a<B>[kv<B>][g<G>][-spinquant]\n"
