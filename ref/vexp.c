@@ -9,6 +9,19 @@
 
 typedef float   v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float   v4f __attribute__((vector_size(16)));
+typedef double  v4d __attribute__((vector_size(32)));
+
+/* The loops below are compiled twice, for the x86-64 baseline and for AVX2,
+ * and the loader picks one (GCC/clang function multiversioning).  Both use
+ * the same IEEE operations per lane (no FMA: -ffp-contract=off), so the
+ * results are identical; AVX2 only does them 8 at a time.  (GCC only: clang
+ * rejects 32-byte vector arguments in the baseline clone.) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FLX_NO_TARGET_CLONES)
+#define VEXP_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VEXP_CLONES
+#endif
 
 #define LOG2E   1.44269504088896341f
 #define LN2_HI  0.693145751953125f        /* ln 2 split so n * LN2_HI is exact */
@@ -54,7 +67,7 @@ static inline __attribute__((always_inline)) v8f exp8(v8f x)
     return (v8f)((v8i)y & ~under);
 }
 
-float flx_max_f32(const float *x, int64_t n)
+VEXP_CLONES float flx_max_f32(const float *x, int64_t n)
 {
     float m = x[0];
     int64_t i = 0;
@@ -74,10 +87,10 @@ float flx_max_f32(const float *x, int64_t n)
     return m;
 }
 
-double flx_exp_shift_sum(float *out, const float *x, int64_t n, float shift)
+VEXP_CLONES double flx_exp_shift_sum(float *out, const float *x, int64_t n, float shift)
 {
-    /* eight double partial sums, one per lane, combined in lane order */
-    double lane[8] = {0};
+    /* eight double partial sums (two 4-lane vectors), combined in lane order */
+    v4d acc_lo = {0, 0, 0, 0}, acc_hi = {0, 0, 0, 0};
     int64_t i = 0;
     v8f sh = {shift, shift, shift, shift, shift, shift, shift, shift};
     for (; i + 8 <= n; i += 8) {
@@ -85,8 +98,13 @@ double flx_exp_shift_sum(float *out, const float *x, int64_t n, float shift)
         memcpy(&v, x + i, sizeof v);
         v8f e = exp8(v - sh);
         if (out) memcpy(out + i, &e, sizeof e);
-        for (int k = 0; k < 8; k++) lane[k] += (double)e[k];
+        v4f lo = __builtin_shufflevector(e, e, 0, 1, 2, 3);
+        v4f hi = __builtin_shufflevector(e, e, 4, 5, 6, 7);
+        acc_lo += __builtin_convertvector(lo, v4d);
+        acc_hi += __builtin_convertvector(hi, v4d);
     }
+    double lane[8] = {acc_lo[0], acc_lo[1], acc_lo[2], acc_lo[3],
+                      acc_hi[0], acc_hi[1], acc_hi[2], acc_hi[3]};
     for (int k = 0; i < n; i++, k++) {
         float e = flx_exp_nonpos(x[i] - shift);
         if (out) out[i] = e;
