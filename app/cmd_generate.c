@@ -166,6 +166,7 @@ int flx_cmd_generate(int argc, char **argv)
     /* echo the prompt (the pieces of its ids), then stream the new tokens */
     char piece[256];
     for (size_t i = 0; tok && i < n_prompt; i++) {
+        if (ids[i] == bos) continue;   /* a control token, not text */
         int n = flx_tokenizer_piece(tok, i ? ids[i - 1] : -1, ids[i], piece, sizeof piece);
         if (n > 0) fwrite(piece, 1, (size_t)n, stdout);
     }
