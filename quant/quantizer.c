@@ -4,6 +4,7 @@
 #include "flx_quant.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 flx_qspec flx_qspec_make(int32_t bits, flx_qscheme scheme, flx_qgran gran, int32_t group_size)
@@ -164,10 +165,32 @@ float flx_dequantize1(const flx_qspec *s, flx_qparams p, int32_t q)
     return 0.0f;
 }
 
+static void quant_run(const flx_qspec *s, flx_qparams p, const float *x, int64_t n, int32_t *q);
+
+/* sum |x^ - x|^2.4 of one group under parameters p (codes go through buf) */
+static double group_err(const flx_qspec *s, flx_qparams p, const float *x, int64_t n, int32_t *buf)
+{
+    quant_run(s, p, x, n, buf);
+    double e = 0.0;
+    for (int64_t k = 0; k < n; k++) {
+        float xh;
+        switch (s->scheme) {
+        case FLX_QS_SYM:     xh = p.scale * (float)buf[k]; break;
+        case FLX_QS_ASYM_ZP: xh = p.scale * ((float)buf[k] - p.zero); break;
+        default:             xh = p.scale * (float)buf[k] + p.zero; break;
+        }
+        float a = fabsf(xh - x[k]);
+        if (a != 0.0f) e += (double)powf(a, 2.4f);   /* float pow, as torch's x.pow_(2.4) */
+    }
+    return e;
+}
+
 /* SpinQuant's weight clip search over one group of n values: shrink the
  * range by p = 1 - i/100 for i < 80, keep the first p with the smallest
- * sum |x^ - x|^2.4 (strictly smaller wins, so ties keep the wider range). */
-static flx_qparams mse_search(const flx_qspec *s, const float *x, int64_t n, float lo, float hi)
+ * sum |x^ - x|^2.4 (strictly smaller wins, so ties keep the wider range).
+ * Errors are summed in double in index order. */
+static flx_qparams mse_search(const flx_qspec *s, const float *x, int64_t n, float lo, float hi,
+                              int32_t *buf)
 {
     const int grid = 100, n_steps = 80;     /* maxshrink 0.8 * grid */
     flx_qparams best_p = params_for_range(s, lo, hi);
@@ -175,11 +198,7 @@ static flx_qparams mse_search(const flx_qspec *s, const float *x, int64_t n, flo
     for (int i = 0; i < n_steps; i++) {
         float p = (float)(1.0 - (double)i / grid);
         flx_qparams cand = params_for_range(s, p * lo, p * hi);
-        double e = 0.0;
-        for (int64_t k = 0; k < n; k++) {
-            float d = flx_dequantize1(s, cand, flx_quantize1(s, cand, x[k])) - x[k];
-            e += pow(fabs((double)d), 2.4);
-        }
+        double e = group_err(s, cand, x, n, buf);
         if (e < best) {
             best = e;
             best_p = cand;
@@ -198,6 +217,8 @@ void flx_quant_params(const flx_qspec *s, const float *x, int64_t rows, int64_t 
         return;
     }
     int64_t g = group_cols(s, cols), n_groups = cols / g;
+    int32_t stack_buf[1024], *buf = stack_buf, *heap = NULL;
+    if (s->mse_clip && g > 1024) buf = heap = malloc((size_t)g * sizeof *buf);
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t j = 0; j < n_groups; j++) {
             const float *xs = x + r * cols + j * g;
@@ -205,10 +226,12 @@ void flx_quant_params(const flx_qspec *s, const float *x, int64_t rows, int64_t 
             min_max(xs, g, g, 1, g, &lo, &hi);
             lo *= s->clip;
             hi *= s->clip;
-            params[r * n_groups + j] = s->mse_clip ? mse_search(s, xs, g, lo, hi)
-                                                   : params_for_range(s, lo, hi);
+            /* without scratch memory the search is skipped (plain range) */
+            params[r * n_groups + j] = s->mse_clip && buf ? mse_search(s, xs, g, lo, hi, buf)
+                                                          : params_for_range(s, lo, hi);
         }
     }
+    free(heap);
 }
 
 static const flx_qparams *param_at(const flx_qspec *s, const flx_qparams *params, int64_t cols,

@@ -220,7 +220,8 @@ static float brute_mse_scale(const float *x, int n)
         for (int k = 0; k < n; k++) {
             float r = roundf(x[k] / s);
             r = r < -8 ? -8 : r > 7 ? 7 : r;
-            e += pow(fabs((double)(s * r - x[k])), 2.4);
+            float a = fabsf(s * r - x[k]);
+            if (a != 0.0f) e += (double)powf(a, 2.4f);
         }
         if (e < best) { best = e; best_s = s; }
     }
