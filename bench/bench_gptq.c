@@ -3,8 +3,7 @@
  * Llama-3.2-1B with 32 x 2048 calibration tokens (issue 3, item 8).
  *
  *   bench_gptq [--shape llama-3.2-1b|tiny] [--layers N] [--nsamples 32]
- *              [--seqlen 2048] [--threads 2] [--rotate none|hadamard]
- *              [--layers-per-pass P] [--scales]
+ *              [--seqlen 2048] [--threads 2] [--rotate none|hadamard] [--scales]
  *
  * --layers N keeps only the first N decoder layers (same widths), to
  * measure a per-layer cost when the whole model would take too long. */
@@ -39,7 +38,7 @@ static int sink(void *ctx, int layer, flx_linear_id id, int32_t n_out, int32_t n
 int main(int argc, char **argv)
 {
     const char *shape = "llama-3.2-1b", *rot = "hadamard";
-    int layers = 0, threads = 2, per_pass = 0, scales = 0;
+    int layers = 0, threads = 2, scales = 0;
     long nsamples = 32, seqlen = 2048;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -49,11 +48,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seqlen") && v) { seqlen = atol(v); i++; }
         else if (!strcmp(a, "--threads") && v) { threads = atoi(v); i++; }
         else if (!strcmp(a, "--rotate") && v) { rot = v; i++; }
-        else if (!strcmp(a, "--layers-per-pass") && v) { per_pass = atoi(v); i++; }
         else if (!strcmp(a, "--scales")) scales = 1;
         else {
             fprintf(stderr, "usage: bench_gptq [--shape S] [--layers N] [--nsamples N] [--seqlen L] [--threads T]\n"
-                            "                  [--rotate none|hadamard] [--layers-per-pass P] [--scales]\n");
+                            "                  [--rotate none|hadamard] [--scales]\n");
             return 2;
         }
     }
@@ -103,7 +101,6 @@ int main(int argc, char **argv)
 
     flx_gptq_model_opts go = flx_gptq_model_opts_default();
     go.n_threads = threads;
-    go.layers_per_pass = per_pass;
     go.progress = 1;
     sink_t s = { 0, flx_now_seconds() };
     t0 = flx_now_seconds();

@@ -210,11 +210,13 @@ flx_gptq_model_opts flx_gptq_model_opts_default(void)
     return o;
 }
 
-/* Hessians of one pass: [layer - l0][kind] for kinds QKV, O, GATE_UP, DOWN. */
-typedef struct gptq_ctx {
+/* State of the calibration forward of one layer. */
+typedef struct gptq_pass_ctx {
     const flx_rotation_set *rs;
-    int l0, l1;
-    flx_hessian (*h)[4];
+    int layer;                 /* the model layer being run (sub-model layer 0) */
+    flx_hessian *h;            /* [4]: QKV, O, GATE_UP, DOWN; NULL: do not collect */
+    const flx_llama_state *st;
+    float *resid_out;          /* when not NULL: receives the layer's output rows */
     int stopped;
 } gptq_pass_ctx;
 
@@ -224,16 +226,21 @@ static int gptq_linear_hook(void *vctx, int layer, flx_linear_kind kind, float *
                             int64_t n_in, flx_error *err)
 {
     gptq_pass_ctx *c = vctx;
-    rot_linear_hook((void *)c->rs, layer, kind, x, n_tokens, n_in, err);
-    if (kind == FLX_LINEAR_HEAD || layer < c->l0 || layer >= c->l1) return FLX_OK;
+    if (kind == FLX_LINEAR_HEAD) {
+        /* after the layer: the state's residual stream is its output */
+        if (c->resid_out) memcpy(c->resid_out, c->st->x, (size_t)(n_tokens * n_in) * sizeof(float));
+        return FLX_OK;
+    }
+    rot_linear_hook((void *)c->rs, c->layer, kind, x, n_tokens, n_in, err);
+    if (!c->h) return FLX_OK;
     for (int64_t i = 0; i < n_tokens * n_in; i++)
         if (!isfinite(x[i]))
-            return flx_fail(err, FLX_ENUMERIC, "calibration: layer %d %s input holds NaN or Inf", layer,
+            return flx_fail(err, FLX_ENUMERIC, "calibration: layer %d %s input holds NaN or Inf", c->layer,
                             flx_linear_kind_name(kind));
-    int rc = flx_hessian_add(&c->h[layer - c->l0][kind], x, n_tokens, err);
+    int rc = flx_hessian_add(&c->h[kind], x, n_tokens, err);
     if (rc) return rc;
-    if (layer == c->l1 - 1 && kind == FLX_LINEAR_DOWN) {
-        c->stopped = 1;   /* nothing after this layer is needed in this pass */
+    if (kind == FLX_LINEAR_DOWN) {
+        c->stopped = 1;   /* the Hessians are complete: skip the rest */
         return STOP_STATUS;
     }
     return FLX_OK;
@@ -243,7 +250,7 @@ static int gptq_qkv_hook(void *vctx, int layer, float *q, float *k, float *v, in
                          const flx_llama_config *cfg, flx_error *err)
 {
     gptq_pass_ctx *c = vctx;
-    return rot_qkv_hook((void *)c->rs, layer, q, k, v, n_tokens, pos0, cfg, err);
+    return rot_qkv_hook((void *)c->rs, c->layer, q, k, v, n_tokens, pos0, cfg, err);
 }
 
 /* p itself when the model owns exactly that buffer (write in place, no
@@ -254,12 +261,6 @@ static float *owned_buffer(flx_model *m, const float *p)
     for (size_t i = 0; i < m->n_owned; i++)
         if (m->owned[i] == (const void *)p) return (float *)(void *)m->owned[i];
     return NULL;
-}
-
-static size_t layer_hessian_bytes(const flx_llama_config *c)
-{
-    size_t d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim, f = (size_t)c->d_ff;
-    return (2 * d * d + qd * qd + f * f) * sizeof(float);
 }
 
 int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
@@ -275,94 +276,133 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
         (rc = flx_wquant_check(&opts->wq, qd, "GPTQ: o_proj inputs", err)) ||
         (rc = flx_wquant_check(&opts->wq, f, "GPTQ: down_proj inputs", err)))
         return rc;
-    int per_pass = opts->layers_per_pass;
-    if (per_pass <= 0) {
-        size_t budget = opts->max_hessian_bytes ? opts->max_hessian_bytes : ((size_t)1 << 30);
-        per_pass = (int)(budget / layer_hessian_bytes(c));
-        if (per_pass < 1) per_pass = 1;
-    }
-    if (per_pass > L) per_pass = L;
+    const int64_t n_rows = cd->n_windows * cd->seqlen;
+    if (n_rows > (1 << 24))
+        return flx_fail(err, FLX_EINVAL, "GPTQ: %lld calibration tokens exceed the limit of 2^24",
+                        (long long)n_rows);
+    for (int64_t i = 0; i < n_rows; i++)
+        if (cd->ids[i] < 0 || cd->ids[i] >= c->n_vocab)
+            return flx_fail(err, FLX_EINVAL, "GPTQ: calibration token %lld has id %d outside the vocabulary",
+                            (long long)i, cd->ids[i]);
+
     flx_pool *pool = opts->n_threads > 1 ? flx_pool_create(opts->n_threads) : NULL;
     flx_gptq_opts go = opts->gptq;
     go.pool = pool;
-    flx_hessian (*h)[4] = calloc((size_t)per_pass, sizeof *h);
+    flx_hessian h[4];
+    memset(h, 0, sizeof h);
     /* largest weight (q: qd x d, gate/up/down: f x d); groups never outnumber columns */
     const size_t max_elems = (size_t)(qd > f ? qd : f) * (size_t)(d > qd ? d : qd);
     flx_wq_out out = { malloc(max_elems * sizeof(int32_t)), malloc(max_elems * sizeof(float)),
                        malloc(max_elems * sizeof(float)) };
     float *w_hat = malloc(max_elems * sizeof(float));
-    if (!h || !out.q || !out.scale || !out.zero || !w_hat) {
-        rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory");
+    /* the residual stream entering the current layer, one row per calibration token */
+    float *resid = malloc((size_t)n_rows * (size_t)d * sizeof(float));
+    int32_t *pos_ids = malloc((size_t)cd->seqlen * sizeof(int32_t));
+    flx_llama_state st;
+    memset(&st, 0, sizeof st);
+    int have_state = 0;
+    flx_progress prog;
+    flx_progress_begin(&prog, "gptq", (int64_t)L * (2 * cd->n_windows + FLX_W_COUNT), opts->progress);
+    int64_t done_units = 0;
+    if (!out.q || !out.scale || !out.zero || !w_hat || !resid || !pos_ids) {
+        rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory (%lld calibration tokens x %d floats)",
+                      (long long)n_rows, (int)d);
         goto done;
     }
-    flx_progress prog;
-    flx_progress_begin(&prog, "gptq", (int64_t)L * (cd->n_windows + FLX_W_COUNT), opts->progress);
-    int64_t done_units = 0;
-    for (int l0 = 0; l0 < L; l0 += per_pass) {
-        const int l1 = l0 + per_pass < L ? l0 + per_pass : L;
-        const int32_t widths[4] = { d, qd, d, f };
-        for (int i = 0; i < l1 - l0; i++)
-            for (int k = 0; k < 4; k++)
-                if ((rc = flx_hessian_init(&h[i][k], widths[k], err))) goto pass_done;
-        gptq_pass_ctx pc = { rs, l0, l1, h, 0 };
-        flx_llama_hooks hooks = { &pc, gptq_linear_hook, gptq_qkv_hook };
-        flx_llama_state st;
-        if ((rc = init_state(&st, m, cd, opts->n_threads, &hooks, err))) goto pass_done;
+    for (int64_t i = 0; i < n_rows; i++)
+        memcpy(resid + i * d, m->w.tok_embd + (size_t)cd->ids[i] * d, (size_t)d * sizeof(float));
+
+    /* A one-layer view of m whose "embedding" is the saved residual stream:
+     * token id i of the view is calibration row i, so each layer runs once
+     * on its true input instead of re-running every earlier layer. */
+    flx_model sub = *m;
+    sub.owned = NULL; sub.n_owned = 0; sub.cap_owned = 0;
+    sub.maps = NULL; sub.n_maps = 0;
+    sub.tok = NULL;
+    sub.cfg.n_layers = 1;
+    sub.cfg.n_vocab = (int32_t)n_rows;
+    sub.cfg.tie_embeddings = 1;
+    sub.cfg.bos_id = -1;
+    sub.cfg.eos_id = -1;
+    sub.w.tok_embd = resid;
+    sub.w.output = resid;
+    sub.w.layers = m->w.layers;
+    gptq_pass_ctx pc = { rs, 0, NULL, &st, NULL, 0 };
+    flx_llama_hooks hooks = { &pc, gptq_linear_hook, gptq_qkv_hook };
+    if ((rc = init_state(&st, &sub, cd, opts->n_threads, &hooks, err))) goto done;
+    have_state = 1;
+
+    const int32_t widths[4] = { d, qd, d, f };
+    for (int l = 0; l < L; l++) {
+        sub.w.layers = m->w.layers + l;
+        pc.layer = l;
+        for (int k = 0; k < 4; k++)
+            if ((rc = flx_hessian_init(&h[k], widths[k], err))) goto done;
+        /* 1. Hessians of the layer's four inputs */
+        pc.h = h;
+        pc.resid_out = NULL;
         for (int64_t w = 0; w < cd->n_windows; w++) {
+            for (int64_t t = 0; t < cd->seqlen; t++) pos_ids[t] = (int32_t)(w * cd->seqlen + t);
             flx_llama_reset(&st);
             pc.stopped = 0;
-            rc = flx_llama_forward(&st, cd->ids + w * cd->seqlen, cd->seqlen, err);
+            rc = flx_llama_forward(&st, pos_ids, cd->seqlen, err);
             if (rc != FLX_OK && pc.stopped) {
                 rc = FLX_OK;
                 if (err) { err->code = FLX_OK; err->msg[0] = 0; }
             }
-            if (rc) break;
-            done_units += l1 - l0;
-            flx_progress_update(&prog, done_units);
+            if (rc) goto done;
+            flx_progress_update(&prog, ++done_units);
         }
-        flx_llama_free(&st);
-        if (rc) goto pass_done;
-        for (int l = l0; l < l1; l++) {
-            flx_llama_layer *Ly = &m->w.layers[l];
-            struct { const float **slot; int32_t n_out, n_in, kind; } lin[FLX_W_COUNT] = {
-                { &Ly->wq, qd, d, 0 }, { &Ly->wk, kvd, d, 0 }, { &Ly->wv, kvd, d, 0 }, { &Ly->wo, d, qd, 1 },
-                { &Ly->w_gate, f, d, 2 }, { &Ly->w_up, f, d, 2 }, { &Ly->w_down, d, f, 3 } };
-            for (int k = 0; k < FLX_W_COUNT; k++) {
-                size_t n = (size_t)lin[k].n_out * lin[k].n_in;
-                rc = flx_gptq(*lin[k].slot, lin[k].n_out, lin[k].n_in, &h[l - l0][lin[k].kind], &opts->wq, &go,
-                              &out, w_hat, NULL, err);
-                if (rc) {
-                    char msg[FLX_ERROR_MSG_BYTES];
-                    snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
-                    flx_fail(err, rc, "layer %d %s: %s", l, flx_linear_id_name((flx_linear_id)k), msg);
-                    goto pass_done;
-                }
-                if (sink && (rc = sink(sink_ctx, l, (flx_linear_id)k, lin[k].n_out, lin[k].n_in, &out, w_hat, err)))
-                    goto pass_done;
-                /* later passes see the quantized layer */
-                float *dst = owned_buffer(m, *lin[k].slot);
-                if (!dst) {
-                    if (!(dst = flx_model_alloc(m, n * sizeof(float)))) {
-                        rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory");
-                        goto pass_done;
-                    }
-                    *lin[k].slot = dst;
-                }
-                memcpy(dst, w_hat, n * sizeof(float));
-                done_units++;
-                flx_progress_update(&prog, done_units);
+        /* 2. GPTQ of the seven linears; the dequantized weights replace the float ones */
+        flx_llama_layer *Ly = &m->w.layers[l];
+        struct { const float **slot; int32_t n_out, n_in, kind; } lin[FLX_W_COUNT] = {
+            { &Ly->wq, qd, d, 0 }, { &Ly->wk, kvd, d, 0 }, { &Ly->wv, kvd, d, 0 }, { &Ly->wo, d, qd, 1 },
+            { &Ly->w_gate, f, d, 2 }, { &Ly->w_up, f, d, 2 }, { &Ly->w_down, d, f, 3 } };
+        for (int k = 0; k < FLX_W_COUNT; k++) {
+            size_t n = (size_t)lin[k].n_out * lin[k].n_in;
+            rc = flx_gptq(*lin[k].slot, lin[k].n_out, lin[k].n_in, &h[lin[k].kind], &opts->wq, &go, &out, w_hat,
+                          NULL, err);
+            if (rc) {
+                char msg[FLX_ERROR_MSG_BYTES];
+                snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+                flx_fail(err, rc, "layer %d %s: %s", l, flx_linear_id_name((flx_linear_id)k), msg);
+                goto done;
             }
+            if (sink && (rc = sink(sink_ctx, l, (flx_linear_id)k, lin[k].n_out, lin[k].n_in, &out, w_hat, err)))
+                goto done;
+            float *dst = owned_buffer(m, *lin[k].slot);
+            if (!dst) {
+                if (!(dst = flx_model_alloc(m, n * sizeof(float)))) {
+                    rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory");
+                    goto done;
+                }
+                *lin[k].slot = dst;
+            }
+            memcpy(dst, w_hat, n * sizeof(float));
+            flx_progress_update(&prog, ++done_units);
         }
-    pass_done:
-        for (int i = 0; i < l1 - l0; i++)
-            for (int k = 0; k < 4; k++) flx_hessian_free(&h[i][k]);
-        if (rc) break;
+        for (int k = 0; k < 4; k++) flx_hessian_free(&h[k]);
+        /* 3. the quantized layer's outputs are the next layer's inputs (GPTQ's
+         *    sequential order); written in place, window by window */
+        pc.h = NULL;
+        for (int64_t w = 0; w < cd->n_windows; w++) {
+            if (l + 1 < L) {
+                for (int64_t t = 0; t < cd->seqlen; t++) pos_ids[t] = (int32_t)(w * cd->seqlen + t);
+                pc.resid_out = resid + (size_t)w * cd->seqlen * d;
+                flx_llama_reset(&st);
+                if ((rc = flx_llama_forward(&st, pos_ids, cd->seqlen, err))) goto done;
+            }
+            flx_progress_update(&prog, ++done_units);
+        }
     }
-    flx_progress_end(&prog);
 done:
-    free(h);
+    flx_progress_end(&prog);
+    for (int k = 0; k < 4; k++) flx_hessian_free(&h[k]);
+    if (have_state) flx_llama_free(&st);
     free(out.q); free(out.scale); free(out.zero);
     free(w_hat);
+    free(resid);
+    free(pos_ids);
     flx_pool_free(pool);
     return rc;
 }

@@ -71,10 +71,6 @@ typedef int (*flx_gptq_sink)(void *ctx, int layer, flx_linear_id id, int32_t n_o
 typedef struct flx_gptq_model_opts {
     flx_wquant    wq;               /* the weight format of every linear      */
     flx_gptq_opts gptq;             /* block, damping, act-order              */
-    int           layers_per_pass;  /* layers whose Hessians one calibration
-                                       pass collects; 0 = as many as fit in
-                                       max_hessian_bytes                      */
-    size_t        max_hessian_bytes;/* 0 = 1 GiB (3 layers of Llama-3.2-1B)    */
     int           n_threads;        /* forward and GPTQ threads (<= 0: 1)     */
     int           progress;         /* progress bar on stderr                 */
 } flx_gptq_model_opts;
@@ -82,14 +78,17 @@ typedef struct flx_gptq_model_opts {
 flx_gptq_model_opts flx_gptq_model_opts_default(void);
 
 /* GPTQ of every linear in the decoder layers of m (the embedding and head
- * are left to the caller, as SpinQuant does).  Layers are processed in
- * passes of layers_per_pass: one forward over all windows (stopped after
- * the pass's last layer) collects their Hessians (q/k/v share one, gate/up
- * share one), then each linear is quantized, handed to sink, and its
- * dequantized weight replaces the float one in m (new buffers owned by m),
- * so later passes see the quantized earlier layers (sequential GPTQ).
- * rs (may be NULL) supplies online R3/R4: the model must already carry the
- * merged rotations. */
+ * are left to the caller, as SpinQuant does), in GPTQ's sequential order.
+ * The residual stream of every calibration token is kept (n_windows *
+ * seqlen * d_model floats); for each layer: one forward of that layer over
+ * all windows collects its four input Hessians (q/k/v share one, gate/up
+ * share one; the down input after the online R4), its seven linears are
+ * quantized, handed to sink and their dequantized weights replace the
+ * float ones (in place when the model owns the buffer), then a second
+ * forward of the quantized layer produces the next layer's input.  So each
+ * layer is run twice, never the layers before it.  rs (may be NULL)
+ * supplies online R3/R4: the model must already carry the merged
+ * rotations.  Calibration ids are checked against the vocabulary first. */
 int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
                    const flx_gptq_model_opts *opts, flx_gptq_sink sink, void *sink_ctx, flx_error *err);
 

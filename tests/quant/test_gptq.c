@@ -505,7 +505,6 @@ Test(calib, whole_model_gptq_beats_rtn_on_held_out_text)
         } else if (mode == 2) {
             flx_gptq_model_opts go = flx_gptq_model_opts_default();
             go.n_threads = 2;
-            go.layers_per_pass = 2;   /* 3 passes: 2 + 2 + 1 layers */
             sink_ctx sc = { 0, 0 };
             cr_assert_eq(flx_gptq_model(&m, &rs, &cal, &go, count_sink, &sc, &err), FLX_OK, "%s", err.msg);
             cr_assert_eq(sc.calls, 35);
@@ -550,4 +549,92 @@ Test(gptq, mse_clip_lowers_weight_error)
     cr_assert(eb < ea, "mse clip %g vs plain %g", eb, ea);
     wq_free(&o);
     free(w); free(a); free(b);
+}
+
+/* The layer-by-layer run (saved residual stream) must give what the plain
+ * sequential algorithm gives when every Hessian comes from a full forward
+ * of the partly quantized model. */
+typedef struct seq_ctx { const flx_rotation_set *rs; int layer; flx_hessian *h; } seq_ctx;
+
+static int seq_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64_t n_tokens, int64_t n_in,
+                      flx_error *err)
+{
+    seq_ctx *c = vctx;
+    flx_llama_hooks rh = flx_rot_hooks(c->rs);
+    rh.linear_input(rh.ctx, layer, kind, x, n_tokens, n_in, err);
+    if (layer == c->layer && kind != FLX_LINEAR_HEAD) flx_hessian_add(&c->h[kind], x, n_tokens, err);
+    return FLX_OK;
+}
+
+static int seq_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t n_tokens, int64_t pos0,
+                   const flx_llama_config *cfg, flx_error *err)
+{
+    seq_ctx *c = vctx;
+    flx_llama_hooks rh = flx_rot_hooks(c->rs);
+    return rh.qkv(rh.ctx, layer, q, k, v, n_tokens, pos0, cfg, err);
+}
+
+Test(calib, layerwise_gptq_equals_full_forward_sequential_gptq)
+{
+    flx_calib_data cal;
+    story_windows(&cal, 4, 64, 0);
+    flx_model a, b;
+    flx_error err = { 0 };
+    flx_rotation_set rs;
+    cr_assert_eq(flx_model_load(&a, flx_test_data("stories260K/hf"), &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_model_load(&b, flx_test_data("stories260K/hf"), &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_rotset_generate(&rs, &a.cfg, FLX_ROT_HADAMARD, 1, 1, 4, &err), FLX_OK);
+    cr_assert_eq(flx_spinquant_apply(&a, &rs, NULL, &err), FLX_OK);
+    cr_assert_eq(flx_spinquant_apply(&b, &rs, NULL, &err), FLX_OK);
+    flx_gptq_model_opts go = flx_gptq_model_opts_default();
+    cr_assert_eq(flx_gptq_model(&a, &rs, &cal, &go, NULL, NULL, &err), FLX_OK, "%s", err.msg);
+
+    const flx_llama_config *c = &b.cfg;
+    const int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, f = c->d_ff;
+    size_t n_same = 0, n_all = 0;
+    double max_diff = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        flx_hessian h[4];
+        const int widths[4] = { d, qd, d, f };
+        for (int k = 0; k < 4; k++) flx_hessian_init(&h[k], widths[k], NULL);
+        seq_ctx sc = { &rs, l, h };
+        flx_llama_hooks hooks = { &sc, seq_linear, seq_qkv };
+        flx_llama_opts o = { 0 };
+        o.n_threads = 1;
+        o.max_tokens = cal.seqlen;
+        o.max_ctx = cal.seqlen;
+        o.hooks = &hooks;
+        flx_llama_state st;
+        cr_assert_eq(flx_llama_init(&st, &b, &o, &err), FLX_OK, "%s", err.msg);
+        for (int64_t w = 0; w < cal.n_windows; w++) {
+            flx_llama_reset(&st);
+            cr_assert_eq(flx_llama_forward(&st, cal.ids + w * cal.seqlen, cal.seqlen, &err), FLX_OK, "%s", err.msg);
+        }
+        flx_llama_free(&st);
+        flx_llama_layer *L = &b.w.layers[l], *La = &a.w.layers[l];
+        const float **slots[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        const float *qa[7] = { La->wq, La->wk, La->wv, La->wo, La->w_gate, La->w_up, La->w_down };
+        const int shp[7][3] = { { qd, d, 0 }, { kvd, d, 0 }, { kvd, d, 0 }, { d, qd, 1 }, { f, d, 2 }, { f, d, 2 }, { d, f, 3 } };
+        for (int k = 0; k < 7; k++) {
+            flx_wq_out o2;
+            wq_alloc(&o2, shp[k][0], shp[k][1], 1);
+            float *wh = flx_model_alloc(&b, sizeof(float) * shp[k][0] * shp[k][1]);
+            cr_assert_eq(flx_gptq(*slots[k], shp[k][0], shp[k][1], &h[shp[k][2]], &go.wq, &go.gptq, &o2, wh, NULL, &err),
+                         FLX_OK, "%s", err.msg);
+            *slots[k] = wh;
+            for (int i = 0; i < shp[k][0] * shp[k][1]; i++) {
+                n_same += wh[i] == qa[k][i];
+                n_all++;
+                if (fabs(wh[i] - qa[k][i]) > max_diff) max_diff = fabs(wh[i] - qa[k][i]);
+            }
+            wq_free(&o2);
+        }
+        for (int k = 0; k < 4; k++) flx_hessian_free(&h[k]);
+    }
+    cr_log_info("layer-wise vs full-forward sequential GPTQ: %zu of %zu weights identical, max diff %g", n_same, n_all, max_diff);
+    cr_assert(n_same >= n_all - n_all / 1000, "%zu of %zu weights identical", n_same, n_all);
+    flx_rotset_free(&rs);
+    flx_model_free(&a);
+    flx_model_free(&b);
+    flx_calib_free(&cal);
 }
