@@ -1,6 +1,6 @@
-// softmax.h -- causal mask and the three softmax kernels with their hardware
-// reduction trees (docs/kernels.md 4; spec 1.8 `pref_Softmax`,
-// `dec_MHA_Softmax`, `dec_Softmax`, 1.12.7 `pref_causal_mask`).
+// softmax.h -- the softmax kernel in its three hardware reduction trees
+// (docs/kernels.md 4.2, 4.3; spec 1.8 `pref_Softmax`, `dec_MHA_Softmax`,
+// `dec_Softmax`).  The prefill mask is causal_mask.h.
 //
 // One row x[n]:  m = max (strict >, from -1e32), e_k = exp(x_k - m),
 //   S_j = sum over k = j mod 4 (k ascending, from 0.0f), tot = (S0+S1)+(S2+S3),
@@ -15,35 +15,6 @@
 #include "flx_hls.h"
 
 namespace flx_hls {
-
-// ------------------------------------------------------------ causal mask
-
-struct causal_mask_pref_config {
-    static const unsigned tp = 8;   // TOKEN_PARALLEL
-};
-
-// Per token block M (first_block, first_block+1, ...) and head, seq_len
-// beats (key j, lanes = queries 8M+t): key j is kept when j <= 8M+t, else
-// replaced by -1e32f.
-template <class CONFIG_T>
-void causal_mask_pref(hls::stream<hls::vector<float, CONFIG_T::tp> > &in,
-                      hls::stream<hls::vector<float, CONFIG_T::tp> > &out, unsigned first_block,
-                      unsigned n_blocks, unsigned n_heads, unsigned seq_len)
-{
-    const unsigned TP = CONFIG_T::tp;
-    for (unsigned blk = 0; blk < n_blocks; blk++)
-        for (unsigned h = 0; h < n_heads; h++)
-            for (unsigned j = 0; j < seq_len; j++) {
-#pragma HLS PIPELINE II = 1
-                hls::vector<float, TP> v = in.read();
-                for (unsigned t = 0; t < TP; t++) {
-#pragma HLS UNROLL
-                    unsigned pos = (first_block + blk) * TP + t;
-                    if (j > pos) v[t] = NEG_SENTINEL;
-                }
-                out.write(v);
-            }
-}
 
 // ---------------------------------------------------------------- prefill
 

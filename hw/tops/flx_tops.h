@@ -16,16 +16,22 @@
 #ifndef FLX_TOPS_H
 #define FLX_TOPS_H
 
-#include "../kernels/attention_i8.h"
+#include "../kernels/av_u8i8.h"
+#include "../kernels/causal_mask.h"
 #include "../kernels/dequant.h"
-#include "../kernels/elementwise.h"
+#include "../kernels/dequant_static.h"
+#include "../kernels/exp_stage.h"
 #include "../kernels/fht.h"
-#include "../kernels/gemm_i4.h"
 #include "../kernels/gemv_f32.h"
+#include "../kernels/gemv_i4_dec.h"
+#include "../kernels/linear_i4_pref.h"
+#include "../kernels/qk_i8.h"
 #include "../kernels/quant_asym.h"
 #include "../kernels/quant_static.h"
+#include "../kernels/residual.h"
 #include "../kernels/rmsnorm.h"
 #include "../kernels/rope.h"
+#include "../kernels/silu_gate.h"
 #include "../kernels/softmax.h"
 #include "../kernels/topk.h"
 

@@ -5,12 +5,6 @@
 // golden set does not cover, checked against the C emulator directly.
 #include "test_util.h"
 
-#include "../../hw/kernels/attention_i8.h"
-#include "../../hw/kernels/dequant.h"
-#include "../../hw/kernels/quant_static.h"
-#include "../../hw/kernels/fht.h"
-#include "../../hw/kernels/gemm_i4.h"
-#include "../../hw/kernels/softmax.h"
 #include "../../hw/tb/tb_kernels.h"
 
 #include "flx_emu.h"

@@ -1,0 +1,40 @@
+// silu_gate.h -- SiLU of the gate projection times the up projection
+// (docs/kernels.md 7; spec 1.9 `dec_Swish` + `dec_Gate_Layer_fp32xfp32`):
+//   silu(g) = g / (1.0f + exp(-g))   (negate, exp, add, divide)
+//   h = silu(g) * u                  (one multiply; commutative, so the
+//                                     decode's (up, silu) order is the same)
+#ifndef FLX_HLS_SILU_GATE_H
+#define FLX_HLS_SILU_GATE_H
+
+#include "flx_hls.h"
+
+namespace flx_hls {
+
+struct silu_gate_dec_config {
+    static const unsigned b = 16;          // lanes
+    static const int exp_impl = EXP_FLX;
+};
+
+template <class CONFIG_T>
+void silu_gate_dec(hls::stream<hls::vector<float, CONFIG_T::b> > &gate,
+                   hls::stream<hls::vector<float, CONFIG_T::b> > &up,
+                   hls::stream<hls::vector<float, CONFIG_T::b> > &y, unsigned beats)
+{
+    const unsigned B = CONFIG_T::b;
+    for (unsigned k = 0; k < beats; k++) {
+#pragma HLS PIPELINE II = 1
+        hls::vector<float, B> g = gate.read(), u = up.read(), o;
+        for (unsigned i = 0; i < B; i++) {
+#pragma HLS UNROLL
+            float x = g[i];
+            float e = exp_sel<CONFIG_T::exp_impl>(-x);
+            float s = x / (1.0f + e);
+            o[i] = s * u[i];
+        }
+        y.write(o);
+    }
+}
+
+}  // namespace flx_hls
+
+#endif  // FLX_HLS_SILU_GATE_H
