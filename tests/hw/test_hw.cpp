@@ -266,9 +266,9 @@ Test(hw, shim_stream_csim_semantics)
     s >> v;
     cr_expect_eq(v, 2);
     cr_expect(!s.read_nb(v));
+#if FLX_HLS_SHIM
     cr_expect_eq(s.read(), 0);                           // read while empty: T() and a warning
     cr_expect_eq(s.flx_empty_reads(), 1);
-#if FLX_HLS_SHIM
     stream<int, 2> b("bounded");                         // depth 2, report mode on
     b.flx_set_bounded(true);
     b.write(1);
