@@ -588,3 +588,86 @@ Test(hw, decode_quantizers_match_the_emulator)
     cr_expect_eq(bad, 0u, "dequant_dec");
     cr_expect(dy.empty() && wsb.empty() && ds.empty());
 }
+
+// The prefill linear chain at the down_proj shapes over two token blocks:
+// quant_asym_pref (K = 8192) -> linear_i4_pref (L = 13, WP = 96, a padded
+// last weight block) -> dequant_pref (21 bits), against the emulator's
+// quant -> GEMM -> dequant.  Catches per-block state that is not reset.
+struct chain_quant_cfg : flx_hls::quant_asym_pref_config {
+    static const unsigned max_k = 8192;
+};
+struct chain_gemm_cfg : flx_hls::linear_i4_pref_config {
+    static const unsigned wp = 96;
+    static const unsigned max_k = 8192;
+    static const int l = 13;
+};
+struct chain_deq_cfg : flx_hls::dequant_pref_config {
+    static const unsigned acc_bits = 21;
+};
+
+Test(hw, prefill_linear_chain_two_blocks_matches_the_emulator)
+{
+    const unsigned TP = 8, NB = 2, T = TP * NB, K = 8192, O = 100, WP = 96, NW = (O + WP - 1) / WP;
+    flx_rng rng;
+    flx_rng_seed(&rng, 77);
+    std::vector<float> x((size_t)T * K), ws(O), wsum(O);
+    for (unsigned t = 0; t < T; t++)
+        for (unsigned k = 0; k < K; k++)
+            x[(size_t)t * K + k] = (float)((flx_rng_uniform(&rng) * 2.0 - 1.0) * (1.0 + t));   // per-token ranges
+    std::vector<int8_t> w((size_t)O * K);
+    for (auto &v : w) v = (int8_t)((int)(flx_rng_u64(&rng) % 16) - 8);
+    for (unsigned o = 0; o < O; o++) {
+        ws[o] = (float)(0.005 + 0.01 * flx_rng_uniform(&rng));
+        wsum[o] = (float)(flx_rng_uniform(&rng) * 2.0 - 1.0);
+    }
+    // the emulator
+    flx_emu_fp fp = {FLX_EMU_EXP_FLX, 0};
+    std::vector<int8_t> q((size_t)T * K);
+    std::vector<float> s(T), b(T), want((size_t)T * O);
+    std::vector<int32_t> acc((size_t)T * O);
+    flx_emu_quant_asym(q.data(), s.data(), b.data(), x.data(), T, K, 4, &fp);
+    cr_assert_eq(flx_emu_gemm_i4(acc.data(), q.data(), 1, w.data(), T, O, K, 21, NULL), 0);
+    flx_emu_dequant(want.data(), acc.data(), s.data(), b.data(), ws.data(), wsum.data(), T, O, &fp);
+    // the kernels
+    stream<vector<float, TP> > xs, ys;
+    stream<vector<ap_int<4>, TP> > qs;
+    stream<vector<float, 2> > sb, wsb;
+    stream<vector<ap_int<4>, WP> > wst;
+    stream<vector<ap_int<21>, TP> > as, as_kept;
+    for (unsigned blk = 0; blk < NB; blk++)
+        for (unsigned k = 0; k < K; k++) {
+            vector<float, TP> v;
+            for (unsigned t = 0; t < TP; t++) v[t] = x[(size_t)(blk * TP + t) * K + k];
+            xs.write(v);
+        }
+    flx_hls::quant_asym_pref<chain_quant_cfg>(xs, qs, sb, NB, K);
+    for (unsigned blk = 0; blk < NB; blk++)   // the loader re-streams W per token block
+        for (unsigned n = 0; n < NW; n++)
+            for (unsigned k = 0; k < K; k++) {
+                vector<ap_int<4>, WP> v;
+                for (unsigned j = 0; j < WP; j++) v[j] = n * WP + j < O ? (int)w[(size_t)(n * WP + j) * K + k] : 0;
+                wst.write(v);
+            }
+    flx_hls::linear_i4_pref<chain_gemm_cfg>(qs, wst, as, NB, K, O);
+    for (unsigned blk = 0; blk < NB; blk++)   // pref_io_discard: drop the padded outputs
+        for (unsigned o = 0; o < NW * WP; o++) {
+            vector<ap_int<21>, TP> v = as.read();
+            if (o < O) as_kept.write(v);
+        }
+    for (unsigned blk = 0; blk < NB; blk++)
+        for (unsigned o = 0; o < O; o++) {
+            vector<float, 2> p;
+            p[0] = ws[o];
+            p[1] = wsum[o];
+            wsb.write(p);
+        }
+    flx_hls::dequant_pref<chain_deq_cfg>(as_kept, sb, wsb, ys, NB, O);
+    unsigned bad = 0;
+    for (unsigned blk = 0; blk < NB; blk++)
+        for (unsigned o = 0; o < O; o++) {
+            vector<float, TP> v = ys.read();
+            for (unsigned t = 0; t < TP; t++) bad += std::memcmp(&v[t], &want[(size_t)(blk * TP + t) * O + o], 4) != 0;
+        }
+    cr_expect_eq(bad, 0u);
+    cr_expect(ys.empty() && sb.empty() && wsb.empty() && wst.empty());
+}
