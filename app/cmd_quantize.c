@@ -239,6 +239,7 @@ int flx_cmd_quantize(int argc, char **argv)
     gptq_store *gs = NULL;
     flx_pool *pool = NULL;
     char *abs_model = NULL;
+    int have_rs = 0;
     int rc = FLX_EXIT_FAIL;
     double t0 = flx_now_seconds(), t_load, t_rot, t_calib, t_quant, t_write;
 
@@ -266,18 +267,17 @@ int flx_cmd_quantize(int argc, char **argv)
     if (flx_recipe_check(&recipe, c, &err)) goto fail;
     if (c->n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
     int rotated = rot_kind != FLX_ROT_NONE;
-    int r3 = rotated && recipe.r3_online, r4 = rotated && recipe.r4_online;
+    /* FlexLLM's hardware always runs the normalized FHT before down_proj, so
+     * the flexllm recipe merges R4 even without R1/R2 */
+    int r3 = rotated && recipe.r3_online;
+    int r4 = (rotated && recipe.r4_online) || recipe.kind == FLX_RECIPE_FLEXLLM;
     if (rot_kind == FLX_ROT_FILE) {
         if (flx_rotset_load(&rs, c, a.rotate, r3, r4, (uint64_t)a.seed, &err)) goto fail;
-    } else if (rotated) {
-        if (flx_rotset_generate(&rs, c, rot_kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
     } else {
-        rs.d_model = c->d_model;
-        rs.head_dim = c->head_dim;
-        rs.n_layers = c->n_layers;
-        rs.d_ff = c->d_ff;
-        rs.kind = FLX_ROT_NONE;
+        if (flx_rotset_generate(&rs, c, rot_kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
     }
+    have_rs = 1;
+    int transform = rotated || r3 || r4;   /* anything to merge or apply online */
     int64_t seqlen = a.seqlen;
     if (a.calib) {
         if (seqlen > c->max_seq_len) seqlen = c->max_seq_len;
@@ -291,12 +291,11 @@ int flx_cmd_quantize(int argc, char **argv)
     t_load = flx_now_seconds();
     pool = flx_pool_create((int)a.threads);
 
-    /* rotations (fold norms, untie, merge R1/R2/R4); flexllm folds the norm
-     * gains even without rotation (its hardware norms have gains of 1) */
-    if (rotated) {
+    /* rotations (fold norms, untie, merge R1/R2 and R4's inverse); flexllm
+     * always gets here (R4), so its norm gains are folded too, as the
+     * hardware's gains of 1 assume */
+    if (transform) {
         if (flx_spinquant_apply(&model, &rs, pool, &err)) goto fail;
-    } else if (recipe.kind == FLX_RECIPE_FLEXLLM) {
-        if (flx_fold_norms(&model, &err)) goto fail;
     }
     t_rot = flx_now_seconds();
     if (recipe.static_attn) {
@@ -325,7 +324,7 @@ int flx_cmd_quantize(int argc, char **argv)
 
     flx_qbuild b = {0};
     b.recipe = &recipe;
-    b.rot = rotated ? &rs : NULL;
+    b.rot = transform ? &rs : NULL;
     b.rot_seed = (uint64_t)a.seed;
     b.scales = scales;
     /* absolute, so the tokenizer is found from any working directory */
@@ -349,7 +348,7 @@ int flx_cmd_quantize(int argc, char **argv)
         int32_t qd = c->n_heads * c->head_dim;
         const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
         for (int i = 0; i < 7; i++) gs->n_groups[i] = flx_wquant_groups(&go.wq, ins[i]);
-        if (flx_gptq_model(&model, rotated ? &rs : NULL, &cd, &go, gptq_sink, gs, &err)) goto fail;
+        if (flx_gptq_model(&model, transform ? &rs : NULL, &cd, &go, gptq_sink, gs, &err)) goto fail;
         b.weight_fn = gptq_weight_fn;
         b.weight_ctx = gs;
     }
@@ -392,7 +391,7 @@ out:
         free(gs);
     }
     flx_qmodel_free(&qm);
-    if (rs.kind != FLX_ROT_NONE) flx_rotset_free(&rs);
+    if (have_rs) flx_rotset_free(&rs);
     flx_model_free(&model);
     flx_pool_free(pool);
     free(abs_model);
