@@ -22,19 +22,22 @@ static void tb_qk_i8(tb_ctx &c)
         for (unsigned t = 0; t < T; t++) v[t] = (int)q.i8(t * D + d);
         qs.write(v);
     }
+    std::vector<long long> k_beats, acc_beats;   // rows = beats, columns = lanes
     for (unsigned d = 0; d < D; d++) {   // one key block of Kp = 16 keys
         vector<ap_int<8>, C::kp> v;
-        for (unsigned j = 0; j < NK; j++) v[j] = (int)k.i8(j * D + d);
+        for (unsigned j = 0; j < NK; j++) k_beats.push_back((v[j] = (int)k.i8(j * D + d)).to_int());
         ks.write(v);
     }
     flx_tops::top_qk_i8(qs, ks, acc, 1, 1, NK);
     std::vector<long long> got(T * NK);
     for (unsigned j = 0; j < NK; j++) {
         vector<ap_int<C::acc_bits>, C::tp> v = acc.read();
-        for (unsigned t = 0; t < T; t++) got[t * NK + j] = v[t].to_int64();
+        for (unsigned t = 0; t < T; t++) acc_beats.push_back(got[t * NK + j] = v[t].to_int64());
     }
     expect_drained("acc", acc);
     c.expect_int("acc", "<i4", got);
+    c.expect_int("k8.stream", "|i1", k_beats);
+    c.expect_int("acc.stream", "<i4", acc_beats);
 }
 
 // golden av_u8i8: p8 [8][16] uint8, v8 [16][64] -> acc [8][64] ap_int<26>

@@ -16,9 +16,13 @@ static void tb_gemm_i4_pref(tb_ctx &c)
     stream<vector<ap_int<4>, C::tp> > as("a");
     stream<vector<ap_int<4>, WP> > ws("w");
     stream<vector<ap_int<C::l + 8>, C::tp> > acc("acc");
+    std::vector<long long> a_beats, acc_beats;   // rows = beats, columns = lanes
     for (unsigned k = 0; k < K; k++) {
         vector<ap_int<4>, C::tp> v;
-        for (unsigned t = 0; t < T; t++) v[t] = ap_uint<4>(a.u8(t * K + k));   // uint4 pattern
+        for (unsigned t = 0; t < T; t++) {
+            v[t] = ap_uint<4>(a.u8(t * K + k));   // uint4 pattern
+            a_beats.push_back(ap_uint<4>(v[t]).to_uint());
+        }
         as.write(v);
     }
     const unsigned nb = (O + WP - 1) / WP;
@@ -33,10 +37,12 @@ static void tb_gemm_i4_pref(tb_ctx &c)
     for (unsigned o = 0; o < nb * WP; o++) {
         vector<ap_int<C::l + 8>, C::tp> v = acc.read();
         if (o < O)
-            for (unsigned t = 0; t < T; t++) got[t * O + o] = v[t].to_int64();
+            for (unsigned t = 0; t < T; t++) acc_beats.push_back(got[t * O + o] = v[t].to_int64());
     }
     expect_drained("acc", acc);
     c.expect_int("acc", "<i4", got);
+    c.expect_int("a.stream", "|u1", a_beats);
+    c.expect_int("acc.stream", "<i4", acc_beats);
 }
 
 // golden gemv_i4_dec: a [2048] uint4 (block-partitioned B=16), w [64][2048] -> acc [64]

@@ -152,9 +152,17 @@ static void tb_fht(tb_ctx &c)
     stream<vector<float, C::b> > in("x"), y("y");
     push_blocked<C::b>(in, x);
     flx_tops::top_fht(in, y, 90.50967f);
-    std::vector<float> got = pop_blocked<C::b>(y, C::n);
+    std::vector<float> beats;            // rows = beats, columns = lanes
+    for (unsigned k = 0; k < C::n / C::b; k++) {
+        vector<float, C::b> v = y.read();
+        for (unsigned i = 0; i < C::b; i++) beats.push_back(v[i]);
+    }
+    std::vector<float> got(C::n);
+    for (unsigned k = 0; k < C::n / C::b; k++)
+        for (unsigned i = 0; i < C::b; i++) got[i * (C::n / C::b) + k] = beats[k * C::b + i];
     expect_drained("y", y);
     c.expect_f32("y", got);
+    c.expect_f32("y.stream", beats);
 }
 
 template <class C>

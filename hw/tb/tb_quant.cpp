@@ -16,9 +16,11 @@ static void tb_quant_asym_pref(tb_ctx &c)
     stream<vector<float, C::tp> > in("x");
     stream<vector<ap_int<C::n_bits>, C::tp> > q("q");
     stream<vector<float, 2> > sb("s_b");
+    std::vector<float> x_beats;          // rows = beats, columns = lanes
+    std::vector<long long> q_beats;
     for (unsigned k = 0; k < K; k++) {
         vector<float, C::tp> v;
-        for (unsigned t = 0; t < T; t++) v[t] = x.f32(t * K + k);
+        for (unsigned t = 0; t < T; t++) x_beats.push_back(v[t] = x.f32(t * K + k));
         in.write(v);
     }
     flx_tops::top_quant_asym_pref(in, q, sb, 1, K);
@@ -31,10 +33,12 @@ static void tb_quant_asym_pref(tb_ctx &c)
     }
     for (unsigned k = 0; k < K; k++) {
         vector<ap_int<C::n_bits>, C::tp> v = q.read();
-        for (unsigned t = 0; t < T; t++) gq[t * K + k] = ap_uint<C::n_bits>(v[t]).to_uint();
+        for (unsigned t = 0; t < T; t++) q_beats.push_back(gq[t * K + k] = ap_uint<C::n_bits>(v[t]).to_uint());
     }
     expect_drained("q", q);
     c.expect_int("q", "|u1", gq);
+    c.expect_f32("x.stream", x_beats);   // the golden stream files are this beat order
+    c.expect_int("q.stream", "|u1", q_beats);
     c.expect_f32("s", gs);
     c.expect_f32("b", gb);
 }
@@ -48,9 +52,11 @@ static void tb_quant_asym_dec(tb_ctx &c)
     stream<vector<float, B> > in("x");
     stream<vector<ap_int<C::n_bits>, B> > q("q");
     stream<vector<float, 2> > sb("s_b");
+    std::vector<float> x_beats;
+    std::vector<long long> q_beats;
     for (unsigned k = 0; k < per; k++) {
         vector<float, B> v;
-        for (unsigned i = 0; i < B; i++) v[i] = x.f32(i * per + k);
+        for (unsigned i = 0; i < B; i++) x_beats.push_back(v[i] = x.f32(i * per + k));
         in.write(v);
     }
     flx_tops::top_quant_asym_dec(in, q, sb, K);
@@ -58,10 +64,12 @@ static void tb_quant_asym_dec(tb_ctx &c)
     std::vector<long long> gq(K);
     for (unsigned k = 0; k < per; k++) {
         vector<ap_int<C::n_bits>, B> v = q.read();
-        for (unsigned i = 0; i < B; i++) gq[i * per + k] = ap_uint<C::n_bits>(v[i]).to_uint();
+        for (unsigned i = 0; i < B; i++) q_beats.push_back(gq[i * per + k] = ap_uint<C::n_bits>(v[i]).to_uint());
     }
     expect_drained("q", q);
     c.expect_int("q", "|u1", gq);
+    c.expect_f32("x.stream", x_beats);
+    c.expect_int("q.stream", "|u1", q_beats);
     c.expect_f32("s", std::vector<float>{p[0]});
     c.expect_f32("b", std::vector<float>{p[1]});
 }
