@@ -27,10 +27,24 @@ static int run(const std::string &cmd)
     return (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
 }
 
+// scratch folders of the running test, removed by the suite's fini (each
+// Criterion test runs in its own process)
+static std::vector<std::string> g_tmp;
+static void remove_tmp(void)
+{
+    for (const std::string &d : g_tmp) run("rm -rf '" + d + "'");
+}
+static std::string tmpdir()
+{
+    g_tmp.push_back(flx_test_tmpdir());
+    return g_tmp.back();
+}
+TestSuite(hw, .fini = remove_tmp);
+
 // golden vectors of every kernel in a fresh folder
 static std::string make_golden(const char *extra)
 {
-    std::string dir = std::string(flx_test_tmpdir()) + "/golden";
+    std::string dir = tmpdir() + "/golden";
     std::string cmd = std::string("'") + flx_test_bin() + "' golden --kernel all --out '" + dir + "' " + extra +
                       " 2>/dev/null";
     cr_assert_eq(run(cmd), 0, "flxemu golden failed: %s", cmd.c_str());
@@ -172,7 +186,7 @@ Test(hw, hw_tb_exit_codes)
     cr_expect_eq(run(tb + " >/dev/null 2>&1"), 2);
     cr_expect_eq(run(tb + " /nonexistent/dir 2>/dev/null"), 1);
     corrupt_npy(dir + "/fht/y.npy", 8000, 4, 1);
-    std::string out = std::string(flx_test_tmpdir()) + "/out.txt";
+    std::string out = tmpdir() + "/out.txt";
     cr_expect_eq(run(tb + " '" + dir + "' > '" + out + "'"), 1);
     char buf[8192] = {0};
     FILE *f = std::fopen(out.c_str(), "r");
