@@ -500,7 +500,8 @@ Test(qmodel, cli_bad_input_and_determinism, .timeout = 120)
     cr_assert(!flx_file_exists(x), "a failed run left an output");
 
     /* same inputs, same bytes (rotation, calibration and all) */
-    const char *text = flx_test_data("tinystories/tinystories_val_first_stories.txt");
+    char text[4096];   /* flx_test_data returns a static buffer: keep a copy */
+    snprintf(text, sizeof text, "%s", flx_test_data("tinystories/tinystories_val_first_stories.txt"));
     char h1[65], h2[65], o1[512], o2[512];
     snprintf(o1, sizeof o1, "%s/r1.flxq", dir);
     snprintf(o2, sizeof o2, "%s/r2.flxq", dir);
@@ -526,6 +527,19 @@ Test(qmodel, cli_bad_input_and_determinism, .timeout = 120)
     cr_assert_eq(flx_qmodel_load(&qm, o1, &err), FLX_OK, "%s", err.msg);
     cr_assert(qm.has_attn_scales && qm.layers[0].q_s > 0 && qm.r4_online && !qm.r3_online);
     cr_assert(qm.tok != NULL);   /* found through the source folder */
+    flx_qmodel_free(&qm);
+
+    /* flexllm without --rotate still merges R4 (the hardware always runs the FHT):
+     * a power-of-two d_ff (tiny-llama3-random: 256) keeps it an FHT, no dense matrix */
+    char tiny[4096];
+    snprintf(tiny, sizeof tiny, "%s", flx_test_data("tiny-llama3-random"));
+    snprintf(args, sizeof args, "--model %s --recipe flexllm --calib %s --nsamples 2 --seqlen 64 --out %s",
+             tiny, text, o1);
+    cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_qmodel_load(&qm, o1, &err), FLX_OK, "%s", err.msg);
+    cr_assert_str_eq(qm.rotation, "none");
+    cr_assert(qm.r4_online && !qm.r3_online && qm.r4_dense == NULL);
+    for (int i = 0; i < 64; i++) cr_assert_eq(qm.layers[1].attn_norm[i], 1.0f);   /* folded */
     flx_qmodel_free(&qm);
 }
 
