@@ -69,6 +69,9 @@ float flx_emu_expf_flx(float x)
 
 float flx_emu_exp(const flx_emu_fp *fp, float x)
 {
+    /* below this bound both exponentials return +0 (exp(x) < 2^-150 rounds
+     * to zero); skipping the call avoids glibc's slow underflow path */
+    if (x < -0x1.9fe368p+6f) return 0.0f;
     if (fp->ftz) x = flx_emu_ftz(x);
     float y = (fp->exp == FLX_EMU_EXP_FLX) ? flx_emu_expf_flx(x) : expf(x);
     return fp->ftz ? flx_emu_ftz(y) : y;

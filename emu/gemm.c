@@ -114,6 +114,12 @@ int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8
     /* AVX-512 VNNI: exact int32 sums of uint4 x int4, then the PE's wrap */
     if (a_is_uint && n_tokens >= 4 && n_in < ((int64_t)1 << 24) && vnni_enabled()) {
         if (flx_emu_gemm_u4i4_vnni(acc, a, w, n_tokens, n_out, n_in, pool) == 0) {
+            /* exact sums inside the accumulator range need no wrap at all */
+            const int32_t lim = (int32_t)1 << (acc_bits - 1);
+            int in_range = 1;
+            for (int64_t i = 0; i < n_tokens * n_out && in_range; i++)
+                in_range = acc[i] >= -lim && acc[i] < lim;
+            if (in_range) return 0;
             int64_t wrapped = 0;
             for (int64_t t = 0; t < n_tokens; t++) {
                 int32_t *yt = acc + t * n_out;

@@ -99,9 +99,12 @@ int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64
     const int64_t K4 = (n_in + 3) / 4;
     uint8_t *ap = calloc((size_t)(T8 * K4 * 4), 1);
     uint8_t *wp = aligned_alloc(64, (size_t)(O32 * K4 * 4));
-    int32_t *cp = malloc((size_t)(T8 * O32) * sizeof *cp);
+    /* write straight into acc when the shape needs no padding */
+    int direct = (T8 == n_tokens && O32 == n_out);
+    int32_t *cp = direct ? acc : malloc((size_t)(T8 * O32) * sizeof *cp);
     if (!ap || !wp || !cp) {
-        free(ap); free(wp); free(cp);
+        free(ap); free(wp);
+        if (!direct) free(cp);
         return -1;
     }
     /* uint4 patterns -> bytes 0..15 (the explicit unsigned reinterpretation) */
@@ -112,9 +115,12 @@ int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64
     flx_pool_for(pool, O32 / TILE_O, 4, pack_blocks, &pj);
     vnni_job job = { ap, wp, cp, T8, O32, K4 };
     flx_pool_for(pool, O32 / TILE_O, 1, vnni_blocks, &job);
-    for (int64_t t = 0; t < n_tokens; t++)
-        memcpy(acc + t * n_out, cp + t * O32, (size_t)n_out * sizeof *acc);
-    free(ap); free(wp); free(cp);
+    if (!direct) {
+        for (int64_t t = 0; t < n_tokens; t++)
+            memcpy(acc + t * n_out, cp + t * O32, (size_t)n_out * sizeof *acc);
+        free(cp);
+    }
+    free(ap); free(wp);
     return 0;
 }
 

@@ -22,10 +22,20 @@ static void softmax_4sums(float *x, int64_t n, const flx_emu_fp *fp)
     const int ftz = fp->ftz;
     float m = row_max(x, n, ftz);
     float s[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
-    for (int64_t k = 0; k < n; k++) {
-        float e = flx_emu_exp(fp, FZ(FZ(x[k]) - m));
-        x[k] = e;
-        s[k & 3] = FZ(s[k & 3] + e);
+    if (!ftz && fp->exp == FLX_EMU_EXP_GLIBC) {
+        /* the common C-simulation mode without per-element mode checks */
+        for (int64_t k = 0; k < n; k++) {
+            float d = x[k] - m;
+            float e = d < -0x1.9fe368p+6f ? 0.0f : expf(d);   /* as flx_emu_exp */
+            x[k] = e;
+            s[k & 3] = s[k & 3] + e;
+        }
+    } else {
+        for (int64_t k = 0; k < n; k++) {
+            float e = flx_emu_exp(fp, FZ(FZ(x[k]) - m));
+            x[k] = e;
+            s[k & 3] = FZ(s[k & 3] + e);
+        }
     }
     float tot = FZ(FZ(s[0] + s[1]) + FZ(s[2] + s[3]));
     float r = FZ(1.0f / tot);

@@ -82,6 +82,30 @@ Test(emu_exp, special_values)
     cr_assert_eq(flx_emu_exp_parse("sleef", &k), -1);
 }
 
+Test(emu_exp, dispatch_equals_the_underlying_functions_near_underflow)
+{
+    /* flx_emu_exp returns +0 without a call below -0x1.9fe368p+6: check it
+     * against expf and flx-exp bit for bit on every float of [-110, -85] */
+    for (float x = -110.0f; x < -85.0f; x = nextafterf(x, 0.0f)) {
+        cr_assert_eq(fbits(flx_emu_exp(&FP_GLIBC, x)), fbits(expf(x)), "x=%a", (double)x);
+        cr_assert_eq(fbits(flx_emu_exp(&FP_FLX, x)), fbits(flx_emu_expf_flx(x)), "x=%a", (double)x);
+    }
+    /* and the softmax fast path equals the generic one */
+    float a[9] = { -200, 3, -90, -104, 0, -103.97f, 1, -1e32f, 2 }, b[9];
+    memcpy(b, a, sizeof a);
+    flx_emu_fp slow = { FLX_EMU_EXP_GLIBC, 0 };
+    flx_emu_softmax_dec(a, 9, &slow);
+    for (int i = 0; i < 9; i++) {
+        float m = 3.0f;
+        b[i] = expf(b[i] - m);
+    }
+    float S0 = (0.0f + b[0]) + b[4], S1 = (0.0f + b[1]) + b[5], S2 = (0.0f + b[2]) + b[6];
+    S0 = S0 + b[8];
+    float S3 = 0.0f + b[3] + b[7];
+    float r = 1.0f / ((S0 + S1) + (S2 + S3));
+    for (int i = 0; i < 9; i++) cr_assert_eq(fbits(a[i]), fbits(b[i] * r), "i=%d", i);
+}
+
 Test(emu_ftz, subnormal_results_flush_only_when_enabled)
 {
     /* exp(-100) = 3.7e-44 is subnormal */
