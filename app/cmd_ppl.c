@@ -235,8 +235,12 @@ static int write_json(const char *path, const ppl_args *a, const flx_model *m, c
     fprintf(fp, "  \"seconds_by_kind\": {\"projections\": %.3f, \"attention\": %.3f, \"elementwise\": %.3f, "
                 "\"head\": %.3f, \"scoring\": %.3f},\n",
             r->t_linear, r->t_attention, r->t_other, r->t_head, r->t_score);
-    fprintf(fp, "  \"weight_bytes_f32\": %zu,\n  \"peak_rss_bytes\": %lld",
+    fprintf(fp, "  \"weight_bytes_f32\": %zu,\n  \"peak_rss_bytes\": %lld,\n",
             m->weight_bytes_f32, peak_rss);
+    /* CPU time of the whole process so far (load, tokenize, evaluate) */
+    fprintf(fp, "  \"process_cpu_user_seconds\": %.3f,\n  \"process_cpu_sys_seconds\": %.3f",
+            (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec,
+            (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec);
     if (r->has_kld) {
         const flx_kld_summary *k = &r->kld;
         fprintf(fp, ",\n  \"kld\": {\"mean\": %.9g, \"uncertainty\": %.9g, \"median\": %.9g, "

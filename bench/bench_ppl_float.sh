@@ -15,7 +15,7 @@
 #
 # Prints one line per run:
 #   ppl_float core=K threads=2 windows=2 ctx=2048 eval_tok_s=X e2e_tok_s=Y wall_s=W
-#     peak_rss_gib=R f32_weights_gib=F rss_ratio=Q ppl=P
+#     peak_rss_gib=R f32_weights_gib=F rss_ratio=Q ppl=P cpu_s=C (user+sys of the process)
 # and checks the targets: e2e >= 70 tokens/s, peak RSS <= 1.25 x F32 weights.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,6 +62,7 @@ print(f"ppl_float core={sys.argv[4]} threads={j['threads']} windows={j['windows'
       f"eval_tok_s={j['tokens_per_second']:.1f} e2e_tok_s={n / wall:.1f} wall_s={wall:.1f} "
       f"peak_rss_gib={j['peak_rss_bytes'] / gib:.2f} f32_weights_gib={j['weight_bytes_f32'] / gib:.2f} "
       f"rss_ratio={j['peak_rss_bytes'] / j['weight_bytes_f32']:.3f} ppl={j['ppl']:.1f} "
+      f"cpu_s={j['process_cpu_user_seconds'] + j['process_cpu_sys_seconds']:.1f} "
       f"eval_s={j['seconds']:.1f} [proj {k['projections']:.1f} attn {k['attention']:.1f} "
       f"elem {k['elementwise']:.1f} head {k['head']:.1f} score {k['scoring']:.1f}]")
 PY
