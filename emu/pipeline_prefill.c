@@ -4,6 +4,7 @@
 #include "flx_emu.h"
 #include "flx_qmodel.h"
 
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,7 @@ typedef struct {
     const flx_emu_engine *e;
     int64_t  Lp;
     const int8_t *q8, *k8, *v8;   /* [Lp][D], [Lp][KV], [Lp][KV]     */
+    const float *q8f, *k8f, *v8f; /* the same integers as floats      */
     int32_t *acc_o;               /* [Lp][D]                          */
     const float *qs, *ks, *as;    /* per head                         */
     int32_t **acc;                /* per thread [Lp][Lp]              */
@@ -82,24 +84,57 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
              * exactly (both exponentials, any ftz), which leaves S_(k mod 4)
              * unchanged and yields p = 0, p8 = 0: computing only the causal
              * prefix with a predicated tail gives the same bits (tested).
-             * Blocks of 128 query rows need keys 0 .. block end only. */
-            for (int64_t r0 = 0; r0 < Lp && w >= 0 && w2 >= 0; r0 += 128) {
+             * Blocks of 128 query rows read keys 0 .. block end only.
+             * The INT8 products run through sgemm on the integers as floats:
+             * |q8.k8| <= 64 * 2^14 = 2^20 and, per checked row, sum|p8| * 128
+             * < 2^24, so every partial sum is an exact integer and the float
+             * result equals (float)acc of the PE (and no accumulator wraps). */
+            const int ftz = fp->ftz;
+            const float si = ftz ? flx_emu_ftz(j->qs[h]) : j->qs[h];
+            const float sw = ftz ? flx_emu_ftz(j->ks[kvh]) : j->ks[kvh];
+            float *pf = (float *)acc;                 /* p8 as floats, [Lp][Lp] */
+            for (int64_t r0 = 0; r0 < Lp; r0 += 128) {
                 int64_t nr = Lp - r0 < 128 ? Lp - r0 : 128, nk = r0 + nr;
-                int64_t wq = flx_emu_qk_i8(acc + r0 * Lp, Lp, j->q8 + r0 * D + h * hd, D,
-                                           j->k8 + kvh * hd, KV, nr, nk, hd, 22);
-                w = wq < 0 ? -1 : w + wq;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nk, hd, 1.0f,
+                            j->q8f + r0 * D + h * hd, (int)D, j->k8f + kvh * hd, (int)KV, 0.0f,
+                            sc + r0 * Lp, (int)Lp);
+                int heavy = 0;
                 for (int64_t i = r0; i < r0 + nr; i++) {
                     float *row = sc + i * Lp;
                     int8_t *prow = p8 + i * Lp;
-                    flx_emu_dequant_static(row, acc + i * Lp, 1, 1, (int)(i + 1), &j->qs[h],
-                                           &j->ks[kvh], 1, fp);
+                    for (int64_t k = 0; k <= i; k++) {      /* ((float)acc * Q_s) * K_s */
+                        float v = row[k] * si;
+                        if (ftz) v = flx_emu_ftz(v);
+                        v = v * sw;
+                        row[k] = ftz ? flx_emu_ftz(v) : v;
+                    }
                     flx_emu_softmax_dec(row, i + 1, fp);
                     flx_emu_quant_static(prow, row, 1, 1, (int)(i + 1), &j->as[h], 1.0f, 8, 0, fp);
                     memset(prow + i + 1, 0, (size_t)(nk - i - 1));
+                    int64_t sum = 0;
+                    float *pr = pf + i * Lp;
+                    for (int64_t k = 0; k < nk; k++) {
+                        int32_t pv = (uint8_t)prow[k];      /* uint8 P reinterpreted */
+                        pr[k] = (float)pv;
+                        sum += pv;
+                    }
+                    heavy |= sum * 128 >= ((int64_t)1 << 24);
                 }
-                int64_t wa = flx_emu_av_i8(j->acc_o + r0 * D + h * hd, D, p8 + r0 * Lp, Lp, 1,
-                                           j->v8 + kvh * hd, KV, nr, nk, hd, 26);
-                w2 = wa < 0 ? -1 : w2 + wa;
+                if (heavy) {                                 /* integer path, any sums */
+                    int64_t wa = flx_emu_av_i8(j->acc_o + r0 * D + h * hd, D, p8 + r0 * Lp, Lp, 1,
+                                               j->v8 + kvh * hd, KV, nr, nk, hd, 26);
+                    w2 = (wa < 0 || w2 < 0) ? -1 : w2 + wa;
+                } else {
+                    float ob[128 * 64];
+                    float *o = hd <= 64 ? ob : malloc((size_t)(nr * hd) * sizeof(float));
+                    if (!o) { w2 = -1; break; }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, hd, (int)nk,
+                                1.0f, pf + r0 * Lp, (int)Lp, j->v8f + kvh * hd, (int)KV, 0.0f, o, hd);
+                    for (int64_t i = 0; i < nr; i++)
+                        for (int d = 0; d < hd; d++)
+                            j->acc_o[(r0 + i) * D + h * hd + d] = (int32_t)o[i * hd + d];
+                    if (o != ob) free(o);
+                }
             }
         }
         j->wrapped[h] = (w < 0 || w2 < 0) ? -1 : w + w2;
@@ -111,6 +146,7 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
 typedef struct {
     float   *x, *h, *k, *v, *q, *o, *g, *u;
     int8_t  *k8, *v8, *q8;
+    float   *k8f, *v8f, *q8f;
     int32_t *acc_o;
     lin_scratch lin;
     int      n_threads;
@@ -124,6 +160,7 @@ static void pref_free(pref_bufs *b)
 {
     free(b->x); free(b->h); free(b->k); free(b->v); free(b->q); free(b->o); free(b->g); free(b->u);
     free(b->k8); free(b->v8); free(b->q8); free(b->acc_o);
+    free(b->k8f); free(b->v8f); free(b->q8f);
     free(b->lin.q); free(b->lin.s); free(b->lin.b); free(b->lin.acc);
     for (int i = 0; i < b->n_threads; i++) {
         if (b->t_acc) free(b->t_acc[i]);
@@ -149,6 +186,9 @@ static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n
     b->k8 = malloc(L * KV);
     b->v8 = malloc(L * KV);
     b->q8 = malloc(L * D);
+    b->k8f = malloc(L * KV * sizeof(float));
+    b->v8f = malloc(L * KV * sizeof(float));
+    b->q8f = malloc(L * D * sizeof(float));
     b->acc_o = malloc(L * D * sizeof(int32_t));
     b->lin.q = malloc(L * W);
     b->lin.s = malloc(L * sizeof(float));
@@ -160,7 +200,7 @@ static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n
     b->t_p8 = calloc((size_t)n_threads, sizeof *b->t_p8);
     b->wrapped = calloc((size_t)c->n_heads, sizeof *b->wrapped);
     if (!b->x || !b->h || !b->k || !b->v || !b->q || !b->o || !b->g || !b->u || !b->k8 ||
-        !b->v8 || !b->q8 || !b->acc_o || !b->lin.q || !b->lin.s || !b->lin.b || !b->lin.acc ||
+        !b->v8 || !b->q8 || !b->acc_o || !b->k8f || !b->v8f || !b->q8f || !b->lin.q || !b->lin.s || !b->lin.b || !b->lin.acc ||
         !b->t_acc || !b->t_sc || !b->t_p8 || !b->wrapped)
         return -1;
     for (int i = 0; i < n_threads; i++) {
@@ -237,8 +277,10 @@ int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
             memcpy(kv->v + ((int64_t)l * kv->cap) * KV, b.v8, (size_t)(n * KV));
         }
         /* attention, one head per task */
-        att_job job = { e, Lp, b.q8, b.k8, b.v8, b.acc_o, qs, ks, as, b.t_acc, b.t_sc, b.t_p8,
-                        b.wrapped };
+        for (int64_t i = 0; i < Lp * KV; i++) { b.k8f[i] = b.k8[i]; b.v8f[i] = b.v8[i]; }
+        for (int64_t i = 0; i < Lp * D; i++) b.q8f[i] = b.q8[i];
+        att_job job = { e, Lp, b.q8, b.k8, b.v8, b.q8f, b.k8f, b.v8f, b.acc_o, qs, ks, as,
+                        b.t_acc, b.t_sc, b.t_p8, b.wrapped };
         flx_pool_for(pool, c->n_heads, 1, att_heads, &job);
         for (int h = 0; h < c->n_heads && !rc; h++) {
             if (b.wrapped[h] < 0) rc = flx_fail(err, FLX_ENOMEM, "layer %d attention: out of memory", l);

@@ -106,10 +106,10 @@ static void engine(flx_emu_engine *e, const test_model *m, int quirks, int norm_
     cr_assert_eq(rc, FLX_OK, "%s", err.msg);
 }
 
-static int32_t toks[256];
+static int32_t toks[640];
 static void make_tokens(void)
 {
-    for (int i = 0; i < 256; i++) toks[i] = (int32_t)((i * 37 + 11) % NV);
+    for (int i = 0; i < 640; i++) toks[i] = (int32_t)((i * 37 + 11) % NV);
 }
 
 Test(emu_pipeline, prefill_identical_for_any_thread_count)
@@ -365,5 +365,30 @@ Test(emu_pipeline, window_logits_are_prefill_then_head)
     cr_assert_eq(w.rows_seen, N);
     cr_assert_eq(memcmp(want, got, sizeof want), 0);
     flx_emu_engine_free(&e);
+    destroy(&m);
+}
+
+/* A tiny A_s saturates P at 255: rows with sum(p8) * 128 >= 2^24 leave the
+ * float fast path for the integer A.V; still the literal path's bits. */
+Test(emu_pipeline, saturated_probabilities_take_the_integer_path)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    for (int l = 0; l < NL; l++) m.layers[l].a_s = 1e-6f;
+    flx_emu_engine e, ef;
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    flx_error err = { 0 };
+    cr_assert_eq(flx_emu_engine_init(&e, &m.qm, &o, 1024, &err), FLX_OK);
+    o.full_attention = 1;
+    cr_assert_eq(flx_emu_engine_init(&ef, &m.qm, &o, 1024, &err), FLX_OK);
+    enum { N = 600 };
+    static float a[N * DM], b[N * DM];
+    cr_assert_eq(flx_emu_prefill(&e, a, NULL, toks, N, NULL, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_emu_prefill(&ef, b, NULL, toks, N, NULL, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(memcmp(a, b, sizeof a), 0);
+    flx_emu_engine_free(&e);
+    flx_emu_engine_free(&ef);
     destroy(&m);
 }
