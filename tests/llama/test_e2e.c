@@ -266,3 +266,49 @@ Test(e2e_cli, bad_inputs_fail_cleanly)
     cr_assert(strstr(out, "data/wikitext2"), "%s", out);
     free(out);
 }
+
+Test(e2e_cli, tokens_file_gives_the_same_ppl_as_the_text, .timeout = 120)
+{
+    char cmd[16384], *out;
+    char model[4096], text[4096];
+    snprintf(model, sizeof model, "%s", flx_test_data("stories260K/stories260K.gguf"));
+    snprintf(text, sizeof text, "%s", flx_test_data("tinystories/tinystories_val_first_stories.txt"));
+    const char *dir = flx_test_tmpdir();
+    /* ids without BOS from the tokenize command; ppl --tokens --bos must equal ppl --file */
+    snprintf(cmd, sizeof cmd, "%s tokenize --model %s --file %s > %s/ids.txt", flx_test_bin(), model, text, dir);
+    cr_assert_eq(sh(cmd, &out), 0);
+    free(out);
+    double unc, a, b;
+    for (int proto = 0; proto < 2; proto++) {
+        const char *p = proto ? "--protocol llamacpp --chunks 2" : "--ctx 128 --chunks 3";
+        snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s %s --threads 1 2>/dev/null", flx_test_bin(),
+                 model, text, p);
+        cr_assert_eq(sh(cmd, &out), 0);
+        a = final_ppl(out, &unc);
+        free(out);
+        snprintf(cmd, sizeof cmd, "%s ppl --model %s --tokens %s/ids.txt --bos %s --threads 1 2>/dev/null",
+                 flx_test_bin(), model, dir, p);
+        cr_assert_eq(sh(cmd, &out), 0);
+        b = final_ppl(out, &unc);
+        free(out);
+        cr_assert_eq(a, b, "%s: --file %.4f vs --tokens --bos %.4f", p, a, b);
+        /* without --bos the stream is shifted by one token: a different number */
+        snprintf(cmd, sizeof cmd, "%s ppl --model %s --tokens %s/ids.txt %s --threads 1 2>/dev/null",
+                 flx_test_bin(), model, dir, p);
+        cr_assert_eq(sh(cmd, &out), 0);
+        cr_assert_neq(final_ppl(out, &unc), a);
+        free(out);
+    }
+    /* generate from a token prompt writes prompt + new ids */
+    snprintf(cmd, sizeof cmd, "printf '1\\n403\\n407\\n' > %s/p.txt && %s generate --model %s --tokens %s/p.txt "
+             "-n 5 --ids %s/g.txt 2>/dev/null && cat %s/g.txt", dir, flx_test_bin(), model, dir, dir, dir);
+    cr_assert_eq(sh(cmd, &out), 0);
+    /* the reference greedy continuation of "1 403 407" is "261 378 432 383 286" */
+    cr_assert(strstr(out, "\n1\n403\n407\n261\n378\n432\n383\n286\n"), "%s", out);
+    free(out);
+    /* --help works for both commands */
+    snprintf(cmd, sizeof cmd, "%s ppl --help && %s generate --help", flx_test_bin(), flx_test_bin());
+    cr_assert_eq(sh(cmd, &out), 0);
+    cr_assert(strstr(out, "--protocol hf|llamacpp") && strstr(out, "--top-k"));
+    free(out);
+}
