@@ -42,7 +42,7 @@
  * Threads: with opts.n_threads > 0, flx_llama_init() sets OpenBLAS to one
  * thread (openblas_set_num_threads(1), a process-wide OpenBLAS setting) and
  * runs n_threads pool threads itself: every projection is split into blocks
- * of output columns, attention into query heads, each piece one
+ * of output columns, attention into K/V heads, each piece one
  * single-threaded sgemm.  An output element is therefore computed by the
  * same kernel call whatever the thread count (observed bit-identical across
  * 1 and 2 threads with both OpenBLAS Haswell and Cooperlake kernels; the
@@ -136,7 +136,9 @@ typedef struct flx_llama_state {
     float *proj;       /* (max_tokens, d_model) o / down projection output     */
     float *gate;       /* (max_tokens, d_ff)                                   */
     float *up;         /* (max_tokens, d_ff)                                   */
-    float *scores;     /* (n_threads, att_rows, max_ctx) attention score blocks */
+    float *scores;     /* (n_threads, group, att_rows, max_ctx) attention scores,
+                          group = n_heads / n_kv_heads                          */
+    float *qo;         /* (n_threads, group, att_rows, head_dim) stacked q / out */
     float *rope_cos;   /* (max_tokens, head_dim/2) for this call's positions   */
     float *rope_sin;   /* (max_tokens, head_dim/2)                             */
     float *k_cache;    /* (n_layers, max_ctx, n_kv_heads*head_dim)             */

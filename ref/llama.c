@@ -60,12 +60,14 @@ int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts 
     s->proj = alloc_floats(T, c->d_model, 1);
     s->gate = alloc_floats(T, c->d_ff, 1);
     s->up = alloc_floats(T, c->d_ff, 1);
-    s->scores = alloc_floats((size_t)s->n_threads, (size_t)s->att_rows, C);
+    size_t group = (size_t)(c->n_heads / c->n_kv_heads);
+    s->scores = alloc_floats((size_t)s->n_threads * group, (size_t)s->att_rows, C);
+    s->qo = alloc_floats((size_t)s->n_threads * group, (size_t)s->att_rows, (size_t)c->head_dim);
     s->rope_cos = alloc_floats(T, c->head_dim / 2, 1);
     s->rope_sin = alloc_floats(T, c->head_dim / 2, 1);
     s->k_cache = alloc_floats(c->n_layers, C, kv_dim);
     s->v_cache = alloc_floats(c->n_layers, C, kv_dim);
-    if (!s->x || !s->xn || !s->q || !s->attn || !s->proj || !s->gate || !s->up || !s->scores ||
+    if (!s->x || !s->xn || !s->q || !s->attn || !s->proj || !s->gate || !s->up || !s->scores || !s->qo ||
         !s->rope_cos || !s->rope_sin || !s->k_cache || !s->v_cache) {
         flx_llama_free(s);
         return flx_fail(err, FLX_ENOMEM,
@@ -96,6 +98,7 @@ void flx_llama_free(flx_llama_state *s)
     free(s->gate);
     free(s->up);
     free(s->scores);
+    free(s->qo);
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->k_cache);
@@ -303,39 +306,51 @@ static int call_linear_hook(flx_llama_state *s, int layer, flx_linear_kind kind,
 /* ---------------------------------------------------------------- attention */
 
 /* Causal GQA attention of this call's n tokens against the cache rows
- * 0 .. n_past + n - 1, in blocks of query rows: scores = Q K^T / sqrt(hd)
- * (sgemm), causal softmax, out = P V (sgemm).  Query heads are spread over
- * the pool; each thread has its own scores buffer. */
+ * 0 .. n_past + n - 1, in blocks of query rows.  The query heads that share
+ * a K/V head are stacked into one matrix (group x rows, head_dim), so K and
+ * V are packed once per block: scores = Q K^T / sqrt(hd) (sgemm), causal
+ * softmax, out = P V (sgemm), then the rows go back to their heads.  K/V
+ * heads are spread over the pool; each thread has its own buffers. */
 typedef struct {
     flx_llama_state *s;
     int              layer;
     int64_t          n;
 } attention_job;
 
-static void attention_heads(void *ctx, int64_t begin, int64_t end, int thread_id)
+static void attention_groups(void *ctx, int64_t begin, int64_t end, int thread_id)
 {
     const attention_job *j = ctx;
     flx_llama_state *s = j->s;
     const flx_llama_config *c = &s->model->cfg;
-    const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    const int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     const int64_t q_dim = (int64_t)c->n_heads * hd, kv_dim = (int64_t)c->n_kv_heads * hd;
     const float *kc = s->k_cache + (size_t)j->layer * s->opts.max_ctx * kv_dim;
     const float *vc = s->v_cache + (size_t)j->layer * s->opts.max_ctx * kv_dim;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *scores = s->scores + (size_t)thread_id * s->att_rows * s->opts.max_ctx;
-    for (int64_t h = begin; h < end; h++) {
-        int64_t g = h / group;
+    float *scores = s->scores + (size_t)thread_id * group * s->att_rows * s->opts.max_ctx;
+    float *qo = s->qo + (size_t)thread_id * group * s->att_rows * hd;   /* (group, rows, hd) */
+    for (int64_t g = begin; g < end; g++) {
         for (int64_t r0 = 0; r0 < j->n; r0 += s->att_rows) {
             int64_t rows = j->n - r0 < s->att_rows ? j->n - r0 : s->att_rows;
             int64_t n_keys = s->n_past + r0 + rows;   /* keys the block's last row sees */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n_keys, hd, scale,
-                        s->q + r0 * q_dim + h * hd, (int)q_dim, kc + g * hd, (int)kv_dim, 0.0f,
-                        scores, (int)n_keys);
-            softmax_job sj = {scores, n_keys, s->n_past + r0, s->opts.bf16_activations};
-            softmax_rows(&sj, 0, rows, thread_id);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)n_keys, 1.0f,
-                        scores, (int)n_keys, vc + g * hd, (int)kv_dim, 0.0f,
-                        s->attn + r0 * q_dim + h * hd, (int)q_dim);
+            int64_t m = group * rows;
+            for (int64_t i = 0; i < group; i++)
+                for (int64_t t = 0; t < rows; t++)
+                    memcpy(qo + (i * rows + t) * hd, s->q + (r0 + t) * q_dim + (g * group + i) * hd,
+                           (size_t)hd * sizeof(float));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n_keys, (int)hd, scale,
+                        qo, (int)hd, kc + g * hd, (int)kv_dim, 0.0f, scores, (int)n_keys);
+            for (int64_t i = 0; i < group; i++) {
+                softmax_job sj = {scores + i * rows * n_keys, n_keys, s->n_past + r0,
+                                  s->opts.bf16_activations};
+                softmax_rows(&sj, 0, rows, thread_id);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)hd, (int)n_keys, 1.0f,
+                        scores, (int)n_keys, vc + g * hd, (int)kv_dim, 0.0f, qo, (int)hd);
+            for (int64_t i = 0; i < group; i++)
+                for (int64_t t = 0; t < rows; t++)
+                    memcpy(s->attn + (r0 + t) * q_dim + (g * group + i) * hd, qo + (i * rows + t) * hd,
+                           (size_t)hd * sizeof(float));
         }
     }
 }
@@ -344,7 +359,7 @@ static void attention(flx_llama_state *s, int layer, int64_t n)
 {
     const flx_llama_config *c = &s->model->cfg;
     attention_job j = {s, layer, n};
-    flx_pool_for(s->pool, c->n_heads, 1, attention_heads, &j);
+    flx_pool_for(s->pool, c->n_kv_heads, 1, attention_groups, &j);
     if (s->opts.bf16_activations) round_bf16_block(s->attn, (size_t)(n * c->n_heads * c->head_dim));
 }
 
