@@ -22,6 +22,7 @@ flx_wquant flx_wquant_int4_channel(void)
 
 int flx_wquant_check(const flx_wquant *wq, int32_t n_in, const char *what, flx_error *err)
 {
+    if (n_in < 1) return flx_fail(err, FLX_EINVAL, "%s: %d input columns", what, (int)n_in);
     if (wq->bits < 2 || wq->bits > 8)
         return flx_fail(err, FLX_EINVAL, "%s: weight bits %d not in 2..8", what, (int)wq->bits);
     if (!(wq->clip > 0.0f && wq->clip <= 1.0f))
@@ -78,6 +79,7 @@ int flx_rtn(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, f
 {
     int rc = flx_wquant_check(wq, n_in, "RTN", err);
     if (rc) return rc;
+    if (n_out < 0) return flx_fail(err, FLX_EINVAL, "RTN: %d output rows", (int)n_out);
     const int32_t g = wq->group_size > 0 ? wq->group_size : n_in, ng = n_in / g;
     for (int64_t r = 0; r < n_out; r++)
         for (int32_t k = 0; k < ng; k++) {
@@ -240,6 +242,7 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
 {
     int rc = flx_wquant_check(wq, n_in, "GPTQ", err);
     if (rc) return rc;
+    if (n_out < 0) return flx_fail(err, FLX_EINVAL, "GPTQ: %d output rows", (int)n_out);
     if (h->n_in != n_in)
         return flx_fail(err, FLX_EINVAL, "GPTQ: Hessian width %d does not match the %d weight columns",
                         (int)h->n_in, (int)n_in);

@@ -213,7 +213,7 @@ int flx_rotset_load(flx_rotation_set *rs, const flx_llama_config *cfg, const cha
         }
         double b = cJSON_GetArrayItem(off, 0)->valuedouble, e = cJSON_GetArrayItem(off, 1)->valuedouble;
         size_t want = (size_t)n * (size_t)n * 4;
-        if (!(b >= 0) || !(e >= b) || e > (double)data_bytes || (size_t)(e - b) != want) {
+        if (!(b >= 0) || !(e >= b) || e > (double)data_bytes || b != floor(b) || (size_t)(e - b) != want) {
             rc = flx_fail(err, FLX_EFORMAT,
                           "%s: tensor %s: data_offsets [%.0f, %.0f] do not hold %zu bytes inside the %zu-byte data section",
                           path, name, b, e, want, data_bytes);

@@ -60,6 +60,8 @@ Test(gptq, rejects_bad_specs)
     cr_assert_eq(flx_rtn(w, 1, 12, &b9, &o, NULL, &err), FLX_EINVAL);
     flx_wquant c0 = { 4, 1, 0, 0.0f, 0, 0 };
     cr_assert_eq(flx_rtn(w, 1, 12, &c0, &o, NULL, &err), FLX_EINVAL);
+    flx_wquant ok = flx_wquant_int4_channel();
+    cr_assert_eq(flx_rtn(w, 1, 0, &ok, &o, NULL, &err), FLX_EINVAL);   /* no columns */
     flx_hessian h;
     cr_assert_eq(flx_hessian_init(&h, 8, NULL), FLX_OK);
     flx_wquant wq = flx_wquant_int4_channel();
