@@ -339,6 +339,7 @@ Test(rotate, hadamard_lowers_w4a4_error_with_planted_outliers)
 
 #include "flx_calib.h"
 #include "flx_llama.h"
+#include "flx_synth.h"
 
 /* logits (n, n_vocab) from flx_llama_forward with rs's online rotations */
 static float *real_logits(const flx_model *m, const int32_t *ids, int n, const flx_rotation_set *rs)
@@ -405,5 +406,12 @@ Test(rotate, library_forward_synthetic_llama3_is_invariant)
     flx_model m;
     qt_synth(&m, 256, 2, 4, 2, 512, 300, 12);
     real_invariance(&m, FLX_ROT_HADAMARD, 1, 1, "synthetic llama3 R1..R4");
+    flx_model_free(&m);
+    /* the library's own synthetic llama3-style model */
+    flx_llama_config cfg;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_synth_config("tiny", &cfg, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_synth_build(&m, &cfg, 5, &err), FLX_OK, "%s", err.msg);
+    real_invariance(&m, flx_is_pow2(cfg.d_model) ? FLX_ROT_HADAMARD : FLX_ROT_RANDOM, 1, 1, "flx_synth tiny R1..R4");
     flx_model_free(&m);
 }
