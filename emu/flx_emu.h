@@ -32,6 +32,12 @@
  *    is subnormal.
  * There is no global state; the choice is named in every output that
  * depends on it (flx_emu_fp_name).
+ *
+ * Threads.  Functions taking a flx_pool split independent outputs over it;
+ * results are identical for any thread count.  Float BLAS is called from
+ * pool workers on exact integer data, so set OpenBLAS to one thread
+ * (openblas_set_num_threads(1)) when running the emulator: its own
+ * threads would only oversubscribe the cores.
  */
 #ifndef FLX_EMU_H
 #define FLX_EMU_H

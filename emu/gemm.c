@@ -63,8 +63,25 @@ static void gemm_i4_pairs(void *ctx, int64_t p0, int64_t p1, int thread_id)
  * summation order is an integer of magnitude below 2^24, hence exact in
  * binary32; sgemm then returns the exact integer sums whatever its blocking
  * and thread count.  Weights are converted in row blocks of <= 32 MiB. */
+typedef struct {
+    const float *af, *wf;
+    float *cf;
+    int64_t n_tokens, nr, n_in;
+} sgemm_job;
+
+/* token slices of one weight block: single-threaded sgemm per pool task
+ * (the emulator parallelizes itself; see flx_emu.h "Threads") */
+static void sgemm_tokens(void *ctx, int64_t t0, int64_t t1, int thread_id)
+{
+    const sgemm_job *j = ctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(t1 - t0), (int)j->nr, (int)j->n_in,
+                1.0f, j->af + t0 * j->n_in, (int)j->n_in, j->wf, (int)j->n_in, 0.0f,
+                j->cf + t0 * j->nr, (int)j->nr);
+}
+
 static int64_t gemm_i4_sgemm(int32_t *acc, const int8_t *a, int a_is_uint, const int8_t *w,
-                             int64_t n_tokens, int64_t n_out, int64_t n_in, int acc_bits)
+                             int64_t n_tokens, int64_t n_out, int64_t n_in, int acc_bits,
+                             flx_pool *pool)
 {
     int64_t rows = ((int64_t)8 << 20) / n_in;
     rows = rows < 2 ? 2 : rows & ~(int64_t)1;           /* keep column pairs together */
@@ -83,8 +100,8 @@ static int64_t gemm_i4_sgemm(int32_t *acc, const int8_t *a, int a_is_uint, const
         int64_t nr = n_out - o0 < rows ? n_out - o0 : rows;
         for (int64_t i = 0; i < nr * n_in; i++)
             wf[i] = (float)flx_emu_pattern_value(w[o0 * n_in + i], 4, 0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tokens, (int)nr, (int)n_in,
-                    1.0f, af, (int)n_in, wf, (int)n_in, 0.0f, cf, (int)nr);
+        sgemm_job job = { af, wf, cf, n_tokens, nr, n_in };
+        flx_pool_for(pool, n_tokens, 64, sgemm_tokens, &job);
         for (int64_t t = 0; t < n_tokens; t++) {
             const float *ct = cf + t * nr;
             int32_t *yt = acc + t * n_out + o0;
@@ -135,7 +152,7 @@ int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8
     /* exactness bound of the float path (see gemm_i4_sgemm) */
     if (n_tokens >= 8 && (a_is_uint ? 15 : 8) * 8 * n_in < ((int64_t)1 << 24) &&
         n_in < INT32_MAX && n_out < INT32_MAX && n_tokens < INT32_MAX)
-        return gemm_i4_sgemm(acc, a, a_is_uint, w, n_tokens, n_out, n_in, acc_bits);
+        return gemm_i4_sgemm(acc, a, a_is_uint, w, n_tokens, n_out, n_in, acc_bits, pool);
     int64_t n_pairs = (n_out + 1) / 2;
     int16_t *a16 = malloc((size_t)(n_tokens * n_in + 1) * sizeof *a16);
     int64_t *wrapped = calloc((size_t)n_pairs + 1, sizeof *wrapped);

@@ -16,28 +16,81 @@ static int log2_ceil(int64_t n)
     return l;
 }
 
-/* A linear layer: per-token INT4 quantization of x, exact INT4 GEMM with
- * acc_bits accumulators, dequantization with weight scale and sum.
- * x: [T][n_in] -> y: [T][n_out].  Scratch: q [T][n_in], s/b [T],
- * acc [T][n_out]. */
+/* Token-wise kernels over the pool: every kernel below computes a token's
+ * outputs from that token's inputs alone, so splitting the tokens cannot
+ * change a bit. */
+typedef enum { ROW_QUANT, ROW_DEQUANT, ROW_RMSNORM, ROW_SILU, ROW_FHT, ROW_RESIDUAL } row_op;
+
 typedef struct {
+    row_op op;
+    const flx_emu_fp *fp;
+    float *y;
+    const float *x, *x2, *gamma;
+    const flx_qtensor *w;
+    const struct lin_scratch *sc;
+    int64_t width;
+    float eps, scale;
+} row_job;
+
+static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id);
+
+static void rows_for(flx_pool *pool, int64_t n_tokens, row_job *j)
+{
+    flx_pool_for(pool, n_tokens, 16, run_rows, j);
+}
+
+typedef struct lin_scratch {
     int8_t  *q;
     float   *s, *b;
     int32_t *acc;
 } lin_scratch;
 
+static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id)
+{
+    const row_job *j = ctx;
+    const int64_t n = t1 - t0, W = j->width;
+    switch (j->op) {
+    case ROW_QUANT:
+        flx_emu_quant_asym(j->sc->q + t0 * W, j->sc->s + t0, j->sc->b + t0, j->x + t0 * W, n, W, 4,
+                           j->fp);
+        break;
+    case ROW_DEQUANT:
+        flx_emu_dequant(j->y + t0 * W, j->sc->acc + t0 * W, j->sc->s + t0, j->sc->b + t0,
+                        j->w->scale, j->w->wsum, n, W, j->fp);
+        break;
+    case ROW_RMSNORM:
+        flx_emu_rmsnorm_pref(j->y + t0 * W, j->x + t0 * W, j->gamma, n, W, j->eps, j->fp);
+        break;
+    case ROW_SILU:
+        flx_emu_silu_gate(j->y + t0 * W, j->x + t0 * W, j->x2 + t0 * W, n * W, j->fp);
+        break;
+    case ROW_FHT:
+        for (int64_t t = t0; t < t1; t++) flx_emu_fht(j->y + t * W, W, j->scale, j->fp);
+        break;
+    case ROW_RESIDUAL:
+        flx_emu_residual(j->y + t0 * W, j->x + t0 * W, j->x2 + t0 * W, n * W, j->fp);
+        break;
+    }
+}
+
+/* A linear layer: per-token INT4 quantization of x, exact INT4 GEMM with
+ * acc_bits accumulators, dequantization with weight scale and sum.
+ * x: [T][n_in] -> y: [T][n_out].  Scratch: q [T][n_in], s/b [T],
+ * acc [T][n_out]. */
 static int linear(float *y, const float *x, const flx_qtensor *w, int64_t T, int acc_bits,
                   const lin_scratch *sc, const flx_emu_fp *fp, flx_pool *pool, const char *name,
                   int layer, flx_error *err)
 {
-    flx_emu_quant_asym(sc->q, sc->s, sc->b, x, T, w->n_in, 4, fp);
+    row_job q = { ROW_QUANT, fp, NULL, x, NULL, NULL, w, sc, w->n_in, 0.0f, 0.0f };
+    rows_for(pool, T, &q);
     int64_t wr = flx_emu_gemm_i4(sc->acc, sc->q, 1, w->q, T, w->n_out, w->n_in, acc_bits, pool);
     if (wr < 0) return flx_fail(err, FLX_ENOMEM, "layer %d %s: out of memory", layer, name);
     if (wr > 0)
         return flx_fail(err, FLX_ENUMERIC,
                         "layer %d %s: %lld accumulators exceeded %d bits (impossible for INT4 "
                         "inputs of this width)", layer, name, (long long)wr, acc_bits);
-    flx_emu_dequant(y, sc->acc, sc->s, sc->b, w->scale, w->wsum, T, w->n_out, fp);
+    row_job d = { ROW_DEQUANT, fp, y, NULL, NULL, NULL, w, sc, w->n_out, 0.0f, 0.0f };
+    rows_for(pool, T, &d);
     return FLX_OK;
 }
 
@@ -258,7 +311,8 @@ int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
         const float *as = e->att_scales + ((int64_t)l * 4 + 3) * c->n_heads;
         /* h = RMSNorm(x); K, V, Q projections (one quantization serves all:
          * the hardware quantizes three times with identical results) */
-        flx_emu_rmsnorm_pref(b.h, b.x, L->attn_norm, Lp, D, c->rms_eps, fp);
+        row_job rn = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->attn_norm, NULL, NULL, D, c->rms_eps, 0.0f };
+        rows_for(pool, Lp, &rn);
         if ((rc = linear(b.k, b.h, &L->wk, Lp, bits_d, &b.lin, fp, pool, "wk", l, err)) ||
             (rc = linear(b.v, b.h, &L->wv, Lp, bits_d, &b.lin, fp, pool, "wv", l, err)) ||
             (rc = linear(b.q, b.h, &L->wq, Lp, bits_d, &b.lin, fp, pool, "wq", l, err)))
@@ -291,17 +345,22 @@ int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
         flx_emu_dequant_static(b.o, b.acc_o, Lp, c->n_heads, (int)hd, as, vs, c->n_kv_heads, fp);
         /* O projection and the first residual: r0 = O(attn) + x (kept in x) */
         if ((rc = linear(b.h, b.o, &L->wo, Lp, bits_d, &b.lin, fp, pool, "wo", l, err))) break;
-        flx_emu_residual(b.x, b.h, b.x, Lp * D, fp);
+        row_job r1 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f };
+        rows_for(pool, Lp, &r1);
         /* FFN: gate/up on RMSNorm(r0), silu(gate) * up, R4 FHT, down, residual */
-        flx_emu_rmsnorm_pref(b.h, b.x, L->ffn_norm, Lp, D, c->rms_eps, fp);
+        row_job rn2 = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->ffn_norm, NULL, NULL, D, c->rms_eps, 0.0f };
+        rows_for(pool, Lp, &rn2);
         if ((rc = linear(b.g, b.h, &L->w_gate, Lp, bits_d, &b.lin, fp, pool, "w_gate", l, err)) ||
             (rc = linear(b.u, b.h, &L->w_up, Lp, bits_d, &b.lin, fp, pool, "w_up", l, err)))
             break;
-        flx_emu_silu_gate(b.g, b.g, b.u, Lp * F, fp);
-        for (int64_t t = 0; t < Lp; t++) flx_emu_fht(b.g + t * F, F, e->fht_scale, fp);
+        row_job sg = { ROW_SILU, fp, b.g, b.g, b.u, NULL, NULL, NULL, F, 0.0f, 0.0f };
+        rows_for(pool, Lp, &sg);
+        row_job fh = { ROW_FHT, fp, b.g, NULL, NULL, NULL, NULL, NULL, F, 0.0f, e->fht_scale };
+        rows_for(pool, Lp, &fh);
         if ((rc = linear(b.h, b.g, &L->w_down, Lp, bits_f, &b.lin, fp, pool, "w_down", l, err)))
             break;
-        flx_emu_residual(b.x, b.h, b.x, Lp * D, fp);
+        row_job r2 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f };
+        rows_for(pool, Lp, &r2);
         rc = check_finite(b.x, n * D, l, "output", err);
     }
     if (!rc && hidden) memcpy(hidden, b.x, (size_t)(n * D) * sizeof(float));
