@@ -239,7 +239,6 @@ int flx_cmd_quantize(int argc, char **argv)
     gptq_store *gs = NULL;
     flx_pool *pool = NULL;
     char *abs_model = NULL;
-    int have_rs = 0;
     int rc = FLX_EXIT_FAIL;
     double t0 = flx_now_seconds(), t_load, t_rot, t_calib, t_quant, t_write;
 
@@ -276,7 +275,6 @@ int flx_cmd_quantize(int argc, char **argv)
     } else {
         if (flx_rotset_generate(&rs, c, rot_kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
     }
-    have_rs = 1;
     int transform = rotated || r3 || r4;   /* anything to merge or apply online */
     int64_t seqlen = a.seqlen;
     if (a.calib) {
@@ -309,12 +307,8 @@ int flx_cmd_quantize(int argc, char **argv)
         if (flx_calib_attn_scales(&model, &rs, &cd, 1.0f, (int)a.threads, sq, sq + nl, sq + 2 * nl,
                                   sq + 3 * nl, &err))
             goto fail;
-        /* flx_calib_attn_scales divides max|q| by FlexLLM's literal 8 (the
-         * factor of head_dim 64); express Q_s in this model's factor F so
-         * that Q8 = round(q / (F Q_s)) spans the calibrated range */
-        float q_fix = 8.0f / (float)flx_attn_q_factor(c->head_dim);
         for (int l = 0; l < nl; l++) {
-            scales[l].q_s = sq[l] * q_fix;
+            scales[l].q_s = sq[l];
             scales[l].k_s = sq[nl + l];
             scales[l].v_s = sq[2 * nl + l];
             scales[l].a_s = sq[3 * nl + l];
@@ -342,6 +336,7 @@ int flx_cmd_quantize(int argc, char **argv)
         go.wq.group_size = recipe.w.gran == FLX_QG_GROUP ? recipe.w.group_size : 0;
         go.wq.clip = recipe.w.clip;
         go.wq.half_even = recipe.w.round == FLX_QR_HALF_EVEN;
+        go.wq.mse_clip = recipe.w.mse_clip;
         go.gptq.act_order = a.act_order;
         go.n_threads = (int)a.threads;
         go.progress = a.progress;
@@ -391,7 +386,7 @@ out:
         free(gs);
     }
     flx_qmodel_free(&qm);
-    if (have_rs) flx_rotset_free(&rs);
+    flx_rotset_free(&rs);   /* safe on a zeroed set; frees a dense R4 too */
     flx_model_free(&model);
     flx_pool_free(pool);
     free(abs_model);

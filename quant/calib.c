@@ -2,6 +2,7 @@
  * whole-model sequential GPTQ, all through the float reference forward
  * with hooks that apply the online rotations and gather statistics. */
 #include "flx_calib.h"
+#include "flx_qmodel.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -177,10 +178,13 @@ int flx_calib_attn_scales(const flx_model *m, const flx_rotation_set *rs, const 
         flx_llama_reset(&st);
         rc = flx_llama_forward(&st, cd->ids + w * cd->seqlen, cd->seqlen, err);
     }
+    const float q_factor = (float)flx_attn_q_factor(m->cfg.head_dim);
     if (rc == FLX_OK)
         for (int l = 0; l < L; l++) {
-            /* the divisions happen in float, as the tables are float */
-            q_s[l] = clip * (float)c.q_max[l] / (8.0f * 127.0f);
+            /* the divisions happen in float, as the tables are float; Q's
+             * scale carries the attention factor F the hardware folds into
+             * the Q quantizer (8 for head_dim 64) */
+            q_s[l] = clip * (float)c.q_max[l] / (q_factor * 127.0f);
             k_s[l] = clip * (float)c.k_max[l] / 127.0f;
             v_s[l] = clip * (float)c.v_max[l] / 127.0f;
             a_s[l] = clip * 1.0f / 255.0f;

@@ -46,7 +46,8 @@ void flx_calib_free(flx_calib_data *cd);
 /* FlexLLM static attention scales (flexllm-kernels.md 1.12), one per
  * layer, from the calibration windows run through the float model m with
  * the online rotations of rs (may be NULL):
- *   Q_s = clip * max|q| / (8 * 127)   (Q8 = round(q / (8 Q_s)): 1/sqrt(64) folded)
+ *   Q_s = clip * max|q| / (F * 127)   (Q8 = round(q / (F Q_s)), F = flx_attn_q_factor(head_dim):
+ *                                      1/sqrt(d) folded; F = 8 for head_dim 64)
  *   K_s = clip * max|k| / 127,  V_s = clip * max|v| / 127
  *   A_s = clip * max(p) / 255 = clip / 255: the first query of every causal
  *         window attends only to itself, so max p = 1 exactly.

@@ -306,6 +306,7 @@ Test(gptq, act_order_and_groups)
 /* ---------------------------------------------------------------- calibration */
 
 #include "flx_calib.h"
+#include "flx_qmodel.h"
 #include "flx_llama.h"
 
 Test(calib, windows_from_ids_and_short_text)
@@ -413,7 +414,7 @@ Test(calib, static_attention_scales_match_an_independent_forward)
     double *logits = malloc(sizeof(double) * 96 * m.cfg.n_vocab);
     for (int w = 0; w < 3; w++) qt_forward(&m, cd.ids + w * 96, 96, &rs, qkv_cap, &mx, logits);
     for (int l = 0; l < 5; l++) {
-        cr_assert(fabs(q_s[l] * 8.0 * 127.0 / clip - mx.q[l]) <= 1e-4 * mx.q[l], "layer %d Q_s %g vs max|q| %g", l, q_s[l], mx.q[l]);
+        cr_assert(fabs(q_s[l] * flx_attn_q_factor(m.cfg.head_dim) * 127.0 / clip - mx.q[l]) <= 1e-4 * mx.q[l], "layer %d Q_s %g vs max|q| %g", l, q_s[l], mx.q[l]);
         cr_assert(fabs(k_s[l] * 127.0 / clip - mx.k[l]) <= 1e-4 * mx.k[l], "layer %d K_s", l);
         cr_assert(fabs(v_s[l] * 127.0 / clip - mx.v[l]) <= 1e-4 * mx.v[l], "layer %d V_s", l);
         cr_assert(a_s[l] == clip / 255.0f);
