@@ -40,7 +40,9 @@
  * (pos * inv_freq) and rounded to float cos/sin.
  *
  * Threads: with opts.n_threads > 0, flx_llama_init() sets OpenBLAS to one
- * thread (openblas_set_num_threads(1), a process-wide OpenBLAS setting) and
+ * thread (openblas_set_num_threads(1), a process-wide OpenBLAS setting that
+ * flx_llama_free() puts back, so other sgemm callers in the process run
+ * single-threaded while a state is alive) and
  * runs n_threads pool threads itself: every projection is split into blocks
  * of output columns, attention into K/V heads, each piece one
  * single-threaded sgemm.  An output element is therefore computed by the
@@ -122,6 +124,7 @@ typedef struct flx_llama_state {
     int64_t  n_rows;             /* rows of the last forward call in h         */
     int64_t  att_rows;           /* query rows per attention block             */
     int      n_threads;          /* pool size (1: serial)                      */
+    int      openblas_threads_before; /* restored by flx_llama_free; 0: untouched */
     /* wall seconds spent so far, by kind of work (for benchmarks) */
     double   t_linear;           /* the layers' projections (sgemm)            */
     double   t_attention;        /* scores, softmax, P V                       */

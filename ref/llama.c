@@ -75,7 +75,9 @@ int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts 
                         (long long)T, (long long)C);
     }
     if (opts->n_threads > 0) {
-        /* our pool splits every product; each piece is a single-threaded sgemm */
+        /* our pool splits every product; each piece is a single-threaded sgemm
+         * (the previous setting comes back in flx_llama_free) */
+        s->openblas_threads_before = openblas_get_num_threads();
         openblas_set_num_threads(1);
         if (opts->n_threads > 1 && !(s->pool = flx_pool_create(opts->n_threads))) {
             flx_llama_free(s);
@@ -89,6 +91,7 @@ int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts 
 void flx_llama_free(flx_llama_state *s)
 {
     if (!s) return;
+    if (s->openblas_threads_before > 0) openblas_set_num_threads(s->openblas_threads_before);
     flx_pool_free(s->pool);
     free(s->x);
     free(s->xn);

@@ -4,6 +4,8 @@
 #include "llama_test_model.h"
 #include "test_util.h"
 
+#include <cblas.h>
+
 #include <math.h>
 
 /* fp32 sgemm vs double, relative to the largest |logit| */
@@ -312,6 +314,7 @@ Test(forward, thread_count_changes_results_only_by_rounding)
     int32_t *tok = malloc(n * sizeof *tok);
     for (int i = 0; i < n; i++) tok[i] = (i * 31 + 7) % 97;
     float *lg[2];
+    openblas_set_num_threads(2);
     for (int k = 0; k < 2; k++) {
         flx_llama_state s;
         flx_error err = {0};
@@ -325,6 +328,7 @@ Test(forward, thread_count_changes_results_only_by_rounding)
     double mx = 0;
     for (int i = 0; i < n * 97; i++) mx = fmax(mx, fabs(lg[0][i] - lg[1][i]));
     cr_assert(mx < 1e-4, "1 vs 2 threads: %g", mx);
+    cr_assert_eq(openblas_get_num_threads(), 2, "the OpenBLAS thread count is restored");
     free(lg[0]); free(lg[1]); free(tok);
     flx_model_free(&m);
 }
