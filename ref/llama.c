@@ -148,6 +148,11 @@ static void linear_blocks(void *ctx, int64_t begin, int64_t end, int thread_id)
     for (int64_t b = begin; b < end; b++) {
         int64_t c0 = b * j->cols_per_block;
         int64_t cols = j->d_out - c0 < j->cols_per_block ? j->d_out - c0 : j->cols_per_block;
+        if (j->n_tokens == 1) {   /* decoding: a matrix-vector product, no packing of W */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)cols, (int)j->d_in, 1.0f,
+                        j->w + c0 * j->d_in, (int)j->d_in, j->x, 1, 0.0f, j->out + c0, 1);
+            continue;
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tokens, (int)cols,
                     (int)j->d_in, 1.0f, j->x, (int)j->d_in, j->w + c0 * j->d_in, (int)j->d_in, 0.0f,
                     j->out + c0, (int)j->ld_out);
