@@ -21,7 +21,8 @@
  * at positions n_past .. n_past + n_tokens - 1 and appends their K/V to the
  * cache, so a whole perplexity window is one call (every linear is one
  * OpenBLAS sgemm with the window as the M dimension), and generation is one
- * call per new token (M = 1) on the same code path.  Attention runs as
+ * call per new token on the same code path (with one token the projections
+ * are sgemv, which reads the weights once without packing them).  Attention runs as
  * sgemm on causal blocks of query rows, so no key beyond the block's last
  * position is ever multiplied.
  *
