@@ -29,33 +29,43 @@ typedef struct {
     int64_t T8, O32, K4;
 } vnni_job;
 
-/* one block of 32 output channels for all tokens; the 64 KiB .. 256 KiB of
- * packed weights stay in L2 while the token tiles stream past */
-VNNI_TARGET static void vnni_blocks(void *ctx, int64_t b0, int64_t b1, int thread_id)
+/* Tasks are (token chunk, output group) pairs: a chunk of <= 128 tokens
+ * (A: 128*K bytes, stays in L2) against a group of 16 blocks of 32 output
+ * channels, each block's packed weights (32*K bytes) reused by every token
+ * tile of the chunk.  Every output is written by exactly one task. */
+enum { CHUNK_T = 128, GROUP_OB = 16 };
+
+VNNI_TARGET static void vnni_tasks(void *ctx, int64_t i0, int64_t i1, int thread_id)
 {
     const vnni_job *j = ctx;
-    const int64_t Kb = j->K4 * 4;
-    for (int64_t ob = b0; ob < b1; ob++) {
-        const uint8_t *wb = j->w + ob * j->K4 * 128;
-        for (int64_t t0 = 0; t0 < j->T8; t0 += TILE_T) {
-            __m512i c[TILE_T][2];
-            for (int r = 0; r < TILE_T; r++) c[r][0] = c[r][1] = _mm512_setzero_si512();
-            const uint8_t *ab = j->a + t0 * Kb;
-            for (int64_t k4 = 0; k4 < j->K4; k4++) {
-                __m512i w0 = _mm512_loadu_si512((const void *)(wb + k4 * 128));
-                __m512i w1 = _mm512_loadu_si512((const void *)(wb + k4 * 128 + 64));
-                for (int r = 0; r < TILE_T; r++) {
-                    int32_t quad;
-                    memcpy(&quad, ab + r * Kb + k4 * 4, 4);
-                    __m512i av = _mm512_set1_epi32(quad);
-                    c[r][0] = _mm512_dpbusd_epi32(c[r][0], av, w0);
-                    c[r][1] = _mm512_dpbusd_epi32(c[r][1], av, w1);
+    const int64_t Kb = j->K4 * 4, n_ob = j->O32 / TILE_O;
+    const int64_t n_og = (n_ob + GROUP_OB - 1) / GROUP_OB;
+    for (int64_t task = i0; task < i1; task++) {
+        int64_t tc = task / n_og, og = task % n_og;
+        int64_t t_begin = tc * CHUNK_T, t_end = t_begin + CHUNK_T < j->T8 ? t_begin + CHUNK_T : j->T8;
+        int64_t ob_end = (og + 1) * GROUP_OB < n_ob ? (og + 1) * GROUP_OB : n_ob;
+        for (int64_t ob = og * GROUP_OB; ob < ob_end; ob++) {
+            const uint8_t *wb = j->w + ob * j->K4 * 128;
+            for (int64_t t0 = t_begin; t0 < t_end; t0 += TILE_T) {
+                __m512i c[TILE_T][2];
+                for (int r = 0; r < TILE_T; r++) c[r][0] = c[r][1] = _mm512_setzero_si512();
+                const uint8_t *ab = j->a + t0 * Kb;
+                for (int64_t k4 = 0; k4 < j->K4; k4++) {
+                    __m512i w0 = _mm512_loadu_si512((const void *)(wb + k4 * 128));
+                    __m512i w1 = _mm512_loadu_si512((const void *)(wb + k4 * 128 + 64));
+                    for (int r = 0; r < TILE_T; r++) {
+                        int32_t quad;
+                        memcpy(&quad, ab + r * Kb + k4 * 4, 4);
+                        __m512i av = _mm512_set1_epi32(quad);
+                        c[r][0] = _mm512_dpbusd_epi32(c[r][0], av, w0);
+                        c[r][1] = _mm512_dpbusd_epi32(c[r][1], av, w1);
+                    }
                 }
-            }
-            for (int r = 0; r < TILE_T; r++) {
-                int32_t *out = j->acc + (t0 + r) * j->O32 + ob * TILE_O;
-                _mm512_storeu_si512((void *)out, c[r][0]);
-                _mm512_storeu_si512((void *)(out + 16), c[r][1]);
+                for (int r = 0; r < TILE_T; r++) {
+                    int32_t *out = j->acc + (t0 + r) * j->O32 + ob * TILE_O;
+                    _mm512_storeu_si512((void *)out, c[r][0]);
+                    _mm512_storeu_si512((void *)(out + 16), c[r][1]);
+                }
             }
         }
     }
@@ -114,7 +124,8 @@ int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64
     pack_job pj = { w, wp, n_out, n_in, K4 };
     flx_pool_for(pool, O32 / TILE_O, 4, pack_blocks, &pj);
     vnni_job job = { ap, wp, cp, T8, O32, K4 };
-    flx_pool_for(pool, O32 / TILE_O, 1, vnni_blocks, &job);
+    int64_t n_og = (O32 / TILE_O + GROUP_OB - 1) / GROUP_OB, n_tc = (T8 + CHUNK_T - 1) / CHUNK_T;
+    flx_pool_for(pool, n_tc * n_og, 1, vnni_tasks, &job);
     if (!direct) {
         for (int64_t t = 0; t < n_tokens; t++)
             memcpy(acc + t * n_out, cp + t * O32, (size_t)n_out * sizeof *acc);
