@@ -64,6 +64,26 @@ Test(e2e, stories260K_hf_and_gguf_logits_agree, .timeout = 60)
     flx_model_free(&gg);
 }
 
+Test(e2e, llama3_random_hf_and_gguf_logits_agree, .timeout = 60)
+{
+    /* llama3 RoPE scaling (HF rope_scaling vs GGUF rope_freqs), GQA, BF16 weights, 128k head */
+    flx_model hf, gg;
+    load(&hf, "tiny-llama3-random");
+    load(&gg, "tiny-llama3-random.gguf");
+    cr_assert(hf.cfg.rope_llama3);
+    for (int i = 0; i < 8; i++)
+        cr_assert(fabs(hf.w.rope_inv_freq[i] / gg.w.rope_inv_freq[i] - 1) < 1e-6, "inv_freq[%d]", i);
+    int32_t tok[96];
+    for (int i = 0; i < 96; i++) tok[i] = i == 0 ? 128000 : (i * 7919) % 128000;
+    float *a = logits_of(&hf, tok, 96), *b = logits_of(&gg, tok, 96);
+    double mx = 0;
+    for (size_t i = 0; i < (size_t)96 * 128256; i++) mx = fmax(mx, fabs(a[i] - b[i]));
+    cr_assert(mx <= 1e-4, "HF vs GGUF logits differ by %g", mx);
+    free(a); free(b);
+    flx_model_free(&hf);
+    flx_model_free(&gg);
+}
+
 Test(e2e, stories260K_greedy_from_bos_reproduces_llama2c, .timeout = 60)
 {
     int64_t n;
