@@ -184,6 +184,9 @@ int flx_emu_vnni_available(void);
  * FLXEMU_NO_VNNI is unset; the results are identical to the other paths. */
 int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
                            int64_t n_out, int64_t n_in, flx_pool *pool);
+/* The same sums for a few tokens (decode GEMV): weights read in place. */
+int flx_emu_gemv_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
+                           int64_t n_out, int64_t n_in, flx_pool *pool);
 
 /* INT8 products of attention (1.3 i8xi8 PEs, 1.12): each output is an exact
  * sum in its own register, wrapped to acc_bits (22 for QK^T, 26 prefill /

@@ -129,8 +129,10 @@ int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8
                         flx_pool *pool)
 {
     /* AVX-512 VNNI: exact int32 sums of uint4 x int4, then the PE's wrap */
-    if (a_is_uint && n_tokens >= 4 && n_in < ((int64_t)1 << 24) && vnni_enabled()) {
-        if (flx_emu_gemm_u4i4_vnni(acc, a, w, n_tokens, n_out, n_in, pool) == 0) {
+    if (a_is_uint && n_in < ((int64_t)1 << 24) && vnni_enabled()) {
+        int rc = n_tokens >= 4 ? flx_emu_gemm_u4i4_vnni(acc, a, w, n_tokens, n_out, n_in, pool)
+                               : flx_emu_gemv_u4i4_vnni(acc, a, w, n_tokens, n_out, n_in, pool);
+        if (rc == 0) {
             /* exact sums inside the accumulator range need no wrap at all */
             const int32_t lim = (int32_t)1 << (acc_bits - 1);
             int in_range = 1;

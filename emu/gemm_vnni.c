@@ -135,8 +135,59 @@ int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64
     return 0;
 }
 
+/* GEMV rows: one 64-byte vpdpbusd step per 64 inputs straight from the
+ * int8 weight rows (no packing; decode reads every weight once per token).
+ * The low nibble is sign-extended bytewise: ((w & 15) ^ 8) - 8. */
+typedef struct {
+    const uint8_t *a;     /* [T][K64] uint4 values, zero padded to 64 */
+    const int8_t *w;      /* [n_out][n_in]                            */
+    int32_t *acc;         /* [T][n_out]                               */
+    int64_t T, n_out, n_in, K64;
+} gemv_job;
+
+VNNI_TARGET static void gemv_rows(void *ctx, int64_t o0, int64_t o1, int thread_id)
+{
+    const gemv_job *j = ctx;
+    const __m512i m15 = _mm512_set1_epi8(15), m8 = _mm512_set1_epi8(8);
+    for (int64_t o = o0; o < o1; o++) {
+        const int8_t *row = j->w + o * j->n_in;
+        for (int64_t t = 0; t < j->T; t++) {
+            const uint8_t *at = j->a + t * j->K64;
+            __m512i c = _mm512_setzero_si512();
+            for (int64_t k = 0; k < j->n_in; k += 64) {
+                int64_t left = j->n_in - k;
+                __m512i w = left >= 64 ? _mm512_loadu_si512((const void *)(row + k))
+                                       : _mm512_maskz_loadu_epi8(((__mmask64)1 << left) - 1, row + k);
+                w = _mm512_sub_epi8(_mm512_xor_si512(_mm512_and_si512(w, m15), m8), m8);
+                __m512i av = _mm512_loadu_si512((const void *)(at + k));
+                c = _mm512_dpbusd_epi32(c, av, w);
+            }
+            j->acc[t * j->n_out + o] = _mm512_reduce_add_epi32(c);
+        }
+    }
+}
+
+int flx_emu_gemv_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
+                           int64_t n_out, int64_t n_in, flx_pool *pool)
+{
+    const int64_t K64 = (n_in + 63) / 64 * 64;
+    uint8_t *ap = calloc((size_t)(n_tokens * K64) + 1, 1);
+    if (!ap) return -1;
+    for (int64_t t = 0; t < n_tokens; t++)
+        for (int64_t k = 0; k < n_in; k++) ap[t * K64 + k] = (uint8_t)(a[t * n_in + k] & 15);
+    gemv_job job = { ap, w, acc, n_tokens, n_out, n_in, K64 };
+    flx_pool_for(pool, n_out, 64, gemv_rows, &job);
+    free(ap);
+    return 0;
+}
+
 #else
 int flx_emu_vnni_available(void) { return 0; }
+int flx_emu_gemv_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
+                           int64_t n_out, int64_t n_in, flx_pool *pool)
+{
+    return -1;
+}
 int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
                            int64_t n_out, int64_t n_in, flx_pool *pool)
 {

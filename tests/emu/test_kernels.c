@@ -383,6 +383,18 @@ Test(emu_gemm, vnni_sgemm_and_integer_paths_agree)
     if (flx_emu_vnni_available()) {
         cr_assert_eq(flx_emu_gemm_u4i4_vnni(v, a, w, T, O, K, NULL), 0);
         for (int i = 0; i < T * O; i++) cr_assert_eq(v[i], want[i], "vnni i=%d", i);
+        cr_assert_eq(flx_emu_gemv_u4i4_vnni(v, a, w, T, O, K, NULL), 0);
+        for (int i = 0; i < T * O; i++) cr_assert_eq(v[i], want[i], "vnni gemv i=%d", i);
+        /* a weight byte outside -8..7 contributes its sign-extended low nibble */
+        int8_t a1[K], w1[K];
+        for (int k = 0; k < K; k++) { a1[k] = 1; w1[k] = 0; }
+        w1[0] = 0x1F;    /* low nibble 15 -> -1 */
+        w1[1] = 0x07;
+        int32_t r1;
+        cr_assert_eq(flx_emu_gemv_u4i4_vnni(&r1, a1, w1, 1, 1, K, NULL), 0);
+        cr_assert_eq(r1, 6);
+        cr_assert_eq(flx_emu_gemm_u4i4_vnni(v, a1, w1, 1, 1, K, NULL), 0);
+        cr_assert_eq(v[0], 6);
     } else {
         cr_log_info("no AVX-512 VNNI on this CPU: VNNI path not exercised");
     }
@@ -391,8 +403,12 @@ Test(emu_gemm, vnni_sgemm_and_integer_paths_agree)
     cr_assert_eq(flx_emu_gemm_i4(f, a, 1, w, T, O, K, 19, NULL), 0);   /* sgemm path */
     unsetenv("FLXEMU_NO_VNNI");
     cr_assert_eq(memcmp(v, f, sizeof v), 0);
-    for (int t = 0; t < T; t++) {                                       /* integer path */
+    for (int t = 0; t < T; t++) {                         /* VNNI GEMV, then integer path */
         cr_assert_eq(flx_emu_gemm_i4(r, a + t * K, 1, w, 1, O, K, 19, NULL), 0);
+        cr_assert_eq(memcmp(r, v + t * O, sizeof r), 0);
+        setenv("FLXEMU_NO_VNNI", "1", 1);
+        cr_assert_eq(flx_emu_gemm_i4(r, a + t * K, 1, w, 1, O, K, 19, NULL), 0);
+        unsetenv("FLXEMU_NO_VNNI");
         cr_assert_eq(memcmp(r, v + t * O, sizeof r), 0);
     }
     for (int i = 0; i < T * O; i++) cr_assert_eq(v[i], want[i]);
