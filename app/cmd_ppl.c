@@ -1,6 +1,7 @@
 /* flxemu ppl -- perplexity of a model on a text, under the Hugging Face
  * (default) or the llama.cpp protocol (docs/ppl.md). */
 #include "cli.h"
+#include "cli_emu.h"
 #include "flx_ppl.h"
 #include "flx_synth.h"
 
@@ -23,7 +24,8 @@ static void usage(FILE *fp)
             "model (flxemu synth's \"tiny\" shape, seed %d) on a short built-in text.\n"
             "\n"
             "input:\n"
-            "  --model PATH          HF checkpoint folder, config.json/model.safetensors, or .gguf\n"
+            "  --model PATH          HF checkpoint folder, config.json/model.safetensors, .gguf,\n"
+            "                        or a quantized .flxq (its fake-quant float model)\n"
             "  --tokenizer FILE      tokenizer.json or .gguf overriding the model's own\n"
             "  --file FILE           text file (default with --model: WikiText-2 wiki.test.raw from\n"
             "                        $FLXEMU_DATA/wikitext2, data/wikitext2 or ../shared/data/wikitext2)\n"
@@ -36,6 +38,15 @@ static void usage(FILE *fp)
             "  --ctx N, -c N         window length (default 2048 for hf, 512 for llamacpp)\n"
             "  --chunks N            evaluate at most N windows (default: all)\n"
             "compute:\n"
+            "  --engine float|emu    float (default): float reference (fake-quant for a .flxq);\n"
+            "                        emu: bit-exact FlexLLM U280 engine on a .flxq made with\n"
+            "                        `flxemu quantize --recipe flexllm` (prefill kernels, then the\n"
+            "                        decode-stage final norm and INT4 head for every position);\n"
+            "                        windows over 1024 tokens run but exceed the U280's prefill;\n"
+            "                        the simulated U280 time (u280_mem_opt) goes to stderr/--json\n"
+            "  --exp glibc|flx       emu: exponential (default glibc-expf; flx: flx-exp)\n"
+            "  --ftz                 emu: flush subnormals to zero\n"
+            "  --reference-quirks    emu: reproduce the reference design's quirks (spec 6)\n"
             "  --threads N           threads (default: all cores)\n"
             "  --bf16-activations    round activations to BF16 (mimics a BF16 GPU run)\n"
             "output:\n"
@@ -55,6 +66,8 @@ static void usage(FILE *fp)
 typedef struct ppl_args {
     const char *model, *tokenizer, *file, *tokens, *json, *save_logits, *kl_base;
     int bos, bf16, progress;     /* progress: -1 auto */
+    int emu, emu_flags;          /* --engine emu; an emu-only flag was given */
+    flx_emu_opts eo;
     flx_ppl_protocol protocol;
     long long ctx, chunks, threads;
 } ppl_args;
@@ -67,9 +80,13 @@ static int parse_args(int argc, char **argv, ppl_args *a)
     a->chunks = 0;
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     a->threads = n_cpu > 0 ? n_cpu : 1;
+    flx_emu_opts_default(&a->eo);
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         int has_val = i + 1 < argc;
+        int ef = cli_emu_parse_flag(CMD, argc, argv, &i, &a->eo, &a->emu_flags);
+        if (ef == FLX_EXIT_USAGE) return ef;
+        if (ef) continue;
 #define VALUE() (has_val ? argv[++i] : NULL)
 #define NEED()                                                                    \
     do {                                                                          \
@@ -85,6 +102,12 @@ static int parse_args(int argc, char **argv, ppl_args *a)
         else if (!strcmp(f, "--json")) { NEED(); a->json = VALUE(); }
         else if (!strcmp(f, "--save-logits")) { NEED(); a->save_logits = VALUE(); }
         else if (!strcmp(f, "--kl-base")) { NEED(); a->kl_base = VALUE(); }
+        else if (!strcmp(f, "--engine")) {
+            NEED();
+            const char *v = VALUE();
+            if (!strcmp(v, "emu")) a->emu = 1;
+            else if (strcmp(v, "float")) return cli_usage_error(CMD, "--engine expects float or emu, got '%s'", v);
+        }
         else if (!strcmp(f, "--bos")) a->bos = 1;
         else if (!strcmp(f, "--bf16-activations")) a->bf16 = 1;
         else if (!strcmp(f, "--progress")) a->progress = 1;
@@ -116,6 +139,12 @@ static int parse_args(int argc, char **argv, ppl_args *a)
     if (a->kl_base && a->save_logits)
         return cli_usage_error(CMD, "--kl-base and --save-logits exclude each other");
     if (a->bos && !a->tokens) return cli_usage_error(CMD, "--bos only applies to --tokens");
+    if (a->emu_flags && !a->emu)
+        return cli_usage_error(CMD, "--exp, --ftz and --reference-quirks need --engine emu");
+    if (a->emu && !a->model)
+        return cli_usage_error(CMD, "--engine emu needs --model FILE.flxq (made by flxemu quantize --recipe flexllm)");
+    if (a->emu && a->bf16)
+        return cli_usage_error(CMD, "--bf16-activations is a float-engine option; the emu engine's precision is the hardware's");
     return 0;
 }
 
@@ -203,7 +232,7 @@ static void model_digest(const char *path, char hex[65])
 
 static int write_json(const char *path, const ppl_args *a, const flx_model *m, const char *model_name,
                       const char *text_name, const char *text_hex, const int32_t *tokens,
-                      const flx_ppl_result *r, flx_error *err)
+                      const flx_ppl_result *r, const char *engine_json, flx_error *err)
 {
     struct rusage ru;
     long long peak_rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
@@ -249,7 +278,7 @@ static int write_json(const char *path, const ppl_args *a, const flx_model *m, c
                 k->kld.mean, k->kld.unc, k->kld_median, k->kld_max, k->same_top.mean,
                 k->same_top.unc, k->ratio.mean, k->ratio.unc, k->ppl_base.mean);
     }
-    fprintf(fp, "\n}\n");
+    fprintf(fp, ",\n%s\n}\n", engine_json);
     return flx_outfile_commit(&o, err);
 }
 
@@ -282,6 +311,9 @@ int flx_cmd_ppl(int argc, char **argv)
 
     flx_error err = {0};
     flx_model model = {0};
+    flx_fakequant *fq = NULL;     /* float engine on a .flxq */
+    cli_emu emu = {0};            /* --engine emu            */
+    const flx_model *mp = &model; /* what the run reads: model, or emu's view */
     flx_tokenizer *tok_override = NULL;
     flx_kld_base base;
     int have_base = 0, rc = FLX_EXIT_FAIL;
@@ -293,7 +325,12 @@ int flx_cmd_ppl(int argc, char **argv)
     flx_ppl_result res = {0};
 
     /* model */
-    if (a.model) {
+    if (a.emu) {
+        if (cli_emu_load(&emu, a.model, &err)) goto fail;
+        mp = &emu.view;
+    } else if (a.model && flx_qmodel_is_file(a.model)) {
+        if (flx_fakequant_open(&fq, &model, a.model, &err)) goto fail;
+    } else if (a.model) {
         if (flx_model_load(&model, a.model, &err)) goto fail;
     } else {
         flx_llama_config cfg;
@@ -303,11 +340,11 @@ int flx_cmd_ppl(int argc, char **argv)
                 EMBEDDED_SEED, a.file || a.tokens ? "given text" : "built-in text");
     }
     if (a.tokenizer && flx_tokenizer_load(&tok_override, a.tokenizer, &err)) goto fail;
-    const flx_tokenizer *tok = tok_override ? tok_override : model.tok;
-    const flx_llama_config *c = &model.cfg;
+    const flx_tokenizer *tok = tok_override ? tok_override : mp->tok;
+    const flx_llama_config *c = &mp->cfg;
     if (tok && flx_tokenizer_n_vocab(tok) > c->n_vocab) {
         flx_fail(&err, FLX_EINVAL, "%s: tokenizer has %d tokens, the model only %d",
-                 a.tokenizer ? a.tokenizer : model.path, flx_tokenizer_n_vocab(tok), c->n_vocab);
+                 a.tokenizer ? a.tokenizer : mp->path, flx_tokenizer_n_vocab(tok), c->n_vocab);
         goto fail;
     }
     /* BOS of the vocabulary, if it adds one (llama.cpp's add_bos) */
@@ -362,7 +399,7 @@ int flx_cmd_ppl(int argc, char **argv)
         }
         if (!tok) {
             flx_fail(&err, FLX_ENOTFOUND, "%s: the model has no tokenizer; pass --tokenizer or --tokens",
-                     model.path ? model.path : "model");
+                     mp->path ? mp->path : "model");
             goto fail;
         }
         const char *t;
@@ -400,6 +437,15 @@ int flx_cmd_ppl(int argc, char **argv)
 
     flx_ppl_plan plan;
     if (flx_ppl_plan_make(&plan, a.protocol, n_tokens, ctx, a.chunks, bos, &err)) goto fail;
+    if (a.emu) {
+        /* a recipe or shape the hardware cannot run fails here, with the reason */
+        if (cli_emu_start(&emu, &a.eo, ctx, (int)a.threads, &err)) goto fail;
+        fprintf(stderr, "flxemu ppl: engine emu (bit-exact FlexLLM), %s%s\n", flx_emu_fp_name(&a.eo.fp),
+                a.eo.reference_quirks ? ", reference quirks" : "");
+        if (ctx > CLI_EMU_U280_PREFILL_TOKENS)
+            fprintf(stderr, "flxemu ppl: note: the window of %lld tokens exceeds the U280's %d-token "
+                            "prefill (emulated anyway)\n", ctx, CLI_EMU_U280_PREFILL_TOKENS);
+    }
     fprintf(stderr, "perplexity: protocol %s, %lld tokens, calculating perplexity over %lld chunks, "
                     "n_ctx=%lld, %lld scored per chunk, %lld threads\n",
             flx_ppl_protocol_name(a.protocol), (long long)n_tokens, (long long)plan.n_windows, ctx,
@@ -411,10 +457,13 @@ int flx_cmd_ppl(int argc, char **argv)
     stream_ctx sc = {&bar, plan.n_windows, 1};
     flx_ppl_opts o = {
         .protocol = a.protocol, .n_ctx = ctx, .max_windows = a.chunks, .bos_id = bos,
-        .llama = {.n_threads = (int)a.threads, .bf16_activations = a.bf16},
+        .llama = {.n_threads = (int)a.threads, .bf16_activations = a.bf16,
+                  .hooks = fq ? &fq->hooks : NULL},
         .save_logits_path = a.save_logits, .kl_base = have_base ? &base : NULL,
-        .on_window = on_window, .on_window_ctx = &sc};
-    int run_rc = flx_ppl_run(&model, tokens, n_tokens, &o, &res, &err);
+        .on_window = on_window, .on_window_ctx = &sc,
+        .window_logits = a.emu ? cli_emu_window : NULL, .window_ctx = &emu,
+        .pool = a.emu ? emu.pool : NULL};
+    int run_rc = flx_ppl_run(mp, tokens, n_tokens, &o, &res, &err);
     flx_progress_end(&bar);
     printf("\n");
     fflush(stdout);
@@ -426,12 +475,38 @@ int flx_cmd_ppl(int argc, char **argv)
         printf("Final estimate: PPL = %.4lf +/- %.5lf  (hf protocol: exp of the mean of %lld window "
                "means, %lld tokens scored)\n",
                res.ppl, res.ppl_unc, (long long)plan.n_windows, (long long)res.n_scored);
+    char engine_json[1024];
+    if (a.emu) {
+        printf("engine emu: %s, reference quirks %s\n", flx_emu_fp_name(&a.eo.fp),
+               a.eo.reference_quirks ? "on" : "off");
+        /* device time: one prefill of n_ctx tokens per window */
+        double win_s = cli_emu_prefill_seconds(&emu, ctx);
+        double dev_s = win_s >= 0 ? win_s * (double)plan.n_windows : -1.0;
+        if (dev_s >= 0)
+            fprintf(stderr, "device: simulated U280 time (%s) %.6f s = %lld windows x %.6f s prefill of "
+                            "%lld tokens%s\n", CLI_EMU_PERF_CONFIG, dev_s, (long long)plan.n_windows,
+                    win_s, ctx, ctx > CLI_EMU_U280_PREFILL_TOKENS ? " (beyond the U280's prefill)" : "");
+        else
+            fprintf(stderr, "device: simulated U280 time unavailable: %s\n", emu.perf_note);
+        snprintf(engine_json, sizeof engine_json,
+                 "  \"engine\": \"emu\",\n  \"exp\": \"%s\",\n  \"ftz\": %s,\n  \"fp\": \"%s\",\n"
+                 "  \"reference_quirks\": %s,\n  \"exceeds_u280_prefill\": %s,\n"
+                 "  \"device_config\": \"%s\",\n  \"device_prefill_seconds_per_window\": %.9g,\n"
+                 "  \"device_seconds\": %.9g",
+                 flx_emu_exp_name(a.eo.fp.exp), a.eo.fp.ftz ? "true" : "false", flx_emu_fp_name(&a.eo.fp),
+                 a.eo.reference_quirks ? "true" : "false",
+                 ctx > CLI_EMU_U280_PREFILL_TOKENS ? "true" : "false", CLI_EMU_PERF_CONFIG,
+                 win_s >= 0 ? win_s : 0.0, dev_s >= 0 ? dev_s : 0.0);
+    } else {
+        snprintf(engine_json, sizeof engine_json, "  \"engine\": \"float\",\n  \"fake_quant\": %s",
+                 fq ? "true" : "false");
+    }
     if (res.has_kld) print_kld(&res.kld);
     fflush(stdout);
     fprintf(stderr, "perplexity: %.2f seconds, %.1f tokens/s\n", res.seconds, res.tokens_per_second);
     if (a.json &&
-        write_json(a.json, &a, &model, a.model ? a.model : "embedded:tiny", text_name, text_hex, tokens,
-                   &res, &err))
+        write_json(a.json, &a, mp, a.model ? a.model : "embedded:tiny", text_name, text_hex, tokens,
+                   &res, engine_json, &err))
         goto fail;
     rc = FLX_EXIT_OK;
     goto out;
@@ -447,5 +522,7 @@ out:
     free(default_file);
     flx_tokenizer_free(tok_override);
     flx_model_free(&model);
+    flx_fakequant_close(fq);
+    cli_emu_close(&emu);
     return rc;
 }

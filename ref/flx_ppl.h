@@ -157,6 +157,15 @@ typedef struct flx_ppl_progress_info {
     double  running_ppl;     /* exp(all scored NLL so far / count)           */
 } flx_ppl_progress_info;
 
+/* A logits source other than the float forward (flxemu ppl --engine emu).
+ * window_logits computes the logits of one window's n_ctx tokens (BOS
+ * overwrite applied) and hands them to rows_fn in blocks of consecutive
+ * rows in increasing order ([n_rows][n_vocab], valid during the call); it
+ * must cover the scored rows and return a non-zero rows_fn status as is. */
+typedef int (*flx_ppl_rows_fn)(void *ctx, int64_t row0, int64_t n_rows, const float *logits);
+typedef int (*flx_ppl_window_fn)(void *ctx, const int32_t *tokens, int64_t n_ctx,
+                                 flx_ppl_rows_fn rows_fn, void *rows_ctx, flx_error *err);
+
 typedef struct flx_ppl_opts {
     flx_ppl_protocol protocol;
     int64_t          n_ctx;
@@ -167,6 +176,10 @@ typedef struct flx_ppl_opts {
     const flx_kld_base *kl_base;         /* compare against it, or NULL          */
     void (*on_window)(void *ctx, const flx_ppl_progress_info *info);
     void            *on_window_ctx;
+    flx_ppl_window_fn window_logits;     /* NULL: the float forward of the model */
+    void            *window_ctx;
+    flx_pool        *pool;               /* with window_logits: scoring pool (NULL:
+                                            one of llama.n_threads for the run)  */
 } flx_ppl_opts;
 
 typedef struct flx_ppl_result {

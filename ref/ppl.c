@@ -130,6 +130,69 @@ static int write_all(flx_outfile *f, const void *data, size_t bytes, flx_error *
     return FLX_OK;
 }
 
+/* Scoring state of one run: the rows of a window arrive in blocks (from the
+ * float forward or a window_logits source) and are scored in row order. */
+typedef struct ppl_scorer {
+    const flx_ppl_plan *p;
+    const int32_t *tokens;       /* the stream */
+    int64_t        n_vocab, w, head_rows, rec_u16, rows_seen;
+    double        *nll;          /* [head_rows] */
+    uint16_t      *records;      /* [head_rows][rec_u16] or NULL */
+    flx_kld_token *kt;           /* [head_rows] or NULL */
+    const flx_kld_base *base;
+    flx_kld_stats *ks;
+    flx_outfile   *out;
+    flx_ppl_acc   *acc;
+    double         win_sum, t_score;
+    flx_pool      *pool;
+    flx_error     *err;
+} ppl_scorer;
+
+/* Scores logit rows r0 .. r0+rows-1 (rows <= head_rows, all scored rows) of
+ * window s->w: logit row i predicts the stream's token w*n_ctx + i + 1. */
+static int score_block(ppl_scorer *s, int64_t r0, int64_t rows, const float *logits)
+{
+    const flx_ppl_plan *p = s->p;
+    score_job j = {logits, s->n_vocab, s->tokens + s->w * p->n_ctx + r0 + 1, s->nll, s->records,
+                   s->rec_u16, s->base, s->w, r0 - p->first, s->kt};
+    double ts = flx_now_seconds();
+    flx_pool_for(s->pool, rows, 4, score_rows, &j);
+    s->t_score += flx_now_seconds() - ts;
+    for (int64_t i = 0; i < rows; i++) {
+        if (!isfinite(s->nll[i]))
+            return flx_fail(s->err, FLX_ENUMERIC,
+                            "perplexity: window %lld, position %lld: the log-likelihood is not "
+                            "finite (NaN/Inf logits)",
+                            (long long)s->w + 1, (long long)(r0 + i));
+        flx_ppl_acc_add(s->acc, s->nll[i]);
+        s->win_sum += s->nll[i];
+        if (s->kt) {
+            int rc = flx_kld_stats_add(s->ks, &s->kt[i]);
+            if (rc) return flx_fail(s->err, rc, "perplexity: out of memory for KL statistics");
+        }
+    }
+    s->rows_seen += rows;
+    if (s->records)
+        return write_all(s->out, s->records, (size_t)(rows * s->rec_u16) * sizeof *s->records, s->err);
+    return FLX_OK;
+}
+
+/* flx_ppl_rows_fn for a window_logits source: keeps the scored rows
+ * first .. n_ctx-2 of the block and scores them head_rows at a time. */
+static int score_source_rows(void *ctx, int64_t row0, int64_t n_rows, const float *logits)
+{
+    ppl_scorer *s = ctx;
+    const flx_ppl_plan *p = s->p;
+    int64_t lo = row0 > p->first ? row0 : p->first;
+    int64_t hi = row0 + n_rows < p->n_ctx - 1 ? row0 + n_rows : p->n_ctx - 1;
+    for (int64_t r = lo; r < hi; r += s->head_rows) {
+        int64_t rows = hi - r < s->head_rows ? hi - r : s->head_rows;
+        int rc = score_block(s, r, rows, logits + (r - row0) * s->n_vocab);
+        if (rc) return rc;
+    }
+    return FLX_OK;
+}
+
 int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, const flx_ppl_opts *o,
                 flx_ppl_result *r, flx_error *err)
 {
@@ -153,16 +216,32 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
                             flx_ppl_protocol_name(p->protocol));
     }
 
-    flx_llama_opts lo = o->llama;
-    lo.max_tokens = p->n_ctx;
-    lo.max_ctx = p->n_ctx;
+    /* logits from the float forward, or from the caller's window source
+     * (which then needs no forward state, only a pool for the scoring) */
+    const int use_source = o->window_logits != NULL;
     flx_llama_state st;
-    if ((rc = flx_llama_init(&st, m, &lo, err))) return rc;
-    int64_t head_rows = flx_llama_head_rows(&st);
+    memset(&st, 0, sizeof st);
+    int st_open = 0;
+    flx_pool *own_pool = NULL, *pool;
+    int64_t head_rows;
+    if (!use_source) {
+        flx_llama_opts lo = o->llama;
+        lo.max_tokens = p->n_ctx;
+        lo.max_ctx = p->n_ctx;
+        if ((rc = flx_llama_init(&st, m, &lo, err))) return rc;
+        st_open = 1;
+        pool = st.pool;
+        head_rows = flx_llama_head_rows(&st);
+    } else {
+        pool = o->pool;
+        if (!pool && !(pool = own_pool = flx_pool_create(o->llama.n_threads)))
+            return flx_fail(err, FLX_ENOMEM, "perplexity: cannot start the thread pool");
+        head_rows = 64;   /* scoring buffers; the source's blocks are split to fit */
+    }
     if (head_rows > p->n_scored) head_rows = p->n_scored;
     int64_t rec_u16 = flx_kld_record_u16(n_vocab);
     int32_t *win = malloc((size_t)p->n_ctx * sizeof *win);
-    float *logits = malloc((size_t)head_rows * (size_t)n_vocab * sizeof *logits);
+    float *logits = use_source ? NULL : malloc((size_t)head_rows * (size_t)n_vocab * sizeof *logits);
     double *nll = malloc((size_t)head_rows * sizeof *nll);
     uint16_t *records = o->save_logits_path
                             ? malloc((size_t)head_rows * (size_t)rec_u16 * sizeof *records) : NULL;
@@ -171,8 +250,8 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
     flx_kld_stats ks = {0};
     flx_outfile out = {0};
     int out_open = 0;
-    if (!win || !logits || !nll || !r->window_mean_nll || (o->save_logits_path && !records) ||
-        (base && !kt)) {
+    if (!win || (!use_source && !logits) || !nll || !r->window_mean_nll ||
+        (o->save_logits_path && !records) || (base && !kt)) {
         rc = flx_fail(err, FLX_ENOMEM, "perplexity: out of memory for %lld logits rows of %lld",
                       (long long)head_rows, (long long)n_vocab);
         goto done;
@@ -187,41 +266,35 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
     }
 
     flx_ppl_acc acc = {0};
+    ppl_scorer sc = {p, tokens, n_vocab, 0, head_rows, rec_u16, 0, nll, records, kt, base, &ks,
+                     &out, &acc, 0.0, 0.0, pool, err};
     double sum_window_means = 0.0;
     double t0 = flx_now_seconds();
     for (int64_t w = 0; w < p->n_windows; w++) {
         flx_ppl_window_tokens(p, tokens, w, win);
-        flx_llama_reset(&st);
-        if ((rc = flx_llama_forward(&st, win, p->n_ctx, err))) goto done;
-        double win_sum = 0.0;
-        /* logit row i predicts the stream's token w*n_ctx + i + 1 */
-        for (int64_t r0 = p->first; r0 < p->n_ctx - 1; r0 += head_rows) {
-            int64_t rows = p->n_ctx - 1 - r0 < head_rows ? p->n_ctx - 1 - r0 : head_rows;
-            if ((rc = flx_llama_logits(&st, r0, rows, logits, err))) goto done;
-            score_job j = {logits, n_vocab, tokens + w * p->n_ctx + r0 + 1, nll, records, rec_u16,
-                           base, w, r0 - p->first, kt};
-            double ts = flx_now_seconds();
-            flx_pool_for(st.pool, rows, 4, score_rows, &j);
-            r->t_score += flx_now_seconds() - ts;
-            for (int64_t i = 0; i < rows; i++) {
-                if (!isfinite(nll[i])) {
-                    rc = flx_fail(err, FLX_ENUMERIC,
-                                  "perplexity: window %lld, position %lld: the log-likelihood is not "
-                                  "finite (NaN/Inf logits)",
-                                  (long long)w + 1, (long long)(r0 + i));
-                    goto done;
-                }
-                flx_ppl_acc_add(&acc, nll[i]);
-                win_sum += nll[i];
-                if (kt && (rc = flx_kld_stats_add(&ks, &kt[i]))) {
-                    flx_fail(err, rc, "perplexity: out of memory for KL statistics");
-                    goto done;
-                }
-            }
-            if (records && (rc = write_all(&out, records, (size_t)(rows * rec_u16) * sizeof *records, err)))
+        sc.w = w;
+        sc.win_sum = 0.0;
+        sc.rows_seen = 0;
+        if (use_source) {
+            if ((rc = o->window_logits(o->window_ctx, win, p->n_ctx, score_source_rows, &sc, err)))
                 goto done;
+            if (sc.rows_seen != p->n_scored) {
+                rc = flx_fail(err, FLX_EINVAL,
+                              "perplexity: window %lld: the logits source gave %lld of the %lld "
+                              "scored rows", (long long)w + 1, (long long)sc.rows_seen,
+                              (long long)p->n_scored);
+                goto done;
+            }
+        } else {
+            flx_llama_reset(&st);
+            if ((rc = flx_llama_forward(&st, win, p->n_ctx, err))) goto done;
+            for (int64_t r0 = p->first; r0 < p->n_ctx - 1; r0 += head_rows) {
+                int64_t rows = p->n_ctx - 1 - r0 < head_rows ? p->n_ctx - 1 - r0 : head_rows;
+                if ((rc = flx_llama_logits(&st, r0, rows, logits, err))) goto done;
+                if ((rc = score_block(&sc, r0, rows, logits))) goto done;
+            }
         }
-        r->window_mean_nll[w] = win_sum / (double)p->n_scored;
+        r->window_mean_nll[w] = sc.win_sum / (double)p->n_scored;
         sum_window_means += r->window_mean_nll[w];
         if (o->on_window) {
             flx_ppl_progress_info info = {w, r->window_mean_nll[w], flx_ppl_acc_ppl(&acc)};
@@ -229,6 +302,7 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
         }
     }
     r->seconds = flx_now_seconds() - t0;
+    r->t_score = sc.t_score;
     r->t_linear = st.t_linear;
     r->t_attention = st.t_attention;
     r->t_other = st.t_other;
@@ -260,7 +334,8 @@ done:
     free(nll);
     free(logits);
     free(win);
-    flx_llama_free(&st);
+    if (st_open) flx_llama_free(&st);
+    flx_pool_free(own_pool);
     return rc;
 }
 

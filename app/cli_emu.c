@@ -1,0 +1,99 @@
+/* The bit-exact engine behind `flxemu ppl/generate --engine emu` (cli_emu.h). */
+#include "cli_emu.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cli_emu_parse_flag(const char *cmd, int argc, char **argv, int *i, flx_emu_opts *o, int *seen)
+{
+    const char *f = argv[*i];
+    if (!strcmp(f, "--ftz")) {
+        o->fp.ftz = 1;
+    } else if (!strcmp(f, "--reference-quirks")) {
+        o->reference_quirks = 1;
+    } else if (!strcmp(f, "--exp")) {
+        if (*i + 1 >= argc) return cli_usage_error(cmd, "--exp needs a value");
+        const char *v = argv[++*i];
+        if (flx_emu_exp_parse(v, &o->fp.exp))
+            return cli_usage_error(cmd, "--exp expects glibc or flx, got '%s'", v);
+    } else {
+        return 0;
+    }
+    *seen = 1;
+    return 1;
+}
+
+int cli_emu_load(cli_emu *x, const char *path, flx_error *err)
+{
+    memset(x, 0, sizeof *x);
+    if (!flx_qmodel_is_file(path))
+        return flx_fail(err, FLX_EINVAL,
+                        "%s: not a quantized .flxq model; the emu engine runs the FlexLLM W4A4 "
+                        "model: run `flxemu quantize --recipe flexllm --model %s --calib TEXT "
+                        "--out MODEL.flxq` first",
+                        path, path);
+    int rc = flx_qmodel_load(&x->qm, path, err);
+    if (rc) return rc;
+    x->qm_open = 1;
+    x->view.cfg = x->qm.cfg;
+    x->view.tok = x->qm.tok;
+    x->view.path = (char *)path;
+    snprintf(x->view.format, sizeof x->view.format, "flxq");
+    return FLX_OK;
+}
+
+int cli_emu_start(cli_emu *x, const flx_emu_opts *o, int64_t max_pos, int n_threads,
+                  flx_error *err)
+{
+    int rc = flx_emu_engine_init(&x->eng, &x->qm, o, max_pos, err);
+    if (rc) return rc;
+    x->eng_open = 1;
+    if (!(x->pool = flx_pool_create(n_threads)))
+        return flx_fail(err, FLX_ENOMEM, "cannot start %d threads", n_threads);
+    flx_error perr = {0};
+    if (flx_perf_config_find(CLI_EMU_PERF_CONFIG, NULL, &x->perf, &perr) == FLX_OK)
+        x->perf_ok = 1;
+    else
+        snprintf(x->perf_note, sizeof x->perf_note, "%s", perr.msg);
+    return FLX_OK;
+}
+
+void cli_emu_close(cli_emu *x)
+{
+    if (x->pool) flx_pool_free(x->pool);
+    if (x->eng_open) flx_emu_engine_free(&x->eng);
+    if (x->qm_open) flx_qmodel_free(&x->qm);
+    memset(x, 0, sizeof *x);
+}
+
+int cli_emu_window(void *ctx, const int32_t *tokens, int64_t n_ctx, flx_ppl_rows_fn rows_fn,
+                   void *rows_ctx, flx_error *err)
+{
+    cli_emu *x = ctx;
+    return flx_emu_window_logits(&x->eng, tokens, n_ctx, rows_fn, rows_ctx, x->pool, err);
+}
+
+double cli_emu_prefill_seconds(cli_emu *x, int64_t n_tokens)
+{
+    double cycles, s;
+    flx_error e = {0};
+    if (!x->perf_ok) return -1.0;
+    if (flx_perf_prefill_seconds(&x->perf, n_tokens, &cycles, &s, &e)) {
+        snprintf(x->perf_note, sizeof x->perf_note, "%s", e.msg);
+        return -1.0;
+    }
+    return s;
+}
+
+double cli_emu_decode_seconds(cli_emu *x, int64_t context)
+{
+    double cycles, s;
+    flx_error e = {0};
+    if (!x->perf_ok) return -1.0;
+    if (flx_perf_decode_step_seconds(&x->perf, context, &cycles, &s, &e)) {
+        snprintf(x->perf_note, sizeof x->perf_note, "%s", e.msg);
+        return -1.0;
+    }
+    return s;
+}
