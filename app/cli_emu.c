@@ -27,6 +27,8 @@ int cli_emu_parse_flag(const char *cmd, int argc, char **argv, int *i, flx_emu_o
 int cli_emu_load(cli_emu *x, const char *path, flx_error *err)
 {
     memset(x, 0, sizeof *x);
+    if (!flx_file_exists(path) && !flx_is_dir(path))
+        return flx_fail(err, FLX_ENOTFOUND, "%s: no such file or folder", path);
     if (!flx_qmodel_is_file(path))
         return flx_fail(err, FLX_EINVAL,
                         "%s: not a quantized .flxq model; the emu engine runs the FlexLLM W4A4 "
@@ -46,6 +48,9 @@ int cli_emu_load(cli_emu *x, const char *path, flx_error *err)
 int cli_emu_start(cli_emu *x, const flx_emu_opts *o, int64_t max_pos, int n_threads,
                   flx_error *err)
 {
+    /* the prefill pads its tokens to a multiple of 16 and the padding rows
+     * also take RoPE positions */
+    max_pos = (max_pos + 15) / 16 * 16;
     int rc = flx_emu_engine_init(&x->eng, &x->qm, o, max_pos, err);
     if (rc) return rc;
     x->eng_open = 1;

@@ -488,15 +488,21 @@ int flx_cmd_ppl(int argc, char **argv)
                     win_s, ctx, ctx > CLI_EMU_U280_PREFILL_TOKENS ? " (beyond the U280's prefill)" : "");
         else
             fprintf(stderr, "device: simulated U280 time unavailable: %s\n", emu.perf_note);
+        /* null when the cycle model refuses (a window over the U280's prefill) */
+        char win_txt[32] = "null", dev_txt[32] = "null";
+        if (dev_s >= 0) {
+            snprintf(win_txt, sizeof win_txt, "%.9g", win_s);
+            snprintf(dev_txt, sizeof dev_txt, "%.9g", dev_s);
+        }
         snprintf(engine_json, sizeof engine_json,
                  "  \"engine\": \"emu\",\n  \"exp\": \"%s\",\n  \"ftz\": %s,\n  \"fp\": \"%s\",\n"
                  "  \"reference_quirks\": %s,\n  \"exceeds_u280_prefill\": %s,\n"
-                 "  \"device_config\": \"%s\",\n  \"device_prefill_seconds_per_window\": %.9g,\n"
-                 "  \"device_seconds\": %.9g",
+                 "  \"device_config\": \"%s\",\n  \"device_prefill_seconds_per_window\": %s,\n"
+                 "  \"device_seconds\": %s",
                  flx_emu_exp_name(a.eo.fp.exp), a.eo.fp.ftz ? "true" : "false", flx_emu_fp_name(&a.eo.fp),
                  a.eo.reference_quirks ? "true" : "false",
-                 ctx > CLI_EMU_U280_PREFILL_TOKENS ? "true" : "false", CLI_EMU_PERF_CONFIG,
-                 win_s >= 0 ? win_s : 0.0, dev_s >= 0 ? dev_s : 0.0);
+                 ctx > CLI_EMU_U280_PREFILL_TOKENS ? "true" : "false", CLI_EMU_PERF_CONFIG, win_txt,
+                 dev_txt);
     } else {
         snprintf(engine_json, sizeof engine_json, "  \"engine\": \"float\",\n  \"fake_quant\": %s",
                  fq ? "true" : "false");

@@ -125,6 +125,34 @@ Test(cli_engine, emu_ppl_threads_protocols_device_time)
     cr_assert(strstr(out_buf, "engine emu: exp=flx-exp"), "%s", out_buf);
 }
 
+/* A window over the U280's 1024-token prefill is emulated and reported;
+ * the cycle model has no time for it (JSON null, reason on stderr). */
+Test(cli_engine, emu_window_over_1024)
+{
+    make_model();
+    char long_toks[600], j[600];
+    snprintf(long_toks, sizeof long_toks, "%s/long.txt", dir);
+    snprintf(j, sizeof j, "%s/l.json", dir);
+    FILE *f = fopen(long_toks, "w");
+    for (int i = 0; i < 1040; i++) fprintf(f, "%d\n", (i * 37 + 11) % 256);
+    fclose(f);
+    int rc_;
+    RUN("%s ppl --engine emu --model %s --tokens %s --ctx 1040 --threads 2 --json %s", flx_test_bin(),
+        flxq, long_toks, j);
+    cr_assert_eq(rc_, 0, "%s", err_buf);
+    cr_assert(strstr(err_buf, "exceeds the U280's 1024-token prefill"), "%s", err_buf);
+    cr_assert(strstr(err_buf, "device: simulated U280 time unavailable"), "%s", err_buf);
+    double p = json_num(j, "ppl");
+    cr_assert(p > 1.0 && p < 1e4, "%g", p);
+    char *text;
+    size_t bytes;
+    flx_error err = {0};
+    cr_assert_eq(flx_read_file(j, 1 << 20, &text, &bytes, &err), FLX_OK);
+    cr_assert(strstr(text, "\"device_seconds\": null") && strstr(text, "\"exceeds_u280_prefill\": true"),
+              "%s", text);
+    free(text);
+}
+
 typedef struct direct_ctx {
     int64_t n_vocab, n_ctx, w;
     const int32_t *stream;
