@@ -102,3 +102,12 @@ double cli_emu_decode_seconds(cli_emu *x, int64_t context)
     }
     return s;
 }
+
+int cli_emu_shape_matches(const cli_emu *x)
+{
+    const flx_perf_model *pm = &x->perf.model;
+    const flx_llama_config *c = &x->qm.cfg;
+    return pm->n_layers == c->n_layers && pm->dim == c->d_model && pm->head_dim == c->head_dim &&
+           pm->n_q_heads == c->n_heads && pm->n_kv_heads == c->n_kv_heads &&
+           pm->inter_dim == c->d_ff && pm->vocab == c->n_vocab;
+}

@@ -48,4 +48,9 @@ int cli_emu_window(void *ctx, const int32_t *tokens, int64_t n_ctx, flx_ppl_rows
 double cli_emu_prefill_seconds(cli_emu *x, int64_t n_tokens);
 double cli_emu_decode_seconds(cli_emu *x, int64_t context);
 
+/* 1 when the model has the shape the configuration's design is built for
+ * (layers, widths, heads, vocabulary); the device time is always that
+ * design's, so callers say so when it is not. */
+int cli_emu_shape_matches(const cli_emu *x);
+
 #endif

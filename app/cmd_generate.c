@@ -121,9 +121,10 @@ static int generate_emu(cli_emu *emu, const flx_emu_opts *eo, int32_t *ids, int6
     }
     if (pre_s >= 0 && dec_s >= 0)
         fprintf(stderr, "device: simulated U280 time (%s) %.6f s = prefill of %lld tokens %.6f s + "
-                        "%lld decode steps %.6f s (%.1f tokens/s)\n",
+                        "%lld decode steps %.6f s (%.1f tokens/s)%s\n",
                 CLI_EMU_PERF_CONFIG, pre_s + dec_s, (long long)(n_prompt - 1), pre_s, (long long)n_new,
-                dec_s, dec_s > 0 ? (double)n_new / dec_s : 0.0);
+                dec_s, dec_s > 0 ? (double)n_new / dec_s : 0.0,
+                cli_emu_shape_matches(emu) ? "" : " (the design's model shape, not this model's)");
     else
         fprintf(stderr, "device: simulated U280 time unavailable: %s\n", emu->perf_note);
     if (ids_path && write_ids(ids_path, ids, s.n_ids, err)) return cli_fail(CMD, err);

@@ -485,7 +485,7 @@ int flx_cmd_ppl(int argc, char **argv)
         if (dev_s >= 0)
             fprintf(stderr, "device: simulated U280 time (%s) %.6f s = %lld windows x %.6f s prefill of "
                             "%lld tokens%s\n", CLI_EMU_PERF_CONFIG, dev_s, (long long)plan.n_windows,
-                    win_s, ctx, ctx > CLI_EMU_U280_PREFILL_TOKENS ? " (beyond the U280's prefill)" : "");
+                    win_s, ctx, cli_emu_shape_matches(&emu) ? "" : " (the design's model shape, not this model's)");
         else
             fprintf(stderr, "device: simulated U280 time unavailable: %s\n", emu.perf_note);
         /* null when the cycle model refuses (a window over the U280's prefill) */
@@ -498,11 +498,11 @@ int flx_cmd_ppl(int argc, char **argv)
                  "  \"engine\": \"emu\",\n  \"exp\": \"%s\",\n  \"ftz\": %s,\n  \"fp\": \"%s\",\n"
                  "  \"reference_quirks\": %s,\n  \"exceeds_u280_prefill\": %s,\n"
                  "  \"device_config\": \"%s\",\n  \"device_prefill_seconds_per_window\": %s,\n"
-                 "  \"device_seconds\": %s",
+                 "  \"device_seconds\": %s,\n  \"device_model_shape_matches\": %s",
                  flx_emu_exp_name(a.eo.fp.exp), a.eo.fp.ftz ? "true" : "false", flx_emu_fp_name(&a.eo.fp),
                  a.eo.reference_quirks ? "true" : "false",
                  ctx > CLI_EMU_U280_PREFILL_TOKENS ? "true" : "false", CLI_EMU_PERF_CONFIG, win_txt,
-                 dev_txt);
+                 dev_txt, cli_emu_shape_matches(&emu) ? "true" : "false");
     } else {
         snprintf(engine_json, sizeof engine_json, "  \"engine\": \"float\",\n  \"fake_quant\": %s",
                  fq ? "true" : "false");

@@ -1,6 +1,7 @@
 /* flxemu ppl / generate with --engine emu (and the float engine on a .flxq):
  * the CLI wiring of the bit-exact engine, its scoring and the device time. */
 #include "flx_emu.h"
+#include "flx_perf.h"
 #include "flx_ppl.h"
 #include "flx_qmodel.h"
 #include "flx_synth.h"
@@ -260,6 +261,23 @@ Test(cli_engine, emu_generate_seeded)
     cr_assert(d, "%s", err_buf);
     double secs = strtod(d + strlen("device: simulated U280 time (u280_mem_opt) "), NULL);
     cr_assert(secs > 0 && secs < 10, "%g", secs);
+    /* the same work priced directly by the cycle model: prefill of all
+     * prompt tokens but the last, one decode step per new token */
+    long long n_prompt = 0, n_new = 0;
+    const char *g = strstr(err_buf, "generate: ");
+    while (g && sscanf(g, "generate: %lld prompt + %lld new tokens", &n_prompt, &n_new) != 2)
+        g = strstr(g + 1, "generate: ");
+    cr_assert(n_prompt == 8 && n_new >= 1 && n_new <= 12, "%s", err_buf);   /* BOS + 7 bytes */
+    flx_perf_config cfg;
+    flx_error err = {0};
+    cr_assert_eq(flx_perf_config_find("u280_mem_opt", NULL, &cfg, &err), FLX_OK, "%s", err.msg);
+    double want, cyc, st;
+    cr_assert_eq(flx_perf_prefill_seconds(&cfg, n_prompt - 1, &cyc, &want, &err), FLX_OK);
+    for (long long t = 0; t < n_new; t++) {
+        cr_assert_eq(flx_perf_decode_step_seconds(&cfg, n_prompt + t, &cyc, &st, &err), FLX_OK);
+        want += st;
+    }
+    cr_assert(fabs(secs - want) <= 1e-6, "printed %.6f, cycle model %.6f", secs, want);
     RUN("%s generate --engine emu --model %s --prompt 'the fox' -n 12 --seed 5 --threads 1",
         flx_test_bin(), flxq);
     cr_assert_eq(rc_, 0, "%s", err_buf);
