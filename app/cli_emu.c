@@ -48,9 +48,6 @@ int cli_emu_load(cli_emu *x, const char *path, flx_error *err)
 int cli_emu_start(cli_emu *x, const flx_emu_opts *o, int64_t max_pos, int n_threads,
                   flx_error *err)
 {
-    /* the prefill pads its tokens to a multiple of 16 and the padding rows
-     * also take RoPE positions */
-    max_pos = (max_pos + 15) / 16 * 16;
     int rc = flx_emu_engine_init(&x->eng, &x->qm, o, max_pos, err);
     if (rc) return rc;
     x->eng_open = 1;

@@ -369,7 +369,8 @@ typedef struct flx_emu_engine {
 /* Checks that the hardware can run the model (INT4 symmetric per-channel
  * weights with stored sums everywhere, online R4, no online R3, power-of-two
  * d_ff, positive attention scales, ...) and builds the RoPE table for
- * max_pos positions.  A model it cannot run gets FLX_EUNSUPPORTED naming the
+ * max_pos positions (rounded up to a multiple of 16: the prefill pads its
+ * rows and the padding takes positions too).  A model it cannot run gets FLX_EUNSUPPORTED naming the
  * tensor and the reason. */
 int  flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_opts *o,
                          int64_t max_pos, flx_error *err);

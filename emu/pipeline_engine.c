@@ -113,7 +113,9 @@ int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_o
     int rc = check_tensor(&qm->head, "head", -1, c->n_vocab, D, qm->recipe, err);
     if (rc) return rc;
     if (!qm->out_norm) return flx_fail(err, FLX_EFORMAT, "quantized model: missing final norm");
-    if (max_pos < 16) max_pos = 16;
+    /* the prefill pads a sequence to a multiple of 16 rows, and the padding
+     * rows take RoPE positions too: cover them */
+    max_pos = max_pos < 16 ? 16 : (max_pos + 15) / 16 * 16;
 
     e->qm = qm;
     e->opts = *o;
