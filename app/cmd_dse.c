@@ -3,6 +3,8 @@
  * on the same footing, the best unified temporal, unified spatial and hybrid
  * designs. */
 #include "cli.h"
+
+#include <unistd.h>
 #include "flx_perf.h"
 
 #include <cjson/cJSON.h>
@@ -132,7 +134,7 @@ int flx_cmd_dse(int argc, char **argv)
     if (flx_perf_config_find(!strcmp(device, "u280") ? "u280_mem_opt" : "v80", NULL, &base, &err))
         return cli_fail(CMD, &err);
     flx_progress prog;
-    flx_progress_begin(&prog, "dse", 1, 1);
+    flx_progress_begin(&prog, "dse", 1, isatty(STDERR_FILENO));   /* a bar only for a person */
     flx_dse_result res;
     if (flx_dse_run(&base, prompt, decode, obj, &res, &prog, &err)) return cli_fail(CMD, &err);
 

@@ -99,7 +99,7 @@ int flx_cmd_synth(int argc, char **argv)
     }
     fprintf(stderr, "flxemu synth: %s, seed %lld, %s -> %s\n", shape, seed, dtype, out);
     int rc = flx_synth_write_hf_ex(out, &cfg, (uint64_t)seed, !strcmp(dtype, "bf16"), tokenizer,
-                                   (int)threads, 1, &err);
+                                   (int)threads, isatty(STDERR_FILENO), &err);
     if (rc) {
         if (created) rmdir(out);   /* the library already removed its files */
         return cli_fail("synth", &err);
