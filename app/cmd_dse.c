@@ -3,13 +3,12 @@
  * on the same footing, the best unified temporal, unified spatial and hybrid
  * designs. */
 #include "cli.h"
-
-#include <unistd.h>
 #include "flx_perf.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 static const char *CMD = "dse";
