@@ -70,6 +70,7 @@ typedef struct ppl_args {
     flx_emu_opts eo;
     flx_ppl_protocol protocol;
     long long ctx, chunks, threads;
+    double s_load, s_tokenize;   /* wall seconds of loading and tokenizing (for --json) */
 } ppl_args;
 
 static int parse_args(int argc, char **argv, ppl_args *a)
@@ -261,6 +262,7 @@ static int write_json(const char *path, const ppl_args *a, const flx_model *m, c
     fprintf(fp, "  \"bf16_activations\": %s,\n  \"threads\": %lld,\n  \"seconds\": %.6f,\n"
                 "  \"tokens_per_second\": %.3f,\n",
             a->bf16 ? "true" : "false", a->threads, r->seconds, r->tokens_per_second);
+    fprintf(fp, "  \"seconds_load\": %.3f,\n  \"seconds_tokenize\": %.3f,\n", a->s_load, a->s_tokenize);
     fprintf(fp, "  \"seconds_by_kind\": {\"projections\": %.3f, \"attention\": %.3f, \"elementwise\": %.3f, "
                 "\"head\": %.3f, \"scoring\": %.3f},\n",
             r->t_linear, r->t_attention, r->t_other, r->t_head, r->t_score);
@@ -325,6 +327,7 @@ int flx_cmd_ppl(int argc, char **argv)
     flx_ppl_result res = {0};
 
     /* model */
+    double t_begin = flx_now_seconds();
     if (a.emu) {
         if (cli_emu_load(&emu, a.model, &err)) goto fail;
         mp = &emu.view;
@@ -351,6 +354,7 @@ int flx_cmd_ppl(int argc, char **argv)
     int32_t bos = tok ? (flx_tokenizer_adds_bos(tok) ? flx_tokenizer_bos(tok) : -1) : c->bos_id;
 
     /* tokens */
+    a.s_load = flx_now_seconds() - t_begin;
     if (a.kl_base) {
         if (flx_kld_base_open(&base, a.kl_base, &err)) goto fail;
         have_base = 1;
@@ -424,6 +428,7 @@ int flx_cmd_ppl(int argc, char **argv)
         n_tokens = (int64_t)n;
     }
 
+    a.s_tokenize = flx_now_seconds() - t_begin - a.s_load;
     /* window length: the protocol's default, capped by the model's context if not asked for */
     long long ctx = a.ctx ? a.ctx : a.protocol == FLX_PPL_HF ? 2048 : 512;
     if (!a.ctx && ctx > c->max_seq_len) {
@@ -509,7 +514,8 @@ int flx_cmd_ppl(int argc, char **argv)
     }
     if (res.has_kld) print_kld(&res.kld);
     fflush(stdout);
-    fprintf(stderr, "perplexity: %.2f seconds, %.1f tokens/s\n", res.seconds, res.tokens_per_second);
+    fprintf(stderr, "perplexity: %.2f seconds, %.1f tokens/s (load %.2f s, tokenize %.2f s)\n",
+            res.seconds, res.tokens_per_second, a.s_load, a.s_tokenize);
     if (a.json &&
         write_json(a.json, &a, mp, a.model ? a.model : "embedded:tiny", text_name, text_hex, tokens,
                    &res, engine_json, &err))

@@ -63,7 +63,7 @@ print(f"ppl_float core={sys.argv[4]} threads={j['threads']} windows={j['windows'
       f"peak_rss_gib={j['peak_rss_bytes'] / gib:.2f} f32_weights_gib={j['weight_bytes_f32'] / gib:.2f} "
       f"rss_ratio={j['peak_rss_bytes'] / j['weight_bytes_f32']:.3f} ppl={j['ppl']:.1f} "
       f"cpu_s={j['process_cpu_user_seconds'] + j['process_cpu_sys_seconds']:.1f} "
-      f"eval_s={j['seconds']:.1f} [proj {k['projections']:.1f} attn {k['attention']:.1f} "
+      f"load_s={j['seconds_load']:.1f} tokenize_s={j['seconds_tokenize']:.1f} eval_s={j['seconds']:.1f} [proj {k['projections']:.1f} attn {k['attention']:.1f} "
       f"elem {k['elementwise']:.1f} head {k['head']:.1f} score {k['scoring']:.1f}]")
 PY
 )
