@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CMD "ppl"
@@ -50,7 +51,9 @@ static void usage(FILE *fp)
             "  --threads N           threads (default: all cores)\n"
             "  --bf16-activations    round activations to BF16 (mimics a BF16 GPU run)\n"
             "output:\n"
-            "  --json FILE           machine-readable results\n"
+            "  --json FILE           machine-readable results (model_sha256 is the weight file's digest\n"
+            "                        when it is under 256 MiB, else null unless --model-sha256)\n"
+            "  --model-sha256        digest the weight file for --json whatever its size (2.5 GB: ~10 s)\n"
             "  --save-logits FILE    save 16-bit log-probs of the scored tokens (llama.cpp KLD format)\n"
             "  --kl-base FILE        compare with a saved run (its tokens are used): KLD, same top, PPL ratio\n"
             "  --progress / --no-progress   progress bar on stderr (default: when stderr is a\n"
@@ -66,6 +69,7 @@ static void usage(FILE *fp)
 typedef struct ppl_args {
     const char *model, *tokenizer, *file, *tokens, *json, *save_logits, *kl_base;
     int bos, bf16, progress;     /* progress: -1 auto */
+    int model_sha;               /* --model-sha256: digest big weight files too */
     int emu, emu_flags;          /* --engine emu; an emu-only flag was given */
     flx_emu_opts eo;
     flx_ppl_protocol protocol;
@@ -111,6 +115,7 @@ static int parse_args(int argc, char **argv, ppl_args *a)
         }
         else if (!strcmp(f, "--bos")) a->bos = 1;
         else if (!strcmp(f, "--bf16-activations")) a->bf16 = 1;
+        else if (!strcmp(f, "--model-sha256")) a->model_sha = 1;
         else if (!strcmp(f, "--progress")) a->progress = 1;
         else if (!strcmp(f, "--no-progress")) a->progress = 0;
         else if (!strcmp(f, "--protocol")) {
@@ -212,7 +217,7 @@ static void json_str(FILE *fp, const char *s)
 
 /* sha256 of what was loaded: the weights file (or the folder's
  * model.safetensors / index), "" when not a file */
-static void model_digest(const char *path, char hex[65])
+static void model_digest(const char *path, int any_size, char hex[65])
 {
     hex[0] = '\0';
     if (!path) return;
@@ -227,7 +232,11 @@ static void model_digest(const char *path, char hex[65])
         p = strdup(path);
     }
     flx_error err = {0};
-    if (p && flx_file_exists(p) && flx_sha256_file_hex(p, hex, &err) != FLX_OK) hex[0] = '\0';
+    struct stat st;
+    /* hashing a 2.5 GB checkpoint costs about 10 s: only on request */
+    int small = p && stat(p, &st) == 0 && st.st_size <= ((off_t)256 << 20);
+    if (p && (small || any_size) && flx_file_exists(p) && flx_sha256_file_hex(p, hex, &err) != FLX_OK)
+        hex[0] = '\0';
     free(p);
 }
 
@@ -238,7 +247,7 @@ static int write_json(const char *path, const ppl_args *a, const flx_model *m, c
     struct rusage ru;
     long long peak_rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
     char model_hex[65], tok_hex[65];
-    model_digest(a->model, model_hex);
+    model_digest(a->model, a->model_sha, model_hex);
     flx_sha256_hex(tokens, (size_t)r->n_tokens * sizeof *tokens, tok_hex);
     flx_outfile o;
     int rc = flx_outfile_open(&o, path, err);
@@ -247,7 +256,8 @@ static int write_json(const char *path, const ppl_args *a, const flx_model *m, c
     fprintf(fp, "{\n  \"protocol\": \"%s\",\n  \"model\": ", flx_ppl_protocol_name(r->plan.protocol));
     json_str(fp, model_name);
     fprintf(fp, ",\n  \"model_sha256\": ");
-    json_str(fp, model_hex);
+    if (model_hex[0]) json_str(fp, model_hex);
+    else fputs("null", fp);
     fprintf(fp, ",\n  \"text\": ");
     json_str(fp, text_name);
     fprintf(fp, ",\n  \"text_sha256\": ");

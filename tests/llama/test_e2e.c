@@ -198,6 +198,9 @@ Test(e2e_cli, ppl_both_protocols_on_tinystories, .timeout = 120)
     cr_assert(strstr(json, "\"protocol\": \"llamacpp\""));
     cr_assert(strstr(json, "\"windows\": 3,"));
     cr_assert(strstr(json, "\"scored_tokens\": 765,"), "3 x 255:\n%s", json);
+    /* the digest of stories260K.gguf given in the data README */
+    cr_assert(strstr(json, "\"model_sha256\": \"f858acb45dddba463f41aaa665e6956f71a85e3148b7bfdcaebd4dfc6074948e\""),
+              "%s", json);
     free(json);
 
     /* HF protocol, window 256: all 255 positions scored */
