@@ -244,6 +244,13 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
 int flx_perf_run(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t decode_tokens,
                  flx_perf_report *rep, flx_error *err);
 
+/* The part of a run after the prefill, shared by flx_perf_run and the HMT
+ * run: KV hand-over of n_ctx positions, decode_tokens steps starting at
+ * context n_ctx + 1, then TTFT, end-to-end time, decode rate, power and
+ * energy.  rep->clock_hz and rep->prefill_s must already be set. */
+int flx_perf_finish_run(const flx_perf_config *cfg, int64_t n_ctx, int64_t decode_tokens,
+                        flx_perf_report *rep, flx_error *err);
+
 /* ---------------------------------------------------------------- HMT plug-in */
 
 typedef struct flx_perf_hmt_report {

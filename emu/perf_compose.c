@@ -380,16 +380,23 @@ int flx_perf_run(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t deco
         if (rc) return rc;
         rep->prefill_s = rep->prefill.cycles / hz;
     }
-    /* KV hand-over: the host reads n positions of every layer's K and V cache
-     * (INT8) back and writes them in the decode layout. */
-    double kv_bytes = 2.0 * cfg->model.n_layers * (double)n * cfg->model.kv_dim;
-    rep->handover_s = n > 0 ? 2.0 * kv_bytes / (cfg->dev.pcie_gbps * 1e9) : 0;
+    return flx_perf_finish_run(cfg, n, decode_tokens, rep, err);
+}
+
+int flx_perf_finish_run(const flx_perf_config *cfg, int64_t n_ctx, int64_t decode_tokens,
+                        flx_perf_report *rep, flx_error *err)
+{
+    double hz = rep->clock_hz;
+    /* KV hand-over: the host reads n_ctx positions of every layer's K and V
+     * cache (INT8) back and writes them in the decode layout. */
+    double kv_bytes = 2.0 * cfg->model.n_layers * (double)n_ctx * cfg->model.kv_dim;
+    rep->handover_s = n_ctx > 0 ? 2.0 * kv_bytes / (cfg->dev.pcie_gbps * 1e9) : 0;
 
     double call_cycles = cfg->tim.kernel_call_s * hz;
     rep->decode.cycles = call_cycles;
     for (int64_t t = 0; t < decode_tokens; t++) {
         double before = rep->decode.cycles;
-        rc = flx_perf_decode_step(cfg, n + t + 1, &rep->decode, err);
+        int rc = flx_perf_decode_step(cfg, n_ctx + t + 1, &rep->decode, err);
         if (rc) return rc;
         if (t == 0) rep->first_step_s = (rep->decode.cycles - before + call_cycles) / hz;
     }

@@ -143,23 +143,5 @@ int flx_perf_run_hmt(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t 
     if (ctx + decode_tokens > cfg->max_total_tokens)
         return flx_fail(err, FLX_EINVAL, "cycle model: %lld + %lld positions exceed %d",
                         (long long)ctx, (long long)decode_tokens, cfg->max_total_tokens);
-    rep->handover_s = 2.0 * 2.0 * cfg->model.n_layers * (double)ctx * cfg->model.kv_dim /
-                      (cfg->dev.pcie_gbps * 1e9);
-    double call = cfg->tim.kernel_call_s * hz;
-    rep->decode.cycles = call;
-    for (int64_t t = 0; t < decode_tokens; t++) {
-        double before = rep->decode.cycles;
-        rc = flx_perf_decode_step(cfg, ctx + t + 1, &rep->decode, err);
-        if (rc) return rc;
-        if (t == 0) rep->first_step_s = (rep->decode.cycles - before + call) / hz;
-    }
-    rep->decode_s = rep->decode.cycles / hz;
-    rep->ttft_s = rep->prefill_s + rep->handover_s + rep->first_step_s;
-    rep->e2e_s = rep->prefill_s + rep->handover_s + rep->decode_s;
-    rep->decode_tokens_per_s = (double)decode_tokens / rep->decode_s;
-    flx_perf_resources res;
-    flx_perf_resources_of(cfg, &res);
-    rep->power_w = flx_perf_board_power(cfg, flx_perf_utilization(cfg, &res));
-    rep->energy_j = rep->power_w * rep->e2e_s;
-    return FLX_OK;
+    return flx_perf_finish_run(cfg, ctx, decode_tokens, rep, err);
 }
