@@ -621,6 +621,8 @@ static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *p
                 return flx_fail(err, FLX_EFORMAT, "%s: tensor '%s' row %lld column %d holds %d, outside the %d-bit range",
                                 path, name, (long long)o, k, dst[k], (int)t->bits);
     }
+    /* the codes now live unpacked in t->q: drop the file's copy from memory */
+    flx_mapped_release(&st->map, qt->offset, qt->bytes);
     return FLX_OK;
 }
 
