@@ -364,6 +364,9 @@ typedef struct flx_emu_engine {
     float   q_factor;       /* sqrt_HEAD_DIM, an integer in the reference: 8 */
     float  *att_scales;     /* [n_layers][4][n_heads]: Q_s, K_s, V_s, A_s per
                                head (K_s/V_s use the first n_kv_heads)      */
+    int     openblas_threads_before; /* OpenBLAS runs single-threaded while
+                               an engine lives (the caller's flx_pool splits
+                               the work); restored by flx_emu_engine_free   */
 } flx_emu_engine;
 
 /* Checks that the hardware can run the model (INT4 symmetric per-channel

@@ -3,6 +3,8 @@
 #include "flx_emu.h"
 #include "flx_qmodel.h"
 
+#include <cblas.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,11 +150,16 @@ int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_o
             for (int h = 0; h < c->n_heads; h++)   /* per-layer value replicated over heads */
                 e->att_scales[((int64_t)l * 4 + i) * c->n_heads + h] = sc[i];
     }
+    /* the exact sgemm paths must not start OpenBLAS threads of their own on
+     * top of the caller's pool (they would fight for the same cores) */
+    e->openblas_threads_before = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     return FLX_OK;
 }
 
 void flx_emu_engine_free(flx_emu_engine *e)
 {
+    if (e->openblas_threads_before > 0) openblas_set_num_threads(e->openblas_threads_before);
     free(e->rope_sin);
     free(e->rope_cos);
     free(e->att_scales);
