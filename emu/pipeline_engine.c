@@ -126,9 +126,7 @@ int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_o
     while (vp < c->n_vocab) vp <<= 1;
     e->n_vocab_pad = vp;
     e->fht_scale = (F == 8192) ? 90.50967f : (float)sqrt((double)F);   /* spec 0.2 constant */
-    int isq = 1;
-    while ((isq + 1) * (isq + 1) <= c->head_dim) isq++;
-    e->q_factor = (float)isq;                                        /* sqrt_HEAD_DIM = 8 */
+    e->q_factor = (float)flx_attn_q_factor(c->head_dim);            /* sqrt_HEAD_DIM = 8 */
     const int64_t half = c->head_dim / 2;
     e->rope_sin = malloc((size_t)(max_pos * half) * sizeof(float));
     e->rope_cos = malloc((size_t)(max_pos * half) * sizeof(float));
