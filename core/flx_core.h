@@ -58,6 +58,10 @@ int flx_size_add(size_t a, size_t b, size_t *out);
 
 /* ---------------------------------------------------------------- files */
 
+/* malloc for big buffers (weights, activations): from 4 MiB up, whole 2 MiB
+ * pages advised as huge pages.  Free with free(); NULL when out of memory. */
+void *flx_alloc_large(size_t bytes);
+
 /* A read-only memory-mapped file.  Zero-length files map to data == NULL. */
 typedef struct flx_mapped_file {
     const uint8_t *data;

@@ -32,7 +32,7 @@ static float *alloc_floats(size_t a, size_t b, size_t c)
     size_t n, bytes;
     if (flx_size_mul(a, b, &n) || flx_size_mul(n, c, &n) || flx_size_mul(n, sizeof(float), &bytes))
         return NULL;
-    return malloc(bytes ? bytes : sizeof(float));
+    return flx_alloc_large(bytes);
 }
 
 int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts *opts,

@@ -241,7 +241,7 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
     if (head_rows > p->n_scored) head_rows = p->n_scored;
     int64_t rec_u16 = flx_kld_record_u16(n_vocab);
     int32_t *win = malloc((size_t)p->n_ctx * sizeof *win);
-    float *logits = use_source ? NULL : malloc((size_t)head_rows * (size_t)n_vocab * sizeof *logits);
+    float *logits = use_source ? NULL : flx_alloc_large((size_t)head_rows * (size_t)n_vocab * sizeof *logits);
     double *nll = malloc((size_t)head_rows * sizeof *nll);
     uint16_t *records = o->save_logits_path
                             ? malloc((size_t)head_rows * (size_t)rec_u16 * sizeof *records) : NULL;
