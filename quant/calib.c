@@ -340,8 +340,10 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
     for (int l = 0; l < L; l++) {
         sub.w.layers = m->w.layers + l;
         pc.layer = l;
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 4; k++) {
             if ((rc = flx_hessian_init(&h[k], widths[k], err))) goto done;
+            h[k].pool = pool;
+        }
         /* 1. Hessians of the layer's four inputs */
         pc.h = h;
         pc.resid_out = NULL;

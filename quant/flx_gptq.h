@@ -62,12 +62,17 @@ int flx_rtn(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, f
 
 /* GPTQ's H = (2 / n_samples) sum_t x_t^T x_t over the rows x_t fed to a
  * linear, held unscaled: h = sum_t x_t^T x_t (GPTQ is invariant to the
- * scale; the damping is relative).  Float, accumulated by OpenBLAS ssyrk,
- * to halve the memory of whole-model runs (8192^2 floats = 256 MiB). */
+ * scale; the damping is relative).  Float, to halve the memory of
+ * whole-model runs (8192^2 floats = 256 MiB).  The upper triangle is cut
+ * into row bands of FLX_HESSIAN_BAND rows, each accumulated by its own
+ * single-threaded sgemm, so the bands can run on a pool and every element
+ * has the same value for any thread count. */
+#define FLX_HESSIAN_BAND 256
 typedef struct flx_hessian {
-    int32_t n_in;
-    int64_t n_samples;
-    float  *h;            /* (n_in, n_in); only the upper triangle (j >= i) */
+    int32_t   n_in;
+    int64_t   n_samples;
+    float    *h;          /* (n_in, n_in); only the upper triangle (j >= i) */
+    flx_pool *pool;       /* bands in parallel; NULL: serial (set by the caller) */
 } flx_hessian;
 
 int  flx_hessian_init(flx_hessian *h, int32_t n_in, flx_error *err);

@@ -116,13 +116,37 @@ void flx_hessian_free(flx_hessian *h)
     memset(h, 0, sizeof *h);
 }
 
+typedef struct hessian_job {
+    float       *h;
+    const float *x;      /* (n_rows, n) */
+    int64_t      n_rows;
+    int32_t      n;
+} hessian_job;
+
+/* Band b: H[i0:i1, i0:n] += X[:, i0:i1]^T X[:, i0:n].  The band's square
+ * diagonal block is computed whole (its lower half is never read). */
+static void hessian_bands(void *vctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const hessian_job *j = vctx;
+    for (int64_t b = begin; b < end; b++) {
+        const int32_t i0 = (int32_t)(b * FLX_HESSIAN_BAND);
+        const int32_t rows = j->n - i0 < FLX_HESSIAN_BAND ? j->n - i0 : FLX_HESSIAN_BAND;
+        for (int64_t r0 = 0; r0 < j->n_rows; r0 += 4096) {
+            const int64_t nr = j->n_rows - r0 < 4096 ? j->n_rows - r0 : 4096;
+            const float *xr = j->x + r0 * j->n + i0;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, j->n - i0, (int)nr, 1.0f, xr, j->n,
+                        xr, j->n, 1.0f, j->h + (size_t)i0 * j->n + i0, j->n);
+        }
+    }
+}
+
 int flx_hessian_add(flx_hessian *h, const float *x, int64_t n_rows, flx_error *err)
 {
-    const int32_t n = h->n_in;
-    for (int64_t r0 = 0; r0 < n_rows; r0 += 4096) {
-        int64_t nr = n_rows - r0 < 4096 ? n_rows - r0 : 4096;
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)nr, 1.0f, x + r0 * n, n, 1.0f, h->h, n);
-    }
+    (void)err;
+    hessian_job j = { h->h, x, n_rows, h->n_in };
+    /* the widest (first) bands go out first; one band per range */
+    flx_pool_for(h->pool, (h->n_in + FLX_HESSIAN_BAND - 1) / FLX_HESSIAN_BAND, 1, hessian_bands, &j);
     h->n_samples += n_rows;
     return FLX_OK;
 }
@@ -252,6 +276,7 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
                         (int)opts->block_size, opts->damp);
     const int32_t n = n_in, g = wq->group_size > 0 ? wq->group_size : n_in, ng = n / g;
     const size_t nn = (size_t)n * n;
+    int blas_threads_before = 0;
     double *U = malloc(nn * sizeof *U);
     double *W = malloc((size_t)n_out * n * sizeof *W);
     double *err1 = malloc((size_t)n_out * opts->block_size * sizeof *err1);
@@ -296,6 +321,12 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
     }
     mean_diag /= n;
     double damp = opts->damp * mean_diag;
+    /* LAPACK and the lazy-update dgemm run on the caller's thread while the
+     * pool waits: let OpenBLAS use as many threads as the pool has (its
+     * level-3 routines split rows and columns, not sums, so the bits do not
+     * change; a test checks it).  The previous setting comes back at the end. */
+    blas_threads_before = openblas_get_num_threads();
+    openblas_set_num_threads(opts->pool ? flx_pool_threads(opts->pool) : 1);
     int info = -1;
     for (int attempt = 0; attempt < 4 && info != 0; attempt++, damp *= 10.0) {
         /* U <- permuted H + damp I, then factor in place */
@@ -334,6 +365,7 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
         *loss = s;
     }
 done:
+    if (blas_threads_before > 0) openblas_set_num_threads(blas_threads_before);
     free(U); free(W); free(err1); free(loss_row); free(perm); free(ds); free(tmp);
     return rc;
 }

@@ -303,6 +303,63 @@ Test(gptq, act_order_and_groups)
     flx_hessian_free(&h);
 }
 
+/* The Hessian's bands and GPTQ's LAPACK and dgemm may run on several
+ * threads: the bytes must not depend on how many.  n = 1100 spans several
+ * bands (the last one short) and is past OpenBLAS's threading thresholds. */
+Test(gptq, same_bits_for_any_thread_count)
+{
+    const int n_out = 96, n = 1100, n_rows = 1500;
+    flx_rng r;
+    flx_rng_seed(&r, 21);
+    float *x = malloc(sizeof(float) * n_rows * n), *w = malloc(sizeof(float) * n_out * n);
+    for (int t = 0; t < n_rows; t++)
+        for (int i = 0; i < n; i++) x[t * n + i] = (float)(flx_rng_normal(&r) + (i ? 0.5 * x[t * n + i - 1] : 0));
+    for (int i = 0; i < n_out * n; i++) w[i] = (float)flx_rng_normal(&r);
+
+    /* band (0, 0) against a double sum: the bands add the right products */
+    flx_hessian h1, h2;
+    cr_assert_eq(flx_hessian_init(&h1, n, NULL), FLX_OK);
+    cr_assert_eq(flx_hessian_init(&h2, n, NULL), FLX_OK);
+    flx_pool *pool = flx_pool_create(2);
+    h2.pool = pool;
+    cr_assert_eq(flx_hessian_add(&h1, x, 700, NULL), FLX_OK);
+    cr_assert_eq(flx_hessian_add(&h1, x + (size_t)700 * n, n_rows - 700, NULL), FLX_OK);
+    cr_assert_eq(flx_hessian_add(&h2, x, 700, NULL), FLX_OK);
+    cr_assert_eq(flx_hessian_add(&h2, x + (size_t)700 * n, n_rows - 700, NULL), FLX_OK);
+    const int probe[4][2] = { { 0, 0 }, { 3, 1099 }, { 255, 256 }, { 1099, 1099 } };
+    for (int k = 0; k < 4; k++) {
+        int i = probe[k][0], j = probe[k][1];
+        double ref = 0;
+        for (int t = 0; t < n_rows; t++) ref += (double)x[(size_t)t * n + i] * x[(size_t)t * n + j];
+        double got = h1.h[(size_t)i * n + j];
+        cr_assert(fabs(got - ref) <= 1e-4 * (fabs(ref) + n_rows), "H[%d][%d] %g, want %g", i, j, got, ref);
+    }
+    /* the same calls on 1 and on 2 threads */
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(memcmp(h1.h + (size_t)i * n + i, h2.h + (size_t)i * n + i, sizeof(float) * (n - i)), 0,
+                     "Hessian row %d differs between 1 and 2 threads", i);
+
+    flx_wquant wq = flx_wquant_int4_channel();
+    flx_wq_out o1, o2;
+    wq_alloc(&o1, n_out, n, 1);
+    wq_alloc(&o2, n_out, n, 1);
+    float *w1 = malloc(sizeof(float) * n_out * n), *w2 = malloc(sizeof(float) * n_out * n);
+    flx_gptq_opts go = flx_gptq_opts_default();
+    cr_assert_eq(flx_gptq(w, n_out, n, &h1, &wq, &go, &o1, w1, NULL, NULL), FLX_OK);
+    go.pool = pool;
+    cr_assert_eq(flx_gptq(w, n_out, n, &h2, &wq, &go, &o2, w2, NULL, NULL), FLX_OK);
+    cr_assert_eq(memcmp(o1.q, o2.q, sizeof(int32_t) * n_out * n), 0, "codes differ between 1 and 2 threads");
+    cr_assert_eq(memcmp(w1, w2, sizeof(float) * n_out * n), 0, "weights differ between 1 and 2 threads");
+    int n_nonzero = 0;
+    for (int i = 0; i < n_out * n; i++) n_nonzero += o1.q[i] != 0;
+    cr_assert_gt(n_nonzero, n_out * n / 2);
+    flx_pool_free(pool);
+    wq_free(&o1); wq_free(&o2);
+    free(w1); free(w2); free(x); free(w);
+    flx_hessian_free(&h1);
+    flx_hessian_free(&h2);
+}
+
 /* ---------------------------------------------------------------- calibration */
 
 #include "flx_calib.h"
