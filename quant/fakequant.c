@@ -6,6 +6,7 @@
  * emulator exists. */
 #include "flx_qmodel.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,19 @@ static int fq_qkv(void *ctx, int layer, float *q, float *k, float *v, int64_t n_
         flx_fake_quant(&vs, v, n_tokens, kv_dim, NULL, v);
     }
     return FLX_OK;
+}
+
+/* FlexLLM's softmax-output quantizer: P is unsigned 8-bit, static per layer,
+ * p8 = min(round(p / A_s), 255) (p >= 0, round half away from zero), and
+ * P V runs on p8 * A_s. */
+static void fq_probs(void *ctx, int layer, float *p, int64_t n_rows, int64_t n_keys)
+{
+    const flx_fakequant *fq = ctx;
+    const float a_s = fq->qm->layers[layer].a_s;
+    for (int64_t i = 0; i < n_rows * n_keys; i++) {
+        float r = roundf(p[i] / a_s);
+        p[i] = (r < 255.0f ? r : 255.0f) * a_s;
+    }
 }
 
 /* w^ = s (q - z) per group, or the float weights */
@@ -143,6 +157,7 @@ int flx_fakequant_build(flx_fakequant *fq, const flx_qmodel *qm, flx_error *err)
     fq->hooks.ctx = fq;
     fq->hooks.linear_input = fq_linear_input;
     fq->hooks.qkv = fq_qkv;
+    if (fq->recipe.static_attn) fq->hooks.probs = fq_probs;
     return FLX_OK;
 oom:
     flx_fakequant_free(fq);

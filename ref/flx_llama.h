@@ -96,6 +96,13 @@ typedef struct flx_llama_hooks {
      * element [t][h*head_dim + i]. */
     int (*qkv)(void *ctx, int layer, float *q, float *k, float *v, int64_t n_tokens,
                int64_t pos0, const flx_llama_config *cfg, flx_error *err);
+
+    /* (c) per layer, after the causal softmax, before P V: p is (n_rows,
+     * n_keys), the probabilities of some query rows of one or more heads
+     * (masked keys hold 0).  Called from pool threads, several at once on
+     * disjoint blocks, so it must only transform p element by element and
+     * cannot fail.  May be NULL. */
+    void (*probs)(void *ctx, int layer, float *p, int64_t n_rows, int64_t n_keys);
 } flx_llama_hooks;
 
 /* ---------------------------------------------------------------- state */

@@ -353,6 +353,8 @@ static void attention_groups(void *ctx, int64_t begin, int64_t end, int thread_i
                                   s->opts.bf16_activations};
                 softmax_rows(&sj, 0, rows, thread_id);
             }
+            if (s->opts.hooks && s->opts.hooks->probs)
+                s->opts.hooks->probs(s->opts.hooks->ctx, j->layer, scores, m, n_keys);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)hd, (int)n_keys, 1.0f,
                         scores, (int)n_keys, vc + g * hd, (int)kv_dim, 0.0f, qo, (int)hd);
             for (int64_t i = 0; i < group; i++)

@@ -658,7 +658,7 @@ Test(calib, layerwise_gptq_equals_full_forward_sequential_gptq)
         const int widths[4] = { d, qd, d, f };
         for (int k = 0; k < 4; k++) flx_hessian_init(&h[k], widths[k], NULL);
         seq_ctx sc = { &rs, l, h };
-        flx_llama_hooks hooks = { &sc, seq_linear, seq_qkv };
+        flx_llama_hooks hooks = { &sc, seq_linear, seq_qkv, NULL };
         flx_llama_opts o = { 0 };
         o.n_threads = 1;
         o.max_tokens = cal.seqlen;

@@ -590,6 +590,24 @@ Test(qmodel, fake_quant_hooks_by_hand)
     hx[0] = 1.0f;
     cr_assert_eq(fq.hooks.linear_input(fq.hooks.ctx, 5, FLX_LINEAR_HEAD, hx, 1, 64, &err), FLX_OK);
     cr_assert_eq(hx[0], (1.0f / 15.0f) * 15.0f + 0.0f);
+    /* softmax output: UINT8 static with A_s = 1/255 (layer 3):
+     * p8 = min(round(p / A_s), 255); 0.3 -> 76.5 -> 77; 0.001 -> 0.255 -> 0;
+     * 0.0029 -> 0.7395 -> 1; 1 -> 255; masked 0 stays 0 */
+    cr_assert(fq.hooks.probs != NULL);
+    float a_s = 1.0f / 255;
+    float p[2][3] = { { 0.3f, 0.001f, 0.0f }, { 0.0029f, 1.0f, 0.0f } };
+    fq.hooks.probs(fq.hooks.ctx, 3, &p[0][0], 2, 3);
+    cr_assert_eq(p[0][0], 77.0f * a_s);
+    cr_assert_eq(p[0][1], 0.0f);
+    cr_assert_eq(p[0][2], 0.0f);
+    cr_assert_eq(p[1][0], 1.0f * a_s);
+    cr_assert_eq(p[1][1], 255.0f * a_s);
+    flx_fakequant_free(&fq);
+    /* recipes without static attention scales leave P alone */
+    flx_qmodel_free(&qm);
+    build(&qm, &m, "w4a16", NULL);
+    cr_assert_eq(flx_fakequant_build(&fq, &qm, &err), FLX_OK, "%s", err.msg);
+    cr_assert(fq.hooks.probs == NULL);
     flx_fakequant_free(&fq);
     flx_qmodel_free(&qm);
     flx_model_free(&m);
