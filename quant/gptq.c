@@ -10,7 +10,7 @@
 
 /* LAPACK (Fortran symbols shipped in libopenblas). */
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
-extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
 
 /* ---------------------------------------------------------------- quantizer */
 
@@ -183,27 +183,38 @@ flx_gptq_opts flx_gptq_opts_default(void)
     return o;
 }
 
-/* In place: a (n, n) holds H + damp I on entry and the upper Cholesky
- * factor U of its inverse, row-major (H^-1 = U^T U), on success.  Returns
- * the LAPACK info (0 = ok). */
+/* The upper Cholesky factor U of H^-1 (H^-1 = U^T U), which GPTQ reads row
+ * by row, from one Cholesky factorization and one triangular inverse
+ * instead of factor, invert, factor again (half the O(n^3) work; for the
+ * 8192-wide down_proj Hessian that is most of GPTQ's own time).  With J the
+ * order-reversing permutation and J H J = C C^T (C lower):
+ *   H^-1 = J C^-T C^-1 J = (J C^-1 J)^T (J C^-1 J),
+ * and J C^-1 J is upper triangular with a positive diagonal, so it is U.
+ * On entry a (n, n) holds J (H + damp I) J, i.e. a[i][j] = H[n-1-i][n-1-j];
+ * on success the row-major upper U with zeros below.  Returns the LAPACK
+ * info (0 = ok). */
 static int inverse_cholesky(double *a, int32_t n)
 {
     int info = 0;
     /* symmetric: row-major memory is the same matrix in column-major */
     dpotrf_("L", &n, a, &n, &info);
-    if (info == 0) dpotri_("L", &n, a, &n, &info);
+    if (info == 0) dtrtri_("L", "N", &n, a, &n, &info);
     if (info != 0) return info;
-    for (int32_t j = 0; j < n; j++)           /* column-major (i, j), i > j: a[i + j n] */
-        for (int32_t i = j + 1; i < n; i++) a[(size_t)j + (size_t)i * n] = a[(size_t)i + (size_t)j * n];
-    dpotrf_("U", &n, a, &n, &info);
-    if (info != 0) return info;
-    /* column-major U(i, j) (i <= j) sits at a[i + j n] = row-major [j][i]:
-     * transpose in place, zeroing the lower triangle */
-    for (int32_t i = 0; i < n; i++)
-        for (int32_t j = i + 1; j < n; j++) {
-            a[(size_t)i * n + j] = a[(size_t)j * n + i];
-            a[(size_t)j * n + i] = 0.0;
+    /* column-major C^-1(r, c), r >= c, sits at a[r + c n]; U[i][j] =
+     * C^-1(n-1-i, n-1-j) for i <= j.  Position p = i n + j takes the value at
+     * q = (n-1-j) n + (n-1-i): both lie in the upper triangle of the row-major
+     * memory, and p -> q is its own inverse, so swapping each pair once
+     * rearranges in place. */
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = i; j < n; j++) {
+            size_t p = (size_t)(i * n + j), q = (size_t)((n - 1 - j) * n + (n - 1 - i));
+            if (p < q) {
+                double t = a[p];
+                a[p] = a[q];
+                a[q] = t;
+            }
         }
+    for (int64_t i = 1; i < n; i++) memset(a + (size_t)i * n, 0, (size_t)i * sizeof *a);
     return 0;
 }
 
@@ -219,6 +230,7 @@ typedef struct gptq_ctx {
     double *loss_row;     /* (n_out)                                       */
     int32_t n, ng, g, i1, i2;
     int     static_groups;
+    flx_qspec sp1;        /* spec_of(wq, 1), made once: quantize one value */
 } gptq_ctx;
 
 static void gptq_block_rows(void *vctx, int64_t begin, int64_t end, int thread_id)
@@ -237,8 +249,9 @@ static void gptq_block_rows(void *vctx, int64_t begin, int64_t end, int thread_i
                 group_params(c->wq, tmp, c->g, s, z);
             }
             const double wi = w[i];
-            const int32_t q = quant1(c->wq, *s, *z, (float)wi);
-            const float wh = dequant1(c->wq, *s, *z, q);
+            const flx_qparams qp = { *s, *z };
+            const int32_t q = flx_quantize1(&c->sp1, qp, (float)wi);
+            const float wh = flx_dequantize1(&c->sp1, qp, q);
             c->q[r * n + col] = q;
             if (c->w_hat) c->w_hat[r * n + col] = wh;
             const double d = c->U[(size_t)i * n + i];
@@ -329,9 +342,9 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
     openblas_set_num_threads(opts->pool ? flx_pool_threads(opts->pool) : 1);
     int info = -1;
     for (int attempt = 0; attempt < 4 && info != 0; attempt++, damp *= 10.0) {
-        /* U <- permuted H + damp I, then factor in place */
+        /* U <- J (permuted H + damp I) J (see inverse_cholesky), then factor in place */
         for (int32_t i = 0; i < n; i++) {
-            for (int32_t j = 0; j < n; j++) U[(size_t)i * n + j] = hsym(h, perm[i], perm[j]);
+            for (int32_t j = 0; j < n; j++) U[(size_t)i * n + j] = hsym(h, perm[n - 1 - i], perm[n - 1 - j]);
             if (U[(size_t)i * n + i] == 0.0) U[(size_t)i * n + i] = 1.0;
             U[(size_t)i * n + i] += damp;
         }
@@ -348,7 +361,7 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
     }
 
     gptq_ctx c = { wq, W, U, err1, out->scale, out->zero, perm, out->q, w_hat, loss_row, n, ng, g, 0, 0,
-                   static_groups };
+                   static_groups, spec_of(wq, 1) };
     for (int32_t i1 = 0; i1 < n; i1 += opts->block_size) {
         const int32_t i2 = i1 + opts->block_size < n ? i1 + opts->block_size : n, blk = i2 - i1;
         c.i1 = i1;
