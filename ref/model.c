@@ -14,7 +14,11 @@ void *flx_model_alloc(flx_model *m, size_t bytes)
         m->owned = p;
         m->cap_owned = cap;
     }
-    void *buf = malloc(bytes ? bytes : 1);
+    /* Only the largest tensors (a 1B model's 1 GB embedding, which is also
+     * its tied head) in huge pages: the head GEMM streams all of it for every
+     * chunk of logits, while asking for 5 GB of huge pages costs seconds of
+     * kernel compaction at load on a machine with a full page cache. */
+    void *buf = bytes >= ((size_t)256 << 20) ? flx_alloc_large(bytes) : malloc(bytes ? bytes : 1);
     if (buf) m->owned[m->n_owned++] = buf;
     return buf;
 }
