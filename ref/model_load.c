@@ -141,6 +141,19 @@ typedef struct convert_job {
     int64_t       *first_bad;    /* [n_chunks]: first non-finite flat index, or -1 */
 } convert_job;
 
+/* Any NaN or Inf (exponent bits all ones) in x[0..n)?  A branch-free loop
+ * over the bits, which the compiler vectorizes; the caller finds which. */
+static int row_has_nonfinite(const float *x, int64_t n)
+{
+    uint32_t any = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        any |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return any != 0;
+}
+
 static void convert_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
 {
     (void)thread_id;
@@ -149,7 +162,7 @@ static void convert_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
     for (int64_t r = begin; r < end; r++) {
         float *dst = j->dst + r * j->cols;
         if (!j->in_place) flx_ggml_dequantize(j->type, j->src + (size_t)r * j->row_bytes, dst, j->cols);
-        if (bad < 0)
+        if (bad < 0 && row_has_nonfinite(dst, j->cols))
             for (int64_t c = 0; c < j->cols; c++)
                 if (!isfinite(dst[c])) {
                     bad = r * j->cols + c;
