@@ -282,11 +282,13 @@ static void swiglu_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
     for (int64_t t = begin; t < end; t++) {
         float *g = j->gate + t * j->d_ff;
         const float *u = j->up + t * j->d_ff;
-        for (int64_t i = 0; i < j->d_ff; i++) {
-            float silu = g[i] / (1.0f + expf(-g[i]));
-            if (j->bf16) silu = round_bf16(silu);
-            float v = silu * u[i];
-            g[i] = j->bf16 ? round_bf16(v) : v;
+        if (!j->bf16) {
+            flx_silu_mul(g, u, j->d_ff);
+            continue;
+        }
+        for (int64_t i = 0; i < j->d_ff; i++) {   /* BF16 mode rounds silu and the product */
+            float silu = round_bf16(g[i] / (1.0f + expf(-g[i])));
+            g[i] = round_bf16(silu * u[i]);
         }
     }
 }

@@ -19,4 +19,8 @@ float flx_max_f32(const float *x, int64_t n);
  * sum.  Requires x[i] - shift <= 0 (shift = max). */
 double flx_exp_shift_sum(float *out, const float *x, int64_t n, float shift);
 
+/* g[i] = silu(g[i]) * u[i] with silu(g) = g / (1 + exp(-g)), the exp being
+ * flx_exp_nonpos of -|g| (no overflow for any g). */
+void flx_silu_mul(float *g, const float *u, int64_t n);
+
 #endif

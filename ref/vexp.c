@@ -114,3 +114,34 @@ VEXP_CLONES double flx_exp_shift_sum(float *out, const float *x, int64_t n, floa
     for (int k = 0; k < 8; k++) sum += lane[k];
     return sum;
 }
+
+/* silu(g) = g / (1 + exp(-g)) written with t = exp(-|g|) <= 1, so the exp
+ * never overflows: g >= 0 gives g / (1 + t); g < 0 gives g t / (1 + t),
+ * the same value multiplied through by exp(g).  Same operations per lane in
+ * the vector loop and the scalar tail. */
+static inline float silu1(float g)
+{
+    float t = flx_exp_nonpos(g >= 0.0f ? -g : g);
+    float num = g >= 0.0f ? g : g * t;
+    return num / (1.0f + t);
+}
+
+VEXP_CLONES void flx_silu_mul(float *g, const float *u, int64_t n)
+{
+    int64_t i = 0;
+    const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0}, one = {1, 1, 1, 1, 1, 1, 1, 1};
+    for (; i + 8 <= n; i += 8) {
+        v8f gv, uv;
+        memcpy(&gv, g + i, sizeof gv);
+        memcpy(&uv, u + i, sizeof uv);
+        v8i pos = gv >= zero;
+        v8f neg_abs = (v8f)(((v8i)-gv & pos) | ((v8i)gv & ~pos));
+        v8f t = exp8(neg_abs);
+        v8f gt = gv * t;
+        v8f num = (v8f)(((v8i)gv & pos) | ((v8i)gt & ~pos));
+        v8f silu = num / (one + t);
+        v8f out = silu * uv;
+        memcpy(g + i, &out, sizeof out);
+    }
+    for (; i < n; i++) g[i] = silu1(g[i]) * u[i];
+}

@@ -366,3 +366,35 @@ Test(forward, vector_exp_is_accurate_and_position_independent)
     x[3] = 10.0f;
     cr_assert_eq(flx_max_f32(x, 37), 10.0f);
 }
+
+/* SwiGLU's silu(g) * u against double, over both signs and the tails where
+ * exp(-g) would overflow; vector lanes equal the scalar tail. */
+Test(forward, silu_mul_accuracy_and_tails)
+{
+    enum { N = 4003 };
+    static float g[N], u[N], g1[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = -120.0f + 240.0f * (float)i / (N - 1);   /* -120 .. 120, includes 0 */
+        u[i] = 1.0f + 0.001f * (float)(i % 17);
+    }
+    memcpy(g1, g, sizeof g);
+    flx_silu_mul(g, u, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double x = g1[i], want = x / (1.0 + exp(-x)) * (double)u[i];
+        if (fabs(want) < 1e-30) {
+            cr_assert(fabs(g[i]) < 1e-30, "g = %g: %g, want ~0", x, g[i]);
+            continue;
+        }
+        worst = fmax(worst, fabs(g[i] - want) / fabs(want));
+        /* the same value through the scalar tail (a 1-element call) */
+        float one = g1[i];
+        flx_silu_mul(&one, &u[i], 1);
+        cr_assert_eq(one, g[i], "g = %g: lane %g, scalar %g", x, g[i], one);
+    }
+    cr_assert(worst < 1e-6, "worst relative error %g", worst);
+    float big[2] = {100.0f, -100.0f}, ones[2] = {1.0f, 1.0f};
+    flx_silu_mul(big, ones, 2);
+    cr_assert_eq(big[0], 100.0f);
+    cr_assert(big[1] <= 0.0f && big[1] > -1e-40f);
+}
