@@ -9,7 +9,7 @@
 
 /* Query rows per causal attention block: small enough that the masked
  * upper triangle wastes little work, large enough for efficient sgemm. */
-#define ATT_BLOCK_ROWS 256
+#define ATT_BLOCK_ROWS 128
 /* Logits chunk budget when opts.head_rows is 0. */
 #define HEAD_CHUNK_BYTES ((size_t)256 << 20)
 
