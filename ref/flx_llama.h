@@ -37,7 +37,8 @@
  * (formats.md 5).  Everything else (norms, RoPE, softmax, SwiGLU) is plain C
  * in a fixed order.  RMSNorm sums squares in double; softmax uses
  * exp(x - max) (a vectorized exp within 2 ulp of expf) summed in double in
- * 8 fixed lanes; RoPE angles are computed in double
+ * 8 fixed lanes; SwiGLU's silu uses the same exp of -|g| (glibc expf in the
+ * BF16-activation mode); RoPE angles are computed in double
  * (pos * inv_freq) and rounded to float cos/sin.
  *
  * Threads: with opts.n_threads > 0, flx_llama_init() sets OpenBLAS to one
