@@ -316,6 +316,50 @@ Test(emu_quant, static_quant_clamps_and_unsigned_patterns)
     cr_assert(found);
 }
 
+/* The static quantizer on whole rows (its 8-lane path) against a plain
+ * transcription of the reference: q = clamp((int)roundf(x / (f * s))),
+ * wrapped to ap_int<bits>, for Q/K/V-like heads (signed, with the factor)
+ * and P-like rows (unsigned 8 bit), with ties, huge values and NaN mixed in. */
+static int8_t ref_static(float x, float div, int bits, int is_signed)
+{
+    float r = roundf(x / div);
+    int32_t sb = is_signed ? (1 << (bits - 1)) : (1 << bits), v;
+    if (isnan(r) || fabsf(r) > 2147483520.0f) v = INT32_MIN;   /* (int) of NaN / out of range */
+    else v = (int32_t)r;
+    if (is_signed) v = v < -sb ? -sb : v > sb - 1 ? sb - 1 : v;
+    else if (v > sb - 1) v = sb - 1;
+    return (int8_t)flx_emu_wrap(v, bits);
+}
+
+Test(emu_quant, static_rows_match_the_scalar_reference)
+{
+    enum { T = 7, H = 4, D = 67 };   /* 67: eight 8-lane blocks and a tail per head */
+    static float x[T * H * D];
+    static int8_t q[T * H * D];
+    float sc[H] = { 0.0123f, 0.031f, 0.0007f, 0.25f };
+    const int cases[3][3] = { { 8, 1, 8 }, { 8, 0, 1 }, { 4, 1, 3 } };   /* bits, signed, factor */
+    for (int c = 0; c < 3; c++) {
+        const int bits = cases[c][0], sgn = cases[c][1];
+        const float f = (float)cases[c][2];
+        for (int i = 0; i < T * H * D; i++) {
+            int h = (i / D) % H;
+            float div = f * sc[h];
+            switch (i % 11) {
+            case 0: x[i] = ((float)(int)rndf(-300.0f, 300.0f) + 0.5f) * div; break;   /* near ties */
+            case 1: x[i] = sgn ? rndf(-1e12f, 1e12f) : rndf(0.0f, 1e12f); break;   /* huge */
+            default: x[i] = sgn ? rndf(-200.0f, 200.0f) * div : rndf(0.0f, 300.0f) * div; break;
+            }
+        }
+        x[5 * D + 3] = NAN;   /* one NaN: its block takes the scalar path */
+        flx_emu_quant_static(q, x, T, H, D, sc, f, bits, sgn, &FP_GLIBC);
+        for (int i = 0; i < T * H * D; i++) {
+            float div = f * sc[(i / D) % H];
+            cr_assert_eq(q[i], ref_static(x[i], div, bits, sgn), "case %d element %d: x %g, q %d", c, i,
+                         (double)x[i], q[i]);
+        }
+    }
+}
+
 Test(emu_quant, static_dequant_gqa_heads)
 {
     /* 8 query heads over 2 weight heads: head h uses w_s[h / 4] */
