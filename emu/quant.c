@@ -41,6 +41,47 @@ static void scan_max_min(const float *x, int64_t n, int ftz, float *mx, float *m
     *mn = lo;
 }
 
+#pragma GCC diagnostic ignored "-Wpsabi"   /* vectors pass between inlined statics only */
+typedef float   q8f __attribute__((vector_size(32)));
+typedef int32_t q8i __attribute__((vector_size(32)));
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FLX_NO_TARGET_CLONES)
+#define QUANT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define QUANT_CLONES
+#endif
+
+/* round(v) per lane exactly as round_to_int (truncate, exact fraction, one
+ * step away from zero at |fraction| >= 0.5); *ok gets -1 in the lanes where
+ * that path applies (|v| < 2^30, not NaN). */
+static inline q8i round8(q8f v, q8i *ok)
+{
+    const q8f lim = (q8f){0} + 1073741824.0f;
+    *ok = (v < lim) & (v > -lim);
+    q8i t = __builtin_convertvector(v, q8i);        /* toward zero, as (int32_t) */
+    q8f f = v - __builtin_convertvector(t, q8f);
+    return t - (q8i)(f >= 0.5f) + (q8i)(f <= -0.5f);   /* compares give -1 for true */
+}
+
+static inline int all8(q8i ok) { return ok[0] & ok[1] & ok[2] & ok[3] & ok[4] & ok[5] & ok[6] & ok[7]; }
+
+/* The dynamic asymmetric quantizer's inner loop without FTZ:
+ * q = ap_int<bits>(round((x - b) / s)), eight lanes at a time; blocks with
+ * a lane off the fast path, and the tail, go through round_to_pattern. */
+QUANT_CLONES static void asym_row(int8_t *q, const float *x, int64_t n, float bt, float st, int bits)
+{
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        q8f v;
+        memcpy(&v, x + k, sizeof v);
+        q8i ok, r = round8((v - bt) / st, &ok);
+        r = (r << (32 - bits)) >> (32 - bits);      /* ap_int<bits>: sign-extend the low bits */
+        int all = all8(ok);
+        for (int i = 0; i < 8; i++) q[k + i] = all ? (int8_t)r[i] : round_to_pattern((x[k + i] - bt) / st, bits);
+    }
+    for (; k < n; k++) q[k] = round_to_pattern((x[k] - bt) / st, bits);
+}
+
 void flx_emu_quant_asym(int8_t *q, float *s, float *b, const float *x,
                         int64_t n_tokens, int64_t n_ch, int bits, const flx_emu_fp *fp)
 {
@@ -56,6 +97,10 @@ void flx_emu_quant_asym(int8_t *q, float *s, float *b, const float *x,
         float bt = mn;
         s[t] = st;
         b[t] = bt;
+        if (!ftz) {
+            asym_row(qt, xt, n_ch, bt, st, bits);
+            continue;
+        }
         for (int64_t k = 0; k < n_ch; k++) {
             float d = FZ(FZ(xt[k]) - bt);
             qt[k] = round_to_pattern(FZ(d / st), bits);     /* ap_uint<bits> pattern */
@@ -122,16 +167,6 @@ static inline int8_t static1(float x, float div, int32_t sb, int bits, int is_si
     return (int8_t)flx_emu_wrap(r, bits);           /* ap_int<bits>(q) */
 }
 
-#pragma GCC diagnostic ignored "-Wpsabi"   /* vectors pass between inlined statics only */
-typedef float   q8f __attribute__((vector_size(32)));
-typedef int32_t q8i __attribute__((vector_size(32)));
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FLX_NO_TARGET_CLONES)
-#define QUANT_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define QUANT_CLONES
-#endif
-
 /* One head row without FTZ: eight elements at a time with the same IEEE
  * division and the same round_to_int steps per lane (truncate, exact
  * fraction, step away from 0 at |fraction| >= 0.5), then clamp and wrap.  A
@@ -140,17 +175,12 @@ typedef int32_t q8i __attribute__((vector_size(32)));
 QUANT_CLONES static void static_row(int8_t *q, const float *x, int n, float div, int32_t sb, int bits,
                                     int is_signed)
 {
-    const q8f lim = (q8f){0} + 1073741824.0f;
     const q8i hi = (q8i){0} + (sb - 1), lo = (q8i){0} - sb;
     int d = 0;
     for (; d + 8 <= n; d += 8) {
         q8f v;
         memcpy(&v, x + d, sizeof v);
-        v = v / div;
-        q8i ok = (v < lim) & (v > -lim);            /* false for NaN */
-        q8i t = __builtin_convertvector(v, q8i);    /* toward zero, as (int32_t) */
-        q8f f = v - __builtin_convertvector(t, q8f);
-        q8i r = t - (q8i)(f >= 0.5f) + (q8i)(f <= -0.5f);   /* compares give -1 for true */
+        q8i ok, r = round8(v / div, &ok);
         q8i above = r > hi;
         r = (hi & above) | (r & ~above);
         if (is_signed) {
@@ -158,7 +188,7 @@ QUANT_CLONES static void static_row(int8_t *q, const float *x, int n, float div,
             r = (lo & below) | (r & ~below);
         }
         r = (r << (32 - bits)) >> (32 - bits);      /* ap_int<bits>: sign-extend the low bits */
-        int all = ok[0] & ok[1] & ok[2] & ok[3] & ok[4] & ok[5] & ok[6] & ok[7];
+        int all = all8(ok);
         for (int i = 0; i < 8; i++)
             q[d + i] = all ? (int8_t)r[i] : static1(x[d + i], div, sb, bits, is_signed, 0);
     }
