@@ -616,7 +616,9 @@ static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *p
         int8_t *dst = t->q + o * n_in;
         if (nib) flx_unpack_int4(qt->data + o * ((n_in + 1) / 2), (size_t)n_in, 1, dst);
         else memcpy(dst, qt->data + o * n_in, (size_t)n_in);
-        for (int32_t k = 0; k < n_in; k++)
+        int bad = 0;   /* branch-free scan first; only a hit is located */
+        for (int32_t k = 0; k < n_in; k++) bad |= (dst[k] < lo) | (dst[k] > hi);
+        for (int32_t k = 0; bad && k < n_in; k++)
             if (dst[k] < lo || dst[k] > hi)
                 return flx_fail(err, FLX_EFORMAT, "%s: tensor '%s' row %lld column %d holds %d, outside the %d-bit range",
                                 path, name, (long long)o, k, dst[k], (int)t->bits);

@@ -369,9 +369,22 @@ void flx_pack_int4(const int8_t *q, size_t n, uint8_t *out)
 
 void flx_unpack_int4(const uint8_t *in, size_t n, int is_signed, int8_t *q)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t v = (in[i / 2] >> (4 * (i & 1))) & 0xFu;
-        q[i] = (int8_t)(is_signed ? sext(v, 4) : (int32_t)v);
+    /* byte by byte (low nibble = even element), in loops the compiler
+     * vectorizes: the loader unpacks a 1B model's 1.2 G codes this way */
+    size_t pairs = n / 2;
+    if (is_signed)
+        for (size_t j = 0; j < pairs; j++) {
+            q[2 * j] = (int8_t)((int8_t)(uint8_t)(in[j] << 4) >> 4);
+            q[2 * j + 1] = (int8_t)((int8_t)in[j] >> 4);
+        }
+    else
+        for (size_t j = 0; j < pairs; j++) {
+            q[2 * j] = (int8_t)(in[j] & 0xFu);
+            q[2 * j + 1] = (int8_t)(in[j] >> 4);
+        }
+    if (n & 1) {
+        uint32_t v = in[pairs] & 0xFu;
+        q[n - 1] = (int8_t)(is_signed ? sext(v, 4) : (int32_t)v);
     }
 }
 

@@ -283,6 +283,20 @@ Test(quantizer, packing)
     cr_assert_eq(b8[1], 0xD0);
     flx_unpack_int4(b8, 4, 1, r8);
     cr_assert_eq(memcmp(q8, r8, 4), 0);
+    /* every byte value, signed and unsigned, odd length (the last high nibble
+     * unused), against flx_unpack_codes */
+    uint8_t all[256];
+    int8_t u8[511];
+    int32_t ref[511];
+    for (int i = 0; i < 256; i++) all[i] = (uint8_t)i;
+    for (int sgn = 0; sgn < 2; sgn++) {
+        flx_unpack_int4(all, 511, sgn, u8);
+        flx_unpack_codes(4, sgn, all, 511, ref);
+        for (int i = 0; i < 511; i++) cr_assert_eq(u8[i], ref[i], "signed %d element %d", sgn, i);
+    }
+    cr_assert_eq(u8[1], 0);      /* byte 0x00 */
+    cr_assert_eq(u8[2 * 0xF7], 7);    /* byte 0xF7: low 7, high -1 */
+    cr_assert_eq(u8[2 * 0xF7 + 1], -1);
 
     /* random round trips at every width */
     flx_rng rng;
