@@ -60,20 +60,6 @@ static void group_params(const flx_wquant *wq, const float *x, int32_t n, float 
     *z = p.zero;
 }
 
-static int32_t quant1(const flx_wquant *wq, float s, float z, float w)
-{
-    flx_qspec sp = spec_of(wq, 1);
-    flx_qparams p = { s, z };
-    return flx_quantize1(&sp, p, w);
-}
-
-static float dequant1(const flx_wquant *wq, float s, float z, int32_t q)
-{
-    flx_qspec sp = spec_of(wq, 1);
-    flx_qparams p = { s, z };
-    return flx_dequantize1(&sp, p, q);
-}
-
 int flx_rtn(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, flx_wq_out *out,
             float *w_hat, flx_error *err)
 {
@@ -81,6 +67,7 @@ int flx_rtn(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, f
     if (rc) return rc;
     if (n_out < 0) return flx_fail(err, FLX_EINVAL, "RTN: %d output rows", (int)n_out);
     const int32_t g = wq->group_size > 0 ? wq->group_size : n_in, ng = n_in / g;
+    const flx_qspec sp1 = spec_of(wq, 1);   /* quantize one value, made once */
     for (int64_t r = 0; r < n_out; r++)
         for (int32_t k = 0; k < ng; k++) {
             const float *x = w + r * n_in + (int64_t)k * g;
@@ -88,10 +75,11 @@ int flx_rtn(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, f
             group_params(wq, x, g, &s, &z);
             out->scale[r * ng + k] = s;
             out->zero[r * ng + k] = z;
+            const flx_qparams qp = { s, z };
             for (int32_t i = 0; i < g; i++) {
-                int32_t q = quant1(wq, s, z, x[i]);
+                int32_t q = flx_quantize1(&sp1, qp, x[i]);
                 out->q[r * n_in + (int64_t)k * g + i] = q;
-                if (w_hat) w_hat[r * n_in + (int64_t)k * g + i] = dequant1(wq, s, z, q);
+                if (w_hat) w_hat[r * n_in + (int64_t)k * g + i] = flx_dequantize1(&sp1, qp, q);
             }
         }
     return FLX_OK;
