@@ -214,13 +214,14 @@ flx_gptq_model_opts flx_gptq_model_opts_default(void)
     return o;
 }
 
-/* State of the calibration forward of one layer. */
+/* State of the calibration passes over one layer. */
 typedef struct gptq_pass_ctx {
     const flx_rotation_set *rs;
     int layer;                 /* the model layer being run (sub-model layer 0) */
-    flx_hessian *h;            /* [4]: QKV, O, GATE_UP, DOWN; NULL: do not collect */
-    const flx_llama_state *st;
-    float *resid_out;          /* when not NULL: receives the layer's output rows */
+    int collect;               /* flx_linear_kind whose input is gathered, then the
+                                  pass stops; -1: run through, gather nothing */
+    flx_hessian *h;            /* the Hessian of that input                      */
+    float *save;               /* when not NULL: receives that input's rows too  */
     int stopped;
 } gptq_pass_ctx;
 
@@ -230,24 +231,18 @@ static int gptq_linear_hook(void *vctx, int layer, flx_linear_kind kind, float *
                             int64_t n_in, flx_error *err)
 {
     gptq_pass_ctx *c = vctx;
-    if (kind == FLX_LINEAR_HEAD) {
-        /* after the layer: the state's residual stream is its output */
-        if (c->resid_out) memcpy(c->resid_out, c->st->x, (size_t)(n_tokens * n_in) * sizeof(float));
-        return FLX_OK;
-    }
+    if (kind == FLX_LINEAR_HEAD) return FLX_OK;
     rot_linear_hook((void *)c->rs, c->layer, kind, x, n_tokens, n_in, err);
-    if (!c->h) return FLX_OK;
+    if ((int)kind != c->collect) return FLX_OK;
     for (int64_t i = 0; i < n_tokens * n_in; i++)
         if (!isfinite(x[i]))
             return flx_fail(err, FLX_ENUMERIC, "calibration: layer %d %s input holds NaN or Inf", c->layer,
                             flx_linear_kind_name(kind));
-    int rc = flx_hessian_add(&c->h[kind], x, n_tokens, err);
+    int rc = flx_hessian_add(c->h, x, n_tokens, err);
     if (rc) return rc;
-    if (kind == FLX_LINEAR_DOWN) {
-        c->stopped = 1;   /* the Hessians are complete: skip the rest */
-        return STOP_STATUS;
-    }
-    return FLX_OK;
+    if (c->save) memcpy(c->save, x, (size_t)(n_tokens * n_in) * sizeof(float));
+    c->stopped = 1;   /* what this pass is for is done: skip the rest */
+    return STOP_STATUS;
 }
 
 static int gptq_qkv_hook(void *vctx, int layer, float *q, float *k, float *v, int64_t n_tokens, int64_t pos0,
@@ -255,6 +250,17 @@ static int gptq_qkv_hook(void *vctx, int layer, float *q, float *k, float *v, in
 {
     gptq_pass_ctx *c = vctx;
     return rot_qkv_hook((void *)c->rs, c->layer, q, k, v, n_tokens, pos0, cfg, err);
+}
+
+/* A pass stopped by the hook on purpose is a success. */
+static int pass_status(gptq_pass_ctx *pc, int rc, flx_error *err)
+{
+    if (rc != FLX_OK && pc->stopped) {
+        pc->stopped = 0;
+        if (err) { err->code = FLX_OK; err->msg[0] = 0; }
+        return FLX_OK;
+    }
+    return rc;
 }
 
 /* p itself when the model owns exactly that buffer (write in place, no
@@ -267,12 +273,52 @@ static float *owned_buffer(flx_model *m, const float *p)
     return NULL;
 }
 
+/* GPTQ of linear k of layer l with Hessian h; the dequantized weight
+ * replaces the float one (in place when the model owns the buffer). */
+typedef struct gptq_job {
+    flx_model *m;
+    const flx_gptq_model_opts *opts;
+    flx_gptq_opts go;
+    flx_wq_out out;
+    float *w_hat;
+    flx_gptq_sink sink;
+    void *sink_ctx;
+} gptq_job;
+
+static int quantize_linear(gptq_job *j, int l, flx_linear_id k, const flx_hessian *h, flx_error *err)
+{
+    const flx_llama_config *c = &j->m->cfg;
+    const int32_t d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, f = c->d_ff;
+    flx_llama_layer *Ly = &j->m->w.layers[l];
+    struct { const float **slot; int32_t n_out, n_in; } lin[FLX_W_COUNT] = {
+        { &Ly->wq, qd, d }, { &Ly->wk, kvd, d }, { &Ly->wv, kvd, d }, { &Ly->wo, d, qd },
+        { &Ly->w_gate, f, d }, { &Ly->w_up, f, d }, { &Ly->w_down, d, f } };
+    const size_t n = (size_t)lin[k].n_out * lin[k].n_in;
+    int rc = flx_gptq(*lin[k].slot, lin[k].n_out, lin[k].n_in, h, &j->opts->wq, &j->go, &j->out, j->w_hat, NULL,
+                      err);
+    if (rc) {
+        char msg[FLX_ERROR_MSG_BYTES];
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+        return flx_fail(err, rc, "layer %d %s: %s", l, flx_linear_id_name(k), msg);
+    }
+    if (j->sink && (rc = j->sink(j->sink_ctx, l, k, lin[k].n_out, lin[k].n_in, &j->out, j->w_hat, err)))
+        return rc;
+    float *dst = owned_buffer(j->m, *lin[k].slot);
+    if (!dst) {
+        if (!(dst = flx_model_alloc(j->m, n * sizeof(float))))
+            return flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory");
+        *lin[k].slot = dst;
+    }
+    memcpy(dst, j->w_hat, n * sizeof(float));
+    return FLX_OK;
+}
+
 int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
                    const flx_gptq_model_opts *opts, flx_gptq_sink sink, void *sink_ctx, flx_error *err)
 {
     const flx_llama_config *c = &m->cfg;
     const int L = c->n_layers;
-    const int32_t d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, f = c->d_ff;
+    const int32_t d = c->d_model, qd = c->n_heads * c->head_dim, f = c->d_ff;
     int rc;
     /* every check before the long work */
     if (!cd->ids || cd->n_windows < 1) return flx_fail(err, FLX_EINVAL, "GPTQ: no calibration windows");
@@ -280,7 +326,7 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
         (rc = flx_wquant_check(&opts->wq, qd, "GPTQ: o_proj inputs", err)) ||
         (rc = flx_wquant_check(&opts->wq, f, "GPTQ: down_proj inputs", err)))
         return rc;
-    const int64_t n_rows = cd->n_windows * cd->seqlen;
+    const int64_t n_rows = cd->n_windows * cd->seqlen, T = cd->seqlen;
     if (n_rows > (1 << 24))
         return flx_fail(err, FLX_EINVAL, "GPTQ: %lld calibration tokens exceed the limit of 2^24",
                         (long long)n_rows);
@@ -290,25 +336,29 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
                             (long long)i, cd->ids[i]);
 
     flx_pool *pool = opts->n_threads > 1 ? flx_pool_create(opts->n_threads) : NULL;
-    flx_gptq_opts go = opts->gptq;
-    go.pool = pool;
-    flx_hessian h[4];
-    memset(h, 0, sizeof h);
+    gptq_job job = { m, opts, opts->gptq, { NULL, NULL, NULL }, NULL, sink, sink_ctx };
+    job.go.pool = pool;
+    flx_hessian h;
+    memset(&h, 0, sizeof h);
     /* largest weight (q: qd x d, gate/up/down: f x d); groups never outnumber columns */
     const size_t max_elems = (size_t)(qd > f ? qd : f) * (size_t)(d > qd ? d : qd);
-    flx_wq_out out = { malloc(max_elems * sizeof(int32_t)), malloc(max_elems * sizeof(float)),
-                       malloc(max_elems * sizeof(float)) };
-    float *w_hat = malloc(max_elems * sizeof(float));
-    /* the residual stream entering the current layer, one row per calibration token */
+    job.out.q = malloc(max_elems * sizeof(int32_t));
+    job.out.scale = malloc(max_elems * sizeof(float));
+    job.out.zero = malloc(max_elems * sizeof(float));
+    job.w_hat = malloc(max_elems * sizeof(float));
+    /* the residual stream entering the current layer (after its attention
+     * half once that is quantized), one row per calibration token */
     float *resid = malloc((size_t)n_rows * (size_t)d * sizeof(float));
-    int32_t *pos_ids = malloc((size_t)cd->seqlen * sizeof(int32_t));
+    float *attn = NULL;   /* the attention output of every token, while o_proj is done */
+    int32_t *pos_ids = malloc((size_t)T * sizeof(int32_t));
     flx_llama_state st;
     memset(&st, 0, sizeof st);
     int have_state = 0;
     flx_progress prog;
-    flx_progress_begin(&prog, "gptq", (int64_t)L * (2 * cd->n_windows + FLX_W_COUNT), opts->progress);
+    /* per layer: 5 passes over the windows and 7 linears */
+    flx_progress_begin(&prog, "gptq", (int64_t)L * (5 * cd->n_windows + FLX_W_COUNT), opts->progress);
     int64_t done_units = 0;
-    if (!out.q || !out.scale || !out.zero || !w_hat || !resid || !pos_ids) {
+    if (!job.out.q || !job.out.scale || !job.out.zero || !job.w_hat || !resid || !pos_ids) {
         rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory (%lld calibration tokens x %d floats)",
                       (long long)n_rows, (int)d);
         goto done;
@@ -317,8 +367,8 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
         memcpy(resid + i * d, m->w.tok_embd + (size_t)cd->ids[i] * d, (size_t)d * sizeof(float));
 
     /* A one-layer view of m whose "embedding" is the saved residual stream:
-     * token id i of the view is calibration row i, so each layer runs once
-     * on its true input instead of re-running every earlier layer. */
+     * token id i of the view is calibration row i, so each layer runs on its
+     * true input instead of re-running every earlier layer. */
     flx_model sub = *m;
     sub.owned = NULL; sub.n_owned = 0; sub.cap_owned = 0;
     sub.maps = NULL; sub.n_maps = 0;
@@ -331,83 +381,114 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
     sub.w.tok_embd = resid;
     sub.w.output = resid;
     sub.w.layers = m->w.layers;
-    gptq_pass_ctx pc = { rs, 0, NULL, &st, NULL, 0 };
+    gptq_pass_ctx pc = { rs, 0, -1, &h, NULL, 0 };
     flx_llama_hooks hooks = { &pc, gptq_linear_hook, gptq_qkv_hook, NULL };
     if ((rc = init_state(&st, &sub, cd, opts->n_threads, &hooks, err))) goto done;
     have_state = 1;
 
-    const int32_t widths[4] = { d, qd, d, f };
+    /* GPTQ's sequential order within a layer, as SpinQuant's and QuaRot's
+     * GPTQ run it: the groups {q, k, v}, {o}, {gate, up}, {down} are
+     * quantized in turn, each from the Hessian of its input computed with
+     * the groups before it already quantized; then the quantized layer's
+     * output is the next layer's input.  The reference re-runs the whole
+     * layer for each group; here each pass starts where the previous one
+     * left its rows (the attention output is kept while o_proj is done),
+     * so the attention half runs once and the feed-forward half twice. */
     for (int l = 0; l < L; l++) {
         sub.w.layers = m->w.layers + l;
         pc.layer = l;
-        for (int k = 0; k < 4; k++) {
-            if ((rc = flx_hessian_init(&h[k], widths[k], err))) goto done;
-            h[k].pool = pool;
-        }
-        /* 1. Hessians of the layer's four inputs */
-        pc.h = h;
-        pc.resid_out = NULL;
+        /* 1. {q, k, v}: Hessian of the normed input, from the windows' rows */
+        if ((rc = flx_hessian_init(&h, d, err))) goto done;
+        h.pool = pool;
+        pc.collect = FLX_LINEAR_QKV;
+        pc.save = NULL;
         for (int64_t w = 0; w < cd->n_windows; w++) {
-            for (int64_t t = 0; t < cd->seqlen; t++) pos_ids[t] = (int32_t)(w * cd->seqlen + t);
+            for (int64_t t = 0; t < T; t++) pos_ids[t] = (int32_t)(w * T + t);
             flx_llama_reset(&st);
-            pc.stopped = 0;
-            rc = flx_llama_forward(&st, pos_ids, cd->seqlen, err);
-            if (rc != FLX_OK && pc.stopped) {
-                rc = FLX_OK;
-                if (err) { err->code = FLX_OK; err->msg[0] = 0; }
-            }
-            if (rc) goto done;
+            if ((rc = pass_status(&pc, flx_llama_forward(&st, pos_ids, T, err), err))) goto done;
             flx_progress_update(&prog, ++done_units);
         }
-        /* 2. GPTQ of the seven linears; the dequantized weights replace the float ones */
-        flx_llama_layer *Ly = &m->w.layers[l];
-        struct { const float **slot; int32_t n_out, n_in, kind; } lin[FLX_W_COUNT] = {
-            { &Ly->wq, qd, d, 0 }, { &Ly->wk, kvd, d, 0 }, { &Ly->wv, kvd, d, 0 }, { &Ly->wo, d, qd, 1 },
-            { &Ly->w_gate, f, d, 2 }, { &Ly->w_up, f, d, 2 }, { &Ly->w_down, d, f, 3 } };
-        for (int k = 0; k < FLX_W_COUNT; k++) {
-            size_t n = (size_t)lin[k].n_out * lin[k].n_in;
-            rc = flx_gptq(*lin[k].slot, lin[k].n_out, lin[k].n_in, &h[lin[k].kind], &opts->wq, &go, &out, w_hat,
-                          NULL, err);
-            if (rc) {
-                char msg[FLX_ERROR_MSG_BYTES];
-                snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
-                flx_fail(err, rc, "layer %d %s: %s", l, flx_linear_id_name((flx_linear_id)k), msg);
-                goto done;
-            }
-            if (sink && (rc = sink(sink_ctx, l, (flx_linear_id)k, lin[k].n_out, lin[k].n_in, &out, w_hat, err)))
-                goto done;
-            float *dst = owned_buffer(m, *lin[k].slot);
-            if (!dst) {
-                if (!(dst = flx_model_alloc(m, n * sizeof(float)))) {
-                    rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory");
-                    goto done;
-                }
-                *lin[k].slot = dst;
-            }
-            memcpy(dst, w_hat, n * sizeof(float));
+        for (int k = FLX_W_Q; k <= FLX_W_V; k++) {
+            if ((rc = quantize_linear(&job, l, (flx_linear_id)k, &h, err))) goto done;
             flx_progress_update(&prog, ++done_units);
         }
-        for (int k = 0; k < 4; k++) flx_hessian_free(&h[k]);
-        /* 3. the quantized layer's outputs are the next layer's inputs (GPTQ's
-         *    sequential order); written in place, window by window */
-        pc.h = NULL;
+        flx_hessian_free(&h);
+
+        /* 2. {o}: attention with the quantized q/k/v; its output is kept */
+        if (!(attn = malloc((size_t)n_rows * (size_t)qd * sizeof(float)))) {
+            rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory for %lld attention rows", (long long)n_rows);
+            goto done;
+        }
+        if ((rc = flx_hessian_init(&h, qd, err))) goto done;
+        h.pool = pool;
+        pc.collect = FLX_LINEAR_O;
+        for (int64_t w = 0; w < cd->n_windows; w++) {
+            for (int64_t t = 0; t < T; t++) pos_ids[t] = (int32_t)(w * T + t);
+            pc.save = attn + (size_t)w * T * qd;
+            flx_llama_reset(&st);
+            if ((rc = pass_status(&pc, flx_llama_forward(&st, pos_ids, T, err), err))) goto done;
+            flx_progress_update(&prog, ++done_units);
+        }
+        pc.save = NULL;
+        if ((rc = quantize_linear(&job, l, FLX_W_O, &h, err))) goto done;
+        flx_progress_update(&prog, ++done_units);
+        flx_hessian_free(&h);
+
+        /* 3. {gate, up}: x += o(attn) with the quantized o (the residual
+         *    stream moves past the attention half), then the normed input */
+        if ((rc = flx_hessian_init(&h, d, err))) goto done;
+        h.pool = pool;
+        pc.collect = FLX_LINEAR_GATE_UP;
+        for (int64_t w = 0; w < cd->n_windows; w++) {
+            float *rw = resid + (size_t)w * T * d;
+            memcpy(st.x, rw, (size_t)(T * d) * sizeof(float));
+            memcpy(st.attn, attn + (size_t)w * T * qd, (size_t)(T * qd) * sizeof(float));
+            if ((rc = flx_llama_attn_out(&st, 0, T, err))) goto done;
+            memcpy(rw, st.x, (size_t)(T * d) * sizeof(float));
+            if ((rc = pass_status(&pc, flx_llama_ffn(&st, 0, T, err), err))) goto done;
+            flx_progress_update(&prog, ++done_units);
+        }
+        free(attn);
+        attn = NULL;
+        for (int k = FLX_W_GATE; k <= FLX_W_UP; k++) {
+            if ((rc = quantize_linear(&job, l, (flx_linear_id)k, &h, err))) goto done;
+            flx_progress_update(&prog, ++done_units);
+        }
+        flx_hessian_free(&h);
+
+        /* 4. {down}: the SwiGLU product of the quantized gate/up (after R4) */
+        if ((rc = flx_hessian_init(&h, f, err))) goto done;
+        h.pool = pool;
+        pc.collect = FLX_LINEAR_DOWN;
+        for (int64_t w = 0; w < cd->n_windows; w++) {
+            memcpy(st.x, resid + (size_t)w * T * d, (size_t)(T * d) * sizeof(float));
+            if ((rc = pass_status(&pc, flx_llama_ffn(&st, 0, T, err), err))) goto done;
+            flx_progress_update(&prog, ++done_units);
+        }
+        if ((rc = quantize_linear(&job, l, FLX_W_DOWN, &h, err))) goto done;
+        flx_progress_update(&prog, ++done_units);
+        flx_hessian_free(&h);
+
+        /* 5. the quantized feed-forward half completes the next layer's input */
+        pc.collect = -1;
         for (int64_t w = 0; w < cd->n_windows; w++) {
             if (l + 1 < L) {
-                for (int64_t t = 0; t < cd->seqlen; t++) pos_ids[t] = (int32_t)(w * cd->seqlen + t);
-                pc.resid_out = resid + (size_t)w * cd->seqlen * d;
-                flx_llama_reset(&st);
-                if ((rc = flx_llama_forward(&st, pos_ids, cd->seqlen, err))) goto done;
+                float *rw = resid + (size_t)w * T * d;
+                memcpy(st.x, rw, (size_t)(T * d) * sizeof(float));
+                if ((rc = flx_llama_ffn(&st, 0, T, err))) goto done;
+                memcpy(rw, st.x, (size_t)(T * d) * sizeof(float));
             }
             flx_progress_update(&prog, ++done_units);
         }
     }
 done:
     flx_progress_end(&prog);
-    for (int k = 0; k < 4; k++) flx_hessian_free(&h[k]);
+    flx_hessian_free(&h);
     if (have_state) flx_llama_free(&st);
-    free(out.q); free(out.scale); free(out.zero);
-    free(w_hat);
+    free(job.out.q); free(job.out.scale); free(job.out.zero);
+    free(job.w_hat);
     free(resid);
+    free(attn);
     free(pos_ids);
     flx_pool_free(pool);
     return rc;

@@ -173,6 +173,16 @@ void flx_llama_reset(flx_llama_state *s);
 int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n_tokens,
                       flx_error *err);
 
+/* The two halves of a decoder layer after attention, as the forward runs
+ * them, on rows the caller may have filled itself (layer-by-layer
+ * calibration): flx_llama_attn_out does x += attn Wo^T for rows [0, n) of
+ * s->x and s->attn; flx_llama_ffn does x += down(silu(gate(xn)) * up(xn))
+ * with xn = rmsnorm(x).  l is the model's layer index; the linear hooks are
+ * called as in the forward (a hook's status is returned).  The KV cache and
+ * n_past are not touched.  FLX_EINVAL for l or n out of range. */
+int flx_llama_attn_out(flx_llama_state *s, int l, int64_t n_tokens, flx_error *err);
+int flx_llama_ffn(flx_llama_state *s, int l, int64_t n_tokens, flx_error *err);
+
 /* Logits of rows [row0, row0 + n_rows) of the last forward call into
  * out (n_rows, n_vocab).  Returns FLX_OK or FLX_EINVAL (range). */
 int flx_llama_logits(flx_llama_state *s, int64_t row0, int64_t n_rows, float *out,

@@ -375,11 +375,61 @@ static void attention(flx_llama_state *s, int layer, int64_t n)
     if (s->opts.bf16_activations) round_bf16_block(s->attn, (size_t)(n * c->n_heads * c->head_dim));
 }
 
+/* x += attn Wo^T for rows [0, n) of layer l (the o projection and its
+ * residual); the forward's second step of a layer, callable alone. */
+int flx_llama_attn_out(flx_llama_state *s, int l, int64_t n, flx_error *err)
+{
+    const flx_llama_config *c = &s->model->cfg;
+    const flx_llama_layer *L = &s->model->w.layers[l];
+    const int64_t d = c->d_model, q_dim = (int64_t)c->n_heads * c->head_dim;
+    int rc;
+    if (l < 0 || l >= c->n_layers || n < 1 || n > s->opts.max_tokens)
+        return flx_fail(err, FLX_EINVAL, "attention output: layer %d, %lld rows out of range", l, (long long)n);
+    if ((rc = call_linear_hook(s, l, FLX_LINEAR_O, s->attn, n, q_dim, err))) return rc;
+    double t0 = flx_now_seconds();
+    linear(s, s->proj, s->attn, L->wo, n, q_dim, d, d);
+    s->t_linear += flx_now_seconds() - t0;
+    residual_add(s->x, s->proj, (size_t)(n * d), s->opts.bf16_activations);
+    return FLX_OK;
+}
+
+/* x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T with xn = rmsnorm(x), rows [0, n)
+ * of layer l: the feed-forward block, callable alone. */
+int flx_llama_ffn(flx_llama_state *s, int l, int64_t n, flx_error *err)
+{
+    const flx_llama_config *c = &s->model->cfg;
+    const flx_llama_layer *L = &s->model->w.layers[l];
+    const int64_t d = c->d_model;
+    const int bf16 = s->opts.bf16_activations;
+    int rc;
+    if (l < 0 || l >= c->n_layers || n < 1 || n > s->opts.max_tokens)
+        return flx_fail(err, FLX_EINVAL, "feed-forward: layer %d, %lld rows out of range", l, (long long)n);
+    rmsnorm(s, s->xn, s->x, L->ffn_norm, n);
+    if ((rc = call_linear_hook(s, l, FLX_LINEAR_GATE_UP, s->xn, n, d, err))) return rc;
+    double t0 = flx_now_seconds();
+    linear(s, s->gate, s->xn, L->w_gate, n, d, c->d_ff, c->d_ff);
+    linear(s, s->up, s->xn, L->w_up, n, d, c->d_ff, c->d_ff);
+    s->t_linear += flx_now_seconds() - t0;
+    if (bf16) {
+        round_bf16_block(s->gate, (size_t)(n * c->d_ff));
+        round_bf16_block(s->up, (size_t)(n * c->d_ff));
+    }
+    swiglu_job sw = {s->gate, s->up, c->d_ff, bf16};
+    flx_pool_for(s->pool, n, 8, swiglu_rows, &sw);
+    if ((rc = call_linear_hook(s, l, FLX_LINEAR_DOWN, s->gate, n, c->d_ff, err))) return rc;
+    t0 = flx_now_seconds();
+    linear(s, s->proj, s->gate, L->w_down, n, c->d_ff, d, d);
+    s->t_linear += flx_now_seconds() - t0;
+    residual_add(s->x, s->proj, (size_t)(n * d), bf16);
+    return FLX_OK;
+}
+
 /* ---------------------------------------------------------------- forward */
 
 int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_error *err)
 {
     double t_start = flx_now_seconds(), t_lin = 0.0, t_att = 0.0, t0;
+    const double t_lin_before = s->t_linear;
     const flx_model *m = s->model;
     const flx_llama_config *c = &m->cfg;
     const flx_llama_weights *w = &m->w;
@@ -451,31 +501,8 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
         attention(s, l, n);
         t_att += flx_now_seconds() - t0;
 
-        /* x += attn Wo^T */
-        if ((rc = call_linear_hook(s, l, FLX_LINEAR_O, s->attn, n, q_dim, err))) return rc;
-        t0 = flx_now_seconds();
-        linear(s, s->proj, s->attn, L->wo, n, q_dim, d, d);
-        t_lin += flx_now_seconds() - t0;
-        residual_add(s->x, s->proj, (size_t)(n * d), bf16);
-
-        /* x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
-        rmsnorm(s, s->xn, s->x, L->ffn_norm, n);
-        if ((rc = call_linear_hook(s, l, FLX_LINEAR_GATE_UP, s->xn, n, d, err))) return rc;
-        t0 = flx_now_seconds();
-        linear(s, s->gate, s->xn, L->w_gate, n, d, c->d_ff, c->d_ff);
-        linear(s, s->up, s->xn, L->w_up, n, d, c->d_ff, c->d_ff);
-        t_lin += flx_now_seconds() - t0;
-        if (bf16) {
-            round_bf16_block(s->gate, (size_t)(n * c->d_ff));
-            round_bf16_block(s->up, (size_t)(n * c->d_ff));
-        }
-        swiglu_job sw = {s->gate, s->up, c->d_ff, bf16};
-        flx_pool_for(s->pool, n, 8, swiglu_rows, &sw);
-        if ((rc = call_linear_hook(s, l, FLX_LINEAR_DOWN, s->gate, n, c->d_ff, err))) return rc;
-        t0 = flx_now_seconds();
-        linear(s, s->proj, s->gate, L->w_down, n, c->d_ff, d, d);
-        t_lin += flx_now_seconds() - t0;
-        residual_add(s->x, s->proj, (size_t)(n * d), bf16);
+        if ((rc = flx_llama_attn_out(s, l, n, err))) return rc;
+        if ((rc = flx_llama_ffn(s, l, n, err))) return rc;
     }
 
     /* h = rmsnorm(x) * out_norm, kept in xn for flx_llama_logits */
@@ -485,7 +512,7 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
     s->n_rows = n;
     s->t_linear += t_lin;
     s->t_attention += t_att;
-    s->t_other += flx_now_seconds() - t_start - t_lin - t_att;
+    s->t_other += flx_now_seconds() - t_start - (s->t_linear - t_lin_before) - t_att;
     return FLX_OK;
 }
 

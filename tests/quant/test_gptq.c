@@ -611,10 +611,12 @@ Test(gptq, mse_clip_lowers_weight_error)
     free(w); free(a); free(b);
 }
 
-/* The layer-by-layer run (saved residual stream) must give what the plain
- * sequential algorithm gives when every Hessian comes from a full forward
- * of the partly quantized model. */
-typedef struct seq_ctx { const flx_rotation_set *rs; int layer; flx_hessian *h; } seq_ctx;
+/* The layer-by-layer run (saved residual stream, passes that resume where
+ * the previous one stopped) must give what the plain sequential algorithm
+ * gives: for each layer and each group {q,k,v}, {o}, {gate,up}, {down} in
+ * turn, the group's Hessian from a full forward of the model with every
+ * earlier layer and earlier group already quantized. */
+typedef struct seq_ctx { const flx_rotation_set *rs; int layer; int kind; flx_hessian *h; } seq_ctx;
 
 static int seq_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64_t n_tokens, int64_t n_in,
                       flx_error *err)
@@ -622,7 +624,7 @@ static int seq_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int
     seq_ctx *c = vctx;
     flx_llama_hooks rh = flx_rot_hooks(c->rs);
     rh.linear_input(rh.ctx, layer, kind, x, n_tokens, n_in, err);
-    if (layer == c->layer && kind != FLX_LINEAR_HEAD) flx_hessian_add(&c->h[kind], x, n_tokens, err);
+    if (layer == c->layer && (int)kind == c->kind) flx_hessian_add(c->h, x, n_tokens, err);
     return FLX_OK;
 }
 
@@ -651,45 +653,50 @@ Test(calib, layerwise_gptq_equals_full_forward_sequential_gptq)
 
     const flx_llama_config *c = &b.cfg;
     const int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, f = c->d_ff;
+    const int widths[4] = { d, qd, d, f };
+    /* linears of each group: first id, count */
+    const int group_first[4] = { 0, 3, 4, 6 }, group_n[4] = { 3, 1, 2, 1 };
+    const int shp[7][2] = { { qd, d }, { kvd, d }, { kvd, d }, { d, qd }, { f, d }, { f, d }, { d, f } };
     size_t n_same = 0, n_all = 0;
     double max_diff = 0;
     for (int l = 0; l < c->n_layers; l++) {
-        flx_hessian h[4];
-        const int widths[4] = { d, qd, d, f };
-        for (int k = 0; k < 4; k++) flx_hessian_init(&h[k], widths[k], NULL);
-        seq_ctx sc = { &rs, l, h };
-        flx_llama_hooks hooks = { &sc, seq_linear, seq_qkv, NULL };
-        flx_llama_opts o = { 0 };
-        o.n_threads = 1;
-        o.max_tokens = cal.seqlen;
-        o.max_ctx = cal.seqlen;
-        o.hooks = &hooks;
-        flx_llama_state st;
-        cr_assert_eq(flx_llama_init(&st, &b, &o, &err), FLX_OK, "%s", err.msg);
-        for (int64_t w = 0; w < cal.n_windows; w++) {
-            flx_llama_reset(&st);
-            cr_assert_eq(flx_llama_forward(&st, cal.ids + w * cal.seqlen, cal.seqlen, &err), FLX_OK, "%s", err.msg);
-        }
-        flx_llama_free(&st);
         flx_llama_layer *L = &b.w.layers[l], *La = &a.w.layers[l];
         const float **slots[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
         const float *qa[7] = { La->wq, La->wk, La->wv, La->wo, La->w_gate, La->w_up, La->w_down };
-        const int shp[7][3] = { { qd, d, 0 }, { kvd, d, 0 }, { kvd, d, 0 }, { d, qd, 1 }, { f, d, 2 }, { f, d, 2 }, { d, f, 3 } };
-        for (int k = 0; k < 7; k++) {
-            flx_wq_out o2;
-            wq_alloc(&o2, shp[k][0], shp[k][1], 1);
-            float *wh = flx_model_alloc(&b, sizeof(float) * shp[k][0] * shp[k][1]);
-            cr_assert_eq(flx_gptq(*slots[k], shp[k][0], shp[k][1], &h[shp[k][2]], &go.wq, &go.gptq, &o2, wh, NULL, &err),
-                         FLX_OK, "%s", err.msg);
-            *slots[k] = wh;
-            for (int i = 0; i < shp[k][0] * shp[k][1]; i++) {
-                n_same += wh[i] == qa[k][i];
-                n_all++;
-                if (fabs(wh[i] - qa[k][i]) > max_diff) max_diff = fabs(wh[i] - qa[k][i]);
+        for (int g = 0; g < 4; g++) {
+            flx_hessian h;
+            flx_hessian_init(&h, widths[g], NULL);
+            seq_ctx sc = { &rs, l, g, &h };
+            flx_llama_hooks hooks = { &sc, seq_linear, seq_qkv, NULL };
+            flx_llama_opts o = { 0 };
+            o.n_threads = 1;
+            o.max_tokens = cal.seqlen;
+            o.max_ctx = cal.seqlen;
+            o.hooks = &hooks;
+            flx_llama_state st;
+            cr_assert_eq(flx_llama_init(&st, &b, &o, &err), FLX_OK, "%s", err.msg);
+            for (int64_t w = 0; w < cal.n_windows; w++) {
+                flx_llama_reset(&st);
+                cr_assert_eq(flx_llama_forward(&st, cal.ids + w * cal.seqlen, cal.seqlen, &err), FLX_OK, "%s",
+                             err.msg);
             }
-            wq_free(&o2);
+            flx_llama_free(&st);
+            for (int k = group_first[g]; k < group_first[g] + group_n[g]; k++) {
+                flx_wq_out o2;
+                wq_alloc(&o2, shp[k][0], shp[k][1], 1);
+                float *wh = flx_model_alloc(&b, sizeof(float) * shp[k][0] * shp[k][1]);
+                cr_assert_eq(flx_gptq(*slots[k], shp[k][0], shp[k][1], &h, &go.wq, &go.gptq, &o2, wh, NULL, &err),
+                             FLX_OK, "%s", err.msg);
+                *slots[k] = wh;
+                for (int i = 0; i < shp[k][0] * shp[k][1]; i++) {
+                    n_same += wh[i] == qa[k][i];
+                    n_all++;
+                    if (fabs(wh[i] - qa[k][i]) > max_diff) max_diff = fabs(wh[i] - qa[k][i]);
+                }
+                wq_free(&o2);
+            }
+            flx_hessian_free(&h);
         }
-        for (int k = 0; k < 4; k++) flx_hessian_free(&h[k]);
     }
     cr_log_info("layer-wise vs full-forward sequential GPTQ: %zu of %zu weights identical, max diff %g", n_same, n_all, max_diff);
     cr_assert(n_same >= n_all - n_all / 1000, "%zu of %zu weights identical", n_same, n_all);
