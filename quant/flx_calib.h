@@ -79,17 +79,20 @@ typedef struct flx_gptq_model_opts {
 flx_gptq_model_opts flx_gptq_model_opts_default(void);
 
 /* GPTQ of every linear in the decoder layers of m (the embedding and head
- * are left to the caller, as SpinQuant does), in GPTQ's sequential order.
- * The residual stream of every calibration token is kept (n_windows *
- * seqlen * d_model floats); for each layer: one forward of that layer over
- * all windows collects its four input Hessians (q/k/v share one, gate/up
- * share one; the down input after the online R4), its seven linears are
- * quantized, handed to sink and their dequantized weights replace the
- * float ones (in place when the model owns the buffer), then a second
- * forward of the quantized layer produces the next layer's input.  So each
- * layer is run twice, never the layers before it.  rs (may be NULL)
- * supplies online R3/R4: the model must already carry the merged
- * rotations.  Calibration ids are checked against the vocabulary first. */
+ * are left to the caller, as SpinQuant does), in the true-sequential order
+ * of SpinQuant's and QuaRot's GPTQ.  The residual stream of every
+ * calibration token is kept (n_windows * seqlen * d_model floats); for
+ * each layer the groups {q,k,v}, {o}, {gate,up}, {down} are quantized in
+ * turn from the Hessian of their input with the earlier groups already
+ * quantized (down's input after the online R4); each linear is handed to
+ * sink and its dequantized weight replaces the float one (in place when
+ * the model owns the buffer); the quantized layer's output is the next
+ * layer's input.  Passes resume where the previous one stopped (the
+ * attention output, n_windows * seqlen * q_dim floats, is kept while o is
+ * done), so the attention half of a layer runs once and the feed-forward
+ * half twice, never the layers before it.  rs (may be NULL) supplies
+ * online R3/R4: the model must already carry the merged rotations.
+ * Calibration ids are checked against the vocabulary first. */
 int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
                    const flx_gptq_model_opts *opts, flx_gptq_sink sink, void *sink_ctx, flx_error *err);
 

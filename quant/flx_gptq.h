@@ -14,7 +14,7 @@
  *                q = clamp(rnd(w / s) + z, 0, 2^b - 1)
  *   w^ = s * (q - z).   rnd = C round() (half away from zero) or half to even.
  * Scales are computed in float from the group's float weights; GPTQ's
- * error propagation runs in double.
+ * algebra (Cholesky, error propagation) runs in float32, as the reference.
  */
 #ifndef FLX_GPTQ_H
 #define FLX_GPTQ_H

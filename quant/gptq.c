@@ -9,8 +9,8 @@
 #include <string.h>
 
 /* LAPACK (Fortran symbols shipped in libopenblas). */
-extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
-extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
+extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
+extern void strtri_(const char *uplo, const char *diag, const int *n, float *a, const int *lda, int *info);
 
 /* ---------------------------------------------------------------- quantizer */
 
@@ -181,12 +181,12 @@ flx_gptq_opts flx_gptq_opts_default(void)
  * On entry a (n, n) holds J (H + damp I) J, i.e. a[i][j] = H[n-1-i][n-1-j];
  * on success the row-major upper U with zeros below.  Returns the LAPACK
  * info (0 = ok). */
-static int inverse_cholesky(double *a, int32_t n)
+static int inverse_cholesky(float *a, int32_t n)
 {
     int info = 0;
     /* symmetric: row-major memory is the same matrix in column-major */
-    dpotrf_("L", &n, a, &n, &info);
-    if (info == 0) dtrtri_("L", "N", &n, a, &n, &info);
+    spotrf_("L", &n, a, &n, &info);
+    if (info == 0) strtri_("L", "N", &n, a, &n, &info);
     if (info != 0) return info;
     /* column-major C^-1(r, c), r >= c, sits at a[r + c n]; U[i][j] =
      * C^-1(n-1-i, n-1-j) for i <= j.  Position p = i n + j takes the value at
@@ -197,7 +197,7 @@ static int inverse_cholesky(double *a, int32_t n)
         for (int64_t j = i; j < n; j++) {
             size_t p = (size_t)(i * n + j), q = (size_t)((n - 1 - j) * n + (n - 1 - i));
             if (p < q) {
-                double t = a[p];
+                float t = a[p];
                 a[p] = a[q];
                 a[q] = t;
             }
@@ -208,9 +208,9 @@ static int inverse_cholesky(double *a, int32_t n)
 
 typedef struct gptq_ctx {
     const flx_wquant *wq;
-    double *W;            /* (n_out, n) permuted, being updated           */
-    const double *U;      /* (n, n) upper factor of H^-1 (permuted)        */
-    double *err1;         /* (n_out, blk) scaled errors of this block      */
+    float  *W;            /* (n_out, n) permuted, being updated           */
+    const float *U;       /* (n, n) upper factor of H^-1 (permuted)        */
+    float  *err1;         /* (n_out, blk) scaled errors of this block      */
     float  *scale, *zero; /* (n_out, ng)                                   */
     const int32_t *perm;  /* permuted column -> original column            */
     int32_t *q;           /* (n_out, n) codes, original column order       */
@@ -227,25 +227,25 @@ static void gptq_block_rows(void *vctx, int64_t begin, int64_t end, int thread_i
     const int32_t n = c->n, blk = c->i2 - c->i1;
     float *tmp = malloc((size_t)c->g * sizeof *tmp);
     for (int64_t r = begin; r < end; r++) {
-        double *w = c->W + r * n;
+        float *w = c->W + r * n;
         for (int32_t i = c->i1; i < c->i2; i++) {
             const int32_t col = c->perm[i], gi = col / c->g;
             float *s = &c->scale[r * c->ng + gi], *z = &c->zero[r * c->ng + gi];
             if (!c->static_groups && c->ng > 1 && i % c->g == 0) {
                 /* group starts here: parameters from the current (updated) weights */
-                for (int32_t k = 0; k < c->g; k++) tmp[k] = (float)w[i + k];
+                for (int32_t k = 0; k < c->g; k++) tmp[k] = w[i + k];
                 group_params(c->wq, tmp, c->g, s, z);
             }
-            const double wi = w[i];
+            const float wi = w[i];
             const flx_qparams qp = { *s, *z };
-            const int32_t q = flx_quantize1(&c->sp1, qp, (float)wi);
+            const int32_t q = flx_quantize1(&c->sp1, qp, wi);
             const float wh = flx_dequantize1(&c->sp1, qp, q);
             c->q[r * n + col] = q;
             if (c->w_hat) c->w_hat[r * n + col] = wh;
-            const double d = c->U[(size_t)i * n + i];
-            const double e = (wi - (double)wh) / d;
-            c->loss_row[r] += (wi - (double)wh) * (wi - (double)wh) / (d * d) / 2.0;
-            const double *ui = c->U + (size_t)i * n;
+            const float d = c->U[(size_t)i * n + i];
+            const float e = (wi - wh) / d;
+            c->loss_row[r] += (double)e * (double)e / 2.0;
+            const float *ui = c->U + (size_t)i * n;
             for (int32_t j = i + 1; j < c->i2; j++) w[j] -= e * ui[j];
             c->err1[r * blk + (i - c->i1)] = e;
         }
@@ -278,9 +278,9 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
     const int32_t n = n_in, g = wq->group_size > 0 ? wq->group_size : n_in, ng = n / g;
     const size_t nn = (size_t)n * n;
     int blas_threads_before = 0;
-    double *U = malloc(nn * sizeof *U);
-    double *W = malloc((size_t)n_out * n * sizeof *W);
-    double *err1 = malloc((size_t)n_out * opts->block_size * sizeof *err1);
+    float *U = malloc(nn * sizeof *U);
+    float *W = malloc((size_t)n_out * n * sizeof *W);
+    float *err1 = malloc((size_t)n_out * opts->block_size * sizeof *err1);
     double *loss_row = calloc((size_t)n_out, sizeof *loss_row);
     int32_t *perm = malloc((size_t)n * sizeof *perm);
     diag_sort *ds = malloc((size_t)n * sizeof *ds);
@@ -316,13 +316,13 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
         }
         if (dii == 0.0) {
             dii = 1.0;
-            for (int64_t r = 0; r < n_out; r++) W[r * n + i] = 0.0;
+            for (int64_t r = 0; r < n_out; r++) W[r * n + i] = 0.0f;
         }
         mean_diag += dii;
     }
     mean_diag /= n;
     double damp = opts->damp * mean_diag;
-    /* LAPACK and the lazy-update dgemm run on the caller's thread while the
+    /* LAPACK and the lazy-update sgemm run on the caller's thread while the
      * pool waits: let OpenBLAS use as many threads as the pool has (its
      * level-3 routines split rows and columns, not sums, so the bits do not
      * change; a test checks it).  The previous setting comes back at the end. */
@@ -332,9 +332,9 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
     for (int attempt = 0; attempt < 4 && info != 0; attempt++, damp *= 10.0) {
         /* U <- J (permuted H + damp I) J (see inverse_cholesky), then factor in place */
         for (int32_t i = 0; i < n; i++) {
-            for (int32_t j = 0; j < n; j++) U[(size_t)i * n + j] = hsym(h, perm[n - 1 - i], perm[n - 1 - j]);
-            if (U[(size_t)i * n + i] == 0.0) U[(size_t)i * n + i] = 1.0;
-            U[(size_t)i * n + i] += damp;
+            for (int32_t j = 0; j < n; j++) U[(size_t)i * n + j] = (float)hsym(h, perm[n - 1 - i], perm[n - 1 - j]);
+            if (U[(size_t)i * n + i] == 0.0f) U[(size_t)i * n + i] = 1.0f;
+            U[(size_t)i * n + i] += (float)damp;
         }
         for (size_t i = 0; i < nn; i++)
             if (!isfinite(U[i])) {
@@ -357,8 +357,8 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
         flx_pool_for(opts->pool, n_out, 16, gptq_block_rows, &c);
         /* lazy update of the columns after the block: W[:, i2:] -= E U[i1:i2, i2:] */
         if (i2 < n)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_out, n - i2, blk, -1.0, err1, blk,
-                        U + (size_t)i1 * n + i2, n, 1.0, W + i2, n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_out, n - i2, blk, -1.0f, err1, blk,
+                        U + (size_t)i1 * n + i2, n, 1.0f, W + i2, n);
     }
     if (loss) {
         double s = 0.0;
