@@ -34,8 +34,9 @@ static void usage(FILE *fp)
             "  --rotate KIND         none (default) | hadamard | random | FILE: SpinQuant R1/R2\n"
             "                        merged (norms folded, head untied), plus the recipe's\n"
             "                        online R3/R4; FILE holds R1 [d,d] and optional R2.<l>\n"
-            "  --gptq                GPTQ weights (block 128, damping 0.01) instead of RTN;\n"
-            "                        needs --calib\n"
+            "  --gptq                GPTQ weights (block 128, damping 0.01, SpinQuant's\n"
+            "                        true-sequential order) instead of RTN; needs --calib.\n"
+            "                        Static scales then come from GPTQ's own passes\n"
             "  --act-order           GPTQ: quantize columns by decreasing Hessian diagonal\n"
             "  --calib FILE          calibration text (never the evaluation split); needed by\n"
             "                        --gptq and by recipes with static scales (flexllm)\n"
@@ -234,6 +235,7 @@ int flx_cmd_quantize(int argc, char **argv)
     memset(&qm, 0, sizeof qm);
     flx_attn_scales *scales = NULL;
     float *sq = NULL;
+    double *qkv_max = NULL;
     flx_calib_data cd;
     memset(&cd, 0, sizeof cd);
     gptq_store *gs = NULL;
@@ -296,11 +298,18 @@ int flx_cmd_quantize(int argc, char **argv)
         if (flx_spinquant_apply(&model, &rs, pool, &err)) goto fail;
     }
     t_rot = flx_now_seconds();
+    const int use_gptq = a.gptq && recipe.w_bits < 16;
     if (recipe.static_attn) {
         int nl = c->n_layers;
         sq = calloc((size_t)4 * nl, sizeof *sq);
         scales = calloc((size_t)nl, sizeof *scales);
-        if (!sq || !scales) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        qkv_max = calloc((size_t)3 * nl, sizeof *qkv_max);
+        if (!sq || !scales || !qkv_max) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+    }
+    /* with GPTQ the static scales come from its own calibration passes (the
+     * maxima of q/k/v with the quantized weights, see below): no extra forward */
+    if (recipe.static_attn && !use_gptq) {
+        int nl = c->n_layers;
         if (a.progress)
             fprintf(stderr, "flxemu quantize: calibrating static scales on %lld x %lld tokens\n",
                     (long long)cd.n_windows, (long long)cd.seqlen);
@@ -326,7 +335,7 @@ int flx_cmd_quantize(int argc, char **argv)
     b.source = abs_model ? abs_model : a.model;
     b.pool = pool;
     b.progress = a.progress;
-    if (a.gptq && recipe.w_bits < 16) {
+    if (use_gptq) {
         gs = calloc(1, sizeof *gs);
         if (!gs) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
         gs->n_layers = c->n_layers;
@@ -340,10 +349,19 @@ int flx_cmd_quantize(int argc, char **argv)
         go.gptq.act_order = a.act_order;
         go.n_threads = (int)a.threads;
         go.progress = a.progress;
+        /* only the codes are needed afterwards: each layer's float weights go
+         * once it is done, so the model shrinks while the codes grow */
+        go.release_layers = 1;
+        go.qkv_max = qkv_max;
         int32_t qd = c->n_heads * c->head_dim;
         const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
         for (int i = 0; i < 7; i++) gs->n_groups[i] = flx_wquant_groups(&go.wq, ins[i]);
         if (flx_gptq_model(&model, transform ? &rs : NULL, &cd, &go, gptq_sink, gs, &err)) goto fail;
+        if (recipe.static_attn)
+            for (int l = 0; l < c->n_layers; l++)
+                flx_calib_scales_from_max(qkv_max[3 * l], qkv_max[3 * l + 1], qkv_max[3 * l + 2], 1.0f,
+                                          c->head_dim, &scales[l].q_s, &scales[l].k_s, &scales[l].v_s,
+                                          &scales[l].a_s);
         b.weight_fn = gptq_weight_fn;
         b.weight_ctx = gs;
     }
@@ -392,6 +410,7 @@ out:
     free(abs_model);
     free(scales);
     free(sq);
+    free(qkv_max);
     flx_calib_free(&cd);
     return rc;
 }

@@ -4,6 +4,11 @@
  *
  *   bench_gptq [--shape llama-3.2-1b|tiny] [--layers N] [--nsamples 32]
  *              [--seqlen 2048] [--threads 2] [--rotate none|hadamard] [--scales]
+ *              [--keep-weights]
+ *
+ * Like `flxemu quantize`, the sink keeps each linear's int8 codes and each
+ * finished layer's float weights are released (--keep-weights: not), which
+ * also lets GPTQ keep SwiGLU products between passes (opts.keep_bytes).
  *
  * --layers N keeps only the first N decoder layers (same widths), to
  * measure a per-layer cost when the whole model would take too long. */
@@ -22,12 +27,17 @@ static double peak_rss_gib(void)
     return (double)ru.ru_maxrss / (1024.0 * 1024.0);   /* ru_maxrss is KiB on Linux */
 }
 
-typedef struct sink_t { int n; double t0; } sink_t;
+/* Keeps every linear's codes as int8, as `flxemu quantize` does, so the
+ * peak memory is the command's. */
+typedef struct sink_t { int n; double t0; int8_t *codes[1024]; } sink_t;
 
 static int sink(void *ctx, int layer, flx_linear_id id, int32_t n_out, int32_t n_in, const flx_wq_out *q,
                 const float *w_hat, flx_error *err)
 {
     sink_t *s = ctx;
+    size_t n = (size_t)n_out * n_in;
+    if (s->n >= 1024 || !(s->codes[s->n] = malloc(n))) return flx_fail(err, FLX_ENOMEM, "bench: codes");
+    for (size_t i = 0; i < n; i++) s->codes[s->n][i] = (int8_t)q->q[i];
     s->n++;
     if (id == FLX_W_DOWN)
         fprintf(stderr, "\nlayer %d done at %.1f s, peak RSS %.2f GiB\n", layer, flx_now_seconds() - s->t0,
@@ -38,7 +48,7 @@ static int sink(void *ctx, int layer, flx_linear_id id, int32_t n_out, int32_t n
 int main(int argc, char **argv)
 {
     const char *shape = "llama-3.2-1b", *rot = "hadamard";
-    int layers = 0, threads = 2, scales = 0;
+    int layers = 0, threads = 2, scales = 0, keep_weights = 0;
     long nsamples = 32, seqlen = 2048;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -49,9 +59,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads") && v) { threads = atoi(v); i++; }
         else if (!strcmp(a, "--rotate") && v) { rot = v; i++; }
         else if (!strcmp(a, "--scales")) scales = 1;
+        else if (!strcmp(a, "--keep-weights")) keep_weights = 1;
         else {
             fprintf(stderr, "usage: bench_gptq [--shape S] [--layers N] [--nsamples N] [--seqlen L] [--threads T]\n"
-                            "                  [--rotate none|hadamard] [--scales]\n");
+                            "                  [--rotate none|hadamard] [--scales] [--keep-weights]\n");
             return 2;
         }
     }
@@ -102,7 +113,9 @@ int main(int argc, char **argv)
     flx_gptq_model_opts go = flx_gptq_model_opts_default();
     go.n_threads = threads;
     go.progress = 1;
-    sink_t s = { 0, flx_now_seconds() };
+    go.release_layers = !keep_weights;   /* as flxemu quantize */
+    static sink_t s;
+    s.t0 = flx_now_seconds();
     t0 = flx_now_seconds();
     if (flx_gptq_model(&m, &rs, &cd, &go, sink, &s, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
     double t_gptq = flx_now_seconds() - t0;
@@ -110,6 +123,7 @@ int main(int argc, char **argv)
            nsamples, seqlen, threads, rot);
     printf("synth %.1f s, rotate %.1f s, one calibration forward (static scales) %.1f s, GPTQ %.1f s (%d linears), "
            "peak RSS %.2f GiB\n", t_synth, t_rot, t_scales, t_gptq, s.n, peak_rss_gib());
+    for (int i = 0; i < s.n; i++) free(s.codes[i]);
     flx_calib_free(&cd);
     flx_rotset_free(&rs);
     flx_model_free(&m);

@@ -79,22 +79,33 @@ int flx_calib_from_text(flx_calib_data *cd, const flx_model *m, const char *path
 
 /* ---------------------------------------------------------------- online rotation hooks */
 
+/* The online R4 on a down_proj input and R3 on q, k (rows spread over
+ * pool when not NULL: the rows are independent, so the bits are the same). */
+static void online_r4(const flx_rotation_set *rs, flx_linear_kind kind, float *x, int64_t n_tokens, flx_pool *pool)
+{
+    if (kind == FLX_LINEAR_DOWN && rs && rs->r4) flx_rot_r4(rs, x, n_tokens, pool);
+}
+
+static void online_r3(const flx_rotation_set *rs, float *q, float *k, int64_t n_tokens, const flx_llama_config *cfg,
+                      flx_pool *pool)
+{
+    if (rs && rs->r3) {
+        flx_rot_r3(rs, q, n_tokens * cfg->n_heads, pool);
+        flx_rot_r3(rs, k, n_tokens * cfg->n_kv_heads, pool);
+    }
+}
+
 static int rot_linear_hook(void *ctx, int layer, flx_linear_kind kind, float *x, int64_t n_tokens,
                            int64_t n_in, flx_error *err)
 {
-    const flx_rotation_set *rs = ctx;
-    if (kind == FLX_LINEAR_DOWN && rs && rs->r4) flx_rot_r4(rs, x, n_tokens, NULL);
+    online_r4(ctx, kind, x, n_tokens, NULL);
     return FLX_OK;
 }
 
 static int rot_qkv_hook(void *ctx, int layer, float *q, float *k, float *v, int64_t n_tokens, int64_t pos0,
                         const flx_llama_config *cfg, flx_error *err)
 {
-    const flx_rotation_set *rs = ctx;
-    if (rs && rs->r3) {
-        flx_rot_r3(rs, q, n_tokens * cfg->n_heads, NULL);
-        flx_rot_r3(rs, k, n_tokens * cfg->n_kv_heads, NULL);
-    }
+    online_r3(ctx, q, k, n_tokens, cfg, NULL);
     return FLX_OK;
 }
 
@@ -156,6 +167,22 @@ static int init_state(flx_llama_state *st, const flx_model *m, const flx_calib_d
     return flx_llama_init(st, m, &o, err);
 }
 
+void flx_calib_scales_from_max(double q_max, double k_max, double v_max, float clip, int32_t head_dim,
+                               float *q_s, float *k_s, float *v_s, float *a_s)
+{
+    /* the divisions happen in float, as the tables are float; Q's scale
+     * carries the attention factor F the hardware folds into the Q
+     * quantizer (8 for head_dim 64) */
+    const float q_factor = (float)flx_attn_q_factor(head_dim);
+    *q_s = clip * (float)q_max / (q_factor * 127.0f);
+    *k_s = clip * (float)k_max / 127.0f;
+    *v_s = clip * (float)v_max / 127.0f;
+    *a_s = clip * 1.0f / 255.0f;
+    if (*q_s == 0.0f) *q_s = 1.0f;
+    if (*k_s == 0.0f) *k_s = 1.0f;
+    if (*v_s == 0.0f) *v_s = 1.0f;
+}
+
 int flx_calib_attn_scales(const flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
                           float clip, int n_threads, float *q_s, float *k_s, float *v_s, float *a_s,
                           flx_error *err)
@@ -178,20 +205,10 @@ int flx_calib_attn_scales(const flx_model *m, const flx_rotation_set *rs, const 
         flx_llama_reset(&st);
         rc = flx_llama_forward(&st, cd->ids + w * cd->seqlen, cd->seqlen, err);
     }
-    const float q_factor = (float)flx_attn_q_factor(m->cfg.head_dim);
     if (rc == FLX_OK)
-        for (int l = 0; l < L; l++) {
-            /* the divisions happen in float, as the tables are float; Q's
-             * scale carries the attention factor F the hardware folds into
-             * the Q quantizer (8 for head_dim 64) */
-            q_s[l] = clip * (float)c.q_max[l] / (q_factor * 127.0f);
-            k_s[l] = clip * (float)c.k_max[l] / 127.0f;
-            v_s[l] = clip * (float)c.v_max[l] / 127.0f;
-            a_s[l] = clip * 1.0f / 255.0f;
-            if (q_s[l] == 0.0f) q_s[l] = 1.0f;
-            if (k_s[l] == 0.0f) k_s[l] = 1.0f;
-            if (v_s[l] == 0.0f) v_s[l] = 1.0f;
-        }
+        for (int l = 0; l < L; l++)
+            flx_calib_scales_from_max(c.q_max[l], c.k_max[l], c.v_max[l], clip, m->cfg.head_dim, &q_s[l],
+                                      &k_s[l], &v_s[l], &a_s[l]);
     if (st.model) flx_llama_free(&st);
     free(c.q_max); free(c.k_max); free(c.v_max);
     return rc;
@@ -222,6 +239,8 @@ typedef struct gptq_pass_ctx {
                                   pass stops; -1: run through, gather nothing */
     flx_hessian *h;            /* the Hessian of that input                      */
     float *save;               /* when not NULL: receives that input's rows too  */
+    double *qkv_max;           /* when not NULL: [3] running max |q|, |k|, |v|   */
+    flx_pool *pool;            /* for the online rotations                       */
     int stopped;
 } gptq_pass_ctx;
 
@@ -232,7 +251,10 @@ static int gptq_linear_hook(void *vctx, int layer, flx_linear_kind kind, float *
 {
     gptq_pass_ctx *c = vctx;
     if (kind == FLX_LINEAR_HEAD) return FLX_OK;
-    rot_linear_hook((void *)c->rs, c->layer, kind, x, n_tokens, n_in, err);
+    /* kept before the online rotation, so a later pass can replay the rest
+     * of the forward from it (hook included) */
+    if ((int)kind == c->collect && c->save) memcpy(c->save, x, (size_t)(n_tokens * n_in) * sizeof(float));
+    online_r4(c->rs, kind, x, n_tokens, c->pool);
     if ((int)kind != c->collect) return FLX_OK;
     for (int64_t i = 0; i < n_tokens * n_in; i++)
         if (!isfinite(x[i]))
@@ -240,7 +262,6 @@ static int gptq_linear_hook(void *vctx, int layer, flx_linear_kind kind, float *
                             flx_linear_kind_name(kind));
     int rc = flx_hessian_add(c->h, x, n_tokens, err);
     if (rc) return rc;
-    if (c->save) memcpy(c->save, x, (size_t)(n_tokens * n_in) * sizeof(float));
     c->stopped = 1;   /* what this pass is for is done: skip the rest */
     return STOP_STATUS;
 }
@@ -249,7 +270,16 @@ static int gptq_qkv_hook(void *vctx, int layer, float *q, float *k, float *v, in
                          const flx_llama_config *cfg, flx_error *err)
 {
     gptq_pass_ctx *c = vctx;
-    return rot_qkv_hook((void *)c->rs, c->layer, q, k, v, n_tokens, pos0, cfg, err);
+    online_r3(c->rs, q, k, n_tokens, cfg, c->pool);
+    if (!c->qkv_max) return FLX_OK;
+    const int64_t qn = n_tokens * cfg->n_heads * cfg->head_dim, kn = n_tokens * cfg->n_kv_heads * cfg->head_dim;
+    const float mx[3] = { absmax(q, qn), absmax(k, kn), absmax(v, kn) };
+    for (int i = 0; i < 3; i++) {
+        if (!isfinite(mx[i]))
+            return flx_fail(err, FLX_ENUMERIC, "calibration: layer %d: q/k/v hold NaN or Inf", c->layer);
+        if (mx[i] > c->qkv_max[i]) c->qkv_max[i] = mx[i];
+    }
+    return FLX_OK;
 }
 
 /* A pass stopped by the hook on purpose is a success. */
@@ -350,6 +380,8 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
      * half once that is quantized), one row per calibration token */
     float *resid = malloc((size_t)n_rows * (size_t)d * sizeof(float));
     float *attn = NULL;   /* the attention output of every token, while o_proj is done */
+    float *ffn_keep = NULL;   /* SwiGLU products kept from step 4 for step 5 */
+    size_t released_bytes = 0;   /* float weights freed by release_layers so far */
     int32_t *pos_ids = malloc((size_t)T * sizeof(int32_t));
     flx_llama_state st;
     memset(&st, 0, sizeof st);
@@ -381,7 +413,7 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
     sub.w.tok_embd = resid;
     sub.w.output = resid;
     sub.w.layers = m->w.layers;
-    gptq_pass_ctx pc = { rs, 0, -1, &h, NULL, 0 };
+    gptq_pass_ctx pc = { rs, 0, -1, &h, NULL, NULL, pool, 0 };
     flx_llama_hooks hooks = { &pc, gptq_linear_hook, gptq_qkv_hook, NULL };
     if ((rc = init_state(&st, &sub, cd, opts->n_threads, &hooks, err))) goto done;
     have_state = 1;
@@ -422,6 +454,10 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
         if ((rc = flx_hessian_init(&h, qd, err))) goto done;
         h.pool = pool;
         pc.collect = FLX_LINEAR_O;
+        if (opts->qkv_max) {
+            pc.qkv_max = opts->qkv_max + 3 * (size_t)l;
+            pc.qkv_max[0] = pc.qkv_max[1] = pc.qkv_max[2] = 0.0;
+        }
         for (int64_t w = 0; w < cd->n_windows; w++) {
             for (int64_t t = 0; t < T; t++) pos_ids[t] = (int32_t)(w * T + t);
             pc.save = attn + (size_t)w * T * qd;
@@ -430,6 +466,7 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
             flx_progress_update(&prog, ++done_units);
         }
         pc.save = NULL;
+        pc.qkv_max = NULL;
         if ((rc = quantize_linear(&job, l, FLX_W_O, &h, err))) goto done;
         flx_progress_update(&prog, ++done_units);
         flx_hessian_free(&h);
@@ -456,15 +493,25 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
         }
         flx_hessian_free(&h);
 
-        /* 4. {down}: the SwiGLU product of the quantized gate/up (after R4) */
+        /* 4. {down}: the SwiGLU product of the quantized gate/up (after R4).
+         *    The products of the first n_keep windows are kept (before R4)
+         *    for step 5, as far as the memory budget allows; the rest are
+         *    recomputed there.  Either way the values are the same. */
+        const size_t win_bytes = (size_t)T * f * sizeof(float);
+        size_t budget = opts->keep_bytes + released_bytes / 4 * 3;
+        int64_t n_keep = l + 1 < L ? (int64_t)(budget / win_bytes) : 0;
+        if (n_keep > cd->n_windows) n_keep = cd->n_windows;
+        if (n_keep > 0 && !(ffn_keep = malloc((size_t)n_keep * win_bytes))) n_keep = 0;   /* recompute all */
         if ((rc = flx_hessian_init(&h, f, err))) goto done;
         h.pool = pool;
         pc.collect = FLX_LINEAR_DOWN;
         for (int64_t w = 0; w < cd->n_windows; w++) {
+            pc.save = w < n_keep ? ffn_keep + (size_t)w * T * f : NULL;
             memcpy(st.x, resid + (size_t)w * T * d, (size_t)(T * d) * sizeof(float));
             if ((rc = pass_status(&pc, flx_llama_ffn(&st, 0, T, err), err))) goto done;
             flx_progress_update(&prog, ++done_units);
         }
+        pc.save = NULL;
         if ((rc = quantize_linear(&job, l, FLX_W_DOWN, &h, err))) goto done;
         flx_progress_update(&prog, ++done_units);
         flx_hessian_free(&h);
@@ -475,10 +522,30 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
             if (l + 1 < L) {
                 float *rw = resid + (size_t)w * T * d;
                 memcpy(st.x, rw, (size_t)(T * d) * sizeof(float));
-                if ((rc = flx_llama_ffn(&st, 0, T, err))) goto done;
+                if (w < n_keep) {
+                    memcpy(st.gate, ffn_keep + (size_t)w * T * f, win_bytes);
+                    rc = flx_llama_ffn_down(&st, 0, T, err);
+                } else {
+                    rc = flx_llama_ffn(&st, 0, T, err);
+                }
+                if (rc) goto done;
                 memcpy(rw, st.x, (size_t)(T * d) * sizeof(float));
             }
             flx_progress_update(&prog, ++done_units);
+        }
+        free(ffn_keep);
+        ffn_keep = NULL;
+        if (opts->release_layers) {
+            flx_llama_layer *Ly = &m->w.layers[l];
+            const float **slots[FLX_W_COUNT] = { &Ly->wq, &Ly->wk, &Ly->wv, &Ly->wo, &Ly->w_gate, &Ly->w_up,
+                                                 &Ly->w_down };
+            const int32_t kvd = c->n_kv_heads * c->head_dim;
+            const size_t n_w[FLX_W_COUNT] = { (size_t)qd * d, (size_t)kvd * d, (size_t)kvd * d, (size_t)d * qd,
+                                               (size_t)f * d, (size_t)f * d, (size_t)d * f };
+            for (int k = 0; k < FLX_W_COUNT; k++) {
+                if (flx_model_release(m, *slots[k])) released_bytes += n_w[k] * sizeof(float);
+                *slots[k] = NULL;
+            }
         }
     }
 done:
@@ -489,6 +556,7 @@ done:
     free(job.w_hat);
     free(resid);
     free(attn);
+    free(ffn_keep);
     free(pos_ids);
     flx_pool_free(pool);
     return rc;

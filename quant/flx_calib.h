@@ -56,6 +56,10 @@ int flx_calib_attn_scales(const flx_model *m, const flx_rotation_set *rs, const 
                           float clip, int n_threads, float *q_s, float *k_s, float *v_s, float *a_s,
                           flx_error *err);
 
+/* The scales above from one layer's maxima max|q| (after RoPE and R3), max|k|, max|v|. */
+void flx_calib_scales_from_max(double q_max, double k_max, double v_max, float clip, int32_t head_dim,
+                               float *q_s, float *k_s, float *v_s, float *a_s);
+
 /* The seven linears of a layer. */
 typedef enum flx_linear_id {
     FLX_W_Q = 0, FLX_W_K, FLX_W_V, FLX_W_O, FLX_W_GATE, FLX_W_UP, FLX_W_DOWN, FLX_W_COUNT
@@ -74,6 +78,23 @@ typedef struct flx_gptq_model_opts {
     flx_gptq_opts gptq;             /* block, damping, act-order              */
     int           n_threads;        /* forward and GPTQ threads (<= 0: 1)     */
     int           progress;         /* progress bar on stderr                 */
+    int           release_layers;   /* free each layer's float weights once its
+                                       last pass is done and set them to NULL,
+                                       for callers that keep only the sink's
+                                       codes (bounds peak memory)             */
+    size_t        keep_bytes;       /* memory GPTQ may hold to keep a layer's
+                                       SwiGLU products (seqlen * d_ff floats per
+                                       window) from its down_proj pass to its
+                                       output pass instead of recomputing them;
+                                       with release_layers, 3/4 of the bytes
+                                       released so far are added (the caller
+                                       keeps up to 1 byte per released weight).
+                                       Never changes a result.  Default 0.    */
+    double       *qkv_max;          /* when not NULL, [n_layers][3]: max |q|,
+                                       |k|, |v| (q, k after RoPE and R3) in the
+                                       calibration passes, with the layer's
+                                       q/k/v and all earlier layers quantized:
+                                       static scales without another forward */
 } flx_gptq_model_opts;
 
 flx_gptq_model_opts flx_gptq_model_opts_default(void);

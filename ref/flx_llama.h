@@ -182,6 +182,9 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n_token
  * n_past are not touched.  FLX_EINVAL for l or n out of range. */
 int flx_llama_attn_out(flx_llama_state *s, int l, int64_t n_tokens, flx_error *err);
 int flx_llama_ffn(flx_llama_state *s, int l, int64_t n_tokens, flx_error *err);
+/* The end of flx_llama_ffn alone: x += gate Wd^T with s->gate holding the
+ * SwiGLU product (the down_proj hook is called on it first). */
+int flx_llama_ffn_down(flx_llama_state *s, int l, int64_t n_tokens, flx_error *err);
 
 /* Logits of rows [row0, row0 + n_rows) of the last forward call into
  * out (n_rows, n_vocab).  Returns FLX_OK or FLX_EINVAL (range). */

@@ -114,6 +114,10 @@ int  flx_hf_config_load(const char *path, flx_llama_config *cfg, flx_error *err)
 /* Storage helpers for code that builds a model in memory (synthetic models,
  * converters): allocate a buffer the model owns and frees. */
 void *flx_model_alloc(flx_model *m, size_t bytes);
+/* Frees p now when the model owns it (a buffer from flx_model_alloc) and
+ * returns 1; otherwise does nothing and returns 0.  The caller clears its
+ * pointers to p. */
+int   flx_model_release(flx_model *m, const void *p);
 
 /* Checks that cfg is internally consistent (positive sizes, heads divide,
  * head_dim even, ...); the message names the offending field. */

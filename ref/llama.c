@@ -416,11 +416,24 @@ int flx_llama_ffn(flx_llama_state *s, int l, int64_t n, flx_error *err)
     }
     swiglu_job sw = {s->gate, s->up, c->d_ff, bf16};
     flx_pool_for(s->pool, n, 8, swiglu_rows, &sw);
+    return flx_llama_ffn_down(s, l, n, err);
+}
+
+/* x += gate Wd^T for rows [0, n) of layer l, s->gate holding the SwiGLU
+ * product: the end of the feed-forward block, callable alone. */
+int flx_llama_ffn_down(flx_llama_state *s, int l, int64_t n, flx_error *err)
+{
+    const flx_llama_config *c = &s->model->cfg;
+    const int64_t d = c->d_model;
+    int rc;
+    if (l < 0 || l >= c->n_layers || n < 1 || n > s->opts.max_tokens)
+        return flx_fail(err, FLX_EINVAL, "down projection: layer %d, %lld rows out of range", l, (long long)n);
+    const flx_llama_layer *L = &s->model->w.layers[l];
     if ((rc = call_linear_hook(s, l, FLX_LINEAR_DOWN, s->gate, n, c->d_ff, err))) return rc;
-    t0 = flx_now_seconds();
+    double t0 = flx_now_seconds();
     linear(s, s->proj, s->gate, L->w_down, n, c->d_ff, d, d);
     s->t_linear += flx_now_seconds() - t0;
-    residual_add(s->x, s->proj, (size_t)(n * d), bf16);
+    residual_add(s->x, s->proj, (size_t)(n * d), s->opts.bf16_activations);
     return FLX_OK;
 }
 

@@ -23,6 +23,18 @@ void *flx_model_alloc(flx_model *m, size_t bytes)
     return buf;
 }
 
+int flx_model_release(flx_model *m, const void *p)
+{
+    if (!p) return 0;
+    for (size_t i = 0; i < m->n_owned; i++)
+        if (m->owned[i] == p) {
+            free(m->owned[i]);
+            m->owned[i] = m->owned[--m->n_owned];
+            return 1;
+        }
+    return 0;
+}
+
 void flx_model_free(flx_model *m)
 {
     if (!m) return;

@@ -532,6 +532,59 @@ static int count_sink(void *vctx, int layer, flx_linear_id id, int32_t n_out, in
     return FLX_OK;
 }
 
+/* FNV-1a over every code and scale the sink sees, in call order */
+typedef struct hash_sink { uint64_t h; int calls; } hash_sink;
+
+static int hashing_sink(void *vctx, int layer, flx_linear_id id, int32_t n_out, int32_t n_in, const flx_wq_out *q,
+                        const float *w_hat, flx_error *err)
+{
+    hash_sink *c = vctx;
+    c->calls++;
+    const unsigned char *p[2] = { (const unsigned char *)q->q, (const unsigned char *)q->scale };
+    const size_t n[2] = { sizeof(int32_t) * n_out * n_in, sizeof(float) * n_out };
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < n[k]; i++) c->h = (c->h ^ p[k][i]) * 1099511628211ull;
+    return FLX_OK;
+}
+
+Test(calib, released_layers_and_kept_activations_give_the_same_codes)
+{
+    flx_calib_data cal;
+    story_windows(&cal, 4, 64, 0);
+    hash_sink hs[3];
+    /* run 0: plain; 1: finished layers released (their bytes fund kept
+     * activations: some windows kept, some recomputed); 2: everything kept */
+    for (int run = 0; run < 3; run++) {
+        const int release = run == 1;
+        flx_model m;
+        flx_error err = { 0 };
+        flx_rotation_set rs;
+        cr_assert_eq(flx_model_load(&m, flx_test_data("stories260K/hf"), &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_rotset_generate(&rs, &m.cfg, FLX_ROT_HADAMARD, 1, 1, 4, &err), FLX_OK);
+        cr_assert_eq(flx_spinquant_apply(&m, &rs, NULL, &err), FLX_OK);
+        const size_t owned_before = m.n_owned;
+        flx_gptq_model_opts go = flx_gptq_model_opts_default();
+        go.release_layers = release;
+        if (run == 2) go.keep_bytes = (size_t)1 << 30;
+        hs[run].h = 1469598103934665603ull;
+        hs[run].calls = 0;
+        cr_assert_eq(flx_gptq_model(&m, &rs, &cal, &go, hashing_sink, &hs[run], &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(hs[run].calls, 7 * m.cfg.n_layers);
+        for (int l = 0; l < m.cfg.n_layers; l++) {
+            const flx_llama_layer *L = &m.w.layers[l];
+            const float *w[7] = { L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down };
+            for (int k = 0; k < 7; k++) cr_assert_eq(w[k] == NULL, release, "layer %d linear %d", l, k);
+        }
+        if (release) cr_assert_eq(m.n_owned, owned_before - (size_t)7 * m.cfg.n_layers, "%zu owned buffers left of %zu",
+                                  m.n_owned, owned_before);
+        flx_rotset_free(&rs);
+        flx_model_free(&m);
+    }
+    cr_assert_eq(hs[0].h, hs[1].h, "releasing finished layers changed the codes");
+    cr_assert_eq(hs[0].h, hs[2].h, "keeping the SwiGLU products changed the codes");
+    flx_calib_free(&cal);
+}
+
 Test(calib, whole_model_gptq_beats_rtn_on_held_out_text)
 {
     flx_calib_data cal, eval;
@@ -616,7 +669,19 @@ Test(gptq, mse_clip_lowers_weight_error)
  * gives: for each layer and each group {q,k,v}, {o}, {gate,up}, {down} in
  * turn, the group's Hessian from a full forward of the model with every
  * earlier layer and earlier group already quantized. */
-typedef struct seq_ctx { const flx_rotation_set *rs; int layer; int kind; flx_hessian *h; } seq_ctx;
+typedef struct seq_ctx {
+    const flx_rotation_set *rs;
+    int layer, kind;
+    flx_hessian *h;
+    float qkv_max[3];   /* max |q|, |k|, |v| of the layer in this forward */
+} seq_ctx;
+
+static float abs_max(const float *x, int64_t n)
+{
+    float m = 0.0f;
+    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
 
 static int seq_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64_t n_tokens, int64_t n_in,
                       flx_error *err)
@@ -633,7 +698,13 @@ static int seq_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t 
 {
     seq_ctx *c = vctx;
     flx_llama_hooks rh = flx_rot_hooks(c->rs);
-    return rh.qkv(rh.ctx, layer, q, k, v, n_tokens, pos0, cfg, err);
+    int rc = rh.qkv(rh.ctx, layer, q, k, v, n_tokens, pos0, cfg, err);
+    if (layer == c->layer) {
+        const int64_t qn = n_tokens * cfg->n_heads * cfg->head_dim, kn = n_tokens * cfg->n_kv_heads * cfg->head_dim;
+        const float mx[3] = { abs_max(q, qn), abs_max(k, kn), abs_max(v, kn) };
+        for (int i = 0; i < 3; i++) c->qkv_max[i] = mx[i] > c->qkv_max[i] ? mx[i] : c->qkv_max[i];
+    }
+    return rc;
 }
 
 Test(calib, layerwise_gptq_equals_full_forward_sequential_gptq)
@@ -649,6 +720,12 @@ Test(calib, layerwise_gptq_equals_full_forward_sequential_gptq)
     cr_assert_eq(flx_spinquant_apply(&a, &rs, NULL, &err), FLX_OK);
     cr_assert_eq(flx_spinquant_apply(&b, &rs, NULL, &err), FLX_OK);
     flx_gptq_model_opts go = flx_gptq_model_opts_default();
+    double qkv_max[3 * 8];
+    cr_assert_leq(a.cfg.n_layers, 8);
+    go.qkv_max = qkv_max;
+    /* two of the four windows' SwiGLU products kept between passes, the
+     * others recomputed: both paths are compared with the plain algorithm */
+    go.keep_bytes = 2 * (size_t)cal.seqlen * a.cfg.d_ff * sizeof(float);
     cr_assert_eq(flx_gptq_model(&a, &rs, &cal, &go, NULL, NULL, &err), FLX_OK, "%s", err.msg);
 
     const flx_llama_config *c = &b.cfg;
@@ -666,7 +743,7 @@ Test(calib, layerwise_gptq_equals_full_forward_sequential_gptq)
         for (int g = 0; g < 4; g++) {
             flx_hessian h;
             flx_hessian_init(&h, widths[g], NULL);
-            seq_ctx sc = { &rs, l, g, &h };
+            seq_ctx sc = { &rs, l, g, &h, { 0, 0, 0 } };
             flx_llama_hooks hooks = { &sc, seq_linear, seq_qkv, NULL };
             flx_llama_opts o = { 0 };
             o.n_threads = 1;
@@ -681,6 +758,12 @@ Test(calib, layerwise_gptq_equals_full_forward_sequential_gptq)
                              err.msg);
             }
             flx_llama_free(&st);
+            /* the o pass runs with this layer's q/k/v quantized: the maxima
+             * GPTQ reports for static scales are that forward's */
+            if (g == 1)
+                for (int i = 0; i < 3; i++)
+                    cr_assert_eq((float)qkv_max[3 * l + i], sc.qkv_max[i], "layer %d max %d: %g vs %g", l, i,
+                                 qkv_max[3 * l + i], (double)sc.qkv_max[i]);
             for (int k = group_first[g]; k < group_first[g] + group_n[g]; k++) {
                 flx_wq_out o2;
                 wq_alloc(&o2, shp[k][0], shp[k][1], 1);

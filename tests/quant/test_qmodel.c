@@ -527,6 +527,33 @@ Test(qmodel, cli_bad_input_and_determinism, .timeout = 120)
     cr_assert_eq(flx_qmodel_load(&qm, o1, &err), FLX_OK, "%s", err.msg);
     cr_assert(qm.has_attn_scales && qm.layers[0].q_s > 0 && qm.r4_online && !qm.r3_online);
     cr_assert(qm.tok != NULL);   /* found through the source folder */
+    float rtn_q_s[5];
+    for (int l = 0; l < 5; l++) rtn_q_s[l] = qm.layers[l].q_s;
+    flx_qmodel_free(&qm);
+
+    /* flexllm with GPTQ: the static scales come from GPTQ's own passes (q/k/v
+     * of the quantized weights), the finished layers are released on the
+     * way; same bytes for 1 and 2 threads */
+    for (int t = 1; t <= 2; t++) {
+        snprintf(args, sizeof args,
+                 "--model %s --recipe flexllm --rotate random --seed 3 --gptq --calib %s --nsamples 4 --seqlen 128 --threads %d --out %s",
+                 model, text, t, t == 1 ? o1 : o2);
+        cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+    }
+    file_sha(o1, h1);
+    file_sha(o2, h2);
+    cr_assert_str_eq(h1, h2);
+    cr_assert_eq(flx_qmodel_load(&qm, o1, &err), FLX_OK, "%s", err.msg);
+    cr_assert(qm.has_attn_scales);
+    int n_moved = 0;
+    for (int l = 0; l < 5; l++) {
+        const flx_qlayer *L = &qm.layers[l];
+        cr_assert(isfinite(L->q_s) && L->q_s > 0 && L->k_s > 0 && L->v_s > 0 && L->a_s == 1.0f / 255.0f);
+        /* within 25% of the float model's, but not all equal to it */
+        cr_assert(fabsf(L->q_s - rtn_q_s[l]) < 0.25f * rtn_q_s[l], "layer %d Q_s %g vs %g", l, L->q_s, rtn_q_s[l]);
+        n_moved += L->q_s != rtn_q_s[l];
+    }
+    cr_assert_gt(n_moved, 0);
     flx_qmodel_free(&qm);
 
     /* flexllm without --rotate still merges R4 (the hardware always runs the FHT):
