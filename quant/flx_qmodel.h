@@ -186,9 +186,9 @@ int flx_qmodel_is_file(const char *path);
 /* The fake-quant float model of a qmodel: a flx_model whose weights are
  * the dequantized ones, plus the hooks that fake-quantize activations (and
  * apply the online R3/R4 rotations) inside flx_llama_forward.  Pass
- * &fq->hooks in flx_llama_opts.hooks.  Softmax-output (P) quantization of
- * the flexllm recipe is not reproduced here (it is inside the attention);
- * the bit-exact emulator does it. */
+ * &fq->hooks in flx_llama_opts.hooks.  Recipes with static attention
+ * scales (flexllm) also get their softmax output P quantized (UINT8 with
+ * A_s) through the probs hook. */
 typedef struct flx_fakequant {
     flx_model        model;
     flx_llama_hooks  hooks;
