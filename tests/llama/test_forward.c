@@ -282,6 +282,83 @@ Test(forward, hooks_see_every_linear_in_order_and_can_edit)
     flx_model_free(&m);
 }
 
+/* The layer halves callable alone (layer-by-layer calibration) replay the
+ * forward bit for bit from rows captured at the hooks. */
+typedef struct replay_cap {
+    const flx_llama_state *s;
+    int layer;
+    float *x_before_o, *attn;   /* residual and attention rows at the o hook */
+    float *x_before_down, *gate; /* residual and SwiGLU rows at the down hook */
+    int64_t n, d, qd, f;
+} replay_cap;
+
+static int capture_linear(void *ctx, int layer, flx_linear_kind kind, float *x, int64_t n, int64_t n_in,
+                          flx_error *err)
+{
+    replay_cap *c = ctx;
+    (void)err;
+    if (layer != c->layer) return FLX_OK;
+    if (kind == FLX_LINEAR_O) {
+        memcpy(c->x_before_o, c->s->x, (size_t)(n * c->d) * sizeof(float));
+        memcpy(c->attn, x, (size_t)(n * n_in) * sizeof(float));
+    } else if (kind == FLX_LINEAR_DOWN) {
+        memcpy(c->x_before_down, c->s->x, (size_t)(n * c->d) * sizeof(float));
+        memcpy(c->gate, x, (size_t)(n * n_in) * sizeof(float));
+    }
+    return FLX_OK;
+}
+
+Test(forward, layer_halves_replay_the_forward)
+{
+    flx_llama_config c = tm_config(2, 16, 4, 2, 24, 19);
+    flx_model m;
+    tm_build(&m, &c, 5, 0.3);
+    const int n = 6;
+    int32_t tok[6] = {3, 1, 4, 1, 5, 9};
+    replay_cap cap = {0};
+    cap.layer = 1;
+    cap.n = n;
+    cap.d = c.d_model;
+    cap.qd = (int64_t)c.n_heads * c.head_dim;
+    cap.f = c.d_ff;
+    cap.x_before_o = malloc(sizeof(float) * n * cap.d);
+    cap.attn = malloc(sizeof(float) * n * cap.qd);
+    cap.x_before_down = malloc(sizeof(float) * n * cap.d);
+    cap.gate = malloc(sizeof(float) * n * cap.f);
+    flx_llama_hooks hk = {&cap, capture_linear, NULL, NULL};
+    flx_llama_state s, r;
+    flx_error err = {0};
+    flx_llama_opts o = {.n_threads = 2, .max_tokens = n, .max_ctx = n, .hooks = &hk};
+    cr_assert_eq(flx_llama_init(&s, &m, &o, &err), FLX_OK, "%s", err.msg);
+    cap.s = &s;
+    cr_assert_eq(flx_llama_forward(&s, tok, n, &err), FLX_OK, "%s", err.msg);
+    /* s.x now holds the last layer's output (the final norm went to xn) */
+    flx_llama_opts o2 = {.n_threads = 2, .max_tokens = n, .max_ctx = n};
+    cr_assert_eq(flx_llama_init(&r, &m, &o2, &err), FLX_OK, "%s", err.msg);
+    /* o projection + residual, then the whole feed-forward block */
+    memcpy(r.x, cap.x_before_o, sizeof(float) * n * cap.d);
+    memcpy(r.attn, cap.attn, sizeof(float) * n * cap.qd);
+    cr_assert_eq(flx_llama_attn_out(&r, 1, n, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(memcmp(r.x, cap.x_before_down, sizeof(float) * n * cap.d), 0, "attention half differs");
+    cr_assert_eq(flx_llama_ffn(&r, 1, n, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(memcmp(r.x, s.x, sizeof(float) * n * cap.d), 0, "feed-forward half differs");
+    /* the down projection alone from the SwiGLU rows */
+    memcpy(r.x, cap.x_before_down, sizeof(float) * n * cap.d);
+    memcpy(r.gate, cap.gate, sizeof(float) * n * cap.f);
+    cr_assert_eq(flx_llama_ffn_down(&r, 1, n, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(memcmp(r.x, s.x, sizeof(float) * n * cap.d), 0, "down projection differs");
+    /* out-of-range layers and row counts are refused */
+    cr_assert_eq(flx_llama_ffn(&r, 2, n, &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "layer 2") != NULL, "%s", err.msg);
+    cr_assert_eq(flx_llama_attn_out(&r, -1, n, &err), FLX_EINVAL);
+    cr_assert_eq(flx_llama_ffn_down(&r, 0, n + 1, &err), FLX_EINVAL);
+    cr_assert_eq(flx_llama_ffn(&r, 0, 0, &err), FLX_EINVAL);
+    flx_llama_free(&s);
+    flx_llama_free(&r);
+    free(cap.x_before_o); free(cap.attn); free(cap.x_before_down); free(cap.gate);
+    flx_model_free(&m);
+}
+
 Test(forward, bf16_activations_round_every_linear_input)
 {
     flx_llama_config c = tm_config(2, 16, 4, 2, 24, 19);
