@@ -87,8 +87,37 @@ static void fq_probs(void *ctx, int layer, float *p, int64_t n_rows, int64_t n_k
     }
 }
 
-/* w^ = s (q - z) per group, or the float weights */
-static float *dequant(flx_model *m, const flx_qtensor *t)
+/* w^ = s (q - z) per group (s q when symmetric), row by row: rows are
+ * independent, so spreading them over a pool changes no bit (and the first
+ * touch of the fresh pages, which dominates on a VM, is shared too). */
+typedef struct dequant_job {
+    const flx_qtensor *t;
+    float *w;
+} dequant_job;
+
+static void dequant_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const dequant_job *j = ctx;
+    const flx_qtensor *t = j->t;
+    const int32_t gs = t->group_size, n_groups = t->n_in / gs;
+    for (int64_t o = begin; o < end; o++)
+        for (int32_t g = 0; g < n_groups; g++) {
+            const size_t gi = (size_t)o * n_groups + g, base = (size_t)o * t->n_in + (size_t)g * gs;
+            const int8_t *q = t->q + base;
+            float *w = j->w + base;
+            const float sc = t->scale[gi];
+            if (t->zero) {
+                const float z = t->zero[gi];
+                for (int32_t k = 0; k < gs; k++) w[k] = sc * ((float)q[k] - z);
+            } else {
+                for (int32_t k = 0; k < gs; k++) w[k] = sc * (float)q[k];
+            }
+        }
+}
+
+/* the dequantized weights, or a copy of the float ones */
+static float *dequant(flx_model *m, const flx_qtensor *t, flx_pool *pool)
 {
     size_t n = (size_t)t->n_out * t->n_in;
     float *w = flx_model_alloc(m, n * sizeof *w);
@@ -97,17 +126,12 @@ static float *dequant(flx_model *m, const flx_qtensor *t)
         memcpy(w, t->w, n * sizeof *w);
         return w;
     }
-    int32_t n_groups = t->n_in / t->group_size;
-    for (int32_t o = 0; o < t->n_out; o++)
-        for (int32_t k = 0; k < t->n_in; k++) {
-            size_t gi = (size_t)o * n_groups + k / t->group_size;
-            float q = (float)t->q[(size_t)o * t->n_in + k];
-            w[(size_t)o * t->n_in + k] = t->zero ? t->scale[gi] * (q - t->zero[gi]) : t->scale[gi] * q;
-        }
+    dequant_job j = { t, w };
+    flx_pool_for(pool, t->n_out, 16, dequant_rows, &j);
     return w;
 }
 
-int flx_fakequant_build(flx_fakequant *fq, const flx_qmodel *qm, flx_error *err)
+static int build(flx_fakequant *fq, const flx_qmodel *qm, flx_pool *pool, flx_error *err)
 {
     memset(fq, 0, sizeof *fq);
     int rc = flx_recipe_parse(&fq->recipe, qm->recipe, err);
@@ -130,13 +154,13 @@ int flx_fakequant_build(flx_fakequant *fq, const flx_qmodel *qm, flx_error *err)
         flx_llama_layer *L = &m->w.layers[l];
         L->attn_norm = Q->attn_norm;
         L->ffn_norm = Q->ffn_norm;
-        if (!(L->wq = dequant(m, &Q->wq)) || !(L->wk = dequant(m, &Q->wk)) ||
-            !(L->wv = dequant(m, &Q->wv)) || !(L->wo = dequant(m, &Q->wo)) ||
-            !(L->w_gate = dequant(m, &Q->w_gate)) || !(L->w_up = dequant(m, &Q->w_up)) ||
-            !(L->w_down = dequant(m, &Q->w_down)))
+        if (!(L->wq = dequant(m, &Q->wq, pool)) || !(L->wk = dequant(m, &Q->wk, pool)) ||
+            !(L->wv = dequant(m, &Q->wv, pool)) || !(L->wo = dequant(m, &Q->wo, pool)) ||
+            !(L->w_gate = dequant(m, &Q->w_gate, pool)) || !(L->w_up = dequant(m, &Q->w_up, pool)) ||
+            !(L->w_down = dequant(m, &Q->w_down, pool)))
             goto oom;
     }
-    if (!(m->w.output = dequant(m, &qm->head))) goto oom;
+    if (!(m->w.output = dequant(m, &qm->head, pool))) goto oom;
     m->tok = qm->tok;   /* borrowed: flx_fakequant_free detaches it */
 
     flx_rotation_set *rs = &fq->rot;
@@ -164,6 +188,11 @@ oom:
     return flx_fail(err, FLX_ENOMEM, "out of memory building the fake-quant model");
 }
 
+int flx_fakequant_build(flx_fakequant *fq, const flx_qmodel *qm, flx_error *err)
+{
+    return build(fq, qm, NULL, err);
+}
+
 void flx_fakequant_free(flx_fakequant *fq)
 {
     if (!fq) return;
@@ -174,6 +203,12 @@ void flx_fakequant_free(flx_fakequant *fq)
 
 int flx_fakequant_open(flx_fakequant **out, flx_model *m, const char *path, flx_error *err)
 {
+    return flx_fakequant_open_threads(out, m, path, 1, err);
+}
+
+int flx_fakequant_open_threads(flx_fakequant **out, flx_model *m, const char *path, int n_threads,
+                               flx_error *err)
+{
     *out = NULL;
     flx_fakequant *fq = calloc(1, sizeof *fq);
     flx_qmodel *qm = calloc(1, sizeof *qm);
@@ -183,7 +218,11 @@ int flx_fakequant_open(flx_fakequant **out, flx_model *m, const char *path, flx_
         return flx_fail(err, FLX_ENOMEM, "out of memory");
     }
     int rc = flx_qmodel_load(qm, path, err);
-    if (rc == FLX_OK) rc = flx_fakequant_build(fq, qm, err);
+    if (rc == FLX_OK) {
+        flx_pool *pool = n_threads > 1 ? flx_pool_create(n_threads) : NULL;
+        rc = build(fq, qm, pool, err);
+        flx_pool_free(pool);
+    }
     if (rc) {
         flx_qmodel_free(qm);
         free(qm);

@@ -213,6 +213,9 @@ void flx_fakequant_free(flx_fakequant *fq);
  * source model, when found); the returned object owns the quantized model
  * that *m's embedding and norms point into, and the hooks. */
 int  flx_fakequant_open(flx_fakequant **fq, flx_model *m, const char *path, flx_error *err);
+/* Same, dequantizing the weights on n_threads threads (same bits). */
+int  flx_fakequant_open_threads(flx_fakequant **fq, flx_model *m, const char *path, int n_threads,
+                                flx_error *err);
 void flx_fakequant_close(flx_fakequant *fq);   /* NULL-safe */
 
 #ifdef __cplusplus

@@ -382,6 +382,54 @@ Test(qmodel, fake_quant_float_model)
     flx_model_free(&m);
 }
 
+/* The fake-quant model's weights: s * q per group, the same bits whether
+ * dequantized on 1 or on 2 threads. */
+Test(qmodel, fake_quant_weights_by_group_and_thread_count)
+{
+    flx_model m;
+    load_stories(&m);
+    const char *dir = flx_test_tmpdir();
+    const char *recipes[2] = { "w4a16g4", "w4a4kv4-spinquant" };   /* 4 divides d_ff 172 */
+    for (int i = 0; i < 2; i++) {
+        flx_qmodel qm;
+        build(&qm, &m, recipes[i], NULL);
+        char p[512];
+        snprintf(p, sizeof p, "%s/g%d.flxq", dir, i);
+        flx_error err = {0};
+        cr_assert_eq(flx_qmodel_save(&qm, p, &err), FLX_OK, "%s", err.msg);
+        flx_qmodel_free(&qm);
+        flx_model f1 = {0}, f2 = {0};
+        flx_fakequant *q1 = NULL, *q2 = NULL;
+        cr_assert_eq(flx_fakequant_open(&q1, &f1, p, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_fakequant_open_threads(&q2, &f2, p, 2, &err), FLX_OK, "%s", err.msg);
+        const flx_llama_config *c = &f1.cfg;
+        const int32_t d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, f = c->d_ff;
+        const size_t n_w[7] = { (size_t)qd * d, (size_t)kvd * d, (size_t)kvd * d, (size_t)d * qd,
+                                (size_t)f * d, (size_t)f * d, (size_t)d * f };
+        for (int l = 0; l < c->n_layers; l++) {
+            const flx_llama_layer *a = &f1.w.layers[l], *b = &f2.w.layers[l];
+            const float *wa[7] = { a->wq, a->wk, a->wv, a->wo, a->w_gate, a->w_up, a->w_down };
+            const float *wb[7] = { b->wq, b->wk, b->wv, b->wo, b->w_gate, b->w_up, b->w_down };
+            for (int k = 0; k < 7; k++)
+                cr_assert_eq(memcmp(wa[k], wb[k], n_w[k] * sizeof(float)), 0, "%s layer %d linear %d", recipes[i], l, k);
+        }
+        cr_assert_eq(memcmp(f1.w.output, f2.w.output, (size_t)c->n_vocab * d * sizeof(float)), 0);
+        /* w_up of layer 1, row 5, column 37: group 37 / gs of that row */
+        const flx_qtensor *t = &q1->own_qm->layers[1].w_up;
+        const int32_t ng = t->n_in / t->group_size;
+        const size_t at = (size_t)5 * t->n_in + 37, gi = (size_t)5 * ng + 37 / t->group_size;
+        cr_assert_eq(t->group_size, i == 0 ? 4 : t->n_in);
+        const float want = t->zero ? t->scale[gi] * ((float)t->q[at] - t->zero[gi]) : t->scale[gi] * (float)t->q[at];
+        cr_assert_eq(f1.w.layers[1].w_up[at], want);
+        cr_assert_neq(want, 0.0f);
+        flx_model_free(&f1);
+        flx_model_free(&f2);
+        flx_fakequant_close(q1);
+        flx_fakequant_close(q2);
+    }
+    flx_model_free(&m);
+}
+
 Test(qmodel, rotated_fp_model_keeps_its_logits)
 {
     flx_model m, orig;
