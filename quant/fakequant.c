@@ -24,6 +24,22 @@ static flx_qspec per_head(flx_qspec s, int32_t head_dim)
     return s;
 }
 
+/* dynamic per-token (or per-group-of-a-row) fake quantization of rows
+ * [begin, end): rows are independent, so the pool changes no bit */
+typedef struct fq_rows_job {
+    const flx_qspec *s;
+    float *x;
+    int64_t n_in;
+} fq_rows_job;
+
+static void fq_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const fq_rows_job *j = ctx;
+    float *x = j->x + begin * j->n_in;
+    flx_fake_quant(j->s, x, end - begin, j->n_in, NULL, x);
+}
+
 static int fq_linear_input(void *ctx, int layer, flx_linear_kind kind, float *x, int64_t n_tokens,
                            int64_t n_in, flx_error *err)
 {
@@ -31,11 +47,16 @@ static int fq_linear_input(void *ctx, int layer, flx_linear_kind kind, float *x,
     const flx_recipe *r = &fq->recipe;
     (void)layer;
     (void)err;
-    if (kind == FLX_LINEAR_DOWN) flx_rot_r4(&fq->rot, x, n_tokens, NULL);
+    if (kind == FLX_LINEAR_DOWN) flx_rot_r4(&fq->rot, x, n_tokens, fq->pool);
     if (r->a_bits >= 16) return FLX_OK;
     if (kind == FLX_LINEAR_HEAD && !r->quant_head) return FLX_OK;
     flx_qspec s = kind == FLX_LINEAR_O ? per_head(r->a_o, fq->qm->cfg.head_dim) : r->a;
-    flx_fake_quant(&s, x, n_tokens, n_in, NULL, x);   /* dynamic, per token */
+    if (s.gran == FLX_QG_TENSOR) {
+        flx_fake_quant(&s, x, n_tokens, n_in, NULL, x);
+    } else {
+        fq_rows_job j = { &s, x, n_in };   /* dynamic, per token */
+        flx_pool_for(fq->pool, n_tokens, 16, fq_rows, &j);
+    }
     return FLX_OK;
 }
 
@@ -55,8 +76,8 @@ static int fq_qkv(void *ctx, int layer, float *q, float *k, float *v, int64_t n_
     (void)pos0;
     (void)err;
     int64_t q_dim = (int64_t)cfg->n_heads * cfg->head_dim, kv_dim = (int64_t)cfg->n_kv_heads * cfg->head_dim;
-    flx_rot_r3(&fq->rot, q, n_tokens * cfg->n_heads, NULL);
-    flx_rot_r3(&fq->rot, k, n_tokens * cfg->n_kv_heads, NULL);
+    flx_rot_r3(&fq->rot, q, n_tokens * cfg->n_heads, fq->pool);
+    flx_rot_r3(&fq->rot, k, n_tokens * cfg->n_kv_heads, fq->pool);
     if (r->static_attn) {
         const flx_qlayer *L = &fq->qm->layers[layer];
         /* FlexLLM folds 1/sqrt_HEAD_DIM into the Q quantizer; the float
@@ -218,18 +239,17 @@ int flx_fakequant_open_threads(flx_fakequant **out, flx_model *m, const char *pa
         return flx_fail(err, FLX_ENOMEM, "out of memory");
     }
     int rc = flx_qmodel_load(qm, path, err);
-    if (rc == FLX_OK) {
-        flx_pool *pool = n_threads > 1 ? flx_pool_create(n_threads) : NULL;
-        rc = build(fq, qm, pool, err);
-        flx_pool_free(pool);
-    }
+    flx_pool *pool = rc == FLX_OK && n_threads > 1 ? flx_pool_create(n_threads) : NULL;
+    if (rc == FLX_OK) rc = build(fq, qm, pool, err);
     if (rc) {
+        flx_pool_free(pool);
         flx_qmodel_free(qm);
         free(qm);
         free(fq);
         return rc;
     }
     fq->own_qm = qm;
+    fq->pool = pool;   /* the hooks' row-parallel work; freed by flx_fakequant_close */
     /* move the float model out; the tokenizer changes owner too */
     *m = fq->model;
     free(m->path);
@@ -245,7 +265,9 @@ void flx_fakequant_close(flx_fakequant *fq)
 {
     if (!fq) return;
     flx_qmodel *qm = fq->own_qm;
+    flx_pool *pool = fq->pool;
     flx_fakequant_free(fq);
+    flx_pool_free(pool);
     if (qm) {
         flx_qmodel_free(qm);
         free(qm);

@@ -197,6 +197,11 @@ typedef struct flx_fakequant {
     flx_rotation_set rot;       /* r3/r4 online part only            */
     int              rotated;
     flx_qmodel      *own_qm;    /* set by flx_fakequant_open          */
+    flx_pool        *pool;      /* row-parallel hook work (online
+                                   rotations, per-token fake quant);
+                                   NULL: serial.  Set by
+                                   flx_fakequant_open_threads, which
+                                   owns it; never changes a result    */
 } flx_fakequant;
 
 /* fq must not move after the call (hooks.ctx points at it). */
@@ -213,7 +218,9 @@ void flx_fakequant_free(flx_fakequant *fq);
  * source model, when found); the returned object owns the quantized model
  * that *m's embedding and norms point into, and the hooks. */
 int  flx_fakequant_open(flx_fakequant **fq, flx_model *m, const char *path, flx_error *err);
-/* Same, dequantizing the weights on n_threads threads (same bits). */
+/* Same, with n_threads threads for dequantizing the weights and for the
+ * hooks' row-parallel work (same bits).  The hooks must then be called
+ * from one thread at a time, as flx_llama_forward does. */
 int  flx_fakequant_open_threads(flx_fakequant **fq, flx_model *m, const char *path, int n_threads,
                                 flx_error *err);
 void flx_fakequant_close(flx_fakequant *fq);   /* NULL-safe */

@@ -414,6 +414,17 @@ Test(qmodel, fake_quant_weights_by_group_and_thread_count)
                 cr_assert_eq(memcmp(wa[k], wb[k], n_w[k] * sizeof(float)), 0, "%s layer %d linear %d", recipes[i], l, k);
         }
         cr_assert_eq(memcmp(f1.w.output, f2.w.output, (size_t)c->n_vocab * d * sizeof(float)), 0);
+        /* the hooks' per-token fake quantization spread over the pool: same logits */
+        enum { NT = 40 };
+        int32_t toks[NT];
+        for (int t = 0; t < NT; t++) toks[t] = (t * 29 + 5) % c->n_vocab;
+        float *l1 = malloc(sizeof(float) * NT * c->n_vocab), *l2 = malloc(sizeof(float) * NT * c->n_vocab);
+        logits_of(&f1, &q1->hooks, toks, NT, l1);
+        logits_of(&f2, &q2->hooks, toks, NT, l2);
+        cr_assert(q1->pool == NULL && q2->pool != NULL);
+        cr_assert_eq(memcmp(l1, l2, sizeof(float) * NT * c->n_vocab), 0, "%s: logits differ with the pool", recipes[i]);
+        free(l1);
+        free(l2);
         /* w_up of layer 1, row 5, column 37: group 37 / gs of that row */
         const flx_qtensor *t = &q1->own_qm->layers[1].w_up;
         const int32_t ng = t->n_in / t->group_size;
@@ -469,6 +480,14 @@ Test(qmodel, rotated_fp_model_keeps_its_logits)
     logits_of(&fm, &fq->hooks, toks, N, got);
     double e = rel_err(got, ref, (size_t)N * V);
     cr_assert(e < 1e-4, "rotated fp model drifts: %g", e);
+    flx_model_free(&fm);
+    flx_fakequant_close(fq);
+    /* the online R4 (dense here) on 2 threads: the same logits */
+    float *got2 = malloc(sizeof(float) * N * V);
+    cr_assert_eq(flx_fakequant_open_threads(&fq, &fm, p, 2, &err), FLX_OK, "%s", err.msg);
+    logits_of(&fm, &fq->hooks, toks, N, got2);
+    cr_assert_eq(memcmp(got, got2, sizeof(float) * N * V), 0, "online R4 on the pool changed the logits");
+    free(got2);
     flx_model_free(&fm);
     flx_fakequant_close(fq);
     free(ref);
