@@ -303,8 +303,8 @@ int flx_cmd_quantize(int argc, char **argv)
         int nl = c->n_layers;
         sq = calloc((size_t)4 * nl, sizeof *sq);
         scales = calloc((size_t)nl, sizeof *scales);
-        qkv_max = calloc((size_t)3 * nl, sizeof *qkv_max);
-        if (!sq || !scales || !qkv_max) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        if (use_gptq) qkv_max = calloc((size_t)3 * nl, sizeof *qkv_max);
+        if (!sq || !scales || (use_gptq && !qkv_max)) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
     }
     /* with GPTQ the static scales come from its own calibration passes (the
      * maxima of q/k/v with the quantized weights, see below): no extra forward */

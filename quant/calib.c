@@ -315,32 +315,50 @@ typedef struct gptq_job {
     void *sink_ctx;
 } gptq_job;
 
-static int quantize_linear(gptq_job *j, int l, flx_linear_id k, const flx_hessian *h, flx_error *err)
+/* The weight pointer of linear k of layer l and its shape (n_out, n_in). */
+static const float **linear_slot(flx_model *m, int l, flx_linear_id k, int32_t *n_out, int32_t *n_in)
 {
-    const flx_llama_config *c = &j->m->cfg;
+    const flx_llama_config *c = &m->cfg;
     const int32_t d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, f = c->d_ff;
-    flx_llama_layer *Ly = &j->m->w.layers[l];
+    flx_llama_layer *Ly = &m->w.layers[l];
     struct { const float **slot; int32_t n_out, n_in; } lin[FLX_W_COUNT] = {
         { &Ly->wq, qd, d }, { &Ly->wk, kvd, d }, { &Ly->wv, kvd, d }, { &Ly->wo, d, qd },
         { &Ly->w_gate, f, d }, { &Ly->w_up, f, d }, { &Ly->w_down, d, f } };
-    const size_t n = (size_t)lin[k].n_out * lin[k].n_in;
-    int rc = flx_gptq(*lin[k].slot, lin[k].n_out, lin[k].n_in, h, &j->opts->wq, &j->go, &j->out, j->w_hat, NULL,
-                      err);
+    *n_out = lin[k].n_out;
+    *n_in = lin[k].n_in;
+    return lin[k].slot;
+}
+
+static int quantize_linear(gptq_job *j, int l, flx_linear_id k, const flx_hessian *h, flx_error *err)
+{
+    int32_t n_out, n_in;
+    const float **slot = linear_slot(j->m, l, k, &n_out, &n_in);
+    const size_t n = (size_t)n_out * n_in;
+    int rc = flx_gptq(*slot, n_out, n_in, h, &j->opts->wq, &j->go, &j->out, j->w_hat, NULL, err);
     if (rc) {
         char msg[FLX_ERROR_MSG_BYTES];
         snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
         return flx_fail(err, rc, "layer %d %s: %s", l, flx_linear_id_name(k), msg);
     }
-    if (j->sink && (rc = j->sink(j->sink_ctx, l, k, lin[k].n_out, lin[k].n_in, &j->out, j->w_hat, err)))
-        return rc;
-    float *dst = owned_buffer(j->m, *lin[k].slot);
+    if (j->sink && (rc = j->sink(j->sink_ctx, l, k, n_out, n_in, &j->out, j->w_hat, err))) return rc;
+    float *dst = owned_buffer(j->m, *slot);
     if (!dst) {
         if (!(dst = flx_model_alloc(j->m, n * sizeof(float))))
             return flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory");
-        *lin[k].slot = dst;
+        *slot = dst;
     }
     memcpy(dst, j->w_hat, n * sizeof(float));
     return FLX_OK;
+}
+
+/* One calibration window w of T tokens through the one-layer view, up to
+ * where the hook stops it. */
+static int run_window(flx_llama_state *st, gptq_pass_ctx *pc, int32_t *pos_ids, int64_t w, int64_t T,
+                      flx_error *err)
+{
+    for (int64_t t = 0; t < T; t++) pos_ids[t] = (int32_t)(w * T + t);
+    flx_llama_reset(st);
+    return pass_status(pc, flx_llama_forward(st, pos_ids, T, err), err);
 }
 
 int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
@@ -435,9 +453,7 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
         pc.collect = FLX_LINEAR_QKV;
         pc.save = NULL;
         for (int64_t w = 0; w < cd->n_windows; w++) {
-            for (int64_t t = 0; t < T; t++) pos_ids[t] = (int32_t)(w * T + t);
-            flx_llama_reset(&st);
-            if ((rc = pass_status(&pc, flx_llama_forward(&st, pos_ids, T, err), err))) goto done;
+            if ((rc = run_window(&st, &pc, pos_ids, w, T, err))) goto done;
             flx_progress_update(&prog, ++done_units);
         }
         for (int k = FLX_W_Q; k <= FLX_W_V; k++) {
@@ -459,10 +475,8 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
             pc.qkv_max[0] = pc.qkv_max[1] = pc.qkv_max[2] = 0.0;
         }
         for (int64_t w = 0; w < cd->n_windows; w++) {
-            for (int64_t t = 0; t < T; t++) pos_ids[t] = (int32_t)(w * T + t);
             pc.save = attn + (size_t)w * T * qd;
-            flx_llama_reset(&st);
-            if ((rc = pass_status(&pc, flx_llama_forward(&st, pos_ids, T, err), err))) goto done;
+            if ((rc = run_window(&st, &pc, pos_ids, w, T, err))) goto done;
             flx_progress_update(&prog, ++done_units);
         }
         pc.save = NULL;
@@ -535,18 +549,13 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
         }
         free(ffn_keep);
         ffn_keep = NULL;
-        if (opts->release_layers) {
-            flx_llama_layer *Ly = &m->w.layers[l];
-            const float **slots[FLX_W_COUNT] = { &Ly->wq, &Ly->wk, &Ly->wv, &Ly->wo, &Ly->w_gate, &Ly->w_up,
-                                                 &Ly->w_down };
-            const int32_t kvd = c->n_kv_heads * c->head_dim;
-            const size_t n_w[FLX_W_COUNT] = { (size_t)qd * d, (size_t)kvd * d, (size_t)kvd * d, (size_t)d * qd,
-                                               (size_t)f * d, (size_t)f * d, (size_t)d * f };
+        if (opts->release_layers)
             for (int k = 0; k < FLX_W_COUNT; k++) {
-                if (flx_model_release(m, *slots[k])) released_bytes += n_w[k] * sizeof(float);
-                *slots[k] = NULL;
+                int32_t n_out, n_in;
+                const float **slot = linear_slot(m, l, (flx_linear_id)k, &n_out, &n_in);
+                if (flx_model_release(m, *slot)) released_bytes += (size_t)n_out * n_in * sizeof(float);
+                *slot = NULL;
             }
-        }
     }
 done:
     flx_progress_end(&prog);
