@@ -80,16 +80,6 @@ double flx_ppl_acc_uncertainty(const flx_ppl_acc *a)
     return var > 0 ? exp(m) * sqrt(var / (double)(a->count - 1)) : 0.0;
 }
 
-flx_mean_unc flx_mean_and_uncertainty(double sum, double sum2, int64_t count)
-{
-    flx_mean_unc r = {0.0, 0.0};
-    if (count < 1) return r;
-    r.mean = sum / (double)count;
-    double var = sum2 / (double)count - r.mean * r.mean;
-    r.unc = var > 0 && count > 10 ? sqrt(var / (double)(count - 1)) : 0.0;
-    return r;
-}
-
 /* ---------------------------------------------------------------- run */
 
 /* Per-row work of one logits chunk, run on the forward state's pool; every
