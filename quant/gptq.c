@@ -4,13 +4,10 @@
 #include "flx_quant.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* LAPACK (Fortran symbols shipped in libopenblas). */
-extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
-extern void strtri_(const char *uplo, const char *diag, const int *n, float *a, const int *lda, int *info);
 
 /* ---------------------------------------------------------------- quantizer */
 
@@ -183,11 +180,10 @@ flx_gptq_opts flx_gptq_opts_default(void)
  * info (0 = ok). */
 static int inverse_cholesky(float *a, int32_t n)
 {
-    int info = 0;
     /* symmetric: row-major memory is the same matrix in column-major */
-    spotrf_("L", &n, a, &n, &info);
-    if (info == 0) strtri_("L", "N", &n, a, &n, &info);
-    if (info != 0) return info;
+    lapack_int info = LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', n, a, n);
+    if (info == 0) info = LAPACKE_strtri_work(LAPACK_COL_MAJOR, 'L', 'N', n, a, n);
+    if (info != 0) return (int)info;
     /* column-major C^-1(r, c), r >= c, sits at a[r + c n]; U[i][j] =
      * C^-1(n-1-i, n-1-j) for i <= j.  Position p = i n + j takes the value at
      * q = (n-1-j) n + (n-1-i): both lie in the upper triangle of the row-major

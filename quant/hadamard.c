@@ -3,15 +3,10 @@
  * Sylvester Hadamard, random Hadamard, random orthogonal (LAPACK QR). */
 #include "flx_rotate.h"
 
+#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* LAPACK (Fortran symbols shipped in libopenblas). */
-extern void dgeqrf_(const int *m, const int *n, double *a, const int *lda, double *tau,
-                    double *work, const int *lwork, int *info);
-extern void dorgqr_(const int *m, const int *n, const int *k, double *a, const int *lda,
-                    const double *tau, double *work, const int *lwork, int *info);
 
 int flx_is_pow2(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
 
@@ -134,7 +129,6 @@ int flx_random_orthogonal(float *r, int32_t n, uint64_t seed, flx_error *err)
     double *a = malloc(nn * sizeof *a);
     double *tau = malloc((size_t)n * sizeof *tau);
     double *diag = malloc((size_t)n * sizeof *diag);
-    double *work = NULL;
     if (!a || !tau || !diag) {
         free(a); free(tau); free(diag);
         return flx_fail(err, FLX_ENOMEM, "random orthogonal matrix: out of memory for size %d", (int)n);
@@ -146,35 +140,16 @@ int flx_random_orthogonal(float *r, int32_t n, uint64_t seed, flx_error *err)
     for (int32_t i = 0; i < n; i++)
         for (int32_t j = 0; j < n; j++) a[(size_t)j * n + i] = flx_rng_normal(&rng);
 
-    int info = 0, lwork = -1;
-    double wq = 0.0;
-    dgeqrf_(&n, &n, a, &n, tau, &wq, &lwork, &info);
-    lwork = info == 0 && wq > (double)n ? (int)wq : n * 64;
-    work = malloc((size_t)lwork * sizeof *work);
-    if (!work) {
-        free(a); free(tau); free(diag);
-        return flx_fail(err, FLX_ENOMEM, "random orthogonal matrix: out of memory for LAPACK workspace");
-    }
-    dgeqrf_(&n, &n, a, &n, tau, work, &lwork, &info);
+    /* LAPACKE queries the optimal workspace and allocates it, as the Fortran
+     * calls did with lwork = -1 first (same blocking, same bits). */
+    lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, n, n, a, n, tau);
     if (info == 0) {
         for (int32_t j = 0; j < n; j++) diag[j] = a[(size_t)j * n + j];
-        double wq2 = 0.0;
-        int lw2 = -1;
-        dorgqr_(&n, &n, &n, a, &n, tau, &wq2, &lw2, &info);
-        if (info == 0 && (int)wq2 > lwork) {
-            free(work);
-            lwork = (int)wq2;
-            work = malloc((size_t)lwork * sizeof *work);
-            if (!work) {
-                free(a); free(tau); free(diag);
-                return flx_fail(err, FLX_ENOMEM, "random orthogonal matrix: out of memory for LAPACK workspace");
-            }
-        }
-        if (info == 0) dorgqr_(&n, &n, &n, a, &n, tau, work, &lwork, &info);
+        info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, n, n, n, a, n, tau);
     }
     if (info != 0) {
-        free(a); free(tau); free(diag); free(work);
-        return flx_fail(err, FLX_ENUMERIC, "random orthogonal matrix: LAPACK QR failed (info %d)", info);
+        free(a); free(tau); free(diag);
+        return flx_fail(err, FLX_ENUMERIC, "random orthogonal matrix: LAPACK QR failed (info %d)", (int)info);
     }
     /* Q[i][j] = a[j*n + i]; multiply column j by sign(R_jj) (Haar measure). */
     for (int32_t i = 0; i < n; i++)
@@ -182,7 +157,7 @@ int flx_random_orthogonal(float *r, int32_t n, uint64_t seed, flx_error *err)
             double q = a[(size_t)j * n + i];
             r[(size_t)i * n + j] = (float)(diag[j] < 0.0 ? -q : q);
         }
-    free(a); free(tau); free(diag); free(work);
+    free(a); free(tau); free(diag);
     return FLX_OK;
 }
 

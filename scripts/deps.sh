@@ -3,7 +3,7 @@
 # apt line to run.  Usage: scripts/deps.sh [--tests]
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc g++ libc6-dev python3
-      libopenblas-dev libsleef-dev zlib1g-dev libpcre2-dev libcjson-dev)
+      libopenblas-dev liblapacke-dev libsleef-dev zlib1g-dev libpcre2-dev libcjson-dev)
 if [ "${1:-}" = "--tests" ]; then pkgs+=(libcriterion-dev); fi
 
 missing=()
