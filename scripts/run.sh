@@ -7,5 +7,6 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/deps.sh"
 build="$top/build"
 [ -f "$build/build.ninja" ] || meson setup "$build" "$top" --buildtype=release >&2
-ninja -C "$build" >&2
+# Only the program: the test suite and benchmarks are scripts/test.sh's job.
+ninja -C "$build" app/flxemu >&2
 exec "$build/app/flxemu" ppl "$@"
