@@ -79,11 +79,9 @@ float flx_emu_exp(const flx_emu_fp *fp, float x)
 
 int32_t flx_emu_float_to_apint(float v, int bits)
 {
-    if (!isfinite(v)) return 0;
-    float t = truncf(v);
-    /* any float of magnitude >= 2^62 is a multiple of 2^39: 0 modulo 2^bits */
-    if (fabsf(t) >= 0x1p62f) return 0;
-    return flx_emu_wrap((int64_t)t, bits);
+    /* a float is exact as a double; ap_int's conversion (truncate, wrap,
+     * NaN/inf -> 0) is quant/numfmt's, without the 2019.1 header quirk */
+    return (int32_t)flx_ap_int_from_double((double)v, bits, 0);
 }
 
 int32_t flx_emu_float_to_int(float v)

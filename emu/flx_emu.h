@@ -43,6 +43,7 @@
 #define FLX_EMU_H
 
 #include "flx_core.h"
+#include "flx_numfmt.h"
 
 #include <float.h>
 #include <math.h>
@@ -87,13 +88,12 @@ static inline float flx_emu_ftz(float x)
 
 /* ============================================================ integer helpers */
 
-/* v modulo 2^bits as a signed two's-complement value (bits 1..32). */
+/* v modulo 2^bits as a signed two's-complement value (bits 1..32): what
+ * assigning an integer to ap_int<bits> does.  The one definition of these
+ * semantics is quant/flx_numfmt.h (tested there against the HLS rules). */
 static inline int32_t flx_emu_wrap(int64_t v, int bits)
 {
-    uint64_t m = (bits >= 64) ? ~0ull : ((1ull << bits) - 1);
-    uint64_t u = (uint64_t)v & m;
-    if (bits < 64 && (u >> (bits - 1)) & 1) u |= ~m;
-    return (int32_t)(int64_t)u;
+    return (int32_t)flx_ap_int_wrap(v, bits);
 }
 
 /* Value of a stored bit pattern of ap_(u)int<bits>: is_uint reinterprets the

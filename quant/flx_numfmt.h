@@ -59,8 +59,18 @@ typedef struct flx_ap_int_type {
 
 /* Keeps the low W bits of v: ap_int<W> sign-extends them, ap_uint<W> not.
  * This is what assigning any integer to an ap_[u]int<W> does (wrap). */
-int64_t  flx_ap_int_wrap(int64_t v, int W);
-uint64_t flx_ap_uint_wrap(uint64_t v, int W);
+static inline int64_t flx_ap_int_wrap(int64_t v, int W)
+{
+    if (W >= 64) return v;
+    uint64_t m = (1ull << W) - 1ull;
+    uint64_t u = (uint64_t)v & m;
+    if (u >> (W - 1)) u |= ~m;
+    return (int64_t)u;
+}
+static inline uint64_t flx_ap_uint_wrap(uint64_t v, int W)
+{
+    return W >= 64 ? v : (v & ((1ull << W) - 1ull));
+}
 
 /* float/double -> ap_[u]int<W> as HLS does it: truncate toward zero, then
  * wrap modulo 2^W (ap_int<8>(300.0) = 44, (-2.7) = -2, (-0.75) = 0).  NaN

@@ -32,15 +32,8 @@ static uint64_t set_bit(uint64_t v, int b, int one)
 
 /* ---------------------------------------------------------------- ap_int */
 
-int64_t flx_ap_int_wrap(int64_t v, int W)
-{
-    if (W >= 64) return v;
-    uint64_t u = (uint64_t)v & low_mask(W);
-    if (u >> (W - 1)) u |= ~low_mask(W);
-    return (int64_t)u;
-}
-
-uint64_t flx_ap_uint_wrap(uint64_t v, int W) { return v & low_mask(W); }
+/* flx_ap_int_wrap / flx_ap_uint_wrap are inline in flx_numfmt.h: the
+ * emulator's kernels call them in their inner loops. */
 
 /* Low 64 bits of the two's-complement pattern of trunc(x), or the quirk. */
 static uint64_t int_pattern_from_double(double x, unsigned flags)

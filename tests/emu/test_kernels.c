@@ -137,6 +137,11 @@ Test(emu_int, apint_conversions_and_patterns)
     cr_assert_eq(flx_emu_float_to_apint(-2.7f, 8), -2);
     cr_assert_eq(flx_emu_float_to_apint(15.0f, 4), -1);     /* uint4 15 as int4 pattern */
     cr_assert_eq(flx_emu_float_to_apint(NAN, 4), 0);
+    cr_assert_eq(flx_emu_float_to_apint(-INFINITY, 8), 0);
+    cr_assert_eq(flx_emu_float_to_apint(-0.75f, 8), 0);        /* no 2019.1 header quirk */
+    cr_assert_eq(flx_emu_float_to_apint(0x1p40f + 0x1p20f + 3.0f, 32), 0x100000);
+    cr_assert_eq(flx_emu_float_to_apint(-(0x1p31f + 0x1p9f), 32), 0x7ffffe00);  /* wraps */
+    cr_assert_eq(flx_emu_float_to_apint(0x1p70f, 8), 0);
     cr_assert_eq(flx_emu_float_to_int(NAN), INT32_MIN);
     cr_assert_eq(flx_emu_float_to_int(3e9f), INT32_MIN);
     cr_assert_eq(flx_emu_float_to_int(-7.9f), -7);
