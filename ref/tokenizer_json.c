@@ -112,7 +112,10 @@ static int32_t find_first_named(const json_load *L, const char *const *names)
     return -1;
 }
 
-static int parse(json_load *L, const cJSON *root, flx_vocab_desc *d, int *ignore_merges)
+/* model.type, byte_fallback, ignore_merges; the vocab object and the
+ * added_tokens array (NULL when absent). */
+static int read_model(json_load *L, const cJSON *root, const cJSON **vocab, const cJSON **added,
+                      int *ignore_merges)
 {
     const char *path = L->path;
     flx_error *err = L->err;
@@ -128,16 +131,22 @@ static int parse(json_load *L, const cJSON *root, flx_vocab_desc *d, int *ignore
                         "%s: model.byte_fallback: SentencePiece-converted BPE is not supported from "
                         "tokenizer.json (use the model's GGUF vocabulary)", path);
     *ignore_merges = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "ignore_merges"));
-    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    if (!cJSON_IsObject(vocab))
+    *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    if (!cJSON_IsObject(*vocab))
         return flx_fail(err, FLX_EFORMAT, "%s: model.vocab is missing or not an object", path);
-    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added))
+    *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    if (*added && !cJSON_IsNull(*added) && !cJSON_IsArray(*added))
         return flx_fail(err, FLX_EFORMAT, "%s: added_tokens is not an array", path);
+    return FLX_OK;
+}
 
-    /* pass 1: the id range */
-    int64_t n_entries = cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
-    int64_t limit = n_entries * 1024 < JSON_MAX_ID ? n_entries * 1024 : JSON_MAX_ID;
+/* The id table from model.vocab and added_tokens, in two passes: the id
+ * range first (bounded by `limit`, so a small file cannot ask for a huge
+ * table), then id -> text. */
+static int read_ids(json_load *L, const cJSON *vocab, const cJSON *added, int64_t limit)
+{
+    const char *path = L->path;
+    flx_error *err = L->err;
     int64_t max_id = -1;
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
@@ -162,7 +171,6 @@ static int parse(json_load *L, const cJSON *root, flx_vocab_desc *d, int *ignore
     }
     if (max_id < 0) return flx_fail(err, FLX_EFORMAT, "%s: model.vocab is empty", path);
 
-    /* pass 2: id -> text */
     L->n_tokens = (int32_t)max_id + 1;
     L->tokens = calloc((size_t)L->n_tokens, sizeof *L->tokens);
     L->types = calloc((size_t)L->n_tokens, sizeof *L->types);
@@ -188,9 +196,14 @@ static int parse(json_load *L, const cJSON *root, flx_vocab_desc *d, int *ignore
         L->types[id] = special ? FLX_TOKEN_CONTROL : FLX_TOKEN_USER_DEFINED;
         k++;
     }
+    return FLX_OK;
+}
 
-    /* merges */
-    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+/* model.merges: "a b" strings, or [a, b] pairs joined into "a b". */
+static int read_merges(json_load *L, const cJSON *merges)
+{
+    const char *path = L->path;
+    flx_error *err = L->err;
     if (merges && !cJSON_IsNull(merges) && !cJSON_IsArray(merges))
         return flx_fail(err, FLX_EFORMAT, "%s: model.merges is not an array", path);
     int n_merges = cJSON_IsArray(merges) ? cJSON_GetArraySize(merges) : 0;
@@ -198,7 +211,8 @@ static int parse(json_load *L, const cJSON *root, flx_vocab_desc *d, int *ignore
     L->joined = calloc(n_merges ? (size_t)n_merges : 1, sizeof *L->joined);
     if (!L->merges || !L->joined) return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
     L->n_merges = n_merges;
-    k = 0;
+    int k = 0;
+    const cJSON *it;
     cJSON_ArrayForEach(it, merges) {
         if (cJSON_IsString(it)) {
             L->merges[k] = it->valuestring;
@@ -220,38 +234,70 @@ static int parse(json_load *L, const cJSON *root, flx_vocab_desc *d, int *ignore
         }
         k++;
     }
+    return FLX_OK;
+}
 
-    /* pre-tokenizer */
+/* The pre-tokenizer's name for flx_tokenizer_create: NULL (Llama-3 rules),
+ * "llama-bpe" or "gpt2"; anything else is refused. */
+static int read_pretokenizer(json_load *L, const cJSON *root, const char **pre)
+{
     const char *regex = NULL;
     int bytelevel_regex = 0;
     find_pretok(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &regex, &bytelevel_regex);
-    const char *pre = NULL;   /* none: Llama-3 rules */
+    *pre = NULL;
     if (regex) {
         if (strcmp(regex, llama3_regex))
-            return flx_fail(err, FLX_EUNSUPPORTED,
+            return flx_fail(L->err, FLX_EUNSUPPORTED,
                             "%s: pre_tokenizer: the Split regex is not the Llama-3 one (only the "
-                            "Llama-3 and GPT-2 byte-level pre-tokenizers are supported)", path);
-        pre = "llama-bpe";
+                            "Llama-3 and GPT-2 byte-level pre-tokenizers are supported)", L->path);
+        *pre = "llama-bpe";
     } else if (bytelevel_regex) {
-        pre = "gpt2";
+        *pre = "gpt2";
     }
+    return FLX_OK;
+}
 
-    /* special ids */
+/* BOS (from the post-processor's template, else by name), EOS and UNK. */
+static int read_special_ids(json_load *L, const cJSON *root, const cJSON *vocab, int64_t limit,
+                            flx_vocab_desc *d)
+{
     static const char *const bos_names[] = {"<|begin_of_text|>", "<s>", "<|startoftext|>", NULL};
     static const char *const eos_names[] = {"<|end_of_text|>", "</s>", "<|endoftext|>", NULL};
     const char *tmpl_bos = find_template_bos(cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
     int32_t bos = find_token(L, tmpl_bos);
     if (tmpl_bos && bos < 0)
-        return flx_fail(err, FLX_EFORMAT,
-                        "%s: post_processor: template token \"%.64s\" is not an added token", path, tmpl_bos);
+        return flx_fail(L->err, FLX_EFORMAT,
+                        "%s: post_processor: template token \"%.64s\" is not an added token", L->path,
+                        tmpl_bos);
     d->add_bos = bos >= 0;
     if (bos < 0) bos = find_first_named(L, bos_names);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const char *unk = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "unk_token"));
     int32_t unk_id = -1;
     if (unk) {
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(vocab, unk);
         unk_id = u ? (int32_t)json_id(u, limit) : find_token(L, unk);
     }
+    d->bos_id = bos;
+    d->eos_id = find_first_named(L, eos_names);
+    d->unk_id = unk_id;
+    return FLX_OK;
+}
+
+static int parse(json_load *L, const cJSON *root, flx_vocab_desc *d, int *ignore_merges)
+{
+    const cJSON *vocab = NULL, *added = NULL;
+    int rc = read_model(L, root, &vocab, &added, ignore_merges);
+    if (rc) return rc;
+    int64_t n_entries = cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
+    int64_t limit = n_entries * 1024 < JSON_MAX_ID ? n_entries * 1024 : JSON_MAX_ID;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const char *pre = NULL;
+    if ((rc = read_ids(L, vocab, added, limit)) ||
+        (rc = read_merges(L, cJSON_GetObjectItemCaseSensitive(model, "merges"))) ||
+        (rc = read_pretokenizer(L, root, &pre)) ||
+        (rc = read_special_ids(L, root, vocab, limit, d)))
+        return rc;
     d->kind = FLX_TOK_BPE;
     d->n_tokens = L->n_tokens;
     d->tokens = L->tokens;
@@ -259,9 +305,6 @@ static int parse(json_load *L, const cJSON *root, flx_vocab_desc *d, int *ignore
     d->token_types = L->types;
     d->n_merges = L->n_merges;
     d->merges = L->merges;
-    d->bos_id = bos;
-    d->eos_id = find_first_named(L, eos_names);
-    d->unk_id = unk_id;
     d->pre = pre;
     return FLX_OK;
 }
