@@ -410,7 +410,8 @@ Test(forward, thread_count_changes_results_only_by_rounding)
     flx_model_free(&m);
 }
 
-#include "llama_impl.h"
+/* white-box: the private vector helpers of ref/ */
+#include "../../ref/internal/llama_impl.h"
 
 Test(forward, vector_exp_is_accurate_and_position_independent)
 {
