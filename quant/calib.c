@@ -361,20 +361,185 @@ static int run_window(flx_llama_state *st, gptq_pass_ctx *pc, int32_t *pos_ids, 
     return pass_status(pc, flx_llama_forward(st, pos_ids, T, err), err);
 }
 
-int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
-                   const flx_gptq_model_opts *opts, flx_gptq_sink sink, void *sink_ctx, flx_error *err)
+/* Everything the per-layer steps of flx_gptq_model share. */
+typedef struct gptq_run {
+    flx_model *m;
+    const flx_calib_data *cd;
+    const flx_gptq_model_opts *opts;
+    int32_t d, qd, f;          /* hidden, attention and feed-forward widths       */
+    int64_t n_rows, T;         /* calibration rows; tokens per window             */
+    flx_pool *pool;
+    gptq_job job;
+    flx_hessian h;
+    gptq_pass_ctx pc;
+    flx_llama_state st;        /* the one-layer view's forward state              */
+    /* the residual stream entering the current layer (after its attention
+     * half once that is quantized), one row per calibration token */
+    float *resid;
+    float *attn;               /* attention output of every token while o is done */
+    float *ffn_keep;           /* SwiGLU products kept from step 4 for step 5     */
+    size_t released_bytes;     /* float weights freed by release_layers so far    */
+    int32_t *pos_ids;          /* [T]                                             */
+    flx_progress prog;
+    int64_t done_units;
+} gptq_run;
+
+static void gptq_tick(gptq_run *r) { flx_progress_update(&r->prog, ++r->done_units); }
+
+/* A fresh Hessian of width n for the group whose input kind is `collect`. */
+static int gptq_begin_group(gptq_run *r, int32_t n, int collect, flx_error *err)
+{
+    int rc = flx_hessian_init(&r->h, n, err);
+    if (rc) return rc;
+    r->h.pool = r->pool;
+    r->pc.collect = collect;
+    return FLX_OK;
+}
+
+/* GPTQ of linears first..last of layer l from the group's Hessian. */
+static int gptq_quantize_group(gptq_run *r, int l, flx_linear_id first, flx_linear_id last, flx_error *err)
+{
+    for (int k = (int)first; k <= (int)last; k++) {
+        int rc = quantize_linear(&r->job, l, (flx_linear_id)k, &r->h, err);
+        if (rc) return rc;
+        gptq_tick(r);
+    }
+    flx_hessian_free(&r->h);
+    return FLX_OK;
+}
+
+/* 1. {q, k, v}: Hessian of the normed input, from the windows' rows. */
+static int gptq_step_qkv(gptq_run *r, int l, flx_error *err)
+{
+    int rc = gptq_begin_group(r, r->d, FLX_LINEAR_QKV, err);
+    if (rc) return rc;
+    r->pc.save = NULL;
+    for (int64_t w = 0; w < r->cd->n_windows; w++) {
+        if ((rc = run_window(&r->st, &r->pc, r->pos_ids, w, r->T, err))) return rc;
+        gptq_tick(r);
+    }
+    return gptq_quantize_group(r, l, FLX_W_Q, FLX_W_V, err);
+}
+
+/* 2. {o}: attention with the quantized q/k/v; its output is kept (and the
+ *    static q/k/v maxima taken on the way when asked for). */
+static int gptq_step_o(gptq_run *r, int l, flx_error *err)
+{
+    const int64_t T = r->T, qd = r->qd;
+    if (!(r->attn = malloc((size_t)r->n_rows * (size_t)qd * sizeof(float))))
+        return flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory for %lld attention rows", (long long)r->n_rows);
+    int rc = gptq_begin_group(r, r->qd, FLX_LINEAR_O, err);
+    if (rc) return rc;
+    if (r->opts->qkv_max) {
+        r->pc.qkv_max = r->opts->qkv_max + 3 * (size_t)l;
+        r->pc.qkv_max[0] = r->pc.qkv_max[1] = r->pc.qkv_max[2] = 0.0;
+    }
+    for (int64_t w = 0; w < r->cd->n_windows; w++) {
+        r->pc.save = r->attn + (size_t)w * T * qd;
+        if ((rc = run_window(&r->st, &r->pc, r->pos_ids, w, T, err))) return rc;
+        gptq_tick(r);
+    }
+    r->pc.save = NULL;
+    r->pc.qkv_max = NULL;
+    return gptq_quantize_group(r, l, FLX_W_O, FLX_W_O, err);
+}
+
+/* 3. {gate, up}: x += o(attn) with the quantized o (the residual stream
+ *    moves past the attention half), then the normed input. */
+static int gptq_step_gate_up(gptq_run *r, int l, flx_error *err)
+{
+    const int64_t T = r->T, d = r->d, qd = r->qd;
+    int rc = gptq_begin_group(r, r->d, FLX_LINEAR_GATE_UP, err);
+    if (rc) return rc;
+    for (int64_t w = 0; w < r->cd->n_windows; w++) {
+        float *rw = r->resid + (size_t)w * T * d;
+        memcpy(r->st.x, rw, (size_t)(T * d) * sizeof(float));
+        memcpy(r->st.attn, r->attn + (size_t)w * T * qd, (size_t)(T * qd) * sizeof(float));
+        if ((rc = flx_llama_attn_out(&r->st, 0, T, err))) return rc;
+        memcpy(rw, r->st.x, (size_t)(T * d) * sizeof(float));
+        if ((rc = pass_status(&r->pc, flx_llama_ffn(&r->st, 0, T, err), err))) return rc;
+        gptq_tick(r);
+    }
+    free(r->attn);
+    r->attn = NULL;
+    return gptq_quantize_group(r, l, FLX_W_GATE, FLX_W_UP, err);
+}
+
+/* 4. {down}: the SwiGLU product of the quantized gate/up (after R4).  The
+ *    products of the first *n_keep windows are kept (before R4) for step 5,
+ *    as far as the memory budget allows; the rest are recomputed there.
+ *    Either way the values are the same. */
+static int gptq_step_down(gptq_run *r, int l, int64_t *n_keep, flx_error *err)
+{
+    const int64_t T = r->T, d = r->d, f = r->f;
+    const size_t win_bytes = (size_t)T * f * sizeof(float);
+    size_t budget = r->opts->keep_bytes + r->released_bytes / 4 * 3;
+    int64_t keep = l + 1 < r->m->cfg.n_layers ? (int64_t)(budget / win_bytes) : 0;
+    if (keep > r->cd->n_windows) keep = r->cd->n_windows;
+    if (keep > 0 && !(r->ffn_keep = malloc((size_t)keep * win_bytes))) keep = 0;   /* recompute all */
+    *n_keep = keep;
+    int rc = gptq_begin_group(r, r->f, FLX_LINEAR_DOWN, err);
+    if (rc) return rc;
+    for (int64_t w = 0; w < r->cd->n_windows; w++) {
+        r->pc.save = w < keep ? r->ffn_keep + (size_t)w * T * f : NULL;
+        memcpy(r->st.x, r->resid + (size_t)w * T * d, (size_t)(T * d) * sizeof(float));
+        if ((rc = pass_status(&r->pc, flx_llama_ffn(&r->st, 0, T, err), err))) return rc;
+        gptq_tick(r);
+    }
+    r->pc.save = NULL;
+    return gptq_quantize_group(r, l, FLX_W_DOWN, FLX_W_DOWN, err);
+}
+
+/* 5. the quantized feed-forward half completes the next layer's input. */
+static int gptq_step_next_input(gptq_run *r, int l, int64_t n_keep, flx_error *err)
+{
+    const int64_t T = r->T, d = r->d, f = r->f;
+    r->pc.collect = -1;
+    for (int64_t w = 0; w < r->cd->n_windows; w++) {
+        if (l + 1 < r->m->cfg.n_layers) {
+            float *rw = r->resid + (size_t)w * T * d;
+            memcpy(r->st.x, rw, (size_t)(T * d) * sizeof(float));
+            int rc;
+            if (w < n_keep) {
+                memcpy(r->st.gate, r->ffn_keep + (size_t)w * T * f, (size_t)T * f * sizeof(float));
+                rc = flx_llama_ffn_down(&r->st, 0, T, err);
+            } else {
+                rc = flx_llama_ffn(&r->st, 0, T, err);
+            }
+            if (rc) return rc;
+            memcpy(rw, r->st.x, (size_t)(T * d) * sizeof(float));
+        }
+        gptq_tick(r);
+    }
+    free(r->ffn_keep);
+    r->ffn_keep = NULL;
+    return FLX_OK;
+}
+
+/* The float weights of a finished layer are not needed again. */
+static void gptq_release_layer(gptq_run *r, int l)
+{
+    for (int k = 0; k < FLX_W_COUNT; k++) {
+        int32_t n_out, n_in;
+        const float **slot = linear_slot(r->m, l, (flx_linear_id)k, &n_out, &n_in);
+        if (flx_model_release(r->m, *slot)) r->released_bytes += (size_t)n_out * n_in * sizeof(float);
+        *slot = NULL;
+    }
+}
+
+/* Every check before the long work. */
+static int gptq_check(const flx_model *m, const flx_calib_data *cd, const flx_gptq_model_opts *opts,
+                      flx_error *err)
 {
     const flx_llama_config *c = &m->cfg;
-    const int L = c->n_layers;
     const int32_t d = c->d_model, qd = c->n_heads * c->head_dim, f = c->d_ff;
     int rc;
-    /* every check before the long work */
     if (!cd->ids || cd->n_windows < 1) return flx_fail(err, FLX_EINVAL, "GPTQ: no calibration windows");
     if ((rc = flx_wquant_check(&opts->wq, d, "GPTQ: hidden_size inputs (q/k/v/gate/up)", err)) ||
         (rc = flx_wquant_check(&opts->wq, qd, "GPTQ: o_proj inputs", err)) ||
         (rc = flx_wquant_check(&opts->wq, f, "GPTQ: down_proj inputs", err)))
         return rc;
-    const int64_t n_rows = cd->n_windows * cd->seqlen, T = cd->seqlen;
+    const int64_t n_rows = cd->n_windows * cd->seqlen;
     if (n_rows > (1 << 24))
         return flx_fail(err, FLX_EINVAL, "GPTQ: %lld calibration tokens exceed the limit of 2^24",
                         (long long)n_rows);
@@ -382,39 +547,43 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
         if (cd->ids[i] < 0 || cd->ids[i] >= c->n_vocab)
             return flx_fail(err, FLX_EINVAL, "GPTQ: calibration token %lld has id %d outside the vocabulary",
                             (long long)i, cd->ids[i]);
+    return FLX_OK;
+}
 
-    flx_pool *pool = opts->n_threads > 1 ? flx_pool_create(opts->n_threads) : NULL;
-    gptq_job job = { m, opts, opts->gptq, { NULL, NULL, NULL }, NULL, sink, sink_ctx };
-    job.go.pool = pool;
-    flx_hessian h;
-    memset(&h, 0, sizeof h);
+int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
+                   const flx_gptq_model_opts *opts, flx_gptq_sink sink, void *sink_ctx, flx_error *err)
+{
+    int rc = gptq_check(m, cd, opts, err);
+    if (rc) return rc;
+    const flx_llama_config *c = &m->cfg;
+    const int L = c->n_layers;
+    gptq_run r;
+    memset(&r, 0, sizeof r);
+    r.m = m; r.cd = cd; r.opts = opts;
+    r.d = c->d_model; r.qd = c->n_heads * c->head_dim; r.f = c->d_ff;
+    r.n_rows = cd->n_windows * cd->seqlen; r.T = cd->seqlen;
+    r.pool = opts->n_threads > 1 ? flx_pool_create(opts->n_threads) : NULL;
+    r.job = (gptq_job){ m, opts, opts->gptq, { NULL, NULL, NULL }, NULL, sink, sink_ctx };
+    r.job.go.pool = r.pool;
+    const int32_t d = r.d, qd = r.qd, f = r.f;
     /* largest weight (q: qd x d, gate/up/down: f x d); groups never outnumber columns */
     const size_t max_elems = (size_t)(qd > f ? qd : f) * (size_t)(d > qd ? d : qd);
-    job.out.q = malloc(max_elems * sizeof(int32_t));
-    job.out.scale = malloc(max_elems * sizeof(float));
-    job.out.zero = malloc(max_elems * sizeof(float));
-    job.w_hat = malloc(max_elems * sizeof(float));
-    /* the residual stream entering the current layer (after its attention
-     * half once that is quantized), one row per calibration token */
-    float *resid = malloc((size_t)n_rows * (size_t)d * sizeof(float));
-    float *attn = NULL;   /* the attention output of every token, while o_proj is done */
-    float *ffn_keep = NULL;   /* SwiGLU products kept from step 4 for step 5 */
-    size_t released_bytes = 0;   /* float weights freed by release_layers so far */
-    int32_t *pos_ids = malloc((size_t)T * sizeof(int32_t));
-    flx_llama_state st;
-    memset(&st, 0, sizeof st);
+    r.job.out.q = malloc(max_elems * sizeof(int32_t));
+    r.job.out.scale = malloc(max_elems * sizeof(float));
+    r.job.out.zero = malloc(max_elems * sizeof(float));
+    r.job.w_hat = malloc(max_elems * sizeof(float));
+    r.resid = malloc((size_t)r.n_rows * (size_t)d * sizeof(float));
+    r.pos_ids = malloc((size_t)r.T * sizeof(int32_t));
     int have_state = 0;
-    flx_progress prog;
     /* per layer: 5 passes over the windows and 7 linears */
-    flx_progress_begin(&prog, "gptq", (int64_t)L * (5 * cd->n_windows + FLX_W_COUNT), opts->progress);
-    int64_t done_units = 0;
-    if (!job.out.q || !job.out.scale || !job.out.zero || !job.w_hat || !resid || !pos_ids) {
+    flx_progress_begin(&r.prog, "gptq", (int64_t)L * (5 * cd->n_windows + FLX_W_COUNT), opts->progress);
+    if (!r.job.out.q || !r.job.out.scale || !r.job.out.zero || !r.job.w_hat || !r.resid || !r.pos_ids) {
         rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory (%lld calibration tokens x %d floats)",
-                      (long long)n_rows, (int)d);
+                      (long long)r.n_rows, (int)d);
         goto done;
     }
-    for (int64_t i = 0; i < n_rows; i++)
-        memcpy(resid + i * d, m->w.tok_embd + (size_t)cd->ids[i] * d, (size_t)d * sizeof(float));
+    for (int64_t i = 0; i < r.n_rows; i++)
+        memcpy(r.resid + i * d, m->w.tok_embd + (size_t)cd->ids[i] * d, (size_t)d * sizeof(float));
 
     /* A one-layer view of m whose "embedding" is the saved residual stream:
      * token id i of the view is calibration row i, so each layer runs on its
@@ -424,16 +593,16 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
     sub.maps = NULL; sub.n_maps = 0;
     sub.tok = NULL;
     sub.cfg.n_layers = 1;
-    sub.cfg.n_vocab = (int32_t)n_rows;
+    sub.cfg.n_vocab = (int32_t)r.n_rows;
     sub.cfg.tie_embeddings = 1;
     sub.cfg.bos_id = -1;
     sub.cfg.eos_id = -1;
-    sub.w.tok_embd = resid;
-    sub.w.output = resid;
+    sub.w.tok_embd = r.resid;
+    sub.w.output = r.resid;
     sub.w.layers = m->w.layers;
-    gptq_pass_ctx pc = { rs, 0, -1, &h, NULL, NULL, pool, 0 };
-    flx_llama_hooks hooks = { &pc, gptq_linear_hook, gptq_qkv_hook, NULL };
-    if ((rc = init_state(&st, &sub, cd, opts->n_threads, &hooks, err))) goto done;
+    r.pc = (gptq_pass_ctx){ rs, 0, -1, &r.h, NULL, NULL, r.pool, 0 };
+    flx_llama_hooks hooks = { &r.pc, gptq_linear_hook, gptq_qkv_hook, NULL };
+    if ((rc = init_state(&r.st, &sub, cd, opts->n_threads, &hooks, err))) goto done;
     have_state = 1;
 
     /* GPTQ's sequential order within a layer, as SpinQuant's and QuaRot's
@@ -446,127 +615,24 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
      * so the attention half runs once and the feed-forward half twice. */
     for (int l = 0; l < L; l++) {
         sub.w.layers = m->w.layers + l;
-        pc.layer = l;
-        /* 1. {q, k, v}: Hessian of the normed input, from the windows' rows */
-        if ((rc = flx_hessian_init(&h, d, err))) goto done;
-        h.pool = pool;
-        pc.collect = FLX_LINEAR_QKV;
-        pc.save = NULL;
-        for (int64_t w = 0; w < cd->n_windows; w++) {
-            if ((rc = run_window(&st, &pc, pos_ids, w, T, err))) goto done;
-            flx_progress_update(&prog, ++done_units);
-        }
-        for (int k = FLX_W_Q; k <= FLX_W_V; k++) {
-            if ((rc = quantize_linear(&job, l, (flx_linear_id)k, &h, err))) goto done;
-            flx_progress_update(&prog, ++done_units);
-        }
-        flx_hessian_free(&h);
-
-        /* 2. {o}: attention with the quantized q/k/v; its output is kept */
-        if (!(attn = malloc((size_t)n_rows * (size_t)qd * sizeof(float)))) {
-            rc = flx_fail(err, FLX_ENOMEM, "GPTQ: out of memory for %lld attention rows", (long long)n_rows);
+        r.pc.layer = l;
+        int64_t n_keep = 0;
+        if ((rc = gptq_step_qkv(&r, l, err)) || (rc = gptq_step_o(&r, l, err)) ||
+            (rc = gptq_step_gate_up(&r, l, err)) || (rc = gptq_step_down(&r, l, &n_keep, err)) ||
+            (rc = gptq_step_next_input(&r, l, n_keep, err)))
             goto done;
-        }
-        if ((rc = flx_hessian_init(&h, qd, err))) goto done;
-        h.pool = pool;
-        pc.collect = FLX_LINEAR_O;
-        if (opts->qkv_max) {
-            pc.qkv_max = opts->qkv_max + 3 * (size_t)l;
-            pc.qkv_max[0] = pc.qkv_max[1] = pc.qkv_max[2] = 0.0;
-        }
-        for (int64_t w = 0; w < cd->n_windows; w++) {
-            pc.save = attn + (size_t)w * T * qd;
-            if ((rc = run_window(&st, &pc, pos_ids, w, T, err))) goto done;
-            flx_progress_update(&prog, ++done_units);
-        }
-        pc.save = NULL;
-        pc.qkv_max = NULL;
-        if ((rc = quantize_linear(&job, l, FLX_W_O, &h, err))) goto done;
-        flx_progress_update(&prog, ++done_units);
-        flx_hessian_free(&h);
-
-        /* 3. {gate, up}: x += o(attn) with the quantized o (the residual
-         *    stream moves past the attention half), then the normed input */
-        if ((rc = flx_hessian_init(&h, d, err))) goto done;
-        h.pool = pool;
-        pc.collect = FLX_LINEAR_GATE_UP;
-        for (int64_t w = 0; w < cd->n_windows; w++) {
-            float *rw = resid + (size_t)w * T * d;
-            memcpy(st.x, rw, (size_t)(T * d) * sizeof(float));
-            memcpy(st.attn, attn + (size_t)w * T * qd, (size_t)(T * qd) * sizeof(float));
-            if ((rc = flx_llama_attn_out(&st, 0, T, err))) goto done;
-            memcpy(rw, st.x, (size_t)(T * d) * sizeof(float));
-            if ((rc = pass_status(&pc, flx_llama_ffn(&st, 0, T, err), err))) goto done;
-            flx_progress_update(&prog, ++done_units);
-        }
-        free(attn);
-        attn = NULL;
-        for (int k = FLX_W_GATE; k <= FLX_W_UP; k++) {
-            if ((rc = quantize_linear(&job, l, (flx_linear_id)k, &h, err))) goto done;
-            flx_progress_update(&prog, ++done_units);
-        }
-        flx_hessian_free(&h);
-
-        /* 4. {down}: the SwiGLU product of the quantized gate/up (after R4).
-         *    The products of the first n_keep windows are kept (before R4)
-         *    for step 5, as far as the memory budget allows; the rest are
-         *    recomputed there.  Either way the values are the same. */
-        const size_t win_bytes = (size_t)T * f * sizeof(float);
-        size_t budget = opts->keep_bytes + released_bytes / 4 * 3;
-        int64_t n_keep = l + 1 < L ? (int64_t)(budget / win_bytes) : 0;
-        if (n_keep > cd->n_windows) n_keep = cd->n_windows;
-        if (n_keep > 0 && !(ffn_keep = malloc((size_t)n_keep * win_bytes))) n_keep = 0;   /* recompute all */
-        if ((rc = flx_hessian_init(&h, f, err))) goto done;
-        h.pool = pool;
-        pc.collect = FLX_LINEAR_DOWN;
-        for (int64_t w = 0; w < cd->n_windows; w++) {
-            pc.save = w < n_keep ? ffn_keep + (size_t)w * T * f : NULL;
-            memcpy(st.x, resid + (size_t)w * T * d, (size_t)(T * d) * sizeof(float));
-            if ((rc = pass_status(&pc, flx_llama_ffn(&st, 0, T, err), err))) goto done;
-            flx_progress_update(&prog, ++done_units);
-        }
-        pc.save = NULL;
-        if ((rc = quantize_linear(&job, l, FLX_W_DOWN, &h, err))) goto done;
-        flx_progress_update(&prog, ++done_units);
-        flx_hessian_free(&h);
-
-        /* 5. the quantized feed-forward half completes the next layer's input */
-        pc.collect = -1;
-        for (int64_t w = 0; w < cd->n_windows; w++) {
-            if (l + 1 < L) {
-                float *rw = resid + (size_t)w * T * d;
-                memcpy(st.x, rw, (size_t)(T * d) * sizeof(float));
-                if (w < n_keep) {
-                    memcpy(st.gate, ffn_keep + (size_t)w * T * f, win_bytes);
-                    rc = flx_llama_ffn_down(&st, 0, T, err);
-                } else {
-                    rc = flx_llama_ffn(&st, 0, T, err);
-                }
-                if (rc) goto done;
-                memcpy(rw, st.x, (size_t)(T * d) * sizeof(float));
-            }
-            flx_progress_update(&prog, ++done_units);
-        }
-        free(ffn_keep);
-        ffn_keep = NULL;
-        if (opts->release_layers)
-            for (int k = 0; k < FLX_W_COUNT; k++) {
-                int32_t n_out, n_in;
-                const float **slot = linear_slot(m, l, (flx_linear_id)k, &n_out, &n_in);
-                if (flx_model_release(m, *slot)) released_bytes += (size_t)n_out * n_in * sizeof(float);
-                *slot = NULL;
-            }
+        if (opts->release_layers) gptq_release_layer(&r, l);
     }
 done:
-    flx_progress_end(&prog);
-    flx_hessian_free(&h);
-    if (have_state) flx_llama_free(&st);
-    free(job.out.q); free(job.out.scale); free(job.out.zero);
-    free(job.w_hat);
-    free(resid);
-    free(attn);
-    free(ffn_keep);
-    free(pos_ids);
-    flx_pool_free(pool);
+    flx_progress_end(&r.prog);
+    flx_hessian_free(&r.h);
+    if (have_state) flx_llama_free(&r.st);
+    free(r.job.out.q); free(r.job.out.scale); free(r.job.out.zero);
+    free(r.job.w_hat);
+    free(r.resid);
+    free(r.attn);
+    free(r.ffn_keep);
+    free(r.pos_ids);
+    flx_pool_free(r.pool);
     return rc;
 }
