@@ -16,7 +16,7 @@ static void usage(FILE *fp)
     fprintf(fp,
             "usage: flxemu perf [--config NAME|FILE.json] [--prefill P] [--decode D]\n"
             "                   [--json FILE] [--svg FILE] [--gpu-mem-eff X] [--gpu-flop-eff X]\n"
-            "                   [--gpu-overhead-ms X] [--hmt]\n"
+            "                   [--gpu-overhead-ms X] [--hmt] [--sensitivity]\n"
             "\n"
             "Cycle-approximate model of the FlexLLM Llama-3.2-1B accelerator: per-stage\n"
             "breakdown, prefill latency, time to first token, decode tokens/s, end-to-end\n"
@@ -36,6 +36,8 @@ static void usage(FILE *fp)
             "  --hmt                prefill through the HMT plug-in: prompts up to 63361\n"
             "                       tokens in segments of 990; decode attends the last\n"
             "                       segment's sequence\n"
+            "  --sensitivity        also vary every assumed constant over its range and\n"
+            "                       print how far each moves the decode rate\n"
             "\n"
             "Exit status: 0 success, 1 failure (bad configuration), 2 usage error.\n");
 }
@@ -102,7 +104,7 @@ int flx_cmd_perf(int argc, char **argv)
 {
     const char *config = "u280_mem_opt", *json_path = NULL, *svg_path = NULL;
     long long prompt = 1024, decode = 1024;
-    int hmt_mode = 0;
+    int hmt_mode = 0, sensitivity = 0;
     flx_gpu_model gpu;
     flx_gpu_a100_bf16(&gpu);
     for (int i = 1; i < argc; i++) {
@@ -113,6 +115,10 @@ int flx_cmd_perf(int argc, char **argv)
         }
         if (!strcmp(a, "--hmt")) {
             hmt_mode = 1;
+            continue;
+        }
+        if (!strcmp(a, "--sensitivity")) {
+            sensitivity = 1;
             continue;
         }
         if (i + 1 >= argc) return cli_usage_error(CMD, "unknown option or missing value: %s", a);
@@ -222,6 +228,24 @@ int flx_cmd_perf(int argc, char **argv)
                "end-to-end\n  (%.0f%% of this roofline's decode rate).\n",
                rep->decode_tokens_per_s / cl.decode, rep->e2e_s * cl.e2e,
                100.0 * rep->decode_tokens_per_s / cl.decode / g.decode_tokens_per_s);
+
+    if (sensitivity && !hmt_mode) {
+        flx_perf_sensitivity_row rows[16];
+        double base = 0;
+        int nr = flx_perf_sensitivity(&cfg, prompt, decode, rows, 16, &base, &err);
+        if (nr < 0) {
+            free(rep);
+            return cli_fail(CMD, &err);
+        }
+        printf("\nsensitivity of the decode rate (%.2f tokens/s) to each assumed constant,\n"
+               "one at a time (clock and lambda are calibrated, not varied):\n", base);
+        printf("  %-28s %8s %14s %9s %9s  %s\n", "constant", "value", "range", "at low", "at high",
+               "> 2 %?");
+        for (int i = 0; i < nr; i++)
+            printf("  %-28s %8g %6g .. %-6g %+8.2f%% %+8.2f%%  %s   (%s)\n", rows[i].name,
+                   rows[i].value, rows[i].lo, rows[i].hi, rows[i].rate_lo_pct, rows[i].rate_hi_pct,
+                   rows[i].over_2pct ? "yes" : "no", rows[i].range);
+    }
 
     int rc = FLX_EXIT_OK;
     if (json_path) {

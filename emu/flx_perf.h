@@ -84,13 +84,27 @@ typedef struct flx_perf_decode_par {
     int v_par;         /* DEC_V_PARALLEL: dims per A.V block                      */
     int kv_dim_pad;    /* KV_HIDDEN_DIM_PAD: outputs of the fused [K;V] GEMV      */
     int block_pack;    /* GEMV blocks fed by one weight port (blockpack_2: 2)     */
+    int attend_current;    /* 1: attention covers S = n + t + 1 keys (FlexLLM);
+                            * 0: S = n + t, the current token left out (FSQ)    */
+    int sort_lanes_serial; /* 1: the B lanes' top-k inserts run one after another
+                            * (FSQ: loops inlined in the unrolled lane loop);
+                            * 0: B parallel sort_top_k instances (FlexLLM)     */
+    int sort_insert_ii;    /* II of sort_top_k's insert/shift loop (FlexLLM 2);
+                            * 0: the shift is an unrolled one-state copy (FSQ) */
 } flx_perf_decode_par;
 
 typedef struct flx_perf_timing {
     double clock_mhz;              /* kernel clock                                  */
     double lambda_cycles;          /* CALIBRATED per-iteration pipeline overhead    */
-    double sort_cycles_per_insert; /* tau: sort_top_k cycles per insert (inferred)  */
     double kernel_call_s;          /* host overhead per kernel launch (assumed)     */
+    /* Assumed HLS/memory constants of the decode step (docs/perf-model.md §2.6);
+     * none is fitted. */
+    double cmp_depth_cycles;       /* iteration depth of a pipelined fcmp+select loop */
+    double loop_overhead_cycles;   /* entry + exit states of a pipelined sub-loop    */
+    double stage_fill_cycles;      /* float pipeline depth a store-and-forward stage
+                                    * adds once per call on the sequential chain     */
+    double hbm_latency_cycles;     /* AXI round trip of an HBM read or write response */
+    double ddr_latency_cycles;     /* AXI round trip of a DDR read                    */
 } flx_perf_timing;
 
 /* Board power: P = static_w + (active_w - static_w) * util / ref_util, where
@@ -172,7 +186,23 @@ flx_perf_module flx_perf_dec_qk(int hp, int k_par, int n_q_heads, int head_dim, 
 flx_perf_module flx_perf_dec_softmax(int S);     /* per head iteration */
 flx_perf_module flx_perf_dec_av(int hp, int v_par, int head_dim, int S,
                                 double lambda);  /* per head iteration */
-flx_perf_module flx_perf_dec_sampling(int b, int w, int vocab_pad, int top_k, double tau);
+/* Two HBM round trips between layers (drain, then reload, in dec_block_io_sync). */
+flx_perf_module flx_perf_dec_layer_sync(double hbm_latency);
+/* The next token's embedding row fetched from DDR: latency + D/B_T beats. */
+flx_perf_module flx_perf_dec_embedding(int bt, int dim, double ddr_latency);
+/* One sort_top_k insert into a top_k list: the find loop (II 1, top_k trips,
+ * depth cmp_depth) plus the insert/shift loop (II insert_ii, depth 2) or, with
+ * insert_ii = 0, one state of unrolled shift; each pipelined loop costs
+ * loop_overhead extra states. */
+double flx_perf_sort_insert_cycles(int top_k, int insert_ii, double cmp_depth,
+                                   double loop_overhead);
+/* dec_Sampling_Embedding_Layer over vocab_pad logits in chunks of b x w:
+ * buffer w beats, then w insert steps of b lanes (serial or parallel), then
+ * the top_k x b merge and the softmax/CDF tail (3 float pipelines of depth
+ * fill). */
+flx_perf_module flx_perf_dec_sampling(int b, int w, int vocab_pad, int top_k, int lanes_serial,
+                                      int insert_ii, double cmp_depth, double loop_overhead,
+                                      double fill);
 
 /* ---------------------------------------------------------------- composition */
 
@@ -235,7 +265,9 @@ int64_t flx_perf_prefill_pad(const flx_perf_config *cfg, int64_t n_tokens);
  * NULL to only validate). */
 int flx_perf_prefill(const flx_perf_config *cfg, int64_t n_tokens, flx_perf_report *rep,
                      flx_error *err);
-/* One decode step with context S keys (S = n + t + 1: current token included).
+/* One decode step at position n + t, context = n + t + 1 positions (the
+ * current token included); the step attends context keys when
+ * dec.attend_current is 1 (FlexLLM) and context - 1 when it is 0 (FSQ).
  * ADDS the step's per-stage cycles and its total to *phase (zero it first to
  * get one step alone); phase may be NULL to only validate. */
 int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_phase *phase,
@@ -250,6 +282,24 @@ int flx_perf_run(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t deco
  * energy.  rep->clock_hz and rep->prefill_s must already be set. */
 int flx_perf_finish_run(const flx_perf_config *cfg, int64_t n_ctx, int64_t decode_tokens,
                         flx_perf_report *rep, flx_error *err);
+
+/* ---------------------------------------------------------------- sensitivity */
+
+typedef struct flx_perf_sensitivity_row {
+    char   name[40];      /* config field                                   */
+    char   range[48];     /* why this range                                 */
+    double value, lo, hi; /* configured value and the range tried           */
+    double rate_lo_pct;   /* decode tokens/s change at lo, % of the base    */
+    double rate_hi_pct;   /* ... at hi                                      */
+    int    over_2pct;     /* either end moves decode by more than 2 %        */
+} flx_perf_sensitivity_row;
+
+/* One row per assumed constant (see perf_sensitivity.c for the ranges);
+ * returns the number of rows written (<= max_rows) or a negative error. */
+int flx_perf_sensitivity(const flx_perf_config *cfg, int64_t prompt_tokens,
+                         int64_t decode_tokens, flx_perf_sensitivity_row *rows, int max_rows,
+                         double *base_tokens_per_s, flx_error *err);
+int flx_perf_sensitivity_count(void);
 
 /* ---------------------------------------------------------------- HMT plug-in */
 
