@@ -317,8 +317,8 @@ static void expect_reject(const char *from, const char *to, const char *field)
 
 Test(perf_config, shipped_configs_load)
 {
-    const char *names[] = {"u280_mem_opt", "u280", "u280_mem_opt_new", "v80"};
-    for (int i = 0; i < 4; i++) {
+    const char *names[] = {"u280_mem_opt", "u280", "u280_mem_opt_new", "v80", "u280_fsq"};
+    for (int i = 0; i < 5; i++) {
         flx_perf_config c = load(names[i]);
         cr_assert_str_eq(c.name, names[i]);
     }
@@ -357,12 +357,108 @@ Test(perf_config, bad_values_rejected)
     expect_reject("\"tp\": 8", "\"tp\": 8, \"tpp\": 8", "prefill.tpp");     /* unknown key  */
     expect_reject("\"hbm_ports\": 32", "\"hbm_ports\": 16", "memory.hbm_ports"); /* 21 needed */
     expect_reject("\"lambda_cycles\": 0.0", "\"lambda_cycles\": -48", "timing.lambda_cycles");
+    expect_reject("\"attend_current\": 1", "\"attend_current\": 2", "decode.attend_current");
+    expect_reject("\"sort_lanes_serial\": 0", "\"sort_lanes_serial\": -1",
+                  "decode.sort_lanes_serial");
+    expect_reject("\"sort_insert_ii\": 2", "\"sort_insert_ii\": 99", "decode.sort_insert_ii");
+    expect_reject("\"cmp_depth_cycles\": 2.0", "\"cmp_depth_cycles\": -1",
+                  "timing.cmp_depth_cycles");
+    expect_reject("\"hbm_latency_cycles\": 100.0, ", "", "timing.hbm_latency_cycles");
     flx_error e = {0};
     flx_perf_config c;
     cr_assert_neq(flx_perf_config_parse("{\"name\": ", "trunc.json", &c, &e), FLX_OK);
     cr_assert(strstr(e.msg, "trunc.json"), "%s", e.msg);
     cr_assert_neq(flx_perf_config_parse("[1, 2]", "arr.json", &c, &e), FLX_OK);
     cr_assert(strstr(e.msg, "arr.json"), "%s", e.msg);
+}
+
+/* ---------------------------------------------------------------- the measured design */
+
+static double stage_of(const flx_perf_phase *ph, const char *name)
+{
+    for (int i = 0; i < ph->n_stages; i++)
+        if (!strcmp(ph->stage[i].name, name)) return ph->stage[i].cycles;
+    cr_assert_fail("no stage %s", name);
+    return 0;
+}
+
+static flx_perf_phase one_step(const flx_perf_config *c, int64_t ctx)
+{
+    flx_perf_phase ph;
+    memset(&ph, 0, sizeof ph);
+    flx_error e = {0};
+    cr_assert_eq(flx_perf_decode_step(c, ctx, &ph, &e), FLX_OK, "%s", e.msg);
+    return ph;
+}
+
+Test(perf_fsq, differences_from_production)
+{
+    flx_perf_config f = load("u280_fsq"), p = load("u280_mem_opt");
+    cr_assert_eq(f.dec.block_t, 4);
+    cr_assert_eq(f.dec.attend_current, 0);
+    cr_assert_eq(f.dec.sort_lanes_serial, 1);
+    cr_assert_eq(f.dec.sort_insert_ii, 0);
+    /* same prefill parallelism: same calibrated prefill */
+    double a, b;
+    flx_error e = {0};
+    cr_assert_eq(flx_perf_prefill_seconds(&f, 1023, NULL, &a, &e), FLX_OK);
+    cr_assert_eq(flx_perf_prefill_seconds(&p, 1023, NULL, &b, &e), FLX_OK);
+    NEAR(a, b, 0);
+    flx_perf_phase pf = one_step(&f, 1024), pp = one_step(&p, 1024);
+    /* B_T 4: RMSNorm 3 x 2048 / 4 = 1536 per call, 2 per layer */
+    NEAR(stage_of(&pf, "rmsnorm"), 16 * 2 * 1536, 0);
+    NEAR(stage_of(&pp, "rmsnorm"), 16 * 2 * 768, 0);
+    NEAR(stage_of(&pf, "final_norm"), 1536, 0);
+    /* io buffers: 4 B_T-side ones of 512 + 128, 2 HP-side of 128 + 256, + final */
+    NEAR(stage_of(&pf, "io_buffer"), 16 * (4 * 640 + 2 * 384) + 640, 0);
+    NEAR(stage_of(&pp, "io_buffer"), 16 * (6 * 384) + 384, 0);
+    NEAR(stage_of(&pf, "embedding"), 150 + 512, 0);
+    /* sampler: 128 chunks x (67 + 64 x (16 x 9 + 1)) + 80 x 4 + 72 */
+    NEAR(stage_of(&pf, "sampling"), 128.0 * (67 + 64 * 145) + 320 + 72, 0);
+    NEAR(stage_of(&pp, "sampling"), 182280, 0);
+    /* S = n + t: the FSQ step at context c attends c - 1 keys, i.e. it is the
+     * same step as FSQ-with-the-current-token at c - 1 */
+    flx_perf_config f1 = f;
+    f1.dec.attend_current = 1;
+    NEAR(one_step(&f, 1024).cycles, one_step(&f1, 1023).cycles, 1e-6);
+    NEAR(stage_of(&pf, "qk"), stage_of(&pp, "qk"), 0);  /* 1023 and 1024 keys: same 32 blocks */
+    cr_assert(stage_of(&pf, "softmax") < stage_of(&pp, "softmax"));
+    /* everything else equal: the step difference (same keys) is exactly the sum */
+    double diff = one_step(&f1, 1024).cycles - pp.cycles;
+    NEAR(diff, (stage_of(&pf, "sampling") - 182280) + 16 * 2 * 768 + 768 +
+                   (16 * 4 * 256 + 256) + 256, 1e-6);
+}
+
+Test(perf_fsq, sensitivity_rows)
+{
+    flx_perf_config f = load("u280_fsq");
+    flx_perf_sensitivity_row rows[16];
+    double base = 0;
+    flx_error e = {0};
+    int n = flx_perf_sensitivity(&f, 1024, 8, rows, 16, &base, &e);
+    cr_assert_eq(n, flx_perf_sensitivity_count(), "%s", e.msg);
+    double r;
+    flx_perf_report rep;
+    cr_assert_eq(flx_perf_run(&f, 1024, 8, &rep, &e), FLX_OK);
+    r = rep.decode_tokens_per_s;
+    NEAR(base, r, 1e-9);
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(rows[i].name, "timing.cmp_depth_cycles")) {
+            /* one cycle less per find loop: 131,072 fewer cycles per token */
+            flx_perf_config g = f;
+            g.tim.cmp_depth_cycles = 1;
+            cr_assert_eq(flx_perf_run(&g, 1024, 8, &rep, &e), FLX_OK);
+            NEAR(rows[i].rate_lo_pct, 100 * (rep.decode_tokens_per_s / r - 1), 1e-9);
+            cr_assert(rows[i].over_2pct);
+        }
+        if (!strcmp(rows[i].name, "memory.hbm_efficiency")) cr_assert(!rows[i].over_2pct);
+    }
+    flx_perf_config g = f;
+    double c1, c2;
+    cr_assert_eq(flx_perf_decode_step_seconds(&g, 1024, &c1, NULL, &e), FLX_OK);
+    g.tim.cmp_depth_cycles = 1;
+    cr_assert_eq(flx_perf_decode_step_seconds(&g, 1024, &c2, NULL, &e), FLX_OK);
+    NEAR(c1 - c2, 131072 + 80, 1e-6); /* 16 lanes x 8192 steps + the merge's 80 inserts */
 }
 
 /* ---------------------------------------------------------------- HMT */
