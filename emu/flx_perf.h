@@ -313,6 +313,10 @@ typedef struct flx_perf_hmt_report {
 
 /* Longest prompt the HMT prefill takes: 64 segments of 990 tokens. */
 int64_t flx_perf_hmt_max_tokens(void);
+/* Per segment: the summary (stage 0, 0 for the first segment) and stage-1
+ * sequence lengths of an HMT prefill of n_tokens; returns the number of
+ * segments, or -1 if n_tokens is out of range or max is too small. */
+int flx_perf_hmt_stage_lengths(int64_t n_tokens, int64_t *stage0, int64_t *stage1, int max);
 /* HMT prefill of n_tokens: adds the stage prefills' per-stage busy cycles and
  * an "hmt_retrieval" stage to rep->prefill (zero rep first); the last stage-1
  * length (the decode context) goes to *last_stage1_tokens (may be NULL). */
@@ -363,10 +367,21 @@ typedef struct flx_gpu_model {
     double flop_efficiency; /* sustained fraction of peak in prefill GEMMs      */
     double idle_w, max_w;   /* board power at idle and at TDP                   */
     double step_overhead_s; /* framework/launch overhead per forward pass       */
+    double layer_overhead_s;/* ... and per decoder layer per forward pass       */
     int    bytes_per_param; /* 2 (BF16)                                         */
+    char   source[1024];    /* where the overhead figure comes from             */
 } flx_gpu_model;
 
+/* The built-in A100 roofline (no overhead). */
 void flx_gpu_a100_bf16(flx_gpu_model *g);
+
+#define FLX_GPU_MAX_BASELINES 8
+/* Loads the GPU baselines of a JSON file (emu/configs/gpu_a100.json: device
+ * figures plus one entry per framework, each with its cited source); a bare
+ * name is looked up like a configuration.  Returns the number loaded (>= 1) or
+ * a negative error naming file and field. */
+int flx_gpu_load(const char *name_or_path, flx_gpu_model *models, int max_models,
+                 flx_error *err);
 
 typedef struct flx_gpu_report {
     double prefill_s, decode_s, e2e_s, ttft_s, decode_tokens_per_s;
@@ -376,6 +391,31 @@ typedef struct flx_gpu_report {
 
 void flx_gpu_run(const flx_gpu_model *g, const flx_perf_model *m, int64_t prompt_tokens,
                  int64_t decode_tokens, flx_gpu_report *rep);
+
+/* ---------------------------------------------------------------- headline claims */
+
+typedef struct flx_perf_claim {
+    char   id[40];            /* "u280.e2e", "hmt.prefill_latency", ...              */
+    char   claim[64];         /* what the paper claims                                */
+    char   design[64];        /* FPGA configuration evaluated                         */
+    char   unit[12];          /* unit of fpga_value / gpu_value                       */
+    int    projection;        /* 1: V80, a projection, not a built design             */
+    int    alternative;       /* 1: an alternative reading, not the assumed one       */
+    double paper;             /* the paper's ratio                                    */
+    char   interpretation[400];
+    double fpga_value;        /* the FPGA side of the ratio                           */
+    int    n_base;
+    char   base[FLX_GPU_MAX_BASELINES][48];
+    double gpu_value[FLX_GPU_MAX_BASELINES];  /* the GPU side under each baseline     */
+    double model[FLX_GPU_MAX_BASELINES];      /* the model's ratio under each baseline */
+} flx_perf_claim;
+
+/* Every headline claim (U280 on u280_mem_opt and u280_fsq, V80 projection,
+ * HMT) under each GPU baseline.  Returns the number of rows or a negative error. */
+int flx_perf_claims(const flx_gpu_model *gpus, int n_gpu, flx_perf_claim *claims, int max_claims,
+                    flx_error *err);
+/* SVG of the claims table: paper vs model per baseline, log-scale bars. */
+int flx_perf_svg_claims(FILE *fp, const flx_perf_claim *claims, int n_claims);
 
 /* ---------------------------------------------------------------- design space */
 

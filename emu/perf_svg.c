@@ -253,3 +253,63 @@ int flx_perf_svg_pareto(FILE *fp, const flx_perf_config *base, const flx_dse_res
     fputs("</svg>\n", fp);
     return ferror(fp) ? -1 : 0;
 }
+
+/* ---------------------------------------------------------------- claims */
+
+/* One row per claim: the paper's ratio (black bar) and the model's ratio
+ * under each GPU baseline (coloured dots) on a log axis 0.01x .. 1000x; the
+ * legend sits above the plot, off the data. */
+int flx_perf_svg_claims(FILE *fp, const flx_perf_claim *c, int n)
+{
+    int row_h = 26, top = 110, h = top + row_h * n + 60;
+    header(fp, 1100, h);
+    text(fp, 20, 28, 17, "start",
+         "FlexLLM headline claims: paper vs this cycle model under each A100 baseline");
+    text(fp, 20, 48, 12, "start",
+         "ratio > 1 favours the FPGA; V80 rows are projections; alt = an alternative reading "
+         "of the 23.23x claim, not the assumed one");
+    const double x0 = 560, x1 = 1080, lo = -2, hi = 3;   /* log10 range */
+#define LX(v) (x0 + (log10(v) - lo) / (hi - lo) * (x1 - x0))
+    double ly = 72;
+    fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"4\" height=\"14\" fill=\"black\"/>\n", x0,
+            ly - 11);
+    text(fp, x0 + 10, ly, 12, "start", "paper");
+    int nb = n > 0 ? c[0].n_base : 0;
+    for (int b = 0; b < nb; b++) {
+        double lx = x0 + 70 + 150 * b;
+        fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/>\n", lx, ly - 4,
+                palette[b % 10]);
+        text(fp, lx + 9, ly, 12, "start", c[0].base[b]);
+    }
+    for (int e = (int)lo; e <= (int)hi; e++) {
+        char buf[32];
+        double v = pow(10, e);
+        snprintf(buf, sizeof buf, "%gx", v);
+        fprintf(fp, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"%s\"/>\n", LX(v),
+                top - 8, LX(v), top + row_h * n, e == 0 ? "#444" : "#ddd");
+        text(fp, LX(v), top + row_h * n + 18, 11, "middle", buf);
+    }
+    for (int i = 0; i < n; i++) {
+        double y = top + row_h * i + 14;
+        char label[160];
+        snprintf(label, sizeof label, "%s%s [%s]%s", c[i].claim, c[i].alternative ? " (alt)" : "",
+                 c[i].design, c[i].projection ? " PROJECTION" : "");
+        text(fp, 20, y + 4, 11, "start", label);
+        if (c[i].paper > 0) {
+            double px = LX(c[i].paper);
+            fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"4\" height=\"16\" fill=\"black\"/>\n",
+                    px - 2, y - 8);
+        }
+        for (int b = 0; b < c[i].n_base; b++) {
+            double v = c[i].model[b];
+            if (!(v > 0)) continue;
+            if (v < 1e-2) v = 1e-2;
+            if (v > 1e3) v = 1e3;
+            fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\" fill-opacity=\"0.85\"/>\n",
+                    LX(v), y, palette[b % 10]);
+        }
+    }
+#undef LX
+    fputs("</svg>\n", fp);
+    return ferror(fp) ? -1 : 0;
+}

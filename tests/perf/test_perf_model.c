@@ -372,6 +372,43 @@ Test(perf_config, bad_values_rejected)
     cr_assert(strstr(e.msg, "arr.json"), "%s", e.msg);
 }
 
+/* ---------------------------------------------------------------- GPU baselines */
+
+Test(perf_gpu, baselines_file_and_overheads)
+{
+    flx_gpu_model g[FLX_GPU_MAX_BASELINES];
+    flx_error e = {0};
+    int n = flx_gpu_load("gpu_a100", g, FLX_GPU_MAX_BASELINES, &e);
+    cr_assert_eq(n, 3, "%s", e.msg);
+    /* HF: 0.967 ms per layer per pass, from 25.5 tokens/s of a 7B eager model */
+    NEAR(g[0].layer_overhead_s, 0.967e-3, 1e-9);
+    NEAR((1 / 25.5 - 6.74e9 * 2 / (2039e9 * 0.80)) / 32, 0.967e-3, 1e-6);
+    NEAR(g[1].step_overhead_s, 0.423e-3, 1e-9);
+    NEAR(1 / 75.0 - 8.03e9 * 2 / (1555e9 * 0.80), 0.423e-3, 1e-6);
+    cr_assert(strstr(g[0].source, "pytorch.org") && strstr(g[1].source, "vLLM"));
+    /* a decode step of the HF baseline = the roofline step + 16 x 0.967 ms */
+    flx_perf_model m;
+    flx_perf_model_llama32_1b(&m);
+    flx_gpu_report a, b;
+    flx_gpu_run(&g[0], &m, 1024, 2, &a);
+    flx_gpu_run(&g[2], &m, 1024, 2, &b);
+    NEAR(a.decode_s - b.decode_s, 16 * 0.967e-3, 1e-12);
+    NEAR(a.prefill_s - b.prefill_s, 16 * 0.967e-3, 1e-12);
+    /* a bad file names the file and the field */
+    const char *dir = flx_test_tmpdir();
+    char *p = flx_path_join(dir, "g.json");
+    FILE *fp = fopen(p, "w");
+    fputs("{\"name\": \"x\", \"hbm_gbps\": 1, \"peak_tflops\": 1, \"mem_efficiency\": 0.5, "
+          "\"flop_efficiency\": 0.5, \"idle_w\": 1, \"max_w\": 2, \"bytes_per_param\": 2, "
+          "\"baselines\": [{\"name\": \"a\", \"per_layer_overhead_ms\": -1, "
+          "\"per_step_overhead_ms\": 0, \"source\": \"s\"}]}", fp);
+    fclose(fp);
+    cr_assert(flx_gpu_load(p, g, FLX_GPU_MAX_BASELINES, &e) < 0);
+    cr_assert(strstr(e.msg, "g.json") && strstr(e.msg, "baselines[0].per_layer_overhead_ms"),
+              "%s", e.msg);
+    free(p);
+}
+
 /* ---------------------------------------------------------------- the measured design */
 
 static double stage_of(const flx_perf_phase *ph, const char *name)
