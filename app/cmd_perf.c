@@ -70,9 +70,16 @@ static void print_phase(const char *title, const flx_perf_phase *ph, double wall
     for (int i = 0; i < ph->n_stages; i++) {
         const flx_perf_stage *s = &ph->stage[i];
         double ratio = s->compute_cycles > 0 ? s->memory_cycles / s->compute_cycles : 0;
-        printf("  %-20s %12.3f %6.1f%% %7s %9.2f %10.2f\n", s->name, s->cycles / 1e6,
-               100.0 * s->cycles / wall, s->memory_bound ? "memory" : "compute", ratio,
-               s->hbm_bytes / 1e6);
+        /* bound under the bandwidth model: a stage that moves no HBM bytes is
+         * on-chip; otherwise memory when its busiest port needs more cycles
+         * than its loops */
+        const char *bound = s->hbm_bytes <= 0 ? "on-chip" : s->memory_bound ? "memory" : "compute";
+        if (s->hbm_bytes > 0)
+            printf("  %-20s %12.3f %6.1f%% %7s %9.2f %10.2f\n", s->name, s->cycles / 1e6,
+                   100.0 * s->cycles / wall, bound, ratio, s->hbm_bytes / 1e6);
+        else
+            printf("  %-20s %12.3f %6.1f%% %7s %9s %10s\n", s->name, s->cycles / 1e6,
+                   100.0 * s->cycles / wall, bound, "-", "-");
     }
     printf("  %-20s %12.3f  (%.4f s)\n", "wall", wall / 1e6, wall / hz);
 }
@@ -89,7 +96,8 @@ static cJSON *phase_json(const flx_perf_phase *ph)
         cJSON_AddNumberToObject(o, "compute_cycles", s->compute_cycles);
         cJSON_AddNumberToObject(o, "memory_cycles", s->memory_cycles);
         cJSON_AddNumberToObject(o, "share", ph->cycles > 0 ? s->cycles / ph->cycles : 0);
-        cJSON_AddStringToObject(o, "bound", s->memory_bound ? "memory" : "compute");
+        cJSON_AddStringToObject(o, "bound", s->hbm_bytes <= 0 ? "on-chip"
+                                            : s->memory_bound ? "memory" : "compute");
         cJSON_AddNumberToObject(o, "hbm_bytes", s->hbm_bytes);
         cJSON_AddNumberToObject(o, "hbm_ports", s->hbm_ports);
         cJSON_AddItemToArray(arr, o);
@@ -296,6 +304,9 @@ int flx_cmd_perf(int argc, char **argv)
     }
     print_phase("decode, cycles per stage summed over all steps (sequential):", &rep->decode,
                 rep->decode.cycles, hz);
+    printf("  bound: 'memory' when a stage's HBM bytes on its busiest port need more cycles at "
+           "%.1f B/cycle\n  (sustained port rate) than its loops; 'on-chip' when it moves no HBM "
+           "bytes.\n", flx_perf_port_bytes_per_cycle(&cfg));
     printf("\n");
     printf("  prefill latency     %10.4f s\n", rep->prefill_s);
     printf("  KV hand-over        %10.4f s   (host, PCIe %.0f GB/s)\n", rep->handover_s,

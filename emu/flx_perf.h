@@ -255,6 +255,7 @@ typedef struct flx_perf_report {
     double decode_tokens_per_s;
     double first_step_s;      /* decode step producing the first token               */
     double power_w, energy_j;
+    int    hmt;               /* 1: the prefill went through the HMT plug-in         */
 } flx_perf_report;
 
 /* Prefill length after the host's padding (multiple of lcm(16, TP, Kp)). */
@@ -463,9 +464,16 @@ int  flx_dse_eval(const flx_perf_config *base, flx_dse_family fam,
 
 /* SVG of the per-stage time breakdown (prefill and decode).  Returns 0/-1. */
 int flx_perf_svg_breakdown(FILE *fp, const flx_perf_config *cfg, const flx_perf_report *rep);
-/* SVG of the DSE points and Pareto front (e2e latency vs energy). */
+/* A named design drawn on the Pareto plot (production, FSQ). */
+typedef struct flx_dse_mark {
+    char          label[48];
+    flx_dse_point pt;
+} flx_dse_mark;
+
+/* SVG of the DSE points and Pareto front (e2e latency vs energy), with the
+ * marked designs as labelled stars; the legend sits right of the plots. */
 int flx_perf_svg_pareto(FILE *fp, const flx_perf_config *base, const flx_dse_result *res,
-                        flx_dse_objective obj);
+                        flx_dse_objective obj, const flx_dse_mark *marks, int n_marks);
 
 #ifdef __cplusplus
 }

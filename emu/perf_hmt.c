@@ -154,6 +154,7 @@ int flx_perf_run_hmt(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t 
     rep->decode_tokens = decode_tokens;
     rep->prefill.cycles = hmt->total_cycles;
     rep->prefill_s = hmt->total_cycles / hz;
+    rep->hmt = 1;
     /* decode continues from the last stage-1 sequence */
     if (ctx + decode_tokens > cfg->max_total_tokens)
         return flx_fail(err, FLX_EINVAL, "cycle model: %lld + %lld positions exceed %d",

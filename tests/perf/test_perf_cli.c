@@ -194,3 +194,47 @@ Test(perf_cli, default_output_prints_every_baseline)
     cr_assert(strstr(out, "paper's claim"), "%s", out);
     cr_assert_eq(run("perf --gpu /nonexistent/g.json", out, sizeof out), 1);
 }
+
+/* `dse --top N` prints exactly N Pareto rows (the front has more), the
+ * shipped designs are printed and marked on the SVG with the legend right of
+ * the plot area; the HMT breakdown is titled HMT; stages without HBM traffic
+ * are labelled on-chip. */
+Test(perf_cli, plots_and_labels)
+{
+    const char *dir = flx_test_tmpdir();
+    char args[1024], path[512];
+    for (int top = 1; top <= 6; top += 5) {
+        snprintf(args, sizeof args, "dse --device u280 --prefill 1024 --decode 1024 --top %d --svg "
+                 "%s/d.svg", top, dir);
+        cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+        const char *a = strstr(out, "Pareto front"), *b = strstr(out, "Best design");
+        cr_assert(a && b);
+        int rows = 0;
+        for (const char *p = a; p < b; p++)
+            if (!strncmp(p, "\n  hybrid", 9) || !strncmp(p, "\n  unified", 10)) rows++;
+        long front = atol(strstr(a, "), ") + 3);   /* "Pareto front (...), K points" */
+        cr_assert(front > 6, "front of %ld points too small for this test", front);
+        cr_assert_eq(rows, top, "--top %d printed %d rows:\n%s", top, rows, out);
+    }
+    cr_assert(strstr(out, "production (u280_mem_opt)") && strstr(out, "u280_fsq"), "%s", out);
+    snprintf(path, sizeof path, "%s/d.svg", dir);
+    char *text = NULL;
+    size_t n;
+    flx_error e = {0};
+    cr_assert_eq(flx_read_file(path, 1 << 24, &text, &n, &e), FLX_OK);
+    cr_assert(strstr(text, "production (u280_mem_opt)") && strstr(text, "the measured design"));
+    /* legend entries sit right of the plot frame (x > 830) */
+    const char *lg = strstr(text, ">hybrid<");
+    cr_assert(lg);
+    const char *tx = lg;
+    while (tx > text && strncmp(tx, "<text x=\"", 9)) tx--;
+    cr_assert(atof(tx + 9) > 830, "legend inside the data area: %.60s", tx);
+    free(text);
+    snprintf(args, sizeof args, "perf --hmt --prefill 3000 --decode 4 --svg %s/h.svg", dir);
+    cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "on-chip") && strstr(out, "compute"), "%s", out);
+    snprintf(path, sizeof path, "%s/h.svg", dir);
+    cr_assert_eq(flx_read_file(path, 1 << 22, &text, &n, &e), FLX_OK);
+    cr_assert(strstr(text, ">HMT long-context"), "HMT chart not titled HMT");
+    free(text);
+}

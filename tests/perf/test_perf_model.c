@@ -699,10 +699,14 @@ Test(perf_svg, breakdown_and_pareto_well_formed)
     flx_dse_result res;
     cr_assert_eq(flx_dse_run(&c, 64, 2, FLX_DSE_ENERGY, &res, NULL, &e), FLX_OK);
     fp = open_memstream(&buf, &n);
-    cr_assert_eq(flx_perf_svg_pareto(fp, &c, &res, FLX_DSE_ENERGY), 0);
+    flx_dse_mark mk;
+    snprintf(mk.label, sizeof mk.label, "production <u280_mem_opt>");
+    cr_assert_eq(flx_dse_eval(&c, FLX_DSE_HYBRID, &c.pre, &c.dec, 64, 2, &mk.pt, &e), FLX_OK);
+    cr_assert_eq(flx_perf_svg_pareto(fp, &c, &res, FLX_DSE_ENERGY, &mk, 1), 0);
     fclose(fp);
     check_svg(buf);
     cr_assert(strstr(buf, "<polyline"));
+    cr_assert(strstr(buf, "production &lt;u280_mem_opt&gt;"));
     free(buf);
     flx_dse_free(&res);
 }
