@@ -249,7 +249,12 @@ Test(perf_compose, host_flow)
 Test(perf_calibration, calibration_reproduces_measured_prefill)
 {
     /* the measured point: a 1024-token prompt prefills 1023 tokens (padded 1024)
-     * in 1.6615 s */
+     * in 1.6615 s on the measured FSQ design; production has the same prefill */
+    flx_perf_config f = load("u280_fsq");
+    flx_perf_report rf;
+    flx_error ef = {0};
+    cr_assert_eq(flx_perf_run(&f, 1024, 1, &rf, &ef), FLX_OK, "%s", ef.msg);
+    NEAR(rf.prefill_s, 1.6615, 0.001 * 1.6615);
     flx_perf_config c = load("u280_mem_opt");
     flx_perf_report rep;
     flx_error e = {0};
