@@ -471,6 +471,36 @@ Test(perf_fsq, differences_from_production)
                    (16 * 4 * 256 + 256) + 256, 1e-6);
 }
 
+Test(perf_fsq, fill_and_host_terms)
+{
+    /* pipeline fill: 17 store-and-forward stages per layer (14 modules + the
+     * 3 attention tasks) and 4 after the last layer: 16 x 17 + 4 = 276 calls */
+    flx_perf_config c = load("u280_mem_opt");
+    flx_perf_phase ph = one_step(&c, 1024);
+    NEAR(stage_of(&ph, "pipeline_fill"), 20.0 * 276, 0);
+    NEAR(stage_of(&ph, "layer_io_sync"), 16 * 2 * 100.0, 0);
+    flx_perf_config d = c;
+    d.tim.stage_fill_cycles += 1;
+    NEAR(one_step(&d, 1024).cycles - ph.cycles, 276 + 3, 1e-6);   /* + the sampler's 3 tails */
+    d = c;
+    d.tim.hbm_latency_cycles += 1;
+    NEAR(one_step(&d, 1024).cycles - ph.cycles, 32, 1e-6);
+    d = c;
+    d.tim.ddr_latency_cycles += 1;
+    NEAR(one_step(&d, 1024).cycles - ph.cycles, 1, 1e-6);
+    /* weight-pointer/scale reloads and per-token host sync cost nothing per
+     * token: a kernel launch is paid once per run, whatever the token count */
+    d = c;
+    d.tim.kernel_call_s = 1e-3;
+    for (int n = 1; n <= 16; n *= 4) {
+        flx_perf_report a, b;
+        flx_error e = {0};
+        cr_assert_eq(flx_perf_run(&c, 1024, n, &a, &e), FLX_OK);
+        cr_assert_eq(flx_perf_run(&d, 1024, n, &b, &e), FLX_OK);
+        NEAR(b.decode_s - a.decode_s, 1e-3, 1e-12);
+    }
+}
+
 Test(perf_fsq, sensitivity_rows)
 {
     flx_perf_config f = load("u280_fsq");
