@@ -144,9 +144,14 @@ int flx_cmd_dse(int argc, char **argv)
     const char *hdr = "  family            prefill   decode      e2e  energy  power  util   design\n"
                       "                        (s)      (s)      (s)     (J)    (W)\n";
     printf("Pareto front (e2e latency vs energy), %lld points%s:\n%s", (long long)res.n_pareto,
-           res.n_pareto > top ? ", evenly sampled" : "", hdr);
-    int64_t step = res.n_pareto > top ? (res.n_pareto + top - 1) / top : 1;
-    for (int64_t k = 0; k < res.n_pareto; k += step) print_point(&res.points[res.pareto[k]]);
+           res.n_pareto > top ? ", --top rows evenly spread" : "", hdr);
+    /* exactly min(N, front size) rows, spread evenly from the fastest to the
+     * most frugal end of the front */
+    int64_t rows = res.n_pareto < top ? res.n_pareto : top;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t k = rows > 1 ? (r * (res.n_pareto - 1) + (rows - 1) / 2) / (rows - 1) : 0;
+        print_point(&res.points[res.pareto[k]]);
+    }
     printf("\nBest design of each family by %s:\n%s", obj == FLX_DSE_E2E ? "e2e" : "energy", hdr);
     for (int f = 0; f < 3; f++) {
         if (res.best[f] >= 0) print_point(&res.points[res.best[f]]);
@@ -160,6 +165,32 @@ int flx_cmd_dse(int argc, char **argv)
             printf("  hybrid vs %s: %.2fx end-to-end, %.2fx energy\n", flx_dse_family_name(f),
                    u->e2e_s / h->e2e_s, u->energy_j / h->energy_j);
         }
+    }
+
+    /* the shipped designs on the same footing: production (and the measured
+     * FSQ design) on the U280, the V80 projection */
+    flx_dse_mark marks[2];
+    int n_marks = 0;
+    const char *mark_cfg[2] = {base.name, !strcmp(device, "u280") ? "u280_fsq" : NULL};
+    const char *mark_label[2] = {!strcmp(device, "u280") ? "production (u280_mem_opt)"
+                                                         : "v80 projection (FSQ V80 block)",
+                                 "FSQ, the measured design (u280_fsq)"};
+    for (int i = 0; i < 2; i++) {
+        if (!mark_cfg[i]) continue;
+        flx_perf_config mc;
+        if (flx_perf_config_find(mark_cfg[i], NULL, &mc, &err)) return cli_fail(CMD, &err);
+        if (flx_dse_eval(&mc, FLX_DSE_HYBRID, &mc.pre, &mc.dec, prompt, decode,
+                         &marks[n_marks].pt, &err)) {
+            flx_dse_free(&res);
+            return cli_fail(CMD, &err);
+        }
+        snprintf(marks[n_marks].label, sizeof marks[n_marks].label, "%s", mark_label[i]);
+        n_marks++;
+    }
+    printf("\nShipped designs (marked on the SVG):\n%s", hdr);
+    for (int i = 0; i < n_marks; i++) {
+        print_point(&marks[i].pt);
+        printf("    ^ %s\n", marks[i].label);
     }
 
     int rc = FLX_EXIT_OK;
@@ -176,6 +207,12 @@ int flx_cmd_dse(int argc, char **argv)
             if (res.best[f] >= 0)
                 cJSON_AddItemToObject(best, flx_dse_family_name(f),
                                       point_json(&res.points[res.best[f]]));
+        cJSON *mk = cJSON_AddArrayToObject(root, "shipped");
+        for (int i = 0; i < n_marks; i++) {
+            cJSON *o = point_json(&marks[i].pt);
+            cJSON_AddStringToObject(o, "label", marks[i].label);
+            cJSON_AddItemToArray(mk, o);
+        }
         cJSON *pf = cJSON_AddArrayToObject(root, "pareto");
         for (int64_t k = 0; k < res.n_pareto; k++)
             cJSON_AddItemToArray(pf, point_json(&res.points[res.pareto[k]]));
@@ -194,7 +231,7 @@ int flx_cmd_dse(int argc, char **argv)
         flx_outfile o;
         if (flx_outfile_open(&o, svg_path, &err)) {
             rc = cli_fail(CMD, &err);
-        } else if (flx_perf_svg_pareto(o.fp, &base, &res, obj)) {
+        } else if (flx_perf_svg_pareto(o.fp, &base, &res, obj, marks, n_marks)) {
             flx_outfile_abort(&o);
             flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", svg_path);
             rc = cli_fail(CMD, &err);

@@ -16,11 +16,14 @@ static void usage(FILE *fp)
     fprintf(fp,
             "usage: flxemu perf [--config NAME|FILE.json] [--prefill P] [--decode D]\n"
             "                   [--json FILE] [--svg FILE] [--gpu-mem-eff X] [--gpu-flop-eff X]\n"
-            "                   [--gpu-overhead-ms X] [--hmt]\n"
+            "                   [--gpu-overhead-ms X] [--gpu NAME|FILE.json] [--hmt]\n"
+            "                   [--sensitivity] [--claims]\n"
             "\n"
             "Cycle-approximate model of the FlexLLM Llama-3.2-1B accelerator: per-stage\n"
             "breakdown, prefill latency, time to first token, decode tokens/s, end-to-end\n"
-            "latency and energy, against an A100 BF16 batch-1 roofline.\n"
+            "latency and energy, against A100 BF16 batch-1 baselines: HF transformers and\n"
+            "vLLM (framework overhead from cited public measurements) and the plain\n"
+            "roofline, all printed, labelled.\n"
             "\n"
             "  --config NAME|FILE   configuration: a name in emu/configs (u280_mem_opt =\n"
             "                       production, u280, u280_mem_opt_new, v80) or a JSON file\n"
@@ -32,10 +35,18 @@ static void usage(FILE *fp)
             "  --svg FILE           draw the per-stage time breakdown\n"
             "  --gpu-mem-eff X      A100 sustained fraction of 2039 GB/s (default 0.80)\n"
             "  --gpu-flop-eff X     A100 sustained fraction of 312 TFLOP/s (default 0.50)\n"
-            "  --gpu-overhead-ms X  framework overhead per GPU forward pass (default 0)\n"
+            "  --gpu-overhead-ms X  extra overhead per GPU forward pass, every baseline\n"
+            "                       (default 0)\n"
+            "  --gpu NAME|FILE      GPU baselines file (default gpu_a100 in emu/configs)\n"
             "  --hmt                prefill through the HMT plug-in: prompts up to 63361\n"
             "                       tokens in segments of 990; decode attends the last\n"
             "                       segment's sequence\n"
+            "  --sensitivity        also vary every assumed constant over its range and\n"
+            "                       print how far each moves the decode rate\n"
+            "  --claims             every headline claim of the paper next to the model's\n"
+            "                       figure under each baseline (U280 production and FSQ\n"
+            "                       designs, V80 projection, HMT); --json/--svg then\n"
+            "                       write the claims report\n"
             "\n"
             "Exit status: 0 success, 1 failure (bad configuration), 2 usage error.\n");
 }
@@ -59,9 +70,16 @@ static void print_phase(const char *title, const flx_perf_phase *ph, double wall
     for (int i = 0; i < ph->n_stages; i++) {
         const flx_perf_stage *s = &ph->stage[i];
         double ratio = s->compute_cycles > 0 ? s->memory_cycles / s->compute_cycles : 0;
-        printf("  %-20s %12.3f %6.1f%% %7s %9.2f %10.2f\n", s->name, s->cycles / 1e6,
-               100.0 * s->cycles / wall, s->memory_bound ? "memory" : "compute", ratio,
-               s->hbm_bytes / 1e6);
+        /* bound under the bandwidth model: a stage that moves no HBM bytes is
+         * on-chip; otherwise memory when its busiest port needs more cycles
+         * than its loops */
+        const char *bound = s->hbm_bytes <= 0 ? "on-chip" : s->memory_bound ? "memory" : "compute";
+        if (s->hbm_bytes > 0)
+            printf("  %-20s %12.3f %6.1f%% %7s %9.2f %10.2f\n", s->name, s->cycles / 1e6,
+                   100.0 * s->cycles / wall, bound, ratio, s->hbm_bytes / 1e6);
+        else
+            printf("  %-20s %12.3f %6.1f%% %7s %9s %10s\n", s->name, s->cycles / 1e6,
+                   100.0 * s->cycles / wall, bound, "-", "-");
     }
     printf("  %-20s %12.3f  (%.4f s)\n", "wall", wall / 1e6, wall / hz);
 }
@@ -78,7 +96,8 @@ static cJSON *phase_json(const flx_perf_phase *ph)
         cJSON_AddNumberToObject(o, "compute_cycles", s->compute_cycles);
         cJSON_AddNumberToObject(o, "memory_cycles", s->memory_cycles);
         cJSON_AddNumberToObject(o, "share", ph->cycles > 0 ? s->cycles / ph->cycles : 0);
-        cJSON_AddStringToObject(o, "bound", s->memory_bound ? "memory" : "compute");
+        cJSON_AddStringToObject(o, "bound", s->hbm_bytes <= 0 ? "on-chip"
+                                            : s->memory_bound ? "memory" : "compute");
         cJSON_AddNumberToObject(o, "hbm_bytes", s->hbm_bytes);
         cJSON_AddNumberToObject(o, "hbm_ports", s->hbm_ports);
         cJSON_AddItemToArray(arr, o);
@@ -98,13 +117,90 @@ static int write_text(const char *path, const char *text, flx_error *err)
     return flx_outfile_commit(&o, err);
 }
 
+static int claims_report(const flx_gpu_model *gpus, int n_gpu, const char *json_path,
+                         const char *svg_path)
+{
+    flx_error err = {0};
+    enum { MAX_CLAIMS = 32 };
+    flx_perf_claim *c = calloc(MAX_CLAIMS, sizeof *c);
+    if (!c) return cli_fail(CMD, &(flx_error){FLX_ENOMEM, "out of memory"});
+    int n = flx_perf_claims(gpus, n_gpu, c, MAX_CLAIMS, &err);
+    if (n < 0) {
+        free(c);
+        return cli_fail(CMD, &err);
+    }
+    printf("FlexLLM headline claims vs this cycle model (ratio > 1 favours the FPGA)\n");
+    printf("A100 baselines:\n");
+    for (int b = 0; b < n_gpu; b++) printf("  [%d] %s: %s\n", b + 1, gpus[b].name, gpus[b].source);
+    printf("\n  %-46s %-14s %7s", "claim", "design", "paper");
+    for (int b = 0; b < n_gpu; b++) printf("  %7s[%d]", "model", b + 1);
+    printf("\n");
+    for (int i = 0; i < n; i++) {
+        printf("  %-46s %-14s %6.2fx", c[i].claim, c[i].design, c[i].paper);
+        for (int b = 0; b < c[i].n_base; b++) printf("  %9.2fx", c[i].model[b]);
+        printf("%s%s\n", c[i].projection ? "  PROJECTION" : "", c[i].alternative ? "  (alt)" : "");
+        printf("      %s: %s\n", c[i].id, c[i].interpretation);
+    }
+    int rc = FLX_EXIT_OK;
+    if (json_path) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON *gb = cJSON_AddArrayToObject(root, "gpu_baselines");
+        for (int b = 0; b < n_gpu; b++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", gpus[b].name);
+            cJSON_AddStringToObject(o, "source", gpus[b].source);
+            cJSON_AddItemToArray(gb, o);
+        }
+        cJSON *arr = cJSON_AddArrayToObject(root, "claims");
+        for (int i = 0; i < n; i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "id", c[i].id);
+            cJSON_AddStringToObject(o, "claim", c[i].claim);
+            cJSON_AddStringToObject(o, "design", c[i].design);
+            cJSON_AddBoolToObject(o, "projection", c[i].projection);
+            cJSON_AddBoolToObject(o, "alternative", c[i].alternative);
+            cJSON_AddNumberToObject(o, "paper", c[i].paper);
+            cJSON_AddStringToObject(o, "interpretation", c[i].interpretation);
+            cJSON_AddStringToObject(o, "unit", c[i].unit);
+            cJSON_AddNumberToObject(o, "fpga_value", c[i].fpga_value);
+            cJSON *m = cJSON_AddArrayToObject(o, "model");
+            for (int b = 0; b < c[i].n_base; b++) {
+                cJSON *x = cJSON_CreateObject();
+                cJSON_AddStringToObject(x, "baseline", c[i].base[b]);
+                cJSON_AddNumberToObject(x, "gpu_value", c[i].gpu_value[b]);
+                cJSON_AddNumberToObject(x, "ratio", c[i].model[b]);
+                cJSON_AddItemToArray(m, x);
+            }
+            cJSON_AddItemToArray(arr, o);
+        }
+        char *text = cJSON_Print(root);
+        cJSON_Delete(root);
+        if (!text || write_text(json_path, text, &err)) rc = cli_fail(CMD, &err);
+        free(text);
+    }
+    if (rc == FLX_EXIT_OK && svg_path) {
+        flx_outfile o;
+        if (flx_outfile_open(&o, svg_path, &err)) {
+            rc = cli_fail(CMD, &err);
+        } else if (flx_perf_svg_claims(o.fp, c, n) != 0) {
+            flx_outfile_abort(&o);
+            flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", svg_path);
+            rc = cli_fail(CMD, &err);
+        } else if (flx_outfile_commit(&o, &err)) {
+            rc = cli_fail(CMD, &err);
+        }
+    }
+    free(c);
+    return rc;
+}
+
 int flx_cmd_perf(int argc, char **argv)
 {
     const char *config = "u280_mem_opt", *json_path = NULL, *svg_path = NULL;
     long long prompt = 1024, decode = 1024;
-    int hmt_mode = 0;
-    flx_gpu_model gpu;
-    flx_gpu_a100_bf16(&gpu);
+    int hmt_mode = 0, sensitivity = 0, claims_mode = 0;
+    const char *gpu_file = "gpu_a100";
+    double gpu_mem_eff = 0, gpu_flop_eff = 0, gpu_extra_s = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -113,6 +209,14 @@ int flx_cmd_perf(int argc, char **argv)
         }
         if (!strcmp(a, "--hmt")) {
             hmt_mode = 1;
+            continue;
+        }
+        if (!strcmp(a, "--sensitivity")) {
+            sensitivity = 1;
+            continue;
+        }
+        if (!strcmp(a, "--claims")) {
+            claims_mode = 1;
             continue;
         }
         if (i + 1 >= argc) return cli_usage_error(CMD, "unknown option or missing value: %s", a);
@@ -130,18 +234,29 @@ int flx_cmd_perf(int argc, char **argv)
             svg_path = v;
         } else if (!strcmp(a, "--gpu-mem-eff")) {
             if (cli_parse_f64(CMD, a, v, 0.01, 1.0, &x)) return FLX_EXIT_USAGE;
-            gpu.mem_efficiency = x;
+            gpu_mem_eff = x;
         } else if (!strcmp(a, "--gpu-flop-eff")) {
             if (cli_parse_f64(CMD, a, v, 0.01, 1.0, &x)) return FLX_EXIT_USAGE;
-            gpu.flop_efficiency = x;
+            gpu_flop_eff = x;
         } else if (!strcmp(a, "--gpu-overhead-ms")) {
             if (cli_parse_f64(CMD, a, v, 0.0, 1000.0, &x)) return FLX_EXIT_USAGE;
-            gpu.step_overhead_s = x / 1e3;
+            gpu_extra_s = x / 1e3;
+        } else if (!strcmp(a, "--gpu")) {
+            gpu_file = v;
         } else {
             return cli_usage_error(CMD, "unknown option: %s", a);
         }
     }
     flx_error err = {0};
+    flx_gpu_model gpus[FLX_GPU_MAX_BASELINES];
+    int n_gpu = flx_gpu_load(gpu_file, gpus, FLX_GPU_MAX_BASELINES, &err);
+    if (n_gpu < 0) return cli_fail(CMD, &err);
+    for (int b = 0; b < n_gpu; b++) {
+        if (gpu_mem_eff > 0) gpus[b].mem_efficiency = gpu_mem_eff;
+        if (gpu_flop_eff > 0) gpus[b].flop_efficiency = gpu_flop_eff;
+        gpus[b].step_overhead_s += gpu_extra_s;
+    }
+    if (claims_mode) return claims_report(gpus, n_gpu, json_path, svg_path);
     flx_perf_config cfg;
     if (flx_perf_config_find(config, NULL, &cfg, &err)) return cli_fail(CMD, &err);
     flx_perf_report *rep = calloc(1, sizeof *rep);
@@ -154,8 +269,14 @@ int flx_cmd_perf(int argc, char **argv)
         free(rep);
         return cli_fail(CMD, &err);
     }
-    flx_gpu_report g;
-    flx_gpu_run(&gpu, &cfg.model, prompt, decode, &g);
+    flx_gpu_report gr[FLX_GPU_MAX_BASELINES];
+    for (int b = 0; b < n_gpu; b++) flx_gpu_run(&gpus[b], &cfg.model, prompt, decode, &gr[b]);
+    /* the roofline (or the last baseline) fills the legacy "gpu" JSON object */
+    int roof = n_gpu - 1;
+    for (int b = 0; b < n_gpu; b++)
+        if (strstr(gpus[b].name, "roofline")) roof = b;
+    const flx_gpu_model gpu = gpus[roof];
+    const flx_gpu_report g = gr[roof];
     claim cl = paper_claim(&cfg, hmt_mode);
     double hz = rep->clock_hz;
 
@@ -183,6 +304,9 @@ int flx_cmd_perf(int argc, char **argv)
     }
     print_phase("decode, cycles per stage summed over all steps (sequential):", &rep->decode,
                 rep->decode.cycles, hz);
+    printf("  bound: 'memory' when a stage's HBM bytes on its busiest port need more cycles at "
+           "%.1f B/cycle\n  (sustained port rate) than its loops; 'on-chip' when it moves no HBM "
+           "bytes.\n", flx_perf_port_bytes_per_cycle(&cfg));
     printf("\n");
     printf("  prefill latency     %10.4f s\n", rep->prefill_s);
     printf("  KV hand-over        %10.4f s   (host, PCIe %.0f GB/s)\n", rep->handover_s,
@@ -198,30 +322,44 @@ int flx_cmd_perf(int argc, char **argv)
     double r_e2e = g.e2e_s / rep->e2e_s;
     double r_dec = g.decode_tokens_per_s > 0 ? rep->decode_tokens_per_s / g.decode_tokens_per_s : 0;
     double r_en = g.energy_j / rep->energy_j;
-    printf("%s: HBM %.0f GB/s x %.2f, %.0f TFLOP/s x %.2f, overhead %.2f ms/pass, %.0f-%.0f W\n",
-           gpu.name, gpu.hbm_gbps, gpu.mem_efficiency, gpu.peak_tflops, gpu.flop_efficiency,
-           gpu.step_overhead_s * 1e3, gpu.idle_w, gpu.max_w);
-    printf("  %-22s %12s %12s %10s %12s\n", "", "FPGA", "A100", "FPGA gain", "paper claim");
-    printf("  %-22s %12.4f %12.4f %9.2fx %11.2fx\n", "end-to-end (s)", rep->e2e_s, g.e2e_s, r_e2e,
-           cl.e2e);
-    if (r_dec > 0 && cl.decode > 0)
-        printf("  %-22s %12.2f %12.2f %9.2fx %11.2fx\n", "decode (tokens/s)",
-               rep->decode_tokens_per_s, g.decode_tokens_per_s, r_dec, cl.decode);
-    else if (r_dec > 0)
-        printf("  %-22s %12.2f %12.2f %9.2fx %12s\n", "decode (tokens/s)",
-               rep->decode_tokens_per_s, g.decode_tokens_per_s, r_dec, "-");
-    else
-        printf("  %-22s %12.2f %12s %10s %11.2fx\n", "decode (tokens/s)",
-               rep->decode_tokens_per_s, "n/a", "n/a", cl.decode);
-    printf("  %-22s %12.1f %12.1f %9.2fx %11.2fx\n", "energy (J)", rep->energy_j, g.energy_j,
-           r_en, cl.energy);
-    printf("  %-22s %12.4f %12.4f %9.2fx\n", "time to first token (s)", rep->ttft_s, g.ttft_s,
-           g.ttft_s / rep->ttft_s);
-    if (r_dec > 0 && cl.decode > 0)
-        printf("  the paper's ratios imply an A100 baseline of %.1f tokens/s decode and %.2f s "
-               "end-to-end\n  (%.0f%% of this roofline's decode rate).\n",
-               rep->decode_tokens_per_s / cl.decode, rep->e2e_s * cl.e2e,
-               100.0 * rep->decode_tokens_per_s / cl.decode / g.decode_tokens_per_s);
+    printf("A100 baselines (BF16, batch 1; %s; FPGA gain = how many times better the FPGA is)\n",
+           gpus[0].source[0] ? "sources in the baselines file" : "");
+    printf("  %-30s %10s %10s %10s %10s %10s %10s\n", "baseline", "e2e (s)", "gain",
+           "decode t/s", "gain", "energy (J)", "gain");
+    printf("  %-30s %10.3f %10s %10.2f %10s %10.1f %10s\n", "FPGA (this model)", rep->e2e_s, "",
+           rep->decode_tokens_per_s, "", rep->energy_j, "");
+    for (int b = 0; b < n_gpu; b++) {
+        double d = gr[b].decode_tokens_per_s;
+        printf("  %-30s %10.3f %9.2fx %10.2f %9.2fx %10.1f %9.2fx\n", gpus[b].name, gr[b].e2e_s,
+               gr[b].e2e_s / rep->e2e_s, d, d > 0 ? rep->decode_tokens_per_s / d : 0,
+               gr[b].energy_j, gr[b].energy_j / rep->energy_j);
+    }
+    printf("  %-30s %10s %9.2fx %10s %9.2fx %10s %9.2fx\n", "paper's claim", "", cl.e2e, "",
+           cl.decode, "", cl.energy);
+    if (cfg.dev.kind == FLX_PERF_DEV_V80)
+        printf("  (V80: a PROJECTION of an unbuilt design, as in the paper)\n");
+    if (cl.decode > 0)
+        printf("  the paper's decode ratio implies an A100 at %.1f tokens/s against this FPGA "
+               "figure.\n", rep->decode_tokens_per_s / cl.decode);
+    printf("  (all headline claims side by side: flxemu perf --claims)\n");
+
+    if (sensitivity && !hmt_mode) {
+        flx_perf_sensitivity_row rows[16];
+        double base = 0;
+        int nr = flx_perf_sensitivity(&cfg, prompt, decode, rows, 16, &base, &err);
+        if (nr < 0) {
+            free(rep);
+            return cli_fail(CMD, &err);
+        }
+        printf("\nsensitivity of the decode rate (%.2f tokens/s) to each assumed constant,\n"
+               "one at a time (clock and lambda are calibrated, not varied):\n", base);
+        printf("  %-28s %8s %14s %9s %9s  %s\n", "constant", "value", "range", "at low", "at high",
+               "> 2 %?");
+        for (int i = 0; i < nr; i++)
+            printf("  %-28s %8g %6g .. %-6g %+8.2f%% %+8.2f%%  %s   (%s)\n", rows[i].name,
+                   rows[i].value, rows[i].lo, rows[i].hi, rows[i].rate_lo_pct, rows[i].rate_hi_pct,
+                   rows[i].over_2pct ? "yes" : "no", rows[i].range);
+    }
 
     int rc = FLX_EXIT_OK;
     if (json_path) {
@@ -258,6 +396,19 @@ int flx_cmd_perf(int argc, char **argv)
         cJSON_AddNumberToObject(f, "energy_j", rep->energy_j);
         cJSON_AddItemToObject(f, "prefill_stages", phase_json(&rep->prefill));
         cJSON_AddItemToObject(f, "decode_stages", phase_json(&rep->decode));
+        cJSON *gb = cJSON_AddArrayToObject(root, "gpu_baselines");
+        for (int b = 0; b < n_gpu; b++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", gpus[b].name);
+            cJSON_AddStringToObject(o, "source", gpus[b].source);
+            cJSON_AddNumberToObject(o, "layer_overhead_s", gpus[b].layer_overhead_s);
+            cJSON_AddNumberToObject(o, "step_overhead_s", gpus[b].step_overhead_s);
+            cJSON_AddNumberToObject(o, "prefill_s", gr[b].prefill_s);
+            cJSON_AddNumberToObject(o, "decode_tokens_per_s", gr[b].decode_tokens_per_s);
+            cJSON_AddNumberToObject(o, "e2e_s", gr[b].e2e_s);
+            cJSON_AddNumberToObject(o, "energy_j", gr[b].energy_j);
+            cJSON_AddItemToArray(gb, o);
+        }
         cJSON *gj = cJSON_AddObjectToObject(root, "gpu");
         cJSON_AddStringToObject(gj, "model", gpu.name);
         cJSON_AddNumberToObject(gj, "mem_efficiency", gpu.mem_efficiency);

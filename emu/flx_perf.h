@@ -84,13 +84,27 @@ typedef struct flx_perf_decode_par {
     int v_par;         /* DEC_V_PARALLEL: dims per A.V block                      */
     int kv_dim_pad;    /* KV_HIDDEN_DIM_PAD: outputs of the fused [K;V] GEMV      */
     int block_pack;    /* GEMV blocks fed by one weight port (blockpack_2: 2)     */
+    int attend_current;    /* 1: attention covers S = n + t + 1 keys (FlexLLM);
+                            * 0: S = n + t, the current token left out (FSQ)    */
+    int sort_lanes_serial; /* 1: the B lanes' top-k inserts run one after another
+                            * (FSQ: loops inlined in the unrolled lane loop);
+                            * 0: B parallel sort_top_k instances (FlexLLM)     */
+    int sort_insert_ii;    /* II of sort_top_k's insert/shift loop (FlexLLM 2);
+                            * 0: the shift is an unrolled one-state copy (FSQ) */
 } flx_perf_decode_par;
 
 typedef struct flx_perf_timing {
     double clock_mhz;              /* kernel clock                                  */
     double lambda_cycles;          /* CALIBRATED per-iteration pipeline overhead    */
-    double sort_cycles_per_insert; /* tau: sort_top_k cycles per insert (inferred)  */
     double kernel_call_s;          /* host overhead per kernel launch (assumed)     */
+    /* Assumed HLS/memory constants of the decode step (docs/perf-model.md §2.6);
+     * none is fitted. */
+    double cmp_depth_cycles;       /* iteration depth of a pipelined fcmp+select loop */
+    double loop_overhead_cycles;   /* entry + exit states of a pipelined sub-loop    */
+    double stage_fill_cycles;      /* float pipeline depth a store-and-forward stage
+                                    * adds once per call on the sequential chain     */
+    double hbm_latency_cycles;     /* AXI round trip of an HBM read or write response */
+    double ddr_latency_cycles;     /* AXI round trip of a DDR read                    */
 } flx_perf_timing;
 
 /* Board power: P = static_w + (active_w - static_w) * util / ref_util, where
@@ -172,7 +186,23 @@ flx_perf_module flx_perf_dec_qk(int hp, int k_par, int n_q_heads, int head_dim, 
 flx_perf_module flx_perf_dec_softmax(int S);     /* per head iteration */
 flx_perf_module flx_perf_dec_av(int hp, int v_par, int head_dim, int S,
                                 double lambda);  /* per head iteration */
-flx_perf_module flx_perf_dec_sampling(int b, int w, int vocab_pad, int top_k, double tau);
+/* Two HBM round trips between layers (drain, then reload, in dec_block_io_sync). */
+flx_perf_module flx_perf_dec_layer_sync(double hbm_latency);
+/* The next token's embedding row fetched from DDR: latency + D/B_T beats. */
+flx_perf_module flx_perf_dec_embedding(int bt, int dim, double ddr_latency);
+/* One sort_top_k insert into a top_k list: the find loop (II 1, top_k trips,
+ * depth cmp_depth) plus the insert/shift loop (II insert_ii, depth 2) or, with
+ * insert_ii = 0, one state of unrolled shift; each pipelined loop costs
+ * loop_overhead extra states. */
+double flx_perf_sort_insert_cycles(int top_k, int insert_ii, double cmp_depth,
+                                   double loop_overhead);
+/* dec_Sampling_Embedding_Layer over vocab_pad logits in chunks of b x w:
+ * buffer w beats, then w insert steps of b lanes (serial or parallel), then
+ * the top_k x b merge and the softmax/CDF tail (3 float pipelines of depth
+ * fill). */
+flx_perf_module flx_perf_dec_sampling(int b, int w, int vocab_pad, int top_k, int lanes_serial,
+                                      int insert_ii, double cmp_depth, double loop_overhead,
+                                      double fill);
 
 /* ---------------------------------------------------------------- composition */
 
@@ -225,6 +255,7 @@ typedef struct flx_perf_report {
     double decode_tokens_per_s;
     double first_step_s;      /* decode step producing the first token               */
     double power_w, energy_j;
+    int    hmt;               /* 1: the prefill went through the HMT plug-in         */
 } flx_perf_report;
 
 /* Prefill length after the host's padding (multiple of lcm(16, TP, Kp)). */
@@ -235,7 +266,9 @@ int64_t flx_perf_prefill_pad(const flx_perf_config *cfg, int64_t n_tokens);
  * NULL to only validate). */
 int flx_perf_prefill(const flx_perf_config *cfg, int64_t n_tokens, flx_perf_report *rep,
                      flx_error *err);
-/* One decode step with context S keys (S = n + t + 1: current token included).
+/* One decode step at position n + t, context = n + t + 1 positions (the
+ * current token included); the step attends context keys when
+ * dec.attend_current is 1 (FlexLLM) and context - 1 when it is 0 (FSQ).
  * ADDS the step's per-stage cycles and its total to *phase (zero it first to
  * get one step alone); phase may be NULL to only validate. */
 int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_phase *phase,
@@ -251,6 +284,24 @@ int flx_perf_run(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t deco
 int flx_perf_finish_run(const flx_perf_config *cfg, int64_t n_ctx, int64_t decode_tokens,
                         flx_perf_report *rep, flx_error *err);
 
+/* ---------------------------------------------------------------- sensitivity */
+
+typedef struct flx_perf_sensitivity_row {
+    char   name[40];      /* config field                                   */
+    char   range[48];     /* why this range                                 */
+    double value, lo, hi; /* configured value and the range tried           */
+    double rate_lo_pct;   /* decode tokens/s change at lo, % of the base    */
+    double rate_hi_pct;   /* ... at hi                                      */
+    int    over_2pct;     /* either end moves decode by more than 2 %        */
+} flx_perf_sensitivity_row;
+
+/* One row per assumed constant (see perf_sensitivity.c for the ranges);
+ * returns the number of rows written (<= max_rows) or a negative error. */
+int flx_perf_sensitivity(const flx_perf_config *cfg, int64_t prompt_tokens,
+                         int64_t decode_tokens, flx_perf_sensitivity_row *rows, int max_rows,
+                         double *base_tokens_per_s, flx_error *err);
+int flx_perf_sensitivity_count(void);
+
 /* ---------------------------------------------------------------- HMT plug-in */
 
 typedef struct flx_perf_hmt_report {
@@ -263,6 +314,10 @@ typedef struct flx_perf_hmt_report {
 
 /* Longest prompt the HMT prefill takes: 64 segments of 990 tokens. */
 int64_t flx_perf_hmt_max_tokens(void);
+/* Per segment: the summary (stage 0, 0 for the first segment) and stage-1
+ * sequence lengths of an HMT prefill of n_tokens; returns the number of
+ * segments, or -1 if n_tokens is out of range or max is too small. */
+int flx_perf_hmt_stage_lengths(int64_t n_tokens, int64_t *stage0, int64_t *stage1, int max);
 /* HMT prefill of n_tokens: adds the stage prefills' per-stage busy cycles and
  * an "hmt_retrieval" stage to rep->prefill (zero rep first); the last stage-1
  * length (the decode context) goes to *last_stage1_tokens (may be NULL). */
@@ -313,10 +368,21 @@ typedef struct flx_gpu_model {
     double flop_efficiency; /* sustained fraction of peak in prefill GEMMs      */
     double idle_w, max_w;   /* board power at idle and at TDP                   */
     double step_overhead_s; /* framework/launch overhead per forward pass       */
+    double layer_overhead_s;/* ... and per decoder layer per forward pass       */
     int    bytes_per_param; /* 2 (BF16)                                         */
+    char   source[1024];    /* where the overhead figure comes from             */
 } flx_gpu_model;
 
+/* The built-in A100 roofline (no overhead). */
 void flx_gpu_a100_bf16(flx_gpu_model *g);
+
+#define FLX_GPU_MAX_BASELINES 8
+/* Loads the GPU baselines of a JSON file (emu/configs/gpu_a100.json: device
+ * figures plus one entry per framework, each with its cited source); a bare
+ * name is looked up like a configuration.  Returns the number loaded (>= 1) or
+ * a negative error naming file and field. */
+int flx_gpu_load(const char *name_or_path, flx_gpu_model *models, int max_models,
+                 flx_error *err);
 
 typedef struct flx_gpu_report {
     double prefill_s, decode_s, e2e_s, ttft_s, decode_tokens_per_s;
@@ -326,6 +392,31 @@ typedef struct flx_gpu_report {
 
 void flx_gpu_run(const flx_gpu_model *g, const flx_perf_model *m, int64_t prompt_tokens,
                  int64_t decode_tokens, flx_gpu_report *rep);
+
+/* ---------------------------------------------------------------- headline claims */
+
+typedef struct flx_perf_claim {
+    char   id[40];            /* "u280.e2e", "hmt.prefill_latency", ...              */
+    char   claim[64];         /* what the paper claims                                */
+    char   design[64];        /* FPGA configuration evaluated                         */
+    char   unit[12];          /* unit of fpga_value / gpu_value                       */
+    int    projection;        /* 1: V80, a projection, not a built design             */
+    int    alternative;       /* 1: an alternative reading, not the assumed one       */
+    double paper;             /* the paper's ratio                                    */
+    char   interpretation[400];
+    double fpga_value;        /* the FPGA side of the ratio                           */
+    int    n_base;
+    char   base[FLX_GPU_MAX_BASELINES][48];
+    double gpu_value[FLX_GPU_MAX_BASELINES];  /* the GPU side under each baseline     */
+    double model[FLX_GPU_MAX_BASELINES];      /* the model's ratio under each baseline */
+} flx_perf_claim;
+
+/* Every headline claim (U280 on u280_mem_opt and u280_fsq, V80 projection,
+ * HMT) under each GPU baseline.  Returns the number of rows or a negative error. */
+int flx_perf_claims(const flx_gpu_model *gpus, int n_gpu, flx_perf_claim *claims, int max_claims,
+                    flx_error *err);
+/* SVG of the claims table: paper vs model per baseline, log-scale bars. */
+int flx_perf_svg_claims(FILE *fp, const flx_perf_claim *claims, int n_claims);
 
 /* ---------------------------------------------------------------- design space */
 
@@ -373,9 +464,16 @@ int  flx_dse_eval(const flx_perf_config *base, flx_dse_family fam,
 
 /* SVG of the per-stage time breakdown (prefill and decode).  Returns 0/-1. */
 int flx_perf_svg_breakdown(FILE *fp, const flx_perf_config *cfg, const flx_perf_report *rep);
-/* SVG of the DSE points and Pareto front (e2e latency vs energy). */
+/* A named design drawn on the Pareto plot (production, FSQ). */
+typedef struct flx_dse_mark {
+    char          label[48];
+    flx_dse_point pt;
+} flx_dse_mark;
+
+/* SVG of the DSE points and Pareto front (e2e latency vs energy), with the
+ * marked designs as labelled stars; the legend sits right of the plots. */
 int flx_perf_svg_pareto(FILE *fp, const flx_perf_config *base, const flx_dse_result *res,
-                        flx_dse_objective obj);
+                        flx_dse_objective obj, const flx_dse_mark *marks, int n_marks);
 
 #ifdef __cplusplus
 }

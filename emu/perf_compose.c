@@ -258,12 +258,15 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
     const flx_perf_decode_par *q = &cfg->dec;
     double lam = cfg->tim.lambda_cycles;
     double bpc = flx_perf_port_bytes_per_cycle(cfg);
-    int D = md->dim, I = md->inter_dim, S = (int)context;
+    int D = md->dim, I = md->inter_dim;
+    int S = (int)context - (q->attend_current ? 0 : 1);   /* keys attended */
     int B = q->block, W = q->w_par, BT = q->block_t, HP = q->head_par;
     int n_iter = md->n_q_heads / HP;
+    const flx_perf_timing *tm = &cfg->tim;
 
-    /* per layer, strictly sequential */
+    /* per layer, strictly sequential (docs/perf-model.md §2.6) */
     named_module seq[] = {
+        {"layer_io_sync", flx_perf_dec_layer_sync(tm->hbm_latency_cycles)},
         {"rmsnorm", flx_perf_dec_rmsnorm(BT, D)},
         {"io_buffer", flx_perf_dec_io_buffer(D, BT, B)},
         {"act_quant", flx_perf_dec_act_quant(B, D)},
@@ -287,7 +290,7 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
         {"down_proj", gemv(cfg, I, D)},
         {"io_buffer", flx_perf_dec_io_buffer(D, B, BT)},
     };
-    enum { NS = sizeof seq / sizeof seq[0], ATT_AT = 8 };
+    enum { NS = sizeof seq / sizeof seq[0], ATT_AT = 9 };
     /* attention: qk -> softmax -> av, store-and-forward, over n_iter heads */
     named_module att[] = {
         {"qk", flx_perf_dec_qk(HP, q->k_par, md->n_q_heads, md->head_dim, S, lam)},
@@ -309,22 +312,36 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
         {"io_buffer", flx_perf_dec_io_buffer(D, BT, B)},
         {"act_quant", flx_perf_dec_act_quant(B, D)},
         {"lm_head", gemv(cfg, D, md->vocab_pad)},
-        {"sampling", flx_perf_dec_sampling(B, W, md->vocab_pad, md->top_k,
-                                           cfg->tim.sort_cycles_per_insert)},
-        {"embedding", flx_perf_pref_stream(D / BT)},
+        {"sampling", flx_perf_dec_sampling(B, W, md->vocab_pad, md->top_k, q->sort_lanes_serial,
+                                           q->sort_insert_ii, tm->cmp_depth_cycles,
+                                           tm->loop_overhead_cycles, tm->stage_fill_cycles)},
+        {"embedding", flx_perf_dec_embedding(BT, D, tm->ddr_latency_cycles)},
     };
     enum { NT = sizeof tail / sizeof tail[0] };
 
+    /* Every store-and-forward stage on the chain also waits for its float
+     * pipeline to fill once per call (the per-beat trip counts above are
+     * II x trips only): stage_fill_cycles per such stage, attention's three
+     * tasks counted once per layer (their head iterations overlap). */
+    int n_sf_layer = 3, n_sf_tail = 0;
     double layer = 0;
-    for (int i = 0; i < NS; i++) layer += flx_perf_bw_limit(seq[i].m, bpc).cycles;
+    for (int i = 0; i < NS; i++) {
+        layer += flx_perf_bw_limit(seq[i].m, bpc).cycles;
+        if (seq[i].m.store_forward && seq[i].m.cycles > 0) n_sf_layer++;
+    }
     double att_total = 0;
     for (int i = 0; i < 3; i++) att_total += t_att[i];
     att_total += (n_iter - 1) * t_max;
     layer += att_total;
     double tail_cycles = 0;
-    for (int i = 0; i < NT; i++) tail_cycles += flx_perf_bw_limit(tail[i].m, bpc).cycles;
+    for (int i = 0; i < NT; i++) {
+        tail_cycles += flx_perf_bw_limit(tail[i].m, bpc).cycles;
+        if (tail[i].m.store_forward && tail[i].m.cycles > 0) n_sf_tail++;
+    }
     double nl = md->n_layers;
-    double total = nl * layer + tail_cycles;
+    double fill_layer = n_sf_layer * tm->stage_fill_cycles;
+    double fill_tail = n_sf_tail * tm->stage_fill_cycles;
+    double total = nl * (layer + fill_layer) + tail_cycles + fill_tail;
 
     if (phase) {
         for (int i = 0; i < NS; i++) {
@@ -339,6 +356,10 @@ int flx_perf_decode_step(const flx_perf_config *cfg, int64_t context, flx_perf_p
         }
         for (int i = 0; i < NT; i++)
             stage_add(phase, tail[i].name, tail[i].m, 1, flx_perf_bw_limit(tail[i].m, bpc).cycles, bpc);
+        flx_perf_module fill;
+        memset(&fill, 0, sizeof fill);
+        fill.cycles = nl * fill_layer + fill_tail;
+        stage_add(phase, "pipeline_fill", fill, 1, fill.cycles, bpc);
         phase->cycles += total;
     }
     return FLX_OK;

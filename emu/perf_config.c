@@ -46,13 +46,20 @@ static const field_spec fields[] = {
     {"decode", "v_par", F_INT, OFF(dec.v_par)},
     {"decode", "kv_dim_pad", F_INT, OFF(dec.kv_dim_pad)},
     {"decode", "block_pack", F_INT, OFF(dec.block_pack)},
+    {"decode", "attend_current", F_INT, OFF(dec.attend_current)},
+    {"decode", "sort_lanes_serial", F_INT, OFF(dec.sort_lanes_serial)},
+    {"decode", "sort_insert_ii", F_INT, OFF(dec.sort_insert_ii)},
     {"limits", "max_prefill_tokens", F_INT, OFF(max_prefill_tokens)},
     {"limits", "max_decode_tokens", F_INT, OFF(max_decode_tokens)},
     {"limits", "max_total_tokens", F_INT, OFF(max_total_tokens)},
     {"timing", "clock_mhz", F_DOUBLE, OFF(tim.clock_mhz)},
     {"timing", "lambda_cycles", F_DOUBLE, OFF(tim.lambda_cycles)},
-    {"timing", "sort_cycles_per_insert", F_DOUBLE, OFF(tim.sort_cycles_per_insert)},
     {"timing", "kernel_call_s", F_DOUBLE, OFF(tim.kernel_call_s)},
+    {"timing", "cmp_depth_cycles", F_DOUBLE, OFF(tim.cmp_depth_cycles)},
+    {"timing", "loop_overhead_cycles", F_DOUBLE, OFF(tim.loop_overhead_cycles)},
+    {"timing", "stage_fill_cycles", F_DOUBLE, OFF(tim.stage_fill_cycles)},
+    {"timing", "hbm_latency_cycles", F_DOUBLE, OFF(tim.hbm_latency_cycles)},
+    {"timing", "ddr_latency_cycles", F_DOUBLE, OFF(tim.ddr_latency_cycles)},
     {"memory", "hbm_ports", F_INT, OFF(dev.hbm_ports)},
     {"memory", "hbm_port_gbps", F_DOUBLE, OFF(dev.hbm_port_gbps)},
     {"memory", "hbm_efficiency", F_DOUBLE, OFF(dev.hbm_efficiency)},
@@ -290,9 +297,25 @@ int flx_perf_config_validate(const flx_perf_config *cfg, const char *file, flx_e
     REQ(cfg->tim.lambda_cycles > -min_delta && cfg->tim.lambda_cycles <= 1000,
         "timing.lambda_cycles", "must be in (-%g, 1000] so that every overhead delta stays "
         "positive, got %g", min_delta, cfg->tim.lambda_cycles);
-    REQ(cfg->tim.sort_cycles_per_insert >= 1 && cfg->tim.sort_cycles_per_insert <= 1000,
-        "timing.sort_cycles_per_insert", "must be in [1, 1000], got %g",
-        cfg->tim.sort_cycles_per_insert);
+    REQ(d->attend_current == 0 || d->attend_current == 1, "decode.attend_current",
+        "must be 0 (S = n + t, FSQ) or 1 (S = n + t + 1, FlexLLM), got %d", d->attend_current);
+    REQ(d->sort_lanes_serial == 0 || d->sort_lanes_serial == 1, "decode.sort_lanes_serial",
+        "must be 0 or 1, got %d", d->sort_lanes_serial);
+    REQ(d->sort_insert_ii >= 0 && d->sort_insert_ii <= 16, "decode.sort_insert_ii",
+        "must be in [0, 16] (0: unrolled shift), got %d", d->sort_insert_ii);
+    REQ(cfg->tim.cmp_depth_cycles >= 0 && cfg->tim.cmp_depth_cycles <= 100,
+        "timing.cmp_depth_cycles", "must be in [0, 100], got %g", cfg->tim.cmp_depth_cycles);
+    REQ(cfg->tim.loop_overhead_cycles >= 0 && cfg->tim.loop_overhead_cycles <= 100,
+        "timing.loop_overhead_cycles", "must be in [0, 100], got %g",
+        cfg->tim.loop_overhead_cycles);
+    REQ(cfg->tim.stage_fill_cycles >= 0 && cfg->tim.stage_fill_cycles <= 1000,
+        "timing.stage_fill_cycles", "must be in [0, 1000], got %g", cfg->tim.stage_fill_cycles);
+    REQ(cfg->tim.hbm_latency_cycles >= 0 && cfg->tim.hbm_latency_cycles <= 10000,
+        "timing.hbm_latency_cycles", "must be in [0, 10000], got %g",
+        cfg->tim.hbm_latency_cycles);
+    REQ(cfg->tim.ddr_latency_cycles >= 0 && cfg->tim.ddr_latency_cycles <= 10000,
+        "timing.ddr_latency_cycles", "must be in [0, 10000], got %g",
+        cfg->tim.ddr_latency_cycles);
     REQ(cfg->tim.kernel_call_s >= 0 && cfg->tim.kernel_call_s < 10, "timing.kernel_call_s",
         "must be in [0, 10), got %g", cfg->tim.kernel_call_s);
     /* memory */
@@ -380,6 +403,6 @@ int flx_perf_config_find(const char *name, const char *config_dir, flx_perf_conf
     }
     return flx_fail(err, FLX_ENOTFOUND,
                     "cycle model: no configuration named '%s' (looked for %s in %s%s%s); known: u280, "
-                    "u280_mem_opt (production), u280_mem_opt_new, v80, or a path to a .json file",
+                    "u280_mem_opt (production), u280_fsq (measured), u280_mem_opt_new, v80, or a path to a .json file",
                     name, file, dirs[0], dirs[1] ? " and " : "", dirs[1] ? dirs[1] : "");
 }

@@ -114,7 +114,9 @@ static double spatial_decode_cycles(const flx_perf_config *c, int64_t S)
                    cyc(flx_perf_pref_fht(I), bpc) + FL(I, D);
     double tail = norm + q_d + FL(D, m->vocab_pad) +
                   flx_perf_dec_sampling(tp, p->ffn_wp, m->vocab_pad, m->top_k,
-                                        c->tim.sort_cycles_per_insert).cycles +
+                                        c->dec.sort_lanes_serial, c->dec.sort_insert_ii,
+                                        c->tim.cmp_depth_cycles, c->tim.loop_overhead_cycles,
+                                        c->tim.stage_fill_cycles).cycles +
                   (double)D / tp;
 #undef QL
 #undef FL
@@ -307,7 +309,10 @@ int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t deco
                     flx_perf_config c = *base;
                     int bw = bs[a] * ws[b];
                     c.dec = (flx_perf_decode_par){8, bs[a], 2, hps[h], ws[b], dkv[k], dkv[k],
-                                                  bw >= 1024 ? bw : 1024, 1};
+                                                  bw >= 1024 ? bw : 1024, 1,
+                                                  base->dec.attend_current,
+                                                  base->dec.sort_lanes_serial,
+                                                  base->dec.sort_insert_ii};
                     if (flx_perf_config_validate(&c, "dse", &e2)) continue;
                     dec_opt *o = &dopt[n_do];
                     o->d = c.dec;

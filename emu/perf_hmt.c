@@ -22,6 +22,21 @@ enum {
 
 int64_t flx_perf_hmt_max_tokens(void) { return (int64_t)HMT_SEG_LEN * HMT_MAX_SEG_NUM; }
 
+int flx_perf_hmt_stage_lengths(int64_t n_tokens, int64_t *stage0, int64_t *stage1, int max)
+{
+    if (n_tokens < 1 || n_tokens > flx_perf_hmt_max_tokens()) return -1;
+    int n_seg = (int)((n_tokens + HMT_SEG_LEN - 1) / HMT_SEG_LEN);
+    if (n_seg > max) return -1;
+    for (int i = 0; i < n_seg; i++) {
+        int64_t len = n_tokens - (int64_t)i * HMT_SEG_LEN;
+        if (len > HMT_SEG_LEN) len = HMT_SEG_LEN;
+        int last = i == n_seg - 1;
+        stage0[i] = i > 0 ? 2 + (len < HMT_SUM_SEG_LEN ? len : HMT_SUM_SEG_LEN) : 0;
+        stage1[i] = 1 + HMT_REC_SEG_LEN + len + (last ? 0 : 1);
+    }
+    return n_seg;
+}
+
 /* fp32 GEMV with the same loop structure as the INT4 one (PE_fp32xfp32_pack_
  * 1x2_1D consumes one k per cycle); no dequantizer drain. */
 static double fp32_gemv(int k_in, int o_out, double lambda)
@@ -139,6 +154,7 @@ int flx_perf_run_hmt(const flx_perf_config *cfg, int64_t prompt_tokens, int64_t 
     rep->decode_tokens = decode_tokens;
     rep->prefill.cycles = hmt->total_cycles;
     rep->prefill_s = hmt->total_cycles / hz;
+    rep->hmt = 1;
     /* decode continues from the last stage-1 sequence */
     if (ctx + decode_tokens > cfg->max_total_tokens)
         return flx_fail(err, FLX_EINVAL, "cycle model: %lld + %lld positions exceed %d",

@@ -302,19 +302,77 @@ flx_perf_module flx_perf_dec_av(int hp, int v_par, int head_dim, int S, double l
     return m;
 }
 
-/* dec_Sampling_Embedding_Layer: for each chunk of B W logits buffer W beats,
- * then W insertions per lane into a sorted top-k list; sort_top_k is not
- * pipelined across insertions, tau cycles each (inferred).  Then k x B merge
- * insertions. */
-flx_perf_module flx_perf_dec_sampling(int b, int w, int vocab_pad, int top_k, double tau)
+/* sort_top_k (FlexLLM Logits.h) / the inlined FSQ equivalent, one insert:
+ *   find loop: PIPELINE II=1 over top_k slots; the "first slot with v > list[k]"
+ *     flag is carried from iteration to iteration but is a 1-cycle compare-and-
+ *     select, so II 1 holds; latency (top_k - 1) + cmp_depth + loop_overhead;
+ *   insert/shift loop: PIPELINE II=2 over top_k slots (reads list[k-1], writes
+ *     list[k] in a LUTRAM), latency (top_k - 1) II + 2 + loop_overhead; FSQ
+ *     shifts with an unrolled copy of the partitioned registers: 1 state. */
+double flx_perf_sort_insert_cycles(int top_k, int insert_ii, double cmp_depth,
+                                   double loop_overhead)
+{
+    double find = (top_k - 1) + cmp_depth + loop_overhead;
+    double ins = insert_ii > 0 ? (double)(top_k - 1) * insert_ii + 2.0 + loop_overhead : 1.0;
+    return find + ins;
+}
+
+/* dec_Sampling_Embedding_Layer: for each chunk of B W logits the pipelined
+ * buffer loop reads W beats (W + 1 + loop_overhead states), then the rolled
+ * lane_top_k_loop makes W steps; one step inserts one logit into each of the
+ * B lane lists: B inserts one after another when the lane loop's pipelined
+ * sub-loops are inlined (FSQ: sibling loops run sequentially), or one insert
+ * time when every lane has its own sort_top_k instance (FlexLLM); +1 state
+ * per step.  The loop is not pipelined across steps: it contains pipelined
+ * sub-loops, so HLS neither auto-pipelines nor flattens it.  Then the
+ * rolled top_k x B merge (one insert each; FSQ's merge find is an unrolled
+ * priority compare: cmp_depth + 1, + 1 shift) and the softmax/CDF tail: 3
+ * short pipelined loops (exp, divide, CDF) of top_k trips and one float
+ * pipeline depth (fill) each. */
+flx_perf_module flx_perf_dec_sampling(int b, int w, int vocab_pad, int top_k, int lanes_serial,
+                                      int insert_ii, double cmp_depth, double loop_overhead,
+                                      double fill)
 {
     flx_perf_module m;
     memset(&m, 0, sizeof m);
     int64_t n_chunk = ceil_div(vocab_pad, (int64_t)b * w);
-    m.cycles = (double)n_chunk * (w + w * tau) + (double)top_k * b * tau;
+    double tau = flx_perf_sort_insert_cycles(top_k, insert_ii, cmp_depth, loop_overhead);
+    double step = (lanes_serial ? b * tau : tau) + 1.0;
+    double buffer = w + 1.0 + loop_overhead;
+    double merge_insert = insert_ii > 0 ? tau : cmp_depth + 2.0;
+    double tail = 3.0 * (top_k - 1 + fill);
+    m.cycles = (double)n_chunk * (buffer + w * step) + (double)top_k * b * merge_insert + tail;
     m.in_cycles = (double)n_chunk * w;
     m.first_out = m.cycles;
     m.store_forward = 1;
     m.tail = m.cycles - m.in_cycles;
+    return m;
+}
+
+/* dec_block_io_sync, once per layer boundary: the layer output is drained
+ * to io_mmap (HBM) beat by beat as the residual emits it, and the same task
+ * then loads the next layer's input from there, so the write responses
+ * (one HBM round trip) and the read's first beat (another) lie between the
+ * two layers. */
+flx_perf_module flx_perf_dec_layer_sync(double hbm_latency)
+{
+    flx_perf_module m;
+    memset(&m, 0, sizeof m);
+    m.cycles = 2.0 * hbm_latency;
+    m.first_out = m.cycles;
+    m.store_forward = 1;
+    m.tail = m.cycles;
+    return m;
+}
+
+/* dec_input_loader from vocab_lib (DDR) after sampling: one DDR round trip
+ * for the first beat, then D/B_T beats. */
+flx_perf_module flx_perf_dec_embedding(int bt, int dim, double ddr_latency)
+{
+    flx_perf_module m;
+    memset(&m, 0, sizeof m);
+    m.cycles = ddr_latency + (double)dim / bt;
+    m.first_out = ddr_latency + 1.0;
+    m.tail = m.cycles;
     return m;
 }

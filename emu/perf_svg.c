@@ -61,7 +61,8 @@ static double bars(FILE *fp, double y, const char *title, const flx_perf_phase *
         char label[64];
         text(fp, x0 - 8, y + 12, 12, "end", s->name);
         fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"14\" fill=\"%s\"/>\n",
-                x0, y + 1, width * share, s->memory_bound ? "#e15759" : "#4e79a7");
+                x0, y + 1, width * share,
+                s->memory_bound ? "#e15759" : s->hbm_bytes > 0 ? "#4e79a7" : "#bab0ac");
         snprintf(label, sizeof label, "%.1f%%  %.1f Mcyc", 100.0 * s->cycles / wall,
                  s->cycles / 1e6);
         text(fp, x0 + width * share + 6, y + 12, 11, "start", label);
@@ -73,12 +74,14 @@ static double bars(FILE *fp, double y, const char *title, const flx_perf_phase *
 int flx_perf_svg_breakdown(FILE *fp, const flx_perf_config *cfg, const flx_perf_report *rep)
 {
     int n = rep->prefill.n_stages + rep->decode.n_stages;
-    int h = 230 + 18 * n + 120;
+    int h = 230 + 18 * n + 150;
     header(fp, 900, h);
     char buf[256];
-    snprintf(buf, sizeof buf, "FlexLLM cycle model: %s (%s, %.2f MHz), prompt %lld, decode %lld",
-             cfg->name, cfg->dev.name, cfg->tim.clock_mhz, (long long)rep->prompt_tokens,
-             (long long)rep->decode_tokens);
+    snprintf(buf, sizeof buf, "%s%s (%s, %.2f MHz%s), prompt %lld, decode %lld",
+             rep->hmt ? "HMT long-context prefill + decode: " : "FlexLLM cycle model: ", cfg->name,
+             cfg->dev.name, cfg->tim.clock_mhz,
+             cfg->dev.kind == FLX_PERF_DEV_V80 ? ", PROJECTION" : "",
+             (long long)rep->prompt_tokens, (long long)rep->decode_tokens);
     text(fp, 20, 28, 17, "start", buf);
     /* end-to-end timeline */
     double y = 60, x0 = 20, width = 860;
@@ -108,8 +111,9 @@ int flx_perf_svg_breakdown(FILE *fp, const flx_perf_config *cfg, const flx_perf_
     y += 32;
     if (rep->prefill.n_stages > 0) {
         snprintf(buf, sizeof buf,
-                 "Prefill: busy cycles per stage as %% of prefill wall time (stages overlap; "
-                 "bottleneck %s)", rep->prefill_bottleneck);
+                 "%s: busy cycles per stage as %% of prefill wall time (stages overlap; "
+                 "bottleneck %s)", rep->hmt ? "HMT prefill (all segments)" : "Prefill",
+                 rep->prefill_bottleneck);
         y = bars(fp, y, buf, &rep->prefill, rep->prefill.cycles);
     }
     y = bars(fp, y, "Decode: share of decode time per stage (sequential)", &rep->decode,
@@ -119,6 +123,13 @@ int flx_perf_svg_breakdown(FILE *fp, const flx_perf_config *cfg, const flx_perf_
     fprintf(fp, "<rect x=\"160\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"#e15759\"/>\n",
             y - 8);
     text(fp, 180, y + 4, 12, "start", "memory-bound");
+    fprintf(fp, "<rect x=\"300\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"#bab0ac\"/>\n",
+            y - 8);
+    text(fp, 320, y + 4, 12, "start", "on-chip only (no HBM traffic)");
+    y += 20;
+    text(fp, 20, y + 4, 11, "start",
+         "bound: HBM bytes on the busiest port / sustained bytes per cycle of one port vs the "
+         "loop-structure cycles (bandwidth model, docs/perf-model.md 2.5)");
     fputs("</svg>\n", fp);
     return ferror(fp) ? -1 : 0;
 }
@@ -136,7 +147,7 @@ static double nice_step(double span)
 typedef struct panel { double L, R, T, B, x_lo, x_hi, y_lo, y_hi; } panel;
 
 static void draw_panel(FILE *fp, const flx_dse_result *res, panel pn, const char *title,
-                       int legend)
+                       int legend, const flx_dse_mark *marks, int n_marks)
 {
     char buf[256];
     double xs = nice_step(pn.x_hi - pn.x_lo), ys = nice_step(pn.y_hi - pn.y_lo);
@@ -202,30 +213,51 @@ static void draw_panel(FILE *fp, const flx_dse_result *res, panel pn, const char
                     PX(p->e2e_s) - 5, PY(p->energy_j) - 5, palette[f]);
         }
         if (!legend) continue;
-        double ly = pn.T + 18 + 20 * f;
-        fprintf(fp, "<circle cx=\"%.0f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/>\n", pn.R - 260,
-                ly - 4, palette[f]);
+        /* legend in the right margin, off the data */
+        double lx = pn.R + 24, ly = pn.T + 18 + 36 * f;
+        fprintf(fp, "<circle cx=\"%.0f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/>\n", lx, ly - 4,
+                palette[f]);
+        text(fp, lx + 12, ly, 12, "start", flx_dse_family_name(f));
         if (res->best[f] >= 0) {
             const flx_dse_point *p = &res->points[res->best[f]];
-            snprintf(buf, sizeof buf, "%s (best: %.2f s, %.0f J)", flx_dse_family_name(f),
-                     p->e2e_s, p->energy_j);
+            snprintf(buf, sizeof buf, "best: %.2f s, %.0f J", p->e2e_s, p->energy_j);
         } else {
-            snprintf(buf, sizeof buf, "%s (none feasible)", flx_dse_family_name(f));
+            snprintf(buf, sizeof buf, "none feasible");
         }
-        text(fp, pn.R - 248, ly, 12, "start", buf);
+        text(fp, lx + 12, ly + 15, 11, "start", buf);
     }
-    if (legend)
-        text(fp, pn.R - 260, pn.T + 80, 11, "start",
-             "squares: best of each family; line: Pareto front");
+    for (int k = 0; k < n_marks; k++) {
+        const flx_dse_point *p = &marks[k].pt;
+        if (INSIDE(p)) {
+            double x = PX(p->e2e_s), y = PY(p->energy_j);
+            fprintf(fp, "<path d=\"M %.1f %.1f l 3 7 l 7 0 l -6 4 l 2 7 l -6 -4 l -6 4 l 2 -7 "
+                        "l -6 -4 l 7 0 z\" fill=\"%s\" stroke=\"black\"/>\n",
+                    x, y - 9, k ? "#b07aa1" : "#edc948");
+            if (!legend) text(fp, x + 10, y - 8, 11, "start", marks[k].label);
+        }
+        if (!legend) continue;
+        double lx = pn.R + 24, ly = pn.T + 18 + 36 * 3 + 36 * k;
+        fprintf(fp, "<path d=\"M %.1f %.1f l 3 7 l 7 0 l -6 4 l 2 7 l -6 -4 l -6 4 l 2 -7 l -6 -4 "
+                    "l 7 0 z\" fill=\"%s\" stroke=\"black\"/>\n",
+                lx, ly - 13, k ? "#b07aa1" : "#edc948");
+        text(fp, lx + 12, ly, 12, "start", marks[k].label);
+        snprintf(buf, sizeof buf, "%.2f s, %.0f J", p->e2e_s, p->energy_j);
+        text(fp, lx + 12, ly + 15, 11, "start", buf);
+    }
+    if (legend) {
+        double ly = pn.T + 18 + 36 * (3 + n_marks);
+        text(fp, pn.R + 14, ly, 11, "start", "squares: best of each family");
+        text(fp, pn.R + 14, ly + 15, 11, "start", "line: Pareto front");
+    }
 #undef PX
 #undef PY
 #undef INSIDE
 }
 
 int flx_perf_svg_pareto(FILE *fp, const flx_perf_config *base, const flx_dse_result *res,
-                        flx_dse_objective obj)
+                        flx_dse_objective obj, const flx_dse_mark *marks, int n_marks)
 {
-    header(fp, 900, 1130);
+    header(fp, 1100, 1130);
     char buf[256];
     snprintf(buf, sizeof buf, "Design space on %s: %lld feasible designs, Pareto front (objective %s)",
              base->dev.name, (long long)res->n_points, obj == FLX_DSE_E2E ? "e2e" : "energy");
@@ -245,11 +277,78 @@ int flx_perf_svg_pareto(FILE *fp, const flx_perf_config *base, const flx_dse_res
     }
     if (x_hi <= x_lo) x_hi = x_lo + 1;
     if (y_hi <= y_lo) y_hi = y_lo + 1;
-    draw_panel(fp, res, (panel){100, 860, 80, 520, x_lo, x_hi, y_lo, y_hi}, "All designs", 1);
+    for (int k = 0; k < n_marks; k++) {
+        x_lo = fmin(x_lo, marks[k].pt.e2e_s);
+        x_hi = fmax(x_hi, marks[k].pt.e2e_s);
+        y_lo = fmin(y_lo, marks[k].pt.energy_j);
+        y_hi = fmax(y_hi, marks[k].pt.energy_j);
+    }
+    draw_panel(fp, res, (panel){100, 830, 80, 520, x_lo, x_hi, y_lo, y_hi}, "All designs", 1,
+               marks, n_marks);
     /* zoom on the front: up to twice the best latency and energy */
     double zx = x_lo * 2 > x_lo + 1e-9 ? x_lo * 2 : x_lo + 1, zy = y_lo * 2 > y_lo ? y_lo * 2 : y_lo + 1;
-    draw_panel(fp, res, (panel){100, 860, 620, 1060, x_lo, zx, y_lo, zy},
-               "Zoom: latency and energy up to 2x the best", 0);
+    draw_panel(fp, res, (panel){100, 830, 620, 1060, x_lo, zx, y_lo, zy},
+               "Zoom: latency and energy up to 2x the best", 0, marks, n_marks);
+    fputs("</svg>\n", fp);
+    return ferror(fp) ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- claims */
+
+/* One row per claim: the paper's ratio (black bar) and the model's ratio
+ * under each GPU baseline (coloured dots) on a log axis 0.01x .. 1000x; the
+ * legend sits above the plot, off the data. */
+int flx_perf_svg_claims(FILE *fp, const flx_perf_claim *c, int n)
+{
+    int row_h = 26, top = 110, h = top + row_h * n + 60;
+    header(fp, 1100, h);
+    text(fp, 20, 28, 17, "start",
+         "FlexLLM headline claims: paper vs this cycle model under each A100 baseline");
+    text(fp, 20, 48, 12, "start",
+         "ratio > 1 favours the FPGA; V80 rows are projections; alt = an alternative reading "
+         "of the 23.23x claim, not the assumed one");
+    const double x0 = 560, x1 = 1080, lo = -2, hi = 4;   /* log10 range */
+#define LX(v) (x0 + (log10(v) - lo) / (hi - lo) * (x1 - x0))
+    double ly = 72;
+    fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"4\" height=\"14\" fill=\"black\"/>\n", x0,
+            ly - 11);
+    text(fp, x0 + 10, ly, 12, "start", "paper");
+    int nb = n > 0 ? c[0].n_base : 0;
+    for (int b = 0; b < nb; b++) {
+        double lx = x0 + 70 + 150 * b;
+        fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/>\n", lx, ly - 4,
+                palette[b % 10]);
+        text(fp, lx + 9, ly, 12, "start", c[0].base[b]);
+    }
+    for (int e = (int)lo; e <= (int)hi; e++) {
+        char buf[32];
+        double v = pow(10, e);
+        snprintf(buf, sizeof buf, "%gx", v);
+        fprintf(fp, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"%s\"/>\n", LX(v),
+                top - 8, LX(v), top + row_h * n, e == 0 ? "#444" : "#ddd");
+        text(fp, LX(v), top + row_h * n + 18, 11, "middle", buf);
+    }
+    for (int i = 0; i < n; i++) {
+        double y = top + row_h * i + 14;
+        char label[160];
+        snprintf(label, sizeof label, "%s%s [%s]%s", c[i].claim, c[i].alternative ? " (alt)" : "",
+                 c[i].design, c[i].projection ? " PROJECTION" : "");
+        text(fp, 20, y + 4, 11, "start", label);
+        if (c[i].paper > 0) {
+            double px = LX(c[i].paper);
+            fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"4\" height=\"16\" fill=\"black\"/>\n",
+                    px - 2, y - 8);
+        }
+        for (int b = 0; b < c[i].n_base; b++) {
+            double v = c[i].model[b];
+            if (!(v > 0)) continue;
+            if (v < 1e-2) v = 1e-2;
+            if (v > 1e3) v = 1e3;
+            fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\" fill-opacity=\"0.85\"/>\n",
+                    LX(v), y, palette[b % 10]);
+        }
+    }
+#undef LX
     fputs("</svg>\n", fp);
     return ferror(fp) ? -1 : 0;
 }
