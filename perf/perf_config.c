@@ -1,4 +1,4 @@
-/* perf_config.c -- configurations as JSON data files (emu/configs/NAME.json):
+/* perf_config.c -- configurations as JSON data files (perf/configs/NAME.json):
  * parsing with libcjson, strict typing, unknown-key rejection, and the
  * hardware rules a configuration must satisfy.  Every message names the file
  * and the field. */
@@ -11,10 +11,10 @@
 #include <string.h>
 
 #ifndef FLX_PERF_CONFIG_DIR
-#define FLX_PERF_CONFIG_DIR "emu/configs"
+#define FLX_PERF_CONFIG_DIR "perf/configs"
 #endif
 #ifndef FLX_PERF_CONFIG_INSTALL_DIR
-#define FLX_PERF_CONFIG_INSTALL_DIR "/usr/local/share/flxemu/configs"
+#define FLX_PERF_CONFIG_INSTALL_DIR "/usr/local/share/flxperf/configs"
 #endif
 
 #define MAX_CONFIG_BYTES (1u << 20)

@@ -377,7 +377,7 @@ typedef struct flx_gpu_model {
 void flx_gpu_a100_bf16(flx_gpu_model *g);
 
 #define FLX_GPU_MAX_BASELINES 8
-/* Loads the GPU baselines of a JSON file (emu/configs/gpu_a100.json: device
+/* Loads the GPU baselines of a JSON file (perf/configs/gpu_a100.json: device
  * figures plus one entry per framework, each with its cited source); a bare
  * name is looked up like a configuration.  Returns the number loaded (>= 1) or
  * a negative error naming file and field. */
