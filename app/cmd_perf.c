@@ -141,6 +141,9 @@ int flx_cmd_perf(int argc, char **argv)
             return cli_usage_error(CMD, "unknown option: %s", a);
         }
     }
+    int orc;
+    if ((orc = cli_check_output(CMD, "--json", json_path)) || (orc = cli_check_output(CMD, "--svg", svg_path)))
+        return orc;
     flx_error err = {0};
     flx_perf_config cfg;
     if (flx_perf_config_find(config, NULL, &cfg, &err)) return cli_fail(CMD, &err);

@@ -60,6 +60,8 @@ static int dispatch(int argc, char **argv, const char **name)
 
 int main(int argc, char **argv)
 {
+    /* an interrupted run leaves no temporary output file behind */
+    flx_outfile_catch_signals();
     const char *name = NULL;
     int rc = dispatch(argc, argv, &name);
     /* Output that did not reach stdout (a full disk, /dev/full, a closed pipe

@@ -1,4 +1,4 @@
-/* Input files (mmap, whole-file reads) and atomic output files. */
+/* Input files (mmap, whole-file reads) and path helpers; output files are in outfile.c. */
 #include "flx_core.h"
 
 #include <errno.h>
@@ -101,60 +101,6 @@ int flx_read_file(const char *path, size_t max_bytes, char **out, size_t *bytes,
     *out = buf;
     if (bytes) *bytes = (size_t)n;
     return FLX_OK;
-}
-
-int flx_outfile_open(flx_outfile *o, const char *path, flx_error *err)
-{
-    memset(o, 0, sizeof *o);
-    o->path = dup_str(path);
-    size_t n = strlen(path) + 32;
-    o->tmp_path = malloc(n);
-    if (!o->path || !o->tmp_path) {
-        flx_outfile_abort(o);
-        return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
-    }
-    snprintf(o->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
-    o->fp = fopen(o->tmp_path, "wb");
-    if (!o->fp) {
-        int e = errno;
-        flx_outfile_abort(o);
-        return flx_fail(err, FLX_EIO, "%s: cannot create: %s", path, strerror(e));
-    }
-    return FLX_OK;
-}
-
-int flx_outfile_commit(flx_outfile *o, flx_error *err)
-{
-    int bad = 0;
-    if (o->fp) {
-        if (ferror(o->fp)) bad = 1;
-        if (fclose(o->fp) != 0) bad = 1;
-        o->fp = NULL;
-    }
-    if (bad) {
-        int rc = flx_fail(err, FLX_EIO, "%s: write failed", o->path);
-        flx_outfile_abort(o);
-        return rc;
-    }
-    if (rename(o->tmp_path, o->path) != 0) {
-        int rc = flx_fail(err, FLX_EIO, "%s: cannot rename from %s: %s", o->path,
-                          o->tmp_path, strerror(errno));
-        flx_outfile_abort(o);
-        return rc;
-    }
-    free(o->path);
-    free(o->tmp_path);
-    memset(o, 0, sizeof *o);
-    return FLX_OK;
-}
-
-void flx_outfile_abort(flx_outfile *o)
-{
-    if (o->fp) fclose(o->fp);
-    if (o->tmp_path) unlink(o->tmp_path);
-    free(o->path);
-    free(o->tmp_path);
-    memset(o, 0, sizeof *o);
 }
 
 char *flx_path_join(const char *dir, const char *name)
