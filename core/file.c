@@ -75,17 +75,19 @@ int flx_read_file(const char *path, size_t max_bytes, char **out, size_t *bytes,
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return flx_fail(err, FLX_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(fp, 0, SEEK_END) != 0) {
+    /* a folder opens and "seeks" to LONG_MAX; devices and pipes have no size */
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        int dir = S_ISDIR(st.st_mode);
         fclose(fp);
-        return flx_fail(err, FLX_EIO, "%s: cannot seek", path);
+        return flx_fail(err, FLX_EIO, "%s: %s", path, dir ? "is a directory" : "not a regular file");
     }
-    long n = ftell(fp);
+    long n = (long)st.st_size;
     if (n < 0 || (size_t)n > max_bytes) {
         fclose(fp);
         return flx_fail(err, FLX_EFORMAT, "%s: size %ld bytes exceeds the limit of %zu bytes",
                         path, n, max_bytes);
     }
-    rewind(fp);
     char *buf = malloc((size_t)n + 1);
     if (!buf) {
         fclose(fp);
@@ -119,6 +121,18 @@ int flx_is_dir(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int flx_path_fail(const char *path, flx_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return flx_fail(err, FLX_EIO, "%s: %s", path,
+                        errno == ENOENT ? "no such file or folder" : strerror(errno));
+    const char *what = S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode) ? "a block device"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket"
+                     : S_ISDIR(st.st_mode) ? "a folder" : "a regular file";
+    return flx_fail(err, FLX_EIO, "%s: %s, not a regular file or folder", path, what);
 }
 
 int flx_file_exists(const char *path)

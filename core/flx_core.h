@@ -114,6 +114,10 @@ int  flx_outfile_catch_signals(void);
 char *flx_path_join(const char *dir, const char *name);
 int   flx_is_dir(const char *path);
 int   flx_file_exists(const char *path);
+/* Fails (FLX_EIO) with why path is not a regular file or folder: "no such
+ * file or folder", "a character device, not a regular file or folder", a
+ * FIFO, ...  For input paths that are neither. */
+int   flx_path_fail(const char *path, flx_error *err);
 
 /* ---------------------------------------------------------------- threads */
 

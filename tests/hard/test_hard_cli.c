@@ -85,3 +85,65 @@ Test(hard_cli, kld_errors_quote_the_header)
     cr_assert(strstr(r.err, "10 bytes of records after offset 84 are not 2 chunks of 7 (hf) or 3 "
                             "(llamacpp) records of 524 bytes"), "%s", r.err);
 }
+
+/* 6. Folders, devices and FIFOs given as input files are named for what they
+ * are, not as "size 9223372036854775807 bytes exceeds the limit" or "no such
+ * file or folder"; a model file given as --config is "not a configuration
+ * file"; a manifest entry ".." is refused as a file name. */
+Test(hard_cli, messages_name_what_the_path_is)
+{
+    const char *dir = flx_test_tmpdir();
+    const char *bin = flx_test_bin();
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    cr_assert_eq(mkfifo(fifo, 0666), 0);
+    char *gguf = strdup(flx_test_data("tiny-llama3-random.gguf"));
+    struct { char cmd[1024]; const char *want; } c[8];
+    int n = 0;
+    snprintf(c[n].cmd, sizeof c[n].cmd, "ppl --file %s", dir);
+    c[n++].want = ": is a directory";
+    snprintf(c[n].cmd, sizeof c[n].cmd, "tokenize --tokenizer %s", dir);
+    c[n++].want = ": is a directory";
+    snprintf(c[n].cmd, sizeof c[n].cmd, "perf --config %s", gguf);
+    c[n++].want = ": not a configuration file (24483424 bytes";
+    snprintf(c[n].cmd, sizeof c[n].cmd, "perf --config %s", dir);
+    c[n++].want = ": is a directory";
+    snprintf(c[n].cmd, sizeof c[n].cmd, "ppl --model /dev/zero");
+    c[n++].want = "/dev/zero: a character device, not a regular file or folder";
+    snprintf(c[n].cmd, sizeof c[n].cmd, "info --model %s", fifo);
+    c[n++].want = "/fifo: a FIFO, not a regular file or folder";
+    snprintf(c[n].cmd, sizeof c[n].cmd, "ppl --engine emu --model %s", fifo);
+    c[n++].want = "/fifo: a FIFO, not a regular file or folder";
+    snprintf(c[n].cmd, sizeof c[n].cmd, "ppl --file /dev/zero");
+    c[n++].want = "/dev/zero: not a regular file";
+    for (int i = 0; i < n; i++) {
+        hard_run r = hard_sh("%s %s </dev/null >/dev/null", bin, c[i].cmd);
+        cr_assert_eq(r.status, 1, "%s: %d %s", c[i].cmd, r.status, r.err);
+        cr_assert(strstr(r.err, c[i].want), "%s: want '%s', got: %s", c[i].cmd, c[i].want, r.err);
+        cr_assert(!strstr(r.err, "9223372036854775807"), "%s", r.err);
+    }
+    /* a golden manifest whose entry is ".." */
+    char gdir[600];
+    snprintf(gdir, sizeof gdir, "%s/golden", dir);
+    hard_run r = hard_sh("%s golden --kernel rmsnorm_pref --out %s >/dev/null", bin, gdir);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char man[700];
+    snprintf(man, sizeof man, "%s/manifest.json", gdir);
+    char *text = hard_slurp(man);
+    cr_assert_not_null(text);
+    char *f = strstr(text, "\"file\":");
+    cr_assert_not_null(f, "%.300s", text);
+    char *q1 = strchr(f + 7, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+    cr_assert(q1 && q2);
+    /* replace the first file name by ".." */
+    size_t head = (size_t)(q1 + 1 - text);
+    char *edited = malloc(strlen(text) + 8);
+    memcpy(edited, text, head);
+    strcpy(edited + head, "..");
+    strcat(edited, q2);
+    hard_write(man, edited, strlen(edited));
+    r = hard_sh("%s golden --check %s >/dev/null", bin, gdir);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, "file entry '..' is not a file name"), "%s", r.err);
+    free(edited), free(text), free(gguf);
+}
