@@ -17,7 +17,11 @@ typedef double  v4d __attribute__((vector_size(32)));
  * the same IEEE operations per lane (no FMA: -ffp-contract=off), so the
  * results are identical; AVX2 only does them 8 at a time.  (GCC only: clang
  * rejects 32-byte vector arguments in the baseline clone.) */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FLX_NO_TARGET_CLONES)
+/* Not under ThreadSanitizer: the resolver that picks a clone runs during
+ * relocation, before the TSan runtime is initialized, and crashed the
+ * program before main; the baseline loop gives the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FLX_NO_TARGET_CLONES) && \
+    !defined(__SANITIZE_THREAD__)
 #define VEXP_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VEXP_CLONES
