@@ -65,6 +65,9 @@ static inline __attribute__((always_inline)) q8i round8(q8f v, q8i *ok)
 {
     const q8f lim = (q8f){0} + 1073741824.0f;
     *ok = (v < lim) & (v > -lim);
+    /* lanes off the path become 0 first: converting a huge or NaN lane, and
+     * the +-1 step on INT32_MIN, would be undefined even though discarded */
+    v = (q8f)((q8i)v & *ok);
     q8i t = __builtin_convertvector(v, q8i);        /* toward zero, as (int32_t) */
     q8f f = v - __builtin_convertvector(t, q8f);
     return t - (q8i)(f >= 0.5f) + (q8i)(f <= -0.5f);   /* compares give -1 for true */
