@@ -60,3 +60,15 @@ const char *cli_data_dir(void)
     const char *d = getenv("FLXEMU_DATA");
     return d && *d ? d : NULL;
 }
+
+int cli_check_output(const char *cmd, const char *flag, const char *path)
+{
+    if (!path) return FLX_EXIT_OK;
+    if (!*path) return cli_usage_error(cmd, "%s needs a file name, got ''", flag);
+    flx_error err = {0};
+    if (flx_outfile_check(path, &err)) {
+        fprintf(stderr, "flxemu %s: %s %s\n", cmd, flag, err.msg);
+        return FLX_EXIT_FAIL;
+    }
+    return FLX_EXIT_OK;
+}

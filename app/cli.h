@@ -45,6 +45,12 @@ int cli_parse_i64(const char *cmd, const char *flag, const char *s, long long lo
 int cli_parse_f64(const char *cmd, const char *flag, const char *s, double lo, double hi,
                   double *out);
 
+/* An output file named by FLAG, checked before any long work starts (so a
+ * bad --json does not surface after an hour of evaluation): NULL is fine, ""
+ * is a usage error (FLX_EXIT_USAGE), a path flx_outfile_check() refuses is a
+ * failure (FLX_EXIT_FAIL, message printed).  Returns FLX_EXIT_OK otherwise. */
+int cli_check_output(const char *cmd, const char *flag, const char *path);
+
 /* Where the shared test data lives: $FLXEMU_DATA, else NULL. */
 const char *cli_data_dir(void);
 

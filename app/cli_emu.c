@@ -28,7 +28,7 @@ int cli_emu_load(cli_emu *x, const char *path, flx_error *err)
 {
     memset(x, 0, sizeof *x);
     if (!flx_file_exists(path) && !flx_is_dir(path))
-        return flx_fail(err, FLX_ENOTFOUND, "%s: no such file or folder", path);
+        return flx_path_fail(path, err);
     if (!flx_qmodel_is_file(path))
         return flx_fail(err, FLX_EINVAL,
                         "%s: not a quantized .flxq model; the emu engine runs the FlexLLM W4A4 "

@@ -128,6 +128,9 @@ int flx_cmd_dse(int argc, char **argv)
         }
     }
     if (!device) return cli_usage_error(CMD, "--device u280|v80 is required");
+    int orc;
+    if ((orc = cli_check_output(CMD, "--json", json_path)) || (orc = cli_check_output(CMD, "--svg", svg_path)))
+        return orc;
     flx_error err = {0};
     flx_perf_config base;
     if (flx_perf_config_find(!strcmp(device, "u280") ? "u280_mem_opt" : "v80", NULL, &base, &err))

@@ -179,6 +179,8 @@ int flx_cmd_generate(int argc, char **argv)
         else if (!strcmp(f, "--temp")) { if (cli_parse_f64(CMD, f, v, 0.0, 100.0, &temp)) return FLX_EXIT_USAGE; }
         else return cli_usage_error(CMD, "unknown option '%s'", f);
     }
+    int orc = cli_check_output(CMD, "--ids", ids_path);
+    if (orc) return orc;
     int use_emu = !strcmp(engine, "emu");
     if (!use_emu && strcmp(engine, "float") != 0)
         return cli_usage_error(CMD, "--engine '%s' is not available (engines: float, emu)", engine);

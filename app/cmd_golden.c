@@ -85,7 +85,7 @@ int flx_cmd_golden(int argc, char **argv)
         kernel = !strcmp(layer, "prefill") ? "layer_prefill" : "layer_decode";
     }
     if (!kernel) return cli_usage_error("golden", "--kernel NAME|all or --layer STAGE is required (or --check DIR)");
-    if (!out) return cli_usage_error("golden", "--out DIR is required");
+    if (!out || !*out) return cli_usage_error("golden", "--out DIR is required");
     if (strcmp(config, "u280")) return cli_usage_error("golden", "unknown --config '%s' (known: u280)", config);
     if (flx_emu_exp_parse(exp, &o.fp.exp))
         return cli_usage_error("golden", "--exp must be glibc or flx, got '%s'", exp);

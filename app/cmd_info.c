@@ -136,6 +136,8 @@ int flx_cmd_info(int argc, char **argv)
         }
     }
     if (!model) return cli_usage_error("info", "--model PATH is required");
+    int orc = cli_check_output("info", "--json", json);
+    if (orc) return orc;
 
     flx_error err = {0};
     flx_model m;

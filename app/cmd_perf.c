@@ -247,6 +247,9 @@ int flx_cmd_perf(int argc, char **argv)
             return cli_usage_error(CMD, "unknown option: %s", a);
         }
     }
+    int orc;
+    if ((orc = cli_check_output(CMD, "--json", json_path)) || (orc = cli_check_output(CMD, "--svg", svg_path)))
+        return orc;
     flx_error err = {0};
     flx_gpu_model gpus[FLX_GPU_MAX_BASELINES];
     int n_gpu = flx_gpu_load(gpu_file, gpus, FLX_GPU_MAX_BASELINES, &err);

@@ -320,6 +320,9 @@ int flx_cmd_ppl(int argc, char **argv)
     int prc = parse_args(argc, argv, &a);
     if (prc == -1) return FLX_EXIT_OK;
     if (prc) return prc;
+    if ((prc = cli_check_output(CMD, "--json", a.json)) ||
+        (prc = cli_check_output(CMD, "--save-logits", a.save_logits)))
+        return prc;
 
     flx_error err = {0};
     flx_model model = {0};

@@ -213,6 +213,8 @@ int flx_cmd_quantize(int argc, char **argv)
     int prc = parse_args(argc, argv, &a);
     if (prc == -1) return FLX_EXIT_OK;
     if (prc) return prc;
+    if ((prc = cli_check_output(CMD, "--out", a.out)) || (prc = cli_check_output(CMD, "--json", a.json)))
+        return prc;
 
     flx_error err = {0};
     flx_recipe recipe;

@@ -74,7 +74,7 @@ int flx_cmd_synth(int argc, char **argv)
         }
     }
     if (!shape) return cli_usage_error("synth", "--shape is required (llama-3.2-1b or tiny)");
-    if (!out) return cli_usage_error("synth", "--out DIR is required");
+    if (!out || !*out) return cli_usage_error("synth", "--out DIR is required");
     if (strcmp(dtype, "bf16") && strcmp(dtype, "f32"))
         return cli_usage_error("synth", "--dtype must be bf16 or f32, got '%s'", dtype);
 

@@ -174,6 +174,7 @@ int flx_cmd_tokenize(int argc, char **argv)
     tok_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? FLX_EXIT_OK : rc;
+    if ((rc = cli_check_output("tokenize", "--json", a.json))) return rc;
 
     flx_error err = {0};
     flx_tokenizer *tok = NULL;

@@ -34,7 +34,7 @@ static void usage(FILE *fp)
             "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
-int main(int argc, char **argv)
+static int dispatch(int argc, char **argv, const char **name)
 {
     if (argc < 2) {
         usage(stderr);
@@ -49,8 +49,29 @@ int main(int argc, char **argv)
         return FLX_EXIT_OK;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            *name = commands[i].name;
+            return commands[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "flxemu: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return FLX_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    /* an interrupted run leaves no temporary output file behind */
+    flx_outfile_catch_signals();
+    const char *name = NULL;
+    int rc = dispatch(argc, argv, &name);
+    /* Output that did not reach stdout (a full disk, /dev/full, a closed pipe
+     * with SIGPIPE ignored) is a failure, whatever the command thought. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (rc == FLX_EXIT_OK) {
+            if (name) fprintf(stderr, "flxemu %s: <stdout>: write error\n", name);
+            else fprintf(stderr, "flxemu: <stdout>: write error\n");
+        }
+        return rc == FLX_EXIT_OK ? FLX_EXIT_FAIL : rc;
+    }
+    return rc;
 }

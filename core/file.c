@@ -1,4 +1,4 @@
-/* Input files (mmap, whole-file reads) and atomic output files. */
+/* Input files (mmap, whole-file reads) and path helpers; output files are in outfile.c. */
 #include "flx_core.h"
 
 #include <errno.h>
@@ -75,17 +75,19 @@ int flx_read_file(const char *path, size_t max_bytes, char **out, size_t *bytes,
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return flx_fail(err, FLX_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(fp, 0, SEEK_END) != 0) {
+    /* a folder opens and "seeks" to LONG_MAX; devices and pipes have no size */
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        int dir = S_ISDIR(st.st_mode);
         fclose(fp);
-        return flx_fail(err, FLX_EIO, "%s: cannot seek", path);
+        return flx_fail(err, FLX_EIO, "%s: %s", path, dir ? "is a directory" : "not a regular file");
     }
-    long n = ftell(fp);
+    long n = (long)st.st_size;
     if (n < 0 || (size_t)n > max_bytes) {
         fclose(fp);
         return flx_fail(err, FLX_EFORMAT, "%s: size %ld bytes exceeds the limit of %zu bytes",
                         path, n, max_bytes);
     }
-    rewind(fp);
     char *buf = malloc((size_t)n + 1);
     if (!buf) {
         fclose(fp);
@@ -101,60 +103,6 @@ int flx_read_file(const char *path, size_t max_bytes, char **out, size_t *bytes,
     *out = buf;
     if (bytes) *bytes = (size_t)n;
     return FLX_OK;
-}
-
-int flx_outfile_open(flx_outfile *o, const char *path, flx_error *err)
-{
-    memset(o, 0, sizeof *o);
-    o->path = dup_str(path);
-    size_t n = strlen(path) + 32;
-    o->tmp_path = malloc(n);
-    if (!o->path || !o->tmp_path) {
-        flx_outfile_abort(o);
-        return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
-    }
-    snprintf(o->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
-    o->fp = fopen(o->tmp_path, "wb");
-    if (!o->fp) {
-        int e = errno;
-        flx_outfile_abort(o);
-        return flx_fail(err, FLX_EIO, "%s: cannot create: %s", path, strerror(e));
-    }
-    return FLX_OK;
-}
-
-int flx_outfile_commit(flx_outfile *o, flx_error *err)
-{
-    int bad = 0;
-    if (o->fp) {
-        if (ferror(o->fp)) bad = 1;
-        if (fclose(o->fp) != 0) bad = 1;
-        o->fp = NULL;
-    }
-    if (bad) {
-        int rc = flx_fail(err, FLX_EIO, "%s: write failed", o->path);
-        flx_outfile_abort(o);
-        return rc;
-    }
-    if (rename(o->tmp_path, o->path) != 0) {
-        int rc = flx_fail(err, FLX_EIO, "%s: cannot rename from %s: %s", o->path,
-                          o->tmp_path, strerror(errno));
-        flx_outfile_abort(o);
-        return rc;
-    }
-    free(o->path);
-    free(o->tmp_path);
-    memset(o, 0, sizeof *o);
-    return FLX_OK;
-}
-
-void flx_outfile_abort(flx_outfile *o)
-{
-    if (o->fp) fclose(o->fp);
-    if (o->tmp_path) unlink(o->tmp_path);
-    free(o->path);
-    free(o->tmp_path);
-    memset(o, 0, sizeof *o);
 }
 
 char *flx_path_join(const char *dir, const char *name)
@@ -173,6 +121,18 @@ int flx_is_dir(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int flx_path_fail(const char *path, flx_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return flx_fail(err, FLX_EIO, "%s: %s", path,
+                        errno == ENOENT ? "no such file or folder" : strerror(errno));
+    const char *what = S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode) ? "a block device"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket"
+                     : S_ISDIR(st.st_mode) ? "a folder" : "a regular file";
+    return flx_fail(err, FLX_EIO, "%s: %s, not a regular file or folder", path, what);
 }
 
 int flx_file_exists(const char *path)

@@ -79,23 +79,45 @@ void flx_mapped_release(const flx_mapped_file *f, size_t offset, size_t bytes);
 int flx_read_file(const char *path, size_t max_bytes, char **out, size_t *bytes,
                   flx_error *err);
 
-/* An output file that appears only when complete: data goes to "PATH.tmp.PID"
- * and flx_outfile_commit() renames it over PATH.  flx_outfile_abort() deletes
- * the temporary file, so a failed run never leaves a half-written output. */
+/* An output file that never lies (core/outfile.c).  A regular file (or a
+ * missing one) is written to an exclusive temporary file "PATH.tmp.XXXXXXXXXXXX"
+ * beside it (mode 0666 & ~umask, created with O_EXCL so a planted link is never
+ * followed), fsynced, renamed over PATH by flx_outfile_commit(), and the
+ * folder fsynced before success is reported; a symbolic link at PATH is
+ * resolved first and keeps pointing where it did.  "-", /dev/stdout,
+ * /dev/stderr and /dev/fd/N write to the process's own descriptor; character
+ * devices and FIFOs are written directly; anything else (a folder, socket,
+ * block device, dangling link) is refused, never replaced.
+ * flx_outfile_abort() deletes the temporary file, and so does a SIGINT,
+ * SIGTERM or SIGHUP once flx_outfile_catch_signals() was called. */
 typedef struct flx_outfile {
     FILE *fp;
-    char *path;
-    char *tmp_path;
+    char *path;        /* as given, for messages */
+    char *final_path;  /* where the temporary file goes (links resolved); NULL when direct */
+    char *tmp_path;    /* NULL when written directly */
+    int   slot;        /* signal-cleanup slot + 1; 0 when none */
 } flx_outfile;
 
 int  flx_outfile_open(flx_outfile *o, const char *path, flx_error *err);
 int  flx_outfile_commit(flx_outfile *o, flx_error *err);
 void flx_outfile_abort(flx_outfile *o);
+/* Whether flx_outfile_open(path) would succeed, checked before long work: the
+ * same resolution, and for a regular target a probe temporary file created and
+ * removed beside it.  An empty path is FLX_EINVAL. */
+int  flx_outfile_check(const char *path, flx_error *err);
+/* Installs the SIGINT/SIGTERM/SIGHUP handler that removes open temporary
+ * files and then lets the signal end the process as before; signals that are
+ * ignored or already handled are left alone.  Call once from main(). */
+int  flx_outfile_catch_signals(void);
 
 /* Joins a directory and a file name into a heap string ("dir/name"). */
 char *flx_path_join(const char *dir, const char *name);
 int   flx_is_dir(const char *path);
 int   flx_file_exists(const char *path);
+/* Fails (FLX_EIO) with why path is not a regular file or folder: "no such
+ * file or folder", "a character device, not a regular file or folder", a
+ * FIFO, ...  For input paths that are neither. */
+int   flx_path_fail(const char *path, flx_error *err);
 
 /* ---------------------------------------------------------------- threads */
 

@@ -962,9 +962,15 @@ int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err)
         cJSON_ArrayForEach(f, fs) {
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(f, "file");
             const cJSON *crc = cJSON_GetObjectItemCaseSensitive(f, "crc32");
-            if (!cJSON_IsString(fn) || !cJSON_IsString(crc) || strchr(fn->valuestring, '/')) {
+            if (!cJSON_IsString(fn) || !cJSON_IsString(crc)) {
                 rc = flx_fail(err, FLX_EFORMAT, "%s: kernel %s: malformed file entry", mpath,
                               kn->valuestring);
+                break;
+            }
+            const char *name = fn->valuestring;
+            if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
+                rc = flx_fail(err, FLX_EFORMAT, "%s: kernel %s: file entry '%s' is not a file name "
+                              "in the kernel's folder", mpath, kn->valuestring, name);
                 break;
             }
             char rel[512];

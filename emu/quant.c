@@ -41,11 +41,18 @@ static void scan_max_min(const float *x, int64_t n, int ftz, float *mx, float *m
     *mn = lo;
 }
 
-#pragma GCC diagnostic ignored "-Wpsabi"   /* vectors pass between inlined statics only */
+/* 32-byte vectors pass only into helpers that are always inlined: a real
+ * call between the AVX2 clone and a baseline-ABI static (what -O0 made of a
+ * plain "static inline") passes them in different registers and crashed. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 typedef float   q8f __attribute__((vector_size(32)));
 typedef int32_t q8i __attribute__((vector_size(32)));
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FLX_NO_TARGET_CLONES)
+/* Not under ThreadSanitizer: the ifunc resolver of a clone runs during
+ * relocation, before the TSan runtime is up, and its instrumentation
+ * crashed the program before main (the default path gives the same bits). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FLX_NO_TARGET_CLONES) && \
+    !defined(__SANITIZE_THREAD__)
 #define QUANT_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define QUANT_CLONES
@@ -54,16 +61,19 @@ typedef int32_t q8i __attribute__((vector_size(32)));
 /* round(v) per lane exactly as round_to_int (truncate, exact fraction, one
  * step away from zero at |fraction| >= 0.5); *ok gets -1 in the lanes where
  * that path applies (|v| < 2^30, not NaN). */
-static inline q8i round8(q8f v, q8i *ok)
+static inline __attribute__((always_inline)) q8i round8(q8f v, q8i *ok)
 {
     const q8f lim = (q8f){0} + 1073741824.0f;
     *ok = (v < lim) & (v > -lim);
+    /* lanes off the path become 0 first: converting a huge or NaN lane, and
+     * the +-1 step on INT32_MIN, would be undefined even though discarded */
+    v = (q8f)((q8i)v & *ok);
     q8i t = __builtin_convertvector(v, q8i);        /* toward zero, as (int32_t) */
     q8f f = v - __builtin_convertvector(t, q8f);
     return t - (q8i)(f >= 0.5f) + (q8i)(f <= -0.5f);   /* compares give -1 for true */
 }
 
-static inline int all8(q8i ok) { return ok[0] & ok[1] & ok[2] & ok[3] & ok[4] & ok[5] & ok[6] & ok[7]; }
+static inline __attribute__((always_inline)) int all8(q8i ok) { return ok[0] & ok[1] & ok[2] & ok[3] & ok[4] & ok[5] & ok[6] & ok[7]; }
 
 /* The dynamic asymmetric quantizer's inner loop without FTZ:
  * q = ap_int<bits>(round((x - b) / s)), eight lanes at a time; blocks with

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifndef FLX_PERF_CONFIG_DIR
 #define FLX_PERF_CONFIG_DIR "perf/configs"
@@ -362,8 +363,23 @@ int flx_perf_config_load(const char *path, flx_perf_config *cfg, flx_error *err)
 {
     char *text = NULL;
     size_t bytes = 0;
+    struct stat st;
+    /* a model file given as --config is too big or not JSON: say what it is not */
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size > MAX_CONFIG_BYTES)
+        return flx_fail(err, FLX_EFORMAT, "%s: not a configuration file (%lld bytes; a cycle-model "
+                        "configuration is a JSON object of at most %u bytes)", path,
+                        (long long)st.st_size, MAX_CONFIG_BYTES);
     int rc = flx_read_file(path, MAX_CONFIG_BYTES, &text, &bytes, err);
     if (rc) return rc;
+    size_t k = 0;
+    while (k < bytes && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
+    if (k == bytes || text[k] != '{') {
+        rc = flx_fail(err, FLX_EFORMAT, "%s: not a configuration file (a JSON object starting with "
+                      "'{' expected, byte 0x%02x at offset %zu)", path,
+                      k < bytes ? (unsigned)(unsigned char)text[k] : 0u, k);
+        free(text);
+        return rc;
+    }
     rc = flx_perf_config_parse(text, path, cfg, err);
     free(text);
     if (rc == FLX_OK) snprintf(cfg->path, sizeof cfg->path, "%s", path);

@@ -52,29 +52,33 @@ int flx_kld_base_open(flx_kld_base *b, const char *path, flx_error *err)
     memcpy(&b->n_chunk, d + 16, 4);
     const char *bad = b->n_ctx < 2 ? "n_ctx (offset 8)" : b->n_vocab < 1 ? "n_vocab (offset 12)"
                     : b->n_chunk < 1 ? "n_chunk (offset 16)" : NULL;
+    /* every message below reads fields of b: format it before closing b */
     if (bad) {
+        rc = flx_fail(err, FLX_EFORMAT, "%s: header field %s must be positive", path, bad);
         flx_kld_base_close(b);
-        return flx_fail(err, FLX_EFORMAT, "%s: header field %s must be positive", path, bad);
+        return rc;
     }
     size_t n_tok, tok_bytes, head;
     if (flx_size_mul((size_t)b->n_chunk, (size_t)b->n_ctx, &n_tok) ||
         flx_size_mul(n_tok, 4, &tok_bytes) || flx_size_add(tok_bytes, KLD_HEADER_BYTES, &head) ||
         head > bytes) {
+        rc = flx_fail(err, FLX_EFORMAT,
+                      "%s: %d chunks of %d tokens do not fit in the file (%zu bytes)", path,
+                      b->n_chunk, b->n_ctx, bytes);
         flx_kld_base_close(b);
-        return flx_fail(err, FLX_EFORMAT,
-                        "%s: %d chunks of %d tokens do not fit in the file (%zu bytes)", path,
-                        b->n_chunk, b->n_ctx, bytes);
+        return rc;
     }
     size_t rec_bytes = (size_t)flx_kld_record_u16(b->n_vocab) * 2, per_chunk;
     int64_t n_hf = b->n_ctx - 1, n_lc = b->n_ctx - 1 - b->n_ctx / 2;
     size_t rest = bytes - head;
     if (flx_size_mul(rec_bytes, (size_t)b->n_chunk, &per_chunk) || rest % per_chunk != 0 ||
         (rest / per_chunk != (size_t)n_hf && rest / per_chunk != (size_t)n_lc)) {
+        rc = flx_fail(err, FLX_EFORMAT,
+                      "%s: %zu bytes of records after offset %zu are not %d chunks of %lld (hf) or "
+                      "%lld (llamacpp) records of %zu bytes",
+                      path, rest, head, b->n_chunk, (long long)n_hf, (long long)n_lc, rec_bytes);
         flx_kld_base_close(b);
-        return flx_fail(err, FLX_EFORMAT,
-                        "%s: %zu bytes of records after offset %zu are not %d chunks of %lld (hf) or "
-                        "%lld (llamacpp) records of %zu bytes",
-                        path, rest, head, b->n_chunk, (long long)n_hf, (long long)n_lc, rec_bytes);
+        return rc;
     }
     b->n_scored = (int64_t)(rest / per_chunk);
     b->protocol = b->n_scored == n_hf ? FLX_PPL_HF : FLX_PPL_LLAMACPP;

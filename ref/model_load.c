@@ -680,7 +680,7 @@ int flx_model_load_ex(flx_model *m, const char *path, int n_threads, int progres
     if (flx_is_dir(path)) {
         rc = load_hf(m, path, NULL, pool, &pr, err);
     } else if (!flx_file_exists(path)) {
-        rc = flx_fail(err, FLX_EIO, "%s: no such file or folder", path);
+        rc = flx_path_fail(path, err);
     } else {
         unsigned char magic[4] = {0};
         FILE *fp = fopen(path, "rb");

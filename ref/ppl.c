@@ -369,11 +369,13 @@ int flx_tokens_read(const char *path, int32_t n_vocab, int32_t **ids, int64_t *n
                 v = v * 10 + (*c - '0');
             }
             if (!ok || v >= n_vocab) {
+                /* the message quotes the line from text: format it before freeing */
+                rc = flx_fail(err, FLX_EFORMAT,
+                              "%s: line %lld: '%.*s' is not a token id in [0, %d)", path,
+                              (long long)line, (int)(q - p > 40 ? 40 : q - p), p, n_vocab);
                 free(out);
                 free(text);
-                return flx_fail(err, FLX_EFORMAT,
-                                "%s: line %lld: '%.*s' is not a token id in [0, %d)", path,
-                                (long long)line, (int)(q - p > 40 ? 40 : q - p), p, n_vocab);
+                return rc;
             }
             out[n++] = (int32_t)v;
         }

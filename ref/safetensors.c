@@ -52,30 +52,57 @@ static char *dup_str(const char *s)
     return d;
 }
 
+/* File offset of the key "name" in the header (json, n bytes at file offset
+ * 8), or 0 when it is not there verbatim (a name JSON escapes). */
+static size_t key_offset(const char *json, size_t n, const char *name)
+{
+    size_t k = strlen(name);
+    for (size_t i = 0; i + k + 2 <= n; i++) {
+        if (json[i] != '"' || memcmp(json + i + 1, name, k) != 0 || json[i + k + 1] != '"') continue;
+        size_t j = i + k + 2;
+        while (j < n && (json[j] == ' ' || json[j] == '\t' || json[j] == '\n' || json[j] == '\r')) j++;
+        if (j < n && json[j] == ':') return i + 8;
+    }
+    return 0;
+}
+
+static const char *where(char buf[64], const char *json, size_t n, const char *name)
+{
+    size_t off = key_offset(json, n, name);
+    if (off) snprintf(buf, 64, " (header entry at offset %zu)", off);
+    else buf[0] = '\0';
+    return buf;
+}
+
 static int parse_entry(flx_safetensors *st, const cJSON *item, flx_st_tensor *t, size_t buf_bytes,
-                       const char *path, flx_error *err)
+                       const char *json, size_t json_bytes, const char *path, flx_error *err)
 {
     const char *name = item->string;
+    /* where the entry is, so a message names the offset as well as the field
+     * (searched only when a message needs it: a scan per entry would make
+     * the parse quadratic in the header size) */
+    char at_buf[64];
+#define at where(at_buf, json, json_bytes, name)
     if (!cJSON_IsObject(item))
-        return flx_fail(err, FLX_EFORMAT, "%s: header entry %s is not an object", path, name);
+        return flx_fail(err, FLX_EFORMAT, "%s: header entry %s%s is not an object", path, name, at);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
     if (!cJSON_IsString(dt))
-        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s: field dtype is missing or not a string",
-                        path, name);
+        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s%s: field dtype is missing or not a string",
+                        path, name, at);
     int d = flx_st_dtype_parse(dt->valuestring);
     if (d < 0)
-        return flx_fail(err, FLX_EUNSUPPORTED, "%s: tensor %s: field dtype \"%s\" is not a known "
-                        "safetensors dtype", path, name, dt->valuestring);
+        return flx_fail(err, FLX_EUNSUPPORTED, "%s: tensor %s%s: field dtype \"%s\" is not a known "
+                        "safetensors dtype", path, name, at, dt->valuestring);
     t->dtype = (flx_st_dtype)d;
     if (!cJSON_IsArray(shape))
-        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s: field shape is missing or not an array",
-                        path, name);
+        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s%s: field shape is missing or not an array",
+                        path, name, at);
     int n_dims = cJSON_GetArraySize(shape);
     if (n_dims > FLX_ST_MAX_DIMS)
-        return flx_fail(err, FLX_EUNSUPPORTED, "%s: tensor %s: field shape has %d dimensions (at "
-                        "most %d)", path, name, n_dims, FLX_ST_MAX_DIMS);
+        return flx_fail(err, FLX_EUNSUPPORTED, "%s: tensor %s%s: field shape has %d dimensions (at "
+                        "most %d)", path, name, at, n_dims, FLX_ST_MAX_DIMS);
     t->n_dims = n_dims;
     size_t n_elems = 1;
     int i = 0;
@@ -83,30 +110,30 @@ static int parse_entry(flx_safetensors *st, const cJSON *item, flx_st_tensor *t,
     cJSON_ArrayForEach(e, shape) {
         uint64_t v;
         if (!json_uint(e, &v) || v > INT64_MAX)
-            return flx_fail(err, FLX_EFORMAT, "%s: tensor %s: field shape[%d] is not a "
-                            "non-negative integer", path, name, i);
+            return flx_fail(err, FLX_EFORMAT, "%s: tensor %s%s: field shape[%d] is not a "
+                            "non-negative integer", path, name, at, i);
         t->shape[i++] = (int64_t)v;
         if (flx_size_mul(n_elems, (size_t)v, &n_elems) || n_elems > (size_t)INT64_MAX)
-            return flx_fail(err, FLX_EFORMAT, "%s: tensor %s: field shape overflows the element "
-                            "count", path, name);
+            return flx_fail(err, FLX_EFORMAT, "%s: tensor %s%s: field shape overflows the element "
+                            "count", path, name, at);
     }
     t->n_elems = (int64_t)n_elems;
     size_t bytes;
     if (flx_size_mul(n_elems, flx_st_dtype_bytes(t->dtype), &bytes))
-        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s: byte size overflows", path, name);
+        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s%s: byte size overflows", path, name, at);
     uint64_t begin, end;
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
         !json_uint(cJSON_GetArrayItem(offs, 0), &begin) ||
         !json_uint(cJSON_GetArrayItem(offs, 1), &end))
-        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s: field data_offsets must be [begin, end] "
-                        "with non-negative integers", path, name);
+        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s%s: field data_offsets must be [begin, end] "
+                        "with non-negative integers", path, name, at);
     if (end < begin || end > buf_bytes)
-        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s: field data_offsets [%llu, %llu] lies "
-                        "outside the %zu-byte data buffer", path, name, (unsigned long long)begin,
+        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s%s: field data_offsets [%llu, %llu] lies "
+                        "outside the %zu-byte data buffer", path, name, at, (unsigned long long)begin,
                         (unsigned long long)end, buf_bytes);
     if (end - begin != bytes)
-        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s: field data_offsets span %llu bytes but "
-                        "dtype %s and shape need %zu", path, name,
+        return flx_fail(err, FLX_EFORMAT, "%s: tensor %s%s: field data_offsets span %llu bytes but "
+                        "dtype %s and shape need %zu", path, name, at,
                         (unsigned long long)(end - begin), flx_st_dtype_name(t->dtype), bytes);
     t->bytes = bytes;
     t->offset = st->data_offset + (size_t)begin;
@@ -114,6 +141,7 @@ static int parse_entry(flx_safetensors *st, const cJSON *item, flx_st_tensor *t,
     t->name = dup_str(name);
     if (!t->name) return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
     return FLX_OK;
+#undef at
 }
 
 static int parse_metadata(flx_safetensors *st, const cJSON *meta, const char *path, flx_error *err)
@@ -219,7 +247,7 @@ int flx_st_open(flx_safetensors *st, const char *path, flx_error *err)
             goto fail;
         }
     if (!cJSON_IsObject(root)) {
-        rc = flx_fail(err, FLX_EFORMAT, "%s: header JSON is not an object", path);
+        rc = flx_fail(err, FLX_EFORMAT, "%s: header JSON at offset 8 is not an object", path);
         goto fail;
     }
     size_t n_items = (size_t)cJSON_GetArraySize(root);
@@ -240,7 +268,8 @@ int flx_st_open(flx_safetensors *st, const char *path, flx_error *err)
             if ((rc = parse_metadata(st, item, path, err))) goto fail;
             continue;
         }
-        if ((rc = parse_entry(st, item, &st->tensors[st->n_tensors], buf_bytes, path, err)))
+        if ((rc = parse_entry(st, item, &st->tensors[st->n_tensors], buf_bytes, json, (size_t)n,
+                              path, err)))
             goto fail;
         st->n_tensors++;
     }

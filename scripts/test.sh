@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test suite: install what is missing, build with -Werror, run every
-# Criterion suite, and end with one line "N passed, N failed".
+# Criterion suite twice -- in the release build and in a -O0 build with
+# AddressSanitizer + UBSan (build-san) -- and end with one line
+# "N passed, N failed" counting both runs.
 # Test data comes from $FLXEMU_DATA (default: ../shared/data beside the checkout).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,21 +15,41 @@ else
   meson setup "$build" "$top" --buildtype=release -Dwerror=true -Dtests=enabled \
     -Ddata_dir="$data" >/dev/null
 fi
+# The second build: memory errors, undefined behaviour and -O0-only bugs
+# (a debug build once crashed where the release build did not) fail the run.
+san="$top/build-san"
+if [ -f "$san/build.ninja" ]; then
+  meson configure "$san" -Ddata_dir="$data" >/dev/null
+else
+  meson setup "$san" "$top" --buildtype=debug -Dwerror=true -Dtests=enabled \
+    -Db_sanitize=address,undefined -Ddata_dir="$data" >/dev/null
+fi
 ninja -C "$build"
+ninja -C "$san"
 rc=0
-meson test -C "$build" --print-errorlogs --num-processes 2 "$@" || rc=$?
-python3 - "$build/meson-logs/testlog.json" <<'PY'
+# FLXEMU_REF_BIN: the hard_builds suite checks each build's bits against the other's
+FLXEMU_REF_BIN="$san/app/flxemu" \
+  meson test -C "$build" --print-errorlogs --num-processes 2 "$@" || rc=$?
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+FLXEMU_REF_BIN="$build/app/flxemu" \
+  meson test -C "$san" --print-errorlogs --num-processes 2 --timeout-multiplier 4 "$@" || rc=$?
+python3 - "$build/meson-logs/testlog.json" "$san/meson-logs/testlog.json" <<'PY'
 import json, re, sys
-passed = failed = 0
-for line in open(sys.argv[1]):
-    t = json.loads(line)
-    out = t.get("stdout") or ""
-    ok = len(re.findall(r"^ok ", out, re.M))
-    bad = len(re.findall(r"^not ok ", out, re.M))
-    if t["result"] not in ("OK", "EXPECTEDFAIL", "SKIP") and bad == 0:
-        bad = 1          # crashed or timed out before reporting
-    passed += ok
-    failed += bad
-print(f"{passed} passed, {failed} failed")
+total = [0, 0]
+for name, log in zip(("release", "asan+ubsan -O0"), sys.argv[1:]):
+    passed = failed = 0
+    for line in open(log):
+        t = json.loads(line)
+        out = t.get("stdout") or ""
+        ok = len(re.findall(r"^ok ", out, re.M))
+        bad = len(re.findall(r"^not ok ", out, re.M))
+        if t["result"] not in ("OK", "EXPECTEDFAIL", "SKIP") and bad == 0:
+            bad = 1          # crashed or timed out before reporting
+        passed += ok
+        failed += bad
+    print(f"{name}: {passed} passed, {failed} failed")
+    total[0] += passed
+    total[1] += failed
+print(f"{total[0]} passed, {total[1]} failed")
 PY
 exit $rc
