@@ -13,8 +13,15 @@ if meson install -C "$build" --no-rebuild --destdir "$dest" >"$dest/install.log"
 else
   echo "not ok 1 - meson install into DESTDIR"; sed 's/^/# /' "$dest/install.log"; exit 1
 fi
-prefix=$(meson introspect "$build" --buildoptions | python3 -c \
-  'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"][0])')
+opt() {
+  meson introspect "$build" --buildoptions | python3 -c \
+    'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]==sys.argv[1]][0])' "$1"
+}
+prefix=$(opt prefix)
+# a sanitizer build installs an instrumented library: link the program the same way
+san=$(opt b_sanitize)
+sanflags=""
+[ "$san" != "none" ] && sanflags="-fsanitize=$san"
 root="$dest$prefix"
 pc=$(find "$root" -name flxemu.pc | head -n1)
 hdr=$(find "$root" -path '*include/flxemu/flx_llama.h' | head -n1)
@@ -42,7 +49,7 @@ int main(void)
 C
 flags=$(PKG_CONFIG_PATH="$(dirname "$pc")" pkg-config --define-variable=prefix="$root" \
         --cflags --libs --static flxemu 2>&1)
-if cc -std=c11 -o "$dest/prog" "$dest/prog.c" $flags >"$dest/cc.log" 2>&1; then
+if cc -std=c11 $sanflags -o "$dest/prog" "$dest/prog.c" $flags >"$dest/cc.log" 2>&1; then
   echo "ok 3 - a C program compiles and links with pkg-config --cflags --libs flxemu"
 else
   echo "not ok 3 - compile against the installed library"; echo "# flags: $flags"
