@@ -16,9 +16,26 @@ fi
 ninja -C "$build"
 rc=0
 meson test -C "$build" --print-errorlogs --num-processes 2 "$@" || rc=$?
-python3 - "$build/meson-logs/testlog.json" <<'PY'
+# ---- fuzz smoke (tests/fuzz, scripts/fuzz.sh): each libFuzzer target for
+# FLXEMU_FUZZ_SECONDS (default 15; 0 skips), counted as one test per target
+fuzz_dir="${FUZZ_BUILD:-$top/build-fuzz}/fuzz-smoke"
+fuzz_tap="$fuzz_dir/results.tap"
+rm -f "$fuzz_tap"
+if [ "${FLXEMU_FUZZ_SECONDS:-15}" != 0 ]; then
+  FUZZ_OUT="$fuzz_dir" FUZZ_JOBS=2 \
+    "$top/scripts/fuzz.sh" "${FLXEMU_FUZZ_SECONDS:-15}" || rc=1
+  [ -s "$fuzz_tap" ] || { mkdir -p "$fuzz_dir"; echo "not ok 1 fuzz build" > "$fuzz_tap"; }
+else
+  fuzz_tap=/dev/null
+fi
+# ---- end fuzz smoke
+python3 - "$build/meson-logs/testlog.json" "$fuzz_tap" <<'PY'
 import json, re, sys
 passed = failed = 0
+for extra in sys.argv[2:]:      # TAP files of the blocks above
+    text = open(extra).read()
+    passed += len(re.findall(r"^ok ", text, re.M))
+    failed += len(re.findall(r"^not ok ", text, re.M))
 for line in open(sys.argv[1]):
     t = json.loads(line)
     out = t.get("stdout") or ""
