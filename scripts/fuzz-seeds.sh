@@ -47,6 +47,19 @@ q quantize --model "$work/bf16" --recipe w4a16 --out "$out/flxq/w4a16.flxq"
 q quantize --model "$work/bf16" --recipe w8a8 --out "$out/flxq/w8a8.flxq"
 q quantize --model "$work/f32" --recipe w4a4kv4-spinquant --rotate hadamard --out "$out/flxq/spinquant.flxq"
 
+# a rotation seed of 1e300 (an undefined cast before it was checked; now refused)
+python3 - "$out/flxq/w4a16.flxq" "$out/flxq/seed_1e300.flxq" <<'PY'
+import json, struct, sys
+d = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', d[:8])[0]
+h = json.loads(d[8:8 + n])
+rot = json.loads(h["__metadata__"]["rotation"])
+rot["seed"] = 1e300
+h["__metadata__"]["rotation"] = json.dumps(rot)
+j = json.dumps(h).encode()
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(j)) + j + d[8 + n:])
+PY
+
 cp "$work/bf16/model.safetensors" "$out/safetensors/bf16.safetensors"
 cp "$work/f32/model.safetensors" "$out/safetensors/f32.safetensors"
 cp "$out/flxq/w4a16.flxq" "$out/safetensors/w4a16.flxq"
