@@ -322,13 +322,16 @@ int flx_perf_config_validate(const flx_perf_config *cfg, const char *file, flx_e
     /* memory */
     REQ(cfg->dev.hbm_ports > 0 && cfg->dev.hbm_ports <= 256, "memory.hbm_ports",
         "must be in [1, 256], got %d", cfg->dev.hbm_ports);
-    REQ(cfg->dev.hbm_port_gbps > 0, "memory.hbm_port_gbps", "must be > 0, got %g",
-        cfg->dev.hbm_port_gbps);
-    REQ(cfg->dev.hbm_efficiency > 0 && cfg->dev.hbm_efficiency <= 1, "memory.hbm_efficiency",
-        "must be in (0, 1], got %g", cfg->dev.hbm_efficiency);
+    /* bandwidths and power are bounded on both sides: a positive but tiny
+     * bandwidth (1e-300) made every time infinite or NaN (found by fuzzing) */
+    REQ(cfg->dev.hbm_port_gbps >= 0.01 && cfg->dev.hbm_port_gbps <= 1000, "memory.hbm_port_gbps",
+        "must be in [0.01, 1000], got %g", cfg->dev.hbm_port_gbps);
+    REQ(cfg->dev.hbm_efficiency >= 0.01 && cfg->dev.hbm_efficiency <= 1, "memory.hbm_efficiency",
+        "must be in [0.01, 1], got %g", cfg->dev.hbm_efficiency);
     REQ(cfg->dev.axi_port_bytes > 0 && cfg->dev.axi_port_bytes <= 512, "memory.axi_port_bytes",
         "must be in [1, 512], got %d", cfg->dev.axi_port_bytes);
-    REQ(cfg->dev.pcie_gbps > 0, "memory.pcie_gbps", "must be > 0, got %g", cfg->dev.pcie_gbps);
+    REQ(cfg->dev.pcie_gbps >= 0.01 && cfg->dev.pcie_gbps <= 1000, "memory.pcie_gbps",
+        "must be in [0.01, 1000], got %g", cfg->dev.pcie_gbps);
     /* resources */
     REQ(cfg->dev.luts > 0 && cfg->dev.shell_luts >= 0 && cfg->dev.shell_luts < cfg->dev.luts,
         "resources.luts", "must be > 0 and larger than shell_luts");
@@ -340,9 +343,11 @@ int flx_perf_config_validate(const flx_perf_config *cfg, const char *file, flx_e
     REQ(cfg->dev.urams > 0 && cfg->dev.shell_urams >= 0 && cfg->dev.shell_urams < cfg->dev.urams,
         "resources.urams", "must be > 0 and larger than shell_urams");
     /* power */
-    REQ(cfg->pow.static_w >= 0, "power.static_w", "must be >= 0, got %g", cfg->pow.static_w);
-    REQ(cfg->pow.active_w > cfg->pow.static_w, "power.active_w",
-        "must be larger than static_w (%g), got %g", cfg->pow.static_w, cfg->pow.active_w);
+    REQ(cfg->pow.static_w >= 0 && cfg->pow.static_w <= 10000, "power.static_w",
+        "must be in [0, 10000], got %g", cfg->pow.static_w);
+    REQ(cfg->pow.active_w > cfg->pow.static_w && cfg->pow.active_w <= 10000, "power.active_w",
+        "must be larger than static_w (%g) and at most 10000, got %g", cfg->pow.static_w,
+        cfg->pow.active_w);
     REQ(cfg->pow.ref_util > 0 && cfg->pow.ref_util <= 1, "power.ref_util",
         "must be in (0, 1], got %g", cfg->pow.ref_util);
     /* ports: each kernel must find its HBM ports */

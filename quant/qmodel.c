@@ -693,8 +693,14 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
         cJSON *ro = rot ? cJSON_Parse(rot) : NULL;
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ro, "kind");
         const cJSON *seed = cJSON_GetObjectItemCaseSensitive(ro, "seed");
+        /* the seed is written as an integer in [0, 2^64); anything else
+         * (negative, fractional, 1e300) would make the cast undefined */
+        double sd = cJSON_IsNumber(seed) ? seed->valuedouble : -1.0;
         if (!cJSON_IsString(kind) || !cJSON_IsNumber(seed))
             rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'rotation' is missing or malformed", path);
+        else if (!(sd >= 0.0 && sd < 18446744073709551616.0) || sd != floor(sd))
+            rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'rotation': seed %g is not an integer "
+                          "in [0, 2^64)", path, sd);
         else {
             snprintf(qm->rotation, sizeof qm->rotation, "%s", kind->valuestring);
             qm->rotation_seed = (uint64_t)seed->valuedouble;

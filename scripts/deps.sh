@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages flxemu needs (when root), or prints the exact
-# apt line to run.  Usage: scripts/deps.sh [--tests]
+# apt line to run.  Usage: scripts/deps.sh [--tests|--fuzz]
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc g++ libc6-dev python3
       libopenblas-dev liblapacke-dev libsleef-dev zlib1g-dev libpcre2-dev libcjson-dev)
 if [ "${1:-}" = "--tests" ]; then pkgs+=(libcriterion-dev); fi
+if [ "${1:-}" = "--fuzz" ]; then pkgs+=(clang libclang-rt-dev); fi   # scripts/fuzz.sh
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test suite: install what is missing, build with -Werror, run every
 # Criterion suite twice -- in the release build and in a -O0 build with
-# AddressSanitizer + UBSan (build-san) -- and end with one line
-# "N passed, N failed" counting both runs.
+# AddressSanitizer + UBSan (build-san) --, run every libFuzzer target for a
+# short smoke time (build-fuzz), and end with one line "N passed, N failed"
+# counting all three.
 # Test data comes from $FLXEMU_DATA (default: ../shared/data beside the checkout).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,10 +34,23 @@ FLXEMU_REF_BIN="$san/app/flxemu" \
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 FLXEMU_REF_BIN="$build/app/flxemu" \
   meson test -C "$san" --print-errorlogs --num-processes 2 --timeout-multiplier 4 "$@" || rc=$?
-python3 - "$build/meson-logs/testlog.json" "$san/meson-logs/testlog.json" <<'PY'
+# ---- fuzz smoke (tests/fuzz, scripts/fuzz.sh): each libFuzzer target for
+# FLXEMU_FUZZ_SECONDS (default 15; 0 skips), counted as one test per target
+fuzz_dir="${FUZZ_BUILD:-$top/build-fuzz}/fuzz-smoke"
+fuzz_tap="$fuzz_dir/results.tap"
+rm -f "$fuzz_tap"
+if [ "${FLXEMU_FUZZ_SECONDS:-15}" != 0 ]; then
+  FUZZ_OUT="$fuzz_dir" FUZZ_JOBS=2 \
+    "$top/scripts/fuzz.sh" "${FLXEMU_FUZZ_SECONDS:-15}" || rc=1
+  [ -s "$fuzz_tap" ] || { mkdir -p "$fuzz_dir"; echo "not ok 1 fuzz build" > "$fuzz_tap"; }
+else
+  fuzz_tap=/dev/null
+fi
+# ---- end fuzz smoke
+python3 - "$build/meson-logs/testlog.json" "$san/meson-logs/testlog.json" "$fuzz_tap" <<'PY'
 import json, re, sys
 total = [0, 0]
-for name, log in zip(("release", "asan+ubsan -O0"), sys.argv[1:]):
+def count_meson(log):
     passed = failed = 0
     for line in open(log):
         t = json.loads(line)
@@ -47,9 +61,16 @@ for name, log in zip(("release", "asan+ubsan -O0"), sys.argv[1:]):
             bad = 1          # crashed or timed out before reporting
         passed += ok
         failed += bad
-    print(f"{name}: {passed} passed, {failed} failed")
-    total[0] += passed
-    total[1] += failed
+    return passed, failed
+def count_tap(path):
+    text = open(path).read()
+    return len(re.findall(r"^ok ", text, re.M)), len(re.findall(r"^not ok ", text, re.M))
+runs = [("release", count_meson(sys.argv[1])), ("asan+ubsan -O0", count_meson(sys.argv[2])),
+        ("fuzz smoke", count_tap(sys.argv[3]))]
+for name, (p, f) in runs:
+    print(f"{name}: {p} passed, {f} failed")
+    total[0] += p
+    total[1] += f
 print(f"{total[0]} passed, {total[1]} failed")
 PY
 exit $rc

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <cjson/cJSON.h>
+#include <zlib.h>
 
 static int run(const char *cmd, char *out, size_t cap)
 {
@@ -129,4 +131,56 @@ Test(emu_golden, usage_errors)
     cr_assert(strstr(out, "topk_sampling") != NULL);
     snprintf(cmd, sizeof cmd, "%s golden --check /nonexistent/dir 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 1, "%s", out);
+}
+
+/* Found with tests/fuzz/fuzz_golden: a .npy.gz file was inflated in full
+ * (buffer doubling up to 2 GiB) before its size was compared with the 276
+ * bytes the emulator writes, so 5 MB of gzip made `golden --check` take
+ * 2.2 GB.  The check now inflates at most the expected size plus one byte.
+ * The test builds a 64 MiB bomb, gives it a matching CRC32 (the checksum is
+ * not a secret) and expects the size refusal without inflating it. */
+Test(emu_golden, gzip_bomb_is_refused_at_the_expected_size)
+{
+    const char *tmp = flx_test_tmpdir();
+    char cmd[1024], out[8192], path[512];
+    snprintf(cmd, sizeof cmd, "%s golden --kernel softmax_dec --gzip --out %s/b 2>&1", flx_test_bin(),
+             tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(path, sizeof path, "%s/b/softmax_dec/p.npy.gz", tmp);
+    gzFile g = gzopen(path, "wb1");
+    cr_assert_not_null(g);
+    static uint8_t zeros[1 << 16];
+    for (int i = 0; i < 1024; i++) cr_assert_eq(gzwrite(g, zeros, sizeof zeros), (int)sizeof zeros);
+    cr_assert_eq(gzclose(g), Z_OK);
+    char *gz = NULL, *man = NULL;
+    size_t gz_bytes = 0, man_bytes = 0;
+    flx_error err = {0};
+    cr_assert_eq(flx_read_file(path, 1 << 26, &gz, &gz_bytes, &err), FLX_OK, "%s", err.msg);
+    char mpath[512];
+    snprintf(mpath, sizeof mpath, "%s/b/manifest.json", tmp);
+    cr_assert_eq(flx_read_file(mpath, 1 << 20, &man, &man_bytes, &err), FLX_OK, "%s", err.msg);
+    cJSON *m = cJSON_Parse(man);
+    cJSON *files = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(m, "kernels"), 0), "files");
+    cJSON *f;
+    int patched = 0;
+    cJSON_ArrayForEach(f, files) {
+        if (strcmp(cJSON_GetObjectItem(f, "file")->valuestring, "p.npy.gz")) continue;
+        char crc[16];
+        snprintf(crc, sizeof crc, "%08x", (unsigned)flx_crc32(0, gz, gz_bytes));
+        cJSON_ReplaceItemInObject(f, "crc32", cJSON_CreateString(crc));
+        patched++;
+    }
+    cr_assert_eq(patched, 1);
+    char *text = cJSON_Print(m);
+    FILE *fp = fopen(mpath, "wb");
+    cr_assert(fp && fputs(text, fp) >= 0 && fclose(fp) == 0);
+    free(text);
+    cJSON_Delete(m);
+    free(man);
+    free(gz);
+    int64_t n = 0;
+    snprintf(cmd, sizeof cmd, "%s/b", tmp);
+    cr_assert_eq(flx_emu_golden_check(cmd, &n, &err), FLX_EFORMAT);
+    cr_assert(strstr(err.msg, "p.npy.gz") && strstr(err.msg, "more than 276 bytes, expected 276"),
+              "%s", err.msg);
 }

@@ -745,3 +745,40 @@ Test(perf_svg, breakdown_and_pareto_well_formed)
     free(buf);
     flx_dse_free(&res);
 }
+
+/* Found by tests/fuzz/fuzz_perf_config: bandwidths and powers were only
+ * checked to be positive, so hbm_efficiency 1e-300 made the end-to-end time
+ * infinite and hbm_port_gbps 1e-310 made it NaN, with exit status 0.  Both
+ * sides are bounded now, and whatever passes gives finite times. */
+Test(perf_config, tiny_bandwidth_and_huge_power_rejected)
+{
+    expect_reject("\"hbm_efficiency\": 0.85", "\"hbm_efficiency\": 1e-300", "memory.hbm_efficiency");
+    expect_reject("\"hbm_port_gbps\": 14.375", "\"hbm_port_gbps\": 1e-310", "memory.hbm_port_gbps");
+    expect_reject("\"hbm_port_gbps\": 14.375", "\"hbm_port_gbps\": 1e300", "memory.hbm_port_gbps");
+    expect_reject("\"pcie_gbps\": 12.0", "\"pcie_gbps\": 1e-300", "memory.pcie_gbps");
+    expect_reject("\"active_w\": 45.3", "\"active_w\": 1e308", "power.active_w");
+    expect_reject("\"static_w\": 31.7", "\"static_w\": 1e300", "power.static_w");
+    /* the bounds themselves are accepted and give finite times */
+    flx_error e = {0};
+    cr_assert_eq(parse_edited("\"hbm_efficiency\": 0.85", "\"hbm_efficiency\": 0.01", &e), FLX_OK,
+                 "%s", e.msg);
+    flx_perf_config c;
+    char *p = flx_path_join(flx_perf_config_dirs()[0], "u280_mem_opt.json");
+    char *text = NULL;
+    size_t bytes = 0;
+    cr_assert_eq(flx_read_file(p, 1 << 20, &text, &bytes, &e), FLX_OK, "%s", e.msg);
+    free(p);
+    char *at = strstr(text, "\"pcie_gbps\": 12.0");
+    cr_assert(at != NULL);
+    memcpy(at, "\"pcie_gbps\": 0.01", 17);
+    cr_assert_eq(flx_perf_config_parse(text, "edge.json", &c, &e), FLX_OK, "%s", e.msg);
+    c.dev.hbm_efficiency = 0.01;
+    c.dev.hbm_port_gbps = 0.01;
+    cr_assert_eq(flx_perf_config_validate(&c, "edge.json", &e), FLX_OK, "%s", e.msg);
+    flx_perf_report rep;
+    memset(&rep, 0, sizeof rep);
+    cr_assert_eq(flx_perf_run(&c, 1024, 1024, &rep, &e), FLX_OK, "%s", e.msg);
+    cr_assert(isfinite(rep.e2e_s) && rep.e2e_s > 0 && isfinite(rep.energy_j), "%g s, %g J",
+              rep.e2e_s, rep.energy_j);
+    free(text);
+}

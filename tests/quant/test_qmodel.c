@@ -706,3 +706,43 @@ Test(qmodel, fake_quant_hooks_by_hand)
     flx_qmodel_free(&qm);
     flx_model_free(&m);
 }
+
+/* Found by tests/fuzz/fuzz_flxq: the rotation seed in the metadata was cast
+ * from double to uint64_t unchecked, undefined behaviour for 1e+300 or a
+ * negative seed (UBSan: "outside the range of representable values").  Such
+ * a file is now refused with a message naming the field. */
+Test(qmodel, rotation_seed_out_of_range_is_refused)
+{
+    flx_model m;
+    load_stories(&m);
+    flx_qmodel qm, back;
+    build(&qm, &m, "w4a16", NULL);
+    qm.rotation_seed = 123456;   /* six characters, replaced in place below */
+    const char *dir = flx_test_tmpdir();
+    char p[512], q[512];
+    flx_error err = {0};
+    snprintf(p, sizeof p, "%s/seed.flxq", dir);
+    snprintf(q, sizeof q, "%s/seed_bad.flxq", dir);
+    cr_assert_eq(flx_qmodel_save(&qm, p, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_qmodel_load(&back, p, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(back.rotation_seed, 123456);
+    flx_qmodel_free(&back);
+    char *data = NULL;
+    size_t bytes = 0;
+    cr_assert_eq(flx_read_file(p, 1 << 26, &data, &bytes, &err), FLX_OK);
+    char *at = memmem(data, bytes, "\":123456,", 9);   /* in the escaped rotation JSON */
+    cr_assert(at != NULL);
+    at += 2;
+    static const char *const bad[] = {"1e+300", "-12345", "0.5000", "2e+019"};
+    for (int i = 0; i < 4; i++) {
+        memcpy(at, bad[i], 6);
+        FILE *f = fopen(q, "wb");
+        cr_assert(f && fwrite(data, 1, bytes, f) == bytes && fclose(f) == 0);
+        cr_assert_eq(flx_qmodel_load(&back, q, &err), FLX_EFORMAT, "seed %s", bad[i]);
+        cr_assert(strstr(err.msg, "metadata field 'rotation': seed") && strstr(err.msg, q),
+                  "%s", err.msg);
+    }
+    free(data);
+    flx_qmodel_free(&qm);
+    flx_model_free(&m);
+}
