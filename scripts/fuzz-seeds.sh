@@ -119,11 +119,11 @@ printf 'The quick brown fox jumps over the lazy dog.\nIt was 2026.\n' > "$work/t
 q ppl --model "$work/bf16" --file "$work/text.txt" --ctx 8 --save-logits "$out/kld/hf.kld"
 q ppl --model "$work/bf16" --file "$work/text.txt" --ctx 8 --protocol llamacpp --save-logits "$out/kld/llamacpp.kld"
 
-cp "$top"/emu/configs/*.json "$out/perf_config/"
+cp "$top"/perf/configs/*.json "$out/perf_config/"
 # bandwidths that made the modelled times infinite or NaN before they were bounded
-sed 's/"hbm_efficiency": [0-9.]*/"hbm_efficiency": 1e-300/' "$top/emu/configs/u280.json" \
+sed 's/"hbm_efficiency": [0-9.]*/"hbm_efficiency": 1e-300/' "$top/perf/configs/u280.json" \
   > "$out/perf_config/tiny_efficiency.json"
-sed 's/"hbm_port_gbps": [0-9.]*/"hbm_port_gbps": 1e-310/' "$top/emu/configs/u280.json" \
+sed 's/"hbm_port_gbps": [0-9.]*/"hbm_port_gbps": 1e-310/' "$top/perf/configs/u280.json" \
   > "$out/perf_config/subnormal_bandwidth.json"
 
 # text: first byte = tokenizer (bits 0-1), parse_special (bit 2), add_bos (bit 3)
