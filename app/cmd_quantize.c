@@ -38,11 +38,17 @@ static void usage(FILE *fp)
             "                        true-sequential order) instead of RTN; needs --calib.\n"
             "                        Static scales then come from GPTQ's own passes\n"
             "  --act-order           GPTQ: quantize columns by decreasing Hessian diagonal\n"
+            "  --tokenizer FILE      tokenizer.json or .gguf for --calib when the model has\n"
+            "                        none (or to override its own)\n"
             "  --calib FILE          calibration text (never the evaluation split); needed by\n"
             "                        --gptq and by recipes with static scales (flexllm)\n"
             "  --nsamples N          calibration windows (default 32)\n"
             "  --seqlen L            tokens per window (default 2048, capped at the model's)\n"
             "  --seed S              rotation and calibration-window seed (default 0)\n"
+            "  --pad-dff auto|none   auto (default): when R4 runs online and d_ff is not a\n"
+            "                        power of two, zero-pad d_ff to the next one (exact for\n"
+            "                        the float model) so R4 is an FHT and the bit-exact\n"
+            "                        engine can run it; none: keep d_ff, R4 a dense matrix\n"
             "  --out FILE            output .flxq (written atomically)\n"
             "  --threads N           threads (default: all cores)\n"
             "  --json FILE           summary for machines\n"
@@ -53,8 +59,8 @@ static void usage(FILE *fp)
 }
 
 typedef struct q_args {
-    const char *model, *recipe, *rotate, *calib, *out, *json;
-    int gptq, act_order, progress;
+    const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer;
+    int gptq, act_order, progress, no_pad;
     long long nsamples, seqlen, seed, threads;
 } q_args;
 
@@ -82,10 +88,18 @@ static int parse_args(int argc, char **argv, q_args *a)
         else if (!strcmp(f, "--recipe")) { NEED(); a->recipe = VALUE(); }
         else if (!strcmp(f, "--rotate")) { NEED(); a->rotate = VALUE(); }
         else if (!strcmp(f, "--calib")) { NEED(); a->calib = VALUE(); }
+        else if (!strcmp(f, "--tokenizer")) { NEED(); a->tokenizer = VALUE(); }
         else if (!strcmp(f, "--out") || !strcmp(f, "-o")) { NEED(); a->out = VALUE(); }
         else if (!strcmp(f, "--json")) { NEED(); a->json = VALUE(); }
         else if (!strcmp(f, "--gptq")) a->gptq = 1;
         else if (!strcmp(f, "--act-order")) a->act_order = 1;
+        else if (!strcmp(f, "--pad-dff")) {
+            NEED();
+            const char *v = VALUE();
+            if (!strcmp(v, "auto")) a->no_pad = 0;
+            else if (!strcmp(v, "none")) a->no_pad = 1;
+            else return cli_usage_error(CMD, "--pad-dff expects auto or none, not '%s'", v);
+        }
         else if (!strcmp(f, "--progress")) a->progress = 1;
         else if (!strcmp(f, "--no-progress")) a->progress = 0;
         else if (!strcmp(f, "--nsamples")) {
@@ -266,12 +280,35 @@ int flx_cmd_quantize(int argc, char **argv)
     if (flx_model_load_ex(&model, a.model, (int)a.threads, a.progress, &err)) goto fail;
     const flx_llama_config *c = &model.cfg;
     if (flx_recipe_check(&recipe, c, &err)) goto fail;
+    if (a.tokenizer) {
+        flx_tokenizer *t = NULL;
+        if (flx_tokenizer_load(&t, a.tokenizer, &err)) goto fail;
+        if (flx_tokenizer_n_vocab(t) > c->n_vocab) {
+            flx_fail(&err, FLX_EINVAL, "%s: tokenizer has %d tokens, the model %s only %d", a.tokenizer,
+                     flx_tokenizer_n_vocab(t), a.model, c->n_vocab);
+            flx_tokenizer_free(t);
+            goto fail;
+        }
+        flx_tokenizer_free(model.tok);
+        model.tok = t;
+    }
     if (c->n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
     int rotated = rot_kind != FLX_ROT_NONE;
     /* FlexLLM's hardware always runs the normalized FHT before down_proj, so
      * the flexllm recipe merges R4 even without R1/R2 */
     int r3 = rotated && recipe.r3_online;
     int r4 = (rotated && recipe.r4_online) || recipe.kind == FLX_RECIPE_FLEXLLM;
+    /* an online R4 on a non-power-of-two d_ff: zero-pad d_ff (exact for the
+     * float model) so R4 is FlexLLM's FHT and the bit-exact engine runs it */
+    int32_t d_ff_source = 0;
+    if (r4 && !a.no_pad && !flx_is_pow2(c->d_ff)) {
+        d_ff_source = c->d_ff;
+        if (flx_model_pad_dff(&model, flx_next_pow2(c->d_ff), &err)) goto fail;
+        if (flx_recipe_check(&recipe, c, &err)) goto fail;
+        if (a.progress)
+            fprintf(stderr, "flxemu quantize: d_ff %d zero-padded to %d for the online R4 FHT\n",
+                    (int)d_ff_source, (int)c->d_ff);
+    }
     if (rot_kind == FLX_ROT_FILE) {
         if (flx_rotset_load(&rs, c, a.rotate, r3, r4, (uint64_t)a.seed, &err)) goto fail;
     } else {
@@ -329,6 +366,7 @@ int flx_cmd_quantize(int argc, char **argv)
     b.recipe = &recipe;
     b.rot = transform ? &rs : NULL;
     b.rot_seed = (uint64_t)a.seed;
+    b.d_ff_source = d_ff_source;
     b.scales = scales;
     /* absolute, so the tokenizer is found from any working directory */
     abs_model = realpath(a.model, NULL);
@@ -371,10 +409,10 @@ int flx_cmd_quantize(int argc, char **argv)
     t_write = flx_now_seconds();
 
     fprintf(stderr,
-            "flxemu quantize: %s -> %s: recipe %s, rotation %s%s%s%s, %s weights; "
+            "flxemu quantize: %s -> %s: recipe %s, rotation %s%s%s%s%s, %s weights; "
             "load %.2f s, rotate %.2f s, calibrate %.2f s, quantize %.2f s, write %.2f s\n",
             a.model, a.out, recipe.name, qm.rotation, r3 ? " +R3" : "", r4 ? " +R4" : "",
-            recipe.static_attn ? ", static attention scales" : "", a.gptq ? "GPTQ" : "RTN",
+            d_ff_source ? " (d_ff zero-padded)" : "", recipe.static_attn ? ", static attention scales" : "", a.gptq ? "GPTQ" : "RTN",
             t_load - t0, t_rot - t_load, t_calib - t_rot, t_quant - t_calib, t_write - t_quant);
     if (a.json) {
         flx_outfile o;
@@ -386,11 +424,11 @@ int flx_cmd_quantize(int argc, char **argv)
         fputs(",\"out\":", o.fp);
         json_str(o.fp, a.out);
         fprintf(o.fp,
-                ",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,"
+                ",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,\"d_ff\":%d,\"d_ff_source\":%d,"
                 "\"weights\":\"%s\",\"seed\":%lld,\"seconds\":{\"load\":%.3f,\"rotate\":%.3f,"
                 "\"calibrate\":%.3f,\"quantize\":%.3f,\"write\":%.3f}}\n",
-                rj, qm.rotation, r3 ? "true" : "false", r4 ? "true" : "false",
-                a.gptq ? "gptq" : "rtn", a.seed, t_load - t0, t_rot - t_load, t_calib - t_rot,
+                rj, qm.rotation, r3 ? "true" : "false", r4 ? "true" : "false", (int)c->d_ff,
+                (int)(d_ff_source ? d_ff_source : c->d_ff), a.gptq ? "gptq" : "rtn", a.seed, t_load - t0, t_rot - t_load, t_calib - t_rot,
                 t_quant - t_calib, t_write - t_quant);
         if (flx_outfile_commit(&o, &err)) goto fail;
     }

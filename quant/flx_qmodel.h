@@ -70,6 +70,9 @@ typedef struct flx_qmodel {
     char             source[512];  /* model the file was made from (its
                                       tokenizer is loaded from there)      */
     struct flx_safetensors *st_file; /* open .flxq mapping, or NULL        */
+    int32_t          d_ff_source;  /* the source model's d_ff when cfg.d_ff
+                                      was zero-padded (metadata "padding"),
+                                      else 0                               */
 } flx_qmodel;
 
 /* ---------------------------------------------------------------- recipes */
@@ -163,6 +166,7 @@ typedef struct flx_qbuild {
     int                     progress;     /* progress bar on stderr         */
     flx_weight_quant_fn     weight_fn;    /* NULL: round to nearest         */
     void                   *weight_ctx;
+    int32_t                 d_ff_source;  /* d_ff before flx_model_pad_dff, 0: not padded */
 } flx_qbuild;
 
 int  flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, flx_error *err);

@@ -322,10 +322,11 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
     }
     mean_diag /= n;
     double damp = opts->damp * mean_diag;
-    /* LAPACK and the lazy-update sgemm run on the caller's thread while the
-     * pool waits: let OpenBLAS use as many threads as the pool has (its
-     * level-3 routines split rows and columns, not sums, so the bits do not
-     * change; a test checks it).  The previous setting comes back at the end. */
+    /* the lazy-update sgemm runs on the caller's thread while the pool
+     * waits: let OpenBLAS use as many threads as the pool has (its level-3
+     * routines split rows and columns, not sums, so the bits do not change;
+     * a test checks it); LAPACK runs on one (below).  The previous setting
+     * comes back at the end. */
     blas_threads_before = openblas_get_num_threads();
     openblas_set_num_threads(opts->pool ? flx_pool_threads(opts->pool) : 1);
     int info = -1;
@@ -341,7 +342,12 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
                 rc = flx_fail(err, FLX_ENUMERIC, "GPTQ: the Hessian holds a non-finite value (NaN/Inf activations?)");
                 goto done;
             }
+        /* LAPACK single-threaded: OpenBLAS's threaded spotrf/strtri block
+         * the factorisation by thread count (measured: a 256 x 256 H gives
+         * other bits on 2 threads than on 1), the sgemm below does not */
+        openblas_set_num_threads(1);
         info = inverse_cholesky(U, n);
+        openblas_set_num_threads(opts->pool ? flx_pool_threads(opts->pool) : 1);
     }
     if (info != 0) {
         rc = flx_fail(err, FLX_ENUMERIC, "GPTQ: H + damping is not positive definite (LAPACK info %d)", info);

@@ -207,6 +207,7 @@ int flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, fl
     qm->r4_online = rs && rs->r4;
     qm->rotation_seed = b->rot_seed;
     if (b->source) snprintf(qm->source, sizeof qm->source, "%s", b->source);
+    qm->d_ff_source = b->d_ff_source;
 
     size_t d = (size_t)c->d_model;
     qm->tok_embd = copy_floats(qm, m->w.tok_embd, (size_t)c->n_vocab * d);
@@ -477,10 +478,15 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
              "{\"kind\":\"%s\",\"seed\":%llu,\"r3_online\":%s,\"r4_online\":%s,\"r4\":\"%s\"}",
              qm->rotation, (unsigned long long)qm->rotation_seed, qm->r3_online ? "true" : "false",
              qm->r4_online ? "true" : "false", qm->r4_dense ? "dense" : "fht");
-    const char *keys[7] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config",
-                           "source"};
-    const char *vals[7] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config,
-                           qm->source};
+    /* "padding" only when d_ff was padded, so other files keep their bytes */
+    char padding[128];
+    snprintf(padding, sizeof padding, "{\"d_ff_source\":%d,\"d_ff\":%d,\"kind\":\"zero\"}",
+             (int)qm->d_ff_source, (int)qm->cfg.d_ff);
+    const char *keys[8] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config",
+                           "source", "padding"};
+    const char *vals[8] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config,
+                           qm->source, padding};
+    const int n_keys = qm->d_ff_source > 0 ? 8 : 7;
 
     entry_list L = {0};
     list_tensors(qm, &L);
@@ -498,7 +504,7 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
         desc[i].shape[1] = L.e[i].shape[1];
     }
     flx_st_writer w;
-    rc = flx_st_writer_begin(&w, path, desc, L.n, keys, vals, 7, err);
+    rc = flx_st_writer_begin(&w, path, desc, L.n, keys, vals, n_keys, err);
     uint8_t *row = NULL;
     for (size_t i = 0; i < L.n && rc == FLX_OK; i++) {
         const entry *e = &L.e[i];
@@ -710,6 +716,21 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
     snprintf(qm->recipe, sizeof qm->recipe, "%s", r.name);
     const char *src = flx_st_meta(st, "source");
     if (src) snprintf(qm->source, sizeof qm->source, "%s", src);
+    const char *pad = flx_st_meta(st, "padding");
+    if (pad) {
+        cJSON *po = cJSON_Parse(pad);
+        const cJSON *from = cJSON_GetObjectItemCaseSensitive(po, "d_ff_source");
+        const cJSON *to = cJSON_GetObjectItemCaseSensitive(po, "d_ff");
+        if (!cJSON_IsNumber(from) || !cJSON_IsNumber(to) || to->valuedouble != qm->cfg.d_ff ||
+            from->valuedouble < 1 || from->valuedouble > qm->cfg.d_ff) {
+            cJSON_Delete(po);
+            flx_fail(err, FLX_EFORMAT, "%s: metadata field 'padding' is malformed or does not match d_ff %d",
+                     path, (int)qm->cfg.d_ff);
+            goto fail;
+        }
+        qm->d_ff_source = (int32_t)from->valuedouble;
+        cJSON_Delete(po);
+    }
 
     const flx_llama_config *c = &qm->cfg;
     const flx_st_tensor *t;
