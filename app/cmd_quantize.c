@@ -296,7 +296,9 @@ int flx_cmd_quantize(int argc, char **argv)
     int rotated = rot_kind != FLX_ROT_NONE;
     /* FlexLLM's hardware always runs the normalized FHT before down_proj, so
      * the flexllm recipe merges R4 even without R1/R2 */
-    int r3 = rotated && recipe.r3_online;
+    /* -spinquant recipes with quantized K run R3 even without rotation, as
+     * SpinQuant's evaluation does (nothing to merge for it) */
+    int r3 = (rotated || recipe.r3_always) && recipe.r3_online;
     int r4 = (rotated && recipe.r4_online) || recipe.kind == FLX_RECIPE_FLEXLLM;
     /* an online R4 on a non-power-of-two d_ff: zero-pad d_ff (exact for the
      * float model) so R4 is FlexLLM's FHT and the bit-exact engine runs it */
@@ -314,7 +316,8 @@ int flx_cmd_quantize(int argc, char **argv)
     } else {
         if (flx_rotset_generate(&rs, c, rot_kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
     }
-    int transform = rotated || r3 || r4;   /* anything to merge or apply online */
+    int transform = rotated || r4;         /* anything to fold or merge          */
+    const flx_rotation_set *rot_online = transform || r3 ? &rs : NULL;   /* + R3 alone */
     int64_t seqlen = a.seqlen;
     if (a.calib) {
         if (seqlen > c->max_seq_len) seqlen = c->max_seq_len;
@@ -364,7 +367,7 @@ int flx_cmd_quantize(int argc, char **argv)
 
     flx_qbuild b = {0};
     b.recipe = &recipe;
-    b.rot = transform ? &rs : NULL;
+    b.rot = rot_online;
     b.rot_seed = (uint64_t)a.seed;
     b.d_ff_source = d_ff_source;
     b.scales = scales;
@@ -394,7 +397,7 @@ int flx_cmd_quantize(int argc, char **argv)
         int32_t qd = c->n_heads * c->head_dim;
         const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
         for (int i = 0; i < 7; i++) gs->n_groups[i] = flx_wquant_groups(&go.wq, ins[i]);
-        if (flx_gptq_model(&model, transform ? &rs : NULL, &cd, &go, gptq_sink, gs, &err)) goto fail;
+        if (flx_gptq_model(&model, rot_online, &cd, &go, gptq_sink, gs, &err)) goto fail;
         if (recipe.static_attn)
             for (int l = 0; l < c->n_layers; l++)
                 flx_calib_scales_from_max(qkv_max[3 * l], qkv_max[3 * l + 1], qkv_max[3 * l + 2], 1.0f,

@@ -117,6 +117,8 @@ typedef struct flx_recipe {
     int             static_attn; /* FlexLLM static INT8 Q/K/V, UINT8 P     */
     int             r3_online;   /* when rotated                           */
     int             r4_online;   /* when rotated                           */
+    int             r3_always;   /* R3 also without rotation (-spinquant
+                                    with kv < 16, as SpinQuant's eval)     */
 } flx_recipe;
 
 /* Parses a recipe string; FLX_EINVAL with a message naming the string and
