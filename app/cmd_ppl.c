@@ -490,6 +490,18 @@ int flx_cmd_ppl(int argc, char **argv)
         printf("Final estimate: PPL = %.4lf +/- %.5lf  (hf protocol: exp of the mean of %lld window "
                "means, %lld tokens scored)\n",
                res.ppl, res.ppl_unc, (long long)plan.n_windows, (long long)res.n_scored);
+    /* a .flxq names its recipe and provenance (issue 15); --json gets "quantized" */
+    char *qdesc = NULL;
+    if (a.model && flx_qmodel_is_file(a.model)) {
+        flx_qmeta qmt;
+        if (flx_qmeta_read(&qmt, a.model, &err) == FLX_OK) {
+            char line[1024];
+            flx_qmeta_summary(&qmt, line, sizeof line);
+            printf("quantized model: %s\n", line);
+            qdesc = flx_qmeta_json(&qmt);
+            flx_qmeta_free(&qmt);
+        }
+    }
     char engine_json[1024];
     if (a.emu) {
         printf("engine emu: %s, reference quirks %s\n", flx_emu_fp_name(&a.eo.fp),
@@ -526,10 +538,14 @@ int flx_cmd_ppl(int argc, char **argv)
     fflush(stdout);
     fprintf(stderr, "perplexity: %.2f seconds, %.1f tokens/s (load %.2f s, tokenize %.2f s)\n",
             res.seconds, res.tokens_per_second, a.s_load, a.s_tokenize);
-    if (a.json &&
-        write_json(a.json, &a, mp, a.model ? a.model : "embedded:tiny", text_name, text_hex, tokens,
-                   &res, engine_json, &err))
-        goto fail;
+    char *eng = malloc(strlen(engine_json) + (qdesc ? strlen(qdesc) : 0) + 32);
+    if (eng) sprintf(eng, "%s%s%s", engine_json, qdesc ? ",\n  \"quantized\": " : "", qdesc ? qdesc : "");
+    free(qdesc);
+    int jrc = a.json && eng ? write_json(a.json, &a, mp, a.model ? a.model : "embedded:tiny", text_name,
+                                         text_hex, tokens, &res, eng, &err)
+                            : FLX_OK;
+    free(eng);
+    if (jrc) goto fail;
     rc = FLX_EXIT_OK;
     goto out;
 

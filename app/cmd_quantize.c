@@ -10,6 +10,7 @@
 #include "flx_llama.h"
 #include "flx_qmodel.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +220,115 @@ static void json_str(FILE *fp, const char *s)
     fputc('"', fp);
 }
 
+/* ---------------------------------------------------------------- provenance */
+
+/* The weights file a model path names (folder: model.safetensors or its
+ * shard index), or NULL. */
+static char *weights_file(const char *model)
+{
+    if (!flx_is_dir(model)) return strdup(model);
+    char *p = flx_path_join(model, "model.safetensors");
+    if (p && !flx_file_exists(p)) {
+        free(p);
+        p = flx_path_join(model, "model.safetensors.index.json");
+    }
+    return p;
+}
+
+/* The tokenizer file to embed: --tokenizer, else the model's own
+ * (tokenizer.json beside the weights, or the GGUF itself); NULL if none. */
+static char *tokenizer_file(const char *model, const char *override)
+{
+    if (override) return strdup(override);
+    size_t n = strlen(model);
+    if (!flx_is_dir(model) && n > 5 && !strcmp(model + n - 5, ".gguf")) return strdup(model);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", model);
+    if (!flx_is_dir(model)) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+    }
+    char *p = flx_path_join(dir, "tokenizer.json");
+    if (p && !flx_file_exists(p)) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+static void add_file(cJSON *o, const char *key, const char *path, flx_error *err, int *rc)
+{
+    cJSON *f = cJSON_AddObjectToObject(o, key);
+    char *abs = realpath(path, NULL);
+    cJSON_AddStringToObject(f, "path", abs ? abs : path);
+    free(abs);
+    char hex[65];
+    if (*rc == 0 && flx_sha256_file_hex(path, hex, err) != FLX_OK) *rc = -1;
+    cJSON_AddStringToObject(f, "sha256", *rc == 0 ? hex : "");
+}
+
+/* Everything that made the file, as one JSON object (no clock, so the same
+ * inputs still give the same bytes; docs/quant.md lists the fields). */
+static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind kind, int r3, int r4,
+                             int32_t d_ff_source, int32_t d_ff, const flx_calib_data *cd,
+                             const char *tok_path, flx_error *err)
+{
+    int rc = 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "flxemu_version", FLXEMU_VERSION);
+    cJSON_AddStringToObject(o, "command", "quantize");
+    char *wf = weights_file(a->model);
+    add_file(o, "source_model", wf ? wf : a->model, err, &rc);
+    free(wf);
+    cJSON_AddStringToObject(o, "recipe", r->name);
+    cJSON *rot = cJSON_AddObjectToObject(o, "rotation");
+    cJSON_AddStringToObject(rot, "kind", kind == FLX_ROT_NONE ? "none" : kind == FLX_ROT_HADAMARD ? "hadamard"
+                                         : kind == FLX_ROT_RANDOM ? "random" : "file");
+    cJSON_AddNumberToObject(rot, "seed", (double)a->seed);
+    if (kind == FLX_ROT_FILE) add_file(rot, "file", a->rotate, err, &rc);
+    cJSON_AddBoolToObject(rot, "r3_online", r3);
+    cJSON_AddBoolToObject(rot, "r4_online", r4);
+    if (d_ff_source) {
+        cJSON *pd = cJSON_AddObjectToObject(o, "d_ff_padding");
+        cJSON_AddNumberToObject(pd, "from", d_ff_source);
+        cJSON_AddNumberToObject(pd, "to", d_ff);
+    }
+    const int gptq = a->gptq && r->w_bits < 16;
+    cJSON_AddStringToObject(o, "weights", r->w_bits >= 16 ? "float" : gptq ? "gptq" : "rtn");
+    if (gptq) {
+        flx_gptq_opts g = flx_gptq_opts_default();
+        cJSON *gq = cJSON_AddObjectToObject(o, "gptq");
+        cJSON_AddNumberToObject(gq, "block_size", g.block_size);
+        cJSON_AddNumberToObject(gq, "damp", g.damp);
+        cJSON_AddBoolToObject(gq, "act_order", a->act_order);
+        cJSON_AddStringToObject(gq, "order", "true-sequential: {q,k,v}, {o}, {gate,up}, {down}");
+        cJSON_AddStringToObject(gq, "group_scales", "from the updated weights when the group starts");
+        cJSON_AddStringToObject(gq, "calibration_activations", "unquantized");
+    } else {
+        cJSON_AddNullToObject(o, "gptq");
+    }
+    if (a->calib) {
+        cJSON *c = cJSON_AddObjectToObject(o, "calibration");
+        add_file(c, "text", a->calib, err, &rc);
+        cJSON_AddNumberToObject(c, "windows", (double)cd->n_windows);
+        cJSON_AddNumberToObject(c, "seqlen", (double)cd->seqlen);
+        cJSON_AddNumberToObject(c, "seed", (double)a->seed);
+        char hex[65];
+        flx_sha256_hex(cd->ids, (size_t)(cd->n_windows * cd->seqlen) * sizeof *cd->ids, hex);
+        cJSON_AddStringToObject(c, "tokens_sha256", hex);
+        /* flx_qmeta_summary reads these two from the top of the object */
+        cJSON_AddStringToObject(c, "sha256", cJSON_GetObjectItemCaseSensitive(
+                                                 cJSON_GetObjectItemCaseSensitive(c, "text"), "sha256")->valuestring);
+    } else {
+        cJSON_AddNullToObject(o, "calibration");
+    }
+    if (tok_path) add_file(o, "tokenizer_from", tok_path, err, &rc);
+    char *s = rc == 0 ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return s;
+}
+
 /* ---------------------------------------------------------------- main */
 
 int flx_cmd_quantize(int argc, char **argv)
@@ -254,7 +364,7 @@ int flx_cmd_quantize(int argc, char **argv)
     memset(&cd, 0, sizeof cd);
     gptq_store *gs = NULL;
     flx_pool *pool = NULL;
-    char *abs_model = NULL;
+    char *abs_model = NULL, *prov = NULL, *tok_path = NULL;
     int rc = FLX_EXIT_FAIL;
     double t0 = flx_now_seconds(), t_load, t_rot, t_calib, t_quant, t_write;
 
@@ -370,6 +480,10 @@ int flx_cmd_quantize(int argc, char **argv)
     b.rot = rot_online;
     b.rot_seed = (uint64_t)a.seed;
     b.d_ff_source = d_ff_source;
+    tok_path = tokenizer_file(a.model, a.tokenizer);
+    prov = provenance_json(&a, &recipe, rot_kind, r3, r4, d_ff_source, c->d_ff, &cd, tok_path, &err);
+    if (!prov) goto fail;
+    b.provenance = prov;
     b.scales = scales;
     /* absolute, so the tokenizer is found from any working directory */
     abs_model = realpath(a.model, NULL);
@@ -407,6 +521,13 @@ int flx_cmd_quantize(int argc, char **argv)
         b.weight_ctx = gs;
     }
     if (flx_qmodel_build(&qm, &model, &b, &err)) goto fail;
+    /* the tokenizer travels inside the file, so it runs alone */
+    if (tok_path) {
+        if (flx_qmodel_embed_tokenizer(&qm, tok_path, &err)) goto fail;
+    } else {
+        fprintf(stderr, "flxemu quantize: warning: %s has no tokenizer to embed (pass --tokenizer FILE); "
+                        "the .flxq will need --tokenizer or --tokens to evaluate text\n", a.model);
+    }
     t_quant = flx_now_seconds();
     if (flx_qmodel_save(&qm, a.out, &err)) goto fail;
     t_write = flx_now_seconds();
@@ -449,6 +570,8 @@ out:
     flx_model_free(&model);
     flx_pool_free(pool);
     free(abs_model);
+    free(prov);
+    free(tok_path);
     free(scales);
     free(sq);
     free(qkv_max);

@@ -73,6 +73,12 @@ typedef struct flx_qmodel {
     int32_t          d_ff_source;  /* the source model's d_ff when cfg.d_ff
                                       was zero-padded (metadata "padding"),
                                       else 0                               */
+    /* the self-contained description (docs/quant.md "The .flxq file") */
+    const char      *provenance;   /* JSON (metadata "provenance") or NULL */
+    const uint8_t   *tok_blob;     /* embedded tokenizer bytes, or NULL    */
+    size_t           tok_blob_bytes;
+    char             tok_format[16];  /* "tokenizer.json" or "gguf"      */
+    char             tok_sha256[65];
 } flx_qmodel;
 
 /* ---------------------------------------------------------------- recipes */
@@ -169,6 +175,7 @@ typedef struct flx_qbuild {
     flx_weight_quant_fn     weight_fn;    /* NULL: round to nearest         */
     void                   *weight_ctx;
     int32_t                 d_ff_source;  /* d_ff before flx_model_pad_dff, 0: not padded */
+    const char             *provenance;   /* JSON object to store, or NULL  */
 } flx_qbuild;
 
 int  flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, flx_error *err);
@@ -183,6 +190,30 @@ void *flx_qmodel_alloc(flx_qmodel *qm, size_t bytes);
  * source model's tokenizer when it can be found (else tok = NULL). */
 int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err);
 int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err);
+
+/* Embeds the tokenizer file at path into qm (saved as tensor "tokenizer"
+ * and metadata "tokenizer"): a tokenizer.json as its bytes, a GGUF as a
+ * tokenizer-only GGUF (its tokenizer.* keys and general.architecture, no
+ * tensors).  It is checked to load first. */
+int flx_qmodel_embed_tokenizer(flx_qmodel *qm, const char *path, flx_error *err);
+/* A tokenizer from the bytes of a tokenizer.json or GGUF file. */
+int flx_tokenizer_from_bytes(flx_tokenizer **out, const uint8_t *bytes, size_t n, flx_error *err);
+
+/* A .flxq file's description, read from its header only (metadata strings
+ * as stored, NULL when absent: files from before a key existed). */
+typedef struct flx_qmeta {
+    char   *recipe, *recipe_json, *rotation, *config, *source, *padding, *provenance, *tokenizer;
+    int64_t tokenizer_bytes;   /* embedded tokenizer tensor, 0: none */
+    size_t  n_tensors;
+} flx_qmeta;
+int  flx_qmeta_read(flx_qmeta *m, const char *path, flx_error *err);
+void flx_qmeta_free(flx_qmeta *m);
+/* "recipe R, rotation K (seed S) +R3 +R4, ..., GPTQ weights, calibration
+ * N x L tokens (sha256 ...), source sha256 ..., flxemu V" */
+void flx_qmeta_summary(const flx_qmeta *m, char *buf, size_t cap);
+/* {"summary", "recipe", "rotation", "padding", "tokenizer", "provenance"}
+ * as one JSON object (malloc'd; free with free), NULL when out of memory. */
+char *flx_qmeta_json(const flx_qmeta *m);
 
 /* 1 when path is a readable .flxq file (safetensors with format = flxq). */
 int flx_qmodel_is_file(const char *path);

@@ -208,6 +208,12 @@ int flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, fl
     qm->rotation_seed = b->rot_seed;
     if (b->source) snprintf(qm->source, sizeof qm->source, "%s", b->source);
     qm->d_ff_source = b->d_ff_source;
+    if (b->provenance) {
+        char *pv = flx_qmodel_alloc(qm, strlen(b->provenance) + 1);
+        if (!pv) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        memcpy(pv, b->provenance, strlen(b->provenance) + 1);
+        qm->provenance = pv;
+    }
 
     size_t d = (size_t)c->d_model;
     qm->tok_embd = copy_floats(qm, m->w.tok_embd, (size_t)c->n_vocab * d);
@@ -345,7 +351,7 @@ static int parse_config(const char *path, const char *text, flx_llama_config *c,
 
 /* ---------------------------------------------------------------- saving */
 
-enum { SRC_F32, SRC_F64, SRC_Q4, SRC_Q8 };
+enum { SRC_F32, SRC_F64, SRC_Q4, SRC_Q8, SRC_RAW };
 
 typedef struct entry {
     char          name[96];
@@ -454,6 +460,7 @@ static void list_tensors(const flx_qmodel *qm, entry_list *L)
         }
         add_qtensor(L, "head", &qm->head, pass);
     }
+    if (qm->tok_blob) add_entry(L, "tokenizer", FLX_ST_U8, 1, (int64_t)qm->tok_blob_bytes, 0, SRC_RAW, qm->tok_blob);
 }
 
 static size_t entry_bytes(const entry *e)
@@ -482,11 +489,17 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     char padding[128];
     snprintf(padding, sizeof padding, "{\"d_ff_source\":%d,\"d_ff\":%d,\"kind\":\"zero\"}",
              (int)qm->d_ff_source, (int)qm->cfg.d_ff);
-    const char *keys[8] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config",
-                           "source", "padding"};
-    const char *vals[8] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config,
-                           qm->source, padding};
-    const int n_keys = qm->d_ff_source > 0 ? 8 : 7;
+    char tokmeta[256];
+    snprintf(tokmeta, sizeof tokmeta, "{\"format\":\"%s\",\"bytes\":%zu,\"sha256\":\"%s\"}", qm->tok_format,
+             qm->tok_blob_bytes, qm->tok_sha256);
+    const char *keys[10] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config", "source"};
+    const char *vals[10] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config, qm->source};
+    int n_keys = 7;
+    /* the later keys only when there is something to say, so a file
+     * without them keeps the bytes it had before they existed */
+    if (qm->d_ff_source > 0) { keys[n_keys] = "padding"; vals[n_keys++] = padding; }
+    if (qm->provenance) { keys[n_keys] = "provenance"; vals[n_keys++] = qm->provenance; }
+    if (qm->tok_blob) { keys[n_keys] = "tokenizer"; vals[n_keys++] = tokmeta; }
 
     entry_list L = {0};
     list_tensors(qm, &L);
@@ -508,7 +521,7 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     uint8_t *row = NULL;
     for (size_t i = 0; i < L.n && rc == FLX_OK; i++) {
         const entry *e = &L.e[i];
-        if (e->src_kind == SRC_F32 || e->src_kind == SRC_F64) {
+        if (e->src_kind == SRC_F32 || e->src_kind == SRC_F64 || e->src_kind == SRC_RAW) {
             rc = flx_st_writer_write(&w, e->src, entry_bytes(e), err);
             continue;
         }
@@ -795,7 +808,43 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
             !(qm->r4_dense = (float *)f32_data(qm, t, path, err)))
             goto fail;
     }
-    attach_tokenizer(qm);
+    const char *prov = flx_st_meta(st, "provenance");
+    if (prov) {
+        char *pv = flx_qmodel_alloc(qm, strlen(prov) + 1);
+        if (!pv) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
+        memcpy(pv, prov, strlen(prov) + 1);
+        qm->provenance = pv;
+    }
+    /* the embedded tokenizer first; files from before it existed look for
+     * the source model's */
+    if ((t = flx_st_find(st, "tokenizer")) != NULL) {
+        cJSON *tm = cJSON_Parse(flx_st_meta(st, "tokenizer") ? flx_st_meta(st, "tokenizer") : "");
+        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(tm, "sha256");
+        const cJSON *fmt2 = cJSON_GetObjectItemCaseSensitive(tm, "format");
+        char hex[65];
+        flx_sha256_hex(t->data, t->bytes, hex);
+        if (t->dtype != FLX_ST_U8 || t->n_dims != 1 || !cJSON_IsString(sha) || strcmp(sha->valuestring, hex)) {
+            cJSON_Delete(tm);
+            flx_fail(err, FLX_EFORMAT, "%s: tensor 'tokenizer' does not match the sha256 of metadata 'tokenizer'",
+                     path);
+            goto fail;
+        }
+        snprintf(qm->tok_format, sizeof qm->tok_format, "%s", cJSON_IsString(fmt2) ? fmt2->valuestring : "?");
+        cJSON_Delete(tm);
+        memcpy(qm->tok_sha256, hex, sizeof hex);
+        qm->tok_blob = t->data;
+        qm->tok_blob_bytes = t->bytes;
+        flx_tokenizer *tok = NULL;
+        if (flx_tokenizer_from_bytes(&tok, t->data, t->bytes, err)) {
+            char why[FLX_ERROR_MSG_BYTES];
+            snprintf(why, sizeof why, "%s", err->msg);
+            flx_fail(err, FLX_EFORMAT, "%s: embedded tokenizer: %s", path, why);
+            goto fail;
+        }
+        qm->tok = tok;
+    } else {
+        attach_tokenizer(qm);
+    }
     return FLX_OK;
 fail:
     rc = err ? err->code : FLX_EFORMAT;

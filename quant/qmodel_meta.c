@@ -1,0 +1,243 @@
+/* qmodel_meta.c -- what makes a .flxq self-contained and described: the
+ * embedded tokenizer (the bytes of a tokenizer.json, or a tokenizer-only
+ * GGUF cut from a model's GGUF: its tokenizer.* keys and no tensors) and
+ * the reading of a file's description (recipe, rotation, padding,
+ * provenance, tokenizer) without loading its weights. */
+#include "flx_qmodel.h"
+#include "flx_gguf.h"
+#include "flx_safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- embedding */
+
+static int append(uint8_t **buf, size_t *n, size_t *cap, const void *p, size_t bytes)
+{
+    if (*n + bytes > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < *n + bytes) c *= 2;
+        uint8_t *nb = realloc(*buf, c);
+        if (!nb) return -1;
+        *buf = nb;
+        *cap = c;
+    }
+    memcpy(*buf + *n, p, bytes);
+    *n += bytes;
+    return 0;
+}
+
+/* GGUF v3, little-endian: "GGUF", u32 version, u64 n_tensors = 0, u64 n_kv,
+ * then each kept key/value as stored (u64 key length, key, u32 type, the
+ * value's encoded bytes).  Only tokenizer.* keys and general.architecture. */
+static int gguf_tokenizer_only(const char *path, uint8_t **out, size_t *out_bytes, flx_error *err)
+{
+    flx_gguf g;
+    int rc = flx_gguf_open(&g, path, err);
+    if (rc) return rc;
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t n_keep = 0;
+    for (uint64_t i = 0; i < g.n_kv; i++) {
+        const flx_gguf_kv *kv = &g.kvs[i];
+        if ((kv->key.len > 10 && !memcmp(kv->key.ptr, "tokenizer.", 10)) ||
+            flx_gguf_str_eq(kv->key, "general.architecture"))
+            n_keep++;
+    }
+    if (n_keep == 0 || !flx_gguf_find(&g, "tokenizer.ggml.model")) {
+        flx_gguf_close(&g);
+        return flx_fail(err, FLX_ENOTFOUND, "%s: GGUF file has no tokenizer (key tokenizer.ggml.model is missing)",
+                        path);
+    }
+    const uint32_t version = 3;
+    const uint64_t zero = 0;
+    int bad = append(&buf, &n, &cap, "GGUF", 4) || append(&buf, &n, &cap, &version, 4) ||
+              append(&buf, &n, &cap, &zero, 8) || append(&buf, &n, &cap, &n_keep, 8);
+    for (uint64_t i = 0; i < g.n_kv && !bad; i++) {
+        const flx_gguf_kv *kv = &g.kvs[i];
+        if (!((kv->key.len > 10 && !memcmp(kv->key.ptr, "tokenizer.", 10)) ||
+              flx_gguf_str_eq(kv->key, "general.architecture")))
+            continue;
+        bad = append(&buf, &n, &cap, &kv->key.len, 8) || append(&buf, &n, &cap, kv->key.ptr, kv->key.len) ||
+              append(&buf, &n, &cap, &kv->type, 4) || append(&buf, &n, &cap, kv->value, kv->value_bytes);
+    }
+    flx_gguf_close(&g);
+    if (bad) {
+        free(buf);
+        return flx_fail(err, FLX_ENOMEM, "out of memory copying the tokenizer of %s", path);
+    }
+    *out = buf;
+    *out_bytes = n;
+    return FLX_OK;
+}
+
+int flx_qmodel_embed_tokenizer(flx_qmodel *qm, const char *path, flx_error *err)
+{
+    unsigned char magic[4] = {0};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return flx_fail(err, FLX_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t got = fread(magic, 1, 4, fp);
+    fclose(fp);
+    uint8_t *bytes = NULL;
+    size_t n = 0;
+    int rc;
+    const char *format;
+    if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+        format = "gguf";
+        rc = gguf_tokenizer_only(path, &bytes, &n, err);
+    } else {
+        format = "tokenizer.json";
+        char *b = NULL;
+        rc = flx_read_file(path, (size_t)64 << 20, &b, &n, err);
+        bytes = (uint8_t *)b;
+    }
+    if (rc) return rc;
+    /* it must load as it will on the other side */
+    flx_tokenizer *t = NULL;
+    rc = flx_tokenizer_from_bytes(&t, bytes, n, err);
+    flx_tokenizer_free(t);
+    if (rc) {
+        free(bytes);
+        return rc;
+    }
+    uint8_t *keep = flx_qmodel_alloc(qm, n ? n : 1);
+    if (!keep) {
+        free(bytes);
+        return flx_fail(err, FLX_ENOMEM, "out of memory");
+    }
+    memcpy(keep, bytes, n);
+    free(bytes);
+    qm->tok_blob = keep;
+    qm->tok_blob_bytes = n;
+    snprintf(qm->tok_format, sizeof qm->tok_format, "%s", format);
+    flx_sha256_hex(keep, n, qm->tok_sha256);
+    return FLX_OK;
+}
+
+int flx_tokenizer_from_bytes(flx_tokenizer **out, const uint8_t *bytes, size_t n, flx_error *err)
+{
+    /* the loaders read files: a private temporary file, removed at once */
+    *out = NULL;
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/flxq-tokenizer-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) return flx_fail(err, FLX_EIO, "cannot create a temporary file for the embedded tokenizer: %s",
+                                strerror(errno));
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, bytes + done, n - done);
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    close(fd);
+    int rc = done == n ? flx_tokenizer_load(out, path, err)
+                       : flx_fail(err, FLX_EIO, "cannot write the embedded tokenizer to %s", path);
+    unlink(path);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- description */
+
+void flx_qmeta_free(flx_qmeta *m)
+{
+    if (!m) return;
+    free(m->recipe);
+    free(m->recipe_json);
+    free(m->rotation);
+    free(m->config);
+    free(m->source);
+    free(m->padding);
+    free(m->provenance);
+    free(m->tokenizer);
+    memset(m, 0, sizeof *m);
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+int flx_qmeta_read(flx_qmeta *m, const char *path, flx_error *err)
+{
+    memset(m, 0, sizeof *m);
+    flx_safetensors st;
+    int rc = flx_st_open(&st, path, err);
+    if (rc) return rc;
+    const char *f = flx_st_meta(&st, "format");
+    if (!f || strcmp(f, "flxq")) {
+        flx_st_close(&st);
+        return flx_fail(err, FLX_EFORMAT, "%s: not a .flxq file (metadata 'format' is not \"flxq\")", path);
+    }
+    m->recipe = dup_or_null(flx_st_meta(&st, "recipe"));
+    m->recipe_json = dup_or_null(flx_st_meta(&st, "recipe_json"));
+    m->rotation = dup_or_null(flx_st_meta(&st, "rotation"));
+    m->config = dup_or_null(flx_st_meta(&st, "config"));
+    m->source = dup_or_null(flx_st_meta(&st, "source"));
+    m->padding = dup_or_null(flx_st_meta(&st, "padding"));
+    m->provenance = dup_or_null(flx_st_meta(&st, "provenance"));
+    m->tokenizer = dup_or_null(flx_st_meta(&st, "tokenizer"));
+    const flx_st_tensor *t = flx_st_find(&st, "tokenizer");
+    m->tokenizer_bytes = t ? (int64_t)t->bytes : 0;
+    m->n_tensors = st.n_tensors;
+    flx_st_close(&st);
+    return FLX_OK;
+}
+
+/* one line for people: recipe, rotation, weights, calibration, source */
+void flx_qmeta_summary(const flx_qmeta *m, char *buf, size_t cap)
+{
+    cJSON *rot = m->rotation ? cJSON_Parse(m->rotation) : NULL;
+    cJSON *prov = m->provenance ? cJSON_Parse(m->provenance) : NULL;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(rot, "kind");
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(rot, "seed");
+    int n = snprintf(buf, cap, "recipe %s, rotation %s (seed %.0f)%s%s", m->recipe ? m->recipe : "?",
+                     cJSON_IsString(kind) ? kind->valuestring : "?", cJSON_IsNumber(seed) ? seed->valuedouble : 0.0,
+                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rot, "r3_online")) ? " +R3" : "",
+                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rot, "r4_online")) ? " +R4" : "");
+    if (m->padding && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, ", d_ff zero-padded");
+    if (!prov) {
+        if (n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "; no provenance (file from before it was recorded)");
+    } else {
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(prov, "weights");
+        const cJSON *gq = cJSON_GetObjectItemCaseSensitive(prov, "gptq");
+        const cJSON *cal = cJSON_GetObjectItemCaseSensitive(prov, "calibration");
+        const cJSON *src = cJSON_GetObjectItemCaseSensitive(prov, "source_model");
+        const cJSON *ver = cJSON_GetObjectItemCaseSensitive(prov, "flxemu_version");
+        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(src, "sha256");
+        const cJSON *cf = cJSON_GetObjectItemCaseSensitive(cal, "sha256");
+        const cJSON *cw = cJSON_GetObjectItemCaseSensitive(cal, "windows");
+        const cJSON *cl = cJSON_GetObjectItemCaseSensitive(cal, "seqlen");
+        if (n > 0 && (size_t)n < cap)
+            n += snprintf(buf + n, cap - (size_t)n, ", %s weights%s", cJSON_IsString(w) ? w->valuestring : "?",
+                          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(gq, "act_order")) ? " (act-order)" : "");
+        if (cJSON_IsObject(cal) && n > 0 && (size_t)n < cap)
+            n += snprintf(buf + n, cap - (size_t)n, ", calibration %.0f x %.0f tokens (sha256 %.12s)",
+                          cJSON_IsNumber(cw) ? cw->valuedouble : 0.0, cJSON_IsNumber(cl) ? cl->valuedouble : 0.0,
+                          cJSON_IsString(cf) ? cf->valuestring : "?");
+        if (n > 0 && (size_t)n < cap)
+            snprintf(buf + n, cap - (size_t)n, ", source sha256 %.12s, flxemu %s",
+                     cJSON_IsString(sha) ? sha->valuestring : "?", cJSON_IsString(ver) ? ver->valuestring : "?");
+    }
+    cJSON_Delete(rot);
+    cJSON_Delete(prov);
+}
+
+char *flx_qmeta_json(const flx_qmeta *m)
+{
+    char summary[1024];
+    flx_qmeta_summary(m, summary, sizeof summary);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "summary", summary);
+    cJSON_AddStringToObject(o, "recipe", m->recipe ? m->recipe : "");
+    const char *keys[4] = {"rotation", "padding", "tokenizer", "provenance"};
+    const char *vals[4] = {m->rotation, m->padding, m->tokenizer, m->provenance};
+    for (int i = 0; i < 4; i++) {
+        cJSON *v = vals[i] ? cJSON_Parse(vals[i]) : NULL;
+        cJSON_AddItemToObject(o, keys[i], v ? v : cJSON_CreateNull());
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
