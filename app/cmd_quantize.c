@@ -46,6 +46,8 @@ static void usage(FILE *fp)
             "  --nsamples N          calibration windows (default 32)\n"
             "  --seqlen L            tokens per window (default 2048, capped at the model's)\n"
             "  --seed S              rotation and calibration-window seed (default 0)\n"
+            "  --save-rotation FILE  also write R1, R2.<l> and the online R4 as a rotation\n"
+            "                        file (safetensors F32; docs/quant.md \"Rotation files\")\n"
             "  --pad-dff auto|none   auto (default): when R4 runs online and d_ff is not a\n"
             "                        power of two, zero-pad d_ff to the next one (exact for\n"
             "                        the float model) so R4 is an FHT and the bit-exact\n"
@@ -60,7 +62,7 @@ static void usage(FILE *fp)
 }
 
 typedef struct q_args {
-    const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer;
+    const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation;
     int gptq, act_order, progress, no_pad;
     long long nsamples, seqlen, seed, threads;
 } q_args;
@@ -90,6 +92,7 @@ static int parse_args(int argc, char **argv, q_args *a)
         else if (!strcmp(f, "--rotate")) { NEED(); a->rotate = VALUE(); }
         else if (!strcmp(f, "--calib")) { NEED(); a->calib = VALUE(); }
         else if (!strcmp(f, "--tokenizer")) { NEED(); a->tokenizer = VALUE(); }
+        else if (!strcmp(f, "--save-rotation")) { NEED(); a->save_rotation = VALUE(); }
         else if (!strcmp(f, "--out") || !strcmp(f, "-o")) { NEED(); a->out = VALUE(); }
         else if (!strcmp(f, "--json")) { NEED(); a->json = VALUE(); }
         else if (!strcmp(f, "--gptq")) a->gptq = 1;
@@ -126,6 +129,8 @@ static int parse_args(int argc, char **argv, q_args *a)
     if (!a->out) return cli_usage_error(CMD, "--out is required");
     if (a->gptq && !a->calib) return cli_usage_error(CMD, "--gptq needs --calib FILE");
     if (a->act_order && !a->gptq) return cli_usage_error(CMD, "--act-order only applies to --gptq");
+    if (a->save_rotation && !strcmp(a->rotate, "none"))
+        return cli_usage_error(CMD, "--save-rotation needs --rotate hadamard, random or FILE (there is no R1 to save)");
     return 0;
 }
 
@@ -427,6 +432,7 @@ int flx_cmd_quantize(int argc, char **argv)
         if (flx_rotset_generate(&rs, c, rot_kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
     }
     int transform = rotated || r4;         /* anything to fold or merge          */
+    if (a.save_rotation && flx_rotset_save(&rs, a.save_rotation, &err)) goto fail;
     const flx_rotation_set *rot_online = transform || r3 ? &rs : NULL;   /* + R3 alone */
     int64_t seqlen = a.seqlen;
     if (a.calib) {

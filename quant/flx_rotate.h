@@ -126,6 +126,9 @@ int flx_rotset_generate(flx_rotation_set *rs, const flx_llama_config *cfg, flx_r
  * (max|R^T R - I| <= FLX_ROT_ORTHO_TOL); the message names file and tensor. */
 int flx_rotset_load(flx_rotation_set *rs, const flx_llama_config *cfg, const char *path,
                     int r3, int r4, uint64_t seed, flx_error *err);
+/* Writes R1, R2.<l> and, when R4 is online, "R4" [d_ff, d_ff]: the dense
+ * matrix the forward applies (the seeded one, or H / sqrt(d_ff) for the
+ * FHT).  flx_rotset_load ignores "R4". */
 int flx_rotset_save(const flx_rotation_set *rs, const char *path, flx_error *err);
 void flx_rotset_free(flx_rotation_set *rs);
 
