@@ -39,6 +39,9 @@ static void usage(FILE *fp)
             "                        true-sequential order) instead of RTN; needs --calib.\n"
             "                        Static scales then come from GPTQ's own passes\n"
             "  --act-order           GPTQ: quantize columns by decreasing Hessian diagonal\n"
+            "  --gptq-group-scales updated|block-start   GPTQ with groups smaller than a block:\n"
+            "                        scales from the weights with every earlier column's update\n"
+            "                        (default), or as the block began (SpinQuant's code)\n"
             "  --tokenizer FILE      tokenizer.json or .gguf for --calib when the model has\n"
             "                        none (or to override its own)\n"
             "  --calib FILE          calibration text (never the evaluation split); needed by\n"
@@ -63,7 +66,7 @@ static void usage(FILE *fp)
 
 typedef struct q_args {
     const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation;
-    int gptq, act_order, progress, no_pad;
+    int gptq, act_order, progress, no_pad, block_start_groups;
     long long nsamples, seqlen, seed, threads;
 } q_args;
 
@@ -97,6 +100,13 @@ static int parse_args(int argc, char **argv, q_args *a)
         else if (!strcmp(f, "--json")) { NEED(); a->json = VALUE(); }
         else if (!strcmp(f, "--gptq")) a->gptq = 1;
         else if (!strcmp(f, "--act-order")) a->act_order = 1;
+        else if (!strcmp(f, "--gptq-group-scales")) {
+            NEED();
+            const char *v = VALUE();
+            if (!strcmp(v, "updated")) a->block_start_groups = 0;
+            else if (!strcmp(v, "block-start")) a->block_start_groups = 1;
+            else return cli_usage_error(CMD, "--gptq-group-scales expects updated or block-start, not '%s'", v);
+        }
         else if (!strcmp(f, "--pad-dff")) {
             NEED();
             const char *v = VALUE();
@@ -308,7 +318,9 @@ static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind 
         cJSON_AddNumberToObject(gq, "damp", g.damp);
         cJSON_AddBoolToObject(gq, "act_order", a->act_order);
         cJSON_AddStringToObject(gq, "order", "true-sequential: {q,k,v}, {o}, {gate,up}, {down}");
-        cJSON_AddStringToObject(gq, "group_scales", "from the updated weights when the group starts");
+        cJSON_AddStringToObject(gq, "group_scales", a->block_start_groups
+                                                        ? "block-start: from the weights as the block began"
+                                                        : "updated: from the weights with every earlier column's update");
         cJSON_AddStringToObject(gq, "calibration_activations", "unquantized");
     } else {
         cJSON_AddNullToObject(o, "gptq");
@@ -508,6 +520,7 @@ int flx_cmd_quantize(int argc, char **argv)
         go.wq.half_even = recipe.w.round == FLX_QR_HALF_EVEN;
         go.wq.mse_clip = recipe.w.mse_clip;
         go.gptq.act_order = a.act_order;
+        go.gptq.block_start_groups = a.block_start_groups;
         go.n_threads = (int)a.threads;
         go.progress = a.progress;
         /* only the codes are needed afterwards: each layer's float weights go
