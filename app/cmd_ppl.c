@@ -490,6 +490,17 @@ int flx_cmd_ppl(int argc, char **argv)
         printf("Final estimate: PPL = %.4lf +/- %.5lf  (hf protocol: exp of the mean of %lld window "
                "means, %lld tokens scored)\n",
                res.ppl, res.ppl_unc, (long long)plan.n_windows, (long long)res.n_scored);
+    /* calibration text that overlaps the evaluation stream inflates the
+     * result: the .flxq keeps a sample of its calibration n-grams */
+    if (a.model && flx_qmodel_is_file(a.model)) {
+        int64_t n_chk = 0;
+        int64_t n_eval = plan.n_windows * plan.n_ctx < n_tokens ? plan.n_windows * plan.n_ctx : n_tokens;
+        double ov = flx_qmodel_calib_overlap(a.model, tokens, n_eval, &n_chk);
+        if (ov > 0.01)
+            fprintf(stderr, "flxemu ppl: warning: %.1f%% of the evaluation text's sampled %d-token n-grams "
+                            "(%lld checked) of the evaluated windows occur in the calibration windows of %s: "
+                            "calibration and evaluation text overlap\n", 100.0 * ov, FLX_NGRAM_N, (long long)n_chk, a.model);
+    }
     /* a .flxq names its recipe and provenance (issue 15); --json gets "quantized" */
     char *qdesc = NULL;
     if (a.model && flx_qmodel_is_file(a.model)) {

@@ -540,6 +540,19 @@ int flx_cmd_quantize(int argc, char **argv)
         b.weight_ctx = gs;
     }
     if (flx_qmodel_build(&qm, &model, &b, &err)) goto fail;
+    /* n-grams of the calibration windows, so that ppl can warn when the
+     * evaluation text overlaps them */
+    uint64_t *ngrams = NULL;
+    size_t n_ngrams = 0;
+    if (a.calib) {
+        if (flx_calib_ngrams(cd.ids, cd.n_windows, cd.seqlen, &ngrams, &n_ngrams, &err)) goto fail;
+        uint64_t *keep = flx_qmodel_alloc(&qm, n_ngrams * 8 + 8);
+        if (!keep) { free(ngrams); flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        memcpy(keep, ngrams, n_ngrams * 8);
+        free(ngrams);
+        qm.calib_ngrams = keep;
+        qm.n_calib_ngrams = n_ngrams;
+    }
     /* the tokenizer travels inside the file, so it runs alone */
     if (tok_path) {
         if (flx_qmodel_embed_tokenizer(&qm, tok_path, &err)) goto fail;

@@ -79,6 +79,8 @@ typedef struct flx_qmodel {
     size_t           tok_blob_bytes;
     char             tok_format[16];  /* "tokenizer.json" or "gguf"      */
     char             tok_sha256[65];
+    const uint64_t  *calib_ngrams;  /* flx_calib_ngrams, or NULL (saved only) */
+    size_t           n_calib_ngrams;
 } flx_qmodel;
 
 /* ---------------------------------------------------------------- recipes */
@@ -214,6 +216,20 @@ void flx_qmeta_summary(const flx_qmeta *m, char *buf, size_t cap);
 /* {"summary", "recipe", "rotation", "padding", "tokenizer", "provenance"}
  * as one JSON object (malloc'd; free with free), NULL when out of memory. */
 char *flx_qmeta_json(const flx_qmeta *m);
+
+/* Calibration n-grams: the 64-bit FNV-1a hashes of every FLX_NGRAM_N-token
+ * n-gram inside the calibration windows whose top FLX_NGRAM_SAMPLE_BITS
+ * bits are 0 (a 1-in-16 sample, chosen by content so that the same n-gram
+ * is sampled in any text), sorted and unique; saved as tensor
+ * "calib_ngrams" (U8, the uint64 values little-endian). */
+#define FLX_NGRAM_N 8
+#define FLX_NGRAM_SAMPLE_BITS 4
+int flx_calib_ngrams(const int32_t *ids, int64_t n_windows, int64_t seqlen, uint64_t **out, size_t *n_out,
+                     flx_error *err);
+/* Fraction of the sampled n-grams of tokens that occur in the file's
+ * calibration n-grams (n_checked: how many were sampled); -1 when the file
+ * has none (no calibration, or written before they were stored). */
+double flx_qmodel_calib_overlap(const char *path, const int32_t *tokens, int64_t n_tokens, int64_t *n_checked);
 
 /* 1 when path is a readable .flxq file (safetensors with format = flxq). */
 int flx_qmodel_is_file(const char *path);

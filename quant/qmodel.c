@@ -460,6 +460,8 @@ static void list_tensors(const flx_qmodel *qm, entry_list *L)
         }
         add_qtensor(L, "head", &qm->head, pass);
     }
+    if (qm->calib_ngrams)
+        add_entry(L, "calib_ngrams", FLX_ST_U8, 1, (int64_t)qm->n_calib_ngrams * 8, 0, SRC_RAW, qm->calib_ngrams);
     if (qm->tok_blob) add_entry(L, "tokenizer", FLX_ST_U8, 1, (int64_t)qm->tok_blob_bytes, 0, SRC_RAW, qm->tok_blob);
 }
 

@@ -241,3 +241,84 @@ char *flx_qmeta_json(const flx_qmeta *m)
     cJSON_Delete(o);
     return s;
 }
+
+/* ---------------------------------------------------------------- calibration n-grams */
+
+/* FNV-1a over the little-endian bytes of FLX_NGRAM_N token ids */
+static uint64_t ngram_hash(const int32_t *ids)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 0; i < FLX_NGRAM_N; i++) {
+        uint32_t v = (uint32_t)ids[i];
+        for (int b = 0; b < 4; b++) {
+            h ^= (v >> (8 * b)) & 0xff;
+            h *= 0x100000001b3ULL;
+        }
+    }
+    return h;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int flx_calib_ngrams(const int32_t *ids, int64_t n_windows, int64_t seqlen, uint64_t **out, size_t *n_out,
+                     flx_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    size_t cap = 0, n = 0;
+    uint64_t *h = NULL;
+    for (int64_t w = 0; w < n_windows; w++)
+        for (int64_t t = 0; t + FLX_NGRAM_N <= seqlen; t++) {
+            uint64_t v = ngram_hash(ids + w * seqlen + t);
+            if (v >> (64 - FLX_NGRAM_SAMPLE_BITS)) continue;   /* keep 1 in 2^bits */
+            if (n == cap) {
+                cap = cap ? 2 * cap : 1024;
+                uint64_t *nh = realloc(h, cap * sizeof *h);
+                if (!nh) { free(h); return flx_fail(err, FLX_ENOMEM, "out of memory hashing calibration n-grams"); }
+                h = nh;
+            }
+            h[n++] = v;
+        }
+    if (n) qsort(h, n, sizeof *h, cmp_u64);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || h[i] != h[u - 1]) h[u++] = h[i];
+    *out = h;
+    *n_out = u;
+    return FLX_OK;
+}
+
+double flx_qmodel_calib_overlap(const char *path, const int32_t *tokens, int64_t n_tokens, int64_t *n_checked)
+{
+    *n_checked = 0;
+    flx_safetensors st;
+    flx_error e;
+    if (flx_st_open(&st, path, &e) != FLX_OK) return -1.0;
+    const flx_st_tensor *t = flx_st_find(&st, "calib_ngrams");
+    if (!t || t->dtype != FLX_ST_U8 || t->bytes % 8) {
+        flx_st_close(&st);
+        return -1.0;
+    }
+    const size_t n = t->bytes / 8;
+    uint64_t *set = malloc(n ? n * 8 : 8);
+    if (!set) {
+        flx_st_close(&st);
+        return -1.0;
+    }
+    memcpy(set, t->data, n * 8);   /* little-endian host */
+    flx_st_close(&st);
+    int64_t hits = 0, checked = 0;
+    for (int64_t i = 0; i + FLX_NGRAM_N <= n_tokens; i++) {
+        uint64_t v = ngram_hash(tokens + i);
+        if (v >> (64 - FLX_NGRAM_SAMPLE_BITS)) continue;
+        checked++;
+        hits += bsearch(&v, set, n, 8, cmp_u64) != NULL;
+    }
+    free(set);
+    *n_checked = checked;
+    return checked ? (double)hits / (double)checked : 0.0;
+}

@@ -191,3 +191,40 @@ Test(provenance, files_without_the_new_keys_still_load)
     cr_assert(qm.provenance == NULL && qm.tok_blob == NULL && qm.tok != NULL);
     flx_qmodel_free(&qm);
 }
+
+Test(provenance, ppl_warns_when_calibration_and_evaluation_text_overlap, .timeout = 120)
+{
+    char gguf[4096], cmd[16384], out[16384], ev[600], ca[600], f[600];
+    snprintf(gguf, sizeof gguf, "%s", flx_test_data("stories260K/stories260K.gguf"));
+    char *text = NULL;
+    size_t n = 0;
+    flx_error err = {0};
+    cr_assert_eq(flx_read_file(flx_test_data("tinystories/tinystories_val_first_stories.txt"), 1 << 22, &text, &n, &err),
+                 FLX_OK);
+    const char *dir = flx_test_tmpdir();
+    snprintf(ev, sizeof ev, "%s/eval.txt", dir);
+    snprintf(ca, sizeof ca, "%s/calib.txt", dir);
+    snprintf(f, sizeof f, "%s/q.flxq", dir);
+    size_t cut = n / 2;
+    while (cut < n && text[cut] != '\n') cut++;
+    FILE *fp = fopen(ev, "wb");
+    fwrite(text, 1, cut, fp);
+    fclose(fp);
+    fp = fopen(ca, "wb");
+    fwrite(text + cut, 1, n - cut, fp);
+    fclose(fp);
+    free(text);
+    snprintf(cmd, sizeof cmd, "%s quantize --model %s --recipe flexllm --calib %s --nsamples 4 --seqlen 128 --out %s 2>&1",
+             flx_test_bin(), gguf, ca, f);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    /* the calibration text itself: its first windows are the calibration windows */
+    snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --ctx 128 --chunks 4 2>&1", flx_test_bin(), f, ca);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    const char *w = strstr(out, "warning: ");
+    cr_assert(w != NULL && strstr(out, "calibration and evaluation text overlap"), "%s", out);
+    cr_assert_gt(atof(w + 9), 80.0, "%s", out);
+    /* the other half of the file: no warning */
+    snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --ctx 128 --chunks 20 2>&1", flx_test_bin(), f, ev);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "overlap") == NULL, "%s", out);
+}
