@@ -436,9 +436,11 @@ int flx_cmd_analyze(int argc, char **argv)
     int have_fq = 0, rc = FLX_EXIT_FAIL;
     double t0 = flx_now_seconds();
 
-    /* two copies: as loaded, and transformed as flxemu quantize would
-     * (d_ff padded when R4 is online, norms folded, R1/R2/R4 merged) */
-    if (flx_model_load(&m0, a.model, &err) || flx_model_load(&m1, a.model, &err)) goto fail;
+    /* two models, one after the other (a 1B model's fp32 weights and their
+     * RTN copy fit twice, not four times): as loaded, then transformed as
+     * flxemu quantize would (d_ff padded when R4 is online, norms folded,
+     * R1/R2/R4 merged) */
+    if (flx_model_load(&m0, a.model, &err)) goto fail;
     if (flx_recipe_check(&recipe, &m0.cfg, &err)) goto fail;
     if (m0.cfg.n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
     if (a.tokenizer) {
@@ -454,9 +456,6 @@ int flx_cmd_analyze(int argc, char **argv)
     int rotated = kind != FLX_ROT_NONE;
     int r3 = (rotated || recipe.r3_always) && recipe.r3_online;
     int r4 = (rotated && recipe.r4_online) || recipe.kind == FLX_RECIPE_FLEXLLM;
-    if (r4 && !flx_is_pow2(m1.cfg.d_ff) && flx_model_pad_dff(&m1, flx_next_pow2(m1.cfg.d_ff), &err)) goto fail;
-    if (flx_rotset_generate(&rs1, &m1.cfg, kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
-    if ((rotated || r4 || fold_only) && flx_spinquant_apply(&m1, &rs1, NULL, &err)) goto fail;
     /* the unrotated pass still runs R3 where the recipe always does */
     if (flx_rotset_generate(&rs0, &m0.cfg, FLX_ROT_NONE, recipe.r3_always && recipe.r3_online, 0, 0, &err)) goto fail;
 
@@ -467,6 +466,13 @@ int flx_cmd_analyze(int argc, char **argv)
     const flx_model *pm[2] = {&m0, &m1};
     const flx_rotation_set *prs[2] = {&rs0, &rs1};
     for (int p = 0; p < 2; p++) {
+        if (p == 1) {
+            if (flx_model_load(&m1, a.model, &err)) goto fail;
+            if (r4 && !flx_is_pow2(m1.cfg.d_ff) && flx_model_pad_dff(&m1, flx_next_pow2(m1.cfg.d_ff), &err))
+                goto fail;
+            if (flx_rotset_generate(&rs1, &m1.cfg, kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
+            if ((rotated || r4 || fold_only) && flx_spinquant_apply(&m1, &rs1, NULL, &err)) goto fail;
+        }
         pc[p].m = pm[p];
         pc[p].r = &recipe;
         pc[p].rs = prs[p];
@@ -474,6 +480,14 @@ int flx_cmd_analyze(int argc, char **argv)
         fprintf(stderr, "flxemu analyze: %s pass, %lld x %lld tokens\n", p ? "rotated" : "unrotated",
                 (long long)cd.n_windows, (long long)cd.seqlen);
         if (run_pass(&pc[p], &cd, (int)a.threads, &err)) goto fail;
+        /* only the measures are needed from here: a 1B model's copies go */
+        pass_free(&pc[p], L);
+        memset(&pc[p], 0, sizeof pc[p]);
+        if (p == 0) {
+            flx_llama_config keep = m0.cfg;
+            flx_model_free(&m0);
+            m0.cfg = keep;
+        }
     }
     double t_local = flx_now_seconds() - t0;
 
@@ -622,8 +636,8 @@ int flx_cmd_analyze(int argc, char **argv)
 fail:
     rc = cli_fail(CMD, &err);
 out:
-    pass_free(&pc[0], m0.cfg.n_layers < 1024 ? m0.cfg.n_layers : 0);
-    pass_free(&pc[1], m0.cfg.n_layers < 1024 ? m0.cfg.n_layers : 0);
+    pass_free(&pc[0], m0.cfg.n_layers > 0 && m0.cfg.n_layers <= 1024 ? m0.cfg.n_layers : 0);
+    pass_free(&pc[1], m0.cfg.n_layers > 0 && m0.cfg.n_layers <= 1024 ? m0.cfg.n_layers : 0);
     if (have_fq) flx_fakequant_free(&fq);
     flx_qmodel_free(&qm);
     flx_rotset_free(&rs0);
