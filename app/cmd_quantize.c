@@ -9,6 +9,7 @@
 #include "flx_gptq.h"
 #include "flx_llama.h"
 #include "flx_qmodel.h"
+#include "quantize_search.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -30,6 +31,10 @@ static void usage(FILE *fp)
             "\n"
             "  --model PATH          HF checkpoint folder, config.json/model.safetensors, or .gguf\n"
             "  --recipe NAME         flexllm | fp | w<B>a<B>[kv<B>][g<G>][-spinquant]\n"
+            "  --recipe-file FILE    mixed precision: {\"recipe\": NAME, \"weights\":\n"
+            "                        {\"layers.<l|*>.<wq|wk|wv|wo|w_gate|w_up|w_down>\"|\"head\": bits}}\n"
+            "  --search-bits --budget B   greedy weight bits per projection (recipe's or 8)\n"
+            "                        for an average of at most B bits (needs --calib)\n"
             "                        e.g. w4a16, w4a16g128, w8a8, w4a8kv8, w4a4kv4-spinquant\n"
             "                        (B in 2..8 or 16 = float; G divides every linear input)\n"
             "  --rotate KIND         none (default) | hadamard | random | FILE: SpinQuant R1/R2\n"
@@ -65,7 +70,9 @@ static void usage(FILE *fp)
 }
 
 typedef struct q_args {
-    const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation;
+    const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation, *recipe_file;
+    int search_bits;
+    double budget;
     int gptq, act_order, progress, no_pad, block_start_groups;
     long long nsamples, seqlen, seed, threads;
 } q_args;
@@ -92,6 +99,15 @@ static int parse_args(int argc, char **argv, q_args *a)
             return -1;
         } else if (!strcmp(f, "--model")) { NEED(); a->model = VALUE(); }
         else if (!strcmp(f, "--recipe")) { NEED(); a->recipe = VALUE(); }
+        else if (!strcmp(f, "--recipe-file")) { NEED(); a->recipe_file = VALUE(); }
+        else if (!strcmp(f, "--search-bits")) a->search_bits = 1;
+        else if (!strcmp(f, "--budget")) {
+            NEED();
+            char *end = NULL;
+            const char *v = VALUE();
+            a->budget = strtod(v, &end);
+            if (!end || *end || !(a->budget > 0)) return cli_usage_error(CMD, "--budget expects average bits, not '%s'", v);
+        }
         else if (!strcmp(f, "--rotate")) { NEED(); a->rotate = VALUE(); }
         else if (!strcmp(f, "--calib")) { NEED(); a->calib = VALUE(); }
         else if (!strcmp(f, "--tokenizer")) { NEED(); a->tokenizer = VALUE(); }
@@ -135,7 +151,13 @@ static int parse_args(int argc, char **argv, q_args *a)
 #undef NEED
     }
     if (!a->model) return cli_usage_error(CMD, "--model is required");
-    if (!a->recipe) return cli_usage_error(CMD, "--recipe is required");
+    if (!a->recipe && !a->recipe_file) return cli_usage_error(CMD, "--recipe (or --recipe-file) is required");
+    if (a->recipe && a->recipe_file) return cli_usage_error(CMD, "give --recipe or --recipe-file, not both");
+    if (a->search_bits && (!a->budget || !a->calib))
+        return cli_usage_error(CMD, "--search-bits needs --budget AVG_BITS and --calib FILE");
+    if (a->budget && !a->search_bits) return cli_usage_error(CMD, "--budget only applies to --search-bits");
+    if ((a->search_bits || a->recipe_file) && a->gptq)
+        return cli_usage_error(CMD, "per-tensor bits (--recipe-file, --search-bits) with --gptq are not supported yet");
     if (!a->out) return cli_usage_error(CMD, "--out is required");
     if (a->gptq && !a->calib) return cli_usage_error(CMD, "--gptq needs --calib FILE");
     if (a->act_order && !a->gptq) return cli_usage_error(CMD, "--act-order only applies to --gptq");
@@ -341,6 +363,13 @@ static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind 
         cJSON_AddNullToObject(o, "calibration");
     }
     if (tok_path) add_file(o, "tokenizer_from", tok_path, err, &rc);
+    if (a->recipe_file) add_file(o, "recipe_file", a->recipe_file, err, &rc);
+    if (a->search_bits) {
+        cJSON *sb = cJSON_AddObjectToObject(o, "search_bits");
+        cJSON_AddNumberToObject(sb, "budget", a->budget);
+        cJSON_AddStringToObject(sb, "measure", "sum_i E[x_i^2] * sum_r (w^_ri - w_ri)^2 on the calibration windows");
+        cJSON_AddStringToObject(sb, "choices", "recipe bits or 8 per projection, greedy by error drop per extra bit");
+    }
     char *s = rc == 0 ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     return s;
@@ -357,7 +386,21 @@ int flx_cmd_quantize(int argc, char **argv)
 
     flx_error err = {0};
     flx_recipe recipe;
-    if (flx_recipe_parse(&recipe, a.recipe, &err)) return cli_usage_error(CMD, "%s", err.msg);
+    /* mixed precision: per-tensor weight bits, checked against the model once loaded */
+    int32_t *wbits = NULL;
+    double avg_bits = 0;
+    if (a.recipe_file) {
+        flx_llama_config big = {0};
+        big.n_layers = 1024;
+        wbits = calloc(1024 * 7 + 1, sizeof *wbits);
+        if (!wbits) return cli_usage_error(CMD, "out of memory");
+        if (flx_recipe_file_load(a.recipe_file, &big, &recipe, wbits, &err)) {
+            free(wbits);
+            return cli_usage_error(CMD, "%s", err.msg);
+        }
+    } else if (flx_recipe_parse(&recipe, a.recipe, &err)) {
+        return cli_usage_error(CMD, "%s", err.msg);
+    }
     flx_rot_kind rot_kind = FLX_ROT_FILE;
     if (!strcmp(a.rotate, "none")) rot_kind = FLX_ROT_NONE;
     else if (!strcmp(a.rotate, "hadamard")) rot_kind = FLX_ROT_HADAMARD;
@@ -407,6 +450,12 @@ int flx_cmd_quantize(int argc, char **argv)
     if (flx_model_load_ex(&model, a.model, (int)a.threads, a.progress, &err)) goto fail;
     const flx_llama_config *c = &model.cfg;
     if (flx_recipe_check(&recipe, c, &err)) goto fail;
+    if (a.recipe_file) {
+        free(wbits);
+        wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *wbits);
+        if (!wbits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        if (flx_recipe_file_load(a.recipe_file, c, &recipe, wbits, &err)) goto fail;
+    }
     if (a.tokenizer) {
         flx_tokenizer *t = NULL;
         if (flx_tokenizer_load(&t, a.tokenizer, &err)) goto fail;
@@ -498,6 +547,17 @@ int flx_cmd_quantize(int argc, char **argv)
     b.rot = rot_online;
     b.rot_seed = (uint64_t)a.seed;
     b.d_ff_source = d_ff_source;
+    if (a.search_bits) {
+        wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *wbits);
+        if (!wbits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        if (quantize_search_bits(&model, rot_online, &recipe, &cd, a.budget, (int)a.threads, wbits, &avg_bits, &err))
+            goto fail;
+        int n8 = 0;
+        for (int i = 0; i < c->n_layers * 7; i++) n8 += wbits[i] == 8;
+        fprintf(stderr, "flxemu quantize: --search-bits: %d of %d projections at 8 bits, average %.3f bits "
+                        "(budget %g)\n", n8, c->n_layers * 7, avg_bits, a.budget);
+    }
+    b.w_bits_of = wbits;
     tok_path = tokenizer_file(a.model, a.tokenizer);
     prov = provenance_json(&a, &recipe, rot_kind, r3, r4, d_ff_source, c->d_ff, &cd, tok_path, &err);
     if (!prov) goto fail;
@@ -604,6 +664,7 @@ out:
     free(abs_model);
     free(prov);
     free(tok_path);
+    free(wbits);
     free(scales);
     free(sq);
     free(qkv_max);

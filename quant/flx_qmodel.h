@@ -81,6 +81,8 @@ typedef struct flx_qmodel {
     char             tok_sha256[65];
     const uint64_t  *calib_ngrams;  /* flx_calib_ngrams, or NULL (saved only) */
     size_t           n_calib_ngrams;
+    int              mixed;         /* some tensor's bits differ from the recipe's
+                                       (metadata "mixed_bits") */
 } flx_qmodel;
 
 /* ---------------------------------------------------------------- recipes */
@@ -178,6 +180,10 @@ typedef struct flx_qbuild {
     void                   *weight_ctx;
     int32_t                 d_ff_source;  /* d_ff before flx_model_pad_dff, 0: not padded */
     const char             *provenance;   /* JSON object to store, or NULL  */
+    const int32_t          *w_bits_of;    /* mixed precision: weight bits per tensor,
+                                             [n_layers * 7 + 1] (layer l linear i at
+                                             l*7 + i in wq..w_down order, the head
+                                             last); 0 = the recipe's; NULL = none */
 } flx_qbuild;
 
 int  flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, flx_error *err);
@@ -230,6 +236,16 @@ int flx_calib_ngrams(const int32_t *ids, int64_t n_windows, int64_t seqlen, uint
  * calibration n-grams (n_checked: how many were sampled); -1 when the file
  * has none (no calibration, or written before they were stored). */
 double flx_qmodel_calib_overlap(const char *path, const int32_t *tokens, int64_t n_tokens, int64_t *n_checked);
+
+/* Mixed precision: "layers.<l>.<wq|wk|wv|wo|w_gate|w_up|w_down>" or "head"
+ * to its index in a w_bits_of array (l*7 + i, head n_layers*7); -1 when
+ * the name is not a tensor of this model. */
+int flx_qtensor_index(const char *name, int32_t n_layers);
+/* Parses a recipe file (docs/quant.md "Mixed precision"): the base recipe
+ * into r and the per-tensor weight bits into w_bits_of (n_layers*7 + 1,
+ * zeroed first); messages name the file and the entry. */
+int flx_recipe_file_load(const char *path, const flx_llama_config *cfg, flx_recipe *r, int32_t *w_bits_of,
+                         flx_error *err);
 
 /* 1 when path is a readable .flxq file (safetensors with format = flxq). */
 int flx_qmodel_is_file(const char *path);

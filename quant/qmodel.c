@@ -103,7 +103,7 @@ static void rtn_rows(void *vctx, int64_t begin, int64_t end, int thread_id)
 
 /* Fills t from float weights w (n_out, n_in). */
 static int quantize_linear(flx_qmodel *qm, flx_qtensor *t, const flx_recipe *r, int quantize,
-                           const float *w, int32_t n_out, int32_t n_in, int layer,
+                           const float *w, int32_t n_out, int32_t n_in, int layer, int32_t bits,
                            const char *name, const flx_qbuild *b, flx_error *err)
 {
     memset(t, 0, sizeof *t);
@@ -116,7 +116,9 @@ static int quantize_linear(flx_qmodel *qm, flx_qtensor *t, const flx_recipe *r, 
         t->w = copy_floats(qm, w, (size_t)n_out * n_in);
         return t->w ? FLX_OK : flx_fail(err, FLX_ENOMEM, "out of memory copying %s", name);
     }
-    const flx_qspec *ws = &r->w;
+    flx_qspec wsb = r->w;
+    if (bits > 0) wsb.bits = bits;   /* mixed precision */
+    const flx_qspec *ws = &wsb;
     int32_t gs = ws->gran == FLX_QG_GROUP ? ws->group_size : n_in;
     int32_t n_groups = n_in / gs;
     size_t n = (size_t)n_out * n_in, ng = (size_t)n_out * n_groups;
@@ -250,7 +252,9 @@ int flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, fl
             lin_shape(c, i, &n_out, &n_in);
             char name[64];
             snprintf(name, sizeof name, "layer %d %s", l, LIN_NAMES[i]);
-            rc = quantize_linear(qm, layer_tensor(L, i), r, quant_w, ws[i], n_out, n_in, l, name,
+            int32_t bo = b->w_bits_of ? b->w_bits_of[l * 7 + i] : 0;
+            if (bo && bo != r->w_bits) qm->mixed = 1;
+            rc = quantize_linear(qm, layer_tensor(L, i), r, quant_w, ws[i], n_out, n_in, l, bo, name,
                                  b, err);
             flx_progress_update(&prog, (int64_t)l * 7 + i + 1);
         }
@@ -262,9 +266,12 @@ int flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, fl
         }
     }
     qm->has_attn_scales = b->scales != NULL;
-    if (rc == FLX_OK)
+    if (rc == FLX_OK) {
+        int32_t bo = b->w_bits_of ? b->w_bits_of[c->n_layers * 7] : 0;
+        if (bo && bo != r->w_bits) qm->mixed = 1;
         rc = quantize_linear(qm, &qm->head, r, quant_w && r->quant_head, m->w.output, c->n_vocab,
-                             c->d_model, c->n_layers, "head", b, err);
+                             c->d_model, c->n_layers, bo, "head", b, err);
+    }
     flx_progress_end(&prog);
     if (rc) flx_qmodel_free(qm);
     return rc;
@@ -494,14 +501,35 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     char tokmeta[256];
     snprintf(tokmeta, sizeof tokmeta, "{\"format\":\"%s\",\"bytes\":%zu,\"sha256\":\"%s\"}", qm->tok_format,
              qm->tok_blob_bytes, qm->tok_sha256);
-    const char *keys[10] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config", "source"};
-    const char *vals[10] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config, qm->source};
+    const char *keys[12] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config", "source"};
+    const char *vals[12] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config, qm->source};
     int n_keys = 7;
     /* the later keys only when there is something to say, so a file
      * without them keeps the bytes it had before they existed */
     if (qm->d_ff_source > 0) { keys[n_keys] = "padding"; vals[n_keys++] = padding; }
     if (qm->provenance) { keys[n_keys] = "provenance"; vals[n_keys++] = qm->provenance; }
     if (qm->tok_blob) { keys[n_keys] = "tokenizer"; vals[n_keys++] = tokmeta; }
+    /* mixed precision: the tensors whose weight bits differ from the recipe's */
+    char *mixed = NULL;
+    if (qm->mixed) {
+        size_t cap = 64 + (size_t)(qm->cfg.n_layers * 7 + 1) * 40, pos = 0;
+        mixed = malloc(cap);
+        if (!mixed) return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
+        pos += (size_t)snprintf(mixed + pos, cap - pos, "{");
+        for (int l = 0; l <= qm->cfg.n_layers; l++)
+            for (int i = 0; i < (l < qm->cfg.n_layers ? 7 : 1); i++) {
+                const flx_qtensor *t = l < qm->cfg.n_layers ? layer_tensor((flx_qlayer *)&qm->layers[l], i) : &qm->head;
+                if (!t->q || t->bits == r.w_bits) continue;
+                if (l < qm->cfg.n_layers)
+                    pos += (size_t)snprintf(mixed + pos, cap - pos, "%s\"layers.%d.%s\":%d", pos > 1 ? "," : "", l,
+                                            LIN_NAMES[i], (int)t->bits);
+                else
+                    pos += (size_t)snprintf(mixed + pos, cap - pos, "%s\"head\":%d", pos > 1 ? "," : "", (int)t->bits);
+            }
+        snprintf(mixed + pos, cap - pos, "}");
+        keys[n_keys] = "mixed_bits";
+        vals[n_keys++] = mixed;
+    }
 
     entry_list L = {0};
     list_tensors(qm, &L);
@@ -509,6 +537,7 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     if (L.oom || !desc) {
         free(L.e);
         free(desc);
+        free(mixed);
         return flx_fail(err, FLX_ENOMEM, "%s: out of memory listing tensors", path);
     }
     for (size_t i = 0; i < L.n; i++) {
@@ -545,6 +574,7 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     else flx_st_writer_abort(&w);
     free(L.e);
     free(desc);
+    free(mixed);
     return rc;
 }
 
@@ -592,7 +622,7 @@ static const float *f32_data(flx_qmodel *qm, const flx_st_tensor *t, const char 
 
 static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *path,
                         const char *prefix, flx_qtensor *t, int quantized, const flx_recipe *r,
-                        int32_t n_out, int32_t n_in, flx_error *err)
+                        int32_t bits, int32_t n_out, int32_t n_in, flx_error *err)
 {
     char name[96];
     memset(t, 0, sizeof *t);
@@ -608,7 +638,7 @@ static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *p
         t->w = (float *)f32_data(qm, x, path, err);
         return t->w ? FLX_OK : err->code;
     }
-    t->bits = r->w_bits;
+    t->bits = bits > 0 ? bits : r->w_bits;   /* mixed precision */
     t->group_size = r->w.gran == FLX_QG_GROUP ? r->w.group_size : n_in;
     t->symmetric = r->w.scheme == FLX_QS_SYM;
     int32_t n_groups = n_in / t->group_size;
@@ -769,6 +799,31 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
     qm->layers = flx_qmodel_alloc(qm, (size_t)c->n_layers * sizeof *qm->layers);
     if (!qm->layers) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
     memset(qm->layers, 0, (size_t)c->n_layers * sizeof *qm->layers);
+    /* mixed precision: per-tensor weight bits (0 = the recipe's) */
+    int32_t *mixed_bits = flx_qmodel_alloc(qm, (size_t)(c->n_layers * 7 + 1) * sizeof *mixed_bits);
+    if (!mixed_bits) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
+    memset(mixed_bits, 0, (size_t)(c->n_layers * 7 + 1) * sizeof *mixed_bits);
+    const char *mb = flx_st_meta(st, "mixed_bits");
+    if (mb) {
+        cJSON *mo = cJSON_Parse(mb);
+        const cJSON *e;
+        int bad = !cJSON_IsObject(mo) || !quant_w;
+        cJSON_ArrayForEach(e, mo) {
+            int idx = flx_qtensor_index(e->string, c->n_layers);
+            if (bad || idx < 0 || !cJSON_IsNumber(e) || e->valuedouble < 2 || e->valuedouble > 8 ||
+                (idx == c->n_layers * 7 && !r.quant_head)) {
+                bad = 1;
+                break;
+            }
+            mixed_bits[idx] = (int32_t)e->valuedouble;
+        }
+        cJSON_Delete(mo);
+        if (bad) {
+            flx_fail(err, FLX_EFORMAT, "%s: metadata field 'mixed_bits' is malformed (tensor names to bits 2..8)", path);
+            goto fail;
+        }
+        qm->mixed = 1;
+    }
     for (int l = 0; l < c->n_layers; l++) {
         flx_qlayer *L = &qm->layers[l];
         snprintf(name, sizeof name, "layers.%d.attn_norm", l);
@@ -798,11 +853,13 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
             int32_t n_out, n_in;
             lin_shape(c, i, &n_out, &n_in);
             snprintf(name, sizeof name, "layers.%d.%s", l, LIN_NAMES[i]);
-            if (load_qtensor(qm, st, path, name, layer_tensor(L, i), quant_w, &r, n_out, n_in, err))
+            if (load_qtensor(qm, st, path, name, layer_tensor(L, i), quant_w, &r, mixed_bits[l * 7 + i], n_out,
+                             n_in, err))
                 goto fail;
         }
     }
-    if (load_qtensor(qm, st, path, "head", &qm->head, quant_w && r.quant_head, &r, c->n_vocab,
+    if (load_qtensor(qm, st, path, "head", &qm->head, quant_w && r.quant_head, &r, mixed_bits[c->n_layers * 7],
+                     c->n_vocab,
                      c->d_model, err))
         goto fail;
     if (qm->r4_online && !flx_is_pow2(c->d_ff)) {

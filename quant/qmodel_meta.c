@@ -322,3 +322,80 @@ double flx_qmodel_calib_overlap(const char *path, const int32_t *tokens, int64_t
     *n_checked = checked;
     return checked ? (double)hits / (double)checked : 0.0;
 }
+
+/* ---------------------------------------------------------------- mixed precision */
+
+static const char *const QT_NAMES[7] = {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"};
+
+int flx_qtensor_index(const char *name, int32_t n_layers)
+{
+    if (!name) return -1;
+    if (!strcmp(name, "head")) return n_layers * 7;
+    if (strncmp(name, "layers.", 7)) return -1;
+    char *end = NULL;
+    long l = strtol(name + 7, &end, 10);
+    if (end == name + 7 || *end != '.' || l < 0 || l >= n_layers) return -1;
+    for (int i = 0; i < 7; i++)
+        if (!strcmp(end + 1, QT_NAMES[i])) return (int)l * 7 + i;
+    return -1;
+}
+
+int flx_recipe_file_load(const char *path, const flx_llama_config *cfg, flx_recipe *r, int32_t *w_bits_of,
+                         flx_error *err)
+{
+    char *text = NULL;
+    size_t n = 0;
+    int rc = flx_read_file(path, (size_t)1 << 20, &text, &n, err);
+    if (rc) return rc;
+    cJSON *o = cJSON_ParseWithLength(text, n);
+    free(text);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "recipe");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "weights");
+    memset(w_bits_of, 0, (size_t)(cfg->n_layers * 7 + 1) * sizeof *w_bits_of);
+    if (!cJSON_IsObject(o) || !cJSON_IsString(name)) {
+        cJSON_Delete(o);
+        return flx_fail(err, FLX_EFORMAT, "%s: a recipe file is a JSON object with \"recipe\" (a recipe name) and "
+                                          "\"weights\" ({\"layers.<l|*>.<wq|...|w_down>\" or \"head\": bits})", path);
+    }
+    rc = flx_recipe_parse(r, name->valuestring, err);
+    if (rc == FLX_OK && w && !cJSON_IsObject(w))
+        rc = flx_fail(err, FLX_EFORMAT, "%s: \"weights\" must be an object of tensor names to bits", path);
+    if (rc == FLX_OK && w && r->w_bits >= 16)
+        rc = flx_fail(err, FLX_EINVAL, "%s: recipe %s keeps weights in float: no bits to set", path, r->name);
+    const cJSON *e;
+    if (rc == FLX_OK && w)
+        cJSON_ArrayForEach(e, w) {
+            const char *k = e->string;
+            if (!cJSON_IsNumber(e) || e->valuedouble != (int)e->valuedouble || e->valuedouble < 2 || e->valuedouble > 8) {
+                rc = flx_fail(err, FLX_EINVAL, "%s: weights entry \"%s\": bits must be an integer 2..8", path, k);
+                break;
+            }
+            const int bits = (int)e->valuedouble;
+            if (!strncmp(k, "layers.*.", 9)) {
+                char one[64];
+                snprintf(one, sizeof one, "layers.0.%s", k + 9);
+                int idx = flx_qtensor_index(one, cfg->n_layers);
+                if (idx < 0) {
+                    rc = flx_fail(err, FLX_EINVAL, "%s: weights entry \"%s\": unknown linear '%s'", path, k, k + 9);
+                    break;
+                }
+                for (int l = 0; l < cfg->n_layers; l++) w_bits_of[l * 7 + idx] = bits;
+                continue;
+            }
+            int idx = flx_qtensor_index(k, cfg->n_layers);
+            if (idx < 0) {
+                rc = flx_fail(err, FLX_EINVAL,
+                              "%s: weights entry \"%s\" names no tensor of this model (layers.0..%d.<wq|wk|wv|wo|"
+                              "w_gate|w_up|w_down>, layers.*.<...> or head)", path, k, (int)cfg->n_layers - 1);
+                break;
+            }
+            if (idx == cfg->n_layers * 7 && !r->quant_head) {
+                rc = flx_fail(err, FLX_EINVAL, "%s: weights entry \"head\": recipe %s keeps the head in float", path,
+                              r->name);
+                break;
+            }
+            w_bits_of[idx] = bits;
+        }
+    cJSON_Delete(o);
+    return rc;
+}
