@@ -87,6 +87,7 @@ int flx_info_flxq(const char *path, const char *json_path)
     printf("format:      flxq (quantized; docs/quant.md), %lld bytes, %zu tensors\n", file_bytes, meta.n_tensors);
     printf("summary:     %s\n", summary);
     printf("recipe:      %s\n             %s\n", qm.recipe, meta.recipe_json ? meta.recipe_json : "?");
+    if (meta.mixed_bits) printf("mixed bits:  %s (weights; the rest as the recipe)\n", meta.mixed_bits);
     printf("rotation:    %s, seed %llu, R3 %s, R4 %s%s\n", qm.rotation, (unsigned long long)qm.rotation_seed,
            qm.r3_online ? "online" : "off", qm.r4_online ? "online" : "off",
            qm.r4_online ? (qm.r4_dense ? " (dense matrix)" : " (FHT)") : "");
@@ -121,6 +122,7 @@ int flx_info_flxq(const char *path, const char *json_path)
         cJSON_AddItemToObject(root, "config", parsed_or_null(meta.config));
         cJSON_AddItemToObject(root, "padding", parsed_or_null(meta.padding));
         cJSON_AddItemToObject(root, "tokenizer", parsed_or_null(meta.tokenizer));
+        cJSON_AddItemToObject(root, "mixed_bits", parsed_or_null(meta.mixed_bits));
         cJSON_AddItemToObject(root, "provenance", prov);
         prov = NULL;
         char *text = cJSON_Print(root);

@@ -210,7 +210,7 @@ int flx_tokenizer_from_bytes(flx_tokenizer **out, const uint8_t *bytes, size_t n
 /* A .flxq file's description, read from its header only (metadata strings
  * as stored, NULL when absent: files from before a key existed). */
 typedef struct flx_qmeta {
-    char   *recipe, *recipe_json, *rotation, *config, *source, *padding, *provenance, *tokenizer;
+    char   *recipe, *recipe_json, *rotation, *config, *source, *padding, *provenance, *tokenizer, *mixed_bits;
     int64_t tokenizer_bytes;   /* embedded tokenizer tensor, 0: none */
     size_t  n_tensors;
 } flx_qmeta;

@@ -154,6 +154,7 @@ void flx_qmeta_free(flx_qmeta *m)
     free(m->padding);
     free(m->provenance);
     free(m->tokenizer);
+    free(m->mixed_bits);
     memset(m, 0, sizeof *m);
 }
 
@@ -178,6 +179,7 @@ int flx_qmeta_read(flx_qmeta *m, const char *path, flx_error *err)
     m->padding = dup_or_null(flx_st_meta(&st, "padding"));
     m->provenance = dup_or_null(flx_st_meta(&st, "provenance"));
     m->tokenizer = dup_or_null(flx_st_meta(&st, "tokenizer"));
+    m->mixed_bits = dup_or_null(flx_st_meta(&st, "mixed_bits"));
     const flx_st_tensor *t = flx_st_find(&st, "tokenizer");
     m->tokenizer_bytes = t ? (int64_t)t->bytes : 0;
     m->n_tensors = st.n_tensors;
@@ -197,6 +199,7 @@ void flx_qmeta_summary(const flx_qmeta *m, char *buf, size_t cap)
                      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rot, "r3_online")) ? " +R3" : "",
                      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rot, "r4_online")) ? " +R4" : "");
     if (m->padding && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, ", d_ff zero-padded");
+    if (m->mixed_bits && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, ", mixed weight bits");
     if (!prov) {
         if (n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "; no provenance (file from before it was recorded)");
     } else {
@@ -231,9 +234,9 @@ char *flx_qmeta_json(const flx_qmeta *m)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "summary", summary);
     cJSON_AddStringToObject(o, "recipe", m->recipe ? m->recipe : "");
-    const char *keys[4] = {"rotation", "padding", "tokenizer", "provenance"};
-    const char *vals[4] = {m->rotation, m->padding, m->tokenizer, m->provenance};
-    for (int i = 0; i < 4; i++) {
+    const char *keys[5] = {"rotation", "padding", "tokenizer", "provenance", "mixed_bits"};
+    const char *vals[5] = {m->rotation, m->padding, m->tokenizer, m->provenance, m->mixed_bits};
+    for (int i = 0; i < 5; i++) {
         cJSON *v = vals[i] ? cJSON_Parse(vals[i]) : NULL;
         cJSON_AddItemToObject(o, keys[i], v ? v : cJSON_CreateNull());
     }
