@@ -25,6 +25,8 @@ int flx_cmd_tokenize(int argc, char **argv);
 int flx_cmd_synth(int argc, char **argv);
 int flx_cmd_info(int argc, char **argv);
 int flx_cmd_quantize(int argc, char **argv);
+int flx_cmd_analyze(int argc, char **argv);
+int flx_cmd_compare(int argc, char **argv);
 int flx_cmd_golden(int argc, char **argv);
 int flx_cmd_perf(int argc, char **argv);
 int flx_cmd_dse(int argc, char **argv);

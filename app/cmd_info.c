@@ -2,6 +2,8 @@
  * weight bytes, tokenizer. */
 #include "cli.h"
 #include "flx_model.h"
+#include "flx_qmodel.h"
+#include "info_flxq.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -15,7 +17,8 @@ static void usage(FILE *fp)
             "\n"
             "Loads a model (Hugging Face folder, config.json/model.safetensors path, or GGUF\n"
             "file) and prints its format, configuration, parameter count, tensor dtypes,\n"
-            "fp32 weight bytes and tokenizer.\n"
+            "fp32 weight bytes and tokenizer.  For a quantized .flxq: its recipe, rotation,\n"
+            "configuration, tokenizer and provenance (source model, GPTQ, calibration).\n"
             "\n"
             "options:\n"
             "  --model PATH   the model (required)\n"
@@ -138,6 +141,7 @@ int flx_cmd_info(int argc, char **argv)
     if (!model) return cli_usage_error("info", "--model PATH is required");
     int orc = cli_check_output("info", "--json", json);
     if (orc) return orc;
+    if (flx_qmodel_is_file(model)) return flx_info_flxq(model, json);   /* a quantized .flxq */
 
     flx_error err = {0};
     flx_model m;

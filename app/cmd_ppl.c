@@ -493,6 +493,29 @@ int flx_cmd_ppl(int argc, char **argv)
         printf("Final estimate: PPL = %.4lf +/- %.5lf  (hf protocol: exp of the mean of %lld window "
                "means, %lld tokens scored)\n",
                res.ppl, res.ppl_unc, (long long)plan.n_windows, (long long)res.n_scored);
+    /* calibration text that overlaps the evaluation stream inflates the
+     * result: the .flxq keeps a sample of its calibration n-grams */
+    if (a.model && flx_qmodel_is_file(a.model)) {
+        int64_t n_chk = 0;
+        int64_t n_eval = plan.n_windows * plan.n_ctx < n_tokens ? plan.n_windows * plan.n_ctx : n_tokens;
+        double ov = flx_qmodel_calib_overlap(a.model, tokens, n_eval, &n_chk);
+        if (ov > 0.01)
+            fprintf(stderr, "flxemu ppl: warning: %.1f%% of the evaluation text's sampled %d-token n-grams "
+                            "(%lld checked) of the evaluated windows occur in the calibration windows of %s: "
+                            "calibration and evaluation text overlap\n", 100.0 * ov, FLX_NGRAM_N, (long long)n_chk, a.model);
+    }
+    /* a .flxq names its recipe and provenance (issue 15); --json gets "quantized" */
+    char *qdesc = NULL;
+    if (a.model && flx_qmodel_is_file(a.model)) {
+        flx_qmeta qmt;
+        if (flx_qmeta_read(&qmt, a.model, &err) == FLX_OK) {
+            char line[1024];
+            flx_qmeta_summary(&qmt, line, sizeof line);
+            printf("quantized model: %s\n", line);
+            qdesc = flx_qmeta_json(&qmt);
+            flx_qmeta_free(&qmt);
+        }
+    }
     char engine_json[1024];
     if (a.emu) {
         printf("engine emu: %s, reference quirks %s\n", flx_emu_fp_name(&a.eo.fp),
@@ -529,10 +552,14 @@ int flx_cmd_ppl(int argc, char **argv)
     fflush(stdout);
     fprintf(stderr, "perplexity: %.2f seconds, %.1f tokens/s (load %.2f s, tokenize %.2f s)\n",
             res.seconds, res.tokens_per_second, a.s_load, a.s_tokenize);
-    if (a.json &&
-        write_json(a.json, &a, mp, a.model ? a.model : "embedded:tiny", text_name, text_hex, tokens,
-                   &res, engine_json, &err))
-        goto fail;
+    char *eng = malloc(strlen(engine_json) + (qdesc ? strlen(qdesc) : 0) + 32);
+    if (eng) sprintf(eng, "%s%s%s", engine_json, qdesc ? ",\n  \"quantized\": " : "", qdesc ? qdesc : "");
+    free(qdesc);
+    int jrc = a.json && eng ? write_json(a.json, &a, mp, a.model ? a.model : "embedded:tiny", text_name,
+                                         text_hex, tokens, &res, eng, &err)
+                            : FLX_OK;
+    free(eng);
+    if (jrc) goto fail;
     rc = FLX_EXIT_OK;
     goto out;
 

@@ -9,7 +9,9 @@
 #include "flx_gptq.h"
 #include "flx_llama.h"
 #include "flx_qmodel.h"
+#include "quantize_search.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,10 @@ static void usage(FILE *fp)
             "\n"
             "  --model PATH          HF checkpoint folder, config.json/model.safetensors, or .gguf\n"
             "  --recipe NAME         flexllm | fp | w<B>a<B>[kv<B>][g<G>][-spinquant]\n"
+            "  --recipe-file FILE    mixed precision: {\"recipe\": NAME, \"weights\":\n"
+            "                        {\"layers.<l|*>.<wq|wk|wv|wo|w_gate|w_up|w_down>\"|\"head\": bits}}\n"
+            "  --search-bits --budget B   greedy weight bits per projection (recipe's or 8)\n"
+            "                        for an average of at most B bits (needs --calib)\n"
             "                        e.g. w4a16, w4a16g128, w8a8, w4a8kv8, w4a4kv4-spinquant\n"
             "                        (B in 2..8 or 16 = float; G divides every linear input)\n"
             "  --rotate KIND         none (default) | hadamard | random | FILE: SpinQuant R1/R2\n"
@@ -38,11 +44,22 @@ static void usage(FILE *fp)
             "                        true-sequential order) instead of RTN; needs --calib.\n"
             "                        Static scales then come from GPTQ's own passes\n"
             "  --act-order           GPTQ: quantize columns by decreasing Hessian diagonal\n"
+            "  --gptq-group-scales updated|block-start   GPTQ with groups smaller than a block:\n"
+            "                        scales from the weights with every earlier column's update\n"
+            "                        (default), or as the block began (SpinQuant's code)\n"
+            "  --tokenizer FILE      tokenizer.json or .gguf for --calib when the model has\n"
+            "                        none (or to override its own)\n"
             "  --calib FILE          calibration text (never the evaluation split); needed by\n"
             "                        --gptq and by recipes with static scales (flexllm)\n"
             "  --nsamples N          calibration windows (default 32)\n"
             "  --seqlen L            tokens per window (default 2048, capped at the model's)\n"
             "  --seed S              rotation and calibration-window seed (default 0)\n"
+            "  --save-rotation FILE  also write R1, R2.<l> and the online R4 as a rotation\n"
+            "                        file (safetensors F32; docs/quant.md \"Rotation files\")\n"
+            "  --pad-dff auto|none   auto (default): when R4 runs online and d_ff is not a\n"
+            "                        power of two, zero-pad d_ff to the next one (exact for\n"
+            "                        the float model) so R4 is an FHT and the bit-exact\n"
+            "                        engine can run it; none: keep d_ff, R4 a dense matrix\n"
             "  --out FILE            output .flxq (written atomically)\n"
             "  --threads N           threads (default: all cores)\n"
             "  --json FILE           summary for machines\n"
@@ -53,8 +70,10 @@ static void usage(FILE *fp)
 }
 
 typedef struct q_args {
-    const char *model, *recipe, *rotate, *calib, *out, *json;
-    int gptq, act_order, progress;
+    const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation, *recipe_file;
+    int search_bits;
+    double budget;
+    int gptq, act_order, progress, no_pad, block_start_groups;
     long long nsamples, seqlen, seed, threads;
 } q_args;
 
@@ -80,12 +99,37 @@ static int parse_args(int argc, char **argv, q_args *a)
             return -1;
         } else if (!strcmp(f, "--model")) { NEED(); a->model = VALUE(); }
         else if (!strcmp(f, "--recipe")) { NEED(); a->recipe = VALUE(); }
+        else if (!strcmp(f, "--recipe-file")) { NEED(); a->recipe_file = VALUE(); }
+        else if (!strcmp(f, "--search-bits")) a->search_bits = 1;
+        else if (!strcmp(f, "--budget")) {
+            NEED();
+            char *end = NULL;
+            const char *v = VALUE();
+            a->budget = strtod(v, &end);
+            if (!end || *end || !(a->budget > 0)) return cli_usage_error(CMD, "--budget expects average bits, not '%s'", v);
+        }
         else if (!strcmp(f, "--rotate")) { NEED(); a->rotate = VALUE(); }
         else if (!strcmp(f, "--calib")) { NEED(); a->calib = VALUE(); }
+        else if (!strcmp(f, "--tokenizer")) { NEED(); a->tokenizer = VALUE(); }
+        else if (!strcmp(f, "--save-rotation")) { NEED(); a->save_rotation = VALUE(); }
         else if (!strcmp(f, "--out") || !strcmp(f, "-o")) { NEED(); a->out = VALUE(); }
         else if (!strcmp(f, "--json")) { NEED(); a->json = VALUE(); }
         else if (!strcmp(f, "--gptq")) a->gptq = 1;
         else if (!strcmp(f, "--act-order")) a->act_order = 1;
+        else if (!strcmp(f, "--gptq-group-scales")) {
+            NEED();
+            const char *v = VALUE();
+            if (!strcmp(v, "updated")) a->block_start_groups = 0;
+            else if (!strcmp(v, "block-start")) a->block_start_groups = 1;
+            else return cli_usage_error(CMD, "--gptq-group-scales expects updated or block-start, not '%s'", v);
+        }
+        else if (!strcmp(f, "--pad-dff")) {
+            NEED();
+            const char *v = VALUE();
+            if (!strcmp(v, "auto")) a->no_pad = 0;
+            else if (!strcmp(v, "none")) a->no_pad = 1;
+            else return cli_usage_error(CMD, "--pad-dff expects auto or none, not '%s'", v);
+        }
         else if (!strcmp(f, "--progress")) a->progress = 1;
         else if (!strcmp(f, "--no-progress")) a->progress = 0;
         else if (!strcmp(f, "--nsamples")) {
@@ -107,10 +151,18 @@ static int parse_args(int argc, char **argv, q_args *a)
 #undef NEED
     }
     if (!a->model) return cli_usage_error(CMD, "--model is required");
-    if (!a->recipe) return cli_usage_error(CMD, "--recipe is required");
+    if (!a->recipe && !a->recipe_file) return cli_usage_error(CMD, "--recipe (or --recipe-file) is required");
+    if (a->recipe && a->recipe_file) return cli_usage_error(CMD, "give --recipe or --recipe-file, not both");
+    if (a->search_bits && (!a->budget || !a->calib))
+        return cli_usage_error(CMD, "--search-bits needs --budget AVG_BITS and --calib FILE");
+    if (a->budget && !a->search_bits) return cli_usage_error(CMD, "--budget only applies to --search-bits");
+    if ((a->search_bits || a->recipe_file) && a->gptq)
+        return cli_usage_error(CMD, "per-tensor bits (--recipe-file, --search-bits) with --gptq are not supported yet");
     if (!a->out) return cli_usage_error(CMD, "--out is required");
     if (a->gptq && !a->calib) return cli_usage_error(CMD, "--gptq needs --calib FILE");
     if (a->act_order && !a->gptq) return cli_usage_error(CMD, "--act-order only applies to --gptq");
+    if (a->save_rotation && !strcmp(a->rotate, "none"))
+        return cli_usage_error(CMD, "--save-rotation needs --rotate hadamard, random or FILE (there is no R1 to save)");
     return 0;
 }
 
@@ -205,6 +257,124 @@ static void json_str(FILE *fp, const char *s)
     fputc('"', fp);
 }
 
+/* ---------------------------------------------------------------- provenance */
+
+/* The weights file a model path names (folder: model.safetensors or its
+ * shard index), or NULL. */
+static char *weights_file(const char *model)
+{
+    if (!flx_is_dir(model)) return strdup(model);
+    char *p = flx_path_join(model, "model.safetensors");
+    if (p && !flx_file_exists(p)) {
+        free(p);
+        p = flx_path_join(model, "model.safetensors.index.json");
+    }
+    return p;
+}
+
+/* The tokenizer file to embed: --tokenizer, else the model's own
+ * (tokenizer.json beside the weights, or the GGUF itself); NULL if none. */
+static char *tokenizer_file(const char *model, const char *override)
+{
+    if (override) return strdup(override);
+    size_t n = strlen(model);
+    if (!flx_is_dir(model) && n > 5 && !strcmp(model + n - 5, ".gguf")) return strdup(model);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", model);
+    if (!flx_is_dir(model)) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+    }
+    char *p = flx_path_join(dir, "tokenizer.json");
+    if (p && !flx_file_exists(p)) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+static void add_file(cJSON *o, const char *key, const char *path, flx_error *err, int *rc)
+{
+    cJSON *f = cJSON_AddObjectToObject(o, key);
+    char *abs = realpath(path, NULL);
+    cJSON_AddStringToObject(f, "path", abs ? abs : path);
+    free(abs);
+    char hex[65];
+    if (*rc == 0 && flx_sha256_file_hex(path, hex, err) != FLX_OK) *rc = -1;
+    cJSON_AddStringToObject(f, "sha256", *rc == 0 ? hex : "");
+}
+
+/* Everything that made the file, as one JSON object (no clock, so the same
+ * inputs still give the same bytes; docs/quant.md lists the fields). */
+static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind kind, int r3, int r4,
+                             int32_t d_ff_source, int32_t d_ff, const flx_calib_data *cd,
+                             const char *tok_path, flx_error *err)
+{
+    int rc = 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "flxemu_version", FLXEMU_VERSION);
+    cJSON_AddStringToObject(o, "command", "quantize");
+    char *wf = weights_file(a->model);
+    add_file(o, "source_model", wf ? wf : a->model, err, &rc);
+    free(wf);
+    cJSON_AddStringToObject(o, "recipe", r->name);
+    cJSON *rot = cJSON_AddObjectToObject(o, "rotation");
+    cJSON_AddStringToObject(rot, "kind", kind == FLX_ROT_NONE ? "none" : kind == FLX_ROT_HADAMARD ? "hadamard"
+                                         : kind == FLX_ROT_RANDOM ? "random" : "file");
+    cJSON_AddNumberToObject(rot, "seed", (double)a->seed);
+    if (kind == FLX_ROT_FILE) add_file(rot, "file", a->rotate, err, &rc);
+    cJSON_AddBoolToObject(rot, "r3_online", r3);
+    cJSON_AddBoolToObject(rot, "r4_online", r4);
+    if (d_ff_source) {
+        cJSON *pd = cJSON_AddObjectToObject(o, "d_ff_padding");
+        cJSON_AddNumberToObject(pd, "from", d_ff_source);
+        cJSON_AddNumberToObject(pd, "to", d_ff);
+    }
+    const int gptq = a->gptq && r->w_bits < 16;
+    cJSON_AddStringToObject(o, "weights", r->w_bits >= 16 ? "float" : gptq ? "gptq" : "rtn");
+    if (gptq) {
+        flx_gptq_opts g = flx_gptq_opts_default();
+        cJSON *gq = cJSON_AddObjectToObject(o, "gptq");
+        cJSON_AddNumberToObject(gq, "block_size", g.block_size);
+        cJSON_AddNumberToObject(gq, "damp", g.damp);
+        cJSON_AddBoolToObject(gq, "act_order", a->act_order);
+        cJSON_AddStringToObject(gq, "order", "true-sequential: {q,k,v}, {o}, {gate,up}, {down}");
+        cJSON_AddStringToObject(gq, "group_scales", a->block_start_groups
+                                                        ? "block-start: from the weights as the block began"
+                                                        : "updated: from the weights with every earlier column's update");
+        cJSON_AddStringToObject(gq, "calibration_activations", "unquantized");
+    } else {
+        cJSON_AddNullToObject(o, "gptq");
+    }
+    if (a->calib) {
+        cJSON *c = cJSON_AddObjectToObject(o, "calibration");
+        add_file(c, "text", a->calib, err, &rc);
+        cJSON_AddNumberToObject(c, "windows", (double)cd->n_windows);
+        cJSON_AddNumberToObject(c, "seqlen", (double)cd->seqlen);
+        cJSON_AddNumberToObject(c, "seed", (double)a->seed);
+        char hex[65];
+        flx_sha256_hex(cd->ids, (size_t)(cd->n_windows * cd->seqlen) * sizeof *cd->ids, hex);
+        cJSON_AddStringToObject(c, "tokens_sha256", hex);
+        /* flx_qmeta_summary reads these two from the top of the object */
+        cJSON_AddStringToObject(c, "sha256", cJSON_GetObjectItemCaseSensitive(
+                                                 cJSON_GetObjectItemCaseSensitive(c, "text"), "sha256")->valuestring);
+    } else {
+        cJSON_AddNullToObject(o, "calibration");
+    }
+    if (tok_path) add_file(o, "tokenizer_from", tok_path, err, &rc);
+    if (a->recipe_file) add_file(o, "recipe_file", a->recipe_file, err, &rc);
+    if (a->search_bits) {
+        cJSON *sb = cJSON_AddObjectToObject(o, "search_bits");
+        cJSON_AddNumberToObject(sb, "budget", a->budget);
+        cJSON_AddStringToObject(sb, "measure", "sum_i E[x_i^2] * sum_r (w^_ri - w_ri)^2 on the calibration windows");
+        cJSON_AddStringToObject(sb, "choices", "recipe bits or 8 per projection, greedy by error drop per extra bit");
+    }
+    char *s = rc == 0 ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return s;
+}
+
 /* ---------------------------------------------------------------- main */
 
 int flx_cmd_quantize(int argc, char **argv)
@@ -218,7 +388,21 @@ int flx_cmd_quantize(int argc, char **argv)
 
     flx_error err = {0};
     flx_recipe recipe;
-    if (flx_recipe_parse(&recipe, a.recipe, &err)) return cli_usage_error(CMD, "%s", err.msg);
+    /* mixed precision: per-tensor weight bits, checked against the model once loaded */
+    int32_t *wbits = NULL;
+    double avg_bits = 0;
+    if (a.recipe_file) {
+        flx_llama_config big = {0};
+        big.n_layers = 1024;
+        wbits = calloc(1024 * 7 + 1, sizeof *wbits);
+        if (!wbits) return cli_usage_error(CMD, "out of memory");
+        if (flx_recipe_file_load(a.recipe_file, &big, &recipe, wbits, &err)) {
+            free(wbits);
+            return cli_usage_error(CMD, "%s", err.msg);
+        }
+    } else if (flx_recipe_parse(&recipe, a.recipe, &err)) {
+        return cli_usage_error(CMD, "%s", err.msg);
+    }
     flx_rot_kind rot_kind = FLX_ROT_FILE;
     if (!strcmp(a.rotate, "none")) rot_kind = FLX_ROT_NONE;
     else if (!strcmp(a.rotate, "hadamard")) rot_kind = FLX_ROT_HADAMARD;
@@ -242,7 +426,7 @@ int flx_cmd_quantize(int argc, char **argv)
     memset(&cd, 0, sizeof cd);
     gptq_store *gs = NULL;
     flx_pool *pool = NULL;
-    char *abs_model = NULL;
+    char *abs_model = NULL, *prov = NULL, *tok_path = NULL;
     int rc = FLX_EXIT_FAIL;
     double t0 = flx_now_seconds(), t_load, t_rot, t_calib, t_quant, t_write;
 
@@ -268,18 +452,51 @@ int flx_cmd_quantize(int argc, char **argv)
     if (flx_model_load_ex(&model, a.model, (int)a.threads, a.progress, &err)) goto fail;
     const flx_llama_config *c = &model.cfg;
     if (flx_recipe_check(&recipe, c, &err)) goto fail;
+    if (a.recipe_file) {
+        free(wbits);
+        wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *wbits);
+        if (!wbits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        if (flx_recipe_file_load(a.recipe_file, c, &recipe, wbits, &err)) goto fail;
+    }
+    if (a.tokenizer) {
+        flx_tokenizer *t = NULL;
+        if (flx_tokenizer_load(&t, a.tokenizer, &err)) goto fail;
+        if (flx_tokenizer_n_vocab(t) > c->n_vocab) {
+            flx_fail(&err, FLX_EINVAL, "%s: tokenizer has %d tokens, the model %s only %d", a.tokenizer,
+                     flx_tokenizer_n_vocab(t), a.model, c->n_vocab);
+            flx_tokenizer_free(t);
+            goto fail;
+        }
+        flx_tokenizer_free(model.tok);
+        model.tok = t;
+    }
     if (c->n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
     int rotated = rot_kind != FLX_ROT_NONE;
     /* FlexLLM's hardware always runs the normalized FHT before down_proj, so
      * the flexllm recipe merges R4 even without R1/R2 */
-    int r3 = rotated && recipe.r3_online;
+    /* -spinquant recipes with quantized K run R3 even without rotation, as
+     * SpinQuant's evaluation does (nothing to merge for it) */
+    int r3 = (rotated || recipe.r3_always) && recipe.r3_online;
     int r4 = (rotated && recipe.r4_online) || recipe.kind == FLX_RECIPE_FLEXLLM;
+    /* an online R4 on a non-power-of-two d_ff: zero-pad d_ff (exact for the
+     * float model) so R4 is FlexLLM's FHT and the bit-exact engine runs it */
+    int32_t d_ff_source = 0;
+    if (r4 && !a.no_pad && !flx_is_pow2(c->d_ff)) {
+        d_ff_source = c->d_ff;
+        if (flx_model_pad_dff(&model, flx_next_pow2(c->d_ff), &err)) goto fail;
+        if (flx_recipe_check(&recipe, c, &err)) goto fail;
+        if (a.progress)
+            fprintf(stderr, "flxemu quantize: d_ff %d zero-padded to %d for the online R4 FHT\n",
+                    (int)d_ff_source, (int)c->d_ff);
+    }
     if (rot_kind == FLX_ROT_FILE) {
         if (flx_rotset_load(&rs, c, a.rotate, r3, r4, (uint64_t)a.seed, &err)) goto fail;
     } else {
         if (flx_rotset_generate(&rs, c, rot_kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
     }
-    int transform = rotated || r3 || r4;   /* anything to merge or apply online */
+    int transform = rotated || r4;         /* anything to fold or merge          */
+    if (a.save_rotation && flx_rotset_save(&rs, a.save_rotation, &err)) goto fail;
+    const flx_rotation_set *rot_online = transform || r3 ? &rs : NULL;   /* + R3 alone */
     int64_t seqlen = a.seqlen;
     if (a.calib) {
         if (seqlen > c->max_seq_len) seqlen = c->max_seq_len;
@@ -329,8 +546,24 @@ int flx_cmd_quantize(int argc, char **argv)
 
     flx_qbuild b = {0};
     b.recipe = &recipe;
-    b.rot = transform ? &rs : NULL;
+    b.rot = rot_online;
     b.rot_seed = (uint64_t)a.seed;
+    b.d_ff_source = d_ff_source;
+    if (a.search_bits) {
+        wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *wbits);
+        if (!wbits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        if (quantize_search_bits(&model, rot_online, &recipe, &cd, a.budget, (int)a.threads, wbits, &avg_bits, &err))
+            goto fail;
+        int n8 = 0;
+        for (int i = 0; i < c->n_layers * 7; i++) n8 += wbits[i] == 8;
+        fprintf(stderr, "flxemu quantize: --search-bits: %d of %d projections at 8 bits, average %.3f bits "
+                        "(budget %g)\n", n8, c->n_layers * 7, avg_bits, a.budget);
+    }
+    b.w_bits_of = wbits;
+    tok_path = tokenizer_file(a.model, a.tokenizer);
+    prov = provenance_json(&a, &recipe, rot_kind, r3, r4, d_ff_source, c->d_ff, &cd, tok_path, &err);
+    if (!prov) goto fail;
+    b.provenance = prov;
     b.scales = scales;
     /* absolute, so the tokenizer is found from any working directory */
     abs_model = realpath(a.model, NULL);
@@ -349,6 +582,7 @@ int flx_cmd_quantize(int argc, char **argv)
         go.wq.half_even = recipe.w.round == FLX_QR_HALF_EVEN;
         go.wq.mse_clip = recipe.w.mse_clip;
         go.gptq.act_order = a.act_order;
+        go.gptq.block_start_groups = a.block_start_groups;
         go.n_threads = (int)a.threads;
         go.progress = a.progress;
         /* only the codes are needed afterwards: each layer's float weights go
@@ -358,7 +592,7 @@ int flx_cmd_quantize(int argc, char **argv)
         int32_t qd = c->n_heads * c->head_dim;
         const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
         for (int i = 0; i < 7; i++) gs->n_groups[i] = flx_wquant_groups(&go.wq, ins[i]);
-        if (flx_gptq_model(&model, transform ? &rs : NULL, &cd, &go, gptq_sink, gs, &err)) goto fail;
+        if (flx_gptq_model(&model, rot_online, &cd, &go, gptq_sink, gs, &err)) goto fail;
         if (recipe.static_attn)
             for (int l = 0; l < c->n_layers; l++)
                 flx_calib_scales_from_max(qkv_max[3 * l], qkv_max[3 * l + 1], qkv_max[3 * l + 2], 1.0f,
@@ -368,15 +602,35 @@ int flx_cmd_quantize(int argc, char **argv)
         b.weight_ctx = gs;
     }
     if (flx_qmodel_build(&qm, &model, &b, &err)) goto fail;
+    /* n-grams of the calibration windows, so that ppl can warn when the
+     * evaluation text overlaps them */
+    uint64_t *ngrams = NULL;
+    size_t n_ngrams = 0;
+    if (a.calib) {
+        if (flx_calib_ngrams(cd.ids, cd.n_windows, cd.seqlen, &ngrams, &n_ngrams, &err)) goto fail;
+        uint64_t *keep = flx_qmodel_alloc(&qm, n_ngrams * 8 + 8);
+        if (!keep) { free(ngrams); flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        memcpy(keep, ngrams, n_ngrams * 8);
+        free(ngrams);
+        qm.calib_ngrams = keep;
+        qm.n_calib_ngrams = n_ngrams;
+    }
+    /* the tokenizer travels inside the file, so it runs alone */
+    if (tok_path) {
+        if (flx_qmodel_embed_tokenizer(&qm, tok_path, &err)) goto fail;
+    } else {
+        fprintf(stderr, "flxemu quantize: warning: %s has no tokenizer to embed (pass --tokenizer FILE); "
+                        "the .flxq will need --tokenizer or --tokens to evaluate text\n", a.model);
+    }
     t_quant = flx_now_seconds();
     if (flx_qmodel_save(&qm, a.out, &err)) goto fail;
     t_write = flx_now_seconds();
 
     fprintf(stderr,
-            "flxemu quantize: %s -> %s: recipe %s, rotation %s%s%s%s, %s weights; "
+            "flxemu quantize: %s -> %s: recipe %s, rotation %s%s%s%s%s, %s weights; "
             "load %.2f s, rotate %.2f s, calibrate %.2f s, quantize %.2f s, write %.2f s\n",
             a.model, a.out, recipe.name, qm.rotation, r3 ? " +R3" : "", r4 ? " +R4" : "",
-            recipe.static_attn ? ", static attention scales" : "", a.gptq ? "GPTQ" : "RTN",
+            d_ff_source ? " (d_ff zero-padded)" : "", recipe.static_attn ? ", static attention scales" : "", a.gptq ? "GPTQ" : "RTN",
             t_load - t0, t_rot - t_load, t_calib - t_rot, t_quant - t_calib, t_write - t_quant);
     if (a.json) {
         flx_outfile o;
@@ -388,11 +642,11 @@ int flx_cmd_quantize(int argc, char **argv)
         fputs(",\"out\":", o.fp);
         json_str(o.fp, a.out);
         fprintf(o.fp,
-                ",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,"
+                ",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,\"d_ff\":%d,\"d_ff_source\":%d,"
                 "\"weights\":\"%s\",\"seed\":%lld,\"seconds\":{\"load\":%.3f,\"rotate\":%.3f,"
                 "\"calibrate\":%.3f,\"quantize\":%.3f,\"write\":%.3f}}\n",
-                rj, qm.rotation, r3 ? "true" : "false", r4 ? "true" : "false",
-                a.gptq ? "gptq" : "rtn", a.seed, t_load - t0, t_rot - t_load, t_calib - t_rot,
+                rj, qm.rotation, r3 ? "true" : "false", r4 ? "true" : "false", (int)c->d_ff,
+                (int)(d_ff_source ? d_ff_source : c->d_ff), a.gptq ? "gptq" : "rtn", a.seed, t_load - t0, t_rot - t_load, t_calib - t_rot,
                 t_quant - t_calib, t_write - t_quant);
         if (flx_outfile_commit(&o, &err)) goto fail;
     }
@@ -410,6 +664,9 @@ out:
     flx_model_free(&model);
     flx_pool_free(pool);
     free(abs_model);
+    free(prov);
+    free(tok_path);
+    free(wbits);
     free(scales);
     free(sq);
     free(qkv_max);

@@ -12,6 +12,8 @@ static const flx_command commands[] = {
     {"synth",    "write a random-weight HF checkpoint (Llama-3.2-1B or tiny)", flx_cmd_synth},
     {"info",     "describe a model file: config, tensors, tokenizer",          flx_cmd_info},
     {"quantize", "quantize a model with a recipe into a .flxq file",           flx_cmd_quantize},
+    {"analyze",  "per-layer quantization error, activation stats, sensitivity", flx_cmd_analyze},
+    {"compare",  "several models on the same windows: one table of PPL/KLD",  flx_cmd_compare},
     {"golden",   "write or check golden vectors of the bit-exact kernels",     flx_cmd_golden},
     {"perf",     "cycle-approximate latency, throughput and energy",           flx_cmd_perf},
     {"dse",      "design-space exploration of FlexLLM parallelism",            flx_cmd_dse},

@@ -68,6 +68,11 @@ int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_o
         return flx_fail(err, FLX_EUNSUPPORTED,
                         "quantized model: d_ff %d is not a power of two; the online R4 FHT needs one",
                         c->d_ff);
+    if (c->rope_pairing != FLX_ROPE_SPLIT_HALF)
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "quantized model: RoPE pairs adjacent dimensions (2i, 2i+1), as GGUF/llama2.c "
+                        "checkpoints do; the FlexLLM RoPE kernel pairs (i, i + head_dim/2): quantize "
+                        "the Hugging Face checkpoint instead");
     if (c->d_model % o->norm_lanes || c->d_model % 4)
         return flx_fail(err, FLX_EUNSUPPORTED,
                         "quantized model: d_model %d does not split into %d RMSNorm lanes",

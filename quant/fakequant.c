@@ -80,11 +80,21 @@ static int fq_qkv(void *ctx, int layer, float *q, float *k, float *v, int64_t n_
     flx_rot_r3(&fq->rot, k, n_tokens * cfg->n_kv_heads, fq->pool);
     if (r->static_attn) {
         const flx_qlayer *L = &fq->qm->layers[layer];
-        /* FlexLLM folds 1/sqrt_HEAD_DIM into the Q quantizer; the float
-         * forward divides by sqrt(head_dim) itself, so only the grid
-         * q^ = q8 * (F * Q_s) is reproduced here */
-        float sq = (float)flx_attn_q_factor(cfg->head_dim) * L->q_s;
+        /* FlexLLM folds 1/sqrt_HEAD_DIM into the Q quantizer and computes
+         * scores as q8 k8 Q_s K_s, i.e. q.k / F with the integer
+         * F = floor(sqrt(head_dim)).  The float forward divides by
+         * sqrt(head_dim) itself, so the grid is q^ = q8 * (F * Q_s), times
+         * sqrt(head_dim) / F when head_dim is not a perfect square (head_dim
+         * 8: F = 2, the hardware's scores are sqrt(2) larger than the float
+         * model's; docs/quant.md).  For head_dim 64 the factor is exactly 1
+         * and is skipped. */
+        const int32_t F = flx_attn_q_factor(cfg->head_dim);
+        float sq = (float)F * L->q_s;
         static_int8(q, n_tokens * q_dim, sq);
+        if (F * F != cfg->head_dim) {
+            const float f = (float)(sqrt((double)cfg->head_dim) / F);
+            for (int64_t i = 0; i < n_tokens * q_dim; i++) q[i] *= f;
+        }
         static_int8(k, n_tokens * kv_dim, L->k_s);
         static_int8(v, n_tokens * kv_dim, L->v_s);
     } else if (r->kv_bits < 16) {

@@ -91,6 +91,13 @@ typedef struct flx_gptq_opts {
                              stored layout stays in natural column order */
     flx_pool *pool;       /* rows in parallel (NULL: serial); the result
                              does not depend on the thread count          */
+    int     block_start_groups; /* groups smaller than a block: parameters from
+                             the weights as they were when the block began
+                             (SpinQuant/GPTQ's code: find_params on W, not on
+                             the in-block copy W1), instead of the default:
+                             the weights with every earlier column's update
+                             applied.  No effect with act-order (static
+                             groups) or per-channel scales */
 } flx_gptq_opts;
 
 flx_gptq_opts flx_gptq_opts_default(void);

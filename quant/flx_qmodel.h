@@ -70,6 +70,19 @@ typedef struct flx_qmodel {
     char             source[512];  /* model the file was made from (its
                                       tokenizer is loaded from there)      */
     struct flx_safetensors *st_file; /* open .flxq mapping, or NULL        */
+    int32_t          d_ff_source;  /* the source model's d_ff when cfg.d_ff
+                                      was zero-padded (metadata "padding"),
+                                      else 0                               */
+    /* the self-contained description (docs/quant.md "The .flxq file") */
+    const char      *provenance;   /* JSON (metadata "provenance") or NULL */
+    const uint8_t   *tok_blob;     /* embedded tokenizer bytes, or NULL    */
+    size_t           tok_blob_bytes;
+    char             tok_format[16];  /* "tokenizer.json" or "gguf"      */
+    char             tok_sha256[65];
+    const uint64_t  *calib_ngrams;  /* flx_calib_ngrams, or NULL (saved only) */
+    size_t           n_calib_ngrams;
+    int              mixed;         /* some tensor's bits differ from the recipe's
+                                       (metadata "mixed_bits") */
 } flx_qmodel;
 
 /* ---------------------------------------------------------------- recipes */
@@ -114,6 +127,8 @@ typedef struct flx_recipe {
     int             static_attn; /* FlexLLM static INT8 Q/K/V, UINT8 P     */
     int             r3_online;   /* when rotated                           */
     int             r4_online;   /* when rotated                           */
+    int             r3_always;   /* R3 also without rotation (-spinquant
+                                    with kv < 16, as SpinQuant's eval)     */
 } flx_recipe;
 
 /* Parses a recipe string; FLX_EINVAL with a message naming the string and
@@ -163,6 +178,12 @@ typedef struct flx_qbuild {
     int                     progress;     /* progress bar on stderr         */
     flx_weight_quant_fn     weight_fn;    /* NULL: round to nearest         */
     void                   *weight_ctx;
+    int32_t                 d_ff_source;  /* d_ff before flx_model_pad_dff, 0: not padded */
+    const char             *provenance;   /* JSON object to store, or NULL  */
+    const int32_t          *w_bits_of;    /* mixed precision: weight bits per tensor,
+                                             [n_layers * 7 + 1] (layer l linear i at
+                                             l*7 + i in wq..w_down order, the head
+                                             last); 0 = the recipe's; NULL = none */
 } flx_qbuild;
 
 int  flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, flx_error *err);
@@ -177,6 +198,54 @@ void *flx_qmodel_alloc(flx_qmodel *qm, size_t bytes);
  * source model's tokenizer when it can be found (else tok = NULL). */
 int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err);
 int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err);
+
+/* Embeds the tokenizer file at path into qm (saved as tensor "tokenizer"
+ * and metadata "tokenizer"): a tokenizer.json as its bytes, a GGUF as a
+ * tokenizer-only GGUF (its tokenizer.* keys and general.architecture, no
+ * tensors).  It is checked to load first. */
+int flx_qmodel_embed_tokenizer(flx_qmodel *qm, const char *path, flx_error *err);
+/* A tokenizer from the bytes of a tokenizer.json or GGUF file. */
+int flx_tokenizer_from_bytes(flx_tokenizer **out, const uint8_t *bytes, size_t n, flx_error *err);
+
+/* A .flxq file's description, read from its header only (metadata strings
+ * as stored, NULL when absent: files from before a key existed). */
+typedef struct flx_qmeta {
+    char   *recipe, *recipe_json, *rotation, *config, *source, *padding, *provenance, *tokenizer, *mixed_bits;
+    int64_t tokenizer_bytes;   /* embedded tokenizer tensor, 0: none */
+    size_t  n_tensors;
+} flx_qmeta;
+int  flx_qmeta_read(flx_qmeta *m, const char *path, flx_error *err);
+void flx_qmeta_free(flx_qmeta *m);
+/* "recipe R, rotation K (seed S) +R3 +R4, ..., GPTQ weights, calibration
+ * N x L tokens (sha256 ...), source sha256 ..., flxemu V" */
+void flx_qmeta_summary(const flx_qmeta *m, char *buf, size_t cap);
+/* {"summary", "recipe", "rotation", "padding", "tokenizer", "provenance"}
+ * as one JSON object (malloc'd; free with free), NULL when out of memory. */
+char *flx_qmeta_json(const flx_qmeta *m);
+
+/* Calibration n-grams: the 64-bit FNV-1a hashes of every FLX_NGRAM_N-token
+ * n-gram inside the calibration windows whose top FLX_NGRAM_SAMPLE_BITS
+ * bits are 0 (a 1-in-16 sample, chosen by content so that the same n-gram
+ * is sampled in any text), sorted and unique; saved as tensor
+ * "calib_ngrams" (U8, the uint64 values little-endian). */
+#define FLX_NGRAM_N 8
+#define FLX_NGRAM_SAMPLE_BITS 4
+int flx_calib_ngrams(const int32_t *ids, int64_t n_windows, int64_t seqlen, uint64_t **out, size_t *n_out,
+                     flx_error *err);
+/* Fraction of the sampled n-grams of tokens that occur in the file's
+ * calibration n-grams (n_checked: how many were sampled); -1 when the file
+ * has none (no calibration, or written before they were stored). */
+double flx_qmodel_calib_overlap(const char *path, const int32_t *tokens, int64_t n_tokens, int64_t *n_checked);
+
+/* Mixed precision: "layers.<l>.<wq|wk|wv|wo|w_gate|w_up|w_down>" or "head"
+ * to its index in a w_bits_of array (l*7 + i, head n_layers*7); -1 when
+ * the name is not a tensor of this model. */
+int flx_qtensor_index(const char *name, int32_t n_layers);
+/* Parses a recipe file (docs/quant.md "Mixed precision"): the base recipe
+ * into r and the per-tensor weight bits into w_bits_of (n_layers*7 + 1,
+ * zeroed first); messages name the file and the entry. */
+int flx_recipe_file_load(const char *path, const flx_llama_config *cfg, flx_recipe *r, int32_t *w_bits_of,
+                         flx_error *err);
 
 /* 1 when path is a readable .flxq file (safetensors with format = flxq). */
 int flx_qmodel_is_file(const char *path);

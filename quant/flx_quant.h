@@ -67,6 +67,12 @@ typedef struct flx_qspec {
                                 minimises sum |x^ - x|^2.4 over p = 1,
                                 0.99, ..., 0.21 (SpinQuant: norm 2.4,
                                 grid 100, maxshrink 0.8)                 */
+    int         minmax_range; /* ASYM_ZP only: the range is the group's
+                                [min, max] as found, not widened to include
+                                0 (SpinQuant's per-token group quantizer,
+                                find_params_per_token_groupwise: V and the
+                                o_proj input); a constant nonzero group
+                                (min == max) is widened as usual           */
 } flx_qspec;
 
 /* Quantization parameters of one group. */

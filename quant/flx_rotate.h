@@ -126,8 +126,19 @@ int flx_rotset_generate(flx_rotation_set *rs, const flx_llama_config *cfg, flx_r
  * (max|R^T R - I| <= FLX_ROT_ORTHO_TOL); the message names file and tensor. */
 int flx_rotset_load(flx_rotation_set *rs, const flx_llama_config *cfg, const char *path,
                     int r3, int r4, uint64_t seed, flx_error *err);
+/* Writes R1, R2.<l> and, when R4 is online, "R4" [d_ff, d_ff]: the dense
+ * matrix the forward applies (the seeded one, or H / sqrt(d_ff) for the
+ * FHT).  flx_rotset_load ignores "R4". */
 int flx_rotset_save(const flx_rotation_set *rs, const char *path, flx_error *err);
 void flx_rotset_free(flx_rotation_set *rs);
+
+/* Zero-pads the feed-forward width to d_ff_new >= d_ff: zero rows appended
+ * to W_gate and W_up, zero columns to W_down (new buffers the model owns;
+ * cfg.d_ff is updated).  The float model's function is unchanged, bit for
+ * bit (pad.c).  Done before rotating so that a non-power-of-two d_ff (e.g.
+ * stories260K's 172) gets FlexLLM's FHT as R4 instead of a dense matrix. */
+int flx_model_pad_dff(flx_model *m, int32_t d_ff_new, flx_error *err);
+int32_t flx_next_pow2(int32_t n);   /* smallest power of two >= n (n >= 1) */
 
 /* Folds the RMSNorm gains into the following linears (gains become 1) and
  * unties a tied head, leaving the model's function unchanged.  Done by

@@ -164,7 +164,7 @@ double flx_hessian_error(const flx_hessian *h, const float *w, const float *w_ha
 
 flx_gptq_opts flx_gptq_opts_default(void)
 {
-    flx_gptq_opts o = { 128, 0.01, 0, NULL };
+    flx_gptq_opts o = { 128, 0.01, 0, NULL, 0 };
     return o;
 }
 
@@ -215,6 +215,7 @@ typedef struct gptq_ctx {
     int32_t n, ng, g, i1, i2;
     int     static_groups;
     flx_qspec sp1;        /* spec_of(wq, 1), made once: quantize one value */
+    int     block_start_groups;
 } gptq_ctx;
 
 static void gptq_block_rows(void *vctx, int64_t begin, int64_t end, int thread_id)
@@ -222,14 +223,20 @@ static void gptq_block_rows(void *vctx, int64_t begin, int64_t end, int thread_i
     gptq_ctx *c = vctx;
     const int32_t n = c->n, blk = c->i2 - c->i1;
     float *tmp = malloc((size_t)c->g * sizeof *tmp);
+    float *w0 = c->block_start_groups ? malloc((size_t)blk * sizeof *w0) : NULL;
     for (int64_t r = begin; r < end; r++) {
         float *w = c->W + r * n;
+        if (w0) memcpy(w0, w + c->i1, (size_t)blk * sizeof *w0);
         for (int32_t i = c->i1; i < c->i2; i++) {
             const int32_t col = c->perm[i], gi = col / c->g;
             float *s = &c->scale[r * c->ng + gi], *z = &c->zero[r * c->ng + gi];
             if (!c->static_groups && c->ng > 1 && i % c->g == 0) {
-                /* group starts here: parameters from the current (updated) weights */
-                for (int32_t k = 0; k < c->g; k++) tmp[k] = w[i + k];
+                /* group starts here: parameters from the current (updated)
+                 * weights, or (block_start_groups) from the block's columns
+                 * as they were when the block began; columns past the block
+                 * only ever see the lazy updates, the same in both */
+                for (int32_t k = 0; k < c->g; k++)
+                    tmp[k] = w0 && i + k < c->i2 ? w0[i + k - c->i1] : w[i + k];
                 group_params(c->wq, tmp, c->g, s, z);
             }
             const float wi = w[i];
@@ -247,6 +254,7 @@ static void gptq_block_rows(void *vctx, int64_t begin, int64_t end, int thread_i
         }
     }
     free(tmp);
+    free(w0);
 }
 
 typedef struct diag_sort { double d; int32_t i; } diag_sort;
@@ -318,10 +326,11 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
     }
     mean_diag /= n;
     double damp = opts->damp * mean_diag;
-    /* LAPACK and the lazy-update sgemm run on the caller's thread while the
-     * pool waits: let OpenBLAS use as many threads as the pool has (its
-     * level-3 routines split rows and columns, not sums, so the bits do not
-     * change; a test checks it).  The previous setting comes back at the end. */
+    /* the lazy-update sgemm runs on the caller's thread while the pool
+     * waits: let OpenBLAS use as many threads as the pool has (its level-3
+     * routines split rows and columns, not sums, so the bits do not change;
+     * a test checks it); LAPACK runs on one (below).  The previous setting
+     * comes back at the end. */
     blas_threads_before = openblas_get_num_threads();
     openblas_set_num_threads(opts->pool ? flx_pool_threads(opts->pool) : 1);
     int info = -1;
@@ -337,7 +346,12 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
                 rc = flx_fail(err, FLX_ENUMERIC, "GPTQ: the Hessian holds a non-finite value (NaN/Inf activations?)");
                 goto done;
             }
+        /* LAPACK single-threaded: OpenBLAS's threaded spotrf/strtri block
+         * the factorisation by thread count (measured: a 256 x 256 H gives
+         * other bits on 2 threads than on 1), the sgemm below does not */
+        openblas_set_num_threads(1);
         info = inverse_cholesky(U, n);
+        openblas_set_num_threads(opts->pool ? flx_pool_threads(opts->pool) : 1);
     }
     if (info != 0) {
         rc = flx_fail(err, FLX_ENUMERIC, "GPTQ: H + damping is not positive definite (LAPACK info %d)", info);
@@ -345,7 +359,7 @@ int flx_gptq(const float *w, int32_t n_out, int32_t n_in, const flx_hessian *h, 
     }
 
     gptq_ctx c = { wq, W, U, err1, out->scale, out->zero, perm, out->q, w_hat, loss_row, n, ng, g, 0, 0,
-                   static_groups, spec_of(wq, 1) };
+                   static_groups, spec_of(wq, 1), opts->block_start_groups };
     for (int32_t i1 = 0; i1 < n; i1 += opts->block_size) {
         const int32_t i2 = i1 + opts->block_size < n ? i1 + opts->block_size : n, blk = i2 - i1;
         c.i1 = i1;

@@ -103,7 +103,7 @@ static void rtn_rows(void *vctx, int64_t begin, int64_t end, int thread_id)
 
 /* Fills t from float weights w (n_out, n_in). */
 static int quantize_linear(flx_qmodel *qm, flx_qtensor *t, const flx_recipe *r, int quantize,
-                           const float *w, int32_t n_out, int32_t n_in, int layer,
+                           const float *w, int32_t n_out, int32_t n_in, int layer, int32_t bits,
                            const char *name, const flx_qbuild *b, flx_error *err)
 {
     memset(t, 0, sizeof *t);
@@ -116,7 +116,9 @@ static int quantize_linear(flx_qmodel *qm, flx_qtensor *t, const flx_recipe *r, 
         t->w = copy_floats(qm, w, (size_t)n_out * n_in);
         return t->w ? FLX_OK : flx_fail(err, FLX_ENOMEM, "out of memory copying %s", name);
     }
-    const flx_qspec *ws = &r->w;
+    flx_qspec wsb = r->w;
+    if (bits > 0) wsb.bits = bits;   /* mixed precision */
+    const flx_qspec *ws = &wsb;
     int32_t gs = ws->gran == FLX_QG_GROUP ? ws->group_size : n_in;
     int32_t n_groups = n_in / gs;
     size_t n = (size_t)n_out * n_in, ng = (size_t)n_out * n_groups;
@@ -207,6 +209,13 @@ int flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, fl
     qm->r4_online = rs && rs->r4;
     qm->rotation_seed = b->rot_seed;
     if (b->source) snprintf(qm->source, sizeof qm->source, "%s", b->source);
+    qm->d_ff_source = b->d_ff_source;
+    if (b->provenance) {
+        char *pv = flx_qmodel_alloc(qm, strlen(b->provenance) + 1);
+        if (!pv) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        memcpy(pv, b->provenance, strlen(b->provenance) + 1);
+        qm->provenance = pv;
+    }
 
     size_t d = (size_t)c->d_model;
     qm->tok_embd = copy_floats(qm, m->w.tok_embd, (size_t)c->n_vocab * d);
@@ -243,7 +252,9 @@ int flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, fl
             lin_shape(c, i, &n_out, &n_in);
             char name[64];
             snprintf(name, sizeof name, "layer %d %s", l, LIN_NAMES[i]);
-            rc = quantize_linear(qm, layer_tensor(L, i), r, quant_w, ws[i], n_out, n_in, l, name,
+            int32_t bo = b->w_bits_of ? b->w_bits_of[l * 7 + i] : 0;
+            if (bo && bo != r->w_bits) qm->mixed = 1;
+            rc = quantize_linear(qm, layer_tensor(L, i), r, quant_w, ws[i], n_out, n_in, l, bo, name,
                                  b, err);
             flx_progress_update(&prog, (int64_t)l * 7 + i + 1);
         }
@@ -255,9 +266,12 @@ int flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, fl
         }
     }
     qm->has_attn_scales = b->scales != NULL;
-    if (rc == FLX_OK)
+    if (rc == FLX_OK) {
+        int32_t bo = b->w_bits_of ? b->w_bits_of[c->n_layers * 7] : 0;
+        if (bo && bo != r->w_bits) qm->mixed = 1;
         rc = quantize_linear(qm, &qm->head, r, quant_w && r->quant_head, m->w.output, c->n_vocab,
-                             c->d_model, c->n_layers, "head", b, err);
+                             c->d_model, c->n_layers, bo, "head", b, err);
+    }
     flx_progress_end(&prog);
     if (rc) flx_qmodel_free(qm);
     return rc;
@@ -344,7 +358,7 @@ static int parse_config(const char *path, const char *text, flx_llama_config *c,
 
 /* ---------------------------------------------------------------- saving */
 
-enum { SRC_F32, SRC_F64, SRC_Q4, SRC_Q8 };
+enum { SRC_F32, SRC_F64, SRC_Q4, SRC_Q8, SRC_RAW };
 
 typedef struct entry {
     char          name[96];
@@ -453,6 +467,9 @@ static void list_tensors(const flx_qmodel *qm, entry_list *L)
         }
         add_qtensor(L, "head", &qm->head, pass);
     }
+    if (qm->calib_ngrams)
+        add_entry(L, "calib_ngrams", FLX_ST_U8, 1, (int64_t)qm->n_calib_ngrams * 8, 0, SRC_RAW, qm->calib_ngrams);
+    if (qm->tok_blob) add_entry(L, "tokenizer", FLX_ST_U8, 1, (int64_t)qm->tok_blob_bytes, 0, SRC_RAW, qm->tok_blob);
 }
 
 static size_t entry_bytes(const entry *e)
@@ -477,10 +494,42 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
              "{\"kind\":\"%s\",\"seed\":%llu,\"r3_online\":%s,\"r4_online\":%s,\"r4\":\"%s\"}",
              qm->rotation, (unsigned long long)qm->rotation_seed, qm->r3_online ? "true" : "false",
              qm->r4_online ? "true" : "false", qm->r4_dense ? "dense" : "fht");
-    const char *keys[7] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config",
-                           "source"};
-    const char *vals[7] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config,
-                           qm->source};
+    /* "padding" only when d_ff was padded, so other files keep their bytes */
+    char padding[128];
+    snprintf(padding, sizeof padding, "{\"d_ff_source\":%d,\"d_ff\":%d,\"kind\":\"zero\"}",
+             (int)qm->d_ff_source, (int)qm->cfg.d_ff);
+    char tokmeta[256];
+    snprintf(tokmeta, sizeof tokmeta, "{\"format\":\"%s\",\"bytes\":%zu,\"sha256\":\"%s\"}", qm->tok_format,
+             qm->tok_blob_bytes, qm->tok_sha256);
+    const char *keys[12] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config", "source"};
+    const char *vals[12] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config, qm->source};
+    int n_keys = 7;
+    /* the later keys only when there is something to say, so a file
+     * without them keeps the bytes it had before they existed */
+    if (qm->d_ff_source > 0) { keys[n_keys] = "padding"; vals[n_keys++] = padding; }
+    if (qm->provenance) { keys[n_keys] = "provenance"; vals[n_keys++] = qm->provenance; }
+    if (qm->tok_blob) { keys[n_keys] = "tokenizer"; vals[n_keys++] = tokmeta; }
+    /* mixed precision: the tensors whose weight bits differ from the recipe's */
+    char *mixed = NULL;
+    if (qm->mixed) {
+        size_t cap = 64 + (size_t)(qm->cfg.n_layers * 7 + 1) * 40, pos = 0;
+        mixed = malloc(cap);
+        if (!mixed) return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
+        pos += (size_t)snprintf(mixed + pos, cap - pos, "{");
+        for (int l = 0; l <= qm->cfg.n_layers; l++)
+            for (int i = 0; i < (l < qm->cfg.n_layers ? 7 : 1); i++) {
+                const flx_qtensor *t = l < qm->cfg.n_layers ? layer_tensor((flx_qlayer *)&qm->layers[l], i) : &qm->head;
+                if (!t->q || t->bits == r.w_bits) continue;
+                if (l < qm->cfg.n_layers)
+                    pos += (size_t)snprintf(mixed + pos, cap - pos, "%s\"layers.%d.%s\":%d", pos > 1 ? "," : "", l,
+                                            LIN_NAMES[i], (int)t->bits);
+                else
+                    pos += (size_t)snprintf(mixed + pos, cap - pos, "%s\"head\":%d", pos > 1 ? "," : "", (int)t->bits);
+            }
+        snprintf(mixed + pos, cap - pos, "}");
+        keys[n_keys] = "mixed_bits";
+        vals[n_keys++] = mixed;
+    }
 
     entry_list L = {0};
     list_tensors(qm, &L);
@@ -488,6 +537,7 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     if (L.oom || !desc) {
         free(L.e);
         free(desc);
+        free(mixed);
         return flx_fail(err, FLX_ENOMEM, "%s: out of memory listing tensors", path);
     }
     for (size_t i = 0; i < L.n; i++) {
@@ -498,11 +548,11 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
         desc[i].shape[1] = L.e[i].shape[1];
     }
     flx_st_writer w;
-    rc = flx_st_writer_begin(&w, path, desc, L.n, keys, vals, 7, err);
+    rc = flx_st_writer_begin(&w, path, desc, L.n, keys, vals, n_keys, err);
     uint8_t *row = NULL;
     for (size_t i = 0; i < L.n && rc == FLX_OK; i++) {
         const entry *e = &L.e[i];
-        if (e->src_kind == SRC_F32 || e->src_kind == SRC_F64) {
+        if (e->src_kind == SRC_F32 || e->src_kind == SRC_F64 || e->src_kind == SRC_RAW) {
             rc = flx_st_writer_write(&w, e->src, entry_bytes(e), err);
             continue;
         }
@@ -524,6 +574,7 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     else flx_st_writer_abort(&w);
     free(L.e);
     free(desc);
+    free(mixed);
     return rc;
 }
 
@@ -571,7 +622,7 @@ static const float *f32_data(flx_qmodel *qm, const flx_st_tensor *t, const char 
 
 static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *path,
                         const char *prefix, flx_qtensor *t, int quantized, const flx_recipe *r,
-                        int32_t n_out, int32_t n_in, flx_error *err)
+                        int32_t bits, int32_t n_out, int32_t n_in, flx_error *err)
 {
     char name[96];
     memset(t, 0, sizeof *t);
@@ -587,7 +638,7 @@ static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *p
         t->w = (float *)f32_data(qm, x, path, err);
         return t->w ? FLX_OK : err->code;
     }
-    t->bits = r->w_bits;
+    t->bits = bits > 0 ? bits : r->w_bits;   /* mixed precision */
     t->group_size = r->w.gran == FLX_QG_GROUP ? r->w.group_size : n_in;
     t->symmetric = r->w.scheme == FLX_QS_SYM;
     int32_t n_groups = n_in / t->group_size;
@@ -716,6 +767,21 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
     snprintf(qm->recipe, sizeof qm->recipe, "%s", r.name);
     const char *src = flx_st_meta(st, "source");
     if (src) snprintf(qm->source, sizeof qm->source, "%s", src);
+    const char *pad = flx_st_meta(st, "padding");
+    if (pad) {
+        cJSON *po = cJSON_Parse(pad);
+        const cJSON *from = cJSON_GetObjectItemCaseSensitive(po, "d_ff_source");
+        const cJSON *to = cJSON_GetObjectItemCaseSensitive(po, "d_ff");
+        if (!cJSON_IsNumber(from) || !cJSON_IsNumber(to) || to->valuedouble != qm->cfg.d_ff ||
+            from->valuedouble < 1 || from->valuedouble > qm->cfg.d_ff) {
+            cJSON_Delete(po);
+            flx_fail(err, FLX_EFORMAT, "%s: metadata field 'padding' is malformed or does not match d_ff %d",
+                     path, (int)qm->cfg.d_ff);
+            goto fail;
+        }
+        qm->d_ff_source = (int32_t)from->valuedouble;
+        cJSON_Delete(po);
+    }
 
     const flx_llama_config *c = &qm->cfg;
     const flx_st_tensor *t;
@@ -739,6 +805,31 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
     qm->layers = flx_qmodel_alloc(qm, (size_t)c->n_layers * sizeof *qm->layers);
     if (!qm->layers) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
     memset(qm->layers, 0, (size_t)c->n_layers * sizeof *qm->layers);
+    /* mixed precision: per-tensor weight bits (0 = the recipe's) */
+    int32_t *mixed_bits = flx_qmodel_alloc(qm, (size_t)(c->n_layers * 7 + 1) * sizeof *mixed_bits);
+    if (!mixed_bits) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
+    memset(mixed_bits, 0, (size_t)(c->n_layers * 7 + 1) * sizeof *mixed_bits);
+    const char *mb = flx_st_meta(st, "mixed_bits");
+    if (mb) {
+        cJSON *mo = cJSON_Parse(mb);
+        const cJSON *e;
+        int bad = !cJSON_IsObject(mo) || !quant_w;
+        cJSON_ArrayForEach(e, mo) {
+            int idx = flx_qtensor_index(e->string, c->n_layers);
+            if (bad || idx < 0 || !cJSON_IsNumber(e) || e->valuedouble < 2 || e->valuedouble > 8 ||
+                (idx == c->n_layers * 7 && !r.quant_head)) {
+                bad = 1;
+                break;
+            }
+            mixed_bits[idx] = (int32_t)e->valuedouble;
+        }
+        cJSON_Delete(mo);
+        if (bad) {
+            flx_fail(err, FLX_EFORMAT, "%s: metadata field 'mixed_bits' is malformed (tensor names to bits 2..8)", path);
+            goto fail;
+        }
+        qm->mixed = 1;
+    }
     for (int l = 0; l < c->n_layers; l++) {
         flx_qlayer *L = &qm->layers[l];
         snprintf(name, sizeof name, "layers.%d.attn_norm", l);
@@ -768,11 +859,13 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
             int32_t n_out, n_in;
             lin_shape(c, i, &n_out, &n_in);
             snprintf(name, sizeof name, "layers.%d.%s", l, LIN_NAMES[i]);
-            if (load_qtensor(qm, st, path, name, layer_tensor(L, i), quant_w, &r, n_out, n_in, err))
+            if (load_qtensor(qm, st, path, name, layer_tensor(L, i), quant_w, &r, mixed_bits[l * 7 + i], n_out,
+                             n_in, err))
                 goto fail;
         }
     }
-    if (load_qtensor(qm, st, path, "head", &qm->head, quant_w && r.quant_head, &r, c->n_vocab,
+    if (load_qtensor(qm, st, path, "head", &qm->head, quant_w && r.quant_head, &r, mixed_bits[c->n_layers * 7],
+                     c->n_vocab,
                      c->d_model, err))
         goto fail;
     if (qm->r4_online && !flx_is_pow2(c->d_ff)) {
@@ -780,7 +873,43 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
             !(qm->r4_dense = (float *)f32_data(qm, t, path, err)))
             goto fail;
     }
-    attach_tokenizer(qm);
+    const char *prov = flx_st_meta(st, "provenance");
+    if (prov) {
+        char *pv = flx_qmodel_alloc(qm, strlen(prov) + 1);
+        if (!pv) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
+        memcpy(pv, prov, strlen(prov) + 1);
+        qm->provenance = pv;
+    }
+    /* the embedded tokenizer first; files from before it existed look for
+     * the source model's */
+    if ((t = flx_st_find(st, "tokenizer")) != NULL) {
+        cJSON *tm = cJSON_Parse(flx_st_meta(st, "tokenizer") ? flx_st_meta(st, "tokenizer") : "");
+        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(tm, "sha256");
+        const cJSON *fmt2 = cJSON_GetObjectItemCaseSensitive(tm, "format");
+        char hex[65];
+        flx_sha256_hex(t->data, t->bytes, hex);
+        if (t->dtype != FLX_ST_U8 || t->n_dims != 1 || !cJSON_IsString(sha) || strcmp(sha->valuestring, hex)) {
+            cJSON_Delete(tm);
+            flx_fail(err, FLX_EFORMAT, "%s: tensor 'tokenizer' does not match the sha256 of metadata 'tokenizer'",
+                     path);
+            goto fail;
+        }
+        snprintf(qm->tok_format, sizeof qm->tok_format, "%s", cJSON_IsString(fmt2) ? fmt2->valuestring : "?");
+        cJSON_Delete(tm);
+        memcpy(qm->tok_sha256, hex, sizeof hex);
+        qm->tok_blob = t->data;
+        qm->tok_blob_bytes = t->bytes;
+        flx_tokenizer *tok = NULL;
+        if (flx_tokenizer_from_bytes(&tok, t->data, t->bytes, err)) {
+            char why[FLX_ERROR_MSG_BYTES];
+            snprintf(why, sizeof why, "%s", err->msg);
+            flx_fail(err, FLX_EFORMAT, "%s: embedded tokenizer: %s", path, why);
+            goto fail;
+        }
+        qm->tok = tok;
+    } else {
+        attach_tokenizer(qm);
+    }
     return FLX_OK;
 fail:
     rc = err ? err->code : FLX_EFORMAT;

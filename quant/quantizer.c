@@ -99,8 +99,10 @@ static flx_qparams params_for_range(const flx_qspec *s, float lo, float hi)
         break;
     }
     case FLX_QS_ASYM_ZP: {
-        if (lo > 0.0f) lo = 0.0f;
-        if (hi < 0.0f) hi = 0.0f;
+        if (!s->minmax_range || lo == hi) {
+            if (lo > 0.0f) lo = 0.0f;
+            if (hi < 0.0f) hi = 0.0f;
+        }
         if (lo == 0.0f && hi == 0.0f) { lo = -1.0f; hi = 1.0f; }
         p.scale = (hi - lo) / (float)qmax;
         p.zero = flx_qround_apply(s->round, -lo / p.scale);

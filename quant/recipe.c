@@ -99,9 +99,18 @@ static int parse_research(flx_recipe *r, const char *text, flx_error *err)
         r->k = flx_qspec_make(r->kv_bits, FLX_QS_ASYM_FLOAT, FLX_QG_GROUP, PER_HEAD);
     }
     r->v = r->k;
+    /* SpinQuant quantizes V (v_proj's output quantizer) and the o_proj input
+     * with its group-wise per-token quantizer, whose range is the group's
+     * [min, max] without 0; K goes through the per-row path, which widens
+     * the range to include 0 */
+    if (spin) r->v.minmax_range = r->a_o.minmax_range = 1;
     r->quant_head = 0;
     r->static_attn = 0;
     r->r3_online = r->kv_bits < 16;
+    /* SpinQuant adds R3 (its QK rotation wrapper, which also quantizes K)
+     * whenever K is quantized, rotated model or not; FlexLLM-style research
+     * recipes run it only with --rotate */
+    r->r3_always = spin && r->kv_bits < 16;
     r->r4_online = 1;
 
     int n = snprintf(r->name, sizeof r->name, "w%da%d", (int)w, (int)a);
@@ -191,15 +200,15 @@ static int spec_json(const flx_qspec *s, int32_t bits, const char *gran_row, cha
     else snprintf(gran, sizeof gran, "group%d", (int)s->group_size);
     return snprintf(buf, cap,
                     "{\"bits\":%d,\"scheme\":\"%s\",\"granularity\":\"%s\",\"round\":\"%s\","
-                    "\"clip\":%g,\"mse_clip\":%s}",
+                    "\"clip\":%g,\"mse_clip\":%s%s}",
                     (int)bits, scheme_name(s->scheme), gran,
                     s->round == FLX_QR_HALF_EVEN ? "half_even" : "half_away", (double)s->clip,
-                    s->mse_clip ? "true" : "false");
+                    s->mse_clip ? "true" : "false", s->minmax_range ? ",\"range\":\"min_max\"" : "");
 }
 
 int flx_recipe_json(const flx_recipe *r, char *buf, size_t cap)
 {
-    char w[256], a[256], ao[256], kv[256];
+    char w[256], a[256], ao[256], kv[600], k[256], v[256];
     spec_json(&r->w, r->w_bits, "channel", w, sizeof w);
     spec_json(&r->a, r->a_bits, "token", a, sizeof a);
     spec_json(&r->a_o, r->a_bits, "token", ao, sizeof ao);
@@ -207,13 +216,19 @@ int flx_recipe_json(const flx_recipe *r, char *buf, size_t cap)
         snprintf(kv, sizeof kv,
                  "{\"q\":\"int8 sym static per layer, scale F*q_s with F = floor(sqrt(head_dim))\",\"k\":\"int8 sym static k_s\","
                  "\"v\":\"int8 sym static v_s\",\"p\":\"uint8 static a_s\"}");
-    else
+    else if (r->k.minmax_range == r->v.minmax_range)
         spec_json(&r->k, r->kv_bits, "token", kv, sizeof kv);
+    else {
+        spec_json(&r->k, r->kv_bits, "token", k, sizeof k);
+        spec_json(&r->v, r->kv_bits, "token", v, sizeof v);
+        snprintf(kv, sizeof kv, "{\"k\":%s,\"v\":%s}", k, v);
+    }
     return snprintf(buf, cap,
                     "{\"name\":\"%s\",\"weights\":%s,\"wsum\":%s,\"activations\":%s,"
                     "\"o_proj_input\":%s,\"kv\":%s,\"head\":\"%s\",\"embedding\":\"fp32\","
-                    "\"r3_online_when_rotated\":%s,\"r4_online_when_rotated\":%s}",
+                    "\"r3_online_when_rotated\":%s,\"r4_online_when_rotated\":%s%s}",
                     r->name, w, r->w_wsum ? "true" : "false", a, ao, kv,
                     r->quant_head ? "quantized like the other linears" : "float",
-                    r->r3_online ? "true" : "false", r->r4_online ? "true" : "false");
+                    r->r3_online ? "true" : "false", r->r4_online ? "true" : "false",
+                    r->r3_always ? ",\"r3_online_without_rotation\":true" : "");
 }

@@ -169,6 +169,9 @@ int flx_rotset_load(flx_rotation_set *rs, const flx_llama_config *cfg, const cha
     cJSON_ArrayForEach(t, hdr) {
         const char *name = t->string;
         if (strcmp(name, "__metadata__") == 0) continue;
+        /* R4 as written by flx_rotset_save: informational, never loaded
+         * (R4 is FlexLLM's FHT, or the seeded dense matrix) */
+        if (strcmp(name, "R4") == 0) continue;
         float *dst;
         int32_t n;
         size_t slot;
@@ -247,10 +250,24 @@ int flx_rotset_save(const flx_rotation_set *rs, const char *path, flx_error *err
     if (!rs->r1) return flx_fail(err, FLX_EINVAL, "%s: the rotation set has no R1 to save", path);
     const size_t d = (size_t)rs->d_model, hd = (size_t)rs->head_dim;
     const int n_r2 = rs->r2 ? rs->n_layers : 0;
-    /* header JSON: tensors in order R1, R2.0, R2.1, ... */
-    size_t cap = 256 + (size_t)n_r2 * 128;
+    /* R4 (online, informational: loading ignores it) as the dense matrix
+     * the forward applies: the seeded one, or the normalized Hadamard
+     * H / sqrt(d_ff) that the FHT computes */
+    const size_t f = (size_t)rs->d_ff;
+    float *r4 = NULL;
+    if (rs->r4) {
+        r4 = malloc(f * f * sizeof *r4);
+        if (!r4) return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
+        if (rs->r4_dense) memcpy(r4, rs->r4_dense, f * f * sizeof *r4);
+        else {
+            int hrc = flx_hadamard_matrix(r4, (int32_t)f, 1, err);
+            if (hrc) { free(r4); return hrc; }
+        }
+    }
+    /* header JSON: tensors in order R1, R2.0, R2.1, ..., R4 */
+    size_t cap = 384 + (size_t)n_r2 * 128;
     char *h = malloc(cap);
-    if (!h) return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
+    if (!h) { free(r4); return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path); }
     size_t off = 0, pos = 0;
     pos += (size_t)snprintf(h + pos, cap - pos,
                             "{\"__metadata__\":{\"format\":\"flxemu-rotations\"},"
@@ -263,17 +280,25 @@ int flx_rotset_save(const flx_rotation_set *rs, const char *path, flx_error *err
                                 l, hd, hd, off, off + hd * hd * 4);
         off += hd * hd * 4;
     }
+    if (r4) {
+        pos += (size_t)snprintf(h + pos, cap - pos,
+                                ",\"R4\":{\"dtype\":\"F32\",\"shape\":[%zu,%zu],\"data_offsets\":[%zu,%zu]}",
+                                f, f, off, off + f * f * 4);
+        off += f * f * 4;
+    }
     pos += (size_t)snprintf(h + pos, cap - pos, "}");
     while ((8 + pos) % 8) h[pos++] = ' ';   /* pad so the data starts 8-aligned */
     uint64_t n_hdr = pos;
     flx_outfile o;
     int rc = flx_outfile_open(&o, path, err);
-    if (rc) { free(h); return rc; }
+    if (rc) { free(h); free(r4); return rc; }
     int ok = fwrite(&n_hdr, 8, 1, o.fp) == 1 && fwrite(h, 1, pos, o.fp) == pos &&
              fwrite(rs->r1, 4, d * d, o.fp) == d * d;
     for (int l = 0; ok && l < n_r2; l++)
         ok = fwrite(rs->r2 + (size_t)l * hd * hd, 4, hd * hd, o.fp) == hd * hd;
+    if (ok && r4) ok = fwrite(r4, 4, f * f, o.fp) == f * f;
     free(h);
+    free(r4);
     if (!ok) {
         flx_outfile_abort(&o);
         return flx_fail(err, FLX_EIO, "%s: write failed", path);

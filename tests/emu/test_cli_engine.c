@@ -287,8 +287,9 @@ Test(cli_engine, emu_generate_seeded)
     cr_assert_eq(rc_, 0, "%s", err_buf);
 }
 
-/* stories260K's d_ff 172 cannot go through the online R4 FHT: the engine
- * refuses the .flxq (exit 1 with the reason); bad combinations exit 2. */
+/* stories260K's d_ff 172 cannot go through the online R4 FHT: kept
+ * unpadded (--pad-dff none), the engine refuses the .flxq (exit 1 with the
+ * reason); bad combinations exit 2. */
 Test(cli_engine, refusals_and_usage)
 {
     /* flx_test_data returns a static buffer: copy each path at once */
@@ -303,7 +304,7 @@ Test(cli_engine, refusals_and_usage)
     for (int i = 0; i < 40; i++) fprintf(f, "Once upon a time there was a little dog named Tim.\n");
     fclose(f);
     int rc_;
-    RUN("%s quantize --model %s --recipe flexllm --calib %s --nsamples 2 --seqlen 64 --out %s",
+    RUN("%s quantize --model %s --recipe flexllm --calib %s --nsamples 2 --seqlen 64 --pad-dff none --out %s",
         flx_test_bin(), gguf_c, calib, sq);
     cr_assert_eq(rc_, 0, "%s", err_buf);
     RUN("%s ppl --engine emu --model %s --file %s --ctx 64", flx_test_bin(), sq, calib);

@@ -662,9 +662,11 @@ Test(qmodel, fake_quant_hooks_by_hand)
     cr_assert_eq(flx_attn_q_factor(8), 2);
     cr_assert_eq(flx_attn_q_factor(64), 8);
     cr_assert_eq(flx_attn_q_factor(63), 7);
-    float sq = 2.0f * 0.01f;
-    cr_assert_eq(q[0], sq * 5.0f);
-    cr_assert_eq(q[1], sq * -128.0f);
+    /* then times sqrt(8) / 2, so that the float forward's 1/sqrt(8) leaves the
+     * hardware's score scale 1/F = 1/2 */
+    float sq = 2.0f * 0.01f, hw = (float)(sqrt(8.0) / 2.0);
+    cr_assert_eq(q[0], (sq * 5.0f) * hw);
+    cr_assert_eq(q[1], (sq * -128.0f) * hw);
     cr_assert_eq(k[0], 0.1f * 127.0f);
     cr_assert_eq(v[0], 0.02f * -3.0f);
     cr_assert_eq(v[1], 0.02f * 3.0f);

@@ -1,0 +1,651 @@
+/* flxemu analyze -- where a recipe loses accuracy: for every linear of every
+ * layer, the weight quantization error (MSE, SQNR), the range and kurtosis
+ * of its input activations and the relative error of its fake-quant output,
+ * without and with rotation; optionally each layer's perplexity sensitivity.
+ * Text, JSON and an SVG heat map (docs/quant.md "flxemu analyze").
+ *
+ * Layer-local measures (one float forward per model, hooks read the float
+ * activations): weight MSE/SQNR, input absmax/kurtosis, output error.  The
+ * whole-model measure (--sensitivity): perplexity with one layer quantized,
+ * one forward of all windows per layer. */
+#include "cli.h"
+#include "flx_calib.h"
+#include "flx_gptq.h"
+#include "flx_llama.h"
+#include "flx_ppl.h"
+#include "flx_qmodel.h"
+
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CMD "analyze"
+#define N_LIN 7
+
+static const char *const LIN[N_LIN] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: flxemu analyze --model PATH --recipe NAME --file TEXT [options]\n"
+            "\n"
+            "Per-layer analysis of a recipe on a float model: for every linear of every\n"
+            "layer, weight quantization error (MSE, SQNR), input activation absmax and\n"
+            "kurtosis, and the relative error of the linear's fake-quant output (its\n"
+            "quantized input times its quantized weight) against float, each without\n"
+            "rotation and with --rotate; with --sensitivity, the perplexity with one\n"
+            "layer quantized (the rotated model when --rotate is given).\n"
+            "\n"
+            "  --model PATH          float model (HF folder, config.json/safetensors, .gguf)\n"
+            "  --recipe NAME         as flxemu quantize (weights RTN)\n"
+            "  --rotate KIND         none (default) | hadamard | random | fold (norm gains\n"
+            "                        folded and head untied only: separates folding from rotating)\n"
+            "  --seed S              rotation seed (default 0)\n"
+            "  --file TEXT           text for activations (and perplexity)\n"
+            "  --tokenizer FILE      tokenizer.json or .gguf when the model has none\n"
+            "  --windows N           windows of the text (default 8)\n"
+            "  --ctx L               tokens per window (default 512, capped at the model's)\n"
+            "  --sensitivity         also perplexity with each layer quantized alone\n"
+            "  --json FILE           results as JSON\n"
+            "  --svg FILE            heat map (layers x linears) of the measures\n"
+            "  --threads N           threads (default: all cores)\n"
+            "  -h, --help            this help\n"
+            "\n"
+            "Layer-local measures reuse the float forward's activations; only\n"
+            "--sensitivity runs the whole model again (once per layer).\n");
+}
+
+typedef struct an_args {
+    const char *model, *recipe, *rotate, *file, *tokenizer, *json, *svg;
+    long long seed, windows, ctx, threads;
+    int sensitivity;
+} an_args;
+
+/* per linear, per pass (0: without rotation, 1: with) */
+typedef struct lin_meas {
+    double w_mse, w_sqnr_db;
+    double s1, s2, s3, s4, absmax;   /* input moments */
+    int64_t n;
+    double err_num, err_den;         /* sum (Y^ - Y)^2, sum Y^2 */
+} lin_meas;
+
+typedef struct pass_ctx {
+    const flx_model *m;
+    const flx_recipe *r;
+    const flx_rotation_set *rs;      /* online R3/R4, or NULL */
+    float *w_hat[1024][N_LIN];       /* RTN-dequantized weights */
+    lin_meas *meas;                  /* [n_layers][N_LIN] */
+    float *xq, *y, *yq;              /* scratch */
+    int64_t cap_rows;
+} pass_ctx;
+
+static const float *lin_weight(const flx_llama_layer *L, int j)
+{
+    const float *w[N_LIN] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+    return w[j];
+}
+
+static void lin_shape(const flx_llama_config *c, int j, int32_t *n_out, int32_t *n_in)
+{
+    const int32_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const int32_t outs[N_LIN] = {qd, kvd, kvd, c->d_model, c->d_ff, c->d_ff, c->d_model};
+    const int32_t ins[N_LIN] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
+    *n_out = outs[j];
+    *n_in = ins[j];
+}
+
+static int an_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64_t n, int64_t n_in, flx_error *err)
+{
+    pass_ctx *c = vctx;
+    if (c->rs && kind == FLX_LINEAR_DOWN) flx_rot_r4(c->rs, x, n, NULL);
+    if (layer >= c->m->cfg.n_layers) return FLX_OK;   /* the head is not analysed */
+    int first, count;
+    switch (kind) {
+    case FLX_LINEAR_QKV: first = 0; count = 3; break;
+    case FLX_LINEAR_O: first = 3; count = 1; break;
+    case FLX_LINEAR_GATE_UP: first = 4; count = 2; break;
+    default: first = 6; count = 1; break;
+    }
+    /* input moments (the same input for q/k/v and for gate/up) */
+    double s1 = 0, s2 = 0, s3 = 0, s4 = 0, mx = 0;
+    for (int64_t i = 0; i < n * n_in; i++) {
+        double v = x[i];
+        s1 += v;
+        s2 += v * v;
+        s3 += v * v * v;
+        s4 += v * v * v * v;
+        if (fabs(v) > mx) mx = fabs(v);
+    }
+    if (n > c->cap_rows) return flx_fail(err, FLX_EINVAL, "analyze: block of %lld rows", (long long)n);
+    /* the linear's quantized input (dynamic, per token, as the recipe) */
+    memcpy(c->xq, x, (size_t)(n * n_in) * sizeof *x);
+    if (c->r->a_bits < 16) {
+        flx_qspec s = kind == FLX_LINEAR_O ? c->r->a_o : c->r->a;
+        if (s.gran == FLX_QG_GROUP && s.group_size == 0) s.group_size = c->m->cfg.head_dim;
+        flx_fake_quant(&s, c->xq, n, n_in, NULL, c->xq);
+    }
+    const flx_llama_layer *L = &c->m->w.layers[layer];
+    for (int j = first; j < first + count; j++) {
+        lin_meas *mm = &c->meas[(size_t)layer * N_LIN + j];
+        mm->s1 += s1; mm->s2 += s2; mm->s3 += s3; mm->s4 += s4;
+        mm->n += n * n_in;
+        if (mx > mm->absmax) mm->absmax = mx;
+        int32_t n_out, ni;
+        lin_shape(&c->m->cfg, j, &n_out, &ni);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, n_out, ni, 1.0f, x, ni, lin_weight(L, j), ni,
+                    0.0f, c->y, n_out);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, n_out, ni, 1.0f, c->xq, ni,
+                    c->w_hat[layer][j], ni, 0.0f, c->yq, n_out);
+        for (int64_t i = 0; i < n * n_out; i++) {
+            double d = (double)c->yq[i] - c->y[i];
+            mm->err_num += d * d;
+            mm->err_den += (double)c->y[i] * c->y[i];
+        }
+    }
+    return FLX_OK;
+}
+
+static int an_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t n, int64_t pos0,
+                  const flx_llama_config *cfg, flx_error *err)
+{
+    pass_ctx *c = vctx;
+    (void)layer; (void)v; (void)pos0; (void)err;
+    if (c->rs) {
+        flx_rot_r3(c->rs, q, n * cfg->n_heads, NULL);
+        flx_rot_r3(c->rs, k, n * cfg->n_kv_heads, NULL);
+    }
+    return FLX_OK;
+}
+
+static flx_wquant wquant_of(const flx_recipe *r)
+{
+    flx_wquant wq = flx_wquant_int4_channel();
+    wq.bits = r->w.bits;
+    wq.symmetric = r->w.scheme == FLX_QS_SYM;
+    wq.group_size = r->w.gran == FLX_QG_GROUP ? r->w.group_size : 0;
+    wq.clip = r->w.clip;
+    wq.half_even = r->w.round == FLX_QR_HALF_EVEN;
+    wq.mse_clip = r->w.mse_clip;
+    return wq;
+}
+
+/* weights RTN-quantized (w_hat) and their error; then one float forward of
+ * every window with the measuring hooks */
+static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, flx_error *err)
+{
+    const flx_llama_config *cfg = &c->m->cfg;
+    flx_wquant wq = wquant_of(c->r);
+    for (int l = 0; l < cfg->n_layers; l++)
+        for (int j = 0; j < N_LIN; j++) {
+            int32_t n_out, n_in;
+            lin_shape(cfg, j, &n_out, &n_in);
+            const float *w = lin_weight(&c->m->w.layers[l], j);
+            size_t nw = (size_t)n_out * n_in;
+            float *wh = malloc(nw * sizeof *wh);
+            if (!wh) return flx_fail(err, FLX_ENOMEM, "out of memory");
+            c->w_hat[l][j] = wh;
+            if (c->r->w_bits >= 16) {
+                memcpy(wh, w, nw * sizeof *wh);
+            } else {
+                int32_t ng = wq.group_size ? n_in / wq.group_size : 1;
+                flx_wq_out o = { malloc(nw * sizeof(int32_t)), malloc((size_t)n_out * ng * sizeof(float)),
+                                 malloc((size_t)n_out * ng * sizeof(float)) };
+                int rc = o.q && o.scale && o.zero ? flx_rtn(w, n_out, n_in, &wq, &o, wh, err)
+                                                  : flx_fail(err, FLX_ENOMEM, "out of memory");
+                free(o.q); free(o.scale); free(o.zero);
+                if (rc) return rc;
+            }
+            double se = 0, sw = 0;
+            for (size_t i = 0; i < nw; i++) {
+                double d = (double)wh[i] - w[i];
+                se += d * d;
+                sw += (double)w[i] * w[i];
+            }
+            lin_meas *mm = &c->meas[(size_t)l * N_LIN + j];
+            mm->w_mse = se / (double)nw;
+            mm->w_sqnr_db = se > 0 ? 10.0 * log10(sw / se) : INFINITY;
+        }
+    size_t widest = (size_t)(cfg->d_ff > cfg->d_model ? cfg->d_ff : cfg->d_model);
+    size_t qd = (size_t)cfg->n_heads * cfg->head_dim;
+    if (qd > widest) widest = qd;
+    c->cap_rows = cd->seqlen;
+    c->xq = malloc((size_t)cd->seqlen * widest * sizeof(float));
+    c->y = malloc((size_t)cd->seqlen * widest * sizeof(float));
+    c->yq = malloc((size_t)cd->seqlen * widest * sizeof(float));
+    if (!c->xq || !c->y || !c->yq) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    flx_llama_hooks hk = { c, an_linear, an_qkv, NULL };
+    flx_llama_opts o = {0};
+    o.n_threads = threads;
+    o.max_tokens = cd->seqlen;
+    o.max_ctx = cd->seqlen;
+    o.head_rows = 1;
+    o.hooks = &hk;
+    flx_llama_state st;
+    int rc = flx_llama_init(&st, c->m, &o, err);
+    for (int64_t w = 0; rc == FLX_OK && w < cd->n_windows; w++) {
+        flx_llama_reset(&st);
+        rc = flx_llama_forward(&st, cd->ids + w * cd->seqlen, cd->seqlen, err);
+    }
+    flx_llama_free(&st);
+    return rc;
+}
+
+static void pass_free(pass_ctx *c, int n_layers)
+{
+    for (int l = 0; l < n_layers; l++)
+        for (int j = 0; j < N_LIN; j++) free(c->w_hat[l][j]);
+    free(c->xq); free(c->y); free(c->yq);
+}
+
+static double kurtosis(const lin_meas *m)
+{
+    if (m->n < 2) return 0;
+    double n = (double)m->n, mu = m->s1 / n;
+    double m2 = m->s2 / n - mu * mu;
+    double m4 = m->s4 / n - 4 * mu * m->s3 / n + 6 * mu * mu * m->s2 / n - 3 * mu * mu * mu * mu;
+    return m2 > 0 ? m4 / (m2 * m2) : 0;
+}
+
+static double out_err_db(const lin_meas *m)
+{
+    return m->err_den > 0 && m->err_num > 0 ? 10.0 * log10(m->err_num / m->err_den) : -INFINITY;
+}
+
+/* ---------------------------------------------------------------- sensitivity */
+
+typedef struct sens_ctx {
+    int layer;                        /* the one quantized layer */
+    const flx_llama_hooks *fq;        /* the fake-quant model's hooks */
+    const flx_rotation_set *rs;
+} sens_ctx;
+
+static int sens_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64_t n, int64_t n_in, flx_error *err)
+{
+    sens_ctx *c = vctx;
+    if (layer == c->layer) return c->fq->linear_input(c->fq->ctx, layer, kind, x, n, n_in, err);
+    if (c->rs && kind == FLX_LINEAR_DOWN) flx_rot_r4(c->rs, x, n, NULL);
+    return FLX_OK;
+}
+
+static int sens_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t n, int64_t pos0,
+                    const flx_llama_config *cfg, flx_error *err)
+{
+    sens_ctx *c = vctx;
+    if (layer == c->layer) return c->fq->qkv(c->fq->ctx, layer, q, k, v, n, pos0, cfg, err);
+    if (c->rs) {
+        flx_rot_r3(c->rs, q, n * cfg->n_heads, NULL);
+        flx_rot_r3(c->rs, k, n * cfg->n_kv_heads, NULL);
+    }
+    return FLX_OK;
+}
+
+static void sens_probs(void *vctx, int layer, float *p, int64_t n_rows, int64_t n_keys)
+{
+    const sens_ctx *c = vctx;
+    if (layer == c->layer && c->fq->probs) c->fq->probs(c->fq->ctx, layer, p, n_rows, n_keys);
+}
+
+static int ppl_of(const flx_model *m, const flx_llama_hooks *hk, const flx_calib_data *cd, int threads,
+                  double *ppl, flx_error *err)
+{
+    flx_ppl_opts o = {0};
+    o.protocol = FLX_PPL_HF;
+    o.n_ctx = cd->seqlen;
+    o.max_windows = cd->n_windows;
+    o.bos_id = -1;
+    o.llama.n_threads = threads;
+    o.llama.hooks = hk;
+    flx_ppl_result r = {0};
+    int rc = flx_ppl_run(m, cd->ids, cd->n_windows * cd->seqlen, &o, &r, err);
+    *ppl = r.ppl;
+    flx_ppl_result_free(&r);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- SVG */
+
+static void color_of(double t, char *buf, size_t cap)
+{
+    /* dark blue (good) -> yellow -> red (bad), t in [0, 1] */
+    static const double stops[3][3] = {{40, 60, 140}, {240, 220, 80}, {200, 40, 40}};
+    if (!(t >= 0)) t = 0;
+    if (t > 1) t = 1;
+    int s = t < 0.5 ? 0 : 1;
+    double u = t < 0.5 ? t * 2 : (t - 0.5) * 2;
+    snprintf(buf, cap, "rgb(%d,%d,%d)", (int)(stops[s][0] + u * (stops[s + 1][0] - stops[s][0])),
+             (int)(stops[s][1] + u * (stops[s + 1][1] - stops[s][1])),
+             (int)(stops[s][2] + u * (stops[s + 1][2] - stops[s][2])));
+}
+
+/* panels: values[p][l*N_LIN + j]; higher_bad[p] tells the color direction */
+static int write_svg(const char *path, int n_layers, int n_panels, const char *const *titles,
+                     double *const *values, const int *higher_bad, const char *caption, flx_error *err)
+{
+    const int cw = 46, chh = 18, left = 40, top = 44, gap = 30;
+    const int pw = N_LIN * cw, width = left + n_panels * (pw + gap) + 10, height = top + n_layers * chh + 50;
+    flx_outfile o;
+    int rc = flx_outfile_open(&o, path, err);
+    if (rc) return rc;
+    FILE *fp = o.fp;
+    fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+                "font-size=\"10\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, height);
+    fprintf(fp, "<text x=\"%d\" y=\"14\" font-size=\"12\">", left);
+    for (const char *s = caption; *s; s++) {
+        if (*s == '<') fputs("&lt;", fp);
+        else if (*s == '&') fputs("&amp;", fp);
+        else fputc(*s, fp);
+    }
+    fputs("</text>\n", fp);
+    for (int p = 0; p < n_panels; p++) {
+        int x0 = left + p * (pw + gap);
+        double lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i < n_layers * N_LIN; i++)
+            if (isfinite(values[p][i])) {
+                lo = fmin(lo, values[p][i]);
+                hi = fmax(hi, values[p][i]);
+            }
+        fprintf(fp, "<text x=\"%d\" y=\"30\">%s</text>\n", x0, titles[p]);
+        for (int j = 0; j < N_LIN; j++)
+            fprintf(fp, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", x0 + j * cw + cw / 2,
+                    top + n_layers * chh + 12, LIN[j]);
+        for (int l = 0; l < n_layers; l++) {
+            if (p == 0) fprintf(fp, "<text x=\"4\" y=\"%d\">L%d</text>\n", top + l * chh + 13, l);
+            for (int j = 0; j < N_LIN; j++) {
+                double v = values[p][l * N_LIN + j];
+                double t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+                if (!higher_bad[p]) t = 1 - t;
+                char col[32];
+                color_of(isfinite(v) ? t : 0, col, sizeof col);
+                fprintf(fp, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>L%d %s: %.4g"
+                            "</title></rect>\n", x0 + j * cw, top + l * chh, cw - 1, chh - 1, col, l, LIN[j], v);
+                fprintf(fp, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\">%.3g</text>\n",
+                        x0 + j * cw + cw / 2, top + l * chh + 13, t > 0.25 && t < 0.75 ? "black" : "white", v);
+            }
+        }
+    }
+    fprintf(fp, "<text x=\"%d\" y=\"%d\">colour: blue = better, red = worse, per panel</text>\n</svg>\n", left,
+            height - 8);
+    return flx_outfile_commit(&o, err);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static int parse(int argc, char **argv, an_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->rotate = "none";
+    a->windows = 8;
+    a->ctx = 512;
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    a->threads = n_cpu > 0 ? n_cpu : 1;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(stdout); return -1; }
+        else if (!strcmp(f, "--sensitivity")) a->sensitivity = 1;
+        else if (!has) return cli_usage_error(CMD, "%s needs a value (or is unknown)", f);
+        else if (!strcmp(f, "--model")) a->model = argv[++i];
+        else if (!strcmp(f, "--recipe")) a->recipe = argv[++i];
+        else if (!strcmp(f, "--rotate")) a->rotate = argv[++i];
+        else if (!strcmp(f, "--file")) a->file = argv[++i];
+        else if (!strcmp(f, "--tokenizer")) a->tokenizer = argv[++i];
+        else if (!strcmp(f, "--json")) a->json = argv[++i];
+        else if (!strcmp(f, "--svg")) a->svg = argv[++i];
+        else if (!strcmp(f, "--seed")) { if (cli_parse_i64(CMD, f, argv[++i], 0, INT64_MAX, &a->seed)) return FLX_EXIT_USAGE; }
+        else if (!strcmp(f, "--windows")) { if (cli_parse_i64(CMD, f, argv[++i], 1, 1 << 20, &a->windows)) return FLX_EXIT_USAGE; }
+        else if (!strcmp(f, "--ctx")) { if (cli_parse_i64(CMD, f, argv[++i], 2, 1 << 20, &a->ctx)) return FLX_EXIT_USAGE; }
+        else if (!strcmp(f, "--threads")) { if (cli_parse_i64(CMD, f, argv[++i], 1, 1024, &a->threads)) return FLX_EXIT_USAGE; }
+        else return cli_usage_error(CMD, "unknown option '%s'", f);
+    }
+    if (!a->model || !a->recipe || !a->file) return cli_usage_error(CMD, "--model, --recipe and --file are required");
+    if (strcmp(a->rotate, "none") && strcmp(a->rotate, "hadamard") && strcmp(a->rotate, "random") &&
+        strcmp(a->rotate, "fold"))
+        return cli_usage_error(CMD, "--rotate expects none, hadamard, random or fold, not '%s'", a->rotate);
+    return 0;
+}
+
+int flx_cmd_analyze(int argc, char **argv)
+{
+    an_args a;
+    int prc = parse(argc, argv, &a);
+    if (prc == -1) return FLX_EXIT_OK;
+    if (prc) return prc;
+    flx_error err = {0};
+    flx_recipe recipe;
+    if (flx_recipe_parse(&recipe, a.recipe, &err)) return cli_usage_error(CMD, "%s", err.msg);
+    flx_rot_kind kind = !strcmp(a.rotate, "hadamard") ? FLX_ROT_HADAMARD
+                        : !strcmp(a.rotate, "random") ? FLX_ROT_RANDOM : FLX_ROT_NONE;
+    flx_model m0 = {0}, m1 = {0};
+    flx_rotation_set rs0, rs1;
+    memset(&rs0, 0, sizeof rs0);
+    memset(&rs1, 0, sizeof rs1);
+    flx_calib_data cd;
+    memset(&cd, 0, sizeof cd);
+    pass_ctx pc[2];
+    memset(pc, 0, sizeof pc);
+    lin_meas *meas = NULL;
+    double *sens = NULL;
+    flx_qmodel qm;
+    memset(&qm, 0, sizeof qm);
+    flx_fakequant fq;
+    memset(&fq, 0, sizeof fq);
+    int have_fq = 0, rc = FLX_EXIT_FAIL;
+    double t0 = flx_now_seconds();
+
+    /* two models, one after the other (a 1B model's fp32 weights and their
+     * RTN copy fit twice, not four times): as loaded, then transformed as
+     * flxemu quantize would (d_ff padded when R4 is online, norms folded,
+     * R1/R2/R4 merged) */
+    if (flx_model_load(&m0, a.model, &err)) goto fail;
+    if (flx_recipe_check(&recipe, &m0.cfg, &err)) goto fail;
+    if (m0.cfg.n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
+    if (a.tokenizer) {
+        flx_tokenizer *t = NULL;
+        if (flx_tokenizer_load(&t, a.tokenizer, &err)) goto fail;
+        flx_tokenizer_free(m0.tok);
+        m0.tok = t;
+    }
+    if (!m0.tok) { flx_fail(&err, FLX_EINVAL, "%s has no tokenizer: pass --tokenizer FILE", a.model); goto fail; }
+    int64_t ctx = a.ctx < m0.cfg.max_seq_len ? a.ctx : m0.cfg.max_seq_len;
+    if (flx_calib_from_text(&cd, &m0, a.file, a.windows, ctx, 0, &err)) goto fail;
+    const int fold_only = !strcmp(a.rotate, "fold");
+    int rotated = kind != FLX_ROT_NONE;
+    int r3 = (rotated || recipe.r3_always) && recipe.r3_online;
+    int r4 = (rotated && recipe.r4_online) || recipe.kind == FLX_RECIPE_FLEXLLM;
+    /* the unrotated pass still runs R3 where the recipe always does */
+    if (flx_rotset_generate(&rs0, &m0.cfg, FLX_ROT_NONE, recipe.r3_always && recipe.r3_online, 0, 0, &err)) goto fail;
+
+    const int L = m0.cfg.n_layers;
+    meas = calloc((size_t)2 * L * N_LIN, sizeof *meas);
+    sens = calloc((size_t)L, sizeof *sens);
+    if (!meas || !sens) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+    const flx_model *pm[2] = {&m0, &m1};
+    const flx_rotation_set *prs[2] = {&rs0, &rs1};
+    for (int p = 0; p < 2; p++) {
+        if (p == 1) {
+            if (flx_model_load(&m1, a.model, &err)) goto fail;
+            if (r4 && !flx_is_pow2(m1.cfg.d_ff) && flx_model_pad_dff(&m1, flx_next_pow2(m1.cfg.d_ff), &err))
+                goto fail;
+            if (flx_rotset_generate(&rs1, &m1.cfg, kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
+            if ((rotated || r4 || fold_only) && flx_spinquant_apply(&m1, &rs1, NULL, &err)) goto fail;
+        }
+        pc[p].m = pm[p];
+        pc[p].r = &recipe;
+        pc[p].rs = prs[p];
+        pc[p].meas = meas + (size_t)p * L * N_LIN;
+        fprintf(stderr, "flxemu analyze: %s pass, %lld x %lld tokens\n", p ? "rotated" : "unrotated",
+                (long long)cd.n_windows, (long long)cd.seqlen);
+        if (run_pass(&pc[p], &cd, (int)a.threads, &err)) goto fail;
+        /* only the measures are needed from here: a 1B model's copies go */
+        pass_free(&pc[p], L);
+        memset(&pc[p], 0, sizeof pc[p]);
+        if (p == 0) {
+            flx_llama_config keep = m0.cfg;
+            flx_model_free(&m0);
+            m0.cfg = keep;
+        }
+    }
+    double t_local = flx_now_seconds() - t0;
+
+    /* whole-model measure: each layer quantized alone (the rotated model) */
+    double ppl_float = NAN, ppl_all = NAN;
+    if (a.sensitivity) {
+        flx_attn_scales *sc = NULL;
+        if (recipe.static_attn) {
+            float *s4 = calloc((size_t)4 * L, sizeof *s4);
+            sc = calloc((size_t)L, sizeof *sc);
+            if (!s4 || !sc || flx_calib_attn_scales(&m1, &rs1, &cd, 1.0f, (int)a.threads, s4, s4 + L, s4 + 2 * L,
+                                                    s4 + 3 * L, &err)) {
+                free(s4); free(sc);
+                if (!err.msg[0]) flx_fail(&err, FLX_ENOMEM, "out of memory");
+                goto fail;
+            }
+            for (int l = 0; l < L; l++) sc[l] = (flx_attn_scales){s4[l], s4[L + l], s4[2 * L + l], s4[3 * L + l]};
+            free(s4);
+        }
+        flx_qbuild b = {0};
+        b.recipe = &recipe;
+        b.rot = &rs1;
+        b.scales = sc;
+        b.source = a.model;
+        int brc = flx_qmodel_build(&qm, &m1, &b, &err);
+        free(sc);
+        if (brc || flx_fakequant_build(&fq, &qm, &err)) goto fail;
+        have_fq = 1;
+        flx_llama_hooks rh = flx_rot_hooks(&rs1);
+        if (ppl_of(&m1, &rh, &cd, (int)a.threads, &ppl_float, &err)) goto fail;
+        if (ppl_of(&fq.model, &fq.hooks, &cd, (int)a.threads, &ppl_all, &err)) goto fail;
+        flx_llama_layer *layers = malloc((size_t)L * sizeof *layers);
+        if (!layers) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        for (int l = 0; l < L; l++) {
+            flx_model ml = m1;   /* shallow: layer l's weights from the fake-quant model */
+            memcpy(layers, m1.w.layers, (size_t)L * sizeof *layers);
+            layers[l] = fq.model.w.layers[l];
+            ml.w.layers = layers;
+            sens_ctx sx = { l, &fq.hooks, &rs1 };
+            /* P quantization (flexllm) only inside the quantized layer */
+            flx_llama_hooks sh = { &sx, sens_linear, sens_qkv, sens_probs };
+            double p;
+            if (ppl_of(&ml, &sh, &cd, (int)a.threads, &p, &err)) { free(layers); goto fail; }
+            sens[l] = p - ppl_float;
+            fprintf(stderr, "flxemu analyze: layer %d alone: PPL %.4f (%+.4f)\n", l, p, sens[l]);
+        }
+        free(layers);
+    }
+    double t_all = flx_now_seconds() - t0;
+
+    /* text */
+    printf("analyze: %s, recipe %s, rotation %s (seed %lld), %lld windows x %lld tokens of %s\n", a.model,
+           recipe.name, a.rotate, a.seed, (long long)cd.n_windows, (long long)cd.seqlen, a.file);
+    printf("layer-local (float activations): w_sqnr dB = weight SQNR under the recipe's RTN; absmax, kurt =\n"
+           "input activation |x| max and kurtosis; out_err dB = 10 log10(|Y^ - Y|^2 / |Y|^2), Y^ from the\n"
+           "quantized input and weight.  Each as unrotated -> %s.\n",
+           rotated ? "rotated" : fold_only ? "folded (gains in the weights, no rotation)" : "unrotated (no --rotate)");
+    printf("%-5s %-5s %16s %20s %16s %16s\n", "layer", "lin", "w_sqnr dB", "absmax", "kurtosis", "out_err dB");
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < N_LIN; j++) {
+            const lin_meas *u = &meas[(size_t)l * N_LIN + j], *r = &meas[(size_t)(L + l) * N_LIN + j];
+            printf("%-5d %-5s %7.2f -> %6.2f %9.3g -> %8.3g %6.2f -> %7.2f %6.2f -> %7.2f\n", l, LIN[j],
+                   u->w_sqnr_db, r->w_sqnr_db, u->absmax, r->absmax, kurtosis(u), kurtosis(r), out_err_db(u),
+                   out_err_db(r));
+        }
+    if (a.sensitivity) {
+        printf("whole-model: PPL float %.4f, all layers quantized %.4f; one layer quantized (delta PPL):\n",
+               ppl_float, ppl_all);
+        for (int l = 0; l < L; l++) printf("  layer %d: %+.4f\n", l, sens[l]);
+    }
+    fprintf(stderr, "flxemu analyze: layer-local measures %.1f s, total %.1f s\n", t_local, t_all);
+
+    if (a.json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "model", a.model);
+        cJSON_AddStringToObject(root, "recipe", recipe.name);
+        cJSON_AddStringToObject(root, "rotation", a.rotate);
+        cJSON_AddNumberToObject(root, "seed", (double)a.seed);
+        cJSON_AddNumberToObject(root, "windows", (double)cd.n_windows);
+        cJSON_AddNumberToObject(root, "ctx", (double)cd.seqlen);
+        cJSON *ls = cJSON_AddArrayToObject(root, "layers");
+        for (int l = 0; l < L; l++) {
+            cJSON *lo = cJSON_CreateObject();
+            cJSON_AddNumberToObject(lo, "layer", l);
+            if (a.sensitivity) cJSON_AddNumberToObject(lo, "ppl_delta", sens[l]);
+            cJSON *lin = cJSON_AddArrayToObject(lo, "linears");
+            for (int j = 0; j < N_LIN; j++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "name", LIN[j]);
+                for (int p = 0; p < 2; p++) {
+                    const lin_meas *mm = &meas[(size_t)(p * L + l) * N_LIN + j];
+                    cJSON *v = cJSON_AddObjectToObject(e, p ? "rotated" : "unrotated");
+                    cJSON_AddNumberToObject(v, "w_mse", mm->w_mse);
+                    cJSON_AddNumberToObject(v, "w_sqnr_db", isfinite(mm->w_sqnr_db) ? mm->w_sqnr_db : 999);
+                    cJSON_AddNumberToObject(v, "act_absmax", mm->absmax);
+                    cJSON_AddNumberToObject(v, "act_kurtosis", kurtosis(mm));
+                    cJSON_AddNumberToObject(v, "out_rel_err", mm->err_den > 0 ? mm->err_num / mm->err_den : 0);
+                }
+                cJSON_AddItemToArray(lin, e);
+            }
+            cJSON_AddItemToArray(ls, lo);
+        }
+        if (a.sensitivity) {
+            cJSON_AddNumberToObject(root, "ppl_float", ppl_float);
+            cJSON_AddNumberToObject(root, "ppl_all_quantized", ppl_all);
+        }
+        cJSON_AddNumberToObject(root, "seconds_layer_local", t_local);
+        cJSON_AddNumberToObject(root, "seconds_total", t_all);
+        char *text = cJSON_Print(root);
+        cJSON_Delete(root);
+        flx_outfile o;
+        if (!text || flx_outfile_open(&o, a.json, &err)) { cJSON_free(text); goto fail; }
+        fputs(text, o.fp);
+        fputc('\n', o.fp);
+        cJSON_free(text);
+        if (flx_outfile_commit(&o, &err)) goto fail;
+    }
+    if (a.svg) {
+        double *v[6];
+        for (int p = 0; p < 6; p++) {
+            v[p] = malloc((size_t)L * N_LIN * sizeof(double));
+            if (!v[p]) { for (int q = 0; q < p; q++) free(v[q]); flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        }
+        for (int l = 0; l < L; l++)
+            for (int j = 0; j < N_LIN; j++) {
+                const lin_meas *u = &meas[(size_t)l * N_LIN + j], *r = &meas[(size_t)(L + l) * N_LIN + j];
+                v[0][l * N_LIN + j] = out_err_db(u);
+                v[1][l * N_LIN + j] = out_err_db(r);
+                v[2][l * N_LIN + j] = u->w_sqnr_db;
+                v[3][l * N_LIN + j] = r->w_sqnr_db;
+                v[4][l * N_LIN + j] = kurtosis(u);
+                v[5][l * N_LIN + j] = kurtosis(r);
+            }
+        const char *titles[6] = {"out_err dB, unrotated", "out_err dB, rotated", "weight SQNR dB, unrotated",
+                                 "weight SQNR dB, rotated", "input kurtosis, unrotated", "input kurtosis, rotated"};
+        const int higher_bad[6] = {1, 1, 0, 0, 1, 1};
+        char caption[512];
+        snprintf(caption, sizeof caption, "flxemu analyze: %s, recipe %s, rotation %s, %lld x %lld tokens", a.model,
+                 recipe.name, a.rotate, (long long)cd.n_windows, (long long)cd.seqlen);
+        int src = write_svg(a.svg, L, 6, titles, v, higher_bad, caption, &err);
+        for (int p = 0; p < 6; p++) free(v[p]);
+        if (src) goto fail;
+    }
+    rc = FLX_EXIT_OK;
+    goto out;
+fail:
+    rc = cli_fail(CMD, &err);
+out:
+    pass_free(&pc[0], m0.cfg.n_layers > 0 && m0.cfg.n_layers <= 1024 ? m0.cfg.n_layers : 0);
+    pass_free(&pc[1], m0.cfg.n_layers > 0 && m0.cfg.n_layers <= 1024 ? m0.cfg.n_layers : 0);
+    if (have_fq) flx_fakequant_free(&fq);
+    flx_qmodel_free(&qm);
+    flx_rotset_free(&rs0);
+    flx_rotset_free(&rs1);
+    flx_calib_free(&cd);
+    flx_model_free(&m0);
+    flx_model_free(&m1);
+    free(meas);
+    free(sens);
+    return rc;
+}

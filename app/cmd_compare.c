@@ -1,0 +1,269 @@
+/* flxemu compare -- several models (float checkpoints and .flxq files) on
+ * the same windows of one text, in one table: PPL and its +/-, KLD and
+ * same-top against the first model, bits per weight and file size.  The
+ * first model's log-probabilities are saved once and every other model is
+ * scored against them (flxemu ppl --save-logits / --kl-base, in one run). */
+#include "cli.h"
+#include "flx_llama.h"
+#include "flx_ppl.h"
+#include "flx_qmodel.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CMD "compare"
+#define MAX_MODELS 64
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: flxemu compare --file TEXT [options] MODEL [MODEL ...]\n"
+            "\n"
+            "Evaluates every MODEL (HF folder, .gguf, or .flxq: its fake-quant model) on the\n"
+            "same windows of TEXT (HF protocol, as flxemu ppl) and prints one table: PPL +/-,\n"
+            "mean KLD and same-top against the first MODEL, bits per weight, file size.\n"
+            "The first model's log-probabilities are computed once and reused.\n"
+            "\n"
+            "  --file TEXT           evaluation text\n"
+            "  --tokenizer FILE      tokenizer.json or .gguf (default: the first model's)\n"
+            "  --ctx N               window length (default 2048, capped at the models' context)\n"
+            "  --chunks N            at most N windows (default: all)\n"
+            "  --format text|markdown|json   table format on stdout (default text)\n"
+            "  --json FILE           also write the JSON table to FILE\n"
+            "  --threads N           threads (default: all cores)\n"
+            "  -h, --help            this help\n"
+            "\n"
+            "bits/weight: for a .flxq, the bits of the projections' and head's codes plus\n"
+            "their scales, zero points and sums, per weight; for a float model, the weight\n"
+            "file's bits per parameter.\n");
+}
+
+typedef struct row {
+    const char *path;
+    char recipe[64];
+    double ppl, ppl_unc, kld, kld_unc, same_top, same_top_unc, bits_per_weight;
+    long long file_bytes;
+    int has_kld;
+} row;
+
+static long long file_size(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/model.safetensors", path);
+    return stat(p, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* stored bits of a quantized tensor per weight, counted in bits */
+static void qt_bits(const flx_qtensor *t, double *bits, double *weights)
+{
+    double n = (double)t->n_out * t->n_in;
+    *weights += n;
+    if (!t->q) {
+        *bits += 32.0 * n;
+        return;
+    }
+    double ng = (double)t->n_out * (t->n_in / t->group_size);
+    *bits += (double)t->bits * n + 32.0 * ng * (t->zero ? 2 : 1) + (t->wsum ? 32.0 * t->n_out : 0);
+}
+
+static double flxq_bits_per_weight(const flx_qmodel *qm)
+{
+    double bits = 0, w = 0;
+    for (int l = 0; l < qm->cfg.n_layers; l++) {
+        const flx_qlayer *L = &qm->layers[l];
+        const flx_qtensor *t[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) qt_bits(t[i], &bits, &w);
+    }
+    qt_bits(&qm->head, &bits, &w);
+    return w > 0 ? bits / w : 0;
+}
+
+int flx_cmd_compare(int argc, char **argv)
+{
+    const char *file = NULL, *tokenizer = NULL, *format = "text", *json = NULL;
+    const char *models[MAX_MODELS];
+    int n_models = 0;
+    long long ctx = 0, chunks = 0, threads = sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(stdout); return FLX_EXIT_OK; }
+        if (f[0] == '-' && f[1] == '-') {
+            if (!has) return cli_usage_error(CMD, "%s needs a value (or is unknown)", f);
+            const char *v = argv[++i];
+            if (!strcmp(f, "--file")) file = v;
+            else if (!strcmp(f, "--tokenizer")) tokenizer = v;
+            else if (!strcmp(f, "--format")) format = v;
+            else if (!strcmp(f, "--json")) json = v;
+            else if (!strcmp(f, "--ctx")) { if (cli_parse_i64(CMD, f, v, 2, 1 << 20, &ctx)) return FLX_EXIT_USAGE; }
+            else if (!strcmp(f, "--chunks")) { if (cli_parse_i64(CMD, f, v, 1, 1 << 30, &chunks)) return FLX_EXIT_USAGE; }
+            else if (!strcmp(f, "--threads")) { if (cli_parse_i64(CMD, f, v, 1, 1024, &threads)) return FLX_EXIT_USAGE; }
+            else return cli_usage_error(CMD, "unknown option '%s'", f);
+        } else {
+            if (n_models == MAX_MODELS) return cli_usage_error(CMD, "at most %d models", MAX_MODELS);
+            models[n_models++] = f;
+        }
+    }
+    if (!file) return cli_usage_error(CMD, "--file TEXT is required");
+    if (n_models < 1) return cli_usage_error(CMD, "give at least one MODEL");
+    if (strcmp(format, "text") && strcmp(format, "markdown") && strcmp(format, "json"))
+        return cli_usage_error(CMD, "--format expects text, markdown or json, not '%s'", format);
+
+    flx_error err = {0};
+    row rows[MAX_MODELS];
+    memset(rows, 0, sizeof rows);
+    flx_tokenizer *tok_own = NULL;
+    int32_t *tokens = NULL;
+    char *text = NULL;
+    char base_path[4096] = "";
+    int rc = FLX_EXIT_FAIL;
+    int32_t bos = -1;
+    int64_t n_tokens = 0;
+
+    for (int mi = 0; mi < n_models; mi++) {
+        row *r = &rows[mi];
+        r->path = models[mi];
+        r->file_bytes = file_size(models[mi]);
+        flx_model m = {0};
+        flx_fakequant *fq = NULL;
+        if (flx_qmodel_is_file(models[mi])) {
+            if (flx_fakequant_open_threads(&fq, &m, models[mi], (int)threads, &err)) goto fail;
+            snprintf(r->recipe, sizeof r->recipe, "%s", fq->qm->recipe);
+            r->bits_per_weight = flxq_bits_per_weight(fq->qm);
+        } else {
+            if (flx_model_load(&m, models[mi], &err)) goto fail;
+            snprintf(r->recipe, sizeof r->recipe, "float");
+            r->bits_per_weight = m.n_params > 0 && r->file_bytes > 0 ? 8.0 * (double)r->file_bytes / (double)m.n_params : 0;
+        }
+        if (mi == 0) {
+            /* the stream, once, with the first model's tokenizer (as flxemu ppl) */
+            const flx_tokenizer *tok = m.tok;
+            if (tokenizer) {
+                if (flx_tokenizer_load(&tok_own, tokenizer, &err)) goto fail_m;
+                tok = tok_own;
+            }
+            if (!tok) {
+                flx_fail(&err, FLX_ENOTFOUND, "%s has no tokenizer; pass --tokenizer", models[0]);
+                goto fail_m;
+            }
+            bos = flx_tokenizer_adds_bos(tok) ? flx_tokenizer_bos(tok) : -1;
+            size_t bytes, n;
+            if (flx_read_file(file, (size_t)1 << 31, &text, &bytes, &err)) goto fail_m;
+            if (flx_tokenizer_encode(tok, text, bytes, bos >= 0, 0, &tokens, &n, &err)) goto fail_m;
+            n_tokens = (int64_t)n;
+            if (!ctx) ctx = 2048 < m.cfg.max_seq_len ? 2048 : m.cfg.max_seq_len;
+            snprintf(base_path, sizeof base_path, "%s/flxemu-compare-%d.kld",
+                     getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+        }
+        flx_kld_base base;
+        int have_base = 0;
+        if (mi > 0) {
+            if (flx_kld_base_open(&base, base_path, &err)) goto fail_m;
+            have_base = 1;
+        }
+        flx_ppl_opts o = {0};
+        o.protocol = FLX_PPL_HF;
+        o.n_ctx = ctx;
+        o.max_windows = chunks;
+        o.bos_id = bos;
+        o.llama.n_threads = (int)threads;
+        o.llama.hooks = fq ? &fq->hooks : NULL;
+        o.save_logits_path = mi == 0 ? base_path : NULL;
+        o.kl_base = have_base ? &base : NULL;
+        flx_ppl_result res = {0};
+        fprintf(stderr, "flxemu compare: %s (%s)\n", models[mi], r->recipe);
+        int prc = flx_ppl_run(&m, tokens, n_tokens, &o, &res, &err);
+        if (have_base) flx_kld_base_close(&base);
+        if (prc == FLX_OK) {
+            r->ppl = res.ppl;
+            r->ppl_unc = res.ppl_unc;
+            if (res.has_kld) {
+                r->has_kld = 1;
+                r->kld = res.kld.kld.mean;
+                r->kld_unc = res.kld.kld.unc;
+                r->same_top = 100.0 * res.kld.same_top.mean;
+                r->same_top_unc = 100.0 * res.kld.same_top.unc;
+            }
+        }
+        flx_ppl_result_free(&res);
+        flx_model_free(&m);
+        flx_fakequant_close(fq);
+        if (prc) goto fail;
+        continue;
+    fail_m:
+        flx_model_free(&m);
+        flx_fakequant_close(fq);
+        goto fail;
+    }
+
+    /* the table */
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "text", file);
+    cJSON_AddNumberToObject(root, "ctx", (double)ctx);
+    cJSON_AddStringToObject(root, "base", models[0]);
+    cJSON *arr = cJSON_AddArrayToObject(root, "models");
+    int md = !strcmp(format, "markdown");
+    if (!strcmp(format, "text"))
+        printf("%-40s %-20s %20s %22s %16s %9s %12s\n", "model", "recipe", "PPL", "KLD vs first", "same top",
+               "bits/w", "bytes");
+    else if (md)
+        printf("| model | recipe | PPL | KLD vs first | same top | bits/weight | file bytes |\n|---|---|---|---|---|---|---|\n");
+    for (int mi = 0; mi < n_models; mi++) {
+        const row *r = &rows[mi];
+        char kld[64] = "-", top[64] = "-";
+        if (r->has_kld) {
+            snprintf(kld, sizeof kld, "%.6f ± %.6f", r->kld, r->kld_unc);
+            snprintf(top, sizeof top, "%.3f ± %.3f %%", r->same_top, r->same_top_unc);
+        }
+        if (!strcmp(format, "text"))
+            printf("%-40s %-20s %10.4f ± %7.5f %22s %16s %9.3f %12lld\n", r->path, r->recipe, r->ppl, r->ppl_unc, kld,
+                   top, r->bits_per_weight, r->file_bytes);
+        else if (md)
+            printf("| %s | %s | %.4f ± %.5f | %s | %s | %.3f | %lld |\n", r->path, r->recipe, r->ppl, r->ppl_unc, kld,
+                   top, r->bits_per_weight, r->file_bytes);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "model", r->path);
+        cJSON_AddStringToObject(e, "recipe", r->recipe);
+        cJSON_AddNumberToObject(e, "ppl", r->ppl);
+        cJSON_AddNumberToObject(e, "ppl_uncertainty", r->ppl_unc);
+        if (r->has_kld) {
+            cJSON_AddNumberToObject(e, "kld", r->kld);
+            cJSON_AddNumberToObject(e, "kld_uncertainty", r->kld_unc);
+            cJSON_AddNumberToObject(e, "same_top_percent", r->same_top);
+            cJSON_AddNumberToObject(e, "same_top_uncertainty", r->same_top_unc);
+        }
+        cJSON_AddNumberToObject(e, "bits_per_weight", r->bits_per_weight);
+        cJSON_AddNumberToObject(e, "file_bytes", (double)r->file_bytes);
+        cJSON_AddItemToArray(arr, e);
+    }
+    char *js = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!strcmp(format, "json") && js) printf("%s\n", js);
+    if (json && js) {
+        flx_outfile o;
+        if (flx_outfile_open(&o, json, &err)) { cJSON_free(js); goto fail; }
+        fputs(js, o.fp);
+        fputc('\n', o.fp);
+        if (flx_outfile_commit(&o, &err)) { cJSON_free(js); goto fail; }
+    }
+    cJSON_free(js);
+    rc = FLX_EXIT_OK;
+    goto out;
+fail:
+    rc = cli_fail(CMD, &err);
+out:
+    if (base_path[0]) unlink(base_path);
+    flx_tokenizer_free(tok_own);
+    free(tokens);
+    free(text);
+    return rc;
+}

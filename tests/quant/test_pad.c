@@ -1,0 +1,172 @@
+/* pad: zero-padding d_ff (quant/pad.c) leaves the float model's logits bit
+ * for bit unchanged; `flxemu quantize` pads a non-power-of-two d_ff when
+ * R4 runs online, records it in the .flxq, and the bit-exact engine then
+ * runs stories260K (the Hugging Face checkpoint; the GGUF's adjacent RoPE
+ * pairing is refused by name). */
+#include "flx_qmodel.h"
+#include "flx_llama.h"
+#include "test_util.h"
+
+#include <math.h>
+#include <sys/wait.h>
+
+static float *logits_of(const flx_model *m, const int32_t *ids, int n, int threads)
+{
+    flx_llama_opts o = {0};
+    o.n_threads = threads;
+    o.max_tokens = n;
+    o.max_ctx = n;
+    flx_llama_state s;
+    flx_error err = {0};
+    cr_assert_eq(flx_llama_init(&s, m, &o, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_llama_forward(&s, ids, n, &err), FLX_OK, "%s", err.msg);
+    float *out = malloc((size_t)n * m->cfg.n_vocab * sizeof *out);
+    cr_assert_eq(flx_llama_logits(&s, 0, n, out, &err), FLX_OK, "%s", err.msg);
+    flx_llama_free(&s);
+    return out;
+}
+
+static int story_ids(int32_t *ids, int cap)
+{
+    char *txt = NULL;
+    size_t n = 0;
+    cr_assert_eq(flx_read_file(flx_test_data("stories260K/expected_greedy_n200.ids.txt"), 1 << 20, &txt, &n, NULL),
+                 FLX_OK);
+    int k = 0;
+    char *p = txt, *end;
+    while (k < cap) {
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        ids[k++] = (int32_t)v;
+        p = end;
+    }
+    free(txt);
+    return k;
+}
+
+static void check_padding_exact(const char *rel)
+{
+    flx_model m = {0};
+    flx_error err = {0};
+    cr_assert_eq(flx_model_load(&m, flx_test_data(rel), &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(m.cfg.d_ff, 172);
+    int32_t ids[201];
+    int n = story_ids(ids, 201);
+    cr_assert_eq(n, 201);
+    const size_t nl = (size_t)n * m.cfg.n_vocab;
+    float *ref1 = logits_of(&m, ids, n, 1), *ref2 = logits_of(&m, ids, n, 2);
+    /* keep copies of layer 2's weights to check the layout */
+    const int D = m.cfg.d_model, F = 172;
+    float *g0 = malloc((size_t)F * D * 4), *d0 = malloc((size_t)D * F * 4);
+    memcpy(g0, m.w.layers[2].w_gate, (size_t)F * D * 4);
+    memcpy(d0, m.w.layers[2].w_down, (size_t)D * F * 4);
+
+    cr_assert_eq(flx_next_pow2(172), 256);
+    cr_assert_eq(flx_next_pow2(256), 256);
+    cr_assert_neq(flx_model_pad_dff(&m, 100, &err), FLX_OK);   /* never shrinks */
+    cr_assert_eq(flx_model_pad_dff(&m, 256, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(m.cfg.d_ff, 256);
+    const flx_llama_layer *L = &m.w.layers[2];
+    for (int r = 0; r < 256; r++)
+        for (int c = 0; c < D; c++) {
+            float want = r < F ? g0[(size_t)r * D + c] : 0.0f;
+            cr_assert(L->w_gate[(size_t)r * D + c] == want && (r < F || L->w_up[(size_t)r * D + c] == 0.0f),
+                      "gate/up row %d col %d", r, c);
+        }
+    for (int r = 0; r < D; r++)
+        for (int c = 0; c < 256; c++) {
+            float want = c < F ? d0[(size_t)r * F + c] : 0.0f;
+            cr_assert(L->w_down[(size_t)r * 256 + c] == want, "down row %d col %d", r, c);
+        }
+    float *pad1 = logits_of(&m, ids, n, 1), *pad2 = logits_of(&m, ids, n, 2);
+    cr_assert_eq(memcmp(ref1, pad1, nl * sizeof(float)), 0, "%s: padded logits differ (1 thread)", rel);
+    cr_assert_eq(memcmp(ref2, pad2, nl * sizeof(float)), 0, "%s: padded logits differ (2 threads)", rel);
+    /* the padding is not a no-op test: the logits are real */
+    double mx = 0;
+    for (size_t i = 0; i < nl; i++) mx = fmax(mx, fabs(ref1[i]));
+    cr_assert_gt(mx, 1.0);
+    free(ref1); free(ref2); free(pad1); free(pad2); free(g0); free(d0);
+    flx_model_free(&m);
+}
+
+Test(pad, padded_float_model_has_bit_identical_logits_hf) { check_padding_exact("stories260K/hf"); }
+Test(pad, padded_float_model_has_bit_identical_logits_gguf) { check_padding_exact("stories260K/stories260K.gguf"); }
+
+static int sh(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert(p != NULL);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(pad, quantize_pads_and_the_engine_runs_stories260K, .timeout = 240)
+{
+    char hf[4096], gguf[4096], text[4096], cmd[20000], out[16384], f1[600], f2[600], f3[600];
+    snprintf(hf, sizeof hf, "%s", flx_test_data("stories260K/hf"));
+    snprintf(gguf, sizeof gguf, "%s", flx_test_data("stories260K/stories260K.gguf"));
+    snprintf(text, sizeof text, "%s", flx_test_data("tinystories/tinystories_val_first_stories.txt"));
+    const char *dir = flx_test_tmpdir();
+    snprintf(f1, sizeof f1, "%s/pad.flxq", dir);
+    snprintf(f2, sizeof f2, "%s/nopad.flxq", dir);
+    snprintf(f3, sizeof f3, "%s/gguf.flxq", dir);
+    const char *bin = flx_test_bin();
+    /* the HF folder has no tokenizer: --tokenizer gives it the GGUF's */
+    snprintf(cmd, sizeof cmd,
+             "%s quantize --model %s --tokenizer %s --recipe flexllm --calib %s --nsamples 4 --seqlen 128 "
+             "--threads 2 --out %s 2>&1", bin, hf, gguf, text, f1);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "d_ff zero-padded") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s quantize --model %s --tokenizer %s --recipe flexllm --calib %s --nsamples 4 --seqlen 128 "
+             "--pad-dff none --threads 2 --out %s 2>&1", bin, hf, gguf, text, f2);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s quantize --model %s --recipe flexllm --pad-dff maybe --out %s 2>&1", bin, hf, f2);
+    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+
+    flx_qmodel qm;
+    flx_error err = {0};
+    cr_assert_eq(flx_qmodel_load(&qm, f1, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(qm.cfg.d_ff, 256);
+    cr_assert_eq(qm.d_ff_source, 172);
+    cr_assert(qm.r4_online && qm.r4_dense == NULL);
+    /* padded gate rows quantize to zero codes; wsum 0 */
+    for (int r = 172; r < 256; r++) {
+        for (int c = 0; c < 64; c++) cr_assert_eq(qm.layers[0].w_gate.q[r * 64 + c], 0);
+        cr_assert(qm.layers[0].w_up.wsum[r] == 0.0f);
+    }
+    flx_qmodel_free(&qm);
+    cr_assert_eq(flx_qmodel_load(&qm, f2, &err), FLX_OK, "%s", err.msg);
+    cr_assert(qm.cfg.d_ff == 172 && qm.d_ff_source == 0 && qm.r4_dense != NULL);
+    flx_qmodel_free(&qm);
+
+    /* the bit-exact engine runs the padded file, refuses the unpadded one;
+     * fake-quant and bit-exact perplexities are both those of a trained
+     * model (float stories260K: ~4 on this text), and not equal */
+    double ppl[2];
+    for (int e = 0; e < 2; e++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s ppl --model %s --tokenizer %s --engine %s --file %s --ctx 128 --chunks 3 --threads 2 2>&1",
+                 bin, f1, gguf, e ? "emu" : "float", text);
+        cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+        const char *p = strstr(out, "PPL = ");
+        cr_assert(p != NULL, "%s", out);
+        ppl[e] = atof(p + 6);
+    }
+    cr_log_info("stories260K flexllm 3 x 128: fake-quant %.4f, bit-exact %.4f", ppl[0], ppl[1]);
+    cr_assert(ppl[0] > 3.0 && ppl[0] < 12.0 && ppl[1] > 3.0 && ppl[1] < 12.0, "%g %g", ppl[0], ppl[1]);
+    cr_assert(ppl[0] != ppl[1]);
+    snprintf(cmd, sizeof cmd, "%s ppl --model %s --tokenizer %s --engine emu --file %s --ctx 128 --chunks 1 2>&1",
+             bin, f2, gguf, text);
+    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "d_ff 172 is not a power of two") != NULL, "%s", out);
+    /* the GGUF pairs RoPE dimensions (2i, 2i+1): refused by name, not run wrongly */
+    snprintf(cmd, sizeof cmd,
+             "%s quantize --model %s --recipe flexllm --calib %s --nsamples 2 --seqlen 128 --out %s 2>&1 && "
+             "%s ppl --model %s --engine emu --file %s --ctx 128 --chunks 1 2>&1",
+             bin, gguf, text, f3, bin, f3, text);
+    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "adjacent") != NULL, "%s", out);
+}
