@@ -140,3 +140,31 @@ int flx_file_exists(const char *path)
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
+
+size_t flx_json_count_values(const char *text, size_t bytes)
+{
+    size_t n = 1;
+    int in_str = 0;
+    for (size_t i = 0; i < bytes; i++) {
+        char c = text[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == ',' || c == '[' || c == '{') {
+            n++;
+        }
+    }
+    return n;
+}
+
+int flx_json_budget(const char *text, size_t bytes, size_t max_values, const char *path,
+                    flx_error *err)
+{
+    size_t n = flx_json_count_values(text, bytes);
+    if (n > max_values)
+        return flx_fail(err, FLX_EFORMAT, "%s: about %zu JSON values exceed the limit of %zu for this "
+                        "file", path, n, max_values);
+    return FLX_OK;
+}

@@ -110,6 +110,15 @@ int  flx_outfile_check(const char *path, flx_error *err);
  * ignored or already handled are left alone.  Call once from main(). */
 int  flx_outfile_catch_signals(void);
 
+/* A JSON parse tree costs ~100 bytes per value whatever the text's size
+ * (["a","b"] is 10 bytes and 3 values), so readers bound the values before
+ * parsing: flx_json_count_values is an upper bound (brackets and commas
+ * outside strings, plus one); flx_json_budget refuses text over max_values
+ * with a message naming path (README, "Resource caps"). */
+size_t flx_json_count_values(const char *text, size_t bytes);
+int    flx_json_budget(const char *text, size_t bytes, size_t max_values, const char *path,
+                       flx_error *err);
+
 /* Joins a directory and a file name into a heap string ("dir/name"). */
 char *flx_path_join(const char *dir, const char *name);
 int   flx_is_dir(const char *path);

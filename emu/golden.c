@@ -922,7 +922,8 @@ int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err)
     char *text = NULL;
     size_t n = 0;
     int rc = flx_read_file(mpath, (size_t)64 << 20, &text, &n, err);
-    if (rc) { free(mpath); return rc; }
+    if (!rc) rc = flx_json_budget(text, n, (size_t)1 << 20, mpath, err);
+    if (rc) { free(text); free(mpath); return rc; }
     cJSON *man = cJSON_Parse(text);
     free(text);
     const cJSON *ks = man ? cJSON_GetObjectItemCaseSensitive(man, "kernels") : NULL;

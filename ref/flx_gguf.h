@@ -41,6 +41,11 @@ enum flx_ggml_type {
 };
 
 #define FLX_GGUF_MAX_DIMS 4
+/* Caps on a file's counts (README, "Resource caps"): Llama-3.2-1B has 147
+ * tensors and ~30 keys; the caps keep the tables allocated while reading a
+ * crafted header to a few MiB. */
+#define FLX_GGUF_MAX_TENSORS 65536
+#define FLX_GGUF_MAX_KV      65536
 #define FLX_GGUF_DEFAULT_ALIGNMENT 32
 
 /* A string inside the mapping: not NUL-terminated. */

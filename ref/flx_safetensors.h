@@ -30,6 +30,8 @@ typedef enum flx_st_dtype {
 
 #define FLX_ST_MAX_DIMS 8
 #define FLX_ST_MAX_HEADER_BYTES (100u * 1000u * 1000u)
+#define FLX_ST_MAX_TENSORS 65536   /* entries of one header (README, "Resource caps") */
+#define FLX_ST_MAX_JSON_VALUES (1u << 20)   /* values in the header JSON */
 
 const char *flx_st_dtype_name(flx_st_dtype dt);   /* "F32", "BF16", ... */
 size_t      flx_st_dtype_bytes(flx_st_dtype dt);

@@ -13,6 +13,11 @@
 
 #include "flx_core.h"
 
+/* Caps on a vocabulary (README, "Resource caps"); Llama 3 has 128,256 tokens
+ * and 280,147 merges. */
+#define FLX_TOK_MAX_VOCAB  (1 << 24)
+#define FLX_TOK_MAX_MERGES (1 << 24)
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -460,6 +460,14 @@ int flx_gguf_open(flx_gguf *g, const char *path, flx_error *err)
     }
     if ((rc = rd_u64(&r, &n_tensors, "tensor_count", NULL))) goto fail;
     if ((rc = rd_u64(&r, &n_kv, "metadata_kv_count", NULL))) goto fail;
+    if (n_kv > FLX_GGUF_MAX_KV || n_tensors > FLX_GGUF_MAX_TENSORS) {
+        rc = n_kv > FLX_GGUF_MAX_KV
+             ? flx_fail(err, FLX_EFORMAT, "%s: metadata_kv_count %llu at offset 16 exceeds the limit "
+                        "of %d", path, (unsigned long long)n_kv, FLX_GGUF_MAX_KV)
+             : flx_fail(err, FLX_EFORMAT, "%s: tensor_count %llu at offset 8 exceeds the limit of %d",
+                        path, (unsigned long long)n_tensors, FLX_GGUF_MAX_TENSORS);
+        goto fail;
+    }
     /* Each kv takes at least 13 bytes and each tensor info at least 24. */
     if (n_kv > remaining(&r) / 13) {
         rc = flx_fail(err, FLX_EFORMAT, "%s: metadata_kv_count %llu at offset 16 is more than the "

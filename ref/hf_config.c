@@ -150,6 +150,8 @@ int flx_hf_config_parse(const char *json, size_t bytes, const char *source, flx_
                         flx_error *err)
 {
     memset(c, 0, sizeof *c);
+    int brc = flx_json_budget(json, bytes, 65536, source, err);
+    if (brc) return brc;
     cJSON *root = cJSON_ParseWithLength(json, bytes);
     if (!root) return flx_fail(err, FLX_EFORMAT, "%s: not valid JSON", source);
     cfg_reader r = {root, source, err};

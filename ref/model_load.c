@@ -401,6 +401,7 @@ static int open_shards(loader *ld, const char *dir, const char *st_path)
     }
     size_t bytes;
     if ((rc = flx_read_file(index_path, INDEX_MAX_BYTES, &text, &bytes, ld->err))) goto done;
+    if ((rc = flx_json_budget(text, bytes, (size_t)1 << 20, index_path, ld->err))) goto done;
     root = cJSON_ParseWithLength(text, bytes);
     const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!cJSON_IsObject(wm)) {

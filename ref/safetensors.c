@@ -233,6 +233,7 @@ int flx_st_open(flx_safetensors *st, const char *path, flx_error *err)
     }
     st->data_offset = 8 + (size_t)n;
     const char *json = (const char *)p + 8, *end = NULL;
+    if ((rc = flx_json_budget(json, (size_t)n, FLX_ST_MAX_JSON_VALUES, path, err))) goto fail;
     root = cJSON_ParseWithLengthOpts(json, (size_t)n, &end, 0);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
@@ -251,6 +252,12 @@ int flx_st_open(flx_safetensors *st, const char *path, flx_error *err)
         goto fail;
     }
     size_t n_items = (size_t)cJSON_GetArraySize(root);
+    size_t n_meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__") != NULL;
+    if (n_items - n_meta > FLX_ST_MAX_TENSORS) {
+        rc = flx_fail(err, FLX_EFORMAT, "%s: header at offset 8 has %zu tensors, more than the limit "
+                      "of %d", path, n_items - n_meta, FLX_ST_MAX_TENSORS);
+        goto fail;
+    }
     st->tensors = calloc(n_items ? n_items : 1, sizeof *st->tensors);
     if (!st->tensors) {
         rc = flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);

@@ -10,7 +10,8 @@
 
 /* Largest vocabulary accepted: real ones have at most a few 100k entries;
  * the limit keeps a corrupt count from asking for gigabytes. */
-#define TOK_MAX_VOCAB (1 << 24)
+#define TOK_MAX_VOCAB FLX_TOK_MAX_VOCAB
+#define TOK_MAX_MERGES FLX_TOK_MAX_MERGES
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -288,6 +289,9 @@ int flx_tokenizer_create(flx_tokenizer **out, const flx_vocab_desc *d, flx_error
     if (!d->tokens) return flx_fail(err, FLX_EINVAL, "tokens is NULL");
     if (d->n_merges < 0 || (d->n_merges > 0 && !d->merges))
         return flx_fail(err, FLX_EINVAL, "merges: count %d without a list", d->n_merges);
+    if (d->n_merges > TOK_MAX_MERGES)
+        return flx_fail(err, FLX_EFORMAT, "merges: %d merges exceed the limit of %d", d->n_merges,
+                        TOK_MAX_MERGES);
     if (d->kind == FLX_TOK_SPM && !d->scores)
         return flx_fail(err, FLX_EFORMAT, "scores: a SentencePiece vocabulary needs token scores");
     int rc;

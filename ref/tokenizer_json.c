@@ -14,7 +14,8 @@
 #include <string.h>
 
 /* Largest tokenizer.json accepted (real ones are ~10 MB). */
-#define JSON_MAX_BYTES ((size_t)1 << 30)
+#define JSON_MAX_BYTES ((size_t)128 << 20)   /* Llama 3's is 9 MB */
+#define JSON_MAX_VALUES ((size_t)8 << 20)   /* Llama 3's has ~1 M (merges as pairs) */
 /* Ids must be below this and below 1024 x the number of entries, so a
  * small file cannot ask for a huge id table. */
 #define JSON_MAX_ID (1 << 22)
@@ -317,6 +318,10 @@ int flx_tokenizer_load_json(flx_tokenizer **out, const char *path, flx_error *er
     size_t bytes = 0;
     int rc = flx_read_file(path, JSON_MAX_BYTES, &buf, &bytes, err);
     if (rc) return rc;
+    if ((rc = flx_json_budget(buf, bytes, JSON_MAX_VALUES, path, err))) {
+        free(buf);
+        return rc;
+    }
     cJSON *root = cJSON_ParseWithLength(buf, bytes);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();

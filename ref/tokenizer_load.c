@@ -64,9 +64,9 @@ int flx_gguf_load_tokenizer(const flx_gguf *g, flx_tokenizer **out, flx_error *e
             rc = flx_fail(err, FLX_EFORMAT, "%s: tokenizer.ggml.tokens is missing", path);
         goto done;
     }
-    if (kv->arr_count == 0 || kv->arr_count > INT32_MAX) {
-        rc = flx_fail(err, FLX_EFORMAT, "%s: tokenizer.ggml.tokens has %llu entries", path,
-                      (unsigned long long)kv->arr_count);
+    if (kv->arr_count == 0 || kv->arr_count > FLX_TOK_MAX_VOCAB) {
+        rc = flx_fail(err, FLX_EFORMAT, "%s: tokenizer.ggml.tokens has %llu entries (limit %d)", path,
+                      (unsigned long long)kv->arr_count, FLX_TOK_MAX_VOCAB);
         goto done;
     }
     int64_t n = (int64_t)kv->arr_count;
@@ -77,8 +77,9 @@ int flx_gguf_load_tokenizer(const flx_gguf *g, flx_tokenizer **out, flx_error *e
     if (kv && (rc = flx_gguf_array_i32(g, kv, &types, err))) goto done;
     if ((rc = optional_array(g, "tokenizer.ggml.merges", -1, &kv, err))) goto done;
     if (kv) {
-        if (kv->arr_count > INT32_MAX) {
-            rc = flx_fail(err, FLX_EFORMAT, "%s: too many merges", path);
+        if (kv->arr_count > FLX_TOK_MAX_MERGES) {
+            rc = flx_fail(err, FLX_EFORMAT, "%s: tokenizer.ggml.merges has %llu entries (limit %d)",
+                          path, (unsigned long long)kv->arr_count, FLX_TOK_MAX_MERGES);
             goto done;
         }
         if ((rc = flx_gguf_array_strings(g, kv, &merges, err))) goto done;
