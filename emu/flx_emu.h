@@ -399,6 +399,11 @@ void flx_emu_kv_free(flx_emu_kv *kv);
 int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
                     const int32_t *tokens, int64_t n, flx_pool *pool, flx_error *err);
 
+/* The same prefill (no KV hand-over) with the layer-0 input given as rows
+ * embd[0..n) of d_model floats instead of token embeddings (HMT stages). */
+int flx_emu_prefill_embd(const flx_emu_engine *e, float *hidden, const float *embd, int64_t n,
+                         flx_pool *pool, flx_error *err);
+
 /* Final RMSNorm (decode tree), INT4 quantization and INT4 head for n rows:
  * logits [n][n_vocab] (hardware perplexity). */
 int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, int64_t n,
