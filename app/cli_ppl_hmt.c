@@ -24,7 +24,10 @@ const char cli_ppl_hmt_usage[] =
     "                        emu default off, as FlexLLM's drainer)\n"
     "  --hmt-baseline-ctx N  plain window of the baseline (default: the stage-1 length; 0: none)\n"
     "  --reference-quirks    with --engine emu: FlexLLM as written (Sn/Mn read from the input\n"
-    "                        rows so P stays 0, empty slots unmasked, zero initial memory)\n";
+    "                        rows so P stays 0, empty slots unmasked, zero initial memory, zero\n"
+    "                        sensory rows in segment 0; plus the engine's own quirks)\n"
+    "  --hmt-quirks LIST     emu: only these HMT quirks (region0,unmasked,zero-init,zero-sensory,\n"
+    "                        all, none), whatever --reference-quirks says\n";
 
 void cli_ppl_hmt_init(cli_ppl_hmt *h)
 {
@@ -33,6 +36,7 @@ void cli_ppl_hmt_init(cli_ppl_hmt *h)
     h->segments = 16;
     h->baseline_ctx = -1;
     h->final_norm = -1;
+    h->quirks = -1;
 }
 
 int cli_ppl_hmt_parse_flag(const char *cmd, int argc, char **argv, int *i, cli_ppl_hmt *h)
@@ -64,6 +68,10 @@ int cli_ppl_hmt_parse_flag(const char *cmd, int argc, char **argv, int *i, cli_p
         h->over.sum_fraction = y;
     } else if (!strcmp(f, "--hmt-baseline-ctx")) {
         if (cli_parse_i64(cmd, f, v, 0, 1 << 20, &h->baseline_ctx)) return FLX_EXIT_USAGE;
+    } else if (!strcmp(f, "--hmt-quirks")) {
+        if ((h->quirks = flx_emu_hmt_quirks_parse(v)) < 0)
+            return cli_usage_error(cmd, "--hmt-quirks expects a comma list of region0, unmasked, zero-init, "
+                                        "zero-sensory, all, none; got '%s'", v);
     } else if (!strcmp(f, "--hmt-final-norm")) {
         if (!strcmp(v, "on")) h->final_norm = 1;
         else if (!strcmp(v, "off")) h->final_norm = 0;
@@ -136,7 +144,14 @@ int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_erro
 {
     const int emu = in->emu != NULL;
     const flx_llama_config *c = emu ? &in->emu->qm.cfg : &in->model->cfg;
-    const int quirks = emu && in->eo->reference_quirks;
+    const int quirks = !emu ? 0 : h->quirks >= 0 ? h->quirks : in->eo->reference_quirks ? FLX_EMU_HMT_Q_ALL : 0;
+    if (!emu && h->quirks > 0)
+        return flx_fail(err, FLX_EINVAL, "--hmt-quirks describes FlexLLM's hardware: use it with --engine emu");
+    char qnames[64];
+    snprintf(qnames, sizeof qnames, "%s%s%s%s", quirks & FLX_EMU_HMT_Q_REGION0 ? "region0," : "",
+             quirks & FLX_EMU_HMT_Q_UNMASKED ? "unmasked," : "", quirks & FLX_EMU_HMT_Q_ZERO_INIT ? "zero-init," : "",
+             quirks & FLX_EMU_HMT_Q_ZERO_SENSORY ? "zero-sensory," : "");
+    if (qnames[0]) qnames[strlen(qnames) - 1] = '\0';
     flx_hmt_params p;
     int rc = flx_hmt_load(&p, h->path, c->d_model, &h->over, err);
     if (rc) return rc;
@@ -146,9 +161,8 @@ int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_erro
     if (emu && h->segments > 64)
         fprintf(stderr, "flxemu ppl: note: %lld segments exceed FlexLLM's HMT_MAX_SEG_NUM of 64 (the "
                         "ring buffer wraps; emulated anyway)\n", h->segments);
-    /* the hardware's zero sensory rows of segment 0 only as written; the trailing
-     * P of the last segment (no effect on scores) as each reference does */
-    flx_hmt_flow flow = {h->final_norm >= 0 ? h->final_norm : !emu, quirks, quirks, !emu};
+    flx_hmt_flow flow = {h->final_norm >= 0 ? h->final_norm : 1, 0, 0, 1};   /* HMT-pytorch */
+    if (emu) flow = flx_emu_hmt_flow(quirks, h->final_norm >= 0 ? h->final_norm : 0);
     flx_hmt_float_backbone fb = {0};
     flx_hmt_float_memory *fm = NULL;
     flx_emu_hmt_backbone eb = {0};
@@ -174,10 +188,10 @@ int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_erro
         score_pool = fb.st.pool;
     }
     const int64_t window = h->segments * p.seg_len;
-    fprintf(stderr, "perplexity (HMT): %s, engine %s%s, %lld tokens, contexts of %lld segments x %d = "
+    fprintf(stderr, "perplexity (HMT): %s, engine %s%s%s%s, %lld tokens, contexts of %lld segments x %d = "
                     "%lld tokens (stride %lld), the last segment scored; Sn/Mn %s final norm; "
                     "baseline: plain window of %lld\n",
-            p.path, emu ? "emu" : "float", quirks ? " (reference quirks)" : "", (long long)in->n_tokens,
+            p.path, emu ? "emu" : "float", quirks ? " (HMT quirks " : "", quirks ? qnames : "", quirks ? ")" : "", (long long)in->n_tokens,
             h->segments, p.seg_len, (long long)window, (long long)(window - p.seg_len),
             flow.read_inputs ? "read from the inputs (quirk), no" : flow.final_norm ? "after the" : "without the",
             (long long)base);
@@ -203,7 +217,9 @@ int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_erro
     printf("per-segment mean NLL:");
     for (int64_t k = 0; k < h->segments; k++) printf(" %.4f", r.segment_mean_nll[k]);
     printf("\n");
-    if (emu) printf("engine emu: %s, reference quirks %s\n", flx_emu_fp_name(&in->eo->fp), quirks ? "on" : "off");
+    if (emu)
+        printf("engine emu: %s, reference quirks %s, HMT quirks %s\n", flx_emu_fp_name(&in->eo->fp),
+               in->eo->reference_quirks ? "on" : "off", quirks ? qnames : "none");
     fflush(stdout);
     if (dev_win >= 0)
         fprintf(stderr, "device: simulated U280 time (%s, HMT path) %.6f s = %lld contexts x %.6f s\n",
@@ -231,8 +247,10 @@ int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_erro
         json_str(fp, in->text_name);
         fprintf(fp, ",\n  \"text_sha256\": ");
         json_str(fp, in->text_hex);
-        fprintf(fp, ",\n  \"engine\": \"%s\",\n  \"reference_quirks\": %s,\n  \"final_norm\": %s,\n",
-                emu ? "emu" : "float", quirks ? "true" : "false", flow.final_norm ? "true" : "false");
+        fprintf(fp, ",\n  \"engine\": \"%s\",\n  \"reference_quirks\": %s,\n  \"hmt_quirks\": \"%s\",\n"
+                    "  \"final_norm\": %s,\n",
+                emu ? "emu" : "float", emu && in->eo->reference_quirks ? "true" : "false", qnames,
+                flow.final_norm ? "true" : "false");
         if (emu) fprintf(fp, "  \"fp\": \"%s\",\n", flx_emu_fp_name(&in->eo->fp));
         fprintf(fp, "  \"tokens\": %lld,\n  \"segment_tokens\": %d,\n  \"summary_tokens\": %d,\n"
                     "  \"sensory_tokens\": %d,\n  \"cache_size\": %d,\n  \"h\": %d,\n  \"segments\": %lld,\n"

@@ -12,6 +12,7 @@ typedef struct cli_ppl_hmt {
     long long segments;        /* --hmt-segments (default 16)                     */
     long long baseline_ctx;    /* --hmt-baseline-ctx (-1: the stage-1 length)     */
     int final_norm;            /* --hmt-final-norm on|off (-1: engine default)   */
+    int quirks;                /* --hmt-quirks bits (-1: from --reference-quirks) */
     int seen;                  /* an --hmt-* flag was given                       */
 } cli_ppl_hmt;
 

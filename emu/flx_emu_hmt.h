@@ -25,11 +25,26 @@ extern "C" {
 
 enum { FLX_EMU_HMT_SLOTS = 64, FLX_EMU_HMT_LANES = 4 };
 
+/* FlexLLM-as-written behaviours, one bit each (--reference-quirks: all). */
+enum {
+    FLX_EMU_HMT_Q_REGION0      = 1,   /* Sn, Mn read from prefill region 0 (the inputs) */
+    FLX_EMU_HMT_Q_UNMASKED     = 2,   /* empty slots take part in the softmax          */
+    FLX_EMU_HMT_Q_ZERO_INIT    = 4,   /* first segment's P is zeros                    */
+    FLX_EMU_HMT_Q_ZERO_SENSORY = 8,   /* first segment gets 32 zero sensory rows       */
+    FLX_EMU_HMT_Q_ALL          = 15,
+};
+
+/* Parses a comma list of region0, unmasked, zero-init, zero-sensory, all,
+ * none into bits; -1 on an unknown word. */
+int flx_emu_hmt_quirks_parse(const char *list);
+/* The flow settings of a quirk set (final_norm as given). */
+flx_hmt_flow flx_emu_hmt_flow(int quirks, int final_norm);
+
 /* The on-chip memory: 64 slots of Mn and Kn, and the retrieval. */
 typedef struct flx_emu_hmt_mem {
     const flx_hmt_params *p;
     flx_emu_fp fp;
-    int     quirks;             /* unmasked empty slots, zero initial memory   */
+    int     quirks;             /* FLX_EMU_HMT_Q_* bits (UNMASKED, ZERO_INIT used here) */
     float  *m;                  /* [64][d] Mmem                                */
     float  *k;                  /* [64][h] Kmem                                */
     uint8_t filled[FLX_EMU_HMT_SLOTS];

@@ -31,6 +31,37 @@ void flx_emu_hmt_recall(float *p, float *q, float *scores, const float *s, const
     flx_emu_gemv_f32(p, scores, mmem_t, d, FLX_EMU_HMT_SLOTS, fp);
 }
 
+/* ---------------------------------------------------------------- quirks */
+
+int flx_emu_hmt_quirks_parse(const char *list)
+{
+    static const struct { const char *name; int bits; } words[] = {
+        {"region0", FLX_EMU_HMT_Q_REGION0}, {"unmasked", FLX_EMU_HMT_Q_UNMASKED},
+        {"zero-init", FLX_EMU_HMT_Q_ZERO_INIT}, {"zero-sensory", FLX_EMU_HMT_Q_ZERO_SENSORY},
+        {"all", FLX_EMU_HMT_Q_ALL}, {"none", 0}};
+    int bits = 0;
+    const char *p = list;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        int found = -1;
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+            if (strlen(words[i].name) == n && !strncmp(words[i].name, p, n)) found = words[i].bits;
+        if (found < 0) return -1;
+        bits |= found;
+        p += n + (e ? 1 : 0);
+    }
+    return bits;
+}
+
+flx_hmt_flow flx_emu_hmt_flow(int quirks, int final_norm)
+{
+    /* FlexLLM omits the last segment's trailing P (no effect on any score) */
+    flx_hmt_flow f = {final_norm, (quirks & FLX_EMU_HMT_Q_REGION0) != 0,
+                      (quirks & FLX_EMU_HMT_Q_ZERO_SENSORY) != 0, 0};
+    return f;
+}
+
 /* ---------------------------------------------------------------- memory */
 
 static void hm_reset(void *ctx)
@@ -53,14 +84,14 @@ static int hm_recall(void *ctx, const float *s, float *out, flx_error *err)
     if (!any) {
         /* the first segment: the hardware's Pn buffer starts at zero; HMT
          * intends the learned initial memory */
-        if (hm->quirks) memset(out, 0, (size_t)d * sizeof *out);
+        if (hm->quirks & FLX_EMU_HMT_Q_ZERO_INIT) memset(out, 0, (size_t)d * sizeof *out);
         else memcpy(out, p->init_mem, (size_t)d * sizeof *out);
         return FLX_OK;
     }
     for (int64_t o = 0; o < d; o++)
         for (int i = 0; i < FLX_EMU_HMT_SLOTS; i++)
             hm->mt[o * FLX_EMU_HMT_SLOTS + i] = hm->m[(int64_t)i * d + o];
-    flx_emu_hmt_recall(out, hm->q, hm->scores, s, p->wq, hm->k, hm->mt, hm->quirks ? NULL : hm->filled,
+    flx_emu_hmt_recall(out, hm->q, hm->scores, s, p->wq, hm->k, hm->mt, (hm->quirks & FLX_EMU_HMT_Q_UNMASKED) ? NULL : hm->filled,
                        d, p->h, &hm->fp);
     return FLX_OK;
 }

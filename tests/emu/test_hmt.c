@@ -148,10 +148,10 @@ static void run_emu(const flx_qmodel *qm, const flx_hmt_params *hp, int quirks, 
     flx_emu_hmt_backbone eb;
     flx_emu_hmt_mem hm;
     cr_assert_eq(flx_emu_hmt_backbone_init(&eb, &e, flx_hmt_stage1_rows(hp), pool, &err), FLX_OK);
-    cr_assert_eq(flx_emu_hmt_mem_init(&hm, hp, &eo.fp, quirks, &err), FLX_OK);
+    cr_assert_eq(flx_emu_hmt_mem_init(&hm, hp, &eo.fp, quirks ? FLX_EMU_HMT_Q_ALL : 0, &err), FLX_OK);
     flx_hmt_backbone bb = flx_emu_hmt_backbone_ops(&eb);
     flx_hmt_memory mem = flx_emu_hmt_mem_ops(&hm);
-    flx_hmt_flow flow = {final_norm, quirks, quirks, 0};
+    flx_hmt_flow flow = flx_emu_hmt_flow(quirks ? FLX_EMU_HMT_Q_ALL : 0, final_norm);
     flx_hmt_trace tr = {o->p, NULL, o->m, 0};
     o->n_vocab = qm->cfg.n_vocab;
     cr_assert_eq(flx_hmt_context(hp, &flow, &bb, &mem, tok, NSEG * SEGLEN, cap_logits, o, &tr, &err), FLX_OK,
