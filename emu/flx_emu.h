@@ -460,7 +460,8 @@ typedef struct flx_emu_golden_opts {
 /* i-th kernel name (0-based), NULL past the end. */
 const char *flx_emu_golden_kernel_name(int i);
 
-/* what: a kernel name, "all" (every kernel), or "layer_prefill" /
+/* what: a kernel name, "all" (every kernel), "layer_hmt" (one HMT segment
+ * step: retrieval and ring update, docs/hmt.md), or "layer_prefill" /
  * "layer_decode" (one decoder layer of the U280 model shape with random INT4
  * weights, reference quirks on: inputs, all weights and scales, K/V caches
  * and the layer output); config: "u280".  FLX_EINVAL for an unknown
