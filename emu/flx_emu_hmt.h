@@ -76,6 +76,8 @@ typedef struct flx_emu_hmt_backbone {
     const flx_emu_engine *e;
     flx_pool *pool;
     float    *hidden;           /* [max_rows][d] last run's layer output       */
+    float    *logits_buf;       /* [head_rows][n_vocab]                        */
+    int64_t   head_rows;
     int64_t   n_rows, max_rows;
 } flx_emu_hmt_backbone;
 

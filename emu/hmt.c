@@ -191,8 +191,17 @@ int flx_emu_hmt_backbone_init(flx_emu_hmt_backbone *eb, const flx_emu_engine *e,
     eb->e = e;
     eb->pool = pool;
     eb->max_rows = max_rows;
-    eb->hidden = malloc((size_t)max_rows * (size_t)e->qm->cfg.d_model * sizeof(float));
-    if (!eb->hidden) return flx_fail(err, FLX_ENOMEM, "HMT: out of memory for %lld rows", (long long)max_rows);
+    const flx_llama_config *c = &e->qm->cfg;
+    /* rows per head call: about 64 MiB of logits */
+    eb->head_rows = ((int64_t)64 << 20) / ((int64_t)c->n_vocab * 4);
+    if (eb->head_rows < 1) eb->head_rows = 1;
+    if (eb->head_rows > max_rows) eb->head_rows = max_rows;
+    eb->hidden = malloc((size_t)max_rows * (size_t)c->d_model * sizeof(float));
+    eb->logits_buf = malloc((size_t)eb->head_rows * (size_t)c->n_vocab * sizeof(float));
+    if (!eb->hidden || !eb->logits_buf) {
+        flx_emu_hmt_backbone_free(eb);
+        return flx_fail(err, FLX_ENOMEM, "HMT: out of memory for %lld rows", (long long)max_rows);
+    }
     return FLX_OK;
 }
 
@@ -200,17 +209,14 @@ void flx_emu_hmt_backbone_free(flx_emu_hmt_backbone *eb)
 {
     if (!eb) return;
     free(eb->hidden);
+    free(eb->logits_buf);
     memset(eb, 0, sizeof *eb);
 }
 
 flx_hmt_backbone flx_emu_hmt_backbone_ops(flx_emu_hmt_backbone *eb)
 {
     const flx_llama_config *c = &eb->e->qm->cfg;
-    /* rows per head call: about 64 MiB of logits */
-    int64_t rows = ((int64_t)64 << 20) / ((int64_t)c->n_vocab * 4);
-    if (rows < 1) rows = 1;
-    if (rows > eb->max_rows) rows = eb->max_rows;
-    flx_hmt_backbone b = {eb, c->d_model, c->n_vocab, eb->e->qm->tok_embd, eb->max_rows, rows,
-                          eb_run, eb_hidden, eb_logits};
+    flx_hmt_backbone b = {eb, c->d_model, c->n_vocab, eb->e->qm->tok_embd, eb->max_rows, eb->head_rows,
+                          eb->logits_buf, eb_run, eb_hidden, eb_logits};
     return b;
 }

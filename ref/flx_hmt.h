@@ -90,6 +90,8 @@ typedef struct flx_hmt_backbone {
     const float *tok_embd;    /* [n_vocab][d_model]                             */
     int64_t max_rows;         /* longest run the backbone accepts               */
     int64_t head_rows;        /* rows per logits call                           */
+    float  *logits_buf;       /* [head_rows][n_vocab] scratch owned by the backbone,
+                                 shared by the flow and the baseline            */
     /* runs x[0..n) (layer-0 input rows) at positions 0..n-1 */
     int (*run)(void *ctx, const float *x, int64_t n, flx_error *err);
     /* row r of the last run: the last layer's output, after the final RMSNorm
@@ -134,6 +136,7 @@ flx_hmt_memory flx_hmt_float_memory_ops(flx_hmt_float_memory *fm);
 typedef struct flx_hmt_float_backbone {
     flx_llama_state st;
     int             open;
+    float          *logits_buf;
 } flx_hmt_float_backbone;
 int  flx_hmt_float_backbone_init(flx_hmt_float_backbone *fb, const flx_model *m,
                                  const flx_llama_opts *opts, int64_t max_rows, flx_error *err);

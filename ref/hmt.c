@@ -420,21 +420,30 @@ int flx_hmt_float_backbone_init(flx_hmt_float_backbone *fb, const flx_model *m, 
     lo.max_tokens = max_rows;
     lo.max_ctx = max_rows;
     int rc = flx_llama_init(&fb->st, m, &lo, err);
-    if (!rc) fb->open = 1;
-    return rc;
+    if (rc) return rc;
+    fb->open = 1;
+    fb->logits_buf = flx_alloc_large((size_t)flx_llama_head_rows(&fb->st) * (size_t)m->cfg.n_vocab * sizeof(float));
+    if (!fb->logits_buf) {
+        flx_hmt_float_backbone_free(fb);
+        return flx_fail(err, FLX_ENOMEM, "HMT: out of memory for the logits of %lld rows",
+                        (long long)flx_llama_head_rows(&fb->st));
+    }
+    return FLX_OK;
 }
 
 void flx_hmt_float_backbone_free(flx_hmt_float_backbone *fb)
 {
-    if (fb && fb->open) flx_llama_free(&fb->st);
-    if (fb) memset(fb, 0, sizeof *fb);
+    if (!fb) return;
+    if (fb->open) flx_llama_free(&fb->st);
+    free(fb->logits_buf);
+    memset(fb, 0, sizeof *fb);
 }
 
 flx_hmt_backbone flx_hmt_float_backbone_ops(flx_hmt_float_backbone *fb)
 {
     const flx_model *m = fb->st.model;
     flx_hmt_backbone b = {fb, m->cfg.d_model, m->cfg.n_vocab, m->w.tok_embd, fb->st.opts.max_tokens,
-                          flx_llama_head_rows(&fb->st), fb_run, fb_hidden, fb_logits};
+                          flx_llama_head_rows(&fb->st), fb->logits_buf, fb_run, fb_hidden, fb_logits};
     return b;
 }
 
@@ -461,7 +470,7 @@ int flx_hmt_context(const flx_hmt_params *p, const flx_hmt_flow *flow, const flx
     float *x = malloc((size_t)rows_max * (size_t)d * sizeof *x);
     float *s = malloc((size_t)d * sizeof *s), *pn = malloc((size_t)d * sizeof *pn);
     float *mn = malloc((size_t)d * sizeof *mn);
-    float *logits = logits_fn ? flx_alloc_large((size_t)bb->head_rows * (size_t)bb->n_vocab * sizeof(float)) : NULL;
+    float *logits = bb->logits_buf;
     int rc = FLX_OK;
     if (!x || !s || !pn || !mn || (logits_fn && !logits)) {
         rc = flx_fail(err, FLX_ENOMEM, "HMT: out of memory for a segment of %lld rows", (long long)rows_max);
@@ -531,7 +540,6 @@ done:
     free(s);
     free(pn);
     free(mn);
-    free(logits);
     return rc;
 }
 
@@ -633,7 +641,7 @@ int flx_hmt_ppl_run(const flx_hmt_params *p, const flx_hmt_backbone *bb, const f
     r->segment_count = calloc((size_t)S, sizeof(int64_t));
     r->window_mean_nll = calloc((size_t)r->n_windows, sizeof(double));
     double *nll = malloc((size_t)bb->head_rows * sizeof *nll);
-    float *logits = flx_alloc_large((size_t)bb->head_rows * (size_t)bb->n_vocab * sizeof(float));
+    float *logits = bb->logits_buf;
     float *x = o->baseline_ctx ? malloc((size_t)o->baseline_ctx * (size_t)bb->d_model * sizeof *x) : NULL;
     int rc = FLX_OK;
     if (!r->segment_mean_nll || !r->segment_count || !r->window_mean_nll || !nll || !logits ||
@@ -693,7 +701,6 @@ int flx_hmt_ppl_run(const flx_hmt_params *p, const flx_hmt_backbone *bb, const f
     r->baseline_ppl = base_cnt ? exp(r->baseline_mean_nll) : NAN;
 done:
     free(nll);
-    free(logits);
     free(x);
     if (rc) flx_hmt_ppl_result_free(r);
     return rc;
