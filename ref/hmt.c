@@ -500,8 +500,8 @@ int flx_hmt_context(const flx_hmt_params *p, const flx_hmt_flow *flow, const flx
         int64_t r = 0;
         memcpy(x, pn, (size_t)d * sizeof *x);
         r = 1;
-        if (n > 0) {
-            for (int64_t i = L - p->n_sensory; i < L; i++, r++)
+        if (n > 0) {   /* HMT-pytorch: input_ids[:, -num_sensory:] of the previous segment */
+            for (int64_t i = L - (p->n_sensory < L ? p->n_sensory : L); i < L; i++, r++)
                 memcpy(x + r * d, EMB(tokens[(n - 1) * L + i]), (size_t)d * sizeof *x);
         } else if (flow->zero_sensory) {
             memset(x + r * d, 0, (size_t)(p->n_sensory * d) * sizeof *x);
@@ -627,6 +627,9 @@ int flx_hmt_ppl_run(const flx_hmt_params *p, const flx_hmt_backbone *bb, const f
         return flx_fail(err, FLX_EINVAL, "HMT perplexity: the baseline window %lld must lie in [%lld, %lld]",
                         (long long)o->baseline_ctx, (long long)(L + 1), (long long)bb->max_rows);
     r->window_tokens = S * L;
+    if (o->baseline_ctx > r->window_tokens)
+        return flx_fail(err, FLX_EINVAL, "HMT perplexity: the baseline window %lld is longer than a context "
+                        "of %lld tokens", (long long)o->baseline_ctx, (long long)r->window_tokens);
     r->stride = (S - 1) * L;
     r->n_tokens = n_tokens;
     if (n_tokens < r->window_tokens)

@@ -271,3 +271,41 @@ Test(hmt, file_round_trip_and_errors)
     free(b);
     teardown();
 }
+
+/* More sensory tokens than a segment holds: HMT-pytorch repeats the whole
+ * previous segment (input_ids[:, -num_sensory:]), never tokens before it;
+ * a baseline window longer than a context is refused. */
+Test(hmt, sensory_longer_than_segment)
+{
+    flx_error err = {0};
+    flx_llama_config cfg;
+    cr_assert_eq(flx_synth_config("tiny", &cfg, &err), FLX_OK);
+    memset(&model, 0, sizeof model);
+    cr_assert_eq(flx_synth_build(&model, &cfg, 7, &err), FLX_OK, "%s", err.msg);
+    flx_hmt_settings s;
+    flx_hmt_settings_unset(&s);
+    s.segment_length = 10;
+    s.n_sensory = 5;   /* L = 3 */
+    cr_assert_eq(flx_hmt_synth(&hp, cfg.d_model, cfg.d_model, &s, 1, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(hp.seg_len, 3);
+    int32_t tok[9] = {5, 6, 7, 8, 9, 10, 11, 12, 13};
+    flx_hmt_float_backbone fb;
+    flx_hmt_float_memory *fm;
+    flx_llama_opts lo = {.n_threads = 1};
+    cr_assert_eq(flx_hmt_float_backbone_init(&fb, &model, &lo, flx_hmt_stage1_rows(&hp), &err), FLX_OK);
+    cr_assert_eq(flx_hmt_float_memory_new(&fm, &hp, &err), FLX_OK);
+    flx_hmt_backbone bb = flx_hmt_float_backbone_ops(&fb);
+    flx_hmt_memory mem = flx_hmt_float_memory_ops(fm);
+    flx_hmt_flow flow = {1, 0, 0, 1};
+    flx_hmt_trace tr = {NULL, NULL, NULL, 0};
+    cr_assert_eq(flx_hmt_context(&hp, &flow, &bb, &mem, tok, 9, NULL, NULL, &tr, &err), FLX_OK, "%s", err.msg);
+    /* summaries [T, 1 token, T] x 2; stage 1: 1+3+1, then 2 x (1+3+3+1) */
+    cr_assert_eq(tr.rows, 2 * 3 + 5 + 2 * 8);
+    flx_hmt_ppl_opts o = {.n_segments = 2, .baseline_ctx = 7, .flow = flow};
+    flx_hmt_ppl_result r;
+    cr_assert_eq(flx_hmt_ppl_run(&hp, &bb, &mem, tok, 9, &o, &r, &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "baseline window 7 is longer than a context of 6"), "%s", err.msg);
+    flx_hmt_float_memory_free(fm);
+    flx_hmt_float_backbone_free(&fb);
+    teardown();
+}
