@@ -32,6 +32,7 @@ static void usage(FILE *fp)
             "                     the shape (docs/hmt.md), seeded by --seed: FlexLLM's settings\n"
             "                     (segment_length 1024, 32 sensory, cache 64) unless given below\n"
             "  --hmt-dim H        cross-attention width h (default: the hidden size, as FlexLLM)\n"
+            "  --hmt-d-model D    HMT parameters for any hidden size D (no --shape, no model)\n"
             "  --hmt-segment-length N, --hmt-sensory N, --hmt-cache N   settings stored in FILE\n"
             "  --help             this text\n");
 }
@@ -52,7 +53,7 @@ static int dir_non_empty(const char *path)
 int flx_cmd_synth(int argc, char **argv)
 {
     const char *shape = NULL, *out = NULL, *tokenizer = NULL, *dtype = "bf16", *hmt = NULL;
-    long long seed = 1, threads = 0, hmt_dim = 0;
+    long long seed = 1, threads = 0, hmt_dim = 0, hmt_width = 0;
     flx_hmt_settings hs;
     flx_hmt_settings_unset(&hs);
     int force = 0;
@@ -84,6 +85,8 @@ int flx_cmd_synth(int argc, char **argv)
             if (!strcmp(a, "--hmt")) hmt = v;
             else if (!strcmp(a, "--hmt-dim")) {
                 if (cli_parse_i64("synth", a, v, 1, 65536, &hmt_dim)) return FLX_EXIT_USAGE;
+            } else if (!strcmp(a, "--hmt-d-model")) {
+                if (cli_parse_i64("synth", a, v, 1, 65536, &hmt_width)) return FLX_EXIT_USAGE;
             } else if (!strcmp(a, "--hmt-segment-length") || !strcmp(a, "--hmt-sensory") ||
                        !strcmp(a, "--hmt-cache")) {
                 if (cli_parse_i64("synth", a, v, 0, 1 << 20, &x)) return FLX_EXIT_USAGE;
@@ -96,6 +99,21 @@ int flx_cmd_synth(int argc, char **argv)
         } else {
             return cli_usage_error("synth", "unknown option '%s'", a);
         }
+    }
+    if (!hmt && (hmt_width || hmt_dim || hs.segment_length >= 0 || hs.n_sensory >= 0 || hs.cache_size >= 0))
+        return cli_usage_error("synth", "the --hmt-* options need --hmt FILE");
+    if (hmt_width && (out || shape))
+        return cli_usage_error("synth", "--hmt-d-model writes only HMT parameters: drop --shape and --out");
+    if (hmt_width) {   /* HMT parameters for any hidden size, no model */
+        flx_error herr = {0};
+        flx_hmt_params hp;
+        int32_t d = (int32_t)hmt_width, h = hmt_dim ? (int32_t)hmt_dim : d;
+        if (flx_hmt_synth(&hp, d, h, &hs, (uint64_t)seed, &herr)) return cli_fail("synth", &herr);
+        int hrc = flx_hmt_write(&hp, hmt, &herr);
+        flx_hmt_free(&hp);
+        if (hrc) return cli_fail("synth", &herr);
+        fprintf(stderr, "flxemu synth: HMT parameters (d %d, h %d), seed %lld -> %s\n", d, h, seed, hmt);
+        return FLX_EXIT_OK;
     }
     if (!shape) return cli_usage_error("synth", "--shape is required (llama-3.2-1b or tiny)");
     if (!out && !hmt) return cli_usage_error("synth", "--out DIR is required");

@@ -309,3 +309,36 @@ Test(hmt, sensory_longer_than_segment)
     flx_hmt_float_backbone_free(&fb);
     teardown();
 }
+
+/* flxemu synth --hmt: any width, seeded (same seed, same bytes). */
+Test(hmt, synth_cli_seeded)
+{
+    const char *dir = flx_test_tmpdir();
+    char cmd[2048], a[600], b[600], c[600];
+    snprintf(a, sizeof a, "%s/a.st", dir);
+    snprintf(b, sizeof b, "%s/b.st", dir);
+    snprintf(c, sizeof c, "%s/c.st", dir);
+    snprintf(cmd, sizeof cmd, "'%s' synth --hmt %s --hmt-d-model 96 --hmt-dim 40 --hmt-sensory 3 --seed 4 2>/dev/null && "
+             "'%s' synth --hmt %s --hmt-d-model 96 --hmt-dim 40 --hmt-sensory 3 --seed 4 2>/dev/null && "
+             "'%s' synth --hmt %s --hmt-d-model 96 --hmt-dim 40 --hmt-sensory 3 --seed 5 2>/dev/null",
+             flx_test_bin(), a, flx_test_bin(), b, flx_test_bin(), c);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char *ta, *tb, *tc;
+    size_t na, nb, nc;
+    flx_error err = {0};
+    cr_assert_eq(flx_read_file(a, 1 << 24, &ta, &na, &err), FLX_OK);
+    cr_assert_eq(flx_read_file(b, 1 << 24, &tb, &nb, &err), FLX_OK);
+    cr_assert_eq(flx_read_file(c, 1 << 24, &tc, &nc, &err), FLX_OK);
+    cr_assert(na == nb && !memcmp(ta, tb, na));
+    cr_assert(na == nc && memcmp(ta, tc, na));
+    flx_hmt_params q;
+    cr_assert_eq(flx_hmt_load(&q, a, 96, NULL, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(q.h, 40);
+    cr_assert_eq(q.n_sensory, 3);
+    cr_assert_eq(q.seg_len, 1024 - 2 - 3);
+    double bound = 1.0 / sqrt(96.0), mx = 0;
+    for (int i = 0; i < 40 * 96; i++) mx = fmax(mx, fabs(q.wq[i]));
+    cr_assert(mx <= bound && mx > 0.9 * bound, "max |wq| %g, bound %g", mx, bound);
+    flx_hmt_free(&q);
+    free(ta); free(tb); free(tc);
+}
