@@ -24,7 +24,8 @@ static void usage(FILE *fp)
             "options:\n"
             "  --kernel NAME      a kernel (see the list below) or all\n"
             "  --layer STAGE      prefill or decode: one whole decoder layer of the U280\n"
-            "                     model shape (random INT4 weights, ~60 MB of weights)\n"
+            "                     model shape (random INT4 weights, ~60 MB of weights);\n"
+            "                     hmt: one HMT segment step (retrieval + ring update, d = h = 2048)\n"
             "  --out DIR          output folder, created if missing\n"
             "  --config NAME      hardware configuration: u280 (default)\n"
             "  --seed N           RNG seed, 0 .. 2^63-1 (default 1)\n"
@@ -80,9 +81,9 @@ int flx_cmd_golden(int argc, char **argv)
     }
     if (kernel && layer) return cli_usage_error("golden", "give --kernel or --layer, not both");
     if (layer) {
-        if (strcmp(layer, "prefill") && strcmp(layer, "decode"))
-            return cli_usage_error("golden", "--layer must be prefill or decode, got '%s'", layer);
-        kernel = !strcmp(layer, "prefill") ? "layer_prefill" : "layer_decode";
+        if (strcmp(layer, "prefill") && strcmp(layer, "decode") && strcmp(layer, "hmt"))
+            return cli_usage_error("golden", "--layer must be prefill, decode or hmt, got '%s'", layer);
+        kernel = !strcmp(layer, "prefill") ? "layer_prefill" : !strcmp(layer, "decode") ? "layer_decode" : "layer_hmt";
     }
     if (!kernel) return cli_usage_error("golden", "--kernel NAME|all or --layer STAGE is required (or --check DIR)");
     if (!out || !*out) return cli_usage_error("golden", "--out DIR is required");

@@ -2,6 +2,7 @@
  * (default) or the llama.cpp protocol (docs/ppl.md). */
 #include "cli.h"
 #include "cli_emu.h"
+#include "cli_ppl_hmt.h"
 #include "flx_ppl.h"
 #include "flx_synth.h"
 
@@ -60,10 +61,12 @@ static void usage(FILE *fp)
             "                        terminal and stdout is not)\n"
             "  -h, --help            this help\n"
             "\n"
+            "%s"
+            "\n"
             "Per-window values print as [i]x.xxxx, and the result as 'Final estimate: PPL = X +/- Y'\n"
             "(llama.cpp's format; +/- is its first-order standard error).  Exit status: 0 ok,\n"
             "1 failure, 2 usage error.\n",
-            EMBEDDED_SEED);
+            EMBEDDED_SEED, cli_ppl_hmt_usage);
 }
 
 typedef struct ppl_args {
@@ -72,6 +75,7 @@ typedef struct ppl_args {
     int model_sha;               /* --model-sha256: digest big weight files too */
     int emu, emu_flags;          /* --engine emu; an emu-only flag was given */
     flx_emu_opts eo;
+    cli_ppl_hmt hmt;             /* --hmt and its options (cli_ppl_hmt.c) */
     flx_ppl_protocol protocol;
     long long ctx, chunks, threads;
     double s_load, s_tokenize;   /* wall seconds of loading and tokenizing (for --json) */
@@ -86,12 +90,16 @@ static int parse_args(int argc, char **argv, ppl_args *a)
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     a->threads = n_cpu > 0 ? n_cpu : 1;
     flx_emu_opts_default(&a->eo);
+    cli_ppl_hmt_init(&a->hmt);
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         int has_val = i + 1 < argc;
         int ef = cli_emu_parse_flag(CMD, argc, argv, &i, &a->eo, &a->emu_flags);
         if (ef == FLX_EXIT_USAGE) return ef;
         if (ef) continue;
+        int hf = cli_ppl_hmt_parse_flag(CMD, argc, argv, &i, &a->hmt);
+        if (hf == FLX_EXIT_USAGE) return hf;
+        if (hf) continue;
 #define VALUE() (has_val ? argv[++i] : NULL)
 #define NEED()                                                                    \
     do {                                                                          \
@@ -147,6 +155,10 @@ static int parse_args(int argc, char **argv, ppl_args *a)
     if (a->bos && !a->tokens) return cli_usage_error(CMD, "--bos only applies to --tokens");
     if (a->emu_flags && !a->emu)
         return cli_usage_error(CMD, "--exp, --ftz and --reference-quirks need --engine emu");
+    if (a->hmt.seen && !a->hmt.path) return cli_usage_error(CMD, "the --hmt-* options need --hmt FILE");
+    if (a->hmt.path && (a->ctx || a->kl_base || a->save_logits))
+        return cli_usage_error(CMD, "--hmt sets its own contexts (--hmt-segments); --ctx, --kl-base and "
+                                    "--save-logits do not apply");
     if (a->emu && !a->model)
         return cli_usage_error(CMD, "--engine emu needs --model FILE.flxq (made by flxemu quantize --recipe flexllm)");
     if (a->emu && a->bf16)
@@ -442,6 +454,18 @@ int flx_cmd_ppl(int argc, char **argv)
     }
 
     a.s_tokenize = flx_now_seconds() - t_begin - a.s_load;
+    if (a.hmt.path) {   /* long context through the HMT plug-in: its own run and output */
+        cli_ppl_hmt_run_in hi = {
+            .model = a.emu ? NULL : &model, .hooks = fq ? &fq->hooks : NULL, .bf16 = a.bf16,
+            .emu = a.emu ? &emu : NULL, .eo = &a.eo, .threads = (int)a.threads,
+            .progress = a.progress >= 0 ? a.progress : isatty(2) && !isatty(1),
+            .max_windows = a.chunks, .tokens = tokens, .n_tokens = n_tokens, .json = a.json,
+            .model_name = a.model ? a.model : "embedded:tiny", .text_name = text_name,
+            .text_hex = text_hex, .protocol = flx_ppl_protocol_name(a.protocol)};
+        if (cli_ppl_hmt_run(&a.hmt, &hi, &err)) goto fail;
+        rc = FLX_EXIT_OK;
+        goto out;
+    }
     /* window length: the protocol's default, capped by the model's context if not asked for */
     long long ctx = a.ctx ? a.ctx : a.protocol == FLX_PPL_HF ? 2048 : 512;
     if (!a.ctx && ctx > c->max_seq_len) {

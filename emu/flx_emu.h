@@ -399,6 +399,11 @@ void flx_emu_kv_free(flx_emu_kv *kv);
 int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
                     const int32_t *tokens, int64_t n, flx_pool *pool, flx_error *err);
 
+/* The same prefill (no KV hand-over) with the layer-0 input given as rows
+ * embd[0..n) of d_model floats instead of token embeddings (HMT stages). */
+int flx_emu_prefill_embd(const flx_emu_engine *e, float *hidden, const float *embd, int64_t n,
+                         flx_pool *pool, flx_error *err);
+
 /* Final RMSNorm (decode tree), INT4 quantization and INT4 head for n rows:
  * logits [n][n_vocab] (hardware perplexity). */
 int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, int64_t n,
@@ -455,7 +460,8 @@ typedef struct flx_emu_golden_opts {
 /* i-th kernel name (0-based), NULL past the end. */
 const char *flx_emu_golden_kernel_name(int i);
 
-/* what: a kernel name, "all" (every kernel), or "layer_prefill" /
+/* what: a kernel name, "all" (every kernel), "layer_hmt" (one HMT segment
+ * step: retrieval and ring update, docs/hmt.md), or "layer_prefill" /
  * "layer_decode" (one decoder layer of the U280 model shape with random INT4
  * weights, reference quirks on: inputs, all weights and scales, K/V caches
  * and the layer output); config: "u280".  FLX_EINVAL for an unknown

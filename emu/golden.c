@@ -7,6 +7,7 @@
  * writes them or compares them with the files, so writing and checking can
  * never disagree about what a kernel produces. */
 #include "flx_emu.h"
+#include "flx_emu_hmt.h"
 #include "flx_qmodel.h"
 
 #include <cjson/cJSON.h>
@@ -805,6 +806,122 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(y);
 }
 
+/* ------------------------------------------------------------- HMT (docs/hmt.md 4) */
+
+enum { HMT_D = 2048, HMT_H = 2048, HMT_S = FLX_EMU_HMT_SLOTS };
+
+/* The memory state of a segment: slots < n_filled hold M (|x| < 1, like
+ * hidden rows) and K = Wk M; the rest is zero, as after reset. */
+static void hmt_state(gen *g, float *wk, float *mmem, float *kmem, uint8_t *mask, int n_filled,
+                      const flx_emu_fp *fp)
+{
+    for (size_t i = 0; i < (size_t)HMT_H * HMT_D; i++) wk[i] = rf(g, -1.0f / 2048, 1.0f / 2048);
+    memset(mmem, 0, (size_t)HMT_S * HMT_D * 4);
+    memset(kmem, 0, (size_t)HMT_S * HMT_H * 4);
+    for (int k = 0; k < HMT_S; k++) {
+        mask[k] = k < n_filled;
+        if (!mask[k]) continue;
+        for (int i = 0; i < HMT_D; i++) mmem[(size_t)k * HMT_D + i] = rf(g, -4, 4);
+        flx_emu_hmt_key(kmem + (size_t)k * HMT_H, mmem + (size_t)k * HMT_D, wk, HMT_D, HMT_H, fp);
+    }
+}
+
+/* recall of segment n: returns the mask as int32 and the outputs */
+static void hmt_recall_emit(sink *s, gen *g, const flx_emu_fp *fp, const float *mmem, const float *kmem,
+                            const uint8_t *mask, int masked)
+{
+    float *wq = zalloc((size_t)HMT_H * HMT_D * 4), *x = zalloc(HMT_D * 4), *q = zalloc(HMT_H * 4);
+    float *p = zalloc(HMT_D * 4), *mt = zalloc((size_t)HMT_S * HMT_D * 4), sc[HMT_S];
+    int32_t m32[HMT_S];
+    for (size_t i = 0; i < (size_t)HMT_H * HMT_D; i++) wq[i] = rf(g, -1.0f / 2048, 1.0f / 2048);
+    for (int i = 0; i < HMT_D; i++) x[i] = rf(g, -4, 4);
+    for (int o = 0; o < HMT_D; o++)
+        for (int k = 0; k < HMT_S; k++) mt[(size_t)o * HMT_S + k] = mmem[(size_t)k * HMT_D + o];
+    for (int k = 0; k < HMT_S; k++) m32[k] = mask[k];
+    flx_emu_hmt_recall(p, q, sc, x, wq, kmem, mt, masked ? mask : NULL, HMT_D, HMT_H, fp);
+    emit(s, "s", "input", DT_F4, 1, SH(HMT_D), x, "block-partitioned B=4 (Sn, the stage-0 summary row)", 4, NULL);
+    emit(s, "wq", "param", DT_F4, 2, SH(HMT_H, HMT_D), wq, "row-major [h][d]", 0, NULL);
+    emit(s, "mmem", "input", DT_F4, 2, SH(HMT_S, HMT_D), mmem, "slot-major [64][d]", 0, NULL);
+    emit(s, "kmem", "input", DT_F4, 2, SH(HMT_S, HMT_H), kmem, "slot-major [64][h]", 0, NULL);
+    emit(s, "filled", "input", DT_I4, 1, SH(HMT_S), m32, "1 = slot written (masked when 0)", 0, NULL);
+    emit(s, "q", "output", DT_F4, 1, SH(HMT_H), q, "natural order (Qn = Wq Sn)", 0, NULL);
+    emit(s, "a", "output", DT_F4, 1, SH(HMT_S), sc, "block-partitioned B=4 (An' softmax)", 4, NULL);
+    emit(s, "p", "output", DT_F4, 1, SH(HMT_D), p, "block-partitioned B=4 (Pn)", 4, NULL);
+    free(wq); free(x); free(q); free(p); free(mt);
+}
+
+static void hmt_common(cJSON *tp, const char *fn)
+{
+    cJSON_AddStringToObject(tp, "function", fn);
+    cJSON_AddStringToObject(tp, "template", "d=2048, h=2048, MEM_NUM=64 slots, dec_Linear_Layer_fp32xfp32<B=4,W=8>, "
+                            "dec_Softmax<B=4> scale=sqrt(h)=45.254833f");
+}
+
+/* retrieval at segment 37: 37 slots filled, empty slots masked (intended) */
+static void k_hmt_recall(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    hmt_common(tp, "HMT retrieval: Qn = Wq Sn, An = Kmem Qn, masked dec_Softmax, Pn = Mmem^T An' (docs/hmt.md 4)");
+    float *wk = zalloc((size_t)HMT_H * HMT_D * 4), *mmem = zalloc((size_t)HMT_S * HMT_D * 4);
+    float *kmem = zalloc((size_t)HMT_S * HMT_H * 4);
+    uint8_t mask[HMT_S];
+    hmt_state(g, wk, mmem, kmem, mask, 37, fp);
+    hmt_recall_emit(s, g, fp, mmem, kmem, mask, 1);
+    free(wk); free(mmem); free(kmem);
+}
+
+/* memory update of segment 100: Kn = Wk Mn into ring slot 100 mod 64 = 36 */
+static void k_hmt_update(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    hmt_common(tp, "HMT memory update: Kn = Wk Mn; Mmem[n mod 64] = Mn, Kmem[n mod 64] = Kn (docs/hmt.md 4)");
+    float *wk = zalloc((size_t)HMT_H * HMT_D * 4), *mmem = zalloc((size_t)HMT_S * HMT_D * 4);
+    float *kmem = zalloc((size_t)HMT_S * HMT_H * 4), *m = zalloc(HMT_D * 4), *k = zalloc(HMT_H * 4);
+    float *mo = zalloc((size_t)HMT_S * HMT_D * 4), *ko = zalloc((size_t)HMT_S * HMT_H * 4);
+    uint8_t mask[HMT_S];
+    hmt_state(g, wk, mmem, kmem, mask, HMT_S, fp);
+    const int32_t seg = 100, slot = seg % HMT_S;
+    for (int i = 0; i < HMT_D; i++) m[i] = rf(g, -4, 4);
+    flx_emu_hmt_key(k, m, wk, HMT_D, HMT_H, fp);
+    memcpy(mo, mmem, (size_t)HMT_S * HMT_D * 4);
+    memcpy(ko, kmem, (size_t)HMT_S * HMT_H * 4);
+    memcpy(mo + (size_t)slot * HMT_D, m, HMT_D * 4);
+    memcpy(ko + (size_t)slot * HMT_H, k, HMT_H * 4);
+    emit(s, "seg", "input", DT_I4, 1, SH(1), &seg, "segment index n", 0, NULL);
+    emit(s, "m", "input", DT_F4, 1, SH(HMT_D), m, "block-partitioned B=4 (Mn, the stage-1 memory row)", 4, NULL);
+    emit(s, "wk", "param", DT_F4, 2, SH(HMT_H, HMT_D), wk, "row-major [h][d]", 0, NULL);
+    emit(s, "mmem_in", "input", DT_F4, 2, SH(HMT_S, HMT_D), mmem, "slot-major [64][d]", 0, NULL);
+    emit(s, "kmem_in", "input", DT_F4, 2, SH(HMT_S, HMT_H), kmem, "slot-major [64][h]", 0, NULL);
+    emit(s, "k", "output", DT_F4, 1, SH(HMT_H), k, "natural order (Kn)", 0, NULL);
+    emit(s, "mmem_out", "output", DT_F4, 2, SH(HMT_S, HMT_D), mo, "slot-major [64][d]", 0, NULL);
+    emit(s, "kmem_out", "output", DT_F4, 2, SH(HMT_S, HMT_H), ko, "slot-major [64][h]", 0, NULL);
+    free(wk); free(mmem); free(kmem); free(m); free(k); free(mo); free(ko);
+}
+
+/* one segment step of the HMT unit (--layer hmt): segment 70 with a full
+ * ring (slot 6 overwritten by the update): recall from the stage-0 row Sn,
+ * then the update from the stage-1 row Mn.  The two prefills are the
+ * pipeline's (layer_prefill vectors); here their output rows are inputs. */
+static void k_layer_hmt(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    hmt_common(tp, "hmt_segment_loader_sync_template: retrieval + memory update of one segment (docs/hmt.md 4)");
+    float *wk = zalloc((size_t)HMT_H * HMT_D * 4), *mmem = zalloc((size_t)HMT_S * HMT_D * 4);
+    float *kmem = zalloc((size_t)HMT_S * HMT_H * 4), *m = zalloc(HMT_D * 4), *k = zalloc(HMT_H * 4);
+    uint8_t mask[HMT_S];
+    hmt_state(g, wk, mmem, kmem, mask, HMT_S, fp);
+    emit(s, "wk", "param", DT_F4, 2, SH(HMT_H, HMT_D), wk, "row-major [h][d]", 0, NULL);
+    hmt_recall_emit(s, g, fp, mmem, kmem, mask, 1);
+    const int32_t seg = 70, slot = seg % HMT_S;
+    for (int i = 0; i < HMT_D; i++) m[i] = rf(g, -4, 4);
+    flx_emu_hmt_key(k, m, wk, HMT_D, HMT_H, fp);
+    memcpy(mmem + (size_t)slot * HMT_D, m, HMT_D * 4);
+    memcpy(kmem + (size_t)slot * HMT_H, k, HMT_H * 4);
+    emit(s, "seg", "input", DT_I4, 1, SH(1), &seg, "segment index n", 0, NULL);
+    emit(s, "m", "input", DT_F4, 1, SH(HMT_D), m, "block-partitioned B=4 (Mn)", 4, NULL);
+    emit(s, "k", "output", DT_F4, 1, SH(HMT_H), k, "natural order (Kn)", 0, NULL);
+    emit(s, "mmem_out", "output", DT_F4, 2, SH(HMT_S, HMT_D), mmem, "slot-major [64][d]", 0, NULL);
+    emit(s, "kmem_out", "output", DT_F4, 2, SH(HMT_S, HMT_H), kmem, "slot-major [64][h]", 0, NULL);
+    free(wk); free(mmem); free(kmem); free(m); free(k);
+}
+
 typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);
 static const struct { const char *name; gen_fn fn; } KERNELS[] = {
     { "quant_asym_pref", k_quant_asym_pref }, { "quant_asym_dec", k_quant_asym_dec },
@@ -818,10 +935,12 @@ static const struct { const char *name; gen_fn fn; } KERNELS[] = {
     { "silu_gate", k_silu_gate },             { "residual", k_residual },
     { "fht", k_fht },                         { "topk_sampling", k_topk },
     { "gemv_f32", k_gemv_f32 },               { "exp", k_exp },
+    { "hmt_recall", k_hmt_recall },           { "hmt_update", k_hmt_update },
     /* whole layers: requested with --layer, never part of "all" */
     { "layer_prefill", k_layer_prefill },     { "layer_decode", k_layer_decode },
+    { "layer_hmt", k_layer_hmt },
 };
-enum { N_LAYER_ENTRIES = 2 };
+enum { N_LAYER_ENTRIES = 3 };
 enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
 
 const char *flx_emu_golden_kernel_name(int i)

@@ -274,8 +274,28 @@ static int check_finite(const float *x, int64_t n, int layer, const char *what, 
     return FLX_OK;
 }
 
+static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
+                        const int32_t *tokens, const float *embd, int64_t n, flx_pool *pool,
+                        flx_error *err);
+
 int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
                     const int32_t *tokens, int64_t n, flx_pool *pool, flx_error *err)
+{
+    return prefill_rows(e, hidden, kv, tokens, NULL, n, pool, err);
+}
+
+int flx_emu_prefill_embd(const flx_emu_engine *e, float *hidden, const float *embd, int64_t n,
+                         flx_pool *pool, flx_error *err)
+{
+    return prefill_rows(e, hidden, NULL, NULL, embd, n, pool, err);
+}
+
+/* The prefill of n rows whose layer-0 input is the embedding of tokens[t]
+ * or, when tokens is NULL, the caller's row embd[t] (the HMT segment loader
+ * writes such rows into pref_io region 0). */
+static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
+                        const int32_t *tokens, const float *embd, int64_t n, flx_pool *pool,
+                        flx_error *err)
 {
     const flx_qmodel *qm = e->qm;
     const flx_llama_config *c = &qm->cfg;
@@ -300,7 +320,8 @@ int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
     int rc = FLX_OK;
     /* layer-0 input: embeddings, zero rows for the padding */
     memset(b.x, 0, (size_t)(Lp * D) * sizeof(float));
-    for (int64_t t = 0; t < n && !rc; t++)
+    if (!tokens) memcpy(b.x, embd, (size_t)(n * D) * sizeof(float));
+    for (int64_t t = 0; tokens && t < n && !rc; t++)
         rc = flx_emu_embed(b.x + t * D, qm->tok_embd, c->n_vocab, D, tokens[t], err);
 
     for (int l = 0; l < c->n_layers && !rc; l++) {

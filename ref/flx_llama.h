@@ -173,6 +173,12 @@ void flx_llama_reset(flx_llama_state *s);
 int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n_tokens,
                       flx_error *err);
 
+/* The same forward with the layer-0 input given as rows embd[0..n_tokens)
+ * of d_model floats instead of token ids (inputs that are not vocabulary
+ * embeddings, such as HMT's memory tokens; rounded to BF16 in bf16 mode). */
+int flx_llama_forward_embd(flx_llama_state *s, const float *embd, int64_t n_tokens,
+                           flx_error *err);
+
 /* The two halves of a decoder layer after attention, as the forward runs
  * them, on rows the caller may have filled itself (layer-by-layer
  * calibration): flx_llama_attn_out does x += attn Wo^T for rows [0, n) of

@@ -439,7 +439,23 @@ int flx_llama_ffn_down(flx_llama_state *s, int l, int64_t n, flx_error *err)
 
 /* ---------------------------------------------------------------- forward */
 
+static int forward_rows(flx_llama_state *s, const int32_t *tokens, const float *embd, int64_t n,
+                        flx_error *err);
+
 int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_error *err)
+{
+    return forward_rows(s, tokens, NULL, n, err);
+}
+
+int flx_llama_forward_embd(flx_llama_state *s, const float *embd, int64_t n, flx_error *err)
+{
+    return forward_rows(s, NULL, embd, n, err);
+}
+
+/* The forward of n rows whose layer-0 input is tok_embd[tokens[t]] or, when
+ * tokens is NULL, the caller's rows embd[t] (HMT's memory embeddings). */
+static int forward_rows(flx_llama_state *s, const int32_t *tokens, const float *embd, int64_t n,
+                        flx_error *err)
 {
     double t_start = flx_now_seconds(), t_lin = 0.0, t_att = 0.0, t0;
     const double t_lin_before = s->t_linear;
@@ -460,8 +476,9 @@ int flx_llama_forward(flx_llama_state *s, const int32_t *tokens, int64_t n, flx_
                         (long long)s->n_past, (long long)n, (long long)s->opts.max_ctx);
     s->n_rows = 0;
 
-    /* x = tok_embd[token] */
-    for (int64_t t = 0; t < n; t++) {
+    /* x = tok_embd[token] (or the caller's rows) */
+    if (!tokens) memcpy(s->x, embd, (size_t)(n * d) * sizeof(float));
+    for (int64_t t = 0; tokens && t < n; t++) {
         if (tokens[t] < 0 || tokens[t] >= c->n_vocab)
             return flx_fail(err, FLX_EINVAL, "forward: token %lld has id %d, outside the vocabulary of %d",
                             (long long)t, tokens[t], c->n_vocab);

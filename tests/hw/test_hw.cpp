@@ -195,7 +195,9 @@ Test(hw, hw_tb_exit_codes)
     buf[n] = 0;
     cr_expect(std::strstr(buf, "FAIL fht") && std::strstr(buf, "first mismatch at flat index 8000 of 8192"),
               "output: %s", buf);
-    cr_expect(std::strstr(buf, "21 passed, 1 failed, 0 skipped"), "output: %s", buf);
+    // all testbenches but one pass (counted, so that new kernels need no edit here)
+    const std::string others = std::to_string(flx_tb::testbenches().size() - 1);
+    cr_expect(std::strstr(buf, (others + " passed, 1 failed, 0 skipped").c_str()), "output: %s", buf);
     // a golden kernel the HLS side does not know yet: SKIP, a failure with --strict
     std::string dir2 = make_golden("--exp flx");
     cr_assert_eq(run("sed -i 's/\"kernel\":[[:space:]]*\"exp\"/\"kernel\": \"exp_future\"/' '" + dir2 +
@@ -205,7 +207,7 @@ Test(hw, hw_tb_exit_codes)
     n = std::fread(buf, 1, sizeof buf - 1, f);
     std::fclose(f);
     buf[n] = 0;
-    cr_expect(std::strstr(buf, "SKIP exp_future") && std::strstr(buf, "21 passed, 0 failed, 1 skipped"),
+    cr_expect(std::strstr(buf, "SKIP exp_future") && std::strstr(buf, (others + " passed, 0 failed, 1 skipped").c_str()),
               "output: %s", buf);
     cr_expect_eq(run(tb + " --strict '" + dir2 + "' >/dev/null"), 1);
 }

@@ -1,0 +1,303 @@
+/* `flxemu ppl --hmt FILE` (cli_ppl_hmt.h, docs/hmt.md). */
+#include "cli_ppl_hmt.h"
+#include "cli.h"
+#include "flx_emu_hmt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+const char cli_ppl_hmt_usage[] =
+    "HMT long context (docs/hmt.md):\n"
+    "  --hmt FILE            HMT parameters (safetensors with HMT-pytorch's names; flxemu synth\n"
+    "                        --hmt writes random ones): perplexity of HMT-pytorch's test protocol\n"
+    "                        (contexts of --hmt-segments segments, the last one scored) and of a\n"
+    "                        plain sliding window on the same tokens\n"
+    "  --hmt-segments N      segments per context, 2..64 for the emu engine (default 16)\n"
+    "  --hmt-segment-length N  stage-1 length incl. 2 memory and the sensory tokens (file, else 1024)\n"
+    "  --hmt-sensory N       sensory tokens (file, else 32)\n"
+    "  --hmt-cache N         memories kept (file, else 64; the emu ring always has 64 slots)\n"
+    "  --hmt-sum-fraction F  summary prefix fraction of a segment (file, else 0.5)\n"
+    "  --hmt-final-norm on|off  Sn/Mn after the final RMSNorm (float default on, as HMT-pytorch;\n"
+    "                        emu default off, as FlexLLM's drainer)\n"
+    "  --hmt-baseline-ctx N  plain window of the baseline (default: the stage-1 length; 0: none)\n"
+    "  --reference-quirks    with --engine emu: FlexLLM as written (Sn/Mn read from the input\n"
+    "                        rows so P stays 0, empty slots unmasked, zero initial memory, zero\n"
+    "                        sensory rows in segment 0; plus the engine's own quirks)\n"
+    "  --hmt-quirks LIST     emu: only these HMT quirks (region0,unmasked,zero-init,zero-sensory,\n"
+    "                        all, none), whatever --reference-quirks says\n";
+
+void cli_ppl_hmt_init(cli_ppl_hmt *h)
+{
+    memset(h, 0, sizeof *h);
+    flx_hmt_settings_unset(&h->over);
+    h->segments = 16;
+    h->baseline_ctx = -1;
+    h->final_norm = -1;
+    h->quirks = -1;
+}
+
+int cli_ppl_hmt_parse_flag(const char *cmd, int argc, char **argv, int *i, cli_ppl_hmt *h)
+{
+    const char *f = argv[*i];
+    if (strncmp(f, "--hmt", 5)) return 0;
+    if (*i + 1 >= argc) return cli_usage_error(cmd, "%s needs a value", f);
+    const char *v = argv[++*i];
+    long long x;
+    double y;
+    if (!strcmp(f, "--hmt")) {
+        h->path = v;
+        return 1;
+    }
+    h->seen = 1;
+    if (!strcmp(f, "--hmt-segments")) {
+        if (cli_parse_i64(cmd, f, v, 2, 4096, &h->segments)) return FLX_EXIT_USAGE;
+    } else if (!strcmp(f, "--hmt-segment-length")) {
+        if (cli_parse_i64(cmd, f, v, 5, 1 << 20, &x)) return FLX_EXIT_USAGE;
+        h->over.segment_length = (int32_t)x;
+    } else if (!strcmp(f, "--hmt-sensory")) {
+        if (cli_parse_i64(cmd, f, v, 0, 1 << 20, &x)) return FLX_EXIT_USAGE;
+        h->over.n_sensory = (int32_t)x;
+    } else if (!strcmp(f, "--hmt-cache")) {
+        if (cli_parse_i64(cmd, f, v, 1, 65536, &x)) return FLX_EXIT_USAGE;
+        h->over.cache_size = (int32_t)x;
+    } else if (!strcmp(f, "--hmt-sum-fraction")) {
+        if (cli_parse_f64(cmd, f, v, 1e-9, 1.0, &y)) return FLX_EXIT_USAGE;
+        h->over.sum_fraction = y;
+    } else if (!strcmp(f, "--hmt-baseline-ctx")) {
+        if (cli_parse_i64(cmd, f, v, 0, 1 << 20, &h->baseline_ctx)) return FLX_EXIT_USAGE;
+    } else if (!strcmp(f, "--hmt-quirks")) {
+        if ((h->quirks = flx_emu_hmt_quirks_parse(v)) < 0)
+            return cli_usage_error(cmd, "--hmt-quirks expects a comma list of region0, unmasked, zero-init, "
+                                        "zero-sensory, all, none; got '%s'", v);
+    } else if (!strcmp(f, "--hmt-final-norm")) {
+        if (!strcmp(v, "on")) h->final_norm = 1;
+        else if (!strcmp(v, "off")) h->final_norm = 0;
+        else return cli_usage_error(cmd, "--hmt-final-norm expects on or off, got '%s'", v);
+    } else {
+        return cli_usage_error(cmd, "unknown option '%s'", f);
+    }
+    return 1;
+}
+
+typedef struct {
+    flx_progress *bar;
+    int64_t n_segments;
+} progress_ctx;
+
+static void on_segment(void *ctx, const flx_hmt_ppl_info *info)
+{
+    progress_ctx *p = ctx;
+    flx_progress_update(p->bar, info->window * p->n_segments + info->segment + 1);
+    if (info->segment == info->n_segments - 1) {
+        printf("[%lld]%.4lf,", (long long)info->window + 1, info->running_ppl);
+        fflush(stdout);
+    }
+}
+
+static void json_str(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
+        else if (c < 0x20) fprintf(fp, "\\u%04x", c);
+        else fputc(c, fp);
+    }
+    fputc('"', fp);
+}
+
+static void json_num(FILE *fp, double v)
+{
+    if (isfinite(v)) fprintf(fp, "%.17g", v);
+    else fputs("null", fp);
+}
+
+/* Simulated U280 seconds of one context through the cycle model's HMT path
+ * (FlexLLM's 990-token segments); -1 with a note when it does not apply. */
+static double device_seconds(const flx_hmt_params *p, int64_t window_tokens, char *note, size_t cap)
+{
+    flx_perf_config cfg;
+    flx_error e = {0};
+    if (p->seg_len != 990 || p->n_sensory != 32 || p->sum_len != 495) {
+        snprintf(note, cap, "the cycle model's HMT path is FlexLLM's 990/495/32 segment layout, these "
+                            "parameters use %d/%d/%d", p->seg_len, p->sum_len, p->n_sensory);
+        return -1.0;
+    }
+    if (flx_perf_config_find(CLI_EMU_PERF_CONFIG, NULL, &cfg, &e)) {
+        snprintf(note, cap, "%s", e.msg);
+        return -1.0;
+    }
+    flx_perf_report *rep = calloc(1, sizeof *rep);
+    flx_perf_hmt_report hr;
+    double s = -1.0;
+    if (!rep) snprintf(note, cap, "out of memory");
+    else if (flx_perf_hmt_prefill(&cfg, window_tokens, rep, &hr, NULL, &e)) snprintf(note, cap, "%s", e.msg);
+    else s = hr.total_cycles / (cfg.tim.clock_mhz * 1e6);
+    free(rep);
+    return s;
+}
+
+int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_error *err)
+{
+    const int emu = in->emu != NULL;
+    const flx_llama_config *c = emu ? &in->emu->qm.cfg : &in->model->cfg;
+    const int quirks = !emu ? 0 : h->quirks >= 0 ? h->quirks : in->eo->reference_quirks ? FLX_EMU_HMT_Q_ALL : 0;
+    if (!emu && h->quirks > 0)
+        return flx_fail(err, FLX_EINVAL, "--hmt-quirks describes FlexLLM's hardware: use it with --engine emu");
+    char qnames[64];
+    snprintf(qnames, sizeof qnames, "%s%s%s%s", quirks & FLX_EMU_HMT_Q_REGION0 ? "region0," : "",
+             quirks & FLX_EMU_HMT_Q_UNMASKED ? "unmasked," : "", quirks & FLX_EMU_HMT_Q_ZERO_INIT ? "zero-init," : "",
+             quirks & FLX_EMU_HMT_Q_ZERO_SENSORY ? "zero-sensory," : "");
+    if (qnames[0]) qnames[strlen(qnames) - 1] = '\0';
+    flx_hmt_params p;
+    int rc = flx_hmt_load(&p, h->path, c->d_model, &h->over, err);
+    if (rc) return rc;
+    const int64_t s1 = flx_hmt_stage1_rows(&p);
+    const int64_t base = h->baseline_ctx < 0 ? s1 : h->baseline_ctx;
+    const int64_t max_rows = base > s1 ? base : s1;
+    if (emu && h->segments > 64)
+        fprintf(stderr, "flxemu ppl: note: %lld segments exceed FlexLLM's HMT_MAX_SEG_NUM of 64 (the "
+                        "ring buffer wraps; emulated anyway)\n", h->segments);
+    flx_hmt_flow flow = {h->final_norm >= 0 ? h->final_norm : 1, 0, 0, 1};   /* HMT-pytorch */
+    if (emu) flow = flx_emu_hmt_flow(quirks, h->final_norm >= 0 ? h->final_norm : 0);
+    flx_hmt_float_backbone fb = {0};
+    flx_hmt_float_memory *fm = NULL;
+    flx_emu_hmt_backbone eb = {0};
+    flx_emu_hmt_mem em = {0};
+    int em_open = 0;
+    flx_hmt_backbone bb;
+    flx_hmt_memory mem;
+    flx_pool *score_pool = NULL;
+    if (emu) {
+        if ((rc = cli_emu_start(in->emu, in->eo, max_rows, in->threads, err))) goto out;
+        if ((rc = flx_emu_hmt_backbone_init(&eb, &in->emu->eng, max_rows, in->emu->pool, err))) goto out;
+        if ((rc = flx_emu_hmt_mem_init(&em, &p, &in->eo->fp, quirks, err))) goto out;
+        em_open = 1;
+        bb = flx_emu_hmt_backbone_ops(&eb);
+        mem = flx_emu_hmt_mem_ops(&em);
+        score_pool = in->emu->pool;
+    } else {
+        flx_llama_opts lo = {.n_threads = in->threads, .bf16_activations = in->bf16, .hooks = in->hooks};
+        if ((rc = flx_hmt_float_backbone_init(&fb, in->model, &lo, max_rows, err))) goto out;
+        if ((rc = flx_hmt_float_memory_new(&fm, &p, err))) goto out;
+        bb = flx_hmt_float_backbone_ops(&fb);
+        mem = flx_hmt_float_memory_ops(fm);
+        score_pool = fb.st.pool;
+    }
+    const int64_t window = h->segments * p.seg_len;
+    fprintf(stderr, "perplexity (HMT): %s, engine %s%s%s%s, %lld tokens, contexts of %lld segments x %d = "
+                    "%lld tokens (stride %lld), the last segment scored; Sn/Mn %s final norm; "
+                    "baseline: plain window of %lld\n",
+            p.path, emu ? "emu" : "float", quirks ? " (HMT quirks " : "", quirks ? qnames : "", quirks ? ")" : "", (long long)in->n_tokens,
+            h->segments, p.seg_len, (long long)window, (long long)(window - p.seg_len),
+            flow.read_inputs ? "read from the inputs (quirk), no" : flow.final_norm ? "after the" : "without the",
+            (long long)base);
+    flx_progress bar;
+    int64_t n_avail = in->n_tokens >= window ? (in->n_tokens - window) / (window - p.seg_len) + 1 : 1;
+    int64_t n_win = in->max_windows > 0 && in->max_windows < n_avail ? in->max_windows : n_avail;
+    flx_progress_begin(&bar, "hmt ppl", n_win * h->segments, in->progress);
+    progress_ctx pc = {&bar, h->segments};
+    flx_hmt_ppl_opts o = {h->segments, in->max_windows, base, flow, on_segment, &pc, score_pool};
+    flx_hmt_ppl_result r;
+    rc = flx_hmt_ppl_run(&p, &bb, &mem, in->tokens, in->n_tokens, &o, &r, err);
+    flx_progress_end(&bar);
+    printf("\n");
+    if (rc) goto out;
+
+    char note[FLX_ERROR_MSG_BYTES] = "";
+    double dev_win = device_seconds(&p, window, note, sizeof note);
+    printf("Final estimate: PPL = %.4lf  (HMT, %lld contexts of %lld segments, %lld tokens scored)\n", r.ppl,
+           (long long)r.n_windows, h->segments, (long long)(r.n_windows * r.n_scored));
+    if (base)
+        printf("Baseline:       PPL = %.4lf  (plain window of %lld tokens, the same tokens)\n", r.baseline_ppl,
+               (long long)base);
+    printf("per-segment mean NLL:");
+    for (int64_t k = 0; k < h->segments; k++) printf(" %.4f", r.segment_mean_nll[k]);
+    printf("\n");
+    if (emu)
+        printf("engine emu: %s, reference quirks %s, HMT quirks %s\n", flx_emu_fp_name(&in->eo->fp),
+               in->eo->reference_quirks ? "on" : "off", quirks ? qnames : "none");
+    fflush(stdout);
+    if (dev_win >= 0)
+        fprintf(stderr, "device: simulated U280 time (%s, HMT path) %.6f s = %lld contexts x %.6f s\n",
+                CLI_EMU_PERF_CONFIG, dev_win * (double)r.n_windows, (long long)r.n_windows, dev_win);
+    else
+        fprintf(stderr, "device: simulated U280 time unavailable: %s\n", note);
+    double ctx_tps = r.seconds > 0 ? (double)(r.n_windows * window) / r.seconds : 0.0;
+    double row_tps = r.seconds > 0 ? (double)r.rows_run / r.seconds : 0.0;
+    fprintf(stderr, "perplexity (HMT): %.2f s, %.1f context tokens/s, %.1f rows/s through the backbone "
+                    "(stage 0 + stage 1); baseline %.2f s\n", r.seconds, ctx_tps, row_tps, r.seconds_baseline);
+
+    if (in->json) {
+        flx_outfile of;
+        if ((rc = flx_outfile_open(&of, in->json, err))) goto out_r;
+        FILE *fp = of.fp;
+        struct rusage ru;
+        long long peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
+        fprintf(fp, "{\n  \"mode\": \"hmt\",\n  \"protocol\": ");
+        json_str(fp, in->protocol);
+        fprintf(fp, ",\n  \"model\": ");
+        json_str(fp, in->model_name);
+        fprintf(fp, ",\n  \"hmt\": ");
+        json_str(fp, p.path);
+        fprintf(fp, ",\n  \"text\": ");
+        json_str(fp, in->text_name);
+        fprintf(fp, ",\n  \"text_sha256\": ");
+        json_str(fp, in->text_hex);
+        fprintf(fp, ",\n  \"engine\": \"%s\",\n  \"reference_quirks\": %s,\n  \"hmt_quirks\": \"%s\",\n"
+                    "  \"final_norm\": %s,\n",
+                emu ? "emu" : "float", emu && in->eo->reference_quirks ? "true" : "false", qnames,
+                flow.final_norm ? "true" : "false");
+        if (emu) fprintf(fp, "  \"fp\": \"%s\",\n", flx_emu_fp_name(&in->eo->fp));
+        fprintf(fp, "  \"tokens\": %lld,\n  \"segment_tokens\": %d,\n  \"summary_tokens\": %d,\n"
+                    "  \"sensory_tokens\": %d,\n  \"cache_size\": %d,\n  \"h\": %d,\n  \"segments\": %lld,\n"
+                    "  \"context_tokens\": %lld,\n  \"stride\": %lld,\n  \"windows\": %lld,\n"
+                    "  \"windows_available\": %lld,\n  \"scored_tokens\": %lld,\n",
+                (long long)in->n_tokens, p.seg_len, p.sum_len, p.n_sensory, p.cache_size, p.h, h->segments,
+                (long long)window, (long long)r.stride, (long long)r.n_windows, (long long)r.n_available,
+                (long long)(r.n_windows * r.n_scored));
+        fprintf(fp, "  \"mean_nll\": ");
+        json_num(fp, r.mean_nll);
+        fprintf(fp, ",\n  \"ppl\": ");
+        json_num(fp, r.ppl);
+        fprintf(fp, ",\n  \"baseline_ctx\": %lld,\n  \"baseline_mean_nll\": ", (long long)base);
+        json_num(fp, r.baseline_mean_nll);
+        fprintf(fp, ",\n  \"baseline_ppl\": ");
+        json_num(fp, r.baseline_ppl);
+        fprintf(fp, ",\n  \"segment_mean_nll\": [");
+        for (int64_t k = 0; k < h->segments; k++) {
+            fprintf(fp, "%s", k ? ", " : "");
+            json_num(fp, r.segment_mean_nll[k]);
+        }
+        fprintf(fp, "],\n  \"segment_scored_tokens\": [");
+        for (int64_t k = 0; k < h->segments; k++)
+            fprintf(fp, "%s%lld", k ? ", " : "", (long long)r.segment_count[k]);
+        fprintf(fp, "],\n  \"window_mean_nll\": [");
+        for (int64_t w = 0; w < r.n_windows; w++) {
+            fprintf(fp, "%s", w ? ", " : "");
+            json_num(fp, r.window_mean_nll[w]);
+        }
+        fprintf(fp, "],\n  \"threads\": %d,\n  \"seconds\": %.6f,\n  \"seconds_baseline\": %.6f,\n"
+                    "  \"context_tokens_per_second\": %.3f,\n  \"backbone_rows\": %lld,\n"
+                    "  \"backbone_rows_per_second\": %.3f,\n  \"peak_rss_bytes\": %lld,\n",
+                in->threads, r.seconds, r.seconds_baseline, ctx_tps, (long long)r.rows_run, row_tps, peak);
+        fprintf(fp, "  \"device_config\": \"%s\",\n  \"device_seconds_per_context\": ", CLI_EMU_PERF_CONFIG);
+        json_num(fp, dev_win >= 0 ? dev_win : NAN);
+        fprintf(fp, ",\n  \"device_seconds\": ");
+        json_num(fp, dev_win >= 0 ? dev_win * (double)r.n_windows : NAN);
+        fprintf(fp, "\n}\n");
+        rc = flx_outfile_commit(&of, err);
+    }
+out_r:
+    flx_hmt_ppl_result_free(&r);
+out:
+    flx_hmt_float_backbone_free(&fb);
+    flx_hmt_float_memory_free(fm);
+    flx_emu_hmt_backbone_free(&eb);
+    if (em_open) flx_emu_hmt_mem_free(&em);
+    flx_hmt_free(&p);
+    return rc;
+}
