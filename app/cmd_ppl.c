@@ -342,7 +342,7 @@ int flx_cmd_ppl(int argc, char **argv)
         if (cli_emu_load(&emu, a.model, &err)) goto fail;
         mp = &emu.view;
     } else if (a.model && flx_qmodel_is_file(a.model)) {
-        if (flx_fakequant_open_threads(&fq, &model, a.model, (int)a.threads, &err)) goto fail;
+        if (flx_fakequant_open_lean(&fq, &model, a.model, (int)a.threads, &err)) goto fail;
     } else if (a.model) {
         if (flx_model_load(&model, a.model, &err)) goto fail;
     } else {
