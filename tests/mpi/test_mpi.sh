@@ -4,7 +4,8 @@
 # timing and resource fields, a byte-identical --save-logits file -- for the
 # hf and llama.cpp protocols, --kl-base, a fake-quant .flxq, more ranks than
 # cores and a rank count that does not divide the windows; a failing job
-# exits non-zero.  Uses $FLXEMU_BIN and $FLXEMU_DATA (fails when missing).
+# exits non-zero; `flxemu golden --seeds` shared among ranks writes the
+# tree one process writes.  Uses $FLXEMU_BIN and $FLXEMU_DATA (fails when missing).
 # Prints TAP.
 set -u
 bin=${FLXEMU_BIN:?FLXEMU_BIN is not set}
@@ -15,7 +16,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 text="$tmp/text.txt"   # the first 24 kB: thousands of tokens, quick to tokenize
 mpirun=(mpirun --oversubscribe --allow-run-as-root)
-echo "1..7"
+echo "1..8"
 n=0
 fail() { echo "not ok $n - $1"; shift; for f in "$@"; do [ -f "$f" ] && sed 's/^/# /' "$f"; done; }
 for f in "$gguf" "$src"; do
@@ -81,4 +82,16 @@ elif grep -q "cannot create" "$tmp/bad.err"; then
   echo "ok 7 - a failing job exits non-zero with the rank's message"
 else
   fail "failing job: no message" "$tmp/bad.err"
+fi
+n=8
+if "$bin" golden --kernel softmax_dec --seed 3 --seeds 5 --out "$tmp/g1" >"$tmp/g1.log" 2>&1 &&
+   "${mpirun[@]}" -n 2 "$bin" golden --kernel softmax_dec --seed 3 --seeds 5 --out "$tmp/g2" >"$tmp/g2.log" 2>&1; then
+  if diff -r "$tmp/g1" "$tmp/g2" >"$tmp/g.diff" && [ -f "$tmp/g2/seed-7/manifest.json" ] &&
+     "$bin" golden --check "$tmp/g2/seed-4" >>"$tmp/g2.log" 2>&1; then
+    echo "ok 8 - golden --seeds 5 on 2 ranks = one process"
+  else
+    fail "golden trees differ or do not check" "$tmp/g.diff" "$tmp/g2.log"
+  fi
+else
+  fail "golden --seeds failed" "$tmp/g1.log" "$tmp/g2.log"
 fi
