@@ -2,7 +2,8 @@
 # flxemu under Open MPI: `mpirun -n N flxemu ppl ...` on this machine gives
 # what one process gives -- the same stdout, the same --json apart from
 # timing and resource fields, a byte-identical --save-logits file -- for the
-# hf and llama.cpp protocols, --kl-base, a fake-quant .flxq, more ranks than
+# hf and llama.cpp protocols, --kl-base, a fake-quant .flxq, the bit-exact
+# engine (--engine emu) on a flexllm .flxq, more ranks than
 # cores and a rank count that does not divide the windows; a failing job
 # exits non-zero; `flxemu golden --seeds` shared among ranks writes the
 # tree one process writes.  Uses $FLXEMU_BIN and $FLXEMU_DATA (fails when missing).
@@ -16,7 +17,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 text="$tmp/text.txt"   # the first 24 kB: thousands of tokens, quick to tokenize
 mpirun=(mpirun --oversubscribe --allow-run-as-root)
-echo "1..8"
+echo "1..9"
 n=0
 fail() { echo "not ok $n - $1"; shift; for f in "$@"; do [ -f "$f" ] && sed 's/^/# /' "$f"; done; }
 for f in "$gguf" "$src"; do
@@ -94,4 +95,12 @@ if "$bin" golden --kernel softmax_dec --seed 3 --seeds 5 --out "$tmp/g1" >"$tmp/
   fi
 else
   fail "golden --seeds failed" "$tmp/g1.log" "$tmp/g2.log"
+fi
+n=9
+tiny="$data/tiny-llama3-random"
+if "$bin" quantize --model "$tiny" --recipe flexllm --calib "$text" --nsamples 2 --seqlen 64 \
+     --out "$tmp/f.flxq" >"$tmp/f.log" 2>&1; then
+  SAVE=0 same emu-engine 2 --engine emu --model "$tmp/f.flxq" --file "$text" --ctx 64 --chunks 5 --threads 1
+else
+  fail "quantize --recipe flexllm for the engine case failed" "$tmp/f.log"
 fi
