@@ -217,7 +217,7 @@ static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, flx_erro
     c->y = malloc((size_t)cd->seqlen * widest * sizeof(float));
     c->yq = malloc((size_t)cd->seqlen * widest * sizeof(float));
     if (!c->xq || !c->y || !c->yq) return flx_fail(err, FLX_ENOMEM, "out of memory");
-    flx_llama_hooks hk = { c, an_linear, an_qkv, NULL };
+    flx_llama_hooks hk = { .ctx = c, .linear_input = an_linear, .qkv = an_qkv };
     flx_llama_opts o = {0};
     o.n_threads = threads;
     o.max_tokens = cd->seqlen;
@@ -528,7 +528,7 @@ int flx_cmd_analyze(int argc, char **argv)
             ml.w.layers = layers;
             sens_ctx sx = { l, &fq.hooks, &rs1 };
             /* P quantization (flexllm) only inside the quantized layer */
-            flx_llama_hooks sh = { &sx, sens_linear, sens_qkv, sens_probs };
+            flx_llama_hooks sh = { .ctx = &sx, .linear_input = sens_linear, .qkv = sens_qkv, .probs = sens_probs };
             double p;
             if (ppl_of(&ml, &sh, &cd, (int)a.threads, &p, &err)) { free(layers); goto fail; }
             sens[l] = p - ppl_float;

@@ -211,7 +211,7 @@ int flx_cmd_generate(int argc, char **argv)
         if (cli_emu_load(&emu, model_path, &err)) goto fail;
         mp = &emu.view;
     } else if (model_path && flx_qmodel_is_file(model_path)) {
-        if (flx_fakequant_open_threads(&fq, &model, model_path, (int)threads, &err)) goto fail;
+        if (flx_fakequant_open_lean(&fq, &model, model_path, (int)threads, &err)) goto fail;
     } else if (model_path) {
         if (flx_model_load(&model, model_path, &err)) goto fail;
     } else {

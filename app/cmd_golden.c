@@ -1,10 +1,13 @@
 /* flxemu golden -- golden vectors of the bit-exact kernels for HLS
  * testbenches, and the check that re-runs the emulator against them. */
 #include "cli.h"
+#include "cli_mpi.h"
 #include "flx_emu.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void usage(FILE *fp)
 {
@@ -29,6 +32,8 @@ static void usage(FILE *fp)
             "  --out DIR          output folder, created if missing\n"
             "  --config NAME      hardware configuration: u280 (default)\n"
             "  --seed N           RNG seed, 0 .. 2^63-1 (default 1)\n"
+            "  --seeds K          K seeds from --seed on, each in DIR/seed-S/; under\n"
+            "                     mpirun/srun the seeds are shared among the ranks\n"
             "  --exp glibc|flx    exponential where the reference calls expf (default glibc)\n"
             "  --ftz              flush subnormal floats to zero like the FPGA's FP cores\n"
             "  --gzip             write NAME.npy.gz (zlib)\n"
@@ -41,10 +46,38 @@ static void usage(FILE *fp)
     fprintf(fp, "\n");
 }
 
+/* --seeds: one folder per seed, shared round-robin among MPI ranks (one
+ * process without MPI); a folder depends only on its seed, so the tree is
+ * the same whatever the number of ranks. */
+static int golden_seeds(const char *out, const char *kernel, const char *config, flx_emu_golden_opts *o,
+                        long long seed, long long n_seeds)
+{
+    flx_error err = {0};
+    cli_mpi mpi;
+    int rc = cli_mpi_begin(&mpi, &err);
+    if (!rc && mkdir(out, 0777) && errno != EEXIST)
+        rc = flx_fail(&err, FLX_EIO, "%s: cannot create: %s", out, strerror(errno));
+    for (long long i = 0; !rc && i < n_seeds; i++) {
+        if (!cli_mpi_mine(&mpi, i)) continue;
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/seed-%lld", out, seed + i);
+        o->seed = (uint64_t)(seed + i);
+        rc = flx_emu_golden_write(dir, kernel, config, o, &err);
+    }
+    if (rc) cli_fail("golden", &err);
+    int worst = cli_mpi_worst(&mpi, rc != FLX_OK);
+    mpi.agreed = 1;   /* every rank knows: no abort needed */
+    if (!worst && mpi.rank == 0)
+        printf("golden: %s, %lld seeds (%lld .. %lld) -> %s/seed-*, %d rank%s\n", kernel, n_seeds, seed,
+               seed + n_seeds - 1, out, mpi.size, mpi.size > 1 ? "s" : "");
+    cli_mpi_end(&mpi, worst);
+    return worst ? FLX_EXIT_FAIL : FLX_EXIT_OK;
+}
+
 int flx_cmd_golden(int argc, char **argv)
 {
     const char *kernel = NULL, *layer = NULL, *out = NULL, *check = NULL, *config = "u280", *exp = "glibc";
-    long long seed = 1;
+    long long seed = 1, n_seeds = 0;
     flx_emu_golden_opts o;
     memset(&o, 0, sizeof o);
     for (int i = 1; i < argc; i++) {
@@ -57,7 +90,7 @@ int flx_cmd_golden(int argc, char **argv)
         } else if (!strcmp(a, "--gzip")) {
             o.gzip = 1;
         } else if (!strcmp(a, "--kernel") || !strcmp(a, "--layer") || !strcmp(a, "--out") || !strcmp(a, "--config") ||
-                   !strcmp(a, "--seed") || !strcmp(a, "--exp") || !strcmp(a, "--check")) {
+                   !strcmp(a, "--seed") || !strcmp(a, "--exp") || !strcmp(a, "--check") || !strcmp(a, "--seeds")) {
             if (i + 1 >= argc) return cli_usage_error("golden", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--kernel")) kernel = v;
@@ -66,7 +99,9 @@ int flx_cmd_golden(int argc, char **argv)
             else if (!strcmp(a, "--config")) config = v;
             else if (!strcmp(a, "--exp")) exp = v;
             else if (!strcmp(a, "--check")) check = v;
-            else if (cli_parse_i64("golden", "--seed", v, 0, INT64_MAX, &seed)) return FLX_EXIT_USAGE;
+            else if (!strcmp(a, "--seeds")) {
+                if (cli_parse_i64("golden", "--seeds", v, 1, 1 << 20, &n_seeds)) return FLX_EXIT_USAGE;
+            } else if (cli_parse_i64("golden", "--seed", v, 0, INT64_MAX, &seed)) return FLX_EXIT_USAGE;
         } else {
             return cli_usage_error("golden", "unknown option '%s'", a);
         }
@@ -94,6 +129,10 @@ int flx_cmd_golden(int argc, char **argv)
     for (int i = 0; !known && flx_emu_golden_kernel_name(i); i++)
         known = !strcmp(kernel, flx_emu_golden_kernel_name(i));
     if (!known) return cli_usage_error("golden", "unknown kernel '%s' (see --help for the list)", kernel);
+    if (n_seeds) {
+        if (n_seeds - 1 > INT64_MAX - seed) return cli_usage_error("golden", "--seed + --seeds overflows");
+        return golden_seeds(out, kernel, config, &o, seed, n_seeds);
+    }
     o.seed = (uint64_t)seed;
     fprintf(stderr, "flxemu golden: %s, config %s, seed %lld, %s -> %s\n", kernel, config, seed,
             flx_emu_fp_name(&o.fp), out);

@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "cli_emu.h"
 #include "cli_ppl_hmt.h"
+#include "cli_mpi.h"
 #include "flx_ppl.h"
 #include "flx_synth.h"
 
@@ -350,14 +351,17 @@ int flx_cmd_ppl(int argc, char **argv)
     char text_hex[65] = "";
     const char *text_name = "";
     flx_ppl_result res = {0};
+    cli_mpi mpi = {0, 1, 0, 0};
 
+    /* mpirun/srun: this process is one rank sharing the windows (app/cli_mpi.h) */
+    if (cli_mpi_begin(&mpi, &err)) goto fail;
     /* model */
     double t_begin = flx_now_seconds();
     if (a.emu) {
         if (cli_emu_load(&emu, a.model, &err)) goto fail;
         mp = &emu.view;
     } else if (a.model && flx_qmodel_is_file(a.model)) {
-        if (flx_fakequant_open_threads(&fq, &model, a.model, (int)a.threads, &err)) goto fail;
+        if (flx_fakequant_open_lean(&fq, &model, a.model, (int)a.threads, &err)) goto fail;
     } else if (a.model) {
         if (flx_model_load(&model, a.model, &err)) goto fail;
     } else {
@@ -494,7 +498,7 @@ int flx_cmd_ppl(int argc, char **argv)
             (long long)plan.n_scored, a.threads);
 
     flx_progress bar;
-    int show = a.progress >= 0 ? a.progress : isatty(2) && !isatty(1);
+    int show = mpi.rank == 0 && (a.progress >= 0 ? a.progress : isatty(2) && !isatty(1));
     flx_progress_begin(&bar, "ppl", plan.n_windows, show);
     stream_ctx sc = {&bar, plan.n_windows, 1};
     flx_ppl_opts o = {
@@ -505,7 +509,11 @@ int flx_cmd_ppl(int argc, char **argv)
         .on_window = on_window, .on_window_ctx = &sc,
         .window_logits = a.emu ? cli_emu_window : NULL, .window_ctx = &emu,
         .pool = a.emu ? emu.pool : NULL};
-    int run_rc = flx_ppl_run(mp, tokens, n_tokens, &o, &res, &err);
+    int run_rc = cli_mpi_ppl_run(&mpi, mp, tokens, n_tokens, &o, &res, &err);
+    if (!run_rc && mpi.rank != 0) {   /* rank 0 prints and writes the whole run's results */
+        rc = FLX_EXIT_OK;
+        goto out;
+    }
     flx_progress_end(&bar);
     printf("\n");
     fflush(stdout);
@@ -600,5 +608,6 @@ out:
     flx_model_free(&model);
     flx_fakequant_close(fq);
     cli_emu_close(&emu);
+    cli_mpi_end(&mpi, rc != FLX_EXIT_OK);
     return rc;
 }

@@ -101,7 +101,7 @@ int quantize_search_bits(const flx_model *m, const flx_rotation_set *rs, const f
                       width, L };
     cand *cs = calloc((size_t)L * 7, sizeof *cs);
     int rc = sc.ex2 && sc.rows && cs ? FLX_OK : flx_fail(err, FLX_ENOMEM, "out of memory");
-    flx_llama_hooks hk = { &sc, s_linear, s_qkv, NULL };
+    flx_llama_hooks hk = { .ctx = &sc, .linear_input = s_linear, .qkv = s_qkv };
     flx_llama_opts o = {0};
     o.n_threads = n_threads;
     o.max_tokens = cd->seqlen;

@@ -111,7 +111,7 @@ static int rot_qkv_hook(void *ctx, int layer, float *q, float *k, float *v, int6
 
 flx_llama_hooks flx_rot_hooks(const flx_rotation_set *rs)
 {
-    flx_llama_hooks h = { (void *)rs, rot_linear_hook, rot_qkv_hook, NULL };
+    flx_llama_hooks h = { (void *)rs, rot_linear_hook, rot_qkv_hook, NULL, NULL };
     return h;
 }
 
@@ -197,7 +197,7 @@ int flx_calib_attn_scales(const flx_model *m, const flx_rotation_set *rs, const 
         free(c.q_max); free(c.k_max); free(c.v_max);
         return flx_fail(err, FLX_ENOMEM, "calibration: out of memory");
     }
-    flx_llama_hooks h = { &c, scale_linear_hook, scale_qkv_hook, NULL };
+    flx_llama_hooks h = { &c, scale_linear_hook, scale_qkv_hook, NULL, NULL };
     flx_llama_state st;
     memset(&st, 0, sizeof st);
     int rc = init_state(&st, m, cd, n_threads, &h, err);
@@ -601,7 +601,7 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
     sub.w.output = r.resid;
     sub.w.layers = m->w.layers;
     r.pc = (gptq_pass_ctx){ rs, 0, -1, &r.h, NULL, NULL, r.pool, 0 };
-    flx_llama_hooks hooks = { &r.pc, gptq_linear_hook, gptq_qkv_hook, NULL };
+    flx_llama_hooks hooks = { &r.pc, gptq_linear_hook, gptq_qkv_hook, NULL, NULL };
     if ((rc = init_state(&r.st, &sub, cd, opts->n_threads, &hooks, err))) goto done;
     have_state = 1;
 

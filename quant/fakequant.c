@@ -126,33 +126,63 @@ typedef struct dequant_job {
     float *w;
 } dequant_job;
 
-static void dequant_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
+/* rows [o0, o1) of t into w (w[0] = row o0): the one dequantization
+ * formula of both the eager and the lean model */
+static void dequant_range(const flx_qtensor *t, int64_t o0, int64_t o1, float *w)
 {
-    (void)thread_id;
-    const dequant_job *j = ctx;
-    const flx_qtensor *t = j->t;
     const int32_t gs = t->group_size, n_groups = t->n_in / gs;
-    for (int64_t o = begin; o < end; o++)
+    for (int64_t o = o0; o < o1; o++)
         for (int32_t g = 0; g < n_groups; g++) {
             const size_t gi = (size_t)o * n_groups + g, base = (size_t)o * t->n_in + (size_t)g * gs;
             const int8_t *q = t->q + base;
-            float *w = j->w + base;
+            float *wr = w + (base - (size_t)o0 * t->n_in);
             const float sc = t->scale[gi];
             if (t->zero) {
                 const float z = t->zero[gi];
-                for (int32_t k = 0; k < gs; k++) w[k] = sc * ((float)q[k] - z);
+                for (int32_t k = 0; k < gs; k++) wr[k] = sc * ((float)q[k] - z);
             } else {
-                for (int32_t k = 0; k < gs; k++) w[k] = sc * (float)q[k];
+                for (int32_t k = 0; k < gs; k++) wr[k] = sc * (float)q[k];
             }
         }
 }
 
-/* the dequantized weights, or a copy of the float ones */
-static float *dequant(flx_model *m, const flx_qtensor *t, flx_pool *pool)
+static void dequant_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
 {
+    (void)thread_id;
+    const dequant_job *j = ctx;
+    dequant_range(j->t, begin, end, j->w + (size_t)begin * j->t->n_in);
+}
+
+/* The lean model's weight_rows hook: the codes of (layer, kind) dequantized
+ * on demand into the forward state's buffer. */
+static void fq_weight_rows(void *ctx, int layer, flx_weight_kind kind, int64_t row0, int64_t n_rows,
+                           int64_t n_in, float *w)
+{
+    const flx_fakequant *fq = ctx;
+    const flx_qmodel *qm = fq->qm;
+    const flx_qtensor *t = &qm->head;
+    if (kind != FLX_WEIGHT_HEAD) {
+        const flx_qlayer *Q = &qm->layers[layer];
+        const flx_qtensor *ts[7] = {&Q->wq, &Q->wk, &Q->wv, &Q->wo, &Q->w_gate, &Q->w_up, &Q->w_down};
+        t = ts[kind];
+    }
+    if (t->q)
+        dequant_range(t, row0, row0 + n_rows, w);
+    else   /* not reached: float tensors are in the model */
+        memcpy(w, t->w + (size_t)row0 * n_in, (size_t)(n_rows * n_in) * sizeof *w);
+}
+
+/* the dequantized weights, or a copy of the float ones; lean: NULL for
+ * quantized tensors (fq_weight_rows supplies them), the float ones in place */
+static const float *dequant(flx_model *m, const flx_qtensor *t, flx_pool *pool, int lean, int *oom)
+{
+    if (lean) return t->q ? NULL : t->w;
     size_t n = (size_t)t->n_out * t->n_in;
     float *w = flx_model_alloc(m, n * sizeof *w);
-    if (!w) return NULL;
+    if (!w) {
+        *oom = 1;
+        return NULL;
+    }
     if (!t->q) {
         memcpy(w, t->w, n * sizeof *w);
         return w;
@@ -162,7 +192,7 @@ static float *dequant(flx_model *m, const flx_qtensor *t, flx_pool *pool)
     return w;
 }
 
-static int build(flx_fakequant *fq, const flx_qmodel *qm, flx_pool *pool, flx_error *err)
+static int build(flx_fakequant *fq, const flx_qmodel *qm, flx_pool *pool, int lean, flx_error *err)
 {
     memset(fq, 0, sizeof *fq);
     int rc = flx_recipe_parse(&fq->recipe, qm->recipe, err);
@@ -185,13 +215,19 @@ static int build(flx_fakequant *fq, const flx_qmodel *qm, flx_pool *pool, flx_er
         flx_llama_layer *L = &m->w.layers[l];
         L->attn_norm = Q->attn_norm;
         L->ffn_norm = Q->ffn_norm;
-        if (!(L->wq = dequant(m, &Q->wq, pool)) || !(L->wk = dequant(m, &Q->wk, pool)) ||
-            !(L->wv = dequant(m, &Q->wv, pool)) || !(L->wo = dequant(m, &Q->wo, pool)) ||
-            !(L->w_gate = dequant(m, &Q->w_gate, pool)) || !(L->w_up = dequant(m, &Q->w_up, pool)) ||
-            !(L->w_down = dequant(m, &Q->w_down, pool)))
-            goto oom;
+        int oom = 0;
+        L->wq = dequant(m, &Q->wq, pool, lean, &oom);
+        L->wk = dequant(m, &Q->wk, pool, lean, &oom);
+        L->wv = dequant(m, &Q->wv, pool, lean, &oom);
+        L->wo = dequant(m, &Q->wo, pool, lean, &oom);
+        L->w_gate = dequant(m, &Q->w_gate, pool, lean, &oom);
+        L->w_up = dequant(m, &Q->w_up, pool, lean, &oom);
+        L->w_down = dequant(m, &Q->w_down, pool, lean, &oom);
+        if (oom) goto oom;
     }
-    if (!(m->w.output = dequant(m, &qm->head, pool))) goto oom;
+    int oom = 0;
+    m->w.output = dequant(m, &qm->head, pool, lean, &oom);
+    if (oom) goto oom;
     m->tok = qm->tok;   /* borrowed: flx_fakequant_free detaches it */
 
     flx_rotation_set *rs = &fq->rot;
@@ -213,6 +249,8 @@ static int build(flx_fakequant *fq, const flx_qmodel *qm, flx_pool *pool, flx_er
     fq->hooks.linear_input = fq_linear_input;
     fq->hooks.qkv = fq_qkv;
     if (fq->recipe.static_attn) fq->hooks.probs = fq_probs;
+    fq->lean = lean;
+    if (lean) fq->hooks.weight_rows = fq_weight_rows;
     return FLX_OK;
 oom:
     flx_fakequant_free(fq);
@@ -221,7 +259,12 @@ oom:
 
 int flx_fakequant_build(flx_fakequant *fq, const flx_qmodel *qm, flx_error *err)
 {
-    return build(fq, qm, NULL, err);
+    return build(fq, qm, NULL, 0, err);
+}
+
+int flx_fakequant_build_lean(flx_fakequant *fq, const flx_qmodel *qm, flx_error *err)
+{
+    return build(fq, qm, NULL, 1, err);
 }
 
 void flx_fakequant_free(flx_fakequant *fq)
@@ -237,8 +280,23 @@ int flx_fakequant_open(flx_fakequant **out, flx_model *m, const char *path, flx_
     return flx_fakequant_open_threads(out, m, path, 1, err);
 }
 
+static int open_model(flx_fakequant **out, flx_model *m, const char *path, int n_threads, int lean,
+                      flx_error *err);
+
 int flx_fakequant_open_threads(flx_fakequant **out, flx_model *m, const char *path, int n_threads,
                                flx_error *err)
+{
+    return open_model(out, m, path, n_threads, 0, err);
+}
+
+int flx_fakequant_open_lean(flx_fakequant **out, flx_model *m, const char *path, int n_threads,
+                            flx_error *err)
+{
+    return open_model(out, m, path, n_threads, 1, err);
+}
+
+static int open_model(flx_fakequant **out, flx_model *m, const char *path, int n_threads, int lean,
+                      flx_error *err)
 {
     *out = NULL;
     flx_fakequant *fq = calloc(1, sizeof *fq);
@@ -250,7 +308,7 @@ int flx_fakequant_open_threads(flx_fakequant **out, flx_model *m, const char *pa
     }
     int rc = flx_qmodel_load(qm, path, err);
     flx_pool *pool = rc == FLX_OK && n_threads > 1 ? flx_pool_create(n_threads) : NULL;
-    if (rc == FLX_OK) rc = build(fq, qm, pool, err);
+    if (rc == FLX_OK) rc = build(fq, qm, pool, lean, err);
     if (rc) {
         flx_pool_free(pool);
         flx_qmodel_free(qm);

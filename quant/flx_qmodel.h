@@ -271,6 +271,9 @@ typedef struct flx_fakequant {
                                    NULL: serial.  Set by
                                    flx_fakequant_open_threads, which
                                    owns it; never changes a result    */
+    int              lean;      /* 1: quantized linears are NULL in the
+                                   model and hooks.weight_rows
+                                   dequantizes them per product       */
 } flx_fakequant;
 
 /* fq must not move after the call (hooks.ctx points at it). */
@@ -292,6 +295,18 @@ int  flx_fakequant_open(flx_fakequant **fq, flx_model *m, const char *path, flx_
  * from one thread at a time, as flx_llama_forward does. */
 int  flx_fakequant_open_threads(flx_fakequant **fq, flx_model *m, const char *path, int n_threads,
                                 flx_error *err);
+/* The lean fake-quant model (what flxemu ppl and generate use): the float
+ * model holds no dequantized copy of a quantized linear (its pointer is
+ * NULL, float tensors point into the quantized model); hooks.weight_rows
+ * dequantizes the rows each product needs, with the same formula, into a
+ * buffer of the forward state.  Memory is the quantized model plus
+ * activations and that buffer; the logits have the bits of the eager model
+ * of flx_fakequant_open_threads / flx_fakequant_build (the sgemm calls are
+ * the same; pieces of at most flx_llama_opts.weight_block_bytes split a
+ * block into several calls on whole multiples of 64 rows). */
+int  flx_fakequant_open_lean(flx_fakequant **fq, flx_model *m, const char *path, int n_threads,
+                             flx_error *err);
+int  flx_fakequant_build_lean(flx_fakequant *fq, const flx_qmodel *qm, flx_error *err);
 void flx_fakequant_close(flx_fakequant *fq);   /* NULL-safe */
 
 #ifdef __cplusplus

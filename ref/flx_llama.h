@@ -77,6 +77,13 @@ typedef enum flx_linear_kind {
 
 const char *flx_linear_kind_name(flx_linear_kind kind);   /* "qkv", "o", ... */
 
+/* One weight matrix of a layer (for the weight_rows hook). */
+typedef enum flx_weight_kind {
+    FLX_WEIGHT_Q = 0, FLX_WEIGHT_K, FLX_WEIGHT_V, FLX_WEIGHT_O,
+    FLX_WEIGHT_GATE, FLX_WEIGHT_UP, FLX_WEIGHT_DOWN,
+    FLX_WEIGHT_HEAD,          /* the output head; layer index = n_layers */
+} flx_weight_kind;
+
 /* Callbacks that let another module (fake quantization, activation
  * statistics, rotations) change activations inside the forward pass.  Every
  * callback may be NULL.  Blocks are row-major, one row per token, and may be
@@ -104,6 +111,17 @@ typedef struct flx_llama_hooks {
      * disjoint blocks, so it must only transform p element by element and
      * cannot fail.  May be NULL. */
     void (*probs)(void *ctx, int layer, float *p, int64_t n_rows, int64_t n_keys);
+
+    /* (d) weights supplied on demand: a model may leave a linear's float
+     * pointer NULL (the output head: w.output) when this hook is set; the
+     * forward then asks for rows [row0, row0 + n_rows) of that (n_out, n_in)
+     * matrix, row-major, into w, a buffer of the state (per thread), right
+     * before the product that uses them.  Rows are requested in the column
+     * blocks the product is split into anyway, so the sgemm calls are those
+     * of a model holding the same floats.  Called from pool threads, several
+     * at once on disjoint rows, so it must only write w and cannot fail. */
+    void (*weight_rows)(void *ctx, int layer, flx_weight_kind kind, int64_t row0, int64_t n_rows,
+                        int64_t n_in, float *w);
 } flx_llama_hooks;
 
 /* ---------------------------------------------------------------- state */
@@ -117,6 +135,10 @@ typedef struct flx_llama_opts {
     int64_t  head_rows;        /* rows per logits chunk the caller will request;
                                   0 = as many as fit in 256 MiB                   */
     const flx_llama_hooks *hooks;   /* NULL: no hooks                             */
+    int64_t  weight_block_bytes; /* per-thread buffer for hooked weights (d):
+                                  rows of one product are asked for in pieces
+                                  of at most this many bytes (whole multiples
+                                  of 64 rows); 0 = 64 MiB                       */
 } flx_llama_opts;
 
 /* bf16_activations mimics a BF16 GPU run: the embedding rows, every linear's
@@ -155,6 +177,9 @@ typedef struct flx_llama_state {
     float *rope_sin;   /* (max_tokens, head_dim/2)                             */
     float *k_cache;    /* (n_layers, max_ctx, n_kv_heads*head_dim)             */
     float *v_cache;    /* (n_layers, max_ctx, n_kv_heads*head_dim)             */
+    float *w_buf;      /* (n_threads, w_buf_floats) rows from hooks.weight_rows,
+                          NULL when every weight is in the model              */
+    int64_t w_buf_floats;
 } flx_llama_state;
 
 /* Allocates the state for model m (which must outlive it).

@@ -180,6 +180,18 @@ typedef struct flx_ppl_opts {
     void            *window_ctx;
     flx_pool        *pool;               /* with window_logits: scoring pool (NULL:
                                             one of llama.n_threads for the run)  */
+    /* Sharding (several processes share the windows, e.g. flxemu ppl under
+     * MPI): n_shards > 1 evaluates only windows w with w % n_shards == shard;
+     * save_logits_path then receives only those windows' records, in window
+     * order, without the header (a part of the base file: header, tokens,
+     * then all windows' records in window order); the result's statistics
+     * are of these windows only.  on_token (may be NULL) gets every scored
+     * token in order: window, index among the window's scored rows, its NLL
+     * and, with kl_base, its comparison (else NULL).  flx_ppl_merge turns
+     * all windows' tokens into the result one process would have computed. */
+    int64_t          shard, n_shards;
+    void (*on_token)(void *ctx, int64_t window, int64_t i, double nll, const flx_kld_token *kt);
+    void            *on_token_ctx;
 } flx_ppl_opts;
 
 typedef struct flx_ppl_result {
@@ -204,6 +216,15 @@ typedef struct flx_ppl_result {
 int  flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens,
                  const flx_ppl_opts *o, flx_ppl_result *r, flx_error *err);
 void flx_ppl_result_free(flx_ppl_result *r);
+
+/* The statistics of a run from its scored tokens: nll[w * n_scored + i]
+ * (and kt likewise, or NULL without a base) for every window of plan p, in
+ * window order, added up exactly as flx_ppl_run adds them (so the same
+ * bits); o->on_window (if set) is called after every window as flx_ppl_run
+ * does.  Timing fields are left 0.  FLX_ENUMERIC for a non-finite NLL,
+ * FLX_ENOMEM. */
+int  flx_ppl_merge(const flx_ppl_plan *p, int64_t n_tokens, const double *nll, const flx_kld_token *kt,
+                   const flx_ppl_opts *o, flx_ppl_result *r, flx_error *err);
 
 /* ---------------------------------------------------------------- inputs */
 

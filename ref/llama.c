@@ -27,6 +27,9 @@ const char *flx_linear_kind_name(flx_linear_kind kind)
 
 /* ---------------------------------------------------------------- state */
 
+static int64_t block_cols(const flx_llama_state *s, int64_t d_out);
+static int64_t hooked_rows(const flx_llama_opts *o, int64_t d_in);
+
 static float *alloc_floats(size_t a, size_t b, size_t c)
 {
     size_t n, bytes;
@@ -44,8 +47,18 @@ int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts 
         return flx_fail(err, FLX_EINVAL,
                         "forward state: need 1 <= max_tokens (%lld) <= max_ctx (%lld)",
                         (long long)opts->max_tokens, (long long)opts->max_ctx);
-    if (!m->w.tok_embd || !m->w.output || !m->w.out_norm || !m->w.layers || !m->w.rope_inv_freq)
+    const int hooked = opts->hooks && opts->hooks->weight_rows;
+    if (!m->w.tok_embd || (!m->w.output && !hooked) || !m->w.out_norm || !m->w.layers ||
+        !m->w.rope_inv_freq)
         return flx_fail(err, FLX_EINVAL, "%s: model weights are incomplete",
+                        m->path ? m->path : "model");
+    int need_w_buf = !m->w.output;
+    for (int l = 0; l < c->n_layers; l++) {
+        const flx_llama_layer *L = &m->w.layers[l];
+        if (!L->wq || !L->wk || !L->wv || !L->wo || !L->w_gate || !L->w_up || !L->w_down) need_w_buf = 1;
+    }
+    if (need_w_buf && !hooked)
+        return flx_fail(err, FLX_EINVAL, "%s: model weights are incomplete (and no weight_rows hook)",
                         m->path ? m->path : "model");
     s->model = m;
     s->opts = *opts;
@@ -67,8 +80,19 @@ int flx_llama_init(flx_llama_state *s, const flx_model *m, const flx_llama_opts 
     s->rope_sin = alloc_floats(T, c->head_dim / 2, 1);
     s->k_cache = alloc_floats(c->n_layers, C, kv_dim);
     s->v_cache = alloc_floats(c->n_layers, C, kv_dim);
+    if (need_w_buf) {   /* the largest piece of any product, per thread */
+        const int64_t shapes[6][2] = {{(int64_t)q_dim, c->d_model}, {(int64_t)kv_dim, c->d_model},
+                                      {c->d_model, (int64_t)q_dim}, {c->d_ff, c->d_model},
+                                      {c->d_model, c->d_ff}, {c->n_vocab, c->d_model}};
+        for (int i = 0; i < 6; i++) {
+            int64_t rows = block_cols(s, shapes[i][0]), cap = hooked_rows(opts, shapes[i][1]);
+            if (rows > cap) rows = cap;
+            if (rows * shapes[i][1] > s->w_buf_floats) s->w_buf_floats = rows * shapes[i][1];
+        }
+        s->w_buf = alloc_floats((size_t)s->n_threads, (size_t)s->w_buf_floats, 1);
+    }
     if (!s->x || !s->xn || !s->q || !s->attn || !s->proj || !s->gate || !s->up || !s->scores || !s->qo ||
-        !s->rope_cos || !s->rope_sin || !s->k_cache || !s->v_cache) {
+        !s->rope_cos || !s->rope_sin || !s->k_cache || !s->v_cache || (need_w_buf && !s->w_buf)) {
         flx_llama_free(s);
         return flx_fail(err, FLX_ENOMEM,
                         "forward state: out of memory for %lld tokens and a %lld-position KV cache",
@@ -106,6 +130,7 @@ void flx_llama_free(flx_llama_state *s)
     free(s->rope_sin);
     free(s->k_cache);
     free(s->v_cache);
+    free(s->w_buf);
     memset(s, 0, sizeof *s);
 }
 
@@ -137,40 +162,77 @@ static void round_bf16_block(float *x, size_t n)
 typedef struct {
     float       *out;
     const float *x;
-    const float *w;
+    const float *w;                /* NULL: rows come from hooks->weight_rows */
     int64_t      n_tokens, d_in, ld_out, cols_per_block, d_out;
+    const flx_llama_state *s;
+    int          layer;
+    flx_weight_kind kind;
 } linear_job;
+
+/* out[:, c0 .. c0 + cols) = x W[c0 .. c0 + cols)^T, one single-threaded call */
+static void linear_piece(const linear_job *j, const float *w, int64_t c0, int64_t cols)
+{
+    if (j->n_tokens == 1) {   /* decoding: a matrix-vector product, no packing of W */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)cols, (int)j->d_in, 1.0f, w, (int)j->d_in, j->x,
+                    1, 0.0f, j->out + c0, 1);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tokens, (int)cols, (int)j->d_in, 1.0f,
+                j->x, (int)j->d_in, w, (int)j->d_in, 0.0f, j->out + c0, (int)j->ld_out);
+}
+
+/* Rows of a hooked weight per request: the buffer's share, whole multiples
+ * of 64 rows (so a piece splits a block where sgemm's own column blocking
+ * would), at least 64. */
+static int64_t hooked_rows(const flx_llama_opts *o, int64_t d_in)
+{
+    int64_t bytes = o->weight_block_bytes > 0 ? o->weight_block_bytes : (int64_t)64 << 20;
+    int64_t rows = bytes / (d_in * (int64_t)sizeof(float)) / 64 * 64;
+    return rows < 64 ? 64 : rows;
+}
 
 static void linear_blocks(void *ctx, int64_t begin, int64_t end, int thread_id)
 {
-    (void)thread_id;
     const linear_job *j = ctx;
     for (int64_t b = begin; b < end; b++) {
         int64_t c0 = b * j->cols_per_block;
         int64_t cols = j->d_out - c0 < j->cols_per_block ? j->d_out - c0 : j->cols_per_block;
-        if (j->n_tokens == 1) {   /* decoding: a matrix-vector product, no packing of W */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)cols, (int)j->d_in, 1.0f,
-                        j->w + c0 * j->d_in, (int)j->d_in, j->x, 1, 0.0f, j->out + c0, 1);
+        if (j->w) {
+            linear_piece(j, j->w + c0 * j->d_in, c0, cols);
             continue;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tokens, (int)cols,
-                    (int)j->d_in, 1.0f, j->x, (int)j->d_in, j->w + c0 * j->d_in, (int)j->d_in, 0.0f,
-                    j->out + c0, (int)j->ld_out);
+        /* weights on demand: this thread's buffer, a piece at a time */
+        const flx_llama_hooks *h = j->s->opts.hooks;
+        float *buf = j->s->w_buf + (size_t)thread_id * (size_t)j->s->w_buf_floats;
+        const int64_t step = hooked_rows(&j->s->opts, j->d_in);
+        for (int64_t p0 = c0; p0 < c0 + cols; p0 += step) {
+            int64_t n = c0 + cols - p0 < step ? c0 + cols - p0 : step;
+            h->weight_rows(h->ctx, j->layer, j->kind, p0, n, j->d_in, buf);
+            linear_piece(j, buf, p0, n);
+        }
     }
 }
 
-/* out (n, d_out) = x (n, d_in) W^T with W (d_out, d_in) row-major: the
- * PyTorch Linear.  The output columns are split into blocks (a multiple of
- * 64 columns, about two per thread) and each block is one single-threaded
- * sgemm, so an output element never depends on the thread count. */
-static void linear(flx_llama_state *s, float *out, const float *x, const float *w,
-                   int64_t n_tokens, int64_t d_in, int64_t d_out, int64_t ld_out)
+/* Output columns per block of a product with d_out columns: a multiple of
+ * 64, about two blocks per thread, at least 256. */
+static int64_t block_cols(const flx_llama_state *s, int64_t d_out)
 {
-    int64_t blocks = s->pool ? 2 * (int64_t)s->n_threads : 1;
+    int64_t blocks = s->n_threads > 1 ? 2 * (int64_t)s->n_threads : 1;   /* s->pool exists then */
     int64_t per = (d_out + blocks - 1) / blocks;
     per = (per + 63) / 64 * 64;
-    if (per < 256) per = 256;
-    linear_job j = {out, x, w, n_tokens, d_in, ld_out, per, d_out};
+    return per < 256 ? 256 : per;
+}
+
+/* out (n, d_out) = x (n, d_in) W^T with W (d_out, d_in) row-major: the
+ * PyTorch Linear.  The output columns are split into blocks (block_cols)
+ * and each block is one single-threaded sgemm, so an output element never
+ * depends on the thread count.  w NULL: weight (layer, kind) comes from the
+ * weight_rows hook, block by block. */
+static void linear(flx_llama_state *s, float *out, const float *x, const float *w, int layer,
+                   flx_weight_kind kind, int64_t n_tokens, int64_t d_in, int64_t d_out, int64_t ld_out)
+{
+    int64_t per = block_cols(s, d_out);
+    linear_job j = {out, x, w, n_tokens, d_in, ld_out, per, d_out, s, layer, kind};
     flx_pool_for(s->pool, (d_out + per - 1) / per, 1, linear_blocks, &j);
 }
 
@@ -387,7 +449,7 @@ int flx_llama_attn_out(flx_llama_state *s, int l, int64_t n, flx_error *err)
         return flx_fail(err, FLX_EINVAL, "attention output: layer %d, %lld rows out of range", l, (long long)n);
     if ((rc = call_linear_hook(s, l, FLX_LINEAR_O, s->attn, n, q_dim, err))) return rc;
     double t0 = flx_now_seconds();
-    linear(s, s->proj, s->attn, L->wo, n, q_dim, d, d);
+    linear(s, s->proj, s->attn, L->wo, l, FLX_WEIGHT_O, n, q_dim, d, d);
     s->t_linear += flx_now_seconds() - t0;
     residual_add(s->x, s->proj, (size_t)(n * d), s->opts.bf16_activations);
     return FLX_OK;
@@ -407,8 +469,8 @@ int flx_llama_ffn(flx_llama_state *s, int l, int64_t n, flx_error *err)
     rmsnorm(s, s->xn, s->x, L->ffn_norm, n);
     if ((rc = call_linear_hook(s, l, FLX_LINEAR_GATE_UP, s->xn, n, d, err))) return rc;
     double t0 = flx_now_seconds();
-    linear(s, s->gate, s->xn, L->w_gate, n, d, c->d_ff, c->d_ff);
-    linear(s, s->up, s->xn, L->w_up, n, d, c->d_ff, c->d_ff);
+    linear(s, s->gate, s->xn, L->w_gate, l, FLX_WEIGHT_GATE, n, d, c->d_ff, c->d_ff);
+    linear(s, s->up, s->xn, L->w_up, l, FLX_WEIGHT_UP, n, d, c->d_ff, c->d_ff);
     s->t_linear += flx_now_seconds() - t0;
     if (bf16) {
         round_bf16_block(s->gate, (size_t)(n * c->d_ff));
@@ -431,7 +493,7 @@ int flx_llama_ffn_down(flx_llama_state *s, int l, int64_t n, flx_error *err)
     const flx_llama_layer *L = &s->model->w.layers[l];
     if ((rc = call_linear_hook(s, l, FLX_LINEAR_DOWN, s->gate, n, c->d_ff, err))) return rc;
     double t0 = flx_now_seconds();
-    linear(s, s->proj, s->gate, L->w_down, n, c->d_ff, d, d);
+    linear(s, s->proj, s->gate, L->w_down, l, FLX_WEIGHT_DOWN, n, c->d_ff, d, d);
     s->t_linear += flx_now_seconds() - t0;
     residual_add(s->x, s->proj, (size_t)(n * d), s->opts.bf16_activations);
     return FLX_OK;
@@ -503,9 +565,9 @@ static int forward_rows(flx_llama_state *s, const int32_t *tokens, const float *
         rmsnorm(s, s->xn, s->x, L->attn_norm, n);
         if ((rc = call_linear_hook(s, l, FLX_LINEAR_QKV, s->xn, n, d, err))) return rc;
         t0 = flx_now_seconds();
-        linear(s, s->q, s->xn, L->wq, n, d, q_dim, q_dim);
-        linear(s, kc, s->xn, L->wk, n, d, kv_dim, kv_dim);
-        linear(s, vc, s->xn, L->wv, n, d, kv_dim, kv_dim);
+        linear(s, s->q, s->xn, L->wq, l, FLX_WEIGHT_Q, n, d, q_dim, q_dim);
+        linear(s, kc, s->xn, L->wk, l, FLX_WEIGHT_K, n, d, kv_dim, kv_dim);
+        linear(s, vc, s->xn, L->wv, l, FLX_WEIGHT_V, n, d, kv_dim, kv_dim);
         t_lin += flx_now_seconds() - t0;
         if (bf16) {
             round_bf16_block(s->q, (size_t)(n * q_dim));
@@ -553,7 +615,7 @@ int flx_llama_logits(flx_llama_state *s, int64_t row0, int64_t n_rows, float *ou
         return flx_fail(err, FLX_EINVAL, "logits: rows %lld..%lld requested, the last forward has %lld",
                         (long long)row0, (long long)(row0 + n_rows - 1), (long long)s->n_rows);
     double t0 = flx_now_seconds();
-    linear(s, out, s->xn + row0 * c->d_model, s->model->w.output, n_rows, c->d_model, c->n_vocab,
+    linear(s, out, s->xn + row0 * c->d_model, s->model->w.output, c->n_layers, FLX_WEIGHT_HEAD, n_rows, c->d_model, c->n_vocab,
            c->n_vocab);
     s->t_head += flx_now_seconds() - t0;
     return FLX_OK;

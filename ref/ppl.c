@@ -136,6 +136,7 @@ typedef struct ppl_scorer {
     double         win_sum, t_score;
     flx_pool      *pool;
     flx_error     *err;
+    const flx_ppl_opts *o;       /* on_token */
 } ppl_scorer;
 
 /* Scores logit rows r0 .. r0+rows-1 (rows <= head_rows, all scored rows) of
@@ -160,6 +161,8 @@ static int score_block(ppl_scorer *s, int64_t r0, int64_t rows, const float *log
             int rc = flx_kld_stats_add(s->ks, &s->kt[i]);
             if (rc) return flx_fail(s->err, rc, "perplexity: out of memory for KL statistics");
         }
+        if (s->o->on_token)
+            s->o->on_token(s->o->on_token_ctx, s->w, s->rows_seen + i, s->nll[i], s->kt ? &s->kt[i] : NULL);
     }
     s->rows_seen += rows;
     if (s->records)
@@ -246,9 +249,17 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
                       (long long)head_rows, (long long)n_vocab);
         goto done;
     }
+    const int sharded = o->n_shards > 1;
+    if (sharded && (o->shard < 0 || o->shard >= o->n_shards)) {
+        rc = flx_fail(err, FLX_EINVAL, "perplexity: shard %lld of %lld", (long long)o->shard,
+                      (long long)o->n_shards);
+        goto done;
+    }
     if (o->save_logits_path) {
         if ((rc = flx_outfile_open(&out, o->save_logits_path, err))) goto done;
         out_open = 1;
+    }
+    if (o->save_logits_path && !sharded) {   /* a shard writes its records only */
         int32_t hdr[3] = {(int32_t)p->n_ctx, (int32_t)n_vocab, (int32_t)p->n_windows};
         if ((rc = write_all(&out, "_logits_", 8, err)) || (rc = write_all(&out, hdr, sizeof hdr, err)) ||
             (rc = write_all(&out, tokens, (size_t)(p->n_windows * p->n_ctx) * sizeof *tokens, err)))
@@ -257,10 +268,13 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
 
     flx_ppl_acc acc = {0};
     ppl_scorer sc = {p, tokens, n_vocab, 0, head_rows, rec_u16, 0, nll, records, kt, base, &ks,
-                     &out, &acc, 0.0, 0.0, pool, err};
+                     &out, &acc, 0.0, 0.0, pool, err, o};
     double sum_window_means = 0.0;
+    int64_t n_done = 0;
     double t0 = flx_now_seconds();
     for (int64_t w = 0; w < p->n_windows; w++) {
+        if (sharded && w % o->n_shards != o->shard) continue;
+        n_done++;
         flx_ppl_window_tokens(p, tokens, w, win);
         sc.w = w;
         sc.win_sum = 0.0;
@@ -299,11 +313,10 @@ int flx_ppl_run(const flx_model *m, const int32_t *tokens, int64_t n_tokens, con
     r->t_head = st.t_head;
     r->n_scored = acc.count;
     r->mean_nll = acc.sum_nll / (double)acc.count;
-    r->ppl = p->protocol == FLX_PPL_HF ? exp(sum_window_means / (double)p->n_windows)
-                                       : flx_ppl_acc_ppl(&acc);
+    r->ppl = p->protocol == FLX_PPL_HF ? exp(sum_window_means / (double)n_done) : flx_ppl_acc_ppl(&acc);
     r->ppl_unc = flx_ppl_acc_uncertainty(&acc);
-    r->tokens_per_second = r->seconds > 0 ? (double)(p->n_windows * p->n_ctx) / r->seconds : 0.0;
-    if (base) {
+    r->tokens_per_second = r->seconds > 0 ? (double)(n_done * p->n_ctx) / r->seconds : 0.0;
+    if (base && n_done) {
         r->has_kld = 1;
         flx_kld_summarize(&ks, &r->kld);
     }
@@ -326,6 +339,62 @@ done:
     free(win);
     if (st_open) flx_llama_free(&st);
     flx_pool_free(own_pool);
+    return rc;
+}
+
+int flx_ppl_merge(const flx_ppl_plan *p, int64_t n_tokens, const double *nll, const flx_kld_token *kt,
+                  const flx_ppl_opts *o, flx_ppl_result *r, flx_error *err)
+{
+    memset(r, 0, sizeof *r);
+    r->plan = *p;
+    r->n_tokens = n_tokens;
+    r->window_mean_nll = calloc((size_t)p->n_windows, sizeof *r->window_mean_nll);
+    if (!r->window_mean_nll) return flx_fail(err, FLX_ENOMEM, "perplexity: out of memory");
+    flx_ppl_acc acc = {0};
+    flx_kld_stats ks = {0};
+    double sum_window_means = 0.0;
+    int rc = FLX_OK;
+    /* the additions of score_block and flx_ppl_run, in the same order */
+    for (int64_t w = 0; w < p->n_windows && !rc; w++) {
+        double win_sum = 0.0;
+        for (int64_t i = 0; i < p->n_scored; i++) {
+            const double v = nll[w * p->n_scored + i];
+            if (!isfinite(v)) {
+                rc = flx_fail(err, FLX_ENUMERIC,
+                              "perplexity: window %lld, position %lld: the log-likelihood is not "
+                              "finite (NaN/Inf logits)", (long long)w + 1, (long long)(p->first + i));
+                break;
+            }
+            flx_ppl_acc_add(&acc, v);
+            win_sum += v;
+            if (kt && (rc = flx_kld_stats_add(&ks, &kt[w * p->n_scored + i]))) {
+                rc = flx_fail(err, rc, "perplexity: out of memory for KL statistics");
+                break;
+            }
+        }
+        if (rc) break;
+        r->window_mean_nll[w] = win_sum / (double)p->n_scored;
+        sum_window_means += r->window_mean_nll[w];
+        if (o && o->on_window) {
+            flx_ppl_progress_info info = {w, r->window_mean_nll[w], flx_ppl_acc_ppl(&acc)};
+            o->on_window(o->on_window_ctx, &info);
+        }
+    }
+    if (!rc) {
+        r->n_scored = acc.count;
+        r->mean_nll = acc.sum_nll / (double)acc.count;
+        r->ppl = p->protocol == FLX_PPL_HF ? exp(sum_window_means / (double)p->n_windows)
+                                           : flx_ppl_acc_ppl(&acc);
+        r->ppl_unc = flx_ppl_acc_uncertainty(&acc);
+        if (kt) {
+            r->has_kld = 1;
+            flx_kld_summarize(&ks, &r->kld);
+        }
+    } else {
+        free(r->window_mean_nll);
+        r->window_mean_nll = NULL;
+    }
+    flx_kld_stats_free(&ks);
     return rc;
 }
 

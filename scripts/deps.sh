@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc g++ libc6-dev python3
       libopenblas-dev liblapacke-dev libsleef-dev zlib1g-dev libpcre2-dev libcjson-dev)
-if [ "${1:-}" = "--tests" ]; then pkgs+=(libcriterion-dev); fi
+# the tests also run flxemu under Open MPI (optional for the program itself)
+if [ "${1:-}" = "--tests" ]; then pkgs+=(libcriterion-dev openmpi-bin libopenmpi-dev); fi
 if [ "${1:-}" = "--fuzz" ]; then pkgs+=(clang libclang-rt-dev); fi   # scripts/fuzz.sh
 
 missing=()

@@ -11,9 +11,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build-test"
 data="${FLXEMU_DATA:-$top/../shared/data}"
 if [ -f "$build/build.ninja" ]; then
-  meson configure "$build" -Ddata_dir="$data" >/dev/null
+  meson configure "$build" -Ddata_dir="$data" -Dmpi=enabled >/dev/null
 else
-  meson setup "$build" "$top" --buildtype=release -Dwerror=true -Dtests=enabled \
+  meson setup "$build" "$top" --buildtype=release -Dwerror=true -Dtests=enabled -Dmpi=enabled \
     -Ddata_dir="$data" >/dev/null
 fi
 # The second build: memory errors, undefined behaviour and -O0-only bugs

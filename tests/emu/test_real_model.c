@@ -48,7 +48,7 @@ Test(emu_real, tiny_llama3_flexllm_file_runs_and_tracks_fake_quant, .timeout = 1
     flx_model fm;
     flx_fakequant *fq = NULL;
     cr_assert_eq(flx_fakequant_open(&fq, &fm, path, &err), FLX_OK, "%s", err.msg);
-    flx_llama_opts lo = { 1, 0, N, N, 0, &fq->hooks };
+    flx_llama_opts lo = { 1, 0, N, N, 0, &fq->hooks, 0 };
     flx_llama_state st;
     cr_assert_eq(flx_llama_init(&st, &fm, &lo, &err), FLX_OK, "%s", err.msg);
     cr_assert_eq(flx_llama_forward(&st, toks, N, &err), FLX_OK, "%s", err.msg);
