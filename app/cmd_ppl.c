@@ -31,7 +31,7 @@ static void usage(FILE *fp)
             "                        or a quantized .flxq (its fake-quant float model)\n"
             "  --tokenizer FILE      tokenizer.json or .gguf overriding the model's own\n"
             "  --file FILE           text file (default with --model: WikiText-2 wiki.test.raw from\n"
-            "                        $FLXEMU_DATA/wikitext2, data/wikitext2 or ../shared/data/wikitext2)\n"
+            "                        $FLXEMU_DATA/wikitext2 or data/wikitext2 (see data/wikitext2/README.md))\n"
             "  --tokens FILE         token ids, one per line, used exactly as given\n"
             "  --bos                 with --tokens: prepend the vocabulary's BOS\n"
             "protocol:\n"
@@ -176,15 +176,13 @@ static char *find_default_text(void)
     exe[n > 0 ? n : 0] = '\0';
     char *slash = strrchr(exe, '/');
     if (slash) *slash = '\0';   /* <build>/app */
-    char *cands[5] = {0};
+    char *cands[3] = {0};
     const char *data = cli_data_dir();
     cands[0] = data ? flx_path_join(data, rel) : NULL;
     cands[1] = strdup("data/wikitext2/wiki.test.raw");
-    cands[2] = strdup("../shared/data/wikitext2/wiki.test.raw");
-    cands[3] = n > 0 ? flx_path_join(exe, "../../data/wikitext2/wiki.test.raw") : NULL;
-    cands[4] = n > 0 ? flx_path_join(exe, "../../../shared/data/wikitext2/wiki.test.raw") : NULL;
+    cands[2] = n > 0 ? flx_path_join(exe, "../../data/wikitext2/wiki.test.raw") : NULL;
     char *found = NULL;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 3; i++) {
         if (!found && cands[i] && flx_file_exists(cands[i])) found = cands[i];
         else free(cands[i]);
     }
@@ -423,8 +421,8 @@ int flx_cmd_ppl(int argc, char **argv)
             default_file = find_default_text();
             if (!default_file) {
                 flx_fail(&err, FLX_ENOTFOUND,
-                         "no text given and WikiText-2 wiki.test.raw not found in $FLXEMU_DATA/wikitext2, "
-                         "data/wikitext2 or ../shared/data/wikitext2; fetch it with "
+                         "no text given and WikiText-2 wiki.test.raw not found in $FLXEMU_DATA/wikitext2 "
+                         "or data/wikitext2; fetch it with "
                          "data/wikitext2/fetch.sh (see data/wikitext2/README.md) or pass --file");
                 goto fail;
             }
