@@ -217,7 +217,17 @@ Test(hw, shim_float_to_ap_int_truncates_and_wraps)
     cr_expect_eq(ap_int<8>(300.0f).to_int(), 44);
     cr_expect_eq(ap_int<8>(-2.7f).to_int(), -2);
     cr_expect_eq(ap_int<8>(-0.75f).to_int(), 0);
-    cr_expect_eq(ap_int<8>(-0.25f).to_int(), 0);        // true truncation (the 2019 headers give +1)
+#if FLX_HLS_SHIM
+    cr_expect_eq(ap_int<8>(-0.25f).to_int(), 0);        // the shim: true truncation
+    cr_expect_eq(ap_int<4>(-0.3f).to_int(), 0);
+#else
+    // the documented difference: AMD's 2019 open-source headers give +1 for
+    // a negative float in (-0.5, 0) (no kernel converts such a value)
+    cr_expect_eq(ap_int<8>(-0.25f).to_int(), 1);
+    cr_expect_eq(ap_int<4>(-0.3f).to_int(), 1);
+    cr_expect_eq(ap_int<4>(-0.7f).to_int(), 0);
+    cr_expect_eq(ap_int<4>(-2.5f).to_int(), -2);
+#endif
     cr_expect_eq(ap_uint<4>(15.0f).to_int(), 15);
     cr_expect_eq(ap_int<4>(15.0f).to_int(), -1);        // the uint4 pattern read signed
     cr_expect_eq(ap_int<8>(1e30f).to_int(), 0);         // a multiple of 2^8
@@ -230,12 +240,14 @@ Test(hw, shim_result_widths_follow_the_real_headers)
 {
     ap_int<8> a = 100, b = 100;
     ap_uint<8> u = 200;
-    cr_expect_eq(decltype(a + b)::length(), 9);
-    cr_expect_eq(decltype(a * b)::length(), 16);
-    cr_expect_eq(decltype(a + u)::length(), 10);
-    cr_expect_eq(decltype(a / b)::length(), 9);
-    cr_expect_eq(decltype(u - u)::length(), 9);
-    cr_expect((std::is_same<decltype(u - u), ap_int_base<9, true> >::value), "unsigned minus is signed");
+    cr_expect_eq((a + b).length(), 9);
+    cr_expect_eq((a * b).length(), 16);
+    cr_expect_eq((a + u).length(), 10);
+    cr_expect_eq((a / b).length(), 9);
+    cr_expect_eq((u - u).length(), 9);
+    cr_expect_eq((ap_uint<8>(1) - u).to_int(), -199, "unsigned minus is signed");
+    // the type names differ (the shim returns ap_int_base<9, true>, the real
+    // headers ap_int<9>); kernels only use the width and the value
     cr_expect_eq((a + b).to_int(), 200);                 // exact in the wider result
     ap_int<8> w = a + ap_int<8>(27);
     cr_expect_eq(w.to_int(), 127);
