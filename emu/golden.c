@@ -283,6 +283,18 @@ static uint8_t *u4_bytes(const int8_t *q, size_t n)
     return b;
 }
 
+/* How the reference function must be called to produce the recorded block:
+ * its seq_len, how many token blocks that call streams, which one is
+ * recorded, and what the testbench streams for the others. */
+static void ref_call(cJSON *tp, int seq_len, int n_blocks, int recorded, const char *others)
+{
+    cJSON *c = cJSON_AddObjectToObject(tp, "reference_call");
+    cJSON_AddNumberToObject(c, "seq_len", seq_len);
+    cJSON_AddNumberToObject(c, "token_blocks", n_blocks);
+    cJSON_AddNumberToObject(c, "recorded_block", recorded);
+    cJSON_AddStringToObject(c, "other_blocks", others);
+}
+
 static void k_quant_asym_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, C = 2048 };
@@ -357,7 +369,7 @@ static void k_gemm_i4_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 
 static void k_gemv_i4_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
-    enum { O = 64, K = 2048 };
+    enum { O = 1024, K = 2048 };   /* one output block of B*W: the least the reference runs */
     cJSON_AddStringToObject(tp, "function", "dec_Linear_Layer_i4xi4_unroll (PE_i4xi4_pack_1x2_1D)");
     cJSON_AddStringToObject(tp, "template", "B=16, U=2, W=64, Kmax=8192, L=13, is_uint=true");
     int8_t *a = zalloc(K), *w = zalloc(O * K);
@@ -368,7 +380,7 @@ static void k_gemv_i4_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     uint8_t *ab = u4_bytes(a, K);
     emit(s, "a", "input", DT_U1, 1, SH(K), ab, "block-partitioned B=16", 16, "uint4 activations 0..15");
     emit(s, "w", "param", DT_I1, 2, SH(O, K), w, "row-major [out][in], int4 -8..7", 0, NULL);
-    emit(s, "acc", "output", DT_I4, 1, SH(O), acc, "natural channel order", 0, "ap_int<21>");
+    emit(s, "acc", "output", DT_I4, 1, SH(O), acc, "block-partitioned B=16", 16, "ap_int<21>");
     free(a); free(w); free(acc); free(ab);
 }
 
@@ -376,7 +388,8 @@ static void k_quant_static_q(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, H = 32, d = 64 };
     cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_quant_layer_fp32_qint (Q)");
-    cJSON_AddStringToObject(tp, "template", "N=8, TP=8, K=64, heads=32, is_signed=true, mha_scale_factor=8");
+    cJSON_AddStringToObject(tp, "template", "N=8, TP=8, K=64, heads=32, is_signed=true; arguments block_id=0, seq_len=8, K=64, "
+                            "mha_scale_factor=8.0f");
     float *x = zalloc(T * H * d * 4), *sc = zalloc(H * 4);
     int8_t *q = zalloc(T * H * d);
     for (int i = 0; i < T * H * d; i++) x[i] = rf(g, -3, 3);
@@ -392,8 +405,10 @@ static void k_quant_static_q(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 static void k_quant_static_p(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, n = 64 };
-    cJSON_AddStringToObject(tp, "function", "pref_quant_layer_sfm_a_fp32_int8 (unsigned P)");
-    cJSON_AddStringToObject(tp, "template", "N=8, is_signed=false");
+    cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_quant_layer_fp32_qint "
+                            "(P; the production top calls it through pref_quant_layer_sfm_a_fp32_int8)");
+    cJSON_AddStringToObject(tp, "template", "N=8, TP=8, K=64, heads=1, is_signed=false; arguments "
+                            "block_id=0, seq_len=8, K=64, mha_scale_factor=1.0f");
     float *x = zalloc(T * n * 4), as = 0.00318154902f;
     int8_t *q = zalloc(T * n);
     for (int i = 0; i < T * n; i++) x[i] = rf(g, 0, 1) * rf(g, 0, 1);
@@ -409,7 +424,7 @@ static void k_dequant_static(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, H = 32, d = 16 };
     cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_dequant_layer_qint_fp32");
-    cJSON_AddStringToObject(tp, "template", "act_heads=32, w_heads=8");
+    cJSON_AddStringToObject(tp, "template", "Nacc=22, TP=8, K=16, act_heads=32, w_heads=8");
     int32_t *acc = zalloc(T * H * d * 4);
     float in_s[H], w_s[8], *y = zalloc(T * H * d * 4);
     for (int i = 0; i < T * H * d; i++) acc[i] = ri(g, -1000000, 1000000);
@@ -427,7 +442,8 @@ static void k_qk_i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, NK = 16, d = 64 };
     cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_qxk_template (PE_i8xi8_pack_2x2_2xDSP_2D)");
-    cJSON_AddStringToObject(tp, "template", "TP=8, Kp=16, acc=ap_int<22>");
+    cJSON_AddStringToObject(tp, "template", "TP=8, Kp=16, head_dim=64, acc=ap_int<22>; one head");
+    ref_call(tp, NK, NK / T, 0, "block 1 (queries 8..15): any int8 data; its scores are not recorded");
     int8_t *q = zalloc(T * d), *k = zalloc(NK * d);
     int32_t *acc = zalloc(T * NK * 4);
     for (int i = 0; i < T * d; i++) q[i] = (int8_t)ri(g, -128, 127);
@@ -443,7 +459,8 @@ static void k_av_u8i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, NK = 16, d = 64 };
     cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_axv_template");
-    cJSON_AddStringToObject(tp, "template", "TP=8, Vp=16, is_uint=true, acc=ap_int<26>");
+    cJSON_AddStringToObject(tp, "template", "TP=8, Vp=16, head_dim=64, is_uint=true, acc=ap_int<26>; one head");
+    ref_call(tp, NK, NK / T, 0, "block 1 (queries 8..15): any uint8 P; its outputs are not recorded");
     int8_t *p = zalloc(T * NK), *v = zalloc(NK * d);
     int32_t *acc = zalloc(T * d * 4);
     for (int i = 0; i < T * NK; i++) p[i] = (int8_t)ri(g, -128, 127);
@@ -459,7 +476,10 @@ static void k_softmax_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, n = 32 };
     cJSON_AddStringToObject(tp, "function", "pref_causal_mask + pref_Softmax");
-    cJSON_AddStringToObject(tp, "template", "TP=8, token block M=1 (queries 8..15), seq_len=32, sub_max=true");
+    cJSON_AddStringToObject(tp, "template", "pref_causal_mask<TP=8>, pref_Softmax<float, TP=8, Lmax=1024, "
+                            "heads=1, enable_scale=false, sub_max=true>");
+    ref_call(tp, n, n / T, 1, "block 0 (queries 0..7) before the recorded one, blocks 2 and 3 "
+             "after: any scores; the mask and row length of block M follow from M and seq_len");
     float *x = zalloc(T * n * 4), *y = zalloc(T * n * 4);
     for (int i = 0; i < T * n; i++) x[i] = y[i] = rf(g, -8, 8);
     flx_emu_causal_mask(y, n, T, n, 8);
@@ -526,7 +546,9 @@ static void k_rope(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, H = 32, d = 64, P = 16 };
     cJSON_AddStringToObject(tp, "function", "pref RoPE (rotate-half, table-driven)");
-    cJSON_AddStringToObject(tp, "template", "TP=8, head_num=32, token block M=1 (positions 8..15)");
+    cJSON_AddStringToObject(tp, "template", "TP=8, head_num=32, head_dim=64, table rows PE_sin/PE_cos[16][32]");
+    ref_call(tp, 16, 2, 1, "block 0 (positions 0..7) before the recorded one: pos = 8M + lane counts "
+             "blocks from the start of the call");
     float *x = zalloc(T * H * d * 4), *y = zalloc(T * H * d * 4);
     float *sn = zalloc(P * 32 * 4), *cs = zalloc(P * 32 * 4);
     flx_emu_rope_table(sn, cs, P, d, NULL);   /* the reference's base-10000 rows */
@@ -628,6 +650,160 @@ static void k_exp(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "x", "input", DT_F4, 1, SH(n), x, "natural order", 0, NULL);
     emit(s, "y", "output", DT_F4, 1, SH(n), y, "natural order", 0, NULL);
     free(x); free(y);
+}
+
+/* ---------------------------------------- decode and prefill variants */
+
+/* the decode dequantizer the production top uses: one output block of B*W */
+static void k_dequant_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { O = 1024, B = 16, W = 64 };
+    cJSON_AddStringToObject(tp, "function", "dec_dequant_layer_qint_fp32_bandwidth");
+    cJSON_AddStringToObject(tp, "template", "Nacc=21, asym=true, B=16, W=64; one output block of B*W");
+    int32_t *acc = zalloc(O * 4);
+    float *ws = zalloc(O * 4), *wsum = zalloc(O * 4), *y = zalloc(O * 4), sc[2];
+    for (int i = 0; i < O; i++) acc[i] = ri(g, -1000000, 1000000);
+    for (int i = 0; i < O; i++) { ws[i] = rf(g, 0.004f, 0.012f); wsum[i] = rf(g, -1, 1); }
+    sc[0] = rf(g, 0.05f, 0.5f);
+    sc[1] = rf(g, -3, 0);
+    flx_emu_dequant(y, acc, &sc[0], &sc[1], ws, wsum, 1, O, fp);
+    emit(s, "acc", "input", DT_I4, 1, SH(O), acc, "block-partitioned B=16", B, "ap_int<21>, the GEMV's beats");
+    emit(s, "s_b", "input", DT_F4, 1, SH(2), sc, "(s, b) of quant_asym_dec", 0, NULL);
+    emit(s, "ws", "param", DT_F4, 1, SH(O), ws, "per output channel", 0,
+         "streamed with wsum as B*W (ws, wsum) pairs per output block, lane j major then column c: "
+         "channel j*(O/B) + N*W + c");
+    emit(s, "wsum", "param", DT_F4, 1, SH(O), wsum, "per output channel", 0, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(O), y, "block-partitioned B=16", B, NULL);
+    free(acc); free(ws); free(wsum); free(y);
+}
+
+/* the plain decode dequantizer (unused in production, spec 1.2f): the
+ * weight scales arrive as one vector per beat, with the accumulators */
+static void k_dequant_dec_plain(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { O = 2048, B = 16 };
+    cJSON_AddStringToObject(tp, "function", "dec_dequant_layer_qint_fp32");
+    cJSON_AddStringToObject(tp, "template", "Nacc=21, asym=true, B=16");
+    int32_t *acc = zalloc(O * 4);
+    float *ws = zalloc(O * 4), *wsum = zalloc(O * 4), *y = zalloc(O * 4), sc[2];
+    for (int i = 0; i < O; i++) acc[i] = ri(g, -1000000, 1000000);
+    for (int i = 0; i < O; i++) { ws[i] = rf(g, 0.004f, 0.012f); wsum[i] = rf(g, -1, 1); }
+    sc[0] = rf(g, 0.05f, 0.5f);
+    sc[1] = rf(g, -3, 0);
+    flx_emu_dequant(y, acc, &sc[0], &sc[1], ws, wsum, 1, O, fp);
+    emit(s, "acc", "input", DT_I4, 1, SH(O), acc, "block-partitioned B=16", B, NULL);
+    emit(s, "s_b", "input", DT_F4, 1, SH(2), sc, "(s, b) of quant_asym_dec", 0, NULL);
+    emit(s, "ws", "param", DT_F4, 1, SH(O), ws, "block-partitioned B=16", B, "one vector per beat");
+    emit(s, "wsum", "param", DT_F4, 1, SH(O), wsum, "block-partitioned B=16", B, "one vector per beat");
+    emit(s, "y", "output", DT_F4, 1, SH(O), y, "block-partitioned B=16", B, NULL);
+    free(acc); free(ws); free(wsum); free(y);
+}
+
+/* decode Q quantizer, head-parallel: lane m holds heads 4m..4m+3, i.e. the
+ * block partition of the 2048 channels into 8 lanes */
+static void k_quant_static_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { H = 32, d = 64, HP = 8 };
+    cJSON_AddStringToObject(tp, "function", "dec_MHA_static_sym_per_tensor_quant_layer_fp32_qint (Q)");
+    cJSON_AddStringToObject(tp, "template", "N=8, HP=8, K=64, heads=32, is_signed=true; arguments "
+                            "block_id=0, mha_scale_factor=8.0f");
+    float *x = zalloc(H * d * 4), sc[H];
+    int8_t *q = zalloc(H * d);
+    for (int i = 0; i < H * d; i++) x[i] = rf(g, -3, 3);
+    for (int h = 0; h < H; h++) sc[h] = rf(g, 0.01f, 0.02f);   /* all different: checks the lane map */
+    flx_emu_quant_static(q, x, 1, H, d, sc, 8.0f, 8, 1, fp);
+    emit(s, "x", "input", DT_F4, 1, SH(H * d), x, "head-parallel HP=8 (block-partitioned)", HP, NULL);
+    emit(s, "scale", "param", DT_F4, 1, SH(H), sc, "per head (table[block_id][head])", 0, NULL);
+    emit(s, "q8", "output", DT_I1, 1, SH(H * d), q, "head-parallel HP=8 (block-partitioned)", HP, NULL);
+    free(x); free(q);
+}
+
+static void k_dequant_static_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { H = 32, d = 64, HP = 8 };
+    cJSON_AddStringToObject(tp, "function", "dec_MHA_static_sym_per_tensor_dequant_layer_qint_fp32");
+    cJSON_AddStringToObject(tp, "template", "Nacc=22, HP=8, K=64, act_heads=32, w_heads=8");
+    int32_t *acc = zalloc(H * d * 4);
+    float in_s[H], w_s[8], *y = zalloc(H * d * 4);
+    for (int i = 0; i < H * d; i++) acc[i] = ri(g, -1000000, 1000000);
+    for (int h = 0; h < H; h++) in_s[h] = rf(g, 0.01f, 0.02f);
+    for (int h = 0; h < 8; h++) w_s[h] = rf(g, 0.1f, 0.2f);
+    flx_emu_dequant_static(y, acc, 1, H, d, in_s, w_s, 8, fp);
+    emit(s, "acc", "input", DT_I4, 1, SH(H * d), acc, "head-parallel HP=8 (block-partitioned)", HP, NULL);
+    emit(s, "in_s", "param", DT_F4, 1, SH(H), in_s, "per query head", 0, NULL);
+    emit(s, "w_s", "param", DT_F4, 1, SH(8), w_s, "per KV head (query head h uses h/4)", 0, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(H * d), y, "head-parallel HP=8 (block-partitioned)", HP, NULL);
+    free(acc); free(y);
+}
+
+/* decode QK^T of one head lane over S = 37 keys: 2 blocks of Kp = 32, the
+ * last one partial (dec_quant_a_discard drops keys >= S) */
+static void k_qk_i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { S = 37, d = 64 };
+    (void)fp;
+    cJSON_AddStringToObject(tp, "function", "dec_MHA_i8xi8_qxk_template + dec_quant_a_discard_template "
+                            "(PE_i8xi8_pack_1x2_1xDSP_1D), one head lane");
+    cJSON_AddStringToObject(tp, "template", "Kp=32, head_dim=64, acc=ap_int<22>; S=37 keys");
+    int8_t *q = zalloc(d), *k = zalloc(S * d);
+    int32_t *acc = zalloc(S * 4);
+    for (int i = 0; i < d; i++) q[i] = (int8_t)ri(g, -128, 127);
+    for (int i = 0; i < S * d; i++) k[i] = (int8_t)ri(g, -128, 127);
+    q[0] = k[0] = -128;
+    flx_emu_qk_i8(acc, S, q, d, k, d, 1, S, d, 22);
+    emit(s, "q8", "input", DT_I1, 1, SH(d), q, "one beat per dim", 0, NULL);
+    emit(s, "k8", "input", DT_I1, 2, SH(S, d), k, "[key][dim]; streamed per block of 32 keys, one beat "
+         "per dim, lane j = key 32n+j (zero past S)", 0, NULL);
+    emit(s, "acc", "output", DT_I4, 1, SH(S), acc, "one beat per key, keys >= S discarded", 0, NULL);
+    free(q); free(k); free(acc);
+}
+
+static void k_av_u8i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { S = 37, d = 64 };
+    (void)fp;
+    cJSON_AddStringToObject(tp, "function", "dec_MHA_i8xi8_axv_template, one head lane");
+    cJSON_AddStringToObject(tp, "template", "Vp=32, head_dim=64, is_uint=true, acc=ap_int<27>; S=37 keys");
+    int8_t *p = zalloc(S), *v = zalloc(S * d);
+    int32_t *acc = zalloc(d * 4);
+    for (int i = 0; i < S; i++) p[i] = (int8_t)ri(g, -128, 127);
+    for (int i = 0; i < S * d; i++) v[i] = (int8_t)ri(g, -128, 127);
+    p[0] = (int8_t)-1;    /* 255 */
+    v[0] = -128;
+    flx_emu_av_i8(acc, d, p, S, 1, v, d, 1, S, d, 27);
+    emit(s, "p8", "input", DT_U1, 1, SH(S), p, "one beat per key", 0, "uint8 probabilities");
+    emit(s, "v8", "input", DT_I1, 2, SH(S, d), v, "[key][dim]; streamed per block of 32 dims, one beat "
+         "per key", 0, NULL);
+    emit(s, "acc", "output", DT_I4, 1, SH(d), acc, "one beat per dim", 0, NULL);
+    free(p); free(v); free(acc);
+}
+
+static void k_silu_gate_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, I = 8192 };
+    cJSON_AddStringToObject(tp, "function", "pref_Swish + pref_Gate_Layer_fp32xfp32");
+    cJSON_AddStringToObject(tp, "template", "TP=8, I=8192");
+    float *gt = zalloc(T * I * 4), *u = zalloc(T * I * 4), *y = zalloc(T * I * 4);
+    for (int i = 0; i < T * I; i++) { gt[i] = rf(g, -12, 12); u[i] = rf(g, -3, 3); }
+    flx_emu_silu_gate(y, gt, u, (int64_t)T * I, fp);
+    emit(s, "gate", "input", DT_F4, 2, SH(T, I), gt, "token-parallel TP=8", 8, NULL);
+    emit(s, "up", "input", DT_F4, 2, SH(T, I), u, "token-parallel TP=8", 8, NULL);
+    emit(s, "y", "output", DT_F4, 2, SH(T, I), y, "token-parallel TP=8", 8, NULL);
+    free(gt); free(u); free(y);
+}
+
+static void k_residual_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, D = 2048 };
+    cJSON_AddStringToObject(tp, "function", "Residual_Layer (prefill, token-parallel)");
+    cJSON_AddStringToObject(tp, "template", "TP=8, D=2048");
+    float *a = zalloc(T * D * 4), *r = zalloc(T * D * 4), *y = zalloc(T * D * 4);
+    for (int i = 0; i < T * D; i++) { a[i] = rf(g, -5, 5); r[i] = rf(g, -5, 5); }
+    flx_emu_residual(y, a, r, (int64_t)T * D, fp);
+    emit(s, "in", "input", DT_F4, 2, SH(T, D), a, "token-parallel TP=8", 8, NULL);
+    emit(s, "residual", "input", DT_F4, 2, SH(T, D), r, "token-parallel TP=8", 8, NULL);
+    emit(s, "y", "output", DT_F4, 2, SH(T, D), y, "token-parallel TP=8", 8, NULL);
+    free(a); free(r); free(y);
 }
 
 /* ------------------------------------------------- whole layers (U280 shape) */
@@ -820,6 +996,10 @@ static const struct { const char *name; gen_fn fn; } KERNELS[] = {
     { "silu_gate", k_silu_gate },             { "residual", k_residual },
     { "fht", k_fht },                         { "topk_sampling", k_topk },
     { "gemv_f32", k_gemv_f32 },               { "exp", k_exp },
+    { "dequant_dec", k_dequant_dec },         { "dequant_dec_plain", k_dequant_dec_plain },
+    { "quant_static_dec", k_quant_static_dec }, { "dequant_static_dec", k_dequant_static_dec },
+    { "qk_i8_dec", k_qk_i8_dec },             { "av_u8i8_dec", k_av_u8i8_dec },
+    { "silu_gate_pref", k_silu_gate_pref },   { "residual_pref", k_residual_pref },
     /* whole layers: requested with --layer, never part of "all" */
     { "layer_prefill", k_layer_prefill },     { "layer_decode", k_layer_decode },
 };

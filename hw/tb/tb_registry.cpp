@@ -11,6 +11,7 @@ const std::vector<tb_entry> &testbenches()
         register_gemm(v);
         register_attention(v);
         register_misc(v);
+        register_variants(v);
         return v;
     }();
     return all;
