@@ -148,8 +148,9 @@ static const char *dt_name(dtype t)
 }
 
 /* One tensor.  role: "input", "param" or "output".  lanes > 0 also emits the
- * stream order NAME.stream: token-parallel [T][C] -> beats [C][T] when
- * layout is "token-parallel", block-partitioned [C] -> [C/lanes][lanes]. */
+ * stream order NAME.stream: token-parallel [T][C] -> per block of `lanes`
+ * tokens C beats of `lanes` tokens when layout is "token-parallel",
+ * block-partitioned [C] -> [C/lanes][lanes]. */
 static void emit(sink *s, const char *name, const char *role, dtype t, int ndim,
                  const int64_t *shape, const void *data, const char *layout, int lanes,
                  const char *note)
@@ -248,10 +249,13 @@ static void emit(sink *s, const char *name, const char *role, dtype t, int ndim,
     int64_t sshape[2];
     const uint8_t *src = data;
     if (!strncmp(layout, "token-parallel", 14)) {
-        int64_t T = shape[0], C = count / (size_t)T;
-        for (int64_t k = 0; k < C; k++)
-            for (int64_t l = 0; l < T; l++) memcpy(st + (k * T + l) * es, src + (l * C + k) * es, es);
-        sshape[0] = C; sshape[1] = T;
+        /* token blocks of `lanes` tokens, each C beats of one channel */
+        int64_t T = shape[0], C = count / (size_t)T, NB = T / lanes;
+        for (int64_t blk = 0; blk < NB; blk++)
+            for (int64_t k = 0; k < C; k++)
+                for (int64_t l = 0; l < lanes; l++)
+                    memcpy(st + ((blk * C + k) * lanes + l) * es, src + ((blk * lanes + l) * C + k) * es, es);
+        sshape[0] = NB * C; sshape[1] = lanes;
     } else {
         int64_t C = (int64_t)count, per = C / lanes;
         for (int64_t k = 0; k < per; k++)
@@ -912,37 +916,248 @@ static void layer_common(cJSON *tp, const char *fn)
                             "gamma all ones");
 }
 
+/* The layer replayed from the emulator's kernel functions in the hardware's
+ * literal order (full L x L prefill scores, causal mask, per-head softmax,
+ * uint8 P), keeping every intermediate a testbench needs to localise a
+ * mismatch.  The set is written only when the replay's output equals the
+ * pipeline's (flx_emu_prefill / flx_emu_decode_step_ex) bit for bit. */
+typedef struct {
+    int64_t T, S;          /* rows (tokens; 1 in decode), keys per row      */
+    float  *h1, *q, *k, *v, *q_rope, *k_rope;      /* norm out, projections */
+    int8_t *q8, *k8, *v8;
+    float  *scores, *p;    /* [H][T][S]: dequantized scores, softmax        */
+    int8_t *p8;            /* [H][T][S] uint8 patterns                      */
+    int32_t *acc_o;        /* [T][D] A.V accumulators                       */
+    float  *attn, *o_proj, *r0, *h2, *gate, *up, *act, *fht, *down, *y;
+    void   *mem[32];
+    int     n_mem;
+} layer_trace;
+
+static void *lt_alloc(layer_trace *t, size_t bytes)
+{
+    void *p = calloc(bytes ? bytes : 1, 1);
+    if (p) t->mem[t->n_mem++] = p;
+    return p;
+}
+
+static void lt_free(layer_trace *t)
+{
+    for (int i = 0; i < t->n_mem; i++) free(t->mem[i]);
+}
+
+static int lt_init(layer_trace *t, const flx_llama_config *c, int64_t T, int64_t S)
+{
+    const size_t D = (size_t)c->d_model, KV = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t F = (size_t)c->d_ff, H = (size_t)c->n_heads, n = (size_t)T;
+    memset(t, 0, sizeof *t);
+    t->T = T; t->S = S;
+    float **fl[] = { &t->h1, &t->q, &t->q_rope, &t->attn, &t->o_proj, &t->r0, &t->h2, &t->down, &t->y };
+    for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) *fl[i] = lt_alloc(t, n * D * 4);
+    float **fk[] = { &t->k, &t->v, &t->k_rope };
+    for (size_t i = 0; i < sizeof fk / sizeof fk[0]; i++) *fk[i] = lt_alloc(t, n * KV * 4);
+    float **ff[] = { &t->gate, &t->up, &t->act, &t->fht };
+    for (size_t i = 0; i < sizeof ff / sizeof ff[0]; i++) *ff[i] = lt_alloc(t, n * F * 4);
+    t->q8 = lt_alloc(t, n * D); t->k8 = lt_alloc(t, n * KV); t->v8 = lt_alloc(t, n * KV);
+    t->scores = lt_alloc(t, H * n * (size_t)S * 4); t->p = lt_alloc(t, H * n * (size_t)S * 4);
+    t->p8 = lt_alloc(t, H * n * (size_t)S); t->acc_o = lt_alloc(t, n * D * 4);
+    for (int i = 0; i < t->n_mem; i++) if (!t->mem[i]) return -1;
+    return t->n_mem == 23 ? 0 : -1;
+}
+
+/* a linear layer as the hardware runs it: per-token asymmetric INT4
+ * quantization, INT4 GEMM with acc_bits accumulators, dequantization */
+static int lt_linear(float *y, const float *x, const flx_qtensor *w, int64_t T, int acc_bits,
+                     const flx_emu_fp *fp)
+{
+    int8_t *q = malloc((size_t)(T * w->n_in));
+    float *sc = malloc((size_t)T * 4), *b = malloc((size_t)T * 4);
+    int32_t *acc = malloc((size_t)(T * w->n_out) * 4);
+    int rc = -1;
+    if (q && sc && b && acc) {
+        flx_emu_quant_asym(q, sc, b, x, T, w->n_in, 4, fp);
+        if (flx_emu_gemm_i4(acc, q, 1, w->q, T, w->n_out, w->n_in, acc_bits, NULL) == 0) {
+            flx_emu_dequant(y, acc, sc, b, w->scale, w->wsum, T, w->n_out, fp);
+            rc = 0;
+        }
+    }
+    free(q); free(sc); free(b); free(acc);
+    return rc;
+}
+
+/* One decoder layer over t->T rows at positions pos0.. with keys 0..S-1 from
+ * kc/vc ([S][KV], rows pos0.. are written here).  Prefill: pos0 = 0, S = T
+ * (causal mask); decode: T = 1, pos0 = S-1 (no mask needed). */
+static int lt_run(layer_trace *t, const flx_emu_engine *e, const flx_qlayer *L, const float *x,
+                  int8_t *kc, int8_t *vc, int64_t pos0)
+{
+    const flx_llama_config *c = &e->qm->cfg;
+    const flx_emu_fp *fp = &e->opts.fp;
+    const int64_t T = t->T, S = t->S, D = c->d_model, hd = c->head_dim, F = c->d_ff;
+    const int64_t KV = (int64_t)c->n_kv_heads * hd, H = c->n_heads;
+    const int G = c->n_heads / c->n_kv_heads, dec = T == 1 && pos0 > 0;
+    const int bits_d = dec ? 21 : 19, bits_f = 21;   /* L + 8: 13 decode, 11 / 13 prefill */
+    const float *qs = e->att_scales, *ks = qs + H, *vs = ks + H, *as = vs + H;  /* layer 0 */
+    if (dec) flx_emu_rmsnorm_dec(t->h1, x, L->attn_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
+    else flx_emu_rmsnorm_pref(t->h1, x, L->attn_norm, T, D, c->rms_eps, fp);
+    if (lt_linear(t->k, t->h1, &L->wk, T, bits_d, fp) || lt_linear(t->v, t->h1, &L->wv, T, bits_d, fp) ||
+        lt_linear(t->q, t->h1, &L->wq, T, bits_d, fp))
+        return -1;
+    for (int64_t r = 0; r < T; r++) {
+        flx_emu_rope(t->k_rope + r * KV, t->k + r * KV, c->n_kv_heads, (int)hd, e->rope_sin, e->rope_cos, pos0 + r, fp);
+        flx_emu_rope(t->q_rope + r * D, t->q + r * D, (int)H, (int)hd, e->rope_sin, e->rope_cos, pos0 + r, fp);
+    }
+    flx_emu_quant_static(t->k8, t->k_rope, T, c->n_kv_heads, (int)hd, ks, 1.0f, 8, 1, fp);
+    flx_emu_quant_static(t->v8, t->v, T, c->n_kv_heads, (int)hd, vs, 1.0f, 8, 1, fp);
+    flx_emu_quant_static(t->q8, t->q_rope, T, (int)H, (int)hd, qs, e->q_factor, 8, 1, fp);
+    memcpy(kc + pos0 * KV, t->k8, (size_t)(T * KV));
+    memcpy(vc + pos0 * KV, t->v8, (size_t)(T * KV));
+    int32_t *acc = malloc((size_t)(T * S) * 4);
+    if (!acc) return -1;
+    for (int64_t h = 0; h < H; h++) {
+        int64_t kvh = h / G;
+        float *sc = t->scores + h * T * S, *p = t->p + h * T * S;
+        int8_t *p8 = t->p8 + h * T * S;
+        if (flx_emu_qk_i8(acc, S, t->q8 + h * hd, D, kc + kvh * hd, KV, T, S, (int)hd, 22)) break;
+        flx_emu_dequant_static(sc, acc, T, 1, (int)S, &qs[h], &ks[kvh], 1, fp);
+        memcpy(p, sc, (size_t)(T * S) * 4);
+        if (dec) {
+            flx_emu_softmax_dec(p, S, fp);
+        } else {
+            flx_emu_causal_mask(p, S, T, S, 0);
+            for (int64_t r = 0; r < T; r++) flx_emu_softmax_pref(p + r * S, S, fp);
+        }
+        flx_emu_quant_static(p8, p, T, 1, (int)S, &as[h], 1.0f, 8, 0, fp);
+        if (flx_emu_av_i8(t->acc_o + h * hd, D, p8, S, 1, vc + kvh * hd, KV, T, S, (int)hd, dec ? 27 : 26))
+            break;
+    }
+    free(acc);
+    flx_emu_dequant_static(t->attn, t->acc_o, T, (int)H, (int)hd, as, vs, c->n_kv_heads, fp);
+    if (lt_linear(t->o_proj, t->attn, &L->wo, T, bits_d, fp)) return -1;
+    flx_emu_residual(t->r0, t->o_proj, x, T * D, fp);
+    if (dec) flx_emu_rmsnorm_dec(t->h2, t->r0, L->ffn_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
+    else flx_emu_rmsnorm_pref(t->h2, t->r0, L->ffn_norm, T, D, c->rms_eps, fp);
+    if (lt_linear(t->gate, t->h2, &L->w_gate, T, bits_d, fp) || lt_linear(t->up, t->h2, &L->w_up, T, bits_d, fp))
+        return -1;
+    flx_emu_silu_gate(t->act, t->gate, t->up, T * F, fp);
+    memcpy(t->fht, t->act, (size_t)(T * F) * 4);
+    for (int64_t r = 0; r < T; r++) flx_emu_fht(t->fht + r * F, F, e->fht_scale, fp);
+    if (lt_linear(t->down, t->fht, &L->w_down, T, bits_f, fp)) return -1;
+    flx_emu_residual(t->y, t->down, t->r0, T * D, fp);
+    return 0;
+}
+
+/* the intermediates, the per-head scales, the gains and the RoPE rows used */
+static void emit_trace(sink *s, const layer_trace *t, const flx_emu_engine *e, const flx_qlayer *L,
+                       int64_t pos0, const char *tok_layout, int tok_lanes, const char *norm_layout,
+                       int norm_lanes)
+{
+    const flx_llama_config *c = &e->qm->cfg;
+    const int64_t T = t->T, S = t->S, D = c->d_model, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t F = c->d_ff, H = c->n_heads, half = c->head_dim / 2;
+    const int dec = T == 1 && pos0 > 0;
+    const char *hp = "head-parallel HP=8 (block-partitioned)";
+    emit(s, "attn_norm", "param", DT_F4, 1, SH(D), L->attn_norm, "per channel (RMSNorm gain)", 0, NULL);
+    emit(s, "ffn_norm", "param", DT_F4, 1, SH(D), L->ffn_norm, "per channel (RMSNorm gain)", 0, NULL);
+    emit(s, "q_s", "param", DT_F4, 1, SH(H), e->att_scales, "per query head (Q_s row)", 0,
+         "the Q quantizer divides by mha_scale_factor 8.0f * Q_s");
+    emit(s, "k_s", "param", DT_F4, 1, SH(c->n_kv_heads), e->att_scales + H, "per KV head (K_s row)", 0, NULL);
+    emit(s, "v_s", "param", DT_F4, 1, SH(c->n_kv_heads), e->att_scales + 2 * H, "per KV head (V_s row)", 0, NULL);
+    emit(s, "a_s", "param", DT_F4, 1, SH(H), e->att_scales + 3 * H, "per query head (A_s row)", 0, NULL);
+    emit(s, "rope_sin", "param", DT_F4, 2, SH(T, half), e->rope_sin + pos0 * half,
+         "PE_sin[pos][k] rows of the positions used (base 10000, as shipped)", 0, NULL);
+    emit(s, "rope_cos", "param", DT_F4, 2, SH(T, half), e->rope_cos + pos0 * half,
+         "PE_cos[pos][k] rows of the positions used", 0, NULL);
+    if (dec) {
+        emit(s, "h_attn", "output", DT_F4, 1, SH(D), t->h1, norm_layout, norm_lanes, "attention RMSNorm output");
+        emit(s, "q", "output", DT_F4, 1, SH(D), t->q, "block-partitioned B=16", 16, "q_proj output, before RoPE");
+        emit(s, "k", "output", DT_F4, 1, SH(KV), t->k, "block-partitioned B=16", 16, "k_proj output, before RoPE");
+        emit(s, "v", "output", DT_F4, 1, SH(KV), t->v, "block-partitioned B=16", 16, "v_proj output");
+        emit(s, "q_rope", "output", DT_F4, 1, SH(D), t->q_rope, hp, 8, NULL);
+        emit(s, "k_rope", "output", DT_F4, 1, SH(KV), t->k_rope, hp, 8, NULL);
+        emit(s, "q8", "output", DT_I1, 1, SH(D), t->q8, hp, 8, NULL);
+    } else {
+        emit(s, "h_attn", "output", DT_F4, 2, SH(T, D), t->h1, tok_layout, tok_lanes, "attention RMSNorm output");
+        emit(s, "q", "output", DT_F4, 2, SH(T, D), t->q, tok_layout, tok_lanes, "q_proj output, before RoPE");
+        emit(s, "k", "output", DT_F4, 2, SH(T, KV), t->k, tok_layout, tok_lanes, "k_proj output, before RoPE");
+        emit(s, "v", "output", DT_F4, 2, SH(T, KV), t->v, tok_layout, tok_lanes, "v_proj output");
+        emit(s, "q_rope", "output", DT_F4, 2, SH(T, D), t->q_rope, tok_layout, tok_lanes, NULL);
+        emit(s, "k_rope", "output", DT_F4, 2, SH(T, KV), t->k_rope, tok_layout, tok_lanes, NULL);
+        emit(s, "q8", "output", DT_I1, 2, SH(T, D), t->q8, tok_layout, tok_lanes, NULL);
+    }
+    emit(s, "scores", "output", DT_F4, 3, SH(H, T, S), t->scores, "[head][query][key]", 0,
+         "((float)acc * Q_s) * K_s, before the causal mask");
+    emit(s, "p", "output", DT_F4, 3, SH(H, T, S), t->p, "[head][query][key]", 0,
+         dec ? "dec_MHA_Softmax output" : "causal mask + pref_Softmax output");
+    emit(s, "p8", "output", DT_U1, 3, SH(H, T, S), t->p8, "[head][query][key]", 0, "uint8 P (A_s)");
+    if (dec) {
+        emit(s, "attn", "output", DT_F4, 1, SH(D), t->attn, hp, 8, "attention output (dequantized A.V)");
+        emit(s, "o_proj", "output", DT_F4, 1, SH(D), t->o_proj, "block-partitioned B=16", 16, NULL);
+        emit(s, "r0", "output", DT_F4, 1, SH(D), t->r0, "block-partitioned B=16", 16, "first residual");
+        emit(s, "h_ffn", "output", DT_F4, 1, SH(D), t->h2, norm_layout, norm_lanes, "FFN RMSNorm output");
+        emit(s, "gate", "output", DT_F4, 1, SH(F), t->gate, "block-partitioned B=16", 16, NULL);
+        emit(s, "up", "output", DT_F4, 1, SH(F), t->up, "block-partitioned B=16", 16, NULL);
+        emit(s, "act", "output", DT_F4, 1, SH(F), t->act, "block-partitioned B=16", 16, "silu(gate) * up");
+        emit(s, "act_fht", "output", DT_F4, 1, SH(F), t->fht, "block-partitioned B=16", 16, "after the R4 FHT");
+        emit(s, "down", "output", DT_F4, 1, SH(D), t->down, "block-partitioned B=16", 16, NULL);
+    } else {
+        emit(s, "attn", "output", DT_F4, 2, SH(T, D), t->attn, tok_layout, tok_lanes, "attention output (dequantized A.V)");
+        emit(s, "o_proj", "output", DT_F4, 2, SH(T, D), t->o_proj, tok_layout, tok_lanes, NULL);
+        emit(s, "r0", "output", DT_F4, 2, SH(T, D), t->r0, tok_layout, tok_lanes, "first residual");
+        emit(s, "h_ffn", "output", DT_F4, 2, SH(T, D), t->h2, tok_layout, tok_lanes, "FFN RMSNorm output");
+        emit(s, "gate", "output", DT_F4, 2, SH(T, F), t->gate, tok_layout, tok_lanes, NULL);
+        emit(s, "up", "output", DT_F4, 2, SH(T, F), t->up, tok_layout, tok_lanes, NULL);
+        emit(s, "act", "output", DT_F4, 2, SH(T, F), t->act, tok_layout, tok_lanes, "silu(gate) * up");
+        emit(s, "act_fht", "output", DT_F4, 2, SH(T, F), t->fht, tok_layout, tok_lanes, "after the R4 FHT");
+        emit(s, "down", "output", DT_F4, 2, SH(T, D), t->down, tok_layout, tok_lanes, NULL);
+    }
+}
+
 static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 16, D = 2048, KV = 512 };
-    layer_common(tp, "SpinQuant_Prefilling_mem_opt, one decoder layer, 16 tokens at positions 0..15");
+    layer_common(tp, "SpinQuant_Prefilling_mem_opt, one decoder layer, 16 tokens at positions 0..15 "
+                 "(two token blocks of TP=8)");
     layer_model m;
     flx_emu_engine e;
     flx_emu_kv kv;
+    layer_trace t;
     memset(&kv, 0, sizeof kv);
+    memset(&t, 0, sizeof t);
     float *y = zalloc((size_t)T * D * 4);
+    int8_t *kc = zalloc((size_t)T * KV), *vc = zalloc((size_t)T * KV);
     int32_t toks[T];
     for (int i = 0; i < T; i++) toks[i] = i;
     flx_emu_opts o;
     flx_emu_opts_default(&o);
     o.fp = *fp;
     o.reference_quirks = 1;
-    if (!y || lm_build(&m, g, T)) {
+    const char *tl = "token-parallel TP=8";
+    if (!y || !kc || !vc || lm_build(&m, g, T)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: out of memory");
     } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
         if (!(s->rc = flx_emu_kv_init(&kv, &e, T, s->err)) &&
             !(s->rc = flx_emu_prefill(&e, y, &kv, toks, T, NULL, s->err))) {
-            emit(s, "x", "input", DT_F4, 2, SH(T, D), m.qm.tok_embd, "token-parallel TP=8", 8, NULL);
+            if (lt_init(&t, &m.qm.cfg, T, T) || lt_run(&t, &e, &m.layer, m.qm.tok_embd, kc, vc, 0))
+                s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: replay failed (out of memory)");
+            else if (memcmp(t.y, y, (size_t)T * D * 4) || memcmp(kc, kv.k, (size_t)T * KV) ||
+                     memcmp(vc, kv.v, (size_t)T * KV))
+                s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_prefill: the kernel-by-kernel replay "
+                                 "differs from flx_emu_prefill (an emulator bug)");
+        }
+        if (!s->rc) {
+            emit(s, "x", "input", DT_F4, 2, SH(T, D), m.qm.tok_embd, tl, 8, NULL);
             emit_weights(s, &m.layer);
+            emit_trace(s, &t, &e, &m.layer, 0, tl, 8, NULL, 0);
             emit(s, "k8", "output", DT_I1, 2, SH(T, KV), kv.k, "[token][kv_head*64 + dim]", 0, "K cache, INT8 after RoPE");
             emit(s, "v8", "output", DT_I1, 2, SH(T, KV), kv.v, "[token][kv_head*64 + dim]", 0, "V cache, INT8");
-            emit(s, "y", "output", DT_F4, 2, SH(T, D), y, "token-parallel TP=8", 8, "layer output (io_mmap region 1)");
+            emit(s, "y", "output", DT_F4, 2, SH(T, D), y, tl, 8, "layer output (io_mmap region 1)");
         }
         flx_emu_kv_free(&kv);
         flx_emu_engine_free(&e);
     }
+    lt_free(&t);
     lm_free(&m);
-    free(y);
+    free(y); free(kc); free(vc);
 }
 
 static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -953,34 +1168,52 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     layer_model m;
     flx_emu_engine e;
     flx_emu_kv kv;
+    layer_trace t;
     memset(&kv, 0, sizeof kv);
+    memset(&t, 0, sizeof t);
     float *y = zalloc(D * 4);
+    int8_t *kc = zalloc((size_t)(P + 1) * KV), *vc = zalloc((size_t)(P + 1) * KV);
     int32_t toks[P];
     for (int i = 0; i < P; i++) toks[i] = i;
     flx_emu_opts o;
     flx_emu_opts_default(&o);
     o.fp = *fp;
     o.reference_quirks = 1;
-    if (!y || lm_build(&m, g, P + 1)) {
+    const char *bt = "block-partitioned B_T=8";
+    if (!y || !kc || !vc || lm_build(&m, g, P + 1)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: out of memory");
     } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
         if (!(s->rc = flx_emu_kv_init(&kv, &e, 2 * P, s->err)) &&
             !(s->rc = flx_emu_prefill(&e, NULL, &kv, toks, P, NULL, s->err))) {
-            emit(s, "x", "input", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)P * D, "block-partitioned B_T=8", 8, NULL);
+            memcpy(kc, kv.k, (size_t)P * KV);
+            memcpy(vc, kv.v, (size_t)P * KV);
+            emit(s, "x", "input", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)P * D, bt, 8, NULL);
             emit(s, "k8_cache", "input", DT_I1, 2, SH(P, KV), kv.k, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
             emit(s, "v8_cache", "input", DT_I1, 2, SH(P, KV), kv.v, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
             emit_weights(s, &m.layer);
             if (!s->rc && !(s->rc = flx_emu_decode_step_ex(&e, NULL, y, &kv, P, P, NULL, s->err))) {
+                if (lt_init(&t, &m.qm.cfg, 1, P + 1) ||
+                    lt_run(&t, &e, &m.layer, m.qm.tok_embd + (size_t)P * D, kc, vc, P))
+                    s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: replay failed (out of memory)");
+                else if (memcmp(t.y, y, D * 4) || memcmp(kc + (size_t)P * KV, kv.k + (size_t)P * KV, KV) ||
+                         memcmp(vc + (size_t)P * KV, kv.v + (size_t)P * KV, KV))
+                    s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_decode: the kernel-by-kernel replay "
+                                     "differs from flx_emu_decode_step_ex (an emulator bug)");
+            }
+            if (!s->rc) {
+                emit_trace(s, &t, &e, &m.layer, P, NULL, 0, bt, 8);
                 emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kv.k + (size_t)P * KV, "head-parallel HP=8", 8, "K cache row 32");
                 emit(s, "v8_new", "output", DT_I1, 1, SH(KV), kv.v + (size_t)P * KV, "head-parallel HP=8", 8, "V cache row 32");
-                emit(s, "y", "output", DT_F4, 1, SH(D), y, "block-partitioned B=16", 16, "layer output");
+                emit(s, "y", "output", DT_F4, 1, SH(D), y, bt, 8,
+                     "layer output, B_T=8 lanes as the production top stores it");
             }
         }
         flx_emu_kv_free(&kv);
         flx_emu_engine_free(&e);
     }
+    lt_free(&t);
     lm_free(&m);
-    free(y);
+    free(y); free(kc); free(vc);
 }
 
 typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);
