@@ -62,6 +62,11 @@
 #include <ap_int.h>
 #include <hls_stream.h>
 #include <hls_vector.h>
+// Dataflow regions (hw/csim/flx_csim_dataflow.h): under Vitis the plain
+// calls in a DATAFLOW region; the shim's stream layer runs them concurrently.
+#define FLX_DATAFLOW_BEGIN(df, name) _Pragma("HLS DATAFLOW")
+#define FLX_TASK(df, name, ...) __VA_ARGS__
+#define FLX_DATAFLOW_END(df)
 #endif
 
 #include <cmath>
