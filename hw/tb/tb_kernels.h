@@ -49,6 +49,7 @@ void register_gemm(std::vector<tb_entry> &v);
 void register_attention(std::vector<tb_entry> &v);
 void register_misc(std::vector<tb_entry> &v);
 void register_variants(std::vector<tb_entry> &v);
+void register_layer(std::vector<tb_entry> &v);
 
 }  // namespace flx_tb
 

@@ -4,9 +4,11 @@
 // occupancy per stream, and give the same bits as sequential csim.
 #include "test_util.h"
 
-#include "../../hw/tops/flx_tops.h"
+#include "../../hw/tb/tb_kernels.h"
 
 #include "flx_emu.h"
+
+#include <sys/wait.h>
 
 #include <stdexcept>
 #include <string>
@@ -167,4 +169,44 @@ Test(hw_dataflow, fork_join_bypass_depth_is_found_in_csim)
     }
     cr_expect_eq(bad, 0u, "concurrent csim gives the emulator's bits");
     cr_expect(y.empty() && xs.empty() && gs.empty());
+}
+
+// ------------------------------------------------ whole decode layer
+
+static int run_cmd(const std::string &cmd)
+{
+    int st = std::system(cmd.c_str());
+    return (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+}
+
+// top_layer_decode on `flxemu golden --layer decode` (U280 sizes, token at
+// position 32 after a 32-token prefill): layer output and new K/V cache rows
+// bit for bit, the weights packed into the decode HBM layout and unpacked by
+// the loaders, the loader || GEMV regions run concurrently
+Test(hw_dataflow, decode_layer_top_matches_the_golden_layer, .timeout = 240)
+{
+    std::string dir = std::string(flx_test_tmpdir()) + "/layer";
+    std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer decode --exp flx --out '" + dir +
+                      "' 2>/dev/null";
+    cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_decode");
+    cr_expect(r.ok, "%s", r.message.c_str());
+    cr_expect_eq(r.compared, 2048u + 512u + 512u);
+    // one flipped bit of the expected output is found at its index
+    std::string y = dir + "/layer_decode/y.npy";
+    FILE *f = std::fopen(y.c_str(), "r+b");
+    cr_assert(f);
+    unsigned char h[10];
+    cr_assert_eq(std::fread(h, 1, 10, f), 10u);
+    long off = 10 + (h[8] | (long)h[9] << 8) + 4 * 1000;
+    cr_assert_eq(std::fseek(f, off, SEEK_SET), 0);
+    int ch = std::fgetc(f);
+    cr_assert_eq(std::fseek(f, off, SEEK_SET), 0);
+    std::fputc(ch ^ 1, f);
+    std::fclose(f);
+    r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_decode");
+    cr_expect(!r.ok);
+    cr_expect(r.message.find("y.npy: first mismatch at flat index 1000 of 2048") != std::string::npos, "%s",
+              r.message.c_str());
+    run_cmd("rm -rf '" + dir + "'");
 }

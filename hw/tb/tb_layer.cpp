@@ -1,0 +1,147 @@
+// tb_layer.cpp -- the whole-layer testbench: `flxemu golden --layer decode`
+// through top_layer_decode.  The host side packs the golden INT4 weights
+// into the decode HBM layout (spec 1.4: per lane b, rows b*(O/B) + 2n, 2n+1
+// as a nibble pair in byte n mod (W/2) of word (n/(W/2))*K + m; [K;V] fused
+// per lane as K rows 32b.. then V rows 32b..), fills the K/V caches with the
+// prefill hand-over and compares the layer output and the new cache rows.
+#include "tb_kernels.h"
+
+#include "../tops/flx_tops_layer.h"
+
+#include <memory>
+
+namespace flx_tb {
+
+typedef flx_hls::dec_wword<64>::type word;
+
+// one linear in HBM: per lane its words, the scale/sum tables
+struct hbm_linear {
+    std::vector<word> lane[16];
+    std::vector<float> ws, wsum;
+};
+
+// rows(o) gives the int8 weights of fused output row o ([k_dim]), scale(o)/sum(o)
+template <class ROW, class SC, class SU>
+static void pack(hbm_linear &h, unsigned n_out, unsigned k_dim, ROW row, SC scale, SU sum)
+{
+    const unsigned B = 16, W = 64, per = n_out / B;
+    for (unsigned b = 0; b < B; b++) {
+        h.lane[b].assign((size_t)(per / W) * k_dim, word());
+        for (unsigned n = 0; n < per / 2; n++) {
+            const int8_t *r0 = row(b * per + 2 * n), *r1 = row(b * per + 2 * n + 1);
+            for (unsigned m = 0; m < k_dim; m++) {
+                unsigned byte = ((unsigned)r0[m] & 15u) | (((unsigned)r1[m] & 15u) << 4);
+                h.lane[b][(size_t)(n / (W / 2)) * k_dim + m][n % (W / 2)] = byte;
+            }
+        }
+    }
+    h.ws.resize(n_out);
+    h.wsum.resize(n_out);
+    for (unsigned o = 0; o < n_out; o++) {
+        h.ws[o] = scale(o);
+        h.wsum[o] = sum(o);
+    }
+}
+
+static void pack_plain(tb_ctx &c, hbm_linear &h, const char *name, unsigned n_out, unsigned k_dim)
+{
+    std::string n = name;
+    npy_array w = c.load(name, "|i1", {n_out, k_dim});
+    npy_array s = c.load((n + "_s").c_str(), "<f4", {n_out}), u = c.load((n + "_sum").c_str(), "<f4", {n_out});
+    pack(h, n_out, k_dim, [&](unsigned o) { return (const int8_t *)&w.data[(size_t)o * k_dim]; },
+         [&](unsigned o) { return s.f32(o); }, [&](unsigned o) { return u.f32(o); });
+}
+
+static flx_tops::dec_ports ports(const hbm_linear &h)
+{
+    flx_tops::dec_ports p;
+    for (unsigned b = 0; b < 16; b++) p.w[b] = h.lane[b].data();
+    p.ws = h.ws.data();
+    p.wsum = h.wsum.data();
+    return p;
+}
+
+struct layer_std : flx_tops::layer_decode_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
+};
+
+static void tb_layer_decode(tb_ctx &c)
+{
+    const unsigned D = 2048, KV = 512, F = 8192, P = 32, L = 2048, HALF = 32;
+    npy_array x = c.load("x", "<f4", {D});
+    npy_array kc = c.load("k8_cache", "|i1", {P, KV}), vc = c.load("v8_cache", "|i1", {P, KV});
+    npy_array an = c.load("attn_norm", "<f4", {D}), fn = c.load("ffn_norm", "<f4", {D});
+    npy_array qs = c.load("q_s", "<f4", {32}), ks = c.load("k_s", "<f4", {8});
+    npy_array vs = c.load("v_s", "<f4", {8}), as = c.load("a_s", "<f4", {32});
+    npy_array rs = c.load("rope_sin", "<f4", {1, HALF}), rc = c.load("rope_cos", "<f4", {1, HALF});
+    // [K;V] fused: lane b columns 0..31 = K rows 32b.., 32..63 = V rows 32b..
+    std::unique_ptr<hbm_linear[]> lin(new hbm_linear[6]);
+    {
+        npy_array wk = c.load("wk", "|i1", {KV, D}), wv = c.load("wv", "|i1", {KV, D});
+        npy_array wks = c.load("wk_s", "<f4", {KV}), wkm = c.load("wk_sum", "<f4", {KV});
+        npy_array wvs = c.load("wv_s", "<f4", {KV}), wvm = c.load("wv_sum", "<f4", {KV});
+        auto src = [](unsigned o, unsigned *r) { *r = (o / 64) * 32 + o % 32; return o % 64 < 32; };
+        pack(lin[0], 1024, D,
+             [&](unsigned o) {
+                 unsigned r;
+                 bool k = src(o, &r);
+                 return (const int8_t *)&(k ? wk : wv).data[(size_t)r * D];
+             },
+             [&](unsigned o) { unsigned r; return src(o, &r) ? wks.f32(r) : wvs.f32(r); },
+             [&](unsigned o) { unsigned r; return src(o, &r) ? wkm.f32(r) : wvm.f32(r); });
+    }
+    pack_plain(c, lin[1], "wq", D, D);
+    pack_plain(c, lin[2], "wo", D, D);
+    pack_plain(c, lin[3], "w_gate", F, D);
+    pack_plain(c, lin[4], "w_up", F, D);
+    pack_plain(c, lin[5], "w_down", D, F);
+    flx_tops::dec_ports pt[6];
+    for (int i = 0; i < 6; i++) pt[i] = ports(lin[i]);
+    float att[4][32] = {};
+    for (unsigned h = 0; h < 32; h++) {
+        att[0][h] = qs.f32(h);
+        att[3][h] = as.f32(h);
+    }
+    for (unsigned h = 0; h < 8; h++) {
+        att[1][h] = ks.f32(h);
+        att[2][h] = vs.f32(h);
+    }
+    std::vector<float> sn((size_t)L * HALF), cs((size_t)L * HALF);   // only row P is used
+    for (unsigned k = 0; k < HALF; k++) {
+        sn[(size_t)P * HALF + k] = rs.f32(k);
+        cs[(size_t)P * HALF + k] = rc.f32(k);
+    }
+    std::vector<ap_int<8> > kcache((size_t)L * KV), vcache((size_t)L * KV);
+    for (size_t i = 0; i < (size_t)P * KV; i++) {
+        kcache[i] = (int)kc.i8(i);
+        vcache[i] = (int)vc.i8(i);
+    }
+    std::unique_ptr<ap_int<8>[][512]> k_reg(new ap_int<8>[32][512]);
+    std::vector<float> xin(D), y(D);
+    for (unsigned i = 0; i < D; i++) xin[i] = x.f32(i);
+    const float(*st)[32] = (const float(*)[32])sn.data();
+    const float(*ct)[32] = (const float(*)[32])cs.data();
+    if (c.exp_flx())
+        flx_tops::top_layer_decode(xin.data(), y.data(), (const float *)&an.data[0], (const float *)&fn.data[0],
+                                   pt, att, st, ct, kcache.data(), vcache.data(), k_reg.get(), P);
+    else
+        flx_hls::decoder_layer_dec<layer_std>(xin.data(), y.data(), (const float *)&an.data[0],
+                                              (const float *)&fn.data[0], pt[0], pt[1], pt[2], pt[3], pt[4],
+                                              pt[5], att[0], att[1], att[2], att[3], st, ct, kcache.data(),
+                                              vcache.data(), k_reg.get(), P);
+    std::vector<long long> k_new(KV), v_new(KV);
+    for (unsigned d = 0; d < KV; d++) {
+        k_new[d] = kcache[(size_t)P * KV + d].to_int();
+        v_new[d] = vcache[(size_t)P * KV + d].to_int();
+    }
+    c.expect_int("k8_new", "|i1", k_new);
+    c.expect_int("v8_new", "|i1", v_new);
+    c.expect_f32("y", y);
+}
+
+void register_layer(std::vector<tb_entry> &v)
+{
+    v.push_back({"layer_decode", tb_layer_decode, "flx_tops::top_layer_decode (decoder_layer_dec)"});
+}
+
+}  // namespace flx_tb
