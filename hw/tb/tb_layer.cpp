@@ -8,6 +8,7 @@
 
 #include "../tops/flx_tops_layer.h"
 
+#include <algorithm>
 #include <memory>
 
 namespace flx_tb {
@@ -95,40 +96,62 @@ static void tb_layer_decode(tb_ctx &c)
     pack_plain(c, lin[3], "w_gate", F, D);
     pack_plain(c, lin[4], "w_up", F, D);
     pack_plain(c, lin[5], "w_down", D, F);
-    flx_tops::dec_ports pt[6];
-    for (int i = 0; i < 6; i++) pt[i] = ports(lin[i]);
-    float att[4][32] = {};
+    // the HBM images: 16 weight lanes and the s_sum table (layer_decode_map)
+    typedef flx_tops::layer_decode_map M;
+    std::vector<word> lanes[16];
+    std::vector<float> s_sum(M::s_floats);
+    for (unsigned b = 0; b < 16; b++) {
+        lanes[b].resize(M::lane_words);
+        for (unsigned i = 0; i < M::n_lin; i++)
+            std::copy(lin[i].lane[b].begin(), lin[i].lane[b].end(), lanes[b].begin() + M::word_base(i));
+    }
+    for (unsigned i = 0; i < M::n_lin; i++) {
+        std::copy(lin[i].ws.begin(), lin[i].ws.end(), s_sum.begin() + M::s_base(i));
+        std::copy(lin[i].wsum.begin(), lin[i].wsum.end(), s_sum.begin() + M::s_base(i) + M::n_out(i));
+    }
+    std::vector<float> att(4 * 32, 0.0f), gamma(2 * D), io(2 * D), rope(2 * (size_t)L * HALF, 0.0f);
     for (unsigned h = 0; h < 32; h++) {
-        att[0][h] = qs.f32(h);
-        att[3][h] = as.f32(h);
+        att[h] = qs.f32(h);
+        att[96 + h] = as.f32(h);
     }
     for (unsigned h = 0; h < 8; h++) {
-        att[1][h] = ks.f32(h);
-        att[2][h] = vs.f32(h);
+        att[32 + h] = ks.f32(h);
+        att[64 + h] = vs.f32(h);
     }
-    std::vector<float> sn((size_t)L * HALF), cs((size_t)L * HALF);   // only row P is used
-    for (unsigned k = 0; k < HALF; k++) {
-        sn[(size_t)P * HALF + k] = rs.f32(k);
-        cs[(size_t)P * HALF + k] = rc.f32(k);
+    for (unsigned k = 0; k < HALF; k++) {   // only row P is used
+        rope[(size_t)P * HALF + k] = rs.f32(k);
+        rope[(size_t)L * HALF + (size_t)P * HALF + k] = rc.f32(k);
+    }
+    for (unsigned i = 0; i < D; i++) {
+        gamma[i] = an.f32(i);
+        gamma[D + i] = fn.f32(i);
+        io[i] = x.f32(i);
     }
     std::vector<ap_int<8> > kcache((size_t)L * KV), vcache((size_t)L * KV);
     for (size_t i = 0; i < (size_t)P * KV; i++) {
         kcache[i] = (int)kc.i8(i);
         vcache[i] = (int)vc.i8(i);
     }
-    std::unique_ptr<ap_int<8>[][512]> k_reg(new ap_int<8>[32][512]);
-    std::vector<float> xin(D), y(D);
-    for (unsigned i = 0; i < D; i++) xin[i] = x.f32(i);
-    const float(*st)[32] = (const float(*)[32])sn.data();
-    const float(*ct)[32] = (const float(*)[32])cs.data();
-    if (c.exp_flx())
-        flx_tops::top_layer_decode(xin.data(), y.data(), (const float *)&an.data[0], (const float *)&fn.data[0],
-                                   pt, att, st, ct, kcache.data(), vcache.data(), k_reg.get(), P);
-    else
-        flx_hls::decoder_layer_dec<layer_std>(xin.data(), y.data(), (const float *)&an.data[0],
-                                              (const float *)&fn.data[0], pt[0], pt[1], pt[2], pt[3], pt[4],
-                                              pt[5], att[0], att[1], att[2], att[3], st, ct, kcache.data(),
+    std::vector<float> y(D);
+    if (c.exp_flx()) {
+        std::vector<word> *w = lanes;
+        flx_tops::top_layer_decode(io.data(), gamma.data(), att.data(), rope.data(), w[0].data(), w[1].data(),
+                                   w[2].data(), w[3].data(), w[4].data(), w[5].data(), w[6].data(), w[7].data(),
+                                   w[8].data(), w[9].data(), w[10].data(), w[11].data(), w[12].data(),
+                                   w[13].data(), w[14].data(), w[15].data(), s_sum.data(), kcache.data(),
+                                   vcache.data(), P);
+        std::copy(io.begin() + D, io.end(), y.begin());
+    } else {
+        flx_tops::dec_ports pt[6];
+        for (int i = 0; i < 6; i++) pt[i] = ports(lin[i]);
+        std::unique_ptr<ap_int<8>[][512]> k_reg(new ap_int<8>[32][512]);
+        const float(*st)[32] = (const float(*)[32])rope.data();
+        const float(*ct)[32] = (const float(*)[32])(rope.data() + (size_t)L * HALF);
+        flx_hls::decoder_layer_dec<layer_std>(io.data(), y.data(), gamma.data(), gamma.data() + D, pt[0], pt[1],
+                                              pt[2], pt[3], pt[4], pt[5], att.data(), att.data() + 32,
+                                              att.data() + 64, att.data() + 96, st, ct, kcache.data(),
                                               vcache.data(), k_reg.get(), P);
+    }
     std::vector<long long> k_new(KV), v_new(KV);
     for (unsigned d = 0; d < KV; d++) {
         k_new[d] = kcache[(size_t)P * KV + d].to_int();

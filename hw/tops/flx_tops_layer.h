@@ -1,6 +1,7 @@
 // flx_tops_layer.h -- whole-layer tops: the decode decoder layer (spec 2.4)
 // assembled from the kernels in hw/kernels/layer_dec.h, at the U280
-// production configuration (config_u280_mem_opt).
+// production configuration (config_u280_mem_opt), with the memory ports of
+// the production decode link (spec 5.2; hw/link/*.cfg maps them to banks).
 #ifndef FLX_TOPS_LAYER_H
 #define FLX_TOPS_LAYER_H
 
@@ -10,13 +11,42 @@ namespace flx_tops {
 
 typedef flx_hls::layer_dec_config layer_decode_cfg;   // D 2048, FF 8192, B 16, W 64, B_T 8, HP 8
 typedef flx_hls::dec_linear_ports<16, 64> dec_ports;
+typedef flx_hls::dec_wword<64>::type dec_word;         // 32 bytes: 64 int4 weights of one input
 
-// lin[0..5] = [K;V] (fused, 1024 outputs), Q, O, gate, up, down;
-// att[0..3] = Q_s, K_s, V_s, A_s of the layer (32 entries each).
-void top_layer_decode(const float x[2048], float y[2048], const float attn_norm[2048],
-                      const float ffn_norm[2048], const dec_ports lin[6], const float att[4][32],
-                      const float sin_tab[2048][32], const float cos_tab[2048][32], ap_int<8> *kcache,
-                      ap_int<8> *vcache, ap_int<8> k_reg[32][512], unsigned pos);
+// Where each linear lives in a weight lane (words) and in s_sum (floats):
+// [K;V] fused (1024 outputs), Q, O, gate, up, down.  In a lane, a linear of
+// n_out outputs and k_dim inputs takes n_out/(16*64)*k_dim words; in s_sum
+// its ws take n_out floats, then its wsum n_out floats.
+struct layer_decode_map {
+    static const unsigned n_lin = 6;
+    static unsigned n_out(unsigned i) { return i == 0 ? 1024 : i == 3 || i == 4 ? 8192 : 2048; }
+    static unsigned k_dim(unsigned i) { return i == 5 ? 8192 : 2048; }
+    static unsigned word_base(unsigned i) {
+        unsigned b = 0;
+        for (unsigned j = 0; j < i; j++) b += n_out(j) / 1024 * k_dim(j);
+        return b;
+    }
+    static unsigned s_base(unsigned i) {
+        unsigned b = 0;
+        for (unsigned j = 0; j < i; j++) b += 2 * n_out(j);
+        return b;
+    }
+    static const unsigned lane_words = 59392;   // word_base(6)
+    static const unsigned s_floats = 47104;     // s_base(6)
+};
+
+// io: x at [0, 2048), y written to [2048, 4096) (io_mmap)
+// gamma: attn_norm [0, 2048), ffn_norm [2048, 4096)
+// att: Q_s, K_s, V_s, A_s, 32 floats each; rope: PE_sin [2048][32] then PE_cos
+// w0..w15: the weight lanes (layer_decode_map), s_sum: scales and sums
+// kcache, vcache: [2048][512] INT8 of this layer; pos: the token's position
+// The 32-slot K register is the top's static state (spec 1.12 decode 2).
+void top_layer_decode(float *io, const float *gamma, const float *att, const float *rope,
+                      const dec_word *w0, const dec_word *w1, const dec_word *w2, const dec_word *w3,
+                      const dec_word *w4, const dec_word *w5, const dec_word *w6, const dec_word *w7,
+                      const dec_word *w8, const dec_word *w9, const dec_word *w10, const dec_word *w11,
+                      const dec_word *w12, const dec_word *w13, const dec_word *w14, const dec_word *w15,
+                      const float *s_sum, ap_int<8> *kcache, ap_int<8> *vcache, unsigned pos);
 
 }  // namespace flx_tops
 
