@@ -121,6 +121,74 @@ void dec_embed_fetch(const float *table, unsigned d, unsigned token, hls::stream
     }
 }
 
+// ---------------------------------------------------------------- prefill
+
+// `pref_io_discard`: per token block forward the first `keep` beats, drop
+// the rest of `total` (the padded outputs of a linear whose output count is
+// not a multiple of WP).
+template <class T>
+void pref_io_discard(hls::stream<T> &in, hls::stream<T> &out, unsigned n_blocks, unsigned keep,
+                     unsigned total)
+{
+    for (unsigned blk = 0; blk < n_blocks; blk++)
+        for (unsigned i = 0; i < total; i++) {
+#pragma HLS PIPELINE II = 1
+            T v = in.read();
+            if (i < keep) out.write(v);
+        }
+}
+
+// `pref_weight_s_loader_fp32`: per token block, n_out (ws, wsum) pairs in
+// channel order.
+inline void pref_s_loader(const float *ws, const float *wsum, hls::stream<hls::vector<float, 2> > &w_sb,
+                          unsigned n_blocks, unsigned n_out)
+{
+    for (unsigned blk = 0; blk < n_blocks; blk++)
+        for (unsigned o = 0; o < n_out; o++) {
+#pragma HLS PIPELINE II = 1
+            hls::vector<float, 2> p;
+            p[0] = ws[o];
+            p[1] = wsum[o];
+            w_sb.write(p);
+        }
+}
+
+// `pref_K_cache_manager_template` (spec 1.12 prefill 3), read side: every
+// key is stored (k8 [seq_len][kv_dim], complete) before QK^T; then per
+// query block and query head h (KV head h/G) all seq_len/KP key words of
+// each dim: lane j = key N*KP + j.
+template <unsigned KP>
+void pref_k_cache_manager(const ap_int<8> *k8, hls::stream<hls::vector<ap_int<8>, KP> > &out, unsigned n_blocks,
+                          unsigned n_heads, unsigned group, unsigned head_dim, unsigned kv_dim, unsigned seq_len)
+{
+    for (unsigned blk = 0; blk < n_blocks; blk++)
+        for (unsigned h = 0; h < n_heads; h++)
+            for (unsigned n = 0; n < seq_len / KP; n++)
+                for (unsigned d = 0; d < head_dim; d++) {
+#pragma HLS PIPELINE II = 1
+                    hls::vector<ap_int<8>, KP> v;
+                    for (unsigned j = 0; j < KP; j++) v[j] = k8[(n * KP + j) * kv_dim + (h / group) * head_dim + d];
+                    out.write(v);
+                }
+}
+
+// the V side (spec 1.12 prefill 10): per query block, head and dim block of
+// VP dims, seq_len words (key j, lane c = v8[j][kv_head*head_dim + db*VP + c]).
+template <unsigned VP>
+void pref_v_cache_manager(const ap_int<8> *v8, hls::stream<hls::vector<ap_int<8>, VP> > &out, unsigned n_blocks,
+                          unsigned n_heads, unsigned group, unsigned head_dim, unsigned kv_dim, unsigned seq_len)
+{
+    for (unsigned blk = 0; blk < n_blocks; blk++)
+        for (unsigned h = 0; h < n_heads; h++)
+            for (unsigned db = 0; db < head_dim / VP; db++)
+                for (unsigned j = 0; j < seq_len; j++) {
+#pragma HLS PIPELINE II = 1
+                    hls::vector<ap_int<8>, VP> v;
+                    for (unsigned c = 0; c < VP; c++) v[c] = v8[j * kv_dim + (h / group) * head_dim + db * VP + c];
+                    out.write(v);
+                }
+}
+
 }  // namespace flx_hls
 
 #endif  // FLX_HLS_DATA_IO_H

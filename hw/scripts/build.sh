@@ -3,19 +3,20 @@
 # v++ and a platform; none of it runs on the development machine).
 #
 #   hw/scripts/build.sh csim|csynth|cosim KERNEL GOLDEN_DIR   per-kernel HLS flow (run_hls.tcl)
-#   hw/scripts/build.sh xo      [--board u280|v80] [--out DIR]   top_layer_decode.xo (export_xo.tcl)
-#   hw/scripts/build.sh hw_emu  [--board u280|v80] [--out DIR]   xo + v++ link -t hw_emu
-#   hw/scripts/build.sh hw      [--board u280|v80] [--out DIR]   xo + v++ link -t hw (bitstream)
+#   hw/scripts/build.sh xo      [--layer decode|prefill] [--board u280|v80] [--out DIR]   top_layer_*.xo
+#   hw/scripts/build.sh hw_emu  [--layer decode|prefill] [--board u280|v80] [--out DIR]   + v++ -l -t hw_emu
+#   hw/scripts/build.sh hw      [--layer decode|prefill] [--board u280|v80] [--out DIR]   + v++ -l -t hw
 #
 # KERNEL is a golden kernel or layer name (hw/tops/top_KERNEL.cpp), GOLDEN_DIR
 # a folder written by `flxemu golden --kernel all --exp flx` (or --layer
-# decode for layer_decode).  The link uses hw/link/<board>_decode.cfg; the
+# decode|prefill for layer_decode|layer_prefill).  The link uses
+# hw/link/<board>_<layer>.cfg (default decode, u280); the
 # platform comes from its platform= line.  hw/scripts/check_link.py runs
 # first, so a port missing from the link configuration stops the build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 hw=$(cd "$here/.." && pwd)
-usage() { sed -n '4,11p' "$0" >&2; exit 2; }
+usage() { sed -n '4,12p' "$0" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 step=$1; shift
 case "$step" in
@@ -26,15 +27,16 @@ csim|csynth|cosim)
 xo|hw_emu|hw) ;;
 *) usage ;;
 esac
-board=u280 out=build_vitis
+board=u280 out=build_vitis layer=decode
 while [ $# -gt 0 ]; do
   case "$1" in
   --board) board=$2; shift 2 ;;
+  --layer) layer=$2; shift 2 ;;
   --out) out=$2; shift 2 ;;
   *) usage ;;
   esac
 done
-cfg="$hw/link/${board}_decode.cfg"
+cfg="$hw/link/${board}_${layer}.cfg"
 [ -f "$cfg" ] || { echo "build.sh: no link configuration $cfg" >&2; exit 2; }
 case "$board" in
 u280) part=xcu280-fsvh2892-2L-e ;;
@@ -45,8 +47,8 @@ python3 "$hw/scripts/check_link.py" "$hw"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 platform=$(sed -n 's/^platform=//p' "$cfg")
-vitis_hls -f "$hw/scripts/export_xo.tcl" -tclargs layer_decode "$part" "$out"
+vitis_hls -f "$hw/scripts/export_xo.tcl" -tclargs "layer_$layer" "$part" "$out"
 [ "$step" = xo ] && exit 0
 v++ -l -t "$step" --platform "$platform" --config "$cfg" --kernel_frequency 300 \
-    -o "$out/layer_decode.$board.$step.xclbin" "$out/top_layer_decode.xo"
-echo "build.sh: $out/layer_decode.$board.$step.xclbin"
+    -o "$out/layer_$layer.$board.$step.xclbin" "$out/top_layer_$layer.xo"
+echo "build.sh: $out/layer_$layer.$board.$step.xclbin"

@@ -162,9 +162,110 @@ static void tb_layer_decode(tb_ctx &c)
     c.expect_f32("y", y);
 }
 
+// ------------------------------------------------------------------ prefill
+
+typedef flx_tops::pref_word pword;
+
+// prefill packing (spec 1.4): channels N*24 + 2j (low nibble), +1 (high) in
+// byte j of word N*k_dim + m; channels past n_out are zero
+static void pack_pref(tb_ctx &c, const char *name, unsigned n_out, unsigned k_dim, std::vector<pword> &w,
+                      std::vector<float> &s)
+{
+    std::string n = name;
+    npy_array m = c.load(name, "|i1", {n_out, k_dim});
+    npy_array ws = c.load((n + "_s").c_str(), "<f4", {n_out}), wm = c.load((n + "_sum").c_str(), "<f4", {n_out});
+    const unsigned nw = (n_out + 23) / 24;
+    size_t base = w.size();
+    w.resize(base + (size_t)nw * k_dim, pword());
+    for (unsigned ch = 0; ch < n_out; ch++) {
+        unsigned blk = ch / 24, j = (ch % 24) / 2, hi = ch % 2;
+        for (unsigned k = 0; k < k_dim; k++) {
+            pword &wd = w[base + (size_t)blk * k_dim + k];
+            unsigned byte = (unsigned)wd[j].to_uint();
+            unsigned nib = (unsigned)m.i8((size_t)ch * k_dim + k) & 15u;
+            byte = hi ? (byte & 0x0fu) | (nib << 4) : (byte & 0xf0u) | nib;
+            wd[j] = byte;
+        }
+    }
+    for (unsigned o = 0; o < n_out; o++) s.push_back(ws.f32(o));
+    for (unsigned o = 0; o < n_out; o++) s.push_back(wm.f32(o));
+}
+
+struct layer_pref_std : flx_tops::layer_prefill_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
+};
+
+static void tb_layer_prefill(tb_ctx &c)
+{
+    const unsigned T = 16, D = 2048, KV = 512, F = 8192, L = 2048, HALF = 32;
+    npy_array x = c.load("x", "<f4", {T, D});
+    npy_array an = c.load("attn_norm", "<f4", {D}), fn = c.load("ffn_norm", "<f4", {D});
+    npy_array qs = c.load("q_s", "<f4", {32}), ks = c.load("k_s", "<f4", {8});
+    npy_array vs = c.load("v_s", "<f4", {8}), as = c.load("a_s", "<f4", {32});
+    npy_array rs = c.load("rope_sin", "<f4", {T, HALF}), rc = c.load("rope_cos", "<f4", {T, HALF});
+    std::vector<pword> w_kq, w_vo, w_gate, w_up, w_down;
+    std::vector<float> s_kq, s_vo, s_gate, s_up, s_down;
+    pack_pref(c, "wk", KV, D, w_kq, s_kq);
+    pack_pref(c, "wq", D, D, w_kq, s_kq);
+    pack_pref(c, "wv", KV, D, w_vo, s_vo);
+    pack_pref(c, "wo", D, D, w_vo, s_vo);
+    pack_pref(c, "w_gate", F, D, w_gate, s_gate);
+    pack_pref(c, "w_up", F, D, w_up, s_up);
+    pack_pref(c, "w_down", D, F, w_down, s_down);
+    std::vector<float> att(128, 0.0f), gamma(2 * D), io(2 * (size_t)T * D), rope(2 * (size_t)L * HALF, 0.0f);
+    for (unsigned h = 0; h < 32; h++) {
+        att[h] = qs.f32(h);
+        att[96 + h] = as.f32(h);
+    }
+    for (unsigned h = 0; h < 8; h++) {
+        att[32 + h] = ks.f32(h);
+        att[64 + h] = vs.f32(h);
+    }
+    for (unsigned i = 0; i < T * HALF; i++) {   // rows 0..15
+        rope[i] = rs.f32(i);
+        rope[(size_t)L * HALF + i] = rc.f32(i);
+    }
+    for (unsigned i = 0; i < D; i++) {
+        gamma[i] = an.f32(i);
+        gamma[D + i] = fn.f32(i);
+    }
+    for (unsigned i = 0; i < T * D; i++) io[i] = x.f32(i);
+    std::vector<ap_int<8> > kc((size_t)T * KV), vc((size_t)T * KV);
+    std::vector<float> y((size_t)T * D);
+    if (c.exp_flx()) {
+        flx_tops::top_layer_prefill(io.data(), gamma.data(), att.data(), rope.data(), w_kq.data(), s_kq.data(),
+                                    w_vo.data(), s_vo.data(), w_gate.data(), s_gate.data(), w_up.data(),
+                                    s_up.data(), w_down.data(), s_down.data(), kc.data(), vc.data());
+        std::copy(io.begin() + (size_t)T * D, io.end(), y.begin());
+    } else {
+        typedef flx_hls::pref_linear_ports<24> P;
+        const unsigned kw = flx_tops::layer_prefill_map::words(KV, D);
+        P wk = {w_kq.data(), s_kq.data(), s_kq.data() + KV};
+        P wq = {w_kq.data() + kw, s_kq.data() + 2 * KV, s_kq.data() + 2 * KV + D};
+        P wv = {w_vo.data(), s_vo.data(), s_vo.data() + KV};
+        P wo = {w_vo.data() + kw, s_vo.data() + 2 * KV, s_vo.data() + 2 * KV + D};
+        P g = {w_gate.data(), s_gate.data(), s_gate.data() + F}, u = {w_up.data(), s_up.data(), s_up.data() + F};
+        P dn = {w_down.data(), s_down.data(), s_down.data() + D};
+        const float(*st)[32] = (const float(*)[32])rope.data();
+        const float(*ct)[32] = (const float(*)[32])(rope.data() + (size_t)L * HALF);
+        flx_hls::decoder_layer_pref<layer_pref_std>(io.data(), y.data(), gamma.data(), gamma.data() + D, wk, wv, wq,
+                                                    wo, g, u, dn, att.data(), att.data() + 32, att.data() + 64,
+                                                    att.data() + 96, st, ct, kc.data(), vc.data(), 2);
+    }
+    std::vector<long long> k8(kc.size()), v8(vc.size());
+    for (size_t i = 0; i < kc.size(); i++) {
+        k8[i] = kc[i].to_int();
+        v8[i] = vc[i].to_int();
+    }
+    c.expect_int("k8", "|i1", k8);
+    c.expect_int("v8", "|i1", v8);
+    c.expect_f32("y", y);
+}
+
 void register_layer(std::vector<tb_entry> &v)
 {
     v.push_back({"layer_decode", tb_layer_decode, "flx_tops::top_layer_decode (decoder_layer_dec)"});
+    v.push_back({"layer_prefill", tb_layer_prefill, "flx_tops::top_layer_prefill (decoder_layer_pref)"});
 }
 
 }  // namespace flx_tb

@@ -6,6 +6,7 @@
 #define FLX_TOPS_LAYER_H
 
 #include "../kernels/layer_dec.h"
+#include "../kernels/layer_pref.h"
 
 namespace flx_tops {
 
@@ -47,6 +48,28 @@ void top_layer_decode(float *io, const float *gamma, const float *att, const flo
                       const dec_word *w8, const dec_word *w9, const dec_word *w10, const dec_word *w11,
                       const dec_word *w12, const dec_word *w13, const dec_word *w14, const dec_word *w15,
                       const float *s_sum, ap_int<8> *kcache, ap_int<8> *vcache, unsigned pos);
+
+// ------------------------------------------------------------------ prefill
+
+typedef flx_hls::layer_pref_config layer_prefill_cfg;  // D 2048, FF 8192, TP 8, WP 24, 16 tokens
+typedef flx_hls::dec_wword<24>::type pref_word;         // 12 bytes: 24 int4 weights of one input
+
+struct layer_prefill_map {
+    // words of a linear with n_out outputs, k_dim inputs: ceil(n_out/24)*k_dim
+    static unsigned words(unsigned n_out, unsigned k_dim) { return (n_out + 23) / 24 * k_dim; }
+};
+
+// One prefill layer over 16 tokens at positions 0..15 (one call).
+// io: x [16][2048] at 0, y written at 16*2048; gamma: attn_norm, ffn_norm;
+// att: Q_s, K_s, V_s, A_s (32 each); rope: PE_sin [2048][32] then PE_cos;
+// w_kq: K then Q words (pref packing: channels N*24 + 2j, +1 in byte j of
+// word N*K + k), s_kq: K ws, K wsum, Q ws, Q wsum; w_vo / s_vo: V then O;
+// w_gate / s_gate, w_up / s_up, w_down / s_down: ws then wsum;
+// kcache, vcache: the layer's [16][512] INT8 K (after RoPE) and V.
+void top_layer_prefill(float *io, const float *gamma, const float *att, const float *rope,
+                       const pref_word *w_kq, const float *s_kq, const pref_word *w_vo, const float *s_vo,
+                       const pref_word *w_gate, const float *s_gate, const pref_word *w_up, const float *s_up,
+                       const pref_word *w_down, const float *s_down, ap_int<8> *kcache, ap_int<8> *vcache);
 
 }  // namespace flx_tops
 

@@ -210,3 +210,19 @@ Test(hw_dataflow, decode_layer_top_matches_the_golden_layer, .timeout = 240)
               r.message.c_str());
     run_cmd("rm -rf '" + dir + "'");
 }
+
+// top_layer_prefill on `flxemu golden --layer prefill` (16 tokens, two token
+// blocks, U280 sizes): the layer output and the K/V caches bit for bit
+// (49,152 values), weights in the prefill HBM packing, every linear's loader
+// and GEMM concurrent
+Test(hw_dataflow, prefill_layer_top_matches_the_golden_layer, .timeout = 300)
+{
+    std::string dir = std::string(flx_test_tmpdir()) + "/layer";
+    std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer prefill --exp flx --out '" + dir +
+                      "' 2>/dev/null";
+    cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_prefill");
+    cr_expect(r.ok, "%s", r.message.c_str());
+    cr_expect_eq(r.compared, 16u * 2048u + 2u * 16u * 512u);
+    run_cmd("rm -rf '" + dir + "'");
+}
