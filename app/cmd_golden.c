@@ -10,7 +10,7 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
             "usage: flxemu golden --kernel NAME|all --out DIR [options]\n"
-            "       flxemu golden --layer prefill|decode --out DIR [options]\n"
+            "       flxemu golden --layer prefill|decode|model --out DIR [options]\n"
             "       flxemu golden --check DIR\n"
             "\n"
             "Writes seeded inputs, parameters and the emulator's outputs of FlexLLM kernels\n"
@@ -24,7 +24,9 @@ static void usage(FILE *fp)
             "options:\n"
             "  --kernel NAME      a kernel (see the list below) or all\n"
             "  --layer STAGE      prefill or decode: one whole decoder layer of the U280\n"
-            "                     model shape (random INT4 weights, ~60 MB of weights)\n"
+            "                     model shape (random INT4 weights, ~60 MB of weights);\n"
+            "                     model: a tiny whole model (2 such layers, 1024-token\n"
+            "                     vocabulary) decoding one token, with lm_head and sampling\n"
             "  --out DIR          output folder, created if missing\n"
             "  --config NAME      hardware configuration: u280 (default)\n"
             "  --seed N           RNG seed, 0 .. 2^63-1 (default 1)\n"
@@ -80,9 +82,9 @@ int flx_cmd_golden(int argc, char **argv)
     }
     if (kernel && layer) return cli_usage_error("golden", "give --kernel or --layer, not both");
     if (layer) {
-        if (strcmp(layer, "prefill") && strcmp(layer, "decode"))
-            return cli_usage_error("golden", "--layer must be prefill or decode, got '%s'", layer);
-        kernel = !strcmp(layer, "prefill") ? "layer_prefill" : "layer_decode";
+        if (strcmp(layer, "prefill") && strcmp(layer, "decode") && strcmp(layer, "model"))
+            return cli_usage_error("golden", "--layer must be prefill, decode or model, got '%s'", layer);
+        kernel = !strcmp(layer, "prefill") ? "layer_prefill" : !strcmp(layer, "decode") ? "layer_decode" : "model_decode";
     }
     if (!kernel) return cli_usage_error("golden", "--kernel NAME|all or --layer STAGE is required (or --check DIR)");
     if (!out) return cli_usage_error("golden", "--out DIR is required");

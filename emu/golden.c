@@ -817,8 +817,8 @@ static void k_residual_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
  * exactly the layer applied to those rows. */
 typedef struct {
     flx_qmodel qm;
-    flx_qlayer layer;
-    void      *mem[40];
+    flx_qlayer L[2];             /* qm.layers */
+    void      *mem[64];
     int        n_mem;
 } layer_model;
 
@@ -857,12 +857,16 @@ static void lm_free(layer_model *m)
     for (int i = 0; i < m->n_mem; i++) free(m->mem[i]);
 }
 
-static int lm_build(layer_model *m, gen *g, int n_rows)
+static int lm_build_n(layer_model *m, gen *g, int n_rows, int n_layers);
+static int lm_build(layer_model *m, gen *g, int n_rows) { return lm_build_n(m, g, n_rows, 1); }
+
+/* n_layers (1 or 2) decoder layers; layer 1 takes the FSQ layer-1 scales */
+static int lm_build_n(layer_model *m, gen *g, int n_rows, int n_layers)
 {
     enum { D = 2048, H = 32, KVH = 8, HD = 64, F = 8192 };
     memset(m, 0, sizeof *m);
     flx_llama_config *c = &m->qm.cfg;
-    c->n_vocab = n_rows; c->d_model = D; c->n_layers = 1; c->n_heads = H; c->n_kv_heads = KVH;
+    c->n_vocab = n_rows; c->d_model = D; c->n_layers = n_layers; c->n_heads = H; c->n_kv_heads = KVH;
     c->head_dim = HD; c->d_ff = F; c->max_seq_len = 2048; c->rms_eps = 1e-5f;
     c->rope_theta = 10000.0;
     strcpy(m->qm.recipe, "flexllm");
@@ -875,20 +879,27 @@ static int lm_build(layer_model *m, gen *g, int n_rows)
     for (int i = 0; i < D; i++) ones[i] = 1.0f;     /* gamma folded: all ones (spec 1.6) */
     m->qm.tok_embd = emb;
     m->qm.out_norm = ones;
-    m->qm.layers = &m->layer;
-    flx_qlayer *L = &m->layer;
-    L->attn_norm = L->ffn_norm = ones;
-    /* FSQ layer-0 static scales (spec 1.12) */
-    L->q_s = 0.0175285172f; L->k_s = 0.106267393f; L->v_s = 0.00409434037f; L->a_s = 0.00318154902f;
-    if (lm_tensor(m, g, &L->wq, D, D) || lm_tensor(m, g, &L->wk, KVH * HD, D) ||
-        lm_tensor(m, g, &L->wv, KVH * HD, D) || lm_tensor(m, g, &L->wo, D, D) ||
-        lm_tensor(m, g, &L->w_gate, F, D) || lm_tensor(m, g, &L->w_up, F, D) ||
-        lm_tensor(m, g, &L->w_down, D, F) || lm_tensor(m, g, &m->qm.head, n_rows, D))
-        return -1;
-    return 0;
+    m->qm.layers = m->L;
+    /* FSQ layer-0 and layer-1 static scales (spec 1.12) */
+    static const float fsq[2][4] = { { 0.0175285172f, 0.106267393f, 0.00409434037f, 0.00318154902f },
+                                     { 0.0130162379f, 0.119919524f, 0.00953821093f, 0.00374620454f } };
+    for (int l = 0; l < n_layers; l++) {
+        flx_qlayer *L = &m->L[l];
+        L->attn_norm = L->ffn_norm = ones;
+        L->q_s = fsq[l][0]; L->k_s = fsq[l][1]; L->v_s = fsq[l][2]; L->a_s = fsq[l][3];
+        if (lm_tensor(m, g, &L->wq, D, D) || lm_tensor(m, g, &L->wk, KVH * HD, D) ||
+            lm_tensor(m, g, &L->wv, KVH * HD, D) || lm_tensor(m, g, &L->wo, D, D) ||
+            lm_tensor(m, g, &L->w_gate, F, D) || lm_tensor(m, g, &L->w_up, F, D) ||
+            lm_tensor(m, g, &L->w_down, D, F))
+            return -1;
+    }
+    return lm_tensor(m, g, &m->qm.head, n_rows, D);
 }
 
-static void emit_weights(sink *s, const flx_qlayer *L)
+static void emit_weights_p(sink *s, const flx_qlayer *L, const char *prefix);
+static void emit_weights(sink *s, const flx_qlayer *L) { emit_weights_p(s, L, ""); }
+
+static void emit_weights_p(sink *s, const flx_qlayer *L, const char *prefix)
 {
     const struct { const char *name; const flx_qtensor *t; } ws[] = {
         { "wq", &L->wq }, { "wk", &L->wk }, { "wv", &L->wv }, { "wo", &L->wo },
@@ -896,16 +907,18 @@ static void emit_weights(sink *s, const flx_qlayer *L)
     };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         char n1[32], n2[32], n3[32];
-        snprintf(n1, sizeof n1, "%s", ws[i].name);
-        snprintf(n2, sizeof n2, "%s_s", ws[i].name);
-        snprintf(n3, sizeof n3, "%s_sum", ws[i].name);
+        snprintf(n1, sizeof n1, "%s%s", prefix, ws[i].name);
+        snprintf(n2, sizeof n2, "%s%s_s", prefix, ws[i].name);
+        snprintf(n3, sizeof n3, "%s%s_sum", prefix, ws[i].name);
         const flx_qtensor *t = ws[i].t;
         emit(s, n1, "param", DT_I1, 2, SH(t->n_out, t->n_in), t->q, "row-major [out][in], int4 -8..7", 0, NULL);
         emit(s, n2, "param", DT_F4, 1, SH(t->n_out), t->scale, "per output channel", 0, NULL);
         emit(s, n3, "param", DT_F4, 1, SH(t->n_out), t->wsum, "per output channel: s * sum(q)", 0, NULL);
     }
     float att[4] = { L->q_s, L->k_s, L->v_s, L->a_s };
-    emit(s, "attn_scales", "param", DT_F4, 1, SH(4), att, "Q_s, K_s, V_s, A_s (one per layer, all heads)", 0, NULL);
+    char an[40];
+    snprintf(an, sizeof an, "%sattn_scales", prefix);
+    emit(s, an, "param", DT_F4, 1, SH(4), att, "Q_s, K_s, V_s, A_s (one per layer, all heads)", 0, NULL);
 }
 
 static void layer_common(cJSON *tp, const char *fn)
@@ -1137,7 +1150,7 @@ static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
         if (!(s->rc = flx_emu_kv_init(&kv, &e, T, s->err)) &&
             !(s->rc = flx_emu_prefill(&e, y, &kv, toks, T, NULL, s->err))) {
-            if (lt_init(&t, &m.qm.cfg, T, T) || lt_run(&t, &e, &m.layer, m.qm.tok_embd, kc, vc, 0))
+            if (lt_init(&t, &m.qm.cfg, T, T) || lt_run(&t, &e, &m.L[0], m.qm.tok_embd, kc, vc, 0))
                 s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: replay failed (out of memory)");
             else if (memcmp(t.y, y, (size_t)T * D * 4) || memcmp(kc, kv.k, (size_t)T * KV) ||
                      memcmp(vc, kv.v, (size_t)T * KV))
@@ -1146,8 +1159,8 @@ static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
         }
         if (!s->rc) {
             emit(s, "x", "input", DT_F4, 2, SH(T, D), m.qm.tok_embd, tl, 8, NULL);
-            emit_weights(s, &m.layer);
-            emit_trace(s, &t, &e, &m.layer, 0, tl, 8, NULL, 0);
+            emit_weights(s, &m.L[0]);
+            emit_trace(s, &t, &e, &m.L[0], 0, tl, 8, NULL, 0);
             emit(s, "k8", "output", DT_I1, 2, SH(T, KV), kv.k, "[token][kv_head*64 + dim]", 0, "K cache, INT8 after RoPE");
             emit(s, "v8", "output", DT_I1, 2, SH(T, KV), kv.v, "[token][kv_head*64 + dim]", 0, "V cache, INT8");
             emit(s, "y", "output", DT_F4, 2, SH(T, D), y, tl, 8, "layer output (io_mmap region 1)");
@@ -1190,10 +1203,10 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
             emit(s, "x", "input", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)P * D, bt, 8, NULL);
             emit(s, "k8_cache", "input", DT_I1, 2, SH(P, KV), kv.k, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
             emit(s, "v8_cache", "input", DT_I1, 2, SH(P, KV), kv.v, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
-            emit_weights(s, &m.layer);
+            emit_weights(s, &m.L[0]);
             if (!s->rc && !(s->rc = flx_emu_decode_step_ex(&e, NULL, y, &kv, P, P, NULL, s->err))) {
                 if (lt_init(&t, &m.qm.cfg, 1, P + 1) ||
-                    lt_run(&t, &e, &m.layer, m.qm.tok_embd + (size_t)P * D, kc, vc, P))
+                    lt_run(&t, &e, &m.L[0], m.qm.tok_embd + (size_t)P * D, kc, vc, P))
                     s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: replay failed (out of memory)");
                 else if (memcmp(t.y, y, D * 4) || memcmp(kc + (size_t)P * KV, kv.k + (size_t)P * KV, KV) ||
                          memcmp(vc + (size_t)P * KV, kv.v + (size_t)P * KV, KV))
@@ -1201,7 +1214,7 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
                                      "differs from flx_emu_decode_step_ex (an emulator bug)");
             }
             if (!s->rc) {
-                emit_trace(s, &t, &e, &m.layer, P, NULL, 0, bt, 8);
+                emit_trace(s, &t, &e, &m.L[0], P, NULL, 0, bt, 8);
                 emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kv.k + (size_t)P * KV, "head-parallel HP=8", 8, "K cache row 32");
                 emit(s, "v8_new", "output", DT_I1, 1, SH(KV), kv.v + (size_t)P * KV, "head-parallel HP=8", 8, "V cache row 32");
                 emit(s, "y", "output", DT_F4, 1, SH(D), y, bt, 8,
@@ -1214,6 +1227,89 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     lt_free(&t);
     lm_free(&m);
     free(y); free(kc); free(vc);
+}
+
+/* A tiny whole model: two decoder layers of the U280 shape, a 1024-row
+ * vocabulary (one lm_head block of B*W), a 32-token prefill, then one decode
+ * step of token 32 at position 32 through both layers, the final norm, the
+ * lm_head, top-5 sampling and the next token's embedding row. */
+static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { P = 32, D = 2048, KV = 512, V = 1024, NL = 2, H = 32 };
+    cJSON_AddStringToObject(tp, "function", "SpinQuant_Decoding_mem_opt, whole model: 2 decoder layers, "
+                            "LN2, lm_head (1024 rows), dec_Sampling_Embedding_Layer; token 32 at position 32 "
+                            "after a 32-token prefill");
+    cJSON_AddStringToObject(tp, "template", "config_u280_mem_opt layer shapes; VP=1024, K=5, B=16; RoPE "
+                            "base 10000; gamma all ones; FSQ layer-0/1 scales");
+    layer_model m;
+    flx_emu_engine e;
+    flx_emu_kv kv;
+    memset(&kv, 0, sizeof kv);
+    float *logits = zalloc(V * 4), *hidden = zalloc(D * 4);
+    int32_t toks[P];
+    for (int i = 0; i < P; i++) toks[i] = i;
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    o.fp = *fp;
+    o.reference_quirks = 1;
+    const char *bt = "block-partitioned B_T=8";
+    if (!logits || !hidden || lm_build_n(&m, g, V, NL)) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "model_decode: out of memory");
+    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
+        if (!(s->rc = flx_emu_kv_init(&kv, &e, 2 * P, s->err)) &&
+            !(s->rc = flx_emu_prefill(&e, NULL, &kv, toks, P, NULL, s->err))) {
+            emit(s, "x", "input", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)P * D, bt, 8, "embedding row of token 32");
+            emit(s, "vocab", "param", DT_F4, 2, SH(V, D), m.qm.tok_embd, "[token][d] (vocab_lib)", 0, NULL);
+            for (int l = 0; l < NL && !s->rc; l++) {
+                char pre[8], n1[40];
+                snprintf(pre, sizeof pre, "L%d_", l);
+                snprintf(n1, sizeof n1, "L%d_k8_cache", l);
+                emit(s, n1, "input", DT_I1, 2, SH(P, KV), kv.k + (size_t)l * kv.cap * KV, "[position][kv_head*64 + dim]", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_v8_cache", l);
+                emit(s, n1, "input", DT_I1, 2, SH(P, KV), kv.v + (size_t)l * kv.cap * KV, "[position][kv_head*64 + dim]", 0, NULL);
+                emit_weights_p(s, &m.L[l], pre);
+                const float *sc = e.att_scales + (size_t)l * 4 * H;
+                snprintf(n1, sizeof n1, "L%d_q_s", l);
+                emit(s, n1, "param", DT_F4, 1, SH(H), sc, "per query head", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_k_s", l);
+                emit(s, n1, "param", DT_F4, 1, SH(8), sc + H, "per KV head", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_v_s", l);
+                emit(s, n1, "param", DT_F4, 1, SH(8), sc + 2 * H, "per KV head", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_a_s", l);
+                emit(s, n1, "param", DT_F4, 1, SH(H), sc + 3 * H, "per query head", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_attn_norm", l);
+                emit(s, n1, "param", DT_F4, 1, SH(D), m.L[l].attn_norm, "RMSNorm gain", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_ffn_norm", l);
+                emit(s, n1, "param", DT_F4, 1, SH(D), m.L[l].ffn_norm, "RMSNorm gain", 0, NULL);
+            }
+            emit(s, "rope_sin", "param", DT_F4, 2, SH(1, 32), e.rope_sin + (size_t)P * 32, "PE_sin row 32", 0, NULL);
+            emit(s, "rope_cos", "param", DT_F4, 2, SH(1, 32), e.rope_cos + (size_t)P * 32, "PE_cos row 32", 0, NULL);
+            emit(s, "out_norm", "param", DT_F4, 1, SH(D), m.qm.out_norm, "final RMSNorm gain", 0, NULL);
+            emit(s, "head", "param", DT_I1, 2, SH(V, D), m.qm.head.q, "row-major [vocab][d], int4 -8..7", 0, NULL);
+            emit(s, "head_s", "param", DT_F4, 1, SH(V), m.qm.head.scale, "per row", 0, NULL);
+            emit(s, "head_sum", "param", DT_F4, 1, SH(V), m.qm.head.wsum, "per row: s * sum(q)", 0, NULL);
+            float r = rf(g, 0, 1);
+            flx_emu_topk tk;
+            if (!s->rc && !(s->rc = flx_emu_decode_step_ex(&e, logits, hidden, &kv, P, P, NULL, s->err)) &&
+                !(s->rc = flx_emu_sample_topk(&tk, logits, V, 16, 5, r, fp) ? flx_fail(s->err, FLX_ENUMERIC,
+                                              "model_decode: sampling failed") : FLX_OK)) {
+                int32_t ids[5], tok = tk.token;
+                for (int i = 0; i < 5; i++) ids[i] = tk.id[i];
+                emit(s, "r", "input", DT_F4, 1, SH(1), &r, "sampling threshold", 0, NULL);
+                emit(s, "hidden", "output", DT_F4, 1, SH(D), hidden, bt, 8, "last layer output");
+                emit(s, "logits", "output", DT_F4, 1, SH(V), logits, "block-partitioned B=16", 16, NULL);
+                emit(s, "ids", "output", DT_I4, 1, SH(5), ids, "merged top-5, rank order", 0, NULL);
+                emit(s, "probs", "output", DT_F4, 1, SH(5), tk.prob, "rank order", 0, NULL);
+                emit(s, "token", "output", DT_I4, 1, SH(1), &tok, "sampled id", 0, NULL);
+                emit(s, "next_x", "output", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)tok * D, bt, 8,
+                     "embedding row of the sampled token: the next step's layer-0 input");
+            }
+        }
+        flx_emu_kv_free(&kv);
+        flx_emu_engine_free(&e);
+    }
+    lm_free(&m);
+    free(logits); free(hidden);
 }
 
 typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);
@@ -1235,8 +1331,9 @@ static const struct { const char *name; gen_fn fn; } KERNELS[] = {
     { "silu_gate_pref", k_silu_gate_pref },   { "residual_pref", k_residual_pref },
     /* whole layers: requested with --layer, never part of "all" */
     { "layer_prefill", k_layer_prefill },     { "layer_decode", k_layer_decode },
+    { "model_decode", k_model_decode },
 };
-enum { N_LAYER_ENTRIES = 2 };
+enum { N_LAYER_ENTRIES = 3 };
 enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
 
 const char *flx_emu_golden_kernel_name(int i)

@@ -32,6 +32,7 @@
 #include "rope.h"
 #include "silu_gate.h"
 #include "softmax.h"
+#include "topk.h"
 
 namespace flx_hls {
 
@@ -345,6 +346,52 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
             hls::vector<float, 16> vv = ys.read();
             for (unsigned i = 0; i < 16; i++) y[i * per + kk] = vv[i];
         }
+    }
+}
+
+// ------------------------------------------------------ lm_head + sampling
+
+// the tail of a decode step (spec 2.4 after the last layer, 1.13): LN2,
+// lm_head GEMV over `vocab` rows, top-k sampling with threshold r, and the
+// embedding fetch of the sampled token (the next step's layer-0 input)
+struct head_sample_config : layer_dec_config {
+    static const unsigned vocab = 131072;       // VP (padded vocabulary)
+};
+template <unsigned VP, int E>
+struct hs_topk_cfg : topk_dec_config {
+    static const unsigned vp = VP;
+    static const int exp_impl = E;
+};
+
+// out[0..k) = the merged top-k ids, out[k] = the sampled token
+template <class C>
+void head_sample_dec(const float *hidden, const float *gamma, const dec_linear_ports<C::b, C::w> &head,
+                     const float *vocab_lib, float r, float *logits, float *probs, int *out, float *next_x)
+{
+    typedef hs_topk_cfg<C::vocab, C::exp_impl> tc;
+    float h[C::d];
+    norm_dec<C>(hidden, gamma, h);
+    linear_dec<C>(h, C::d, head, C::vocab, logits);
+    hls::stream<hls::vector<float, C::b> > ls("logits");
+    const unsigned per = C::vocab / C::b;
+    for (unsigned k = 0; k < per; k++) {
+        hls::vector<float, C::b> v;
+        for (unsigned i = 0; i < C::b; i++) v[i] = logits[i * per + k];
+        ls.write(v);
+    }
+    topk_result<tc> res;
+    topk_dec<tc>(ls, r, res);
+    for (unsigned i = 0; i < tc::k; i++) {
+        out[i] = res.id[i];
+        probs[i] = res.prob[i];
+    }
+    out[tc::k] = res.token;
+    hls::stream<hls::vector<float, C::bt> > es("next_x");
+    dec_embed_fetch<C::bt>(vocab_lib, C::d, (unsigned)res.token, es);
+    const unsigned pe = C::d / C::bt;
+    for (unsigned k = 0; k < pe; k++) {
+        hls::vector<float, C::bt> v = es.read();
+        for (unsigned i = 0; i < C::bt; i++) next_x[i * pe + k] = v[i];
     }
 }
 

@@ -66,21 +66,24 @@ struct layer_std : flx_tops::layer_decode_cfg {
     static const int exp_impl = flx_hls::EXP_STD;
 };
 
-static void tb_layer_decode(tb_ctx &c)
+// One decode layer through top_layer_decode (or the EXP_STD template):
+// weights, scales and gains named PRE + "wk", ... in the golden folder,
+// rope_sin / rope_cos the row of position P; io: x in [0, D), y out [D, 2D).
+static void run_dec_layer(tb_ctx &c, const std::string &pre, std::vector<float> &io,
+                          std::vector<ap_int<8> > &kcache, std::vector<ap_int<8> > &vcache, unsigned layer)
 {
     const unsigned D = 2048, KV = 512, F = 8192, P = 32, L = 2048, HALF = 32;
-    npy_array x = c.load("x", "<f4", {D});
-    npy_array kc = c.load("k8_cache", "|i1", {P, KV}), vc = c.load("v8_cache", "|i1", {P, KV});
-    npy_array an = c.load("attn_norm", "<f4", {D}), fn = c.load("ffn_norm", "<f4", {D});
-    npy_array qs = c.load("q_s", "<f4", {32}), ks = c.load("k_s", "<f4", {8});
-    npy_array vs = c.load("v_s", "<f4", {8}), as = c.load("a_s", "<f4", {32});
+    auto nm = [&](const char *n) { return pre + n; };
+    npy_array an = c.load(nm("attn_norm").c_str(), "<f4", {D}), fn = c.load(nm("ffn_norm").c_str(), "<f4", {D});
+    npy_array qs = c.load(nm("q_s").c_str(), "<f4", {32}), ks = c.load(nm("k_s").c_str(), "<f4", {8});
+    npy_array vs = c.load(nm("v_s").c_str(), "<f4", {8}), as = c.load(nm("a_s").c_str(), "<f4", {32});
     npy_array rs = c.load("rope_sin", "<f4", {1, HALF}), rc = c.load("rope_cos", "<f4", {1, HALF});
     // [K;V] fused: lane b columns 0..31 = K rows 32b.., 32..63 = V rows 32b..
     std::unique_ptr<hbm_linear[]> lin(new hbm_linear[6]);
     {
-        npy_array wk = c.load("wk", "|i1", {KV, D}), wv = c.load("wv", "|i1", {KV, D});
-        npy_array wks = c.load("wk_s", "<f4", {KV}), wkm = c.load("wk_sum", "<f4", {KV});
-        npy_array wvs = c.load("wv_s", "<f4", {KV}), wvm = c.load("wv_sum", "<f4", {KV});
+        npy_array wk = c.load(nm("wk").c_str(), "|i1", {KV, D}), wv = c.load(nm("wv").c_str(), "|i1", {KV, D});
+        npy_array wks = c.load(nm("wk_s").c_str(), "<f4", {KV}), wkm = c.load(nm("wk_sum").c_str(), "<f4", {KV});
+        npy_array wvs = c.load(nm("wv_s").c_str(), "<f4", {KV}), wvm = c.load(nm("wv_sum").c_str(), "<f4", {KV});
         auto src = [](unsigned o, unsigned *r) { *r = (o / 64) * 32 + o % 32; return o % 64 < 32; };
         pack(lin[0], 1024, D,
              [&](unsigned o) {
@@ -91,11 +94,11 @@ static void tb_layer_decode(tb_ctx &c)
              [&](unsigned o) { unsigned r; return src(o, &r) ? wks.f32(r) : wvs.f32(r); },
              [&](unsigned o) { unsigned r; return src(o, &r) ? wkm.f32(r) : wvm.f32(r); });
     }
-    pack_plain(c, lin[1], "wq", D, D);
-    pack_plain(c, lin[2], "wo", D, D);
-    pack_plain(c, lin[3], "w_gate", F, D);
-    pack_plain(c, lin[4], "w_up", F, D);
-    pack_plain(c, lin[5], "w_down", D, F);
+    pack_plain(c, lin[1], nm("wq").c_str(), D, D);
+    pack_plain(c, lin[2], nm("wo").c_str(), D, D);
+    pack_plain(c, lin[3], nm("w_gate").c_str(), F, D);
+    pack_plain(c, lin[4], nm("w_up").c_str(), F, D);
+    pack_plain(c, lin[5], nm("w_down").c_str(), D, F);
     // the HBM images: 16 weight lanes and the s_sum table (layer_decode_map)
     typedef flx_tops::layer_decode_map M;
     std::vector<word> lanes[16];
@@ -109,7 +112,7 @@ static void tb_layer_decode(tb_ctx &c)
         std::copy(lin[i].ws.begin(), lin[i].ws.end(), s_sum.begin() + M::s_base(i));
         std::copy(lin[i].wsum.begin(), lin[i].wsum.end(), s_sum.begin() + M::s_base(i) + M::n_out(i));
     }
-    std::vector<float> att(4 * 32, 0.0f), gamma(2 * D), io(2 * D), rope(2 * (size_t)L * HALF, 0.0f);
+    std::vector<float> att(4 * 32, 0.0f), gamma(2 * D), rope(2 * (size_t)L * HALF, 0.0f);
     for (unsigned h = 0; h < 32; h++) {
         att[h] = qs.f32(h);
         att[96 + h] = as.f32(h);
@@ -125,33 +128,45 @@ static void tb_layer_decode(tb_ctx &c)
     for (unsigned i = 0; i < D; i++) {
         gamma[i] = an.f32(i);
         gamma[D + i] = fn.f32(i);
-        io[i] = x.f32(i);
     }
-    std::vector<ap_int<8> > kcache((size_t)L * KV), vcache((size_t)L * KV);
-    for (size_t i = 0; i < (size_t)P * KV; i++) {
-        kcache[i] = (int)kc.i8(i);
-        vcache[i] = (int)vc.i8(i);
-    }
-    std::vector<float> y(D);
     if (c.exp_flx()) {
         std::vector<word> *w = lanes;
         flx_tops::top_layer_decode(io.data(), gamma.data(), att.data(), rope.data(), w[0].data(), w[1].data(),
                                    w[2].data(), w[3].data(), w[4].data(), w[5].data(), w[6].data(), w[7].data(),
                                    w[8].data(), w[9].data(), w[10].data(), w[11].data(), w[12].data(),
                                    w[13].data(), w[14].data(), w[15].data(), s_sum.data(), kcache.data(),
-                                   vcache.data(), P);
-        std::copy(io.begin() + D, io.end(), y.begin());
+                                   vcache.data(), P, layer);
     } else {
         flx_tops::dec_ports pt[6];
         for (int i = 0; i < 6; i++) pt[i] = ports(lin[i]);
         std::unique_ptr<ap_int<8>[][512]> k_reg(new ap_int<8>[32][512]);
         const float(*st)[32] = (const float(*)[32])rope.data();
         const float(*ct)[32] = (const float(*)[32])(rope.data() + (size_t)L * HALF);
-        flx_hls::decoder_layer_dec<layer_std>(io.data(), y.data(), gamma.data(), gamma.data() + D, pt[0], pt[1],
-                                              pt[2], pt[3], pt[4], pt[5], att.data(), att.data() + 32,
+        flx_hls::decoder_layer_dec<layer_std>(io.data(), io.data() + D, gamma.data(), gamma.data() + D, pt[0],
+                                              pt[1], pt[2], pt[3], pt[4], pt[5], att.data(), att.data() + 32,
                                               att.data() + 64, att.data() + 96, st, ct, kcache.data(),
                                               vcache.data(), k_reg.get(), P);
     }
+}
+
+static void load_cache(tb_ctx &c, const std::string &name, std::vector<ap_int<8> > &cache)
+{
+    const unsigned KV = 512, P = 32;
+    npy_array a = c.load(name.c_str(), "|i1", {P, KV});
+    cache.assign((size_t)2048 * KV, ap_int<8>(0));
+    for (size_t i = 0; i < (size_t)P * KV; i++) cache[i] = (int)a.i8(i);
+}
+
+static void tb_layer_decode(tb_ctx &c)
+{
+    const unsigned D = 2048, KV = 512, P = 32;
+    npy_array x = c.load("x", "<f4", {D});
+    std::vector<float> io(2 * D);
+    for (unsigned i = 0; i < D; i++) io[i] = x.f32(i);
+    std::vector<ap_int<8> > kcache, vcache;
+    load_cache(c, "k8_cache", kcache);
+    load_cache(c, "v8_cache", vcache);
+    run_dec_layer(c, "", io, kcache, vcache, 0);
     std::vector<long long> k_new(KV), v_new(KV);
     for (unsigned d = 0; d < KV; d++) {
         k_new[d] = kcache[(size_t)P * KV + d].to_int();
@@ -159,7 +174,55 @@ static void tb_layer_decode(tb_ctx &c)
     }
     c.expect_int("k8_new", "|i1", k_new);
     c.expect_int("v8_new", "|i1", v_new);
-    c.expect_f32("y", y);
+    c.expect_f32("y", std::vector<float>(io.begin() + D, io.end()));
+}
+
+struct head_std : flx_tops::head_sample_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
+};
+
+// the tiny whole model: two decode layers, then LN2, lm_head (1024 rows),
+// top-5 sampling and the next token's embedding row
+static void tb_model_decode(tb_ctx &c)
+{
+    const unsigned D = 2048, V = 1024;
+    npy_array x = c.load("x", "<f4", {D}), on = c.load("out_norm", "<f4", {D}), r = c.load("r", "<f4", {1});
+    npy_array voc = c.load("vocab", "<f4", {V, D});
+    std::vector<float> io(2 * D);
+    for (unsigned i = 0; i < D; i++) io[i] = x.f32(i);
+    for (unsigned l = 0; l < 2; l++) {
+        std::string pre = "L" + std::to_string(l) + "_";
+        std::vector<ap_int<8> > kcache, vcache;
+        load_cache(c, pre + "k8_cache", kcache);
+        load_cache(c, pre + "v8_cache", vcache);
+        run_dec_layer(c, pre, io, kcache, vcache, l);
+        std::copy(io.begin() + D, io.end(), io.begin());   // layer output -> next input
+    }
+    std::vector<float> hidden(io.begin(), io.begin() + D);
+    c.expect_f32("hidden", hidden);
+    hbm_linear head;
+    pack_plain(c, head, "head", V, D);
+    std::vector<float> s_sum(head.ws);
+    s_sum.insert(s_sum.end(), head.wsum.begin(), head.wsum.end());
+    std::vector<float> gamma(D), logits(V), next_x(D), probs(5);
+    for (unsigned i = 0; i < D; i++) gamma[i] = on.f32(i);
+    int out[6] = {0};
+    std::vector<word> *w = head.lane;
+    if (c.exp_flx())
+        flx_tops::top_head_sample(hidden.data(), gamma.data(), w[0].data(), w[1].data(), w[2].data(), w[3].data(),
+                                  w[4].data(), w[5].data(), w[6].data(), w[7].data(), w[8].data(), w[9].data(),
+                                  w[10].data(), w[11].data(), w[12].data(), w[13].data(), w[14].data(),
+                                  w[15].data(), s_sum.data(), (const float *)&voc.data[0], r.f32(0),
+                                  logits.data(), probs.data(), out, next_x.data());
+    else
+        flx_hls::head_sample_dec<head_std>(hidden.data(), gamma.data(), ports(head),
+                                           (const float *)&voc.data[0], r.f32(0), logits.data(), probs.data(),
+                                           out, next_x.data());
+    c.expect_f32("logits", logits);
+    c.expect_int("ids", "<i4", std::vector<long long>(out, out + 5));
+    c.expect_f32("probs", probs);
+    c.expect_int("token", "<i4", std::vector<long long>(out + 5, out + 6));
+    c.expect_f32("next_x", next_x);
 }
 
 // ------------------------------------------------------------------ prefill
@@ -266,6 +329,7 @@ void register_layer(std::vector<tb_entry> &v)
 {
     v.push_back({"layer_decode", tb_layer_decode, "flx_tops::top_layer_decode (decoder_layer_dec)"});
     v.push_back({"layer_prefill", tb_layer_prefill, "flx_tops::top_layer_prefill (decoder_layer_pref)"});
+    v.push_back({"model_decode", tb_model_decode, "2 x top_layer_decode + top_head_sample"});
 }
 
 }  // namespace flx_tb

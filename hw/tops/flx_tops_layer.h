@@ -40,14 +40,30 @@ struct layer_decode_map {
 // gamma: attn_norm [0, 2048), ffn_norm [2048, 4096)
 // att: Q_s, K_s, V_s, A_s, 32 floats each; rope: PE_sin [2048][32] then PE_cos
 // w0..w15: the weight lanes (layer_decode_map), s_sum: scales and sums
-// kcache, vcache: [2048][512] INT8 of this layer; pos: the token's position
-// The 32-slot K register is the top's static state (spec 1.12 decode 2).
+// kcache, vcache: [2048][512] INT8 of this layer; pos: the token's position;
+// layer: which of the 16 static 32-slot K registers (spec 1.12 decode 2).
 void top_layer_decode(float *io, const float *gamma, const float *att, const float *rope,
                       const dec_word *w0, const dec_word *w1, const dec_word *w2, const dec_word *w3,
                       const dec_word *w4, const dec_word *w5, const dec_word *w6, const dec_word *w7,
                       const dec_word *w8, const dec_word *w9, const dec_word *w10, const dec_word *w11,
                       const dec_word *w12, const dec_word *w13, const dec_word *w14, const dec_word *w15,
-                      const float *s_sum, ap_int<8> *kcache, ap_int<8> *vcache, unsigned pos);
+                      const float *s_sum, ap_int<8> *kcache, ap_int<8> *vcache, unsigned pos,
+                      unsigned layer);
+
+// The tail of a decode step (LN2, lm_head, top-5 sampling, embedding fetch)
+// for the tiny whole-model check: vocab 1024 (one GEMV block; the U280
+// model needs head_sample_config's 131072).  hidden: the last layer's
+// output; w0..w15 / s_sum: lm_head in the decode packing; vocab_lib:
+// [vocab][2048] fp32; out: 5 ids then the token; next_x: its embedding row.
+struct head_sample_cfg : flx_hls::head_sample_config {
+    static const unsigned vocab = 1024;
+};
+void top_head_sample(const float *hidden, const float *gamma, const dec_word *w0, const dec_word *w1,
+                     const dec_word *w2, const dec_word *w3, const dec_word *w4, const dec_word *w5,
+                     const dec_word *w6, const dec_word *w7, const dec_word *w8, const dec_word *w9,
+                     const dec_word *w10, const dec_word *w11, const dec_word *w12, const dec_word *w13,
+                     const dec_word *w14, const dec_word *w15, const float *s_sum, const float *vocab_lib,
+                     float r, float *logits, float *probs, int *out, float *next_x);
 
 // ------------------------------------------------------------------ prefill
 

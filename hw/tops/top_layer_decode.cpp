@@ -11,7 +11,8 @@ void top_layer_decode(float *io, const float *gamma, const float *att, const flo
                       const dec_word *w4, const dec_word *w5, const dec_word *w6, const dec_word *w7,
                       const dec_word *w8, const dec_word *w9, const dec_word *w10, const dec_word *w11,
                       const dec_word *w12, const dec_word *w13, const dec_word *w14, const dec_word *w15,
-                      const float *s_sum, ap_int<8> *kcache, ap_int<8> *vcache, unsigned pos)
+                      const float *s_sum, ap_int<8> *kcache, ap_int<8> *vcache, unsigned pos,
+                      unsigned layer)
 {
 #pragma HLS TOP name = top_layer_decode
 #pragma HLS INTERFACE mode = m_axi port = io bundle = io offset = slave
@@ -38,9 +39,10 @@ void top_layer_decode(float *io, const float *gamma, const float *att, const flo
 #pragma HLS INTERFACE mode = m_axi port = kcache bundle = kcache offset = slave
 #pragma HLS INTERFACE mode = m_axi port = vcache bundle = vcache offset = slave
 #pragma HLS INTERFACE mode = s_axilite port = pos
+#pragma HLS INTERFACE mode = s_axilite port = layer
 #pragma HLS INTERFACE mode = s_axilite port = return
     typedef layer_decode_map M;
-    static ap_int<8> k_reg[32][512];   // the reference's static K group register
+    static ap_int<8> k_reg[16][32][512];   // the reference's static K group registers, per layer
     const dec_word *lanes[16] = {w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15};
     dec_ports p[M::n_lin];
     for (unsigned i = 0; i < M::n_lin; i++) {
@@ -52,7 +54,7 @@ void top_layer_decode(float *io, const float *gamma, const float *att, const flo
     const float(*cos_tab)[32] = (const float(*)[32])(rope + 2048 * 32);
     flx_hls::decoder_layer_dec<layer_decode_cfg>(io, io + 2048, gamma, gamma + 2048, p[0], p[1], p[2], p[3],
                                                  p[4], p[5], att, att + 32, att + 64, att + 96, sin_tab,
-                                                 cos_tab, kcache, vcache, k_reg, pos);
+                                                 cos_tab, kcache, vcache, k_reg[layer % 16], pos);
 }
 
 }  // namespace flx_tops

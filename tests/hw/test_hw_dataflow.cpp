@@ -226,3 +226,19 @@ Test(hw_dataflow, prefill_layer_top_matches_the_golden_layer, .timeout = 300)
     cr_expect_eq(r.compared, 16u * 2048u + 2u * 16u * 512u);
     run_cmd("rm -rf '" + dir + "'");
 }
+
+// the tiny whole model (`flxemu golden --layer model`): two decode layers
+// through top_layer_decode (per-layer K registers), then top_head_sample:
+// last hidden state, logits, top-5 ids and probabilities, the sampled token
+// and its embedding row, bit for bit (5,131 values)
+Test(hw_dataflow, tiny_model_decode_step_matches_the_golden_model, .timeout = 300)
+{
+    std::string dir = std::string(flx_test_tmpdir()) + "/model";
+    std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer model --exp flx --out '" + dir +
+                      "' 2>/dev/null";
+    cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "model_decode");
+    cr_expect(r.ok, "%s", r.message.c_str());
+    cr_expect_eq(r.compared, 2048u + 1024u + 5u + 5u + 1u + 2048u);
+    run_cmd("rm -rf '" + dir + "'");
+}
