@@ -5,11 +5,13 @@
 #include "test_util.h"
 
 #include "../../hw/tb/tb_kernels.h"
+#include "../../hw/kernels/data_io.h"
 
 #include "flx_emu.h"
 
 #include <sys/wait.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -241,4 +243,59 @@ Test(hw_dataflow, tiny_model_decode_step_matches_the_golden_model, .timeout = 30
     cr_expect(r.ok, "%s", r.message.c_str());
     cr_expect_eq(r.compared, 2048u + 1024u + 5u + 5u + 1u + 2048u);
     run_cmd("rm -rf '" + dir + "'");
+}
+
+// ------------------------------------------------------- data movers
+
+// dec_io_buffer: 8 -> 16 lanes, emitted twice: lane j beat k = element j*(n/16) + k
+Test(hw_dataflow, dec_io_buffer_repartitions_and_repeats)
+{
+    const unsigned N = 2048;
+    stream<vector<float, 8> > in("in");
+    stream<vector<float, 16> > out("out");
+    for (unsigned k = 0; k < N / 8; k++) {
+        vector<float, 8> v;
+        for (unsigned i = 0; i < 8; i++) v[i] = (float)(i * (N / 8) + k);
+        in.write(v);
+    }
+    flx_hls::dec_io_buffer<float, 8, 16, 8192>(in, out, N, 2);
+    unsigned bad = 0;
+    for (unsigned r = 0; r < 2; r++)
+        for (unsigned k = 0; k < N / 16; k++) {
+            vector<float, 16> v = out.read();
+            for (unsigned j = 0; j < 16; j++) bad += v[j] != (float)(j * (N / 16) + k);
+        }
+    cr_expect_eq(bad, 0u);
+    cr_expect(out.empty() && in.empty());
+}
+
+// the decode K-cache update: with quirks, the first step after a 35-token
+// prompt (pos 35) writes the whole 32-slot group back, so prompt keys 32..34
+// become the register's zeros (spec 6.2, as the emulator's --reference-quirks);
+// without, only row 35 changes
+Test(hw_dataflow, k_cache_update_group_overwrite_behind_quirks)
+{
+    const unsigned KV = 512, CAP = 64;
+    for (int quirks = 0; quirks < 2; quirks++) {
+        std::vector<ap_int<8> > cache((size_t)CAP * KV);
+        for (size_t i = 0; i < cache.size(); i++) cache[i] = (int)(i % 50) + 1;   // prompt keys, never 0
+        std::unique_ptr<ap_int<8>[][512]> reg(new ap_int<8>[32][512]);
+        for (unsigned s = 0; s < 32; s++)
+            for (unsigned d = 0; d < KV; d++) reg[s][d] = 0;   // the static register at power-up
+        ap_int<8> k_new[512];
+        for (unsigned d = 0; d < KV; d++) k_new[d] = (int)(d % 13) + 1;
+        std::vector<ap_int<8> > before = cache;
+        flx_hls::dec_k_cache_update<512>(k_new, reg.get(), cache.data(), 35, CAP, quirks != 0);
+        unsigned changed_prompt = 0, bad_new = 0, changed_other = 0;
+        for (unsigned row = 0; row < CAP; row++)
+            for (unsigned d = 0; d < KV; d++) {
+                size_t i = (size_t)row * KV + d;
+                if (row == 35) bad_new += cache[i] != k_new[d];
+                else if (row >= 32 && row < 35) changed_prompt += cache[i] != before[i];
+                else if (row < 32 || !quirks) changed_other += cache[i] != before[i];
+            }
+        cr_expect_eq(bad_new, 0u);
+        cr_expect_eq(changed_prompt, quirks ? 3u * KV : 0u, "quirks %d", quirks);
+        cr_expect_eq(changed_other, 0u, "quirks %d", quirks);
+    }
 }
