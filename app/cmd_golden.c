@@ -13,7 +13,7 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
             "usage: flxemu golden --kernel NAME|all --out DIR [options]\n"
-            "       flxemu golden --layer prefill|decode --out DIR [options]\n"
+            "       flxemu golden --layer prefill|decode|model --out DIR [options]\n"
             "       flxemu golden --check DIR\n"
             "\n"
             "Writes seeded inputs, parameters and the emulator's outputs of FlexLLM kernels\n"
@@ -29,6 +29,8 @@ static void usage(FILE *fp)
             "  --layer STAGE      prefill or decode: one whole decoder layer of the U280\n"
             "                     model shape (random INT4 weights, ~60 MB of weights);\n"
             "                     hmt: one HMT segment step (retrieval + ring update, d = h = 2048)\n"
+            "                     model: a tiny whole model (2 such layers, 1024-token\n"
+            "                     vocabulary) decoding one token, with lm_head and sampling\n"
             "  --out DIR          output folder, created if missing\n"
             "  --config NAME      hardware configuration: u280 (default)\n"
             "  --seed N           RNG seed, 0 .. 2^63-1 (default 1)\n"
@@ -116,9 +118,12 @@ int flx_cmd_golden(int argc, char **argv)
     }
     if (kernel && layer) return cli_usage_error("golden", "give --kernel or --layer, not both");
     if (layer) {
-        if (strcmp(layer, "prefill") && strcmp(layer, "decode") && strcmp(layer, "hmt"))
-            return cli_usage_error("golden", "--layer must be prefill, decode or hmt, got '%s'", layer);
-        kernel = !strcmp(layer, "prefill") ? "layer_prefill" : !strcmp(layer, "decode") ? "layer_decode" : "layer_hmt";
+        if (strcmp(layer, "prefill") && strcmp(layer, "decode") && strcmp(layer, "hmt") && strcmp(layer, "model"))
+            return cli_usage_error("golden", "--layer must be prefill, decode, hmt or model, got '%s'", layer);
+        kernel = !strcmp(layer, "prefill") ? "layer_prefill"
+                 : !strcmp(layer, "decode") ? "layer_decode"
+                 : !strcmp(layer, "hmt")    ? "layer_hmt"
+                                            : "model_decode";
     }
     if (!kernel) return cli_usage_error("golden", "--kernel NAME|all or --layer STAGE is required (or --check DIR)");
     if (!out || !*out) return cli_usage_error("golden", "--out DIR is required");

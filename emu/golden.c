@@ -148,8 +148,9 @@ static const char *dt_name(dtype t)
 }
 
 /* One tensor.  role: "input", "param" or "output".  lanes > 0 also emits the
- * stream order NAME.stream: token-parallel [T][C] -> beats [C][T] when
- * layout is "token-parallel", block-partitioned [C] -> [C/lanes][lanes]. */
+ * stream order NAME.stream: token-parallel [T][C] -> per block of `lanes`
+ * tokens C beats of `lanes` tokens when layout is "token-parallel",
+ * block-partitioned [C] -> [C/lanes][lanes]. */
 static void emit(sink *s, const char *name, const char *role, dtype t, int ndim,
                  const int64_t *shape, const void *data, const char *layout, int lanes,
                  const char *note)
@@ -247,10 +248,13 @@ static void emit(sink *s, const char *name, const char *role, dtype t, int ndim,
     int64_t sshape[2];
     const uint8_t *src = data;
     if (!strncmp(layout, "token-parallel", 14)) {
-        int64_t T = shape[0], C = count / (size_t)T;
-        for (int64_t k = 0; k < C; k++)
-            for (int64_t l = 0; l < T; l++) memcpy(st + (k * T + l) * es, src + (l * C + k) * es, es);
-        sshape[0] = C; sshape[1] = T;
+        /* token blocks of `lanes` tokens, each C beats of one channel */
+        int64_t T = shape[0], C = count / (size_t)T, NB = T / lanes;
+        for (int64_t blk = 0; blk < NB; blk++)
+            for (int64_t k = 0; k < C; k++)
+                for (int64_t l = 0; l < lanes; l++)
+                    memcpy(st + ((blk * C + k) * lanes + l) * es, src + ((blk * lanes + l) * C + k) * es, es);
+        sshape[0] = NB * C; sshape[1] = lanes;
     } else {
         int64_t C = (int64_t)count, per = C / lanes;
         for (int64_t k = 0; k < per; k++)
@@ -280,6 +284,18 @@ static uint8_t *u4_bytes(const int8_t *q, size_t n)
     uint8_t *b = zalloc(n);
     for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(q[i] & 15);
     return b;
+}
+
+/* How the reference function must be called to produce the recorded block:
+ * its seq_len, how many token blocks that call streams, which one is
+ * recorded, and what the testbench streams for the others. */
+static void ref_call(cJSON *tp, int seq_len, int n_blocks, int recorded, const char *others)
+{
+    cJSON *c = cJSON_AddObjectToObject(tp, "reference_call");
+    cJSON_AddNumberToObject(c, "seq_len", seq_len);
+    cJSON_AddNumberToObject(c, "token_blocks", n_blocks);
+    cJSON_AddNumberToObject(c, "recorded_block", recorded);
+    cJSON_AddStringToObject(c, "other_blocks", others);
 }
 
 static void k_quant_asym_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -356,7 +372,7 @@ static void k_gemm_i4_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 
 static void k_gemv_i4_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
-    enum { O = 64, K = 2048 };
+    enum { O = 1024, K = 2048 };   /* one output block of B*W: the least the reference runs */
     cJSON_AddStringToObject(tp, "function", "dec_Linear_Layer_i4xi4_unroll (PE_i4xi4_pack_1x2_1D)");
     cJSON_AddStringToObject(tp, "template", "B=16, U=2, W=64, Kmax=8192, L=13, is_uint=true");
     int8_t *a = zalloc(K), *w = zalloc(O * K);
@@ -367,7 +383,7 @@ static void k_gemv_i4_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     uint8_t *ab = u4_bytes(a, K);
     emit(s, "a", "input", DT_U1, 1, SH(K), ab, "block-partitioned B=16", 16, "uint4 activations 0..15");
     emit(s, "w", "param", DT_I1, 2, SH(O, K), w, "row-major [out][in], int4 -8..7", 0, NULL);
-    emit(s, "acc", "output", DT_I4, 1, SH(O), acc, "natural channel order", 0, "ap_int<21>");
+    emit(s, "acc", "output", DT_I4, 1, SH(O), acc, "block-partitioned B=16", 16, "ap_int<21>");
     free(a); free(w); free(acc); free(ab);
 }
 
@@ -375,7 +391,8 @@ static void k_quant_static_q(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, H = 32, d = 64 };
     cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_quant_layer_fp32_qint (Q)");
-    cJSON_AddStringToObject(tp, "template", "N=8, TP=8, K=64, heads=32, is_signed=true, mha_scale_factor=8");
+    cJSON_AddStringToObject(tp, "template", "N=8, TP=8, K=64, heads=32, is_signed=true; arguments block_id=0, seq_len=8, K=64, "
+                            "mha_scale_factor=8.0f");
     float *x = zalloc(T * H * d * 4), *sc = zalloc(H * 4);
     int8_t *q = zalloc(T * H * d);
     for (int i = 0; i < T * H * d; i++) x[i] = rf(g, -3, 3);
@@ -391,8 +408,10 @@ static void k_quant_static_q(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 static void k_quant_static_p(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, n = 64 };
-    cJSON_AddStringToObject(tp, "function", "pref_quant_layer_sfm_a_fp32_int8 (unsigned P)");
-    cJSON_AddStringToObject(tp, "template", "N=8, is_signed=false");
+    cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_quant_layer_fp32_qint "
+                            "(P; the production top calls it through pref_quant_layer_sfm_a_fp32_int8)");
+    cJSON_AddStringToObject(tp, "template", "N=8, TP=8, K=64, heads=1, is_signed=false; arguments "
+                            "block_id=0, seq_len=8, K=64, mha_scale_factor=1.0f");
     float *x = zalloc(T * n * 4), as = 0.00318154902f;
     int8_t *q = zalloc(T * n);
     for (int i = 0; i < T * n; i++) x[i] = rf(g, 0, 1) * rf(g, 0, 1);
@@ -408,7 +427,7 @@ static void k_dequant_static(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, H = 32, d = 16 };
     cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_dequant_layer_qint_fp32");
-    cJSON_AddStringToObject(tp, "template", "act_heads=32, w_heads=8");
+    cJSON_AddStringToObject(tp, "template", "Nacc=22, TP=8, K=16, act_heads=32, w_heads=8");
     int32_t *acc = zalloc(T * H * d * 4);
     float in_s[H], w_s[8], *y = zalloc(T * H * d * 4);
     for (int i = 0; i < T * H * d; i++) acc[i] = ri(g, -1000000, 1000000);
@@ -426,7 +445,8 @@ static void k_qk_i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, NK = 16, d = 64 };
     cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_qxk_template (PE_i8xi8_pack_2x2_2xDSP_2D)");
-    cJSON_AddStringToObject(tp, "template", "TP=8, Kp=16, acc=ap_int<22>");
+    cJSON_AddStringToObject(tp, "template", "TP=8, Kp=16, head_dim=64, acc=ap_int<22>; one head");
+    ref_call(tp, NK, NK / T, 0, "block 1 (queries 8..15): any int8 data; its scores are not recorded");
     int8_t *q = zalloc(T * d), *k = zalloc(NK * d);
     int32_t *acc = zalloc(T * NK * 4);
     for (int i = 0; i < T * d; i++) q[i] = (int8_t)ri(g, -128, 127);
@@ -442,7 +462,8 @@ static void k_av_u8i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, NK = 16, d = 64 };
     cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_axv_template");
-    cJSON_AddStringToObject(tp, "template", "TP=8, Vp=16, is_uint=true, acc=ap_int<26>");
+    cJSON_AddStringToObject(tp, "template", "TP=8, Vp=16, head_dim=64, is_uint=true, acc=ap_int<26>; one head");
+    ref_call(tp, NK, NK / T, 0, "block 1 (queries 8..15): any uint8 P; its outputs are not recorded");
     int8_t *p = zalloc(T * NK), *v = zalloc(NK * d);
     int32_t *acc = zalloc(T * d * 4);
     for (int i = 0; i < T * NK; i++) p[i] = (int8_t)ri(g, -128, 127);
@@ -458,7 +479,10 @@ static void k_softmax_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, n = 32 };
     cJSON_AddStringToObject(tp, "function", "pref_causal_mask + pref_Softmax");
-    cJSON_AddStringToObject(tp, "template", "TP=8, token block M=1 (queries 8..15), seq_len=32, sub_max=true");
+    cJSON_AddStringToObject(tp, "template", "pref_causal_mask<TP=8>, pref_Softmax<float, TP=8, Lmax=1024, "
+                            "heads=1, enable_scale=false, sub_max=true>");
+    ref_call(tp, n, n / T, 1, "block 0 (queries 0..7) before the recorded one, blocks 2 and 3 "
+             "after: any scores; the mask and row length of block M follow from M and seq_len");
     float *x = zalloc(T * n * 4), *y = zalloc(T * n * 4);
     for (int i = 0; i < T * n; i++) x[i] = y[i] = rf(g, -8, 8);
     flx_emu_causal_mask(y, n, T, n, 8);
@@ -525,7 +549,9 @@ static void k_rope(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, H = 32, d = 64, P = 16 };
     cJSON_AddStringToObject(tp, "function", "pref RoPE (rotate-half, table-driven)");
-    cJSON_AddStringToObject(tp, "template", "TP=8, head_num=32, token block M=1 (positions 8..15)");
+    cJSON_AddStringToObject(tp, "template", "TP=8, head_num=32, head_dim=64, table rows PE_sin/PE_cos[16][32]");
+    ref_call(tp, 16, 2, 1, "block 0 (positions 0..7) before the recorded one: pos = 8M + lane counts "
+             "blocks from the start of the call");
     float *x = zalloc(T * H * d * 4), *y = zalloc(T * H * d * 4);
     float *sn = zalloc(P * 32 * 4), *cs = zalloc(P * 32 * 4);
     flx_emu_rope_table(sn, cs, P, d, NULL);   /* the reference's base-10000 rows */
@@ -629,6 +655,160 @@ static void k_exp(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(x); free(y);
 }
 
+/* ---------------------------------------- decode and prefill variants */
+
+/* the decode dequantizer the production top uses: one output block of B*W */
+static void k_dequant_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { O = 1024, B = 16, W = 64 };
+    cJSON_AddStringToObject(tp, "function", "dec_dequant_layer_qint_fp32_bandwidth");
+    cJSON_AddStringToObject(tp, "template", "Nacc=21, asym=true, B=16, W=64; one output block of B*W");
+    int32_t *acc = zalloc(O * 4);
+    float *ws = zalloc(O * 4), *wsum = zalloc(O * 4), *y = zalloc(O * 4), sc[2];
+    for (int i = 0; i < O; i++) acc[i] = ri(g, -1000000, 1000000);
+    for (int i = 0; i < O; i++) { ws[i] = rf(g, 0.004f, 0.012f); wsum[i] = rf(g, -1, 1); }
+    sc[0] = rf(g, 0.05f, 0.5f);
+    sc[1] = rf(g, -3, 0);
+    flx_emu_dequant(y, acc, &sc[0], &sc[1], ws, wsum, 1, O, fp);
+    emit(s, "acc", "input", DT_I4, 1, SH(O), acc, "block-partitioned B=16", B, "ap_int<21>, the GEMV's beats");
+    emit(s, "s_b", "input", DT_F4, 1, SH(2), sc, "(s, b) of quant_asym_dec", 0, NULL);
+    emit(s, "ws", "param", DT_F4, 1, SH(O), ws, "per output channel", 0,
+         "streamed with wsum as B*W (ws, wsum) pairs per output block, lane j major then column c: "
+         "channel j*(O/B) + N*W + c");
+    emit(s, "wsum", "param", DT_F4, 1, SH(O), wsum, "per output channel", 0, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(O), y, "block-partitioned B=16", B, NULL);
+    free(acc); free(ws); free(wsum); free(y);
+}
+
+/* the plain decode dequantizer (unused in production, spec 1.2f): the
+ * weight scales arrive as one vector per beat, with the accumulators */
+static void k_dequant_dec_plain(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { O = 2048, B = 16 };
+    cJSON_AddStringToObject(tp, "function", "dec_dequant_layer_qint_fp32");
+    cJSON_AddStringToObject(tp, "template", "Nacc=21, asym=true, B=16");
+    int32_t *acc = zalloc(O * 4);
+    float *ws = zalloc(O * 4), *wsum = zalloc(O * 4), *y = zalloc(O * 4), sc[2];
+    for (int i = 0; i < O; i++) acc[i] = ri(g, -1000000, 1000000);
+    for (int i = 0; i < O; i++) { ws[i] = rf(g, 0.004f, 0.012f); wsum[i] = rf(g, -1, 1); }
+    sc[0] = rf(g, 0.05f, 0.5f);
+    sc[1] = rf(g, -3, 0);
+    flx_emu_dequant(y, acc, &sc[0], &sc[1], ws, wsum, 1, O, fp);
+    emit(s, "acc", "input", DT_I4, 1, SH(O), acc, "block-partitioned B=16", B, NULL);
+    emit(s, "s_b", "input", DT_F4, 1, SH(2), sc, "(s, b) of quant_asym_dec", 0, NULL);
+    emit(s, "ws", "param", DT_F4, 1, SH(O), ws, "block-partitioned B=16", B, "one vector per beat");
+    emit(s, "wsum", "param", DT_F4, 1, SH(O), wsum, "block-partitioned B=16", B, "one vector per beat");
+    emit(s, "y", "output", DT_F4, 1, SH(O), y, "block-partitioned B=16", B, NULL);
+    free(acc); free(ws); free(wsum); free(y);
+}
+
+/* decode Q quantizer, head-parallel: lane m holds heads 4m..4m+3, i.e. the
+ * block partition of the 2048 channels into 8 lanes */
+static void k_quant_static_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { H = 32, d = 64, HP = 8 };
+    cJSON_AddStringToObject(tp, "function", "dec_MHA_static_sym_per_tensor_quant_layer_fp32_qint (Q)");
+    cJSON_AddStringToObject(tp, "template", "N=8, HP=8, K=64, heads=32, is_signed=true; arguments "
+                            "block_id=0, mha_scale_factor=8.0f");
+    float *x = zalloc(H * d * 4), sc[H];
+    int8_t *q = zalloc(H * d);
+    for (int i = 0; i < H * d; i++) x[i] = rf(g, -3, 3);
+    for (int h = 0; h < H; h++) sc[h] = rf(g, 0.01f, 0.02f);   /* all different: checks the lane map */
+    flx_emu_quant_static(q, x, 1, H, d, sc, 8.0f, 8, 1, fp);
+    emit(s, "x", "input", DT_F4, 1, SH(H * d), x, "head-parallel HP=8 (block-partitioned)", HP, NULL);
+    emit(s, "scale", "param", DT_F4, 1, SH(H), sc, "per head (table[block_id][head])", 0, NULL);
+    emit(s, "q8", "output", DT_I1, 1, SH(H * d), q, "head-parallel HP=8 (block-partitioned)", HP, NULL);
+    free(x); free(q);
+}
+
+static void k_dequant_static_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { H = 32, d = 64, HP = 8 };
+    cJSON_AddStringToObject(tp, "function", "dec_MHA_static_sym_per_tensor_dequant_layer_qint_fp32");
+    cJSON_AddStringToObject(tp, "template", "Nacc=22, HP=8, K=64, act_heads=32, w_heads=8");
+    int32_t *acc = zalloc(H * d * 4);
+    float in_s[H], w_s[8], *y = zalloc(H * d * 4);
+    for (int i = 0; i < H * d; i++) acc[i] = ri(g, -1000000, 1000000);
+    for (int h = 0; h < H; h++) in_s[h] = rf(g, 0.01f, 0.02f);
+    for (int h = 0; h < 8; h++) w_s[h] = rf(g, 0.1f, 0.2f);
+    flx_emu_dequant_static(y, acc, 1, H, d, in_s, w_s, 8, fp);
+    emit(s, "acc", "input", DT_I4, 1, SH(H * d), acc, "head-parallel HP=8 (block-partitioned)", HP, NULL);
+    emit(s, "in_s", "param", DT_F4, 1, SH(H), in_s, "per query head", 0, NULL);
+    emit(s, "w_s", "param", DT_F4, 1, SH(8), w_s, "per KV head (query head h uses h/4)", 0, NULL);
+    emit(s, "y", "output", DT_F4, 1, SH(H * d), y, "head-parallel HP=8 (block-partitioned)", HP, NULL);
+    free(acc); free(y);
+}
+
+/* decode QK^T of one head lane over S = 37 keys: 2 blocks of Kp = 32, the
+ * last one partial (dec_quant_a_discard drops keys >= S) */
+static void k_qk_i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { S = 37, d = 64 };
+    (void)fp;
+    cJSON_AddStringToObject(tp, "function", "dec_MHA_i8xi8_qxk_template + dec_quant_a_discard_template "
+                            "(PE_i8xi8_pack_1x2_1xDSP_1D), one head lane");
+    cJSON_AddStringToObject(tp, "template", "Kp=32, head_dim=64, acc=ap_int<22>; S=37 keys");
+    int8_t *q = zalloc(d), *k = zalloc(S * d);
+    int32_t *acc = zalloc(S * 4);
+    for (int i = 0; i < d; i++) q[i] = (int8_t)ri(g, -128, 127);
+    for (int i = 0; i < S * d; i++) k[i] = (int8_t)ri(g, -128, 127);
+    q[0] = k[0] = -128;
+    flx_emu_qk_i8(acc, S, q, d, k, d, 1, S, d, 22);
+    emit(s, "q8", "input", DT_I1, 1, SH(d), q, "one beat per dim", 0, NULL);
+    emit(s, "k8", "input", DT_I1, 2, SH(S, d), k, "[key][dim]; streamed per block of 32 keys, one beat "
+         "per dim, lane j = key 32n+j (zero past S)", 0, NULL);
+    emit(s, "acc", "output", DT_I4, 1, SH(S), acc, "one beat per key, keys >= S discarded", 0, NULL);
+    free(q); free(k); free(acc);
+}
+
+static void k_av_u8i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { S = 37, d = 64 };
+    (void)fp;
+    cJSON_AddStringToObject(tp, "function", "dec_MHA_i8xi8_axv_template, one head lane");
+    cJSON_AddStringToObject(tp, "template", "Vp=32, head_dim=64, is_uint=true, acc=ap_int<27>; S=37 keys");
+    int8_t *p = zalloc(S), *v = zalloc(S * d);
+    int32_t *acc = zalloc(d * 4);
+    for (int i = 0; i < S; i++) p[i] = (int8_t)ri(g, -128, 127);
+    for (int i = 0; i < S * d; i++) v[i] = (int8_t)ri(g, -128, 127);
+    p[0] = (int8_t)-1;    /* 255 */
+    v[0] = -128;
+    flx_emu_av_i8(acc, d, p, S, 1, v, d, 1, S, d, 27);
+    emit(s, "p8", "input", DT_U1, 1, SH(S), p, "one beat per key", 0, "uint8 probabilities");
+    emit(s, "v8", "input", DT_I1, 2, SH(S, d), v, "[key][dim]; streamed per block of 32 dims, one beat "
+         "per key", 0, NULL);
+    emit(s, "acc", "output", DT_I4, 1, SH(d), acc, "one beat per dim", 0, NULL);
+    free(p); free(v); free(acc);
+}
+
+static void k_silu_gate_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, I = 8192 };
+    cJSON_AddStringToObject(tp, "function", "pref_Swish + pref_Gate_Layer_fp32xfp32");
+    cJSON_AddStringToObject(tp, "template", "TP=8, I=8192");
+    float *gt = zalloc(T * I * 4), *u = zalloc(T * I * 4), *y = zalloc(T * I * 4);
+    for (int i = 0; i < T * I; i++) { gt[i] = rf(g, -12, 12); u[i] = rf(g, -3, 3); }
+    flx_emu_silu_gate(y, gt, u, (int64_t)T * I, fp);
+    emit(s, "gate", "input", DT_F4, 2, SH(T, I), gt, "token-parallel TP=8", 8, NULL);
+    emit(s, "up", "input", DT_F4, 2, SH(T, I), u, "token-parallel TP=8", 8, NULL);
+    emit(s, "y", "output", DT_F4, 2, SH(T, I), y, "token-parallel TP=8", 8, NULL);
+    free(gt); free(u); free(y);
+}
+
+static void k_residual_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { T = 8, D = 2048 };
+    cJSON_AddStringToObject(tp, "function", "Residual_Layer (prefill, token-parallel)");
+    cJSON_AddStringToObject(tp, "template", "TP=8, D=2048");
+    float *a = zalloc(T * D * 4), *r = zalloc(T * D * 4), *y = zalloc(T * D * 4);
+    for (int i = 0; i < T * D; i++) { a[i] = rf(g, -5, 5); r[i] = rf(g, -5, 5); }
+    flx_emu_residual(y, a, r, (int64_t)T * D, fp);
+    emit(s, "in", "input", DT_F4, 2, SH(T, D), a, "token-parallel TP=8", 8, NULL);
+    emit(s, "residual", "input", DT_F4, 2, SH(T, D), r, "token-parallel TP=8", 8, NULL);
+    emit(s, "y", "output", DT_F4, 2, SH(T, D), y, "token-parallel TP=8", 8, NULL);
+    free(a); free(r); free(y);
+}
+
 /* ------------------------------------------------- whole layers (U280 shape) */
 
 /* One decoder layer of Llama-3.2-1B shape with random INT4 weights; the
@@ -636,8 +816,8 @@ static void k_exp(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
  * exactly the layer applied to those rows. */
 typedef struct {
     flx_qmodel qm;
-    flx_qlayer layer;
-    void      *mem[40];
+    flx_qlayer L[2];             /* qm.layers */
+    void      *mem[64];
     int        n_mem;
 } layer_model;
 
@@ -676,12 +856,16 @@ static void lm_free(layer_model *m)
     for (int i = 0; i < m->n_mem; i++) free(m->mem[i]);
 }
 
-static int lm_build(layer_model *m, gen *g, int n_rows)
+static int lm_build_n(layer_model *m, gen *g, int n_rows, int n_layers);
+static int lm_build(layer_model *m, gen *g, int n_rows) { return lm_build_n(m, g, n_rows, 1); }
+
+/* n_layers (1 or 2) decoder layers; layer 1 takes the FSQ layer-1 scales */
+static int lm_build_n(layer_model *m, gen *g, int n_rows, int n_layers)
 {
     enum { D = 2048, H = 32, KVH = 8, HD = 64, F = 8192 };
     memset(m, 0, sizeof *m);
     flx_llama_config *c = &m->qm.cfg;
-    c->n_vocab = n_rows; c->d_model = D; c->n_layers = 1; c->n_heads = H; c->n_kv_heads = KVH;
+    c->n_vocab = n_rows; c->d_model = D; c->n_layers = n_layers; c->n_heads = H; c->n_kv_heads = KVH;
     c->head_dim = HD; c->d_ff = F; c->max_seq_len = 2048; c->rms_eps = 1e-5f;
     c->rope_theta = 10000.0;
     strcpy(m->qm.recipe, "flexllm");
@@ -694,20 +878,27 @@ static int lm_build(layer_model *m, gen *g, int n_rows)
     for (int i = 0; i < D; i++) ones[i] = 1.0f;     /* gamma folded: all ones (spec 1.6) */
     m->qm.tok_embd = emb;
     m->qm.out_norm = ones;
-    m->qm.layers = &m->layer;
-    flx_qlayer *L = &m->layer;
-    L->attn_norm = L->ffn_norm = ones;
-    /* FSQ layer-0 static scales (spec 1.12) */
-    L->q_s = 0.0175285172f; L->k_s = 0.106267393f; L->v_s = 0.00409434037f; L->a_s = 0.00318154902f;
-    if (lm_tensor(m, g, &L->wq, D, D) || lm_tensor(m, g, &L->wk, KVH * HD, D) ||
-        lm_tensor(m, g, &L->wv, KVH * HD, D) || lm_tensor(m, g, &L->wo, D, D) ||
-        lm_tensor(m, g, &L->w_gate, F, D) || lm_tensor(m, g, &L->w_up, F, D) ||
-        lm_tensor(m, g, &L->w_down, D, F) || lm_tensor(m, g, &m->qm.head, n_rows, D))
-        return -1;
-    return 0;
+    m->qm.layers = m->L;
+    /* FSQ layer-0 and layer-1 static scales (spec 1.12) */
+    static const float fsq[2][4] = { { 0.0175285172f, 0.106267393f, 0.00409434037f, 0.00318154902f },
+                                     { 0.0130162379f, 0.119919524f, 0.00953821093f, 0.00374620454f } };
+    for (int l = 0; l < n_layers; l++) {
+        flx_qlayer *L = &m->L[l];
+        L->attn_norm = L->ffn_norm = ones;
+        L->q_s = fsq[l][0]; L->k_s = fsq[l][1]; L->v_s = fsq[l][2]; L->a_s = fsq[l][3];
+        if (lm_tensor(m, g, &L->wq, D, D) || lm_tensor(m, g, &L->wk, KVH * HD, D) ||
+            lm_tensor(m, g, &L->wv, KVH * HD, D) || lm_tensor(m, g, &L->wo, D, D) ||
+            lm_tensor(m, g, &L->w_gate, F, D) || lm_tensor(m, g, &L->w_up, F, D) ||
+            lm_tensor(m, g, &L->w_down, D, F))
+            return -1;
+    }
+    return lm_tensor(m, g, &m->qm.head, n_rows, D);
 }
 
-static void emit_weights(sink *s, const flx_qlayer *L)
+static void emit_weights_p(sink *s, const flx_qlayer *L, const char *prefix);
+static void emit_weights(sink *s, const flx_qlayer *L) { emit_weights_p(s, L, ""); }
+
+static void emit_weights_p(sink *s, const flx_qlayer *L, const char *prefix)
 {
     const struct { const char *name; const flx_qtensor *t; } ws[] = {
         { "wq", &L->wq }, { "wk", &L->wk }, { "wv", &L->wv }, { "wo", &L->wo },
@@ -715,16 +906,18 @@ static void emit_weights(sink *s, const flx_qlayer *L)
     };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         char n1[32], n2[32], n3[32];
-        snprintf(n1, sizeof n1, "%s", ws[i].name);
-        snprintf(n2, sizeof n2, "%s_s", ws[i].name);
-        snprintf(n3, sizeof n3, "%s_sum", ws[i].name);
+        snprintf(n1, sizeof n1, "%s%s", prefix, ws[i].name);
+        snprintf(n2, sizeof n2, "%s%s_s", prefix, ws[i].name);
+        snprintf(n3, sizeof n3, "%s%s_sum", prefix, ws[i].name);
         const flx_qtensor *t = ws[i].t;
         emit(s, n1, "param", DT_I1, 2, SH(t->n_out, t->n_in), t->q, "row-major [out][in], int4 -8..7", 0, NULL);
         emit(s, n2, "param", DT_F4, 1, SH(t->n_out), t->scale, "per output channel", 0, NULL);
         emit(s, n3, "param", DT_F4, 1, SH(t->n_out), t->wsum, "per output channel: s * sum(q)", 0, NULL);
     }
     float att[4] = { L->q_s, L->k_s, L->v_s, L->a_s };
-    emit(s, "attn_scales", "param", DT_F4, 1, SH(4), att, "Q_s, K_s, V_s, A_s (one per layer, all heads)", 0, NULL);
+    char an[40];
+    snprintf(an, sizeof an, "%sattn_scales", prefix);
+    emit(s, an, "param", DT_F4, 1, SH(4), att, "Q_s, K_s, V_s, A_s (one per layer, all heads)", 0, NULL);
 }
 
 static void layer_common(cJSON *tp, const char *fn)
@@ -735,37 +928,248 @@ static void layer_common(cJSON *tp, const char *fn)
                             "gamma all ones");
 }
 
+/* The layer replayed from the emulator's kernel functions in the hardware's
+ * literal order (full L x L prefill scores, causal mask, per-head softmax,
+ * uint8 P), keeping every intermediate a testbench needs to localise a
+ * mismatch.  The set is written only when the replay's output equals the
+ * pipeline's (flx_emu_prefill / flx_emu_decode_step_ex) bit for bit. */
+typedef struct {
+    int64_t T, S;          /* rows (tokens; 1 in decode), keys per row      */
+    float  *h1, *q, *k, *v, *q_rope, *k_rope;      /* norm out, projections */
+    int8_t *q8, *k8, *v8;
+    float  *scores, *p;    /* [H][T][S]: dequantized scores, softmax        */
+    int8_t *p8;            /* [H][T][S] uint8 patterns                      */
+    int32_t *acc_o;        /* [T][D] A.V accumulators                       */
+    float  *attn, *o_proj, *r0, *h2, *gate, *up, *act, *fht, *down, *y;
+    void   *mem[32];
+    int     n_mem;
+} layer_trace;
+
+static void *lt_alloc(layer_trace *t, size_t bytes)
+{
+    void *p = calloc(bytes ? bytes : 1, 1);
+    if (p) t->mem[t->n_mem++] = p;
+    return p;
+}
+
+static void lt_free(layer_trace *t)
+{
+    for (int i = 0; i < t->n_mem; i++) free(t->mem[i]);
+}
+
+static int lt_init(layer_trace *t, const flx_llama_config *c, int64_t T, int64_t S)
+{
+    const size_t D = (size_t)c->d_model, KV = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t F = (size_t)c->d_ff, H = (size_t)c->n_heads, n = (size_t)T;
+    memset(t, 0, sizeof *t);
+    t->T = T; t->S = S;
+    float **fl[] = { &t->h1, &t->q, &t->q_rope, &t->attn, &t->o_proj, &t->r0, &t->h2, &t->down, &t->y };
+    for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) *fl[i] = lt_alloc(t, n * D * 4);
+    float **fk[] = { &t->k, &t->v, &t->k_rope };
+    for (size_t i = 0; i < sizeof fk / sizeof fk[0]; i++) *fk[i] = lt_alloc(t, n * KV * 4);
+    float **ff[] = { &t->gate, &t->up, &t->act, &t->fht };
+    for (size_t i = 0; i < sizeof ff / sizeof ff[0]; i++) *ff[i] = lt_alloc(t, n * F * 4);
+    t->q8 = lt_alloc(t, n * D); t->k8 = lt_alloc(t, n * KV); t->v8 = lt_alloc(t, n * KV);
+    t->scores = lt_alloc(t, H * n * (size_t)S * 4); t->p = lt_alloc(t, H * n * (size_t)S * 4);
+    t->p8 = lt_alloc(t, H * n * (size_t)S); t->acc_o = lt_alloc(t, n * D * 4);
+    for (int i = 0; i < t->n_mem; i++) if (!t->mem[i]) return -1;
+    return t->n_mem == 23 ? 0 : -1;
+}
+
+/* a linear layer as the hardware runs it: per-token asymmetric INT4
+ * quantization, INT4 GEMM with acc_bits accumulators, dequantization */
+static int lt_linear(float *y, const float *x, const flx_qtensor *w, int64_t T, int acc_bits,
+                     const flx_emu_fp *fp)
+{
+    int8_t *q = malloc((size_t)(T * w->n_in));
+    float *sc = malloc((size_t)T * 4), *b = malloc((size_t)T * 4);
+    int32_t *acc = malloc((size_t)(T * w->n_out) * 4);
+    int rc = -1;
+    if (q && sc && b && acc) {
+        flx_emu_quant_asym(q, sc, b, x, T, w->n_in, 4, fp);
+        if (flx_emu_gemm_i4(acc, q, 1, w->q, T, w->n_out, w->n_in, acc_bits, NULL) == 0) {
+            flx_emu_dequant(y, acc, sc, b, w->scale, w->wsum, T, w->n_out, fp);
+            rc = 0;
+        }
+    }
+    free(q); free(sc); free(b); free(acc);
+    return rc;
+}
+
+/* One decoder layer over t->T rows at positions pos0.. with keys 0..S-1 from
+ * kc/vc ([S][KV], rows pos0.. are written here).  Prefill: pos0 = 0, S = T
+ * (causal mask); decode: T = 1, pos0 = S-1 (no mask needed). */
+static int lt_run(layer_trace *t, const flx_emu_engine *e, const flx_qlayer *L, const float *x,
+                  int8_t *kc, int8_t *vc, int64_t pos0)
+{
+    const flx_llama_config *c = &e->qm->cfg;
+    const flx_emu_fp *fp = &e->opts.fp;
+    const int64_t T = t->T, S = t->S, D = c->d_model, hd = c->head_dim, F = c->d_ff;
+    const int64_t KV = (int64_t)c->n_kv_heads * hd, H = c->n_heads;
+    const int G = c->n_heads / c->n_kv_heads, dec = T == 1 && pos0 > 0;
+    const int bits_d = dec ? 21 : 19, bits_f = 21;   /* L + 8: 13 decode, 11 / 13 prefill */
+    const float *qs = e->att_scales, *ks = qs + H, *vs = ks + H, *as = vs + H;  /* layer 0 */
+    if (dec) flx_emu_rmsnorm_dec(t->h1, x, L->attn_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
+    else flx_emu_rmsnorm_pref(t->h1, x, L->attn_norm, T, D, c->rms_eps, fp);
+    if (lt_linear(t->k, t->h1, &L->wk, T, bits_d, fp) || lt_linear(t->v, t->h1, &L->wv, T, bits_d, fp) ||
+        lt_linear(t->q, t->h1, &L->wq, T, bits_d, fp))
+        return -1;
+    for (int64_t r = 0; r < T; r++) {
+        flx_emu_rope(t->k_rope + r * KV, t->k + r * KV, c->n_kv_heads, (int)hd, e->rope_sin, e->rope_cos, pos0 + r, fp);
+        flx_emu_rope(t->q_rope + r * D, t->q + r * D, (int)H, (int)hd, e->rope_sin, e->rope_cos, pos0 + r, fp);
+    }
+    flx_emu_quant_static(t->k8, t->k_rope, T, c->n_kv_heads, (int)hd, ks, 1.0f, 8, 1, fp);
+    flx_emu_quant_static(t->v8, t->v, T, c->n_kv_heads, (int)hd, vs, 1.0f, 8, 1, fp);
+    flx_emu_quant_static(t->q8, t->q_rope, T, (int)H, (int)hd, qs, e->q_factor, 8, 1, fp);
+    memcpy(kc + pos0 * KV, t->k8, (size_t)(T * KV));
+    memcpy(vc + pos0 * KV, t->v8, (size_t)(T * KV));
+    int32_t *acc = malloc((size_t)(T * S) * 4);
+    if (!acc) return -1;
+    for (int64_t h = 0; h < H; h++) {
+        int64_t kvh = h / G;
+        float *sc = t->scores + h * T * S, *p = t->p + h * T * S;
+        int8_t *p8 = t->p8 + h * T * S;
+        if (flx_emu_qk_i8(acc, S, t->q8 + h * hd, D, kc + kvh * hd, KV, T, S, (int)hd, 22)) break;
+        flx_emu_dequant_static(sc, acc, T, 1, (int)S, &qs[h], &ks[kvh], 1, fp);
+        memcpy(p, sc, (size_t)(T * S) * 4);
+        if (dec) {
+            flx_emu_softmax_dec(p, S, fp);
+        } else {
+            flx_emu_causal_mask(p, S, T, S, 0);
+            for (int64_t r = 0; r < T; r++) flx_emu_softmax_pref(p + r * S, S, fp);
+        }
+        flx_emu_quant_static(p8, p, T, 1, (int)S, &as[h], 1.0f, 8, 0, fp);
+        if (flx_emu_av_i8(t->acc_o + h * hd, D, p8, S, 1, vc + kvh * hd, KV, T, S, (int)hd, dec ? 27 : 26))
+            break;
+    }
+    free(acc);
+    flx_emu_dequant_static(t->attn, t->acc_o, T, (int)H, (int)hd, as, vs, c->n_kv_heads, fp);
+    if (lt_linear(t->o_proj, t->attn, &L->wo, T, bits_d, fp)) return -1;
+    flx_emu_residual(t->r0, t->o_proj, x, T * D, fp);
+    if (dec) flx_emu_rmsnorm_dec(t->h2, t->r0, L->ffn_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
+    else flx_emu_rmsnorm_pref(t->h2, t->r0, L->ffn_norm, T, D, c->rms_eps, fp);
+    if (lt_linear(t->gate, t->h2, &L->w_gate, T, bits_d, fp) || lt_linear(t->up, t->h2, &L->w_up, T, bits_d, fp))
+        return -1;
+    flx_emu_silu_gate(t->act, t->gate, t->up, T * F, fp);
+    memcpy(t->fht, t->act, (size_t)(T * F) * 4);
+    for (int64_t r = 0; r < T; r++) flx_emu_fht(t->fht + r * F, F, e->fht_scale, fp);
+    if (lt_linear(t->down, t->fht, &L->w_down, T, bits_f, fp)) return -1;
+    flx_emu_residual(t->y, t->down, t->r0, T * D, fp);
+    return 0;
+}
+
+/* the intermediates, the per-head scales, the gains and the RoPE rows used */
+static void emit_trace(sink *s, const layer_trace *t, const flx_emu_engine *e, const flx_qlayer *L,
+                       int64_t pos0, const char *tok_layout, int tok_lanes, const char *norm_layout,
+                       int norm_lanes)
+{
+    const flx_llama_config *c = &e->qm->cfg;
+    const int64_t T = t->T, S = t->S, D = c->d_model, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t F = c->d_ff, H = c->n_heads, half = c->head_dim / 2;
+    const int dec = T == 1 && pos0 > 0;
+    const char *hp = "head-parallel HP=8 (block-partitioned)";
+    emit(s, "attn_norm", "param", DT_F4, 1, SH(D), L->attn_norm, "per channel (RMSNorm gain)", 0, NULL);
+    emit(s, "ffn_norm", "param", DT_F4, 1, SH(D), L->ffn_norm, "per channel (RMSNorm gain)", 0, NULL);
+    emit(s, "q_s", "param", DT_F4, 1, SH(H), e->att_scales, "per query head (Q_s row)", 0,
+         "the Q quantizer divides by mha_scale_factor 8.0f * Q_s");
+    emit(s, "k_s", "param", DT_F4, 1, SH(c->n_kv_heads), e->att_scales + H, "per KV head (K_s row)", 0, NULL);
+    emit(s, "v_s", "param", DT_F4, 1, SH(c->n_kv_heads), e->att_scales + 2 * H, "per KV head (V_s row)", 0, NULL);
+    emit(s, "a_s", "param", DT_F4, 1, SH(H), e->att_scales + 3 * H, "per query head (A_s row)", 0, NULL);
+    emit(s, "rope_sin", "param", DT_F4, 2, SH(T, half), e->rope_sin + pos0 * half,
+         "PE_sin[pos][k] rows of the positions used (base 10000, as shipped)", 0, NULL);
+    emit(s, "rope_cos", "param", DT_F4, 2, SH(T, half), e->rope_cos + pos0 * half,
+         "PE_cos[pos][k] rows of the positions used", 0, NULL);
+    if (dec) {
+        emit(s, "h_attn", "output", DT_F4, 1, SH(D), t->h1, norm_layout, norm_lanes, "attention RMSNorm output");
+        emit(s, "q", "output", DT_F4, 1, SH(D), t->q, "block-partitioned B=16", 16, "q_proj output, before RoPE");
+        emit(s, "k", "output", DT_F4, 1, SH(KV), t->k, "block-partitioned B=16", 16, "k_proj output, before RoPE");
+        emit(s, "v", "output", DT_F4, 1, SH(KV), t->v, "block-partitioned B=16", 16, "v_proj output");
+        emit(s, "q_rope", "output", DT_F4, 1, SH(D), t->q_rope, hp, 8, NULL);
+        emit(s, "k_rope", "output", DT_F4, 1, SH(KV), t->k_rope, hp, 8, NULL);
+        emit(s, "q8", "output", DT_I1, 1, SH(D), t->q8, hp, 8, NULL);
+    } else {
+        emit(s, "h_attn", "output", DT_F4, 2, SH(T, D), t->h1, tok_layout, tok_lanes, "attention RMSNorm output");
+        emit(s, "q", "output", DT_F4, 2, SH(T, D), t->q, tok_layout, tok_lanes, "q_proj output, before RoPE");
+        emit(s, "k", "output", DT_F4, 2, SH(T, KV), t->k, tok_layout, tok_lanes, "k_proj output, before RoPE");
+        emit(s, "v", "output", DT_F4, 2, SH(T, KV), t->v, tok_layout, tok_lanes, "v_proj output");
+        emit(s, "q_rope", "output", DT_F4, 2, SH(T, D), t->q_rope, tok_layout, tok_lanes, NULL);
+        emit(s, "k_rope", "output", DT_F4, 2, SH(T, KV), t->k_rope, tok_layout, tok_lanes, NULL);
+        emit(s, "q8", "output", DT_I1, 2, SH(T, D), t->q8, tok_layout, tok_lanes, NULL);
+    }
+    emit(s, "scores", "output", DT_F4, 3, SH(H, T, S), t->scores, "[head][query][key]", 0,
+         "((float)acc * Q_s) * K_s, before the causal mask");
+    emit(s, "p", "output", DT_F4, 3, SH(H, T, S), t->p, "[head][query][key]", 0,
+         dec ? "dec_MHA_Softmax output" : "causal mask + pref_Softmax output");
+    emit(s, "p8", "output", DT_U1, 3, SH(H, T, S), t->p8, "[head][query][key]", 0, "uint8 P (A_s)");
+    if (dec) {
+        emit(s, "attn", "output", DT_F4, 1, SH(D), t->attn, hp, 8, "attention output (dequantized A.V)");
+        emit(s, "o_proj", "output", DT_F4, 1, SH(D), t->o_proj, "block-partitioned B=16", 16, NULL);
+        emit(s, "r0", "output", DT_F4, 1, SH(D), t->r0, "block-partitioned B=16", 16, "first residual");
+        emit(s, "h_ffn", "output", DT_F4, 1, SH(D), t->h2, norm_layout, norm_lanes, "FFN RMSNorm output");
+        emit(s, "gate", "output", DT_F4, 1, SH(F), t->gate, "block-partitioned B=16", 16, NULL);
+        emit(s, "up", "output", DT_F4, 1, SH(F), t->up, "block-partitioned B=16", 16, NULL);
+        emit(s, "act", "output", DT_F4, 1, SH(F), t->act, "block-partitioned B=16", 16, "silu(gate) * up");
+        emit(s, "act_fht", "output", DT_F4, 1, SH(F), t->fht, "block-partitioned B=16", 16, "after the R4 FHT");
+        emit(s, "down", "output", DT_F4, 1, SH(D), t->down, "block-partitioned B=16", 16, NULL);
+    } else {
+        emit(s, "attn", "output", DT_F4, 2, SH(T, D), t->attn, tok_layout, tok_lanes, "attention output (dequantized A.V)");
+        emit(s, "o_proj", "output", DT_F4, 2, SH(T, D), t->o_proj, tok_layout, tok_lanes, NULL);
+        emit(s, "r0", "output", DT_F4, 2, SH(T, D), t->r0, tok_layout, tok_lanes, "first residual");
+        emit(s, "h_ffn", "output", DT_F4, 2, SH(T, D), t->h2, tok_layout, tok_lanes, "FFN RMSNorm output");
+        emit(s, "gate", "output", DT_F4, 2, SH(T, F), t->gate, tok_layout, tok_lanes, NULL);
+        emit(s, "up", "output", DT_F4, 2, SH(T, F), t->up, tok_layout, tok_lanes, NULL);
+        emit(s, "act", "output", DT_F4, 2, SH(T, F), t->act, tok_layout, tok_lanes, "silu(gate) * up");
+        emit(s, "act_fht", "output", DT_F4, 2, SH(T, F), t->fht, tok_layout, tok_lanes, "after the R4 FHT");
+        emit(s, "down", "output", DT_F4, 2, SH(T, D), t->down, tok_layout, tok_lanes, NULL);
+    }
+}
+
 static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 16, D = 2048, KV = 512 };
-    layer_common(tp, "SpinQuant_Prefilling_mem_opt, one decoder layer, 16 tokens at positions 0..15");
+    layer_common(tp, "SpinQuant_Prefilling_mem_opt, one decoder layer, 16 tokens at positions 0..15 "
+                 "(two token blocks of TP=8)");
     layer_model m;
     flx_emu_engine e;
     flx_emu_kv kv;
+    layer_trace t;
     memset(&kv, 0, sizeof kv);
+    memset(&t, 0, sizeof t);
     float *y = zalloc((size_t)T * D * 4);
+    int8_t *kc = zalloc((size_t)T * KV), *vc = zalloc((size_t)T * KV);
     int32_t toks[T];
     for (int i = 0; i < T; i++) toks[i] = i;
     flx_emu_opts o;
     flx_emu_opts_default(&o);
     o.fp = *fp;
     o.reference_quirks = 1;
-    if (!y || lm_build(&m, g, T)) {
+    const char *tl = "token-parallel TP=8";
+    if (!y || !kc || !vc || lm_build(&m, g, T)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: out of memory");
     } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
         if (!(s->rc = flx_emu_kv_init(&kv, &e, T, s->err)) &&
             !(s->rc = flx_emu_prefill(&e, y, &kv, toks, T, NULL, s->err))) {
-            emit(s, "x", "input", DT_F4, 2, SH(T, D), m.qm.tok_embd, "token-parallel TP=8", 8, NULL);
-            emit_weights(s, &m.layer);
+            if (lt_init(&t, &m.qm.cfg, T, T) || lt_run(&t, &e, &m.L[0], m.qm.tok_embd, kc, vc, 0))
+                s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: replay failed (out of memory)");
+            else if (memcmp(t.y, y, (size_t)T * D * 4) || memcmp(kc, kv.k, (size_t)T * KV) ||
+                     memcmp(vc, kv.v, (size_t)T * KV))
+                s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_prefill: the kernel-by-kernel replay "
+                                 "differs from flx_emu_prefill (an emulator bug)");
+        }
+        if (!s->rc) {
+            emit(s, "x", "input", DT_F4, 2, SH(T, D), m.qm.tok_embd, tl, 8, NULL);
+            emit_weights(s, &m.L[0]);
+            emit_trace(s, &t, &e, &m.L[0], 0, tl, 8, NULL, 0);
             emit(s, "k8", "output", DT_I1, 2, SH(T, KV), kv.k, "[token][kv_head*64 + dim]", 0, "K cache, INT8 after RoPE");
             emit(s, "v8", "output", DT_I1, 2, SH(T, KV), kv.v, "[token][kv_head*64 + dim]", 0, "V cache, INT8");
-            emit(s, "y", "output", DT_F4, 2, SH(T, D), y, "token-parallel TP=8", 8, "layer output (io_mmap region 1)");
+            emit(s, "y", "output", DT_F4, 2, SH(T, D), y, tl, 8, "layer output (io_mmap region 1)");
         }
         flx_emu_kv_free(&kv);
         flx_emu_engine_free(&e);
     }
+    lt_free(&t);
     lm_free(&m);
-    free(y);
+    free(y); free(kc); free(vc);
 }
 
 static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -776,34 +1180,135 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     layer_model m;
     flx_emu_engine e;
     flx_emu_kv kv;
+    layer_trace t;
     memset(&kv, 0, sizeof kv);
+    memset(&t, 0, sizeof t);
     float *y = zalloc(D * 4);
+    int8_t *kc = zalloc((size_t)(P + 1) * KV), *vc = zalloc((size_t)(P + 1) * KV);
     int32_t toks[P];
     for (int i = 0; i < P; i++) toks[i] = i;
     flx_emu_opts o;
     flx_emu_opts_default(&o);
     o.fp = *fp;
     o.reference_quirks = 1;
-    if (!y || lm_build(&m, g, P + 1)) {
+    const char *bt = "block-partitioned B_T=8";
+    if (!y || !kc || !vc || lm_build(&m, g, P + 1)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: out of memory");
     } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
         if (!(s->rc = flx_emu_kv_init(&kv, &e, 2 * P, s->err)) &&
             !(s->rc = flx_emu_prefill(&e, NULL, &kv, toks, P, NULL, s->err))) {
-            emit(s, "x", "input", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)P * D, "block-partitioned B_T=8", 8, NULL);
+            memcpy(kc, kv.k, (size_t)P * KV);
+            memcpy(vc, kv.v, (size_t)P * KV);
+            emit(s, "x", "input", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)P * D, bt, 8, NULL);
             emit(s, "k8_cache", "input", DT_I1, 2, SH(P, KV), kv.k, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
             emit(s, "v8_cache", "input", DT_I1, 2, SH(P, KV), kv.v, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
-            emit_weights(s, &m.layer);
+            emit_weights(s, &m.L[0]);
             if (!s->rc && !(s->rc = flx_emu_decode_step_ex(&e, NULL, y, &kv, P, P, NULL, s->err))) {
+                if (lt_init(&t, &m.qm.cfg, 1, P + 1) ||
+                    lt_run(&t, &e, &m.L[0], m.qm.tok_embd + (size_t)P * D, kc, vc, P))
+                    s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: replay failed (out of memory)");
+                else if (memcmp(t.y, y, D * 4) || memcmp(kc + (size_t)P * KV, kv.k + (size_t)P * KV, KV) ||
+                         memcmp(vc + (size_t)P * KV, kv.v + (size_t)P * KV, KV))
+                    s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_decode: the kernel-by-kernel replay "
+                                     "differs from flx_emu_decode_step_ex (an emulator bug)");
+            }
+            if (!s->rc) {
+                emit_trace(s, &t, &e, &m.L[0], P, NULL, 0, bt, 8);
                 emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kv.k + (size_t)P * KV, "head-parallel HP=8", 8, "K cache row 32");
                 emit(s, "v8_new", "output", DT_I1, 1, SH(KV), kv.v + (size_t)P * KV, "head-parallel HP=8", 8, "V cache row 32");
-                emit(s, "y", "output", DT_F4, 1, SH(D), y, "block-partitioned B=16", 16, "layer output");
+                emit(s, "y", "output", DT_F4, 1, SH(D), y, bt, 8,
+                     "layer output, B_T=8 lanes as the production top stores it");
+            }
+        }
+        flx_emu_kv_free(&kv);
+        flx_emu_engine_free(&e);
+    }
+    lt_free(&t);
+    lm_free(&m);
+    free(y); free(kc); free(vc);
+}
+
+/* A tiny whole model: two decoder layers of the U280 shape, a 1024-row
+ * vocabulary (one lm_head block of B*W), a 32-token prefill, then one decode
+ * step of token 32 at position 32 through both layers, the final norm, the
+ * lm_head, top-5 sampling and the next token's embedding row. */
+static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    enum { P = 32, D = 2048, KV = 512, V = 1024, NL = 2, H = 32 };
+    cJSON_AddStringToObject(tp, "function", "SpinQuant_Decoding_mem_opt, whole model: 2 decoder layers, "
+                            "LN2, lm_head (1024 rows), dec_Sampling_Embedding_Layer; token 32 at position 32 "
+                            "after a 32-token prefill");
+    cJSON_AddStringToObject(tp, "template", "config_u280_mem_opt layer shapes; VP=1024, K=5, B=16; RoPE "
+                            "base 10000; gamma all ones; FSQ layer-0/1 scales");
+    layer_model m;
+    flx_emu_engine e;
+    flx_emu_kv kv;
+    memset(&kv, 0, sizeof kv);
+    float *logits = zalloc(V * 4), *hidden = zalloc(D * 4);
+    int32_t toks[P];
+    for (int i = 0; i < P; i++) toks[i] = i;
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    o.fp = *fp;
+    o.reference_quirks = 1;
+    const char *bt = "block-partitioned B_T=8";
+    if (!logits || !hidden || lm_build_n(&m, g, V, NL)) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "model_decode: out of memory");
+    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
+        if (!(s->rc = flx_emu_kv_init(&kv, &e, 2 * P, s->err)) &&
+            !(s->rc = flx_emu_prefill(&e, NULL, &kv, toks, P, NULL, s->err))) {
+            emit(s, "x", "input", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)P * D, bt, 8, "embedding row of token 32");
+            emit(s, "vocab", "param", DT_F4, 2, SH(V, D), m.qm.tok_embd, "[token][d] (vocab_lib)", 0, NULL);
+            for (int l = 0; l < NL && !s->rc; l++) {
+                char pre[8], n1[40];
+                snprintf(pre, sizeof pre, "L%d_", l);
+                snprintf(n1, sizeof n1, "L%d_k8_cache", l);
+                emit(s, n1, "input", DT_I1, 2, SH(P, KV), kv.k + (size_t)l * kv.cap * KV, "[position][kv_head*64 + dim]", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_v8_cache", l);
+                emit(s, n1, "input", DT_I1, 2, SH(P, KV), kv.v + (size_t)l * kv.cap * KV, "[position][kv_head*64 + dim]", 0, NULL);
+                emit_weights_p(s, &m.L[l], pre);
+                const float *sc = e.att_scales + (size_t)l * 4 * H;
+                snprintf(n1, sizeof n1, "L%d_q_s", l);
+                emit(s, n1, "param", DT_F4, 1, SH(H), sc, "per query head", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_k_s", l);
+                emit(s, n1, "param", DT_F4, 1, SH(8), sc + H, "per KV head", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_v_s", l);
+                emit(s, n1, "param", DT_F4, 1, SH(8), sc + 2 * H, "per KV head", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_a_s", l);
+                emit(s, n1, "param", DT_F4, 1, SH(H), sc + 3 * H, "per query head", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_attn_norm", l);
+                emit(s, n1, "param", DT_F4, 1, SH(D), m.L[l].attn_norm, "RMSNorm gain", 0, NULL);
+                snprintf(n1, sizeof n1, "L%d_ffn_norm", l);
+                emit(s, n1, "param", DT_F4, 1, SH(D), m.L[l].ffn_norm, "RMSNorm gain", 0, NULL);
+            }
+            emit(s, "rope_sin", "param", DT_F4, 2, SH(1, 32), e.rope_sin + (size_t)P * 32, "PE_sin row 32", 0, NULL);
+            emit(s, "rope_cos", "param", DT_F4, 2, SH(1, 32), e.rope_cos + (size_t)P * 32, "PE_cos row 32", 0, NULL);
+            emit(s, "out_norm", "param", DT_F4, 1, SH(D), m.qm.out_norm, "final RMSNorm gain", 0, NULL);
+            emit(s, "head", "param", DT_I1, 2, SH(V, D), m.qm.head.q, "row-major [vocab][d], int4 -8..7", 0, NULL);
+            emit(s, "head_s", "param", DT_F4, 1, SH(V), m.qm.head.scale, "per row", 0, NULL);
+            emit(s, "head_sum", "param", DT_F4, 1, SH(V), m.qm.head.wsum, "per row: s * sum(q)", 0, NULL);
+            float r = rf(g, 0, 1);
+            flx_emu_topk tk;
+            if (!s->rc && !(s->rc = flx_emu_decode_step_ex(&e, logits, hidden, &kv, P, P, NULL, s->err)) &&
+                !(s->rc = flx_emu_sample_topk(&tk, logits, V, 16, 5, r, fp) ? flx_fail(s->err, FLX_ENUMERIC,
+                                              "model_decode: sampling failed") : FLX_OK)) {
+                int32_t ids[5], tok = tk.token;
+                for (int i = 0; i < 5; i++) ids[i] = tk.id[i];
+                emit(s, "r", "input", DT_F4, 1, SH(1), &r, "sampling threshold", 0, NULL);
+                emit(s, "hidden", "output", DT_F4, 1, SH(D), hidden, bt, 8, "last layer output");
+                emit(s, "logits", "output", DT_F4, 1, SH(V), logits, "block-partitioned B=16", 16, NULL);
+                emit(s, "ids", "output", DT_I4, 1, SH(5), ids, "merged top-5, rank order", 0, NULL);
+                emit(s, "probs", "output", DT_F4, 1, SH(5), tk.prob, "rank order", 0, NULL);
+                emit(s, "token", "output", DT_I4, 1, SH(1), &tok, "sampled id", 0, NULL);
+                emit(s, "next_x", "output", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)tok * D, bt, 8,
+                     "embedding row of the sampled token: the next step's layer-0 input");
             }
         }
         flx_emu_kv_free(&kv);
         flx_emu_engine_free(&e);
     }
     lm_free(&m);
-    free(y);
+    free(logits); free(hidden);
 }
 
 /* ------------------------------------------------------------- HMT (docs/hmt.md 4) */
@@ -936,11 +1441,15 @@ static const struct { const char *name; gen_fn fn; } KERNELS[] = {
     { "fht", k_fht },                         { "topk_sampling", k_topk },
     { "gemv_f32", k_gemv_f32 },               { "exp", k_exp },
     { "hmt_recall", k_hmt_recall },           { "hmt_update", k_hmt_update },
+    { "dequant_dec", k_dequant_dec },         { "dequant_dec_plain", k_dequant_dec_plain },
+    { "quant_static_dec", k_quant_static_dec }, { "dequant_static_dec", k_dequant_static_dec },
+    { "qk_i8_dec", k_qk_i8_dec },             { "av_u8i8_dec", k_av_u8i8_dec },
+    { "silu_gate_pref", k_silu_gate_pref },   { "residual_pref", k_residual_pref },
     /* whole layers: requested with --layer, never part of "all" */
     { "layer_prefill", k_layer_prefill },     { "layer_decode", k_layer_decode },
-    { "layer_hmt", k_layer_hmt },
+    { "layer_hmt", k_layer_hmt },             { "model_decode", k_model_decode },
 };
-enum { N_LAYER_ENTRIES = 3 };
+enum { N_LAYER_ENTRIES = 4 };
 enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
 
 const char *flx_emu_golden_kernel_name(int i)

@@ -4,17 +4,19 @@
 # AddressSanitizer + UBSan (build-san) --, run every libFuzzer target for a
 # short smoke time (build-fuzz), and end with one line "N passed, N failed"
 # counting all three.
-# Test data comes from $FLXEMU_DATA (default: ../shared/data beside the checkout).
+# Test data comes from $FLXEMU_DATA (default: ../shared/data beside the checkout),
+# AMD's ap_int headers from $FLXEMU_VENDOR/xilinx-ap_int (default: vendor/ beside the data).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/deps.sh" --tests
 build="$top/build-test"
 data="${FLXEMU_DATA:-$top/../shared/data}"
+vendor="${FLXEMU_VENDOR:-}"      # AMD ap_int headers' parent; default beside the data
 if [ -f "$build/build.ninja" ]; then
-  meson configure "$build" -Ddata_dir="$data" -Dmpi=enabled >/dev/null
+  meson configure "$build" -Ddata_dir="$data" -Dvendor_dir="$vendor" -Dmpi=enabled >/dev/null
 else
   meson setup "$build" "$top" --buildtype=release -Dwerror=true -Dtests=enabled -Dmpi=enabled \
-    -Ddata_dir="$data" >/dev/null
+    -Ddata_dir="$data" -Dvendor_dir="$vendor" >/dev/null
 fi
 # The second build: memory errors, undefined behaviour and -O0-only bugs
 # (a debug build once crashed where the release build did not) fail the run.

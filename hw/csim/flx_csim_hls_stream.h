@@ -17,7 +17,12 @@
 //    flx_max_occupancy() let a testbench assert on it.  Enabled per stream
 //    with flx_set_bounded(true), or for every stream with a depth by
 //    compiling with -DFLX_CSIM_BOUNDED_STREAMS.
-//  * Not thread-safe (csim calls the kernels sequentially).
+//  * Inside a concurrent DATAFLOW region (hw/csim/flx_csim_dataflow.h) the
+//    stream is shared between task threads under the region's mutex: read()
+//    blocks while empty, write() blocks while `depth` elements are held
+//    (streams with a depth only), and a region where every task is blocked
+//    reports a deadlock.  Outside a region: not thread-safe (csim calls the
+//    kernels sequentially).
 // Methods named flx_* exist only in this shim; guard their use with
 // FLX_HLS_SHIM in code that must also build against the real headers.
 #ifndef FLX_CSIM_HLS_STREAM_H
@@ -26,12 +31,20 @@
 #include <cstddef>
 #include <cstdio>
 #include <deque>
+#include <mutex>
 #include <string>
+
+#include "flx_csim_dataflow.h"
 
 namespace hls {
 
+// As in Vitis, hls::stream<T, DEPTH> derives from hls::stream<T> (DEPTH 0),
+// so a channel declared with its depth binds to a kernel's `hls::stream<T> &`.
 template <class T, int DEPTH = 0>
-class stream {
+class stream;
+
+template <class T>
+class stream<T, 0> {
   public:
     stream() : name_("hls::stream") {}
     explicit stream(const char *name) : name_(name ? name : "hls::stream") {}
@@ -44,6 +57,16 @@ class stream {
     }
 
     void write(const T &v) {
+        if (flx_csim::region *r = flx_csim::region::current()) {
+            std::unique_lock<std::mutex> lk(r->mutex());
+            if (depth_ > 0)
+                r->wait(lk, [&] { return (long)q_.size() < depth_; }, [&] { return (long)q_.size(); },
+                        name_.c_str(), true, depth_);
+            q_.push_back(v);
+            if ((long)q_.size() > max_occ_) max_occ_ = (long)q_.size();
+            r->changed(this, name_.c_str(), (long)q_.size(), depth_);
+            return;
+        }
         if (bounded_ && depth_ > 0 && (long)q_.size() >= depth_) {
             if (full_events_ == 0)
                 std::fprintf(stderr, "WARNING: Hls::stream '%s' (depth %ld) is written while full: "
@@ -56,6 +79,15 @@ class stream {
     }
     void operator<<(const T &v) { write(v); }
     T read() {
+        if (flx_csim::region *r = flx_csim::region::current()) {
+            std::unique_lock<std::mutex> lk(r->mutex());
+            r->wait(lk, [&] { return !q_.empty(); }, [&] { return (long)q_.size(); }, name_.c_str(),
+                    false, depth_);
+            T v = q_.front();
+            q_.pop_front();
+            r->changed(this, name_.c_str(), (long)q_.size(), depth_);
+            return v;
+        }
         if (q_.empty()) {
             std::fprintf(stderr, "WARNING: Hls::stream '%s' is read while empty, which may result "
                          "in RTL simulation hanging.\n", name_.c_str());
@@ -69,18 +101,52 @@ class stream {
     void read(T &v) { v = read(); }
     void operator>>(T &v) { v = read(); }
     bool read_nb(T &v) {
+        if (in_region()) {
+            {
+                std::lock_guard<std::mutex> g(flx_csim::region::current()->mutex());
+                if (q_.empty()) return false;
+            }
+            v = read();   // this task is the only reader
+            return true;
+        }
         if (q_.empty()) return false;
         v = read();
         return true;
     }
     bool write_nb(const T &v) {
+        if (in_region()) {
+            {
+                std::lock_guard<std::mutex> g(flx_csim::region::current()->mutex());
+                if (depth_ > 0 && (long)q_.size() >= depth_) return false;
+            }
+            write(v);     // this task is the only writer
+            return true;
+        }
         if (bounded_ && depth_ > 0 && (long)q_.size() >= depth_) return false;
         write(v);
         return true;
     }
-    bool empty() const { return q_.empty(); }
-    bool full() const { return bounded_ && depth_ > 0 && (long)q_.size() >= depth_; }
-    std::size_t size() const { return q_.size(); }
+    bool empty() const {
+        if (in_region()) {
+            std::lock_guard<std::mutex> g(flx_csim::region::current()->mutex());
+            return q_.empty();
+        }
+        return q_.empty();
+    }
+    bool full() const {
+        if (in_region()) {
+            std::lock_guard<std::mutex> g(flx_csim::region::current()->mutex());
+            return depth_ > 0 && (long)q_.size() >= depth_;
+        }
+        return bounded_ && depth_ > 0 && (long)q_.size() >= depth_;
+    }
+    std::size_t size() const {
+        if (in_region()) {
+            std::lock_guard<std::mutex> g(flx_csim::region::current()->mutex());
+            return q_.size();
+        }
+        return q_.size();
+    }
 
     // ---- shim-only testbench hooks
     void flx_set_depth(long depth) { depth_ = depth; }
@@ -91,15 +157,23 @@ class stream {
     const char *flx_name() const { return name_.c_str(); }
 
   private:
+    static bool in_region() { return flx_csim::region::current() != nullptr; }
     std::deque<T> q_;
     std::string name_;
-    long depth_ = DEPTH;
+    long depth_ = 0;
 #ifdef FLX_CSIM_BOUNDED_STREAMS
     bool bounded_ = true;
 #else
     bool bounded_ = false;
 #endif
     long full_events_ = 0, empty_reads_ = 0, max_occ_ = 0;
+};
+
+template <class T, int DEPTH>
+class stream : public stream<T, 0> {
+  public:
+    stream() { this->flx_set_depth(DEPTH); }
+    explicit stream(const char *name) : stream<T, 0>(name) { this->flx_set_depth(DEPTH); }
 };
 
 }  // namespace hls

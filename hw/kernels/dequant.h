@@ -115,6 +115,38 @@ void dequant_dec(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CONFIG_T::b
     }
 }
 
+// `dec_dequant_layer_qint_fp32<Nacc, asym, B>` (spec 1.2f: an unused
+// variant, kept for completeness): the same formula as dequant_dec, but the
+// weight scale and sum arrive as one B-lane vector per beat beside the
+// accumulators, all block-partitioned (lane i beat k = channel i*(n/B) + k).
+template <class CONFIG_T>
+void dequant_dec_plain(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CONFIG_T::b> > &acc,
+                       hls::stream<hls::vector<float, 2> > &s_b,
+                       hls::stream<hls::vector<float, CONFIG_T::b> > &ws,
+                       hls::stream<hls::vector<float, CONFIG_T::b> > &wsum,
+                       hls::stream<hls::vector<float, CONFIG_T::b> > &y, unsigned beats)
+{
+    const unsigned B = CONFIG_T::b;
+    hls::vector<float, 2> sb = s_b.read();
+    const float s = sb[0], b = sb[1];
+    for (unsigned k = 0; k < beats; k++) {
+#pragma HLS PIPELINE II = 1
+        hls::vector<ap_int<CONFIG_T::acc_bits>, B> a = acc.read();
+        hls::vector<float, B> w = ws.read(), u = wsum.read(), o;
+        for (unsigned m = 0; m < B; m++) {
+#pragma HLS UNROLL
+            float v = a[m] * s;
+            v = v * w[m];
+            if (CONFIG_T::asym) {
+                float t = b * u[m];
+                v = v + t;
+            }
+            o[m] = v;
+        }
+        y.write(o);
+    }
+}
+
 }  // namespace flx_hls
 
 #endif  // FLX_HLS_DEQUANT_H

@@ -6,9 +6,16 @@
 //    this project from formats.md section 4.  Selection:
 //      -DFLX_HLS_USE_SHIM   force the shim
 //      -DFLX_HLS_USE_VITIS  force the Vitis headers
+//      -DFLX_HLS_USE_XILINX_AP_INT
+//                           AMD's open-source <ap_int.h> (put its include/
+//                           folder on the include path) with this project's
+//                           hls::stream / hls::vector stand-ins: what CI
+//                           builds besides the shim, since those open-source
+//                           headers do not include hls_stream.h/hls_vector.h
 //      otherwise            Vitis headers when all three are found
 //                           (__has_include), else the shim.
-//    FLX_HLS_SHIM is 1 when the shim is in use.
+//    FLX_HLS_SHIM is 1 when the shim's ap_int is in use; FLX_HLS_SHIM_STREAM
+//    is 1 when the shim's hls::stream / hls::vector are (their flx_* hooks).
 // 2. The exponential: flx-exp (docs/kernels.md section 1.2), built only from
 //    float add, sub, mul, compares and a power of two assembled from its
 //    exponent bits, so C simulation and the synthesized RTL compute the same
@@ -24,6 +31,9 @@
 
 #if defined(FLX_HLS_USE_SHIM)
 #define FLX_HLS_SHIM 1
+#elif defined(FLX_HLS_USE_XILINX_AP_INT)
+#define FLX_HLS_SHIM 0
+#define FLX_HLS_SHIM_STREAM 1
 #elif defined(FLX_HLS_USE_VITIS)
 #define FLX_HLS_SHIM 0
 #elif defined(__has_include)
@@ -36,14 +46,27 @@
 #define FLX_HLS_SHIM 1
 #endif
 
+#ifndef FLX_HLS_SHIM_STREAM
+#define FLX_HLS_SHIM_STREAM FLX_HLS_SHIM
+#endif
+
 #if FLX_HLS_SHIM
 #include "../csim/flx_csim_ap_int.h"
+#include "../csim/flx_csim_hls_stream.h"
+#include "../csim/flx_csim_hls_vector.h"
+#elif FLX_HLS_SHIM_STREAM
+#include <ap_int.h>
 #include "../csim/flx_csim_hls_stream.h"
 #include "../csim/flx_csim_hls_vector.h"
 #else
 #include <ap_int.h>
 #include <hls_stream.h>
 #include <hls_vector.h>
+// Dataflow regions (hw/csim/flx_csim_dataflow.h): under Vitis the plain
+// calls in a DATAFLOW region; the shim's stream layer runs them concurrently.
+#define FLX_DATAFLOW_BEGIN(df, name) _Pragma("HLS DATAFLOW")
+#define FLX_TASK(df, name, ...) __VA_ARGS__
+#define FLX_DATAFLOW_END(df)
 #endif
 
 #include <cmath>

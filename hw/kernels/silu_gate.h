@@ -35,6 +35,35 @@ void silu_gate_dec(hls::stream<hls::vector<float, CONFIG_T::b> > &gate,
     }
 }
 
+// prefill (`pref_Swish` + `pref_Gate_Layer_fp32xfp32`): token-parallel
+// beats (one channel, TP token lanes), the same operators per element; the
+// prefill passes (silu(gate), up), a commutative product.
+struct silu_gate_pref_config {
+    static const unsigned tp = 8;          // token lanes
+    static const int exp_impl = EXP_FLX;
+};
+
+template <class CONFIG_T>
+void silu_gate_pref(hls::stream<hls::vector<float, CONFIG_T::tp> > &gate,
+                    hls::stream<hls::vector<float, CONFIG_T::tp> > &up,
+                    hls::stream<hls::vector<float, CONFIG_T::tp> > &y, unsigned n_blocks,
+                    unsigned n_channels)
+{
+    const unsigned TP = CONFIG_T::tp;
+    for (unsigned k = 0; k < n_blocks * n_channels; k++) {
+#pragma HLS PIPELINE II = 1
+        hls::vector<float, TP> g = gate.read(), u = up.read(), o;
+        for (unsigned t = 0; t < TP; t++) {
+#pragma HLS UNROLL
+            float x = g[t];
+            float e = exp_sel<CONFIG_T::exp_impl>(-x);
+            float sw = x / (1.0f + e);
+            o[t] = sw * u[t];
+        }
+        y.write(o);
+    }
+}
+
 }  // namespace flx_hls
 
 #endif  // FLX_HLS_SILU_GATE_H

@@ -45,11 +45,11 @@ static void tb_gemm_i4_pref(tb_ctx &c)
     c.expect_int("acc.stream", "<i4", acc_beats);
 }
 
-// golden gemv_i4_dec: a [2048] uint4 (block-partitioned B=16), w [64][2048] -> acc [64]
+// golden gemv_i4_dec: a [2048] uint4 (block-partitioned B=16), w [1024][2048] -> acc [1024]
 static void tb_gemv_i4_dec(tb_ctx &c)
 {
-    typedef flx_tops::gemv_i4_dec_cfg C;   // W = 2: 64 outputs = 2 blocks of B*W = 32
-    const unsigned O = 64, K = 2048, B = C::b, W = C::w, per = K / B, opl = O / B;
+    typedef flx_tops::gemv_i4_dec_cfg C;   // production W = 64: 1024 outputs = one block of B*W
+    const unsigned O = C::b * C::w, K = 2048, B = C::b, W = C::w, per = K / B, opl = O / B;
     npy_array a = c.load("a", "|u1", {K}), w = c.load("w", "|i1", {O, K});
     stream<vector<ap_int<4>, B> > as("a");
     stream<vector<ap_int<4>, W> > ws[B];

@@ -49,6 +49,8 @@ void register_gemm(std::vector<tb_entry> &v);
 void register_attention(std::vector<tb_entry> &v);
 void register_misc(std::vector<tb_entry> &v);
 void register_hmt(std::vector<tb_entry> &v);   // tb_hmt.cpp
+void register_variants(std::vector<tb_entry> &v);
+void register_layer(std::vector<tb_entry> &v);
 
 }  // namespace flx_tb
 

@@ -12,6 +12,8 @@ const std::vector<tb_entry> &testbenches()
         register_attention(v);
         register_misc(v);
         register_hmt(v);
+        register_variants(v);
+        register_layer(v);
         return v;
     }();
     return all;

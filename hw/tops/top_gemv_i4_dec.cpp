@@ -3,7 +3,7 @@
 
 namespace flx_tops {
 
-void top_gemv_i4_dec(stream<vector<ap_int<4>, 16> > &a, stream<vector<ap_int<4>, 2> > w[16],
+void top_gemv_i4_dec(stream<vector<ap_int<4>, 16> > &a, stream<vector<ap_int<4>, 64> > w[16],
                      stream<vector<ap_int<21>, 16> > &acc, unsigned k_dim, unsigned n_out)
 {
 #pragma HLS TOP name = top_gemv_i4_dec

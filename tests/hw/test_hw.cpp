@@ -78,10 +78,12 @@ static void expect_all_match(const std::string &dir, const char *exp_name)
 {
     flx_tb::manifest m = flx_tb::load_manifest(dir);
     cr_assert_str_eq(m.exp.c_str(), exp_name);
-    // every testbench has its golden kernel (a golden kernel added to the
-    // emulator later without an HLS twin is only logged)
+    // every testbench has its golden kernel and every golden kernel its
+    // testbench (no SKIP)
     size_t values = 0;
     for (const flx_tb::tb_entry &e : flx_tb::testbenches()) {
+        if (!std::strncmp(e.kernel, "layer_", 6) || !std::strncmp(e.kernel, "model_", 6))
+            continue;   // --layer sets, not in "all"
         bool found = false;
         for (const std::string &k : m.kernels) found = found || k == e.kernel;
         cr_expect(found, "testbench %s has no golden kernel", e.kernel);
@@ -89,17 +91,15 @@ static void expect_all_match(const std::string &dir, const char *exp_name)
     for (const std::string &k : m.kernels) {
         bool has_tb = false;
         for (const flx_tb::tb_entry &e : flx_tb::testbenches()) has_tb = has_tb || k == e.kernel;
-        if (!has_tb) {
-            cr_log_warn("golden kernel %s has no HLS testbench", k.c_str());
-            continue;
-        }
+        cr_expect(has_tb, "golden kernel %s has no HLS testbench", k.c_str());
+        if (!has_tb) continue;
         flx_tb::kernel_result r = flx_tb::run_kernel(m, k);
         cr_expect(r.ok, "%s: %s", k.c_str(), r.message.c_str());
         cr_expect(r.notes.empty(), "%s: unexpected note %s", k.c_str(), r.notes.empty() ? "" : r.notes[0].c_str());
         cr_expect_gt(r.compared, 0u, "%s compared nothing", k.c_str());
         values += r.compared;
     }
-    cr_expect_gt(values, 90000u);   // 99,079 output values in the current golden set
+    cr_expect_gt(values, 250000u);   // 252,204 output values in the current golden set
 }
 
 // ------------------------------------------------- golden vectors in csim
@@ -219,7 +219,17 @@ Test(hw, shim_float_to_ap_int_truncates_and_wraps)
     cr_expect_eq(ap_int<8>(300.0f).to_int(), 44);
     cr_expect_eq(ap_int<8>(-2.7f).to_int(), -2);
     cr_expect_eq(ap_int<8>(-0.75f).to_int(), 0);
-    cr_expect_eq(ap_int<8>(-0.25f).to_int(), 0);        // true truncation (the 2019 headers give +1)
+#if FLX_HLS_SHIM
+    cr_expect_eq(ap_int<8>(-0.25f).to_int(), 0);        // the shim: true truncation
+    cr_expect_eq(ap_int<4>(-0.3f).to_int(), 0);
+#else
+    // the documented difference: AMD's 2019 open-source headers give +1 for
+    // a negative float in (-0.5, 0) (no kernel converts such a value)
+    cr_expect_eq(ap_int<8>(-0.25f).to_int(), 1);
+    cr_expect_eq(ap_int<4>(-0.3f).to_int(), 1);
+    cr_expect_eq(ap_int<4>(-0.7f).to_int(), 0);
+    cr_expect_eq(ap_int<4>(-2.5f).to_int(), -2);
+#endif
     cr_expect_eq(ap_uint<4>(15.0f).to_int(), 15);
     cr_expect_eq(ap_int<4>(15.0f).to_int(), -1);        // the uint4 pattern read signed
     cr_expect_eq(ap_int<8>(1e30f).to_int(), 0);         // a multiple of 2^8
@@ -232,12 +242,14 @@ Test(hw, shim_result_widths_follow_the_real_headers)
 {
     ap_int<8> a = 100, b = 100;
     ap_uint<8> u = 200;
-    cr_expect_eq(decltype(a + b)::length(), 9);
-    cr_expect_eq(decltype(a * b)::length(), 16);
-    cr_expect_eq(decltype(a + u)::length(), 10);
-    cr_expect_eq(decltype(a / b)::length(), 9);
-    cr_expect_eq(decltype(u - u)::length(), 9);
-    cr_expect((std::is_same<decltype(u - u), ap_int_base<9, true> >::value), "unsigned minus is signed");
+    cr_expect_eq((a + b).length(), 9);
+    cr_expect_eq((a * b).length(), 16);
+    cr_expect_eq((a + u).length(), 10);
+    cr_expect_eq((a / b).length(), 9);
+    cr_expect_eq((u - u).length(), 9);
+    cr_expect_eq((ap_uint<8>(1) - u).to_int(), -199, "unsigned minus is signed");
+    // the type names differ (the shim returns ap_int_base<9, true>, the real
+    // headers ap_int<9>); kernels only use the width and the value
     cr_expect_eq((a + b).to_int(), 200);                 // exact in the wider result
     ap_int<8> w = a + ap_int<8>(27);
     cr_expect_eq(w.to_int(), 127);

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# build.sh -- one entry point for the Vitis flow of hw/ (needs Vitis HLS,
+# v++ and a platform; none of it runs on the development machine).
+#
+#   hw/scripts/build.sh csim|csynth|cosim KERNEL GOLDEN_DIR   per-kernel HLS flow (run_hls.tcl)
+#   hw/scripts/build.sh xo      [--layer decode|prefill] [--board u280|v80] [--out DIR]   top_layer_*.xo
+#   hw/scripts/build.sh hw_emu  [--layer decode|prefill] [--board u280|v80] [--out DIR]   + v++ -l -t hw_emu
+#   hw/scripts/build.sh hw      [--layer decode|prefill] [--board u280|v80] [--out DIR]   + v++ -l -t hw
+#
+# KERNEL is a golden kernel or layer name (hw/tops/top_KERNEL.cpp), GOLDEN_DIR
+# a folder written by `flxemu golden --kernel all --exp flx` (or --layer
+# decode|prefill for layer_decode|layer_prefill).  The link uses
+# hw/link/<board>_<layer>.cfg (default decode, u280); the
+# platform comes from its platform= line.  hw/scripts/check_link.py runs
+# first, so a port missing from the link configuration stops the build.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+hw=$(cd "$here/.." && pwd)
+usage() { sed -n '4,12p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+step=$1; shift
+case "$step" in
+csim|csynth|cosim)
+  [ $# -eq 2 ] || usage
+  exec vitis_hls -f "$hw/scripts/run_hls.tcl" -tclargs "$1" "$(cd "$2" && pwd)" "$step"
+  ;;
+xo|hw_emu|hw) ;;
+*) usage ;;
+esac
+board=u280 out=build_vitis layer=decode
+while [ $# -gt 0 ]; do
+  case "$1" in
+  --board) board=$2; shift 2 ;;
+  --layer) layer=$2; shift 2 ;;
+  --out) out=$2; shift 2 ;;
+  *) usage ;;
+  esac
+done
+cfg="$hw/link/${board}_${layer}.cfg"
+[ -f "$cfg" ] || { echo "build.sh: no link configuration $cfg" >&2; exit 2; }
+case "$board" in
+u280) part=xcu280-fsvh2892-2L-e ;;
+v80) part=xcv80-lsva4737-2MHP-e-S ;;   # assumed V80 part: check your platform
+*) echo "build.sh: --board u280 or v80" >&2; exit 2 ;;
+esac
+python3 "$hw/scripts/check_link.py" "$hw"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+platform=$(sed -n 's/^platform=//p' "$cfg")
+vitis_hls -f "$hw/scripts/export_xo.tcl" -tclargs "layer_$layer" "$part" "$out"
+[ "$step" = xo ] && exit 0
+v++ -l -t "$step" --platform "$platform" --config "$cfg" --kernel_frequency 300 \
+    -o "$out/layer_$layer.$board.$step.xclbin" "$out/top_layer_$layer.xo"
+echo "build.sh: $out/layer_$layer.$board.$step.xclbin"

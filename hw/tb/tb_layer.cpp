@@ -1,0 +1,335 @@
+// tb_layer.cpp -- the whole-layer testbench: `flxemu golden --layer decode`
+// through top_layer_decode.  The host side packs the golden INT4 weights
+// into the decode HBM layout (spec 1.4: per lane b, rows b*(O/B) + 2n, 2n+1
+// as a nibble pair in byte n mod (W/2) of word (n/(W/2))*K + m; [K;V] fused
+// per lane as K rows 32b.. then V rows 32b..), fills the K/V caches with the
+// prefill hand-over and compares the layer output and the new cache rows.
+#include "tb_kernels.h"
+
+#include "../tops/flx_tops_layer.h"
+
+#include <algorithm>
+#include <memory>
+
+namespace flx_tb {
+
+typedef flx_hls::dec_wword<64>::type word;
+
+// one linear in HBM: per lane its words, the scale/sum tables
+struct hbm_linear {
+    std::vector<word> lane[16];
+    std::vector<float> ws, wsum;
+};
+
+// rows(o) gives the int8 weights of fused output row o ([k_dim]), scale(o)/sum(o)
+template <class ROW, class SC, class SU>
+static void pack(hbm_linear &h, unsigned n_out, unsigned k_dim, ROW row, SC scale, SU sum)
+{
+    const unsigned B = 16, W = 64, per = n_out / B;
+    for (unsigned b = 0; b < B; b++) {
+        h.lane[b].assign((size_t)(per / W) * k_dim, word());
+        for (unsigned n = 0; n < per / 2; n++) {
+            const int8_t *r0 = row(b * per + 2 * n), *r1 = row(b * per + 2 * n + 1);
+            for (unsigned m = 0; m < k_dim; m++) {
+                unsigned byte = ((unsigned)r0[m] & 15u) | (((unsigned)r1[m] & 15u) << 4);
+                h.lane[b][(size_t)(n / (W / 2)) * k_dim + m][n % (W / 2)] = byte;
+            }
+        }
+    }
+    h.ws.resize(n_out);
+    h.wsum.resize(n_out);
+    for (unsigned o = 0; o < n_out; o++) {
+        h.ws[o] = scale(o);
+        h.wsum[o] = sum(o);
+    }
+}
+
+static void pack_plain(tb_ctx &c, hbm_linear &h, const char *name, unsigned n_out, unsigned k_dim)
+{
+    std::string n = name;
+    npy_array w = c.load(name, "|i1", {n_out, k_dim});
+    npy_array s = c.load((n + "_s").c_str(), "<f4", {n_out}), u = c.load((n + "_sum").c_str(), "<f4", {n_out});
+    pack(h, n_out, k_dim, [&](unsigned o) { return (const int8_t *)&w.data[(size_t)o * k_dim]; },
+         [&](unsigned o) { return s.f32(o); }, [&](unsigned o) { return u.f32(o); });
+}
+
+static flx_tops::dec_ports ports(const hbm_linear &h)
+{
+    flx_tops::dec_ports p;
+    for (unsigned b = 0; b < 16; b++) p.w[b] = h.lane[b].data();
+    p.ws = h.ws.data();
+    p.wsum = h.wsum.data();
+    return p;
+}
+
+struct layer_std : flx_tops::layer_decode_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
+};
+
+// One decode layer through top_layer_decode (or the EXP_STD template):
+// weights, scales and gains named PRE + "wk", ... in the golden folder,
+// rope_sin / rope_cos the row of position P; io: x in [0, D), y out [D, 2D).
+static void run_dec_layer(tb_ctx &c, const std::string &pre, std::vector<float> &io,
+                          std::vector<ap_int<8> > &kcache, std::vector<ap_int<8> > &vcache, unsigned layer)
+{
+    const unsigned D = 2048, KV = 512, F = 8192, P = 32, L = 2048, HALF = 32;
+    auto nm = [&](const char *n) { return pre + n; };
+    npy_array an = c.load(nm("attn_norm").c_str(), "<f4", {D}), fn = c.load(nm("ffn_norm").c_str(), "<f4", {D});
+    npy_array qs = c.load(nm("q_s").c_str(), "<f4", {32}), ks = c.load(nm("k_s").c_str(), "<f4", {8});
+    npy_array vs = c.load(nm("v_s").c_str(), "<f4", {8}), as = c.load(nm("a_s").c_str(), "<f4", {32});
+    npy_array rs = c.load("rope_sin", "<f4", {1, HALF}), rc = c.load("rope_cos", "<f4", {1, HALF});
+    // [K;V] fused: lane b columns 0..31 = K rows 32b.., 32..63 = V rows 32b..
+    std::unique_ptr<hbm_linear[]> lin(new hbm_linear[6]);
+    {
+        npy_array wk = c.load(nm("wk").c_str(), "|i1", {KV, D}), wv = c.load(nm("wv").c_str(), "|i1", {KV, D});
+        npy_array wks = c.load(nm("wk_s").c_str(), "<f4", {KV}), wkm = c.load(nm("wk_sum").c_str(), "<f4", {KV});
+        npy_array wvs = c.load(nm("wv_s").c_str(), "<f4", {KV}), wvm = c.load(nm("wv_sum").c_str(), "<f4", {KV});
+        auto src = [](unsigned o, unsigned *r) { *r = (o / 64) * 32 + o % 32; return o % 64 < 32; };
+        pack(lin[0], 1024, D,
+             [&](unsigned o) {
+                 unsigned r;
+                 bool k = src(o, &r);
+                 return (const int8_t *)&(k ? wk : wv).data[(size_t)r * D];
+             },
+             [&](unsigned o) { unsigned r; return src(o, &r) ? wks.f32(r) : wvs.f32(r); },
+             [&](unsigned o) { unsigned r; return src(o, &r) ? wkm.f32(r) : wvm.f32(r); });
+    }
+    pack_plain(c, lin[1], nm("wq").c_str(), D, D);
+    pack_plain(c, lin[2], nm("wo").c_str(), D, D);
+    pack_plain(c, lin[3], nm("w_gate").c_str(), F, D);
+    pack_plain(c, lin[4], nm("w_up").c_str(), F, D);
+    pack_plain(c, lin[5], nm("w_down").c_str(), D, F);
+    // the HBM images: 16 weight lanes and the s_sum table (layer_decode_map)
+    typedef flx_tops::layer_decode_map M;
+    std::vector<word> lanes[16];
+    std::vector<float> s_sum(M::s_floats);
+    for (unsigned b = 0; b < 16; b++) {
+        lanes[b].resize(M::lane_words);
+        for (unsigned i = 0; i < M::n_lin; i++)
+            std::copy(lin[i].lane[b].begin(), lin[i].lane[b].end(), lanes[b].begin() + M::word_base(i));
+    }
+    for (unsigned i = 0; i < M::n_lin; i++) {
+        std::copy(lin[i].ws.begin(), lin[i].ws.end(), s_sum.begin() + M::s_base(i));
+        std::copy(lin[i].wsum.begin(), lin[i].wsum.end(), s_sum.begin() + M::s_base(i) + M::n_out(i));
+    }
+    std::vector<float> att(4 * 32, 0.0f), gamma(2 * D), rope(2 * (size_t)L * HALF, 0.0f);
+    for (unsigned h = 0; h < 32; h++) {
+        att[h] = qs.f32(h);
+        att[96 + h] = as.f32(h);
+    }
+    for (unsigned h = 0; h < 8; h++) {
+        att[32 + h] = ks.f32(h);
+        att[64 + h] = vs.f32(h);
+    }
+    for (unsigned k = 0; k < HALF; k++) {   // only row P is used
+        rope[(size_t)P * HALF + k] = rs.f32(k);
+        rope[(size_t)L * HALF + (size_t)P * HALF + k] = rc.f32(k);
+    }
+    for (unsigned i = 0; i < D; i++) {
+        gamma[i] = an.f32(i);
+        gamma[D + i] = fn.f32(i);
+    }
+    if (c.exp_flx()) {
+        std::vector<word> *w = lanes;
+        flx_tops::top_layer_decode(io.data(), gamma.data(), att.data(), rope.data(), w[0].data(), w[1].data(),
+                                   w[2].data(), w[3].data(), w[4].data(), w[5].data(), w[6].data(), w[7].data(),
+                                   w[8].data(), w[9].data(), w[10].data(), w[11].data(), w[12].data(),
+                                   w[13].data(), w[14].data(), w[15].data(), s_sum.data(), kcache.data(),
+                                   vcache.data(), P, layer);
+    } else {
+        flx_tops::dec_ports pt[6];
+        for (int i = 0; i < 6; i++) pt[i] = ports(lin[i]);
+        std::unique_ptr<ap_int<8>[][512]> k_reg(new ap_int<8>[32][512]);
+        const float(*st)[32] = (const float(*)[32])rope.data();
+        const float(*ct)[32] = (const float(*)[32])(rope.data() + (size_t)L * HALF);
+        flx_hls::decoder_layer_dec<layer_std>(io.data(), io.data() + D, gamma.data(), gamma.data() + D, pt[0],
+                                              pt[1], pt[2], pt[3], pt[4], pt[5], att.data(), att.data() + 32,
+                                              att.data() + 64, att.data() + 96, st, ct, kcache.data(),
+                                              vcache.data(), k_reg.get(), P);
+    }
+}
+
+static void load_cache(tb_ctx &c, const std::string &name, std::vector<ap_int<8> > &cache)
+{
+    const unsigned KV = 512, P = 32;
+    npy_array a = c.load(name.c_str(), "|i1", {P, KV});
+    cache.assign((size_t)2048 * KV, ap_int<8>(0));
+    for (size_t i = 0; i < (size_t)P * KV; i++) cache[i] = (int)a.i8(i);
+}
+
+static void tb_layer_decode(tb_ctx &c)
+{
+    const unsigned D = 2048, KV = 512, P = 32;
+    npy_array x = c.load("x", "<f4", {D});
+    std::vector<float> io(2 * D);
+    for (unsigned i = 0; i < D; i++) io[i] = x.f32(i);
+    std::vector<ap_int<8> > kcache, vcache;
+    load_cache(c, "k8_cache", kcache);
+    load_cache(c, "v8_cache", vcache);
+    run_dec_layer(c, "", io, kcache, vcache, 0);
+    std::vector<long long> k_new(KV), v_new(KV);
+    for (unsigned d = 0; d < KV; d++) {
+        k_new[d] = kcache[(size_t)P * KV + d].to_int();
+        v_new[d] = vcache[(size_t)P * KV + d].to_int();
+    }
+    c.expect_int("k8_new", "|i1", k_new);
+    c.expect_int("v8_new", "|i1", v_new);
+    c.expect_f32("y", std::vector<float>(io.begin() + D, io.end()));
+}
+
+struct head_std : flx_tops::head_sample_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
+};
+
+// the tiny whole model: two decode layers, then LN2, lm_head (1024 rows),
+// top-5 sampling and the next token's embedding row
+static void tb_model_decode(tb_ctx &c)
+{
+    const unsigned D = 2048, V = 1024;
+    npy_array x = c.load("x", "<f4", {D}), on = c.load("out_norm", "<f4", {D}), r = c.load("r", "<f4", {1});
+    npy_array voc = c.load("vocab", "<f4", {V, D});
+    std::vector<float> io(2 * D);
+    for (unsigned i = 0; i < D; i++) io[i] = x.f32(i);
+    for (unsigned l = 0; l < 2; l++) {
+        std::string pre = "L" + std::to_string(l) + "_";
+        std::vector<ap_int<8> > kcache, vcache;
+        load_cache(c, pre + "k8_cache", kcache);
+        load_cache(c, pre + "v8_cache", vcache);
+        run_dec_layer(c, pre, io, kcache, vcache, l);
+        std::copy(io.begin() + D, io.end(), io.begin());   // layer output -> next input
+    }
+    std::vector<float> hidden(io.begin(), io.begin() + D);
+    c.expect_f32("hidden", hidden);
+    hbm_linear head;
+    pack_plain(c, head, "head", V, D);
+    std::vector<float> s_sum(head.ws);
+    s_sum.insert(s_sum.end(), head.wsum.begin(), head.wsum.end());
+    std::vector<float> gamma(D), logits(V), next_x(D), probs(5);
+    for (unsigned i = 0; i < D; i++) gamma[i] = on.f32(i);
+    int out[6] = {0};
+    std::vector<word> *w = head.lane;
+    if (c.exp_flx())
+        flx_tops::top_head_sample(hidden.data(), gamma.data(), w[0].data(), w[1].data(), w[2].data(), w[3].data(),
+                                  w[4].data(), w[5].data(), w[6].data(), w[7].data(), w[8].data(), w[9].data(),
+                                  w[10].data(), w[11].data(), w[12].data(), w[13].data(), w[14].data(),
+                                  w[15].data(), s_sum.data(), (const float *)&voc.data[0], r.f32(0),
+                                  logits.data(), probs.data(), out, next_x.data());
+    else
+        flx_hls::head_sample_dec<head_std>(hidden.data(), gamma.data(), ports(head),
+                                           (const float *)&voc.data[0], r.f32(0), logits.data(), probs.data(),
+                                           out, next_x.data());
+    c.expect_f32("logits", logits);
+    c.expect_int("ids", "<i4", std::vector<long long>(out, out + 5));
+    c.expect_f32("probs", probs);
+    c.expect_int("token", "<i4", std::vector<long long>(out + 5, out + 6));
+    c.expect_f32("next_x", next_x);
+}
+
+// ------------------------------------------------------------------ prefill
+
+typedef flx_tops::pref_word pword;
+
+// prefill packing (spec 1.4): channels N*24 + 2j (low nibble), +1 (high) in
+// byte j of word N*k_dim + m; channels past n_out are zero
+static void pack_pref(tb_ctx &c, const char *name, unsigned n_out, unsigned k_dim, std::vector<pword> &w,
+                      std::vector<float> &s)
+{
+    std::string n = name;
+    npy_array m = c.load(name, "|i1", {n_out, k_dim});
+    npy_array ws = c.load((n + "_s").c_str(), "<f4", {n_out}), wm = c.load((n + "_sum").c_str(), "<f4", {n_out});
+    const unsigned nw = (n_out + 23) / 24;
+    size_t base = w.size();
+    w.resize(base + (size_t)nw * k_dim, pword());
+    for (unsigned ch = 0; ch < n_out; ch++) {
+        unsigned blk = ch / 24, j = (ch % 24) / 2, hi = ch % 2;
+        for (unsigned k = 0; k < k_dim; k++) {
+            pword &wd = w[base + (size_t)blk * k_dim + k];
+            unsigned byte = (unsigned)wd[j].to_uint();
+            unsigned nib = (unsigned)m.i8((size_t)ch * k_dim + k) & 15u;
+            byte = hi ? (byte & 0x0fu) | (nib << 4) : (byte & 0xf0u) | nib;
+            wd[j] = byte;
+        }
+    }
+    for (unsigned o = 0; o < n_out; o++) s.push_back(ws.f32(o));
+    for (unsigned o = 0; o < n_out; o++) s.push_back(wm.f32(o));
+}
+
+struct layer_pref_std : flx_tops::layer_prefill_cfg {
+    static const int exp_impl = flx_hls::EXP_STD;
+};
+
+static void tb_layer_prefill(tb_ctx &c)
+{
+    const unsigned T = 16, D = 2048, KV = 512, F = 8192, L = 2048, HALF = 32;
+    npy_array x = c.load("x", "<f4", {T, D});
+    npy_array an = c.load("attn_norm", "<f4", {D}), fn = c.load("ffn_norm", "<f4", {D});
+    npy_array qs = c.load("q_s", "<f4", {32}), ks = c.load("k_s", "<f4", {8});
+    npy_array vs = c.load("v_s", "<f4", {8}), as = c.load("a_s", "<f4", {32});
+    npy_array rs = c.load("rope_sin", "<f4", {T, HALF}), rc = c.load("rope_cos", "<f4", {T, HALF});
+    std::vector<pword> w_kq, w_vo, w_gate, w_up, w_down;
+    std::vector<float> s_kq, s_vo, s_gate, s_up, s_down;
+    pack_pref(c, "wk", KV, D, w_kq, s_kq);
+    pack_pref(c, "wq", D, D, w_kq, s_kq);
+    pack_pref(c, "wv", KV, D, w_vo, s_vo);
+    pack_pref(c, "wo", D, D, w_vo, s_vo);
+    pack_pref(c, "w_gate", F, D, w_gate, s_gate);
+    pack_pref(c, "w_up", F, D, w_up, s_up);
+    pack_pref(c, "w_down", D, F, w_down, s_down);
+    std::vector<float> att(128, 0.0f), gamma(2 * D), io(2 * (size_t)T * D), rope(2 * (size_t)L * HALF, 0.0f);
+    for (unsigned h = 0; h < 32; h++) {
+        att[h] = qs.f32(h);
+        att[96 + h] = as.f32(h);
+    }
+    for (unsigned h = 0; h < 8; h++) {
+        att[32 + h] = ks.f32(h);
+        att[64 + h] = vs.f32(h);
+    }
+    for (unsigned i = 0; i < T * HALF; i++) {   // rows 0..15
+        rope[i] = rs.f32(i);
+        rope[(size_t)L * HALF + i] = rc.f32(i);
+    }
+    for (unsigned i = 0; i < D; i++) {
+        gamma[i] = an.f32(i);
+        gamma[D + i] = fn.f32(i);
+    }
+    for (unsigned i = 0; i < T * D; i++) io[i] = x.f32(i);
+    std::vector<ap_int<8> > kc((size_t)T * KV), vc((size_t)T * KV);
+    std::vector<float> y((size_t)T * D);
+    if (c.exp_flx()) {
+        flx_tops::top_layer_prefill(io.data(), gamma.data(), att.data(), rope.data(), w_kq.data(), s_kq.data(),
+                                    w_vo.data(), s_vo.data(), w_gate.data(), s_gate.data(), w_up.data(),
+                                    s_up.data(), w_down.data(), s_down.data(), kc.data(), vc.data());
+        std::copy(io.begin() + (size_t)T * D, io.end(), y.begin());
+    } else {
+        typedef flx_hls::pref_linear_ports<24> P;
+        const unsigned kw = flx_tops::layer_prefill_map::words(KV, D);
+        P wk = {w_kq.data(), s_kq.data(), s_kq.data() + KV};
+        P wq = {w_kq.data() + kw, s_kq.data() + 2 * KV, s_kq.data() + 2 * KV + D};
+        P wv = {w_vo.data(), s_vo.data(), s_vo.data() + KV};
+        P wo = {w_vo.data() + kw, s_vo.data() + 2 * KV, s_vo.data() + 2 * KV + D};
+        P g = {w_gate.data(), s_gate.data(), s_gate.data() + F}, u = {w_up.data(), s_up.data(), s_up.data() + F};
+        P dn = {w_down.data(), s_down.data(), s_down.data() + D};
+        const float(*st)[32] = (const float(*)[32])rope.data();
+        const float(*ct)[32] = (const float(*)[32])(rope.data() + (size_t)L * HALF);
+        flx_hls::decoder_layer_pref<layer_pref_std>(io.data(), y.data(), gamma.data(), gamma.data() + D, wk, wv, wq,
+                                                    wo, g, u, dn, att.data(), att.data() + 32, att.data() + 64,
+                                                    att.data() + 96, st, ct, kc.data(), vc.data(), 2);
+    }
+    std::vector<long long> k8(kc.size()), v8(vc.size());
+    for (size_t i = 0; i < kc.size(); i++) {
+        k8[i] = kc[i].to_int();
+        v8[i] = vc[i].to_int();
+    }
+    c.expect_int("k8", "|i1", k8);
+    c.expect_int("v8", "|i1", v8);
+    c.expect_f32("y", y);
+}
+
+void register_layer(std::vector<tb_entry> &v)
+{
+    v.push_back({"layer_decode", tb_layer_decode, "flx_tops::top_layer_decode (decoder_layer_dec)"});
+    v.push_back({"layer_prefill", tb_layer_prefill, "flx_tops::top_layer_prefill (decoder_layer_pref)"});
+    v.push_back({"model_decode", tb_model_decode, "2 x top_layer_decode + top_head_sample"});
+}
+
+}  // namespace flx_tb
