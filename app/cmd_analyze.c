@@ -81,7 +81,31 @@ typedef struct pass_ctx {
     lin_meas *meas;                  /* [n_layers][N_LIN] */
     float *xq, *y, *yq;              /* scratch */
     int64_t cap_rows;
+    flx_pool *pool;                  /* the hook's products, by blocks of output columns */
 } pass_ctx;
+
+/* y = x w^T for output columns [begin, end): one single-threaded sgemm per
+ * block (the forward keeps OpenBLAS at one thread while its state lives) */
+typedef struct mm_job {
+    const float *x, *w;
+    float *y;
+    int64_t n;
+    int32_t n_out, n_in;
+} mm_job;
+
+static void mm_cols(void *vctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const mm_job *j = vctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)(end - begin), j->n_in, 1.0f, j->x, j->n_in,
+                j->w + begin * j->n_in, j->n_in, 0.0f, j->y + begin, j->n_out);
+}
+
+static void matmul_t(flx_pool *pool, const float *x, int64_t n, const float *w, int32_t n_out, int32_t n_in, float *y)
+{
+    mm_job j = { x, w, y, n, n_out, n_in };
+    flx_pool_for(pool, n_out, 64, mm_cols, &j);
+}
 
 static const float *lin_weight(const flx_llama_layer *L, int j)
 {
@@ -136,10 +160,8 @@ static int an_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int6
         if (mx > mm->absmax) mm->absmax = mx;
         int32_t n_out, ni;
         lin_shape(&c->m->cfg, j, &n_out, &ni);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, n_out, ni, 1.0f, x, ni, lin_weight(L, j), ni,
-                    0.0f, c->y, n_out);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, n_out, ni, 1.0f, c->xq, ni,
-                    c->w_hat[layer][j], ni, 0.0f, c->yq, n_out);
+        matmul_t(c->pool, x, n, lin_weight(L, j), n_out, ni, c->y);
+        matmul_t(c->pool, c->xq, n, c->w_hat[layer][j], n_out, ni, c->yq);
         for (int64_t i = 0; i < n * n_out; i++) {
             double d = (double)c->yq[i] - c->y[i];
             mm->err_num += d * d;
@@ -434,6 +456,7 @@ int flx_cmd_analyze(int argc, char **argv)
     flx_fakequant fq;
     memset(&fq, 0, sizeof fq);
     int have_fq = 0, rc = FLX_EXIT_FAIL;
+    flx_pool *pool = flx_pool_create((int)a.threads);
     double t0 = flx_now_seconds();
 
     /* two models, one after the other (a 1B model's fp32 weights and their
@@ -477,6 +500,7 @@ int flx_cmd_analyze(int argc, char **argv)
         pc[p].r = &recipe;
         pc[p].rs = prs[p];
         pc[p].meas = meas + (size_t)p * L * N_LIN;
+        pc[p].pool = pool;
         fprintf(stderr, "flxemu analyze: %s pass, %lld x %lld tokens\n", p ? "rotated" : "unrotated",
                 (long long)cd.n_windows, (long long)cd.seqlen);
         if (run_pass(&pc[p], &cd, (int)a.threads, &err)) goto fail;
@@ -647,5 +671,6 @@ out:
     flx_model_free(&m1);
     free(meas);
     free(sens);
+    flx_pool_free(pool);
     return rc;
 }

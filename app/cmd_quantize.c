@@ -307,7 +307,7 @@ static void add_file(cJSON *o, const char *key, const char *path, flx_error *err
 
 /* Everything that made the file, as one JSON object (no clock, so the same
  * inputs still give the same bytes; docs/quant.md lists the fields). */
-static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind kind, int r3, int r4,
+static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind kind, int r3, int r4, int rope_permuted,
                              int32_t d_ff_source, int32_t d_ff, const flx_calib_data *cd,
                              const char *tok_path, flx_error *err)
 {
@@ -332,6 +332,7 @@ static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind 
         cJSON_AddNumberToObject(pd, "to", d_ff);
     }
     const int gptq = a->gptq && r->w_bits < 16;
+    if (rope_permuted) cJSON_AddStringToObject(o, "rope_pairing", "adjacent in the source, q/k rows permuted to split-half");
     cJSON_AddStringToObject(o, "weights", r->w_bits >= 16 ? "float" : gptq ? "gptq" : "rtn");
     if (gptq) {
         flx_gptq_opts g = flx_gptq_opts_default();
@@ -481,6 +482,13 @@ int flx_cmd_quantize(int argc, char **argv)
     /* an online R4 on a non-power-of-two d_ff: zero-pad d_ff (exact for the
      * float model) so R4 is FlexLLM's FHT and the bit-exact engine runs it */
     int32_t d_ff_source = 0;
+    /* flexllm targets the engine, whose RoPE pairs (i, i + head_dim/2): a
+     * GGUF's adjacent pairing is turned into it (exact up to rounding) */
+    int rope_permuted = 0;
+    if (recipe.kind == FLX_RECIPE_FLEXLLM && c->rope_pairing == FLX_ROPE_ADJACENT) {
+        if (flx_model_rope_to_split_half(&model, &err)) goto fail;
+        rope_permuted = 1;
+    }
     if (r4 && !a.no_pad && !flx_is_pow2(c->d_ff)) {
         d_ff_source = c->d_ff;
         if (flx_model_pad_dff(&model, flx_next_pow2(c->d_ff), &err)) goto fail;
@@ -561,7 +569,7 @@ int flx_cmd_quantize(int argc, char **argv)
     }
     b.w_bits_of = wbits;
     tok_path = tokenizer_file(a.model, a.tokenizer);
-    prov = provenance_json(&a, &recipe, rot_kind, r3, r4, d_ff_source, c->d_ff, &cd, tok_path, &err);
+    prov = provenance_json(&a, &recipe, rot_kind, r3, r4, rope_permuted, d_ff_source, c->d_ff, &cd, tok_path, &err);
     if (!prov) goto fail;
     b.provenance = prov;
     b.scales = scales;

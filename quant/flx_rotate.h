@@ -140,6 +140,12 @@ void flx_rotset_free(flx_rotation_set *rs);
 int flx_model_pad_dff(flx_model *m, int32_t d_ff_new, flx_error *err);
 int32_t flx_next_pow2(int32_t n);   /* smallest power of two >= n (n >= 1) */
 
+/* Turns adjacent RoPE pairing (2i, 2i+1; GGUF, llama2.c) into split-half
+ * pairing (i, i + head_dim/2), the layout of FlexLLM's RoPE kernel, by
+ * reordering the rows of Wq and Wk within each head (rope_perm.c); the
+ * logits agree up to float rounding.  No-op for split-half models. */
+int flx_model_rope_to_split_half(flx_model *m, flx_error *err);
+
 /* Folds the RMSNorm gains into the following linears (gains become 1) and
  * unties a tied head, leaving the model's function unchanged.  Done by
  * flx_spinquant_apply; exposed for the "fp" recipe without rotations. */

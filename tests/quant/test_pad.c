@@ -1,8 +1,8 @@
 /* pad: zero-padding d_ff (quant/pad.c) leaves the float model's logits bit
  * for bit unchanged; `flxemu quantize` pads a non-power-of-two d_ff when
  * R4 runs online, records it in the .flxq, and the bit-exact engine then
- * runs stories260K (the Hugging Face checkpoint; the GGUF's adjacent RoPE
- * pairing is refused by name). */
+ * runs stories260K (the Hugging Face checkpoint, and the GGUF after its q/k
+ * rows are permuted from adjacent to split-half RoPE pairing). */
 #include "flx_qmodel.h"
 #include "flx_llama.h"
 #include "test_util.h"
@@ -92,6 +92,41 @@ static void check_padding_exact(const char *rel)
 Test(pad, padded_float_model_has_bit_identical_logits_hf) { check_padding_exact("stories260K/hf"); }
 Test(pad, padded_float_model_has_bit_identical_logits_gguf) { check_padding_exact("stories260K/stories260K.gguf"); }
 
+/* adjacent -> split-half RoPE pairing: the GGUF's logits stay within float
+ * rounding, and equal the HF checkpoint's (the same weights, converted) */
+Test(pad, rope_pairing_permutation_keeps_the_logits)
+{
+    flx_model g = {0}, h = {0};
+    flx_error err = {0};
+    cr_assert_eq(flx_model_load(&g, flx_test_data("stories260K/stories260K.gguf"), &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_model_load(&h, flx_test_data("stories260K/hf"), &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(g.cfg.rope_pairing, FLX_ROPE_ADJACENT);
+    int32_t ids[201];
+    int n = story_ids(ids, 201);
+    const size_t nl = (size_t)n * g.cfg.n_vocab;
+    float *a = logits_of(&g, ids, n, 1);
+    cr_assert_eq(flx_model_rope_to_split_half(&g, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(g.cfg.rope_pairing, FLX_ROPE_SPLIT_HALF);
+    float *b = logits_of(&g, ids, n, 1), *c = logits_of(&h, ids, n, 1);
+    double md = 0, mx = 0, mh = 0;
+    for (size_t i = 0; i < nl; i++) {
+        md = fmax(md, fabs((double)a[i] - b[i]));
+        mh = fmax(mh, fabs((double)c[i] - b[i]));
+        mx = fmax(mx, fabs(a[i]));
+    }
+    cr_log_info("RoPE permutation: max |dlogit| %.3g vs original, %.3g vs HF (max |logit| %.3g)", md, mh, mx);
+    cr_assert(mx > 1.0 && md < 1e-5 * mx && mh < 1e-5 * mx, "%g %g %g", md, mh, mx);
+    /* the rows really moved: q row 1 of head 0 is the GGUF's row 2 */
+    flx_model g0 = {0};
+    cr_assert_eq(flx_model_load(&g0, flx_test_data("stories260K/stories260K.gguf"), &err), FLX_OK);
+    cr_assert_eq(memcmp(g.w.layers[0].wq + 1 * 64, g0.w.layers[0].wq + 2 * 64, 64 * sizeof(float)), 0);
+    cr_assert_eq(memcmp(g.w.layers[0].wk + 4 * 64, g0.w.layers[0].wk + 1 * 64, 64 * sizeof(float)), 0);
+    free(a); free(b); free(c);
+    flx_model_free(&g0);
+    flx_model_free(&g);
+    flx_model_free(&h);
+}
+
 static int sh(const char *cmd, char *out, size_t cap)
 {
     FILE *p = popen(cmd, "r");
@@ -162,11 +197,18 @@ Test(pad, quantize_pads_and_the_engine_runs_stories260K, .timeout = 240)
              bin, f2, gguf, text);
     cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "d_ff 172 is not a power of two") != NULL, "%s", out);
-    /* the GGUF pairs RoPE dimensions (2i, 2i+1): refused by name, not run wrongly */
-    snprintf(cmd, sizeof cmd,
-             "%s quantize --model %s --recipe flexllm --calib %s --nsamples 2 --seqlen 128 --out %s 2>&1 && "
-             "%s ppl --model %s --engine emu --file %s --ctx 128 --chunks 1 2>&1",
-             bin, gguf, text, f3, bin, f3, text);
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
-    cr_assert(strstr(out, "adjacent") != NULL, "%s", out);
+    /* the GGUF pairs RoPE dimensions (2i, 2i+1): for flexllm, quantize permutes
+     * its q/k rows to the engine's split-half pairing; the file then gives
+     * the HF checkpoint's perplexities in both engines */
+    for (int e = 0; e < 2; e++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s quantize --model %s --recipe flexllm --calib %s --nsamples 4 --seqlen 128 --threads 2 --out %s 2>&1 && "
+                 "%s ppl --model %s --engine %s --file %s --ctx 128 --chunks 3 --threads 2 2>&1",
+                 bin, gguf, text, f3, bin, f3, e ? "emu" : "float", text);
+        cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+        const char *p = strstr(out, "PPL = ");
+        cr_assert(p != NULL, "%s", out);
+        cr_assert(fabs(atof(p + 6) - ppl[e]) < 0.02 * ppl[e], "GGUF %s PPL %g vs HF %g", e ? "emu" : "float",
+                  atof(p + 6), ppl[e]);
+    }
 }
