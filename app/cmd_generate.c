@@ -41,7 +41,7 @@ static void usage(FILE *fp)
             "                      --temp/--top-k); the simulated U280 time goes to stderr\n"
             "  --exp glibc|flx     emu: exponential (default glibc-expf; flx: flx-exp)\n"
             "  --ftz               emu: flush subnormals to zero\n"
-            "  --reference-quirks  emu: reproduce the reference design's quirks (spec 6)\n"
+            "  --reference-quirks  emu: reproduce the reference design's quirks (docs/reference-design.md §6)\n"
             "  --ids FILE          also write all ids (prompt + generated), one per line\n"
             "  -h, --help          this help\n",
             EMBEDDED_SEED);

@@ -51,7 +51,7 @@ static void usage(FILE *fp)
             "Exit status: 0 success, 1 failure (bad configuration), 2 usage error.\n");
 }
 
-/* Ratios the FlexLLM paper claims against the A100 (spec §5.3); with HMT the
+/* Ratios the FlexLLM paper claims against the A100 (reference-design §5.3); with HMT the
  * paper gives no decode ratio (0 here). */
 typedef struct claim { double e2e, decode, energy; } claim;
 

@@ -49,7 +49,7 @@ static void usage(FILE *fp)
             "                        the simulated U280 time (u280_mem_opt) goes to stderr/--json\n"
             "  --exp glibc|flx       emu: exponential (default glibc-expf; flx: flx-exp)\n"
             "  --ftz                 emu: flush subnormals to zero\n"
-            "  --reference-quirks    emu: reproduce the reference design's quirks (spec 6)\n"
+            "  --reference-quirks    emu: reproduce the reference design's quirks (docs/reference-design.md §6)\n"
             "  --threads N           threads (default: all cores)\n"
             "  --bf16-activations    round activations to BF16 (mimics a BF16 GPU run)\n"
             "output:\n"

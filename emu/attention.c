@@ -1,4 +1,4 @@
-/* Attention helpers of MHA.h (flexllm-kernels.md 1.12). */
+/* Attention helpers of MHA.h (reference-design §1.12). */
 #include "flx_emu.h"
 
 void flx_emu_causal_mask(float *scores, int64_t ld, int64_t n_q, int64_t n_k,

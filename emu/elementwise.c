@@ -1,4 +1,4 @@
-/* SiLU gate, residual add and embedding lookup (flexllm-kernels.md 1.9, 1.10, 1.13). */
+/* SiLU gate, residual add and embedding lookup (reference-design §1.9, 1.10, 1.13). */
 #include "flx_emu.h"
 
 #include <string.h>

@@ -1,5 +1,5 @@
 /* The two exponentials, the float-mode names and the float -> integer
- * conversions of the reference (flexllm-kernels.md 0.2, 0.3). */
+ * conversions of the reference (reference-design §0.2, 0.3). */
 #include "flx_emu.h"
 
 #include <string.h>

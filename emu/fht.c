@@ -1,4 +1,4 @@
-/* Fast Walsh-Hadamard transform, the online R4 rotation (flexllm-kernels.md 1.11). */
+/* Fast Walsh-Hadamard transform, the online R4 rotation (reference-design §1.11). */
 #include "flx_emu.h"
 
 #define FZ(v) (ftz ? flx_emu_ftz(v) : (v))

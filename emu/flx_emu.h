@@ -1,4 +1,4 @@
-/* flx_emu.h -- the bit-exact FlexLLM kernels (flexllm-kernels.md section 1).
+/* flx_emu.h -- the bit-exact FlexLLM kernels (reference-design §1).
  *
  * Every kernel is a plain C function on arrays with explicit shapes; the
  * output argument comes first.  "Bit-exact" means: each float operation of
@@ -332,14 +332,14 @@ int flx_emu_sample_topk(flx_emu_topk *out, const float *logits, int64_t n_vocab_
 /* =============================================================== pipelines
  *
  * The Llama W4A4 prefill and decode of FlexLLM's production top levels
- * (spec 3.3, 3.4) on a quantized model (quant/flx_qmodel.h).  Every
- * activation follows the precision map of spec 3.2; all kernels above. */
+ * (reference-design §3.3, 3.4) on a quantized model (quant/flx_qmodel.h).  Every
+ * activation follows the precision map of reference-design §3.2; all kernels above. */
 
 typedef struct flx_qmodel flx_qmodel;
 
 typedef struct flx_emu_opts {
     flx_emu_fp fp;
-    int reference_quirks;  /* spec 6: base-10000 RoPE table, decode K-cache
+    int reference_quirks;  /* reference-design §6: base-10000 RoPE table, decode K-cache
                               group overwrite (zeros, as C simulation), padded
                               vocabulary logits left at 0 instead of masked */
     int top_k;             /* LOGITS_MAX_K: 5                                */
@@ -433,7 +433,7 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
                            flx_emu_kv *kv, int32_t token, int64_t pos, flx_pool *pool,
                            flx_error *err);
 
-/* Host flow (spec 3.3): prefill of the first n_prompt-1 tokens, K/V
+/* Host flow (reference-design §3.3): prefill of the first n_prompt-1 tokens, K/V
  * hand-over, decode from the last prompt token; each step samples with
  * threshold r drawn from flx_rng(seed) and calls cb (a non-zero return
  * stops).  Stops after n_new tokens or at stop_id (>= 0). */

@@ -1,5 +1,4 @@
-/* flx_emu_hmt.h -- FlexLLM's HMT plug-in, bit-exact (flexllm-kernels spec
- * section 4; docs/hmt.md "Hardware flow" states every float operation).
+/* flx_emu_hmt.h -- FlexLLM's HMT plug-in, bit-exact (reference-design §4; docs/hmt.md "Hardware flow" states every float operation).
  *
  * The segment flow of ref/flx_hmt.h runs on the emulator's INT4/INT8
  * prefill (stage 0 and stage 1) with FlexLLM's fp32 memory:

@@ -1,4 +1,4 @@
-/* Integer GEMMs of the INT4 and INT8 PEs and the fp32 PE (flexllm-kernels.md
+/* Integer GEMMs of the INT4 and INT8 PEs and the fp32 PE (docs/reference-design.md
  * 1.3, 1.4, 1.12).  Integer sums are exact and order-free, so any loop order
  * and any thread split give the same bits; the PE's finite register width is
  * applied afterwards (pair_wrap / flx_emu_wrap). */

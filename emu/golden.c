@@ -680,7 +680,7 @@ static void k_dequant_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(acc); free(ws); free(wsum); free(y);
 }
 
-/* the plain decode dequantizer (unused in production, spec 1.2f): the
+/* the plain decode dequantizer (unused in production, reference-design §1.2f): the
  * weight scales arrive as one vector per beat, with the accumulators */
 static void k_dequant_dec_plain(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
@@ -875,11 +875,11 @@ static int lm_build_n(layer_model *m, gen *g, int n_rows, int n_layers)
     float *ones = lm_alloc(m, D * sizeof(float));
     if (!emb || !ones) return -1;
     for (int i = 0; i < n_rows * D; i++) emb[i] = rf(g, -1.0f, 1.0f);
-    for (int i = 0; i < D; i++) ones[i] = 1.0f;     /* gamma folded: all ones (spec 1.6) */
+    for (int i = 0; i < D; i++) ones[i] = 1.0f;     /* gamma folded: all ones (reference-design §1.6) */
     m->qm.tok_embd = emb;
     m->qm.out_norm = ones;
     m->qm.layers = m->L;
-    /* FSQ layer-0 and layer-1 static scales (spec 1.12) */
+    /* FSQ layer-0 and layer-1 static scales (reference-design §1.12) */
     static const float fsq[2][4] = { { 0.0175285172f, 0.106267393f, 0.00409434037f, 0.00318154902f },
                                      { 0.0130162379f, 0.119919524f, 0.00953821093f, 0.00374620454f } };
     for (int l = 0; l < n_layers; l++) {

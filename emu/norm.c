@@ -1,4 +1,4 @@
-/* RMSNorm with the prefill and decode reduction trees (flexllm-kernels.md 1.6). */
+/* RMSNorm with the prefill and decode reduction trees (reference-design §1.6). */
 #include "flx_emu.h"
 
 #define FZ(v) (ftz ? flx_emu_ftz(v) : (v))

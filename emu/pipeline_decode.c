@@ -1,6 +1,6 @@
-/* The FlexLLM W4A4 decode (spec 3.4; production top level
+/* The FlexLLM W4A4 decode (reference-design §3.4; production top level
  * SpinQuant_Decoding_mem_opt) one token at a time, and the host flow that
- * joins prefill and decode (spec 3.3 "Host flow"). */
+ * joins prefill and decode (reference-design §3.3 "Host flow"). */
 #include "flx_emu.h"
 #include "flx_qmodel.h"
 
@@ -94,7 +94,7 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
         flx_emu_quant_static(b.q8, b.q, 1, c->n_heads, (int)hd, qs, e->q_factor, 8, 1, fp);
         int8_t *kc = kv->k + (int64_t)l * kv->cap * KV, *vc = kv->v + (int64_t)l * kv->cap * KV;
         if (e->opts.reference_quirks) {
-            /* spec 6.2: the static 32-slot k_reg is zeroed only at pos % 32 == 0
+            /* reference-design §6.2: the static 32-slot k_reg is zeroed only at pos % 32 == 0
              * and the whole group is written back, so the first decode step
              * after a prompt of n % 32 != 0 overwrites prompt keys
              * 32*floor(n/32) .. n-1 with the register's zeros */
@@ -146,7 +146,7 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
     }
     if (!rc && logits) {
         /* padded vocabulary rows: zero weights give logit +0 on hardware
-         * (spec 6.6); masked unless reproducing the reference */
+         * (reference-design §6.6); masked unless reproducing the reference */
         float pad = e->opts.reference_quirks ? 0.0f : -1e32f;
         for (int64_t i = V; i < e->n_vocab_pad; i++) logits[i] = pad;
     }

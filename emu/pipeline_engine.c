@@ -20,7 +20,7 @@ void flx_emu_opts_default(flx_emu_opts *o)
 }
 
 /* INT4 symmetric per-output-channel weights with stored sums: the only
- * weight format the FlexLLM linear layers read (spec 1.2, 3.2). */
+ * weight format the FlexLLM linear layers read (reference-design §1.2, 3.2). */
 static int check_tensor(const flx_qtensor *t, const char *name, int layer, int64_t n_out,
                         int64_t n_in, const char *recipe, flx_error *err)
 {
@@ -130,7 +130,7 @@ int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_o
     int64_t vp = 1024;
     while (vp < c->n_vocab) vp <<= 1;
     e->n_vocab_pad = vp;
-    e->fht_scale = (F == 8192) ? 90.50967f : (float)sqrt((double)F);   /* spec 0.2 constant */
+    e->fht_scale = (F == 8192) ? 90.50967f : (float)sqrt((double)F);   /* reference-design §0.2 constant */
     e->q_factor = (float)flx_attn_q_factor(c->head_dim);            /* sqrt_HEAD_DIM = 8 */
     const int64_t half = c->head_dim / 2;
     e->rope_sin = malloc((size_t)(max_pos * half) * sizeof(float));

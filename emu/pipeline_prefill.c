@@ -1,4 +1,4 @@
-/* The FlexLLM W4A4 prefill (spec 3.3; production top level
+/* The FlexLLM W4A4 prefill (reference-design §3.3; production top level
  * SpinQuant_Prefilling_mem_opt), layer by layer on token-major arrays, and
  * the decode-stage head that hardware perplexity applies to every position. */
 #include "flx_emu.h"

@@ -1,5 +1,5 @@
 /* Dynamic per-token and static per-head quantizers and dequantizers
- * (flexllm-kernels.md 1.2).  Each line is one reference operation. */
+ * (reference-design §1.2).  Each line is one reference operation. */
 #include "flx_emu.h"
 
 #include <string.h>

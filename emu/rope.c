@@ -1,4 +1,4 @@
-/* Table-driven rotate-half RoPE (flexllm-kernels.md 1.7). */
+/* Table-driven rotate-half RoPE (reference-design §1.7). */
 #include "flx_emu.h"
 
 #define FZ(v) (ftz ? flx_emu_ftz(v) : (v))

@@ -1,4 +1,4 @@
-/* Top-k sampling of dec_Sampling_Embedding_Layer (flexllm-kernels.md 1.13). */
+/* Top-k sampling of dec_Sampling_Embedding_Layer (reference-design §1.13). */
 #include "flx_emu.h"
 
 #define FZ(v) (ftz ? flx_emu_ftz(v) : (v))

@@ -1,5 +1,5 @@
 /* The three softmax kernels, each with its hardware reduction tree
- * (flexllm-kernels.md 1.8). */
+ * (reference-design §1.8). */
 #include "flx_emu.h"
 
 #define FZ(v) (ftz ? flx_emu_ftz(v) : (v))

@@ -5,7 +5,7 @@
  *
  * Every formula and constant is written down in docs/perf-model.md.  The model
  * has ONE calibrated constant, timing.lambda_cycles (per-iteration pipeline
- * overhead), fitted to the single measured point of the spec (prefill of 1024
+ * overhead), fitted to the single measured point of reference-design §5.3 (prefill of 1024
  * tokens in 1.6615 s on the U280).  Everything else is loop structure or a
  * documented assumption.
  *
@@ -26,7 +26,7 @@ extern "C" {
 
 /* ---------------------------------------------------------------- model shape */
 
-/* The transformer the accelerator runs (Llama-3.2-1B, spec §0.1). */
+/* The transformer the accelerator runs (Llama-3.2-1B, reference-design §0.1). */
 typedef struct flx_perf_model {
     int n_layers;       /* 16                                   */
     int dim;            /* D = 2048                             */
@@ -62,7 +62,7 @@ typedef struct flx_perf_device {
     double  pcie_gbps;        /* host link, for the KV hand-over                    */
 } flx_perf_device;
 
-/* Prefill (spatial dataflow) parallelism, spec §2.1. */
+/* Prefill (spatial dataflow) parallelism, reference-design §2.1. */
 typedef struct flx_perf_prefill_par {
     int tp;            /* TOKEN_PARALLEL: tokens per block                       */
     int qkvo_wp;       /* PRE_QKVO_W_PARALLEL: output lanes computed (kq, vo)    */
@@ -73,7 +73,7 @@ typedef struct flx_perf_prefill_par {
     int ffn_blocks;    /* BN: arrays (and weight ports) per FFN linear           */
 } flx_perf_prefill_par;
 
-/* Decode (temporal, shared GEMV engine) parallelism, spec §2.1. */
+/* Decode (temporal, shared GEMV engine) parallelism, reference-design §2.1. */
 typedef struct flx_perf_decode_par {
     int block_t;       /* T_BLOCK_PARALLEL B_T: lanes of norms/residual/embedding */
     int block;         /* T_QKVO_FFN_BLOCK_PARALLEL B: GEMV blocks (weight ports) */

@@ -1,5 +1,5 @@
 /* perf_compose.c -- composes the module formulas into prefill and decode
- * times (spec §2.3, §2.4, §3.3, §3.4) and the host flow:
+ * times (reference-design §2.3, §2.4, §3.3, §3.4) and the host flow:
  *   prefill: layers in sequence; per layer a K/V pass over all tokens (the K
  *            cache manager stores every key before emitting any), then the
  *            Q -> attention -> O -> FFN dataflow per token block;
@@ -115,7 +115,7 @@ static int check_cfg(const flx_perf_config *cfg, flx_error *err)
     return FLX_OK;
 }
 
-/* The host pads the prompt to a multiple of 16 (spec §2.1); the K repack and
+/* The host pads the prompt to a multiple of 16 (reference-design §2.1); the K repack and
  * key blocks also need multiples of TP and Kp. */
 int64_t flx_perf_prefill_pad(const flx_perf_config *cfg, int64_t n_tokens)
 {

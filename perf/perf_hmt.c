@@ -1,4 +1,4 @@
-/* perf_hmt.c -- timing of the HMT plug-in (spec §4): long prompts processed
+/* perf_hmt.c -- timing of the HMT plug-in (reference-design §4): long prompts processed
  * as segments of 990 tokens, each costing a summary prefill (stage 0, from
  * the second segment on), an fp32 cross-attention retrieval over 64 memory
  * slots, a 1024-token prefill (stage 1) and, except for the last segment, the
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* HMT constants (spec §0.1, §4) */
+/* HMT constants (reference-design §0.1, §4) */
 enum {
     HMT_SEG_LEN = 990,
     HMT_SUM_SEG_LEN = 495,

@@ -1,5 +1,5 @@
 /* perf_modules.c -- per-module cycle formulas of the FlexLLM kernels, read off
- * their loop structure (spec flexllm-kernels.md §1, §2.2).  Each function
+ * their loop structure (reference-design §1, §2.2).  Each function
  * returns the busy cycles of one call (a token block in prefill, one token or
  * one head iteration in decode), how long it reads its input, when its first
  * consumable output appears, and the bytes it moves over HBM.

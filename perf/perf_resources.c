@@ -1,7 +1,7 @@
 /* perf_resources.c -- resource model per PE type and per buffer, HBM port
  * counts, utilization and the fit check against the device's limits.
  *
- * DSP counts follow exactly from the PE packing in the spec (§1.3): an INT4
+ * DSP counts follow exactly from the PE packing of reference-design §1.3: an INT4
  * 2x2 PE uses 2 multipliers, an INT4 1x2 PE one, the INT8 PEs 2 and 1.  LUT
  * and memory costs are per-unit estimates (docs/perf-model.md, "Resource
  * model"): typical Vitis HLS figures, NOT calibrated against a FlexLLM

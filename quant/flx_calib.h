@@ -43,7 +43,7 @@ int flx_calib_from_text(flx_calib_data *cd, const flx_model *m, const char *path
                         int64_t seqlen, uint64_t seed, flx_error *err);
 void flx_calib_free(flx_calib_data *cd);
 
-/* FlexLLM static attention scales (flexllm-kernels.md 1.12), one per
+/* FlexLLM static attention scales (reference-design §1.12), one per
  * layer, from the calibration windows run through the float model m with
  * the online rotations of rs (may be NULL):
  *   Q_s = clip * max|q| / (F * 127)   (Q8 = round(q / (F Q_s)), F = flx_attn_q_factor(head_dim):

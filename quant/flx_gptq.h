@@ -1,6 +1,6 @@
 /* flx_gptq.h -- weight quantization with round-to-nearest (RTN) and GPTQ
  * (Frantar et al., arXiv 2210.17323; SpinQuant's settings in
- * quantization-and-hmt.md 2.2: block 128, damping 0.01 * mean(diag H),
+ * docs/quant.md, SpinQuant: block 128, damping 0.01 * mean(diag H),
  * act-order off by default), and the Hessians GPTQ needs.
  *
  * A weight is (n_out, n_in) row-major ([out][in]); a group is a run of

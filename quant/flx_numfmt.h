@@ -1,6 +1,6 @@
 /* flx_numfmt.h -- HLS arbitrary-precision number formats in C: ap_int<W>,
  * ap_uint<W> (1..64 bits) and ap_fixed<W,I,Q,O,N> / ap_ufixed, with the
- * semantics of the AMD/Xilinx headers (formats.md 4.1, UG1399).
+ * semantics of the AMD/Xilinx headers (docs/hls-types.md §1, UG1399).
  *
  * Representation.  A value is its W-bit pattern held in the low bits of a
  * uint64_t ("bits"); the upper bits are zero.  For ap_fixed the real value
@@ -77,7 +77,7 @@ static inline uint64_t flx_ap_uint_wrap(uint64_t v, int W)
  * and +-Inf give 0 (the headers' shifts push every bit out).
  *
  * FLX_AP_INT_HEADER_QUIRK reproduces a defect of the open-source 2019.1
- * headers (formats.md 4.1, checklist item 8): a negative input with
+ * headers (docs/hls-types.md §1.1, header quirk): a negative input with
  * |x| < 0.5 gives +1 instead of 0 (ap_int<8>(-0.25) == 1), because the code
  * sets the magnitude to -1 and then negates it.  Without the flag the
  * documented standard behaviour (0) is returned. */
@@ -136,7 +136,7 @@ double flx_apfx_to_double(const flx_apfx_type *t, uint64_t bits);
  * (ap_fixed<8,4>(-1.5).to_int() == -1). */
 int64_t flx_apfx_to_int64(const flx_apfx_type *t, uint64_t bits);
 
-/* Result type of a op b for + - * / (formats.md 4.1, RType):
+/* Result type of a op b for + - * / (docs/hls-types.md §1, RType):
  *   *   : <Wa+Wb, Ia+Ib>
  *   + - : I = max(Ia + (Sb && !Sa), Ib + (Sa && !Sb)) + 1, F = max(Fa, Fb)
  *   /   : <Sb + Wa + max(Fb, 0), Sb + Ia + Fb>

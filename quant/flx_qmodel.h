@@ -8,7 +8,7 @@
  * in [-8, 7] stored one per int8 (unpacked, for speed; .flxq files pack two
  * per byte, even channel in the low nibble), a float scale per row and the
  * float sum of the row's dequantized weights (wsum = s * sum_k q[k], stored,
- * never recomputed: flexllm-kernels.md 1.2).
+ * never recomputed: reference-design §1.2).
  */
 #ifndef FLX_QMODEL_H
 #define FLX_QMODEL_H
@@ -40,7 +40,7 @@ typedef struct flx_qlayer {
     flx_qtensor  wq, wk, wv, wo;
     const float *ffn_norm;    /* (d_model)                                 */
     flx_qtensor  w_gate, w_up, w_down;
-    /* FlexLLM static attention scales (flexllm-kernels.md 1.12), one value
+    /* FlexLLM static attention scales (reference-design §1.12), one value
      * per layer replicated over heads: Q8 = round(q / (8 * q_s)) etc. */
     float        q_s, k_s, v_s, a_s;
 } flx_qlayer;
@@ -89,7 +89,7 @@ typedef struct flx_qmodel {
 
 /* What a recipe string means (docs/quant.md "Recipes").
  *   "fp"        no quantization: only the chosen rotations and foldings.
- *   "flexllm"   the production precision map of flexllm-kernels.md 3.2:
+ *   "flexllm"   the production precision map of reference-design §3.2:
  *               W4 per-channel symmetric (+ wsum), A4 per-token asymmetric
  *               with float offset on every linear input (lm_head too),
  *               Q/K/V INT8 and P UINT8 with static per-layer scales, INT4

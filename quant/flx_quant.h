@@ -19,7 +19,7 @@
  *                     hi = clip * max(max x, 0) (both 0 -> -1, +1);
  *                     s = (hi - lo) / (2^b - 1); z = rnd(-lo / s);
  *                     q = clamp(rnd(x / s) + z, 0, 2^b - 1); x^ = s (q - z)
- *   FLX_QS_ASYM_FLOAT FlexLLM (flexllm-kernels.md 1.2a): lo = min x,
+ *   FLX_QS_ASYM_FLOAT FlexLLM (reference-design §1.2(a)): lo = min x,
  *                     hi = max x (times clip); s = (hi - lo) / (2^b - 1)
  *                     (s = 1 if 0); offset = lo; q = rnd((x - lo) / s)
  *                     clamped to [0, 2^b - 1]; x^ = s q + lo
@@ -141,7 +141,7 @@ void flx_unpack_int4(const uint8_t *in, size_t n, int is_signed, int8_t *q);
 
 /* ---------------------------------------------------------------- FlexLLM weights */
 
-/* FlexLLM's weight export (flexllm-kernels.md 1.2): per output channel
+/* FlexLLM's weight export (reference-design §1.2): per output channel
  * symmetric INT4, s = max|w| / 7 (1 if 0), q = clamp(round(w / s), -8, 7),
  * wsum = s * (float)sum_k q[k] (the sum of dequantized weights). */
 void flx_quant_flexllm_weight(const float *w, int64_t n_out, int64_t n_in, int8_t *q,

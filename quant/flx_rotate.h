@@ -1,5 +1,5 @@
 /* flx_rotate.h -- Walsh-Hadamard transforms, rotation matrices and the
- * SpinQuant rotations R1..R4 of a Llama model (quantization-and-hmt.md 2.1).
+ * SpinQuant rotations R1..R4 of a Llama model (docs/quant.md, SpinQuant).
  *
  * Convention used everywhere in this module: an activation is a ROW vector x
  * and a rotation R acts as x' = x . R; the linear that consumes x' absorbs
@@ -39,7 +39,7 @@ extern "C" {
  * (x_i + x_j, x_i - x_j).  Both orders compute the Sylvester (natural order)
  * H_N x; in float they round differently, so the order is part of the
  * result.  FLEXLLM reproduces FHT.h's constant-geometry network bit for bit
- * (flexllm-kernels.md 1.11): bits 1, 2, ..., m-1, then bit 0. */
+ * (reference-design §1.11): bits 1, 2, ..., m-1, then bit 0. */
 typedef enum flx_fht_order {
     FLX_FHT_TEXTBOOK = 0,   /* bits 0, 1, ..., m-1 (strides 1, 2, 4, ...) */
     FLX_FHT_FLEXLLM  = 1,   /* bits 1, ..., m-1, then 0                   */

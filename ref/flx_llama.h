@@ -34,7 +34,7 @@
  * Numerics: every matrix product is OpenBLAS sgemm, whose summation order
  * depends on the OpenBLAS kernel (OPENBLAS_CORETYPE, i.e. the machine), so
  * results match other machines to float rounding, not bit for bit
- * (formats.md 5).  Everything else (norms, RoPE, softmax, SwiGLU) is plain C
+ * (docs/platform.md §3).  Everything else (norms, RoPE, softmax, SwiGLU) is plain C
  * in a fixed order.  RMSNorm sums squares in double; softmax uses
  * exp(x - max) (a vectorized exp within 2 ulp of expf) summed in double in
  * 8 fixed lanes; SwiGLU's silu uses the same exp of -|g| (glibc expf in the

@@ -9,7 +9,7 @@
  * dimension is checked against the file size before use.
  *
  * RoPE pairing follows the file: HF q/k rows are in split-half (rotate_half)
- * order, GGUF rows in adjacent-pair order (formats.md 2.1); the pairing is
+ * order, GGUF rows in adjacent-pair order (docs/model-files.md §1); the pairing is
  * recorded in the config and the forward pass obeys it.
  */
 #ifndef FLX_MODEL_H

@@ -1,5 +1,5 @@
 /* flx_ppl.h -- perplexity of a model on a token stream, under the two
- * protocols people quote (docs/ppl.md, formats.md 1), KL divergence against
+ * protocols people quote (docs/ppl.md), KL divergence against
  * a saved base run, and the WikiText-2 test text.
  *
  * Protocols, for a stream of N tokens and a window of n_ctx tokens:
@@ -22,7 +22,7 @@
  * float exp(l_j - max) summed in double (llama.cpp's log_softmax; the exp is
  * a vectorized one within 2 ulp of expf, and the sum runs in 8 fixed lanes).
  *
- * KL divergence (llama.cpp --kl-divergence-base format, formats.md 1.1): a
+ * KL divergence (llama.cpp --kl-divergence-base format, docs/ppl.md, KL divergence): a
  * base run saves "_logits_", int32 n_ctx, n_vocab, n_chunk, int32
  * tokens[n_chunk*n_ctx] (the stream before any BOS overwrite), then one
  * record per scored position of 2*((n_vocab+1)/2) + 4 uint16: float scale,

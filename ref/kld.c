@@ -1,5 +1,5 @@
 /* KL divergence against a saved base run, in llama.cpp's 16-bit
- * log-probability record format (flx_ppl.h, formats.md 1.1). */
+ * log-probability record format (flx_ppl.h, docs/ppl.md, KL divergence). */
 #include "flx_ppl.h"
 #include "llama_impl.h"
 

@@ -3,7 +3,7 @@
 //
 // Used ONLY when the real Vitis headers are absent (see hw/kernels/flx_hls.h).
 // The FPGA build always uses AMD's <ap_int.h>.  Written from the semantics in
-// shared/spec/formats.md section 4.1 and flexllm-kernels.md section 0.3:
+// docs/hls-types.md §1 and docs/reference-design.md §0.3:
 //
 //  * A value is its W-bit two's-complement pattern; ap_int reads it signed,
 //    ap_uint unsigned.  Every store (construction, assignment, compound
@@ -23,7 +23,7 @@
 //    NaN and +-inf give 0 (the real headers leave them unspecified; the
 //    kernels only convert already-rounded finite values).  Note: the
 //    open-source 2019 headers return +1 for negative inputs in (-0.5, 0);
-//    this shim returns 0 (true truncation), as the spec asks.
+//    this shim returns 0 (true truncation), as docs/hls-types.md §1.1 says.
 //  * ap OP float converts the integer to a C integer (int for W <= 32) and
 //    then operates in float, as the real headers' OP_BIN_WITH_FLOAT macros
 //    do; likewise for double.
@@ -50,7 +50,7 @@ constexpr int cap64(int w) { return w > 64 ? 64 : w; }
 constexpr int imax(int a, int b) { return a > b ? a : b; }
 constexpr int imin(int a, int b) { return a < b ? a : b; }
 
-// Result types of the real headers (formats.md 4.1 "Result widths").
+// Result types of the real headers (docs/hls-types.md §1.1 "Result widths").
 template <int W1, bool S1, int W2, bool S2>
 struct rtype {
     static constexpr int e1 = W1 + (S2 && !S1);

@@ -1,6 +1,6 @@
 // flx_csim_hls_stream.h -- C-simulation stand-in for Vitis HLS hls::stream,
 // used ONLY when the real Vitis headers are absent (hw/kernels/flx_hls.h).
-// Written from shared/spec/formats.md section 4.2:
+// Written from docs/hls-types.md §2:
 //
 //  * csim semantics (default): an unbounded FIFO.  write() always succeeds,
 //    full() is always false.  read() on an empty stream prints

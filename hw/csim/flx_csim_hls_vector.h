@@ -1,6 +1,6 @@
 // flx_csim_hls_vector.h -- C-simulation stand-in for Vitis HLS hls::vector,
 // used ONLY when the real Vitis headers are absent (hw/kernels/flx_hls.h).
-// formats.md 4.2: a SIMD value type, N elements of T stored contiguously,
+// docs/hls-types.md §2: a SIMD value type, N elements of T stored contiguously,
 // aligned to the smallest power of two >= sizeof(T)*N (capped at 64 bytes
 // here, enough for the kernels' lanes), element access with [], element-wise
 // + - * / and ==, broadcast construction from one scalar.

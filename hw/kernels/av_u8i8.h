@@ -1,6 +1,6 @@
 // av_u8i8.h -- uint8 P x int8 V of attention, prefill (TP/2 x Vp/2 grid of 2x2
-// PEs) and decode (one head lane, Vp/2 1x2 PEs) (docs/kernels.md 3.2; spec
-// 1.12 `pref_MHA_i8xi8_axv_template<TP, Vp, ..., is_uint = true>`,
+// PEs) and decode (one head lane, Vp/2 1x2 PEs) (docs/kernels.md 3.2; reference-design
+// §1.12 `pref_MHA_i8xi8_axv_template<TP, Vp, ..., is_uint = true>`,
 // `dec_MHA_i8xi8_axv_template`).  Exact sums in ap_int<26> (prefill, <= 1024
 // keys) / ap_int<27> (decode, <= 2048 keys).
 #ifndef FLX_HLS_AV_U8I8_H

@@ -1,4 +1,4 @@
-// causal_mask.h -- the prefill causal mask (docs/kernels.md 4.1; spec 1.12.7
+// causal_mask.h -- the prefill causal mask (docs/kernels.md 4.1; reference-design §1.12.7
 // `pref_causal_mask`): key j of the query at position p is kept when j <= p,
 // else replaced by -1e32f (exp(-1e32 - m) is exactly 0 in the softmax).
 #ifndef FLX_HLS_CAUSAL_MASK_H

@@ -1,7 +1,7 @@
-// data_io.h -- FlexLLM's decode data movers (spec 1.1, 1.4, 1.12, 1.13):
+// data_io.h -- FlexLLM's decode data movers (reference-design §1.1, 1.4, 1.12, 1.13):
 // HBM weight loaders with nibble unpacking in the host's packing, the
 // bandwidth scale/sum loader, dec_io_buffer (lane re-partitioning), the
-// decode K/V cache update (the K-group register of spec 6.2 behind a quirks
+// decode K/V cache update (the K-group register of reference-design §6.2 behind a quirks
 // switch) and the embedding fetch.  Movement only: every value is copied
 // bit for bit.
 #ifndef FLX_HLS_DATA_IO_H
@@ -153,7 +153,7 @@ inline void pref_s_loader(const float *ws, const float *wsum, hls::stream<hls::v
         }
 }
 
-// `pref_K_cache_manager_template` (spec 1.12 prefill 3), read side: every
+// `pref_K_cache_manager_template` (reference-design §1.12 prefill 3), read side: every
 // key is stored (k8 [seq_len][kv_dim], complete) before QK^T; then per
 // query block and query head h (KV head h/G) all seq_len/KP key words of
 // each dim: lane j = key N*KP + j.
@@ -172,7 +172,7 @@ void pref_k_cache_manager(const ap_int<8> *k8, hls::stream<hls::vector<ap_int<8>
                 }
 }
 
-// the V side (spec 1.12 prefill 10): per query block, head and dim block of
+// the V side (reference-design §1.12 prefill 10): per query block, head and dim block of
 // VP dims, seq_len words (key j, lane c = v8[j][kv_head*head_dim + db*VP + c]).
 template <unsigned VP>
 void pref_v_cache_manager(const ap_int<8> *v8, hls::stream<hls::vector<ap_int<8>, VP> > &out, unsigned n_blocks,

@@ -1,12 +1,12 @@
 // dequant.h -- dequantizer of the INT4 GEMM outputs with the per-token (s, b)
-// and the per-channel weight scale and sum (docs/kernels.md 2.2; spec 1.2b
+// and the per-channel weight scale and sum (docs/kernels.md 2.2; reference-design §1.2b
 // `pref_dequant_layer_qint_fp32<Nacc, asym, TP>`, 1.2f decode
 // `dec_dequant_layer_qint_fp32_bandwidth<Nacc, asym, B, W>`).
 //
 //   asym: t = (float)acc * s;  t = t * ws;  u = b * wsum;  y = t + u
 //   sym:  y = ((float)acc * s) * ws
 // ap_int * float converts the integer to int, then multiplies in float
-// (spec 0.3): exact for every legal accumulator (|acc| < 2^24).
+// (reference-design §0.3): exact for every legal accumulator (|acc| < 2^24).
 #ifndef FLX_HLS_DEQUANT_H
 #define FLX_HLS_DEQUANT_H
 
@@ -115,7 +115,7 @@ void dequant_dec(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CONFIG_T::b
     }
 }
 
-// `dec_dequant_layer_qint_fp32<Nacc, asym, B>` (spec 1.2f: an unused
+// `dec_dequant_layer_qint_fp32<Nacc, asym, B>` (reference-design §1.2f: an unused
 // variant, kept for completeness): the same formula as dequant_dec, but the
 // weight scale and sum arrive as one B-lane vector per beat beside the
 // accumulators, all block-partitioned (lane i beat k = channel i*(n/B) + k).

@@ -1,5 +1,5 @@
 // dequant_static.h -- static per-head dequantizer of attention scores and
-// outputs (docs/kernels.md 2.4; spec 1.2d
+// outputs (docs/kernels.md 2.4; reference-design §1.2d
 // `pref_static_sym_per_tensor_dequant_layer_qint_fp32` and
 // `dec_MHA_static_sym_per_tensor_dequant_layer_qint_fp32`).
 //   y = ((float)acc * in_s[query head]) * w_s[query head / (act/w heads)]
@@ -50,7 +50,7 @@ void dequant_static_pref(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CON
 
 // ----------------------------------------------------------------- decode
 //
-// Head-parallel layout (spec 0.4.3): HP lanes, lane m holds query heads
+// Head-parallel layout (reference-design §0.4.3): HP lanes, lane m holds query heads
 // m*(act_heads/HP) ...; per iteration h, n_per_head beats of head
 // m*(act_heads/HP) + h.
 

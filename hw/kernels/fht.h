@@ -1,5 +1,5 @@
 // fht.h -- fast Walsh-Hadamard transform, the online R4 rotation before
-// down_proj (docs/kernels.md 8; spec 1.11 `pref_FHT<T, TP, N, log2N>`,
+// down_proj (docs/kernels.md 8; reference-design §1.11 `pref_FHT<T, TP, N, log2N>`,
 // `dec_FHT<T, B, N, log2N>`).
 //
 // FlexLLM's constant-geometry network, m = log2 N identical stages:

@@ -3,7 +3,7 @@
 // 1. The HLS types.  The real FPGA build uses AMD's Vitis HLS headers
 //    (<ap_int.h>, <hls_stream.h>, <hls_vector.h>).  This machine has no
 //    Vitis, so C simulation here uses the small shim in hw/csim/, written for
-//    this project from formats.md section 4.  Selection:
+//    this project from docs/hls-types.md.  Selection:
 //      -DFLX_HLS_USE_SHIM   force the shim
 //      -DFLX_HLS_USE_VITIS  force the Vitis headers
 //      -DFLX_HLS_USE_XILINX_AP_INT
@@ -20,7 +20,7 @@
 //    float add, sub, mul, compares and a power of two assembled from its
 //    exponent bits, so C simulation and the synthesized RTL compute the same
 //    bits; or std::exp (glibc expf in C simulation, the Vitis math library
-//    in hardware: not guaranteed identical, spec 0.2).  Each kernel config
+//    in hardware: not guaranteed identical, reference-design §0.2).  Each kernel config
 //    selects one with `exp_impl`.
 //
 // Float arithmetic: every operation is written out in the reference order,
@@ -77,7 +77,7 @@ namespace flx_hls {
 // which exponential a kernel uses where the reference calls expf
 enum exp_impl_t { EXP_FLX = 0, EXP_STD = 1 };
 
-// The reference's +-"infinity" sentinels (spec 0.2).
+// The reference's +-"infinity" sentinels (reference-design §0.2).
 static const float NEG_SENTINEL = -1e32f;
 static const float POS_SENTINEL = 1e32f;
 

@@ -1,5 +1,5 @@
 // gemv_f32.h -- fp32 GEMV of HMT's memory retrieval (docs/kernels.md 3.3;
-// spec 1.3 `PE_fp32xfp32_pack_1x2_1D`, 1.4 `dec_Linear_Layer_fp32xfp32<B, W>`).
+// reference-design §1.3 `PE_fp32xfp32_pack_1x2_1D`, 1.4 `dec_Linear_Layer_fp32xfp32<B, W>`).
 // Per output column four partial sums from +0.0f: p_j = p_j + (x_k * w_k)
 // for k = j mod 4 over the natural input order, k/4 groups only (a tail of
 // K mod 4 is dropped, as in the reference); y = (p0 + p1) + (p2 + p3).

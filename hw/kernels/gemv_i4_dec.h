@@ -1,5 +1,5 @@
 // gemv_i4_dec.h -- INT4 x INT4 decode GEMV, B arrays of W/2 1x2 packed PEs fed
-// the broadcast input in natural order (docs/kernels.md 3.1; spec 1.4
+// the broadcast input in natural order (docs/kernels.md 3.1; reference-design §1.4
 // `dec_Linear_Layer_i4xi4<B, W, Kmax, L, Omax, is_uint>` / `_unroll`).
 #ifndef FLX_HLS_GEMV_I4_DEC_H
 #define FLX_HLS_GEMV_I4_DEC_H

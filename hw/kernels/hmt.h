@@ -1,5 +1,5 @@
 // hmt.h -- HMT's memory retrieval and ring-buffer update (docs/hmt.md 4;
-// spec 4 `hmt_segment_loader_sync_template`, `hmt_Linear_Layer_fp32xfp32_qk_attn`).
+// reference-design §4 `hmt_segment_loader_sync_template`, `hmt_Linear_Layer_fp32xfp32_qk_attn`).
 //
 // The memory is on chip: 64 slots of Mn (d floats) and Kn = Wk Mn (h floats),
 // zero after reset.  Every fp32 product is dec_Linear_Layer_fp32xfp32<B, W>

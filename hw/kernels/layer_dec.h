@@ -1,11 +1,11 @@
 // layer_dec.h -- one Llama decoder layer in decode (one token), the
-// sequential per-token schedule of spec 2.4 built from the kernels of this
+// sequential per-token schedule of reference-design §2.4 built from the kernels of this
 // folder (SpinQuant_Decoding_mem_opt; docs/kernels.md):
 //   1 LN0 (B_T = 8 lanes) -> dec_io_buffer 8 -> 16
 //   2 [K;V] GEMV, one block of 1024 outputs (fused as the host packs it)
 //   3 Q GEMV (2 blocks)
 //   4 RoPE at pos, static INT8 quantization, K/V cache update (K-group
-//     register of spec 6.2 when quirks)
+//     register of reference-design §6.2 when quirks)
 //   5 per head: QK^T over S = pos + 1 keys, score dequant, softmax, uint8 P,
 //     A.V, then the attention dequant (head-parallel HP = 8)
 //   6 O GEMV (2) 7 residual, LN1 8 gate (8), up (8) 9 SiLU * up, FHT
@@ -42,7 +42,7 @@ struct layer_dec_config {
     static const unsigned b = 16, w = 64, bt = 8, hp = 8;
     static const unsigned max_len = 2048;       // K/V cache rows, RoPE rows
     static const unsigned w_fifo_depth = 4;     // weight loader -> GEMV, per lane
-    static const bool quirks = true;            // the K-group register overwrite (spec 6.2)
+    static const bool quirks = true;            // the K-group register overwrite (reference-design §6.2)
     static const int exp_impl = EXP_FLX;
 };
 
@@ -351,7 +351,7 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
 
 // ------------------------------------------------------ lm_head + sampling
 
-// the tail of a decode step (spec 2.4 after the last layer, 1.13): LN2,
+// the tail of a decode step (reference-design §2.4 after the last layer, 1.13): LN2,
 // lm_head GEMV over `vocab` rows, top-k sampling with threshold r, and the
 // embedding fetch of the sampled token (the next step's layer-0 input)
 struct head_sample_config : layer_dec_config {

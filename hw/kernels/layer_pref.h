@@ -1,6 +1,6 @@
 // layer_pref.h -- one Llama decoder layer in prefill over n_blocks token
 // blocks of TP = 8 (positions 0 .. 8*n_blocks-1, seq_len = 8*n_blocks, a
-// multiple of 16), the schedule of spec 2.3 / 3.3 built from the kernels of
+// multiple of 16), the schedule of reference-design §2.3 / 3.3 built from the kernels of
 // this folder (SpinQuant_Prefilling_mem_opt):
 //   RMSNorm -> K, V, Q linears -> RoPE -> static INT8 K/V/Q -> K and V cache
 //   managers (every key stored before QK^T: a barrier) -> QK^T over all

@@ -1,5 +1,5 @@
 // linear_i4_pref.h -- INT4 x INT4 prefill GEMM, a TP/2 x WP/2 array of 2x2
-// packed PEs per weight block (docs/kernels.md 3.1; spec 1.4
+// packed PEs per weight block (docs/kernels.md 3.1; reference-design §1.4
 // `pref_Linear_Layer_i4xi4<TP, WP, Kmax, L, Omax, S, is_uint>`).
 #ifndef FLX_HLS_LINEAR_I4_PREF_H
 #define FLX_HLS_LINEAR_I4_PREF_H

@@ -1,5 +1,5 @@
 // pe_i4.h -- the packed INT4 x INT4 processing elements (docs/kernels.md 3.1;
-// spec 1.3 `PE_i4xi4_pack_2x2_2D<is_uint_A, L>`, `PE_i4xi4_pack_1x2_1D`).
+// reference-design §1.3 `PE_i4xi4_pack_2x2_2D<is_uint_A, L>`, `PE_i4xi4_pack_1x2_1D`).
 //
 // A PE holds two weight columns in one multiplier operand:
 //   pack = (b1 - [b0 < 0]) || sign-extend_{L+8}(b0)  ==  b1 * 2^(L+8) + b0

@@ -1,5 +1,5 @@
 // pe_i8.h -- the packed int8 processing elements of attention (docs/kernels.md
-// 3.2; spec 1.3 `PE_i8xi8_pack_2x2_2xDSP_2D`, `PE_i8xi8_pack_1x2_1xDSP_1D`).
+// 3.2; reference-design §1.3 `PE_i8xi8_pack_2x2_2xDSP_2D`, `PE_i8xi8_pack_1x2_1xDSP_1D`).
 //
 // The PE multiplies a by pack = b1 * 2^16 + b0 (built as (b1 - [b0<0]) ||
 // b0), splits the 32-bit product into 16-bit fields f0 = a*b0 (signed low)

@@ -1,5 +1,5 @@
 // qk_i8.h -- int8 QK^T of attention, prefill (TP/2 x Kp/2 grid of 2x2 PEs) and
-// decode (one head lane, Kp/2 1x2 PEs) (docs/kernels.md 3.2; spec 1.12
+// decode (one head lane, Kp/2 1x2 PEs) (docs/kernels.md 3.2; reference-design §1.12
 // `pref_MHA_i8xi8_qxk_template<TP, Kp>`, `dec_MHA_i8xi8_qxk_template`).
 // Exact sums in ap_int<22> (|sum| <= 64 * 2^14).  The reference runs HP decode
 // lanes side by side, one per head-parallel lane; lanes never interact.

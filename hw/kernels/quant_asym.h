@@ -1,12 +1,12 @@
 // quant_asym.h -- dynamic per-token asymmetric quantizer (docs/kernels.md 2.1,
-// spec 1.2a prefill `pref_quant_layer_fp32_qint<N, asym=true, TP, Kmax>` and
+// reference-design §1.2a prefill `pref_quant_layer_fp32_qint<N, asym=true, TP, Kmax>` and
 // 1.2e decode `dec_quant_layer_fp32_qint<N, asym=true, B, Kmax>`).
 //
 // Per token:  max/min by strict compares from -1e32 / +1e32,
 //             s = (max - min) / (2^N - 1) (15.0f for N = 4), s = 1 if s == 0,
 //             b = min (a float offset), q = round((x - b) / s) in [0, 2^N-1]
-// q travels as the N-bit pattern of ap_uint<N> in an ap_int<N> stream (spec
-// 6.5); consumers reinterpret it as unsigned.
+// q travels as the N-bit pattern of ap_uint<N> in an ap_int<N> stream (reference-design
+// §6.5); consumers reinterpret it as unsigned.
 #ifndef FLX_HLS_QUANT_ASYM_H
 #define FLX_HLS_QUANT_ASYM_H
 

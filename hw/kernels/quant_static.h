@@ -1,5 +1,5 @@
 // quant_static.h -- static symmetric per-head quantizer of the attention path
-// (docs/kernels.md 2.3; spec 1.2c
+// (docs/kernels.md 2.3; reference-design §1.2c
 // `pref_static_sym_per_tensor_quant_layer_fp32_qint<N, TP, K, heads, is_signed>`
 // and `dec_MHA_static_sym_per_tensor_quant_layer_fp32_qint`).
 //
@@ -59,7 +59,7 @@ void quant_static_pref(hls::stream<hls::vector<float, CONFIG_T::tp> > &in,
 
 // ----------------------------------------------------------------- decode
 //
-// Head-parallel layout (spec 0.4.3): HP lanes, lane m holds heads
+// Head-parallel layout (reference-design §0.4.3): HP lanes, lane m holds heads
 // m*(heads/HP) ... m*(heads/HP) + heads/HP - 1; per head iteration H the
 // head_dim beats of head m*(heads/HP) + H.  The scale of lane m, iteration H
 // is table[m*(heads/HP) + H]: the natural head index.

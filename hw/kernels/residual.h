@@ -1,5 +1,5 @@
 // residual.h -- residual add y = a + r, one float add (docs/kernels.md 7;
-// spec 1.10 `Residual_Layer`).
+// reference-design §1.10 `Residual_Layer`).
 #ifndef FLX_HLS_RESIDUAL_H
 #define FLX_HLS_RESIDUAL_H
 

@@ -1,5 +1,5 @@
 // rmsnorm.h -- RMSNorm with the prefill and the decode reduction trees
-// (docs/kernels.md 5; spec 1.6 `pref_Layer_Norm<float, TP, D>`,
+// (docs/kernels.md 5; reference-design §1.6 `pref_Layer_Norm<float, TP, D>`,
 // `dec_Layer_Norm<float, B_T, D>`).  No mean subtraction, no beta.
 //
 // prefill, per token: s_j = sum of x_k*x_k over k = j mod 4 (k ascending,
@@ -8,7 +8,7 @@
 //   blk_1) + ... + blk_(B_T-1)
 // then  r = 1.0f / sqrtf(ss / (float)D + eps)   (divide, add, sqrt, reciprocal)
 //       y_k = (x_k * r) * gamma_k
-// The two trees give different low bits for the same vector (spec 6.8).
+// The two trees give different low bits for the same vector (reference-design §6.8).
 #ifndef FLX_HLS_RMSNORM_H
 #define FLX_HLS_RMSNORM_H
 

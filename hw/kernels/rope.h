@@ -1,4 +1,4 @@
-// rope.h -- table-driven rotate-half RoPE (docs/kernels.md 6; spec 1.7).
+// rope.h -- table-driven rotate-half RoPE (docs/kernels.md 6; reference-design §1.7).
 // Per head of head_dim = 2h channels, table row pos:
 //   out[k]   = (x[k] * cos[pos][k]) - (x[k+h] * sin[pos][k])
 //   out[k+h] = (x[k] * sin[pos][k]) + (x[k+h] * cos[pos][k])

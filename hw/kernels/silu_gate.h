@@ -1,5 +1,5 @@
 // silu_gate.h -- SiLU of the gate projection times the up projection
-// (docs/kernels.md 7; spec 1.9 `dec_Swish` + `dec_Gate_Layer_fp32xfp32`):
+// (docs/kernels.md 7; reference-design §1.9 `dec_Swish` + `dec_Gate_Layer_fp32xfp32`):
 //   silu(g) = g / (1.0f + exp(-g))   (negate, exp, add, divide)
 //   h = silu(g) * u                  (one multiply; commutative, so the
 //                                     decode's (up, silu) order is the same)

@@ -1,12 +1,12 @@
 // softmax.h -- the softmax kernel in its three hardware reduction trees
-// (docs/kernels.md 4.2, 4.3; spec 1.8 `pref_Softmax`, `dec_MHA_Softmax`,
+// (docs/kernels.md 4.2, 4.3; reference-design §1.8 `pref_Softmax`, `dec_MHA_Softmax`,
 // `dec_Softmax`).  The prefill mask is causal_mask.h.
 //
 // One row x[n]:  m = max (strict >, from -1e32), e_k = exp(x_k - m),
 //   S_j = sum over k = j mod 4 (k ascending, from 0.0f), tot = (S0+S1)+(S2+S3),
 //   r = 1.0f / tot, p_k = e_k * r.
-// Prefill runs n/4 groups only: the n mod 4 tail passes through raw (spec
-// 6.11; never triggered, FlexLLM pads to 16).  Decode predicates the tail.
+// Prefill runs n/4 groups only: the n mod 4 tail passes through raw (reference-design
+// §6.11; never triggered, FlexLLM pads to 16).  Decode predicates the tail.
 // Block softmax (HMT): lane maxima merged lane 0 first, optional (x-m)/scale,
 // lane sums (S0+S1)+(S2+S3), tot = ((0 + lane0) + lane1) + ...
 #ifndef FLX_HLS_SOFTMAX_H

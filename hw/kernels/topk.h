@@ -1,5 +1,5 @@
 // topk.h -- top-k sampling of dec_Sampling_Embedding_Layer (docs/kernels.md 9;
-// spec 1.13 `dec_Sampling_Embedding_Layer<float, B=16, VP=131072, K=5, ...>`,
+// reference-design §1.13 `dec_Sampling_Embedding_Layer<float, B=16, VP=131072, K=5, ...>`,
 // `sort_top_k`).
 //
 // 1. Logits arrive block-partitioned, lane i holds ids i*(VP/B) + j.  Per

@@ -1,6 +1,6 @@
 // tb_layer.cpp -- the whole-layer testbench: `flxemu golden --layer decode`
 // through top_layer_decode.  The host side packs the golden INT4 weights
-// into the decode HBM layout (spec 1.4: per lane b, rows b*(O/B) + 2n, 2n+1
+// into the decode HBM layout (reference-design §1.4: per lane b, rows b*(O/B) + 2n, 2n+1
 // as a nibble pair in byte n mod (W/2) of word (n/(W/2))*K + m; [K;V] fused
 // per lane as K rows 32b.. then V rows 32b..), fills the K/V caches with the
 // prefill hand-over and compares the layer output and the new cache rows.
@@ -229,7 +229,7 @@ static void tb_model_decode(tb_ctx &c)
 
 typedef flx_tops::pref_word pword;
 
-// prefill packing (spec 1.4): channels N*24 + 2j (low nibble), +1 (high) in
+// prefill packing (reference-design §1.4): channels N*24 + 2j (low nibble), +1 (high) in
 // byte j of word N*k_dim + m; channels past n_out are zero
 static void pack_pref(tb_ctx &c, const char *name, unsigned n_out, unsigned k_dim, std::vector<pword> &w,
                       std::vector<float> &s)

@@ -5,8 +5,8 @@
 // these same functions, so C simulation here, Vitis csim and RTL cosim run
 // one and the same code.
 //
-// The configurations are the golden vectors' U280 shapes (flexllm-kernels.md
-// 2.1, production config_u280_mem_opt.h) with the sizes the golden set uses:
+// The configurations are the golden vectors' U280 shapes (reference-design
+// §2.1, production config_u280_mem_opt.h) with the sizes the golden set uses:
 // runtime loop bounds are arguments, buffer depths come from the config.
 // To synthesize another configuration, change the config struct here (every
 // knob of the kernel is a static member of its default config in

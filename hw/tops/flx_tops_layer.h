@@ -1,7 +1,7 @@
-// flx_tops_layer.h -- whole-layer tops: the decode decoder layer (spec 2.4)
+// flx_tops_layer.h -- whole-layer tops: the decode decoder layer (reference-design §2.4)
 // assembled from the kernels in hw/kernels/layer_dec.h, at the U280
 // production configuration (config_u280_mem_opt), with the memory ports of
-// the production decode link (spec 5.2; hw/link/*.cfg maps them to banks).
+// the production decode link (reference-design §5.2; hw/link/*.cfg maps them to banks).
 #ifndef FLX_TOPS_LAYER_H
 #define FLX_TOPS_LAYER_H
 
@@ -41,7 +41,7 @@ struct layer_decode_map {
 // att: Q_s, K_s, V_s, A_s, 32 floats each; rope: PE_sin [2048][32] then PE_cos
 // w0..w15: the weight lanes (layer_decode_map), s_sum: scales and sums
 // kcache, vcache: [2048][512] INT8 of this layer; pos: the token's position;
-// layer: which of the 16 static 32-slot K registers (spec 1.12 decode 2).
+// layer: which of the 16 static 32-slot K registers (reference-design §1.12 decode 2).
 void top_layer_decode(float *io, const float *gamma, const float *att, const float *rope,
                       const dec_word *w0, const dec_word *w1, const dec_word *w2, const dec_word *w3,
                       const dec_word *w4, const dec_word *w5, const dec_word *w6, const dec_word *w7,

@@ -1,6 +1,6 @@
 // top_layer_prefill.cpp -- one prefill decoder layer over one 16-token call
 // (two token blocks of TP = 8; hw/kernels/layer_pref.h), every pointer an
-// m_axi port (hw/link/u280_prefill.cfg maps them as spec 5.2's prefill link).
+// m_axi port (hw/link/u280_prefill.cfg maps them as reference-design §5.2's prefill link).
 #include "flx_tops_layer.h"
 
 namespace flx_tops {
@@ -30,7 +30,7 @@ void top_layer_prefill(float *io, const float *gamma, const float *att, const fl
 #pragma HLS INTERFACE mode = s_axilite port = return
     typedef layer_prefill_map M;
     typedef flx_hls::pref_linear_ports<24> P;
-    // [K | Q] share w_kq / s_kq, [V | O] share w_vo / s_vo (spec 1.4)
+    // [K | Q] share w_kq / s_kq, [V | O] share w_vo / s_vo (reference-design §1.4)
     P wk = {w_kq, s_kq, s_kq + 512}, wq = {w_kq + M::words(512, 2048), s_kq + 1024, s_kq + 1024 + 2048};
     P wv = {w_vo, s_vo, s_vo + 512}, wo = {w_vo + M::words(512, 2048), s_vo + 1024, s_vo + 1024 + 2048};
     P gate = {w_gate, s_gate, s_gate + 8192}, up = {w_up, s_up, s_up + 8192};

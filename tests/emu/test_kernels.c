@@ -1,4 +1,4 @@
-/* emu kernels: each against a scalar transcription of flexllm-kernels.md
+/* emu kernels: each against a scalar transcription of docs/reference-design.md
  * written separately here (different loop structure) and against
  * hand-computed cases. */
 #include "flx_emu.h"
@@ -713,7 +713,7 @@ Test(emu_norm, prefill_and_decode_trees)
         }
         differ_seen |= memcmp(yp, yd, sizeof yp) != 0;
     }
-    cr_assert(differ_seen, "prefill and decode trees should differ on some vector (spec 6.8)");
+    cr_assert(differ_seen, "prefill and decode trees should differ on some vector (reference-design §6.8)");
 }
 
 /* ------------------------------------------------------------------- RoPE */
@@ -748,7 +748,7 @@ Test(emu_rope, table_and_rotation)
 
 /* -------------------------------------------------------------------- FHT */
 
-/* FlexLLM's constant-geometry network, transcribed from the spec's loop */
+/* FlexLLM's constant-geometry network, transcribed from the loop of reference-design §1.11 */
 static void ref_fht_network(float *x, int n, int m, float scale)
 {
     static float shuf[8192];

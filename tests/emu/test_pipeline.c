@@ -1,5 +1,5 @@
 /* emu pipelines on a small random quantized model built in memory:
- * thread-count invariance, prefill/decode agreement where the spec says they
+ * thread-count invariance, prefill/decode agreement where reference-design §6.8 says they
  * agree, the reference quirks, refusal of models the hardware cannot run. */
 #include "flx_emu.h"
 #include "flx_qmodel.h"
@@ -176,7 +176,7 @@ Test(emu_pipeline, prefill_identical_for_any_thread_count)
  * prefill tree exactly; the softmax trees agree for masked/padded keys (they
  * add exact zeros) and the integer products are exact in both: so decode
  * from scratch and prefill + head must give identical logits at every
- * position.  With the production 8 lanes they may differ (spec 6.8). */
+ * position.  With the production 8 lanes they may differ (reference-design §6.8). */
 Test(emu_pipeline, prefill_and_decode_agree_when_trees_coincide)
 {
     test_model m;

@@ -439,7 +439,7 @@ Test(hw, fht_pref_matches_the_emulator)
 }
 
 // prefill softmax over two token blocks and two heads with a causal mask and a
-// row length that is not a multiple of 4 (the raw tail, spec 6.11)
+// row length that is not a multiple of 4 (the raw tail, reference-design §6.11)
 Test(hw, softmax_pref_blocks_heads_and_tail_match_the_emulator)
 {
     typedef flx_hls::softmax_pref_config cfg;

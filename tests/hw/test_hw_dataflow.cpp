@@ -271,7 +271,7 @@ Test(hw_dataflow, dec_io_buffer_repartitions_and_repeats)
 
 // the decode K-cache update: with quirks, the first step after a 35-token
 // prompt (pos 35) writes the whole 32-slot group back, so prompt keys 32..34
-// become the register's zeros (spec 6.2, as the emulator's --reference-quirks);
+// become the register's zeros (reference-design §6.2, as the emulator's --reference-quirks);
 // without, only row 35 changes
 Test(hw_dataflow, k_cache_update_group_overwrite_behind_quirks)
 {

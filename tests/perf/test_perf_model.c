@@ -1,5 +1,5 @@
 /* Tests of the cycle model: module formulas on small hand-checked cases, the
- * spec's worked examples (§2.3, §2.4), composition rules, calibration,
+ * reference-design's worked examples (§2.3, §2.4), composition rules, calibration,
  * configuration parsing, resources, GPU roofline, DSE and SVG output. */
 #include "flx_perf.h"
 #include "test_util.h"
@@ -98,7 +98,7 @@ Test(perf_modules, decode_small)
 
 Test(perf_worked, prefill_table_2_3)
 {
-    /* spec §2.3 per-token-block table, lambda = 20 (values within 1 k) */
+    /* reference-design §2.3 per-token-block table, lambda = 20 (values within 1 k) */
     double lam = 20;
     NEAR(flx_perf_pref_linear(8, 24, 32, 1, 2048, 2048, lam).cycles, 183000, 1000); /* Q, O  */
     NEAR(flx_perf_pref_qk(8, 16, 32, 64, 1024, lam).cycles, 231000, 1000);          /* QK^T  */
@@ -123,7 +123,7 @@ Test(perf_worked, prefill_table_2_3)
 
 Test(perf_worked, decode_table_2_4)
 {
-    /* spec §2.4 with lambda = 20: GEMVs per layer 63.2 k (+ 6 x 64 dequant drain
+    /* reference-design §2.4 with lambda = 20: GEMVs per layer 63.2 k (+ 6 x 64 dequant drain
      * in this model = 63,596 exactly), attention 23 k (S = 1024) / 46 k (S = 2048),
      * per token 2.05 M ... 2.42 M cycles (within 5 %) */
     double lam = 20;
@@ -133,7 +133,7 @@ Test(perf_worked, decode_table_2_4)
                flx_perf_dec_gemv(16, 64, 8192, 2048, lam).cycles;
     NEAR(g, 63596, 0);
     NEAR(flx_perf_dec_gemv(16, 64, 2048, 131072, lam).cycles, 277184, 0);
-    /* the spec's inferred (VP/1024)(64 + 64 tau), tau 20 = 172 k; derived from
+    /* reference-design's inferred (VP/1024)(64 + 64 tau), tau 20 = 172 k; derived from
      * sort_top_k's loops: tau = 20 exactly (find 8 + insert 12), plus one state
      * per step and 3 per buffer loop: 128 x (67 + 64 x 21) + 80 x 20 + 72 */
     NEAR(flx_perf_dec_sampling(16, 64, 131072, 5, 0, 2, 2, 2, 20).cycles, 182280, 0);

@@ -12,7 +12,7 @@ static void fill_random(float *x, int n, uint64_t seed)
 }
 
 /* FlexLLM FHT.h's constant-geometry network, transcribed from
- * flexllm-kernels.md 1.11: m stages of "rotate-left shuffle, then
+ * reference-design §1.11: m stages of "rotate-left shuffle, then
  * butterflies on adjacent pairs", then a division of every output. */
 static void cg_network(float *x, int n, float scale_factor)
 {

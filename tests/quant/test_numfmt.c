@@ -1,4 +1,4 @@
-/* numfmt: every ap_int/ap_fixed example of formats.md 4.1, hand-derived
+/* numfmt: every ap_int/ap_fixed example of docs/hls-types.md §1, hand-derived
  * overflow cases, and property tests against an independent long-double
  * reference. */
 #include "flx_numfmt.h"
@@ -13,7 +13,7 @@ static flx_apfx_type T(int W, int I, flx_ap_qmode q, flx_ap_omode o)
     return flx_apfx_full(W, I, 1, q, o, 0);
 }
 
-/* ---------------------------------------------------------------- formats.md 4.1 examples */
+/* ---------------------------------------------------------------- docs/hls-types.md §1 examples */
 
 Test(numfmt, ug1399_quantization_modes)
 {

@@ -22,7 +22,7 @@ Test(qmodel, recipe_strings)
     cr_assert(r.w_bits == 16 && r.a_bits == 16 && r.kv_bits == 16);
 
     cr_assert_eq(flx_recipe_parse(&r, "flexllm", &err), FLX_OK);
-    /* flexllm-kernels.md 3.2 */
+    /* reference-design §3.2 */
     cr_assert(r.w_bits == 4 && r.w.scheme == FLX_QS_SYM && r.w.gran == FLX_QG_ROW && r.w_wsum);
     cr_assert(r.w.round == FLX_QR_HALF_AWAY && !r.w.mse_clip);
     cr_assert(r.a_bits == 4 && r.a.scheme == FLX_QS_ASYM_FLOAT && r.a.gran == FLX_QG_ROW);

@@ -230,7 +230,7 @@ static void lin_cap_fn(void *vctx, int layer, int kind, const double *x, int n_t
     c->n_tok = n_tokens;
 }
 
-/* FlexLLM's A4: per-token asymmetric, float offset (flexllm-kernels.md 1.2a) */
+/* FlexLLM's A4: per-token asymmetric, float offset (reference-design §1.2(a)) */
 static void fake_a4(const float *x, float *y, int n_tok, int n_in)
 {
     for (int t = 0; t < n_tok; t++) {

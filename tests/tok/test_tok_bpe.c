@@ -58,7 +58,7 @@ Test(tok_bpe, pretokenizer_regex_and_white_space)
 {
     flx_tokenizer *t = load_llama3_json();
     char got[512];
-    /* the example checked with Python's regex module (formats.md section 3) */
+    /* the example checked with Python's regex module (docs/tokenizer.md) */
     pieces(t, " = Robert Boulter = \n \n Robert", got, sizeof got);
     cr_assert_str_eq(got, " =| Robert| Boulter| =| \n \n| Robert");
     pieces(t, "I'm 12345 they'RE\t\tok!!\r\n", got, sizeof got);
