@@ -26,10 +26,10 @@ root="$dest$prefix"
 pc=$(find "$root" -name flxemu.pc | head -n1)
 hdr=$(find "$root" -path '*include/flxemu/flx_llama.h' | head -n1)
 cfg=$(find "$root" -path '*flxemu/configs/u280.json' | head -n1)
-if [ -n "$pc" ] && [ -n "$hdr" ] && [ -n "$cfg" ] && [ -x "$root/bin/flxemu" ]; then
-  echo "ok 2 - pkg-config file, public headers, configs and program installed"
+if [ -n "$pc" ] && [ -n "$hdr" ] && [ -n "$cfg" ] && [ -x "$root/bin/flxemu" ] && [ -x "$root/bin/hw_tb" ]; then
+  echo "ok 2 - pkg-config file, public headers, configs, flxemu and the hw_tb testbench installed"
 else
-  echo "not ok 2 - missing: pc='$pc' header='$hdr' config='$cfg' bin=$root/bin/flxemu"; exit 1
+  echo "not ok 2 - missing: pc='$pc' header='$hdr' config='$cfg' or $root/bin/flxemu, $root/bin/hw_tb"; exit 1
 fi
 cat >"$dest/prog.c" <<'C'
 #include <flx_core.h>
