@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 /* Absolute path of a file under the shared test data folder.  Fails the
  * test (never skips) when $FLXEMU_DATA is unset or the file is missing, so
@@ -38,6 +39,18 @@ static inline const char *flx_test_bin(void)
     const char *b = getenv("FLXEMU_BIN");
     if (!b || !*b) cr_assert_fail("FLXEMU_BIN is not set");
     return b;
+}
+
+/* Runs a shell command, its stdout (at most cap - 1 bytes) into out;
+ * returns the exit status, -1 when it did not exit normally. */
+static inline int flx_test_sh(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert(p != NULL, "popen failed: %s", cmd);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 #endif

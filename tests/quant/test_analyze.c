@@ -13,16 +13,6 @@
 #include <math.h>
 #include <sys/wait.h>
 
-static int sh(const char *cmd, char *out, size_t cap)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert(p != NULL);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static double num(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -42,7 +32,7 @@ Test(analyze, first_layer_by_hand, .timeout = 120)
              "%s analyze --model %s --recipe w4a16 --rotate hadamard --file %s --windows 2 --ctx 64 "
              "--sensitivity --json %s --svg %s --threads 1 2>&1",
              flx_test_bin(), gguf, text, js, svg);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "layer 4:") && strstr(out, "all layers quantized"), "%s", out);
 
     char *jt = NULL;

@@ -8,16 +8,6 @@
 #include <math.h>
 #include <sys/wait.h>
 
-static int sh(const char *cmd, char *out, size_t cap)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert(p != NULL);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static double after(const char *out, const char *key)
 {
     const char *p = strstr(out, key);
@@ -36,10 +26,10 @@ Test(compare, table_equals_separate_ppl_runs, .timeout = 120)
     snprintf(base, sizeof base, "%s/base.kld", dir);
     const char *bin = flx_test_bin();
     snprintf(cmd, sizeof cmd, "%s quantize --model %s --recipe w4a8 --out %s 2>&1", bin, gguf, q);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     snprintf(cmd, sizeof cmd, "%s compare --file %s --ctx 128 --chunks 5 --threads 2 --format markdown --json %s %s %s 2>&1",
              bin, text, js, gguf, q);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "| model | recipe | PPL |") && strstr(out, "| w4a8 |"), "%s", out);
     char *jt = NULL;
     size_t jn = 0;
@@ -60,10 +50,10 @@ Test(compare, table_equals_separate_ppl_runs, .timeout = 120)
     /* separate runs */
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --ctx 128 --chunks 5 --save-logits %s 2>/dev/null", bin,
              gguf, text, base);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(fabs(after(out, "PPL = ") - p0) < 5e-5, "%s vs %.4f", out, p0);
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --kl-base %s --ctx 128 --chunks 5 2>/dev/null", bin, q, base);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(fabs(after(out, "PPL = ") - p1) < 5e-5, "%s vs %.4f", out, p1);
     cr_assert(fabs(after(out, "Mean    KLD:") - k1) < 5e-7, "%s vs %.6f", out, k1);
     cr_assert(fabs(after(out, "Same top p:") - t1) < 5e-4, "%s vs %.3f", out, t1);

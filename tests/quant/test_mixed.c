@@ -7,16 +7,6 @@
 
 #include <sys/wait.h>
 
-static int sh(const char *cmd, char *out, size_t cap)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert(p != NULL);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void write_text(const char *path, const char *s)
 {
     FILE *f = fopen(path, "w");
@@ -61,7 +51,7 @@ Test(mixed, recipe_file_search_and_refusals, .timeout = 180)
     snprintf(cal, sizeof cal, common, text);
     snprintf(cmd, sizeof cmd, "%s quantize --model %s --tokenizer %s --recipe-file %s %s --out %s 2>&1", bin, hf, gguf, rf,
              cal, f1);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
 
     flx_qmodel qm;
     flx_error err = {0};
@@ -79,25 +69,25 @@ Test(mixed, recipe_file_search_and_refusals, .timeout = 180)
     flx_qmodel_free(&qm);
     /* fake-quant runs it; the INT4 engine refuses it by name */
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --ctx 128 --chunks 2 2>&1", bin, f1, text);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     snprintf(cmd, sizeof cmd, "%s ppl --engine emu --model %s --file %s --ctx 128 --chunks 1 2>&1", bin, f1, text);
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "layer 0 wq: 6-bit weights") != NULL, "%s", out);
 
     /* greedy search under a 5-bit budget beats uniform 4 bits */
     snprintf(cmd, sizeof cmd, "%s quantize --model %s --tokenizer %s --recipe flexllm --search-bits --budget 5 %s --out %s 2>&1",
              bin, hf, gguf, cal, f2);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     const char *avg = strstr(out, "average ");
     cr_assert(avg != NULL, "%s", out);
     cr_assert(atof(avg + 8) <= 5.0 && atof(avg + 8) > 4.5, "%s", out);
     snprintf(cmd, sizeof cmd, "%s quantize --model %s --tokenizer %s --recipe flexllm %s --out %s 2>&1", bin, hf, gguf,
              cal, f3);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     double p[2];
     for (int i = 0; i < 2; i++) {
         snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --ctx 256 --chunks 12 2>/dev/null", bin, i ? f3 : f2, text);
-        cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+        cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
         p[i] = ppl_of(out);
     }
     cr_log_info("flexllm stories260K 12 x 256: search budget 5 PPL %.4f, uniform 4-bit %.4f", p[0], p[1]);
@@ -128,10 +118,10 @@ Test(mixed, recipe_file_search_and_refusals, .timeout = 180)
     for (int i = 0; i < 4; i++) {
         write_text(rf, bad[i][0]);
         snprintf(cmd, sizeof cmd, "%s quantize --model %s --recipe-file %s --out %s/x.flxq 2>&1", bin, gguf, rf, dir);
-        int rc = sh(cmd, out, sizeof out);
+        int rc = flx_test_sh(cmd, out, sizeof out);
         cr_assert(rc == 1 || rc == 2, "%d %s", rc, out);
         cr_assert(strstr(out, bad[i][1]) != NULL, "%s", out);
     }
     snprintf(cmd, sizeof cmd, "%s quantize --model %s --recipe w4a8 --recipe-file %s --out %s/x.flxq 2>&1", bin, gguf, rf, dir);
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 2, "%s", out);
 }

@@ -6,6 +6,7 @@
 #include "flx_qmodel.h"
 #include "flx_llama.h"
 #include "test_util.h"
+#include "qtest_model.h"
 
 #include <math.h>
 #include <sys/wait.h>
@@ -26,24 +27,6 @@ static float *logits_of(const flx_model *m, const int32_t *ids, int n, int threa
     return out;
 }
 
-static int story_ids(int32_t *ids, int cap)
-{
-    char *txt = NULL;
-    size_t n = 0;
-    cr_assert_eq(flx_read_file(flx_test_data("stories260K/expected_greedy_n200.ids.txt"), 1 << 20, &txt, &n, NULL),
-                 FLX_OK);
-    int k = 0;
-    char *p = txt, *end;
-    while (k < cap) {
-        long v = strtol(p, &end, 10);
-        if (end == p) break;
-        ids[k++] = (int32_t)v;
-        p = end;
-    }
-    free(txt);
-    return k;
-}
-
 static void check_padding_exact(const char *rel)
 {
     flx_model m = {0};
@@ -51,7 +34,7 @@ static void check_padding_exact(const char *rel)
     cr_assert_eq(flx_model_load(&m, flx_test_data(rel), &err), FLX_OK, "%s", err.msg);
     cr_assert_eq(m.cfg.d_ff, 172);
     int32_t ids[201];
-    int n = story_ids(ids, 201);
+    int n = qt_story_ids(ids, 201);
     cr_assert_eq(n, 201);
     const size_t nl = (size_t)n * m.cfg.n_vocab;
     float *ref1 = logits_of(&m, ids, n, 1), *ref2 = logits_of(&m, ids, n, 2);
@@ -102,7 +85,7 @@ Test(pad, rope_pairing_permutation_keeps_the_logits)
     cr_assert_eq(flx_model_load(&h, flx_test_data("stories260K/hf"), &err), FLX_OK, "%s", err.msg);
     cr_assert_eq(g.cfg.rope_pairing, FLX_ROPE_ADJACENT);
     int32_t ids[201];
-    int n = story_ids(ids, 201);
+    int n = qt_story_ids(ids, 201);
     const size_t nl = (size_t)n * g.cfg.n_vocab;
     float *a = logits_of(&g, ids, n, 1);
     cr_assert_eq(flx_model_rope_to_split_half(&g, &err), FLX_OK, "%s", err.msg);
@@ -127,16 +110,6 @@ Test(pad, rope_pairing_permutation_keeps_the_logits)
     flx_model_free(&h);
 }
 
-static int sh(const char *cmd, char *out, size_t cap)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert(p != NULL);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 Test(pad, quantize_pads_and_the_engine_runs_stories260K, .timeout = 240)
 {
     char hf[4096], gguf[4096], text[4096], cmd[20000], out[16384], f1[600], f2[600], f3[600];
@@ -152,14 +125,14 @@ Test(pad, quantize_pads_and_the_engine_runs_stories260K, .timeout = 240)
     snprintf(cmd, sizeof cmd,
              "%s quantize --model %s --tokenizer %s --recipe flexllm --calib %s --nsamples 4 --seqlen 128 "
              "--threads 2 --out %s 2>&1", bin, hf, gguf, text, f1);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "d_ff zero-padded") != NULL, "%s", out);
     snprintf(cmd, sizeof cmd,
              "%s quantize --model %s --tokenizer %s --recipe flexllm --calib %s --nsamples 4 --seqlen 128 "
              "--pad-dff none --threads 2 --out %s 2>&1", bin, hf, gguf, text, f2);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     snprintf(cmd, sizeof cmd, "%s quantize --model %s --recipe flexllm --pad-dff maybe --out %s 2>&1", bin, hf, f2);
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 2, "%s", out);
 
     flx_qmodel qm;
     flx_error err = {0};
@@ -185,7 +158,7 @@ Test(pad, quantize_pads_and_the_engine_runs_stories260K, .timeout = 240)
         snprintf(cmd, sizeof cmd,
                  "%s ppl --model %s --tokenizer %s --engine %s --file %s --ctx 128 --chunks 3 --threads 2 2>&1",
                  bin, f1, gguf, e ? "emu" : "float", text);
-        cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+        cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
         const char *p = strstr(out, "PPL = ");
         cr_assert(p != NULL, "%s", out);
         ppl[e] = atof(p + 6);
@@ -195,7 +168,7 @@ Test(pad, quantize_pads_and_the_engine_runs_stories260K, .timeout = 240)
     cr_assert(ppl[0] != ppl[1]);
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --tokenizer %s --engine emu --file %s --ctx 128 --chunks 1 2>&1",
              bin, f2, gguf, text);
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "d_ff 172 is not a power of two") != NULL, "%s", out);
     /* the GGUF pairs RoPE dimensions (2i, 2i+1): for flexllm, quantize permutes
      * its q/k rows to the engine's split-half pairing; the file then gives
@@ -205,7 +178,7 @@ Test(pad, quantize_pads_and_the_engine_runs_stories260K, .timeout = 240)
                  "%s quantize --model %s --recipe flexllm --calib %s --nsamples 4 --seqlen 128 --threads 2 --out %s 2>&1 && "
                  "%s ppl --model %s --engine %s --file %s --ctx 128 --chunks 3 --threads 2 2>&1",
                  bin, gguf, text, f3, bin, f3, e ? "emu" : "float", text);
-        cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+        cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
         const char *p = strstr(out, "PPL = ");
         cr_assert(p != NULL, "%s", out);
         cr_assert(fabs(atof(p + 6) - ppl[e]) < 0.02 * ppl[e], "GGUF %s PPL %g vs HF %g", e ? "emu" : "float",

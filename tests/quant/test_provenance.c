@@ -9,16 +9,6 @@
 #include <cjson/cJSON.h>
 #include <sys/wait.h>
 
-static int sh(const char *cmd, char *out, size_t cap)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert(p != NULL);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void sha_of(const char *path, char hex[65])
 {
     flx_error err = {0};
@@ -49,7 +39,7 @@ Test(provenance, round_trip_tokenizer_info_and_ppl, .timeout = 180)
                  "%s quantize --model %s --tokenizer %s --recipe w4a8kv8 --rotate hadamard --seed 5 --gptq "
                  "--act-order --calib %s --nsamples 3 --seqlen 64 --threads %d --out %s 2>&1",
                  bin, hf, gguf, text, i + 1, i ? f2 : f1);
-        cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+        cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     }
     char h1[65], h2[65];
     sha_of(f1, h1);
@@ -69,7 +59,7 @@ Test(provenance, round_trip_tokenizer_info_and_ppl, .timeout = 180)
     cr_assert_str_eq(at(p, "recipe")->valuestring, "w4a8kv8");
     char vline[256], vwant[300];
     snprintf(cmd, sizeof cmd, "%s --version", bin);
-    cr_assert_eq(sh(cmd, vline, sizeof vline), 0);
+    cr_assert_eq(flx_test_sh(cmd, vline, sizeof vline), 0);
     snprintf(vwant, sizeof vwant, "flxemu %s\n", at(p, "flxemu_version")->valuestring);
     cr_assert_str_eq(vline, vwant);
     const cJSON *rot = at(p, "rotation");
@@ -131,7 +121,7 @@ Test(provenance, round_trip_tokenizer_info_and_ppl, .timeout = 180)
     /* flxemu info on the .flxq */
     snprintf(js, sizeof js, "%s/info.json", dir);
     snprintf(cmd, sizeof cmd, "%s info --model %s --json %s 2>&1", bin, f1, js);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "recipe:      w4a8kv8") && strstr(out, "embedded (gguf") &&
               strstr(out, "zero-padded from 172") && strstr(out, "calibration: 3 windows x 64 tokens") &&
               strstr(out, "act-order on"), "%s", out);
@@ -147,7 +137,7 @@ Test(provenance, round_trip_tokenizer_info_and_ppl, .timeout = 180)
     /* ppl on the file alone (no --tokenizer): text and --json name the recipe and provenance */
     snprintf(js, sizeof js, "%s/ppl.json", dir);
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --ctx 64 --chunks 2 --json %s 2>&1", bin, f1, text, js);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "quantized model: recipe w4a8kv8, rotation hadamard (seed 5) +R3 +R4") != NULL, "%s", out);
     cr_assert(strstr(out, "gptq weights (act-order), calibration 3 x 64 tokens") != NULL, "%s", out);
     cr_assert_eq(flx_read_file(js, 1 << 20, &jt, &jn, &err), FLX_OK);
@@ -216,15 +206,15 @@ Test(provenance, ppl_warns_when_calibration_and_evaluation_text_overlap, .timeou
     free(text);
     snprintf(cmd, sizeof cmd, "%s quantize --model %s --recipe flexllm --calib %s --nsamples 4 --seqlen 128 --out %s 2>&1",
              flx_test_bin(), gguf, ca, f);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     /* the calibration text itself: its first windows are the calibration windows */
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --ctx 128 --chunks 4 2>&1", flx_test_bin(), f, ca);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     const char *w = strstr(out, "warning: ");
     cr_assert(w != NULL && strstr(out, "calibration and evaluation text overlap"), "%s", out);
     cr_assert_gt(atof(w + 9), 80.0, "%s", out);
     /* the other half of the file: no warning */
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --ctx 128 --chunks 20 2>&1", flx_test_bin(), f, ev);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "overlap") == NULL, "%s", out);
 }

@@ -56,16 +56,6 @@ static void doc_random_hadamard(float *r, int n, uint64_t sub)
     }
 }
 
-static int sh(const char *cmd, char *out, size_t cap)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert(p != NULL);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 Test(rotation_regen, hadamard_rotations_from_the_documented_generator, .timeout = 120)
 {
     char hf[4096], cmd[16384], out[8192], rot[600], f1[600], f2[600];
@@ -78,10 +68,10 @@ Test(rotation_regen, hadamard_rotations_from_the_documented_generator, .timeout 
     snprintf(cmd, sizeof cmd,
              "%s quantize --model %s --recipe w4a16 --rotate hadamard --seed %llu --save-rotation %s --out %s 2>&1",
              flx_test_bin(), hf, (unsigned long long)seed, rot, f1);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     snprintf(cmd, sizeof cmd, "%s quantize --model %s --recipe w4a16 --save-rotation %s --out %s 2>&1",
              flx_test_bin(), hf, rot, f2);
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "--rotate none has no R1 to save: %s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 2, "--rotate none has no R1 to save: %s", out);
 
     flx_safetensors st;
     flx_error err = {0};
@@ -114,7 +104,7 @@ Test(rotation_regen, hadamard_rotations_from_the_documented_generator, .timeout 
     /* the exported file loads back and gives the same weights */
     snprintf(cmd, sizeof cmd, "%s quantize --model %s --recipe w4a16 --rotate %s --seed %llu --out %s 2>&1",
              flx_test_bin(), hf, rot, (unsigned long long)seed, f2);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
     flx_qmodel a, b;
     cr_assert_eq(flx_qmodel_load(&a, f1, &err), FLX_OK, "%s", err.msg);
     cr_assert_eq(flx_qmodel_load(&b, f2, &err), FLX_OK, "%s", err.msg);
