@@ -243,154 +243,170 @@ static int push(flx_dse_result *res, int64_t cap, const flx_perf_config *base,
     return 0;
 }
 
-int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens,
-                flx_dse_objective obj, flx_dse_result *res, flx_progress *progress,
-                flx_error *err)
-{
-    memset(res, 0, sizeof *res);
-    res->best[0] = res->best[1] = res->best[2] = res->best_all = -1;
-    int64_t n = prompt_tokens - 1;
-    if (n < 1 || n > base->max_prefill_tokens || decode_tokens < 1 ||
-        decode_tokens > base->max_decode_tokens || n + decode_tokens > base->max_total_tokens)
-        return flx_fail(err, FLX_EINVAL,
-                        "design-space sweep: a %lld-token prompt and %lld decode tokens exceed the limits of %s "
-                        "(prefill <= %d, decode <= %d, total <= %d)",
-                        (long long)prompt_tokens, (long long)decode_tokens, base->name,
-                        base->max_prefill_tokens, base->max_decode_tokens, base->max_total_tokens);
-    static const int tps[] = {8, 16}, qwps[] = {16, 24, 32, 48, 64}, kvps[] = {16, 32};
-    static const int ffn[][2] = {{32, 1}, {64, 2}, {96, 2}, {96, 3}, {128, 2}, {128, 4},
+/* the option grids of the sweep (docs/perf-model.md §7) */
+static const int PRE_TP[] = {8, 16}, PRE_WP[] = {16, 24, 32, 48, 64}, PRE_KVP[] = {16, 32};
+static const int PRE_FFN[][2] = {{32, 1}, {64, 2}, {96, 2}, {96, 3}, {128, 2}, {128, 4},
                                  {192, 3}, {192, 6}, {256, 4}, {256, 8}};
-    static const int bs[] = {8, 16, 32}, ws[] = {32, 64, 128}, hps[] = {4, 8},
-                     dkv[] = {16, 32, 64};
-    static const int t_tps[] = {2, 4, 8}, t_wps[] = {32, 64, 128, 256, 512}, t_kv[] = {16, 32, 64};
-    enum { NPRE = 2 * 5 * 2 * 10, NDEC = 3 * 3 * 2 * 3, NTMP = 3 * 5 * 3 };
-    pre_opt *po = calloc(NPRE, sizeof *po);
-    dec_opt *dopt = calloc(NDEC, sizeof *dopt);
-    int64_t cap = (int64_t)NPRE * NDEC + NTMP + NPRE;
-    res->points = calloc((size_t)cap, sizeof *res->points);
-    if (!po || !dopt || !res->points) {
-        free(po);
-        free(dopt);
-        flx_dse_free(res);
-        return flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
-    }
-    int rc = FLX_OK, n_po = 0, n_do = 0;
+static const int DEC_B[] = {8, 16, 32}, DEC_W[] = {32, 64, 128}, DEC_HP[] = {4, 8}, DEC_KVP[] = {16, 32, 64};
+static const int TMP_TP[] = {2, 4, 8}, TMP_WP[] = {32, 64, 128, 256, 512}, TMP_KVP[] = {16, 32, 64};
+enum { NPRE = 2 * 5 * 2 * 10, NDEC = 3 * 3 * 2 * 3, NTMP = 3 * 5 * 3 };
+
+/* what the sweep carries between its steps */
+typedef struct sweep {
+    const flx_perf_config *base;
+    int64_t n, decode_tokens;       /* prefill tokens (prompt - 1), decode tokens */
+    pre_opt *po;
+    dec_opt *dopt;
+    int n_po, n_do;
+    int64_t cap, done;              /* room in res->points; progress steps done */
+    flx_progress *progress;
+} sweep;
+
+static void tick(sweep *w)
+{
+    if (w->progress) flx_progress_update(w->progress, ++w->done);
+}
+
+/* prefill options: each timed once, with the spatial decode on it */
+static void sweep_prefill_options(sweep *w)
+{
+    const flx_perf_config *base = w->base;
     double hz = hz_of(base);
     flx_error e2;
-    if (progress) progress->total = NPRE + NDEC + NTMP;
-    int64_t done = 0;
-    /* prefill options: timed once; spatial decode on them timed once */
     for (size_t a = 0; a < 2; a++)
         for (size_t b = 0; b < 5; b++)
             for (size_t k = 0; k < 2; k++)
                 for (size_t f = 0; f < 10; f++) {
-                    if (progress) flx_progress_update(progress, ++done);
+                    tick(w);
                     flx_perf_config c = *base;
-                    c.pre = (flx_perf_prefill_par){tps[a], qwps[b], next_pow2(qwps[b]), kvps[k],
-                                                   kvps[k], ffn[f][0], ffn[f][1]};
+                    c.pre = (flx_perf_prefill_par){PRE_TP[a], PRE_WP[b], next_pow2(PRE_WP[b]), PRE_KVP[k],
+                                                   PRE_KVP[k], PRE_FFN[f][0], PRE_FFN[f][1]};
                     if (flx_perf_config_validate(&c, "dse", &e2)) continue;
-                    pre_opt *o = &po[n_po];
+                    pre_opt *o = &w->po[w->n_po];
                     o->p = c.pre;
                     double cy;
-                    if (flx_perf_prefill_seconds(&c, n, &cy, NULL, &e2)) continue;
-                    o->prefill_s = cy / hz + handover_s(base, n);
+                    if (flx_perf_prefill_seconds(&c, w->n, &cy, NULL, &e2)) continue;
+                    o->prefill_s = cy / hz + handover_s(base, w->n);
                     double sc = 0;
-                    for (int64_t t = 0; t < decode_tokens; t++) sc += spatial_decode_cycles(&c, n + t + 1);
+                    for (int64_t t = 0; t < w->decode_tokens; t++)
+                        sc += spatial_decode_cycles(&c, w->n + t + 1);
                     o->spatial_decode_s = sc / hz;
                     flx_perf_resources_prefill(&c, 1, &o->res);
-                    n_po++;
+                    w->n_po++;
                 }
-    /* decode options of the hybrid's temporal engine */
+}
+
+/* decode options of the hybrid's temporal engine */
+static void sweep_decode_options(sweep *w)
+{
+    const flx_perf_config *base = w->base;
+    flx_error e2;
     for (size_t a = 0; a < 3; a++)
         for (size_t b = 0; b < 3; b++)
             for (size_t h = 0; h < 2; h++)
                 for (size_t k = 0; k < 3; k++) {
-                    if (progress) flx_progress_update(progress, ++done);
+                    tick(w);
                     flx_perf_config c = *base;
-                    int bw = bs[a] * ws[b];
-                    c.dec = (flx_perf_decode_par){8, bs[a], 2, hps[h], ws[b], dkv[k], dkv[k],
+                    int bw = DEC_B[a] * DEC_W[b];
+                    c.dec = (flx_perf_decode_par){8, DEC_B[a], 2, DEC_HP[h], DEC_W[b], DEC_KVP[k], DEC_KVP[k],
                                                   bw >= 1024 ? bw : 1024, 1,
                                                   base->dec.attend_current,
                                                   base->dec.sort_lanes_serial,
                                                   base->dec.sort_insert_ii};
                     if (flx_perf_config_validate(&c, "dse", &e2)) continue;
-                    dec_opt *o = &dopt[n_do];
+                    dec_opt *o = &w->dopt[w->n_do];
                     o->d = c.dec;
                     int r = 0;
-                    o->decode_s = decode_seconds(&c, n, decode_tokens, &e2, &r);
+                    o->decode_s = decode_seconds(&c, w->n, w->decode_tokens, &e2, &r);
                     if (r) continue;
                     flx_perf_resources_decode(&c, &o->res);
-                    n_do++;
+                    w->n_do++;
                 }
-    /* hybrid: every prefill option with every decode engine */
-    for (int i = 0; i < n_po && !rc; i++)
-        for (int j = 0; j < n_do && !rc; j++) {
+}
+
+/* hybrid: every prefill option with every decode engine; then the unified
+ * spatial design (the prefill kernel alone) */
+static int add_hybrid_and_spatial(sweep *w, flx_dse_result *res, flx_error *err)
+{
+    for (int i = 0; i < w->n_po; i++)
+        for (int j = 0; j < w->n_do; j++) {
             flx_dse_point pt;
             memset(&pt, 0, sizeof pt);
             pt.family = FLX_DSE_HYBRID;
-            pt.pre = po[i].p;
-            pt.dec = dopt[j].d;
-            pt.prefill_s = po[i].prefill_s;
-            pt.decode_s = dopt[j].decode_s;
-            pt.res = po[i].res;
-            flx_perf_resources_add(&pt.res, &dopt[j].res);
-            finish_point(base, &pt);
-            if (push(res, cap, base, &pt)) rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
+            pt.pre = w->po[i].p;
+            pt.dec = w->dopt[j].d;
+            pt.prefill_s = w->po[i].prefill_s;
+            pt.decode_s = w->dopt[j].decode_s;
+            pt.res = w->po[i].res;
+            flx_perf_resources_add(&pt.res, &w->dopt[j].res);
+            finish_point(w->base, &pt);
+            if (push(res, w->cap, w->base, &pt))
+                return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
         }
-    /* unified spatial: the prefill kernel alone */
-    for (int i = 0; i < n_po && !rc; i++) {
+    for (int i = 0; i < w->n_po; i++) {
         flx_dse_point pt;
         memset(&pt, 0, sizeof pt);
         pt.family = FLX_DSE_SPATIAL;
-        pt.pre = po[i].p;
-        pt.prefill_s = po[i].prefill_s;
-        pt.decode_s = po[i].spatial_decode_s;
-        pt.res = po[i].res;
-        finish_point(base, &pt);
-        if (push(res, cap, base, &pt)) rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
+        pt.pre = w->po[i].p;
+        pt.prefill_s = w->po[i].prefill_s;
+        pt.decode_s = w->po[i].spatial_decode_s;
+        pt.res = w->po[i].res;
+        finish_point(w->base, &pt);
+        if (push(res, w->cap, w->base, &pt))
+            return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
     }
-    /* unified temporal */
-    for (size_t a = 0; a < 3 && !rc; a++)
-        for (size_t b = 0; b < 5 && !rc; b++)
-            for (size_t k = 0; k < 3 && !rc; k++) {
-                if (progress) flx_progress_update(progress, ++done);
-                flx_perf_prefill_par p = {t_tps[a], t_wps[b], t_wps[b], t_kv[k], t_kv[k],
-                                          t_wps[b], 1};
+    return FLX_OK;
+}
+
+/* unified temporal: one engine for both stages */
+static int add_temporal(sweep *w, flx_dse_result *res, flx_error *err)
+{
+    flx_error e2;
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = 0; b < 5; b++)
+            for (size_t k = 0; k < 3; k++) {
+                tick(w);
+                flx_perf_prefill_par p = {TMP_TP[a], TMP_WP[b], TMP_WP[b], TMP_KVP[k], TMP_KVP[k],
+                                          TMP_WP[b], 1};
                 flx_dse_point pt;
-                if (flx_dse_eval(base, FLX_DSE_TEMPORAL, &p, NULL, prompt_tokens, decode_tokens,
+                if (flx_dse_eval(w->base, FLX_DSE_TEMPORAL, &p, NULL, w->n + 1, w->decode_tokens,
                                  &pt, &e2))
                     continue;
-                if (push(res, cap, base, &pt)) rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
+                if (push(res, w->cap, w->base, &pt))
+                    return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
             }
-    free(po);
-    free(dopt);
-    if (rc) {
-        flx_dse_free(res);
-        return rc;
-    }
-    /* best per family and overall */
+    return FLX_OK;
+}
+
+static double objective(const flx_dse_point *p, flx_dse_objective obj)
+{
+    return obj == FLX_DSE_E2E ? p->e2e_s : p->energy_j;
+}
+
+/* best per family, then the best of those */
+static void pick_best(flx_dse_result *res, flx_dse_objective obj)
+{
     for (int64_t i = 0; i < res->n_points; i++) {
         const flx_dse_point *p = &res->points[i];
-        double v = obj == FLX_DSE_E2E ? p->e2e_s : p->energy_j;
         int64_t *b = &res->best[p->family];
-        if (*b < 0 || v < (obj == FLX_DSE_E2E ? res->points[*b].e2e_s : res->points[*b].energy_j))
-            *b = i;
+        if (*b < 0 || objective(p, obj) < objective(&res->points[*b], obj)) *b = i;
     }
     for (int f = 0; f < 3; f++) {
         int64_t b = res->best[f];
         if (b < 0) continue;
-        double v = obj == FLX_DSE_E2E ? res->points[b].e2e_s : res->points[b].energy_j;
         if (res->best_all < 0 ||
-            v < (obj == FLX_DSE_E2E ? res->points[res->best_all].e2e_s
-                                    : res->points[res->best_all].energy_j))
+            objective(&res->points[b], obj) < objective(&res->points[res->best_all], obj))
             res->best_all = b;
     }
-    /* Pareto front of (e2e, energy): sort by e2e, keep strictly falling energy */
+}
+
+/* Pareto front of (e2e, energy): sort by e2e, keep strictly falling energy */
+static int pareto_front(flx_dse_result *res, flx_error *err)
+{
     int64_t *idx = malloc((size_t)(res->n_points ? res->n_points : 1) * sizeof *idx);
     res->pareto = malloc((size_t)(res->n_points ? res->n_points : 1) * sizeof *res->pareto);
     if (!idx || !res->pareto) {
         free(idx);
-        flx_dse_free(res);
         return flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
     }
     for (int64_t i = 0; i < res->n_points; i++) idx[i] = i;
@@ -406,6 +422,46 @@ int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t deco
         }
     }
     free(idx);
+    return FLX_OK;
+}
+
+int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens,
+                flx_dse_objective obj, flx_dse_result *res, flx_progress *progress,
+                flx_error *err)
+{
+    memset(res, 0, sizeof *res);
+    res->best[0] = res->best[1] = res->best[2] = res->best_all = -1;
+    int64_t n = prompt_tokens - 1;
+    if (n < 1 || n > base->max_prefill_tokens || decode_tokens < 1 ||
+        decode_tokens > base->max_decode_tokens || n + decode_tokens > base->max_total_tokens)
+        return flx_fail(err, FLX_EINVAL,
+                        "design-space sweep: a %lld-token prompt and %lld decode tokens exceed the limits of %s "
+                        "(prefill <= %d, decode <= %d, total <= %d)",
+                        (long long)prompt_tokens, (long long)decode_tokens, base->name,
+                        base->max_prefill_tokens, base->max_decode_tokens, base->max_total_tokens);
+    sweep w = {base, n, decode_tokens, calloc(NPRE, sizeof(pre_opt)), calloc(NDEC, sizeof(dec_opt)),
+               0, 0, (int64_t)NPRE * NDEC + NTMP + NPRE, 0, progress};
+    res->points = calloc((size_t)w.cap, sizeof *res->points);
+    int rc = FLX_OK;
+    if (!w.po || !w.dopt || !res->points) {
+        rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
+    } else {
+        if (progress) progress->total = NPRE + NDEC + NTMP;
+        sweep_prefill_options(&w);
+        sweep_decode_options(&w);
+        rc = add_hybrid_and_spatial(&w, res, err);
+        if (!rc) rc = add_temporal(&w, res, err);
+    }
+    free(w.po);
+    free(w.dopt);
+    if (!rc) {
+        pick_best(res, obj);
+        rc = pareto_front(res, err);
+    }
+    if (rc) {
+        flx_dse_free(res);
+        return rc;
+    }
     if (progress) flx_progress_end(progress);
     return FLX_OK;
 }
