@@ -709,6 +709,225 @@ static void attach_tokenizer(flx_qmodel *qm)
     free(cand);
 }
 
+/* metadata 'rotation': kind, seed (an integer in [0, 2^64)), online R3/R4 */
+static int read_rotation(flx_qmodel *qm, const char *rot, const char *path, flx_error *err)
+{
+    int rc = FLX_OK;
+    cJSON *ro = rot ? cJSON_Parse(rot) : NULL;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ro, "kind");
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(ro, "seed");
+    /* anything but an integer in range (negative, fractional, 1e300) would
+     * make the cast undefined */
+    double sd = cJSON_IsNumber(seed) ? seed->valuedouble : -1.0;
+    if (!cJSON_IsString(kind) || !cJSON_IsNumber(seed))
+        rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'rotation' is missing or malformed", path);
+    else if (!(sd >= 0.0 && sd < 18446744073709551616.0) || sd != floor(sd))
+        rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'rotation': seed %g is not an integer "
+                      "in [0, 2^64)", path, sd);
+    else {
+        snprintf(qm->rotation, sizeof qm->rotation, "%s", kind->valuestring);
+        qm->rotation_seed = (uint64_t)seed->valuedouble;
+        qm->r3_online = json_bool(ro, "r3_online");
+        qm->r4_online = json_bool(ro, "r4_online");
+    }
+    cJSON_Delete(ro);
+    return rc;
+}
+
+/* metadata 'padding': the d_ff the model had before zero padding */
+static int read_padding(flx_qmodel *qm, const char *pad, const char *path, flx_error *err)
+{
+    cJSON *po = cJSON_Parse(pad);
+    const cJSON *from = cJSON_GetObjectItemCaseSensitive(po, "d_ff_source");
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(po, "d_ff");
+    int ok = cJSON_IsNumber(from) && cJSON_IsNumber(to) && to->valuedouble == qm->cfg.d_ff &&
+             from->valuedouble >= 1 && from->valuedouble <= qm->cfg.d_ff;
+    if (ok) qm->d_ff_source = (int32_t)from->valuedouble;
+    cJSON_Delete(po);
+    return ok ? FLX_OK
+              : flx_fail(err, FLX_EFORMAT, "%s: metadata field 'padding' is malformed or does not "
+                         "match d_ff %d", path, (int)qm->cfg.d_ff);
+}
+
+/* The metadata: format, version, recipe, config, rotation, source, padding. */
+static int read_header(flx_qmodel *qm, const flx_safetensors *st, const char *path, flx_recipe *r,
+                       flx_error *err)
+{
+    const char *fmt = flx_st_meta(st, "format"), *ver = flx_st_meta(st, "flxq_version");
+    const char *rname = flx_st_meta(st, "recipe");
+    if (!fmt || strcmp(fmt, "flxq"))
+        return flx_fail(err, FLX_EFORMAT, "%s: not a .flxq file (metadata 'format' is not \"flxq\")", path);
+    if (!ver || strcmp(ver, FLXQ_VERSION))
+        return flx_fail(err, FLX_EUNSUPPORTED, "%s: .flxq version '%s' is not supported (expected %s)",
+                        path, ver ? ver : "(none)", FLXQ_VERSION);
+    if (!rname) return flx_fail(err, FLX_EFORMAT, "%s: metadata field 'recipe' is missing", path);
+    if (flx_recipe_parse(r, rname, err) != FLX_OK) {
+        char why[FLX_ERROR_MSG_BYTES];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return flx_fail(err, FLX_EFORMAT, "%s: metadata field 'recipe': %s", path, why);
+    }
+    int rc = parse_config(path, flx_st_meta(st, "config"), &qm->cfg, err);
+    if (!rc) rc = flx_recipe_check(r, &qm->cfg, err);
+    if (!rc) rc = read_rotation(qm, flx_st_meta(st, "rotation"), path, err);
+    if (rc) return rc;
+    snprintf(qm->recipe, sizeof qm->recipe, "%s", r->name);
+    const char *src = flx_st_meta(st, "source");
+    if (src) snprintf(qm->source, sizeof qm->source, "%s", src);
+    const char *pad = flx_st_meta(st, "padding");
+    return pad ? read_padding(qm, pad, path, err) : FLX_OK;
+}
+
+/* an F32 tensor of the given shape, in *out */
+static int need_f32(flx_qmodel *qm, const flx_safetensors *st, const char *path, const char *name,
+                    int n_dims, int64_t d0, int64_t d1, const float **out, flx_error *err)
+{
+    const flx_st_tensor *t = need(st, path, name, FLX_ST_F32, n_dims, d0, d1, err);
+    if (!t || !(*out = f32_data(qm, t, path, err))) return err->code;
+    return FLX_OK;
+}
+
+/* the model-wide tensors before the layers: RoPE frequencies, embedding,
+ * final norm */
+static int load_globals(flx_qmodel *qm, const flx_safetensors *st, const char *path,
+                        const flx_recipe *r, flx_error *err)
+{
+    const flx_llama_config *c = &qm->cfg;
+    const flx_st_tensor *t = need(st, path, "rope_inv_freq", FLX_ST_F64, 1, c->head_dim / 2, 0, err);
+    if (!t) return err->code;
+    qm->rope_inv_freq = flx_qmodel_alloc(qm, t->bytes);
+    if (!qm->rope_inv_freq) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    memcpy(qm->rope_inv_freq, t->data, t->bytes);
+    int rc = need_f32(qm, st, path, "tok_embd", 2, c->n_vocab, c->d_model, &qm->tok_embd, err);
+    if (!rc) rc = need_f32(qm, st, path, "out_norm", 1, c->d_model, 0, &qm->out_norm, err);
+    if (rc) return rc;
+    qm->has_attn_scales = flx_st_find(st, "layers.0.attn_scales") != NULL;
+    if (r->static_attn && !qm->has_attn_scales)
+        return flx_fail(err, FLX_EFORMAT, "%s: recipe %s needs tensor 'layers.0.attn_scales'", path, r->name);
+    qm->layers = flx_qmodel_alloc(qm, (size_t)c->n_layers * sizeof *qm->layers);
+    if (!qm->layers) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    memset(qm->layers, 0, (size_t)c->n_layers * sizeof *qm->layers);
+    return FLX_OK;
+}
+
+/* metadata 'mixed_bits': per-tensor weight bits, 0 = the recipe's */
+static int read_mixed_bits(flx_qmodel *qm, const flx_safetensors *st, const char *path,
+                           const flx_recipe *r, int32_t **out, flx_error *err)
+{
+    const flx_llama_config *c = &qm->cfg;
+    size_t n = (size_t)(c->n_layers * 7 + 1);
+    int32_t *bits = *out = flx_qmodel_alloc(qm, n * sizeof *bits);
+    if (!bits) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    memset(bits, 0, n * sizeof *bits);
+    const char *mb = flx_st_meta(st, "mixed_bits");
+    if (!mb) return FLX_OK;
+    cJSON *mo = cJSON_Parse(mb);
+    const cJSON *e;
+    int bad = !cJSON_IsObject(mo) || !(r->w_bits < 16);
+    cJSON_ArrayForEach(e, mo) {
+        int idx = flx_qtensor_index(e->string, c->n_layers);
+        if (bad || idx < 0 || !cJSON_IsNumber(e) || e->valuedouble < 2 || e->valuedouble > 8 ||
+            (idx == c->n_layers * 7 && !r->quant_head)) {
+            bad = 1;
+            break;
+        }
+        bits[idx] = (int32_t)e->valuedouble;
+    }
+    cJSON_Delete(mo);
+    if (bad)
+        return flx_fail(err, FLX_EFORMAT, "%s: metadata field 'mixed_bits' is malformed (tensor names to bits 2..8)", path);
+    qm->mixed = 1;
+    return FLX_OK;
+}
+
+/* layer l: norms, static attention scales, the seven linears */
+static int load_layer(flx_qmodel *qm, const flx_safetensors *st, const char *path, const flx_recipe *r,
+                      const int32_t *mixed_bits, int l, flx_error *err)
+{
+    const flx_llama_config *c = &qm->cfg;
+    flx_qlayer *L = &qm->layers[l];
+    char name[96];
+    snprintf(name, sizeof name, "layers.%d.attn_norm", l);
+    int rc = need_f32(qm, st, path, name, 1, c->d_model, 0, &L->attn_norm, err);
+    snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
+    if (!rc) rc = need_f32(qm, st, path, name, 1, c->d_model, 0, &L->ffn_norm, err);
+    if (!rc && qm->has_attn_scales) {
+        snprintf(name, sizeof name, "layers.%d.attn_scales", l);
+        const float *s4;
+        if ((rc = need_f32(qm, st, path, name, 1, 4, 0, &s4, err))) return rc;
+        L->q_s = s4[0];
+        L->k_s = s4[1];
+        L->v_s = s4[2];
+        L->a_s = s4[3];
+        if (!(L->q_s > 0 && L->k_s > 0 && L->v_s > 0 && L->a_s > 0))
+            return flx_fail(err, FLX_EFORMAT, "%s: tensor '%s' holds a scale that is not positive", path, name);
+    }
+    for (int i = 0; i < 7 && !rc; i++) {
+        int32_t n_out, n_in;
+        lin_shape(c, i, &n_out, &n_in);
+        snprintf(name, sizeof name, "layers.%d.%s", l, LIN_NAMES[i]);
+        rc = load_qtensor(qm, st, path, name, layer_tensor(L, i), r->w_bits < 16, r, mixed_bits[l * 7 + i],
+                          n_out, n_in, err);
+    }
+    return rc;
+}
+
+/* after the layers: the head, the dense R4 of a non-power-of-two d_ff, the
+ * provenance text */
+static int load_tail(flx_qmodel *qm, const flx_safetensors *st, const char *path, const flx_recipe *r,
+                     const int32_t *mixed_bits, flx_error *err)
+{
+    const flx_llama_config *c = &qm->cfg;
+    int rc = load_qtensor(qm, st, path, "head", &qm->head, r->w_bits < 16 && r->quant_head, r,
+                          mixed_bits[c->n_layers * 7], c->n_vocab, c->d_model, err);
+    if (!rc && qm->r4_online && !flx_is_pow2(c->d_ff)) {
+        const float *r4;
+        rc = need_f32(qm, st, path, "rot.r4", 2, c->d_ff, c->d_ff, &r4, err);
+        qm->r4_dense = (float *)r4;
+    }
+    const char *prov = flx_st_meta(st, "provenance");
+    if (!rc && prov) {
+        char *pv = flx_qmodel_alloc(qm, strlen(prov) + 1);
+        if (!pv) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        memcpy(pv, prov, strlen(prov) + 1);
+        qm->provenance = pv;
+    }
+    return rc;
+}
+
+/* the embedded tokenizer first; files from before it existed look for the
+ * source model's */
+static int load_tokenizer(flx_qmodel *qm, const flx_safetensors *st, const char *path, flx_error *err)
+{
+    const flx_st_tensor *t = flx_st_find(st, "tokenizer");
+    if (!t) {
+        attach_tokenizer(qm);
+        return FLX_OK;
+    }
+    cJSON *tm = cJSON_Parse(flx_st_meta(st, "tokenizer") ? flx_st_meta(st, "tokenizer") : "");
+    const cJSON *sha = cJSON_GetObjectItemCaseSensitive(tm, "sha256");
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(tm, "format");
+    char hex[65];
+    flx_sha256_hex(t->data, t->bytes, hex);
+    if (t->dtype != FLX_ST_U8 || t->n_dims != 1 || !cJSON_IsString(sha) || strcmp(sha->valuestring, hex)) {
+        cJSON_Delete(tm);
+        return flx_fail(err, FLX_EFORMAT, "%s: tensor 'tokenizer' does not match the sha256 of metadata "
+                        "'tokenizer'", path);
+    }
+    snprintf(qm->tok_format, sizeof qm->tok_format, "%s", cJSON_IsString(fmt) ? fmt->valuestring : "?");
+    cJSON_Delete(tm);
+    memcpy(qm->tok_sha256, hex, sizeof hex);
+    qm->tok_blob = t->data;
+    qm->tok_blob_bytes = t->bytes;
+    flx_tokenizer *tok = NULL;
+    if (flx_tokenizer_from_bytes(&tok, t->data, t->bytes, err)) {
+        char why[FLX_ERROR_MSG_BYTES];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return flx_fail(err, FLX_EFORMAT, "%s: embedded tokenizer: %s", path, why);
+    }
+    qm->tok = tok;
+    return FLX_OK;
+}
+
 int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
 {
     flx_error local;
@@ -723,198 +942,19 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
         return rc;
     }
     const flx_safetensors *st = qm->st_file;
-    const char *fmt = flx_st_meta(st, "format"), *ver = flx_st_meta(st, "flxq_version");
-    const char *rname = flx_st_meta(st, "recipe"), *rot = flx_st_meta(st, "rotation");
     flx_recipe r;
-    if (!fmt || strcmp(fmt, "flxq"))
-        rc = flx_fail(err, FLX_EFORMAT, "%s: not a .flxq file (metadata 'format' is not \"flxq\")", path);
-    else if (!ver || strcmp(ver, FLXQ_VERSION))
-        rc = flx_fail(err, FLX_EUNSUPPORTED, "%s: .flxq version '%s' is not supported (expected %s)",
-                      path, ver ? ver : "(none)", FLXQ_VERSION);
-    else if (!rname)
-        rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'recipe' is missing", path);
-    else if (flx_recipe_parse(&r, rname, err) != FLX_OK) {
-        char why[FLX_ERROR_MSG_BYTES];
-        snprintf(why, sizeof why, "%s", err->msg);
-        rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'recipe': %s", path, why);
-    }
-    if (!rc) rc = parse_config(path, flx_st_meta(st, "config"), &qm->cfg, err);
-    if (!rc) rc = flx_recipe_check(&r, &qm->cfg, err);
-    if (!rc) {
-        cJSON *ro = rot ? cJSON_Parse(rot) : NULL;
-        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ro, "kind");
-        const cJSON *seed = cJSON_GetObjectItemCaseSensitive(ro, "seed");
-        /* the seed is written as an integer in [0, 2^64); anything else
-         * (negative, fractional, 1e300) would make the cast undefined */
-        double sd = cJSON_IsNumber(seed) ? seed->valuedouble : -1.0;
-        if (!cJSON_IsString(kind) || !cJSON_IsNumber(seed))
-            rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'rotation' is missing or malformed", path);
-        else if (!(sd >= 0.0 && sd < 18446744073709551616.0) || sd != floor(sd))
-            rc = flx_fail(err, FLX_EFORMAT, "%s: metadata field 'rotation': seed %g is not an integer "
-                          "in [0, 2^64)", path, sd);
-        else {
-            snprintf(qm->rotation, sizeof qm->rotation, "%s", kind->valuestring);
-            qm->rotation_seed = (uint64_t)seed->valuedouble;
-            qm->r3_online = json_bool(ro, "r3_online");
-            qm->r4_online = json_bool(ro, "r4_online");
-        }
-        cJSON_Delete(ro);
-    }
+    int32_t *mixed_bits = NULL;
+    rc = read_header(qm, st, path, &r, err);
+    if (!rc) rc = load_globals(qm, st, path, &r, err);
+    if (!rc) rc = read_mixed_bits(qm, st, path, &r, &mixed_bits, err);
+    for (int l = 0; !rc && l < qm->cfg.n_layers; l++) rc = load_layer(qm, st, path, &r, mixed_bits, l, err);
+    if (!rc) rc = load_tail(qm, st, path, &r, mixed_bits, err);
+    if (!rc) rc = load_tokenizer(qm, st, path, err);
     if (rc) {
         flx_qmodel_free(qm);
         return rc;
     }
-    snprintf(qm->recipe, sizeof qm->recipe, "%s", r.name);
-    const char *src = flx_st_meta(st, "source");
-    if (src) snprintf(qm->source, sizeof qm->source, "%s", src);
-    const char *pad = flx_st_meta(st, "padding");
-    if (pad) {
-        cJSON *po = cJSON_Parse(pad);
-        const cJSON *from = cJSON_GetObjectItemCaseSensitive(po, "d_ff_source");
-        const cJSON *to = cJSON_GetObjectItemCaseSensitive(po, "d_ff");
-        if (!cJSON_IsNumber(from) || !cJSON_IsNumber(to) || to->valuedouble != qm->cfg.d_ff ||
-            from->valuedouble < 1 || from->valuedouble > qm->cfg.d_ff) {
-            cJSON_Delete(po);
-            flx_fail(err, FLX_EFORMAT, "%s: metadata field 'padding' is malformed or does not match d_ff %d",
-                     path, (int)qm->cfg.d_ff);
-            goto fail;
-        }
-        qm->d_ff_source = (int32_t)from->valuedouble;
-        cJSON_Delete(po);
-    }
-
-    const flx_llama_config *c = &qm->cfg;
-    const flx_st_tensor *t;
-    char name[96];
-    int quant_w = r.w_bits < 16;
-    if (!(t = need(st, path, "rope_inv_freq", FLX_ST_F64, 1, c->head_dim / 2, 0, err))) goto fail;
-    qm->rope_inv_freq = flx_qmodel_alloc(qm, t->bytes);
-    if (!qm->rope_inv_freq) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
-    memcpy(qm->rope_inv_freq, t->data, t->bytes);
-    if (!(t = need(st, path, "tok_embd", FLX_ST_F32, 2, c->n_vocab, c->d_model, err)) ||
-        !(qm->tok_embd = f32_data(qm, t, path, err)))
-        goto fail;
-    if (!(t = need(st, path, "out_norm", FLX_ST_F32, 1, c->d_model, 0, err)) ||
-        !(qm->out_norm = f32_data(qm, t, path, err)))
-        goto fail;
-    qm->has_attn_scales = flx_st_find(st, "layers.0.attn_scales") != NULL;
-    if (r.static_attn && !qm->has_attn_scales) {
-        flx_fail(err, FLX_EFORMAT, "%s: recipe %s needs tensor 'layers.0.attn_scales'", path, r.name);
-        goto fail;
-    }
-    qm->layers = flx_qmodel_alloc(qm, (size_t)c->n_layers * sizeof *qm->layers);
-    if (!qm->layers) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
-    memset(qm->layers, 0, (size_t)c->n_layers * sizeof *qm->layers);
-    /* mixed precision: per-tensor weight bits (0 = the recipe's) */
-    int32_t *mixed_bits = flx_qmodel_alloc(qm, (size_t)(c->n_layers * 7 + 1) * sizeof *mixed_bits);
-    if (!mixed_bits) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
-    memset(mixed_bits, 0, (size_t)(c->n_layers * 7 + 1) * sizeof *mixed_bits);
-    const char *mb = flx_st_meta(st, "mixed_bits");
-    if (mb) {
-        cJSON *mo = cJSON_Parse(mb);
-        const cJSON *e;
-        int bad = !cJSON_IsObject(mo) || !quant_w;
-        cJSON_ArrayForEach(e, mo) {
-            int idx = flx_qtensor_index(e->string, c->n_layers);
-            if (bad || idx < 0 || !cJSON_IsNumber(e) || e->valuedouble < 2 || e->valuedouble > 8 ||
-                (idx == c->n_layers * 7 && !r.quant_head)) {
-                bad = 1;
-                break;
-            }
-            mixed_bits[idx] = (int32_t)e->valuedouble;
-        }
-        cJSON_Delete(mo);
-        if (bad) {
-            flx_fail(err, FLX_EFORMAT, "%s: metadata field 'mixed_bits' is malformed (tensor names to bits 2..8)", path);
-            goto fail;
-        }
-        qm->mixed = 1;
-    }
-    for (int l = 0; l < c->n_layers; l++) {
-        flx_qlayer *L = &qm->layers[l];
-        snprintf(name, sizeof name, "layers.%d.attn_norm", l);
-        if (!(t = need(st, path, name, FLX_ST_F32, 1, c->d_model, 0, err)) ||
-            !(L->attn_norm = f32_data(qm, t, path, err)))
-            goto fail;
-        snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
-        if (!(t = need(st, path, name, FLX_ST_F32, 1, c->d_model, 0, err)) ||
-            !(L->ffn_norm = f32_data(qm, t, path, err)))
-            goto fail;
-        if (qm->has_attn_scales) {
-            snprintf(name, sizeof name, "layers.%d.attn_scales", l);
-            const float *s4;
-            if (!(t = need(st, path, name, FLX_ST_F32, 1, 4, 0, err)) ||
-                !(s4 = f32_data(qm, t, path, err)))
-                goto fail;
-            L->q_s = s4[0];
-            L->k_s = s4[1];
-            L->v_s = s4[2];
-            L->a_s = s4[3];
-            if (!(L->q_s > 0 && L->k_s > 0 && L->v_s > 0 && L->a_s > 0)) {
-                flx_fail(err, FLX_EFORMAT, "%s: tensor '%s' holds a scale that is not positive", path, name);
-                goto fail;
-            }
-        }
-        for (int i = 0; i < 7; i++) {
-            int32_t n_out, n_in;
-            lin_shape(c, i, &n_out, &n_in);
-            snprintf(name, sizeof name, "layers.%d.%s", l, LIN_NAMES[i]);
-            if (load_qtensor(qm, st, path, name, layer_tensor(L, i), quant_w, &r, mixed_bits[l * 7 + i], n_out,
-                             n_in, err))
-                goto fail;
-        }
-    }
-    if (load_qtensor(qm, st, path, "head", &qm->head, quant_w && r.quant_head, &r, mixed_bits[c->n_layers * 7],
-                     c->n_vocab,
-                     c->d_model, err))
-        goto fail;
-    if (qm->r4_online && !flx_is_pow2(c->d_ff)) {
-        if (!(t = need(st, path, "rot.r4", FLX_ST_F32, 2, c->d_ff, c->d_ff, err)) ||
-            !(qm->r4_dense = (float *)f32_data(qm, t, path, err)))
-            goto fail;
-    }
-    const char *prov = flx_st_meta(st, "provenance");
-    if (prov) {
-        char *pv = flx_qmodel_alloc(qm, strlen(prov) + 1);
-        if (!pv) { flx_fail(err, FLX_ENOMEM, "out of memory"); goto fail; }
-        memcpy(pv, prov, strlen(prov) + 1);
-        qm->provenance = pv;
-    }
-    /* the embedded tokenizer first; files from before it existed look for
-     * the source model's */
-    if ((t = flx_st_find(st, "tokenizer")) != NULL) {
-        cJSON *tm = cJSON_Parse(flx_st_meta(st, "tokenizer") ? flx_st_meta(st, "tokenizer") : "");
-        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(tm, "sha256");
-        const cJSON *fmt2 = cJSON_GetObjectItemCaseSensitive(tm, "format");
-        char hex[65];
-        flx_sha256_hex(t->data, t->bytes, hex);
-        if (t->dtype != FLX_ST_U8 || t->n_dims != 1 || !cJSON_IsString(sha) || strcmp(sha->valuestring, hex)) {
-            cJSON_Delete(tm);
-            flx_fail(err, FLX_EFORMAT, "%s: tensor 'tokenizer' does not match the sha256 of metadata 'tokenizer'",
-                     path);
-            goto fail;
-        }
-        snprintf(qm->tok_format, sizeof qm->tok_format, "%s", cJSON_IsString(fmt2) ? fmt2->valuestring : "?");
-        cJSON_Delete(tm);
-        memcpy(qm->tok_sha256, hex, sizeof hex);
-        qm->tok_blob = t->data;
-        qm->tok_blob_bytes = t->bytes;
-        flx_tokenizer *tok = NULL;
-        if (flx_tokenizer_from_bytes(&tok, t->data, t->bytes, err)) {
-            char why[FLX_ERROR_MSG_BYTES];
-            snprintf(why, sizeof why, "%s", err->msg);
-            flx_fail(err, FLX_EFORMAT, "%s: embedded tokenizer: %s", path, why);
-            goto fail;
-        }
-        qm->tok = tok;
-    } else {
-        attach_tokenizer(qm);
-    }
     return FLX_OK;
-fail:
-    rc = err ? err->code : FLX_EFORMAT;
-    flx_qmodel_free(qm);
-    return rc ? rc : FLX_EFORMAT;
 }
 
 int flx_qmodel_is_file(const char *path)
