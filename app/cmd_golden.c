@@ -130,9 +130,7 @@ int flx_cmd_golden(int argc, char **argv)
     if (strcmp(config, "u280")) return cli_usage_error("golden", "unknown --config '%s' (known: u280)", config);
     if (flx_emu_exp_parse(exp, &o.fp.exp))
         return cli_usage_error("golden", "--exp must be glibc or flx, got '%s'", exp);
-    int known = !strcmp(kernel, "all") || layer;
-    for (int i = 0; !known && flx_emu_golden_kernel_name(i); i++)
-        known = !strcmp(kernel, flx_emu_golden_kernel_name(i));
+    int known = !strcmp(kernel, "all") || layer || flx_emu_golden_kernel_find(kernel);
     if (!known) return cli_usage_error("golden", "unknown kernel '%s' (see --help for the list)", kernel);
     if (n_seeds) {
         if (n_seeds - 1 > INT64_MAX - seed) return cli_usage_error("golden", "--seed + --seeds overflows");

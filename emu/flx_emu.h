@@ -459,6 +459,10 @@ typedef struct flx_emu_golden_opts {
 
 /* i-th kernel name (0-based), NULL past the end. */
 const char *flx_emu_golden_kernel_name(int i);
+/* The kernel's current name for `name`, which may be its name or the name
+ * it had before the renaming of docs/kernels.md §17; NULL if unknown
+ * (the whole-layer sets are not kernels here). */
+const char *flx_emu_golden_kernel_find(const char *name);
 
 /* what: a kernel name, "all" (every kernel), "layer_hmt" (one HMT segment
  * step: retrieval and ring update, docs/hmt.md), or "layer_prefill" /

@@ -1428,26 +1428,47 @@ static void k_layer_hmt(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 }
 
 typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);
-static const struct { const char *name; gen_fn fn; } KERNELS[] = {
-    { "quant_asym_pref", k_quant_asym_pref }, { "quant_asym_dec", k_quant_asym_dec },
-    { "dequant_pref", k_dequant_pref },       { "gemm_i4_pref", k_gemm_i4_pref },
-    { "gemv_i4_dec", k_gemv_i4_dec },         { "quant_static_q", k_quant_static_q },
-    { "quant_static_p", k_quant_static_p },   { "dequant_static", k_dequant_static },
-    { "qk_i8", k_qk_i8 },                     { "av_u8i8", k_av_u8i8 },
-    { "softmax_pref", k_softmax_pref },       { "softmax_dec", k_softmax_dec },
-    { "softmax_block", k_softmax_block },     { "rmsnorm_pref", k_rmsnorm_pref },
-    { "rmsnorm_dec", k_rmsnorm_dec },         { "rope", k_rope },
-    { "silu_gate", k_silu_gate },             { "residual", k_residual },
-    { "fht", k_fht },                         { "topk_sampling", k_topk },
-    { "gemv_f32", k_gemv_f32 },               { "exp", k_exp },
-    { "hmt_recall", k_hmt_recall },           { "hmt_update", k_hmt_update },
-    { "dequant_dec", k_dequant_dec },         { "dequant_dec_plain", k_dequant_dec_plain },
-    { "quant_static_dec", k_quant_static_dec }, { "dequant_static_dec", k_dequant_static_dec },
-    { "qk_i8_dec", k_qk_i8_dec },             { "av_u8i8_dec", k_av_u8i8_dec },
-    { "silu_gate_pref", k_silu_gate_pref },   { "residual_pref", k_residual_pref },
+/* name: the kernel's one name (docs/kernels.md §17); old: the name it had
+ * before, still accepted by --kernel and in manifests, and the name whose
+ * hash seeds its random stream, so that renaming changed no vector. */
+static const struct { const char *name; gen_fn fn; const char *old; } KERNELS[] = {
+    { "quant_asym_pref", k_quant_asym_pref, NULL },
+    { "quant_asym_dec", k_quant_asym_dec, NULL },
+    { "dequant_pref", k_dequant_pref, NULL },
+    { "gemm_i4_pref", k_gemm_i4_pref, NULL },
+    { "gemv_i4_dec", k_gemv_i4_dec, NULL },
+    { "quant_static_q", k_quant_static_q, NULL },
+    { "quant_static_p", k_quant_static_p, NULL },
+    { "dequant_static", k_dequant_static, NULL },
+    { "qk_i8", k_qk_i8, NULL },
+    { "av_u8i8", k_av_u8i8, NULL },
+    { "softmax_pref", k_softmax_pref, NULL },
+    { "softmax_dec", k_softmax_dec, NULL },
+    { "softmax_block", k_softmax_block, NULL },
+    { "rmsnorm_pref", k_rmsnorm_pref, NULL },
+    { "rmsnorm_dec", k_rmsnorm_dec, NULL },
+    { "rope", k_rope, NULL },
+    { "silu_gate", k_silu_gate, NULL },
+    { "residual", k_residual, NULL },
+    { "fht", k_fht, NULL },
+    { "topk_sampling", k_topk, NULL },
+    { "gemv_f32", k_gemv_f32, NULL },
+    { "exp", k_exp, NULL },
+    { "hmt_recall", k_hmt_recall, NULL },
+    { "hmt_update", k_hmt_update, NULL },
+    { "dequant_dec", k_dequant_dec, NULL },
+    { "dequant_dec_plain", k_dequant_dec_plain, NULL },
+    { "quant_static_dec", k_quant_static_dec, NULL },
+    { "dequant_static_dec", k_dequant_static_dec, NULL },
+    { "qk_i8_dec", k_qk_i8_dec, NULL },
+    { "av_u8i8_dec", k_av_u8i8_dec, NULL },
+    { "silu_gate_pref", k_silu_gate_pref, NULL },
+    { "residual_pref", k_residual_pref, NULL },
     /* whole layers: requested with --layer, never part of "all" */
-    { "layer_prefill", k_layer_prefill },     { "layer_decode", k_layer_decode },
-    { "layer_hmt", k_layer_hmt },             { "model_decode", k_model_decode },
+    { "layer_prefill", k_layer_prefill, NULL },
+    { "layer_decode", k_layer_decode, NULL },
+    { "layer_hmt", k_layer_hmt, NULL },
+    { "model_decode", k_model_decode, NULL },
 };
 enum { N_LAYER_ENTRIES = 4 };
 enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
@@ -1460,9 +1481,19 @@ const char *flx_emu_golden_kernel_name(int i)
 static int find_kernel(const char *name)
 {
     for (int i = 0; i < N_KERNELS; i++)
-        if (!strcmp(KERNELS[i].name, name)) return i;
+        if (!strcmp(KERNELS[i].name, name) || (KERNELS[i].old && !strcmp(KERNELS[i].old, name)))
+            return i;
     return -1;
 }
+
+const char *flx_emu_golden_kernel_find(const char *name)
+{
+    int i = find_kernel(name);
+    return i >= 0 && i < N_KERNELS - N_LAYER_ENTRIES ? KERNELS[i].name : NULL;
+}
+
+/* the name whose hash seeds kernel i's stream */
+static const char *seed_name(int i) { return KERNELS[i].old ? KERNELS[i].old : KERNELS[i].name; }
 
 /* a kernel's own stream: seed mixed with its name, so a kernel's vectors do
  * not depend on which other kernels were requested */
@@ -1520,7 +1551,7 @@ int flx_emu_golden_write(const char *dir, const char *what, const char *config,
         s.files = cJSON_AddArrayToObject(k, "files");
         cJSON_AddItemToArray(ks, k);
         gen g;
-        gen_seed(&g, o->seed, KERNELS[i].name);
+        gen_seed(&g, o->seed, seed_name(i));
         KERNELS[i].fn(&s, &g, &o->fp, tp);
     }
     if (!s.rc) {
@@ -1629,7 +1660,7 @@ int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err)
             cJSON *tp = cJSON_CreateObject();
             s.kernel = name;
             gen g;
-            gen_seed(&g, o.seed, name);
+            gen_seed(&g, o.seed, seed_name(i));
             KERNELS[i].fn(&s, &g, &o.fp, tp);
             cJSON_Delete(tp);
             if (s.rc) break;
