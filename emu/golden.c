@@ -370,7 +370,7 @@ static void k_gemm_i4_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(a); free(w); free(acc); free(ab);
 }
 
-static void k_gemv_i4_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_gemm_i4_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { O = 1024, K = 2048 };   /* one output block of B*W: the least the reference runs */
     cJSON_AddStringToObject(tp, "function", "dec_Linear_Layer_i4xi4_unroll (PE_i4xi4_pack_1x2_1D)");
@@ -1436,7 +1436,7 @@ static const struct { const char *name; gen_fn fn; const char *old; } KERNELS[] 
     { "quant_asym_dec", k_quant_asym_dec, NULL },
     { "dequant_pref", k_dequant_pref, NULL },
     { "gemm_i4_pref", k_gemm_i4_pref, NULL },
-    { "gemv_i4_dec", k_gemv_i4_dec, NULL },
+    { "gemm_i4_dec", k_gemm_i4_dec, "gemv_i4_dec" },
     { "quant_static_q", k_quant_static_q, NULL },
     { "quant_static_p", k_quant_static_p, NULL },
     { "dequant_static", k_dequant_static, NULL },

@@ -11,7 +11,7 @@
 //   6 O GEMV (2) 7 residual, LN1 8 gate (8), up (8) 9 SiLU * up, FHT
 //   10 down (2 blocks, K = 8192) 11 residual
 // Every GEMV is quant_asym_dec -> weight loader (nibble unpacking of the
-// host's HBM packing, one port per lane) || gemv_i4_dec -> dequant_dec with
+// host's HBM packing, one port per lane) || gemm_i4_dec -> dequant_dec with
 // the bandwidth scale/sum loader; the loader and the GEMV run as a DATAFLOW
 // region (concurrently in csim, hw/csim/flx_csim_dataflow.h) with the
 // per-lane weight FIFO depth of the config.
@@ -23,7 +23,7 @@
 #include "dequant.h"
 #include "dequant_static.h"
 #include "fht.h"
-#include "gemv_i4_dec.h"
+#include "gemm_i4_dec.h"
 #include "qk_i8.h"
 #include "quant_asym.h"
 #include "quant_static.h"
@@ -49,7 +49,7 @@ struct layer_dec_config {
 // configurations of the layer's kernels (namespace scope: local classes
 // cannot have static data members)
 typedef quant_asym_dec_config ld_quant_cfg;
-typedef gemv_i4_dec_config ld_gemv_cfg;
+typedef gemm_i4_dec_config ld_gemv_cfg;
 typedef dequant_dec_config ld_dequant_cfg;
 typedef rmsnorm_dec_config ld_norm_cfg;
 typedef qk_i8_dec_config ld_qk_cfg;
@@ -118,7 +118,7 @@ void linear_dec(const float *x, unsigned k_dim, const dec_linear_ports<C::b, C::
                  for (unsigned k = 0; k < k_dim; k++)
                      for (unsigned i = 0; i < B; i++)
                          dec_weight_loader_i4<W>(p.w[i], n * k_dim + k, w[i], 1, 1));
-    FLX_TASK(df, "gemv", gemv_i4_dec<gc>(q, w, acc, k_dim, n_out));
+    FLX_TASK(df, "gemv", gemm_i4_dec<gc>(q, w, acc, k_dim, n_out));
     FLX_DATAFLOW_END(df);
     dec_s_loader_bw<B, W>(p.ws, p.wsum, 0, wsb, n_out);
     dequant_dec<dc>(acc, sb, wsb, ys, n_out);

@@ -7,7 +7,7 @@
 //   seq_len keys -> score dequant -> causal mask -> softmax -> uint8 P ->
 //   A.V -> attention dequant -> O -> residual -> RMSNorm -> gate, up ->
 //   SiLU * up -> FHT -> down -> residual.
-// Every linear is quant_asym_pref -> (pref_weight_loader_i4 || linear_i4_pref,
+// Every linear is quant_asym_pref -> (pref_weight_loader_i4 || gemm_i4_pref,
 // a concurrent DATAFLOW region) -> pref_io_discard -> dequant_pref with the
 // pair loader; the weights are re-streamed for every token block.
 #ifndef FLX_HLS_LAYER_PREF_H
@@ -19,7 +19,7 @@
 #include "dequant.h"
 #include "dequant_static.h"
 #include "fht.h"
-#include "linear_i4_pref.h"
+#include "gemm_i4_pref.h"
 #include "qk_i8.h"
 #include "quant_asym.h"
 #include "quant_static.h"
@@ -47,7 +47,7 @@ struct lp_quant_cfg : quant_asym_pref_config {
     static const unsigned max_k = KMAX;
 };
 template <unsigned KMAX, int L, unsigned WP>
-struct lp_gemm_cfg : linear_i4_pref_config {
+struct lp_gemm_cfg : gemm_i4_pref_config {
     static const unsigned max_k = KMAX, wp = WP;
     static const int l = L;
 };
@@ -128,7 +128,7 @@ void linear_pref(const float *x, unsigned nb, unsigned k_dim, const pref_linear_
     FLX_DATAFLOW_BEGIN(df, "linear_pref");
     FLX_TASK(df, "weight_loader",
              for (unsigned blk = 0; blk < nb; blk++) dec_weight_loader_i4<WP>(p.w, 0, w, nw, k_dim));
-    FLX_TASK(df, "gemm", linear_i4_pref<gc>(q, w, acc, nb, k_dim, n_out));
+    FLX_TASK(df, "gemm", gemm_i4_pref<gc>(q, w, acc, nb, k_dim, n_out));
     FLX_DATAFLOW_END(df);
     pref_io_discard<hls::vector<ap_int<L + 8>, TP> >(acc, acc_d, nb, n_out, nw * WP);
     pref_s_loader(p.ws, p.wsum, wsb, nb, n_out);

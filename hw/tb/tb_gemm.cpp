@@ -45,10 +45,10 @@ static void tb_gemm_i4_pref(tb_ctx &c)
     c.expect_int("acc.stream", "<i4", acc_beats);
 }
 
-// golden gemv_i4_dec: a [2048] uint4 (block-partitioned B=16), w [1024][2048] -> acc [1024]
-static void tb_gemv_i4_dec(tb_ctx &c)
+// golden gemm_i4_dec: a [2048] uint4 (block-partitioned B=16), w [1024][2048] -> acc [1024]
+static void tb_gemm_i4_dec(tb_ctx &c)
 {
-    typedef flx_tops::gemv_i4_dec_cfg C;   // production W = 64: 1024 outputs = one block of B*W
+    typedef flx_tops::gemm_i4_dec_cfg C;   // production W = 64: 1024 outputs = one block of B*W
     const unsigned O = C::b * C::w, K = 2048, B = C::b, W = C::w, per = K / B, opl = O / B;
     npy_array a = c.load("a", "|u1", {K}), w = c.load("w", "|i1", {O, K});
     stream<vector<ap_int<4>, B> > as("a");
@@ -66,7 +66,7 @@ static void tb_gemv_i4_dec(tb_ctx &c)
                 for (unsigned j = 0; j < W; j++) v[j] = (int)w.i8((i * opl + n * W + j) * K + k);
                 ws[i].write(v);
             }
-    flx_tops::top_gemv_i4_dec(as, ws, acc, K, O);
+    flx_tops::top_gemm_i4_dec(as, ws, acc, K, O);
     std::vector<long long> got(O);
     for (unsigned n = 0; n < O / (B * W); n++)
         for (unsigned j = 0; j < W; j++) {
@@ -111,8 +111,8 @@ static void tb_gemv_f32(tb_ctx &c)
 
 void register_gemm(std::vector<tb_entry> &v)
 {
-    v.push_back({"gemm_i4_pref", tb_gemm_i4_pref, "flx_hls::linear_i4_pref (pe_i4xi4_2x2)"});
-    v.push_back({"gemv_i4_dec", tb_gemv_i4_dec, "flx_hls::gemv_i4_dec (pe_i4xi4_1x2)"});
+    v.push_back({"gemm_i4_pref", tb_gemm_i4_pref, "flx_hls::gemm_i4_pref (pe_i4xi4_2x2)"});
+    v.push_back({"gemm_i4_dec", tb_gemm_i4_dec, "flx_hls::gemm_i4_dec (pe_i4xi4_1x2)"});
     v.push_back({"gemv_f32", tb_gemv_f32, "flx_hls::gemv_f32_dec"});
 }
 

@@ -23,8 +23,8 @@
 #include "../kernels/exp_stage.h"
 #include "../kernels/fht.h"
 #include "../kernels/gemv_f32.h"
-#include "../kernels/gemv_i4_dec.h"
-#include "../kernels/linear_i4_pref.h"
+#include "../kernels/gemm_i4_dec.h"
+#include "../kernels/gemm_i4_pref.h"
 #include "../kernels/qk_i8.h"
 #include "../kernels/quant_asym.h"
 #include "../kernels/quant_static.h"
@@ -53,8 +53,8 @@ struct quant_static_p_cfg : flx_hls::quant_static_pref_config {     // P: one ro
 struct dequant_static_cfg : flx_hls::dequant_static_pref_config {   // 32 x 16 channels
     static const unsigned head_dim = 16;
 };
-typedef flx_hls::linear_i4_pref_config gemm_i4_pref_cfg;       // TP 8, WP 24, L 11
-typedef flx_hls::gemv_i4_dec_config gemv_i4_dec_cfg;           // B 16, W 64, L 13 (production)
+typedef flx_hls::gemm_i4_pref_config gemm_i4_pref_cfg;       // TP 8, WP 24, L 11
+typedef flx_hls::gemm_i4_dec_config gemm_i4_dec_cfg;           // B 16, W 64, L 13 (production)
 typedef flx_hls::gemv_f32_dec_config gemv_f32_cfg;             // B 4, W 8 (HMT)
 typedef flx_hls::qk_i8_pref_config qk_i8_cfg;                  // TP 8, Kp 16, ap_int<22>
 typedef flx_hls::av_u8i8_pref_config av_u8i8_cfg;              // TP 8, Vp 16, ap_int<26>
@@ -93,7 +93,7 @@ void top_dequant_static(stream<vector<ap_int<22>, 8> > &acc, stream<vector<float
 void top_gemm_i4_pref(stream<vector<ap_int<4>, 8> > &a, stream<vector<ap_int<4>, 24> > &w,
                       stream<vector<ap_int<19>, 8> > &acc, unsigned n_blocks, unsigned k_dim,
                       unsigned n_out);
-void top_gemv_i4_dec(stream<vector<ap_int<4>, 16> > &a, stream<vector<ap_int<4>, 64> > w[16],
+void top_gemm_i4_dec(stream<vector<ap_int<4>, 16> > &a, stream<vector<ap_int<4>, 64> > w[16],
                      stream<vector<ap_int<21>, 16> > &acc, unsigned k_dim, unsigned n_out);
 void top_gemv_f32(stream<vector<float, 4> > &x, stream<vector<float, 8> > w[4],
                   stream<vector<float, 4> > &y, unsigned k_dim, unsigned n_out);

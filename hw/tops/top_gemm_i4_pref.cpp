@@ -9,7 +9,7 @@ void top_gemm_i4_pref(stream<vector<ap_int<4>, 8> > &a, stream<vector<ap_int<4>,
 {
 #pragma HLS TOP name = top_gemm_i4_pref
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
-    flx_hls::linear_i4_pref<gemm_i4_pref_cfg>(a, w, acc, n_blocks, k_dim, n_out);
+    flx_hls::gemm_i4_pref<gemm_i4_pref_cfg>(a, w, acc, n_blocks, k_dim, n_out);
 }
 
 }  // namespace flx_tops

@@ -334,7 +334,7 @@ Test(hw, shim_vector_elementwise)
 
 // the packed INT4 PE with over-range sums: the even column wraps, the odd
 // one receives its carry, exactly as flx_emu_gemm_i4 models (docs 3.1)
-struct carry_cfg : flx_hls::linear_i4_pref_config {
+struct carry_cfg : flx_hls::gemm_i4_pref_config {
     static const unsigned max_k = 8192;
     static const unsigned wp = 4;
 };
@@ -368,7 +368,7 @@ Test(hw, int4_pe_carry_matches_the_emulator)
             for (unsigned j = 0; j < 4; j++) v[j] = n * 4 + j < O ? (int)w[(n * 4 + j) * K + k] : 0;
             ws.write(v);
         }
-    flx_hls::linear_i4_pref<cfg>(as, ws, acc, 1, K, O);
+    flx_hls::gemm_i4_pref<cfg>(as, ws, acc, 1, K, O);
     for (unsigned o = 0; o < 8; o++) {
         vector<ap_int<19>, 8> v = acc.read();
         for (unsigned t = 0; t < T && o < O; t++)
@@ -378,9 +378,9 @@ Test(hw, int4_pe_carry_matches_the_emulator)
 }
 
 // production decode GEMV: B = 16 lanes x W = 64 columns, one block of 1024
-Test(hw, gemv_i4_production_config_matches_the_emulator)
+Test(hw, gemm_i4_dec_production_config_matches_the_emulator)
 {
-    typedef flx_hls::gemv_i4_dec_config C;
+    typedef flx_hls::gemm_i4_dec_config C;
     const unsigned O = 1024, K = 2048, B = C::b, W = C::w, per = K / B;
     std::vector<int8_t> a(K), w((size_t)O * K);
     flx_rng rng;
@@ -403,7 +403,7 @@ Test(hw, gemv_i4_production_config_matches_the_emulator)
             for (unsigned j = 0; j < W; j++) v[j] = (int)w[(size_t)(i * (O / B) + j) * K + k];
             ws[i].write(v);
         }
-    flx_hls::gemv_i4_dec<C>(as, ws, acc, K, O);
+    flx_hls::gemm_i4_dec<C>(as, ws, acc, K, O);
     for (unsigned j = 0; j < W; j++) {
         vector<ap_int<21>, B> v = acc.read();
         for (unsigned i = 0; i < B; i++) cr_expect_eq(v[i].to_int(), want[i * (O / B) + j], "channel %u", i * (O / B) + j);
@@ -623,13 +623,13 @@ Test(hw, decode_quantizers_match_the_emulator)
 }
 
 // The prefill linear chain at the down_proj shapes over two token blocks:
-// quant_asym_pref (K = 8192) -> linear_i4_pref (L = 13, WP = 96, a padded
+// quant_asym_pref (K = 8192) -> gemm_i4_pref (L = 13, WP = 96, a padded
 // last weight block) -> dequant_pref (21 bits), against the emulator's
 // quant -> GEMM -> dequant.  Catches per-block state that is not reset.
 struct chain_quant_cfg : flx_hls::quant_asym_pref_config {
     static const unsigned max_k = 8192;
 };
-struct chain_gemm_cfg : flx_hls::linear_i4_pref_config {
+struct chain_gemm_cfg : flx_hls::gemm_i4_pref_config {
     static const unsigned wp = 96;
     static const unsigned max_k = 8192;
     static const int l = 13;
@@ -681,7 +681,7 @@ Test(hw, prefill_linear_chain_two_blocks_matches_the_emulator)
                 for (unsigned j = 0; j < WP; j++) v[j] = n * WP + j < O ? (int)w[(size_t)(n * WP + j) * K + k] : 0;
                 wst.write(v);
             }
-    flx_hls::linear_i4_pref<chain_gemm_cfg>(qs, wst, as, NB, K, O);
+    flx_hls::gemm_i4_pref<chain_gemm_cfg>(qs, wst, as, NB, K, O);
     for (unsigned blk = 0; blk < NB; blk++)   // pref_io_discard: drop the padded outputs
         for (unsigned o = 0; o < NW * WP; o++) {
             vector<ap_int<21>, TP> v = as.read();

@@ -1,14 +1,14 @@
-// linear_i4_pref.h -- INT4 x INT4 prefill GEMM, a TP/2 x WP/2 array of 2x2
+// gemm_i4_pref.h -- INT4 x INT4 prefill GEMM, a TP/2 x WP/2 array of 2x2
 // packed PEs per weight block (docs/kernels.md 3.1; reference-design §1.4
 // `pref_Linear_Layer_i4xi4<TP, WP, Kmax, L, Omax, S, is_uint>`).
-#ifndef FLX_HLS_LINEAR_I4_PREF_H
-#define FLX_HLS_LINEAR_I4_PREF_H
+#ifndef FLX_HLS_GEMM_I4_PREF_H
+#define FLX_HLS_GEMM_I4_PREF_H
 
 #include "pe_i4.h"
 
 namespace flx_hls {
 
-struct linear_i4_pref_config {
+struct gemm_i4_pref_config {
     static const unsigned tp = 8;         // TOKEN_PARALLEL: tokens per beat (even)
     static const unsigned wp = 24;        // WP: output channels per weight beat (even)
     static const unsigned max_k = 2048;   // Kmax: input channels (buffer depth)
@@ -23,7 +23,7 @@ struct linear_i4_pref_config {
 // acc: per token block, ceil(n_out/wp)*wp beats (channel, lanes = tokens);
 //      a padded tail is dropped downstream (pref_io_discard)
 template <class CONFIG_T>
-void linear_i4_pref(hls::stream<hls::vector<ap_int<4>, CONFIG_T::tp> > &a,
+void gemm_i4_pref(hls::stream<hls::vector<ap_int<4>, CONFIG_T::tp> > &a,
                     hls::stream<hls::vector<ap_int<4>, CONFIG_T::wp> > &w,
                     hls::stream<hls::vector<ap_int<CONFIG_T::l + 8>, CONFIG_T::tp> > &acc,
                     unsigned n_blocks, unsigned k_dim, unsigned n_out)
@@ -78,4 +78,4 @@ void linear_i4_pref(hls::stream<hls::vector<ap_int<4>, CONFIG_T::tp> > &a,
 
 }  // namespace flx_hls
 
-#endif  // FLX_HLS_LINEAR_I4_PREF_H
+#endif  // FLX_HLS_GEMM_I4_PREF_H

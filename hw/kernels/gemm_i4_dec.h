@@ -1,14 +1,14 @@
-// gemv_i4_dec.h -- INT4 x INT4 decode GEMV, B arrays of W/2 1x2 packed PEs fed
+// gemm_i4_dec.h -- INT4 x INT4 decode GEMV, B arrays of W/2 1x2 packed PEs fed
 // the broadcast input in natural order (docs/kernels.md 3.1; reference-design §1.4
 // `dec_Linear_Layer_i4xi4<B, W, Kmax, L, Omax, is_uint>` / `_unroll`).
-#ifndef FLX_HLS_GEMV_I4_DEC_H
-#define FLX_HLS_GEMV_I4_DEC_H
+#ifndef FLX_HLS_GEMM_I4_DEC_H
+#define FLX_HLS_GEMM_I4_DEC_H
 
 #include "pe_i4.h"
 
 namespace flx_hls {
 
-struct gemv_i4_dec_config {
+struct gemm_i4_dec_config {
     static const unsigned b = 16;         // block_parallel B: lanes = PE arrays
     static const unsigned w = 64;         // W: columns per array per block (even)
     static const unsigned max_k = 8192;   // Kmax
@@ -23,7 +23,7 @@ struct gemv_i4_dec_config {
 // acc:   per block N, W beats; beat c lane i = channel i*(n_out/B) + N*W + c
 //        (block-partitioned output)
 template <class CONFIG_T>
-void gemv_i4_dec(hls::stream<hls::vector<ap_int<4>, CONFIG_T::b> > &a,
+void gemm_i4_dec(hls::stream<hls::vector<ap_int<4>, CONFIG_T::b> > &a,
                  hls::stream<hls::vector<ap_int<4>, CONFIG_T::w> > w[CONFIG_T::b],
                  hls::stream<hls::vector<ap_int<CONFIG_T::l + 8>, CONFIG_T::b> > &acc,
                  unsigned k_dim, unsigned n_out)
@@ -74,4 +74,4 @@ load:
 
 }  // namespace flx_hls
 
-#endif  // FLX_HLS_GEMV_I4_DEC_H
+#endif  // FLX_HLS_GEMM_I4_DEC_H
