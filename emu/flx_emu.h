@@ -326,7 +326,7 @@ typedef struct flx_emu_topk {
  * c_k = p_k + c_{k-1}; selected = smallest k with r < c_k, else k-1.
  * Returns -1 on bad arguments (k out of 1..FLX_EMU_TOPK_MAX, n_vocab_pad not
  * a multiple of n_lanes), else 0. */
-int flx_emu_sample_topk(flx_emu_topk *out, const float *logits, int64_t n_vocab_pad,
+int flx_emu_topk_sampling(flx_emu_topk *out, const float *logits, int64_t n_vocab_pad,
                         int n_lanes, int k, float r, const flx_emu_fp *fp);
 
 /* =============================================================== pipelines

@@ -605,7 +605,7 @@ static void k_fht(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(x); free(y);
 }
 
-static void k_topk(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_topk_sampling(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { V = 131072 };
     cJSON_AddStringToObject(tp, "function", "dec_Sampling_Embedding_Layer (sort_top_k)");
@@ -614,7 +614,7 @@ static void k_topk(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     for (int i = 0; i < V; i++) l[i] = (float)ri(g, -400, 400) * 0.05f;   /* many ties */
     float r = rf(g, 0, 1);
     flx_emu_topk tk;
-    flx_emu_sample_topk(&tk, l, V, 16, 5, r, fp);
+    flx_emu_topk_sampling(&tk, l, V, 16, 5, r, fp);
     int32_t ids[5], tok = tk.token;
     for (int i = 0; i < 5; i++) ids[i] = tk.id[i];
     emit(s, "logits", "input", DT_F4, 1, SH(V), l, "block-partitioned B=16", 16, NULL);
@@ -1290,7 +1290,7 @@ static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
             float r = rf(g, 0, 1);
             flx_emu_topk tk;
             if (!s->rc && !(s->rc = flx_emu_decode_step_ex(&e, logits, hidden, &kv, P, P, NULL, s->err)) &&
-                !(s->rc = flx_emu_sample_topk(&tk, logits, V, 16, 5, r, fp) ? flx_fail(s->err, FLX_ENUMERIC,
+                !(s->rc = flx_emu_topk_sampling(&tk, logits, V, 16, 5, r, fp) ? flx_fail(s->err, FLX_ENUMERIC,
                                               "model_decode: sampling failed") : FLX_OK)) {
                 int32_t ids[5], tok = tk.token;
                 for (int i = 0; i < 5; i++) ids[i] = tk.id[i];
@@ -1451,7 +1451,7 @@ static const struct { const char *name; gen_fn fn; const char *old; } KERNELS[] 
     { "silu_gate", k_silu_gate, NULL },
     { "residual", k_residual, NULL },
     { "fht", k_fht, NULL },
-    { "topk_sampling", k_topk, NULL },
+    { "topk_sampling", k_topk_sampling, NULL },
     { "gemv_f32", k_gemv_f32, NULL },
     { "exp", k_exp, NULL },
     { "hmt_recall", k_hmt_recall, NULL },

@@ -182,7 +182,7 @@ int flx_emu_generate(const flx_emu_engine *e, const int32_t *prompt, int64_t n_p
         if (rc) break;
         float r = (float)flx_rng_uniform(&rng);
         flx_emu_topk tk;
-        if (flx_emu_sample_topk(&tk, logits, e->n_vocab_pad, e->opts.sample_lanes, e->opts.top_k,
+        if (flx_emu_topk_sampling(&tk, logits, e->n_vocab_pad, e->opts.sample_lanes, e->opts.top_k,
                                 r, &e->opts.fp) || tk.token < 0) {
             rc = flx_fail(err, FLX_ENUMERIC, "generate: sampling found no token at step %lld",
                           (long long)step);

@@ -15,7 +15,7 @@ static void insert_top(float *val, int32_t *id, int k, float v, int32_t idx)
     id[p] = idx;
 }
 
-int flx_emu_sample_topk(flx_emu_topk *out, const float *logits, int64_t n_vocab_pad,
+int flx_emu_topk_sampling(flx_emu_topk *out, const float *logits, int64_t n_vocab_pad,
                         int n_lanes, int k, float r, const flx_emu_fp *fp)
 {
     const int ftz = fp->ftz;

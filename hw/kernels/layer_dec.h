@@ -32,7 +32,7 @@
 #include "rope.h"
 #include "silu_gate.h"
 #include "softmax.h"
-#include "topk.h"
+#include "topk_sampling.h"
 
 namespace flx_hls {
 
@@ -358,7 +358,7 @@ struct head_sample_config : layer_dec_config {
     static const unsigned vocab = 131072;       // VP (padded vocabulary)
 };
 template <unsigned VP, int E>
-struct hs_topk_cfg : topk_dec_config {
+struct hs_topk_cfg : topk_sampling_config {
     static const unsigned vp = VP;
     static const int exp_impl = E;
 };
@@ -380,7 +380,7 @@ void head_sample_dec(const float *hidden, const float *gamma, const dec_linear_p
         ls.write(v);
     }
     topk_result<tc> res;
-    topk_dec<tc>(ls, r, res);
+    topk_sampling<tc>(ls, r, res);
     for (unsigned i = 0; i < tc::k; i++) {
         out[i] = res.id[i];
         probs[i] = res.prob[i];

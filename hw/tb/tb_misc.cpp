@@ -102,7 +102,7 @@ static void tb_rope(tb_ctx &c)
 struct silu_std : flx_tops::silu_gate_cfg {
     static const int exp_impl = flx_hls::EXP_STD;
 };
-struct topk_std : flx_tops::topk_cfg {
+struct topk_std : flx_tops::topk_sampling_cfg {
     static const int exp_impl = flx_hls::EXP_STD;
 };
 struct exp_std : flx_tops::exp_cfg {
@@ -175,7 +175,7 @@ static void run_topk(tb_ctx &c)
     if (C::exp_impl == flx_hls::EXP_FLX)
         flx_tops::top_topk_sampling(ls, r.f32(0), res.id, res.value, res.prob, &res.token);
     else
-        flx_hls::topk_dec<C>(ls, r.f32(0), res);
+        flx_hls::topk_sampling<C>(ls, r.f32(0), res);
     expect_drained("logits", ls);
     std::vector<long long> ids(res.id, res.id + C::k);
     c.expect_int("ids", "<i4", ids);
@@ -184,9 +184,9 @@ static void run_topk(tb_ctx &c)
     c.expect_int("token", "<i4", std::vector<long long>{res.token});
 }
 
-static void tb_topk(tb_ctx &c)
+static void tb_topk_sampling(tb_ctx &c)
 {
-    if (c.exp_flx()) run_topk<flx_tops::topk_cfg>(c);
+    if (c.exp_flx()) run_topk<flx_tops::topk_sampling_cfg>(c);
     else run_topk<topk_std>(c);
 }
 
@@ -219,7 +219,7 @@ void register_misc(std::vector<tb_entry> &v)
     v.push_back({"silu_gate", tb_silu_gate, "flx_hls::silu_gate_dec"});
     v.push_back({"residual", tb_residual, "flx_hls::residual"});
     v.push_back({"fht", tb_fht, "flx_hls::fht_dec (constant-geometry network)"});
-    v.push_back({"topk_sampling", tb_topk, "flx_hls::topk_dec"});
+    v.push_back({"topk_sampling", tb_topk_sampling, "flx_hls::topk_sampling"});
     v.push_back({"exp", tb_exp, "flx_hls::exp_stage (exp_flx / std::exp)"});
 }
 

@@ -33,7 +33,7 @@
 #include "../kernels/rope.h"
 #include "../kernels/silu_gate.h"
 #include "../kernels/softmax.h"
-#include "../kernels/topk.h"
+#include "../kernels/topk_sampling.h"
 
 namespace flx_tops {
 
@@ -72,7 +72,7 @@ struct rope_cfg : flx_hls::rope_pref_config {                  // table rows of 
 typedef flx_hls::silu_gate_dec_config silu_gate_cfg;           // B 16, flx-exp
 typedef flx_hls::residual_config residual_cfg;                 // B 16
 typedef flx_hls::fht_dec_config fht_cfg;                       // B 16, N 8192
-typedef flx_hls::topk_dec_config topk_cfg;                     // B 16, VP 131072, K 5
+typedef flx_hls::topk_sampling_config topk_sampling_cfg;                     // B 16, VP 131072, K 5
 typedef flx_hls::exp_stage_config exp_cfg;                     // flx-exp
 
 // ------------------------------------------------------------------ the tops

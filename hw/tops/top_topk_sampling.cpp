@@ -8,9 +8,9 @@ void top_topk_sampling(stream<vector<float, 16> > &logits, float r, int ids[5], 
 {
 #pragma HLS TOP name = top_topk_sampling
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return
-    flx_hls::topk_result<topk_cfg> res;
-    flx_hls::topk_dec<topk_cfg>(logits, r, res);
-    for (unsigned p = 0; p < topk_cfg::k; p++) {
+    flx_hls::topk_result<topk_sampling_cfg> res;
+    flx_hls::topk_sampling<topk_sampling_cfg>(logits, r, res);
+    for (unsigned p = 0; p < topk_sampling_cfg::k; p++) {
         ids[p] = res.id[p];
         values[p] = res.value[p];
         probs[p] = res.prob[p];

@@ -821,13 +821,13 @@ Test(emu_fht, network_order_vs_textbook_order)
 
 /* --------------------------------------------------------------- sampling */
 
-Test(emu_sampling, ties_earlier_index_wins_and_collapse_gives_zero)
+Test(emu_topk_sampling, ties_earlier_index_wins_and_collapse_gives_zero)
 {
     enum { V = 64, B = 4 };
     float l[V];
     flx_emu_topk tk;
     for (int i = 0; i < V; i++) l[i] = 1.5f;               /* collapsed logits */
-    cr_assert_eq(flx_emu_sample_topk(&tk, l, V, B, 5, 0.0f, &FP_GLIBC), 0);
+    cr_assert_eq(flx_emu_topk_sampling(&tk, l, V, B, 5, 0.0f, &FP_GLIBC), 0);
     int32_t want_ids[5] = { 0, 16, 32, 48, 1 };            /* rank-major merge */
     for (int p = 0; p < 5; p++) {
         cr_assert_eq(tk.id[p], want_ids[p]);
@@ -838,7 +838,7 @@ Test(emu_sampling, ties_earlier_index_wins_and_collapse_gives_zero)
     /* ties inside one lane: the earlier id stays ahead */
     for (int i = 0; i < V; i++) l[i] = -1.0f;
     l[3] = 2.0f; l[10] = 2.0f; l[20] = 1.0f; l[63] = 3.0f;
-    flx_emu_sample_topk(&tk, l, V, B, 5, 0.0f, &FP_GLIBC);
+    flx_emu_topk_sampling(&tk, l, V, B, 5, 0.0f, &FP_GLIBC);
     cr_assert_eq(tk.id[0], 63);
     cr_assert_eq(tk.id[1], 3);
     cr_assert_eq(tk.id[2], 10);
@@ -854,17 +854,17 @@ Test(emu_sampling, ties_earlier_index_wins_and_collapse_gives_zero)
     cr_assert_eq(tk.prob[3], e2 / sum);
     cr_assert_eq(tk.cdf[1], tk.prob[1] + tk.prob[0]);
     /* threshold: r just below c_1 picks position 1; r >= c_4 picks position 4 */
-    flx_emu_sample_topk(&tk, l, V, B, 5, nextafterf(tk.cdf[1], 0.0f), &FP_GLIBC);
+    flx_emu_topk_sampling(&tk, l, V, B, 5, nextafterf(tk.cdf[1], 0.0f), &FP_GLIBC);
     cr_assert_eq(tk.selected, 1);
     cr_assert_eq(tk.token, 3);
-    flx_emu_sample_topk(&tk, l, V, B, 5, 1.0f, &FP_GLIBC);
+    flx_emu_topk_sampling(&tk, l, V, B, 5, 1.0f, &FP_GLIBC);
     cr_assert_eq(tk.selected, 4);
-    cr_assert_eq(flx_emu_sample_topk(&tk, l, 63, B, 5, 0.0f, &FP_GLIBC), -1);
+    cr_assert_eq(flx_emu_topk_sampling(&tk, l, 63, B, 5, 0.0f, &FP_GLIBC), -1);
 }
 
 /* transcription: each lane's list by repeated arg-max with a "taken" mask
  * (earliest id among equal values), then merge by insertion */
-Test(emu_sampling, matches_transcription_on_random_logits)
+Test(emu_topk_sampling, matches_transcription_on_random_logits)
 {
     enum { V = 1024, B = 16, KK = 5 };
     static float l[V];
@@ -872,7 +872,7 @@ Test(emu_sampling, matches_transcription_on_random_logits)
         for (int i = 0; i < V; i++) l[i] = (float)(int)rndf(-20, 20) * 0.5f;  /* many ties */
         flx_emu_topk tk;
         float r = rndf(0, 1);
-        flx_emu_sample_topk(&tk, l, V, B, KK, r, &FP_GLIBC);
+        flx_emu_topk_sampling(&tk, l, V, B, KK, r, &FP_GLIBC);
         float lv[B][KK];
         int li[B][KK];
         for (int b = 0; b < B; b++) {

@@ -302,7 +302,7 @@ Test(emu_pipeline, generate_is_seeded_and_deterministic)
     flx_rng rng;
     flx_rng_seed(&rng, 7);
     flx_emu_topk tk;
-    flx_emu_sample_topk(&tk, lg, e.n_vocab_pad, 16, 5, (float)flx_rng_uniform(&rng), &e.opts.fp);
+    flx_emu_topk_sampling(&tk, lg, e.n_vocab_pad, 16, 5, (float)flx_rng_uniform(&rng), &e.opts.fp);
     cr_assert_eq(tk.token, a.ids[0]);
     free(lg);
     flx_emu_kv_free(&kv);

@@ -1,4 +1,4 @@
-// topk.h -- top-k sampling of dec_Sampling_Embedding_Layer (docs/kernels.md 9;
+// topk_sampling.h -- top-k sampling of dec_Sampling_Embedding_Layer (docs/kernels.md 9;
 // reference-design §1.13 `dec_Sampling_Embedding_Layer<float, B=16, VP=131072, K=5, ...>`,
 // `sort_top_k`).
 //
@@ -14,14 +14,14 @@
 // 4. selected = smallest p with r < c_p, else K-1; token = id[selected].
 // The embedding fetch that follows in FlexLLM is plain data movement and is
 // not part of this kernel.
-#ifndef FLX_HLS_TOPK_H
-#define FLX_HLS_TOPK_H
+#ifndef FLX_HLS_TOPK_SAMPLING_H
+#define FLX_HLS_TOPK_SAMPLING_H
 
 #include "flx_hls.h"
 
 namespace flx_hls {
 
-struct topk_dec_config {
+struct topk_sampling_config {
     static const unsigned b = 16;          // lanes
     static const unsigned vp = 131072;     // VOCAB_SIZE_PAD
     static const unsigned k = 5;           // LOGITS_MAX_K
@@ -64,7 +64,7 @@ struct topk_result {
 
 // logits: VP/B beats; r: the threshold for this step (rand_seeds_mmap)
 template <class CONFIG_T>
-void topk_dec(hls::stream<hls::vector<float, CONFIG_T::b> > &logits, float r,
+void topk_sampling(hls::stream<hls::vector<float, CONFIG_T::b> > &logits, float r,
               topk_result<CONFIG_T> &res)
 {
     const unsigned B = CONFIG_T::b, K = CONFIG_T::k, PER = CONFIG_T::vp / CONFIG_T::b;
@@ -115,4 +115,4 @@ merge:
 
 }  // namespace flx_hls
 
-#endif  // FLX_HLS_TOPK_H
+#endif  // FLX_HLS_TOPK_SAMPLING_H
