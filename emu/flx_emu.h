@@ -202,9 +202,9 @@ int64_t flx_emu_qk_i8(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_t ld_
 /* A.V of one head:  acc[i][d] = sum_j p[i][j] * v[j][d]
  *   p: [n_q][n_k] uint8 patterns in int8 (p_is_uint) ; v: [n_k] rows of
  *   stride ld_v, signed int8; acc: [n_q] rows of stride ld_acc. */
-int64_t flx_emu_av_i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
-                      int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
-                      int64_t n_k, int head_dim, int acc_bits);
+int64_t flx_emu_av_u8i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
+                        int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
+                        int64_t n_k, int head_dim, int acc_bits);
 
 /* FP32 PE (1.3 PE_fp32xfp32_*; HMT's GEMV): four partial sums from +0.0f,
  *   p_j += x[k] * w[o][k] for k = j mod 4 (multiply, then add),
@@ -327,7 +327,7 @@ typedef struct flx_emu_topk {
  * Returns -1 on bad arguments (k out of 1..FLX_EMU_TOPK_MAX, n_vocab_pad not
  * a multiple of n_lanes), else 0. */
 int flx_emu_topk_sampling(flx_emu_topk *out, const float *logits, int64_t n_vocab_pad,
-                        int n_lanes, int k, float r, const flx_emu_fp *fp);
+                          int n_lanes, int k, float r, const flx_emu_fp *fp);
 
 /* =============================================================== pipelines
  *

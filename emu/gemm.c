@@ -229,9 +229,9 @@ int64_t flx_emu_qk_i8(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_t ld_
     return wrapped;
 }
 
-int64_t flx_emu_av_i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
-                      int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
-                      int64_t n_k, int head_dim, int acc_bits)
+int64_t flx_emu_av_u8i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
+                        int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
+                        int64_t n_k, int head_dim, int acc_bits)
 {
     if (n_q * n_k >= 4096 && n_k < INT32_MAX) {
         /* exact in float when every row's sum_j |p_j| * max|v| < 2^24 */

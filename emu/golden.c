@@ -441,7 +441,7 @@ static void k_dequant_static(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(acc); free(y);
 }
 
-static void k_qk_i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_qk_i8_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, NK = 16, d = 64 };
     cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_qxk_template (PE_i8xi8_pack_2x2_2xDSP_2D)");
@@ -458,7 +458,7 @@ static void k_qk_i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(q); free(k); free(acc);
 }
 
-static void k_av_u8i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_av_u8i8_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, NK = 16, d = 64 };
     cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_axv_template");
@@ -468,7 +468,7 @@ static void k_av_u8i8(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     int32_t *acc = zalloc(T * d * 4);
     for (int i = 0; i < T * NK; i++) p[i] = (int8_t)ri(g, -128, 127);
     for (int i = 0; i < NK * d; i++) v[i] = (int8_t)ri(g, -128, 127);
-    flx_emu_av_i8(acc, d, p, NK, 1, v, d, T, NK, d, 26);
+    flx_emu_av_u8i8(acc, d, p, NK, 1, v, d, T, NK, d, 26);
     emit(s, "p8", "input", DT_U1, 2, SH(T, NK), p, "token-parallel TP=8", 8, "uint8 probabilities");
     emit(s, "v8", "input", DT_I1, 2, SH(NK, d), v, "[key][dim]", 0, NULL);
     emit(s, "acc", "output", DT_I4, 2, SH(T, d), acc, "token-parallel TP=8", 8, NULL);
@@ -773,7 +773,7 @@ static void k_av_u8i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     for (int i = 0; i < S * d; i++) v[i] = (int8_t)ri(g, -128, 127);
     p[0] = (int8_t)-1;    /* 255 */
     v[0] = -128;
-    flx_emu_av_i8(acc, d, p, S, 1, v, d, 1, S, d, 27);
+    flx_emu_av_u8i8(acc, d, p, S, 1, v, d, 1, S, d, 27);
     emit(s, "p8", "input", DT_U1, 1, SH(S), p, "one beat per key", 0, "uint8 probabilities");
     emit(s, "v8", "input", DT_I1, 2, SH(S, d), v, "[key][dim]; streamed per block of 32 dims, one beat "
          "per key", 0, NULL);
@@ -1039,7 +1039,7 @@ static int lt_run(layer_trace *t, const flx_emu_engine *e, const flx_qlayer *L, 
             for (int64_t r = 0; r < T; r++) flx_emu_softmax_pref(p + r * S, S, fp);
         }
         flx_emu_quant_static(p8, p, T, 1, (int)S, &as[h], 1.0f, 8, 0, fp);
-        if (flx_emu_av_i8(t->acc_o + h * hd, D, p8, S, 1, vc + kvh * hd, KV, T, S, (int)hd, dec ? 27 : 26))
+        if (flx_emu_av_u8i8(t->acc_o + h * hd, D, p8, S, 1, vc + kvh * hd, KV, T, S, (int)hd, dec ? 27 : 26))
             break;
     }
     free(acc);
@@ -1291,7 +1291,7 @@ static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
             flx_emu_topk tk;
             if (!s->rc && !(s->rc = flx_emu_decode_step_ex(&e, logits, hidden, &kv, P, P, NULL, s->err)) &&
                 !(s->rc = flx_emu_topk_sampling(&tk, logits, V, 16, 5, r, fp) ? flx_fail(s->err, FLX_ENUMERIC,
-                                              "model_decode: sampling failed") : FLX_OK)) {
+                                                "model_decode: sampling failed") : FLX_OK)) {
                 int32_t ids[5], tok = tk.token;
                 for (int i = 0; i < 5; i++) ids[i] = tk.id[i];
                 emit(s, "r", "input", DT_F4, 1, SH(1), &r, "sampling threshold", 0, NULL);
@@ -1440,8 +1440,8 @@ static const struct { const char *name; gen_fn fn; const char *old; } KERNELS[] 
     { "quant_static_q", k_quant_static_q, NULL },
     { "quant_static_p", k_quant_static_p, NULL },
     { "dequant_static", k_dequant_static, NULL },
-    { "qk_i8", k_qk_i8, NULL },
-    { "av_u8i8", k_av_u8i8, NULL },
+    { "qk_i8_pref", k_qk_i8_pref, "qk_i8" },
+    { "av_u8i8_pref", k_av_u8i8_pref, "av_u8i8" },
     { "softmax_pref", k_softmax_pref, NULL },
     { "softmax_dec", k_softmax_dec, NULL },
     { "softmax_block", k_softmax_block, NULL },

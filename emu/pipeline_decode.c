@@ -116,8 +116,8 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
             flx_emu_dequant_static(b.sc, b.acc, 1, 1, (int)S, &qs[h], &ks[kvh], 1, fp);
             flx_emu_softmax_dec(b.sc, S, fp);
             flx_emu_quant_static(b.p8, b.sc, 1, 1, (int)S, &as[h], 1.0f, 8, 0, fp);
-            int64_t w2 = flx_emu_av_i8(b.acc_o + h * hd, D, b.p8, S, 1, vc + kvh * hd, KV, 1, S,
-                                       (int)hd, 27);
+            int64_t w2 = flx_emu_av_u8i8(b.acc_o + h * hd, D, b.p8, S, 1, vc + kvh * hd, KV, 1, S,
+                                         (int)hd, 27);
             if (w || w2)
                 rc = flx_fail(err, w < 0 || w2 < 0 ? FLX_ENOMEM : FLX_ENUMERIC,
                               "decode layer %d head %d: attention accumulator failure", l, h);
@@ -183,7 +183,7 @@ int flx_emu_generate(const flx_emu_engine *e, const int32_t *prompt, int64_t n_p
         float r = (float)flx_rng_uniform(&rng);
         flx_emu_topk tk;
         if (flx_emu_topk_sampling(&tk, logits, e->n_vocab_pad, e->opts.sample_lanes, e->opts.top_k,
-                                r, &e->opts.fp) || tk.token < 0) {
+                                  r, &e->opts.fp) || tk.token < 0) {
             rc = flx_fail(err, FLX_ENUMERIC, "generate: sampling found no token at step %lld",
                           (long long)step);
             break;

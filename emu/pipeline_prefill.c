@@ -130,8 +130,8 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
             flx_emu_causal_mask(sc, Lp, Lp, Lp, 0);
             for (int64_t i = 0; i < Lp; i++) flx_emu_softmax_pref(sc + i * Lp, Lp, fp);
             flx_emu_quant_static(p8, sc, Lp, 1, (int)Lp, &j->as[h], 1.0f, 8, 0, fp);  /* uint8 P */
-            w2 = flx_emu_av_i8(j->acc_o + h * hd, D, p8, Lp, 1, j->v8 + kvh * hd, KV, Lp, Lp,
-                               hd, 26);
+            w2 = flx_emu_av_u8i8(j->acc_o + h * hd, D, p8, Lp, 1, j->v8 + kvh * hd, KV, Lp, Lp,
+                                 hd, 26);
         } else {
             /* Row i keeps keys 0..i.  A masked score gives exp(-1e32 - m) = +0
              * exactly (both exponentials, any ftz), which leaves S_(k mod 4)
@@ -174,8 +174,8 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
                     heavy |= sum * 128 >= ((int64_t)1 << 24);
                 }
                 if (heavy) {                                 /* integer path, any sums */
-                    int64_t wa = flx_emu_av_i8(j->acc_o + r0 * D + h * hd, D, p8 + r0 * Lp, Lp, 1,
-                                               j->v8 + kvh * hd, KV, nr, nk, hd, 26);
+                    int64_t wa = flx_emu_av_u8i8(j->acc_o + r0 * D + h * hd, D, p8 + r0 * Lp, Lp, 1,
+                                                 j->v8 + kvh * hd, KV, nr, nk, hd, 26);
                     w2 = (wa < 0 || w2 < 0) ? -1 : w2 + wa;
                 } else {
                     float ob[128 * 64];

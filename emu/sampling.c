@@ -16,7 +16,7 @@ static void insert_top(float *val, int32_t *id, int k, float v, int32_t idx)
 }
 
 int flx_emu_topk_sampling(flx_emu_topk *out, const float *logits, int64_t n_vocab_pad,
-                        int n_lanes, int k, float r, const flx_emu_fp *fp)
+                          int n_lanes, int k, float r, const flx_emu_fp *fp)
 {
     const int ftz = fp->ftz;
     if (k < 1 || k > FLX_EMU_TOPK_MAX || n_lanes < 1 || n_vocab_pad % n_lanes) return -1;

@@ -8,8 +8,8 @@ namespace flx_tb {
 using hls::stream;
 using hls::vector;
 
-// golden qk_i8: q8 [8][64], k8 [16][64] -> acc [8][16] ap_int<22>
-static void tb_qk_i8(tb_ctx &c)
+// golden qk_i8_pref: q8 [8][64], k8 [16][64] -> acc [8][16] ap_int<22>
+static void tb_qk_i8_pref(tb_ctx &c)
 {
     typedef flx_tops::qk_i8_cfg C;
     const unsigned T = 8, NK = 16, D = C::head_dim;
@@ -28,7 +28,7 @@ static void tb_qk_i8(tb_ctx &c)
         for (unsigned j = 0; j < NK; j++) k_beats.push_back((v[j] = (int)k.i8(j * D + d)).to_int());
         ks.write(v);
     }
-    flx_tops::top_qk_i8(qs, ks, acc, 1, 1, NK);
+    flx_tops::top_qk_i8_pref(qs, ks, acc, 1, 1, NK);
     std::vector<long long> got(T * NK);
     for (unsigned j = 0; j < NK; j++) {
         vector<ap_int<C::acc_bits>, C::tp> v = acc.read();
@@ -40,8 +40,8 @@ static void tb_qk_i8(tb_ctx &c)
     c.expect_int("acc.stream", "<i4", acc_beats);
 }
 
-// golden av_u8i8: p8 [8][16] uint8, v8 [16][64] -> acc [8][64] ap_int<26>
-static void tb_av_u8i8(tb_ctx &c)
+// golden av_u8i8_pref: p8 [8][16] uint8, v8 [16][64] -> acc [8][64] ap_int<26>
+static void tb_av_u8i8_pref(tb_ctx &c)
 {
     typedef flx_tops::av_u8i8_cfg C;
     const unsigned T = 8, NK = 16, D = C::head_dim;
@@ -60,7 +60,7 @@ static void tb_av_u8i8(tb_ctx &c)
             for (unsigned e = 0; e < C::vp; e++) w[e] = (int)v.i8(j * D + db * C::vp + e);
             vs.write(w);
         }
-    flx_tops::top_av_u8i8(ps, vs, acc, 1, 1, NK);
+    flx_tops::top_av_u8i8_pref(ps, vs, acc, 1, 1, NK);
     std::vector<long long> got(T * D);
     for (unsigned d = 0; d < D; d++) {
         vector<ap_int<C::acc_bits>, C::tp> w = acc.read();
@@ -166,8 +166,8 @@ static void tb_softmax_block(tb_ctx &c)
 
 void register_attention(std::vector<tb_entry> &v)
 {
-    v.push_back({"qk_i8", tb_qk_i8, "flx_hls::qk_i8_pref (pe_i8xi8_2x2)"});
-    v.push_back({"av_u8i8", tb_av_u8i8, "flx_hls::av_u8i8_pref (pe_i8xi8_2x2, uint8 P)"});
+    v.push_back({"qk_i8_pref", tb_qk_i8_pref, "flx_hls::qk_i8_pref (pe_i8xi8_2x2)"});
+    v.push_back({"av_u8i8_pref", tb_av_u8i8_pref, "flx_hls::av_u8i8_pref (pe_i8xi8_2x2, uint8 P)"});
     v.push_back({"softmax_pref", tb_softmax_pref, "flx_hls::causal_mask_pref + softmax_pref"});
     v.push_back({"softmax_dec", tb_softmax_dec, "flx_hls::softmax_dec"});
     v.push_back({"softmax_block", tb_softmax_block, "flx_hls::softmax_block"});

@@ -97,12 +97,12 @@ void top_gemm_i4_dec(stream<vector<ap_int<4>, 16> > &a, stream<vector<ap_int<4>,
                      stream<vector<ap_int<21>, 16> > &acc, unsigned k_dim, unsigned n_out);
 void top_gemv_f32(stream<vector<float, 4> > &x, stream<vector<float, 8> > w[4],
                   stream<vector<float, 4> > &y, unsigned k_dim, unsigned n_out);
-void top_qk_i8(stream<vector<ap_int<8>, 8> > &q, stream<vector<ap_int<8>, 16> > &k,
-               stream<vector<ap_int<22>, 8> > &acc, unsigned n_blocks, unsigned n_heads,
-               unsigned seq_len);
-void top_av_u8i8(stream<vector<ap_int<8>, 8> > &p, stream<vector<ap_int<8>, 16> > &v,
-                 stream<vector<ap_int<26>, 8> > &acc, unsigned n_blocks, unsigned n_heads,
-                 unsigned seq_len);
+void top_qk_i8_pref(stream<vector<ap_int<8>, 8> > &q, stream<vector<ap_int<8>, 16> > &k,
+                    stream<vector<ap_int<22>, 8> > &acc, unsigned n_blocks, unsigned n_heads,
+                    unsigned seq_len);
+void top_av_u8i8_pref(stream<vector<ap_int<8>, 8> > &p, stream<vector<ap_int<8>, 16> > &v,
+                      stream<vector<ap_int<26>, 8> > &acc, unsigned n_blocks, unsigned n_heads,
+                      unsigned seq_len);
 void top_softmax_pref(stream<vector<float, 8> > &scores, stream<vector<float, 8> > &p,
                       unsigned first_block, unsigned n_blocks, unsigned n_heads, unsigned seq_len);
 void top_softmax_dec(stream<vector<float, 1> > &scores, stream<vector<float, 1> > &p,

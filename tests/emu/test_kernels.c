@@ -510,7 +510,7 @@ Test(emu_gemm, int8_attention_products)
     for (int i = 0; i < NK * D; i++) k[i] = (int8_t)(rnd32() & 0xff);
     for (int i = 0; i < NQ * NK; i++) p[i] = (int8_t)(rnd32() & 0xff);
     cr_assert_eq(flx_emu_qk_i8(s, NK, q, D, k, D, NQ, NK, D, 22), 0);
-    cr_assert_eq(flx_emu_av_i8(o, D, p, NK, 1, k, D, NQ, NK, D, 26), 0);
+    cr_assert_eq(flx_emu_av_u8i8(o, D, p, NK, 1, k, D, NQ, NK, D, 26), 0);
     for (int i = 0; i < NQ; i++) {
         for (int j = 0; j < NK; j++) {
             int64_t want = 0;
@@ -541,7 +541,7 @@ Test(emu_gemm, int8_float_paths_match_integer_sums)
     for (int i = 0; i < NK * D; i++) k[i] = (int8_t)(rnd32() & 0xff);
     for (int i = 0; i < NQ * NK; i++) p[i] = (int8_t)(rnd32() % 8 ? 0 : rnd32() & 0xff);
     cr_assert_eq(flx_emu_qk_i8(s, NK, q, D, k, D, NQ, NK, D, 22), 0);
-    cr_assert_eq(flx_emu_av_i8(o, D, p, NK, 1, k, D, NQ, NK, D, 26), 0);
+    cr_assert_eq(flx_emu_av_u8i8(o, D, p, NK, 1, k, D, NQ, NK, D, 26), 0);
     for (int i = 0; i < NQ; i++) {
         for (int j = 0; j < NK; j++) {
             int64_t want = 0;
@@ -556,7 +556,7 @@ Test(emu_gemm, int8_float_paths_match_integer_sums)
     }
     /* all-255 rows: sum 22,950 * 128 < 2^24 still qualifies for the float path */
     memset(p, -1, sizeof p);                       /* all 255 */
-    cr_assert_eq(flx_emu_av_i8(o, D, p, NK, 1, k, D, NQ, NK, D, 26), 0);
+    cr_assert_eq(flx_emu_av_u8i8(o, D, p, NK, 1, k, D, NQ, NK, D, 26), 0);
     int64_t want = 0;
     for (int j = 0; j < NK; j++) want += 255 * k[j * D + 5];
     cr_assert_eq(o[7 * D + 5], want);

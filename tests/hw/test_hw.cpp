@@ -161,9 +161,9 @@ Test(hw, corrupted_input_shows_in_the_outputs)
 Test(hw, malformed_golden_files_are_named)
 {
     std::string dir = make_golden("--exp flx");
-    std::string p = dir + "/qk_i8/q8.npy";
+    std::string p = dir + "/qk_i8_pref/q8.npy";
     cr_assert_eq(truncate(p.c_str(), 200), 0);
-    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "qk_i8");
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "qk_i8_pref");
     cr_assert(!r.ok);
     cr_expect(r.message.find("q8.npy: holds 72 data bytes, shape and dtype need 512") != std::string::npos,
               "message: %s", r.message.c_str());
@@ -478,7 +478,7 @@ Test(hw, softmax_pref_blocks_heads_and_tail_match_the_emulator)
 }
 
 // decode attention, one head: S = 37 keys (a partial last block of 32),
-// full-range int8 q/k/v and uint8 p, against flx_emu_qk_i8 / flx_emu_av_i8
+// full-range int8 q/k/v and uint8 p, against flx_emu_qk_i8 / flx_emu_av_u8i8
 Test(hw, decode_attention_products_match_the_emulator)
 {
     typedef flx_hls::qk_i8_dec_config QC;
@@ -494,7 +494,7 @@ Test(hw, decode_attention_products_match_the_emulator)
     q[0] = k[0] = -128;                                  // the extreme product too
     std::vector<int32_t> want_s(S), want_o(D);
     flx_emu_qk_i8(want_s.data(), S, q.data(), D, k.data(), D, 1, S, D, 22);
-    flx_emu_av_i8(want_o.data(), D, p.data(), S, 1, v.data(), D, 1, S, D, 27);
+    flx_emu_av_u8i8(want_o.data(), D, p.data(), S, 1, v.data(), D, 1, S, D, 27);
 
     stream<ap_int<8> > qs, ps;
     stream<vector<ap_int<8>, KP> > ks;
