@@ -423,7 +423,7 @@ static void k_quant_static_p(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(x); free(q);
 }
 
-static void k_dequant_static(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_dequant_static_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, H = 32, d = 16 };
     cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_dequant_layer_qint_fp32");
@@ -545,7 +545,7 @@ static void k_rmsnorm_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(x); free(gm); free(y);
 }
 
-static void k_rope(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_rope_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 8, H = 32, d = 64, P = 16 };
     cJSON_AddStringToObject(tp, "function", "pref RoPE (rotate-half, table-driven)");
@@ -564,7 +564,7 @@ static void k_rope(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(x); free(y); free(sn); free(cs);
 }
 
-static void k_silu_gate(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_silu_gate_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { n = 8192 };
     cJSON_AddStringToObject(tp, "function", "dec_Swish + dec_Gate_Layer_fp32xfp32");
@@ -578,7 +578,7 @@ static void k_silu_gate(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(gt); free(u); free(y);
 }
 
-static void k_residual(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_residual_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { n = 2048 };
     cJSON_AddStringToObject(tp, "function", "Residual_Layer");
@@ -592,7 +592,7 @@ static void k_residual(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(a); free(r); free(y);
 }
 
-static void k_fht(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_fht_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { n = 8192 };
     cJSON_AddStringToObject(tp, "function", "dec_FHT / pref_FHT");
@@ -626,7 +626,7 @@ static void k_topk_sampling(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(l);
 }
 
-static void k_gemv_f32(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+static void k_gemv_f32_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { O = 64, K = 2048 };
     cJSON_AddStringToObject(tp, "function", "dec_Linear_Layer_fp32xfp32 (PE_fp32xfp32_pack_1x2_1D, HMT)");
@@ -1439,7 +1439,7 @@ static const struct { const char *name; gen_fn fn; const char *old; } KERNELS[] 
     { "gemm_i4_dec", k_gemm_i4_dec, "gemv_i4_dec" },
     { "quant_static_q", k_quant_static_q, NULL },
     { "quant_static_p", k_quant_static_p, NULL },
-    { "dequant_static", k_dequant_static, NULL },
+    { "dequant_static_pref", k_dequant_static_pref, "dequant_static" },
     { "qk_i8_pref", k_qk_i8_pref, "qk_i8" },
     { "av_u8i8_pref", k_av_u8i8_pref, "av_u8i8" },
     { "softmax_pref", k_softmax_pref, NULL },
@@ -1447,12 +1447,12 @@ static const struct { const char *name; gen_fn fn; const char *old; } KERNELS[] 
     { "softmax_block", k_softmax_block, NULL },
     { "rmsnorm_pref", k_rmsnorm_pref, NULL },
     { "rmsnorm_dec", k_rmsnorm_dec, NULL },
-    { "rope", k_rope, NULL },
-    { "silu_gate", k_silu_gate, NULL },
-    { "residual", k_residual, NULL },
-    { "fht", k_fht, NULL },
+    { "rope_pref", k_rope_pref, "rope" },
+    { "silu_gate_dec", k_silu_gate_dec, "silu_gate" },
+    { "residual_dec", k_residual_dec, "residual" },
+    { "fht_dec", k_fht_dec, "fht" },
     { "topk_sampling", k_topk_sampling, NULL },
-    { "gemv_f32", k_gemv_f32, NULL },
+    { "gemv_f32_dec", k_gemv_f32_dec, "gemv_f32" },
     { "exp", k_exp, NULL },
     { "hmt_recall", k_hmt_recall, NULL },
     { "hmt_update", k_hmt_update, NULL },

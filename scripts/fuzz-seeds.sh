@@ -105,9 +105,9 @@ print("\n".join(sys.argv[2]+"/"+m["kernels"][0]["kernel"]+"/"+f["file"] for f in
 }
 golden softmax_dec softmax_dec
 golden quant_asym_dec quant_asym_dec
-golden residual residual
+golden residual_dec residual_dec
 golden exp_gz exp --gzip
-golden rope_ftz rope --ftz --exp flx
+golden rope_ftz rope_pref --ftz --exp flx
 
 # token files: the first byte picks the vocabulary (1: 258 ids)
 printf 'The quick brown fox jumps over the lazy dog.\nIt was 2026.\n' > "$work/text.txt"

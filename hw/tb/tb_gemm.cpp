@@ -78,8 +78,8 @@ static void tb_gemm_i4_dec(tb_ctx &c)
     c.expect_int("acc", "<i4", got);
 }
 
-// golden gemv_f32: x [2048], w [64][2048] -> y [64] (HMT, B=4, W=8)
-static void tb_gemv_f32(tb_ctx &c)
+// golden gemv_f32_dec: x [2048], w [64][2048] -> y [64] (HMT, B=4, W=8)
+static void tb_gemv_f32_dec(tb_ctx &c)
 {
     typedef flx_tops::gemv_f32_cfg C;
     const unsigned O = 64, K = 2048, B = C::b, W = C::w, per = K / B, opl = O / B;
@@ -98,7 +98,7 @@ static void tb_gemv_f32(tb_ctx &c)
                 for (unsigned j = 0; j < W; j++) v[j] = w.f32((i * opl + n * W + j) * K + k);
                 ws[i].write(v);
             }
-    flx_tops::top_gemv_f32(xs, ws, y, K, O);
+    flx_tops::top_gemv_f32_dec(xs, ws, y, K, O);
     std::vector<float> got(O);
     for (unsigned n = 0; n < O / (B * W); n++)
         for (unsigned j = 0; j < W; j++) {
@@ -113,7 +113,7 @@ void register_gemm(std::vector<tb_entry> &v)
 {
     v.push_back({"gemm_i4_pref", tb_gemm_i4_pref, "flx_hls::gemm_i4_pref (pe_i4xi4_2x2)"});
     v.push_back({"gemm_i4_dec", tb_gemm_i4_dec, "flx_hls::gemm_i4_dec (pe_i4xi4_1x2)"});
-    v.push_back({"gemv_f32", tb_gemv_f32, "flx_hls::gemv_f32_dec"});
+    v.push_back({"gemv_f32_dec", tb_gemv_f32_dec, "flx_hls::gemv_f32_dec"});
 }
 
 }  // namespace flx_tb

@@ -69,8 +69,8 @@ static void tb_rmsnorm_dec(tb_ctx &c)
     c.expect_f32("y", got);
 }
 
-// golden rope: x [8][32*64] of token block M = 1 (positions 8..15), tables [16][32]
-static void tb_rope(tb_ctx &c)
+// golden rope_pref: x [8][32*64] of token block M = 1 (positions 8..15), tables [16][32]
+static void tb_rope_pref(tb_ctx &c)
 {
     typedef flx_tops::rope_cfg C;   // max_pos 16: the golden table rows
     const unsigned T = 8, H = 32, D = C::head_dim, W = H * D, P = C::max_pos, HALF = D / 2;
@@ -88,7 +88,7 @@ static void tb_rope(tb_ctx &c)
         for (unsigned t = 0; t < T; t++) v[t] = x.f32(t * W + ch);
         in.write(v);
     }
-    flx_tops::top_rope(in, y, sin_tab, cos_tab, 1, 1, H);
+    flx_tops::top_rope_pref(in, y, sin_tab, cos_tab, 1, 1, H);
     std::vector<float> got(T * W);
     for (unsigned ch = 0; ch < W; ch++) {
         vector<float, C::tp> v = y.read();
@@ -117,20 +117,20 @@ static void run_silu_gate(tb_ctx &c)
     stream<vector<float, C::b> > gs("gate"), us("up"), y("y");
     push_blocked<C::b>(gs, g);
     push_blocked<C::b>(us, u);
-    if (C::exp_impl == flx_hls::EXP_FLX) flx_tops::top_silu_gate(gs, us, y, N / C::b);
+    if (C::exp_impl == flx_hls::EXP_FLX) flx_tops::top_silu_gate_dec(gs, us, y, N / C::b);
     else flx_hls::silu_gate_dec<C>(gs, us, y, N / C::b);
     std::vector<float> got = pop_blocked<C::b>(y, N);
     expect_drained("y", y);
     c.expect_f32("y", got);
 }
 
-static void tb_silu_gate(tb_ctx &c)
+static void tb_silu_gate_dec(tb_ctx &c)
 {
     if (c.exp_flx()) run_silu_gate<flx_tops::silu_gate_cfg>(c);
     else run_silu_gate<silu_std>(c);
 }
 
-static void tb_residual(tb_ctx &c)
+static void tb_residual_dec(tb_ctx &c)
 {
     typedef flx_tops::residual_cfg C;
     const unsigned N = 2048;
@@ -138,20 +138,20 @@ static void tb_residual(tb_ctx &c)
     stream<vector<float, C::b> > as("in"), rs("residual"), y("y");
     push_blocked<C::b>(as, a);
     push_blocked<C::b>(rs, r);
-    flx_tops::top_residual(as, rs, y, N / C::b);
+    flx_tops::top_residual_dec(as, rs, y, N / C::b);
     std::vector<float> got = pop_blocked<C::b>(y, N);
     expect_drained("y", y);
     c.expect_f32("y", got);
 }
 
-// golden fht: x [8192] block-partitioned B = 16 -> y, / 90.50967f
-static void tb_fht(tb_ctx &c)
+// golden fht_dec: x [8192] block-partitioned B = 16 -> y, / 90.50967f
+static void tb_fht_dec(tb_ctx &c)
 {
     typedef flx_tops::fht_cfg C;
     npy_array x = c.load("x", "<f4", {C::n});
     stream<vector<float, C::b> > in("x"), y("y");
     push_blocked<C::b>(in, x);
-    flx_tops::top_fht(in, y, 90.50967f);
+    flx_tops::top_fht_dec(in, y, 90.50967f);
     std::vector<float> beats;            // rows = beats, columns = lanes
     for (unsigned k = 0; k < C::n / C::b; k++) {
         vector<float, C::b> v = y.read();
@@ -215,10 +215,10 @@ void register_misc(std::vector<tb_entry> &v)
 {
     v.push_back({"rmsnorm_pref", tb_rmsnorm_pref, "flx_hls::rmsnorm_pref"});
     v.push_back({"rmsnorm_dec", tb_rmsnorm_dec, "flx_hls::rmsnorm_dec"});
-    v.push_back({"rope", tb_rope, "flx_hls::rope_pref"});
-    v.push_back({"silu_gate", tb_silu_gate, "flx_hls::silu_gate_dec"});
-    v.push_back({"residual", tb_residual, "flx_hls::residual"});
-    v.push_back({"fht", tb_fht, "flx_hls::fht_dec (constant-geometry network)"});
+    v.push_back({"rope_pref", tb_rope_pref, "flx_hls::rope_pref"});
+    v.push_back({"silu_gate_dec", tb_silu_gate_dec, "flx_hls::silu_gate_dec"});
+    v.push_back({"residual_dec", tb_residual_dec, "flx_hls::residual"});
+    v.push_back({"fht_dec", tb_fht_dec, "flx_hls::fht_dec (constant-geometry network)"});
     v.push_back({"topk_sampling", tb_topk_sampling, "flx_hls::topk_sampling"});
     v.push_back({"exp", tb_exp, "flx_hls::exp_stage (exp_flx / std::exp)"});
 }

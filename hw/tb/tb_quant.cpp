@@ -140,9 +140,9 @@ static void run_quant_static(tb_ctx &c, TOP top, const char *xin, const char *sn
 static void tb_quant_static_q(tb_ctx &c) { run_quant_static<flx_tops::quant_static_q_cfg>(c, flx_tops::top_quant_static_q, "x", "scale", "q8", "|i1", 8.0f); }
 static void tb_quant_static_p(tb_ctx &c) { run_quant_static<flx_tops::quant_static_p_cfg>(c, flx_tops::top_quant_static_p, "p", "a_s", "p8", "|u1", 1.0f); }
 
-// golden dequant_static: acc [8][32*16], in_s [32], w_s [8] -> y
+// golden dequant_static_pref: acc [8][32*16], in_s [32], w_s [8] -> y
 
-static void tb_dequant_static(tb_ctx &c)
+static void tb_dequant_static_pref(tb_ctx &c)
 {
     typedef flx_tops::dequant_static_cfg C;
     const unsigned T = 8, W = C::act_heads * C::head_dim;
@@ -158,7 +158,7 @@ static void tb_dequant_static(tb_ctx &c)
         for (unsigned t = 0; t < T; t++) v[t] = acc.i32(t * W + ch);
         a.write(v);
     }
-    flx_tops::top_dequant_static(a, y, in_s, w_s, 1);
+    flx_tops::top_dequant_static_pref(a, y, in_s, w_s, 1);
     std::vector<float> gy(T * W);
     for (unsigned ch = 0; ch < W; ch++) {
         vector<float, C::tp> v = y.read();
@@ -175,7 +175,7 @@ void register_quant(std::vector<tb_entry> &v)
     v.push_back({"dequant_pref", tb_dequant_pref, "flx_hls::dequant_pref"});
     v.push_back({"quant_static_q", tb_quant_static_q, "flx_hls::quant_static_pref (signed, f = 8)"});
     v.push_back({"quant_static_p", tb_quant_static_p, "flx_hls::quant_static_pref (unsigned P)"});
-    v.push_back({"dequant_static", tb_dequant_static, "flx_hls::dequant_static_pref"});
+    v.push_back({"dequant_static_pref", tb_dequant_static_pref, "flx_hls::dequant_static_pref"});
 }
 
 }  // namespace flx_tb

@@ -88,15 +88,15 @@ void top_quant_static_q(stream<vector<float, 8> > &x, stream<vector<ap_int<8>, 8
                         const float scale[32], float mha_scale_factor, unsigned n_blocks);
 void top_quant_static_p(stream<vector<float, 8> > &x, stream<vector<ap_int<8>, 8> > &q,
                         const float scale[1], float mha_scale_factor, unsigned n_blocks);
-void top_dequant_static(stream<vector<ap_int<22>, 8> > &acc, stream<vector<float, 8> > &y,
-                        const float in_s[32], const float w_s[8], unsigned n_blocks);
+void top_dequant_static_pref(stream<vector<ap_int<22>, 8> > &acc, stream<vector<float, 8> > &y,
+                             const float in_s[32], const float w_s[8], unsigned n_blocks);
 void top_gemm_i4_pref(stream<vector<ap_int<4>, 8> > &a, stream<vector<ap_int<4>, 24> > &w,
                       stream<vector<ap_int<19>, 8> > &acc, unsigned n_blocks, unsigned k_dim,
                       unsigned n_out);
 void top_gemm_i4_dec(stream<vector<ap_int<4>, 16> > &a, stream<vector<ap_int<4>, 64> > w[16],
                      stream<vector<ap_int<21>, 16> > &acc, unsigned k_dim, unsigned n_out);
-void top_gemv_f32(stream<vector<float, 4> > &x, stream<vector<float, 8> > w[4],
-                  stream<vector<float, 4> > &y, unsigned k_dim, unsigned n_out);
+void top_gemv_f32_dec(stream<vector<float, 4> > &x, stream<vector<float, 8> > w[4],
+                      stream<vector<float, 4> > &y, unsigned k_dim, unsigned n_out);
 void top_qk_i8_pref(stream<vector<ap_int<8>, 8> > &q, stream<vector<ap_int<8>, 16> > &k,
                     stream<vector<ap_int<22>, 8> > &acc, unsigned n_blocks, unsigned n_heads,
                     unsigned seq_len);
@@ -113,14 +113,14 @@ void top_rmsnorm_pref(stream<vector<float, 8> > &x, stream<float> &gamma,
                       stream<vector<float, 8> > &y, unsigned n_blocks);
 void top_rmsnorm_dec(stream<vector<float, 8> > &x, stream<vector<float, 8> > &gamma,
                      stream<vector<float, 8> > &y);
-void top_rope(stream<vector<float, 8> > &x, stream<vector<float, 8> > &y,
-              const float sin_tab[16][32], const float cos_tab[16][32], unsigned first_block,
-              unsigned n_blocks, unsigned n_heads);
-void top_silu_gate(stream<vector<float, 16> > &gate, stream<vector<float, 16> > &up,
-                   stream<vector<float, 16> > &y, unsigned beats);
-void top_residual(stream<vector<float, 16> > &in, stream<vector<float, 16> > &res,
-                  stream<vector<float, 16> > &y, unsigned beats);
-void top_fht(stream<vector<float, 16> > &x, stream<vector<float, 16> > &y, float scale_factor);
+void top_rope_pref(stream<vector<float, 8> > &x, stream<vector<float, 8> > &y,
+                   const float sin_tab[16][32], const float cos_tab[16][32], unsigned first_block,
+                   unsigned n_blocks, unsigned n_heads);
+void top_silu_gate_dec(stream<vector<float, 16> > &gate, stream<vector<float, 16> > &up,
+                       stream<vector<float, 16> > &y, unsigned beats);
+void top_residual_dec(stream<vector<float, 16> > &in, stream<vector<float, 16> > &res,
+                      stream<vector<float, 16> > &y, unsigned beats);
+void top_fht_dec(stream<vector<float, 16> > &x, stream<vector<float, 16> > &y, float scale_factor);
 void top_topk_sampling(stream<vector<float, 16> > &logits, float r, int ids[5], float values[5],
                        float probs[5], int *token);
 void top_exp(stream<float> &x, stream<float> &y, unsigned n);

@@ -88,9 +88,9 @@ Test(emu_golden, corruption_is_reported_with_the_file_name)
 {
     const char *tmp = flx_test_tmpdir();
     char cmd[1024], out[8192], path[512];
-    snprintf(cmd, sizeof cmd, "%s golden --kernel fht --out %s/g 2>&1", flx_test_bin(), tmp);
+    snprintf(cmd, sizeof cmd, "%s golden --kernel fht_dec --out %s/g 2>&1", flx_test_bin(), tmp);
     cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
-    snprintf(path, sizeof path, "%s/g/fht/y.npy", tmp);
+    snprintf(path, sizeof path, "%s/g/fht_dec/y.npy", tmp);
     FILE *f = fopen(path, "r+b");
     cr_assert_not_null(f);
     fseek(f, 200, SEEK_SET);
@@ -98,7 +98,59 @@ Test(emu_golden, corruption_is_reported_with_the_file_name)
     fclose(f);
     snprintf(cmd, sizeof cmd, "%s golden --check %s/g 2>&1", flx_test_bin(), tmp);
     cr_assert_eq(run(cmd, out, sizeof out), 1, "%s", out);
-    cr_assert(strstr(out, "fht/y.npy") != NULL && strstr(out, "CRC32") != NULL, "%s", out);
+    cr_assert(strstr(out, "fht_dec/y.npy") != NULL && strstr(out, "CRC32") != NULL, "%s", out);
+}
+
+/* the names kernels had before docs/kernels.md §17 */
+Test(emu_golden, former_names_are_aliases_with_the_same_vectors)
+{
+    static const char *pairs[][2] = {
+        { "gemv_i4_dec", "gemm_i4_dec" }, { "qk_i8", "qk_i8_pref" }, { "av_u8i8", "av_u8i8_pref" },
+        { "dequant_static", "dequant_static_pref" }, { "rope", "rope_pref" },
+        { "silu_gate", "silu_gate_dec" }, { "fht", "fht_dec" }, { "gemv_f32", "gemv_f32_dec" },
+        { "residual", "residual_dec" },
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        cr_assert_str_eq(flx_emu_golden_kernel_find(pairs[i][0]), pairs[i][1]);
+        cr_assert_str_eq(flx_emu_golden_kernel_find(pairs[i][1]), pairs[i][1]);
+    }
+    cr_assert_null(flx_emu_golden_kernel_find("nosuch"));
+    cr_assert_null(flx_emu_golden_kernel_find("layer_prefill"));   /* --layer only */
+    const char *tmp = flx_test_tmpdir();
+    char cmd[1024], out[8192], a[512], b[512];
+    snprintf(cmd, sizeof cmd, "%s golden --kernel rope --out %s/old 2>/dev/null", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --kernel rope_pref --out %s/new 2>/dev/null", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    const char *files[] = { "x.npy", "sin.npy", "cos.npy", "y.npy", "y.stream.npy" };
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(a, sizeof a, "%s/old/rope_pref/%s", tmp, files[i]);
+        snprintf(b, sizeof b, "%s/new/rope_pref/%s", tmp, files[i]);
+        char *da, *db;
+        size_t na, nb;
+        flx_error err = { 0 };
+        cr_assert_eq(flx_read_file(a, 1 << 24, &da, &na, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_read_file(b, 1 << 24, &db, &nb, &err), FLX_OK, "%s", err.msg);
+        cr_assert(na == nb && memcmp(da, db, na) == 0, "%s differs", files[i]);
+        free(da); free(db);
+    }
+    /* a set written before the renaming: folder and manifest say "rope" */
+    snprintf(cmd, sizeof cmd, "cd %s/old && mv rope_pref rope && sed -i 's/\"rope_pref\"/\"rope\"/' manifest.json "
+             "&& grep -q '\"kernel\": *\"rope\"' manifest.json", tmp);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s golden --check %s/old 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    /* and its vectors are the ones of the seed and the former name */
+    snprintf(a, sizeof a, "%s/old/rope/x.npy", tmp);
+    FILE *f = fopen(a, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 200, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(c ^ 1, f);
+    fclose(f);
+    cr_assert_eq(run(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "rope/x.npy") != NULL, "%s", out);
 }
 
 Test(emu_golden, layer_prefill_round_trip, .timeout = 120)
@@ -119,12 +171,12 @@ Test(emu_golden, usage_errors)
     char cmd[1024], out[8192];
     snprintf(cmd, sizeof cmd, "%s golden --layer middle --out /tmp/x 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
-    snprintf(cmd, sizeof cmd, "%s golden --layer prefill --kernel fht --out /tmp/x 2>&1", flx_test_bin());
+    snprintf(cmd, sizeof cmd, "%s golden --layer prefill --kernel fht_dec --out /tmp/x 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     snprintf(cmd, sizeof cmd, "%s golden --kernel nosuch --out /tmp/x 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "nosuch") != NULL);
-    snprintf(cmd, sizeof cmd, "%s golden --kernel fht --out /tmp/x --config v80 2>&1", flx_test_bin());
+    snprintf(cmd, sizeof cmd, "%s golden --kernel fht_dec --out /tmp/x --config v80 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     snprintf(cmd, sizeof cmd, "%s golden --help", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 0);

@@ -120,7 +120,7 @@ Test(hw, csim_reads_gzip_golden)
     std::string dir = make_golden("--exp flx --gzip --seed 7");
     flx_tb::manifest m = flx_tb::load_manifest(dir);
     cr_assert(m.gzip);
-    for (const char *k : {"gemm_i4_pref", "softmax_pref", "topk_sampling", "fht"}) {
+    for (const char *k : {"gemm_i4_pref", "softmax_pref", "topk_sampling", "fht_dec"}) {
         flx_tb::kernel_result r = flx_tb::run_kernel(m, k);
         cr_expect(r.ok, "%s: %s", k, r.message.c_str());
     }
@@ -179,13 +179,13 @@ Test(hw, hw_tb_exit_codes)
     std::string dir = make_golden("--exp flx");
     std::string tb = "'" + hw_tb_bin() + "'";
     cr_expect_eq(run(tb + " '" + dir + "' >/dev/null"), 0);
-    cr_expect_eq(run(tb + " --kernel fht --kernel exp '" + dir + "' >/dev/null"), 0);
+    cr_expect_eq(run(tb + " --kernel fht_dec --kernel exp '" + dir + "' >/dev/null"), 0);
     cr_expect_eq(run(tb + " --kernel nosuch '" + dir + "' >/dev/null"), 1);
     cr_expect_eq(run(tb + " --strict '" + dir + "' >/dev/null"), 0);
     cr_expect_eq(run(tb + " --bogus '" + dir + "' >/dev/null 2>&1"), 2);
     cr_expect_eq(run(tb + " >/dev/null 2>&1"), 2);
     cr_expect_eq(run(tb + " /nonexistent/dir 2>/dev/null"), 1);
-    corrupt_npy(dir + "/fht/y.npy", 8000, 4, 1);
+    corrupt_npy(dir + "/fht_dec/y.npy", 8000, 4, 1);
     std::string out = tmpdir() + "/out.txt";
     cr_expect_eq(run(tb + " '" + dir + "' > '" + out + "'"), 1);
     char buf[8192] = {0};
@@ -193,7 +193,7 @@ Test(hw, hw_tb_exit_codes)
     size_t n = std::fread(buf, 1, sizeof buf - 1, f);
     std::fclose(f);
     buf[n] = 0;
-    cr_expect(std::strstr(buf, "FAIL fht") && std::strstr(buf, "first mismatch at flat index 8000 of 8192"),
+    cr_expect(std::strstr(buf, "FAIL fht_dec") && std::strstr(buf, "first mismatch at flat index 8000 of 8192"),
               "output: %s", buf);
     // all kernels of the set but one pass (counted from the set's folders, one
     // per kernel, so that new kernels need no edit here)
