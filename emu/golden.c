@@ -9,29 +9,18 @@
 #include "flx_emu.h"
 #include "flx_emu_hmt.h"
 #include "flx_qmodel.h"
+#include "npy.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 /* ------------------------------------------------------------------ sink */
 
-typedef enum { DT_F4, DT_I1, DT_U1, DT_I4 } dtype;
-
-static const char *dt_descr(dtype t)
-{
-    switch (t) {
-    case DT_F4: return "<f4";
-    case DT_I1: return "|i1";
-    case DT_U1: return "|u1";
-    case DT_I4: return "<i4";
-    }
-    return "?";
-}
-static size_t dt_size(dtype t) { return (t == DT_F4 || t == DT_I4) ? 4 : 1; }
+typedef flx_npy_dtype dtype;
+#define dt_size flx_npy_elem_bytes
 
 typedef struct {
     int         check;       /* 0: write files, 1: compare with files */
@@ -44,66 +33,6 @@ typedef struct {
     int64_t     n_files;
 } sink;
 
-/* .npy v1.0: magic, version, u16 header length, dict padded with spaces so
- * that the data starts at a multiple of 64 bytes, then the raw data. */
-static size_t npy_header(char *h, size_t cap, dtype t, int ndim, const int64_t *shape)
-{
-    char dict[256], dims[128] = "";
-    size_t o = 0;
-    for (int i = 0; i < ndim; i++)
-        o += (size_t)snprintf(dims + o, sizeof dims - o, "%lld%s", (long long)shape[i],
-                              ndim == 1 ? "," : (i + 1 < ndim ? ", " : ""));
-    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
-                     dt_descr(t), dims);
-    size_t total = 10 + (size_t)n + 1;
-    size_t padded = (total + 63) / 64 * 64;
-    if (padded > cap) return 0;
-    memcpy(h, "\x93NUMPY\x01\x00", 8);
-    uint16_t hl = (uint16_t)(padded - 10);
-    h[8] = (char)(hl & 0xff);
-    h[9] = (char)(hl >> 8);
-    memcpy(h + 10, dict, (size_t)n);
-    memset(h + 10 + n, ' ', padded - 10 - (size_t)n - 1);
-    h[padded - 1] = '\n';
-    return padded;
-}
-
-/* gzip of a buffer (deflate with a gzip wrapper, fixed level: same bytes
- * for the same input) */
-static int gzip_buf(const uint8_t *in, size_t n, uint8_t **out, size_t *out_n)
-{
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
-    size_t cap = deflateBound(&z, (uLong)n) + 64;
-    *out = malloc(cap);
-    if (!*out) { deflateEnd(&z); return -1; }
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)n;
-    z.next_out = *out;
-    z.avail_out = (uInt)cap;
-    int r = deflate(&z, Z_FINISH);
-    *out_n = z.total_out;
-    deflateEnd(&z);
-    return r == Z_STREAM_END ? 0 : -1;
-}
-
-/* the bytes of a whole .npy file in memory */
-static uint8_t *npy_bytes(dtype t, int ndim, const int64_t *shape, const void *data, size_t *n)
-{
-    char h[256];
-    size_t hn = npy_header(h, sizeof h, t, ndim, shape);
-    size_t count = 1;
-    for (int i = 0; i < ndim; i++) count *= (size_t)shape[i];
-    size_t bytes = count * dt_size(t);
-    uint8_t *b = malloc(hn + bytes + 1);
-    if (!b) return NULL;
-    memcpy(b, h, hn);
-    memcpy(b + hn, data, bytes);
-    *n = hn + bytes;
-    return b;
-}
-
 static char *file_path(const sink *s, const char *name)
 {
     char rel[256];
@@ -111,157 +40,138 @@ static char *file_path(const sink *s, const char *name)
     return flx_path_join(s->dir, rel);
 }
 
-/* Reads a golden file, gunzipping .gz, into memory.  A .gz file is inflated
- * to at most max_bytes + 1 bytes (the size of the file the emulator writes,
- * plus one to see that it is longer): a few MB of gzip must not make the
- * check allocate gigabytes before it refuses the file. */
-static int read_any(const char *path, size_t max_bytes, uint8_t **data, size_t *n, flx_error *err)
+/* the manifest's entry of one written file */
+static int manifest_entry(sink *s, const char *path, const char *name, const char *role, dtype t,
+                          int ndim, const int64_t *shape, const char *layout, const char *note,
+                          const uint8_t *bytes, size_t n)
 {
-    size_t len = strlen(path);
-    if (len > 3 && !strcmp(path + len - 3, ".gz")) {
-        gzFile g = gzopen(path, "rb");
-        if (!g) return flx_fail(err, FLX_EIO, "%s: cannot open", path);
-        size_t cap = max_bytes + 1, used = 0;
-        uint8_t *b = malloc(cap);
-        if (!b) { gzclose(g); return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path); }
-        while (used < cap) {
-            size_t want = cap - used < ((size_t)1 << 30) ? cap - used : ((size_t)1 << 30);
-            int r = gzread(g, b + used, (unsigned)want);
-            if (r < 0) { free(b); gzclose(g); return flx_fail(err, FLX_EFORMAT, "%s: corrupt gzip data", path); }
-            if (r == 0) break;
-            used += (size_t)r;
-        }
-        gzclose(g);
-        *data = b;
-        *n = used;
-        return FLX_OK;
+    cJSON *e = cJSON_CreateObject();
+    if (!e || !cJSON_AddItemToArray(s->files, e)) {
+        cJSON_Delete(e);
+        return flx_fail(s->err, FLX_ENOMEM, "%s: out of memory", path);
     }
-    char *buf;
-    int rc = flx_read_file(path, (size_t)1 << 30, &buf, n, err);
-    *data = (uint8_t *)buf;
+    const char *slash = strrchr(path, '/');
+    cJSON_AddStringToObject(e, "file", slash ? slash + 1 : path);
+    cJSON_AddStringToObject(e, "tensor", name);
+    cJSON_AddStringToObject(e, "role", role);
+    cJSON_AddStringToObject(e, "dtype", flx_npy_dtype_name(t));
+    cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+    for (int i = 0; sh && i < ndim; i++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)shape[i]));
+    cJSON_AddStringToObject(e, "layout", layout);
+    if (note) cJSON_AddStringToObject(e, "note", note);
+    char crc[16];
+    snprintf(crc, sizeof crc, "%08x", (unsigned)flx_crc32(0, bytes, n));
+    if (!cJSON_AddStringToObject(e, "crc32", crc))
+        return flx_fail(s->err, FLX_ENOMEM, "%s: out of memory", path);
+    return FLX_OK;
+}
+
+/* write mode: the file and its manifest entry */
+static int emit_write(sink *s, const char *path, const char *name, const char *role, dtype t, int ndim,
+                      const int64_t *shape, const void *data, const char *layout, const char *note)
+{
+    size_t n, zn = 0;
+    uint8_t *b = flx_npy_encode(t, ndim, shape, data, &n), *z = NULL;
+    int rc;
+    if (!b || (s->gzip && flx_npy_gzip(b, n, &z, &zn))) {
+        rc = flx_fail(s->err, FLX_ENOMEM, "%s: cannot encode", path);
+    } else {
+        const uint8_t *w = s->gzip ? z : b;
+        size_t wn = s->gzip ? zn : n;
+        rc = flx_npy_write(path, w, wn, s->err);
+        if (!rc) rc = manifest_entry(s, path, name, role, t, ndim, shape, layout, note, w, wn);
+    }
+    free(b);
+    free(z);
     return rc;
 }
 
-static const char *dt_name(dtype t)
+/* check mode: the file against what the emulator produces, naming the
+ * first differing element */
+static int emit_compare(sink *s, const char *path, dtype t, int ndim, const int64_t *shape, const void *data)
 {
-    return t == DT_F4 ? "float32" : t == DT_I1 ? "int8" : t == DT_U1 ? "uint8" : "int32";
+    uint8_t *b = NULL;
+    size_t n = 0, n_want = 0, es = dt_size(t);
+    uint8_t *want = flx_npy_encode(t, ndim, shape, data, &n_want);
+    int rc = want ? flx_npy_read(path, n_want, &b, &n, s->err)
+                  : flx_fail(s->err, FLX_ENOMEM, "%s: out of memory", path);
+    if (!rc) {
+        size_t count = 1;
+        for (int i = 0; i < ndim; i++) count *= (size_t)shape[i];
+        size_t off = n_want - count * es;
+        if (n != n_want || memcmp(b, want, off) != 0) {
+            rc = flx_fail(s->err, FLX_EFORMAT, "%s: header or size differs from what the emulator "
+                          "produces (%s%zu bytes, expected %zu)", path, n > n_want ? "more than " : "",
+                          n > n_want ? n_want : n, n_want);
+        } else {
+            for (size_t i = 0; i < count && !rc; i++) {
+                if (memcmp(b + off + i * es, want + off + i * es, es) == 0) continue;
+                char got_s[48], exp_s[48];
+                flx_npy_elem_text(got_s, sizeof got_s, t, b + off + i * es);
+                flx_npy_elem_text(exp_s, sizeof exp_s, t, want + off + i * es);
+                rc = flx_fail(s->err, FLX_EFORMAT, "%s: first mismatch at flat index %zu: file has %s, "
+                              "emulator gives %s", path, i, got_s, exp_s);
+            }
+        }
+    }
+    free(want);
+    free(b);
+    return rc;
 }
 
-/* One tensor.  role: "input", "param" or "output".  lanes > 0 also emits the
- * stream order NAME.stream: token-parallel [T][C] -> per block of `lanes`
- * tokens C beats of `lanes` tokens when layout is "token-parallel",
- * block-partitioned [C] -> [C/lanes][lanes]. */
+/* The beat order of the HLS stream, in a new buffer of the same size:
+ * token-parallel [T][C] -> per block of `lanes` tokens C beats of `lanes`
+ * tokens; block-partitioned [C] -> [C/lanes][lanes]. */
+static uint8_t *stream_order(const void *data, dtype t, int64_t count, int64_t T, const char *layout,
+                             int lanes, int64_t sshape[2])
+{
+    size_t es = dt_size(t);
+    uint8_t *st = malloc((size_t)count * es + 1);
+    if (!st) return NULL;
+    const uint8_t *src = data;
+    if (!strncmp(layout, "token-parallel", 14)) {
+        int64_t C = count / T, NB = T / lanes;
+        for (int64_t blk = 0; blk < NB; blk++)
+            for (int64_t k = 0; k < C; k++)
+                for (int64_t l = 0; l < lanes; l++)
+                    memcpy(st + ((blk * C + k) * lanes + l) * es, src + ((blk * lanes + l) * C + k) * es, es);
+        sshape[0] = NB * C;
+    } else {
+        int64_t per = count / lanes;
+        for (int64_t k = 0; k < per; k++)
+            for (int64_t i = 0; i < lanes; i++) memcpy(st + (k * lanes + i) * es, src + (i * per + k) * es, es);
+        sshape[0] = per;
+    }
+    sshape[1] = lanes;
+    return st;
+}
+
+/* One tensor.  role: "input", "param" or "output".  lanes > 0 also emits
+ * its stream order as NAME.stream (stream_order). */
 static void emit(sink *s, const char *name, const char *role, dtype t, int ndim,
                  const int64_t *shape, const void *data, const char *layout, int lanes,
                  const char *note)
 {
     if (s->rc) return;
-    size_t count = 1;
-    for (int i = 0; i < ndim; i++) count *= (size_t)shape[i];
-    size_t bytes = count * dt_size(t);
     char *path = file_path(s, name);
-    if (!s->check) {
-        size_t n;
-        uint8_t *b = npy_bytes(t, ndim, shape, data, &n);
-        uint8_t *z = NULL;
-        size_t zn = 0;
-        if (!b || (s->gzip && gzip_buf(b, n, &z, &zn))) {
-            s->rc = flx_fail(s->err, FLX_ENOMEM, "%s: cannot encode", path);
-        } else {
-            const uint8_t *w = s->gzip ? z : b;
-            size_t wn = s->gzip ? zn : n;
-            flx_outfile f;
-            s->rc = flx_outfile_open(&f, path, s->err);
-            if (!s->rc && fwrite(w, 1, wn, f.fp) != wn) {
-                flx_outfile_abort(&f);
-                s->rc = flx_fail(s->err, FLX_EIO, "%s: write failed", path);
-            } else if (!s->rc) {
-                s->rc = flx_outfile_commit(&f, s->err);
-            }
-            cJSON *e = cJSON_CreateObject();
-            const char *slash = strrchr(path, '/');
-            cJSON_AddStringToObject(e, "file", slash ? slash + 1 : path);
-            cJSON_AddStringToObject(e, "tensor", name);
-            cJSON_AddStringToObject(e, "role", role);
-            cJSON_AddStringToObject(e, "dtype", dt_name(t));
-            cJSON *sh = cJSON_AddArrayToObject(e, "shape");
-            for (int i = 0; i < ndim; i++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)shape[i]));
-            cJSON_AddStringToObject(e, "layout", layout);
-            if (note) cJSON_AddStringToObject(e, "note", note);
-            char crc[16];
-            snprintf(crc, sizeof crc, "%08x", (unsigned)flx_crc32(0, w, wn));
-            cJSON_AddStringToObject(e, "crc32", crc);
-            cJSON_AddItemToArray(s->files, e);
-            s->n_files++;
-        }
-        free(b);
-        free(z);
-    } else {
-        uint8_t *b = NULL;
-        size_t n = 0, n_want = 0;
-        uint8_t *want = npy_bytes(t, ndim, shape, data, &n_want);
-        s->rc = want ? read_any(path, n_want, &b, &n, s->err)
-                     : flx_fail(s->err, FLX_ENOMEM, "%s: out of memory", path);
-        if (!s->rc) {
-            if (n != n_want || memcmp(b, want, n_want - bytes) != 0) {
-                s->rc = flx_fail(s->err, FLX_EFORMAT, "%s: header or size differs from what the "
-                                 "emulator produces (%s%zu bytes, expected %zu)", path,
-                                 n > n_want ? "more than " : "", n > n_want ? n_want : n, n_want);
-            } else {
-                size_t off = n_want - bytes, es = dt_size(t);
-                for (size_t i = 0; i < count && !s->rc; i++) {
-                    if (memcmp(b + off + i * es, want + off + i * es, es) == 0) continue;
-                    char got_s[48], exp_s[48];
-                    const uint8_t *g = b + off + i * es, *x = want + off + i * es;
-                    if (t == DT_F4) {
-                        float a, c;
-                        memcpy(&a, g, 4); memcpy(&c, x, 4);
-                        snprintf(got_s, sizeof got_s, "%a", (double)a);
-                        snprintf(exp_s, sizeof exp_s, "%a", (double)c);
-                    } else if (t == DT_I4) {
-                        int32_t a, c;
-                        memcpy(&a, g, 4); memcpy(&c, x, 4);
-                        snprintf(got_s, sizeof got_s, "%d", a);
-                        snprintf(exp_s, sizeof exp_s, "%d", c);
-                    } else {
-                        snprintf(got_s, sizeof got_s, "%d", t == DT_I1 ? (int)(int8_t)*g : (int)*g);
-                        snprintf(exp_s, sizeof exp_s, "%d", t == DT_I1 ? (int)(int8_t)*x : (int)*x);
-                    }
-                    s->rc = flx_fail(s->err, FLX_EFORMAT,
-                                     "%s: first mismatch at flat index %zu: file has %s, emulator "
-                                     "gives %s", path, i, got_s, exp_s);
-                }
-            }
-        }
-        free(want);
-        free(b);
-        s->n_files++;
+    if (!path) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "%s/%s: out of memory", s->kernel, name);
+        return;
     }
+    s->rc = s->check ? emit_compare(s, path, t, ndim, shape, data)
+                     : emit_write(s, path, name, role, t, ndim, shape, data, layout, note);
+    s->n_files++;
     free(path);
     if (s->rc || lanes <= 0) return;
-    /* the beat order of the HLS stream */
-    char sname[96];
-    snprintf(sname, sizeof sname, "%s.stream", name);
-    uint8_t *st = malloc(bytes + 1);
-    if (!st) { s->rc = flx_fail(s->err, FLX_ENOMEM, "stream order: out of memory"); return; }
-    size_t es = dt_size(t);
-    int64_t sshape[2];
-    const uint8_t *src = data;
-    if (!strncmp(layout, "token-parallel", 14)) {
-        /* token blocks of `lanes` tokens, each C beats of one channel */
-        int64_t T = shape[0], C = count / (size_t)T, NB = T / lanes;
-        for (int64_t blk = 0; blk < NB; blk++)
-            for (int64_t k = 0; k < C; k++)
-                for (int64_t l = 0; l < lanes; l++)
-                    memcpy(st + ((blk * C + k) * lanes + l) * es, src + ((blk * lanes + l) * C + k) * es, es);
-        sshape[0] = NB * C; sshape[1] = lanes;
-    } else {
-        int64_t C = (int64_t)count, per = C / lanes;
-        for (int64_t k = 0; k < per; k++)
-            for (int64_t i = 0; i < lanes; i++) memcpy(st + (k * lanes + i) * es, src + (i * per + k) * es, es);
-        sshape[0] = per; sshape[1] = lanes;
+    int64_t count = 1, sshape[2];
+    for (int i = 0; i < ndim; i++) count *= shape[i];
+    uint8_t *st = stream_order(data, t, count, shape[0], layout, lanes, sshape);
+    if (!st) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "stream order: out of memory");
+        return;
     }
-    char slayout[96];
+    char sname[96], slayout[96];
+    snprintf(sname, sizeof sname, "%s.stream", name);
     snprintf(slayout, sizeof slayout, "stream: row = beat, column = lane (%s)", layout);
     emit(s, sname, role, t, 2, sshape, st, slayout, 0, NULL);
     free(st);
@@ -269,20 +179,47 @@ static void emit(sink *s, const char *name, const char *role, dtype t, int ndim,
 
 /* ------------------------------------------------------------- generators */
 
-typedef struct { flx_rng rng; } gen;
+/* A generator's random stream and its buffers: galloc'd memory is zeroed
+ * and freed when the generator returns; a failed allocation is remembered
+ * and the generator stops at its next gen_oom() check with FLX_ENOMEM. */
+enum { GEN_MAX_BUFFERS = 16 };
+typedef struct {
+    flx_rng rng;
+    void   *mem[GEN_MAX_BUFFERS];
+    int     n_mem, oom;
+} gen;
 
 static float rf(gen *g, float lo, float hi) { return lo + (hi - lo) * (float)flx_rng_uniform(&g->rng); }
 static int32_t ri(gen *g, int32_t lo, int32_t hi) { return lo + (int32_t)(flx_rng_u64(&g->rng) % (uint64_t)(hi - lo + 1)); }
 
-static void *zalloc(size_t n) { return calloc(n ? n : 1, 1); }
+static void *galloc(gen *g, size_t n)
+{
+    void *p = g->n_mem < GEN_MAX_BUFFERS ? calloc(n ? n : 1, 1) : NULL;
+    if (p) g->mem[g->n_mem++] = p;
+    else g->oom = 1;
+    return p;
+}
+
+static int gen_oom(sink *s, gen *g)
+{
+    if (!g->oom) return 0;
+    if (!s->rc) s->rc = flx_fail(s->err, FLX_ENOMEM, "golden %s: out of memory", s->kernel);
+    return 1;
+}
+
+static void gen_free(gen *g)
+{
+    for (int i = 0; i < g->n_mem; i++) free(g->mem[i]);
+    g->n_mem = 0;
+}
 
 #define SH(...) ((const int64_t[]){ __VA_ARGS__ })
 
 /* u4 pattern (int8 in the emulator) -> 0..15 bytes as the stream holds them */
-static uint8_t *u4_bytes(const int8_t *q, size_t n)
+static uint8_t *u4_bytes(gen *g, const int8_t *q, size_t n)
 {
-    uint8_t *b = zalloc(n);
-    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(q[i] & 15);
+    uint8_t *b = galloc(g, n);
+    for (size_t i = 0; b && i < n; i++) b[i] = (uint8_t)(q[i] & 15);
     return b;
 }
 
@@ -303,17 +240,18 @@ static void k_quant_asym_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { T = 8, C = 2048 };
     cJSON_AddStringToObject(tp, "function", "pref_quant_layer_fp32_qint");
     cJSON_AddStringToObject(tp, "template", "N=4, asym=true, TP=8, Kmax=2048");
-    float *x = zalloc(T * C * 4), *sc = zalloc(T * 4), *b = zalloc(T * 4);
-    int8_t *q = zalloc(T * C);
+    float *x = galloc(g, T * C * 4), *sc = galloc(g, T * 4), *b = galloc(g, T * 4);
+    int8_t *q = galloc(g, T * C);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * C; i++) x[i] = rf(g, -3, 3) * (i % 97 == 0 ? 8.0f : 1.0f);
     flx_emu_quant_asym(q, sc, b, x, T, C, 4, fp);
-    uint8_t *qb = u4_bytes(q, T * C);
+    uint8_t *qb = u4_bytes(g, q, T * C);
+    if (gen_oom(s, g)) return;
     emit(s, "x", "input", DT_F4, 2, SH(T, C), x, "token-parallel TP=8", 8, NULL);
     emit(s, "q", "output", DT_U1, 2, SH(T, C), qb, "token-parallel TP=8", 8,
          "uint4 values 0..15: the low 4 bits are the ap_int<4> stream pattern");
     emit(s, "s", "output", DT_F4, 1, SH(T), sc, "one per token, lane order", 0, NULL);
     emit(s, "b", "output", DT_F4, 1, SH(T), b, "one per token, lane order", 0, NULL);
-    free(x); free(sc); free(b); free(q); free(qb);
 }
 
 static void k_quant_asym_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -321,16 +259,17 @@ static void k_quant_asym_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { C = 2048, B = 16 };
     cJSON_AddStringToObject(tp, "function", "dec_quant_layer_fp32_qint");
     cJSON_AddStringToObject(tp, "template", "N=4, asym=true, B=16, Kmax=2048");
-    float *x = zalloc(C * 4), sc, b;
-    int8_t *q = zalloc(C);
+    float *x = galloc(g, C * 4), sc, b;
+    int8_t *q = galloc(g, C);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < C; i++) x[i] = rf(g, -2, 5);
     flx_emu_quant_asym(q, &sc, &b, x, 1, C, 4, fp);
-    uint8_t *qb = u4_bytes(q, C);
+    uint8_t *qb = u4_bytes(g, q, C);
+    if (gen_oom(s, g)) return;
     emit(s, "x", "input", DT_F4, 1, SH(C), x, "block-partitioned B=16", B, NULL);
     emit(s, "q", "output", DT_U1, 1, SH(C), qb, "block-partitioned B=16", B, "uint4 values 0..15");
     emit(s, "s", "output", DT_F4, 1, SH(1), &sc, "scalar", 0, NULL);
     emit(s, "b", "output", DT_F4, 1, SH(1), &b, "scalar", 0, NULL);
-    free(x); free(q); free(qb);
 }
 
 static void k_dequant_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -338,8 +277,9 @@ static void k_dequant_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { T = 8, O = 96 };
     cJSON_AddStringToObject(tp, "function", "pref_dequant_layer_qint_fp32");
     cJSON_AddStringToObject(tp, "template", "Nacc=19, asym=true, TP=8");
-    int32_t *acc = zalloc(T * O * 4);
-    float *sc = zalloc(T * 4), *b = zalloc(T * 4), *ws = zalloc(O * 4), *wsum = zalloc(O * 4), *y = zalloc(T * O * 4);
+    int32_t *acc = galloc(g, T * O * 4);
+    float *sc = galloc(g, T * 4), *b = galloc(g, T * 4), *ws = galloc(g, O * 4), *wsum = galloc(g, O * 4), *y = galloc(g, T * O * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * O; i++) acc[i] = ri(g, -200000, 200000);
     for (int t = 0; t < T; t++) { sc[t] = rf(g, 0.05f, 0.5f); b[t] = rf(g, -3, 0); }
     for (int o = 0; o < O; o++) { ws[o] = rf(g, 0.005f, 0.02f); wsum[o] = rf(g, -1, 1); }
@@ -350,7 +290,6 @@ static void k_dequant_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "ws", "param", DT_F4, 1, SH(O), ws, "per output channel", 0, NULL);
     emit(s, "wsum", "param", DT_F4, 1, SH(O), wsum, "per output channel", 0, NULL);
     emit(s, "y", "output", DT_F4, 2, SH(T, O), y, "token-parallel TP=8", 8, NULL);
-    free(acc); free(sc); free(b); free(ws); free(wsum); free(y);
 }
 
 static void k_gemm_i4_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -358,16 +297,17 @@ static void k_gemm_i4_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { T = 8, O = 48, K = 2048 };
     cJSON_AddStringToObject(tp, "function", "pref_Linear_Layer_i4xi4 (PE_i4xi4_pack_2x2_2D)");
     cJSON_AddStringToObject(tp, "template", "TP=8, WP=24, Kmax=2048, L=11, is_uint=true");
-    int8_t *a = zalloc(T * K), *w = zalloc(O * K);
-    int32_t *acc = zalloc(T * O * 4);
+    int8_t *a = galloc(g, T * K), *w = galloc(g, O * K);
+    int32_t *acc = galloc(g, T * O * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * K; i++) a[i] = (int8_t)ri(g, -8, 7);      /* uint4 patterns */
     for (int i = 0; i < O * K; i++) w[i] = (int8_t)ri(g, -8, 7);
     flx_emu_gemm_i4(acc, a, 1, w, T, O, K, 19, NULL);
-    uint8_t *ab = u4_bytes(a, T * K);
+    uint8_t *ab = u4_bytes(g, a, T * K);
+    if (gen_oom(s, g)) return;
     emit(s, "a", "input", DT_U1, 2, SH(T, K), ab, "token-parallel TP=8", 8, "uint4 activations 0..15");
     emit(s, "w", "param", DT_I1, 2, SH(O, K), w, "row-major [out][in], int4 -8..7", 0, NULL);
     emit(s, "acc", "output", DT_I4, 2, SH(T, O), acc, "token-parallel TP=8", 8, "ap_int<19>");
-    free(a); free(w); free(acc); free(ab);
 }
 
 static void k_gemm_i4_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -375,16 +315,17 @@ static void k_gemm_i4_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { O = 1024, K = 2048 };   /* one output block of B*W: the least the reference runs */
     cJSON_AddStringToObject(tp, "function", "dec_Linear_Layer_i4xi4_unroll (PE_i4xi4_pack_1x2_1D)");
     cJSON_AddStringToObject(tp, "template", "B=16, U=2, W=64, Kmax=8192, L=13, is_uint=true");
-    int8_t *a = zalloc(K), *w = zalloc(O * K);
-    int32_t *acc = zalloc(O * 4);
+    int8_t *a = galloc(g, K), *w = galloc(g, O * K);
+    int32_t *acc = galloc(g, O * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < K; i++) a[i] = (int8_t)ri(g, -8, 7);
     for (int i = 0; i < O * K; i++) w[i] = (int8_t)ri(g, -8, 7);
     flx_emu_gemm_i4(acc, a, 1, w, 1, O, K, 21, NULL);
-    uint8_t *ab = u4_bytes(a, K);
+    uint8_t *ab = u4_bytes(g, a, K);
+    if (gen_oom(s, g)) return;
     emit(s, "a", "input", DT_U1, 1, SH(K), ab, "block-partitioned B=16", 16, "uint4 activations 0..15");
     emit(s, "w", "param", DT_I1, 2, SH(O, K), w, "row-major [out][in], int4 -8..7", 0, NULL);
     emit(s, "acc", "output", DT_I4, 1, SH(O), acc, "block-partitioned B=16", 16, "ap_int<21>");
-    free(a); free(w); free(acc); free(ab);
 }
 
 static void k_quant_static_q(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -393,8 +334,9 @@ static void k_quant_static_q(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_quant_layer_fp32_qint (Q)");
     cJSON_AddStringToObject(tp, "template", "N=8, TP=8, K=64, heads=32, is_signed=true; arguments block_id=0, seq_len=8, K=64, "
                             "mha_scale_factor=8.0f");
-    float *x = zalloc(T * H * d * 4), *sc = zalloc(H * 4);
-    int8_t *q = zalloc(T * H * d);
+    float *x = galloc(g, T * H * d * 4), *sc = galloc(g, H * 4);
+    int8_t *q = galloc(g, T * H * d);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * H * d; i++) x[i] = rf(g, -3, 3);
     float qs = 0.0175285172f;
     for (int h = 0; h < H; h++) sc[h] = qs;
@@ -402,7 +344,6 @@ static void k_quant_static_q(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "x", "input", DT_F4, 2, SH(T, H * d), x, "token-parallel TP=8", 8, NULL);
     emit(s, "scale", "param", DT_F4, 1, SH(H), sc, "per head (Q_s row of layer 0)", 0, NULL);
     emit(s, "q8", "output", DT_I1, 2, SH(T, H * d), q, "token-parallel TP=8", 8, NULL);
-    free(x); free(sc); free(q);
 }
 
 static void k_quant_static_p(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -412,15 +353,15 @@ static void k_quant_static_p(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
                             "(P; the production top calls it through pref_quant_layer_sfm_a_fp32_int8)");
     cJSON_AddStringToObject(tp, "template", "N=8, TP=8, K=64, heads=1, is_signed=false; arguments "
                             "block_id=0, seq_len=8, K=64, mha_scale_factor=1.0f");
-    float *x = zalloc(T * n * 4), as = 0.00318154902f;
-    int8_t *q = zalloc(T * n);
+    float *x = galloc(g, T * n * 4), as = 0.00318154902f;
+    int8_t *q = galloc(g, T * n);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * n; i++) x[i] = rf(g, 0, 1) * rf(g, 0, 1);
     flx_emu_quant_static(q, x, T, 1, n, &as, 1.0f, 8, 0, fp);
     emit(s, "p", "input", DT_F4, 2, SH(T, n), x, "token-parallel TP=8", 8, NULL);
     emit(s, "a_s", "param", DT_F4, 1, SH(1), &as, "scalar", 0, NULL);
     emit(s, "p8", "output", DT_U1, 2, SH(T, n), q, "token-parallel TP=8", 8,
          "uint8 0..255 carried as the ap_int<8> pattern (same bytes)");
-    free(x); free(q);
 }
 
 static void k_dequant_static_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -428,8 +369,9 @@ static void k_dequant_static_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *
     enum { T = 8, H = 32, d = 16 };
     cJSON_AddStringToObject(tp, "function", "pref_static_sym_per_tensor_dequant_layer_qint_fp32");
     cJSON_AddStringToObject(tp, "template", "Nacc=22, TP=8, K=16, act_heads=32, w_heads=8");
-    int32_t *acc = zalloc(T * H * d * 4);
-    float in_s[H], w_s[8], *y = zalloc(T * H * d * 4);
+    int32_t *acc = galloc(g, T * H * d * 4);
+    float in_s[H], w_s[8], *y = galloc(g, T * H * d * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * H * d; i++) acc[i] = ri(g, -1000000, 1000000);
     for (int h = 0; h < H; h++) in_s[h] = rf(g, 0.01f, 0.02f);
     for (int h = 0; h < 8; h++) w_s[h] = rf(g, 0.1f, 0.2f);
@@ -438,7 +380,6 @@ static void k_dequant_static_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *
     emit(s, "in_s", "param", DT_F4, 1, SH(H), in_s, "per query head", 0, NULL);
     emit(s, "w_s", "param", DT_F4, 1, SH(8), w_s, "per KV head (query head h uses h/4)", 0, NULL);
     emit(s, "y", "output", DT_F4, 2, SH(T, H * d), y, "token-parallel TP=8", 8, NULL);
-    free(acc); free(y);
 }
 
 static void k_qk_i8_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -447,15 +388,15 @@ static void k_qk_i8_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_qxk_template (PE_i8xi8_pack_2x2_2xDSP_2D)");
     cJSON_AddStringToObject(tp, "template", "TP=8, Kp=16, head_dim=64, acc=ap_int<22>; one head");
     ref_call(tp, NK, NK / T, 0, "block 1 (queries 8..15): any int8 data; its scores are not recorded");
-    int8_t *q = zalloc(T * d), *k = zalloc(NK * d);
-    int32_t *acc = zalloc(T * NK * 4);
+    int8_t *q = galloc(g, T * d), *k = galloc(g, NK * d);
+    int32_t *acc = galloc(g, T * NK * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * d; i++) q[i] = (int8_t)ri(g, -128, 127);
     for (int i = 0; i < NK * d; i++) k[i] = (int8_t)ri(g, -128, 127);
     flx_emu_qk_i8(acc, NK, q, d, k, d, T, NK, d, 22);
     emit(s, "q8", "input", DT_I1, 2, SH(T, d), q, "token-parallel TP=8", 8, NULL);
     emit(s, "k8", "input", DT_I1, 2, SH(NK, d), k, "token-parallel Kp=16", 16, NULL);
     emit(s, "acc", "output", DT_I4, 2, SH(T, NK), acc, "token-parallel TP=8", 8, NULL);
-    free(q); free(k); free(acc);
 }
 
 static void k_av_u8i8_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -464,15 +405,15 @@ static void k_av_u8i8_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     cJSON_AddStringToObject(tp, "function", "pref_MHA_i8xi8_axv_template");
     cJSON_AddStringToObject(tp, "template", "TP=8, Vp=16, head_dim=64, is_uint=true, acc=ap_int<26>; one head");
     ref_call(tp, NK, NK / T, 0, "block 1 (queries 8..15): any uint8 P; its outputs are not recorded");
-    int8_t *p = zalloc(T * NK), *v = zalloc(NK * d);
-    int32_t *acc = zalloc(T * d * 4);
+    int8_t *p = galloc(g, T * NK), *v = galloc(g, NK * d);
+    int32_t *acc = galloc(g, T * d * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * NK; i++) p[i] = (int8_t)ri(g, -128, 127);
     for (int i = 0; i < NK * d; i++) v[i] = (int8_t)ri(g, -128, 127);
     flx_emu_av_u8i8(acc, d, p, NK, 1, v, d, T, NK, d, 26);
     emit(s, "p8", "input", DT_U1, 2, SH(T, NK), p, "token-parallel TP=8", 8, "uint8 probabilities");
     emit(s, "v8", "input", DT_I1, 2, SH(NK, d), v, "[key][dim]", 0, NULL);
     emit(s, "acc", "output", DT_I4, 2, SH(T, d), acc, "token-parallel TP=8", 8, NULL);
-    free(p); free(v); free(acc);
 }
 
 static void k_softmax_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -483,13 +424,13 @@ static void k_softmax_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
                             "heads=1, enable_scale=false, sub_max=true>");
     ref_call(tp, n, n / T, 1, "block 0 (queries 0..7) before the recorded one, blocks 2 and 3 "
              "after: any scores; the mask and row length of block M follow from M and seq_len");
-    float *x = zalloc(T * n * 4), *y = zalloc(T * n * 4);
+    float *x = galloc(g, T * n * 4), *y = galloc(g, T * n * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * n; i++) x[i] = y[i] = rf(g, -8, 8);
     flx_emu_causal_mask(y, n, T, n, 8);
     for (int t = 0; t < T; t++) flx_emu_softmax_pref(y + t * n, n, fp);
     emit(s, "scores", "input", DT_F4, 2, SH(T, n), x, "token-parallel TP=8", 8, NULL);
     emit(s, "p", "output", DT_F4, 2, SH(T, n), y, "token-parallel TP=8", 8, NULL);
-    free(x); free(y);
 }
 
 static void k_softmax_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -521,14 +462,14 @@ static void k_rmsnorm_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { T = 8, D = 2048 };
     cJSON_AddStringToObject(tp, "function", "pref_Layer_Norm (RMS)");
     cJSON_AddStringToObject(tp, "template", "TP=8, D=2048, eps=1e-5f");
-    float *x = zalloc(T * D * 4), *gm = zalloc(D * 4), *y = zalloc(T * D * 4);
+    float *x = galloc(g, T * D * 4), *gm = galloc(g, D * 4), *y = galloc(g, T * D * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * D; i++) x[i] = rf(g, -2, 2);
     for (int i = 0; i < D; i++) gm[i] = rf(g, 0.5f, 1.5f);
     flx_emu_rmsnorm_pref(y, x, gm, T, D, 1e-5f, fp);
     emit(s, "x", "input", DT_F4, 2, SH(T, D), x, "token-parallel TP=8", 8, NULL);
     emit(s, "gamma", "param", DT_F4, 1, SH(D), gm, "scalar stream", 0, NULL);
     emit(s, "y", "output", DT_F4, 2, SH(T, D), y, "token-parallel TP=8", 8, NULL);
-    free(x); free(gm); free(y);
 }
 
 static void k_rmsnorm_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -536,13 +477,13 @@ static void k_rmsnorm_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { D = 2048, B = 8 };
     cJSON_AddStringToObject(tp, "function", "dec_Layer_Norm (RMS)");
     cJSON_AddStringToObject(tp, "template", "B_T=8, D=2048, eps=1e-5f");
-    float *x = zalloc(D * 4), *gm = zalloc(D * 4), *y = zalloc(D * 4);
+    float *x = galloc(g, D * 4), *gm = galloc(g, D * 4), *y = galloc(g, D * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < D; i++) { x[i] = rf(g, -2, 2); gm[i] = rf(g, 0.5f, 1.5f); }
     flx_emu_rmsnorm_dec(y, x, gm, D, B, 1e-5f, fp);
     emit(s, "x", "input", DT_F4, 1, SH(D), x, "block-partitioned B_T=8", B, NULL);
     emit(s, "gamma", "param", DT_F4, 1, SH(D), gm, "block-partitioned B_T=8", B, NULL);
     emit(s, "y", "output", DT_F4, 1, SH(D), y, "block-partitioned B_T=8", B, NULL);
-    free(x); free(gm); free(y);
 }
 
 static void k_rope_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -552,8 +493,9 @@ static void k_rope_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     cJSON_AddStringToObject(tp, "template", "TP=8, head_num=32, head_dim=64, table rows PE_sin/PE_cos[16][32]");
     ref_call(tp, 16, 2, 1, "block 0 (positions 0..7) before the recorded one: pos = 8M + lane counts "
              "blocks from the start of the call");
-    float *x = zalloc(T * H * d * 4), *y = zalloc(T * H * d * 4);
-    float *sn = zalloc(P * 32 * 4), *cs = zalloc(P * 32 * 4);
+    float *x = galloc(g, T * H * d * 4), *y = galloc(g, T * H * d * 4);
+    float *sn = galloc(g, P * 32 * 4), *cs = galloc(g, P * 32 * 4);
+    if (gen_oom(s, g)) return;
     flx_emu_rope_table(sn, cs, P, d, NULL);   /* the reference's base-10000 rows */
     for (int i = 0; i < T * H * d; i++) x[i] = rf(g, -3, 3);
     for (int t = 0; t < T; t++) flx_emu_rope(y + t * H * d, x + t * H * d, H, d, sn, cs, 8 + t, fp);
@@ -561,7 +503,6 @@ static void k_rope_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "sin", "param", DT_F4, 2, SH(P, 32), sn, "PE_sin[pos][k], base 10000", 0, NULL);
     emit(s, "cos", "param", DT_F4, 2, SH(P, 32), cs, "PE_cos[pos][k], base 10000", 0, NULL);
     emit(s, "y", "output", DT_F4, 2, SH(T, H * d), y, "token-parallel TP=8", 8, NULL);
-    free(x); free(y); free(sn); free(cs);
 }
 
 static void k_silu_gate_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -569,13 +510,13 @@ static void k_silu_gate_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { n = 8192 };
     cJSON_AddStringToObject(tp, "function", "dec_Swish + dec_Gate_Layer_fp32xfp32");
     cJSON_AddStringToObject(tp, "template", "B=16, I=8192");
-    float *gt = zalloc(n * 4), *u = zalloc(n * 4), *y = zalloc(n * 4);
+    float *gt = galloc(g, n * 4), *u = galloc(g, n * 4), *y = galloc(g, n * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < n; i++) { gt[i] = rf(g, -12, 12); u[i] = rf(g, -3, 3); }
     flx_emu_silu_gate(y, gt, u, n, fp);
     emit(s, "gate", "input", DT_F4, 1, SH(n), gt, "block-partitioned B=16", 16, NULL);
     emit(s, "up", "input", DT_F4, 1, SH(n), u, "block-partitioned B=16", 16, NULL);
     emit(s, "y", "output", DT_F4, 1, SH(n), y, "block-partitioned B=16", 16, NULL);
-    free(gt); free(u); free(y);
 }
 
 static void k_residual_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -583,13 +524,13 @@ static void k_residual_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { n = 2048 };
     cJSON_AddStringToObject(tp, "function", "Residual_Layer");
     cJSON_AddStringToObject(tp, "template", "B=16, D=2048");
-    float *a = zalloc(n * 4), *r = zalloc(n * 4), *y = zalloc(n * 4);
+    float *a = galloc(g, n * 4), *r = galloc(g, n * 4), *y = galloc(g, n * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < n; i++) { a[i] = rf(g, -5, 5); r[i] = rf(g, -5, 5); }
     flx_emu_residual(y, a, r, n, fp);
     emit(s, "in", "input", DT_F4, 1, SH(n), a, "block-partitioned B=16", 16, NULL);
     emit(s, "residual", "input", DT_F4, 1, SH(n), r, "block-partitioned B=16", 16, NULL);
     emit(s, "y", "output", DT_F4, 1, SH(n), y, "block-partitioned B=16", 16, NULL);
-    free(a); free(r); free(y);
 }
 
 static void k_fht_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -597,12 +538,12 @@ static void k_fht_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { n = 8192 };
     cJSON_AddStringToObject(tp, "function", "dec_FHT / pref_FHT");
     cJSON_AddStringToObject(tp, "template", "N=8192, log2N=13, scale_factor=90.50967f");
-    float *x = zalloc(n * 4), *y = zalloc(n * 4);
+    float *x = galloc(g, n * 4), *y = galloc(g, n * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < n; i++) x[i] = y[i] = rf(g, -4, 4);
     flx_emu_fht(y, n, 90.50967f, fp);
     emit(s, "x", "input", DT_F4, 1, SH(n), x, "block-partitioned B=16", 16, NULL);
     emit(s, "y", "output", DT_F4, 1, SH(n), y, "block-partitioned B=16", 16, NULL);
-    free(x); free(y);
 }
 
 static void k_topk_sampling(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -610,7 +551,8 @@ static void k_topk_sampling(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { V = 131072 };
     cJSON_AddStringToObject(tp, "function", "dec_Sampling_Embedding_Layer (sort_top_k)");
     cJSON_AddStringToObject(tp, "template", "B=16, VP=131072, K=5");
-    float *l = zalloc(V * 4);
+    float *l = galloc(g, V * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < V; i++) l[i] = (float)ri(g, -400, 400) * 0.05f;   /* many ties */
     float r = rf(g, 0, 1);
     flx_emu_topk tk;
@@ -623,7 +565,6 @@ static void k_topk_sampling(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "values", "output", DT_F4, 1, SH(5), tk.value, "merged top-5, rank order", 0, NULL);
     emit(s, "probs", "output", DT_F4, 1, SH(5), tk.prob, "rank order", 0, NULL);
     emit(s, "token", "output", DT_I4, 1, SH(1), &tok, "sampled id", 0, NULL);
-    free(l);
 }
 
 static void k_gemv_f32_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -631,14 +572,14 @@ static void k_gemv_f32_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { O = 64, K = 2048 };
     cJSON_AddStringToObject(tp, "function", "dec_Linear_Layer_fp32xfp32 (PE_fp32xfp32_pack_1x2_1D, HMT)");
     cJSON_AddStringToObject(tp, "template", "B=4, W=8");
-    float *x = zalloc(K * 4), *w = zalloc(O * K * 4), *y = zalloc(O * 4);
+    float *x = galloc(g, K * 4), *w = galloc(g, O * K * 4), *y = galloc(g, O * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < K; i++) x[i] = rf(g, -1, 1);
     for (int i = 0; i < O * K; i++) w[i] = rf(g, -1.0f / 2048, 1.0f / 2048);
     flx_emu_gemv_f32(y, x, w, O, K, fp);
     emit(s, "x", "input", DT_F4, 1, SH(K), x, "natural order", 0, NULL);
     emit(s, "w", "param", DT_F4, 2, SH(O, K), w, "row-major [out][in]", 0, NULL);
     emit(s, "y", "output", DT_F4, 1, SH(O), y, "natural order", 0, NULL);
-    free(x); free(w); free(y);
 }
 
 static void k_exp(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -646,13 +587,13 @@ static void k_exp(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { n = 4096 };
     cJSON_AddStringToObject(tp, "function", "exp (the selected exponential)");
     cJSON_AddStringToObject(tp, "template", flx_emu_exp_name(fp->exp));
-    float *x = zalloc(n * 4), *y = zalloc(n * 4);
+    float *x = galloc(g, n * 4), *y = galloc(g, n * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < n; i++) x[i] = i < 8 ? (float[]){ 0.0f, -0.0f, 88.7f, 89.0f, -87.5f, -103.9f, -104.0f, 1.0f }[i]
                                              : rf(g, -110, 90);
     for (int i = 0; i < n; i++) y[i] = flx_emu_exp(fp, x[i]);
     emit(s, "x", "input", DT_F4, 1, SH(n), x, "natural order", 0, NULL);
     emit(s, "y", "output", DT_F4, 1, SH(n), y, "natural order", 0, NULL);
-    free(x); free(y);
 }
 
 /* ---------------------------------------- decode and prefill variants */
@@ -663,8 +604,9 @@ static void k_dequant_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { O = 1024, B = 16, W = 64 };
     cJSON_AddStringToObject(tp, "function", "dec_dequant_layer_qint_fp32_bandwidth");
     cJSON_AddStringToObject(tp, "template", "Nacc=21, asym=true, B=16, W=64; one output block of B*W");
-    int32_t *acc = zalloc(O * 4);
-    float *ws = zalloc(O * 4), *wsum = zalloc(O * 4), *y = zalloc(O * 4), sc[2];
+    int32_t *acc = galloc(g, O * 4);
+    float *ws = galloc(g, O * 4), *wsum = galloc(g, O * 4), *y = galloc(g, O * 4), sc[2];
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < O; i++) acc[i] = ri(g, -1000000, 1000000);
     for (int i = 0; i < O; i++) { ws[i] = rf(g, 0.004f, 0.012f); wsum[i] = rf(g, -1, 1); }
     sc[0] = rf(g, 0.05f, 0.5f);
@@ -677,7 +619,6 @@ static void k_dequant_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
          "channel j*(O/B) + N*W + c");
     emit(s, "wsum", "param", DT_F4, 1, SH(O), wsum, "per output channel", 0, NULL);
     emit(s, "y", "output", DT_F4, 1, SH(O), y, "block-partitioned B=16", B, NULL);
-    free(acc); free(ws); free(wsum); free(y);
 }
 
 /* the plain decode dequantizer (unused in production, reference-design §1.2f): the
@@ -687,8 +628,9 @@ static void k_dequant_dec_plain(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp
     enum { O = 2048, B = 16 };
     cJSON_AddStringToObject(tp, "function", "dec_dequant_layer_qint_fp32");
     cJSON_AddStringToObject(tp, "template", "Nacc=21, asym=true, B=16");
-    int32_t *acc = zalloc(O * 4);
-    float *ws = zalloc(O * 4), *wsum = zalloc(O * 4), *y = zalloc(O * 4), sc[2];
+    int32_t *acc = galloc(g, O * 4);
+    float *ws = galloc(g, O * 4), *wsum = galloc(g, O * 4), *y = galloc(g, O * 4), sc[2];
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < O; i++) acc[i] = ri(g, -1000000, 1000000);
     for (int i = 0; i < O; i++) { ws[i] = rf(g, 0.004f, 0.012f); wsum[i] = rf(g, -1, 1); }
     sc[0] = rf(g, 0.05f, 0.5f);
@@ -699,7 +641,6 @@ static void k_dequant_dec_plain(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp
     emit(s, "ws", "param", DT_F4, 1, SH(O), ws, "block-partitioned B=16", B, "one vector per beat");
     emit(s, "wsum", "param", DT_F4, 1, SH(O), wsum, "block-partitioned B=16", B, "one vector per beat");
     emit(s, "y", "output", DT_F4, 1, SH(O), y, "block-partitioned B=16", B, NULL);
-    free(acc); free(ws); free(wsum); free(y);
 }
 
 /* decode Q quantizer, head-parallel: lane m holds heads 4m..4m+3, i.e. the
@@ -710,15 +651,15 @@ static void k_quant_static_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     cJSON_AddStringToObject(tp, "function", "dec_MHA_static_sym_per_tensor_quant_layer_fp32_qint (Q)");
     cJSON_AddStringToObject(tp, "template", "N=8, HP=8, K=64, heads=32, is_signed=true; arguments "
                             "block_id=0, mha_scale_factor=8.0f");
-    float *x = zalloc(H * d * 4), sc[H];
-    int8_t *q = zalloc(H * d);
+    float *x = galloc(g, H * d * 4), sc[H];
+    int8_t *q = galloc(g, H * d);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < H * d; i++) x[i] = rf(g, -3, 3);
     for (int h = 0; h < H; h++) sc[h] = rf(g, 0.01f, 0.02f);   /* all different: checks the lane map */
     flx_emu_quant_static(q, x, 1, H, d, sc, 8.0f, 8, 1, fp);
     emit(s, "x", "input", DT_F4, 1, SH(H * d), x, "head-parallel HP=8 (block-partitioned)", HP, NULL);
     emit(s, "scale", "param", DT_F4, 1, SH(H), sc, "per head (table[block_id][head])", 0, NULL);
     emit(s, "q8", "output", DT_I1, 1, SH(H * d), q, "head-parallel HP=8 (block-partitioned)", HP, NULL);
-    free(x); free(q);
 }
 
 static void k_dequant_static_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -726,8 +667,9 @@ static void k_dequant_static_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *t
     enum { H = 32, d = 64, HP = 8 };
     cJSON_AddStringToObject(tp, "function", "dec_MHA_static_sym_per_tensor_dequant_layer_qint_fp32");
     cJSON_AddStringToObject(tp, "template", "Nacc=22, HP=8, K=64, act_heads=32, w_heads=8");
-    int32_t *acc = zalloc(H * d * 4);
-    float in_s[H], w_s[8], *y = zalloc(H * d * 4);
+    int32_t *acc = galloc(g, H * d * 4);
+    float in_s[H], w_s[8], *y = galloc(g, H * d * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < H * d; i++) acc[i] = ri(g, -1000000, 1000000);
     for (int h = 0; h < H; h++) in_s[h] = rf(g, 0.01f, 0.02f);
     for (int h = 0; h < 8; h++) w_s[h] = rf(g, 0.1f, 0.2f);
@@ -736,7 +678,6 @@ static void k_dequant_static_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *t
     emit(s, "in_s", "param", DT_F4, 1, SH(H), in_s, "per query head", 0, NULL);
     emit(s, "w_s", "param", DT_F4, 1, SH(8), w_s, "per KV head (query head h uses h/4)", 0, NULL);
     emit(s, "y", "output", DT_F4, 1, SH(H * d), y, "head-parallel HP=8 (block-partitioned)", HP, NULL);
-    free(acc); free(y);
 }
 
 /* decode QK^T of one head lane over S = 37 keys: 2 blocks of Kp = 32, the
@@ -748,8 +689,9 @@ static void k_qk_i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     cJSON_AddStringToObject(tp, "function", "dec_MHA_i8xi8_qxk_template + dec_quant_a_discard_template "
                             "(PE_i8xi8_pack_1x2_1xDSP_1D), one head lane");
     cJSON_AddStringToObject(tp, "template", "Kp=32, head_dim=64, acc=ap_int<22>; S=37 keys");
-    int8_t *q = zalloc(d), *k = zalloc(S * d);
-    int32_t *acc = zalloc(S * 4);
+    int8_t *q = galloc(g, d), *k = galloc(g, S * d);
+    int32_t *acc = galloc(g, S * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < d; i++) q[i] = (int8_t)ri(g, -128, 127);
     for (int i = 0; i < S * d; i++) k[i] = (int8_t)ri(g, -128, 127);
     q[0] = k[0] = -128;
@@ -758,7 +700,6 @@ static void k_qk_i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "k8", "input", DT_I1, 2, SH(S, d), k, "[key][dim]; streamed per block of 32 keys, one beat "
          "per dim, lane j = key 32n+j (zero past S)", 0, NULL);
     emit(s, "acc", "output", DT_I4, 1, SH(S), acc, "one beat per key, keys >= S discarded", 0, NULL);
-    free(q); free(k); free(acc);
 }
 
 static void k_av_u8i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -767,8 +708,9 @@ static void k_av_u8i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     (void)fp;
     cJSON_AddStringToObject(tp, "function", "dec_MHA_i8xi8_axv_template, one head lane");
     cJSON_AddStringToObject(tp, "template", "Vp=32, head_dim=64, is_uint=true, acc=ap_int<27>; S=37 keys");
-    int8_t *p = zalloc(S), *v = zalloc(S * d);
-    int32_t *acc = zalloc(d * 4);
+    int8_t *p = galloc(g, S), *v = galloc(g, S * d);
+    int32_t *acc = galloc(g, d * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < S; i++) p[i] = (int8_t)ri(g, -128, 127);
     for (int i = 0; i < S * d; i++) v[i] = (int8_t)ri(g, -128, 127);
     p[0] = (int8_t)-1;    /* 255 */
@@ -778,7 +720,6 @@ static void k_av_u8i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "v8", "input", DT_I1, 2, SH(S, d), v, "[key][dim]; streamed per block of 32 dims, one beat "
          "per key", 0, NULL);
     emit(s, "acc", "output", DT_I4, 1, SH(d), acc, "one beat per dim", 0, NULL);
-    free(p); free(v); free(acc);
 }
 
 static void k_silu_gate_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -786,13 +727,13 @@ static void k_silu_gate_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { T = 8, I = 8192 };
     cJSON_AddStringToObject(tp, "function", "pref_Swish + pref_Gate_Layer_fp32xfp32");
     cJSON_AddStringToObject(tp, "template", "TP=8, I=8192");
-    float *gt = zalloc(T * I * 4), *u = zalloc(T * I * 4), *y = zalloc(T * I * 4);
+    float *gt = galloc(g, T * I * 4), *u = galloc(g, T * I * 4), *y = galloc(g, T * I * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * I; i++) { gt[i] = rf(g, -12, 12); u[i] = rf(g, -3, 3); }
     flx_emu_silu_gate(y, gt, u, (int64_t)T * I, fp);
     emit(s, "gate", "input", DT_F4, 2, SH(T, I), gt, "token-parallel TP=8", 8, NULL);
     emit(s, "up", "input", DT_F4, 2, SH(T, I), u, "token-parallel TP=8", 8, NULL);
     emit(s, "y", "output", DT_F4, 2, SH(T, I), y, "token-parallel TP=8", 8, NULL);
-    free(gt); free(u); free(y);
 }
 
 static void k_residual_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -800,13 +741,13 @@ static void k_residual_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     enum { T = 8, D = 2048 };
     cJSON_AddStringToObject(tp, "function", "Residual_Layer (prefill, token-parallel)");
     cJSON_AddStringToObject(tp, "template", "TP=8, D=2048");
-    float *a = zalloc(T * D * 4), *r = zalloc(T * D * 4), *y = zalloc(T * D * 4);
+    float *a = galloc(g, T * D * 4), *r = galloc(g, T * D * 4), *y = galloc(g, T * D * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < T * D; i++) { a[i] = rf(g, -5, 5); r[i] = rf(g, -5, 5); }
     flx_emu_residual(y, a, r, (int64_t)T * D, fp);
     emit(s, "in", "input", DT_F4, 2, SH(T, D), a, "token-parallel TP=8", 8, NULL);
     emit(s, "residual", "input", DT_F4, 2, SH(T, D), r, "token-parallel TP=8", 8, NULL);
     emit(s, "y", "output", DT_F4, 2, SH(T, D), y, "token-parallel TP=8", 8, NULL);
-    free(a); free(r); free(y);
 }
 
 /* ------------------------------------------------- whole layers (U280 shape) */
@@ -1135,8 +1076,9 @@ static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     layer_trace t;
     memset(&kv, 0, sizeof kv);
     memset(&t, 0, sizeof t);
-    float *y = zalloc((size_t)T * D * 4);
-    int8_t *kc = zalloc((size_t)T * KV), *vc = zalloc((size_t)T * KV);
+    float *y = galloc(g, (size_t)T * D * 4);
+    int8_t *kc = galloc(g, (size_t)T * KV), *vc = galloc(g, (size_t)T * KV);
+    if (gen_oom(s, g)) return;
     int32_t toks[T];
     for (int i = 0; i < T; i++) toks[i] = i;
     flx_emu_opts o;
@@ -1144,7 +1086,7 @@ static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     o.fp = *fp;
     o.reference_quirks = 1;
     const char *tl = "token-parallel TP=8";
-    if (!y || !kc || !vc || lm_build(&m, g, T)) {
+    if (lm_build(&m, g, T)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: out of memory");
     } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
         if (!(s->rc = flx_emu_kv_init(&kv, &e, T, s->err)) &&
@@ -1169,7 +1111,6 @@ static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     }
     lt_free(&t);
     lm_free(&m);
-    free(y); free(kc); free(vc);
 }
 
 static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -1183,8 +1124,9 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     layer_trace t;
     memset(&kv, 0, sizeof kv);
     memset(&t, 0, sizeof t);
-    float *y = zalloc(D * 4);
-    int8_t *kc = zalloc((size_t)(P + 1) * KV), *vc = zalloc((size_t)(P + 1) * KV);
+    float *y = galloc(g, D * 4);
+    int8_t *kc = galloc(g, (size_t)(P + 1) * KV), *vc = galloc(g, (size_t)(P + 1) * KV);
+    if (gen_oom(s, g)) return;
     int32_t toks[P];
     for (int i = 0; i < P; i++) toks[i] = i;
     flx_emu_opts o;
@@ -1192,7 +1134,7 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     o.fp = *fp;
     o.reference_quirks = 1;
     const char *bt = "block-partitioned B_T=8";
-    if (!y || !kc || !vc || lm_build(&m, g, P + 1)) {
+    if (lm_build(&m, g, P + 1)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: out of memory");
     } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
         if (!(s->rc = flx_emu_kv_init(&kv, &e, 2 * P, s->err)) &&
@@ -1225,7 +1167,6 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     }
     lt_free(&t);
     lm_free(&m);
-    free(y); free(kc); free(vc);
 }
 
 /* A tiny whole model: two decoder layers of the U280 shape, a 1024-row
@@ -1244,7 +1185,8 @@ static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     flx_emu_engine e;
     flx_emu_kv kv;
     memset(&kv, 0, sizeof kv);
-    float *logits = zalloc(V * 4), *hidden = zalloc(D * 4);
+    float *logits = galloc(g, V * 4), *hidden = galloc(g, D * 4);
+    if (gen_oom(s, g)) return;
     int32_t toks[P];
     for (int i = 0; i < P; i++) toks[i] = i;
     flx_emu_opts o;
@@ -1252,7 +1194,7 @@ static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     o.fp = *fp;
     o.reference_quirks = 1;
     const char *bt = "block-partitioned B_T=8";
-    if (!logits || !hidden || lm_build_n(&m, g, V, NL)) {
+    if (lm_build_n(&m, g, V, NL)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "model_decode: out of memory");
     } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
         if (!(s->rc = flx_emu_kv_init(&kv, &e, 2 * P, s->err)) &&
@@ -1308,7 +1250,6 @@ static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
         flx_emu_engine_free(&e);
     }
     lm_free(&m);
-    free(logits); free(hidden);
 }
 
 /* ------------------------------------------------------------- HMT (docs/hmt.md 4) */
@@ -1335,8 +1276,9 @@ static void hmt_state(gen *g, float *wk, float *mmem, float *kmem, uint8_t *mask
 static void hmt_recall_emit(sink *s, gen *g, const flx_emu_fp *fp, const float *mmem, const float *kmem,
                             const uint8_t *mask, int masked)
 {
-    float *wq = zalloc((size_t)HMT_H * HMT_D * 4), *x = zalloc(HMT_D * 4), *q = zalloc(HMT_H * 4);
-    float *p = zalloc(HMT_D * 4), *mt = zalloc((size_t)HMT_S * HMT_D * 4), sc[HMT_S];
+    float *wq = galloc(g, (size_t)HMT_H * HMT_D * 4), *x = galloc(g, HMT_D * 4), *q = galloc(g, HMT_H * 4);
+    float *p = galloc(g, HMT_D * 4), *mt = galloc(g, (size_t)HMT_S * HMT_D * 4), sc[HMT_S];
+    if (gen_oom(s, g)) return;
     int32_t m32[HMT_S];
     for (size_t i = 0; i < (size_t)HMT_H * HMT_D; i++) wq[i] = rf(g, -1.0f / 2048, 1.0f / 2048);
     for (int i = 0; i < HMT_D; i++) x[i] = rf(g, -4, 4);
@@ -1352,7 +1294,6 @@ static void hmt_recall_emit(sink *s, gen *g, const flx_emu_fp *fp, const float *
     emit(s, "q", "output", DT_F4, 1, SH(HMT_H), q, "natural order (Qn = Wq Sn)", 0, NULL);
     emit(s, "a", "output", DT_F4, 1, SH(HMT_S), sc, "block-partitioned B=4 (An' softmax)", 4, NULL);
     emit(s, "p", "output", DT_F4, 1, SH(HMT_D), p, "block-partitioned B=4 (Pn)", 4, NULL);
-    free(wq); free(x); free(q); free(p); free(mt);
 }
 
 static void hmt_common(cJSON *tp, const char *fn)
@@ -1366,21 +1307,22 @@ static void hmt_common(cJSON *tp, const char *fn)
 static void k_hmt_recall(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     hmt_common(tp, "HMT retrieval: Qn = Wq Sn, An = Kmem Qn, masked dec_Softmax, Pn = Mmem^T An' (docs/hmt.md 4)");
-    float *wk = zalloc((size_t)HMT_H * HMT_D * 4), *mmem = zalloc((size_t)HMT_S * HMT_D * 4);
-    float *kmem = zalloc((size_t)HMT_S * HMT_H * 4);
+    float *wk = galloc(g, (size_t)HMT_H * HMT_D * 4), *mmem = galloc(g, (size_t)HMT_S * HMT_D * 4);
+    float *kmem = galloc(g, (size_t)HMT_S * HMT_H * 4);
+    if (gen_oom(s, g)) return;
     uint8_t mask[HMT_S];
     hmt_state(g, wk, mmem, kmem, mask, 37, fp);
     hmt_recall_emit(s, g, fp, mmem, kmem, mask, 1);
-    free(wk); free(mmem); free(kmem);
 }
 
 /* memory update of segment 100: Kn = Wk Mn into ring slot 100 mod 64 = 36 */
 static void k_hmt_update(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     hmt_common(tp, "HMT memory update: Kn = Wk Mn; Mmem[n mod 64] = Mn, Kmem[n mod 64] = Kn (docs/hmt.md 4)");
-    float *wk = zalloc((size_t)HMT_H * HMT_D * 4), *mmem = zalloc((size_t)HMT_S * HMT_D * 4);
-    float *kmem = zalloc((size_t)HMT_S * HMT_H * 4), *m = zalloc(HMT_D * 4), *k = zalloc(HMT_H * 4);
-    float *mo = zalloc((size_t)HMT_S * HMT_D * 4), *ko = zalloc((size_t)HMT_S * HMT_H * 4);
+    float *wk = galloc(g, (size_t)HMT_H * HMT_D * 4), *mmem = galloc(g, (size_t)HMT_S * HMT_D * 4);
+    float *kmem = galloc(g, (size_t)HMT_S * HMT_H * 4), *m = galloc(g, HMT_D * 4), *k = galloc(g, HMT_H * 4);
+    float *mo = galloc(g, (size_t)HMT_S * HMT_D * 4), *ko = galloc(g, (size_t)HMT_S * HMT_H * 4);
+    if (gen_oom(s, g)) return;
     uint8_t mask[HMT_S];
     hmt_state(g, wk, mmem, kmem, mask, HMT_S, fp);
     const int32_t seg = 100, slot = seg % HMT_S;
@@ -1398,7 +1340,6 @@ static void k_hmt_update(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "k", "output", DT_F4, 1, SH(HMT_H), k, "natural order (Kn)", 0, NULL);
     emit(s, "mmem_out", "output", DT_F4, 2, SH(HMT_S, HMT_D), mo, "slot-major [64][d]", 0, NULL);
     emit(s, "kmem_out", "output", DT_F4, 2, SH(HMT_S, HMT_H), ko, "slot-major [64][h]", 0, NULL);
-    free(wk); free(mmem); free(kmem); free(m); free(k); free(mo); free(ko);
 }
 
 /* one segment step of the HMT unit (--layer hmt): segment 70 with a full
@@ -1408,8 +1349,8 @@ static void k_hmt_update(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 static void k_layer_hmt(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     hmt_common(tp, "hmt_segment_loader_sync_template: retrieval + memory update of one segment (docs/hmt.md 4)");
-    float *wk = zalloc((size_t)HMT_H * HMT_D * 4), *mmem = zalloc((size_t)HMT_S * HMT_D * 4);
-    float *kmem = zalloc((size_t)HMT_S * HMT_H * 4), *m = zalloc(HMT_D * 4), *k = zalloc(HMT_H * 4);
+    float *wk = galloc(g, (size_t)HMT_H * HMT_D * 4), *mmem = galloc(g, (size_t)HMT_S * HMT_D * 4);
+    float *kmem = galloc(g, (size_t)HMT_S * HMT_H * 4), *m = galloc(g, HMT_D * 4), *k = galloc(g, HMT_H * 4);
     uint8_t mask[HMT_S];
     hmt_state(g, wk, mmem, kmem, mask, HMT_S, fp);
     emit(s, "wk", "param", DT_F4, 2, SH(HMT_H, HMT_D), wk, "row-major [h][d]", 0, NULL);
@@ -1424,7 +1365,6 @@ static void k_layer_hmt(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "k", "output", DT_F4, 1, SH(HMT_H), k, "natural order (Kn)", 0, NULL);
     emit(s, "mmem_out", "output", DT_F4, 2, SH(HMT_S, HMT_D), mmem, "slot-major [64][d]", 0, NULL);
     emit(s, "kmem_out", "output", DT_F4, 2, SH(HMT_S, HMT_H), kmem, "slot-major [64][h]", 0, NULL);
-    free(wk); free(mmem); free(kmem); free(m); free(k);
 }
 
 typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);
@@ -1504,12 +1444,45 @@ static void gen_seed(gen *g, uint64_t seed, const char *name)
     flx_rng_seed(&g->rng, seed ^ h);
 }
 
+/* kernel i on its own stream; its buffers are freed when it returns */
+static void run_generator(sink *s, int i, uint64_t seed, const flx_emu_fp *fp, cJSON *tp)
+{
+    gen g;
+    memset(&g, 0, sizeof g);
+    gen_seed(&g, seed, seed_name(i));
+    KERNELS[i].fn(s, &g, fp, tp);
+    gen_free(&g);
+}
+
 static int make_dir(const char *path, flx_error *err)
 {
     if (flx_is_dir(path)) return FLX_OK;
     if (mkdir(path, 0777) != 0)
         return flx_fail(err, FLX_EIO, "%s: cannot create folder: %s", path, strerror(errno));
     return FLX_OK;
+}
+
+/* the manifest's fields before the kernel list; NULL when out of memory */
+static cJSON *manifest_header(const char *config, const flx_emu_golden_opts *o)
+{
+    cJSON *man = cJSON_CreateObject();
+    char seed_s[32];
+    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)o->seed);
+    int ok = man && cJSON_AddStringToObject(man, "tool", "flxemu golden") &&
+             cJSON_AddStringToObject(man, "config", config) &&
+             cJSON_AddNumberToObject(man, "seed", (double)o->seed) &&
+             cJSON_AddStringToObject(man, "seed_exact", seed_s) &&
+             cJSON_AddStringToObject(man, "exp", flx_emu_exp_name(o->fp.exp)) &&
+             cJSON_AddBoolToObject(man, "ftz", o->fp.ftz != 0) &&
+             cJSON_AddBoolToObject(man, "gzip", o->gzip != 0) &&
+             cJSON_AddStringToObject(man, "npy", "v1.0; uint4 activations as bytes 0..15, uint8 P as "
+                                     "bytes (same bits as the ap_int<8> stream); NAME.stream files list "
+                                     "the beats (rows) and lanes (columns) an HLS testbench reads");
+    if (!ok) {
+        cJSON_Delete(man);
+        return NULL;
+    }
+    return man;
 }
 
 int flx_emu_golden_write(const char *dir, const char *what, const char *config,
@@ -1523,36 +1496,27 @@ int flx_emu_golden_write(const char *dir, const char *what, const char *config,
         return flx_fail(err, FLX_EINVAL, "golden: unknown kernel '%s'", what);
     int rc = make_dir(dir, err);
     if (rc) return rc;
-    cJSON *man = cJSON_CreateObject();
-    cJSON_AddStringToObject(man, "tool", "flxemu golden");
-    cJSON_AddStringToObject(man, "config", config);
-    cJSON_AddNumberToObject(man, "seed", (double)o->seed);
-    char seed_s[32];
-    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)o->seed);
-    cJSON_AddStringToObject(man, "seed_exact", seed_s);
-    cJSON_AddStringToObject(man, "exp", flx_emu_exp_name(o->fp.exp));
-    cJSON_AddBoolToObject(man, "ftz", o->fp.ftz != 0);
-    cJSON_AddBoolToObject(man, "gzip", o->gzip != 0);
-    cJSON_AddStringToObject(man, "npy", "v1.0; uint4 activations as bytes 0..15, uint8 P as bytes "
-                            "(same bits as the ap_int<8> stream); NAME.stream files list the beats "
-                            "(rows) and lanes (columns) an HLS testbench reads");
-    cJSON *ks = cJSON_AddArrayToObject(man, "kernels");
+    cJSON *man = manifest_header(config, o);
+    cJSON *ks = man ? cJSON_AddArrayToObject(man, "kernels") : NULL;
     sink s = { 0, dir, o->gzip, NULL, NULL, err, FLX_OK, 0 };
+    if (!ks) s.rc = flx_fail(err, FLX_ENOMEM, "golden: out of memory");
     for (int i = 0; i < N_KERNELS && !s.rc; i++) {
         if (all ? i >= N_KERNELS - N_LAYER_ENTRIES : i != idx) continue;
         char *kdir = flx_path_join(dir, KERNELS[i].name);
-        s.rc = make_dir(kdir, err);
+        s.rc = kdir ? make_dir(kdir, err) : flx_fail(err, FLX_ENOMEM, "golden: out of memory");
         free(kdir);
         if (s.rc) break;
         cJSON *k = cJSON_CreateObject();
-        cJSON_AddStringToObject(k, "kernel", KERNELS[i].name);
         cJSON *tp = cJSON_AddObjectToObject(k, "reference");
         s.kernel = KERNELS[i].name;
         s.files = cJSON_AddArrayToObject(k, "files");
-        cJSON_AddItemToArray(ks, k);
-        gen g;
-        gen_seed(&g, o->seed, seed_name(i));
-        KERNELS[i].fn(&s, &g, &o->fp, tp);
+        if (!tp || !s.files || !cJSON_AddStringToObject(k, "kernel", KERNELS[i].name) ||
+            !cJSON_AddItemToArray(ks, k)) {
+            cJSON_Delete(k);
+            s.rc = flx_fail(err, FLX_ENOMEM, "golden %s: out of memory", KERNELS[i].name);
+            break;
+        }
+        run_generator(&s, i, o->seed, &o->fp, tp);
     }
     if (!s.rc) {
         char *text = cJSON_Print(man);
@@ -1580,6 +1544,7 @@ int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err)
     char *mpath = flx_path_join(dir, "manifest.json");
     char *text = NULL;
     size_t n = 0;
+    if (!mpath) return flx_fail(err, FLX_ENOMEM, "golden check: out of memory");
     int rc = flx_read_file(mpath, (size_t)64 << 20, &text, &n, err);
     if (!rc) rc = flx_json_budget(text, n, (size_t)1 << 20, mpath, err);
     if (rc) { free(text); free(mpath); return rc; }
@@ -1636,7 +1601,8 @@ int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err)
             char *p = flx_path_join(dir, rel);
             char *data = NULL;
             size_t len = 0;
-            rc = flx_read_file(p, (size_t)1 << 30, &data, &len, err);
+            rc = p ? flx_read_file(p, (size_t)1 << 30, &data, &len, err)
+                   : flx_fail(err, FLX_ENOMEM, "golden check: out of memory");
             if (!rc) {
                 char have[16];
                 snprintf(have, sizeof have, "%08x", (unsigned)flx_crc32(0, data, len));
@@ -1659,9 +1625,7 @@ int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err)
             int i = find_kernel(name);
             cJSON *tp = cJSON_CreateObject();
             s.kernel = name;
-            gen g;
-            gen_seed(&g, o.seed, seed_name(i));
-            KERNELS[i].fn(&s, &g, &o.fp, tp);
+            run_generator(&s, i, o.seed, &o.fp, tp);
             cJSON_Delete(tp);
             if (s.rc) break;
         }
