@@ -505,32 +505,51 @@ static void k_rope_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "y", "output", DT_F4, 2, SH(T, H * d), y, "token-parallel TP=8", 8, NULL);
 }
 
+/* The elementwise kernels in either stage: T = 1 is the decode vector
+ * (block-partitioned B=16), T = 8 one prefill token block (token-parallel
+ * TP=8); both draw their inputs in the same order. */
+static void ew_emit(sink *s, const char *name, const char *role, int T, int64_t n, const float *v)
+{
+    if (T == 1) emit(s, name, role, DT_F4, 1, SH(n), v, "block-partitioned B=16", 16, NULL);
+    else emit(s, name, role, DT_F4, 2, SH(T, n), v, "token-parallel TP=8", 8, NULL);
+}
+
+static void silu_gate_set(sink *s, gen *g, const flx_emu_fp *fp, int T, int64_t n)
+{
+    float *gt = galloc(g, (size_t)(T * n) * 4), *u = galloc(g, (size_t)(T * n) * 4);
+    float *y = galloc(g, (size_t)(T * n) * 4);
+    if (gen_oom(s, g)) return;
+    for (int64_t i = 0; i < T * n; i++) { gt[i] = rf(g, -12, 12); u[i] = rf(g, -3, 3); }
+    flx_emu_silu_gate(y, gt, u, T * n, fp);
+    ew_emit(s, "gate", "input", T, n, gt);
+    ew_emit(s, "up", "input", T, n, u);
+    ew_emit(s, "y", "output", T, n, y);
+}
+
+static void residual_set(sink *s, gen *g, const flx_emu_fp *fp, int T, int64_t n)
+{
+    float *a = galloc(g, (size_t)(T * n) * 4), *r = galloc(g, (size_t)(T * n) * 4);
+    float *y = galloc(g, (size_t)(T * n) * 4);
+    if (gen_oom(s, g)) return;
+    for (int64_t i = 0; i < T * n; i++) { a[i] = rf(g, -5, 5); r[i] = rf(g, -5, 5); }
+    flx_emu_residual(y, a, r, T * n, fp);
+    ew_emit(s, "in", "input", T, n, a);
+    ew_emit(s, "residual", "input", T, n, r);
+    ew_emit(s, "y", "output", T, n, y);
+}
+
 static void k_silu_gate_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
-    enum { n = 8192 };
     cJSON_AddStringToObject(tp, "function", "dec_Swish + dec_Gate_Layer_fp32xfp32");
     cJSON_AddStringToObject(tp, "template", "B=16, I=8192");
-    float *gt = galloc(g, n * 4), *u = galloc(g, n * 4), *y = galloc(g, n * 4);
-    if (gen_oom(s, g)) return;
-    for (int i = 0; i < n; i++) { gt[i] = rf(g, -12, 12); u[i] = rf(g, -3, 3); }
-    flx_emu_silu_gate(y, gt, u, n, fp);
-    emit(s, "gate", "input", DT_F4, 1, SH(n), gt, "block-partitioned B=16", 16, NULL);
-    emit(s, "up", "input", DT_F4, 1, SH(n), u, "block-partitioned B=16", 16, NULL);
-    emit(s, "y", "output", DT_F4, 1, SH(n), y, "block-partitioned B=16", 16, NULL);
+    silu_gate_set(s, g, fp, 1, 8192);
 }
 
 static void k_residual_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
-    enum { n = 2048 };
     cJSON_AddStringToObject(tp, "function", "Residual_Layer");
     cJSON_AddStringToObject(tp, "template", "B=16, D=2048");
-    float *a = galloc(g, n * 4), *r = galloc(g, n * 4), *y = galloc(g, n * 4);
-    if (gen_oom(s, g)) return;
-    for (int i = 0; i < n; i++) { a[i] = rf(g, -5, 5); r[i] = rf(g, -5, 5); }
-    flx_emu_residual(y, a, r, n, fp);
-    emit(s, "in", "input", DT_F4, 1, SH(n), a, "block-partitioned B=16", 16, NULL);
-    emit(s, "residual", "input", DT_F4, 1, SH(n), r, "block-partitioned B=16", 16, NULL);
-    emit(s, "y", "output", DT_F4, 1, SH(n), y, "block-partitioned B=16", 16, NULL);
+    residual_set(s, g, fp, 1, 2048);
 }
 
 static void k_fht_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
@@ -598,20 +617,38 @@ static void k_exp(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 
 /* ---------------------------------------- decode and prefill variants */
 
+/* the decode dequantizers' data: accumulators, weight scales and sums, one
+ * (s, b) pair, the output */
+typedef struct {
+    int32_t *acc;
+    float   *ws, *wsum, *y, sb[2];
+} dequant_dec_data;
+
+static int dequant_dec_run(sink *s, gen *g, const flx_emu_fp *fp, int64_t O, dequant_dec_data *d)
+{
+    d->acc = galloc(g, (size_t)O * 4);
+    d->ws = galloc(g, (size_t)O * 4);
+    d->wsum = galloc(g, (size_t)O * 4);
+    d->y = galloc(g, (size_t)O * 4);
+    if (gen_oom(s, g)) return -1;
+    for (int64_t i = 0; i < O; i++) d->acc[i] = ri(g, -1000000, 1000000);
+    for (int64_t i = 0; i < O; i++) { d->ws[i] = rf(g, 0.004f, 0.012f); d->wsum[i] = rf(g, -1, 1); }
+    d->sb[0] = rf(g, 0.05f, 0.5f);
+    d->sb[1] = rf(g, -3, 0);
+    flx_emu_dequant(d->y, d->acc, &d->sb[0], &d->sb[1], d->ws, d->wsum, 1, O, fp);
+    return 0;
+}
+
 /* the decode dequantizer the production top uses: one output block of B*W */
 static void k_dequant_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { O = 1024, B = 16, W = 64 };
     cJSON_AddStringToObject(tp, "function", "dec_dequant_layer_qint_fp32_bandwidth");
     cJSON_AddStringToObject(tp, "template", "Nacc=21, asym=true, B=16, W=64; one output block of B*W");
-    int32_t *acc = galloc(g, O * 4);
-    float *ws = galloc(g, O * 4), *wsum = galloc(g, O * 4), *y = galloc(g, O * 4), sc[2];
-    if (gen_oom(s, g)) return;
-    for (int i = 0; i < O; i++) acc[i] = ri(g, -1000000, 1000000);
-    for (int i = 0; i < O; i++) { ws[i] = rf(g, 0.004f, 0.012f); wsum[i] = rf(g, -1, 1); }
-    sc[0] = rf(g, 0.05f, 0.5f);
-    sc[1] = rf(g, -3, 0);
-    flx_emu_dequant(y, acc, &sc[0], &sc[1], ws, wsum, 1, O, fp);
+    dequant_dec_data d;
+    if (dequant_dec_run(s, g, fp, O, &d)) return;
+    int32_t *acc = d.acc;
+    float *ws = d.ws, *wsum = d.wsum, *y = d.y, *sc = d.sb;
     emit(s, "acc", "input", DT_I4, 1, SH(O), acc, "block-partitioned B=16", B, "ap_int<21>, the GEMV's beats");
     emit(s, "s_b", "input", DT_F4, 1, SH(2), sc, "(s, b) of quant_asym_dec", 0, NULL);
     emit(s, "ws", "param", DT_F4, 1, SH(O), ws, "per output channel", 0,
@@ -628,14 +665,10 @@ static void k_dequant_dec_plain(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp
     enum { O = 2048, B = 16 };
     cJSON_AddStringToObject(tp, "function", "dec_dequant_layer_qint_fp32");
     cJSON_AddStringToObject(tp, "template", "Nacc=21, asym=true, B=16");
-    int32_t *acc = galloc(g, O * 4);
-    float *ws = galloc(g, O * 4), *wsum = galloc(g, O * 4), *y = galloc(g, O * 4), sc[2];
-    if (gen_oom(s, g)) return;
-    for (int i = 0; i < O; i++) acc[i] = ri(g, -1000000, 1000000);
-    for (int i = 0; i < O; i++) { ws[i] = rf(g, 0.004f, 0.012f); wsum[i] = rf(g, -1, 1); }
-    sc[0] = rf(g, 0.05f, 0.5f);
-    sc[1] = rf(g, -3, 0);
-    flx_emu_dequant(y, acc, &sc[0], &sc[1], ws, wsum, 1, O, fp);
+    dequant_dec_data d;
+    if (dequant_dec_run(s, g, fp, O, &d)) return;
+    int32_t *acc = d.acc;
+    float *ws = d.ws, *wsum = d.wsum, *y = d.y, *sc = d.sb;
     emit(s, "acc", "input", DT_I4, 1, SH(O), acc, "block-partitioned B=16", B, NULL);
     emit(s, "s_b", "input", DT_F4, 1, SH(2), sc, "(s, b) of quant_asym_dec", 0, NULL);
     emit(s, "ws", "param", DT_F4, 1, SH(O), ws, "block-partitioned B=16", B, "one vector per beat");
@@ -724,30 +757,16 @@ static void k_av_u8i8_dec(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 
 static void k_silu_gate_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
-    enum { T = 8, I = 8192 };
     cJSON_AddStringToObject(tp, "function", "pref_Swish + pref_Gate_Layer_fp32xfp32");
     cJSON_AddStringToObject(tp, "template", "TP=8, I=8192");
-    float *gt = galloc(g, T * I * 4), *u = galloc(g, T * I * 4), *y = galloc(g, T * I * 4);
-    if (gen_oom(s, g)) return;
-    for (int i = 0; i < T * I; i++) { gt[i] = rf(g, -12, 12); u[i] = rf(g, -3, 3); }
-    flx_emu_silu_gate(y, gt, u, (int64_t)T * I, fp);
-    emit(s, "gate", "input", DT_F4, 2, SH(T, I), gt, "token-parallel TP=8", 8, NULL);
-    emit(s, "up", "input", DT_F4, 2, SH(T, I), u, "token-parallel TP=8", 8, NULL);
-    emit(s, "y", "output", DT_F4, 2, SH(T, I), y, "token-parallel TP=8", 8, NULL);
+    silu_gate_set(s, g, fp, 8, 8192);
 }
 
 static void k_residual_pref(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
-    enum { T = 8, D = 2048 };
     cJSON_AddStringToObject(tp, "function", "Residual_Layer (prefill, token-parallel)");
     cJSON_AddStringToObject(tp, "template", "TP=8, D=2048");
-    float *a = galloc(g, T * D * 4), *r = galloc(g, T * D * 4), *y = galloc(g, T * D * 4);
-    if (gen_oom(s, g)) return;
-    for (int i = 0; i < T * D; i++) { a[i] = rf(g, -5, 5); r[i] = rf(g, -5, 5); }
-    flx_emu_residual(y, a, r, (int64_t)T * D, fp);
-    emit(s, "in", "input", DT_F4, 2, SH(T, D), a, "token-parallel TP=8", 8, NULL);
-    emit(s, "residual", "input", DT_F4, 2, SH(T, D), r, "token-parallel TP=8", 8, NULL);
-    emit(s, "y", "output", DT_F4, 2, SH(T, D), y, "token-parallel TP=8", 8, NULL);
+    residual_set(s, g, fp, 8, 2048);
 }
 
 /* ------------------------------------------------- whole layers (U280 shape) */
@@ -1065,6 +1084,17 @@ static void emit_trace(sink *s, const layer_trace *t, const flx_emu_engine *e, c
     }
 }
 
+/* the engine options of the layer sets: reference quirks on (the
+ * base-10000 RoPE table as shipped) */
+static flx_emu_opts layer_opts(const flx_emu_fp *fp)
+{
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    o.fp = *fp;
+    o.reference_quirks = 1;
+    return o;
+}
+
 static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     enum { T = 16, D = 2048, KV = 512 };
@@ -1081,10 +1111,7 @@ static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     if (gen_oom(s, g)) return;
     int32_t toks[T];
     for (int i = 0; i < T; i++) toks[i] = i;
-    flx_emu_opts o;
-    flx_emu_opts_default(&o);
-    o.fp = *fp;
-    o.reference_quirks = 1;
+    flx_emu_opts o = layer_opts(fp);
     const char *tl = "token-parallel TP=8";
     if (lm_build(&m, g, T)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: out of memory");
@@ -1129,10 +1156,7 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     if (gen_oom(s, g)) return;
     int32_t toks[P];
     for (int i = 0; i < P; i++) toks[i] = i;
-    flx_emu_opts o;
-    flx_emu_opts_default(&o);
-    o.fp = *fp;
-    o.reference_quirks = 1;
+    flx_emu_opts o = layer_opts(fp);
     const char *bt = "block-partitioned B_T=8";
     if (lm_build(&m, g, P + 1)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: out of memory");
@@ -1189,10 +1213,7 @@ static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     if (gen_oom(s, g)) return;
     int32_t toks[P];
     for (int i = 0; i < P; i++) toks[i] = i;
-    flx_emu_opts o;
-    flx_emu_opts_default(&o);
-    o.fp = *fp;
-    o.reference_quirks = 1;
+    flx_emu_opts o = layer_opts(fp);
     const char *bt = "block-partitioned B_T=8";
     if (lm_build_n(&m, g, V, NL)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "model_decode: out of memory");
