@@ -1560,6 +1560,96 @@ int flx_emu_golden_write(const char *dir, const char *what, const char *config,
     return s.rc;
 }
 
+/* the manifest's run settings; 0, or -1 when a field is missing or wrong */
+static int manifest_opts(const cJSON *man, flx_emu_golden_opts *o)
+{
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(man, "config");
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(man, "seed_exact");
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(man, "exp");
+    const cJSON *ftz = cJSON_GetObjectItemCaseSensitive(man, "ftz");
+    const cJSON *gz = cJSON_GetObjectItemCaseSensitive(man, "gzip");
+    memset(o, 0, sizeof *o);
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(man, "kernels")) || !cJSON_IsString(cfg) ||
+        !cJSON_IsString(seed) || !cJSON_IsString(ex) || !cJSON_IsBool(ftz) || !cJSON_IsBool(gz) ||
+        flx_emu_exp_parse(ex->valuestring, &o->fp.exp) || strcmp(cfg->valuestring, "u280"))
+        return -1;
+    o->seed = strtoull(seed->valuestring, NULL, 10);
+    o->fp.ftz = cJSON_IsTrue(ftz);
+    o->gzip = cJSON_IsTrue(gz);
+    return 0;
+}
+
+/* one file entry of kernel `kernel` against its CRC32 */
+static int check_crc(const char *dir, const char *mpath, const char *kernel, const cJSON *f, flx_error *err)
+{
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(f, "file");
+    const cJSON *crc = cJSON_GetObjectItemCaseSensitive(f, "crc32");
+    if (!cJSON_IsString(fn) || !cJSON_IsString(crc))
+        return flx_fail(err, FLX_EFORMAT, "%s: kernel %s: malformed file entry", mpath, kernel);
+    const char *name = fn->valuestring;
+    if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return flx_fail(err, FLX_EFORMAT, "%s: kernel %s: file entry '%s' is not a file name in the "
+                        "kernel's folder", mpath, kernel, name);
+    char rel[512];
+    snprintf(rel, sizeof rel, "%s/%s", kernel, name);
+    char *p = flx_path_join(dir, rel);
+    char *data = NULL;
+    size_t len = 0;
+    int rc = p ? flx_read_file(p, (size_t)1 << 30, &data, &len, err)
+               : flx_fail(err, FLX_ENOMEM, "golden check: out of memory");
+    if (!rc) {
+        char have[16];
+        snprintf(have, sizeof have, "%08x", (unsigned)flx_crc32(0, data, len));
+        if (strcmp(have, crc->valuestring))
+            rc = flx_fail(err, FLX_EFORMAT, "%s: CRC32 %s does not match the manifest's %s (file "
+                          "corrupted or edited)", p, have, crc->valuestring);
+    }
+    free(data);
+    free(p);
+    return rc;
+}
+
+/* step 1: every listed file against its CRC32; *count = files listed */
+static int check_crcs(const char *dir, const char *mpath, const cJSON *ks, int64_t *count, flx_error *err)
+{
+    const cJSON *k;
+    *count = 0;
+    cJSON_ArrayForEach(k, ks) {
+        const cJSON *kn = cJSON_GetObjectItemCaseSensitive(k, "kernel");
+        const cJSON *fs = cJSON_GetObjectItemCaseSensitive(k, "files");
+        if (!cJSON_IsString(kn) || !cJSON_IsArray(fs) || find_kernel(kn->valuestring) < 0)
+            return flx_fail(err, FLX_EFORMAT, "%s: kernel entry %lld is malformed or unknown", mpath,
+                            (long long)*count);
+        const cJSON *f;
+        cJSON_ArrayForEach(f, fs) {
+            int rc = check_crc(dir, mpath, kn->valuestring, f, err);
+            ++*count;
+            if (rc) return rc;
+        }
+    }
+    return FLX_OK;
+}
+
+/* step 2: every listed kernel re-run and its files compared */
+static int check_contents(const char *dir, const char *mpath, const cJSON *ks, const flx_emu_golden_opts *o,
+                          int64_t count, flx_error *err)
+{
+    sink s = { 1, dir, o->gzip, NULL, NULL, err, FLX_OK, 0 };
+    const cJSON *k;
+    cJSON_ArrayForEach(k, ks) {
+        const char *name = cJSON_GetObjectItemCaseSensitive(k, "kernel")->valuestring;
+        cJSON *tp = cJSON_CreateObject();
+        s.kernel = name;          /* the folder as the manifest names it (a former name too) */
+        run_generator(&s, find_kernel(name), o->seed, &o->fp, tp);
+        cJSON_Delete(tp);
+        if (s.rc) return s.rc;
+    }
+    if (s.n_files != count)
+        return flx_fail(err, FLX_EFORMAT, "%s: lists %lld files, the emulator produces %lld", mpath,
+                        (long long)count, (long long)s.n_files);
+    return FLX_OK;
+}
+
 int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err)
 {
     char *mpath = flx_path_join(dir, "manifest.json");
@@ -1568,93 +1658,16 @@ int flx_emu_golden_check(const char *dir, int64_t *n_files, flx_error *err)
     if (!mpath) return flx_fail(err, FLX_ENOMEM, "golden check: out of memory");
     int rc = flx_read_file(mpath, (size_t)64 << 20, &text, &n, err);
     if (!rc) rc = flx_json_budget(text, n, (size_t)1 << 20, mpath, err);
-    if (rc) { free(text); free(mpath); return rc; }
-    cJSON *man = cJSON_Parse(text);
+    cJSON *man = rc ? NULL : cJSON_Parse(text);
     free(text);
-    const cJSON *ks = man ? cJSON_GetObjectItemCaseSensitive(man, "kernels") : NULL;
-    const cJSON *cfg = man ? cJSON_GetObjectItemCaseSensitive(man, "config") : NULL;
-    const cJSON *seed = man ? cJSON_GetObjectItemCaseSensitive(man, "seed_exact") : NULL;
-    const cJSON *ex = man ? cJSON_GetObjectItemCaseSensitive(man, "exp") : NULL;
-    const cJSON *ftz = man ? cJSON_GetObjectItemCaseSensitive(man, "ftz") : NULL;
-    const cJSON *gz = man ? cJSON_GetObjectItemCaseSensitive(man, "gzip") : NULL;
     flx_emu_golden_opts o;
-    memset(&o, 0, sizeof o);
-    if (!man || !cJSON_IsArray(ks) || !cJSON_IsString(cfg) || !cJSON_IsString(seed) ||
-        !cJSON_IsString(ex) || !cJSON_IsBool(ftz) || !cJSON_IsBool(gz) ||
-        flx_emu_exp_parse(ex->valuestring, &o.fp.exp) || strcmp(cfg->valuestring, "u280")) {
+    int64_t count = 0;
+    if (!rc && (!man || manifest_opts(man, &o)))
         rc = flx_fail(err, FLX_EFORMAT, "%s: not a golden-vector manifest (needs kernels, config "
                       "u280, seed_exact, exp, ftz, gzip)", mpath);
-        cJSON_Delete(man);
-        free(mpath);
-        return rc;
-    }
-    o.seed = strtoull(seed->valuestring, NULL, 10);
-    o.fp.ftz = cJSON_IsTrue(ftz);
-    o.gzip = cJSON_IsTrue(gz);
-    /* 1. every listed file against its CRC32 */
-    const cJSON *k;
-    int64_t count = 0;
-    cJSON_ArrayForEach(k, ks) {
-        const cJSON *kn = cJSON_GetObjectItemCaseSensitive(k, "kernel");
-        const cJSON *fs = cJSON_GetObjectItemCaseSensitive(k, "files");
-        if (!cJSON_IsString(kn) || !cJSON_IsArray(fs) || find_kernel(kn->valuestring) < 0) {
-            rc = flx_fail(err, FLX_EFORMAT, "%s: kernel entry %lld is malformed or unknown", mpath,
-                          (long long)count);
-            break;
-        }
-        const cJSON *f;
-        cJSON_ArrayForEach(f, fs) {
-            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(f, "file");
-            const cJSON *crc = cJSON_GetObjectItemCaseSensitive(f, "crc32");
-            if (!cJSON_IsString(fn) || !cJSON_IsString(crc)) {
-                rc = flx_fail(err, FLX_EFORMAT, "%s: kernel %s: malformed file entry", mpath,
-                              kn->valuestring);
-                break;
-            }
-            const char *name = fn->valuestring;
-            if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
-                rc = flx_fail(err, FLX_EFORMAT, "%s: kernel %s: file entry '%s' is not a file name "
-                              "in the kernel's folder", mpath, kn->valuestring, name);
-                break;
-            }
-            char rel[512];
-            snprintf(rel, sizeof rel, "%s/%s", kn->valuestring, fn->valuestring);
-            char *p = flx_path_join(dir, rel);
-            char *data = NULL;
-            size_t len = 0;
-            rc = p ? flx_read_file(p, (size_t)1 << 30, &data, &len, err)
-                   : flx_fail(err, FLX_ENOMEM, "golden check: out of memory");
-            if (!rc) {
-                char have[16];
-                snprintf(have, sizeof have, "%08x", (unsigned)flx_crc32(0, data, len));
-                if (strcmp(have, crc->valuestring))
-                    rc = flx_fail(err, FLX_EFORMAT, "%s: CRC32 %s does not match the manifest's %s "
-                                  "(file corrupted or edited)", p, have, crc->valuestring);
-            }
-            free(data);
-            free(p);
-            count++;
-            if (rc) break;
-        }
-        if (rc) break;
-    }
-    /* 2. re-run every listed kernel and compare the contents */
-    if (!rc) {
-        sink s = { 1, dir, o.gzip, NULL, NULL, err, FLX_OK, 0 };
-        cJSON_ArrayForEach(k, ks) {
-            const char *name = cJSON_GetObjectItemCaseSensitive(k, "kernel")->valuestring;
-            int i = find_kernel(name);
-            cJSON *tp = cJSON_CreateObject();
-            s.kernel = name;
-            run_generator(&s, i, o.seed, &o.fp, tp);
-            cJSON_Delete(tp);
-            if (s.rc) break;
-        }
-        rc = s.rc;
-        if (!rc && s.n_files != count)
-            rc = flx_fail(err, FLX_EFORMAT, "%s: lists %lld files, the emulator produces %lld",
-                          mpath, (long long)count, (long long)s.n_files);
-    }
+    const cJSON *ks = man ? cJSON_GetObjectItemCaseSensitive(man, "kernels") : NULL;
+    if (!rc) rc = check_crcs(dir, mpath, ks, &count, err);
+    if (!rc) rc = check_contents(dir, mpath, ks, &o, count, err);
     if (n_files) *n_files = count;
     cJSON_Delete(man);
     free(mpath);
