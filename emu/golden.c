@@ -74,7 +74,7 @@ static int emit_write(sink *s, const char *path, const char *name, const char *r
     uint8_t *b = flx_npy_encode(t, ndim, shape, data, &n), *z = NULL;
     int rc;
     if (!b || (s->gzip && flx_npy_gzip(b, n, &z, &zn))) {
-        rc = flx_fail(s->err, FLX_ENOMEM, "%s: cannot encode", path);
+        rc = flx_fail(s->err, FLX_ENOMEM, "%s: out of memory while encoding", path);
     } else {
         const uint8_t *w = s->gzip ? z : b;
         size_t wn = s->gzip ? zn : n;
@@ -203,7 +203,7 @@ static void *galloc(gen *g, size_t n)
 static int gen_oom(sink *s, gen *g)
 {
     if (!g->oom) return 0;
-    if (!s->rc) s->rc = flx_fail(s->err, FLX_ENOMEM, "golden %s: out of memory", s->kernel);
+    if (!s->rc) s->rc = flx_fail(s->err, FLX_ENOMEM, "%s: out of memory", s->kernel);
     return 1;
 }
 
