@@ -1343,7 +1343,7 @@ static void hmt_recall_emit(sink *s, gen *g, const flx_emu_fp *fp, const float *
     for (int o = 0; o < HMT_D; o++)
         for (int k = 0; k < HMT_S; k++) mt[(size_t)o * HMT_S + k] = mmem[(size_t)k * HMT_D + o];
     for (int k = 0; k < HMT_S; k++) m32[k] = mask[k];
-    flx_emu_hmt_recall(p, q, sc, x, wq, kmem, mt, masked ? mask : NULL, HMT_D, HMT_H, fp);
+    flx_emu_hmt_recall(p, q, sc, x, wq, kmem, mt, masked ? mask : NULL, HMT_D, HMT_H, HMT_S, fp);
     emit(s, "s", "input", DT_F4, 1, SH(HMT_D), x, "block-partitioned B=4 (Sn, the stage-0 summary row)", 4, NULL);
     emit(s, "wq", "param", DT_F4, 2, SH(HMT_H, HMT_D), wq, "row-major [h][d]", 0, NULL);
     emit(s, "mmem", "input", DT_F4, 2, SH(HMT_S, HMT_D), mmem, "slot-major [64][d]", 0, NULL);

@@ -77,7 +77,7 @@ Test(emu_hmt, recall_kernel_matches_spec_order)
     flx_emu_fp fp = {FLX_EMU_EXP_GLIBC, 0};
     for (int masked = 0; masked < 2; masked++) {
         float p[D], q[HH], sc[S];
-        flx_emu_hmt_recall(p, q, sc, s, wq, kmem, mt, masked ? mask : NULL, D, HH, &fp);
+        flx_emu_hmt_recall(p, q, sc, s, wq, kmem, mt, masked ? mask : NULL, D, HH, S, &fp);
         /* by hand: four partial sums per dot product */
         float qq[HH], a[S], e[S];
         for (int j = 0; j < HH; j++) {
@@ -261,6 +261,80 @@ Test(emu_hmt, emu_vs_float_quirks_threads, .timeout = 300)
     flx_hmt_float_backbone_free(&fb);
     flx_fakequant_close(fq);
     flx_model_free(&fm_model);
+    flx_hmt_free(&hp);
+    flx_qmodel_free(&qm);
+}
+
+/* A ring of 8 slots (mem_recall_context 8) over 12 segments: after the
+ * wrap, slot i holds the newest memory of a segment = i mod 8, its key is
+ * Wk of it, and the last segment's recall equals the kernel applied to the
+ * ring rebuilt by hand from the traced memories (segments 8, 9, 10, 3 .. 7
+ * in slots 0 .. 7).  A cache that is not a multiple of 4 is refused. */
+Test(emu_hmt, small_ring_wraps, .timeout = 300)
+{
+    enum { N = 8, NS = 12 };
+    make_model();
+    flx_error err = {0};
+    flx_qmodel qm;
+    cr_assert_eq(flx_qmodel_load(&qm, flxq, &err), FLX_OK, "%s", err.msg);
+    const int64_t d = qm.cfg.d_model;
+    flx_hmt_settings over;
+    flx_hmt_settings_unset(&over);
+    over.cache_size = N;
+    flx_hmt_params hp;
+    cr_assert_eq(flx_hmt_load(&hp, hmt_path, (int32_t)d, &over, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(hp.cache_size, N);
+    const int64_t h = hp.h;
+    int32_t tok[NS * SEGLEN];
+    tokens(tok, NS * SEGLEN);
+    flx_emu_opts eo;
+    flx_emu_opts_default(&eo);
+    flx_emu_engine e;
+    cr_assert_eq(flx_emu_engine_init(&e, &qm, &eo, flx_hmt_stage1_rows(&hp), &err), FLX_OK, "%s", err.msg);
+    flx_emu_hmt_backbone eb;
+    flx_emu_hmt_mem hm;
+    cr_assert_eq(flx_emu_hmt_backbone_init(&eb, &e, flx_hmt_stage1_rows(&hp), NULL, &err), FLX_OK);
+    cr_assert_eq(flx_emu_hmt_mem_init(&hm, &hp, &eo.fp, 0, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(hm.n_slots, N);
+    flx_hmt_backbone bb = flx_emu_hmt_backbone_ops(&eb);
+    flx_hmt_memory mem = flx_emu_hmt_mem_ops(&hm);
+    flx_hmt_flow flow = flx_emu_hmt_flow(0, 0);
+    float *tp = calloc(NS * d, 4), *ts = calloc(NS * d, 4), *tm = calloc(NS * d, 4);
+    flx_hmt_trace tr = {tp, ts, tm, 0};
+    cr_assert_eq(flx_hmt_context(&hp, &flow, &bb, &mem, tok, NS * SEGLEN, NULL, NULL, &tr, &err), FLX_OK,
+                 "%s", err.msg);
+    /* the last segment stores nothing: segments 0 .. 10 were stored */
+    float *mt = calloc((size_t)d * N, 4), *km = calloc((size_t)N * h, 4), *k = calloc(h, 4);
+    uint8_t filled[N];
+    for (int i = 0; i < N; i++) {
+        int j = (NS - 2) - (((NS - 2) - i) % N + N) % N;   /* newest j <= 10 with j mod 8 = i */
+        cr_assert_eq(j % N, i);
+        cr_assert(j >= NS - 1 - N && j <= NS - 2, "slot %d <- segment %d", i, j);
+        cr_assert_eq(hm.filled[i], 1);
+        cr_assert_eq(memcmp(hm.m + i * d, tm + j * d, (size_t)d * 4), 0, "slot %d holds segment %d's M", i, j);
+        flx_emu_hmt_key(k, tm + j * d, hp.wk, d, h, &eo.fp);
+        cr_assert_eq(memcmp(hm.k + i * h, k, (size_t)h * 4), 0, "slot %d key", i);
+        memcpy(km + i * h, k, (size_t)h * 4);
+        for (int64_t o = 0; o < d; o++) mt[o * N + i] = tm[j * d + o];
+        filled[i] = 1;
+    }
+    float *p = calloc(d, 4), *q = calloc(h, 4), sc[N];
+    flx_emu_hmt_recall(p, q, sc, ts + (NS - 1) * d, hp.wq, km, mt, filled, d, h, N, &eo.fp);
+    cr_assert_eq(memcmp(p, tp + (NS - 1) * d, (size_t)d * 4), 0, "segment 11's P from the wrapped ring");
+    /* the wrap matters: segment 0's memory (overwritten in slot 0) would give another P */
+    for (int64_t o = 0; o < d; o++) mt[o * N] = tm[o];
+    flx_emu_hmt_key(km, tm, hp.wk, d, h, &eo.fp);
+    float *p0 = calloc(d, 4);
+    flx_emu_hmt_recall(p0, q, sc, ts + (NS - 1) * d, hp.wq, km, mt, filled, d, h, N, &eo.fp);
+    cr_assert_neq(memcmp(p0, p, (size_t)d * 4), 0);
+    flx_emu_hmt_mem_free(&hm);
+    /* 6 slots: not a multiple of the softmax's 4 lanes */
+    hp.cache_size = 6;
+    cr_assert_eq(flx_emu_hmt_mem_init(&hm, &hp, &eo.fp, 0, &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "mem_recall_context 6") && strstr(err.msg, hmt_path), "%s", err.msg);
+    free(tp); free(ts); free(tm); free(mt); free(km); free(k); free(p); free(q); free(p0);
+    flx_emu_hmt_backbone_free(&eb);
+    flx_emu_engine_free(&e);
     flx_hmt_free(&hp);
     flx_qmodel_free(&qm);
 }
