@@ -859,10 +859,20 @@ static void lm_free(layer_model *m)
 static int lm_build_n(layer_model *m, gen *g, int n_rows, int n_layers);
 static int lm_build(layer_model *m, gen *g, int n_rows) { return lm_build_n(m, g, n_rows, 1); }
 
-/* n_layers (1 or 2) decoder layers; layer 1 takes the FSQ layer-1 scales */
+/* the layer shape of a generated model */
+typedef struct { int d, heads, kv_heads, head_dim, ff; } lm_shape;
+static const lm_shape LM_U280 = { 2048, 32, 8, 64, 8192 };
+
+static int lm_build_shape(layer_model *m, gen *g, int n_rows, int n_layers, const lm_shape *sh);
 static int lm_build_n(layer_model *m, gen *g, int n_rows, int n_layers)
 {
-    enum { D = 2048, H = 32, KVH = 8, HD = 64, F = 8192 };
+    return lm_build_shape(m, g, n_rows, n_layers, &LM_U280);
+}
+
+/* n_layers (1 or 2) decoder layers; layer 1 takes the FSQ layer-1 scales */
+static int lm_build_shape(layer_model *m, gen *g, int n_rows, int n_layers, const lm_shape *sh)
+{
+    const int D = sh->d, H = sh->heads, KVH = sh->kv_heads, HD = sh->head_dim, F = sh->ff;
     memset(m, 0, sizeof *m);
     flx_llama_config *c = &m->qm.cfg;
     c->n_vocab = n_rows; c->d_model = D; c->n_layers = n_layers; c->n_heads = H; c->n_kv_heads = KVH;
@@ -1427,6 +1437,227 @@ static void k_layer_hmt(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(wk); free(mmem); free(kmem); free(m); free(k);
 }
 
+/* ---------------------------------------------- one HMT segment step, tiny shape */
+
+/* The whole step of segment n through the real flow (flx_hmt_context on the
+ * emulator's backbone and ring), at a tiny shape so that a testbench can
+ * hold every stage: the backbone and the ring are wrapped by a spy that
+ * keeps segment n's loader rows, prefill outputs, recall and update. */
+enum { HS_D = 64, HS_H = 32, HS_V = 64, HS_LAYERS = 2, HS_SEGLEN = 16, HS_SENS = 4, HS_SEG = 70,
+       HS_NSEG = HS_SEG + 2, HS_ROWS = 16, HS_PAD = 8 };
+
+typedef struct {
+    flx_hmt_backbone in;
+    flx_hmt_memory mem;
+    flx_emu_hmt_mem *hm;
+    flx_emu_hmt_backbone *eb;
+    int64_t cur, runs;           /* segment in progress, backbone runs in it */
+    int64_t n0, n1;              /* rows of segment HS_SEG's stage 0 and stage 1 */
+    float x0[HS_ROWS * HS_D], y0[HS_ROWS * HS_D], x1[HS_ROWS * HS_D], y1[HS_ROWS * HS_D];
+    float mmem_in[FLX_EMU_HMT_SLOTS * HS_D], kmem_in[FLX_EMU_HMT_SLOTS * HS_H];
+    float mmem_out[FLX_EMU_HMT_SLOTS * HS_D], kmem_out[FLX_EMU_HMT_SLOTS * HS_H];
+    int32_t filled_in[FLX_EMU_HMT_SLOTS], filled_out[FLX_EMU_HMT_SLOTS];
+    float s[HS_D], q[HS_H], a[FLX_EMU_HMT_SLOTS], p[HS_D], m[HS_D], k[HS_H];
+    int recalled, stored;
+} hmt_spy;
+
+static int spy_run(void *ctx, const float *x, int64_t n, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    int rc = sp->in.run(sp->in.ctx, x, n, err);
+    if (rc || sp->cur != HS_SEG) { sp->runs++; return rc; }
+    if (n > HS_ROWS) return flx_fail(err, FLX_EINVAL, "layer_hmt_segment: a run of %lld rows", (long long)n);
+    float *xs = sp->runs == 0 ? sp->x0 : sp->x1, *ys = sp->runs == 0 ? sp->y0 : sp->y1;
+    *(sp->runs == 0 ? &sp->n0 : &sp->n1) = n;
+    memcpy(xs, x, (size_t)n * HS_D * 4);
+    memcpy(ys, sp->eb->hidden, (size_t)n * HS_D * 4);   /* the last layer's output rows */
+    sp->runs++;
+    return FLX_OK;
+}
+static int spy_hidden(void *ctx, int64_t row, int final_norm, float *out, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    return sp->in.hidden(sp->in.ctx, row, final_norm, out, err);
+}
+static int spy_logits(void *ctx, int64_t row0, int64_t n, float *out, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    return sp->in.logits(sp->in.ctx, row0, n, out, err);
+}
+static void spy_ring(const hmt_spy *sp, float *mm, float *km, int32_t *filled)
+{
+    memcpy(mm, sp->hm->m, sizeof sp->mmem_in);
+    memcpy(km, sp->hm->k, sizeof sp->kmem_in);
+    for (int i = 0; i < FLX_EMU_HMT_SLOTS; i++) filled[i] = sp->hm->filled[i];
+}
+static void spy_reset(void *ctx)
+{
+    hmt_spy *sp = ctx;
+    sp->mem.reset(sp->mem.ctx);
+    sp->cur = sp->runs = 0;
+}
+static int spy_recall(void *ctx, const float *s, float *out, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    if (sp->cur == HS_SEG) spy_ring(sp, sp->mmem_in, sp->kmem_in, sp->filled_in);
+    int rc = sp->mem.recall(sp->mem.ctx, s, out, err);
+    if (!rc && sp->cur == HS_SEG) {
+        memcpy(sp->s, s, sizeof sp->s);
+        memcpy(sp->q, sp->hm->q, sizeof sp->q);
+        memcpy(sp->a, sp->hm->scores, sizeof sp->a);
+        memcpy(sp->p, out, sizeof sp->p);
+        sp->recalled = 1;
+    }
+    return rc;
+}
+static int spy_store(void *ctx, int64_t seg, const float *m, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    int rc = sp->mem.store(sp->mem.ctx, seg, m, err);
+    if (!rc && seg == HS_SEG) {
+        memcpy(sp->m, m, sizeof sp->m);
+        memcpy(sp->k, sp->hm->k + (seg % FLX_EMU_HMT_SLOTS) * HS_H, sizeof sp->k);
+        spy_ring(sp, sp->mmem_out, sp->kmem_out, sp->filled_out);
+        sp->stored = 1;
+    }
+    sp->cur = seg + 1;
+    sp->runs = 0;
+    return rc;
+}
+
+static void k_hmt_segment(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    static const lm_shape tiny = { HS_D, 4, 2, 16, 128 };
+    cJSON_AddStringToObject(tp, "function", "hmt_segment_loader_sync_template: one whole segment step (segment "
+                            "70 of 72, 64-slot ring full, slot 6 overwritten): stage-0 loader, stage-0 prefill, "
+                            "retrieval, stage-1 loader, stage-1 prefill, memory update (docs/hmt.md 4, 7)");
+    cJSON_AddStringToObject(tp, "template", "tiny shape: d=64, h=32, 2 layers (4 heads x 16, 2 KV heads, "
+                            "I=128, random INT4, gamma all ones, RoPE base 10000), vocabulary 64; segment_length "
+                            "16 = 1 + 4 sensory + L=10 + 1, summary 5, MEM_NUM=64, stages padded to 8 rows; "
+                            "dec_Linear_Layer_fp32xfp32<B=4,W=8>, dec_Softmax<B=4> scale=sqrt(h)=5.656854f; "
+                            "FlexLLM as intended: empty slots masked, Sn/Mn from the last layer without the "
+                            "final norm");
+    cJSON_AddStringToObject(tp, "reference_call", "hmt_io row 0 = T, row 1 + i = embedding of token i of "
+                            "'tokens' (segments 69 and 70); segment 70 starts at hmt_io row 1 + 10");
+    layer_model lm;
+    flx_emu_engine e;
+    flx_emu_hmt_backbone eb;
+    flx_emu_hmt_mem hm;
+    flx_hmt_params hp;
+    memset(&lm, 0, sizeof lm);
+    memset(&eb, 0, sizeof eb);
+    memset(&hm, 0, sizeof hm);
+    memset(&hp, 0, sizeof hp);
+    int e_open = 0;
+    hmt_spy *sp = zalloc(sizeof *sp);
+    int32_t *tok = zalloc((size_t)HS_NSEG * 10 * 4);
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    o.fp = *fp;
+    o.reference_quirks = 1;   /* the shipped base-10000 RoPE table, this model's own base; the
+                                 engine's other quirks are decode-only; HMT quirks stay off */
+    flx_hmt_settings st;
+    flx_hmt_settings_unset(&st);
+    st.segment_length = HS_SEGLEN;
+    st.n_sensory = HS_SENS;
+    st.cache_size = FLX_EMU_HMT_SLOTS;
+    if (!sp || !tok || lm_build_shape(&lm, g, HS_V, HS_LAYERS, &tiny)) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_hmt_segment: out of memory");
+        goto done;
+    }
+    if ((s->rc = flx_hmt_synth(&hp, HS_D, HS_H, &st, flx_rng_u64(&g->rng), s->err))) goto done;
+    const int64_t L = hp.seg_len, n_tok = HS_NSEG * L;
+    for (int64_t i = 0; i < n_tok; i++) tok[i] = ri(g, 0, HS_V - 1);
+    if ((s->rc = flx_emu_engine_init(&e, &lm.qm, &o, HS_ROWS, s->err))) goto done;
+    e_open = 1;
+    if ((s->rc = flx_emu_hmt_backbone_init(&eb, &e, HS_ROWS, NULL, s->err)) ||
+        (s->rc = flx_emu_hmt_mem_init(&hm, &hp, fp, 0, s->err)))
+        goto done;
+    sp->in = flx_emu_hmt_backbone_ops(&eb);
+    sp->mem = flx_emu_hmt_mem_ops(&hm);
+    sp->hm = &hm;
+    sp->eb = &eb;
+    flx_hmt_backbone bb = sp->in;
+    bb.ctx = sp; bb.run = spy_run; bb.hidden = spy_hidden; bb.logits = spy_logits;
+    flx_hmt_memory mem = { sp, spy_reset, spy_recall, spy_store };
+    flx_hmt_flow flow = flx_emu_hmt_flow(0, 0);
+    if ((s->rc = flx_hmt_context(&hp, &flow, &bb, &mem, tok, n_tok, NULL, NULL, NULL, s->err))) goto done;
+    if (!sp->recalled || !sp->stored || sp->n0 != hp.sum_len + 2 || sp->n1 != HS_ROWS) {
+        s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_hmt_segment: the flow did not run segment %d as expected", HS_SEG);
+        goto done;
+    }
+    {
+        /* loader input: hmt_io = [T; embeddings of segments 69 and 70] */
+        const int64_t rows_io = 1 + 2 * L;
+        float *io = zalloc((size_t)rows_io * HS_D * 4);
+        const int32_t *t69 = tok + (HS_SEG - 1) * L;
+        int32_t seg = HS_SEG, first = (int32_t)(1 + L), len = (int32_t)L, last = 0;
+        const int64_t r0 = (sp->n0 + HS_PAD - 1) / HS_PAD * HS_PAD, r1 = (sp->n1 + HS_PAD - 1) / HS_PAD * HS_PAD;
+        float *x0 = zalloc((size_t)r0 * HS_D * 4), *x1 = zalloc((size_t)r1 * HS_D * 4);
+        if (!io || !x0 || !x1) {
+            s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_hmt_segment: out of memory");
+        } else {
+            memcpy(io, hp.mem, HS_D * 4);
+            for (int64_t i = 0; i < 2 * L; i++)
+                memcpy(io + (1 + i) * HS_D, lm.qm.tok_embd + (size_t)t69[i] * HS_D, HS_D * 4);
+            memcpy(x0, sp->x0, (size_t)sp->n0 * HS_D * 4);
+            memcpy(x1, sp->x1, (size_t)sp->n1 * HS_D * 4);
+            const char *nat = "row-major [rows][d]";
+            emit(s, "seg", "input", DT_I4, 1, SH(1), &seg, "segment index n", 0, NULL);
+            emit(s, "seg_len", "input", DT_I4, 1, SH(1), &len, "tokens in segment n", 0, NULL);
+            emit(s, "first_row", "input", DT_I4, 1, SH(1), &first, "hmt_io row of segment n's first token", 0, NULL);
+            emit(s, "last", "input", DT_I4, 1, SH(1), &last, "1 = the context's last segment", 0, NULL);
+            emit(s, "tokens", "input", DT_I4, 1, SH(2 * L), t69, "token ids of segments n-1 and n", 0, NULL);
+            emit(s, "hmt_io", "input", DT_F4, 2, SH(rows_io, HS_D), io, nat, 0,
+                 "hmt_io_mmap: row 0 = T (mem), row 1 + i = embedding of tokens[i]");
+            emit(s, "init_mem", "param", DT_F4, 1, SH(HS_D), hp.init_mem, "natural order", 0,
+                 "memory_cell.memory: P of segment 0 (unused here, the ring is full)");
+            emit(s, "wq", "param", DT_F4, 2, SH(HS_H, HS_D), hp.wq, "row-major [h][d]", 0, NULL);
+            emit(s, "wk", "param", DT_F4, 2, SH(HS_H, HS_D), hp.wk, "row-major [h][d]", 0, NULL);
+            emit(s, "mmem_in", "input", DT_F4, 2, SH(FLX_EMU_HMT_SLOTS, HS_D), sp->mmem_in, "slot-major [64][d]", 0,
+                 "the ring after segment 69: slot j holds M of the latest segment = j mod 64");
+            emit(s, "kmem_in", "input", DT_F4, 2, SH(FLX_EMU_HMT_SLOTS, HS_H), sp->kmem_in, "slot-major [64][h]", 0, NULL);
+            emit(s, "filled_in", "input", DT_I4, 1, SH(FLX_EMU_HMT_SLOTS), sp->filled_in, "1 = slot written", 0, NULL);
+            emit(s, "x0", "output", DT_F4, 2, SH(r0, HS_D), x0, nat, 0,
+                 "stage-0 loader: pref_io region 0 = [T, first 5 tokens of segment n, T], zero rows to a multiple of 8");
+            emit(s, "y0", "output", DT_F4, 2, SH(sp->n0, HS_D), sp->y0, nat, 0,
+                 "stage-0 prefill: last layer's output of the real rows (padding rows do not change them)");
+            emit(s, "s", "output", DT_F4, 1, SH(HS_D), sp->s, "block-partitioned B=4", 4, "Sn = y0 row 6 (1 + summary)");
+            emit(s, "q", "output", DT_F4, 1, SH(HS_H), sp->q, "block-partitioned B=4", 4, "Qn = Wq Sn");
+            emit(s, "a", "output", DT_F4, 1, SH(FLX_EMU_HMT_SLOTS), sp->a, "block-partitioned B=4", 4, "An' (softmax)");
+            emit(s, "p", "output", DT_F4, 1, SH(HS_D), sp->p, "block-partitioned B=4", 4, "Pn = Mmem^T An'");
+            emit(s, "x1", "output", DT_F4, 2, SH(r1, HS_D), x1, nat, 0,
+                 "stage-1 loader: [Pn, last 4 tokens of segment n-1, the 10 tokens, Pn]");
+            emit(s, "y1", "output", DT_F4, 2, SH(sp->n1, HS_D), sp->y1, nat, 0, "stage-1 prefill: last layer's output");
+            emit(s, "m", "output", DT_F4, 1, SH(HS_D), sp->m, "block-partitioned B=4", 4, "Mn = y1 row 15 (the trailing Pn)");
+            emit(s, "k", "output", DT_F4, 1, SH(HS_H), sp->k, "block-partitioned B=4", 4, "Kn = Wk Mn");
+            emit(s, "mmem_out", "output", DT_F4, 2, SH(FLX_EMU_HMT_SLOTS, HS_D), sp->mmem_out, "slot-major [64][d]", 0,
+                 "slot 70 mod 64 = 6 now holds Mn");
+            emit(s, "kmem_out", "output", DT_F4, 2, SH(FLX_EMU_HMT_SLOTS, HS_H), sp->kmem_out, "slot-major [64][h]", 0, NULL);
+            emit(s, "filled_out", "output", DT_I4, 1, SH(FLX_EMU_HMT_SLOTS), sp->filled_out, "1 = slot written", 0, NULL);
+            /* the backbone, for a testbench that runs the two prefills itself */
+            for (int l = 0; l < HS_LAYERS; l++) {
+                char pre[8];
+                snprintf(pre, sizeof pre, "L%d_", l);
+                emit_weights_p(s, &lm.L[l], pre);
+            }
+            const int64_t half = tiny.head_dim / 2;
+            emit(s, "rope_sin", "param", DT_F4, 2, SH(HS_ROWS, half), e.rope_sin, "[position][head_dim/2]", 0,
+                 "positions 0..15 of the emulator's table");
+            emit(s, "rope_cos", "param", DT_F4, 2, SH(HS_ROWS, half), e.rope_cos, "[position][head_dim/2]", 0, NULL);
+        }
+        free(io); free(x0); free(x1);
+    }
+done:
+    flx_emu_hmt_mem_free(&hm);
+    flx_emu_hmt_backbone_free(&eb);
+    if (e_open) flx_emu_engine_free(&e);
+    flx_hmt_free(&hp);
+    lm_free(&lm);
+    free(sp);
+    free(tok);
+}
+
 typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);
 static const struct { const char *name; gen_fn fn; } KERNELS[] = {
     { "quant_asym_pref", k_quant_asym_pref }, { "quant_asym_dec", k_quant_asym_dec },
@@ -1448,8 +1679,16 @@ static const struct { const char *name; gen_fn fn; } KERNELS[] = {
     /* whole layers: requested with --layer, never part of "all" */
     { "layer_prefill", k_layer_prefill },     { "layer_decode", k_layer_decode },
     { "layer_hmt", k_layer_hmt },             { "model_decode", k_model_decode },
+    { "layer_hmt_segment", k_hmt_segment },
 };
-enum { N_LAYER_ENTRIES = 4 };
+enum { N_LAYER_ENTRIES = 5 };
+
+/* layer entries written together with another (`--layer hmt` writes
+ * layer_hmt and layer_hmt_segment) */
+static int written_with(const char *name, const char *what)
+{
+    return !strcmp(name, "layer_hmt_segment") && !strcmp(what, "layer_hmt");
+}
 enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
 
 const char *flx_emu_golden_kernel_name(int i)
@@ -1508,7 +1747,8 @@ int flx_emu_golden_write(const char *dir, const char *what, const char *config,
     cJSON *ks = cJSON_AddArrayToObject(man, "kernels");
     sink s = { 0, dir, o->gzip, NULL, NULL, err, FLX_OK, 0 };
     for (int i = 0; i < N_KERNELS && !s.rc; i++) {
-        if (all ? i >= N_KERNELS - N_LAYER_ENTRIES : i != idx) continue;
+        if (all ? i >= N_KERNELS - N_LAYER_ENTRIES : (i != idx && !written_with(KERNELS[i].name, what)))
+            continue;
         char *kdir = flx_path_join(dir, KERNELS[i].name);
         s.rc = make_dir(kdir, err);
         free(kdir);

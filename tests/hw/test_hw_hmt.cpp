@@ -1,7 +1,9 @@
-// HMT's HLS twin (hw/kernels/hmt.h) on the golden vectors of one whole
-// segment step (`flxemu golden --layer hmt`): retrieval on a full 64-slot
-// ring, then the update that overwrites slot 70 mod 64, bit for bit with both
-// exponentials; a flipped bit of the golden P is reported.
+// HMT's HLS twin (hw/kernels/hmt.h, hmt_control.h) on the golden vectors of
+// `flxemu golden --layer hmt`: layer_hmt (retrieval on a full 64-slot ring,
+// then the update that overwrites slot 70 mod 64, U280 size) and
+// layer_hmt_segment (the whole segment step through hmt_segment_step: both
+// loaders, Sn, retrieval, Mn, ring update, tiny shape), bit for bit with
+// both exponentials; a flipped golden bit is reported; hw_tb runs both.
 #include "test_util.h"
 
 #include "../../hw/tb/tb_hmt.h"
@@ -56,5 +58,39 @@ Test(hw_hmt, layer_hmt_csim_matches_golden)
                     "b[len(b)-4*100] ^= 1; open(p,'wb').write(b)\" '" + dir + "/layer_hmt/p.npy'"), 0);
     flx_tb::kernel_result r = run_layer(dir);
     cr_expect(!r.ok && r.message.find("p.npy") != std::string::npos, "%s", r.message.c_str());
+    sh("rm -rf '" + base + "'");
+}
+
+Test(hw_hmt, segment_step_csim_matches_golden)
+{
+    std::string base = flx_test_tmpdir();
+    for (const char *exp : {"glibc", "flx"}) {
+        std::string dir = base + "/" + exp;
+        std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer hmt --exp " + exp + " --out '" +
+                          dir + "' 2>/dev/null";
+        cr_assert_eq(sh(cmd), 0, "%s", cmd.c_str());
+        flx_tb::manifest m = flx_tb::load_manifest(dir);
+        cr_assert_eq(m.kernels.size(), 2u, "--layer hmt writes layer_hmt and layer_hmt_segment");
+        flx_tb::kernel_result r = flx_tb::run_kernel(m, "layer_hmt_segment");
+        cr_expect(r.ok, "%s: %s", exp, r.message.c_str());
+        cr_expect(r.notes.empty());
+        // x0 8x64, s 64, q 32, a 64, p 64, x1 16x64, m 64, k 32, rings 64x64 + 64x32, filled 64
+        cr_expect_eq(r.compared, 512u + 64u + 32u + 64u + 64u + 1024u + 64u + 32u + 4096u + 2048u + 64u, "%s: %zu",
+                     exp, r.compared);
+        // the command-line testbench runs both sets
+        const char *tb = std::getenv("FLXEMU_HW_TB");
+        cr_assert(tb && *tb, "FLXEMU_HW_TB is not set");
+        cr_expect_eq(sh(std::string("'") + tb + "' '" + dir + "' >/dev/null"), 0);
+        cr_expect_eq(sh(std::string("'") + tb + "' --kernel layer_hmt_segment '" + dir + "' >/dev/null"), 0);
+    }
+    // a flipped bit in the stage-1 loader rows (row 5 = the first segment
+    // token) is a mismatch naming x1, and hw_tb exits 1
+    std::string dir = base + "/flx";
+    cr_assert_eq(sh("python3 -c \"import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); "
+                    "b[len(b)-4*(11*64)] ^= 1; open(p,'wb').write(b)\" '" + dir + "/layer_hmt_segment/x1.npy'"), 0);
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_hmt_segment");
+    cr_expect(!r.ok && r.message.find("x1.npy") != std::string::npos, "%s", r.message.c_str());
+    cr_expect_eq(sh(std::string("'") + std::getenv("FLXEMU_HW_TB") + "' --kernel layer_hmt_segment '" + dir +
+                    "' >/dev/null"), 1);
     sh("rm -rf '" + base + "'");
 }
