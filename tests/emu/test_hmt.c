@@ -468,6 +468,16 @@ Test(emu_hmt, cli_ppl_hmt, .timeout = 300)
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --hmt %s --hmt-segments 400", B, flxq, tf, hmt_path);
     cr_assert_eq(run_cmd(cmd, out_buf, sizeof out_buf), 1, "%s", out_buf);
     cr_assert(strstr(out_buf, "fewer than one context"), "%s", out_buf);
+    /* --hmt-cache: a 4-slot ring over 6 segments runs (and wraps); 6 slots are refused by name */
+    snprintf(cmd, sizeof cmd, "%s ppl --engine emu --model %s --file %s --hmt %s --hmt-segments 6 --hmt-cache 4 "
+             "--chunks 1 --threads 1 --json %s", B, flxq, tf, hmt_path, j3);
+    cr_assert_eq(run_cmd(cmd, out_buf, sizeof out_buf), 0, "%s", out_buf);
+    cr_assert_eq(json_num(j3, "cache_size"), 4.0);
+    cr_assert(json_num(j3, "ppl") > 1);
+    snprintf(cmd, sizeof cmd, "%s ppl --engine emu --model %s --file %s --hmt %s --hmt-segments 3 --hmt-cache 6",
+             B, flxq, tf, hmt_path);
+    cr_assert_eq(run_cmd(cmd, out_buf, sizeof out_buf), 1, "%s", out_buf);
+    cr_assert(strstr(out_buf, "mem_recall_context 6") && strstr(out_buf, hmt_path), "%s", out_buf);
 }
 
 /* A long WikiText-2 context (16 segments of FlexLLM's 990 tokens = 15,840)
