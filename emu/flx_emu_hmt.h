@@ -3,9 +3,10 @@
  * The segment flow of ref/flx_hmt.h runs on the emulator's INT4/INT8
  * prefill (stage 0 and stage 1) with FlexLLM's fp32 memory:
  *   Qn = Wq Sn, An[slot] = Qn . Kmem[slot]   fp32 GEMV, PE_fp32xfp32 order
- *   An' = block softmax of the 64 slots, 4 lanes, exp((x - m) / sqrt(h))
- *   Pn[o] = sum over slots 0..63 of An'[slot] Mmem[slot][o]   (PE order)
- *   Kn = Wk Mn; Mmem[n mod 64] = Mn, Kmem[n mod 64] = Kn
+ *   An' = block softmax of the N slots (N = cache_size, 64 by default), 4 lanes,
+ *         exp((x - m) / sqrt(h))
+ *   Pn[o] = sum over slots 0..N-1 of An'[slot] Mmem[slot][o]   (PE order)
+ *   Kn = Wk Mn; Mmem[n mod N] = Mn, Kmem[n mod N] = Kn
  * Intended semantics (default): empty slots masked (score -1e32f), the first
  * segment's P is the learned initial memory, Sn/Mn from the last layer's
  * output (final RMSNorm, prefill tree, only when flow.final_norm).  With

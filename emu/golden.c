@@ -1550,7 +1550,7 @@ static void k_hmt_segment(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     memset(&hp, 0, sizeof hp);
     int e_open = 0;
     hmt_spy *sp = zalloc(sizeof *sp);
-    int32_t *tok = zalloc((size_t)HS_NSEG * 10 * 4);
+    int32_t *tok = NULL;
     flx_emu_opts o;
     flx_emu_opts_default(&o);
     o.fp = *fp;
@@ -1561,12 +1561,16 @@ static void k_hmt_segment(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     st.segment_length = HS_SEGLEN;
     st.n_sensory = HS_SENS;
     st.cache_size = FLX_EMU_HMT_SLOTS;
-    if (!sp || !tok || lm_build_shape(&lm, g, HS_V, HS_LAYERS, &tiny)) {
+    if (!sp || lm_build_shape(&lm, g, HS_V, HS_LAYERS, &tiny)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_hmt_segment: out of memory");
         goto done;
     }
     if ((s->rc = flx_hmt_synth(&hp, HS_D, HS_H, &st, flx_rng_u64(&g->rng), s->err))) goto done;
-    const int64_t L = hp.seg_len, n_tok = HS_NSEG * L;
+    const int64_t L = hp.seg_len, n_tok = HS_NSEG * L;   /* L = 16 - 2 - 4 = 10 */
+    if (!(tok = zalloc((size_t)n_tok * sizeof *tok))) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_hmt_segment: out of memory");
+        goto done;
+    }
     for (int64_t i = 0; i < n_tok; i++) tok[i] = ri(g, 0, HS_V - 1);
     if ((s->rc = flx_emu_engine_init(&e, &lm.qm, &o, HS_ROWS, s->err))) goto done;
     e_open = 1;
