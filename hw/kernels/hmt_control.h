@@ -37,7 +37,6 @@ struct hmt_control_config : hmt_config {
     static const unsigned sum_len = 495;      // summary prefix of stage 0
     static const unsigned n_sensory = 32;     // tokens of segment n-1 in stage 1
     static const unsigned pad = 8;            // stage rows padded to a multiple of this
-    static const unsigned max_rows = 1024;    // pref_io region rows
 };
 
 // W[o][k] = w[o * k_dim + k] (a row-major matrix in HBM)

@@ -23,7 +23,7 @@ const unsigned D = 64, H = 32, S = 64, B = 4, L = 10, ROWS = 16;
 
 struct seg_cfg : flx_hls::hmt_control_config {
     static const unsigned max_d = D, max_h = H, slots = S;
-    static const unsigned seg_len = L, sum_len = 5, n_sensory = 4, pad = 8, max_rows = ROWS;
+    static const unsigned seg_len = L, sum_len = 5, n_sensory = 4, pad = 8;
 };
 struct seg_cfg_flx : seg_cfg {
     static const int exp_impl = flx_hls::EXP_FLX;
