@@ -1437,14 +1437,31 @@ static void k_layer_hmt(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     free(wk); free(mmem); free(kmem); free(m); free(k);
 }
 
-/* ---------------------------------------------- one HMT segment step, tiny shape */
+/* ---------------------------------------------- HMT segment steps, tiny shape */
 
-/* The whole step of segment n through the real flow (flx_hmt_context on the
+/* Whole segment steps through the real flow (flx_hmt_context on the
  * emulator's backbone and ring), at a tiny shape so that a testbench can
  * hold every stage: the backbone and the ring are wrapped by a spy that
- * keeps segment n's loader rows, prefill outputs, recall and update. */
-enum { HS_D = 64, HS_H = 32, HS_V = 64, HS_LAYERS = 2, HS_SEGLEN = 16, HS_SENS = 4, HS_SEG = 70,
-       HS_NSEG = HS_SEG + 2, HS_ROWS = 16, HS_PAD = 8 };
+ * keeps the recorded segments' loader rows, prefill outputs, recall, update
+ * and ring.  The context has 72 segments; recorded are 0 .. 3 (the start:
+ * initial memory, first recalls) and 70, 71 (a full, wrapping ring: slot 6
+ * overwritten; 71 is the last segment: no trailing P, no update). */
+enum { HS_D = 64, HS_H = 32, HS_V = 64, HS_LAYERS = 2, HS_SEGLEN = 16, HS_SENS = 4, HS_NSEG = 72,
+       HS_ROWS = 16, HS_PAD = 8, HS_S = FLX_EMU_HMT_SLOTS, HS_NREC = 6 };
+static const int HS_REC[HS_NREC] = { 0, 1, 2, 3, 70, 71 };
+
+typedef struct {
+    float mm[HS_S * HS_D], km[HS_S * HS_H];
+    int32_t filled[HS_S];
+} hs_ring;
+
+typedef struct {
+    int64_t n0, n1;              /* rows of stage 0 (0: none) and stage 1 */
+    float x0[HS_ROWS * HS_D], y0[HS_ROWS * HS_D], x1[HS_ROWS * HS_D], y1[HS_ROWS * HS_D];
+    float s[HS_D], q[HS_H], a[HS_S], p[HS_D], m[HS_D], k[HS_H];
+    int recalled, stored;        /* the retrieval kernels ran; an update happened */
+    hs_ring before, after;
+} hs_step;
 
 typedef struct {
     flx_hmt_backbone in;
@@ -1452,27 +1469,35 @@ typedef struct {
     flx_emu_hmt_mem *hm;
     flx_emu_hmt_backbone *eb;
     int64_t cur, runs;           /* segment in progress, backbone runs in it */
-    int64_t n0, n1;              /* rows of segment HS_SEG's stage 0 and stage 1 */
-    float x0[HS_ROWS * HS_D], y0[HS_ROWS * HS_D], x1[HS_ROWS * HS_D], y1[HS_ROWS * HS_D];
-    float mmem_in[FLX_EMU_HMT_SLOTS * HS_D], kmem_in[FLX_EMU_HMT_SLOTS * HS_H];
-    float mmem_out[FLX_EMU_HMT_SLOTS * HS_D], kmem_out[FLX_EMU_HMT_SLOTS * HS_H];
-    int32_t filled_in[FLX_EMU_HMT_SLOTS], filled_out[FLX_EMU_HMT_SLOTS];
-    float s[HS_D], q[HS_H], a[FLX_EMU_HMT_SLOTS], p[HS_D], m[HS_D], k[HS_H];
-    int recalled, stored;
+    hs_step rec[HS_NREC];
 } hmt_spy;
 
+static hs_step *spy_step(hmt_spy *sp, int64_t seg)
+{
+    for (int i = 0; i < HS_NREC; i++)
+        if (HS_REC[i] == seg) return &sp->rec[i];
+    return NULL;
+}
+static void spy_ring(const hmt_spy *sp, hs_ring *r)
+{
+    memcpy(r->mm, sp->hm->m, sizeof r->mm);
+    memcpy(r->km, sp->hm->k, sizeof r->km);
+    for (int i = 0; i < HS_S; i++) r->filled[i] = sp->hm->filled[i];
+}
 static int spy_run(void *ctx, const float *x, int64_t n, flx_error *err)
 {
     hmt_spy *sp = ctx;
     int rc = sp->in.run(sp->in.ctx, x, n, err);
-    if (rc || sp->cur != HS_SEG) { sp->runs++; return rc; }
-    if (n > HS_ROWS) return flx_fail(err, FLX_EINVAL, "layer_hmt_segment: a run of %lld rows", (long long)n);
-    float *xs = sp->runs == 0 ? sp->x0 : sp->x1, *ys = sp->runs == 0 ? sp->y0 : sp->y1;
-    *(sp->runs == 0 ? &sp->n0 : &sp->n1) = n;
-    memcpy(xs, x, (size_t)n * HS_D * 4);
-    memcpy(ys, sp->eb->hidden, (size_t)n * HS_D * 4);   /* the last layer's output rows */
+    hs_step *st = spy_step(sp, sp->cur);
+    if (!rc && st) {
+        if (n > HS_ROWS) return flx_fail(err, FLX_EINVAL, "layer_hmt_segment: a run of %lld rows", (long long)n);
+        int stage1 = sp->cur == 0 || sp->runs == 1;   /* segment 0 has no stage 0 */
+        memcpy(stage1 ? st->x1 : st->x0, x, (size_t)n * HS_D * 4);
+        memcpy(stage1 ? st->y1 : st->y0, sp->eb->hidden, (size_t)n * HS_D * 4);   /* last layer's rows */
+        *(stage1 ? &st->n1 : &st->n0) = n;
+    }
     sp->runs++;
-    return FLX_OK;
+    return rc;
 }
 static int spy_hidden(void *ctx, int64_t row, int final_norm, float *out, flx_error *err)
 {
@@ -1484,12 +1509,6 @@ static int spy_logits(void *ctx, int64_t row0, int64_t n, float *out, flx_error 
     hmt_spy *sp = ctx;
     return sp->in.logits(sp->in.ctx, row0, n, out, err);
 }
-static void spy_ring(const hmt_spy *sp, float *mm, float *km, int32_t *filled)
-{
-    memcpy(mm, sp->hm->m, sizeof sp->mmem_in);
-    memcpy(km, sp->hm->k, sizeof sp->kmem_in);
-    for (int i = 0; i < FLX_EMU_HMT_SLOTS; i++) filled[i] = sp->hm->filled[i];
-}
 static void spy_reset(void *ctx)
 {
     hmt_spy *sp = ctx;
@@ -1499,14 +1518,16 @@ static void spy_reset(void *ctx)
 static int spy_recall(void *ctx, const float *s, float *out, flx_error *err)
 {
     hmt_spy *sp = ctx;
-    if (sp->cur == HS_SEG) spy_ring(sp, sp->mmem_in, sp->kmem_in, sp->filled_in);
+    hs_step *st = spy_step(sp, sp->cur);
+    if (st) spy_ring(sp, &st->before);
     int rc = sp->mem.recall(sp->mem.ctx, s, out, err);
-    if (!rc && sp->cur == HS_SEG) {
-        memcpy(sp->s, s, sizeof sp->s);
-        memcpy(sp->q, sp->hm->q, sizeof sp->q);
-        memcpy(sp->a, sp->hm->scores, sizeof sp->a);
-        memcpy(sp->p, out, sizeof sp->p);
-        sp->recalled = 1;
+    if (!rc && st) {
+        for (int i = 0; i < HS_S; i++) st->recalled |= st->before.filled[i];
+        memcpy(st->s, s, sizeof st->s);
+        memcpy(st->q, sp->hm->q, sizeof st->q);
+        memcpy(st->a, sp->hm->scores, sizeof st->a);
+        memcpy(st->p, out, sizeof st->p);
+        st->after = st->before;   /* unless an update follows */
     }
     return rc;
 }
@@ -1514,31 +1535,80 @@ static int spy_store(void *ctx, int64_t seg, const float *m, flx_error *err)
 {
     hmt_spy *sp = ctx;
     int rc = sp->mem.store(sp->mem.ctx, seg, m, err);
-    if (!rc && seg == HS_SEG) {
-        memcpy(sp->m, m, sizeof sp->m);
-        memcpy(sp->k, sp->hm->k + (seg % FLX_EMU_HMT_SLOTS) * HS_H, sizeof sp->k);
-        spy_ring(sp, sp->mmem_out, sp->kmem_out, sp->filled_out);
-        sp->stored = 1;
+    hs_step *st = spy_step(sp, seg);
+    if (!rc && st) {
+        memcpy(st->m, m, sizeof st->m);
+        memcpy(st->k, sp->hm->k + (seg % HS_S) * HS_H, sizeof st->k);
+        spy_ring(sp, &st->after);
+        st->stored = 1;
     }
     sp->cur = seg + 1;
     sp->runs = 0;
     return rc;
 }
 
+/* one recorded step's tensors, named s<n>_* */
+static void emit_step(sink *s, const hs_step *st, int n, int emit_ring_before)
+{
+    char nm[32];
+    const int64_t r0 = (st->n0 + HS_PAD - 1) / HS_PAD * HS_PAD, r1 = (st->n1 + HS_PAD - 1) / HS_PAD * HS_PAD;
+    float x[HS_ROWS * HS_D];
+    const char *nat = "row-major [rows][d]", *bp = "block-partitioned B=4";
+#define NM(x) (snprintf(nm, sizeof nm, "s%d_%s", n, x), nm)
+    if (emit_ring_before) {
+        emit(s, NM("mmem_in"), "input", DT_F4, 2, SH(HS_S, HS_D), st->before.mm, "slot-major [64][d]", 0,
+             "the ring before this segment: slot j holds M of the newest segment = j mod 64");
+        emit(s, NM("kmem_in"), "input", DT_F4, 2, SH(HS_S, HS_H), st->before.km, "slot-major [64][h]", 0, NULL);
+        emit(s, NM("filled_in"), "input", DT_I4, 1, SH(HS_S), st->before.filled, "1 = slot written", 0, NULL);
+    }
+    if (st->n0) {
+        memset(x, 0, sizeof x);
+        memcpy(x, st->x0, (size_t)st->n0 * HS_D * 4);
+        emit(s, NM("x0"), "output", DT_F4, 2, SH(r0, HS_D), x, nat, 0,
+             "stage-0 loader: pref_io region 0 = [T, first min(len, 5) tokens, T], zero rows to a multiple of 8");
+        emit(s, NM("y0"), "output", DT_F4, 2, SH(st->n0, HS_D), st->y0, nat, 0,
+             "stage-0 prefill: last layer's output of the real rows (padding rows do not change them)");
+        emit(s, NM("s"), "output", DT_F4, 1, SH(HS_D), st->s, bp, 4, "Sn = the row of the second T in y0");
+    }
+    if (st->recalled) {
+        emit(s, NM("q"), "output", DT_F4, 1, SH(HS_H), st->q, bp, 4, "Qn = Wq Sn");
+        emit(s, NM("a"), "output", DT_F4, 1, SH(HS_S), st->a, bp, 4, "An' (softmax over the slots)");
+    }
+    emit(s, NM("p"), "output", DT_F4, 1, SH(HS_D), st->p, bp, 4,
+         st->recalled ? "Pn = Mmem^T An'" : "Pn = memory_cell.memory (nothing cached yet)");
+    memset(x, 0, sizeof x);
+    memcpy(x, st->x1, (size_t)st->n1 * HS_D * 4);
+    emit(s, NM("x1"), "output", DT_F4, 2, SH(r1, HS_D), x, nat, 0,
+         "stage-1 loader: [Pn, last 4 tokens of segment n-1 (none for n = 0), the tokens, Pn (not for the "
+         "last segment)], zero rows to a multiple of 8");
+    emit(s, NM("y1"), "output", DT_F4, 2, SH(st->n1, HS_D), st->y1, nat, 0, "stage-1 prefill: last layer's output");
+    if (st->stored) {
+        emit(s, NM("m"), "output", DT_F4, 1, SH(HS_D), st->m, bp, 4, "Mn = the trailing Pn's row of y1");
+        emit(s, NM("k"), "output", DT_F4, 1, SH(HS_H), st->k, bp, 4, "Kn = Wk Mn");
+    }
+    emit(s, NM("mmem_out"), "output", DT_F4, 2, SH(HS_S, HS_D), st->after.mm, "slot-major [64][d]", 0,
+         st->stored ? "the ring after the update (slot n mod 64 = Mn)" : "unchanged (the last segment stores nothing)");
+    emit(s, NM("kmem_out"), "output", DT_F4, 2, SH(HS_S, HS_H), st->after.km, "slot-major [64][h]", 0, NULL);
+    emit(s, NM("filled_out"), "output", DT_I4, 1, SH(HS_S), st->after.filled, "1 = slot written", 0, NULL);
+#undef NM
+}
+
 static void k_hmt_segment(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
     static const lm_shape tiny = { HS_D, 4, 2, 16, 128 };
-    cJSON_AddStringToObject(tp, "function", "hmt_segment_loader_sync_template: one whole segment step (segment "
-                            "70 of 72, 64-slot ring full, slot 6 overwritten): stage-0 loader, stage-0 prefill, "
-                            "retrieval, stage-1 loader, stage-1 prefill, memory update (docs/hmt.md 4, 7)");
+    cJSON_AddStringToObject(tp, "function", "hmt_segment_loader_sync_template: whole segment steps of a 72-segment "
+                            "context: segments 0..3 from reset (run in order, state carried) and 70, 71 from the "
+                            "recorded ring before 70 (full, slot 6 overwritten; 71 the last segment); stage-0 "
+                            "loader, stage-0 prefill, retrieval, stage-1 loader, stage-1 prefill, memory update "
+                            "(docs/hmt.md 4, 8)");
     cJSON_AddStringToObject(tp, "template", "tiny shape: d=64, h=32, 2 layers (4 heads x 16, 2 KV heads, "
                             "I=128, random INT4, gamma all ones, RoPE base 10000), vocabulary 64; segment_length "
                             "16 = 1 + 4 sensory + L=10 + 1, summary 5, MEM_NUM=64, stages padded to 8 rows; "
                             "dec_Linear_Layer_fp32xfp32<B=4,W=8>, dec_Softmax<B=4> scale=sqrt(h)=5.656854f; "
-                            "FlexLLM as intended: empty slots masked, Sn/Mn from the last layer without the "
-                            "final norm");
-    cJSON_AddStringToObject(tp, "reference_call", "hmt_io row 0 = T, row 1 + i = embedding of token i of "
-                            "'tokens' (segments 69 and 70); segment 70 starts at hmt_io row 1 + 10");
+                            "FlexLLM as intended: empty slots masked, P0 = memory_cell.memory, Sn/Mn from the "
+                            "last layer without the final norm");
+    cJSON_AddStringToObject(tp, "reference_call", "hmt_io row 0 = T, row 1 + i = embedding of token i; segment n "
+                            "starts at row 1 + 10 n; tensors of segment n are named s<n>_*");
     layer_model lm;
     flx_emu_engine e;
     flx_emu_hmt_backbone eb;
@@ -1551,6 +1621,7 @@ static void k_hmt_segment(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     int e_open = 0;
     hmt_spy *sp = zalloc(sizeof *sp);
     int32_t *tok = NULL;
+    float *io = NULL;
     flx_emu_opts o;
     flx_emu_opts_default(&o);
     o.fp = *fp;
@@ -1560,14 +1631,14 @@ static void k_hmt_segment(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     flx_hmt_settings_unset(&st);
     st.segment_length = HS_SEGLEN;
     st.n_sensory = HS_SENS;
-    st.cache_size = FLX_EMU_HMT_SLOTS;
+    st.cache_size = HS_S;
     if (!sp || lm_build_shape(&lm, g, HS_V, HS_LAYERS, &tiny)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_hmt_segment: out of memory");
         goto done;
     }
     if ((s->rc = flx_hmt_synth(&hp, HS_D, HS_H, &st, flx_rng_u64(&g->rng), s->err))) goto done;
     const int64_t L = hp.seg_len, n_tok = HS_NSEG * L;   /* L = 16 - 2 - 4 = 10 */
-    if (!(tok = zalloc((size_t)n_tok * sizeof *tok))) {
+    if (!(tok = zalloc((size_t)n_tok * sizeof *tok)) || !(io = zalloc((size_t)(1 + n_tok) * HS_D * 4))) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_hmt_segment: out of memory");
         goto done;
     }
@@ -1586,71 +1657,38 @@ static void k_hmt_segment(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     flx_hmt_memory mem = { sp, spy_reset, spy_recall, spy_store };
     flx_hmt_flow flow = flx_emu_hmt_flow(0, 0);
     if ((s->rc = flx_hmt_context(&hp, &flow, &bb, &mem, tok, n_tok, NULL, NULL, NULL, s->err))) goto done;
-    if (!sp->recalled || !sp->stored || sp->n0 != hp.sum_len + 2 || sp->n1 != HS_ROWS) {
-        s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_hmt_segment: the flow did not run segment %d as expected", HS_SEG);
-        goto done;
+    for (int r = 0; r < HS_NREC; r++) {
+        const hs_step *x = &sp->rec[r];
+        int n = HS_REC[r], last = n == HS_NSEG - 1;
+        if (x->n1 != (n ? HS_ROWS - last : 2 + L) || x->n0 != (n ? hp.sum_len + 2 : 0) || x->stored == last ||
+            x->recalled != (n > 0)) {
+            s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_hmt_segment: the flow did not run segment %d as expected", n);
+            goto done;
+        }
     }
     {
-        /* loader input: hmt_io = [T; embeddings of segments 69 and 70] */
-        const int64_t rows_io = 1 + 2 * L;
-        float *io = zalloc((size_t)rows_io * HS_D * 4);
-        const int32_t *t69 = tok + (HS_SEG - 1) * L;
-        int32_t seg = HS_SEG, first = (int32_t)(1 + L), len = (int32_t)L, last = 0;
-        const int64_t r0 = (sp->n0 + HS_PAD - 1) / HS_PAD * HS_PAD, r1 = (sp->n1 + HS_PAD - 1) / HS_PAD * HS_PAD;
-        float *x0 = zalloc((size_t)r0 * HS_D * 4), *x1 = zalloc((size_t)r1 * HS_D * 4);
-        if (!io || !x0 || !x1) {
-            s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_hmt_segment: out of memory");
-        } else {
-            memcpy(io, hp.mem, HS_D * 4);
-            for (int64_t i = 0; i < 2 * L; i++)
-                memcpy(io + (1 + i) * HS_D, lm.qm.tok_embd + (size_t)t69[i] * HS_D, HS_D * 4);
-            memcpy(x0, sp->x0, (size_t)sp->n0 * HS_D * 4);
-            memcpy(x1, sp->x1, (size_t)sp->n1 * HS_D * 4);
-            const char *nat = "row-major [rows][d]";
-            emit(s, "seg", "input", DT_I4, 1, SH(1), &seg, "segment index n", 0, NULL);
-            emit(s, "seg_len", "input", DT_I4, 1, SH(1), &len, "tokens in segment n", 0, NULL);
-            emit(s, "first_row", "input", DT_I4, 1, SH(1), &first, "hmt_io row of segment n's first token", 0, NULL);
-            emit(s, "last", "input", DT_I4, 1, SH(1), &last, "1 = the context's last segment", 0, NULL);
-            emit(s, "tokens", "input", DT_I4, 1, SH(2 * L), t69, "token ids of segments n-1 and n", 0, NULL);
-            emit(s, "hmt_io", "input", DT_F4, 2, SH(rows_io, HS_D), io, nat, 0,
-                 "hmt_io_mmap: row 0 = T (mem), row 1 + i = embedding of tokens[i]");
-            emit(s, "init_mem", "param", DT_F4, 1, SH(HS_D), hp.init_mem, "natural order", 0,
-                 "memory_cell.memory: P of segment 0 (unused here, the ring is full)");
-            emit(s, "wq", "param", DT_F4, 2, SH(HS_H, HS_D), hp.wq, "row-major [h][d]", 0, NULL);
-            emit(s, "wk", "param", DT_F4, 2, SH(HS_H, HS_D), hp.wk, "row-major [h][d]", 0, NULL);
-            emit(s, "mmem_in", "input", DT_F4, 2, SH(FLX_EMU_HMT_SLOTS, HS_D), sp->mmem_in, "slot-major [64][d]", 0,
-                 "the ring after segment 69: slot j holds M of the latest segment = j mod 64");
-            emit(s, "kmem_in", "input", DT_F4, 2, SH(FLX_EMU_HMT_SLOTS, HS_H), sp->kmem_in, "slot-major [64][h]", 0, NULL);
-            emit(s, "filled_in", "input", DT_I4, 1, SH(FLX_EMU_HMT_SLOTS), sp->filled_in, "1 = slot written", 0, NULL);
-            emit(s, "x0", "output", DT_F4, 2, SH(r0, HS_D), x0, nat, 0,
-                 "stage-0 loader: pref_io region 0 = [T, first 5 tokens of segment n, T], zero rows to a multiple of 8");
-            emit(s, "y0", "output", DT_F4, 2, SH(sp->n0, HS_D), sp->y0, nat, 0,
-                 "stage-0 prefill: last layer's output of the real rows (padding rows do not change them)");
-            emit(s, "s", "output", DT_F4, 1, SH(HS_D), sp->s, "block-partitioned B=4", 4, "Sn = y0 row 6 (1 + summary)");
-            emit(s, "q", "output", DT_F4, 1, SH(HS_H), sp->q, "block-partitioned B=4", 4, "Qn = Wq Sn");
-            emit(s, "a", "output", DT_F4, 1, SH(FLX_EMU_HMT_SLOTS), sp->a, "block-partitioned B=4", 4, "An' (softmax)");
-            emit(s, "p", "output", DT_F4, 1, SH(HS_D), sp->p, "block-partitioned B=4", 4, "Pn = Mmem^T An'");
-            emit(s, "x1", "output", DT_F4, 2, SH(r1, HS_D), x1, nat, 0,
-                 "stage-1 loader: [Pn, last 4 tokens of segment n-1, the 10 tokens, Pn]");
-            emit(s, "y1", "output", DT_F4, 2, SH(sp->n1, HS_D), sp->y1, nat, 0, "stage-1 prefill: last layer's output");
-            emit(s, "m", "output", DT_F4, 1, SH(HS_D), sp->m, "block-partitioned B=4", 4, "Mn = y1 row 15 (the trailing Pn)");
-            emit(s, "k", "output", DT_F4, 1, SH(HS_H), sp->k, "block-partitioned B=4", 4, "Kn = Wk Mn");
-            emit(s, "mmem_out", "output", DT_F4, 2, SH(FLX_EMU_HMT_SLOTS, HS_D), sp->mmem_out, "slot-major [64][d]", 0,
-                 "slot 70 mod 64 = 6 now holds Mn");
-            emit(s, "kmem_out", "output", DT_F4, 2, SH(FLX_EMU_HMT_SLOTS, HS_H), sp->kmem_out, "slot-major [64][h]", 0, NULL);
-            emit(s, "filled_out", "output", DT_I4, 1, SH(FLX_EMU_HMT_SLOTS), sp->filled_out, "1 = slot written", 0, NULL);
-            /* the backbone, for a testbench that runs the two prefills itself */
-            for (int l = 0; l < HS_LAYERS; l++) {
-                char pre[8];
-                snprintf(pre, sizeof pre, "L%d_", l);
-                emit_weights_p(s, &lm.L[l], pre);
-            }
-            const int64_t half = tiny.head_dim / 2;
-            emit(s, "rope_sin", "param", DT_F4, 2, SH(HS_ROWS, half), e.rope_sin, "[position][head_dim/2]", 0,
-                 "positions 0..15 of the emulator's table");
-            emit(s, "rope_cos", "param", DT_F4, 2, SH(HS_ROWS, half), e.rope_cos, "[position][head_dim/2]", 0, NULL);
+        int32_t meta[4] = { HS_NSEG, (int32_t)L, HS_REC[4], HS_NSEG - 1 };
+        memcpy(io, hp.mem, HS_D * 4);
+        for (int64_t i = 0; i < n_tok; i++)
+            memcpy(io + (1 + i) * HS_D, lm.qm.tok_embd + (size_t)tok[i] * HS_D, HS_D * 4);
+        emit(s, "context", "input", DT_I4, 1, SH(4), meta, "segments, L, the second run's first segment, the last segment", 0, NULL);
+        emit(s, "tokens", "input", DT_I4, 1, SH(n_tok), tok, "token ids of the context", 0, NULL);
+        emit(s, "hmt_io", "input", DT_F4, 2, SH(1 + n_tok, HS_D), io, "row-major [rows][d]", 0,
+             "hmt_io_mmap: row 0 = T (mem), row 1 + i = embedding of tokens[i]");
+        emit(s, "init_mem", "param", DT_F4, 1, SH(HS_D), hp.init_mem, "natural order", 0, "memory_cell.memory: P of segment 0");
+        emit(s, "wq", "param", DT_F4, 2, SH(HS_H, HS_D), hp.wq, "row-major [h][d]", 0, NULL);
+        emit(s, "wk", "param", DT_F4, 2, SH(HS_H, HS_D), hp.wk, "row-major [h][d]", 0, NULL);
+        for (int r = 0; r < HS_NREC; r++) emit_step(s, &sp->rec[r], HS_REC[r], HS_REC[r] == HS_REC[4]);
+        /* the backbone, for a testbench that runs the two prefills itself */
+        for (int l = 0; l < HS_LAYERS; l++) {
+            char pre[8];
+            snprintf(pre, sizeof pre, "L%d_", l);
+            emit_weights_p(s, &lm.L[l], pre);
         }
-        free(io); free(x0); free(x1);
+        const int64_t half = tiny.head_dim / 2;
+        emit(s, "rope_sin", "param", DT_F4, 2, SH(HS_ROWS, half), e.rope_sin, "[position][head_dim/2]", 0,
+             "positions 0..15 of the emulator's table");
+        emit(s, "rope_cos", "param", DT_F4, 2, SH(HS_ROWS, half), e.rope_cos, "[position][head_dim/2]", 0, NULL);
     }
 done:
     flx_emu_hmt_mem_free(&hm);
@@ -1660,6 +1698,7 @@ done:
     lm_free(&lm);
     free(sp);
     free(tok);
+    free(io);
 }
 
 typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);

@@ -356,13 +356,15 @@ static float *npy_f32(const char *dir, const char *name, size_t n)
     return v;
 }
 
-/* `golden --layer hmt`'s whole segment step (layer_hmt_segment) holds the
- * flow's structure: the loader rows are T / the hmt_io rows / Pn where the
- * flow puts them, Sn and Mn are the prefill outputs' rows, Qn = Wq Sn and Kn =
- * Wk Mn in the PE order, only slot 70 mod 64 = 6 changes; --check agrees. */
+/* `golden --layer hmt`'s segment steps (layer_hmt_segment) hold the flow's
+ * structure: the loader rows are T / the hmt_io rows / Pn where the flow puts
+ * them (segment 0: [P0 = memory_cell.memory, tokens, P0]; 70: with sensory
+ * rows; 71, the last: no trailing P), Sn and Mn are the prefill outputs'
+ * rows, Qn = Wq Sn and Kn = Wk Mn in the PE order, only slot 70 mod 64 = 6
+ * changes at 70 and nothing at 71; --check agrees. */
 Test(emu_hmt, golden_segment_step_structure, .timeout = 120)
 {
-    enum { D = 64, HH = 32, L = 10, S = 64 };
+    enum { D = 64, HH = 32, L = 10, S = 64, NT = 720 };
     char gdir[512];
     snprintf(gdir, sizeof gdir, "%s/g", flx_test_tmpdir());
     flx_emu_golden_opts o = {4, {FLX_EMU_EXP_FLX, 0}, 0};
@@ -370,45 +372,75 @@ Test(emu_hmt, golden_segment_step_structure, .timeout = 120)
     cr_assert_eq(flx_emu_golden_write(gdir, "layer_hmt", "u280", &o, &err), FLX_OK, "%s", err.msg);
     int64_t nf = 0;
     cr_assert_eq(flx_emu_golden_check(gdir, &nf, &err), FLX_OK, "%s", err.msg);
-    cr_assert_gt(nf, 80);
-    float *io = npy_f32(gdir, "hmt_io", (1 + 2 * L) * D), *x0 = npy_f32(gdir, "x0", 8 * D);
-    float *y0 = npy_f32(gdir, "y0", 7 * D), *x1 = npy_f32(gdir, "x1", 16 * D), *y1 = npy_f32(gdir, "y1", 16 * D);
-    float *sn = npy_f32(gdir, "s", D), *p = npy_f32(gdir, "p", D), *m = npy_f32(gdir, "m", D);
-    float *q = npy_f32(gdir, "q", HH), *k = npy_f32(gdir, "k", HH), *a = npy_f32(gdir, "a", S);
+    cr_assert_gt(nf, 150);
+    float *io = npy_f32(gdir, "hmt_io", (1 + NT) * D), *init = npy_f32(gdir, "init_mem", D);
     float *wq = npy_f32(gdir, "wq", HH * D), *wk = npy_f32(gdir, "wk", HH * D);
-    float *mi = npy_f32(gdir, "mmem_in", S * D), *mo = npy_f32(gdir, "mmem_out", S * D);
-    float *ki = npy_f32(gdir, "kmem_in", S * HH), *ko = npy_f32(gdir, "kmem_out", S * HH);
     const size_t row = D * 4;
-    /* stage 0: [T, tokens 0..4 of segment 70 (hmt_io rows 11..15), T], one zero row */
-    cr_assert_eq(memcmp(x0, io, row), 0);
-    cr_assert_eq(memcmp(x0 + D, io + 11 * D, 5 * row), 0);
-    cr_assert_eq(memcmp(x0 + 6 * D, io, row), 0);
-    for (int i = 0; i < D; i++) cr_assert_eq(x0[7 * D + i], 0.0f);
-    cr_assert_eq(memcmp(sn, y0 + 6 * D, row), 0, "Sn = stage-0 output row 6");
-    /* stage 1: [Pn, last 4 tokens of segment 69 (rows 7..10), segment 70 (rows 11..20), Pn] */
-    cr_assert_eq(memcmp(x1, p, row), 0);
-    cr_assert_eq(memcmp(x1 + D, io + 7 * D, 4 * row), 0);
-    cr_assert_eq(memcmp(x1 + 5 * D, io + 11 * D, 10 * row), 0);
-    cr_assert_eq(memcmp(x1 + 15 * D, p, row), 0);
-    cr_assert_eq(memcmp(m, y1 + 15 * D, row), 0, "Mn = stage-1 output row 15");
-    /* the fp32 PE products and the ring */
     flx_emu_fp fp = {FLX_EMU_EXP_FLX, 0};
     float qq[HH], kk[HH];
-    flx_emu_gemv_f32(qq, sn, wq, HH, D, &fp);
-    flx_emu_gemv_f32(kk, m, wk, HH, D, &fp);
-    cr_assert_eq(memcmp(q, qq, sizeof qq), 0);
-    cr_assert_eq(memcmp(k, kk, sizeof kk), 0);
-    double sum = 0;
-    for (int i = 0; i < S; i++) sum += a[i];
-    cr_assert(fabs(sum - 1.0) < 1e-5, "softmax sums to %g", sum);
-    for (int sl = 0; sl < S; sl++) {
-        int changed = memcmp(mi + sl * D, mo + sl * D, row) != 0 || memcmp(ki + sl * HH, ko + sl * HH, HH * 4) != 0;
-        cr_assert_eq(changed, sl == 6, "slot %d", sl);
+    /* segment 0: no stage 0, P0 = memory_cell.memory, [P0, 10 tokens, P0] + 4 zero rows */
+    {
+        float *p = npy_f32(gdir, "s0_p", D), *x1 = npy_f32(gdir, "s0_x1", 16 * D), *y1 = npy_f32(gdir, "s0_y1", 12 * D);
+        float *m = npy_f32(gdir, "s0_m", D), *mo = npy_f32(gdir, "s0_mmem_out", S * D);
+        cr_assert_eq(memcmp(p, init, row), 0);
+        cr_assert_eq(memcmp(x1, p, row), 0);
+        cr_assert_eq(memcmp(x1 + D, io + D, 10 * row), 0);
+        cr_assert_eq(memcmp(x1 + 11 * D, p, row), 0);
+        for (int i = 12 * D; i < 16 * D; i++) cr_assert_eq(x1[i], 0.0f);
+        cr_assert_eq(memcmp(m, y1 + 11 * D, row), 0, "M0 = stage-1 output row 11");
+        cr_assert_eq(memcmp(mo, m, row), 0, "slot 0 holds M0");
+        for (int i = D; i < S * D; i++) cr_assert_eq(mo[i], 0.0f);
+        free(p); free(x1); free(y1); free(m); free(mo);
     }
-    cr_assert_eq(memcmp(mo + 6 * D, m, row), 0);
-    cr_assert_eq(memcmp(ko + 6 * HH, k, HH * 4), 0);
-    float *all[] = {io, x0, y0, x1, y1, sn, p, m, q, k, a, wq, wk, mi, mo, ki, ko};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    /* segment 70 on the full ring */
+    {
+        const int f = 1 + 700;   /* hmt_io row of segment 70's first token */
+        float *x0 = npy_f32(gdir, "s70_x0", 8 * D), *y0 = npy_f32(gdir, "s70_y0", 7 * D);
+        float *x1 = npy_f32(gdir, "s70_x1", 16 * D), *y1 = npy_f32(gdir, "s70_y1", 16 * D);
+        float *sn = npy_f32(gdir, "s70_s", D), *p = npy_f32(gdir, "s70_p", D), *m = npy_f32(gdir, "s70_m", D);
+        float *q = npy_f32(gdir, "s70_q", HH), *k = npy_f32(gdir, "s70_k", HH), *a = npy_f32(gdir, "s70_a", S);
+        float *mi = npy_f32(gdir, "s70_mmem_in", S * D), *mo = npy_f32(gdir, "s70_mmem_out", S * D);
+        float *ki = npy_f32(gdir, "s70_kmem_in", S * HH), *ko = npy_f32(gdir, "s70_kmem_out", S * HH);
+        /* stage 0: [T, tokens 0..4 of segment 70, T], one zero row */
+        cr_assert_eq(memcmp(x0, io, row), 0);
+        cr_assert_eq(memcmp(x0 + D, io + f * D, 5 * row), 0);
+        cr_assert_eq(memcmp(x0 + 6 * D, io, row), 0);
+        for (int i = 0; i < D; i++) cr_assert_eq(x0[7 * D + i], 0.0f);
+        cr_assert_eq(memcmp(sn, y0 + 6 * D, row), 0, "Sn = stage-0 output row 6");
+        /* stage 1: [Pn, last 4 tokens of segment 69, segment 70, Pn] */
+        cr_assert_eq(memcmp(x1, p, row), 0);
+        cr_assert_eq(memcmp(x1 + D, io + (f - 4) * D, 4 * row), 0);
+        cr_assert_eq(memcmp(x1 + 5 * D, io + f * D, 10 * row), 0);
+        cr_assert_eq(memcmp(x1 + 15 * D, p, row), 0);
+        cr_assert_eq(memcmp(m, y1 + 15 * D, row), 0, "Mn = stage-1 output row 15");
+        flx_emu_gemv_f32(qq, sn, wq, HH, D, &fp);
+        flx_emu_gemv_f32(kk, m, wk, HH, D, &fp);
+        cr_assert_eq(memcmp(q, qq, sizeof qq), 0);
+        cr_assert_eq(memcmp(k, kk, sizeof kk), 0);
+        double sum = 0;
+        for (int i = 0; i < S; i++) sum += a[i];
+        cr_assert(fabs(sum - 1.0) < 1e-5, "softmax sums to %g", sum);
+        for (int sl = 0; sl < S; sl++) {
+            int changed = memcmp(mi + sl * D, mo + sl * D, row) != 0 || memcmp(ki + sl * HH, ko + sl * HH, HH * 4) != 0;
+            cr_assert_eq(changed, sl == 6, "slot %d", sl);
+        }
+        cr_assert_eq(memcmp(mo + 6 * D, m, row), 0);
+        cr_assert_eq(memcmp(ko + 6 * HH, k, HH * 4), 0);
+        /* segment 71, the last: no trailing P, the ring unchanged */
+        float *x71 = npy_f32(gdir, "s71_x1", 16 * D), *p71 = npy_f32(gdir, "s71_p", D);
+        float *m71 = npy_f32(gdir, "s71_mmem_out", S * D);
+        cr_assert_eq(memcmp(x71, p71, row), 0);
+        cr_assert_eq(memcmp(x71 + D, io + (f + 10 - 4) * D, 4 * row), 0);
+        cr_assert_eq(memcmp(x71 + 5 * D, io + (f + 10) * D, 10 * row), 0);
+        for (int i = 15 * D; i < 16 * D; i++) cr_assert_eq(x71[i], 0.0f);
+        cr_assert_eq(memcmp(m71, mo, (size_t)S * row), 0);
+        char path[600];
+        snprintf(path, sizeof path, "%s/layer_hmt_segment/s71_m.npy", gdir);
+        cr_assert(!flx_file_exists(path), "the last segment has no Mn");
+        float *all[] = {x0, y0, x1, y1, sn, p, m, q, k, a, mi, mo, ki, ko, x71, p71, m71};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    }
+    free(io); free(init); free(wq); free(wk);
 }
 
 static double json_num(const char *path, const char *key)

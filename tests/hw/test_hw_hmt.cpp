@@ -1,8 +1,9 @@
 // HMT's HLS twin (hw/kernels/hmt.h, hmt_control.h) on the golden vectors of
 // `flxemu golden --layer hmt`: layer_hmt (retrieval on a full 64-slot ring,
 // then the update that overwrites slot 70 mod 64, U280 size) and
-// layer_hmt_segment (the whole segment step through hmt_segment_step: both
-// loaders, Sn, retrieval, Mn, ring update, tiny shape), bit for bit with
+// layer_hmt_segment (whole segment steps through hmt_segment_step: both
+// loaders, Sn, retrieval, Mn, ring update; segments 0..3 from reset and 70,
+// 71 on a full ring, tiny shape), bit for bit with
 // both exponentials; a flipped golden bit is reported; hw_tb runs both.
 #include "test_util.h"
 
@@ -74,22 +75,25 @@ Test(hw_hmt, segment_step_csim_matches_golden)
         flx_tb::kernel_result r = flx_tb::run_kernel(m, "layer_hmt_segment");
         cr_expect(r.ok, "%s: %s", exp, r.message.c_str());
         cr_expect(r.notes.empty());
-        // x0 8x64, s 64, q 32, a 64, p 64, x1 16x64, m 64, k 32, rings 64x64 + 64x32, filled 64
-        cr_expect_eq(r.compared, 512u + 64u + 32u + 64u + 64u + 1024u + 64u + 32u + 4096u + 2048u + 64u, "%s: %zu",
-                     exp, r.compared);
+        // per step the ring after it (64x64 + 64x32 + 64 filled) and x1 (16x64), p 64; segment 0 adds
+        // m 64, k 32; segments 1..3 and 70 add x0 8x64, s 64, q 32, a 64, m 64, k 32; segment 71 (last)
+        // adds x0, s, q, a
+        const size_t ring = 4096 + 2048 + 64, common = ring + 1024 + 64, recall = 512 + 64 + 32 + 64, upd = 64 + 32;
+        cr_expect_eq(r.compared, (common + upd) + 4 * (common + recall + upd) + (common + recall), "%s: %zu", exp,
+                     r.compared);
         // the command-line testbench runs both sets
         const char *tb = std::getenv("FLXEMU_HW_TB");
         cr_assert(tb && *tb, "FLXEMU_HW_TB is not set");
         cr_expect_eq(sh(std::string("'") + tb + "' '" + dir + "' >/dev/null"), 0);
         cr_expect_eq(sh(std::string("'") + tb + "' --kernel layer_hmt_segment '" + dir + "' >/dev/null"), 0);
     }
-    // a flipped bit in the stage-1 loader rows (row 5 = the first segment
-    // token) is a mismatch naming x1, and hw_tb exits 1
+    // a flipped bit in segment 70's stage-1 loader rows (row 5 = the first
+    // segment token) is a mismatch naming s70_x1, and hw_tb exits 1
     std::string dir = base + "/flx";
     cr_assert_eq(sh("python3 -c \"import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); "
-                    "b[len(b)-4*(11*64)] ^= 1; open(p,'wb').write(b)\" '" + dir + "/layer_hmt_segment/x1.npy'"), 0);
+                    "b[len(b)-4*(11*64)] ^= 1; open(p,'wb').write(b)\" '" + dir + "/layer_hmt_segment/s70_x1.npy'"), 0);
     flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_hmt_segment");
-    cr_expect(!r.ok && r.message.find("x1.npy") != std::string::npos, "%s", r.message.c_str());
+    cr_expect(!r.ok && r.message.find("s70_x1.npy") != std::string::npos, "%s", r.message.c_str());
     cr_expect_eq(sh(std::string("'") + std::getenv("FLXEMU_HW_TB") + "' --kernel layer_hmt_segment '" + dir +
                     "' >/dev/null"), 1);
     sh("rm -rf '" + base + "'");
