@@ -28,7 +28,7 @@ static void usage(FILE *fp)
             "  --kernel NAME      a kernel (see the list below) or all\n"
             "  --layer STAGE      prefill or decode: one whole decoder layer of the U280\n"
             "                     model shape (random INT4 weights, ~60 MB of weights);\n"
-            "                     hmt: one HMT segment step: layer_hmt (retrieval + ring update,\n"
+            "                     hmt: HMT segment steps: layer_hmt (retrieval + ring update,\n"
             "                     d = h = 2048) and layer_hmt_segment (whole steps, segments 0-3, 70, 71, with\n"
             "                     both prefills and loaders on a tiny 2-layer model, docs/hmt.md 8)\n"
             "                     model: a tiny whole model (2 such layers, 1024-token\n"
