@@ -13,7 +13,7 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
             "usage: flxemu golden --kernel NAME|all --out DIR [options]\n"
-            "       flxemu golden --layer prefill|decode|model --out DIR [options]\n"
+            "       flxemu golden --layer prefill|decode|hmt|model --out DIR [options]\n"
             "       flxemu golden --check DIR\n"
             "\n"
             "Writes seeded inputs, parameters and the emulator's outputs of FlexLLM kernels\n"
@@ -28,7 +28,9 @@ static void usage(FILE *fp)
             "  --kernel NAME      a kernel (see the list below) or all\n"
             "  --layer STAGE      prefill or decode: one whole decoder layer of the U280\n"
             "                     model shape (random INT4 weights, ~60 MB of weights);\n"
-            "                     hmt: one HMT segment step (retrieval + ring update, d = h = 2048)\n"
+            "                     hmt: HMT segment steps: layer_hmt (retrieval + ring update,\n"
+            "                     d = h = 2048) and layer_hmt_segment (whole steps, segments 0-3, 70, 71, with\n"
+            "                     both prefills and loaders on a tiny 2-layer model, docs/hmt.md 8)\n"
             "                     model: a tiny whole model (2 such layers, 1024-token\n"
             "                     vocabulary) decoding one token, with lm_head and sampling\n"
             "  --out DIR          output folder, created if missing\n"

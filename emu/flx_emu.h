@@ -465,7 +465,8 @@ const char *flx_emu_golden_kernel_name(int i);
 const char *flx_emu_golden_kernel_find(const char *name);
 
 /* what: a kernel name, "all" (every kernel), "layer_hmt" (one HMT segment
- * step: retrieval and ring update, docs/hmt.md), or "layer_prefill" /
+ * step: retrieval and ring update at the U280 size, plus layer_hmt_segment,
+ * the whole step with both prefills at a tiny shape; docs/hmt.md 8), or "layer_prefill" /
  * "layer_decode" (one decoder layer of the U280 model shape with random INT4
  * weights, reference quirks on: inputs, all weights and scales, K/V caches
  * and the layer output); config: "u280".  FLX_EINVAL for an unknown

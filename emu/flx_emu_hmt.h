@@ -3,9 +3,10 @@
  * The segment flow of ref/flx_hmt.h runs on the emulator's INT4/INT8
  * prefill (stage 0 and stage 1) with FlexLLM's fp32 memory:
  *   Qn = Wq Sn, An[slot] = Qn . Kmem[slot]   fp32 GEMV, PE_fp32xfp32 order
- *   An' = block softmax of the 64 slots, 4 lanes, exp((x - m) / sqrt(h))
- *   Pn[o] = sum over slots 0..63 of An'[slot] Mmem[slot][o]   (PE order)
- *   Kn = Wk Mn; Mmem[n mod 64] = Mn, Kmem[n mod 64] = Kn
+ *   An' = block softmax of the N slots (N = cache_size, 64 by default), 4 lanes,
+ *         exp((x - m) / sqrt(h))
+ *   Pn[o] = sum over slots 0..N-1 of An'[slot] Mmem[slot][o]   (PE order)
+ *   Kn = Wk Mn; Mmem[n mod N] = Mn, Kmem[n mod N] = Kn
  * Intended semantics (default): empty slots masked (score -1e32f), the first
  * segment's P is the learned initial memory, Sn/Mn from the last layer's
  * output (final RMSNorm, prefill tree, only when flow.final_norm).  With
@@ -22,6 +23,9 @@
 extern "C" {
 #endif
 
+/* FlexLLM's ring (MEM_NUM) holds 64 slots; the emulated ring holds the
+ * parameter file's cache_size slots (64 by default), a multiple of the
+ * softmax's 4 lanes. */
 enum { FLX_EMU_HMT_SLOTS = 64, FLX_EMU_HMT_LANES = 4 };
 
 /* FlexLLM-as-written behaviours, one bit each (--reference-quirks: all). */
@@ -39,31 +43,37 @@ int flx_emu_hmt_quirks_parse(const char *list);
 /* The flow settings of a quirk set (final_norm as given). */
 flx_hmt_flow flx_emu_hmt_flow(int quirks, int final_norm);
 
-/* The on-chip memory: 64 slots of Mn and Kn, and the retrieval. */
+/* The on-chip memory: N = p->cache_size slots of Mn and Kn (segment n goes
+ * to slot n mod N), and the retrieval. */
 typedef struct flx_emu_hmt_mem {
     const flx_hmt_params *p;
     flx_emu_fp fp;
     int     quirks;             /* FLX_EMU_HMT_Q_* bits (UNMASKED, ZERO_INIT used here) */
-    float  *m;                  /* [64][d] Mmem                                */
-    float  *k;                  /* [64][h] Kmem                                */
-    uint8_t filled[FLX_EMU_HMT_SLOTS];
+    int     n_slots;            /* N                                           */
+    float  *m;                  /* [N][d] Mmem                                 */
+    float  *k;                  /* [N][h] Kmem                                 */
+    uint8_t *filled;            /* [N] 1 = slot written                        */
     float  *q;                  /* [h] Qn                                      */
-    float  *mt;                 /* [d][64] Mmem transposed for the Pn GEMV     */
-    float   scores[FLX_EMU_HMT_SLOTS];  /* An, then An' (last recall)          */
+    float  *mt;                 /* [d][N] Mmem transposed for the Pn GEMV      */
+    float  *scores;             /* [N] An, then An' (last recall)              */
 } flx_emu_hmt_mem;
 
+/* Fails (FLX_EINVAL, naming the file and mem_recall_context) unless
+ * p->cache_size is a positive multiple of FLX_EMU_HMT_LANES. */
 int  flx_emu_hmt_mem_init(flx_emu_hmt_mem *hm, const flx_hmt_params *p, const flx_emu_fp *fp,
                           int quirks, flx_error *err);
 void flx_emu_hmt_mem_free(flx_emu_hmt_mem *hm);
 flx_hmt_memory flx_emu_hmt_mem_ops(flx_emu_hmt_mem *hm);
 
-/* The two retrieval kernels alone (golden vectors, hw twin):
- * recall: q[h] = Wq s; scores[64] = Kmem q (masked slots -1e32f when
- * mask != NULL and mask[slot] == 0); block softmax; p[d] = Mmem^T scores.
+/* The two retrieval kernels alone (golden vectors, hw twin), n_slots a
+ * multiple of FLX_EMU_HMT_LANES:
+ * recall: q[h] = Wq s; scores[n_slots] = Kmem q (masked slots -1e32f when
+ * mask != NULL and mask[slot] == 0); block softmax over 4 lanes of
+ * n_slots/4; p[d] = Mmem^T scores (kmem [n_slots][h], mmem_t [d][n_slots]).
  * update: k[h] = Wk m. */
 void flx_emu_hmt_recall(float *p, float *q, float *scores, const float *s, const float *wq,
                         const float *kmem, const float *mmem_t, const uint8_t *mask, int64_t d,
-                        int64_t h, const flx_emu_fp *fp);
+                        int64_t h, int64_t n_slots, const flx_emu_fp *fp);
 void flx_emu_hmt_key(float *k, const float *m, const float *wk, int64_t d, int64_t h,
                      const flx_emu_fp *fp);
 

@@ -819,10 +819,20 @@ static void lm_free(layer_model *m)
 static int lm_build_n(layer_model *m, gen *g, int n_rows, int n_layers);
 static int lm_build(layer_model *m, gen *g, int n_rows) { return lm_build_n(m, g, n_rows, 1); }
 
-/* n_layers (1 or 2) decoder layers; layer 1 takes the FSQ layer-1 scales */
+/* the layer shape of a generated model */
+typedef struct { int d, heads, kv_heads, head_dim, ff; } lm_shape;
+static const lm_shape LM_U280 = { 2048, 32, 8, 64, 8192 };
+
+static int lm_build_shape(layer_model *m, gen *g, int n_rows, int n_layers, const lm_shape *sh);
 static int lm_build_n(layer_model *m, gen *g, int n_rows, int n_layers)
 {
-    enum { D = 2048, H = 32, KVH = 8, HD = 64, F = 8192 };
+    return lm_build_shape(m, g, n_rows, n_layers, &LM_U280);
+}
+
+/* n_layers (1 or 2) decoder layers; layer 1 takes the FSQ layer-1 scales */
+static int lm_build_shape(layer_model *m, gen *g, int n_rows, int n_layers, const lm_shape *sh)
+{
+    const int D = sh->d, H = sh->heads, KVH = sh->kv_heads, HD = sh->head_dim, F = sh->ff;
     memset(m, 0, sizeof *m);
     flx_llama_config *c = &m->qm.cfg;
     c->n_vocab = n_rows; c->d_model = D; c->n_layers = n_layers; c->n_heads = H; c->n_kv_heads = KVH;
@@ -1306,7 +1316,7 @@ static void hmt_recall_emit(sink *s, gen *g, const flx_emu_fp *fp, const float *
     for (int o = 0; o < HMT_D; o++)
         for (int k = 0; k < HMT_S; k++) mt[(size_t)o * HMT_S + k] = mmem[(size_t)k * HMT_D + o];
     for (int k = 0; k < HMT_S; k++) m32[k] = mask[k];
-    flx_emu_hmt_recall(p, q, sc, x, wq, kmem, mt, masked ? mask : NULL, HMT_D, HMT_H, fp);
+    flx_emu_hmt_recall(p, q, sc, x, wq, kmem, mt, masked ? mask : NULL, HMT_D, HMT_H, HMT_S, fp);
     emit(s, "s", "input", DT_F4, 1, SH(HMT_D), x, "block-partitioned B=4 (Sn, the stage-0 summary row)", 4, NULL);
     emit(s, "wq", "param", DT_F4, 2, SH(HMT_H, HMT_D), wq, "row-major [h][d]", 0, NULL);
     emit(s, "mmem", "input", DT_F4, 2, SH(HMT_S, HMT_D), mmem, "slot-major [64][d]", 0, NULL);
@@ -1388,6 +1398,270 @@ static void k_layer_hmt(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     emit(s, "kmem_out", "output", DT_F4, 2, SH(HMT_S, HMT_H), kmem, "slot-major [64][h]", 0, NULL);
 }
 
+/* ---------------------------------------------- HMT segment steps, tiny shape */
+
+/* Whole segment steps through the real flow (flx_hmt_context on the
+ * emulator's backbone and ring), at a tiny shape so that a testbench can
+ * hold every stage: the backbone and the ring are wrapped by a spy that
+ * keeps the recorded segments' loader rows, prefill outputs, recall, update
+ * and ring.  The context has 72 segments; recorded are 0 .. 3 (the start:
+ * initial memory, first recalls) and 70, 71 (a full, wrapping ring: slot 6
+ * overwritten; 71 is the last segment: no trailing P, no update). */
+enum { HS_D = 64, HS_H = 32, HS_V = 64, HS_LAYERS = 2, HS_SEGLEN = 16, HS_SENS = 4, HS_NSEG = 72,
+       HS_ROWS = 16, HS_PAD = 8, HS_S = FLX_EMU_HMT_SLOTS, HS_NREC = 6 };
+static const int HS_REC[HS_NREC] = { 0, 1, 2, 3, 70, 71 };
+
+typedef struct {
+    float mm[HS_S * HS_D], km[HS_S * HS_H];
+    int32_t filled[HS_S];
+} hs_ring;
+
+typedef struct {
+    int64_t n0, n1;              /* rows of stage 0 (0: none) and stage 1 */
+    float x0[HS_ROWS * HS_D], y0[HS_ROWS * HS_D], x1[HS_ROWS * HS_D], y1[HS_ROWS * HS_D];
+    float s[HS_D], q[HS_H], a[HS_S], p[HS_D], m[HS_D], k[HS_H];
+    int recalled, stored;        /* the retrieval kernels ran; an update happened */
+    hs_ring before, after;
+} hs_step;
+
+typedef struct {
+    flx_hmt_backbone in;
+    flx_hmt_memory mem;
+    flx_emu_hmt_mem *hm;
+    flx_emu_hmt_backbone *eb;
+    int64_t cur, runs;           /* segment in progress, backbone runs in it */
+    hs_step rec[HS_NREC];
+} hmt_spy;
+
+static hs_step *spy_step(hmt_spy *sp, int64_t seg)
+{
+    for (int i = 0; i < HS_NREC; i++)
+        if (HS_REC[i] == seg) return &sp->rec[i];
+    return NULL;
+}
+static void spy_ring(const hmt_spy *sp, hs_ring *r)
+{
+    memcpy(r->mm, sp->hm->m, sizeof r->mm);
+    memcpy(r->km, sp->hm->k, sizeof r->km);
+    for (int i = 0; i < HS_S; i++) r->filled[i] = sp->hm->filled[i];
+}
+static int spy_run(void *ctx, const float *x, int64_t n, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    int rc = sp->in.run(sp->in.ctx, x, n, err);
+    hs_step *st = spy_step(sp, sp->cur);
+    if (!rc && st) {
+        if (n > HS_ROWS) return flx_fail(err, FLX_EINVAL, "layer_hmt_segment: a run of %lld rows", (long long)n);
+        int stage1 = sp->cur == 0 || sp->runs == 1;   /* segment 0 has no stage 0 */
+        memcpy(stage1 ? st->x1 : st->x0, x, (size_t)n * HS_D * 4);
+        memcpy(stage1 ? st->y1 : st->y0, sp->eb->hidden, (size_t)n * HS_D * 4);   /* last layer's rows */
+        *(stage1 ? &st->n1 : &st->n0) = n;
+    }
+    sp->runs++;
+    return rc;
+}
+static int spy_hidden(void *ctx, int64_t row, int final_norm, float *out, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    return sp->in.hidden(sp->in.ctx, row, final_norm, out, err);
+}
+static int spy_logits(void *ctx, int64_t row0, int64_t n, float *out, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    return sp->in.logits(sp->in.ctx, row0, n, out, err);
+}
+static void spy_reset(void *ctx)
+{
+    hmt_spy *sp = ctx;
+    sp->mem.reset(sp->mem.ctx);
+    sp->cur = sp->runs = 0;
+}
+static int spy_recall(void *ctx, const float *s, float *out, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    hs_step *st = spy_step(sp, sp->cur);
+    if (st) spy_ring(sp, &st->before);
+    int rc = sp->mem.recall(sp->mem.ctx, s, out, err);
+    if (!rc && st) {
+        for (int i = 0; i < HS_S; i++) st->recalled |= st->before.filled[i];
+        memcpy(st->s, s, sizeof st->s);
+        memcpy(st->q, sp->hm->q, sizeof st->q);
+        memcpy(st->a, sp->hm->scores, sizeof st->a);
+        memcpy(st->p, out, sizeof st->p);
+        st->after = st->before;   /* unless an update follows */
+    }
+    return rc;
+}
+static int spy_store(void *ctx, int64_t seg, const float *m, flx_error *err)
+{
+    hmt_spy *sp = ctx;
+    int rc = sp->mem.store(sp->mem.ctx, seg, m, err);
+    hs_step *st = spy_step(sp, seg);
+    if (!rc && st) {
+        memcpy(st->m, m, sizeof st->m);
+        memcpy(st->k, sp->hm->k + (seg % HS_S) * HS_H, sizeof st->k);
+        spy_ring(sp, &st->after);
+        st->stored = 1;
+    }
+    sp->cur = seg + 1;
+    sp->runs = 0;
+    return rc;
+}
+
+/* one recorded step's tensors, named s<n>_* */
+static void emit_step(sink *s, const hs_step *st, int n, int emit_ring_before)
+{
+    char nm[32];
+    const int64_t r0 = (st->n0 + HS_PAD - 1) / HS_PAD * HS_PAD, r1 = (st->n1 + HS_PAD - 1) / HS_PAD * HS_PAD;
+    float x[HS_ROWS * HS_D];
+    const char *nat = "row-major [rows][d]", *bp = "block-partitioned B=4";
+#define NM(x) (snprintf(nm, sizeof nm, "s%d_%s", n, x), nm)
+    if (emit_ring_before) {
+        emit(s, NM("mmem_in"), "input", DT_F4, 2, SH(HS_S, HS_D), st->before.mm, "slot-major [64][d]", 0,
+             "the ring before this segment: slot j holds M of the newest segment = j mod 64");
+        emit(s, NM("kmem_in"), "input", DT_F4, 2, SH(HS_S, HS_H), st->before.km, "slot-major [64][h]", 0, NULL);
+        emit(s, NM("filled_in"), "input", DT_I4, 1, SH(HS_S), st->before.filled, "1 = slot written", 0, NULL);
+    }
+    if (st->n0) {
+        memset(x, 0, sizeof x);
+        memcpy(x, st->x0, (size_t)st->n0 * HS_D * 4);
+        emit(s, NM("x0"), "output", DT_F4, 2, SH(r0, HS_D), x, nat, 0,
+             "stage-0 loader: pref_io region 0 = [T, first min(len, 5) tokens, T], zero rows to a multiple of 8");
+        emit(s, NM("y0"), "output", DT_F4, 2, SH(st->n0, HS_D), st->y0, nat, 0,
+             "stage-0 prefill: last layer's output of the real rows (padding rows do not change them)");
+        emit(s, NM("s"), "output", DT_F4, 1, SH(HS_D), st->s, bp, 4, "Sn = the row of the second T in y0");
+    }
+    if (st->recalled) {
+        emit(s, NM("q"), "output", DT_F4, 1, SH(HS_H), st->q, bp, 4, "Qn = Wq Sn");
+        emit(s, NM("a"), "output", DT_F4, 1, SH(HS_S), st->a, bp, 4, "An' (softmax over the slots)");
+    }
+    emit(s, NM("p"), "output", DT_F4, 1, SH(HS_D), st->p, bp, 4,
+         st->recalled ? "Pn = Mmem^T An'" : "Pn = memory_cell.memory (nothing cached yet)");
+    memset(x, 0, sizeof x);
+    memcpy(x, st->x1, (size_t)st->n1 * HS_D * 4);
+    emit(s, NM("x1"), "output", DT_F4, 2, SH(r1, HS_D), x, nat, 0,
+         "stage-1 loader: [Pn, last 4 tokens of segment n-1 (none for n = 0), the tokens, Pn (not for the "
+         "last segment)], zero rows to a multiple of 8");
+    emit(s, NM("y1"), "output", DT_F4, 2, SH(st->n1, HS_D), st->y1, nat, 0, "stage-1 prefill: last layer's output");
+    if (st->stored) {
+        emit(s, NM("m"), "output", DT_F4, 1, SH(HS_D), st->m, bp, 4, "Mn = the trailing Pn's row of y1");
+        emit(s, NM("k"), "output", DT_F4, 1, SH(HS_H), st->k, bp, 4, "Kn = Wk Mn");
+    }
+    emit(s, NM("mmem_out"), "output", DT_F4, 2, SH(HS_S, HS_D), st->after.mm, "slot-major [64][d]", 0,
+         st->stored ? "the ring after the update (slot n mod 64 = Mn)" : "unchanged (the last segment stores nothing)");
+    emit(s, NM("kmem_out"), "output", DT_F4, 2, SH(HS_S, HS_H), st->after.km, "slot-major [64][h]", 0, NULL);
+    emit(s, NM("filled_out"), "output", DT_I4, 1, SH(HS_S), st->after.filled, "1 = slot written", 0, NULL);
+#undef NM
+}
+
+static void k_hmt_segment(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
+{
+    static const lm_shape tiny = { HS_D, 4, 2, 16, 128 };
+    cJSON_AddStringToObject(tp, "function", "hmt_segment_loader_sync_template: whole segment steps of a 72-segment "
+                            "context: segments 0..3 from reset (run in order, state carried) and 70, 71 from the "
+                            "recorded ring before 70 (full, slot 6 overwritten; 71 the last segment); stage-0 "
+                            "loader, stage-0 prefill, retrieval, stage-1 loader, stage-1 prefill, memory update "
+                            "(docs/hmt.md 4, 8)");
+    cJSON_AddStringToObject(tp, "template", "tiny shape: d=64, h=32, 2 layers (4 heads x 16, 2 KV heads, "
+                            "I=128, random INT4, gamma all ones, RoPE base 10000), vocabulary 64; segment_length "
+                            "16 = 1 + 4 sensory + L=10 + 1, summary 5, MEM_NUM=64, stages padded to 8 rows; "
+                            "dec_Linear_Layer_fp32xfp32<B=4,W=8>, dec_Softmax<B=4> scale=sqrt(h)=5.656854f; "
+                            "FlexLLM as intended: empty slots masked, P0 = memory_cell.memory, Sn/Mn from the "
+                            "last layer without the final norm");
+    cJSON_AddStringToObject(tp, "reference_call", "hmt_io row 0 = T, row 1 + i = embedding of token i; segment n "
+                            "starts at row 1 + 10 n; tensors of segment n are named s<n>_*");
+    layer_model lm;
+    flx_emu_engine e;
+    flx_emu_hmt_backbone eb;
+    flx_emu_hmt_mem hm;
+    flx_hmt_params hp;
+    memset(&lm, 0, sizeof lm);
+    memset(&eb, 0, sizeof eb);
+    memset(&hm, 0, sizeof hm);
+    memset(&hp, 0, sizeof hp);
+    int e_open = 0;
+    hmt_spy *sp = calloc(1, sizeof *sp);
+    int32_t *tok = NULL;
+    float *io = NULL;
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    o.fp = *fp;
+    o.reference_quirks = 1;   /* the shipped base-10000 RoPE table, this model's own base; the
+                                 engine's other quirks are decode-only; HMT quirks stay off */
+    flx_hmt_settings st;
+    flx_hmt_settings_unset(&st);
+    st.segment_length = HS_SEGLEN;
+    st.n_sensory = HS_SENS;
+    st.cache_size = HS_S;
+    if (!sp || lm_build_shape(&lm, g, HS_V, HS_LAYERS, &tiny)) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_hmt_segment: out of memory");
+        goto done;
+    }
+    if ((s->rc = flx_hmt_synth(&hp, HS_D, HS_H, &st, flx_rng_u64(&g->rng), s->err))) goto done;
+    const int64_t L = hp.seg_len, n_tok = HS_NSEG * L;   /* L = 16 - 2 - 4 = 10 */
+    if (!(tok = calloc(1, (size_t)n_tok * sizeof *tok)) || !(io = calloc(1, (size_t)(1 + n_tok) * HS_D * 4))) {
+        s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_hmt_segment: out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < n_tok; i++) tok[i] = ri(g, 0, HS_V - 1);
+    if ((s->rc = flx_emu_engine_init(&e, &lm.qm, &o, HS_ROWS, s->err))) goto done;
+    e_open = 1;
+    if ((s->rc = flx_emu_hmt_backbone_init(&eb, &e, HS_ROWS, NULL, s->err)) ||
+        (s->rc = flx_emu_hmt_mem_init(&hm, &hp, fp, 0, s->err)))
+        goto done;
+    sp->in = flx_emu_hmt_backbone_ops(&eb);
+    sp->mem = flx_emu_hmt_mem_ops(&hm);
+    sp->hm = &hm;
+    sp->eb = &eb;
+    flx_hmt_backbone bb = sp->in;
+    bb.ctx = sp; bb.run = spy_run; bb.hidden = spy_hidden; bb.logits = spy_logits;
+    flx_hmt_memory mem = { sp, spy_reset, spy_recall, spy_store };
+    flx_hmt_flow flow = flx_emu_hmt_flow(0, 0);
+    if ((s->rc = flx_hmt_context(&hp, &flow, &bb, &mem, tok, n_tok, NULL, NULL, NULL, s->err))) goto done;
+    for (int r = 0; r < HS_NREC; r++) {
+        const hs_step *x = &sp->rec[r];
+        int n = HS_REC[r], last = n == HS_NSEG - 1;
+        if (x->n1 != (n ? HS_ROWS - last : 2 + L) || x->n0 != (n ? hp.sum_len + 2 : 0) || x->stored == last ||
+            x->recalled != (n > 0)) {
+            s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_hmt_segment: the flow did not run segment %d as expected", n);
+            goto done;
+        }
+    }
+    {
+        int32_t meta[4] = { HS_NSEG, (int32_t)L, HS_REC[4], HS_NSEG - 1 };
+        memcpy(io, hp.mem, HS_D * 4);
+        for (int64_t i = 0; i < n_tok; i++)
+            memcpy(io + (1 + i) * HS_D, lm.qm.tok_embd + (size_t)tok[i] * HS_D, HS_D * 4);
+        emit(s, "context", "input", DT_I4, 1, SH(4), meta, "segments, L, the second run's first segment, the last segment", 0, NULL);
+        emit(s, "tokens", "input", DT_I4, 1, SH(n_tok), tok, "token ids of the context", 0, NULL);
+        emit(s, "hmt_io", "input", DT_F4, 2, SH(1 + n_tok, HS_D), io, "row-major [rows][d]", 0,
+             "hmt_io_mmap: row 0 = T (mem), row 1 + i = embedding of tokens[i]");
+        emit(s, "init_mem", "param", DT_F4, 1, SH(HS_D), hp.init_mem, "natural order", 0, "memory_cell.memory: P of segment 0");
+        emit(s, "wq", "param", DT_F4, 2, SH(HS_H, HS_D), hp.wq, "row-major [h][d]", 0, NULL);
+        emit(s, "wk", "param", DT_F4, 2, SH(HS_H, HS_D), hp.wk, "row-major [h][d]", 0, NULL);
+        for (int r = 0; r < HS_NREC; r++) emit_step(s, &sp->rec[r], HS_REC[r], HS_REC[r] == HS_REC[4]);
+        /* the backbone, for a testbench that runs the two prefills itself */
+        for (int l = 0; l < HS_LAYERS; l++) {
+            char pre[8];
+            snprintf(pre, sizeof pre, "L%d_", l);
+            emit_weights_p(s, &lm.L[l], pre);
+        }
+        const int64_t half = tiny.head_dim / 2;
+        emit(s, "rope_sin", "param", DT_F4, 2, SH(HS_ROWS, half), e.rope_sin, "[position][head_dim/2]", 0,
+             "positions 0..15 of the emulator's table");
+        emit(s, "rope_cos", "param", DT_F4, 2, SH(HS_ROWS, half), e.rope_cos, "[position][head_dim/2]", 0, NULL);
+    }
+done:
+    flx_emu_hmt_mem_free(&hm);
+    flx_emu_hmt_backbone_free(&eb);
+    if (e_open) flx_emu_engine_free(&e);
+    flx_hmt_free(&hp);
+    lm_free(&lm);
+    free(sp);
+    free(tok);
+    free(io);
+}
+
 typedef void (*gen_fn)(sink *, gen *, const flx_emu_fp *, cJSON *);
 /* name: the kernel's one name (docs/kernels.md §17); old: the name it had
  * before, still accepted by --kernel and in manifests, and the name whose
@@ -1430,8 +1704,16 @@ static const struct { const char *name; gen_fn fn; const char *old; } KERNELS[] 
     { "layer_decode", k_layer_decode, NULL },
     { "layer_hmt", k_layer_hmt, NULL },
     { "model_decode", k_model_decode, NULL },
+    { "layer_hmt_segment", k_hmt_segment, NULL },
 };
-enum { N_LAYER_ENTRIES = 4 };
+enum { N_LAYER_ENTRIES = 5 };
+
+/* layer entries written together with another (`--layer hmt` writes
+ * layer_hmt and layer_hmt_segment) */
+static int written_with(const char *name, const char *what)
+{
+    return !strcmp(name, "layer_hmt_segment") && !strcmp(what, "layer_hmt");
+}
 enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
 
 const char *flx_emu_golden_kernel_name(int i)
@@ -1522,7 +1804,8 @@ int flx_emu_golden_write(const char *dir, const char *what, const char *config,
     sink s = { 0, dir, o->gzip, NULL, NULL, err, FLX_OK, 0 };
     if (!ks) s.rc = flx_fail(err, FLX_ENOMEM, "golden: out of memory");
     for (int i = 0; i < N_KERNELS && !s.rc; i++) {
-        if (all ? i >= N_KERNELS - N_LAYER_ENTRIES : i != idx) continue;
+        if (all ? i >= N_KERNELS - N_LAYER_ENTRIES : (i != idx && !written_with(KERNELS[i].name, what)))
+            continue;
         char *kdir = flx_path_join(dir, KERNELS[i].name);
         s.rc = kdir ? make_dir(kdir, err) : flx_fail(err, FLX_ENOMEM, "golden: out of memory");
         free(kdir);

@@ -16,19 +16,19 @@ void flx_emu_hmt_key(float *k, const float *m, const float *wk, int64_t d, int64
 
 void flx_emu_hmt_recall(float *p, float *q, float *scores, const float *s, const float *wq,
                         const float *kmem, const float *mmem_t, const uint8_t *mask, int64_t d,
-                        int64_t h, const flx_emu_fp *fp)
+                        int64_t h, int64_t n_slots, const flx_emu_fp *fp)
 {
     /* Qn = Wq Sn; An = Kmem Qn (one PE dot product per slot) */
     flx_emu_gemv_f32(q, s, wq, h, d, fp);
-    flx_emu_gemv_f32(scores, q, kmem, FLX_EMU_HMT_SLOTS, h, fp);
+    flx_emu_gemv_f32(scores, q, kmem, n_slots, h, fp);
     if (mask)
-        for (int i = 0; i < FLX_EMU_HMT_SLOTS; i++)
+        for (int64_t i = 0; i < n_slots; i++)
             if (!mask[i]) scores[i] = -1e32f;
     /* dec_Softmax over the slots with scale sqrt_HIDDEN_DIM (45.254833f for
      * h = 2048), then Pn = sum_slot An'[slot] Mmem[slot] */
     float scale = (float)sqrt((double)h);
-    flx_emu_softmax_block(scores, FLX_EMU_HMT_SLOTS, FLX_EMU_HMT_LANES, scale, fp);
-    flx_emu_gemv_f32(p, scores, mmem_t, d, FLX_EMU_HMT_SLOTS, fp);
+    flx_emu_softmax_block(scores, n_slots, FLX_EMU_HMT_LANES, scale, fp);
+    flx_emu_gemv_f32(p, scores, mmem_t, d, n_slots, fp);
 }
 
 /* ---------------------------------------------------------------- quirks */
@@ -68,9 +68,10 @@ static void hm_reset(void *ctx)
 {
     flx_emu_hmt_mem *hm = ctx;
     const flx_hmt_params *p = hm->p;
-    memset(hm->m, 0, (size_t)FLX_EMU_HMT_SLOTS * (size_t)p->d_model * sizeof(float));
-    memset(hm->k, 0, (size_t)FLX_EMU_HMT_SLOTS * (size_t)p->h * sizeof(float));
-    memset(hm->filled, 0, sizeof hm->filled);
+    const size_t n = (size_t)hm->n_slots;
+    memset(hm->m, 0, n * (size_t)p->d_model * sizeof(float));
+    memset(hm->k, 0, n * (size_t)p->h * sizeof(float));
+    memset(hm->filled, 0, n);
 }
 
 static int hm_recall(void *ctx, const float *s, float *out, flx_error *err)
@@ -78,9 +79,9 @@ static int hm_recall(void *ctx, const float *s, float *out, flx_error *err)
     (void)err;
     flx_emu_hmt_mem *hm = ctx;
     const flx_hmt_params *p = hm->p;
-    const int64_t d = p->d_model;
+    const int64_t d = p->d_model, N = hm->n_slots;
     int any = 0;
-    for (int i = 0; i < FLX_EMU_HMT_SLOTS; i++) any |= hm->filled[i];
+    for (int64_t i = 0; i < N; i++) any |= hm->filled[i];
     if (!any) {
         /* the first segment: the hardware's Pn buffer starts at zero; HMT
          * intends the learned initial memory */
@@ -89,10 +90,10 @@ static int hm_recall(void *ctx, const float *s, float *out, flx_error *err)
         return FLX_OK;
     }
     for (int64_t o = 0; o < d; o++)
-        for (int i = 0; i < FLX_EMU_HMT_SLOTS; i++)
-            hm->mt[o * FLX_EMU_HMT_SLOTS + i] = hm->m[(int64_t)i * d + o];
-    flx_emu_hmt_recall(out, hm->q, hm->scores, s, p->wq, hm->k, hm->mt, (hm->quirks & FLX_EMU_HMT_Q_UNMASKED) ? NULL : hm->filled,
-                       d, p->h, &hm->fp);
+        for (int64_t i = 0; i < N; i++)
+            hm->mt[o * N + i] = hm->m[i * d + o];
+    flx_emu_hmt_recall(out, hm->q, hm->scores, s, p->wq, hm->k, hm->mt,
+                       (hm->quirks & FLX_EMU_HMT_Q_UNMASKED) ? NULL : hm->filled, d, p->h, N, &hm->fp);
     return FLX_OK;
 }
 
@@ -101,7 +102,7 @@ static int hm_store(void *ctx, int64_t seg, const float *m, flx_error *err)
     (void)err;
     flx_emu_hmt_mem *hm = ctx;
     const flx_hmt_params *p = hm->p;
-    int slot = (int)(seg % FLX_EMU_HMT_SLOTS);
+    int slot = (int)(seg % hm->n_slots);
     memcpy(hm->m + (int64_t)slot * p->d_model, m, (size_t)p->d_model * sizeof *m);
     flx_emu_hmt_key(hm->k + (int64_t)slot * p->h, m, p->wk, p->d_model, p->h, &hm->fp);
     hm->filled[slot] = 1;
@@ -112,15 +113,22 @@ int flx_emu_hmt_mem_init(flx_emu_hmt_mem *hm, const flx_hmt_params *p, const flx
                          flx_error *err)
 {
     memset(hm, 0, sizeof *hm);
+    if (p->cache_size < FLX_EMU_HMT_LANES || p->cache_size % FLX_EMU_HMT_LANES)
+        return flx_fail(err, FLX_EINVAL, "%s: mem_recall_context %d: the emulated memory ring needs a "
+                        "positive multiple of %d slots (dec_Softmax's %d lanes; FlexLLM has 64)", p->path,
+                        p->cache_size, FLX_EMU_HMT_LANES, FLX_EMU_HMT_LANES);
     hm->p = p;
     hm->fp = *fp;
     hm->quirks = quirks;
-    const size_t d = (size_t)p->d_model, h = (size_t)p->h;
-    hm->m = malloc(FLX_EMU_HMT_SLOTS * d * sizeof(float));
-    hm->k = malloc(FLX_EMU_HMT_SLOTS * h * sizeof(float));
+    hm->n_slots = p->cache_size;
+    const size_t d = (size_t)p->d_model, h = (size_t)p->h, n = (size_t)hm->n_slots;
+    hm->m = malloc(n * d * sizeof(float));
+    hm->k = malloc(n * h * sizeof(float));
     hm->q = malloc(h * sizeof(float));
-    hm->mt = malloc(FLX_EMU_HMT_SLOTS * d * sizeof(float));
-    if (!hm->m || !hm->k || !hm->q || !hm->mt) {
+    hm->mt = malloc(n * d * sizeof(float));
+    hm->filled = malloc(n);
+    hm->scores = malloc(n * sizeof(float));
+    if (!hm->m || !hm->k || !hm->q || !hm->mt || !hm->filled || !hm->scores) {
         flx_emu_hmt_mem_free(hm);
         return flx_fail(err, FLX_ENOMEM, "HMT memory: out of memory");
     }
@@ -135,6 +143,8 @@ void flx_emu_hmt_mem_free(flx_emu_hmt_mem *hm)
     free(hm->k);
     free(hm->q);
     free(hm->mt);
+    free(hm->filled);
+    free(hm->scores);
     memset(hm, 0, sizeof *hm);
 }
 

@@ -132,6 +132,9 @@ void register_hmt(std::vector<tb_entry> &v)
 {
     v.push_back({"hmt_recall", tb_hmt_recall, "flx_hls::hmt_recall (gemv_f32_dec, softmax_block)"});
     v.push_back({"hmt_update", tb_hmt_update, "flx_hls::hmt_update (gemv_f32_dec, ring buffer)"});
+    v.push_back({"layer_hmt", tb_layer_hmt, "flx_hls::hmt_recall + hmt_update (U280 size)"});
+    v.push_back({"layer_hmt_segment", tb_layer_hmt_segment,
+                 "flx_hls::hmt_segment_step (loaders, recall, ring update; golden prefill outputs)"});
 }
 
 }  // namespace flx_tb

@@ -1,6 +1,8 @@
 // tb_hmt.h -- testbenches of HMT's retrieval and ring-buffer update
-// (golden kernels hmt_recall, hmt_update; and layer_hmt, the whole segment
-// step that `flxemu golden --layer hmt` writes).
+// (golden kernels hmt_recall, hmt_update), and the two sets `flxemu golden
+// --layer hmt` writes: layer_hmt (retrieval + update at the U280 size) and
+// layer_hmt_segment (the whole segment step with both prefills, tiny shape;
+// tb_hmt_segment.cpp).
 #ifndef FLX_TB_HMT_H
 #define FLX_TB_HMT_H
 
@@ -9,6 +11,7 @@
 namespace flx_tb {
 
 void tb_layer_hmt(tb_ctx &c);
+void tb_layer_hmt_segment(tb_ctx &c);
 
 }  // namespace flx_tb
 

@@ -77,7 +77,7 @@ Test(emu_hmt, recall_kernel_matches_spec_order)
     flx_emu_fp fp = {FLX_EMU_EXP_GLIBC, 0};
     for (int masked = 0; masked < 2; masked++) {
         float p[D], q[HH], sc[S];
-        flx_emu_hmt_recall(p, q, sc, s, wq, kmem, mt, masked ? mask : NULL, D, HH, &fp);
+        flx_emu_hmt_recall(p, q, sc, s, wq, kmem, mt, masked ? mask : NULL, D, HH, S, &fp);
         /* by hand: four partial sums per dot product */
         float qq[HH], a[S], e[S];
         for (int j = 0; j < HH; j++) {
@@ -265,6 +265,184 @@ Test(emu_hmt, emu_vs_float_quirks_threads, .timeout = 300)
     flx_qmodel_free(&qm);
 }
 
+/* A ring of 8 slots (mem_recall_context 8) over 12 segments: after the
+ * wrap, slot i holds the newest memory of a segment = i mod 8, its key is
+ * Wk of it, and the last segment's recall equals the kernel applied to the
+ * ring rebuilt by hand from the traced memories (segments 8, 9, 10, 3 .. 7
+ * in slots 0 .. 7).  A cache that is not a multiple of 4 is refused. */
+Test(emu_hmt, small_ring_wraps, .timeout = 300)
+{
+    enum { N = 8, NS = 12 };
+    make_model();
+    flx_error err = {0};
+    flx_qmodel qm;
+    cr_assert_eq(flx_qmodel_load(&qm, flxq, &err), FLX_OK, "%s", err.msg);
+    const int64_t d = qm.cfg.d_model;
+    flx_hmt_settings over;
+    flx_hmt_settings_unset(&over);
+    over.cache_size = N;
+    flx_hmt_params hp;
+    cr_assert_eq(flx_hmt_load(&hp, hmt_path, (int32_t)d, &over, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(hp.cache_size, N);
+    const int64_t h = hp.h;
+    int32_t tok[NS * SEGLEN];
+    tokens(tok, NS * SEGLEN);
+    flx_emu_opts eo;
+    flx_emu_opts_default(&eo);
+    flx_emu_engine e;
+    cr_assert_eq(flx_emu_engine_init(&e, &qm, &eo, flx_hmt_stage1_rows(&hp), &err), FLX_OK, "%s", err.msg);
+    flx_emu_hmt_backbone eb;
+    flx_emu_hmt_mem hm;
+    cr_assert_eq(flx_emu_hmt_backbone_init(&eb, &e, flx_hmt_stage1_rows(&hp), NULL, &err), FLX_OK);
+    cr_assert_eq(flx_emu_hmt_mem_init(&hm, &hp, &eo.fp, 0, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(hm.n_slots, N);
+    flx_hmt_backbone bb = flx_emu_hmt_backbone_ops(&eb);
+    flx_hmt_memory mem = flx_emu_hmt_mem_ops(&hm);
+    flx_hmt_flow flow = flx_emu_hmt_flow(0, 0);
+    float *tp = calloc(NS * d, 4), *ts = calloc(NS * d, 4), *tm = calloc(NS * d, 4);
+    flx_hmt_trace tr = {tp, ts, tm, 0};
+    cr_assert_eq(flx_hmt_context(&hp, &flow, &bb, &mem, tok, NS * SEGLEN, NULL, NULL, &tr, &err), FLX_OK,
+                 "%s", err.msg);
+    /* the last segment stores nothing: segments 0 .. 10 were stored */
+    float *mt = calloc((size_t)d * N, 4), *km = calloc((size_t)N * h, 4), *k = calloc(h, 4);
+    uint8_t filled[N];
+    for (int i = 0; i < N; i++) {
+        int j = (NS - 2) - (((NS - 2) - i) % N + N) % N;   /* newest j <= 10 with j mod 8 = i */
+        cr_assert_eq(j % N, i);
+        cr_assert(j >= NS - 1 - N && j <= NS - 2, "slot %d <- segment %d", i, j);
+        cr_assert_eq(hm.filled[i], 1);
+        cr_assert_eq(memcmp(hm.m + i * d, tm + j * d, (size_t)d * 4), 0, "slot %d holds segment %d's M", i, j);
+        flx_emu_hmt_key(k, tm + j * d, hp.wk, d, h, &eo.fp);
+        cr_assert_eq(memcmp(hm.k + i * h, k, (size_t)h * 4), 0, "slot %d key", i);
+        memcpy(km + i * h, k, (size_t)h * 4);
+        for (int64_t o = 0; o < d; o++) mt[o * N + i] = tm[j * d + o];
+        filled[i] = 1;
+    }
+    float *p = calloc(d, 4), *q = calloc(h, 4), sc[N];
+    flx_emu_hmt_recall(p, q, sc, ts + (NS - 1) * d, hp.wq, km, mt, filled, d, h, N, &eo.fp);
+    cr_assert_eq(memcmp(p, tp + (NS - 1) * d, (size_t)d * 4), 0, "segment 11's P from the wrapped ring");
+    /* the wrap matters: segment 0's memory (overwritten in slot 0) would give another P */
+    for (int64_t o = 0; o < d; o++) mt[o * N] = tm[o];
+    flx_emu_hmt_key(km, tm, hp.wk, d, h, &eo.fp);
+    float *p0 = calloc(d, 4);
+    flx_emu_hmt_recall(p0, q, sc, ts + (NS - 1) * d, hp.wq, km, mt, filled, d, h, N, &eo.fp);
+    cr_assert_neq(memcmp(p0, p, (size_t)d * 4), 0);
+    flx_emu_hmt_mem_free(&hm);
+    /* 6 slots: not a multiple of the softmax's 4 lanes */
+    hp.cache_size = 6;
+    cr_assert_eq(flx_emu_hmt_mem_init(&hm, &hp, &eo.fp, 0, &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "mem_recall_context 6") && strstr(err.msg, hmt_path), "%s", err.msg);
+    free(tp); free(ts); free(tm); free(mt); free(km); free(k); free(p); free(q); free(p0);
+    flx_emu_hmt_backbone_free(&eb);
+    flx_emu_engine_free(&e);
+    flx_hmt_free(&hp);
+    flx_qmodel_free(&qm);
+}
+
+/* float32 / int32 payload of a golden .npy (n values expected) */
+static float *npy_f32(const char *dir, const char *name, size_t n)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/layer_hmt_segment/%s.npy", dir, name);
+    char *data;
+    size_t bytes;
+    flx_error err = {0};
+    cr_assert_eq(flx_read_file(path, 1 << 24, &data, &bytes, &err), FLX_OK, "%s", err.msg);
+    size_t hl = 10 + ((uint8_t)data[8] | ((size_t)(uint8_t)data[9] << 8));
+    cr_assert_eq(bytes - hl, n * 4, "%s: %zu bytes of data", path, bytes - hl);
+    float *v = malloc(n * 4);
+    memcpy(v, data + hl, n * 4);
+    free(data);
+    return v;
+}
+
+/* `golden --layer hmt`'s segment steps (layer_hmt_segment) hold the flow's
+ * structure: the loader rows are T / the hmt_io rows / Pn where the flow puts
+ * them (segment 0: [P0 = memory_cell.memory, tokens, P0]; 70: with sensory
+ * rows; 71, the last: no trailing P), Sn and Mn are the prefill outputs'
+ * rows, Qn = Wq Sn and Kn = Wk Mn in the PE order, only slot 70 mod 64 = 6
+ * changes at 70 and nothing at 71; --check agrees. */
+Test(emu_hmt, golden_segment_step_structure, .timeout = 120)
+{
+    enum { D = 64, HH = 32, L = 10, S = 64, NT = 720 };
+    char gdir[512];
+    snprintf(gdir, sizeof gdir, "%s/g", flx_test_tmpdir());
+    flx_emu_golden_opts o = {4, {FLX_EMU_EXP_FLX, 0}, 0};
+    flx_error err = {0};
+    cr_assert_eq(flx_emu_golden_write(gdir, "layer_hmt", "u280", &o, &err), FLX_OK, "%s", err.msg);
+    int64_t nf = 0;
+    cr_assert_eq(flx_emu_golden_check(gdir, &nf, &err), FLX_OK, "%s", err.msg);
+    cr_assert_gt(nf, 150);
+    float *io = npy_f32(gdir, "hmt_io", (1 + NT) * D), *init = npy_f32(gdir, "init_mem", D);
+    float *wq = npy_f32(gdir, "wq", HH * D), *wk = npy_f32(gdir, "wk", HH * D);
+    const size_t row = D * 4;
+    flx_emu_fp fp = {FLX_EMU_EXP_FLX, 0};
+    float qq[HH], kk[HH];
+    /* segment 0: no stage 0, P0 = memory_cell.memory, [P0, 10 tokens, P0] + 4 zero rows */
+    {
+        float *p = npy_f32(gdir, "s0_p", D), *x1 = npy_f32(gdir, "s0_x1", 16 * D), *y1 = npy_f32(gdir, "s0_y1", 12 * D);
+        float *m = npy_f32(gdir, "s0_m", D), *mo = npy_f32(gdir, "s0_mmem_out", S * D);
+        cr_assert_eq(memcmp(p, init, row), 0);
+        cr_assert_eq(memcmp(x1, p, row), 0);
+        cr_assert_eq(memcmp(x1 + D, io + D, 10 * row), 0);
+        cr_assert_eq(memcmp(x1 + 11 * D, p, row), 0);
+        for (int i = 12 * D; i < 16 * D; i++) cr_assert_eq(x1[i], 0.0f);
+        cr_assert_eq(memcmp(m, y1 + 11 * D, row), 0, "M0 = stage-1 output row 11");
+        cr_assert_eq(memcmp(mo, m, row), 0, "slot 0 holds M0");
+        for (int i = D; i < S * D; i++) cr_assert_eq(mo[i], 0.0f);
+        free(p); free(x1); free(y1); free(m); free(mo);
+    }
+    /* segment 70 on the full ring */
+    {
+        const int f = 1 + 700;   /* hmt_io row of segment 70's first token */
+        float *x0 = npy_f32(gdir, "s70_x0", 8 * D), *y0 = npy_f32(gdir, "s70_y0", 7 * D);
+        float *x1 = npy_f32(gdir, "s70_x1", 16 * D), *y1 = npy_f32(gdir, "s70_y1", 16 * D);
+        float *sn = npy_f32(gdir, "s70_s", D), *p = npy_f32(gdir, "s70_p", D), *m = npy_f32(gdir, "s70_m", D);
+        float *q = npy_f32(gdir, "s70_q", HH), *k = npy_f32(gdir, "s70_k", HH), *a = npy_f32(gdir, "s70_a", S);
+        float *mi = npy_f32(gdir, "s70_mmem_in", S * D), *mo = npy_f32(gdir, "s70_mmem_out", S * D);
+        float *ki = npy_f32(gdir, "s70_kmem_in", S * HH), *ko = npy_f32(gdir, "s70_kmem_out", S * HH);
+        /* stage 0: [T, tokens 0..4 of segment 70, T], one zero row */
+        cr_assert_eq(memcmp(x0, io, row), 0);
+        cr_assert_eq(memcmp(x0 + D, io + f * D, 5 * row), 0);
+        cr_assert_eq(memcmp(x0 + 6 * D, io, row), 0);
+        for (int i = 0; i < D; i++) cr_assert_eq(x0[7 * D + i], 0.0f);
+        cr_assert_eq(memcmp(sn, y0 + 6 * D, row), 0, "Sn = stage-0 output row 6");
+        /* stage 1: [Pn, last 4 tokens of segment 69, segment 70, Pn] */
+        cr_assert_eq(memcmp(x1, p, row), 0);
+        cr_assert_eq(memcmp(x1 + D, io + (f - 4) * D, 4 * row), 0);
+        cr_assert_eq(memcmp(x1 + 5 * D, io + f * D, 10 * row), 0);
+        cr_assert_eq(memcmp(x1 + 15 * D, p, row), 0);
+        cr_assert_eq(memcmp(m, y1 + 15 * D, row), 0, "Mn = stage-1 output row 15");
+        flx_emu_gemv_f32(qq, sn, wq, HH, D, &fp);
+        flx_emu_gemv_f32(kk, m, wk, HH, D, &fp);
+        cr_assert_eq(memcmp(q, qq, sizeof qq), 0);
+        cr_assert_eq(memcmp(k, kk, sizeof kk), 0);
+        double sum = 0;
+        for (int i = 0; i < S; i++) sum += a[i];
+        cr_assert(fabs(sum - 1.0) < 1e-5, "softmax sums to %g", sum);
+        for (int sl = 0; sl < S; sl++) {
+            int changed = memcmp(mi + sl * D, mo + sl * D, row) != 0 || memcmp(ki + sl * HH, ko + sl * HH, HH * 4) != 0;
+            cr_assert_eq(changed, sl == 6, "slot %d", sl);
+        }
+        cr_assert_eq(memcmp(mo + 6 * D, m, row), 0);
+        cr_assert_eq(memcmp(ko + 6 * HH, k, HH * 4), 0);
+        /* segment 71, the last: no trailing P, the ring unchanged */
+        float *x71 = npy_f32(gdir, "s71_x1", 16 * D), *p71 = npy_f32(gdir, "s71_p", D);
+        float *m71 = npy_f32(gdir, "s71_mmem_out", S * D);
+        cr_assert_eq(memcmp(x71, p71, row), 0);
+        cr_assert_eq(memcmp(x71 + D, io + (f + 10 - 4) * D, 4 * row), 0);
+        cr_assert_eq(memcmp(x71 + 5 * D, io + (f + 10) * D, 10 * row), 0);
+        for (int i = 15 * D; i < 16 * D; i++) cr_assert_eq(x71[i], 0.0f);
+        cr_assert_eq(memcmp(m71, mo, (size_t)S * row), 0);
+        char path[600];
+        snprintf(path, sizeof path, "%s/layer_hmt_segment/s71_m.npy", gdir);
+        cr_assert(!flx_file_exists(path), "the last segment has no Mn");
+        float *all[] = {x0, y0, x1, y1, sn, p, m, q, k, a, mi, mo, ki, ko, x71, p71, m71};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    }
+    free(io); free(init); free(wq); free(wk);
+}
+
 static double json_num(const char *path, const char *key)
 {
     char *text;
@@ -322,6 +500,16 @@ Test(emu_hmt, cli_ppl_hmt, .timeout = 300)
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --hmt %s --hmt-segments 400", B, flxq, tf, hmt_path);
     cr_assert_eq(run_cmd(cmd, out_buf, sizeof out_buf), 1, "%s", out_buf);
     cr_assert(strstr(out_buf, "fewer than one context"), "%s", out_buf);
+    /* --hmt-cache: a 4-slot ring over 6 segments runs (and wraps); 6 slots are refused by name */
+    snprintf(cmd, sizeof cmd, "%s ppl --engine emu --model %s --file %s --hmt %s --hmt-segments 6 --hmt-cache 4 "
+             "--chunks 1 --threads 1 --json %s", B, flxq, tf, hmt_path, j3);
+    cr_assert_eq(run_cmd(cmd, out_buf, sizeof out_buf), 0, "%s", out_buf);
+    cr_assert_eq(json_num(j3, "cache_size"), 4.0);
+    cr_assert(json_num(j3, "ppl") > 1);
+    snprintf(cmd, sizeof cmd, "%s ppl --engine emu --model %s --file %s --hmt %s --hmt-segments 3 --hmt-cache 6",
+             B, flxq, tf, hmt_path);
+    cr_assert_eq(run_cmd(cmd, out_buf, sizeof out_buf), 1, "%s", out_buf);
+    cr_assert(strstr(out_buf, "mem_recall_context 6") && strstr(out_buf, hmt_path), "%s", out_buf);
 }
 
 /* A long WikiText-2 context (16 segments of FlexLLM's 990 tokens = 15,840)
