@@ -9,25 +9,46 @@
 #include <string.h>
 #include <sys/resource.h>
 
-const char cli_ppl_hmt_usage[] =
-    "HMT long context (docs/hmt.md):\n"
-    "  --hmt FILE            HMT parameters (safetensors with HMT-pytorch's names; flxemu synth\n"
-    "                        --hmt writes random ones): perplexity of HMT-pytorch's test protocol\n"
-    "                        (contexts of --hmt-segments segments, the last one scored) and of a\n"
-    "                        plain sliding window on the same tokens\n"
-    "  --hmt-segments N      segments per context, 2..64 for the emu engine (default 16)\n"
-    "  --hmt-segment-length N  stage-1 length incl. 2 memory and the sensory tokens (file, else 1024)\n"
-    "  --hmt-sensory N       sensory tokens (file, else 32)\n"
-    "  --hmt-cache N         memories kept (file, else 64; the emu ring always has 64 slots)\n"
-    "  --hmt-sum-fraction F  summary prefix fraction of a segment (file, else 0.5)\n"
-    "  --hmt-final-norm on|off  Sn/Mn after the final RMSNorm (float default on, as HMT-pytorch;\n"
-    "                        emu default off, as FlexLLM's drainer)\n"
-    "  --hmt-baseline-ctx N  plain window of the baseline (default: the stage-1 length; 0: none)\n"
-    "  --reference-quirks    with --engine emu: FlexLLM as written (Sn/Mn read from the input\n"
-    "                        rows so P stays 0, empty slots unmasked, zero initial memory, zero\n"
-    "                        sensory rows in segment 0; plus the engine's own quirks)\n"
-    "  --hmt-quirks LIST     emu: only these HMT quirks (region0,unmasked,zero-init,zero-sensory,\n"
-    "                        all, none), whatever --reference-quirks says\n";
+static int parse_quirks(const char *v, void *dst)
+{
+    int q = flx_emu_hmt_quirks_parse(v);
+    if (q < 0) return -1;
+    *(int *)dst = q;
+    return 0;
+}
+
+#define H(f) offsetof(cli_ppl_hmt, f)
+const cli_opt cli_ppl_hmt_opts[] = {
+    CLI_SEC("HMT long context (docs/hmt.md):"),
+    CLI_S("hmt", 0, "FILE", H(path),
+          "HMT parameters (safetensors with HMT-pytorch's names; flxemu synth\n"
+          "--hmt writes random ones): perplexity of HMT-pytorch's test protocol\n"
+          "(contexts of --hmt-segments segments, the last one scored) and of a\n"
+          "plain sliding window on the same tokens; with --engine emu,\n"
+          "--reference-quirks also gives FlexLLM's HMT as written (Sn/Mn read from\n"
+          "the input rows so P stays 0, empty slots unmasked, zero initial memory,\n"
+          "zero sensory rows in segment 0)"),
+    {.kind = CLI_INT, .name = "hmt-segments", .metavar = "N", .offset = H(segments), .ilo = 2, .ihi = 4096, .mark = 1,
+     .help = "segments per context, 2..64 for the emu engine (default 16)"},
+    {.kind = CLI_I32, .name = "hmt-segment-length", .metavar = "N", .offset = H(over.segment_length), .ilo = 5,
+     .ihi = 1 << 20, .mark = 1, .help = "stage-1 length incl. 2 memory and the sensory tokens (file, else 1024)"},
+    {.kind = CLI_I32, .name = "hmt-sensory", .metavar = "N", .offset = H(over.n_sensory), .ilo = 0, .ihi = 1 << 20,
+     .mark = 1, .help = "sensory tokens (file, else 32)"},
+    {.kind = CLI_I32, .name = "hmt-cache", .metavar = "N", .offset = H(over.cache_size), .ilo = 1, .ihi = 65536,
+     .mark = 1, .help = "memories kept (file, else 64; the emu ring always has 64 slots)"},
+    {.kind = CLI_NUM, .name = "hmt-sum-fraction", .metavar = "F", .offset = H(over.sum_fraction), .dlo = 1e-9,
+     .dhi = 1.0, .mark = 1, .help = "summary prefix fraction of a segment (file, else 0.5)"},
+    {.kind = CLI_CHOICE, .name = "hmt-final-norm", .metavar = "on|off", .choices = "off|on", .offset = H(final_norm),
+     .mark = 1, .help = "Sn/Mn after the final RMSNorm (float default on, as HMT-pytorch;\n"
+                        "emu default off, as FlexLLM's drainer)"},
+    {.kind = CLI_INT, .name = "hmt-baseline-ctx", .metavar = "N", .offset = H(baseline_ctx), .ilo = 0,
+     .ihi = 1 << 20, .mark = 1, .help = "plain window of the baseline (default: the stage-1 length; 0: none)"},
+    {.kind = CLI_CUSTOM, .name = "hmt-quirks", .metavar = "LIST", .offset = H(quirks), .parse = parse_quirks,
+     .expect = "a comma list of region0, unmasked, zero-init, zero-sensory, all, none", .mark = 1,
+     .help = "emu: only these HMT quirks (region0,unmasked,zero-init,zero-sensory,\n"
+             "all, none), whatever --reference-quirks says"},
+    {0}};
+#undef H
 
 void cli_ppl_hmt_init(cli_ppl_hmt *h)
 {
@@ -37,49 +58,6 @@ void cli_ppl_hmt_init(cli_ppl_hmt *h)
     h->baseline_ctx = -1;
     h->final_norm = -1;
     h->quirks = -1;
-}
-
-int cli_ppl_hmt_parse_flag(const char *cmd, int argc, char **argv, int *i, cli_ppl_hmt *h)
-{
-    const char *f = argv[*i];
-    if (strncmp(f, "--hmt", 5)) return 0;
-    if (*i + 1 >= argc) return cli_usage_error(cmd, "%s needs a value", f);
-    const char *v = argv[++*i];
-    long long x;
-    double y;
-    if (!strcmp(f, "--hmt")) {
-        h->path = v;
-        return 1;
-    }
-    h->seen = 1;
-    if (!strcmp(f, "--hmt-segments")) {
-        if (cli_parse_i64(cmd, f, v, 2, 4096, &h->segments)) return FLX_EXIT_USAGE;
-    } else if (!strcmp(f, "--hmt-segment-length")) {
-        if (cli_parse_i64(cmd, f, v, 5, 1 << 20, &x)) return FLX_EXIT_USAGE;
-        h->over.segment_length = (int32_t)x;
-    } else if (!strcmp(f, "--hmt-sensory")) {
-        if (cli_parse_i64(cmd, f, v, 0, 1 << 20, &x)) return FLX_EXIT_USAGE;
-        h->over.n_sensory = (int32_t)x;
-    } else if (!strcmp(f, "--hmt-cache")) {
-        if (cli_parse_i64(cmd, f, v, 1, 65536, &x)) return FLX_EXIT_USAGE;
-        h->over.cache_size = (int32_t)x;
-    } else if (!strcmp(f, "--hmt-sum-fraction")) {
-        if (cli_parse_f64(cmd, f, v, 1e-9, 1.0, &y)) return FLX_EXIT_USAGE;
-        h->over.sum_fraction = y;
-    } else if (!strcmp(f, "--hmt-baseline-ctx")) {
-        if (cli_parse_i64(cmd, f, v, 0, 1 << 20, &h->baseline_ctx)) return FLX_EXIT_USAGE;
-    } else if (!strcmp(f, "--hmt-quirks")) {
-        if ((h->quirks = flx_emu_hmt_quirks_parse(v)) < 0)
-            return cli_usage_error(cmd, "--hmt-quirks expects a comma list of region0, unmasked, zero-init, "
-                                        "zero-sensory, all, none; got '%s'", v);
-    } else if (!strcmp(f, "--hmt-final-norm")) {
-        if (!strcmp(v, "on")) h->final_norm = 1;
-        else if (!strcmp(v, "off")) h->final_norm = 0;
-        else return cli_usage_error(cmd, "--hmt-final-norm expects on or off, got '%s'", v);
-    } else {
-        return cli_usage_error(cmd, "unknown option '%s'", f);
-    }
-    return 1;
 }
 
 typedef struct {

@@ -28,42 +28,50 @@
 
 static const char *const LIN[N_LIN] = {"q", "k", "v", "o", "gate", "up", "down"};
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: flxemu analyze --model PATH --recipe NAME --file TEXT [options]\n"
-            "\n"
-            "Per-layer analysis of a recipe on a float model: for every linear of every\n"
-            "layer, weight quantization error (MSE, SQNR), input activation absmax and\n"
-            "kurtosis, and the relative error of the linear's fake-quant output (its\n"
-            "quantized input times its quantized weight) against float, each without\n"
-            "rotation and with --rotate; with --sensitivity, the perplexity with one\n"
-            "layer quantized (the rotated model when --rotate is given).\n"
-            "\n"
-            "  --model PATH          float model (HF folder, config.json/safetensors, .gguf)\n"
-            "  --recipe NAME         as flxemu quantize (weights RTN)\n"
-            "  --rotate KIND         none (default) | hadamard | random | fold (norm gains\n"
-            "                        folded and head untied only: separates folding from rotating)\n"
-            "  --seed S              rotation seed (default 0)\n"
-            "  --file TEXT           text for activations (and perplexity)\n"
-            "  --tokenizer FILE      tokenizer.json or .gguf when the model has none\n"
-            "  --windows N           windows of the text (default 8)\n"
-            "  --ctx L               tokens per window (default 512, capped at the model's)\n"
-            "  --sensitivity         also perplexity with each layer quantized alone\n"
-            "  --json FILE           results as JSON\n"
-            "  --svg FILE            heat map (layers x linears) of the measures\n"
-            "  --threads N           threads (default: all cores)\n"
-            "  -h, --help            this help\n"
-            "\n"
-            "Layer-local measures reuse the float forward's activations; only\n"
-            "--sensitivity runs the whole model again (once per layer).\n");
-}
-
 typedef struct an_args {
-    const char *model, *recipe, *rotate, *file, *tokenizer, *json, *svg;
+    const char *model, *recipe, *file, *tokenizer, *json, *svg;
+    int rotate_kind;              /* index in "none|hadamard|random|fold" */
+    const char *rotate;           /* its name */
     long long seed, windows, ctx, threads;
     int sensitivity;
 } an_args;
+
+#define A(f) offsetof(an_args, f)
+static const cli_opt an_opts[] = {
+    CLI_S("model", 'm', "PATH", A(model), "float model (HF folder, config.json/safetensors, .gguf); also positional"),
+    CLI_S("recipe", 0, "NAME", A(recipe), "as flxemu quantize (weights RTN)"),
+    CLI_C("rotate", "none|hadamard|random|fold", "none|hadamard|random|fold", A(rotate_kind),
+          "none (default) | hadamard | random | fold (norm gains\n"
+          "folded and head untied only: separates folding from rotating)"),
+    CLI_SEED(A(seed), "rotation seed"),
+    CLI_S("file", 'f', "TEXT", A(file), "text for activations (and perplexity)"),
+    CLI_S("tokenizer", 0, "FILE", A(tokenizer), "tokenizer.json or .gguf when the model has none"),
+    CLI_I("windows", 0, "N", A(windows), 1, 1 << 20, "windows of the text (default 8)"),
+    CLI_I("ctx", 'c', "L", A(ctx), 2, 1 << 20, "tokens per window (default 512, capped at the model's)"),
+    CLI_F("sensitivity", 0, 1, A(sensitivity), "also perplexity with each layer quantized alone"),
+    CLI_S("json", 0, "FILE", A(json), "results as JSON"),
+    CLI_S("svg", 0, "FILE", A(svg), "heat map (layers x linears) of the measures"),
+    CLI_THREADS(A(threads)),
+    {0}};
+#undef A
+
+static const cli_spec an_spec = {
+    .name = CMD,
+    .usage = "[MODEL] --recipe NAME --file TEXT [options]",
+    .about = "Per-layer analysis of a recipe on a float model: for every linear of every\n"
+             "layer, weight quantization error (MSE, SQNR), input activation absmax and\n"
+             "kurtosis, and the relative error of the linear's fake-quant output (its\n"
+             "quantized input times its quantized weight) against float, each without\n"
+             "rotation and with --rotate; with --sensitivity, the perplexity with one\n"
+             "layer quantized (the rotated model when --rotate is given).",
+    .positional = "  MODEL                   the model, as --model PATH",
+    .max_positional = 1,
+    .examples = "flxemu analyze llama-3.2-1b/ --recipe w4a16 --file calib.txt\n"
+                "flxemu analyze model/ --recipe flexllm --rotate hadamard --file calib.txt --svg heat.svg\n"
+                "flxemu analyze model/ --recipe w4a4kv4-spinquant --rotate random --sensitivity --json a.json",
+    .notes = "Layer-local measures reuse the float forward's activations; only\n"
+             "--sensitivity runs the whole model again (once per layer).\n",
+};
 
 /* per linear, per pass (0: without rotation, 1: with) */
 typedef struct lin_meas {
@@ -398,35 +406,20 @@ static int write_svg(const char *path, int n_layers, int n_panels, const char *c
 
 static int parse(int argc, char **argv, an_args *a)
 {
+    static const char *const kinds[4] = {"none", "hadamard", "random", "fold"};
     memset(a, 0, sizeof *a);
-    a->rotate = "none";
     a->windows = 8;
     a->ctx = 512;
+    a->seed = CLI_DEFAULT_SEED;
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     a->threads = n_cpu > 0 ? n_cpu : 1;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(stdout); return -1; }
-        else if (!strcmp(f, "--sensitivity")) a->sensitivity = 1;
-        else if (!has) return cli_usage_error(CMD, "%s needs a value (or is unknown)", f);
-        else if (!strcmp(f, "--model")) a->model = argv[++i];
-        else if (!strcmp(f, "--recipe")) a->recipe = argv[++i];
-        else if (!strcmp(f, "--rotate")) a->rotate = argv[++i];
-        else if (!strcmp(f, "--file")) a->file = argv[++i];
-        else if (!strcmp(f, "--tokenizer")) a->tokenizer = argv[++i];
-        else if (!strcmp(f, "--json")) a->json = argv[++i];
-        else if (!strcmp(f, "--svg")) a->svg = argv[++i];
-        else if (!strcmp(f, "--seed")) { if (cli_parse_i64(CMD, f, argv[++i], 0, INT64_MAX, &a->seed)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--windows")) { if (cli_parse_i64(CMD, f, argv[++i], 1, 1 << 20, &a->windows)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--ctx")) { if (cli_parse_i64(CMD, f, argv[++i], 2, 1 << 20, &a->ctx)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--threads")) { if (cli_parse_i64(CMD, f, argv[++i], 1, 1024, &a->threads)) return FLX_EXIT_USAGE; }
-        else return cli_usage_error(CMD, "unknown option '%s'", f);
-    }
+    const cli_group g[] = {{an_opts, a, NULL}};
+    const char *pos[1];
+    int n_pos, rc = cli_parse(&an_spec, g, 1, argc, argv, pos, &n_pos);
+    if (rc) return rc;
+    if (n_pos && (rc = cli_positional_path(CMD, "--model", &a->model, pos[0]))) return rc;
+    a->rotate = kinds[a->rotate_kind];
     if (!a->model || !a->recipe || !a->file) return cli_usage_error(CMD, "--model, --recipe and --file are required");
-    if (strcmp(a->rotate, "none") && strcmp(a->rotate, "hadamard") && strcmp(a->rotate, "random") &&
-        strcmp(a->rotate, "fold"))
-        return cli_usage_error(CMD, "--rotate expects none, hadamard, random or fold, not '%s'", a->rotate);
     return 0;
 }
 
@@ -434,7 +427,7 @@ int flx_cmd_analyze(int argc, char **argv)
 {
     an_args a;
     int prc = parse(argc, argv, &a);
-    if (prc == -1) return FLX_EXIT_OK;
+    if (prc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
     if (prc) return prc;
     flx_error err = {0};
     flx_recipe recipe;

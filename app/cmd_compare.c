@@ -19,29 +19,40 @@
 #define CMD "compare"
 #define MAX_MODELS 64
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: flxemu compare --file TEXT [options] MODEL [MODEL ...]\n"
-            "\n"
-            "Evaluates every MODEL (HF folder, .gguf, or .flxq: its fake-quant model) on the\n"
-            "same windows of TEXT (HF protocol, as flxemu ppl) and prints one table: PPL +/-,\n"
-            "mean KLD and same-top against the first MODEL, bits per weight, file size.\n"
-            "The first model's log-probabilities are computed once and reused.\n"
-            "\n"
-            "  --file TEXT           evaluation text\n"
-            "  --tokenizer FILE      tokenizer.json or .gguf (default: the first model's)\n"
-            "  --ctx N               window length (default 2048, capped at the models' context)\n"
-            "  --chunks N            at most N windows (default: all)\n"
-            "  --format text|markdown|json   table format on stdout (default text)\n"
-            "  --json FILE           also write the JSON table to FILE\n"
-            "  --threads N           threads (default: all cores)\n"
-            "  -h, --help            this help\n"
-            "\n"
-            "bits/weight: for a .flxq, the bits of the projections' and head's codes plus\n"
-            "their scales, zero points and sums, per weight; for a float model, the weight\n"
-            "file's bits per parameter.\n");
-}
+typedef struct cmp_args {
+    const char *file, *tokenizer, *json;
+    int format;                   /* index in "text|markdown|json" */
+    long long ctx, chunks, threads;
+} cmp_args;
+
+#define A(f) offsetof(cmp_args, f)
+static const cli_opt cmp_opts[] = {
+    CLI_S("file", 'f', "TEXT", A(file), "evaluation text (required)"),
+    CLI_S("tokenizer", 0, "FILE", A(tokenizer), "tokenizer.json or .gguf (default: the first model's)"),
+    CLI_I("ctx", 'c', "N", A(ctx), 2, 1 << 20, "window length (default 2048, capped at the models' context)"),
+    CLI_I("chunks", 0, "N", A(chunks), 1, 1 << 30, "at most N windows (default: all)"),
+    CLI_C("format", "text|markdown|json", "text|markdown|json", A(format), "table format on stdout (default text)"),
+    CLI_S("json", 0, "FILE", A(json), "also write the JSON table to FILE"),
+    CLI_THREADS(A(threads)),
+    {0}};
+#undef A
+
+static const cli_spec cmp_spec = {
+    .name = CMD,
+    .usage = "--file TEXT [options] MODEL [MODEL ...]",
+    .about = "Evaluates every MODEL (HF folder, .gguf, or .flxq: its fake-quant model) on the\n"
+             "same windows of TEXT (HF protocol, as flxemu ppl) and prints one table: PPL +/-,\n"
+             "mean KLD and same-top against the first MODEL, bits per weight, file size.\n"
+             "The first model's log-probabilities are computed once and reused.",
+    .positional = "  MODEL ...               the models; the first is the KLD base",
+    .max_positional = MAX_MODELS,
+    .examples = "flxemu compare --file wiki.test.raw llama-3.2-1b/ w4.flxq q.flxq\n"
+                "flxemu compare --file text.txt --ctx 512 --chunks 8 --format markdown base/ a.flxq\n"
+                "flxemu compare --file text.txt --json table.json base/ a.flxq b.flxq",
+    .notes = "bits/weight: for a .flxq, the bits of the projections' and head's codes plus\n"
+             "their scales, zero points and sums, per weight; for a float model, the weight\n"
+             "file's bits per parameter.\n",
+};
 
 typedef struct row {
     const char *path;
@@ -88,35 +99,20 @@ static double flxq_bits_per_weight(const flx_qmodel *qm)
 
 int flx_cmd_compare(int argc, char **argv)
 {
-    const char *file = NULL, *tokenizer = NULL, *format = "text", *json = NULL;
+    static const char *const formats[3] = {"text", "markdown", "json"};
+    cmp_args a = {0};
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    a.threads = n_cpu > 0 ? n_cpu : 1;
     const char *models[MAX_MODELS];
     int n_models = 0;
-    long long ctx = 0, chunks = 0, threads = sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 1) threads = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(stdout); return FLX_EXIT_OK; }
-        if (f[0] == '-' && f[1] == '-') {
-            if (!has) return cli_usage_error(CMD, "%s needs a value (or is unknown)", f);
-            const char *v = argv[++i];
-            if (!strcmp(f, "--file")) file = v;
-            else if (!strcmp(f, "--tokenizer")) tokenizer = v;
-            else if (!strcmp(f, "--format")) format = v;
-            else if (!strcmp(f, "--json")) json = v;
-            else if (!strcmp(f, "--ctx")) { if (cli_parse_i64(CMD, f, v, 2, 1 << 20, &ctx)) return FLX_EXIT_USAGE; }
-            else if (!strcmp(f, "--chunks")) { if (cli_parse_i64(CMD, f, v, 1, 1 << 30, &chunks)) return FLX_EXIT_USAGE; }
-            else if (!strcmp(f, "--threads")) { if (cli_parse_i64(CMD, f, v, 1, 1024, &threads)) return FLX_EXIT_USAGE; }
-            else return cli_usage_error(CMD, "unknown option '%s'", f);
-        } else {
-            if (n_models == MAX_MODELS) return cli_usage_error(CMD, "at most %d models", MAX_MODELS);
-            models[n_models++] = f;
-        }
-    }
-    if (!file) return cli_usage_error(CMD, "--file TEXT is required");
+    const cli_group g[] = {{cmp_opts, &a, NULL}};
+    int prc = cli_parse(&cmp_spec, g, 1, argc, argv, models, &n_models);
+    if (prc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (prc) return prc;
+    if (!a.file) return cli_usage_error(CMD, "--file TEXT is required");
     if (n_models < 1) return cli_usage_error(CMD, "give at least one MODEL");
-    if (strcmp(format, "text") && strcmp(format, "markdown") && strcmp(format, "json"))
-        return cli_usage_error(CMD, "--format expects text, markdown or json, not '%s'", format);
+    const char *file = a.file, *tokenizer = a.tokenizer, *format = formats[a.format], *json = a.json;
+    long long ctx = a.ctx, chunks = a.chunks, threads = a.threads;
 
     flx_error err = {0};
     row rows[MAX_MODELS];

@@ -11,29 +11,41 @@
 #include <unistd.h>
 #include <string.h>
 
-static const char *CMD = "dse";
+#define CMD "dse"
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: flxemu dse --device u280|v80 [--prefill P] [--decode D]\n"
-            "                  [--objective e2e|energy] [--json FILE] [--svg FILE] [--top N]\n"
-            "\n"
-            "Sweeps prefill parallelism (TP, QKVO WP, FFN WP and blocks, K/V parallelism) and\n"
-            "decode parallelism (B, W, HP, K/V parallelism) under the device's DSP, LUT, BRAM,\n"
-            "URAM and HBM-port limits, for three families: hybrid (spatial prefill + temporal\n"
-            "decode, FlexLLM), unified temporal and unified spatial.\n"
-            "\n"
-            "  --device u280|v80     device (its limits come from u280_mem_opt.json / v80.json)\n"
-            "  --prefill P           prompt tokens (default 1024)\n"
-            "  --decode D            generated tokens (default 1024)\n"
-            "  --objective e2e|energy  ranking of the best designs (default e2e)\n"
-            "  --json FILE           Pareto front and best designs as JSON\n"
-            "  --svg FILE            scatter of all designs with the Pareto front\n"
-            "  --top N               Pareto points to print (default 15)\n"
-            "\n"
-            "Exit status: 0 success, 1 failure, 2 usage error.\n");
-}
+typedef struct dse_args {
+    const char *json, *svg;
+    int device;                   /* index in "u280|v80", -1: not given */
+    int objective;                /* flx_dse_objective: e2e|energy */
+    long long prompt, decode, top;
+} dse_args;
+
+#define A(f) offsetof(dse_args, f)
+static const cli_opt dse_opts[] = {
+    CLI_C("device", "u280|v80", "u280|v80", A(device),
+          "device, also positional (its limits come from\nu280_mem_opt.json / v80.json; required)"),
+    CLI_I("prefill", 0, "P", A(prompt), 2, 1 << 20, "prompt tokens (default 1024)"),
+    CLI_I("decode", 0, "D", A(decode), 1, 1 << 20, "generated tokens (default 1024)"),
+    CLI_C("objective", "e2e|energy", "e2e|energy", A(objective), "ranking of the best designs (default e2e)"),
+    CLI_S("json", 0, "FILE", A(json), "Pareto front and best designs as JSON"),
+    CLI_S("svg", 0, "FILE", A(svg), "scatter of all designs with the Pareto front"),
+    CLI_I("top", 0, "N", A(top), 1, 100000, "Pareto points to print (default 15)"),
+    {0}};
+#undef A
+
+static const cli_spec dse_spec = {
+    .name = "dse",
+    .usage = "u280|v80 [--prefill P] [--decode D] [--objective e2e|energy] [options]",
+    .about = "Sweeps prefill parallelism (TP, QKVO WP, FFN WP and blocks, K/V parallelism) and\n"
+             "decode parallelism (B, W, HP, K/V parallelism) under the device's DSP, LUT, BRAM,\n"
+             "URAM and HBM-port limits, for three families: hybrid (spatial prefill + temporal\n"
+             "decode, FlexLLM), unified temporal and unified spatial.",
+    .positional = "  DEVICE                  u280 or v80, as --device",
+    .max_positional = 1,
+    .examples = "flxemu dse u280\n"
+                "flxemu dse --device v80 --objective energy --top 5\n"
+                "flxemu dse u280 --prefill 512 --decode 256 --json dse.json --svg pareto.svg",
+};
 
 static void describe(const flx_dse_point *p, char *buf, size_t n)
 {
@@ -92,42 +104,32 @@ static cJSON *point_json(const flx_dse_point *p)
     return o;
 }
 
+static int parse_args(int argc, char **argv, dse_args *a)
+{
+    *a = (dse_args){.device = -1, .objective = FLX_DSE_E2E, .prompt = 1024, .decode = 1024, .top = 15};
+    const cli_group g[] = {{dse_opts, a, NULL}};
+    const char *pos[1];
+    int n_pos, rc = cli_parse(&dse_spec, g, 1, argc, argv, pos, &n_pos);
+    if (rc) return rc;
+    if (n_pos) {
+        if (a->device >= 0) return cli_usage_error(CMD, "give the device once: --device or '%s'", pos[0]);
+        if (strcmp(pos[0], "u280") && strcmp(pos[0], "v80"))
+            return cli_usage_error(CMD, "the device is u280 or v80, got '%s'", pos[0]);
+        a->device = !strcmp(pos[0], "v80");
+    }
+    if (a->device < 0) return cli_usage_error(CMD, "--device u280|v80 is required");
+    return 0;
+}
+
 int flx_cmd_dse(int argc, char **argv)
 {
-    const char *device = NULL, *json_path = NULL, *svg_path = NULL;
-    long long prompt = 1024, decode = 1024, top = 15;
-    flx_dse_objective obj = FLX_DSE_E2E;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return FLX_EXIT_OK;
-        }
-        if (i + 1 >= argc) return cli_usage_error(CMD, "unknown option or missing value: %s", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "--device")) {
-            if (strcmp(v, "u280") && strcmp(v, "v80"))
-                return cli_usage_error(CMD, "--device expects u280 or v80, got '%s'", v);
-            device = v;
-        } else if (!strcmp(a, "--prefill")) {
-            if (cli_parse_i64(CMD, a, v, 2, 1 << 20, &prompt)) return FLX_EXIT_USAGE;
-        } else if (!strcmp(a, "--decode")) {
-            if (cli_parse_i64(CMD, a, v, 1, 1 << 20, &decode)) return FLX_EXIT_USAGE;
-        } else if (!strcmp(a, "--top")) {
-            if (cli_parse_i64(CMD, a, v, 1, 100000, &top)) return FLX_EXIT_USAGE;
-        } else if (!strcmp(a, "--objective")) {
-            if (!strcmp(v, "e2e")) obj = FLX_DSE_E2E;
-            else if (!strcmp(v, "energy")) obj = FLX_DSE_ENERGY;
-            else return cli_usage_error(CMD, "--objective expects e2e or energy, got '%s'", v);
-        } else if (!strcmp(a, "--json")) {
-            json_path = v;
-        } else if (!strcmp(a, "--svg")) {
-            svg_path = v;
-        } else {
-            return cli_usage_error(CMD, "unknown option: %s", a);
-        }
-    }
-    if (!device) return cli_usage_error(CMD, "--device u280|v80 is required");
+    dse_args a;
+    int prc = parse_args(argc, argv, &a);
+    if (prc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (prc) return prc;
+    const char *device = a.device ? "v80" : "u280", *json_path = a.json, *svg_path = a.svg;
+    long long prompt = a.prompt, decode = a.decode, top = a.top;
+    flx_dse_objective obj = (flx_dse_objective)a.objective;
     int orc;
     if ((orc = cli_check_output(CMD, "--json", json_path)) || (orc = cli_check_output(CMD, "--svg", svg_path)))
         return orc;
