@@ -56,6 +56,18 @@ int cli_parse_f64(const char *cmd, const char *flag, const char *s, double lo, d
     return 0;
 }
 
+void cli_json_str(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
+        else if (c < 0x20) fprintf(fp, "\\u%04x", c);
+        else fputc(c, fp);
+    }
+    fputc('"', fp);
+}
+
 const char *cli_data_dir(void)
 {
     const char *d = getenv("FLXEMU_DATA");

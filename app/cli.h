@@ -151,6 +151,10 @@ int cli_parse_f64(const char *cmd, const char *flag, const char *s, double lo, d
  * failure (FLX_EXIT_FAIL, message printed).  Returns FLX_EXIT_OK otherwise. */
 int cli_check_output(const char *cmd, const char *flag, const char *path);
 
+/* s as a JSON string literal: quotes, backslashes and control bytes escaped;
+ * NULL is "". */
+void cli_json_str(FILE *fp, const char *s);
+
 /* Where the shared test data lives: $FLXEMU_DATA, else NULL. */
 const char *cli_data_dir(void);
 

@@ -75,18 +75,6 @@ static void on_segment(void *ctx, const flx_hmt_ppl_info *info)
     }
 }
 
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
-        else if (c < 0x20) fprintf(fp, "\\u%04x", c);
-        else fputc(c, fp);
-    }
-    fputc('"', fp);
-}
-
 static void json_num(FILE *fp, double v)
 {
     if (isfinite(v)) fprintf(fp, "%.17g", v);
@@ -116,6 +104,109 @@ static double device_seconds(const flx_hmt_params *p, int64_t window_tokens, cha
     else s = hr.total_cycles / (cfg.tim.clock_mhz * 1e6);
     free(rep);
     return s;
+}
+
+/* What the report of an HMT run needs besides the parameters and results. */
+typedef struct hmt_report {
+    int emu, quirks;
+    char qnames[64];
+    flx_hmt_flow flow;
+    int64_t window, base;         /* context tokens; baseline window (0: none) */
+    double dev_win;               /* simulated device seconds per context, < 0: unavailable */
+    char note[FLX_ERROR_MSG_BYTES];
+    double ctx_tps, row_tps;
+} hmt_report;
+
+/* The result on stdout, the device time and speed on stderr. */
+static void hmt_print(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, const flx_hmt_params *p,
+                      const flx_hmt_ppl_result *r, hmt_report *x)
+{
+    x->dev_win = device_seconds(p, x->window, x->note, sizeof x->note);
+    printf("Final estimate: PPL = %.4lf  (HMT, %lld contexts of %lld segments, %lld tokens scored)\n", r->ppl,
+           (long long)r->n_windows, h->segments, (long long)(r->n_windows * r->n_scored));
+    if (x->base)
+        printf("Baseline:       PPL = %.4lf  (plain window of %lld tokens, the same tokens)\n", r->baseline_ppl,
+               (long long)x->base);
+    printf("per-segment mean NLL:");
+    for (int64_t k = 0; k < h->segments; k++) printf(" %.4f", r->segment_mean_nll[k]);
+    printf("\n");
+    if (x->emu)
+        printf("engine emu: %s, reference quirks %s, HMT quirks %s\n", flx_emu_fp_name(&in->eo->fp),
+               in->eo->reference_quirks ? "on" : "off", x->quirks ? x->qnames : "none");
+    fflush(stdout);
+    if (x->dev_win >= 0)
+        fprintf(stderr, "device: simulated U280 time (%s, HMT path) %.6f s = %lld contexts x %.6f s\n",
+                CLI_EMU_PERF_CONFIG, x->dev_win * (double)r->n_windows, (long long)r->n_windows, x->dev_win);
+    else
+        fprintf(stderr, "device: simulated U280 time unavailable: %s\n", x->note);
+    x->ctx_tps = r->seconds > 0 ? (double)(r->n_windows * x->window) / r->seconds : 0.0;
+    x->row_tps = r->seconds > 0 ? (double)r->rows_run / r->seconds : 0.0;
+    fprintf(stderr, "perplexity (HMT): %.2f s, %.1f context tokens/s, %.1f rows/s through the backbone "
+                    "(stage 0 + stage 1); baseline %.2f s\n", r->seconds, x->ctx_tps, x->row_tps, r->seconds_baseline);
+}
+
+/* --json */
+static int hmt_json(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, const flx_hmt_params *p,
+                    const flx_hmt_ppl_result *r, const hmt_report *x, flx_error *err)
+{
+    flx_outfile of;
+    if (flx_outfile_open(&of, in->json, err)) return FLX_EIO;
+    FILE *fp = of.fp;
+    struct rusage ru;
+    long long peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
+    fprintf(fp, "{\n  \"mode\": \"hmt\",\n  \"protocol\": ");
+    cli_json_str(fp, in->protocol);
+    fprintf(fp, ",\n  \"model\": ");
+    cli_json_str(fp, in->model_name);
+    fprintf(fp, ",\n  \"hmt\": ");
+    cli_json_str(fp, p->path);
+    fprintf(fp, ",\n  \"text\": ");
+    cli_json_str(fp, in->text_name);
+    fprintf(fp, ",\n  \"text_sha256\": ");
+    cli_json_str(fp, in->text_hex);
+    fprintf(fp, ",\n  \"engine\": \"%s\",\n  \"reference_quirks\": %s,\n  \"hmt_quirks\": \"%s\",\n"
+                "  \"final_norm\": %s,\n",
+            x->emu ? "emu" : "float", x->emu && in->eo->reference_quirks ? "true" : "false", x->qnames,
+            x->flow.final_norm ? "true" : "false");
+    if (x->emu) fprintf(fp, "  \"fp\": \"%s\",\n", flx_emu_fp_name(&in->eo->fp));
+    fprintf(fp, "  \"tokens\": %lld,\n  \"segment_tokens\": %d,\n  \"summary_tokens\": %d,\n"
+                "  \"sensory_tokens\": %d,\n  \"cache_size\": %d,\n  \"h\": %d,\n  \"segments\": %lld,\n"
+                "  \"context_tokens\": %lld,\n  \"stride\": %lld,\n  \"windows\": %lld,\n"
+                "  \"windows_available\": %lld,\n  \"scored_tokens\": %lld,\n",
+            (long long)in->n_tokens, p->seg_len, p->sum_len, p->n_sensory, p->cache_size, p->h, h->segments,
+            (long long)x->window, (long long)r->stride, (long long)r->n_windows, (long long)r->n_available,
+            (long long)(r->n_windows * r->n_scored));
+    fprintf(fp, "  \"mean_nll\": ");
+    json_num(fp, r->mean_nll);
+    fprintf(fp, ",\n  \"ppl\": ");
+    json_num(fp, r->ppl);
+    fprintf(fp, ",\n  \"baseline_ctx\": %lld,\n  \"baseline_mean_nll\": ", (long long)x->base);
+    json_num(fp, r->baseline_mean_nll);
+    fprintf(fp, ",\n  \"baseline_ppl\": ");
+    json_num(fp, r->baseline_ppl);
+    fprintf(fp, ",\n  \"segment_mean_nll\": [");
+    for (int64_t k = 0; k < h->segments; k++) {
+        fprintf(fp, "%s", k ? ", " : "");
+        json_num(fp, r->segment_mean_nll[k]);
+    }
+    fprintf(fp, "],\n  \"segment_scored_tokens\": [");
+    for (int64_t k = 0; k < h->segments; k++)
+        fprintf(fp, "%s%lld", k ? ", " : "", (long long)r->segment_count[k]);
+    fprintf(fp, "],\n  \"window_mean_nll\": [");
+    for (int64_t w = 0; w < r->n_windows; w++) {
+        fprintf(fp, "%s", w ? ", " : "");
+        json_num(fp, r->window_mean_nll[w]);
+    }
+    fprintf(fp, "],\n  \"threads\": %d,\n  \"seconds\": %.6f,\n  \"seconds_baseline\": %.6f,\n"
+                "  \"context_tokens_per_second\": %.3f,\n  \"backbone_rows\": %lld,\n"
+                "  \"backbone_rows_per_second\": %.3f,\n  \"peak_rss_bytes\": %lld,\n",
+            in->threads, r->seconds, r->seconds_baseline, x->ctx_tps, (long long)r->rows_run, x->row_tps, peak);
+    fprintf(fp, "  \"device_config\": \"%s\",\n  \"device_seconds_per_context\": ", CLI_EMU_PERF_CONFIG);
+    json_num(fp, x->dev_win >= 0 ? x->dev_win : NAN);
+    fprintf(fp, ",\n  \"device_seconds\": ");
+    json_num(fp, x->dev_win >= 0 ? x->dev_win * (double)r->n_windows : NAN);
+    fprintf(fp, "\n}\n");
+    return flx_outfile_commit(&of, err);
 }
 
 int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_error *err)
@@ -185,91 +276,10 @@ int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_erro
     printf("\n");
     if (rc) goto out;
 
-    char note[FLX_ERROR_MSG_BYTES] = "";
-    double dev_win = device_seconds(&p, window, note, sizeof note);
-    printf("Final estimate: PPL = %.4lf  (HMT, %lld contexts of %lld segments, %lld tokens scored)\n", r.ppl,
-           (long long)r.n_windows, h->segments, (long long)(r.n_windows * r.n_scored));
-    if (base)
-        printf("Baseline:       PPL = %.4lf  (plain window of %lld tokens, the same tokens)\n", r.baseline_ppl,
-               (long long)base);
-    printf("per-segment mean NLL:");
-    for (int64_t k = 0; k < h->segments; k++) printf(" %.4f", r.segment_mean_nll[k]);
-    printf("\n");
-    if (emu)
-        printf("engine emu: %s, reference quirks %s, HMT quirks %s\n", flx_emu_fp_name(&in->eo->fp),
-               in->eo->reference_quirks ? "on" : "off", quirks ? qnames : "none");
-    fflush(stdout);
-    if (dev_win >= 0)
-        fprintf(stderr, "device: simulated U280 time (%s, HMT path) %.6f s = %lld contexts x %.6f s\n",
-                CLI_EMU_PERF_CONFIG, dev_win * (double)r.n_windows, (long long)r.n_windows, dev_win);
-    else
-        fprintf(stderr, "device: simulated U280 time unavailable: %s\n", note);
-    double ctx_tps = r.seconds > 0 ? (double)(r.n_windows * window) / r.seconds : 0.0;
-    double row_tps = r.seconds > 0 ? (double)r.rows_run / r.seconds : 0.0;
-    fprintf(stderr, "perplexity (HMT): %.2f s, %.1f context tokens/s, %.1f rows/s through the backbone "
-                    "(stage 0 + stage 1); baseline %.2f s\n", r.seconds, ctx_tps, row_tps, r.seconds_baseline);
-
-    if (in->json) {
-        flx_outfile of;
-        if ((rc = flx_outfile_open(&of, in->json, err))) goto out_r;
-        FILE *fp = of.fp;
-        struct rusage ru;
-        long long peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
-        fprintf(fp, "{\n  \"mode\": \"hmt\",\n  \"protocol\": ");
-        json_str(fp, in->protocol);
-        fprintf(fp, ",\n  \"model\": ");
-        json_str(fp, in->model_name);
-        fprintf(fp, ",\n  \"hmt\": ");
-        json_str(fp, p.path);
-        fprintf(fp, ",\n  \"text\": ");
-        json_str(fp, in->text_name);
-        fprintf(fp, ",\n  \"text_sha256\": ");
-        json_str(fp, in->text_hex);
-        fprintf(fp, ",\n  \"engine\": \"%s\",\n  \"reference_quirks\": %s,\n  \"hmt_quirks\": \"%s\",\n"
-                    "  \"final_norm\": %s,\n",
-                emu ? "emu" : "float", emu && in->eo->reference_quirks ? "true" : "false", qnames,
-                flow.final_norm ? "true" : "false");
-        if (emu) fprintf(fp, "  \"fp\": \"%s\",\n", flx_emu_fp_name(&in->eo->fp));
-        fprintf(fp, "  \"tokens\": %lld,\n  \"segment_tokens\": %d,\n  \"summary_tokens\": %d,\n"
-                    "  \"sensory_tokens\": %d,\n  \"cache_size\": %d,\n  \"h\": %d,\n  \"segments\": %lld,\n"
-                    "  \"context_tokens\": %lld,\n  \"stride\": %lld,\n  \"windows\": %lld,\n"
-                    "  \"windows_available\": %lld,\n  \"scored_tokens\": %lld,\n",
-                (long long)in->n_tokens, p.seg_len, p.sum_len, p.n_sensory, p.cache_size, p.h, h->segments,
-                (long long)window, (long long)r.stride, (long long)r.n_windows, (long long)r.n_available,
-                (long long)(r.n_windows * r.n_scored));
-        fprintf(fp, "  \"mean_nll\": ");
-        json_num(fp, r.mean_nll);
-        fprintf(fp, ",\n  \"ppl\": ");
-        json_num(fp, r.ppl);
-        fprintf(fp, ",\n  \"baseline_ctx\": %lld,\n  \"baseline_mean_nll\": ", (long long)base);
-        json_num(fp, r.baseline_mean_nll);
-        fprintf(fp, ",\n  \"baseline_ppl\": ");
-        json_num(fp, r.baseline_ppl);
-        fprintf(fp, ",\n  \"segment_mean_nll\": [");
-        for (int64_t k = 0; k < h->segments; k++) {
-            fprintf(fp, "%s", k ? ", " : "");
-            json_num(fp, r.segment_mean_nll[k]);
-        }
-        fprintf(fp, "],\n  \"segment_scored_tokens\": [");
-        for (int64_t k = 0; k < h->segments; k++)
-            fprintf(fp, "%s%lld", k ? ", " : "", (long long)r.segment_count[k]);
-        fprintf(fp, "],\n  \"window_mean_nll\": [");
-        for (int64_t w = 0; w < r.n_windows; w++) {
-            fprintf(fp, "%s", w ? ", " : "");
-            json_num(fp, r.window_mean_nll[w]);
-        }
-        fprintf(fp, "],\n  \"threads\": %d,\n  \"seconds\": %.6f,\n  \"seconds_baseline\": %.6f,\n"
-                    "  \"context_tokens_per_second\": %.3f,\n  \"backbone_rows\": %lld,\n"
-                    "  \"backbone_rows_per_second\": %.3f,\n  \"peak_rss_bytes\": %lld,\n",
-                in->threads, r.seconds, r.seconds_baseline, ctx_tps, (long long)r.rows_run, row_tps, peak);
-        fprintf(fp, "  \"device_config\": \"%s\",\n  \"device_seconds_per_context\": ", CLI_EMU_PERF_CONFIG);
-        json_num(fp, dev_win >= 0 ? dev_win : NAN);
-        fprintf(fp, ",\n  \"device_seconds\": ");
-        json_num(fp, dev_win >= 0 ? dev_win * (double)r.n_windows : NAN);
-        fprintf(fp, "\n}\n");
-        rc = flx_outfile_commit(&of, err);
-    }
-out_r:
+    hmt_report x = {.emu = emu, .quirks = quirks, .flow = flow, .window = window, .base = base};
+    snprintf(x.qnames, sizeof x.qnames, "%s", qnames);
+    hmt_print(h, in, &p, &r, &x);
+    if (in->json) rc = hmt_json(h, in, &p, &r, &x, err);
     flx_hmt_ppl_result_free(&r);
 out:
     flx_hmt_float_backbone_free(&fb);

@@ -121,18 +121,104 @@ static int parse_args(int argc, char **argv, dse_args *a)
     return 0;
 }
 
+static const char DSE_HDR[] = "  family            prefill   decode      e2e  energy  power  util   design\n"
+                               "                        (s)      (s)      (s)     (J)    (W)\n";
+
+/* The sweep's result: the Pareto front (--top rows), the best design of each
+ * family and the hybrid's gain over the unified ones. */
+static void print_front(const flx_perf_config *base, const flx_dse_result *res, long long prompt, long long decode,
+                        flx_dse_objective obj, long long top)
+{
+    printf("device %s (limits from %s): %lld feasible designs, %lld over the limits\n",
+           base->dev.name, base->path, (long long)res->n_points, (long long)res->n_rejected);
+    printf("prompt %lld, decode %lld, objective %s; prefill includes the KV hand-over\n\n", prompt,
+           decode, obj == FLX_DSE_E2E ? "end-to-end latency" : "energy");
+    const char *hdr = DSE_HDR;
+    printf("Pareto front (e2e latency vs energy), %lld points%s:\n%s", (long long)res->n_pareto,
+           res->n_pareto > top ? ", --top rows evenly spread" : "", hdr);
+    /* exactly min(N, front size) rows, spread evenly from the fastest to the
+     * most frugal end of the front */
+    int64_t rows = res->n_pareto < top ? res->n_pareto : top;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t k = rows > 1 ? (r * (res->n_pareto - 1) + (rows - 1) / 2) / (rows - 1) : 0;
+        print_point(&res->points[res->pareto[k]]);
+    }
+    printf("\nBest design of each family by %s:\n%s", obj == FLX_DSE_E2E ? "e2e" : "energy", hdr);
+    for (int f = 0; f < 3; f++) {
+        if (res->best[f] >= 0) print_point(&res->points[res->best[f]]);
+        else printf("  %-16s none fits the device\n", flx_dse_family_name(f));
+    }
+    if (res->best[FLX_DSE_HYBRID] >= 0) {
+        const flx_dse_point *h = &res->points[res->best[FLX_DSE_HYBRID]];
+        for (int f = 1; f < 3; f++) {
+            if (res->best[f] < 0) continue;
+            const flx_dse_point *u = &res->points[res->best[f]];
+            printf("  hybrid vs %s: %.2fx end-to-end, %.2fx energy\n", flx_dse_family_name(f),
+                   u->e2e_s / h->e2e_s, u->energy_j / h->energy_j);
+        }
+    }
+}
+
+/* The shipped designs on the same footing: production (and the measured
+ * FSQ design) on the U280, the V80 projection. */
+static int shipped_marks(const char *device, const flx_perf_config *base, long long prompt, long long decode,
+                         flx_dse_mark marks[2], int *n_out, flx_error *err)
+{
+    int n_marks = 0;
+    const char *mark_cfg[2] = {base->name, !strcmp(device, "u280") ? "u280_fsq" : NULL};
+    const char *mark_label[2] = {!strcmp(device, "u280") ? "production (u280_mem_opt)"
+                                                         : "v80 projection (FSQ V80 block)",
+                                 "FSQ, the measured design (u280_fsq)"};
+    for (int i = 0; i < 2; i++) {
+        if (!mark_cfg[i]) continue;
+        flx_perf_config mc;
+        if (flx_perf_config_find(mark_cfg[i], NULL, &mc, err) ||
+            flx_dse_eval(&mc, FLX_DSE_HYBRID, &mc.pre, &mc.dec, prompt, decode, &marks[n_marks].pt, err))
+            return FLX_EINVAL;
+        snprintf(marks[n_marks].label, sizeof marks[n_marks].label, "%s", mark_label[i]);
+        n_marks++;
+    }
+    *n_out = n_marks;
+    return FLX_OK;
+}
+
+static cJSON *dse_json(const flx_perf_config *base, const flx_dse_result *res, long long prompt, long long decode,
+                       flx_dse_objective obj, const flx_dse_mark *marks, int n_marks)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "device", base->dev.name);
+    cJSON_AddNumberToObject(root, "prompt_tokens", (double)prompt);
+    cJSON_AddNumberToObject(root, "decode_tokens", (double)decode);
+    cJSON_AddStringToObject(root, "objective", obj == FLX_DSE_E2E ? "e2e" : "energy");
+    cJSON_AddNumberToObject(root, "feasible", (double)res->n_points);
+    cJSON_AddNumberToObject(root, "rejected", (double)res->n_rejected);
+    cJSON *best = cJSON_AddObjectToObject(root, "best");
+    for (int f = 0; f < 3; f++)
+        if (res->best[f] >= 0)
+            cJSON_AddItemToObject(best, flx_dse_family_name(f),
+                                  point_json(&res->points[res->best[f]]));
+    cJSON *mk = cJSON_AddArrayToObject(root, "shipped");
+    for (int i = 0; i < n_marks; i++) {
+        cJSON *o = point_json(&marks[i].pt);
+        cJSON_AddStringToObject(o, "label", marks[i].label);
+        cJSON_AddItemToArray(mk, o);
+    }
+    cJSON *pf = cJSON_AddArrayToObject(root, "pareto");
+    for (int64_t k = 0; k < res->n_pareto; k++)
+        cJSON_AddItemToArray(pf, point_json(&res->points[res->pareto[k]]));
+    return root;
+}
+
 int flx_cmd_dse(int argc, char **argv)
 {
     dse_args a;
-    int prc = parse_args(argc, argv, &a);
-    if (prc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
-    if (prc) return prc;
-    const char *device = a.device ? "v80" : "u280", *json_path = a.json, *svg_path = a.svg;
-    long long prompt = a.prompt, decode = a.decode, top = a.top;
+    int rc = parse_args(argc, argv, &a);
+    if (rc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (rc) return rc;
+    const char *device = a.device ? "v80" : "u280";
     flx_dse_objective obj = (flx_dse_objective)a.objective;
-    int orc;
-    if ((orc = cli_check_output(CMD, "--json", json_path)) || (orc = cli_check_output(CMD, "--svg", svg_path)))
-        return orc;
+    if ((rc = cli_check_output(CMD, "--json", a.json)) || (rc = cli_check_output(CMD, "--svg", a.svg)))
+        return rc;
     flx_error err = {0};
     flx_perf_config base;
     if (flx_perf_config_find(!strcmp(device, "u280") ? "u280_mem_opt" : "v80", NULL, &base, &err))
@@ -140,91 +226,23 @@ int flx_cmd_dse(int argc, char **argv)
     flx_progress prog;
     flx_progress_begin(&prog, "dse", 1, isatty(STDERR_FILENO));   /* a bar only for a person */
     flx_dse_result res;
-    if (flx_dse_run(&base, prompt, decode, obj, &res, &prog, &err)) return cli_fail(CMD, &err);
-
-    printf("device %s (limits from %s): %lld feasible designs, %lld over the limits\n",
-           base.dev.name, base.path, (long long)res.n_points, (long long)res.n_rejected);
-    printf("prompt %lld, decode %lld, objective %s; prefill includes the KV hand-over\n\n", prompt,
-           decode, obj == FLX_DSE_E2E ? "end-to-end latency" : "energy");
-    const char *hdr = "  family            prefill   decode      e2e  energy  power  util   design\n"
-                      "                        (s)      (s)      (s)     (J)    (W)\n";
-    printf("Pareto front (e2e latency vs energy), %lld points%s:\n%s", (long long)res.n_pareto,
-           res.n_pareto > top ? ", --top rows evenly spread" : "", hdr);
-    /* exactly min(N, front size) rows, spread evenly from the fastest to the
-     * most frugal end of the front */
-    int64_t rows = res.n_pareto < top ? res.n_pareto : top;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t k = rows > 1 ? (r * (res.n_pareto - 1) + (rows - 1) / 2) / (rows - 1) : 0;
-        print_point(&res.points[res.pareto[k]]);
-    }
-    printf("\nBest design of each family by %s:\n%s", obj == FLX_DSE_E2E ? "e2e" : "energy", hdr);
-    for (int f = 0; f < 3; f++) {
-        if (res.best[f] >= 0) print_point(&res.points[res.best[f]]);
-        else printf("  %-16s none fits the device\n", flx_dse_family_name(f));
-    }
-    if (res.best[FLX_DSE_HYBRID] >= 0) {
-        const flx_dse_point *h = &res.points[res.best[FLX_DSE_HYBRID]];
-        for (int f = 1; f < 3; f++) {
-            if (res.best[f] < 0) continue;
-            const flx_dse_point *u = &res.points[res.best[f]];
-            printf("  hybrid vs %s: %.2fx end-to-end, %.2fx energy\n", flx_dse_family_name(f),
-                   u->e2e_s / h->e2e_s, u->energy_j / h->energy_j);
-        }
-    }
-
-    /* the shipped designs on the same footing: production (and the measured
-     * FSQ design) on the U280, the V80 projection */
+    if (flx_dse_run(&base, a.prompt, a.decode, obj, &res, &prog, &err)) return cli_fail(CMD, &err);
+    print_front(&base, &res, a.prompt, a.decode, obj, a.top);
     flx_dse_mark marks[2];
     int n_marks = 0;
-    const char *mark_cfg[2] = {base.name, !strcmp(device, "u280") ? "u280_fsq" : NULL};
-    const char *mark_label[2] = {!strcmp(device, "u280") ? "production (u280_mem_opt)"
-                                                         : "v80 projection (FSQ V80 block)",
-                                 "FSQ, the measured design (u280_fsq)"};
-    for (int i = 0; i < 2; i++) {
-        if (!mark_cfg[i]) continue;
-        flx_perf_config mc;
-        if (flx_perf_config_find(mark_cfg[i], NULL, &mc, &err)) return cli_fail(CMD, &err);
-        if (flx_dse_eval(&mc, FLX_DSE_HYBRID, &mc.pre, &mc.dec, prompt, decode,
-                         &marks[n_marks].pt, &err)) {
-            flx_dse_free(&res);
-            return cli_fail(CMD, &err);
-        }
-        snprintf(marks[n_marks].label, sizeof marks[n_marks].label, "%s", mark_label[i]);
-        n_marks++;
+    if (shipped_marks(device, &base, a.prompt, a.decode, marks, &n_marks, &err)) {
+        flx_dse_free(&res);
+        return cli_fail(CMD, &err);
     }
-    printf("\nShipped designs (marked on the SVG):\n%s", hdr);
+    printf("\nShipped designs (marked on the SVG):\n%s", DSE_HDR);
     for (int i = 0; i < n_marks; i++) {
         print_point(&marks[i].pt);
         printf("    ^ %s\n", marks[i].label);
     }
-
-    int rc = FLX_EXIT_OK;
-    if (json_path) {
-        cJSON *root = cJSON_CreateObject();
-        cJSON_AddStringToObject(root, "device", base.dev.name);
-        cJSON_AddNumberToObject(root, "prompt_tokens", (double)prompt);
-        cJSON_AddNumberToObject(root, "decode_tokens", (double)decode);
-        cJSON_AddStringToObject(root, "objective", obj == FLX_DSE_E2E ? "e2e" : "energy");
-        cJSON_AddNumberToObject(root, "feasible", (double)res.n_points);
-        cJSON_AddNumberToObject(root, "rejected", (double)res.n_rejected);
-        cJSON *best = cJSON_AddObjectToObject(root, "best");
-        for (int f = 0; f < 3; f++)
-            if (res.best[f] >= 0)
-                cJSON_AddItemToObject(best, flx_dse_family_name(f),
-                                      point_json(&res.points[res.best[f]]));
-        cJSON *mk = cJSON_AddArrayToObject(root, "shipped");
-        for (int i = 0; i < n_marks; i++) {
-            cJSON *o = point_json(&marks[i].pt);
-            cJSON_AddStringToObject(o, "label", marks[i].label);
-            cJSON_AddItemToArray(mk, o);
-        }
-        cJSON *pf = cJSON_AddArrayToObject(root, "pareto");
-        for (int64_t k = 0; k < res.n_pareto; k++)
-            cJSON_AddItemToArray(pf, point_json(&res.points[res.pareto[k]]));
-        char *text = cJSON_Print(root);
-        cJSON_Delete(root);
+    if (a.json) {
+        char *text = cJSON_Print(dse_json(&base, &res, a.prompt, a.decode, obj, marks, n_marks));
         flx_outfile o;
-        if (!text || flx_outfile_open(&o, json_path, &err)) {
+        if (!text || flx_outfile_open(&o, a.json, &err)) {
             rc = cli_fail(CMD, &err);
         } else {
             fputs(text, o.fp);
@@ -232,13 +250,13 @@ int flx_cmd_dse(int argc, char **argv)
         }
         free(text);
     }
-    if (rc == FLX_EXIT_OK && svg_path) {
+    if (rc == FLX_EXIT_OK && a.svg) {
         flx_outfile o;
-        if (flx_outfile_open(&o, svg_path, &err)) {
+        if (flx_outfile_open(&o, a.svg, &err)) {
             rc = cli_fail(CMD, &err);
         } else if (flx_perf_svg_pareto(o.fp, &base, &res, obj, marks, n_marks)) {
             flx_outfile_abort(&o);
-            flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", svg_path);
+            flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", a.svg);
             rc = cli_fail(CMD, &err);
         } else if (flx_outfile_commit(&o, &err)) {
             rc = cli_fail(CMD, &err);

@@ -2,8 +2,8 @@
  * greedy at --temp 0, else top-k / temperature sampling with a seed. */
 #include "cli.h"
 #include "cli_emu.h"
+#include "cli_model.h"
 #include "flx_ppl.h"
-#include "flx_synth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #define CMD "generate"
-#define EMBEDDED_SEED 1234   /* same embedded model as flxemu ppl */
 
 typedef struct gen_args {
     const char *model, *tokenizer, *prompt, *tokens, *ids;
@@ -26,7 +25,7 @@ static const cli_opt gen_opts[] = {
     CLI_S("model", 'm', "PATH", A(model),
           "HF checkpoint folder, .gguf, or quantized .flxq (its fake-quant\n"
           "float model; default: the embedded synthetic \"tiny\" model,\n"
-          "seed " CLI_STR(EMBEDDED_SEED) ", as in flxemu ppl)"),
+          "seed " CLI_STR(CLI_EMBEDDED_SEED) ", as in flxemu ppl)"),
     CLI_S("tokenizer", 0, "FILE", A(tokenizer), "tokenizer.json or .gguf overriding the model's own"),
     CLI_S("prompt", 'p', "TEXT", A(prompt), "prompt (default: empty)"),
     CLI_S("tokens", 0, "FILE", A(tokens), "prompt as token ids, one per line, used exactly (no BOS unless --bos)"),
@@ -171,12 +170,7 @@ static int generate_emu(cli_emu *emu, const flx_emu_opts *eo, int32_t *ids, int6
 
 /* What the phases of one generate run share; gen_free releases it. */
 typedef struct gen_run {
-    flx_model model;
-    flx_fakequant *fq;            /* float engine on a .flxq */
-    cli_emu emu;                  /* --engine emu            */
-    const flx_model *mp;
-    flx_tokenizer *tok_over;
-    const flx_tokenizer *tok;
+    cli_model m;                  /* model, engine and tokenizer (cli_model.h) */
     int32_t *ids;                 /* prompt, then room for the generated tokens */
     int64_t n_prompt;
 } gen_run;
@@ -185,24 +179,10 @@ typedef struct gen_run {
  * one) and its tokenizer. */
 static int gen_load(const gen_args *a, gen_run *r, flx_error *err)
 {
-    r->mp = &r->model;
-    if (a->emu) {
-        if (cli_emu_load(&r->emu, a->model, err)) return FLX_EIO;
-        r->mp = &r->emu.view;
-    } else if (a->model && flx_qmodel_is_file(a->model)) {
-        if (flx_fakequant_open_lean(&r->fq, &r->model, a->model, (int)a->threads, err)) return FLX_EIO;
-    } else if (a->model) {
-        if (flx_model_load(&r->model, a->model, err)) return FLX_EIO;
-    } else {
-        flx_llama_config cfg;
-        if (flx_synth_config("tiny", &cfg, err) || flx_synth_build(&r->model, &cfg, EMBEDDED_SEED, err))
-            return FLX_EIO;
-    }
-    if (a->tokenizer && flx_tokenizer_load(&r->tok_over, a->tokenizer, err)) return FLX_EIO;
-    r->tok = r->tok_over ? r->tok_over : r->mp->tok;
-    if (!r->tok && !a->tokens)
+    if (cli_model_open(&r->m, a->model, a->emu, a->tokenizer, (int)a->threads, err)) return FLX_EIO;
+    if (!r->m.tok && !a->tokens)
         return flx_fail(err, FLX_ENOTFOUND, "%s: the model has no tokenizer; pass --tokenizer or --tokens",
-                        r->mp->path ? r->mp->path : "model");
+                        r->m.mp->path ? r->m.mp->path : "model");
     return FLX_OK;
 }
 
@@ -210,17 +190,17 @@ static int gen_load(const gen_args *a, gen_run *r, flx_error *err)
  * room for n_gen more, each checked against the vocabulary. */
 static int gen_prompt(const gen_args *a, gen_run *r, flx_error *err)
 {
-    const flx_llama_config *c = &r->mp->cfg;
+    const flx_llama_config *c = &r->m.mp->cfg;
     int32_t *prompt_ids = NULL;
     int64_t n_p = 0;
     if (a->tokens) {
         if (flx_tokens_read(a->tokens, c->n_vocab, &prompt_ids, &n_p, err)) return FLX_EIO;
     } else {
         size_t n;
-        if (flx_tokenizer_encode(r->tok, a->prompt, strlen(a->prompt), 1, 0, &prompt_ids, &n, err)) return FLX_EIO;
+        if (flx_tokenizer_encode(r->m.tok, a->prompt, strlen(a->prompt), 1, 0, &prompt_ids, &n, err)) return FLX_EIO;
         n_p = (int64_t)n;
     }
-    int32_t bos = r->tok ? flx_tokenizer_bos(r->tok) : c->bos_id;
+    int32_t bos = r->m.tok ? flx_tokenizer_bos(r->m.tok) : c->bos_id;
     int add_bos = a->bos;
     r->n_prompt = n_p + add_bos;
     int rc = FLX_OK;
@@ -248,16 +228,16 @@ static int gen_prompt(const gen_args *a, gen_run *r, flx_error *err)
  * speed on stderr, --ids. */
 static int gen_float(const gen_args *a, gen_run *r, flx_error *err)
 {
-    const flx_llama_config *c = &r->mp->cfg;
-    const flx_tokenizer *tok = r->tok;
+    const flx_llama_config *c = &r->m.mp->cfg;
+    const flx_tokenizer *tok = r->m.tok;
     int32_t *ids = r->ids;
     flx_llama_state st = {0};
     flx_sampler sm = {0};
     float *logits = NULL;
     int rc = FLX_EIO;
     flx_llama_opts lo = {.n_threads = (int)a->threads, .max_tokens = r->n_prompt,
-                         .max_ctx = r->n_prompt + a->n_gen, .head_rows = 1, .hooks = r->fq ? &r->fq->hooks : NULL};
-    if (flx_llama_init(&st, &r->model, &lo, err)) goto out;
+                         .max_ctx = r->n_prompt + a->n_gen, .head_rows = 1, .hooks = r->m.fq ? &r->m.fq->hooks : NULL};
+    if (flx_llama_init(&st, &r->m.model, &lo, err)) goto out;
     if (flx_sampler_init(&sm, c->n_vocab, (float)a->temp, (int32_t)a->top_k, (uint64_t)a->seed, err)) goto out;
     logits = malloc((size_t)c->n_vocab * sizeof *logits);
     if (!logits) {
@@ -307,10 +287,7 @@ out:
 static void gen_free(gen_run *r)
 {
     free(r->ids);
-    flx_tokenizer_free(r->tok_over);
-    flx_model_free(&r->model);
-    flx_fakequant_close(r->fq);
-    cli_emu_close(&r->emu);
+    cli_model_close(&r->m);
 }
 
 int flx_cmd_generate(int argc, char **argv)
@@ -325,7 +302,7 @@ int flx_cmd_generate(int argc, char **argv)
     if (gen_load(&a, &r, &err) || gen_prompt(&a, &r, &err))
         rc = cli_fail(CMD, &err);
     else if (a.emu)
-        rc = generate_emu(&r.emu, &a.eo, r.ids, r.n_prompt, a.n_gen, (uint64_t)a.seed, r.tok, &r.mp->cfg,
+        rc = generate_emu(&r.m.emu, &a.eo, r.ids, r.n_prompt, a.n_gen, (uint64_t)a.seed, r.m.tok, &r.m.mp->cfg,
                           (int)a.threads, a.ids, &err);
     else if (gen_float(&a, &r, &err))
         rc = cli_fail(CMD, &err);

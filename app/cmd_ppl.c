@@ -2,10 +2,10 @@
  * (default) or the llama.cpp protocol (docs/ppl.md). */
 #include "cli.h"
 #include "cli_emu.h"
+#include "cli_model.h"
 #include "cli_ppl_hmt.h"
 #include "cli_mpi.h"
 #include "flx_ppl.h"
-#include "flx_synth.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #define CMD "ppl"
-#define EMBEDDED_SEED 1234   /* seed of the embedded synthetic model */
 
 typedef struct ppl_args {
     const char *model, *tokenizer, *file, *tokens, *json, *save_logits, *kl_base;
@@ -76,7 +75,7 @@ static const cli_spec ppl_spec = {
     .name = CMD,
     .usage = "[MODEL] [options]",
     .about = "Perplexity of a Llama model on a text.  Without a model: a small synthetic\n"
-             "model (flxemu synth's \"tiny\" shape, seed " CLI_STR(EMBEDDED_SEED) ") on a short built-in text.",
+             "model (flxemu synth's \"tiny\" shape, seed " CLI_STR(CLI_EMBEDDED_SEED) ") on a short built-in text.",
     .positional = "  MODEL                   the model, as --model PATH",
     .max_positional = 1,
     .examples = "flxemu ppl                                   # embedded tiny model, built-in text\n"
@@ -168,18 +167,6 @@ static void on_window(void *ctx, const flx_ppl_progress_info *info)
     flx_progress_update(s->bar, info->window + 1);
 }
 
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
-        else if (c < 0x20) fprintf(fp, "\\u%04x", c);
-        else fputc(c, fp);
-    }
-    fputc('"', fp);
-}
-
 /* sha256 of what was loaded: the weights file (or the folder's
  * model.safetensors / index), "" when not a file */
 static void model_digest(const char *path, int any_size, char hex[65])
@@ -219,14 +206,14 @@ static int write_json(const char *path, const ppl_args *a, const flx_model *m, c
     if (rc) return rc;
     FILE *fp = o.fp;
     fprintf(fp, "{\n  \"protocol\": \"%s\",\n  \"model\": ", flx_ppl_protocol_name(r->plan.protocol));
-    json_str(fp, model_name);
+    cli_json_str(fp, model_name);
     fprintf(fp, ",\n  \"model_sha256\": ");
-    if (model_hex[0]) json_str(fp, model_hex);
+    if (model_hex[0]) cli_json_str(fp, model_hex);
     else fputs("null", fp);
     fprintf(fp, ",\n  \"text\": ");
-    json_str(fp, text_name);
+    cli_json_str(fp, text_name);
     fprintf(fp, ",\n  \"text_sha256\": ");
-    json_str(fp, text_hex);
+    cli_json_str(fp, text_hex);
     fprintf(fp, ",\n  \"tokens_sha256\": \"%s\",\n", tok_hex);
     fprintf(fp, "  \"tokens\": %lld,\n  \"ctx\": %lld,\n  \"windows\": %lld,\n  \"windows_available\": %lld,\n",
             (long long)r->n_tokens, (long long)r->plan.n_ctx, (long long)r->plan.n_windows,
@@ -283,12 +270,7 @@ static void print_kld(const flx_kld_summary *k)
 
 /* What the phases of one ppl run share; ppl_free releases it. */
 typedef struct ppl_run {
-    flx_model model;
-    flx_fakequant *fq;            /* float engine on a .flxq */
-    cli_emu emu;                  /* --engine emu            */
-    const flx_model *mp;          /* what the run reads: model, or emu's view */
-    flx_tokenizer *tok_override;
-    const flx_tokenizer *tok;
+    cli_model m;                  /* model, engine and tokenizer (cli_model.h) */
     int32_t bos;                  /* BOS of the vocabulary if it adds one, else -1 */
     flx_kld_base base;
     int have_base;
@@ -307,29 +289,17 @@ typedef struct ppl_run {
  * one) and its tokenizer. */
 static int ppl_load(ppl_args *a, ppl_run *r, double t_begin, flx_error *err)
 {
-    r->mp = &r->model;
-    if (a->emu) {
-        if (cli_emu_load(&r->emu, a->model, err)) return FLX_EIO;
-        r->mp = &r->emu.view;
-    } else if (a->model && flx_qmodel_is_file(a->model)) {
-        if (flx_fakequant_open_lean(&r->fq, &r->model, a->model, (int)a->threads, err)) return FLX_EIO;
-    } else if (a->model) {
-        if (flx_model_load(&r->model, a->model, err)) return FLX_EIO;
-    } else {
-        flx_llama_config cfg;
-        if (flx_synth_config("tiny", &cfg, err) || flx_synth_build(&r->model, &cfg, EMBEDDED_SEED, err))
-            return FLX_EIO;
+    if (cli_model_open(&r->m, a->model, a->emu, a->tokenizer, (int)a->threads, err)) return FLX_EIO;
+    if (!a->model)
         fprintf(stderr, "flxemu ppl: no --model: embedded synthetic \"tiny\" model (seed %d), %s\n",
-                EMBEDDED_SEED, a->file || a->tokens ? "given text" : "built-in text");
-    }
-    if (a->tokenizer && flx_tokenizer_load(&r->tok_override, a->tokenizer, err)) return FLX_EIO;
-    r->tok = r->tok_override ? r->tok_override : r->mp->tok;
-    const flx_llama_config *c = &r->mp->cfg;
-    if (r->tok && flx_tokenizer_n_vocab(r->tok) > c->n_vocab)
+                CLI_EMBEDDED_SEED, a->file || a->tokens ? "given text" : "built-in text");
+    const flx_llama_config *c = &r->m.mp->cfg;
+    const flx_tokenizer *tok = r->m.tok;
+    if (tok && flx_tokenizer_n_vocab(tok) > c->n_vocab)
         return flx_fail(err, FLX_EINVAL, "%s: tokenizer has %d tokens, the model only %d",
-                        a->tokenizer ? a->tokenizer : r->mp->path, flx_tokenizer_n_vocab(r->tok), c->n_vocab);
+                        a->tokenizer ? a->tokenizer : r->m.mp->path, flx_tokenizer_n_vocab(tok), c->n_vocab);
     /* BOS of the vocabulary, if it adds one (llama.cpp's add_bos) */
-    r->bos = r->tok ? (flx_tokenizer_adds_bos(r->tok) ? flx_tokenizer_bos(r->tok) : -1) : c->bos_id;
+    r->bos = tok ? (flx_tokenizer_adds_bos(tok) ? flx_tokenizer_bos(tok) : -1) : c->bos_id;
     a->s_load = flx_now_seconds() - t_begin;
     return FLX_OK;
 }
@@ -350,10 +320,10 @@ static int tokens_from_base(const ppl_args *a, ppl_run *r, flx_error *err)
 /* --tokens FILE (with --bos: BOS prepended) */
 static int tokens_from_file(const ppl_args *a, ppl_run *r, flx_error *err)
 {
-    const flx_llama_config *c = &r->mp->cfg;
+    const flx_llama_config *c = &r->m.mp->cfg;
     if (flx_tokens_read(a->tokens, c->n_vocab, &r->tokens, &r->n_tokens, err)) return FLX_EIO;
     if (a->bos) {
-        int32_t b = r->tok ? flx_tokenizer_bos(r->tok) : c->bos_id;
+        int32_t b = r->m.tok ? flx_tokenizer_bos(r->m.tok) : c->bos_id;
         if (b < 0) return flx_fail(err, FLX_EINVAL, "--bos: the vocabulary has no BOS token");
         int32_t *t2 = malloc((size_t)(r->n_tokens + 1) * sizeof *t2);
         if (!t2) return flx_fail(err, FLX_ENOMEM, "out of memory");
@@ -382,9 +352,9 @@ static int tokens_from_text(const ppl_args *a, ppl_run *r, flx_error *err)
                             "data/wikitext2/fetch.sh (see data/wikitext2/README.md) or pass --file");
         path = r->default_file;
     }
-    if (!r->tok)
+    if (!r->m.tok)
         return flx_fail(err, FLX_ENOTFOUND, "%s: the model has no tokenizer; pass --tokenizer or --tokens",
-                        r->mp->path ? r->mp->path : "model");
+                        r->m.mp->path ? r->m.mp->path : "model");
     const char *t;
     if (path) {
         if (flx_read_file(path, (size_t)1 << 31, &r->text, &bytes, err)) return FLX_EIO;
@@ -403,7 +373,7 @@ static int tokens_from_text(const ppl_args *a, ppl_run *r, flx_error *err)
         r->text_name = "built-in text";
     }
     size_t n;
-    if (flx_tokenizer_encode(r->tok, t, bytes, r->bos >= 0, 0, &r->tokens, &n, err)) return FLX_EIO;
+    if (flx_tokenizer_encode(r->m.tok, t, bytes, r->bos >= 0, 0, &r->tokens, &n, err)) return FLX_EIO;
     r->n_tokens = (int64_t)n;
     return FLX_OK;
 }
@@ -428,8 +398,8 @@ static long long window_length(const ppl_args *a, const flx_llama_config *c)
 static int ppl_run_hmt(const ppl_args *a, ppl_run *r, flx_error *err)
 {
     cli_ppl_hmt_run_in hi = {
-        .model = a->emu ? NULL : &r->model, .hooks = r->fq ? &r->fq->hooks : NULL, .bf16 = a->bf16,
-        .emu = a->emu ? &r->emu : NULL, .eo = &a->eo, .threads = (int)a->threads,
+        .model = a->emu ? NULL : &r->m.model, .hooks = r->m.fq ? &r->m.fq->hooks : NULL, .bf16 = a->bf16,
+        .emu = a->emu ? &r->m.emu : NULL, .eo = &a->eo, .threads = (int)a->threads,
         .progress = a->progress >= 0 ? a->progress : isatty(2) && !isatty(1),
         .max_windows = a->chunks, .tokens = r->tokens, .n_tokens = r->n_tokens, .json = a->json,
         .model_name = a->model ? a->model : "embedded:tiny", .text_name = r->text_name,
@@ -443,7 +413,7 @@ static int ppl_eval(const ppl_args *a, ppl_run *r, flx_error *err)
     if (flx_ppl_plan_make(&r->plan, a->protocol, r->n_tokens, r->ctx, a->chunks, r->bos, err)) return FLX_EIO;
     if (a->emu) {
         /* a recipe or shape the hardware cannot run fails here, with the reason */
-        if (cli_emu_start(&r->emu, &a->eo, r->ctx, (int)a->threads, err)) return FLX_EIO;
+        if (cli_emu_start(&r->m.emu, &a->eo, r->ctx, (int)a->threads, err)) return FLX_EIO;
         fprintf(stderr, "flxemu ppl: engine emu (bit-exact FlexLLM), %s%s\n", flx_emu_fp_name(&a->eo.fp),
                 a->eo.reference_quirks ? ", reference quirks" : "");
         if (r->ctx > CLI_EMU_U280_PREFILL_TOKENS)
@@ -462,12 +432,12 @@ static int ppl_eval(const ppl_args *a, ppl_run *r, flx_error *err)
     flx_ppl_opts o = {
         .protocol = a->protocol, .n_ctx = r->ctx, .max_windows = a->chunks, .bos_id = r->bos,
         .llama = {.n_threads = (int)a->threads, .bf16_activations = a->bf16,
-                  .hooks = r->fq ? &r->fq->hooks : NULL},
+                  .hooks = r->m.fq ? &r->m.fq->hooks : NULL},
         .save_logits_path = a->save_logits, .kl_base = r->have_base ? &r->base : NULL,
         .on_window = on_window, .on_window_ctx = &sc,
-        .window_logits = a->emu ? cli_emu_window : NULL, .window_ctx = &r->emu,
-        .pool = a->emu ? r->emu.pool : NULL};
-    int run_rc = cli_mpi_ppl_run(&r->mpi, r->mp, r->tokens, r->n_tokens, &o, &r->res, err);
+        .window_logits = a->emu ? cli_emu_window : NULL, .window_ctx = &r->m.emu,
+        .pool = a->emu ? r->m.emu.pool : NULL};
+    int run_rc = cli_mpi_ppl_run(&r->mpi, r->m.mp, r->tokens, r->n_tokens, &o, &r->res, err);
     if (!run_rc && r->mpi.rank != 0) return FLX_OK;   /* rank 0 prints the whole run's results */
     flx_progress_end(&bar);
     printf("\n");
@@ -481,14 +451,14 @@ static void report_emu(const ppl_args *a, ppl_run *r, char *json, size_t cap)
     printf("engine emu: %s, reference quirks %s\n", flx_emu_fp_name(&a->eo.fp),
            a->eo.reference_quirks ? "on" : "off");
     /* device time: one prefill of n_ctx tokens per window */
-    double win_s = cli_emu_prefill_seconds(&r->emu, r->ctx);
+    double win_s = cli_emu_prefill_seconds(&r->m.emu, r->ctx);
     double dev_s = win_s >= 0 ? win_s * (double)r->plan.n_windows : -1.0;
     if (dev_s >= 0)
         fprintf(stderr, "device: simulated U280 time (%s) %.6f s = %lld windows x %.6f s prefill of "
                         "%lld tokens%s\n", CLI_EMU_PERF_CONFIG, dev_s, (long long)r->plan.n_windows,
-                win_s, r->ctx, cli_emu_shape_matches(&r->emu) ? "" : " (the design's model shape, not this model's)");
+                win_s, r->ctx, cli_emu_shape_matches(&r->m.emu) ? "" : " (the design's model shape, not this model's)");
     else
-        fprintf(stderr, "device: simulated U280 time unavailable: %s\n", r->emu.perf_note);
+        fprintf(stderr, "device: simulated U280 time unavailable: %s\n", r->m.emu.perf_note);
     /* null when the cycle model refuses (a window over the U280's prefill) */
     char win_txt[32] = "null", dev_txt[32] = "null";
     if (dev_s >= 0) {
@@ -503,7 +473,7 @@ static void report_emu(const ppl_args *a, ppl_run *r, char *json, size_t cap)
              flx_emu_exp_name(a->eo.fp.exp), a->eo.fp.ftz ? "true" : "false", flx_emu_fp_name(&a->eo.fp),
              a->eo.reference_quirks ? "true" : "false",
              r->ctx > CLI_EMU_U280_PREFILL_TOKENS ? "true" : "false", CLI_EMU_PERF_CONFIG, win_txt,
-             dev_txt, cli_emu_shape_matches(&r->emu) ? "true" : "false");
+             dev_txt, cli_emu_shape_matches(&r->m.emu) ? "true" : "false");
 }
 
 /* The result on stdout (and --json): PPL, the .flxq's overlap warning and
@@ -547,7 +517,7 @@ static int ppl_report(const ppl_args *a, ppl_run *r, flx_error *err)
         report_emu(a, r, engine_json, sizeof engine_json);
     else
         snprintf(engine_json, sizeof engine_json, "  \"engine\": \"float\",\n  \"fake_quant\": %s",
-                 r->fq ? "true" : "false");
+                 r->m.fq ? "true" : "false");
     if (res->has_kld) print_kld(&res->kld);
     fflush(stdout);
     fprintf(stderr, "perplexity: %.2f seconds, %.1f tokens/s (load %.2f s, tokenize %.2f s)\n",
@@ -555,7 +525,7 @@ static int ppl_report(const ppl_args *a, ppl_run *r, flx_error *err)
     char *eng = malloc(strlen(engine_json) + (qdesc ? strlen(qdesc) : 0) + 32);
     if (eng) sprintf(eng, "%s%s%s", engine_json, qdesc ? ",\n  \"quantized\": " : "", qdesc ? qdesc : "");
     free(qdesc);
-    int jrc = a->json && eng ? write_json(a->json, a, r->mp, a->model ? a->model : "embedded:tiny", r->text_name,
+    int jrc = a->json && eng ? write_json(a->json, a, r->m.mp, a->model ? a->model : "embedded:tiny", r->text_name,
                                           r->text_hex, r->tokens, res, eng, err)
                              : FLX_OK;
     free(eng);
@@ -570,10 +540,7 @@ static void ppl_free(ppl_run *r, int failed)
     free(r->text);
     free(r->hf_text);
     free(r->default_file);
-    flx_tokenizer_free(r->tok_override);
-    flx_model_free(&r->model);
-    flx_fakequant_close(r->fq);
-    cli_emu_close(&r->emu);
+    cli_model_close(&r->m);
     cli_mpi_end(&r->mpi, failed);
 }
 
@@ -617,7 +584,7 @@ int flx_cmd_ppl(int argc, char **argv)
         rc = FLX_EXIT_OK;
         goto out;
     }
-    r.ctx = window_length(&a, &r.mp->cfg);
+    r.ctx = window_length(&a, &r.m.mp->cfg);
     if (ppl_eval(&a, &r, &err)) goto fail;
     if (r.mpi.rank == 0 && ppl_report(&a, &r, &err)) goto fail;
     rc = FLX_EXIT_OK;

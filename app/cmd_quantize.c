@@ -5,6 +5,7 @@
  * shape, rotation file, calibration length) runs before anything long;
  * then rotations, calibration, weight quantization, and the atomic write. */
 #include "cli.h"
+#include "cli_quant.h"
 #include "flx_calib.h"
 #include "flx_gptq.h"
 #include "flx_llama.h"
@@ -212,18 +213,6 @@ static int gptq_sink(void *ctx, int layer, flx_linear_id id, int32_t n_out, int3
     memcpy(g->scale[layer][id], q->scale, (size_t)n_out * ng * sizeof(float));
     memcpy(g->zero[layer][id], q->zero, (size_t)n_out * ng * sizeof(float));
     return FLX_OK;
-}
-
-/* A JSON string literal of s (quotes, backslashes and control bytes escaped). */
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20) fprintf(fp, "\\u%04x", *p);
-        else fputc(*p, fp);
-    }
-    fputc('"', fp);
 }
 
 /* ---------------------------------------------------------------- provenance */
@@ -537,12 +526,7 @@ static int q_gptq(const q_args *a, q_run *r, flx_qbuild *b, flx_error *err)
     if (!r->gs) return flx_fail(err, FLX_ENOMEM, "out of memory");
     r->gs->n_layers = c->n_layers;
     flx_gptq_model_opts go = flx_gptq_model_opts_default();
-    go.wq.bits = rc->w.bits;
-    go.wq.symmetric = rc->w.scheme == FLX_QS_SYM;
-    go.wq.group_size = rc->w.gran == FLX_QG_GROUP ? rc->w.group_size : 0;
-    go.wq.clip = rc->w.clip;
-    go.wq.half_even = rc->w.round == FLX_QR_HALF_EVEN;
-    go.wq.mse_clip = rc->w.mse_clip;
+    go.wq = cli_wquant_of(rc);
     go.gptq.act_order = a->act_order;
     go.gptq.block_start_groups = a->block_start_groups;
     go.n_threads = (int)a->threads;
@@ -648,9 +632,9 @@ static int q_report(const q_args *a, const q_run *r, flx_error *err)
     char rj[2048];
     flx_recipe_json(&r->recipe, rj, sizeof rj);
     fputs("{\"model\":", o.fp);
-    json_str(o.fp, a->model);
+    cli_json_str(o.fp, a->model);
     fputs(",\"out\":", o.fp);
-    json_str(o.fp, a->out);
+    cli_json_str(o.fp, a->out);
     fprintf(o.fp,
             ",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,\"d_ff\":%d,\"d_ff_source\":%d,"
             "\"weights\":\"%s\",\"seed\":%lld,\"seconds\":{\"load\":%.3f,\"rotate\":%.3f,"
