@@ -68,6 +68,36 @@ void cli_json_str(FILE *fp, const char *s)
     fputc('"', fp);
 }
 
+int cli_write_text(const char *cmd, const char *path, const char *text, const char *tail)
+{
+    flx_error err = {0};
+    if (!text) {
+        flx_fail(&err, FLX_ENOMEM, "%s: out of memory", path);
+        return cli_fail(cmd, &err);
+    }
+    flx_outfile o;
+    if (flx_outfile_open(&o, path, &err)) return cli_fail(cmd, &err);
+    if (fputs(text, o.fp) < 0 || fputs(tail, o.fp) < 0) {
+        flx_outfile_abort(&o);
+        flx_fail(&err, FLX_EIO, "%s: write failed", path);
+        return cli_fail(cmd, &err);
+    }
+    return flx_outfile_commit(&o, &err) ? cli_fail(cmd, &err) : FLX_EXIT_OK;
+}
+
+int cli_write_drawing(const char *cmd, const char *path, cli_draw_fn draw, const void *ctx)
+{
+    flx_error err = {0};
+    flx_outfile o;
+    if (flx_outfile_open(&o, path, &err)) return cli_fail(cmd, &err);
+    if (draw(o.fp, ctx) != 0) {
+        flx_outfile_abort(&o);
+        flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", path);
+        return cli_fail(cmd, &err);
+    }
+    return flx_outfile_commit(&o, &err) ? cli_fail(cmd, &err) : FLX_EXIT_OK;
+}
+
 const char *cli_data_dir(void)
 {
     const char *d = getenv("FLXEMU_DATA");

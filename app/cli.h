@@ -155,6 +155,15 @@ int cli_check_output(const char *cmd, const char *flag, const char *path);
  * NULL is "". */
 void cli_json_str(FILE *fp, const char *s);
 
+/* text and then tail written to path atomically (flx_outfile); an exit
+ * status, the message printed on failure.  text NULL: out of memory. */
+int cli_write_text(const char *cmd, const char *path, const char *text, const char *tail);
+
+/* A drawing (SVG) made by draw(fp, ctx) != 0 on failure, written to path
+ * atomically; an exit status, the message printed on failure. */
+typedef int (*cli_draw_fn)(FILE *fp, const void *ctx);
+int cli_write_drawing(const char *cmd, const char *path, cli_draw_fn draw, const void *ctx);
+
 /* Where the shared test data lives: $FLXEMU_DATA, else NULL. */
 const char *cli_data_dir(void);
 

@@ -579,7 +579,7 @@ static void an_print(const an_args *a, const an_run *r)
     fprintf(stderr, "flxemu analyze: layer-local measures %.1f s, total %.1f s\n", r->t_local, r->t_all);
 }
 
-static int an_json(const an_args *a, const an_run *r, flx_error *err)
+static int an_json(const an_args *a, const an_run *r)
 {
     const int L = r->n_layers;
     cJSON *root = cJSON_CreateObject();
@@ -619,15 +619,9 @@ static int an_json(const an_args *a, const an_run *r, flx_error *err)
     cJSON_AddNumberToObject(root, "seconds_total", r->t_all);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
-    flx_outfile o;
-    if (!text || flx_outfile_open(&o, a->json, err)) {
-        cJSON_free(text);
-        return FLX_EIO;
-    }
-    fputs(text, o.fp);
-    fputc('\n', o.fp);
+    int rc = cli_write_text(CMD, a->json, text, "\n");
     cJSON_free(text);
-    return flx_outfile_commit(&o, err);
+    return rc;
 }
 
 static int an_svg(const an_args *a, const an_run *r, flx_error *err)
@@ -707,7 +701,8 @@ int flx_cmd_analyze(int argc, char **argv)
     if (rc == FLX_EXIT_OK) {
         r->t_all = flx_now_seconds() - t0;
         an_print(&a, r);
-        if ((a.json && an_json(&a, r, &err)) || (a.svg && an_svg(&a, r, &err))) rc = cli_fail(CMD, &err);
+        if (a.json) rc = an_json(&a, r);
+        if (rc == FLX_EXIT_OK && a.svg && an_svg(&a, r, &err)) rc = cli_fail(CMD, &err);
     }
     an_free(r);
     free(r);

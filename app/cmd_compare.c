@@ -265,16 +265,7 @@ int flx_cmd_compare(int argc, char **argv)
         if (cmp_score(&a, c, mi, models[mi], &err)) rc = cli_fail(CMD, &err);
     if (rc == FLX_EXIT_OK) {
         char *js = cmp_table(&a, c, models, n_models);
-        if (a.json && js) {
-            flx_outfile o;
-            if (flx_outfile_open(&o, a.json, &err)) {
-                rc = cli_fail(CMD, &err);
-            } else {
-                fputs(js, o.fp);
-                fputc('\n', o.fp);
-                if (flx_outfile_commit(&o, &err)) rc = cli_fail(CMD, &err);
-            }
-        }
+        if (a.json) rc = cli_write_text(CMD, a.json, js, "\n");
         cJSON_free(js);
     }
     if (c->base_path[0]) unlink(c->base_path);

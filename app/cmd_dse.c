@@ -209,6 +209,20 @@ static cJSON *dse_json(const flx_perf_config *base, const flx_dse_result *res, l
     return root;
 }
 
+typedef struct pareto_svg {
+    const flx_perf_config *base;
+    const flx_dse_result *res;
+    flx_dse_objective obj;
+    const flx_dse_mark *marks;
+    int n_marks;
+} pareto_svg;
+
+static int draw_pareto(FILE *fp, const void *ctx)
+{
+    const pareto_svg *p = ctx;
+    return flx_perf_svg_pareto(fp, p->base, p->res, p->obj, p->marks, p->n_marks);
+}
+
 int flx_cmd_dse(int argc, char **argv)
 {
     dse_args a;
@@ -240,28 +254,14 @@ int flx_cmd_dse(int argc, char **argv)
         printf("    ^ %s\n", marks[i].label);
     }
     if (a.json) {
-        char *text = cJSON_Print(dse_json(&base, &res, a.prompt, a.decode, obj, marks, n_marks));
-        flx_outfile o;
-        if (!text || flx_outfile_open(&o, a.json, &err)) {
-            rc = cli_fail(CMD, &err);
-        } else {
-            fputs(text, o.fp);
-            if (flx_outfile_commit(&o, &err)) rc = cli_fail(CMD, &err);
-        }
+        cJSON *root = dse_json(&base, &res, a.prompt, a.decode, obj, marks, n_marks);
+        char *text = cJSON_Print(root);
+        cJSON_Delete(root);
+        rc = cli_write_text(CMD, a.json, text, "");
         free(text);
     }
-    if (rc == FLX_EXIT_OK && a.svg) {
-        flx_outfile o;
-        if (flx_outfile_open(&o, a.svg, &err)) {
-            rc = cli_fail(CMD, &err);
-        } else if (flx_perf_svg_pareto(o.fp, &base, &res, obj, marks, n_marks)) {
-            flx_outfile_abort(&o);
-            flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", a.svg);
-            rc = cli_fail(CMD, &err);
-        } else if (flx_outfile_commit(&o, &err)) {
-            rc = cli_fail(CMD, &err);
-        }
-    }
+    pareto_svg ps = {&base, &res, obj, marks, n_marks};
+    if (rc == FLX_EXIT_OK && a.svg) rc = cli_write_drawing(CMD, a.svg, draw_pareto, &ps);
     flx_dse_free(&res);
     return rc;
 }

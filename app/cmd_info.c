@@ -156,17 +156,7 @@ int flx_cmd_info(int argc, char **argv)
         cJSON *root = describe_json(&m, seconds);
         char *text = root ? cJSON_Print(root) : NULL;
         cJSON_Delete(root);
-        flx_outfile o;
-        if (!text) {
-            flx_fail(&err, FLX_ENOMEM, "out of memory");
-            rc = cli_fail(CMD, &err);
-        } else if (flx_outfile_open(&o, json, &err)) {
-            rc = cli_fail(CMD, &err);
-        } else {
-            fputs(text, o.fp);
-            fputc('\n', o.fp);
-            if (flx_outfile_commit(&o, &err)) rc = cli_fail(CMD, &err);
-        }
+        rc = cli_write_text(CMD, json, text, "\n");
         cJSON_free(text);
     }
     if (rc == FLX_EXIT_OK) describe_text(&m, seconds);

@@ -118,44 +118,14 @@ static cJSON *phase_json(const flx_perf_phase *ph)
     return arr;
 }
 
-static int write_text(const char *path, const char *text, flx_error *err)
-{
-    flx_outfile o;
-    int rc = flx_outfile_open(&o, path, err);
-    if (rc) return rc;
-    if (fputs(text, o.fp) < 0) {
-        flx_outfile_abort(&o);
-        return flx_fail(err, FLX_EIO, "%s: write failed", path);
-    }
-    return flx_outfile_commit(&o, err);
-}
-
 /* root as pretty JSON into path (root freed); an exit status */
 static int write_json_root(const char *path, cJSON *root)
 {
-    flx_error err = {0};
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
-    int rc = FLX_EXIT_OK;
-    if (!text) rc = cli_fail(CMD, &(flx_error){FLX_ENOMEM, "out of memory"});
-    else if (write_text(path, text, &err)) rc = cli_fail(CMD, &err);
+    int rc = cli_write_text(CMD, path, text, "");
     free(text);
     return rc;
-}
-
-/* an SVG drawn by draw(fp, ctx) into path, atomically; an exit status */
-typedef int (*svg_fn)(FILE *fp, const void *ctx);
-static int write_svg(const char *path, svg_fn draw, const void *ctx)
-{
-    flx_error err = {0};
-    flx_outfile o;
-    if (flx_outfile_open(&o, path, &err)) return cli_fail(CMD, &err);
-    if (draw(o.fp, ctx) != 0) {
-        flx_outfile_abort(&o);
-        flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", path);
-        return cli_fail(CMD, &err);
-    }
-    return flx_outfile_commit(&o, &err) ? cli_fail(CMD, &err) : FLX_EXIT_OK;
 }
 
 /* "gpu_baselines": one object per baseline with its name and source; the
@@ -236,7 +206,7 @@ static int claims_report(const flx_gpu_model *gpus, int n_gpu, const char *json_
     int rc = FLX_EXIT_OK;
     if (json_path) rc = write_json_root(json_path, claims_json(gpus, n_gpu, c, n));
     claims_svg cs = {c, n};
-    if (rc == FLX_EXIT_OK && svg_path) rc = write_svg(svg_path, draw_claims, &cs);
+    if (rc == FLX_EXIT_OK && svg_path) rc = cli_write_drawing(CMD, svg_path, draw_claims, &cs);
     free(c);
     return rc;
 }
@@ -477,7 +447,7 @@ int flx_cmd_perf(int argc, char **argv)
     print_baselines(&r);
     if (a.sensitivity && !a.hmt && print_sensitivity(&a, &r, &err)) rc = cli_fail(CMD, &err);
     if (rc == FLX_EXIT_OK && a.json) rc = write_json_root(a.json, perf_json(&a, &r));
-    if (rc == FLX_EXIT_OK && a.svg) rc = write_svg(a.svg, draw_breakdown, &r);
+    if (rc == FLX_EXIT_OK && a.svg) rc = cli_write_drawing(CMD, a.svg, draw_breakdown, &r);
     free(r.rep);
     return rc;
 }
