@@ -5,24 +5,18 @@
 #include <stdio.h>
 #include <string.h>
 
-int cli_emu_parse_flag(const char *cmd, int argc, char **argv, int *i, flx_emu_opts *o, int *seen)
-{
-    const char *f = argv[*i];
-    if (!strcmp(f, "--ftz")) {
-        o->fp.ftz = 1;
-    } else if (!strcmp(f, "--reference-quirks")) {
-        o->reference_quirks = 1;
-    } else if (!strcmp(f, "--exp")) {
-        if (*i + 1 >= argc) return cli_usage_error(cmd, "--exp needs a value");
-        const char *v = argv[++*i];
-        if (flx_emu_exp_parse(v, &o->fp.exp))
-            return cli_usage_error(cmd, "--exp expects glibc or flx, got '%s'", v);
-    } else {
-        return 0;
-    }
-    *seen = 1;
-    return 1;
-}
+static int parse_exp(const char *v, void *dst) { return flx_emu_exp_parse(v, dst); }
+
+const cli_opt cli_emu_opts[] = {
+    CLI_SEC("bit-exact engine (--engine emu):"),
+    {.kind = CLI_CUSTOM, .name = "exp", .metavar = "glibc|flx", .offset = offsetof(flx_emu_opts, fp.exp),
+     .parse = parse_exp, .expect = "glibc or flx", .mark = 1,
+     .help = "exponential (default glibc: glibc expf; flx: flx-exp)"},
+    {.kind = CLI_FLAG, .name = "ftz", .set = 1, .offset = offsetof(flx_emu_opts, fp.ftz), .mark = 1,
+     .help = "flush subnormals to zero"},
+    {.kind = CLI_FLAG, .name = "reference-quirks", .set = 1, .offset = offsetof(flx_emu_opts, reference_quirks),
+     .mark = 1, .help = "reproduce the reference design's quirks (docs/reference-design.md §6)"},
+    {0}};
 
 int cli_emu_load(cli_emu *x, const char *path, flx_error *err)
 {

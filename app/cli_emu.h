@@ -4,6 +4,7 @@
 #ifndef FLX_CLI_EMU_H
 #define FLX_CLI_EMU_H
 
+#include "cli.h"
 #include "flx_emu.h"
 #include "flx_perf.h"
 #include "flx_ppl.h"
@@ -24,11 +25,9 @@ typedef struct cli_emu {
     char            perf_note[FLX_ERROR_MSG_BYTES];
 } cli_emu;
 
-/* Parses the engine's float flags (--exp glibc|flx, --ftz, --reference-quirks)
- * at argv[*i]: 1 consumed (advancing *i past a value), 0 not an engine flag,
- * FLX_EXIT_USAGE (after printing) on a bad value. */
-int cli_emu_parse_flag(const char *cmd, int argc, char **argv, int *i, flx_emu_opts *o,
-                       int *seen);
+/* The engine's float options (--exp glibc|flx, --ftz, --reference-quirks):
+ * an option table over flx_emu_opts, each marking the group's seen count. */
+extern const cli_opt cli_emu_opts[];
 
 /* Loads a .flxq model (a path that is not one gets a message saying to run
  * flxemu quantize); then cli_emu_start builds its engine for max_pos

@@ -9,26 +9,47 @@
 #include <string.h>
 #include <sys/resource.h>
 
-const char cli_ppl_hmt_usage[] =
-    "HMT long context (docs/hmt.md):\n"
-    "  --hmt FILE            HMT parameters (safetensors with HMT-pytorch's names; flxemu synth\n"
-    "                        --hmt writes random ones): perplexity of HMT-pytorch's test protocol\n"
-    "                        (contexts of --hmt-segments segments, the last one scored) and of a\n"
-    "                        plain sliding window on the same tokens\n"
-    "  --hmt-segments N      segments per context, 2..64 for the emu engine (default 16)\n"
-    "  --hmt-segment-length N  stage-1 length incl. 2 memory and the sensory tokens (file, else 1024)\n"
-    "  --hmt-sensory N       sensory tokens (file, else 32)\n"
-    "  --hmt-cache N         memories kept (file, else 64 as FlexLLM); the emu ring has N slots,\n"
-    "                        N a multiple of 4\n"
-    "  --hmt-sum-fraction F  summary prefix fraction of a segment (file, else 0.5)\n"
-    "  --hmt-final-norm on|off  Sn/Mn after the final RMSNorm (float default on, as HMT-pytorch;\n"
-    "                        emu default off, as FlexLLM's drainer)\n"
-    "  --hmt-baseline-ctx N  plain window of the baseline (default: the stage-1 length; 0: none)\n"
-    "  --reference-quirks    with --engine emu: FlexLLM as written (Sn/Mn read from the input\n"
-    "                        rows so P stays 0, empty slots unmasked, zero initial memory, zero\n"
-    "                        sensory rows in segment 0; plus the engine's own quirks)\n"
-    "  --hmt-quirks LIST     emu: only these HMT quirks (region0,unmasked,zero-init,zero-sensory,\n"
-    "                        all, none), whatever --reference-quirks says\n";
+static int parse_quirks(const char *v, void *dst)
+{
+    int q = flx_emu_hmt_quirks_parse(v);
+    if (q < 0) return -1;
+    *(int *)dst = q;
+    return 0;
+}
+
+#define H(f) offsetof(cli_ppl_hmt, f)
+const cli_opt cli_ppl_hmt_opts[] = {
+    CLI_SEC("HMT long context (docs/hmt.md):"),
+    CLI_S("hmt", 0, "FILE", H(path),
+          "HMT parameters (safetensors with HMT-pytorch's names; flxemu synth\n"
+          "--hmt writes random ones): perplexity of HMT-pytorch's test protocol\n"
+          "(contexts of --hmt-segments segments, the last one scored) and of a\n"
+          "plain sliding window on the same tokens; with --engine emu,\n"
+          "--reference-quirks also gives FlexLLM's HMT as written (Sn/Mn read from\n"
+          "the input rows so P stays 0, empty slots unmasked, zero initial memory,\n"
+          "zero sensory rows in segment 0)"),
+    {.kind = CLI_INT, .name = "hmt-segments", .metavar = "N", .offset = H(segments), .ilo = 2, .ihi = 4096, .mark = 1,
+     .help = "segments per context, 2..64 for the emu engine (default 16)"},
+    {.kind = CLI_I32, .name = "hmt-segment-length", .metavar = "N", .offset = H(over.segment_length), .ilo = 5,
+     .ihi = 1 << 20, .mark = 1, .help = "stage-1 length incl. 2 memory and the sensory tokens (file, else 1024)"},
+    {.kind = CLI_I32, .name = "hmt-sensory", .metavar = "N", .offset = H(over.n_sensory), .ilo = 0, .ihi = 1 << 20,
+     .mark = 1, .help = "sensory tokens (file, else 32)"},
+    {.kind = CLI_I32, .name = "hmt-cache", .metavar = "N", .offset = H(over.cache_size), .ilo = 1, .ihi = 65536,
+     .mark = 1, .help = "memories kept (file, else 64 as FlexLLM); the emu ring has N slots,\n"
+                        "N a multiple of 4"},
+    {.kind = CLI_NUM, .name = "hmt-sum-fraction", .metavar = "F", .offset = H(over.sum_fraction), .dlo = 1e-9,
+     .dhi = 1.0, .mark = 1, .help = "summary prefix fraction of a segment (file, else 0.5)"},
+    {.kind = CLI_CHOICE, .name = "hmt-final-norm", .metavar = "on|off", .choices = "off|on", .offset = H(final_norm),
+     .mark = 1, .help = "Sn/Mn after the final RMSNorm (float default on, as HMT-pytorch;\n"
+                        "emu default off, as FlexLLM's drainer)"},
+    {.kind = CLI_INT, .name = "hmt-baseline-ctx", .metavar = "N", .offset = H(baseline_ctx), .ilo = 0,
+     .ihi = 1 << 20, .mark = 1, .help = "plain window of the baseline (default: the stage-1 length; 0: none)"},
+    {.kind = CLI_CUSTOM, .name = "hmt-quirks", .metavar = "LIST", .offset = H(quirks), .parse = parse_quirks,
+     .expect = "a comma list of region0, unmasked, zero-init, zero-sensory, all, none", .mark = 1,
+     .help = "emu: only these HMT quirks (region0,unmasked,zero-init,zero-sensory,\n"
+             "all, none), whatever --reference-quirks says"},
+    {0}};
+#undef H
 
 void cli_ppl_hmt_init(cli_ppl_hmt *h)
 {
@@ -38,49 +59,6 @@ void cli_ppl_hmt_init(cli_ppl_hmt *h)
     h->baseline_ctx = -1;
     h->final_norm = -1;
     h->quirks = -1;
-}
-
-int cli_ppl_hmt_parse_flag(const char *cmd, int argc, char **argv, int *i, cli_ppl_hmt *h)
-{
-    const char *f = argv[*i];
-    if (strncmp(f, "--hmt", 5)) return 0;
-    if (*i + 1 >= argc) return cli_usage_error(cmd, "%s needs a value", f);
-    const char *v = argv[++*i];
-    long long x;
-    double y;
-    if (!strcmp(f, "--hmt")) {
-        h->path = v;
-        return 1;
-    }
-    h->seen = 1;
-    if (!strcmp(f, "--hmt-segments")) {
-        if (cli_parse_i64(cmd, f, v, 2, 4096, &h->segments)) return FLX_EXIT_USAGE;
-    } else if (!strcmp(f, "--hmt-segment-length")) {
-        if (cli_parse_i64(cmd, f, v, 5, 1 << 20, &x)) return FLX_EXIT_USAGE;
-        h->over.segment_length = (int32_t)x;
-    } else if (!strcmp(f, "--hmt-sensory")) {
-        if (cli_parse_i64(cmd, f, v, 0, 1 << 20, &x)) return FLX_EXIT_USAGE;
-        h->over.n_sensory = (int32_t)x;
-    } else if (!strcmp(f, "--hmt-cache")) {
-        if (cli_parse_i64(cmd, f, v, 1, 65536, &x)) return FLX_EXIT_USAGE;
-        h->over.cache_size = (int32_t)x;
-    } else if (!strcmp(f, "--hmt-sum-fraction")) {
-        if (cli_parse_f64(cmd, f, v, 1e-9, 1.0, &y)) return FLX_EXIT_USAGE;
-        h->over.sum_fraction = y;
-    } else if (!strcmp(f, "--hmt-baseline-ctx")) {
-        if (cli_parse_i64(cmd, f, v, 0, 1 << 20, &h->baseline_ctx)) return FLX_EXIT_USAGE;
-    } else if (!strcmp(f, "--hmt-quirks")) {
-        if ((h->quirks = flx_emu_hmt_quirks_parse(v)) < 0)
-            return cli_usage_error(cmd, "--hmt-quirks expects a comma list of region0, unmasked, zero-init, "
-                                        "zero-sensory, all, none; got '%s'", v);
-    } else if (!strcmp(f, "--hmt-final-norm")) {
-        if (!strcmp(v, "on")) h->final_norm = 1;
-        else if (!strcmp(v, "off")) h->final_norm = 0;
-        else return cli_usage_error(cmd, "--hmt-final-norm expects on or off, got '%s'", v);
-    } else {
-        return cli_usage_error(cmd, "unknown option '%s'", f);
-    }
-    return 1;
 }
 
 typedef struct {
@@ -96,18 +74,6 @@ static void on_segment(void *ctx, const flx_hmt_ppl_info *info)
         printf("[%lld]%.4lf,", (long long)info->window + 1, info->running_ppl);
         fflush(stdout);
     }
-}
-
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
-        else if (c < 0x20) fprintf(fp, "\\u%04x", c);
-        else fputc(c, fp);
-    }
-    fputc('"', fp);
 }
 
 static void json_num(FILE *fp, double v)
@@ -139,6 +105,109 @@ static double device_seconds(const flx_hmt_params *p, int64_t window_tokens, cha
     else s = hr.total_cycles / (cfg.tim.clock_mhz * 1e6);
     free(rep);
     return s;
+}
+
+/* What the report of an HMT run needs besides the parameters and results. */
+typedef struct hmt_report {
+    int emu, quirks;
+    char qnames[64];
+    flx_hmt_flow flow;
+    int64_t window, base;         /* context tokens; baseline window (0: none) */
+    double dev_win;               /* simulated device seconds per context, < 0: unavailable */
+    char note[FLX_ERROR_MSG_BYTES];
+    double ctx_tps, row_tps;
+} hmt_report;
+
+/* The result on stdout, the device time and speed on stderr. */
+static void hmt_print(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, const flx_hmt_params *p,
+                      const flx_hmt_ppl_result *r, hmt_report *x)
+{
+    x->dev_win = device_seconds(p, x->window, x->note, sizeof x->note);
+    printf("Final estimate: PPL = %.4lf  (HMT, %lld contexts of %lld segments, %lld tokens scored)\n", r->ppl,
+           (long long)r->n_windows, h->segments, (long long)(r->n_windows * r->n_scored));
+    if (x->base)
+        printf("Baseline:       PPL = %.4lf  (plain window of %lld tokens, the same tokens)\n", r->baseline_ppl,
+               (long long)x->base);
+    printf("per-segment mean NLL:");
+    for (int64_t k = 0; k < h->segments; k++) printf(" %.4f", r->segment_mean_nll[k]);
+    printf("\n");
+    if (x->emu)
+        printf("engine emu: %s, reference quirks %s, HMT quirks %s\n", flx_emu_fp_name(&in->eo->fp),
+               in->eo->reference_quirks ? "on" : "off", x->quirks ? x->qnames : "none");
+    fflush(stdout);
+    if (x->dev_win >= 0)
+        fprintf(stderr, "device: simulated U280 time (%s, HMT path) %.6f s = %lld contexts x %.6f s\n",
+                CLI_EMU_PERF_CONFIG, x->dev_win * (double)r->n_windows, (long long)r->n_windows, x->dev_win);
+    else
+        fprintf(stderr, "device: simulated U280 time unavailable: %s\n", x->note);
+    x->ctx_tps = r->seconds > 0 ? (double)(r->n_windows * x->window) / r->seconds : 0.0;
+    x->row_tps = r->seconds > 0 ? (double)r->rows_run / r->seconds : 0.0;
+    fprintf(stderr, "perplexity (HMT): %.2f s, %.1f context tokens/s, %.1f rows/s through the backbone "
+                    "(stage 0 + stage 1); baseline %.2f s\n", r->seconds, x->ctx_tps, x->row_tps, r->seconds_baseline);
+}
+
+/* --json */
+static int hmt_json(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, const flx_hmt_params *p,
+                    const flx_hmt_ppl_result *r, const hmt_report *x, flx_error *err)
+{
+    flx_outfile of;
+    if (flx_outfile_open(&of, in->json, err)) return FLX_EIO;
+    FILE *fp = of.fp;
+    struct rusage ru;
+    long long peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
+    fprintf(fp, "{\n  \"mode\": \"hmt\",\n  \"protocol\": ");
+    cli_json_str(fp, in->protocol);
+    fprintf(fp, ",\n  \"model\": ");
+    cli_json_str(fp, in->model_name);
+    fprintf(fp, ",\n  \"hmt\": ");
+    cli_json_str(fp, p->path);
+    fprintf(fp, ",\n  \"text\": ");
+    cli_json_str(fp, in->text_name);
+    fprintf(fp, ",\n  \"text_sha256\": ");
+    cli_json_str(fp, in->text_hex);
+    fprintf(fp, ",\n  \"engine\": \"%s\",\n  \"reference_quirks\": %s,\n  \"hmt_quirks\": \"%s\",\n"
+                "  \"final_norm\": %s,\n",
+            x->emu ? "emu" : "float", x->emu && in->eo->reference_quirks ? "true" : "false", x->qnames,
+            x->flow.final_norm ? "true" : "false");
+    if (x->emu) fprintf(fp, "  \"fp\": \"%s\",\n", flx_emu_fp_name(&in->eo->fp));
+    fprintf(fp, "  \"tokens\": %lld,\n  \"segment_tokens\": %d,\n  \"summary_tokens\": %d,\n"
+                "  \"sensory_tokens\": %d,\n  \"cache_size\": %d,\n  \"h\": %d,\n  \"segments\": %lld,\n"
+                "  \"context_tokens\": %lld,\n  \"stride\": %lld,\n  \"windows\": %lld,\n"
+                "  \"windows_available\": %lld,\n  \"scored_tokens\": %lld,\n",
+            (long long)in->n_tokens, p->seg_len, p->sum_len, p->n_sensory, p->cache_size, p->h, h->segments,
+            (long long)x->window, (long long)r->stride, (long long)r->n_windows, (long long)r->n_available,
+            (long long)(r->n_windows * r->n_scored));
+    fprintf(fp, "  \"mean_nll\": ");
+    json_num(fp, r->mean_nll);
+    fprintf(fp, ",\n  \"ppl\": ");
+    json_num(fp, r->ppl);
+    fprintf(fp, ",\n  \"baseline_ctx\": %lld,\n  \"baseline_mean_nll\": ", (long long)x->base);
+    json_num(fp, r->baseline_mean_nll);
+    fprintf(fp, ",\n  \"baseline_ppl\": ");
+    json_num(fp, r->baseline_ppl);
+    fprintf(fp, ",\n  \"segment_mean_nll\": [");
+    for (int64_t k = 0; k < h->segments; k++) {
+        fprintf(fp, "%s", k ? ", " : "");
+        json_num(fp, r->segment_mean_nll[k]);
+    }
+    fprintf(fp, "],\n  \"segment_scored_tokens\": [");
+    for (int64_t k = 0; k < h->segments; k++)
+        fprintf(fp, "%s%lld", k ? ", " : "", (long long)r->segment_count[k]);
+    fprintf(fp, "],\n  \"window_mean_nll\": [");
+    for (int64_t w = 0; w < r->n_windows; w++) {
+        fprintf(fp, "%s", w ? ", " : "");
+        json_num(fp, r->window_mean_nll[w]);
+    }
+    fprintf(fp, "],\n  \"threads\": %d,\n  \"seconds\": %.6f,\n  \"seconds_baseline\": %.6f,\n"
+                "  \"context_tokens_per_second\": %.3f,\n  \"backbone_rows\": %lld,\n"
+                "  \"backbone_rows_per_second\": %.3f,\n  \"peak_rss_bytes\": %lld,\n",
+            in->threads, r->seconds, r->seconds_baseline, x->ctx_tps, (long long)r->rows_run, x->row_tps, peak);
+    fprintf(fp, "  \"device_config\": \"%s\",\n  \"device_seconds_per_context\": ", CLI_EMU_PERF_CONFIG);
+    json_num(fp, x->dev_win >= 0 ? x->dev_win : NAN);
+    fprintf(fp, ",\n  \"device_seconds\": ");
+    json_num(fp, x->dev_win >= 0 ? x->dev_win * (double)r->n_windows : NAN);
+    fprintf(fp, "\n}\n");
+    return flx_outfile_commit(&of, err);
 }
 
 int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_error *err)
@@ -208,91 +277,10 @@ int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_erro
     printf("\n");
     if (rc) goto out;
 
-    char note[FLX_ERROR_MSG_BYTES] = "";
-    double dev_win = device_seconds(&p, window, note, sizeof note);
-    printf("Final estimate: PPL = %.4lf  (HMT, %lld contexts of %lld segments, %lld tokens scored)\n", r.ppl,
-           (long long)r.n_windows, h->segments, (long long)(r.n_windows * r.n_scored));
-    if (base)
-        printf("Baseline:       PPL = %.4lf  (plain window of %lld tokens, the same tokens)\n", r.baseline_ppl,
-               (long long)base);
-    printf("per-segment mean NLL:");
-    for (int64_t k = 0; k < h->segments; k++) printf(" %.4f", r.segment_mean_nll[k]);
-    printf("\n");
-    if (emu)
-        printf("engine emu: %s, reference quirks %s, HMT quirks %s\n", flx_emu_fp_name(&in->eo->fp),
-               in->eo->reference_quirks ? "on" : "off", quirks ? qnames : "none");
-    fflush(stdout);
-    if (dev_win >= 0)
-        fprintf(stderr, "device: simulated U280 time (%s, HMT path) %.6f s = %lld contexts x %.6f s\n",
-                CLI_EMU_PERF_CONFIG, dev_win * (double)r.n_windows, (long long)r.n_windows, dev_win);
-    else
-        fprintf(stderr, "device: simulated U280 time unavailable: %s\n", note);
-    double ctx_tps = r.seconds > 0 ? (double)(r.n_windows * window) / r.seconds : 0.0;
-    double row_tps = r.seconds > 0 ? (double)r.rows_run / r.seconds : 0.0;
-    fprintf(stderr, "perplexity (HMT): %.2f s, %.1f context tokens/s, %.1f rows/s through the backbone "
-                    "(stage 0 + stage 1); baseline %.2f s\n", r.seconds, ctx_tps, row_tps, r.seconds_baseline);
-
-    if (in->json) {
-        flx_outfile of;
-        if ((rc = flx_outfile_open(&of, in->json, err))) goto out_r;
-        FILE *fp = of.fp;
-        struct rusage ru;
-        long long peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
-        fprintf(fp, "{\n  \"mode\": \"hmt\",\n  \"protocol\": ");
-        json_str(fp, in->protocol);
-        fprintf(fp, ",\n  \"model\": ");
-        json_str(fp, in->model_name);
-        fprintf(fp, ",\n  \"hmt\": ");
-        json_str(fp, p.path);
-        fprintf(fp, ",\n  \"text\": ");
-        json_str(fp, in->text_name);
-        fprintf(fp, ",\n  \"text_sha256\": ");
-        json_str(fp, in->text_hex);
-        fprintf(fp, ",\n  \"engine\": \"%s\",\n  \"reference_quirks\": %s,\n  \"hmt_quirks\": \"%s\",\n"
-                    "  \"final_norm\": %s,\n",
-                emu ? "emu" : "float", emu && in->eo->reference_quirks ? "true" : "false", qnames,
-                flow.final_norm ? "true" : "false");
-        if (emu) fprintf(fp, "  \"fp\": \"%s\",\n", flx_emu_fp_name(&in->eo->fp));
-        fprintf(fp, "  \"tokens\": %lld,\n  \"segment_tokens\": %d,\n  \"summary_tokens\": %d,\n"
-                    "  \"sensory_tokens\": %d,\n  \"cache_size\": %d,\n  \"h\": %d,\n  \"segments\": %lld,\n"
-                    "  \"context_tokens\": %lld,\n  \"stride\": %lld,\n  \"windows\": %lld,\n"
-                    "  \"windows_available\": %lld,\n  \"scored_tokens\": %lld,\n",
-                (long long)in->n_tokens, p.seg_len, p.sum_len, p.n_sensory, p.cache_size, p.h, h->segments,
-                (long long)window, (long long)r.stride, (long long)r.n_windows, (long long)r.n_available,
-                (long long)(r.n_windows * r.n_scored));
-        fprintf(fp, "  \"mean_nll\": ");
-        json_num(fp, r.mean_nll);
-        fprintf(fp, ",\n  \"ppl\": ");
-        json_num(fp, r.ppl);
-        fprintf(fp, ",\n  \"baseline_ctx\": %lld,\n  \"baseline_mean_nll\": ", (long long)base);
-        json_num(fp, r.baseline_mean_nll);
-        fprintf(fp, ",\n  \"baseline_ppl\": ");
-        json_num(fp, r.baseline_ppl);
-        fprintf(fp, ",\n  \"segment_mean_nll\": [");
-        for (int64_t k = 0; k < h->segments; k++) {
-            fprintf(fp, "%s", k ? ", " : "");
-            json_num(fp, r.segment_mean_nll[k]);
-        }
-        fprintf(fp, "],\n  \"segment_scored_tokens\": [");
-        for (int64_t k = 0; k < h->segments; k++)
-            fprintf(fp, "%s%lld", k ? ", " : "", (long long)r.segment_count[k]);
-        fprintf(fp, "],\n  \"window_mean_nll\": [");
-        for (int64_t w = 0; w < r.n_windows; w++) {
-            fprintf(fp, "%s", w ? ", " : "");
-            json_num(fp, r.window_mean_nll[w]);
-        }
-        fprintf(fp, "],\n  \"threads\": %d,\n  \"seconds\": %.6f,\n  \"seconds_baseline\": %.6f,\n"
-                    "  \"context_tokens_per_second\": %.3f,\n  \"backbone_rows\": %lld,\n"
-                    "  \"backbone_rows_per_second\": %.3f,\n  \"peak_rss_bytes\": %lld,\n",
-                in->threads, r.seconds, r.seconds_baseline, ctx_tps, (long long)r.rows_run, row_tps, peak);
-        fprintf(fp, "  \"device_config\": \"%s\",\n  \"device_seconds_per_context\": ", CLI_EMU_PERF_CONFIG);
-        json_num(fp, dev_win >= 0 ? dev_win : NAN);
-        fprintf(fp, ",\n  \"device_seconds\": ");
-        json_num(fp, dev_win >= 0 ? dev_win * (double)r.n_windows : NAN);
-        fprintf(fp, "\n}\n");
-        rc = flx_outfile_commit(&of, err);
-    }
-out_r:
+    hmt_report x = {.emu = emu, .quirks = quirks, .flow = flow, .window = window, .base = base};
+    snprintf(x.qnames, sizeof x.qnames, "%s", qnames);
+    hmt_print(h, in, &p, &r, &x);
+    if (in->json) rc = hmt_json(h, in, &p, &r, &x, err);
     flx_hmt_ppl_result_free(&r);
 out:
     flx_hmt_float_backbone_free(&fb);

@@ -18,12 +18,8 @@ typedef struct cli_ppl_hmt {
 
 void cli_ppl_hmt_init(cli_ppl_hmt *h);
 
-/* Parses an HMT flag at argv[*i] (as cli_emu_parse_flag): 1 consumed, 0 not
- * an HMT flag, FLX_EXIT_USAGE after printing. */
-int cli_ppl_hmt_parse_flag(const char *cmd, int argc, char **argv, int *i, cli_ppl_hmt *h);
-
-/* Options text for the ppl usage. */
-extern const char cli_ppl_hmt_usage[];
+/* The --hmt options: a table over cli_ppl_hmt; every --hmt-* marks seen. */
+extern const cli_opt cli_ppl_hmt_opts[];
 
 typedef struct cli_ppl_hmt_run_in {
     const flx_model *model;       /* float engine (hooks: fake quant), else NULL   */

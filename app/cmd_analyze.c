@@ -9,6 +9,7 @@
  * whole-model measure (--sensitivity): perplexity with one layer quantized,
  * one forward of all windows per layer. */
 #include "cli.h"
+#include "cli_quant.h"
 #include "flx_calib.h"
 #include "flx_gptq.h"
 #include "flx_llama.h"
@@ -28,42 +29,50 @@
 
 static const char *const LIN[N_LIN] = {"q", "k", "v", "o", "gate", "up", "down"};
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: flxemu analyze --model PATH --recipe NAME --file TEXT [options]\n"
-            "\n"
-            "Per-layer analysis of a recipe on a float model: for every linear of every\n"
-            "layer, weight quantization error (MSE, SQNR), input activation absmax and\n"
-            "kurtosis, and the relative error of the linear's fake-quant output (its\n"
-            "quantized input times its quantized weight) against float, each without\n"
-            "rotation and with --rotate; with --sensitivity, the perplexity with one\n"
-            "layer quantized (the rotated model when --rotate is given).\n"
-            "\n"
-            "  --model PATH          float model (HF folder, config.json/safetensors, .gguf)\n"
-            "  --recipe NAME         as flxemu quantize (weights RTN)\n"
-            "  --rotate KIND         none (default) | hadamard | random | fold (norm gains\n"
-            "                        folded and head untied only: separates folding from rotating)\n"
-            "  --seed S              rotation seed (default 0)\n"
-            "  --file TEXT           text for activations (and perplexity)\n"
-            "  --tokenizer FILE      tokenizer.json or .gguf when the model has none\n"
-            "  --windows N           windows of the text (default 8)\n"
-            "  --ctx L               tokens per window (default 512, capped at the model's)\n"
-            "  --sensitivity         also perplexity with each layer quantized alone\n"
-            "  --json FILE           results as JSON\n"
-            "  --svg FILE            heat map (layers x linears) of the measures\n"
-            "  --threads N           threads (default: all cores)\n"
-            "  -h, --help            this help\n"
-            "\n"
-            "Layer-local measures reuse the float forward's activations; only\n"
-            "--sensitivity runs the whole model again (once per layer).\n");
-}
-
 typedef struct an_args {
-    const char *model, *recipe, *rotate, *file, *tokenizer, *json, *svg;
+    const char *model, *recipe, *file, *tokenizer, *json, *svg;
+    int rotate_kind;              /* index in "none|hadamard|random|fold" */
+    const char *rotate;           /* its name */
     long long seed, windows, ctx, threads;
     int sensitivity;
 } an_args;
+
+#define A(f) offsetof(an_args, f)
+static const cli_opt an_opts[] = {
+    CLI_S("model", 'm', "PATH", A(model), "float model (HF folder, config.json/safetensors, .gguf); also positional"),
+    CLI_S("recipe", 0, "NAME", A(recipe), "as flxemu quantize (weights RTN)"),
+    CLI_C("rotate", "none|hadamard|random|fold", "none|hadamard|random|fold", A(rotate_kind),
+          "none (default) | hadamard | random | fold (norm gains\n"
+          "folded and head untied only: separates folding from rotating)"),
+    CLI_SEED(A(seed), "rotation seed"),
+    CLI_S("file", 'f', "TEXT", A(file), "text for activations (and perplexity)"),
+    CLI_S("tokenizer", 0, "FILE", A(tokenizer), "tokenizer.json or .gguf when the model has none"),
+    CLI_I("windows", 0, "N", A(windows), 1, 1 << 20, "windows of the text (default 8)"),
+    CLI_I("ctx", 'c', "L", A(ctx), 2, 1 << 20, "tokens per window (default 512, capped at the model's)"),
+    CLI_F("sensitivity", 0, 1, A(sensitivity), "also perplexity with each layer quantized alone"),
+    CLI_S("json", 0, "FILE", A(json), "results as JSON"),
+    CLI_S("svg", 0, "FILE", A(svg), "heat map (layers x linears) of the measures"),
+    CLI_THREADS(A(threads)),
+    {0}};
+#undef A
+
+static const cli_spec an_spec = {
+    .name = CMD,
+    .usage = "[MODEL] --recipe NAME --file TEXT [options]",
+    .about = "Per-layer analysis of a recipe on a float model: for every linear of every\n"
+             "layer, weight quantization error (MSE, SQNR), input activation absmax and\n"
+             "kurtosis, and the relative error of the linear's fake-quant output (its\n"
+             "quantized input times its quantized weight) against float, each without\n"
+             "rotation and with --rotate; with --sensitivity, the perplexity with one\n"
+             "layer quantized (the rotated model when --rotate is given).",
+    .positional = "  MODEL                   the model, as --model PATH",
+    .max_positional = 1,
+    .examples = "flxemu analyze llama-3.2-1b/ --recipe w4a16 --file calib.txt\n"
+                "flxemu analyze model/ --recipe flexllm --rotate hadamard --file calib.txt --svg heat.svg\n"
+                "flxemu analyze model/ --recipe w4a4kv4-spinquant --rotate random --sensitivity --json a.json",
+    .notes = "Layer-local measures reuse the float forward's activations; only\n"
+             "--sensitivity runs the whole model again (once per layer).\n",
+};
 
 /* per linear, per pass (0: without rotation, 1: with) */
 typedef struct lin_meas {
@@ -176,23 +185,8 @@ static int an_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t n
 {
     pass_ctx *c = vctx;
     (void)layer; (void)v; (void)pos0; (void)err;
-    if (c->rs) {
-        flx_rot_r3(c->rs, q, n * cfg->n_heads, NULL);
-        flx_rot_r3(c->rs, k, n * cfg->n_kv_heads, NULL);
-    }
+    cli_rot_r3_qk(c->rs, q, k, n, cfg);
     return FLX_OK;
-}
-
-static flx_wquant wquant_of(const flx_recipe *r)
-{
-    flx_wquant wq = flx_wquant_int4_channel();
-    wq.bits = r->w.bits;
-    wq.symmetric = r->w.scheme == FLX_QS_SYM;
-    wq.group_size = r->w.gran == FLX_QG_GROUP ? r->w.group_size : 0;
-    wq.clip = r->w.clip;
-    wq.half_even = r->w.round == FLX_QR_HALF_EVEN;
-    wq.mse_clip = r->w.mse_clip;
-    return wq;
 }
 
 /* weights RTN-quantized (w_hat) and their error; then one float forward of
@@ -200,7 +194,7 @@ static flx_wquant wquant_of(const flx_recipe *r)
 static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, flx_error *err)
 {
     const flx_llama_config *cfg = &c->m->cfg;
-    flx_wquant wq = wquant_of(c->r);
+    flx_wquant wq = cli_wquant_of(c->r);
     for (int l = 0; l < cfg->n_layers; l++)
         for (int j = 0; j < N_LIN; j++) {
             int32_t n_out, n_in;
@@ -213,12 +207,7 @@ static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, flx_erro
             if (c->r->w_bits >= 16) {
                 memcpy(wh, w, nw * sizeof *wh);
             } else {
-                int32_t ng = wq.group_size ? n_in / wq.group_size : 1;
-                flx_wq_out o = { malloc(nw * sizeof(int32_t)), malloc((size_t)n_out * ng * sizeof(float)),
-                                 malloc((size_t)n_out * ng * sizeof(float)) };
-                int rc = o.q && o.scale && o.zero ? flx_rtn(w, n_out, n_in, &wq, &o, wh, err)
-                                                  : flx_fail(err, FLX_ENOMEM, "out of memory");
-                free(o.q); free(o.scale); free(o.zero);
+                int rc = cli_rtn_dequant(w, n_out, n_in, &wq, wh, err);
                 if (rc) return rc;
             }
             double se = 0, sw = 0;
@@ -298,10 +287,7 @@ static int sens_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t
 {
     sens_ctx *c = vctx;
     if (layer == c->layer) return c->fq->qkv(c->fq->ctx, layer, q, k, v, n, pos0, cfg, err);
-    if (c->rs) {
-        flx_rot_r3(c->rs, q, n * cfg->n_heads, NULL);
-        flx_rot_r3(c->rs, k, n * cfg->n_kv_heads, NULL);
-    }
+    cli_rot_r3_qk(c->rs, q, k, n, cfg);
     return FLX_OK;
 }
 
@@ -398,279 +384,327 @@ static int write_svg(const char *path, int n_layers, int n_panels, const char *c
 
 static int parse(int argc, char **argv, an_args *a)
 {
+    static const char *const kinds[4] = {"none", "hadamard", "random", "fold"};
     memset(a, 0, sizeof *a);
-    a->rotate = "none";
     a->windows = 8;
     a->ctx = 512;
+    a->seed = CLI_DEFAULT_SEED;
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     a->threads = n_cpu > 0 ? n_cpu : 1;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(stdout); return -1; }
-        else if (!strcmp(f, "--sensitivity")) a->sensitivity = 1;
-        else if (!has) return cli_usage_error(CMD, "%s needs a value (or is unknown)", f);
-        else if (!strcmp(f, "--model")) a->model = argv[++i];
-        else if (!strcmp(f, "--recipe")) a->recipe = argv[++i];
-        else if (!strcmp(f, "--rotate")) a->rotate = argv[++i];
-        else if (!strcmp(f, "--file")) a->file = argv[++i];
-        else if (!strcmp(f, "--tokenizer")) a->tokenizer = argv[++i];
-        else if (!strcmp(f, "--json")) a->json = argv[++i];
-        else if (!strcmp(f, "--svg")) a->svg = argv[++i];
-        else if (!strcmp(f, "--seed")) { if (cli_parse_i64(CMD, f, argv[++i], 0, INT64_MAX, &a->seed)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--windows")) { if (cli_parse_i64(CMD, f, argv[++i], 1, 1 << 20, &a->windows)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--ctx")) { if (cli_parse_i64(CMD, f, argv[++i], 2, 1 << 20, &a->ctx)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--threads")) { if (cli_parse_i64(CMD, f, argv[++i], 1, 1024, &a->threads)) return FLX_EXIT_USAGE; }
-        else return cli_usage_error(CMD, "unknown option '%s'", f);
-    }
+    const cli_group g[] = {{an_opts, a, NULL}};
+    const char *pos[1];
+    int n_pos, rc = cli_parse(&an_spec, g, 1, argc, argv, pos, &n_pos);
+    if (rc) return rc;
+    if (n_pos && (rc = cli_positional_path(CMD, "--model", &a->model, pos[0]))) return rc;
+    a->rotate = kinds[a->rotate_kind];
     if (!a->model || !a->recipe || !a->file) return cli_usage_error(CMD, "--model, --recipe and --file are required");
-    if (strcmp(a->rotate, "none") && strcmp(a->rotate, "hadamard") && strcmp(a->rotate, "random") &&
-        strcmp(a->rotate, "fold"))
-        return cli_usage_error(CMD, "--rotate expects none, hadamard, random or fold, not '%s'", a->rotate);
     return 0;
+}
+
+/* What the phases of one analyze run share; an_free releases it. */
+typedef struct an_run {
+    flx_recipe recipe;
+    flx_rot_kind kind;
+    int fold_only, rotated, r3, r4;
+    flx_model m0, m1;             /* as loaded (freed after its pass), transformed */
+    flx_rotation_set rs0, rs1;
+    flx_calib_data cd;
+    pass_ctx pc[2];
+    lin_meas *meas;               /* [2][L][N_LIN]: unrotated, rotated */
+    double *sens;                 /* [L] PPL change with layer l quantized alone */
+    double ppl_float, ppl_all;
+    flx_qmodel qm;
+    flx_fakequant fq;
+    int have_fq, n_layers;
+    flx_pool *pool;
+    double t_local, t_all;
+} an_run;
+
+/* The float model, its tokenizer, the calibration windows and the
+ * rotations of the two passes. */
+static int an_load(const an_args *a, an_run *r, flx_error *err)
+{
+    flx_model *m0 = &r->m0;
+    if (flx_model_load(m0, a->model, err)) return FLX_EIO;
+    if (flx_recipe_check(&r->recipe, &m0->cfg, err)) return FLX_EINVAL;
+    if (m0->cfg.n_layers > 1024) return flx_fail(err, FLX_EUNSUPPORTED, "more than 1024 layers");
+    if (a->tokenizer) {
+        flx_tokenizer *t = NULL;
+        if (flx_tokenizer_load(&t, a->tokenizer, err)) return FLX_EIO;
+        flx_tokenizer_free(m0->tok);
+        m0->tok = t;
+    }
+    if (!m0->tok) return flx_fail(err, FLX_EINVAL, "%s has no tokenizer: pass --tokenizer FILE", a->model);
+    int64_t ctx = a->ctx < m0->cfg.max_seq_len ? a->ctx : m0->cfg.max_seq_len;
+    if (flx_calib_from_text(&r->cd, m0, a->file, a->windows, ctx, 0, err)) return FLX_EIO;
+    const flx_recipe *rc = &r->recipe;
+    r->fold_only = !strcmp(a->rotate, "fold");
+    r->rotated = r->kind != FLX_ROT_NONE;
+    r->r3 = (r->rotated || rc->r3_always) && rc->r3_online;
+    r->r4 = (r->rotated && rc->r4_online) || rc->kind == FLX_RECIPE_FLEXLLM;
+    /* the unrotated pass still runs R3 where the recipe always does */
+    if (flx_rotset_generate(&r->rs0, &m0->cfg, FLX_ROT_NONE, rc->r3_always && rc->r3_online, 0, 0, err))
+        return FLX_EINVAL;
+    r->n_layers = m0->cfg.n_layers;
+    r->meas = calloc((size_t)2 * r->n_layers * N_LIN, sizeof *r->meas);
+    r->sens = calloc((size_t)r->n_layers, sizeof *r->sens);
+    if (!r->meas || !r->sens) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    return FLX_OK;
+}
+
+/* Two models, one after the other (a 1B model's fp32 weights and their
+ * RTN copy fit twice, not four times): as loaded, then transformed as
+ * flxemu quantize would (d_ff padded when R4 is online, norms folded,
+ * R1/R2/R4 merged); the layer-local measures of each. */
+static int an_passes(const an_args *a, an_run *r, flx_error *err)
+{
+    const int L = r->n_layers;
+    const flx_model *pm[2] = {&r->m0, &r->m1};
+    const flx_rotation_set *prs[2] = {&r->rs0, &r->rs1};
+    for (int p = 0; p < 2; p++) {
+        if (p == 1) {
+            flx_model *m1 = &r->m1;
+            if (flx_model_load(m1, a->model, err)) return FLX_EIO;
+            if (r->r4 && !flx_is_pow2(m1->cfg.d_ff) && flx_model_pad_dff(m1, flx_next_pow2(m1->cfg.d_ff), err))
+                return FLX_EINVAL;
+            if (flx_rotset_generate(&r->rs1, &m1->cfg, r->kind, r->r3, r->r4, (uint64_t)a->seed, err))
+                return FLX_EINVAL;
+            if ((r->rotated || r->r4 || r->fold_only) && flx_spinquant_apply(m1, &r->rs1, NULL, err))
+                return FLX_EINVAL;
+        }
+        pass_ctx *pc = &r->pc[p];
+        pc->m = pm[p];
+        pc->r = &r->recipe;
+        pc->rs = prs[p];
+        pc->meas = r->meas + (size_t)p * L * N_LIN;
+        pc->pool = r->pool;
+        fprintf(stderr, "flxemu analyze: %s pass, %lld x %lld tokens\n", p ? "rotated" : "unrotated",
+                (long long)r->cd.n_windows, (long long)r->cd.seqlen);
+        if (run_pass(pc, &r->cd, (int)a->threads, err)) return FLX_EIO;
+        /* only the measures are needed from here: a 1B model's copies go */
+        pass_free(pc, L);
+        memset(pc, 0, sizeof *pc);
+        if (p == 0) {
+            flx_llama_config keep = r->m0.cfg;
+            flx_model_free(&r->m0);
+            r->m0.cfg = keep;
+        }
+    }
+    return FLX_OK;
+}
+
+/* The static attention scales of the rotated model (flexllm), or NULL. */
+static int an_scales(const an_run *r, int threads, flx_attn_scales **out, flx_error *err)
+{
+    const int L = r->n_layers;
+    *out = NULL;
+    if (!r->recipe.static_attn) return FLX_OK;
+    float *s4 = calloc((size_t)4 * L, sizeof *s4);
+    flx_attn_scales *sc = calloc((size_t)L, sizeof *sc);
+    if (!s4 || !sc || flx_calib_attn_scales(&r->m1, &r->rs1, &r->cd, 1.0f, threads, s4, s4 + L, s4 + 2 * L,
+                                            s4 + 3 * L, err)) {
+        free(s4);
+        free(sc);
+        return err->msg[0] ? FLX_EIO : flx_fail(err, FLX_ENOMEM, "out of memory");
+    }
+    for (int l = 0; l < L; l++) sc[l] = (flx_attn_scales){s4[l], s4[L + l], s4[2 * L + l], s4[3 * L + l]};
+    free(s4);
+    *out = sc;
+    return FLX_OK;
+}
+
+/* Whole-model measure: each layer quantized alone (the rotated model). */
+static int an_sensitivity(const an_args *a, an_run *r, flx_error *err)
+{
+    const int L = r->n_layers;
+    flx_attn_scales *sc;
+    if (an_scales(r, (int)a->threads, &sc, err)) return FLX_EIO;
+    flx_qbuild b = {0};
+    b.recipe = &r->recipe;
+    b.rot = &r->rs1;
+    b.scales = sc;
+    b.source = a->model;
+    int brc = flx_qmodel_build(&r->qm, &r->m1, &b, err);
+    free(sc);
+    if (brc || flx_fakequant_build(&r->fq, &r->qm, err)) return FLX_EIO;
+    r->have_fq = 1;
+    flx_llama_hooks rh = flx_rot_hooks(&r->rs1);
+    if (ppl_of(&r->m1, &rh, &r->cd, (int)a->threads, &r->ppl_float, err)) return FLX_EIO;
+    if (ppl_of(&r->fq.model, &r->fq.hooks, &r->cd, (int)a->threads, &r->ppl_all, err)) return FLX_EIO;
+    flx_llama_layer *layers = malloc((size_t)L * sizeof *layers);
+    if (!layers) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    for (int l = 0; l < L; l++) {
+        flx_model ml = r->m1;   /* shallow: layer l's weights from the fake-quant model */
+        memcpy(layers, r->m1.w.layers, (size_t)L * sizeof *layers);
+        layers[l] = r->fq.model.w.layers[l];
+        ml.w.layers = layers;
+        sens_ctx sx = { l, &r->fq.hooks, &r->rs1 };
+        /* P quantization (flexllm) only inside the quantized layer */
+        flx_llama_hooks sh = { .ctx = &sx, .linear_input = sens_linear, .qkv = sens_qkv, .probs = sens_probs };
+        double p;
+        if (ppl_of(&ml, &sh, &r->cd, (int)a->threads, &p, err)) {
+            free(layers);
+            return FLX_EIO;
+        }
+        r->sens[l] = p - r->ppl_float;
+        fprintf(stderr, "flxemu analyze: layer %d alone: PPL %.4f (%+.4f)\n", l, p, r->sens[l]);
+    }
+    free(layers);
+    return FLX_OK;
+}
+
+static void an_print(const an_args *a, const an_run *r)
+{
+    const int L = r->n_layers;
+    const lin_meas *meas = r->meas;
+    printf("analyze: %s, recipe %s, rotation %s (seed %lld), %lld windows x %lld tokens of %s\n", a->model,
+           r->recipe.name, a->rotate, a->seed, (long long)r->cd.n_windows, (long long)r->cd.seqlen, a->file);
+    printf("layer-local (float activations): w_sqnr dB = weight SQNR under the recipe's RTN; absmax, kurt =\n"
+           "input activation |x| max and kurtosis; out_err dB = 10 log10(|Y^ - Y|^2 / |Y|^2), Y^ from the\n"
+           "quantized input and weight.  Each as unrotated -> %s.\n",
+           r->rotated ? "rotated" : r->fold_only ? "folded (gains in the weights, no rotation)" : "unrotated (no --rotate)");
+    printf("%-5s %-5s %16s %20s %16s %16s\n", "layer", "lin", "w_sqnr dB", "absmax", "kurtosis", "out_err dB");
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < N_LIN; j++) {
+            const lin_meas *u = &meas[(size_t)l * N_LIN + j], *v = &meas[(size_t)(L + l) * N_LIN + j];
+            printf("%-5d %-5s %7.2f -> %6.2f %9.3g -> %8.3g %6.2f -> %7.2f %6.2f -> %7.2f\n", l, LIN[j],
+                   u->w_sqnr_db, v->w_sqnr_db, u->absmax, v->absmax, kurtosis(u), kurtosis(v), out_err_db(u),
+                   out_err_db(v));
+        }
+    if (a->sensitivity) {
+        printf("whole-model: PPL float %.4f, all layers quantized %.4f; one layer quantized (delta PPL):\n",
+               r->ppl_float, r->ppl_all);
+        for (int l = 0; l < L; l++) printf("  layer %d: %+.4f\n", l, r->sens[l]);
+    }
+    fprintf(stderr, "flxemu analyze: layer-local measures %.1f s, total %.1f s\n", r->t_local, r->t_all);
+}
+
+static int an_json(const an_args *a, const an_run *r)
+{
+    const int L = r->n_layers;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", a->model);
+    cJSON_AddStringToObject(root, "recipe", r->recipe.name);
+    cJSON_AddStringToObject(root, "rotation", a->rotate);
+    cJSON_AddNumberToObject(root, "seed", (double)a->seed);
+    cJSON_AddNumberToObject(root, "windows", (double)r->cd.n_windows);
+    cJSON_AddNumberToObject(root, "ctx", (double)r->cd.seqlen);
+    cJSON *ls = cJSON_AddArrayToObject(root, "layers");
+    for (int l = 0; l < L; l++) {
+        cJSON *lo = cJSON_CreateObject();
+        cJSON_AddNumberToObject(lo, "layer", l);
+        if (a->sensitivity) cJSON_AddNumberToObject(lo, "ppl_delta", r->sens[l]);
+        cJSON *lin = cJSON_AddArrayToObject(lo, "linears");
+        for (int j = 0; j < N_LIN; j++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "name", LIN[j]);
+            for (int p = 0; p < 2; p++) {
+                const lin_meas *mm = &r->meas[(size_t)(p * L + l) * N_LIN + j];
+                cJSON *v = cJSON_AddObjectToObject(e, p ? "rotated" : "unrotated");
+                cJSON_AddNumberToObject(v, "w_mse", mm->w_mse);
+                cJSON_AddNumberToObject(v, "w_sqnr_db", isfinite(mm->w_sqnr_db) ? mm->w_sqnr_db : 999);
+                cJSON_AddNumberToObject(v, "act_absmax", mm->absmax);
+                cJSON_AddNumberToObject(v, "act_kurtosis", kurtosis(mm));
+                cJSON_AddNumberToObject(v, "out_rel_err", mm->err_den > 0 ? mm->err_num / mm->err_den : 0);
+            }
+            cJSON_AddItemToArray(lin, e);
+        }
+        cJSON_AddItemToArray(ls, lo);
+    }
+    if (a->sensitivity) {
+        cJSON_AddNumberToObject(root, "ppl_float", r->ppl_float);
+        cJSON_AddNumberToObject(root, "ppl_all_quantized", r->ppl_all);
+    }
+    cJSON_AddNumberToObject(root, "seconds_layer_local", r->t_local);
+    cJSON_AddNumberToObject(root, "seconds_total", r->t_all);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    int rc = cli_write_text(CMD, a->json, text, "\n");
+    cJSON_free(text);
+    return rc;
+}
+
+static int an_svg(const an_args *a, const an_run *r, flx_error *err)
+{
+    const int L = r->n_layers;
+    double *v[6];
+    for (int p = 0; p < 6; p++) {
+        v[p] = malloc((size_t)L * N_LIN * sizeof(double));
+        if (!v[p]) {
+            for (int q = 0; q < p; q++) free(v[q]);
+            return flx_fail(err, FLX_ENOMEM, "out of memory");
+        }
+    }
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < N_LIN; j++) {
+            const lin_meas *u = &r->meas[(size_t)l * N_LIN + j], *w = &r->meas[(size_t)(L + l) * N_LIN + j];
+            v[0][l * N_LIN + j] = out_err_db(u);
+            v[1][l * N_LIN + j] = out_err_db(w);
+            v[2][l * N_LIN + j] = u->w_sqnr_db;
+            v[3][l * N_LIN + j] = w->w_sqnr_db;
+            v[4][l * N_LIN + j] = kurtosis(u);
+            v[5][l * N_LIN + j] = kurtosis(w);
+        }
+    const char *titles[6] = {"out_err dB, unrotated", "out_err dB, rotated", "weight SQNR dB, unrotated",
+                             "weight SQNR dB, rotated", "input kurtosis, unrotated", "input kurtosis, rotated"};
+    const int higher_bad[6] = {1, 1, 0, 0, 1, 1};
+    char caption[512];
+    snprintf(caption, sizeof caption, "flxemu analyze: %s, recipe %s, rotation %s, %lld x %lld tokens", a->model,
+             r->recipe.name, a->rotate, (long long)r->cd.n_windows, (long long)r->cd.seqlen);
+    int src = write_svg(a->svg, L, 6, titles, v, higher_bad, caption, err);
+    for (int p = 0; p < 6; p++) free(v[p]);
+    return src;
+}
+
+static void an_free(an_run *r)
+{
+    int L = r->m0.cfg.n_layers > 0 && r->m0.cfg.n_layers <= 1024 ? r->m0.cfg.n_layers : 0;
+    pass_free(&r->pc[0], L);
+    pass_free(&r->pc[1], L);
+    if (r->have_fq) flx_fakequant_free(&r->fq);
+    flx_qmodel_free(&r->qm);
+    flx_rotset_free(&r->rs0);
+    flx_rotset_free(&r->rs1);
+    flx_calib_free(&r->cd);
+    flx_model_free(&r->m0);
+    flx_model_free(&r->m1);
+    free(r->meas);
+    free(r->sens);
+    flx_pool_free(r->pool);
 }
 
 int flx_cmd_analyze(int argc, char **argv)
 {
     an_args a;
-    int prc = parse(argc, argv, &a);
-    if (prc == -1) return FLX_EXIT_OK;
-    if (prc) return prc;
+    int rc = parse(argc, argv, &a);
+    if (rc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (rc) return rc;
+    an_run *r = calloc(1, sizeof *r);   /* pass_ctx holds 2 x 7 x 1024 pointers: not on the stack */
+    if (!r) return cli_fail(CMD, &(flx_error){FLX_ENOMEM, "out of memory"});
     flx_error err = {0};
-    flx_recipe recipe;
-    if (flx_recipe_parse(&recipe, a.recipe, &err)) return cli_usage_error(CMD, "%s", err.msg);
-    flx_rot_kind kind = !strcmp(a.rotate, "hadamard") ? FLX_ROT_HADAMARD
-                        : !strcmp(a.rotate, "random") ? FLX_ROT_RANDOM : FLX_ROT_NONE;
-    flx_model m0 = {0}, m1 = {0};
-    flx_rotation_set rs0, rs1;
-    memset(&rs0, 0, sizeof rs0);
-    memset(&rs1, 0, sizeof rs1);
-    flx_calib_data cd;
-    memset(&cd, 0, sizeof cd);
-    pass_ctx pc[2];
-    memset(pc, 0, sizeof pc);
-    lin_meas *meas = NULL;
-    double *sens = NULL;
-    flx_qmodel qm;
-    memset(&qm, 0, sizeof qm);
-    flx_fakequant fq;
-    memset(&fq, 0, sizeof fq);
-    int have_fq = 0, rc = FLX_EXIT_FAIL;
-    flx_pool *pool = flx_pool_create((int)a.threads);
+    if (flx_recipe_parse(&r->recipe, a.recipe, &err)) {
+        free(r);
+        return cli_usage_error(CMD, "%s", err.msg);
+    }
+    r->kind = !strcmp(a.rotate, "hadamard") ? FLX_ROT_HADAMARD : !strcmp(a.rotate, "random") ? FLX_ROT_RANDOM
+                                                                                           : FLX_ROT_NONE;
+    r->ppl_float = r->ppl_all = NAN;
+    r->pool = flx_pool_create((int)a.threads);
     double t0 = flx_now_seconds();
-
-    /* two models, one after the other (a 1B model's fp32 weights and their
-     * RTN copy fit twice, not four times): as loaded, then transformed as
-     * flxemu quantize would (d_ff padded when R4 is online, norms folded,
-     * R1/R2/R4 merged) */
-    if (flx_model_load(&m0, a.model, &err)) goto fail;
-    if (flx_recipe_check(&recipe, &m0.cfg, &err)) goto fail;
-    if (m0.cfg.n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
-    if (a.tokenizer) {
-        flx_tokenizer *t = NULL;
-        if (flx_tokenizer_load(&t, a.tokenizer, &err)) goto fail;
-        flx_tokenizer_free(m0.tok);
-        m0.tok = t;
-    }
-    if (!m0.tok) { flx_fail(&err, FLX_EINVAL, "%s has no tokenizer: pass --tokenizer FILE", a.model); goto fail; }
-    int64_t ctx = a.ctx < m0.cfg.max_seq_len ? a.ctx : m0.cfg.max_seq_len;
-    if (flx_calib_from_text(&cd, &m0, a.file, a.windows, ctx, 0, &err)) goto fail;
-    const int fold_only = !strcmp(a.rotate, "fold");
-    int rotated = kind != FLX_ROT_NONE;
-    int r3 = (rotated || recipe.r3_always) && recipe.r3_online;
-    int r4 = (rotated && recipe.r4_online) || recipe.kind == FLX_RECIPE_FLEXLLM;
-    /* the unrotated pass still runs R3 where the recipe always does */
-    if (flx_rotset_generate(&rs0, &m0.cfg, FLX_ROT_NONE, recipe.r3_always && recipe.r3_online, 0, 0, &err)) goto fail;
-
-    const int L = m0.cfg.n_layers;
-    meas = calloc((size_t)2 * L * N_LIN, sizeof *meas);
-    sens = calloc((size_t)L, sizeof *sens);
-    if (!meas || !sens) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-    const flx_model *pm[2] = {&m0, &m1};
-    const flx_rotation_set *prs[2] = {&rs0, &rs1};
-    for (int p = 0; p < 2; p++) {
-        if (p == 1) {
-            if (flx_model_load(&m1, a.model, &err)) goto fail;
-            if (r4 && !flx_is_pow2(m1.cfg.d_ff) && flx_model_pad_dff(&m1, flx_next_pow2(m1.cfg.d_ff), &err))
-                goto fail;
-            if (flx_rotset_generate(&rs1, &m1.cfg, kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
-            if ((rotated || r4 || fold_only) && flx_spinquant_apply(&m1, &rs1, NULL, &err)) goto fail;
-        }
-        pc[p].m = pm[p];
-        pc[p].r = &recipe;
-        pc[p].rs = prs[p];
-        pc[p].meas = meas + (size_t)p * L * N_LIN;
-        pc[p].pool = pool;
-        fprintf(stderr, "flxemu analyze: %s pass, %lld x %lld tokens\n", p ? "rotated" : "unrotated",
-                (long long)cd.n_windows, (long long)cd.seqlen);
-        if (run_pass(&pc[p], &cd, (int)a.threads, &err)) goto fail;
-        /* only the measures are needed from here: a 1B model's copies go */
-        pass_free(&pc[p], L);
-        memset(&pc[p], 0, sizeof pc[p]);
-        if (p == 0) {
-            flx_llama_config keep = m0.cfg;
-            flx_model_free(&m0);
-            m0.cfg = keep;
-        }
-    }
-    double t_local = flx_now_seconds() - t0;
-
-    /* whole-model measure: each layer quantized alone (the rotated model) */
-    double ppl_float = NAN, ppl_all = NAN;
-    if (a.sensitivity) {
-        flx_attn_scales *sc = NULL;
-        if (recipe.static_attn) {
-            float *s4 = calloc((size_t)4 * L, sizeof *s4);
-            sc = calloc((size_t)L, sizeof *sc);
-            if (!s4 || !sc || flx_calib_attn_scales(&m1, &rs1, &cd, 1.0f, (int)a.threads, s4, s4 + L, s4 + 2 * L,
-                                                    s4 + 3 * L, &err)) {
-                free(s4); free(sc);
-                if (!err.msg[0]) flx_fail(&err, FLX_ENOMEM, "out of memory");
-                goto fail;
-            }
-            for (int l = 0; l < L; l++) sc[l] = (flx_attn_scales){s4[l], s4[L + l], s4[2 * L + l], s4[3 * L + l]};
-            free(s4);
-        }
-        flx_qbuild b = {0};
-        b.recipe = &recipe;
-        b.rot = &rs1;
-        b.scales = sc;
-        b.source = a.model;
-        int brc = flx_qmodel_build(&qm, &m1, &b, &err);
-        free(sc);
-        if (brc || flx_fakequant_build(&fq, &qm, &err)) goto fail;
-        have_fq = 1;
-        flx_llama_hooks rh = flx_rot_hooks(&rs1);
-        if (ppl_of(&m1, &rh, &cd, (int)a.threads, &ppl_float, &err)) goto fail;
-        if (ppl_of(&fq.model, &fq.hooks, &cd, (int)a.threads, &ppl_all, &err)) goto fail;
-        flx_llama_layer *layers = malloc((size_t)L * sizeof *layers);
-        if (!layers) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-        for (int l = 0; l < L; l++) {
-            flx_model ml = m1;   /* shallow: layer l's weights from the fake-quant model */
-            memcpy(layers, m1.w.layers, (size_t)L * sizeof *layers);
-            layers[l] = fq.model.w.layers[l];
-            ml.w.layers = layers;
-            sens_ctx sx = { l, &fq.hooks, &rs1 };
-            /* P quantization (flexllm) only inside the quantized layer */
-            flx_llama_hooks sh = { .ctx = &sx, .linear_input = sens_linear, .qkv = sens_qkv, .probs = sens_probs };
-            double p;
-            if (ppl_of(&ml, &sh, &cd, (int)a.threads, &p, &err)) { free(layers); goto fail; }
-            sens[l] = p - ppl_float;
-            fprintf(stderr, "flxemu analyze: layer %d alone: PPL %.4f (%+.4f)\n", l, p, sens[l]);
-        }
-        free(layers);
-    }
-    double t_all = flx_now_seconds() - t0;
-
-    /* text */
-    printf("analyze: %s, recipe %s, rotation %s (seed %lld), %lld windows x %lld tokens of %s\n", a.model,
-           recipe.name, a.rotate, a.seed, (long long)cd.n_windows, (long long)cd.seqlen, a.file);
-    printf("layer-local (float activations): w_sqnr dB = weight SQNR under the recipe's RTN; absmax, kurt =\n"
-           "input activation |x| max and kurtosis; out_err dB = 10 log10(|Y^ - Y|^2 / |Y|^2), Y^ from the\n"
-           "quantized input and weight.  Each as unrotated -> %s.\n",
-           rotated ? "rotated" : fold_only ? "folded (gains in the weights, no rotation)" : "unrotated (no --rotate)");
-    printf("%-5s %-5s %16s %20s %16s %16s\n", "layer", "lin", "w_sqnr dB", "absmax", "kurtosis", "out_err dB");
-    for (int l = 0; l < L; l++)
-        for (int j = 0; j < N_LIN; j++) {
-            const lin_meas *u = &meas[(size_t)l * N_LIN + j], *r = &meas[(size_t)(L + l) * N_LIN + j];
-            printf("%-5d %-5s %7.2f -> %6.2f %9.3g -> %8.3g %6.2f -> %7.2f %6.2f -> %7.2f\n", l, LIN[j],
-                   u->w_sqnr_db, r->w_sqnr_db, u->absmax, r->absmax, kurtosis(u), kurtosis(r), out_err_db(u),
-                   out_err_db(r));
-        }
-    if (a.sensitivity) {
-        printf("whole-model: PPL float %.4f, all layers quantized %.4f; one layer quantized (delta PPL):\n",
-               ppl_float, ppl_all);
-        for (int l = 0; l < L; l++) printf("  layer %d: %+.4f\n", l, sens[l]);
-    }
-    fprintf(stderr, "flxemu analyze: layer-local measures %.1f s, total %.1f s\n", t_local, t_all);
-
-    if (a.json) {
-        cJSON *root = cJSON_CreateObject();
-        cJSON_AddStringToObject(root, "model", a.model);
-        cJSON_AddStringToObject(root, "recipe", recipe.name);
-        cJSON_AddStringToObject(root, "rotation", a.rotate);
-        cJSON_AddNumberToObject(root, "seed", (double)a.seed);
-        cJSON_AddNumberToObject(root, "windows", (double)cd.n_windows);
-        cJSON_AddNumberToObject(root, "ctx", (double)cd.seqlen);
-        cJSON *ls = cJSON_AddArrayToObject(root, "layers");
-        for (int l = 0; l < L; l++) {
-            cJSON *lo = cJSON_CreateObject();
-            cJSON_AddNumberToObject(lo, "layer", l);
-            if (a.sensitivity) cJSON_AddNumberToObject(lo, "ppl_delta", sens[l]);
-            cJSON *lin = cJSON_AddArrayToObject(lo, "linears");
-            for (int j = 0; j < N_LIN; j++) {
-                cJSON *e = cJSON_CreateObject();
-                cJSON_AddStringToObject(e, "name", LIN[j]);
-                for (int p = 0; p < 2; p++) {
-                    const lin_meas *mm = &meas[(size_t)(p * L + l) * N_LIN + j];
-                    cJSON *v = cJSON_AddObjectToObject(e, p ? "rotated" : "unrotated");
-                    cJSON_AddNumberToObject(v, "w_mse", mm->w_mse);
-                    cJSON_AddNumberToObject(v, "w_sqnr_db", isfinite(mm->w_sqnr_db) ? mm->w_sqnr_db : 999);
-                    cJSON_AddNumberToObject(v, "act_absmax", mm->absmax);
-                    cJSON_AddNumberToObject(v, "act_kurtosis", kurtosis(mm));
-                    cJSON_AddNumberToObject(v, "out_rel_err", mm->err_den > 0 ? mm->err_num / mm->err_den : 0);
-                }
-                cJSON_AddItemToArray(lin, e);
-            }
-            cJSON_AddItemToArray(ls, lo);
-        }
-        if (a.sensitivity) {
-            cJSON_AddNumberToObject(root, "ppl_float", ppl_float);
-            cJSON_AddNumberToObject(root, "ppl_all_quantized", ppl_all);
-        }
-        cJSON_AddNumberToObject(root, "seconds_layer_local", t_local);
-        cJSON_AddNumberToObject(root, "seconds_total", t_all);
-        char *text = cJSON_Print(root);
-        cJSON_Delete(root);
-        flx_outfile o;
-        if (!text || flx_outfile_open(&o, a.json, &err)) { cJSON_free(text); goto fail; }
-        fputs(text, o.fp);
-        fputc('\n', o.fp);
-        cJSON_free(text);
-        if (flx_outfile_commit(&o, &err)) goto fail;
-    }
-    if (a.svg) {
-        double *v[6];
-        for (int p = 0; p < 6; p++) {
-            v[p] = malloc((size_t)L * N_LIN * sizeof(double));
-            if (!v[p]) { for (int q = 0; q < p; q++) free(v[q]); flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-        }
-        for (int l = 0; l < L; l++)
-            for (int j = 0; j < N_LIN; j++) {
-                const lin_meas *u = &meas[(size_t)l * N_LIN + j], *r = &meas[(size_t)(L + l) * N_LIN + j];
-                v[0][l * N_LIN + j] = out_err_db(u);
-                v[1][l * N_LIN + j] = out_err_db(r);
-                v[2][l * N_LIN + j] = u->w_sqnr_db;
-                v[3][l * N_LIN + j] = r->w_sqnr_db;
-                v[4][l * N_LIN + j] = kurtosis(u);
-                v[5][l * N_LIN + j] = kurtosis(r);
-            }
-        const char *titles[6] = {"out_err dB, unrotated", "out_err dB, rotated", "weight SQNR dB, unrotated",
-                                 "weight SQNR dB, rotated", "input kurtosis, unrotated", "input kurtosis, rotated"};
-        const int higher_bad[6] = {1, 1, 0, 0, 1, 1};
-        char caption[512];
-        snprintf(caption, sizeof caption, "flxemu analyze: %s, recipe %s, rotation %s, %lld x %lld tokens", a.model,
-                 recipe.name, a.rotate, (long long)cd.n_windows, (long long)cd.seqlen);
-        int src = write_svg(a.svg, L, 6, titles, v, higher_bad, caption, &err);
-        for (int p = 0; p < 6; p++) free(v[p]);
-        if (src) goto fail;
-    }
     rc = FLX_EXIT_OK;
-    goto out;
-fail:
-    rc = cli_fail(CMD, &err);
-out:
-    pass_free(&pc[0], m0.cfg.n_layers > 0 && m0.cfg.n_layers <= 1024 ? m0.cfg.n_layers : 0);
-    pass_free(&pc[1], m0.cfg.n_layers > 0 && m0.cfg.n_layers <= 1024 ? m0.cfg.n_layers : 0);
-    if (have_fq) flx_fakequant_free(&fq);
-    flx_qmodel_free(&qm);
-    flx_rotset_free(&rs0);
-    flx_rotset_free(&rs1);
-    flx_calib_free(&cd);
-    flx_model_free(&m0);
-    flx_model_free(&m1);
-    free(meas);
-    free(sens);
-    flx_pool_free(pool);
+    if (an_load(&a, r, &err) || an_passes(&a, r, &err)) {
+        rc = cli_fail(CMD, &err);
+    } else {
+        r->t_local = flx_now_seconds() - t0;
+        if (a.sensitivity && an_sensitivity(&a, r, &err)) rc = cli_fail(CMD, &err);
+    }
+    if (rc == FLX_EXIT_OK) {
+        r->t_all = flx_now_seconds() - t0;
+        an_print(&a, r);
+        if (a.json) rc = an_json(&a, r);
+        if (rc == FLX_EXIT_OK && a.svg && an_svg(&a, r, &err)) rc = cli_fail(CMD, &err);
+    }
+    an_free(r);
+    free(r);
     return rc;
 }

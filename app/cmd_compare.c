@@ -19,29 +19,40 @@
 #define CMD "compare"
 #define MAX_MODELS 64
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: flxemu compare --file TEXT [options] MODEL [MODEL ...]\n"
-            "\n"
-            "Evaluates every MODEL (HF folder, .gguf, or .flxq: its fake-quant model) on the\n"
-            "same windows of TEXT (HF protocol, as flxemu ppl) and prints one table: PPL +/-,\n"
-            "mean KLD and same-top against the first MODEL, bits per weight, file size.\n"
-            "The first model's log-probabilities are computed once and reused.\n"
-            "\n"
-            "  --file TEXT           evaluation text\n"
-            "  --tokenizer FILE      tokenizer.json or .gguf (default: the first model's)\n"
-            "  --ctx N               window length (default 2048, capped at the models' context)\n"
-            "  --chunks N            at most N windows (default: all)\n"
-            "  --format text|markdown|json   table format on stdout (default text)\n"
-            "  --json FILE           also write the JSON table to FILE\n"
-            "  --threads N           threads (default: all cores)\n"
-            "  -h, --help            this help\n"
-            "\n"
-            "bits/weight: for a .flxq, the bits of the projections' and head's codes plus\n"
-            "their scales, zero points and sums, per weight; for a float model, the weight\n"
-            "file's bits per parameter.\n");
-}
+typedef struct cmp_args {
+    const char *file, *tokenizer, *json;
+    int format;                   /* index in "text|markdown|json" */
+    long long ctx, chunks, threads;
+} cmp_args;
+
+#define A(f) offsetof(cmp_args, f)
+static const cli_opt cmp_opts[] = {
+    CLI_S("file", 'f', "TEXT", A(file), "evaluation text (required)"),
+    CLI_S("tokenizer", 0, "FILE", A(tokenizer), "tokenizer.json or .gguf (default: the first model's)"),
+    CLI_I("ctx", 'c', "N", A(ctx), 2, 1 << 20, "window length (default 2048, capped at the models' context)"),
+    CLI_I("chunks", 0, "N", A(chunks), 1, 1 << 30, "at most N windows (default: all)"),
+    CLI_C("format", "text|markdown|json", "text|markdown|json", A(format), "table format on stdout (default text)"),
+    CLI_S("json", 0, "FILE", A(json), "also write the JSON table to FILE"),
+    CLI_THREADS(A(threads)),
+    {0}};
+#undef A
+
+static const cli_spec cmp_spec = {
+    .name = CMD,
+    .usage = "--file TEXT [options] MODEL [MODEL ...]",
+    .about = "Evaluates every MODEL (HF folder, .gguf, or .flxq: its fake-quant model) on the\n"
+             "same windows of TEXT (HF protocol, as flxemu ppl) and prints one table: PPL +/-,\n"
+             "mean KLD and same-top against the first MODEL, bits per weight, file size.\n"
+             "The first model's log-probabilities are computed once and reused.",
+    .positional = "  MODEL ...               the models; the first is the KLD base",
+    .max_positional = MAX_MODELS,
+    .examples = "flxemu compare --file wiki.test.raw llama-3.2-1b/ w4.flxq q.flxq\n"
+                "flxemu compare --file text.txt --ctx 512 --chunks 8 --format markdown base/ a.flxq\n"
+                "flxemu compare --file text.txt --json table.json base/ a.flxq b.flxq",
+    .notes = "bits/weight: for a .flxq, the bits of the projections' and head's codes plus\n"
+             "their scales, zero points and sums, per weight; for a float model, the weight\n"
+             "file's bits per parameter.\n",
+};
 
 typedef struct row {
     const char *path;
@@ -86,104 +97,82 @@ static double flxq_bits_per_weight(const flx_qmodel *qm)
     return w > 0 ? bits / w : 0;
 }
 
-int flx_cmd_compare(int argc, char **argv)
-{
-    const char *file = NULL, *tokenizer = NULL, *format = "text", *json = NULL;
-    const char *models[MAX_MODELS];
-    int n_models = 0;
-    long long ctx = 0, chunks = 0, threads = sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 1) threads = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(stdout); return FLX_EXIT_OK; }
-        if (f[0] == '-' && f[1] == '-') {
-            if (!has) return cli_usage_error(CMD, "%s needs a value (or is unknown)", f);
-            const char *v = argv[++i];
-            if (!strcmp(f, "--file")) file = v;
-            else if (!strcmp(f, "--tokenizer")) tokenizer = v;
-            else if (!strcmp(f, "--format")) format = v;
-            else if (!strcmp(f, "--json")) json = v;
-            else if (!strcmp(f, "--ctx")) { if (cli_parse_i64(CMD, f, v, 2, 1 << 20, &ctx)) return FLX_EXIT_USAGE; }
-            else if (!strcmp(f, "--chunks")) { if (cli_parse_i64(CMD, f, v, 1, 1 << 30, &chunks)) return FLX_EXIT_USAGE; }
-            else if (!strcmp(f, "--threads")) { if (cli_parse_i64(CMD, f, v, 1, 1024, &threads)) return FLX_EXIT_USAGE; }
-            else return cli_usage_error(CMD, "unknown option '%s'", f);
-        } else {
-            if (n_models == MAX_MODELS) return cli_usage_error(CMD, "at most %d models", MAX_MODELS);
-            models[n_models++] = f;
-        }
-    }
-    if (!file) return cli_usage_error(CMD, "--file TEXT is required");
-    if (n_models < 1) return cli_usage_error(CMD, "give at least one MODEL");
-    if (strcmp(format, "text") && strcmp(format, "markdown") && strcmp(format, "json"))
-        return cli_usage_error(CMD, "--format expects text, markdown or json, not '%s'", format);
-
-    flx_error err = {0};
+/* What the phases of one compare run share; cmp_free releases it. */
+typedef struct cmp_run {
     row rows[MAX_MODELS];
-    memset(rows, 0, sizeof rows);
-    flx_tokenizer *tok_own = NULL;
-    int32_t *tokens = NULL;
-    char *text = NULL;
-    char base_path[4096] = "";
-    int rc = FLX_EXIT_FAIL;
-    int32_t bos = -1;
-    int64_t n_tokens = 0;
+    flx_tokenizer *tok_own;
+    int32_t *tokens;
+    int64_t n_tokens;
+    int32_t bos;
+    char *text;
+    long long ctx;
+    char base_path[4096];         /* the first model's saved log-probs */
+} cmp_run;
 
-    for (int mi = 0; mi < n_models; mi++) {
-        row *r = &rows[mi];
-        r->path = models[mi];
-        r->file_bytes = file_size(models[mi]);
-        flx_model m = {0};
-        flx_fakequant *fq = NULL;
-        if (flx_qmodel_is_file(models[mi])) {
-            if (flx_fakequant_open_threads(&fq, &m, models[mi], (int)threads, &err)) goto fail;
-            snprintf(r->recipe, sizeof r->recipe, "%s", fq->qm->recipe);
-            r->bits_per_weight = flxq_bits_per_weight(fq->qm);
-        } else {
-            if (flx_model_load(&m, models[mi], &err)) goto fail;
-            snprintf(r->recipe, sizeof r->recipe, "float");
-            r->bits_per_weight = m.n_params > 0 && r->file_bytes > 0 ? 8.0 * (double)r->file_bytes / (double)m.n_params : 0;
-        }
-        if (mi == 0) {
-            /* the stream, once, with the first model's tokenizer (as flxemu ppl) */
-            const flx_tokenizer *tok = m.tok;
-            if (tokenizer) {
-                if (flx_tokenizer_load(&tok_own, tokenizer, &err)) goto fail_m;
-                tok = tok_own;
-            }
-            if (!tok) {
-                flx_fail(&err, FLX_ENOTFOUND, "%s has no tokenizer; pass --tokenizer", models[0]);
-                goto fail_m;
-            }
-            bos = flx_tokenizer_adds_bos(tok) ? flx_tokenizer_bos(tok) : -1;
-            size_t bytes, n;
-            if (flx_read_file(file, (size_t)1 << 31, &text, &bytes, &err)) goto fail_m;
-            if (flx_tokenizer_encode(tok, text, bytes, bos >= 0, 0, &tokens, &n, &err)) goto fail_m;
-            n_tokens = (int64_t)n;
-            if (!ctx) ctx = 2048 < m.cfg.max_seq_len ? 2048 : m.cfg.max_seq_len;
-            snprintf(base_path, sizeof base_path, "%s/flxemu-compare-%d.kld",
-                     getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
-        }
-        flx_kld_base base;
-        int have_base = 0;
-        if (mi > 0) {
-            if (flx_kld_base_open(&base, base_path, &err)) goto fail_m;
-            have_base = 1;
-        }
+/* A model: float, or a .flxq's fake-quant model; its recipe and size. */
+static int cmp_open(const char *path, long long threads, row *r, flx_model *m, flx_fakequant **fq,
+                    flx_error *err)
+{
+    r->path = path;
+    r->file_bytes = file_size(path);
+    if (flx_qmodel_is_file(path)) {
+        if (flx_fakequant_open_threads(fq, m, path, (int)threads, err)) return FLX_EIO;
+        snprintf(r->recipe, sizeof r->recipe, "%s", (*fq)->qm->recipe);
+        r->bits_per_weight = flxq_bits_per_weight((*fq)->qm);
+    } else {
+        if (flx_model_load(m, path, err)) return FLX_EIO;
+        snprintf(r->recipe, sizeof r->recipe, "float");
+        r->bits_per_weight = m->n_params > 0 && r->file_bytes > 0 ? 8.0 * (double)r->file_bytes / (double)m->n_params : 0;
+    }
+    return FLX_OK;
+}
+
+/* The token stream, once, with the first model's tokenizer (as flxemu ppl). */
+static int cmp_tokens(const cmp_args *a, cmp_run *c, const flx_model *m, const char *first, flx_error *err)
+{
+    const flx_tokenizer *tok = m->tok;
+    if (a->tokenizer) {
+        if (flx_tokenizer_load(&c->tok_own, a->tokenizer, err)) return FLX_EIO;
+        tok = c->tok_own;
+    }
+    if (!tok) return flx_fail(err, FLX_ENOTFOUND, "%s has no tokenizer; pass --tokenizer", first);
+    c->bos = flx_tokenizer_adds_bos(tok) ? flx_tokenizer_bos(tok) : -1;
+    size_t bytes, n;
+    if (flx_read_file(a->file, (size_t)1 << 31, &c->text, &bytes, err)) return FLX_EIO;
+    if (flx_tokenizer_encode(tok, c->text, bytes, c->bos >= 0, 0, &c->tokens, &n, err)) return FLX_EIO;
+    c->n_tokens = (int64_t)n;
+    if (!c->ctx) c->ctx = 2048 < m->cfg.max_seq_len ? 2048 : m->cfg.max_seq_len;
+    snprintf(c->base_path, sizeof c->base_path, "%s/flxemu-compare-%d.kld",
+             getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    return FLX_OK;
+}
+
+/* Model mi on the windows: the first saves its log-probs, the others are
+ * scored against them. */
+static int cmp_score(const cmp_args *a, cmp_run *c, int mi, const char *path, flx_error *err)
+{
+    row *r = &c->rows[mi];
+    flx_model m = {0};
+    flx_fakequant *fq = NULL;
+    flx_kld_base base;
+    int have_base = 0;
+    int rc = cmp_open(path, a->threads, r, &m, &fq, err);
+    if (!rc && mi == 0) rc = cmp_tokens(a, c, &m, path, err);
+    if (!rc && mi > 0 && !(rc = flx_kld_base_open(&base, c->base_path, err))) have_base = 1;
+    if (!rc) {
         flx_ppl_opts o = {0};
         o.protocol = FLX_PPL_HF;
-        o.n_ctx = ctx;
-        o.max_windows = chunks;
-        o.bos_id = bos;
-        o.llama.n_threads = (int)threads;
+        o.n_ctx = c->ctx;
+        o.max_windows = a->chunks;
+        o.bos_id = c->bos;
+        o.llama.n_threads = (int)a->threads;
         o.llama.hooks = fq ? &fq->hooks : NULL;
-        o.save_logits_path = mi == 0 ? base_path : NULL;
+        o.save_logits_path = mi == 0 ? c->base_path : NULL;
         o.kl_base = have_base ? &base : NULL;
         flx_ppl_result res = {0};
-        fprintf(stderr, "flxemu compare: %s (%s)\n", models[mi], r->recipe);
-        int prc = flx_ppl_run(&m, tokens, n_tokens, &o, &res, &err);
-        if (have_base) flx_kld_base_close(&base);
-        if (prc == FLX_OK) {
+        fprintf(stderr, "flxemu compare: %s (%s)\n", path, r->recipe);
+        rc = flx_ppl_run(&m, c->tokens, c->n_tokens, &o, &res, err);
+        if (rc == FLX_OK) {
             r->ppl = res.ppl;
             r->ppl_unc = res.ppl_unc;
             if (res.has_kld) {
@@ -195,20 +184,21 @@ int flx_cmd_compare(int argc, char **argv)
             }
         }
         flx_ppl_result_free(&res);
-        flx_model_free(&m);
-        flx_fakequant_close(fq);
-        if (prc) goto fail;
-        continue;
-    fail_m:
-        flx_model_free(&m);
-        flx_fakequant_close(fq);
-        goto fail;
     }
+    if (have_base) flx_kld_base_close(&base);
+    flx_model_free(&m);
+    flx_fakequant_close(fq);
+    return rc;
+}
 
-    /* the table */
+/* The table on stdout (text, markdown or JSON) and its JSON for --json. */
+static char *cmp_table(const cmp_args *a, const cmp_run *c, const char *const *models, int n_models)
+{
+    static const char *const formats[3] = {"text", "markdown", "json"};
+    const char *format = formats[a->format];
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "text", file);
-    cJSON_AddNumberToObject(root, "ctx", (double)ctx);
+    cJSON_AddStringToObject(root, "text", a->file);
+    cJSON_AddNumberToObject(root, "ctx", (double)c->ctx);
     cJSON_AddStringToObject(root, "base", models[0]);
     cJSON *arr = cJSON_AddArrayToObject(root, "models");
     int md = !strcmp(format, "markdown");
@@ -218,7 +208,7 @@ int flx_cmd_compare(int argc, char **argv)
     else if (md)
         printf("| model | recipe | PPL | KLD vs first | same top | bits/weight | file bytes |\n|---|---|---|---|---|---|---|\n");
     for (int mi = 0; mi < n_models; mi++) {
-        const row *r = &rows[mi];
+        const row *r = &c->rows[mi];
         char kld[64] = "-", top[64] = "-";
         if (r->has_kld) {
             snprintf(kld, sizeof kld, "%.6f ± %.6f", r->kld, r->kld_unc);
@@ -248,22 +238,40 @@ int flx_cmd_compare(int argc, char **argv)
     char *js = cJSON_Print(root);
     cJSON_Delete(root);
     if (!strcmp(format, "json") && js) printf("%s\n", js);
-    if (json && js) {
-        flx_outfile o;
-        if (flx_outfile_open(&o, json, &err)) { cJSON_free(js); goto fail; }
-        fputs(js, o.fp);
-        fputc('\n', o.fp);
-        if (flx_outfile_commit(&o, &err)) { cJSON_free(js); goto fail; }
-    }
-    cJSON_free(js);
+    return js;
+}
+
+int flx_cmd_compare(int argc, char **argv)
+{
+    cmp_args a = {0};
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    a.threads = n_cpu > 0 ? n_cpu : 1;
+    const char *models[MAX_MODELS];
+    int n_models = 0;
+    const cli_group g[] = {{cmp_opts, &a, NULL}};
+    int rc = cli_parse(&cmp_spec, g, 1, argc, argv, models, &n_models);
+    if (rc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (rc) return rc;
+    if (!a.file) return cli_usage_error(CMD, "--file TEXT is required");
+    if (n_models < 1) return cli_usage_error(CMD, "give at least one MODEL");
+
+    flx_error err = {0};
+    cmp_run *c = calloc(1, sizeof *c);
+    if (!c) return cli_fail(CMD, &(flx_error){FLX_ENOMEM, "out of memory"});
+    c->ctx = a.ctx;
+    c->bos = -1;
     rc = FLX_EXIT_OK;
-    goto out;
-fail:
-    rc = cli_fail(CMD, &err);
-out:
-    if (base_path[0]) unlink(base_path);
-    flx_tokenizer_free(tok_own);
-    free(tokens);
-    free(text);
+    for (int mi = 0; mi < n_models && rc == FLX_EXIT_OK; mi++)
+        if (cmp_score(&a, c, mi, models[mi], &err)) rc = cli_fail(CMD, &err);
+    if (rc == FLX_EXIT_OK) {
+        char *js = cmp_table(&a, c, models, n_models);
+        if (a.json) rc = cli_write_text(CMD, a.json, js, "\n");
+        cJSON_free(js);
+    }
+    if (c->base_path[0]) unlink(c->base_path);
+    flx_tokenizer_free(c->tok_own);
+    free(c->tokens);
+    free(c->text);
+    free(c);
     return rc;
 }

@@ -11,29 +11,41 @@
 #include <unistd.h>
 #include <string.h>
 
-static const char *CMD = "dse";
+#define CMD "dse"
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: flxemu dse --device u280|v80 [--prefill P] [--decode D]\n"
-            "                  [--objective e2e|energy] [--json FILE] [--svg FILE] [--top N]\n"
-            "\n"
-            "Sweeps prefill parallelism (TP, QKVO WP, FFN WP and blocks, K/V parallelism) and\n"
-            "decode parallelism (B, W, HP, K/V parallelism) under the device's DSP, LUT, BRAM,\n"
-            "URAM and HBM-port limits, for three families: hybrid (spatial prefill + temporal\n"
-            "decode, FlexLLM), unified temporal and unified spatial.\n"
-            "\n"
-            "  --device u280|v80     device (its limits come from u280_mem_opt.json / v80.json)\n"
-            "  --prefill P           prompt tokens (default 1024)\n"
-            "  --decode D            generated tokens (default 1024)\n"
-            "  --objective e2e|energy  ranking of the best designs (default e2e)\n"
-            "  --json FILE           Pareto front and best designs as JSON\n"
-            "  --svg FILE            scatter of all designs with the Pareto front\n"
-            "  --top N               Pareto points to print (default 15)\n"
-            "\n"
-            "Exit status: 0 success, 1 failure, 2 usage error.\n");
-}
+typedef struct dse_args {
+    const char *json, *svg;
+    int device;                   /* index in "u280|v80", -1: not given */
+    int objective;                /* flx_dse_objective: e2e|energy */
+    long long prompt, decode, top;
+} dse_args;
+
+#define A(f) offsetof(dse_args, f)
+static const cli_opt dse_opts[] = {
+    CLI_C("device", "u280|v80", "u280|v80", A(device),
+          "device, also positional (its limits come from\nu280_mem_opt.json / v80.json; required)"),
+    CLI_I("prefill", 0, "P", A(prompt), 2, 1 << 20, "prompt tokens (default 1024)"),
+    CLI_I("decode", 0, "D", A(decode), 1, 1 << 20, "generated tokens (default 1024)"),
+    CLI_C("objective", "e2e|energy", "e2e|energy", A(objective), "ranking of the best designs (default e2e)"),
+    CLI_S("json", 0, "FILE", A(json), "Pareto front and best designs as JSON"),
+    CLI_S("svg", 0, "FILE", A(svg), "scatter of all designs with the Pareto front"),
+    CLI_I("top", 0, "N", A(top), 1, 100000, "Pareto points to print (default 15)"),
+    {0}};
+#undef A
+
+static const cli_spec dse_spec = {
+    .name = "dse",
+    .usage = "u280|v80 [--prefill P] [--decode D] [--objective e2e|energy] [options]",
+    .about = "Sweeps prefill parallelism (TP, QKVO WP, FFN WP and blocks, K/V parallelism) and\n"
+             "decode parallelism (B, W, HP, K/V parallelism) under the device's DSP, LUT, BRAM,\n"
+             "URAM and HBM-port limits, for three families: hybrid (spatial prefill + temporal\n"
+             "decode, FlexLLM), unified temporal and unified spatial.",
+    .positional = "  DEVICE                  u280 or v80, as --device",
+    .max_positional = 1,
+    .examples = "flxemu dse u280\n"
+                "flxemu dse --device v80 --objective energy --top 5\n"
+                "flxemu dse u280 --prefill 512 --decode 256 --json dse.json --svg pareto.svg",
+};
 
 static void describe(const flx_dse_point *p, char *buf, size_t n)
 {
@@ -92,45 +104,135 @@ static cJSON *point_json(const flx_dse_point *p)
     return o;
 }
 
-int flx_cmd_dse(int argc, char **argv)
+static int parse_args(int argc, char **argv, dse_args *a)
 {
-    const char *device = NULL, *json_path = NULL, *svg_path = NULL;
-    long long prompt = 1024, decode = 1024, top = 15;
-    flx_dse_objective obj = FLX_DSE_E2E;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return FLX_EXIT_OK;
-        }
-        if (i + 1 >= argc) return cli_usage_error(CMD, "unknown option or missing value: %s", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "--device")) {
-            if (strcmp(v, "u280") && strcmp(v, "v80"))
-                return cli_usage_error(CMD, "--device expects u280 or v80, got '%s'", v);
-            device = v;
-        } else if (!strcmp(a, "--prefill")) {
-            if (cli_parse_i64(CMD, a, v, 2, 1 << 20, &prompt)) return FLX_EXIT_USAGE;
-        } else if (!strcmp(a, "--decode")) {
-            if (cli_parse_i64(CMD, a, v, 1, 1 << 20, &decode)) return FLX_EXIT_USAGE;
-        } else if (!strcmp(a, "--top")) {
-            if (cli_parse_i64(CMD, a, v, 1, 100000, &top)) return FLX_EXIT_USAGE;
-        } else if (!strcmp(a, "--objective")) {
-            if (!strcmp(v, "e2e")) obj = FLX_DSE_E2E;
-            else if (!strcmp(v, "energy")) obj = FLX_DSE_ENERGY;
-            else return cli_usage_error(CMD, "--objective expects e2e or energy, got '%s'", v);
-        } else if (!strcmp(a, "--json")) {
-            json_path = v;
-        } else if (!strcmp(a, "--svg")) {
-            svg_path = v;
-        } else {
-            return cli_usage_error(CMD, "unknown option: %s", a);
+    *a = (dse_args){.device = -1, .objective = FLX_DSE_E2E, .prompt = 1024, .decode = 1024, .top = 15};
+    const cli_group g[] = {{dse_opts, a, NULL}};
+    const char *pos[1];
+    int n_pos, rc = cli_parse(&dse_spec, g, 1, argc, argv, pos, &n_pos);
+    if (rc) return rc;
+    if (n_pos) {
+        if (a->device >= 0) return cli_usage_error(CMD, "give the device once: --device or '%s'", pos[0]);
+        if (strcmp(pos[0], "u280") && strcmp(pos[0], "v80"))
+            return cli_usage_error(CMD, "the device is u280 or v80, got '%s'", pos[0]);
+        a->device = !strcmp(pos[0], "v80");
+    }
+    if (a->device < 0) return cli_usage_error(CMD, "--device u280|v80 is required");
+    return 0;
+}
+
+static const char DSE_HDR[] = "  family            prefill   decode      e2e  energy  power  util   design\n"
+                               "                        (s)      (s)      (s)     (J)    (W)\n";
+
+/* The sweep's result: the Pareto front (--top rows), the best design of each
+ * family and the hybrid's gain over the unified ones. */
+static void print_front(const flx_perf_config *base, const flx_dse_result *res, long long prompt, long long decode,
+                        flx_dse_objective obj, long long top)
+{
+    printf("device %s (limits from %s): %lld feasible designs, %lld over the limits\n",
+           base->dev.name, base->path, (long long)res->n_points, (long long)res->n_rejected);
+    printf("prompt %lld, decode %lld, objective %s; prefill includes the KV hand-over\n\n", prompt,
+           decode, obj == FLX_DSE_E2E ? "end-to-end latency" : "energy");
+    const char *hdr = DSE_HDR;
+    printf("Pareto front (e2e latency vs energy), %lld points%s:\n%s", (long long)res->n_pareto,
+           res->n_pareto > top ? ", --top rows evenly spread" : "", hdr);
+    /* exactly min(N, front size) rows, spread evenly from the fastest to the
+     * most frugal end of the front */
+    int64_t rows = res->n_pareto < top ? res->n_pareto : top;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t k = rows > 1 ? (r * (res->n_pareto - 1) + (rows - 1) / 2) / (rows - 1) : 0;
+        print_point(&res->points[res->pareto[k]]);
+    }
+    printf("\nBest design of each family by %s:\n%s", obj == FLX_DSE_E2E ? "e2e" : "energy", hdr);
+    for (int f = 0; f < 3; f++) {
+        if (res->best[f] >= 0) print_point(&res->points[res->best[f]]);
+        else printf("  %-16s none fits the device\n", flx_dse_family_name(f));
+    }
+    if (res->best[FLX_DSE_HYBRID] >= 0) {
+        const flx_dse_point *h = &res->points[res->best[FLX_DSE_HYBRID]];
+        for (int f = 1; f < 3; f++) {
+            if (res->best[f] < 0) continue;
+            const flx_dse_point *u = &res->points[res->best[f]];
+            printf("  hybrid vs %s: %.2fx end-to-end, %.2fx energy\n", flx_dse_family_name(f),
+                   u->e2e_s / h->e2e_s, u->energy_j / h->energy_j);
         }
     }
-    if (!device) return cli_usage_error(CMD, "--device u280|v80 is required");
-    int orc;
-    if ((orc = cli_check_output(CMD, "--json", json_path)) || (orc = cli_check_output(CMD, "--svg", svg_path)))
-        return orc;
+}
+
+/* The shipped designs on the same footing: production (and the measured
+ * FSQ design) on the U280, the V80 projection. */
+static int shipped_marks(const char *device, const flx_perf_config *base, long long prompt, long long decode,
+                         flx_dse_mark marks[2], int *n_out, flx_error *err)
+{
+    int n_marks = 0;
+    const char *mark_cfg[2] = {base->name, !strcmp(device, "u280") ? "u280_fsq" : NULL};
+    const char *mark_label[2] = {!strcmp(device, "u280") ? "production (u280_mem_opt)"
+                                                         : "v80 projection (FSQ V80 block)",
+                                 "FSQ, the measured design (u280_fsq)"};
+    for (int i = 0; i < 2; i++) {
+        if (!mark_cfg[i]) continue;
+        flx_perf_config mc;
+        if (flx_perf_config_find(mark_cfg[i], NULL, &mc, err) ||
+            flx_dse_eval(&mc, FLX_DSE_HYBRID, &mc.pre, &mc.dec, prompt, decode, &marks[n_marks].pt, err))
+            return FLX_EINVAL;
+        snprintf(marks[n_marks].label, sizeof marks[n_marks].label, "%s", mark_label[i]);
+        n_marks++;
+    }
+    *n_out = n_marks;
+    return FLX_OK;
+}
+
+static cJSON *dse_json(const flx_perf_config *base, const flx_dse_result *res, long long prompt, long long decode,
+                       flx_dse_objective obj, const flx_dse_mark *marks, int n_marks)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "device", base->dev.name);
+    cJSON_AddNumberToObject(root, "prompt_tokens", (double)prompt);
+    cJSON_AddNumberToObject(root, "decode_tokens", (double)decode);
+    cJSON_AddStringToObject(root, "objective", obj == FLX_DSE_E2E ? "e2e" : "energy");
+    cJSON_AddNumberToObject(root, "feasible", (double)res->n_points);
+    cJSON_AddNumberToObject(root, "rejected", (double)res->n_rejected);
+    cJSON *best = cJSON_AddObjectToObject(root, "best");
+    for (int f = 0; f < 3; f++)
+        if (res->best[f] >= 0)
+            cJSON_AddItemToObject(best, flx_dse_family_name(f),
+                                  point_json(&res->points[res->best[f]]));
+    cJSON *mk = cJSON_AddArrayToObject(root, "shipped");
+    for (int i = 0; i < n_marks; i++) {
+        cJSON *o = point_json(&marks[i].pt);
+        cJSON_AddStringToObject(o, "label", marks[i].label);
+        cJSON_AddItemToArray(mk, o);
+    }
+    cJSON *pf = cJSON_AddArrayToObject(root, "pareto");
+    for (int64_t k = 0; k < res->n_pareto; k++)
+        cJSON_AddItemToArray(pf, point_json(&res->points[res->pareto[k]]));
+    return root;
+}
+
+typedef struct pareto_svg {
+    const flx_perf_config *base;
+    const flx_dse_result *res;
+    flx_dse_objective obj;
+    const flx_dse_mark *marks;
+    int n_marks;
+} pareto_svg;
+
+static int draw_pareto(FILE *fp, const void *ctx)
+{
+    const pareto_svg *p = ctx;
+    return flx_perf_svg_pareto(fp, p->base, p->res, p->obj, p->marks, p->n_marks);
+}
+
+int flx_cmd_dse(int argc, char **argv)
+{
+    dse_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (rc) return rc;
+    const char *device = a.device ? "v80" : "u280";
+    flx_dse_objective obj = (flx_dse_objective)a.objective;
+    if ((rc = cli_check_output(CMD, "--json", a.json)) || (rc = cli_check_output(CMD, "--svg", a.svg)))
+        return rc;
     flx_error err = {0};
     flx_perf_config base;
     if (flx_perf_config_find(!strcmp(device, "u280") ? "u280_mem_opt" : "v80", NULL, &base, &err))
@@ -138,110 +240,28 @@ int flx_cmd_dse(int argc, char **argv)
     flx_progress prog;
     flx_progress_begin(&prog, "dse", 1, isatty(STDERR_FILENO));   /* a bar only for a person */
     flx_dse_result res;
-    if (flx_dse_run(&base, prompt, decode, obj, &res, &prog, &err)) return cli_fail(CMD, &err);
-
-    printf("device %s (limits from %s): %lld feasible designs, %lld over the limits\n",
-           base.dev.name, base.path, (long long)res.n_points, (long long)res.n_rejected);
-    printf("prompt %lld, decode %lld, objective %s; prefill includes the KV hand-over\n\n", prompt,
-           decode, obj == FLX_DSE_E2E ? "end-to-end latency" : "energy");
-    const char *hdr = "  family            prefill   decode      e2e  energy  power  util   design\n"
-                      "                        (s)      (s)      (s)     (J)    (W)\n";
-    printf("Pareto front (e2e latency vs energy), %lld points%s:\n%s", (long long)res.n_pareto,
-           res.n_pareto > top ? ", --top rows evenly spread" : "", hdr);
-    /* exactly min(N, front size) rows, spread evenly from the fastest to the
-     * most frugal end of the front */
-    int64_t rows = res.n_pareto < top ? res.n_pareto : top;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t k = rows > 1 ? (r * (res.n_pareto - 1) + (rows - 1) / 2) / (rows - 1) : 0;
-        print_point(&res.points[res.pareto[k]]);
-    }
-    printf("\nBest design of each family by %s:\n%s", obj == FLX_DSE_E2E ? "e2e" : "energy", hdr);
-    for (int f = 0; f < 3; f++) {
-        if (res.best[f] >= 0) print_point(&res.points[res.best[f]]);
-        else printf("  %-16s none fits the device\n", flx_dse_family_name(f));
-    }
-    if (res.best[FLX_DSE_HYBRID] >= 0) {
-        const flx_dse_point *h = &res.points[res.best[FLX_DSE_HYBRID]];
-        for (int f = 1; f < 3; f++) {
-            if (res.best[f] < 0) continue;
-            const flx_dse_point *u = &res.points[res.best[f]];
-            printf("  hybrid vs %s: %.2fx end-to-end, %.2fx energy\n", flx_dse_family_name(f),
-                   u->e2e_s / h->e2e_s, u->energy_j / h->energy_j);
-        }
-    }
-
-    /* the shipped designs on the same footing: production (and the measured
-     * FSQ design) on the U280, the V80 projection */
+    if (flx_dse_run(&base, a.prompt, a.decode, obj, &res, &prog, &err)) return cli_fail(CMD, &err);
+    print_front(&base, &res, a.prompt, a.decode, obj, a.top);
     flx_dse_mark marks[2];
     int n_marks = 0;
-    const char *mark_cfg[2] = {base.name, !strcmp(device, "u280") ? "u280_fsq" : NULL};
-    const char *mark_label[2] = {!strcmp(device, "u280") ? "production (u280_mem_opt)"
-                                                         : "v80 projection (FSQ V80 block)",
-                                 "FSQ, the measured design (u280_fsq)"};
-    for (int i = 0; i < 2; i++) {
-        if (!mark_cfg[i]) continue;
-        flx_perf_config mc;
-        if (flx_perf_config_find(mark_cfg[i], NULL, &mc, &err)) return cli_fail(CMD, &err);
-        if (flx_dse_eval(&mc, FLX_DSE_HYBRID, &mc.pre, &mc.dec, prompt, decode,
-                         &marks[n_marks].pt, &err)) {
-            flx_dse_free(&res);
-            return cli_fail(CMD, &err);
-        }
-        snprintf(marks[n_marks].label, sizeof marks[n_marks].label, "%s", mark_label[i]);
-        n_marks++;
+    if (shipped_marks(device, &base, a.prompt, a.decode, marks, &n_marks, &err)) {
+        flx_dse_free(&res);
+        return cli_fail(CMD, &err);
     }
-    printf("\nShipped designs (marked on the SVG):\n%s", hdr);
+    printf("\nShipped designs (marked on the SVG):\n%s", DSE_HDR);
     for (int i = 0; i < n_marks; i++) {
         print_point(&marks[i].pt);
         printf("    ^ %s\n", marks[i].label);
     }
-
-    int rc = FLX_EXIT_OK;
-    if (json_path) {
-        cJSON *root = cJSON_CreateObject();
-        cJSON_AddStringToObject(root, "device", base.dev.name);
-        cJSON_AddNumberToObject(root, "prompt_tokens", (double)prompt);
-        cJSON_AddNumberToObject(root, "decode_tokens", (double)decode);
-        cJSON_AddStringToObject(root, "objective", obj == FLX_DSE_E2E ? "e2e" : "energy");
-        cJSON_AddNumberToObject(root, "feasible", (double)res.n_points);
-        cJSON_AddNumberToObject(root, "rejected", (double)res.n_rejected);
-        cJSON *best = cJSON_AddObjectToObject(root, "best");
-        for (int f = 0; f < 3; f++)
-            if (res.best[f] >= 0)
-                cJSON_AddItemToObject(best, flx_dse_family_name(f),
-                                      point_json(&res.points[res.best[f]]));
-        cJSON *mk = cJSON_AddArrayToObject(root, "shipped");
-        for (int i = 0; i < n_marks; i++) {
-            cJSON *o = point_json(&marks[i].pt);
-            cJSON_AddStringToObject(o, "label", marks[i].label);
-            cJSON_AddItemToArray(mk, o);
-        }
-        cJSON *pf = cJSON_AddArrayToObject(root, "pareto");
-        for (int64_t k = 0; k < res.n_pareto; k++)
-            cJSON_AddItemToArray(pf, point_json(&res.points[res.pareto[k]]));
+    if (a.json) {
+        cJSON *root = dse_json(&base, &res, a.prompt, a.decode, obj, marks, n_marks);
         char *text = cJSON_Print(root);
         cJSON_Delete(root);
-        flx_outfile o;
-        if (!text || flx_outfile_open(&o, json_path, &err)) {
-            rc = cli_fail(CMD, &err);
-        } else {
-            fputs(text, o.fp);
-            if (flx_outfile_commit(&o, &err)) rc = cli_fail(CMD, &err);
-        }
+        rc = cli_write_text(CMD, a.json, text, "");
         free(text);
     }
-    if (rc == FLX_EXIT_OK && svg_path) {
-        flx_outfile o;
-        if (flx_outfile_open(&o, svg_path, &err)) {
-            rc = cli_fail(CMD, &err);
-        } else if (flx_perf_svg_pareto(o.fp, &base, &res, obj, marks, n_marks)) {
-            flx_outfile_abort(&o);
-            flx_fail(&err, FLX_EIO, "%s: writing the SVG failed", svg_path);
-            rc = cli_fail(CMD, &err);
-        } else if (flx_outfile_commit(&o, &err)) {
-            rc = cli_fail(CMD, &err);
-        }
-    }
+    pareto_svg ps = {&base, &res, obj, marks, n_marks};
+    if (rc == FLX_EXIT_OK && a.svg) rc = cli_write_drawing(CMD, a.svg, draw_pareto, &ps);
     flx_dse_free(&res);
     return rc;
 }

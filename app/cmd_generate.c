@@ -2,8 +2,8 @@
  * greedy at --temp 0, else top-k / temperature sampling with a seed. */
 #include "cli.h"
 #include "cli_emu.h"
+#include "cli_model.h"
 #include "flx_ppl.h"
-#include "flx_synth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,40 +11,77 @@
 #include <unistd.h>
 
 #define CMD "generate"
-#define EMBEDDED_SEED 1234   /* same embedded model as flxemu ppl */
 
-static void usage(FILE *fp)
+typedef struct gen_args {
+    const char *model, *tokenizer, *prompt, *tokens, *ids;
+    long long n_gen, top_k, seed, threads;
+    double temp;
+    int bos, emu, sampling_set, emu_flags;
+    flx_emu_opts eo;
+} gen_args;
+
+#define A(f) offsetof(gen_args, f)
+static const cli_opt gen_opts[] = {
+    CLI_S("model", 'm', "PATH", A(model),
+          "HF checkpoint folder, .gguf, or quantized .flxq (its fake-quant\n"
+          "float model; default: the embedded synthetic \"tiny\" model,\n"
+          "seed " CLI_STR(CLI_EMBEDDED_SEED) ", as in flxemu ppl)"),
+    CLI_S("tokenizer", 0, "FILE", A(tokenizer), "tokenizer.json or .gguf overriding the model's own"),
+    CLI_S("prompt", 'p', "TEXT", A(prompt), "prompt (default: empty)"),
+    CLI_S("tokens", 0, "FILE", A(tokens), "prompt as token ids, one per line, used exactly (no BOS unless --bos)"),
+    CLI_F("bos", 0, 1, A(bos), "with --tokens: prepend BOS"),
+    CLI_I("n-predict", 'n', "N", A(n_gen), 0, 1 << 24, "tokens to generate (default 256)"),
+    {.kind = CLI_NUM, .name = "temp", .metavar = "T", .offset = A(temp), .dlo = 0.0, .dhi = 100.0, .mark = 1,
+     .help = "temperature; 0 = greedy (default 0)"},
+    {.kind = CLI_INT, .name = "top-k", .metavar = "K", .offset = A(top_k), .ilo = 0, .ihi = 1 << 24, .mark = 1,
+     .help = "sample among the K most likely tokens; 0 = all (default 40)"},
+    CLI_SEED(A(seed), "sampling seed"),
+    CLI_THREADS(A(threads)),
+    CLI_C("engine", "float|emu", "float|emu", A(emu),
+          "float (default): float reference; emu: bit-exact FlexLLM U280\n"
+          "engine on a .flxq from `flxemu quantize --recipe flexllm`:\n"
+          "prefill of the prompt but its last token, then decode steps\n"
+          "sampling the top 5 with a threshold drawn from --seed (no\n"
+          "--temp/--top-k); the simulated U280 time goes to stderr"),
+    CLI_S("ids", 0, "FILE", A(ids), "also write all ids (prompt + generated), one per line"),
+    {0}};
+#undef A
+
+static const cli_spec gen_spec = {
+    .name = CMD,
+    .usage = "[--model PATH] [options]",
+    .about = "Generates text, streaming it to stdout as it is produced.  The prompt is encoded\n"
+             "with the vocabulary's BOS (an empty prompt is BOS alone); generation stops after\n"
+             "-n tokens or at EOS.  Greedy at --temp 0, else top-k / temperature sampling.",
+    .examples = "flxemu generate -n 16                                # embedded tiny model\n"
+                "flxemu generate --model llama-3.2-1b/ --prompt 'Once upon a time' -n 64 --temp 0.8\n"
+                "flxemu generate --model q.flxq --engine emu --prompt 'The fox' -n 32 --ids ids.txt",
+};
+
+static int parse_args(int argc, char **argv, gen_args *a)
 {
-    fprintf(fp,
-            "usage: flxemu generate [--model PATH] [options]\n"
-            "\n"
-            "Generates text, streaming it to stdout as it is produced.  The prompt is encoded\n"
-            "with the vocabulary's BOS (an empty prompt is BOS alone); generation stops after\n"
-            "-n tokens or at EOS.\n"
-            "\n"
-            "  --model PATH        HF checkpoint folder, .gguf, or quantized .flxq (its fake-quant\n"
-            "                      float model; default: the embedded synthetic \"tiny\" model,\n"
-            "                      seed %d, as in flxemu ppl)\n"
-            "  --tokenizer FILE    tokenizer.json or .gguf overriding the model's own\n"
-            "  --prompt TEXT       prompt (default: empty)\n"
-            "  --tokens FILE       prompt as token ids, one per line, used exactly (no BOS unless --bos)\n"
-            "  --bos               with --tokens: prepend BOS\n"
-            "  -n N                tokens to generate (default 256)\n"
-            "  --temp T            temperature; 0 = greedy (default 0)\n"
-            "  --top-k K           sample among the K most likely tokens; 0 = all (default 40)\n"
-            "  --seed S            sampling seed (default 42)\n"
-            "  --threads N         threads (default: all cores)\n"
-            "  --engine float|emu  float (default): float reference; emu: bit-exact FlexLLM U280\n"
-            "                      engine on a .flxq from `flxemu quantize --recipe flexllm`:\n"
-            "                      prefill of the prompt but its last token, then decode steps\n"
-            "                      sampling the top 5 with a threshold drawn from --seed (no\n"
-            "                      --temp/--top-k); the simulated U280 time goes to stderr\n"
-            "  --exp glibc|flx     emu: exponential (default glibc-expf; flx: flx-exp)\n"
-            "  --ftz               emu: flush subnormals to zero\n"
-            "  --reference-quirks  emu: reproduce the reference design's quirks (docs/reference-design.md §6)\n"
-            "  --ids FILE          also write all ids (prompt + generated), one per line\n"
-            "  -h, --help          this help\n",
-            EMBEDDED_SEED);
+    memset(a, 0, sizeof *a);
+    a->prompt = "";
+    a->n_gen = 256;
+    a->top_k = 40;
+    a->seed = CLI_DEFAULT_SEED;
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    a->threads = n_cpu > 0 ? n_cpu : 1;
+    flx_emu_opts_default(&a->eo);
+    const cli_group g[] = {{gen_opts, a, &a->sampling_set}, {cli_emu_opts, &a->eo, &a->emu_flags}};
+    int n_pos, rc = cli_parse(&gen_spec, g, 2, argc, argv, NULL, &n_pos);
+    if (rc) return rc;
+    if ((rc = cli_check_output(CMD, "--ids", a->ids))) return rc;
+    if (a->emu_flags && !a->emu)
+        return cli_usage_error(CMD, "--exp, --ftz and --reference-quirks need --engine emu");
+    if (a->emu && !a->model)
+        return cli_usage_error(CMD, "--engine emu needs --model FILE.flxq (made by flxemu quantize --recipe flexllm)");
+    if (a->emu && a->sampling_set)
+        return cli_usage_error(CMD, "--temp and --top-k are float-engine options; the emu engine samples "
+                                    "the top 5 with a threshold drawn from --seed");
+    if (a->tokens && a->prompt[0]) return cli_usage_error(CMD, "--prompt and --tokens exclude each other");
+    if (a->bos && !a->tokens) return cli_usage_error(CMD, "--bos only applies to --tokens");
+    return 0;
 }
 
 static int write_ids(const char *path, const int32_t *ids, int64_t n, flx_error *err)
@@ -131,165 +168,97 @@ static int generate_emu(cli_emu *emu, const flx_emu_opts *eo, int32_t *ids, int6
     return FLX_EXIT_OK;
 }
 
-int flx_cmd_generate(int argc, char **argv)
+/* What the phases of one generate run share; gen_free releases it. */
+typedef struct gen_run {
+    cli_model m;                  /* model, engine and tokenizer (cli_model.h) */
+    int32_t *ids;                 /* prompt, then room for the generated tokens */
+    int64_t n_prompt;
+} gen_run;
+
+/* The model (float, fake-quant .flxq, bit-exact engine, or the embedded
+ * one) and its tokenizer. */
+static int gen_load(const gen_args *a, gen_run *r, flx_error *err)
 {
-    const char *model_path = NULL, *tok_path = NULL, *prompt = "", *tokens_path = NULL;
-    const char *ids_path = NULL, *engine = "float";
-    long long n_gen = 256, top_k = 40, seed = 42, threads;
-    double temp = 0.0;
-    int bos_flag = 0, sampling_set = 0, emu_flags = 0;
-    flx_emu_opts eo;
-    flx_emu_opts_default(&eo);
-    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = n_cpu > 0 ? n_cpu : 1;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
-            usage(stdout);
-            return FLX_EXIT_OK;
-        }
-        if (!strcmp(f, "--bos")) {
-            bos_flag = 1;
-            continue;
-        }
-        int ef = cli_emu_parse_flag(CMD, argc, argv, &i, &eo, &emu_flags);
-        if (ef == FLX_EXIT_USAGE) return ef;
-        if (ef) continue;
-        if (!strcmp(f, "--temp") || !strcmp(f, "--top-k")) sampling_set = 1;
-        if (!v) {
-            if (!strcmp(f, "--model") || !strcmp(f, "--tokenizer") || !strcmp(f, "--prompt") ||
-                !strcmp(f, "--tokens") || !strcmp(f, "-n") || !strcmp(f, "--temp") ||
-                !strcmp(f, "--top-k") || !strcmp(f, "--seed") || !strcmp(f, "--threads") ||
-                !strcmp(f, "--engine") || !strcmp(f, "--ids"))
-                return cli_usage_error(CMD, "%s needs a value", f);
-            return cli_usage_error(CMD, "unknown option '%s'", f);
-        }
-        i++;
-        if (!strcmp(f, "--model")) model_path = v;
-        else if (!strcmp(f, "--tokenizer")) tok_path = v;
-        else if (!strcmp(f, "--prompt") || !strcmp(f, "-p")) prompt = v;
-        else if (!strcmp(f, "--tokens")) tokens_path = v;
-        else if (!strcmp(f, "--ids")) ids_path = v;
-        else if (!strcmp(f, "--engine")) engine = v;
-        else if (!strcmp(f, "-n")) { if (cli_parse_i64(CMD, f, v, 0, 1 << 24, &n_gen)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--top-k")) { if (cli_parse_i64(CMD, f, v, 0, 1 << 24, &top_k)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--seed")) { if (cli_parse_i64(CMD, f, v, 0, INT64_MAX, &seed)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--threads")) { if (cli_parse_i64(CMD, f, v, 1, 1024, &threads)) return FLX_EXIT_USAGE; }
-        else if (!strcmp(f, "--temp")) { if (cli_parse_f64(CMD, f, v, 0.0, 100.0, &temp)) return FLX_EXIT_USAGE; }
-        else return cli_usage_error(CMD, "unknown option '%s'", f);
-    }
-    int orc = cli_check_output(CMD, "--ids", ids_path);
-    if (orc) return orc;
-    int use_emu = !strcmp(engine, "emu");
-    if (!use_emu && strcmp(engine, "float") != 0)
-        return cli_usage_error(CMD, "--engine '%s' is not available (engines: float, emu)", engine);
-    if (emu_flags && !use_emu)
-        return cli_usage_error(CMD, "--exp, --ftz and --reference-quirks need --engine emu");
-    if (use_emu && !model_path)
-        return cli_usage_error(CMD, "--engine emu needs --model FILE.flxq (made by flxemu quantize --recipe flexllm)");
-    if (use_emu && sampling_set)
-        return cli_usage_error(CMD, "--temp and --top-k are float-engine options; the emu engine samples "
-                                    "the top 5 with a threshold drawn from --seed");
-    if (tokens_path && prompt[0]) return cli_usage_error(CMD, "--prompt and --tokens exclude each other");
-    if (bos_flag && !tokens_path) return cli_usage_error(CMD, "--bos only applies to --tokens");
+    if (cli_model_open(&r->m, a->model, a->emu, a->tokenizer, (int)a->threads, err)) return FLX_EIO;
+    if (!r->m.tok && !a->tokens)
+        return flx_fail(err, FLX_ENOTFOUND, "%s: the model has no tokenizer; pass --tokenizer or --tokens",
+                        r->m.mp->path ? r->m.mp->path : "model");
+    return FLX_OK;
+}
 
-    flx_error err = {0};
-    flx_model model = {0};
-    flx_fakequant *fq = NULL;     /* float engine on a .flxq */
-    cli_emu emu = {0};            /* --engine emu            */
-    const flx_model *mp = &model;
-    flx_tokenizer *tok_over = NULL;
-    flx_llama_state st = {0};
-    flx_sampler sm = {0};
-    int32_t *ids = NULL;
-    float *logits = NULL;
-    size_t n_prompt = 0;
-    int rc = FLX_EXIT_FAIL;
-
-    if (use_emu) {
-        if (cli_emu_load(&emu, model_path, &err)) goto fail;
-        mp = &emu.view;
-    } else if (model_path && flx_qmodel_is_file(model_path)) {
-        if (flx_fakequant_open_lean(&fq, &model, model_path, (int)threads, &err)) goto fail;
-    } else if (model_path) {
-        if (flx_model_load(&model, model_path, &err)) goto fail;
-    } else {
-        flx_llama_config cfg;
-        if (flx_synth_config("tiny", &cfg, &err) || flx_synth_build(&model, &cfg, EMBEDDED_SEED, &err))
-            goto fail;
-    }
-    if (tok_path && flx_tokenizer_load(&tok_over, tok_path, &err)) goto fail;
-    const flx_tokenizer *tok = tok_over ? tok_over : mp->tok;
-    const flx_llama_config *c = &mp->cfg;
-    if (!tok && !tokens_path) {
-        flx_fail(&err, FLX_ENOTFOUND, "%s: the model has no tokenizer; pass --tokenizer or --tokens",
-                 mp->path ? mp->path : "model");
-        goto fail;
-    }
-
-    /* prompt ids, with room for the generated ones */
+/* The prompt's ids (--tokens, with --bos, or the encoded --prompt), with
+ * room for n_gen more, each checked against the vocabulary. */
+static int gen_prompt(const gen_args *a, gen_run *r, flx_error *err)
+{
+    const flx_llama_config *c = &r->m.mp->cfg;
     int32_t *prompt_ids = NULL;
     int64_t n_p = 0;
-    if (tokens_path) {
-        if (flx_tokens_read(tokens_path, c->n_vocab, &prompt_ids, &n_p, &err)) goto fail;
+    if (a->tokens) {
+        if (flx_tokens_read(a->tokens, c->n_vocab, &prompt_ids, &n_p, err)) return FLX_EIO;
     } else {
         size_t n;
-        if (flx_tokenizer_encode(tok, prompt, strlen(prompt), 1, 0, &prompt_ids, &n, &err)) goto fail;
+        if (flx_tokenizer_encode(r->m.tok, a->prompt, strlen(a->prompt), 1, 0, &prompt_ids, &n, err)) return FLX_EIO;
         n_p = (int64_t)n;
     }
-    int32_t bos = tok ? flx_tokenizer_bos(tok) : c->bos_id;
-    int add_bos = bos_flag;
-    n_prompt = (size_t)n_p + (size_t)add_bos;
-    if (n_prompt == 0) {
+    int32_t bos = r->m.tok ? flx_tokenizer_bos(r->m.tok) : c->bos_id;
+    int add_bos = a->bos;
+    r->n_prompt = n_p + add_bos;
+    int rc = FLX_OK;
+    if (r->n_prompt == 0)
+        rc = flx_fail(err, FLX_EINVAL, "empty prompt: give --prompt, or --tokens with at least one id, or --bos");
+    else if (add_bos && bos < 0)
+        rc = flx_fail(err, FLX_EINVAL, "--bos: the vocabulary has no BOS token");
+    else if (!(r->ids = malloc(((size_t)r->n_prompt + (size_t)a->n_gen) * sizeof *r->ids)))
+        rc = flx_fail(err, FLX_ENOMEM, "out of memory");
+    if (rc) {
         free(prompt_ids);
-        flx_fail(&err, FLX_EINVAL, "empty prompt: give --prompt, or --tokens with at least one id, or --bos");
-        goto fail;
+        return rc;
     }
-    if (add_bos && bos < 0) {
-        free(prompt_ids);
-        flx_fail(&err, FLX_EINVAL, "--bos: the vocabulary has no BOS token");
-        goto fail;
-    }
-    ids = malloc((n_prompt + (size_t)n_gen) * sizeof *ids);
-    if (!ids) { free(prompt_ids); flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-    if (add_bos) ids[0] = bos;
-    if (n_p) memcpy(ids + add_bos, prompt_ids, (size_t)n_p * sizeof *ids);
+    if (add_bos) r->ids[0] = bos;
+    if (n_p) memcpy(r->ids + add_bos, prompt_ids, (size_t)n_p * sizeof *r->ids);
     free(prompt_ids);
-    for (size_t i = 0; i < n_prompt; i++)
-        if (ids[i] < 0 || ids[i] >= c->n_vocab) {
-            flx_fail(&err, FLX_EINVAL, "prompt token %zu has id %d outside the model's vocabulary of %d",
-                     i, ids[i], c->n_vocab);
-            goto fail;
-        }
+    for (int64_t i = 0; i < r->n_prompt; i++)
+        if (r->ids[i] < 0 || r->ids[i] >= c->n_vocab)
+            return flx_fail(err, FLX_EINVAL, "prompt token %zu has id %d outside the model's vocabulary of %d",
+                            (size_t)i, r->ids[i], c->n_vocab);
+    return FLX_OK;
+}
 
-    int64_t max_ctx = (int64_t)n_prompt + n_gen;
-    if (use_emu) {
-        rc = generate_emu(&emu, &eo, ids, (int64_t)n_prompt, n_gen, (uint64_t)seed, tok, c, (int)threads,
-                          ids_path, &err);
+/* The float engine: the prompt echoed, then each new token streamed; the
+ * speed on stderr, --ids. */
+static int gen_float(const gen_args *a, gen_run *r, flx_error *err)
+{
+    const flx_llama_config *c = &r->m.mp->cfg;
+    const flx_tokenizer *tok = r->m.tok;
+    int32_t *ids = r->ids;
+    flx_llama_state st = {0};
+    flx_sampler sm = {0};
+    float *logits = NULL;
+    int rc = FLX_EIO;
+    flx_llama_opts lo = {.n_threads = (int)a->threads, .max_tokens = r->n_prompt,
+                         .max_ctx = r->n_prompt + a->n_gen, .head_rows = 1, .hooks = r->m.fq ? &r->m.fq->hooks : NULL};
+    if (flx_llama_init(&st, &r->m.model, &lo, err)) goto out;
+    if (flx_sampler_init(&sm, c->n_vocab, (float)a->temp, (int32_t)a->top_k, (uint64_t)a->seed, err)) goto out;
+    logits = malloc((size_t)c->n_vocab * sizeof *logits);
+    if (!logits) {
+        rc = flx_fail(err, FLX_ENOMEM, "out of memory");
         goto out;
     }
-    flx_llama_opts lo = {.n_threads = (int)threads, .max_tokens = (int64_t)n_prompt,
-                         .max_ctx = max_ctx, .head_rows = 1, .hooks = fq ? &fq->hooks : NULL};
-    if (flx_llama_init(&st, &model, &lo, &err)) goto fail;
-    if (flx_sampler_init(&sm, c->n_vocab, (float)temp, (int32_t)top_k, (uint64_t)seed, &err)) goto fail;
-    logits = malloc((size_t)c->n_vocab * sizeof *logits);
-    if (!logits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-
     /* echo the prompt (the pieces of its ids), then stream the new tokens */
+    int32_t bos = tok ? flx_tokenizer_bos(tok) : c->bos_id;
     char piece[256];
-    for (size_t i = 0; tok && i < n_prompt; i++) {
+    for (int64_t i = 0; tok && i < r->n_prompt; i++) {
         if (ids[i] == bos) continue;   /* a control token, not text */
         int n = flx_tokenizer_piece(tok, i ? ids[i - 1] : -1, ids[i], piece, sizeof piece);
         if (n > 0) fwrite(piece, 1, (size_t)n, stdout);
     }
     fflush(stdout);
     double t0 = flx_now_seconds();
-    int64_t n_ids = (int64_t)n_prompt, n_new = 0;
-    if (flx_llama_forward(&st, ids, n_ids, &err)) goto fail;
+    int64_t n_ids = r->n_prompt, n_new = 0;
+    if (flx_llama_forward(&st, ids, n_ids, err)) goto out;
     int32_t eos = tok ? flx_tokenizer_eos(tok) : c->eos_id;
-    while (n_new < n_gen) {
-        if (flx_llama_logits(&st, st.n_rows - 1, 1, logits, &err)) goto fail;
+    while (n_new < a->n_gen) {
+        if (flx_llama_logits(&st, st.n_rows - 1, 1, logits, err)) goto out;
         int32_t next = flx_sample(&sm, logits);
         ids[n_ids++] = next;
         n_new++;
@@ -301,25 +270,42 @@ int flx_cmd_generate(int argc, char **argv)
         } else {
             printf("%d\n", next);
         }
-        if (n_new < n_gen && flx_llama_forward(&st, &next, 1, &err)) goto fail;
+        if (n_new < a->n_gen && flx_llama_forward(&st, &next, 1, err)) goto out;
     }
     printf("\n");
     double dt = flx_now_seconds() - t0;
-    fprintf(stderr, "generate: %lld prompt + %lld new tokens, %.1f tokens/s\n", (long long)n_prompt,
+    fprintf(stderr, "generate: %lld prompt + %lld new tokens, %.1f tokens/s\n", (long long)r->n_prompt,
             (long long)n_new, dt > 0 ? (double)n_new / dt : 0.0);
-    if (ids_path && write_ids(ids_path, ids, n_ids, &err)) goto fail;
-    rc = FLX_EXIT_OK;
-    goto out;
-fail:
-    rc = cli_fail(CMD, &err);
+    rc = a->ids ? write_ids(a->ids, ids, n_ids, err) : FLX_OK;
 out:
     free(logits);
-    free(ids);
     flx_sampler_free(&sm);
     flx_llama_free(&st);
-    flx_tokenizer_free(tok_over);
-    flx_model_free(&model);
-    flx_fakequant_close(fq);
-    cli_emu_close(&emu);
+    return rc;
+}
+
+static void gen_free(gen_run *r)
+{
+    free(r->ids);
+    cli_model_close(&r->m);
+}
+
+int flx_cmd_generate(int argc, char **argv)
+{
+    gen_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (rc) return rc;
+    flx_error err = {0};
+    gen_run r;
+    memset(&r, 0, sizeof r);
+    if (gen_load(&a, &r, &err) || gen_prompt(&a, &r, &err))
+        rc = cli_fail(CMD, &err);
+    else if (a.emu)
+        rc = generate_emu(&r.m.emu, &a.eo, r.ids, r.n_prompt, a.n_gen, (uint64_t)a.seed, r.m.tok, &r.m.mp->cfg,
+                          (int)a.threads, a.ids, &err);
+    else if (gen_float(&a, &r, &err))
+        rc = cli_fail(CMD, &err);
+    gen_free(&r);
     return rc;
 }

@@ -9,46 +9,66 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void usage(FILE *fp)
+#define CMD "golden"
+
+typedef struct golden_args {
+    const char *kernel, *out, *check, *config;
+    int layer;                    /* index in "prefill|decode|hmt|model", -1: none */
+    long long seed, n_seeds;
+    flx_emu_golden_opts o;
+} golden_args;
+
+static int parse_exp(const char *v, void *dst) { return flx_emu_exp_parse(v, dst); }
+
+#define A(f) offsetof(golden_args, f)
+static const cli_opt golden_opts[] = {
+    CLI_S("kernel", 0, "NAME", A(kernel), "a kernel (see the list below) or all"),
+    CLI_C("layer", "prefill|decode|hmt|model", "prefill|decode|hmt|model", A(layer),
+          "prefill or decode: one whole decoder layer of the U280\n"
+          "model shape (random INT4 weights, ~60 MB of weights);\n"
+          "hmt: HMT segment steps: layer_hmt (retrieval + ring update,\n"
+          "d = h = 2048) and layer_hmt_segment (whole steps, segments 0-3,\n"
+          "70, 71, with both prefills and loaders on a tiny 2-layer model,\n"
+          "docs/hmt.md 8)\n"
+          "model: a tiny whole model (2 such layers, 1024-token\n"
+          "vocabulary) decoding one token, with lm_head and sampling"),
+    CLI_S("out", 'o', "DIR", A(out), "output folder, created if missing"),
+    CLI_S("config", 0, "NAME", A(config), "hardware configuration: u280 (default)"),
+    CLI_SEED(A(seed), "RNG seed, 0 .. 2^63-1"),
+    CLI_I("seeds", 0, "K", A(n_seeds), 1, 1 << 20,
+          "K seeds from --seed on, each in DIR/seed-S/; under\n"
+          "mpirun/srun the seeds are shared among the ranks"),
+    {.kind = CLI_CUSTOM, .name = "exp", .metavar = "glibc|flx", .offset = A(o.fp.exp), .parse = parse_exp,
+     .expect = "glibc or flx", .help = "exponential where the reference calls expf (default glibc)"},
+    CLI_F("ftz", 0, 1, A(o.fp.ftz), "flush subnormal floats to zero like the FPGA's FP cores"),
+    CLI_F("gzip", 0, 1, A(o.gzip), "write NAME.npy.gz (zlib)"),
+    CLI_S("check", 0, "DIR", A(check), "verify an existing folder"),
+    {0}};
+#undef A
+
+static void kernel_list(FILE *fp)
 {
-    fprintf(fp,
-            "usage: flxemu golden --kernel NAME|all --out DIR [options]\n"
-            "       flxemu golden --layer prefill|decode|hmt|model --out DIR [options]\n"
-            "       flxemu golden --check DIR\n"
-            "\n"
-            "Writes seeded inputs, parameters and the emulator's outputs of FlexLLM kernels\n"
-            "at the U280 sizes as .npy files (int8/uint8/int32/float32 as the hardware holds\n"
-            "them) under DIR/<kernel>/, with DIR/manifest.json (reference function, template\n"
-            "parameters, shapes, layouts, seed, float mode, CRC32 of every file).  Tensors in\n"
-            "a stream layout also get NAME.stream.npy: rows are beats, columns lanes.\n"
-            "--check re-runs the emulator with the manifest's settings, verifies every CRC\n"
-            "and prints the first mismatch.\n"
-            "\n"
-            "options:\n"
-            "  --kernel NAME      a kernel (see the list below) or all\n"
-            "  --layer STAGE      prefill or decode: one whole decoder layer of the U280\n"
-            "                     model shape (random INT4 weights, ~60 MB of weights);\n"
-            "                     hmt: HMT segment steps: layer_hmt (retrieval + ring update,\n"
-            "                     d = h = 2048) and layer_hmt_segment (whole steps, segments 0-3, 70, 71, with\n"
-            "                     both prefills and loaders on a tiny 2-layer model, docs/hmt.md 8)\n"
-            "                     model: a tiny whole model (2 such layers, 1024-token\n"
-            "                     vocabulary) decoding one token, with lm_head and sampling\n"
-            "  --out DIR          output folder, created if missing\n"
-            "  --config NAME      hardware configuration: u280 (default)\n"
-            "  --seed N           RNG seed, 0 .. 2^63-1 (default 1)\n"
-            "  --seeds K          K seeds from --seed on, each in DIR/seed-S/; under\n"
-            "                     mpirun/srun the seeds are shared among the ranks\n"
-            "  --exp glibc|flx    exponential where the reference calls expf (default glibc)\n"
-            "  --ftz              flush subnormal floats to zero like the FPGA's FP cores\n"
-            "  --gzip             write NAME.npy.gz (zlib)\n"
-            "  --check DIR        verify an existing folder\n"
-            "  --help             this text\n"
-            "\n"
-            "kernels:");
+    fprintf(fp, "\nkernels:");
     for (int i = 0; flx_emu_golden_kernel_name(i); i++)
         fprintf(fp, "%s %s", i % 6 ? "" : "\n ", flx_emu_golden_kernel_name(i));
     fprintf(fp, "\n");
 }
+
+static const cli_spec golden_spec = {
+    .name = CMD,
+    .usage = "--kernel NAME|all --out DIR [options]\n--layer prefill|decode|hmt|model --out DIR [options]\n--check DIR",
+    .about = "Writes seeded inputs, parameters and the emulator's outputs of FlexLLM kernels\n"
+             "at the U280 sizes as .npy files (int8/uint8/int32/float32 as the hardware holds\n"
+             "them) under DIR/<kernel>/, with DIR/manifest.json (reference function, template\n"
+             "parameters, shapes, layouts, seed, float mode, CRC32 of every file).  Tensors in\n"
+             "a stream layout also get NAME.stream.npy: rows are beats, columns lanes.\n"
+             "--check re-runs the emulator with the manifest's settings, verifies every CRC\n"
+             "and prints the first mismatch.",
+    .examples = "flxemu golden --kernel all --exp flx --out gv/     # the HLS testbenches' set\n"
+                "flxemu golden --layer decode --seed 7 --gzip --out layer/\n"
+                "flxemu golden --check gv/",
+    .more_help = kernel_list,
+};
 
 /* --seeds: one folder per seed, shared round-robin among MPI ranks (one
  * process without MPI); a folder depends only on its seed, so the tree is
@@ -80,36 +100,20 @@ static int golden_seeds(const char *out, const char *kernel, const char *config,
 
 int flx_cmd_golden(int argc, char **argv)
 {
-    const char *kernel = NULL, *layer = NULL, *out = NULL, *check = NULL, *config = "u280", *exp = "glibc";
-    long long seed = 1, n_seeds = 0;
-    flx_emu_golden_opts o;
-    memset(&o, 0, sizeof o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return FLX_EXIT_OK;
-        } else if (!strcmp(a, "--ftz")) {
-            o.fp.ftz = 1;
-        } else if (!strcmp(a, "--gzip")) {
-            o.gzip = 1;
-        } else if (!strcmp(a, "--kernel") || !strcmp(a, "--layer") || !strcmp(a, "--out") || !strcmp(a, "--config") ||
-                   !strcmp(a, "--seed") || !strcmp(a, "--exp") || !strcmp(a, "--check") || !strcmp(a, "--seeds")) {
-            if (i + 1 >= argc) return cli_usage_error("golden", "%s needs a value", a);
-            const char *v = argv[++i];
-            if (!strcmp(a, "--kernel")) kernel = v;
-            else if (!strcmp(a, "--layer")) layer = v;
-            else if (!strcmp(a, "--out")) out = v;
-            else if (!strcmp(a, "--config")) config = v;
-            else if (!strcmp(a, "--exp")) exp = v;
-            else if (!strcmp(a, "--check")) check = v;
-            else if (!strcmp(a, "--seeds")) {
-                if (cli_parse_i64("golden", "--seeds", v, 1, 1 << 20, &n_seeds)) return FLX_EXIT_USAGE;
-            } else if (cli_parse_i64("golden", "--seed", v, 0, INT64_MAX, &seed)) return FLX_EXIT_USAGE;
-        } else {
-            return cli_usage_error("golden", "unknown option '%s'", a);
-        }
-    }
+    golden_args a;
+    memset(&a, 0, sizeof a);
+    a.config = "u280";
+    a.layer = -1;
+    a.seed = CLI_DEFAULT_SEED;
+    const cli_group g[] = {{golden_opts, &a, NULL}};
+    int n_pos, prc = cli_parse(&golden_spec, g, 1, argc, argv, NULL, &n_pos);
+    if (prc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (prc) return prc;
+    static const char *const layers[4] = {"prefill", "decode", "hmt", "model"};
+    const char *kernel = a.kernel, *out = a.out, *check = a.check, *config = a.config;
+    const char *layer = a.layer >= 0 ? layers[a.layer] : NULL;
+    long long seed = a.seed, n_seeds = a.n_seeds;
+    flx_emu_golden_opts o = a.o;
     flx_error err = { 0 };
     if (check) {
         if (kernel || layer || out) return cli_usage_error("golden", "--check takes no --kernel, --layer or --out");
@@ -120,8 +124,6 @@ int flx_cmd_golden(int argc, char **argv)
     }
     if (kernel && layer) return cli_usage_error("golden", "give --kernel or --layer, not both");
     if (layer) {
-        if (strcmp(layer, "prefill") && strcmp(layer, "decode") && strcmp(layer, "hmt") && strcmp(layer, "model"))
-            return cli_usage_error("golden", "--layer must be prefill, decode, hmt or model, got '%s'", layer);
         kernel = !strcmp(layer, "prefill") ? "layer_prefill"
                  : !strcmp(layer, "decode") ? "layer_decode"
                  : !strcmp(layer, "hmt")    ? "layer_hmt"
@@ -130,8 +132,6 @@ int flx_cmd_golden(int argc, char **argv)
     if (!kernel) return cli_usage_error("golden", "--kernel NAME|all or --layer STAGE is required (or --check DIR)");
     if (!out || !*out) return cli_usage_error("golden", "--out DIR is required");
     if (strcmp(config, "u280")) return cli_usage_error("golden", "unknown --config '%s' (known: u280)", config);
-    if (flx_emu_exp_parse(exp, &o.fp.exp))
-        return cli_usage_error("golden", "--exp must be glibc or flx, got '%s'", exp);
     int known = !strcmp(kernel, "all") || layer || flx_emu_golden_kernel_find(kernel);
     if (!known) return cli_usage_error("golden", "unknown kernel '%s' (see --help for the list)", kernel);
     if (n_seeds) {

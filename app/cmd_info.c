@@ -10,22 +10,34 @@
 #include <string.h>
 #include <unistd.h>
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: flxemu info --model PATH [--json FILE] [--threads N]\n"
-            "\n"
-            "Loads a model (Hugging Face folder, config.json/model.safetensors path, or GGUF\n"
-            "file) and prints its format, configuration, parameter count, tensor dtypes,\n"
-            "fp32 weight bytes and tokenizer.  For a quantized .flxq: its recipe, rotation,\n"
-            "configuration, tokenizer and provenance (source model, GPTQ, calibration).\n"
-            "\n"
-            "options:\n"
-            "  --model PATH   the model (required)\n"
-            "  --json FILE    also write the description as JSON to FILE\n"
-            "  --threads N    threads for converting BF16/F16/quantized weights (default: cores)\n"
-            "  --help         this text\n");
-}
+#define CMD "info"
+
+typedef struct info_args {
+    const char *model, *json;
+    long long threads;
+} info_args;
+
+#define A(f) offsetof(info_args, f)
+static const cli_opt info_opts[] = {
+    CLI_S("model", 'm', "PATH", A(model), "the model, as the positional PATH"),
+    CLI_S("json", 0, "FILE", A(json), "also write the description as JSON to FILE"),
+    CLI_I("threads", 't', "N", A(threads), 1, 1024, "threads for converting BF16/F16/quantized weights (default: cores)"),
+    {0}};
+#undef A
+
+static const cli_spec info_spec = {
+    .name = CMD,
+    .usage = "PATH [--json FILE] [--threads N]",
+    .about = "Loads a model (Hugging Face folder, config.json/model.safetensors path, or GGUF\n"
+             "file) and prints its format, configuration, parameter count, tensor dtypes,\n"
+             "fp32 weight bytes and tokenizer.  For a quantized .flxq: its recipe, rotation,\n"
+             "configuration, tokenizer and provenance (source model, GPTQ, calibration).",
+    .positional = "  PATH                    the model (or --model PATH)",
+    .max_positional = 1,
+    .examples = "flxemu info llama-3.2-1b/\n"
+                "flxemu info model.gguf --json info.json\n"
+                "flxemu info q.flxq                           # recipe and provenance",
+};
 
 static const char *tok_kind(const flx_tokenizer *t)
 {
@@ -121,49 +133,30 @@ static void describe_text(const flx_model *m, double seconds)
 
 int flx_cmd_info(int argc, char **argv)
 {
-    const char *model = NULL, *json = NULL;
-    long long threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return FLX_EXIT_OK;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "--json") || !strcmp(a, "--threads")) {
-            if (i + 1 >= argc) return cli_usage_error("info", "%s needs a value", a);
-            const char *v = argv[++i];
-            if (!strcmp(a, "--model")) model = v;
-            else if (!strcmp(a, "--json")) json = v;
-            else if (cli_parse_i64("info", "--threads", v, 1, 1024, &threads)) return FLX_EXIT_USAGE;
-        } else {
-            return cli_usage_error("info", "unknown option '%s'", a);
-        }
-    }
-    if (!model) return cli_usage_error("info", "--model PATH is required");
-    int orc = cli_check_output("info", "--json", json);
+    info_args a = {0};
+    const cli_group g[] = {{info_opts, &a, NULL}};
+    const char *pos[1];
+    int n_pos, prc = cli_parse(&info_spec, g, 1, argc, argv, pos, &n_pos);
+    if (prc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (prc || (n_pos && (prc = cli_positional_path(CMD, "--model", &a.model, pos[0])))) return prc;
+    if (!a.model) return cli_usage_error(CMD, "the model PATH is required");
+    const char *model = a.model, *json = a.json;
+    long long threads = a.threads;
+    int orc = cli_check_output(CMD, "--json", json);
     if (orc) return orc;
     if (flx_qmodel_is_file(model)) return flx_info_flxq(model, json);   /* a quantized .flxq */
 
     flx_error err = {0};
     flx_model m;
     double t0 = flx_now_seconds();
-    if (flx_model_load_ex(&m, model, (int)threads, isatty(2), &err)) return cli_fail("info", &err);
+    if (flx_model_load_ex(&m, model, (int)threads, isatty(2), &err)) return cli_fail(CMD, &err);
     double seconds = flx_now_seconds() - t0;
     int rc = FLX_EXIT_OK;
     if (json) {
         cJSON *root = describe_json(&m, seconds);
         char *text = root ? cJSON_Print(root) : NULL;
         cJSON_Delete(root);
-        flx_outfile o;
-        if (!text) {
-            flx_fail(&err, FLX_ENOMEM, "out of memory");
-            rc = cli_fail("info", &err);
-        } else if (flx_outfile_open(&o, json, &err)) {
-            rc = cli_fail("info", &err);
-        } else {
-            fputs(text, o.fp);
-            fputc('\n', o.fp);
-            if (flx_outfile_commit(&o, &err)) rc = cli_fail("info", &err);
-        }
+        rc = cli_write_text(CMD, json, text, "\n");
         cJSON_free(text);
     }
     if (rc == FLX_EXIT_OK) describe_text(&m, seconds);

@@ -5,6 +5,7 @@
  * shape, rotation file, calibration length) runs before anything long;
  * then rotations, calibration, weight quantization, and the atomic write. */
 #include "cli.h"
+#include "cli_quant.h"
 #include "flx_calib.h"
 #include "flx_gptq.h"
 #include "flx_llama.h"
@@ -20,55 +21,6 @@
 
 #define CMD "quantize"
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: flxemu quantize --model PATH --recipe NAME --out FILE [options]\n"
-            "\n"
-            "Quantizes a Llama model into a .flxq file (safetensors with packed integer\n"
-            "weights, float scales and the recipe in its metadata; docs/quant.md).\n"
-            "Its fake-quant float model is quant/flx_qmodel.h's flx_fakequant_open.\n"
-            "\n"
-            "  --model PATH          HF checkpoint folder, config.json/model.safetensors, or .gguf\n"
-            "  --recipe NAME         flexllm | fp | w<B>a<B>[kv<B>][g<G>][-spinquant]\n"
-            "  --recipe-file FILE    mixed precision: {\"recipe\": NAME, \"weights\":\n"
-            "                        {\"layers.<l|*>.<wq|wk|wv|wo|w_gate|w_up|w_down>\"|\"head\": bits}}\n"
-            "  --search-bits --budget B   greedy weight bits per projection (recipe's or 8)\n"
-            "                        for an average of at most B bits (needs --calib)\n"
-            "                        e.g. w4a16, w4a16g128, w8a8, w4a8kv8, w4a4kv4-spinquant\n"
-            "                        (B in 2..8 or 16 = float; G divides every linear input)\n"
-            "  --rotate KIND         none (default) | hadamard | random | FILE: SpinQuant R1/R2\n"
-            "                        merged (norms folded, head untied), plus the recipe's\n"
-            "                        online R3/R4; FILE holds R1 [d,d] and optional R2.<l>\n"
-            "  --gptq                GPTQ weights (block 128, damping 0.01, SpinQuant's\n"
-            "                        true-sequential order) instead of RTN; needs --calib.\n"
-            "                        Static scales then come from GPTQ's own passes\n"
-            "  --act-order           GPTQ: quantize columns by decreasing Hessian diagonal\n"
-            "  --gptq-group-scales updated|block-start   GPTQ with groups smaller than a block:\n"
-            "                        scales from the weights with every earlier column's update\n"
-            "                        (default), or as the block began (SpinQuant's code)\n"
-            "  --tokenizer FILE      tokenizer.json or .gguf for --calib when the model has\n"
-            "                        none (or to override its own)\n"
-            "  --calib FILE          calibration text (never the evaluation split); needed by\n"
-            "                        --gptq and by recipes with static scales (flexllm)\n"
-            "  --nsamples N          calibration windows (default 32)\n"
-            "  --seqlen L            tokens per window (default 2048, capped at the model's)\n"
-            "  --seed S              rotation and calibration-window seed (default 0)\n"
-            "  --save-rotation FILE  also write R1, R2.<l> and the online R4 as a rotation\n"
-            "                        file (safetensors F32; docs/quant.md \"Rotation files\")\n"
-            "  --pad-dff auto|none   auto (default): when R4 runs online and d_ff is not a\n"
-            "                        power of two, zero-pad d_ff to the next one (exact for\n"
-            "                        the float model) so R4 is an FHT and the bit-exact\n"
-            "                        engine can run it; none: keep d_ff, R4 a dense matrix\n"
-            "  --out FILE            output .flxq (written atomically)\n"
-            "  --threads N           threads (default: all cores)\n"
-            "  --json FILE           summary for machines\n"
-            "  --progress / --no-progress   progress on stderr (default: when a terminal)\n"
-            "  -h, --help            this help\n"
-            "\n"
-            "The same inputs give the same bytes.  Exit status: 0 ok, 1 failure, 2 usage error.\n");
-}
-
 typedef struct q_args {
     const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation, *recipe_file;
     int search_bits;
@@ -77,79 +29,97 @@ typedef struct q_args {
     long long nsamples, seqlen, seed, threads;
 } q_args;
 
+static int parse_budget(const char *v, void *dst)
+{
+    char *end = NULL;
+    double b = strtod(v, &end);
+    if (!end || end == v || *end || !(b > 0)) return -1;
+    *(double *)dst = b;
+    return 0;
+}
+
+#define A(f) offsetof(q_args, f)
+static const cli_opt q_opts[] = {
+    CLI_S("model", 'm', "PATH", A(model),
+          "HF checkpoint folder, config.json/model.safetensors, or .gguf;\nalso positional"),
+    CLI_S("recipe", 0, "NAME", A(recipe),
+          "flexllm | fp | w<B>a<B>[kv<B>][g<G>][-spinquant]\n"
+          "e.g. w4a16, w4a16g128, w8a8, w4a8kv8, w4a4kv4-spinquant\n"
+          "(B in 2..8 or 16 = float; G divides every linear input)"),
+    CLI_S("recipe-file", 0, "FILE", A(recipe_file),
+          "mixed precision: {\"recipe\": NAME, \"weights\":\n"
+          "{\"layers.<l|*>.<wq|wk|wv|wo|w_gate|w_up|w_down>\"|\"head\": bits}}"),
+    CLI_F("search-bits", 0, 1, A(search_bits),
+          "greedy weight bits per projection (recipe's or 8) for an\n"
+          "average of at most --budget bits (needs --calib)"),
+    {.kind = CLI_CUSTOM, .name = "budget", .metavar = "B", .offset = A(budget), .parse = parse_budget,
+     .expect = "average bits (a number > 0)", .help = "--search-bits: average weight bits allowed"},
+    CLI_S("rotate", 0, "KIND", A(rotate),
+          "none (default) | hadamard | random | FILE: SpinQuant R1/R2\n"
+          "merged (norms folded, head untied), plus the recipe's\n"
+          "online R3/R4; FILE holds R1 [d,d] and optional R2.<l>"),
+    CLI_F("gptq", 0, 1, A(gptq),
+          "GPTQ weights (block 128, damping 0.01, SpinQuant's\n"
+          "true-sequential order) instead of RTN; needs --calib.\n"
+          "Static scales then come from GPTQ's own passes"),
+    CLI_F("act-order", 0, 1, A(act_order), "GPTQ: quantize columns by decreasing Hessian diagonal"),
+    CLI_C("gptq-group-scales", "updated|block-start", "updated|block-start", A(block_start_groups),
+          "GPTQ with groups smaller than a block: scales from the\n"
+          "weights with every earlier column's update (default),\n"
+          "or as the block began (SpinQuant's code)"),
+    CLI_S("tokenizer", 0, "FILE", A(tokenizer),
+          "tokenizer.json or .gguf for --calib when the model has\nnone (or to override its own)"),
+    CLI_S("calib", 0, "FILE", A(calib),
+          "calibration text (never the evaluation split); needed by\n"
+          "--gptq and by recipes with static scales (flexllm)"),
+    CLI_I("nsamples", 0, "N", A(nsamples), 1, 1 << 20, "calibration windows (default 32)"),
+    CLI_I("seqlen", 0, "L", A(seqlen), 2, 1 << 20, "tokens per window (default 2048, capped at the model's)"),
+    CLI_SEED(A(seed), "rotation and calibration-window seed"),
+    CLI_S("save-rotation", 0, "FILE", A(save_rotation),
+          "also write R1, R2.<l> and the online R4 as a rotation\n"
+          "file (safetensors F32; docs/quant.md \"Rotation files\")"),
+    CLI_C("pad-dff", "auto|none", "auto|none", A(no_pad),
+          "auto (default): when R4 runs online and d_ff is not a\n"
+          "power of two, zero-pad d_ff to the next one (exact for\n"
+          "the float model) so R4 is an FHT and the bit-exact\n"
+          "engine can run it; none: keep d_ff, R4 a dense matrix"),
+    CLI_S("out", 'o', "FILE", A(out), "output .flxq (written atomically)"),
+    CLI_THREADS(A(threads)),
+    CLI_S("json", 0, "FILE", A(json), "summary for machines"),
+    CLI_F("progress", 0, 1, A(progress), "progress on stderr (default: when a terminal)"),
+    CLI_F("no-progress", 0, 0, A(progress), "no progress"),
+    {0}};
+#undef A
+
+static const cli_spec q_spec = {
+    .name = CMD,
+    .usage = "[MODEL] --recipe NAME --out FILE [options]",
+    .about = "Quantizes a Llama model into a .flxq file (safetensors with packed integer\n"
+             "weights, float scales and the recipe in its metadata; docs/quant.md).\n"
+             "Its fake-quant float model is quant/flx_qmodel.h's flx_fakequant_open.",
+    .positional = "  MODEL                   the model, as --model PATH",
+    .max_positional = 1,
+    .examples = "flxemu quantize llama-3.2-1b/ --recipe w4a16g128 --out w4.flxq\n"
+                "flxemu quantize llama-3.2-1b/ --recipe flexllm --rotate hadamard --calib calib.txt --out q.flxq\n"
+                "flxemu quantize model/ --recipe w4a4kv4-spinquant --rotate random --gptq --calib calib.txt --seed 3 --out s.flxq",
+    .notes = "The same inputs give the same bytes.\n",
+};
+
 static int parse_args(int argc, char **argv, q_args *a)
 {
     memset(a, 0, sizeof *a);
     a->rotate = "none";
     a->nsamples = 32;
     a->seqlen = 2048;
+    a->seed = CLI_DEFAULT_SEED;
     a->progress = isatty(2);
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     a->threads = n_cpu > 0 ? n_cpu : 1;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        int has_val = i + 1 < argc;
-#define VALUE() (has_val ? argv[++i] : NULL)
-#define NEED()                                                                    \
-    do {                                                                          \
-        if (!has_val) return cli_usage_error(CMD, "%s needs a value", f);         \
-    } while (0)
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
-            usage(stdout);
-            return -1;
-        } else if (!strcmp(f, "--model")) { NEED(); a->model = VALUE(); }
-        else if (!strcmp(f, "--recipe")) { NEED(); a->recipe = VALUE(); }
-        else if (!strcmp(f, "--recipe-file")) { NEED(); a->recipe_file = VALUE(); }
-        else if (!strcmp(f, "--search-bits")) a->search_bits = 1;
-        else if (!strcmp(f, "--budget")) {
-            NEED();
-            char *end = NULL;
-            const char *v = VALUE();
-            a->budget = strtod(v, &end);
-            if (!end || *end || !(a->budget > 0)) return cli_usage_error(CMD, "--budget expects average bits, not '%s'", v);
-        }
-        else if (!strcmp(f, "--rotate")) { NEED(); a->rotate = VALUE(); }
-        else if (!strcmp(f, "--calib")) { NEED(); a->calib = VALUE(); }
-        else if (!strcmp(f, "--tokenizer")) { NEED(); a->tokenizer = VALUE(); }
-        else if (!strcmp(f, "--save-rotation")) { NEED(); a->save_rotation = VALUE(); }
-        else if (!strcmp(f, "--out") || !strcmp(f, "-o")) { NEED(); a->out = VALUE(); }
-        else if (!strcmp(f, "--json")) { NEED(); a->json = VALUE(); }
-        else if (!strcmp(f, "--gptq")) a->gptq = 1;
-        else if (!strcmp(f, "--act-order")) a->act_order = 1;
-        else if (!strcmp(f, "--gptq-group-scales")) {
-            NEED();
-            const char *v = VALUE();
-            if (!strcmp(v, "updated")) a->block_start_groups = 0;
-            else if (!strcmp(v, "block-start")) a->block_start_groups = 1;
-            else return cli_usage_error(CMD, "--gptq-group-scales expects updated or block-start, not '%s'", v);
-        }
-        else if (!strcmp(f, "--pad-dff")) {
-            NEED();
-            const char *v = VALUE();
-            if (!strcmp(v, "auto")) a->no_pad = 0;
-            else if (!strcmp(v, "none")) a->no_pad = 1;
-            else return cli_usage_error(CMD, "--pad-dff expects auto or none, not '%s'", v);
-        }
-        else if (!strcmp(f, "--progress")) a->progress = 1;
-        else if (!strcmp(f, "--no-progress")) a->progress = 0;
-        else if (!strcmp(f, "--nsamples")) {
-            NEED();
-            if (cli_parse_i64(CMD, f, VALUE(), 1, 1 << 20, &a->nsamples)) return FLX_EXIT_USAGE;
-        } else if (!strcmp(f, "--seqlen")) {
-            NEED();
-            if (cli_parse_i64(CMD, f, VALUE(), 2, 1 << 20, &a->seqlen)) return FLX_EXIT_USAGE;
-        } else if (!strcmp(f, "--seed")) {
-            NEED();
-            if (cli_parse_i64(CMD, f, VALUE(), 0, INT64_MAX, &a->seed)) return FLX_EXIT_USAGE;
-        } else if (!strcmp(f, "--threads") || !strcmp(f, "-t")) {
-            NEED();
-            if (cli_parse_i64(CMD, f, VALUE(), 1, 1024, &a->threads)) return FLX_EXIT_USAGE;
-        } else {
-            return cli_usage_error(CMD, "unknown option '%s'", f);
-        }
-#undef VALUE
-#undef NEED
-    }
+    const cli_group g[] = {{q_opts, a, NULL}};
+    const char *pos[1];
+    int n_pos, rc = cli_parse(&q_spec, g, 1, argc, argv, pos, &n_pos);
+    if (rc) return rc;
+    if (n_pos && (rc = cli_positional_path(CMD, "--model", &a->model, pos[0]))) return rc;
     if (!a->model) return cli_usage_error(CMD, "--model is required");
     if (!a->recipe && !a->recipe_file) return cli_usage_error(CMD, "--recipe (or --recipe-file) is required");
     if (a->recipe && a->recipe_file) return cli_usage_error(CMD, "give --recipe or --recipe-file, not both");
@@ -243,18 +213,6 @@ static int gptq_sink(void *ctx, int layer, flx_linear_id id, int32_t n_out, int3
     memcpy(g->scale[layer][id], q->scale, (size_t)n_out * ng * sizeof(float));
     memcpy(g->zero[layer][id], q->zero, (size_t)n_out * ng * sizeof(float));
     return FLX_OK;
-}
-
-/* A JSON string literal of s (quotes, backslashes and control bytes escaped). */
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20) fprintf(fp, "\\u%04x", *p);
-        else fputc(*p, fp);
-    }
-    fputc('"', fp);
 }
 
 /* ---------------------------------------------------------------- provenance */
@@ -376,308 +334,354 @@ static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind 
     return s;
 }
 
-/* ---------------------------------------------------------------- main */
+/* ---------------------------------------------------------------- load / run / report */
 
-int flx_cmd_quantize(int argc, char **argv)
-{
-    q_args a;
-    int prc = parse_args(argc, argv, &a);
-    if (prc == -1) return FLX_EXIT_OK;
-    if (prc) return prc;
-    if ((prc = cli_check_output(CMD, "--out", a.out)) || (prc = cli_check_output(CMD, "--json", a.json)))
-        return prc;
-
-    flx_error err = {0};
+/* What the phases of one quantize run share; q_free releases it. */
+typedef struct q_run {
     flx_recipe recipe;
-    /* mixed precision: per-tensor weight bits, checked against the model once loaded */
-    int32_t *wbits = NULL;
-    double avg_bits = 0;
-    if (a.recipe_file) {
+    int32_t *wbits;               /* per-tensor weight bits (mixed precision), or NULL */
+    double avg_bits;
+    flx_rot_kind rot_kind;
+    flx_model model;
+    flx_rotation_set rs;
+    flx_qmodel qm;
+    flx_attn_scales *scales;
+    float *sq;
+    double *qkv_max;
+    flx_calib_data cd;
+    gptq_store *gs;
+    flx_pool *pool;
+    char *abs_model, *prov, *tok_path;
+    int rotated, r3, r4, transform, rope_permuted, use_gptq;
+    int32_t d_ff_source;          /* d_ff before zero-padding, 0 when not padded */
+    const flx_rotation_set *rot_online;
+    double t0, t_load, t_rot, t_calib, t_quant, t_write;
+} q_run;
+
+/* The recipe (or recipe file) and the rotation kind, before anything is
+ * loaded.  Returns an exit status (usage errors printed). */
+static int q_prepare(const q_args *a, q_run *r)
+{
+    flx_error err = {0};
+    if (a->recipe_file) {
         flx_llama_config big = {0};
         big.n_layers = 1024;
-        wbits = calloc(1024 * 7 + 1, sizeof *wbits);
-        if (!wbits) return cli_usage_error(CMD, "out of memory");
-        if (flx_recipe_file_load(a.recipe_file, &big, &recipe, wbits, &err)) {
-            free(wbits);
+        r->wbits = calloc(1024 * 7 + 1, sizeof *r->wbits);
+        if (!r->wbits) return cli_usage_error(CMD, "out of memory");
+        if (flx_recipe_file_load(a->recipe_file, &big, &r->recipe, r->wbits, &err))
             return cli_usage_error(CMD, "%s", err.msg);
-        }
-    } else if (flx_recipe_parse(&recipe, a.recipe, &err)) {
+    } else if (flx_recipe_parse(&r->recipe, a->recipe, &err)) {
         return cli_usage_error(CMD, "%s", err.msg);
     }
-    flx_rot_kind rot_kind = FLX_ROT_FILE;
-    if (!strcmp(a.rotate, "none")) rot_kind = FLX_ROT_NONE;
-    else if (!strcmp(a.rotate, "hadamard")) rot_kind = FLX_ROT_HADAMARD;
-    else if (!strcmp(a.rotate, "random")) rot_kind = FLX_ROT_RANDOM;
-    else if (!flx_file_exists(a.rotate))
+    r->rot_kind = FLX_ROT_FILE;
+    if (!strcmp(a->rotate, "none")) r->rot_kind = FLX_ROT_NONE;
+    else if (!strcmp(a->rotate, "hadamard")) r->rot_kind = FLX_ROT_HADAMARD;
+    else if (!strcmp(a->rotate, "random")) r->rot_kind = FLX_ROT_RANDOM;
+    else if (!flx_file_exists(a->rotate))
         return cli_usage_error(CMD, "--rotate expects none, hadamard, random or a rotation file; '%s' is none of these",
-                               a.rotate);
-    if (recipe.static_attn && !a.calib)
+                               a->rotate);
+    if (r->recipe.static_attn && !a->calib)
         return cli_usage_error(CMD, "recipe %s needs --calib FILE for its static attention scales",
-                               recipe.name);
+                               r->recipe.name);
+    return FLX_EXIT_OK;
+}
 
-    flx_model model = {0};
-    flx_rotation_set rs;
-    memset(&rs, 0, sizeof rs);
-    flx_qmodel qm;
-    memset(&qm, 0, sizeof qm);
-    flx_attn_scales *scales = NULL;
-    float *sq = NULL;
-    double *qkv_max = NULL;
-    flx_calib_data cd;
-    memset(&cd, 0, sizeof cd);
-    gptq_store *gs = NULL;
-    flx_pool *pool = NULL;
-    char *abs_model = NULL, *prov = NULL, *tok_path = NULL;
-    int rc = FLX_EXIT_FAIL;
-    double t0 = flx_now_seconds(), t_load, t_rot, t_calib, t_quant, t_write;
+/* An HF folder's config.json is read first, so a recipe or rotation file
+ * that does not fit is refused before the weights are converted; any other
+ * problem with the folder is reported by the loader. */
+static int q_precheck(const q_args *a, q_run *r, flx_error *err)
+{
+    if (!flx_is_dir(a->model)) return FLX_OK;
+    char *cfg_path = flx_path_join(a->model, "config.json");
+    flx_llama_config pre;
+    int prc = cfg_path && flx_file_exists(cfg_path) ? flx_hf_config_load(cfg_path, &pre, err) : 1;
+    free(cfg_path);
+    if (prc != FLX_OK) return FLX_OK;
+    if (flx_recipe_check(&r->recipe, &pre, err)) return FLX_EINVAL;
+    if (r->rot_kind == FLX_ROT_FILE) {
+        flx_rotation_set probe;
+        if (flx_rotset_load(&probe, &pre, a->rotate, 0, 0, 0, err)) return FLX_EINVAL;
+        flx_rotset_free(&probe);
+    }
+    return FLX_OK;
+}
 
+/* The model (checked against the recipe), its tokenizer, the rotations to
+ * apply and the calibration windows. */
+static int q_load(const q_args *a, q_run *r, flx_error *err)
+{
     /* fast checks first: model header and shapes, recipe vs shapes,
      * rotation file, calibration length */
-    /* an HF folder's config.json is read first, so a recipe or rotation file
-     * that does not fit is refused before the weights are converted */
-    if (flx_is_dir(a.model)) {
-        char *cfg_path = flx_path_join(a.model, "config.json");
-        flx_llama_config pre;
-        int prc2 = cfg_path && flx_file_exists(cfg_path) ? flx_hf_config_load(cfg_path, &pre, &err) : 1;
-        free(cfg_path);
-        if (prc2 == FLX_OK) {
-            if (flx_recipe_check(&recipe, &pre, &err)) goto fail;
-            if (rot_kind == FLX_ROT_FILE) {
-                flx_rotation_set probe;
-                if (flx_rotset_load(&probe, &pre, a.rotate, 0, 0, 0, &err)) goto fail;
-                flx_rotset_free(&probe);
-            }
-        }
-        /* any other problem with the folder is reported by the loader below */
+    if (q_precheck(a, r, err)) return FLX_EINVAL;
+    if (flx_model_load_ex(&r->model, a->model, (int)a->threads, a->progress, err)) return FLX_EIO;
+    const flx_llama_config *c = &r->model.cfg;
+    if (flx_recipe_check(&r->recipe, c, err)) return FLX_EINVAL;
+    if (a->recipe_file) {
+        free(r->wbits);
+        r->wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *r->wbits);
+        if (!r->wbits) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        if (flx_recipe_file_load(a->recipe_file, c, &r->recipe, r->wbits, err)) return FLX_EINVAL;
     }
-    if (flx_model_load_ex(&model, a.model, (int)a.threads, a.progress, &err)) goto fail;
-    const flx_llama_config *c = &model.cfg;
-    if (flx_recipe_check(&recipe, c, &err)) goto fail;
-    if (a.recipe_file) {
-        free(wbits);
-        wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *wbits);
-        if (!wbits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-        if (flx_recipe_file_load(a.recipe_file, c, &recipe, wbits, &err)) goto fail;
-    }
-    if (a.tokenizer) {
+    if (a->tokenizer) {
         flx_tokenizer *t = NULL;
-        if (flx_tokenizer_load(&t, a.tokenizer, &err)) goto fail;
+        if (flx_tokenizer_load(&t, a->tokenizer, err)) return FLX_EIO;
         if (flx_tokenizer_n_vocab(t) > c->n_vocab) {
-            flx_fail(&err, FLX_EINVAL, "%s: tokenizer has %d tokens, the model %s only %d", a.tokenizer,
-                     flx_tokenizer_n_vocab(t), a.model, c->n_vocab);
+            flx_fail(err, FLX_EINVAL, "%s: tokenizer has %d tokens, the model %s only %d", a->tokenizer,
+                     flx_tokenizer_n_vocab(t), a->model, c->n_vocab);
             flx_tokenizer_free(t);
-            goto fail;
+            return FLX_EINVAL;
         }
-        flx_tokenizer_free(model.tok);
-        model.tok = t;
+        flx_tokenizer_free(r->model.tok);
+        r->model.tok = t;
     }
-    if (c->n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
-    int rotated = rot_kind != FLX_ROT_NONE;
+    if (c->n_layers > 1024) return flx_fail(err, FLX_EUNSUPPORTED, "more than 1024 layers");
+    const flx_recipe *rc = &r->recipe;
+    r->rotated = r->rot_kind != FLX_ROT_NONE;
     /* FlexLLM's hardware always runs the normalized FHT before down_proj, so
      * the flexllm recipe merges R4 even without R1/R2 */
     /* -spinquant recipes with quantized K run R3 even without rotation, as
      * SpinQuant's evaluation does (nothing to merge for it) */
-    int r3 = (rotated || recipe.r3_always) && recipe.r3_online;
-    int r4 = (rotated && recipe.r4_online) || recipe.kind == FLX_RECIPE_FLEXLLM;
-    /* an online R4 on a non-power-of-two d_ff: zero-pad d_ff (exact for the
-     * float model) so R4 is FlexLLM's FHT and the bit-exact engine runs it */
-    int32_t d_ff_source = 0;
+    r->r3 = (r->rotated || rc->r3_always) && rc->r3_online;
+    r->r4 = (r->rotated && rc->r4_online) || rc->kind == FLX_RECIPE_FLEXLLM;
     /* flexllm targets the engine, whose RoPE pairs (i, i + head_dim/2): a
      * GGUF's adjacent pairing is turned into it (exact up to rounding) */
-    int rope_permuted = 0;
-    if (recipe.kind == FLX_RECIPE_FLEXLLM && c->rope_pairing == FLX_ROPE_ADJACENT) {
-        if (flx_model_rope_to_split_half(&model, &err)) goto fail;
-        rope_permuted = 1;
+    if (rc->kind == FLX_RECIPE_FLEXLLM && c->rope_pairing == FLX_ROPE_ADJACENT) {
+        if (flx_model_rope_to_split_half(&r->model, err)) return FLX_EINVAL;
+        r->rope_permuted = 1;
     }
-    if (r4 && !a.no_pad && !flx_is_pow2(c->d_ff)) {
-        d_ff_source = c->d_ff;
-        if (flx_model_pad_dff(&model, flx_next_pow2(c->d_ff), &err)) goto fail;
-        if (flx_recipe_check(&recipe, c, &err)) goto fail;
-        if (a.progress)
+    /* an online R4 on a non-power-of-two d_ff: zero-pad d_ff (exact for the
+     * float model) so R4 is FlexLLM's FHT and the bit-exact engine runs it */
+    if (r->r4 && !a->no_pad && !flx_is_pow2(c->d_ff)) {
+        r->d_ff_source = c->d_ff;
+        if (flx_model_pad_dff(&r->model, flx_next_pow2(c->d_ff), err)) return FLX_EINVAL;
+        if (flx_recipe_check(&r->recipe, c, err)) return FLX_EINVAL;
+        if (a->progress)
             fprintf(stderr, "flxemu quantize: d_ff %d zero-padded to %d for the online R4 FHT\n",
-                    (int)d_ff_source, (int)c->d_ff);
+                    (int)r->d_ff_source, (int)c->d_ff);
     }
-    if (rot_kind == FLX_ROT_FILE) {
-        if (flx_rotset_load(&rs, c, a.rotate, r3, r4, (uint64_t)a.seed, &err)) goto fail;
+    if (r->rot_kind == FLX_ROT_FILE) {
+        if (flx_rotset_load(&r->rs, c, a->rotate, r->r3, r->r4, (uint64_t)a->seed, err)) return FLX_EINVAL;
     } else {
-        if (flx_rotset_generate(&rs, c, rot_kind, r3, r4, (uint64_t)a.seed, &err)) goto fail;
+        if (flx_rotset_generate(&r->rs, c, r->rot_kind, r->r3, r->r4, (uint64_t)a->seed, err)) return FLX_EINVAL;
     }
-    int transform = rotated || r4;         /* anything to fold or merge          */
-    if (a.save_rotation && flx_rotset_save(&rs, a.save_rotation, &err)) goto fail;
-    const flx_rotation_set *rot_online = transform || r3 ? &rs : NULL;   /* + R3 alone */
-    int64_t seqlen = a.seqlen;
-    if (a.calib) {
-        if (seqlen > c->max_seq_len) seqlen = c->max_seq_len;
-        if (!model.tok) {
-            flx_fail(&err, FLX_EINVAL, "%s: the model carries no tokenizer to read --calib %s", a.model, a.calib);
-            goto fail;
-        }
-        if (flx_calib_from_text(&cd, &model, a.calib, a.nsamples, seqlen, (uint64_t)a.seed, &err))
-            goto fail;
+    r->transform = r->rotated || r->r4;   /* anything to fold or merge */
+    if (a->save_rotation && flx_rotset_save(&r->rs, a->save_rotation, err)) return FLX_EIO;
+    r->rot_online = r->transform || r->r3 ? &r->rs : NULL;   /* + R3 alone */
+    if (a->calib) {
+        int64_t seqlen = a->seqlen > c->max_seq_len ? c->max_seq_len : a->seqlen;
+        if (!r->model.tok)
+            return flx_fail(err, FLX_EINVAL, "%s: the model carries no tokenizer to read --calib %s", a->model,
+                            a->calib);
+        if (flx_calib_from_text(&r->cd, &r->model, a->calib, a->nsamples, seqlen, (uint64_t)a->seed, err))
+            return FLX_EIO;
     }
-    t_load = flx_now_seconds();
-    pool = flx_pool_create((int)a.threads);
+    r->t_load = flx_now_seconds();
+    r->pool = flx_pool_create((int)a->threads);
+    return FLX_OK;
+}
 
-    /* rotations (fold norms, untie, merge R1/R2 and R4's inverse); flexllm
-     * always gets here (R4), so its norm gains are folded too, as the
-     * hardware's gains of 1 assume */
-    if (transform) {
-        if (flx_spinquant_apply(&model, &rs, pool, &err)) goto fail;
+/* Rotations merged (norms folded, head untied, R1/R2 and R4's inverse);
+ * flexllm always gets here (R4), so its norm gains are folded too, as the
+ * hardware's gains of 1 assume.  Then the static attention scales, from a
+ * calibration forward unless GPTQ's own passes will give them. */
+static int q_transform(const q_args *a, q_run *r, flx_error *err)
+{
+    const flx_llama_config *c = &r->model.cfg;
+    if (r->transform && flx_spinquant_apply(&r->model, &r->rs, r->pool, err)) return FLX_EINVAL;
+    r->t_rot = flx_now_seconds();
+    r->use_gptq = a->gptq && r->recipe.w_bits < 16;
+    int nl = c->n_layers;
+    if (r->recipe.static_attn) {
+        r->sq = calloc((size_t)4 * nl, sizeof *r->sq);
+        r->scales = calloc((size_t)nl, sizeof *r->scales);
+        if (r->use_gptq) r->qkv_max = calloc((size_t)3 * nl, sizeof *r->qkv_max);
+        if (!r->sq || !r->scales || (r->use_gptq && !r->qkv_max)) return flx_fail(err, FLX_ENOMEM, "out of memory");
     }
-    t_rot = flx_now_seconds();
-    const int use_gptq = a.gptq && recipe.w_bits < 16;
-    if (recipe.static_attn) {
-        int nl = c->n_layers;
-        sq = calloc((size_t)4 * nl, sizeof *sq);
-        scales = calloc((size_t)nl, sizeof *scales);
-        if (use_gptq) qkv_max = calloc((size_t)3 * nl, sizeof *qkv_max);
-        if (!sq || !scales || (use_gptq && !qkv_max)) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-    }
-    /* with GPTQ the static scales come from its own calibration passes (the
-     * maxima of q/k/v with the quantized weights, see below): no extra forward */
-    if (recipe.static_attn && !use_gptq) {
-        int nl = c->n_layers;
-        if (a.progress)
+    if (r->recipe.static_attn && !r->use_gptq) {
+        float *sq = r->sq;
+        if (a->progress)
             fprintf(stderr, "flxemu quantize: calibrating static scales on %lld x %lld tokens\n",
-                    (long long)cd.n_windows, (long long)cd.seqlen);
-        if (flx_calib_attn_scales(&model, &rs, &cd, 1.0f, (int)a.threads, sq, sq + nl, sq + 2 * nl,
-                                  sq + 3 * nl, &err))
-            goto fail;
+                    (long long)r->cd.n_windows, (long long)r->cd.seqlen);
+        if (flx_calib_attn_scales(&r->model, &r->rs, &r->cd, 1.0f, (int)a->threads, sq, sq + nl, sq + 2 * nl,
+                                  sq + 3 * nl, err))
+            return FLX_EIO;
         for (int l = 0; l < nl; l++) {
-            scales[l].q_s = sq[l];
-            scales[l].k_s = sq[nl + l];
-            scales[l].v_s = sq[2 * nl + l];
-            scales[l].a_s = sq[3 * nl + l];
+            r->scales[l].q_s = sq[l];
+            r->scales[l].k_s = sq[nl + l];
+            r->scales[l].v_s = sq[2 * nl + l];
+            r->scales[l].a_s = sq[3 * nl + l];
         }
     }
-    t_calib = flx_now_seconds();
+    r->t_calib = flx_now_seconds();
+    return FLX_OK;
+}
 
+/* GPTQ over the whole model, keeping the codes for flx_qmodel_build (and
+ * the static scales from its passes' q/k/v maxima). */
+static int q_gptq(const q_args *a, q_run *r, flx_qbuild *b, flx_error *err)
+{
+    const flx_llama_config *c = &r->model.cfg;
+    const flx_recipe *rc = &r->recipe;
+    r->gs = calloc(1, sizeof *r->gs);
+    if (!r->gs) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    r->gs->n_layers = c->n_layers;
+    flx_gptq_model_opts go = flx_gptq_model_opts_default();
+    go.wq = cli_wquant_of(rc);
+    go.gptq.act_order = a->act_order;
+    go.gptq.block_start_groups = a->block_start_groups;
+    go.n_threads = (int)a->threads;
+    go.progress = a->progress;
+    /* only the codes are needed afterwards: each layer's float weights go
+     * once it is done, so the model shrinks while the codes grow */
+    go.release_layers = 1;
+    go.qkv_max = r->qkv_max;
+    int32_t qd = c->n_heads * c->head_dim;
+    const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
+    for (int i = 0; i < 7; i++) r->gs->n_groups[i] = flx_wquant_groups(&go.wq, ins[i]);
+    if (flx_gptq_model(&r->model, r->rot_online, &r->cd, &go, gptq_sink, r->gs, err)) return FLX_EIO;
+    if (rc->static_attn)
+        for (int l = 0; l < c->n_layers; l++) {
+            const double *mx = r->qkv_max + 3 * l;
+            flx_calib_scales_from_max(mx[0], mx[1], mx[2], 1.0f, c->head_dim, &r->scales[l].q_s,
+                                      &r->scales[l].k_s, &r->scales[l].v_s, &r->scales[l].a_s);
+        }
+    b->weight_fn = gptq_weight_fn;
+    b->weight_ctx = r->gs;
+    return FLX_OK;
+}
+
+/* The quantized model (RTN, searched bits or GPTQ), its calibration
+ * n-grams and tokenizer, written atomically. */
+static int q_build(const q_args *a, q_run *r, flx_error *err)
+{
+    const flx_llama_config *c = &r->model.cfg;
     flx_qbuild b = {0};
-    b.recipe = &recipe;
-    b.rot = rot_online;
-    b.rot_seed = (uint64_t)a.seed;
-    b.d_ff_source = d_ff_source;
-    if (a.search_bits) {
-        wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *wbits);
-        if (!wbits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-        if (quantize_search_bits(&model, rot_online, &recipe, &cd, a.budget, (int)a.threads, wbits, &avg_bits, &err))
-            goto fail;
+    b.recipe = &r->recipe;
+    b.rot = r->rot_online;
+    b.rot_seed = (uint64_t)a->seed;
+    b.d_ff_source = r->d_ff_source;
+    if (a->search_bits) {
+        free(r->wbits);
+        r->wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *r->wbits);
+        if (!r->wbits) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        if (quantize_search_bits(&r->model, r->rot_online, &r->recipe, &r->cd, a->budget, (int)a->threads, r->wbits,
+                                 &r->avg_bits, err))
+            return FLX_EIO;
         int n8 = 0;
-        for (int i = 0; i < c->n_layers * 7; i++) n8 += wbits[i] == 8;
+        for (int i = 0; i < c->n_layers * 7; i++) n8 += r->wbits[i] == 8;
         fprintf(stderr, "flxemu quantize: --search-bits: %d of %d projections at 8 bits, average %.3f bits "
-                        "(budget %g)\n", n8, c->n_layers * 7, avg_bits, a.budget);
+                        "(budget %g)\n", n8, c->n_layers * 7, r->avg_bits, a->budget);
     }
-    b.w_bits_of = wbits;
-    tok_path = tokenizer_file(a.model, a.tokenizer);
-    prov = provenance_json(&a, &recipe, rot_kind, r3, r4, rope_permuted, d_ff_source, c->d_ff, &cd, tok_path, &err);
-    if (!prov) goto fail;
-    b.provenance = prov;
-    b.scales = scales;
+    b.w_bits_of = r->wbits;
+    r->tok_path = tokenizer_file(a->model, a->tokenizer);
+    r->prov = provenance_json(a, &r->recipe, r->rot_kind, r->r3, r->r4, r->rope_permuted, r->d_ff_source, c->d_ff,
+                              &r->cd, r->tok_path, err);
+    if (!r->prov) return FLX_EIO;
+    b.provenance = r->prov;
+    b.scales = r->scales;
     /* absolute, so the tokenizer is found from any working directory */
-    abs_model = realpath(a.model, NULL);
-    b.source = abs_model ? abs_model : a.model;
-    b.pool = pool;
-    b.progress = a.progress;
-    if (use_gptq) {
-        gs = calloc(1, sizeof *gs);
-        if (!gs) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-        gs->n_layers = c->n_layers;
-        flx_gptq_model_opts go = flx_gptq_model_opts_default();
-        go.wq.bits = recipe.w.bits;
-        go.wq.symmetric = recipe.w.scheme == FLX_QS_SYM;
-        go.wq.group_size = recipe.w.gran == FLX_QG_GROUP ? recipe.w.group_size : 0;
-        go.wq.clip = recipe.w.clip;
-        go.wq.half_even = recipe.w.round == FLX_QR_HALF_EVEN;
-        go.wq.mse_clip = recipe.w.mse_clip;
-        go.gptq.act_order = a.act_order;
-        go.gptq.block_start_groups = a.block_start_groups;
-        go.n_threads = (int)a.threads;
-        go.progress = a.progress;
-        /* only the codes are needed afterwards: each layer's float weights go
-         * once it is done, so the model shrinks while the codes grow */
-        go.release_layers = 1;
-        go.qkv_max = qkv_max;
-        int32_t qd = c->n_heads * c->head_dim;
-        const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
-        for (int i = 0; i < 7; i++) gs->n_groups[i] = flx_wquant_groups(&go.wq, ins[i]);
-        if (flx_gptq_model(&model, rot_online, &cd, &go, gptq_sink, gs, &err)) goto fail;
-        if (recipe.static_attn)
-            for (int l = 0; l < c->n_layers; l++)
-                flx_calib_scales_from_max(qkv_max[3 * l], qkv_max[3 * l + 1], qkv_max[3 * l + 2], 1.0f,
-                                          c->head_dim, &scales[l].q_s, &scales[l].k_s, &scales[l].v_s,
-                                          &scales[l].a_s);
-        b.weight_fn = gptq_weight_fn;
-        b.weight_ctx = gs;
-    }
-    if (flx_qmodel_build(&qm, &model, &b, &err)) goto fail;
+    r->abs_model = realpath(a->model, NULL);
+    b.source = r->abs_model ? r->abs_model : a->model;
+    b.pool = r->pool;
+    b.progress = a->progress;
+    if (r->use_gptq && q_gptq(a, r, &b, err)) return FLX_EIO;
+    if (flx_qmodel_build(&r->qm, &r->model, &b, err)) return FLX_EIO;
     /* n-grams of the calibration windows, so that ppl can warn when the
      * evaluation text overlaps them */
-    uint64_t *ngrams = NULL;
-    size_t n_ngrams = 0;
-    if (a.calib) {
-        if (flx_calib_ngrams(cd.ids, cd.n_windows, cd.seqlen, &ngrams, &n_ngrams, &err)) goto fail;
-        uint64_t *keep = flx_qmodel_alloc(&qm, n_ngrams * 8 + 8);
-        if (!keep) { free(ngrams); flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+    if (a->calib) {
+        uint64_t *ngrams = NULL;
+        size_t n_ngrams = 0;
+        if (flx_calib_ngrams(r->cd.ids, r->cd.n_windows, r->cd.seqlen, &ngrams, &n_ngrams, err)) return FLX_EIO;
+        uint64_t *keep = flx_qmodel_alloc(&r->qm, n_ngrams * 8 + 8);
+        if (!keep) {
+            free(ngrams);
+            return flx_fail(err, FLX_ENOMEM, "out of memory");
+        }
         memcpy(keep, ngrams, n_ngrams * 8);
         free(ngrams);
-        qm.calib_ngrams = keep;
-        qm.n_calib_ngrams = n_ngrams;
+        r->qm.calib_ngrams = keep;
+        r->qm.n_calib_ngrams = n_ngrams;
     }
     /* the tokenizer travels inside the file, so it runs alone */
-    if (tok_path) {
-        if (flx_qmodel_embed_tokenizer(&qm, tok_path, &err)) goto fail;
+    if (r->tok_path) {
+        if (flx_qmodel_embed_tokenizer(&r->qm, r->tok_path, err)) return FLX_EIO;
     } else {
         fprintf(stderr, "flxemu quantize: warning: %s has no tokenizer to embed (pass --tokenizer FILE); "
-                        "the .flxq will need --tokenizer or --tokens to evaluate text\n", a.model);
+                        "the .flxq will need --tokenizer or --tokens to evaluate text\n", a->model);
     }
-    t_quant = flx_now_seconds();
-    if (flx_qmodel_save(&qm, a.out, &err)) goto fail;
-    t_write = flx_now_seconds();
+    r->t_quant = flx_now_seconds();
+    if (flx_qmodel_save(&r->qm, a->out, err)) return FLX_EIO;
+    r->t_write = flx_now_seconds();
+    return FLX_OK;
+}
 
+/* One line on stderr; --json. */
+static int q_report(const q_args *a, const q_run *r, flx_error *err)
+{
+    const flx_llama_config *c = &r->model.cfg;
     fprintf(stderr,
             "flxemu quantize: %s -> %s: recipe %s, rotation %s%s%s%s%s, %s weights; "
             "load %.2f s, rotate %.2f s, calibrate %.2f s, quantize %.2f s, write %.2f s\n",
-            a.model, a.out, recipe.name, qm.rotation, r3 ? " +R3" : "", r4 ? " +R4" : "",
-            d_ff_source ? " (d_ff zero-padded)" : "", recipe.static_attn ? ", static attention scales" : "", a.gptq ? "GPTQ" : "RTN",
-            t_load - t0, t_rot - t_load, t_calib - t_rot, t_quant - t_calib, t_write - t_quant);
-    if (a.json) {
-        flx_outfile o;
-        if (flx_outfile_open(&o, a.json, &err)) goto fail;
-        char rj[2048];
-        flx_recipe_json(&recipe, rj, sizeof rj);
-        fputs("{\"model\":", o.fp);
-        json_str(o.fp, a.model);
-        fputs(",\"out\":", o.fp);
-        json_str(o.fp, a.out);
-        fprintf(o.fp,
-                ",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,\"d_ff\":%d,\"d_ff_source\":%d,"
-                "\"weights\":\"%s\",\"seed\":%lld,\"seconds\":{\"load\":%.3f,\"rotate\":%.3f,"
-                "\"calibrate\":%.3f,\"quantize\":%.3f,\"write\":%.3f}}\n",
-                rj, qm.rotation, r3 ? "true" : "false", r4 ? "true" : "false", (int)c->d_ff,
-                (int)(d_ff_source ? d_ff_source : c->d_ff), a.gptq ? "gptq" : "rtn", a.seed, t_load - t0, t_rot - t_load, t_calib - t_rot,
-                t_quant - t_calib, t_write - t_quant);
-        if (flx_outfile_commit(&o, &err)) goto fail;
+            a->model, a->out, r->recipe.name, r->qm.rotation, r->r3 ? " +R3" : "", r->r4 ? " +R4" : "",
+            r->d_ff_source ? " (d_ff zero-padded)" : "", r->recipe.static_attn ? ", static attention scales" : "",
+            a->gptq ? "GPTQ" : "RTN", r->t_load - r->t0, r->t_rot - r->t_load, r->t_calib - r->t_rot,
+            r->t_quant - r->t_calib, r->t_write - r->t_quant);
+    if (!a->json) return FLX_OK;
+    flx_outfile o;
+    if (flx_outfile_open(&o, a->json, err)) return FLX_EIO;
+    char rj[2048];
+    flx_recipe_json(&r->recipe, rj, sizeof rj);
+    fputs("{\"model\":", o.fp);
+    cli_json_str(o.fp, a->model);
+    fputs(",\"out\":", o.fp);
+    cli_json_str(o.fp, a->out);
+    fprintf(o.fp,
+            ",\"recipe\":%s,\"rotation\":\"%s\",\"r3\":%s,\"r4\":%s,\"d_ff\":%d,\"d_ff_source\":%d,"
+            "\"weights\":\"%s\",\"seed\":%lld,\"seconds\":{\"load\":%.3f,\"rotate\":%.3f,"
+            "\"calibrate\":%.3f,\"quantize\":%.3f,\"write\":%.3f}}\n",
+            rj, r->qm.rotation, r->r3 ? "true" : "false", r->r4 ? "true" : "false", (int)c->d_ff,
+            (int)(r->d_ff_source ? r->d_ff_source : c->d_ff), a->gptq ? "gptq" : "rtn", a->seed, r->t_load - r->t0,
+            r->t_rot - r->t_load, r->t_calib - r->t_rot, r->t_quant - r->t_calib, r->t_write - r->t_quant);
+    return flx_outfile_commit(&o, err);
+}
+
+static void q_free(q_run *r)
+{
+    if (r->gs) {
+        gptq_store_free(r->gs);
+        free(r->gs);
     }
-    rc = FLX_EXIT_OK;
-    goto out;
-fail:
-    rc = cli_fail(CMD, &err);
-out:
-    if (gs) {
-        gptq_store_free(gs);
-        free(gs);
+    flx_qmodel_free(&r->qm);
+    flx_rotset_free(&r->rs);   /* safe on a zeroed set; frees a dense R4 too */
+    flx_model_free(&r->model);
+    flx_pool_free(r->pool);
+    free(r->abs_model);
+    free(r->prov);
+    free(r->tok_path);
+    free(r->wbits);
+    free(r->scales);
+    free(r->sq);
+    free(r->qkv_max);
+    flx_calib_free(&r->cd);
+}
+
+int flx_cmd_quantize(int argc, char **argv)
+{
+    q_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
+    if (rc) return rc;
+    if ((rc = cli_check_output(CMD, "--out", a.out)) || (rc = cli_check_output(CMD, "--json", a.json)))
+        return rc;
+    q_run r;
+    memset(&r, 0, sizeof r);
+    flx_error err = {0};
+    rc = q_prepare(&a, &r);
+    if (rc == FLX_EXIT_OK) {
+        r.t0 = flx_now_seconds();
+        if (q_load(&a, &r, &err) || q_transform(&a, &r, &err) || q_build(&a, &r, &err) || q_report(&a, &r, &err))
+            rc = cli_fail(CMD, &err);
     }
-    flx_qmodel_free(&qm);
-    flx_rotset_free(&rs);   /* safe on a zeroed set; frees a dense R4 too */
-    flx_model_free(&model);
-    flx_pool_free(pool);
-    free(abs_model);
-    free(prov);
-    free(tok_path);
-    free(wbits);
-    free(scales);
-    free(sq);
-    free(qkv_max);
-    flx_calib_free(&cd);
+    q_free(&r);
     return rc;
 }

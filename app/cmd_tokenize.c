@@ -12,56 +12,48 @@
 #define CMD "tokenize"
 #define MAX_INPUT_BYTES ((size_t)1 << 30)
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: flxemu tokenize (--model PATH | --tokenizer FILE) [options]\n"
-            "\n"
-            "Encodes text to token ids, printed one per line; with --decode, turns ids back\n"
-            "into text.  No BOS is added unless --bos.\n"
-            "\n"
-            "  --model PATH       HF checkpoint folder (uses PATH/tokenizer.json) or a .gguf\n"
-            "                     file (its tokenizer.ggml.* keys; weights are not loaded)\n"
-            "  --tokenizer FILE   tokenizer.json or .gguf\n"
-            "  --file FILE        input (default: standard input)\n"
-            "  --bos              prepend the vocabulary's BOS token\n"
-            "  --special          map special-token text such as <|begin_of_text|> to its id\n"
-            "  --decode           input is token ids (whitespace separated); print the text\n"
-            "  --json FILE        summary (counts, time, checksums; the ids when encoding)\n"
-            "  -h, --help         this help\n"
-            "\n"
-            "Exit status: 0 ok, 1 failure, 2 usage error.\n");
-}
-
 typedef struct tok_args {
-    const char *model, *tokenizer, *file, *json;
+    const char *model, *tokenizer, *file, *json, *text;
     int bos, special, decode;
 } tok_args;
+
+#define A(f) offsetof(tok_args, f)
+static const cli_opt tok_opts[] = {
+    CLI_S("model", 'm', "PATH", A(model),
+          "HF checkpoint folder (uses PATH/tokenizer.json) or a .gguf\n"
+          "file (its tokenizer.ggml.* keys; weights are not loaded)"),
+    CLI_S("tokenizer", 0, "FILE", A(tokenizer), "tokenizer.json or .gguf"),
+    CLI_S("file", 'f', "FILE", A(file), "input file, as the positional FILE (default: standard input)"),
+    CLI_S("text", 0, "TEXT", A(text), "input given on the command line instead of a file"),
+    CLI_F("bos", 0, 1, A(bos), "prepend the vocabulary's BOS token"),
+    CLI_F("special", 0, 1, A(special), "map special-token text such as <|begin_of_text|> to its id"),
+    CLI_F("decode", 0, 1, A(decode), "input is token ids (whitespace separated); print the text"),
+    CLI_S("json", 0, "FILE", A(json), "summary (counts, time, checksums; the ids when encoding)"),
+    {0}};
+#undef A
+
+static const cli_spec tok_spec = {
+    .name = CMD,
+    .usage = "(--model PATH | --tokenizer FILE) [options] [FILE]",
+    .about = "Encodes text to token ids, printed one per line; with --decode, turns ids back\n"
+             "into text.  No BOS is added unless --bos.",
+    .positional = "  FILE                    input file ('-' or none: standard input), as --file",
+    .max_positional = 1,
+    .examples = "flxemu tokenize --tokenizer tokenizer.json story.txt\n"
+                "flxemu tokenize --model llama-3.2-1b/ --text 'Hello world' --bos\n"
+                "flxemu tokenize --model model.gguf --decode ids.txt",
+    .once = 1,
+};
 
 static int parse_args(int argc, char **argv, tok_args *a)
 {
     memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        const char **dst = NULL;
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
-            usage(stdout);
-            return -1;
-        }
-        if (!strcmp(f, "--model")) dst = &a->model;
-        else if (!strcmp(f, "--tokenizer")) dst = &a->tokenizer;
-        else if (!strcmp(f, "--file") || !strcmp(f, "-f")) dst = &a->file;
-        else if (!strcmp(f, "--json")) dst = &a->json;
-        else if (!strcmp(f, "--bos")) a->bos = 1;
-        else if (!strcmp(f, "--special")) a->special = 1;
-        else if (!strcmp(f, "--decode")) a->decode = 1;
-        else return cli_usage_error(CMD, "unknown option '%s'", f);
-        if (dst) {
-            if (i + 1 >= argc) return cli_usage_error(CMD, "%s needs a value", f);
-            if (*dst) return cli_usage_error(CMD, "%s given twice", f);
-            *dst = argv[++i];
-        }
-    }
+    const cli_group g[] = {{tok_opts, a, NULL}};
+    const char *pos[1];
+    int n_pos, rc = cli_parse(&tok_spec, g, 1, argc, argv, pos, &n_pos);
+    if (rc) return rc;
+    if (n_pos && strcmp(pos[0], "-") && (rc = cli_positional_path(CMD, "--file", &a->file, pos[0]))) return rc;
+    if (a->file && a->text) return cli_usage_error(CMD, "give the input once: --text or a file");
     if (!a->model == !a->tokenizer)
         return cli_usage_error(CMD, "give exactly one of --model and --tokenizer");
     if (a->decode && (a->bos || a->special))
@@ -173,7 +165,7 @@ int flx_cmd_tokenize(int argc, char **argv)
 {
     tok_args a;
     int rc = parse_args(argc, argv, &a);
-    if (rc) return rc < 0 ? FLX_EXIT_OK : rc;
+    if (rc) return rc == CLI_HELP_SHOWN ? FLX_EXIT_OK : rc;
     if ((rc = cli_check_output("tokenize", "--json", a.json))) return rc;
 
     flx_error err = {0};
@@ -182,10 +174,21 @@ int flx_cmd_tokenize(int argc, char **argv)
     int32_t *ids = NULL;
     size_t input_bytes = 0, n_ids = 0, text_bytes = 0;
     int exit_code = FLX_EXIT_FAIL;
-    const char *in_name = a.file ? a.file : "<stdin>";
+    const char *in_name = a.file ? a.file : a.text ? "<--text>" : "<stdin>";
 
     if (load_tokenizer(&a, &tok, &source, &err)) goto done;
-    if (read_input(a.file, &input, &input_bytes, &err)) goto done;
+    if (a.text) {
+        input_bytes = strlen(a.text);
+        input = strdup(a.text);
+        if (!input) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto done; }
+    } else if (read_input(a.file, &input, &input_bytes, &err)) {
+        if (a.file && !flx_file_exists(a.file) && !flx_is_dir(a.file) && strchr(a.file, ' ')) {
+            char msg[FLX_ERROR_MSG_BYTES];
+            snprintf(msg, sizeof msg, "%s", err.msg);
+            flx_fail(&err, err.code, "%s (for text on the command line use --text)", msg);
+        }
+        goto done;
+    }
     double t0 = flx_now_seconds();
     if (a.decode) {
         if (parse_ids(in_name, input, input_bytes, &ids, &n_ids, &err)) goto done;

@@ -32,13 +32,30 @@ static void usage(FILE *fp)
         fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(fp,
             "\n"
-            "Run 'flxemu COMMAND --help' for a command's options.\n"
+            "Examples:\n"
+            "  flxemu ppl                                   # embedded tiny model, built-in text\n"
+            "  flxemu info llama-3.2-1b/\n"
+            "  flxemu quantize llama-3.2-1b/ --recipe flexllm --calib calib.txt --out q.flxq\n"
+            "  flxemu ppl q.flxq --engine emu --chunks 4\n"
+            "\n"
+            "Run 'flxemu help COMMAND' or 'flxemu COMMAND --help' for a command's options.\n"
             "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
 static int dispatch(int argc, char **argv, const char **name)
 {
     if (argc < 2) {
+        usage(stderr);
+        return FLX_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "help") && argc > 2) {   /* flxemu help COMMAND = flxemu COMMAND --help */
+        for (size_t i = 0; i < N_COMMANDS; i++)
+            if (!strcmp(argv[2], commands[i].name)) {
+                char *av[2] = {argv[2], "--help"};
+                *name = commands[i].name;
+                return commands[i].run(2, av);
+            }
+        fprintf(stderr, "flxemu: unknown command '%s'\n\n", argv[2]);
         usage(stderr);
         return FLX_EXIT_USAGE;
     }
@@ -55,7 +72,17 @@ static int dispatch(int argc, char **argv, const char **name)
             *name = commands[i].name;
             return commands[i].run(argc - 1, argv + 1);
         }
-    fprintf(stderr, "flxemu: unknown command '%s'\n\n", argv[1]);
+    const char *near = NULL;
+    int best = 3;
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        int d = cli_edit_distance(argv[1], commands[i].name);
+        if (d < best) {
+            best = d;
+            near = commands[i].name;
+        }
+    }
+    if (near) fprintf(stderr, "flxemu: unknown command '%s' (did you mean '%s'?)\n\n", argv[1], near);
+    else fprintf(stderr, "flxemu: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return FLX_EXIT_USAGE;
 }

@@ -10,6 +10,7 @@
  * decreasing order of (e(base) - e(8)) / (extra bits), while the average
  * bits per weight over the projections stays within the budget. */
 #include "quantize_search.h"
+#include "cli_quant.h"
 #include "flx_gptq.h"
 #include "flx_llama.h"
 
@@ -48,10 +49,7 @@ static int s_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t n,
 {
     search_ctx *c = vctx;
     (void)layer; (void)v; (void)pos0; (void)err;
-    if (c->rs) {
-        flx_rot_r3(c->rs, q, n * cfg->n_heads, NULL);
-        flx_rot_r3(c->rs, k, n * cfg->n_kv_heads, NULL);
-    }
+    cli_rot_r3_qk(c->rs, q, k, n, cfg);
     return FLX_OK;
 }
 
@@ -68,18 +66,14 @@ static double weight_err(const float *w, int32_t n_out, int32_t n_in, const flx_
                          flx_error *err, int *rc)
 {
     size_t nw = (size_t)n_out * n_in;
-    int32_t ng = wq->group_size ? n_in / wq->group_size : 1;
     float *wh = malloc(nw * sizeof *wh);
-    flx_wq_out o = { malloc(nw * sizeof(int32_t)), malloc((size_t)n_out * ng * sizeof(float)),
-                     malloc((size_t)n_out * ng * sizeof(float)) };
     double e = 0;
-    if (!wh || !o.q || !o.scale || !o.zero) *rc = flx_fail(err, FLX_ENOMEM, "out of memory");
-    else *rc = flx_rtn(w, n_out, n_in, wq, &o, wh, err);
+    *rc = wh ? cli_rtn_dequant(w, n_out, n_in, wq, wh, err) : flx_fail(err, FLX_ENOMEM, "out of memory");
     for (size_t k = 0; *rc == FLX_OK && k < nw; k++) {
         double d = (double)wh[k] - w[k];
         e += d * d * ex2[k % (size_t)n_in];
     }
-    free(wh); free(o.q); free(o.scale); free(o.zero);
+    free(wh);
     return e;
 }
 
@@ -117,14 +111,7 @@ int quantize_search_bits(const flx_model *m, const flx_rotation_set *rs, const f
     }
     flx_llama_free(&st);
     /* e(base) and e(8) per projection */
-    flx_wquant wq = flx_wquant_int4_channel(), w8;
-    wq.bits = r->w.bits;
-    wq.symmetric = r->w.scheme == FLX_QS_SYM;
-    wq.group_size = r->w.gran == FLX_QG_GROUP ? r->w.group_size : 0;
-    wq.clip = r->w.clip;
-    wq.half_even = r->w.round == FLX_QR_HALF_EVEN;
-    wq.mse_clip = r->w.mse_clip;
-    w8 = wq;
+    flx_wquant wq = cli_wquant_of(r), w8 = wq;
     w8.bits = 8;
     const int32_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const int32_t outs[7] = {qd, kvd, kvd, c->d_model, c->d_ff, c->d_ff, c->d_model};

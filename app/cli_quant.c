@@ -1,0 +1,38 @@
+/* Quantization helpers of the CLI (cli_quant.h). */
+#include "cli_quant.h"
+
+#include <stdlib.h>
+
+flx_wquant cli_wquant_of(const flx_recipe *r)
+{
+    flx_wquant wq = flx_wquant_int4_channel();
+    wq.bits = r->w.bits;
+    wq.symmetric = r->w.scheme == FLX_QS_SYM;
+    wq.group_size = r->w.gran == FLX_QG_GROUP ? r->w.group_size : 0;
+    wq.clip = r->w.clip;
+    wq.half_even = r->w.round == FLX_QR_HALF_EVEN;
+    wq.mse_clip = r->w.mse_clip;
+    return wq;
+}
+
+int cli_rtn_dequant(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, float *w_hat,
+                    flx_error *err)
+{
+    size_t nw = (size_t)n_out * n_in;
+    int32_t ng = wq->group_size ? n_in / wq->group_size : 1;
+    flx_wq_out o = {malloc(nw * sizeof(int32_t)), malloc((size_t)n_out * ng * sizeof(float)),
+                    malloc((size_t)n_out * ng * sizeof(float))};
+    int rc = o.q && o.scale && o.zero ? flx_rtn(w, n_out, n_in, wq, &o, w_hat, err)
+                                      : flx_fail(err, FLX_ENOMEM, "out of memory");
+    free(o.q);
+    free(o.scale);
+    free(o.zero);
+    return rc;
+}
+
+void cli_rot_r3_qk(const flx_rotation_set *rs, float *q, float *k, int64_t n, const flx_llama_config *cfg)
+{
+    if (!rs) return;
+    flx_rot_r3(rs, q, n * cfg->n_heads, NULL);
+    flx_rot_r3(rs, k, n * cfg->n_kv_heads, NULL);
+}
