@@ -285,6 +285,23 @@ Test(emu_quant, dequant_operation_order)
     /* symmetric form */
     flx_emu_dequant(y, acc, s, NULL, ws, NULL, 1, 1, &FP_GLIBC);
     cr_assert_eq(y[0], 3.0f);
+    /* long rows (the vectorized loop) give every element's four operations */
+    enum { N = 1003 };
+    static int32_t la[2 * N];
+    static float lws[N], lwsum[N], ly[2 * N], lz[2 * N];
+    float ls[2] = { rndf(0.01f, 0.2f), rndf(0.01f, 0.2f) }, lb[2] = { rndf(-3.0f, 0.0f), rndf(-3.0f, 0.0f) };
+    for (int i = 0; i < 2 * N; i++) la[i] = (int32_t)(rnd32() % 2000001) - 1000000;
+    for (int o = 0; o < N; o++) { lws[o] = rndf(0.001f, 0.05f); lwsum[o] = rndf(-40.0f, 40.0f); }
+    flx_emu_dequant(ly, la, ls, lb, lws, lwsum, 2, N, &FP_GLIBC);
+    flx_emu_dequant(lz, la, ls, lb, lws, lwsum, 2, N, &FP_FTZ);       /* the scalar path */
+    for (int t = 0; t < 2; t++)
+        for (int o = 0; o < N; o++) {
+            float v = (float)la[t * N + o] * ls[t];
+            v = v * lws[o];
+            float u = lb[t] * lwsum[o];
+            cr_assert_eq(fbits(ly[t * N + o]), fbits(v + u), "t=%d o=%d", t, o);
+            cr_assert_eq(fbits(lz[t * N + o]), fbits(v + u));
+        }
 }
 
 Test(emu_quant, static_quant_clamps_and_unsigned_patterns)
