@@ -48,6 +48,12 @@ void flx_emu_pack_i4(uint8_t *wp, const int8_t *w, int64_t o0, int64_t o1, int64
                 memset(dst, 0, TILE_BYTES);
                 if (o >= n_out) continue;
                 const int8_t *row = w + o * n_in;
+                if (2 * (s + 1) * TILE_BYTES <= n_in) {           /* a whole tile row: vectorizes */
+                    const int8_t *src = row + 2 * s * TILE_BYTES;
+                    for (int c = 0; c < TILE_BYTES; c++)
+                        dst[c] = (uint8_t)(((uint8_t)src[2 * c] & 15u) | ((uint8_t)src[2 * c + 1] << 4));
+                    continue;
+                }
                 for (int c = 0; c < TILE_BYTES; c++) {
                     int64_t k = 2 * (s * TILE_BYTES + c);
                     if (k >= n_in) break;
