@@ -492,7 +492,8 @@ int  flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden
                           flx_error *err);
 
 /* Host flow (reference-design §3.3): prefill of the first n_prompt-1 tokens, K/V
- * hand-over, decode from the last prompt token; each step samples with
+ * hand-over, decode from the last prompt token through flx_emu_decoder
+ * (its packed weights live for the call); each step samples with
  * threshold r drawn from flx_rng(seed) and calls cb (a non-zero return
  * stops).  Stops after n_new tokens or at stop_id (>= 0). */
 typedef int (*flx_emu_token_fn)(void *ctx, int64_t step, const flx_emu_topk *tk, float r);
