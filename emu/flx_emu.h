@@ -188,6 +188,28 @@ int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64
 int flx_emu_gemv_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
                            int64_t n_out, int64_t n_in, flx_pool *pool);
 
+/* Decode GEMV on packed INT4 weights (docs/kernels.md "Decode GEMV on
+ * packed weights").  flx_emu_pack_i4 packs rows [o0, o1) (o0 a multiple of
+ * 4) of int4 codes in the low nibble of w [n_out][n_in] into wp, which holds
+ * flx_emu_i4p_bytes(n_out, n_in) bytes for the whole matrix: two codes per
+ * byte, tiles of 4 rows x 64 bytes.  flx_emu_i4p_act prepares the uint4
+ * activation patterns a[n_in] once per GEMV into ap
+ * (flx_emu_i4p_act_bytes(n_in) bytes).  flx_emu_gemv_i4p[_vnni] then give
+ * the exact sums
+ *   acc[o] = sum_k uint4(a[k]) * int4(w[o][k])   for o in [o0, o1)
+ * (no wrap), equal to flx_emu_gemm_i4's whenever it does not wrap, and
+ * return how many lie outside [-2^(acc_bits-1), 2^(acc_bits-1)).  The VNNI
+ * form needs flx_emu_vnni_available(); n_in < 2^22. */
+int64_t flx_emu_i4p_bytes(int64_t n_out, int64_t n_in);
+void    flx_emu_pack_i4(uint8_t *wp, const int8_t *w, int64_t o0, int64_t o1, int64_t n_out,
+                        int64_t n_in);
+int64_t flx_emu_i4p_act_bytes(int64_t n_in);
+void    flx_emu_i4p_act(uint8_t *ap, const int8_t *a, int64_t n_in);
+int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const uint8_t *wp, int64_t o0,
+                         int64_t o1, int64_t n_in, int acc_bits);
+int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const uint8_t *wp, int64_t o0,
+                              int64_t o1, int64_t n_in, int acc_bits);
+
 /* INT8 products of attention (1.3 i8xi8 PEs, 1.12): each output is an exact
  * sum in its own register, wrapped to acc_bits (22 for QK^T, 26 prefill /
  * 27 decode for A.V).  Returns the number of wrapped outputs.
@@ -205,6 +227,18 @@ int64_t flx_emu_qk_i8(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_t ld_
 int64_t flx_emu_av_u8i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
                         int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
                         int64_t n_k, int head_dim, int acc_bits);
+
+/* The same two products with AVX-512 VNNI for a few query rows (the decode
+ * step's query heads of one KV group): identical results and return values
+ * for any arguments; they fall back to the kernels above when VNNI is
+ * missing, head_dim is not a multiple of 64, or (A.V) p is signed, n_q > 16
+ * or n_k > 65536. */
+int64_t flx_emu_qk_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_t ld_q,
+                           const int8_t *k, int64_t ld_k, int64_t n_q, int64_t n_k,
+                           int head_dim, int acc_bits);
+int64_t flx_emu_av_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
+                           int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
+                           int64_t n_k, int head_dim, int acc_bits);
 
 /* FP32 PE (1.3 PE_fp32xfp32_*; HMT's GEMV): four partial sums from +0.0f,
  *   p_j += x[k] * w[o][k] for k = j mod 4 (multiply, then add),
@@ -433,8 +467,33 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
                            flx_emu_kv *kv, int32_t token, int64_t pos, flx_pool *pool,
                            flx_error *err);
 
+/* The same decode step at interactive speed (docs/kernels.md "Fast
+ * decode"): bit for bit flx_emu_decode_step_ex's results (tested), with
+ * every INT4 matrix of the layers and the head packed once into
+ * packed_bytes (about half the engine's int8 codes) and read in place by
+ * the packed GEMV, and the GEMV rows, attention heads and SiLU split over
+ * the pool.  flx_emu_generate uses it; the decoder borrows the engine.
+ * FLXEMU_NO_VNNI=1 selects the portable GEMV (same bits). */
+typedef struct flx_emu_decoder {
+    const flx_emu_engine *e;
+    uint8_t        *packed;        /* every packed matrix, one allocation   */
+    const uint8_t **w;             /* [n_layers*7 + 1]: wq wk wv wo w_gate
+                                      w_up w_down per layer, then the head */
+    int64_t         packed_bytes;
+    int             bits;          /* accumulator width L + 8 (21)          */
+    int             vnni;          /* 1: AVX-512 VNNI GEMV                  */
+} flx_emu_decoder;
+
+int  flx_emu_decoder_init(flx_emu_decoder *d, const flx_emu_engine *e, flx_pool *pool,
+                          flx_error *err);
+void flx_emu_decoder_free(flx_emu_decoder *d);
+int  flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden,
+                          flx_emu_kv *kv, int32_t token, int64_t pos, flx_pool *pool,
+                          flx_error *err);
+
 /* Host flow (reference-design §3.3): prefill of the first n_prompt-1 tokens, K/V
- * hand-over, decode from the last prompt token; each step samples with
+ * hand-over, decode from the last prompt token through flx_emu_decoder
+ * (its packed weights live for the call); each step samples with
  * threshold r drawn from flx_rng(seed) and calls cb (a non-zero return
  * stops).  Stops after n_new tokens or at stop_id (>= 0). */
 typedef int (*flx_emu_token_fn)(void *ctx, int64_t step, const flx_emu_topk *tk, float r);

@@ -165,8 +165,15 @@ int flx_emu_generate(const flx_emu_engine *e, const int32_t *prompt, int64_t n_p
     flx_emu_kv kv;
     int rc = flx_emu_kv_init(&kv, e, n_prompt + n_new, err);
     if (rc) return rc;
+    /* the fast decode step: weights packed once for the whole generation */
+    flx_emu_decoder dec;
+    if ((rc = flx_emu_decoder_init(&dec, e, pool, err))) {
+        flx_emu_kv_free(&kv);
+        return rc;
+    }
     float *logits = malloc((size_t)e->n_vocab_pad * sizeof(float));
     if (!logits) {
+        flx_emu_decoder_free(&dec);
         flx_emu_kv_free(&kv);
         return flx_fail(err, FLX_ENOMEM, "generate: out of memory");
     }
@@ -178,7 +185,7 @@ int flx_emu_generate(const flx_emu_engine *e, const int32_t *prompt, int64_t n_p
     flx_rng_seed(&rng, seed);
     int32_t token = prompt[n];
     for (int64_t step = 0; step < n_new && !rc; step++) {
-        rc = flx_emu_decode_step(e, logits, &kv, token, n + step, pool, err);
+        rc = flx_emu_decoder_step(&dec, logits, NULL, &kv, token, n + step, pool, err);
         if (rc) break;
         float r = (float)flx_rng_uniform(&rng);
         flx_emu_topk tk;
@@ -193,6 +200,7 @@ int flx_emu_generate(const flx_emu_engine *e, const int32_t *prompt, int64_t n_p
         if (stop_id >= 0 && token == stop_id) break;
     }
     free(logits);
+    flx_emu_decoder_free(&dec);
     flx_emu_kv_free(&kv);
     return rc;
 }

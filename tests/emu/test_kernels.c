@@ -285,6 +285,23 @@ Test(emu_quant, dequant_operation_order)
     /* symmetric form */
     flx_emu_dequant(y, acc, s, NULL, ws, NULL, 1, 1, &FP_GLIBC);
     cr_assert_eq(y[0], 3.0f);
+    /* long rows (the vectorized loop) give every element's four operations */
+    enum { N = 1003 };
+    static int32_t la[2 * N];
+    static float lws[N], lwsum[N], ly[2 * N], lz[2 * N];
+    float ls[2] = { rndf(0.01f, 0.2f), rndf(0.01f, 0.2f) }, lb[2] = { rndf(-3.0f, 0.0f), rndf(-3.0f, 0.0f) };
+    for (int i = 0; i < 2 * N; i++) la[i] = (int32_t)(rnd32() % 2000001) - 1000000;
+    for (int o = 0; o < N; o++) { lws[o] = rndf(0.001f, 0.05f); lwsum[o] = rndf(-40.0f, 40.0f); }
+    flx_emu_dequant(ly, la, ls, lb, lws, lwsum, 2, N, &FP_GLIBC);
+    flx_emu_dequant(lz, la, ls, lb, lws, lwsum, 2, N, &FP_FTZ);       /* the scalar path */
+    for (int t = 0; t < 2; t++)
+        for (int o = 0; o < N; o++) {
+            float v = (float)la[t * N + o] * ls[t];
+            v = v * lws[o];
+            float u = lb[t] * lwsum[o];
+            cr_assert_eq(fbits(ly[t * N + o]), fbits(v + u), "t=%d o=%d", t, o);
+            cr_assert_eq(fbits(lz[t * N + o]), fbits(v + u));
+        }
 }
 
 Test(emu_quant, static_quant_clamps_and_unsigned_patterns)
@@ -473,6 +490,53 @@ Test(emu_gemm, unsigned_pattern_minus_one_is_fifteen)
     cr_assert_eq(acc, -1 - 8);
 }
 
+/* The decode GEMV on packed weights against the transcription and
+ * flx_emu_gemm_i4: odd widths, tails of every length mod 64 bytes, row
+ * ranges, extreme codes (-8 everywhere with activations 15), out-of-range
+ * counting, and a weight byte outside -8..7 (its low nibble counts). */
+Test(emu_gemm, packed_i4_gemv_matches_transcription)
+{
+    enum { O = 13 };
+    static const int widths[] = { 1, 2, 3, 63, 64, 127, 128, 129, 255, 300, 2048, 2049, 8192 };
+    for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+        const int K = widths[wi];
+        int8_t *a = malloc(K), *w = malloc((size_t)O * K);
+        uint8_t *wp = malloc((size_t)flx_emu_i4p_bytes(O, K));
+        uint8_t *ap = malloc((size_t)flx_emu_i4p_act_bytes(K));
+        int64_t want[O];
+        int32_t r[O], v[O], g[O];
+        for (int pass = 0; pass < 3; pass++) {
+            for (int k = 0; k < K; k++) a[k] = pass == 2 ? -1 : (int8_t)((int)(rnd32() % 16) - 8);
+            for (int i = 0; i < O * K; i++) w[i] = pass == 2 ? -8 : (int8_t)((int)(rnd32() % 16) - 8);
+            if (pass == 1) w[O * K - 1] = 7;
+            ref_gemm(want, a, 1, w, 1, O, K);
+            if (pass == 1) w[O * K - 1] = 0x37;        /* only the low nibble (7) counts */
+            flx_emu_pack_i4(wp, w, 0, 8, O, K);              /* two calls, as by tasks */
+            flx_emu_pack_i4(wp, w, 8, O, O, K);
+            flx_emu_i4p_act(ap, a, K);
+            cr_assert_eq(flx_emu_gemv_i4p(r, ap, wp, 0, O, K, 31), 0);
+            for (int o = 0; o < O; o++) cr_assert_eq(r[o], want[o], "K=%d pass %d o=%d", K, pass, o);
+            cr_assert_eq(flx_emu_gemm_i4(g, a, 1, w, 1, O, K, 31, NULL), 0);
+            cr_assert_eq(memcmp(g, r, sizeof r), 0);
+            if (flx_emu_vnni_available()) {
+                memset(v, 0x55, sizeof v);
+                cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, wp, 0, 5, K, 31), 0);
+                cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, wp, 5, O, K, 31), 0);
+                cr_assert_eq(memcmp(v, r, sizeof r), 0, "K=%d pass %d", K, pass);
+            }
+            /* out-of-range sums counted: with acc_bits so small every
+             * non-small sum leaves the range */
+            int64_t n_out = 0;
+            for (int o = 0; o < O; o++) n_out += want[o] < -8 || want[o] >= 8;
+            cr_assert_eq(flx_emu_gemv_i4p(r, ap, wp, 0, O, K, 4), n_out);
+            if (flx_emu_vnni_available()) cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, wp, 0, O, K, 4), n_out);
+        }
+        if (K == 8192) cr_assert_eq(r[0], 15 * -8 * 8192);
+        free(a); free(w); free(wp); free(ap);
+    }
+    if (!flx_emu_vnni_available()) cr_log_info("no AVX-512 VNNI on this CPU: packed VNNI GEMV not exercised");
+}
+
 Test(emu_gemm, accumulator_limits_and_documented_wrap)
 {
     enum { K = 8192 };
@@ -530,6 +594,47 @@ Test(emu_gemm, int8_attention_products)
     cr_assert_eq(s[0], 1 << 20);
     cr_assert_eq(flx_emu_qk_i8(s, 1, q, D, k, D, 1, 1, D, 21), 1);  /* wraps at 21 bits */
     cr_assert_eq(s[0], -(1 << 20));
+}
+
+/* The decode step's VNNI attention products equal the generic kernels for
+ * any shape: key counts around the 16-key and 4-key blocks, strided rows
+ * (keys of one KV head inside the cache), 1..16 query rows, head_dim 64 and
+ * 128 (vector path) and 48 (fallback), extreme bytes, and wrapping at
+ * narrow accumulators (results and counts). */
+Test(emu_gemm, vnni_attention_products_equal_generic)
+{
+    static const int nks[] = { 1, 3, 4, 15, 16, 17, 33, 100, 701 };
+    static const int hds[] = { 64, 128, 48 };
+    for (size_t hi = 0; hi < 3; hi++)
+        for (size_t ki = 0; ki < sizeof nks / sizeof *nks; ki++)
+            for (int nq = 1; nq <= 16; nq = nq < 4 ? nq + 1 : nq * 4) {
+                const int D = hds[hi], NK = nks[ki], LD = 3 * D;    /* 3 KV heads per row */
+                int8_t *q = malloc((size_t)nq * D), *k = malloc((size_t)NK * LD), *p = malloc((size_t)nq * NK);
+                int32_t *s1 = malloc((size_t)nq * NK * 4), *s2 = malloc((size_t)nq * NK * 4);
+                int32_t *o1 = malloc((size_t)nq * D * 4), *o2 = malloc((size_t)nq * D * 4);
+                for (int pass = 0; pass < 2; pass++) {
+                    for (int i = 0; i < nq * D; i++) q[i] = pass ? -128 : (int8_t)(rnd32() & 0xff);
+                    for (int i = 0; i < NK * LD; i++) k[i] = pass ? -128 : (int8_t)(rnd32() & 0xff);
+                    for (int i = 0; i < nq * NK; i++) p[i] = pass ? -1 : (int8_t)(rnd32() & 0xff);
+                    for (int bits = 12; bits <= 27; bits += 5) {
+                        const int8_t *kh = k + D;                        /* the middle KV head */
+                        int64_t w1 = flx_emu_qk_i8(s1, NK, q, D, kh, LD, nq, NK, D, bits);
+                        int64_t w2 = flx_emu_qk_i8_vnni(s2, NK, q, D, kh, LD, nq, NK, D, bits);
+                        cr_assert_eq(w1, w2, "qk D=%d NK=%d nq=%d bits=%d", D, NK, nq, bits);
+                        cr_assert_eq(memcmp(s1, s2, (size_t)nq * NK * 4), 0, "qk D=%d NK=%d nq=%d", D, NK, nq);
+                        w1 = flx_emu_av_i8(o1, D, p, NK, 1, kh, LD, nq, NK, D, bits);
+                        w2 = flx_emu_av_i8_vnni(o2, D, p, NK, 1, kh, LD, nq, NK, D, bits);
+                        cr_assert_eq(w1, w2, "av D=%d NK=%d nq=%d bits=%d", D, NK, nq, bits);
+                        cr_assert_eq(memcmp(o1, o2, (size_t)nq * D * 4), 0, "av D=%d NK=%d nq=%d", D, NK, nq);
+                        if (pass && bits == 27 && D == 64) {
+                            cr_assert_eq(s2[0], 1 << 20);            /* 64 * 128 * 128 */
+                            cr_assert_eq(o2[0], -255 * 128 * NK);
+                        }
+                    }
+                }
+                free(q); free(k); free(p); free(s1); free(s2); free(o1); free(o2);
+            }
+    if (!flx_emu_vnni_available()) cr_log_info("no AVX-512 VNNI on this CPU: VNNI attention not exercised");
 }
 
 Test(emu_gemm, int8_float_paths_match_integer_sums)

@@ -311,6 +311,130 @@ Test(emu_pipeline, generate_is_seeded_and_deterministic)
     destroy(&m);
 }
 
+/* The fast decode step (packed GEMV, fused and threaded) against the simple
+ * reference step: logits, hidden state and the KV cache bit for bit, at
+ * positions from 0 and after a prefill hand-over, in every float mode, with
+ * and without the reference quirks (K group write-back at n % 32 != 0),
+ * for no pool, 1 and 2 threads, and through the portable GEMV. */
+Test(emu_pipeline, fast_decode_equals_reference_decode)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    enum { N = 40, STEPS = 30, CAP = N + STEPS };
+    flx_pool *pools[3] = { NULL, flx_pool_create(1), flx_pool_create(2) };
+    for (int mode = 0; mode < 4; mode++) {
+        flx_emu_engine e;
+        engine(&e, &m, mode == 3, 8);
+        e.opts.fp.exp = mode == 1 ? FLX_EMU_EXP_FLX : FLX_EMU_EXP_GLIBC;
+        e.opts.fp.ftz = mode == 2;
+        flx_error err = { 0 };
+        if (mode == 1) setenv("FLXEMU_NO_VNNI", "1", 1);     /* the portable packed GEMV */
+        flx_emu_decoder dec;
+        cr_assert_eq(flx_emu_decoder_init(&dec, &e, pools[2], &err), FLX_OK, "%s", err.msg);
+        unsetenv("FLXEMU_NO_VNNI");
+        if (mode == 1) cr_assert_eq(dec.vnni, 0);
+        else cr_assert_eq(dec.vnni, flx_emu_vnni_available());
+        cr_assert_eq(dec.bits, 8 + 7);                     /* L = log2(128) */
+        for (int start = 0; start < 2; start++) {
+            int64_t p0 = start ? N : 0;
+            flx_emu_kv kr, kf[3];
+            cr_assert_eq(flx_emu_kv_init(&kr, &e, CAP, &err), FLX_OK);
+            if (start) cr_assert_eq(flx_emu_prefill(&e, NULL, &kr, toks, N, NULL, &err), FLX_OK, "%s", err.msg);
+            for (int p = 0; p < 3; p++) {
+                cr_assert_eq(flx_emu_kv_init(&kf[p], &e, CAP, &err), FLX_OK);
+                memcpy(kf[p].k, kr.k, (size_t)NL * CAP * NKV * HD);
+                memcpy(kf[p].v, kr.v, (size_t)NL * CAP * NKV * HD);
+            }
+            float *lr = malloc(e.n_vocab_pad * sizeof(float)), *lf = malloc(e.n_vocab_pad * sizeof(float));
+            float hr[DM], hf[DM];
+            int64_t moved = 0;
+            for (int64_t pos = p0; pos < p0 + STEPS; pos++) {
+                cr_assert_eq(flx_emu_decode_step_ex(&e, lr, hr, &kr, toks[pos], pos, NULL, &err), FLX_OK,
+                             "%s", err.msg);
+                for (int p = 0; p < 3; p++) {
+                    memset(lf, 0x7f, e.n_vocab_pad * sizeof(float));
+                    cr_assert_eq(flx_emu_decoder_step(&dec, lf, hf, &kf[p], toks[pos], pos, pools[p], &err),
+                                 FLX_OK, "%s", err.msg);
+                    cr_assert_eq(memcmp(lr, lf, e.n_vocab_pad * sizeof(float)), 0, "mode %d pos %lld pool %d",
+                                 mode, (long long)pos, p);
+                    cr_assert_eq(memcmp(hr, hf, sizeof hr), 0);
+                    cr_assert_eq(memcmp(kr.k, kf[p].k, (size_t)NL * CAP * NKV * HD), 0);
+                    cr_assert_eq(memcmp(kr.v, kf[p].v, (size_t)NL * CAP * NKV * HD), 0);
+                }
+                for (int v = 0; v < NV; v++) moved += lr[v] != 0.0f && isfinite(lr[v]);
+            }
+            cr_assert_gt(moved, STEPS * NV / 2);          /* real logits, not zeros */
+            /* hidden only (no head) is the same step */
+            cr_assert_eq(flx_emu_decoder_step(&dec, NULL, hf, &kf[0], toks[p0 + STEPS - 1], p0 + STEPS - 1, NULL, &err), FLX_OK);
+            cr_assert_eq(memcmp(hr, hf, sizeof hr), 0);
+            free(lr); free(lf);
+            flx_emu_kv_free(&kr);
+            for (int p = 0; p < 3; p++) flx_emu_kv_free(&kf[p]);
+        }
+        /* a position outside the cache is refused as by the reference */
+        flx_emu_kv small;
+        cr_assert_eq(flx_emu_kv_init(&small, &e, 4, &err), FLX_OK);
+        float *lg = malloc(e.n_vocab_pad * sizeof(float));
+        cr_assert_eq(flx_emu_decoder_step(&dec, lg, NULL, &small, toks[0], 4, NULL, &err), FLX_EINVAL);
+        cr_assert(strstr(err.msg, "position 4"), "%s", err.msg);
+        free(lg);
+        flx_emu_kv_free(&small);
+        flx_emu_decoder_free(&dec);
+        flx_emu_engine_free(&e);
+    }
+    flx_pool_free(pools[1]);
+    flx_pool_free(pools[2]);
+    destroy(&m);
+}
+
+/* flx_emu_generate (fast decode) gives the tokens of the host flow run with
+ * the reference step, for 1 and 2 threads: 40 tokens after a 9-token
+ * prompt and after a 40-token prompt with the reference quirks. */
+Test(emu_pipeline, generate_fast_equals_reference_host_flow_for_any_threads)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    flx_pool *p1 = flx_pool_create(1), *p2 = flx_pool_create(2);
+    for (int quirks = 0; quirks < 2; quirks++) {
+        const int n_prompt = quirks ? 40 : 9, n_new = 32;
+        flx_emu_engine e;
+        engine(&e, &m, quirks, 8);
+        flx_error err = { 0 };
+        collect a = { { 0 }, 0 }, b = { { 0 }, 0 };
+        cr_assert_eq(flx_emu_generate(&e, toks, n_prompt, n_new, 11, -1, on_token, &a, p1, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_emu_generate(&e, toks, n_prompt, n_new, 11, -1, on_token, &b, p2, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(a.n, n_new);
+        cr_assert_eq(memcmp(a.ids, b.ids, sizeof a.ids), 0);
+        /* the reference host flow */
+        flx_emu_kv kv;
+        cr_assert_eq(flx_emu_kv_init(&kv, &e, n_prompt + n_new, &err), FLX_OK);
+        cr_assert_eq(flx_emu_prefill(&e, NULL, &kv, toks, n_prompt - 1, NULL, &err), FLX_OK);
+        float *lg = malloc(e.n_vocab_pad * sizeof(float));
+        flx_rng rng;
+        flx_rng_seed(&rng, 11);
+        int32_t tok = toks[n_prompt - 1];
+        int distinct = 0;
+        for (int s = 0; s < n_new; s++) {
+            cr_assert_eq(flx_emu_decode_step(&e, lg, &kv, tok, n_prompt - 1 + s, NULL, &err), FLX_OK);
+            flx_emu_topk tk;
+            cr_assert_eq(flx_emu_sample_topk(&tk, lg, e.n_vocab_pad, 16, 5, (float)flx_rng_uniform(&rng),
+                                             &e.opts.fp), 0);
+            cr_assert_eq(tk.token, a.ids[s], "quirks %d step %d", quirks, s);
+            distinct += s > 0 && a.ids[s] != a.ids[s - 1];
+            tok = tk.token;
+        }
+        cr_assert_gt(distinct, 4);
+        free(lg);
+        flx_emu_kv_free(&kv);
+        flx_emu_engine_free(&e);
+    }
+    flx_pool_free(p1);
+    flx_pool_free(p2);
+    destroy(&m);
+}
+
 Test(emu_pipeline, refuses_models_the_hardware_cannot_run)
 {
     test_model m;
