@@ -188,6 +188,33 @@ int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64
 int flx_emu_gemv_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
                            int64_t n_out, int64_t n_in, flx_pool *pool);
 
+/* INT4 weights packed once for the prefill GEMM (docs/kernels.md §15):
+ * blocks of 32 output rows, inputs in groups of 4 padded with zeros to k64;
+ * line (b, g) of 64 bytes holds in byte 4l + j the nibble of w[32b + l][4g + j]
+ * (low) and of w[32b + 16 + l][4g + j] (high). */
+typedef struct flx_emu_wpack {
+    uint8_t *nib;          /* [o32 / 32][k64 / 4][64]                       */
+    int64_t  n_out, n_in;
+    int64_t  o32, k64;     /* n_out, n_in rounded up to 32, 64              */
+} flx_emu_wpack;
+
+/* Packs w [n_out][n_in] (int4 in the low nibble); -1 when out of memory. */
+int  flx_emu_wpack_init(flx_emu_wpack *p, const int8_t *w, int64_t n_out, int64_t n_in);
+void flx_emu_wpack_free(flx_emu_wpack *p);
+/* 1 when AMX-INT8 tiles can be used (CPU and OS) and FLXEMU_NO_AMX is unset. */
+int  flx_emu_amx_available(void);
+/* Exact sums acc[t][o] = sum_k uint4(a[t][k]) * int4(w[o][k]) from packed
+ * weights, on AMX or else AVX-512 VNNI; *out_of_range = 1 when a sum left
+ * [-2^(acc_bits-1), 2^(acc_bits-1)) (no wrap applied).  -1 without VNNI or
+ * when out of memory. */
+int  flx_emu_gemm_u4i4_packed(int32_t *acc, const int8_t *a, const flx_emu_wpack *w,
+                              int64_t n_tokens, int acc_bits, int *out_of_range, flx_pool *pool);
+/* flx_emu_gemm_i4 for uint4 activations with the packed copy of w when the
+ * CPU allows it (wp may be NULL); same result and return value. */
+int64_t flx_emu_gemm_i4_wp(int32_t *acc, const int8_t *a, const int8_t *w,
+                           const flx_emu_wpack *wp, int64_t n_tokens, int64_t n_out,
+                           int64_t n_in, int acc_bits, flx_pool *pool);
+
 /* INT8 products of attention (1.3 i8xi8 PEs, 1.12): each output is an exact
  * sum in its own register, wrapped to acc_bits (22 for QK^T, 26 prefill /
  * 27 decode for A.V).  Returns the number of wrapped outputs.
@@ -364,6 +391,9 @@ typedef struct flx_emu_engine {
     float   q_factor;       /* sqrt_HEAD_DIM, an integer in the reference: 8 */
     float  *att_scales;     /* [n_layers][4][n_heads]: Q_s, K_s, V_s, A_s per
                                head (K_s/V_s use the first n_kv_heads)      */
+    flx_emu_wpack *wpack;   /* [n_layers * 7 + 1]: wq wk wv wo w_gate w_up
+                               w_down per layer, then the head, packed at
+                               init for the prefill GEMM; NULL without VNNI */
     int     openblas_threads_before; /* OpenBLAS runs single-threaded while
                                an engine lives (the caller's flx_pool splits
                                the work); restored by flx_emu_engine_free   */

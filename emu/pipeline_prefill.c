@@ -77,13 +77,14 @@ static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id)
  * acc_bits accumulators, dequantization with weight scale and sum.
  * x: [T][n_in] -> y: [T][n_out].  Scratch: q [T][n_in], s/b [T],
  * acc [T][n_out]. */
-static int linear(float *y, const float *x, const flx_qtensor *w, int64_t T, int acc_bits,
-                  const lin_scratch *sc, const flx_emu_fp *fp, flx_pool *pool, const char *name,
-                  int layer, flx_error *err)
+static int linear(float *y, const float *x, const flx_qtensor *w, const flx_emu_wpack *wp,
+                  int64_t T, int acc_bits, const lin_scratch *sc, const flx_emu_fp *fp,
+                  flx_pool *pool, const char *name, int layer, flx_error *err)
 {
     row_job q = { ROW_QUANT, fp, NULL, x, NULL, NULL, w, sc, w->n_in, 0.0f, 0.0f };
     rows_for(pool, T, &q);
-    int64_t wr = flx_emu_gemm_i4(sc->acc, sc->q, 1, w->q, T, w->n_out, w->n_in, acc_bits, pool);
+    int64_t wr = flx_emu_gemm_i4_wp(sc->acc, sc->q, w->q, wp, T, w->n_out, w->n_in, acc_bits,
+                                    pool);
     if (wr < 0) return flx_fail(err, FLX_ENOMEM, "layer %d %s: out of memory", layer, name);
     if (wr > 0)
         return flx_fail(err, FLX_ENUMERIC,
@@ -326,6 +327,7 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
 
     for (int l = 0; l < c->n_layers && !rc; l++) {
         const flx_qlayer *L = &qm->layers[l];
+#define WP(i) (e->wpack ? &e->wpack[l * 7 + (i)] : NULL)
         const float *qs = e->att_scales + ((int64_t)l * 4 + 0) * c->n_heads;
         const float *ks = e->att_scales + ((int64_t)l * 4 + 1) * c->n_heads;
         const float *vs = e->att_scales + ((int64_t)l * 4 + 2) * c->n_heads;
@@ -334,9 +336,9 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
          * the hardware quantizes three times with identical results) */
         row_job rn = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->attn_norm, NULL, NULL, D, c->rms_eps, 0.0f };
         rows_for(pool, Lp, &rn);
-        if ((rc = linear(b.k, b.h, &L->wk, Lp, bits_d, &b.lin, fp, pool, "wk", l, err)) ||
-            (rc = linear(b.v, b.h, &L->wv, Lp, bits_d, &b.lin, fp, pool, "wv", l, err)) ||
-            (rc = linear(b.q, b.h, &L->wq, Lp, bits_d, &b.lin, fp, pool, "wq", l, err)))
+        if ((rc = linear(b.k, b.h, &L->wk, WP(1), Lp, bits_d, &b.lin, fp, pool, "wk", l, err)) ||
+            (rc = linear(b.v, b.h, &L->wv, WP(2), Lp, bits_d, &b.lin, fp, pool, "wv", l, err)) ||
+            (rc = linear(b.q, b.h, &L->wq, WP(0), Lp, bits_d, &b.lin, fp, pool, "wq", l, err)))
             break;
         for (int64_t t = 0; t < Lp; t++) {      /* RoPE at the absolute position t */
             flx_emu_rope(b.k + t * KV, b.k + t * KV, c->n_kv_heads, (int)hd, e->rope_sin,
@@ -365,24 +367,25 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
         if (rc) break;
         flx_emu_dequant_static(b.o, b.acc_o, Lp, c->n_heads, (int)hd, as, vs, c->n_kv_heads, fp);
         /* O projection and the first residual: r0 = O(attn) + x (kept in x) */
-        if ((rc = linear(b.h, b.o, &L->wo, Lp, bits_d, &b.lin, fp, pool, "wo", l, err))) break;
+        if ((rc = linear(b.h, b.o, &L->wo, WP(3), Lp, bits_d, &b.lin, fp, pool, "wo", l, err))) break;
         row_job r1 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f };
         rows_for(pool, Lp, &r1);
         /* FFN: gate/up on RMSNorm(r0), silu(gate) * up, R4 FHT, down, residual */
         row_job rn2 = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->ffn_norm, NULL, NULL, D, c->rms_eps, 0.0f };
         rows_for(pool, Lp, &rn2);
-        if ((rc = linear(b.g, b.h, &L->w_gate, Lp, bits_d, &b.lin, fp, pool, "w_gate", l, err)) ||
-            (rc = linear(b.u, b.h, &L->w_up, Lp, bits_d, &b.lin, fp, pool, "w_up", l, err)))
+        if ((rc = linear(b.g, b.h, &L->w_gate, WP(4), Lp, bits_d, &b.lin, fp, pool, "w_gate", l, err)) ||
+            (rc = linear(b.u, b.h, &L->w_up, WP(5), Lp, bits_d, &b.lin, fp, pool, "w_up", l, err)))
             break;
         row_job sg = { ROW_SILU, fp, b.g, b.g, b.u, NULL, NULL, NULL, F, 0.0f, 0.0f };
         rows_for(pool, Lp, &sg);
         row_job fh = { ROW_FHT, fp, b.g, NULL, NULL, NULL, NULL, NULL, F, 0.0f, e->fht_scale };
         rows_for(pool, Lp, &fh);
-        if ((rc = linear(b.h, b.g, &L->w_down, Lp, bits_f, &b.lin, fp, pool, "w_down", l, err)))
+        if ((rc = linear(b.h, b.g, &L->w_down, WP(6), Lp, bits_f, &b.lin, fp, pool, "w_down", l, err)))
             break;
         row_job r2 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f };
         rows_for(pool, Lp, &r2);
         rc = check_finite(b.x, n * D, l, "output", err);
+#undef WP
     }
     if (!rc && hidden) memcpy(hidden, b.x, (size_t)(n * D) * sizeof(float));
     pref_free(&b);
@@ -399,26 +402,27 @@ int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, in
     const flx_emu_fp *fp = &e->opts.fp;
     const int64_t D = c->d_model, V = c->n_vocab;
     const int bits = log2_ceil(D > c->d_ff ? D : c->d_ff) + 8;   /* decode engine: L = 13 */
-    /* rows in blocks so that the int32 accumulators stay bounded */
-    int64_t rows = ((int64_t)64 << 20) / ((int64_t)V * 4);
+    /* the int32 accumulators of a row block live in that block's logits
+     * (the dequantizer reads acc[t][o] before writing y[t][o]) */
+    int64_t rows = n < 1024 ? n : 1024;
     if (rows < 1) rows = 1;
-    if (rows > n) rows = n;
     float *h = malloc((size_t)(rows * D) * sizeof(float));
     lin_scratch sc = { malloc((size_t)(rows * D)), malloc((size_t)rows * sizeof(float)),
-                       malloc((size_t)rows * sizeof(float)),
-                       malloc((size_t)(rows * V) * sizeof(int32_t)) };
+                       malloc((size_t)rows * sizeof(float)), NULL };
     int rc = FLX_OK;
-    if (!h || !sc.q || !sc.s || !sc.b || !sc.acc)
+    if (!h || !sc.q || !sc.s || !sc.b)
         rc = flx_fail(err, FLX_ENOMEM, "head: out of memory");
+    const flx_emu_wpack *wp = e->wpack ? &e->wpack[c->n_layers * 7] : NULL;
     for (int64_t r0 = 0; r0 < n && !rc; r0 += rows) {
         int64_t nr = n - r0 < rows ? n - r0 : rows;
         for (int64_t t = 0; t < nr; t++)
             flx_emu_rmsnorm_dec(h + t * D, hidden + (r0 + t) * D, qm->out_norm, D,
                                 e->opts.norm_lanes, c->rms_eps, fp);
-        rc = linear(logits + r0 * V, h, &qm->head, nr, bits, &sc, fp, pool, "head", c->n_layers,
-                    err);
+        sc.acc = (int32_t *)(logits + r0 * V);
+        rc = linear(logits + r0 * V, h, &qm->head, wp, nr, bits, &sc, fp, pool, "head",
+                    c->n_layers, err);
     }
-    free(h); free(sc.q); free(sc.s); free(sc.b); free(sc.acc);
+    free(h); free(sc.q); free(sc.s); free(sc.b);
     return rc;
 }
 
@@ -431,6 +435,7 @@ int flx_emu_window_logits(const flx_emu_engine *e, const int32_t *tokens, int64_
     if (!hidden) return flx_fail(err, FLX_ENOMEM, "window of %lld tokens: out of memory", (long long)n);
     int rc = flx_emu_prefill(e, hidden, NULL, tokens, n, pool, err);
     int64_t rows = ((int64_t)128 << 20) / (V * 4);      /* <= 128 MiB of logits at a time */
+    if (rows > 32) rows &= ~(int64_t)31;                 /* whole 32-row GEMM tiles */
     if (rows < 1) rows = 1;
     float *logits = rc ? NULL : malloc((size_t)(rows < n ? rows : n) * (size_t)V * sizeof(float));
     if (!rc && !logits) rc = flx_fail(err, FLX_ENOMEM, "window logits: out of memory");
