@@ -233,6 +233,23 @@ int64_t flx_emu_av_i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_
                       int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
                       int64_t n_k, int head_dim, int acc_bits);
 
+/* The same products on AMX tiles for the prefill (head_dim % 64 == 0;
+ * flx_emu_amx_available() must be 1, and the calling thread brackets its
+ * calls with flx_emu_amx_begin / flx_emu_amx_end).  Exact int32 sums, no
+ * wrap.  kp: K of one head in B-tile layout (flx_emu_kpack, n_k % 16 == 0);
+ * vp: V of one head (flx_emu_vpack, keys zero padded to n_k64 % 64 == 0).
+ * qk32: s[i][j] for 32 query rows (rows of stride ld_q) and j < n_k;
+ * av32: o[i][d] for 32 rows of uint8 P (stride ld_p, n_k % 64 == 0). */
+void flx_emu_kpack(int8_t *kp, const int8_t *k, int64_t ld_k, int64_t n_k, int head_dim);
+void flx_emu_vpack(int8_t *vp, const int8_t *v, int64_t ld_v, int64_t n_k, int64_t n_k64,
+                   int head_dim);
+void flx_emu_amx_begin(void);
+void flx_emu_amx_end(void);
+void flx_emu_qk32_amx(int32_t *s, int64_t ld_s, const int8_t *q, int64_t ld_q,
+                      const int8_t *kp, int64_t n_k, int head_dim);
+void flx_emu_av32_amx(int32_t *o, int64_t ld_o, const uint8_t *p, int64_t ld_p,
+                      const int8_t *vp, int64_t n_k, int head_dim);
+
 /* FP32 PE (1.3 PE_fp32xfp32_*; HMT's GEMV): four partial sums from +0.0f,
  *   p_j += x[k] * w[o][k] for k = j mod 4 (multiply, then add),
  *   y[o] = (p0 + p1) + (p2 + p3).

@@ -203,6 +203,9 @@ AMX_TARGET static void packed_tasks(void *ctx, int64_t i0, int64_t i1, int threa
         memset(&cfg, 0, sizeof cfg);
         cfg.palette = 1;
         for (int i = 0; i < 8; i++) { cfg.colsb[i] = 64; cfg.rows[i] = 16; }
+        /* GCC 12's _tile_loadconfig names only 8 bytes of cfg as its operand:
+         * the barrier keeps the other 56 from being optimized away */
+        __asm__ volatile("" : : "r"(&cfg) : "memory");
         _tile_loadconfig(&cfg);
     }
     for (int64_t task = i0; task < i1; task++) {
@@ -252,7 +255,7 @@ int flx_emu_gemm_u4i4_packed(int32_t *acc, const int8_t *a, const flx_emu_wpack 
     if (chunk > T32) chunk = T32;
     const int64_t n_tc = (T32 + chunk - 1) / chunk, n_ob = w->o32 / 32;
     const int64_t n_og = (n_ob + GROUP_OB - 1) / GROUP_OB;
-    uint8_t *ap = flx_alloc_large((size_t)(T32 * K));
+    uint8_t *ap = malloc((size_t)(T32 * K));      /* reused heap, no page zeroing per call */
     uint8_t **tbuf = calloc((size_t)n_threads, sizeof *tbuf);
     int *over = calloc((size_t)n_threads, sizeof *over);
     int rc = (ap && tbuf && over) ? 0 : -1;

@@ -108,7 +108,63 @@ typedef struct {
     float  **sc;                  /* per thread [Lp][Lp]              */
     int8_t **p8;                  /* per thread [Lp][Lp]              */
     int64_t *wrapped;             /* per head                         */
+    int      amx;                 /* AMX path: the buffers below      */
+    int64_t  L64;                 /* Lp rounded up to 64              */
+    const int8_t *kp, *vp;        /* per KV head [Lp][hd], [L64][hd]  */
 } att_job;
+
+/* One head on AMX: blocks of 32 query rows, keys 0 .. block end.  Row i's
+ * scores are the exact int32 sums converted to float (|sum| <= 2^20, the
+ * value the sgemm path produced), then scaled, softmax_dec over keys 0..i
+ * (the causal prefix, see below), uint8 P, zeros up to the 64-key tile;
+ * A.V sums exactly in int32 and takes the 26-bit accumulator afterwards.
+ * Thread scratch: acc [32][Lp] int32, sc [Lp] floats, p8 [32][L64]. */
+static int64_t att_head_amx(const att_job *j, int64_t h, int tid)
+{
+    const flx_llama_config *c = &j->e->qm->cfg;
+    const flx_emu_fp *fp = &j->e->opts.fp;
+    const int hd = c->head_dim, G = c->n_heads / c->n_kv_heads;
+    const int64_t D = c->d_model, Lp = j->Lp, L64 = j->L64, kvh = h / G;
+    const int ftz = fp->ftz;
+    const float si = ftz ? flx_emu_ftz(j->qs[h]) : j->qs[h];
+    const float sw = ftz ? flx_emu_ftz(j->ks[kvh]) : j->ks[kvh];
+    int32_t *S = j->acc[tid];
+    float *row = j->sc[tid];
+    uint8_t *P = (uint8_t *)j->p8[tid];
+    const int8_t *kp = j->kp + kvh * Lp * hd, *vp = j->vp + kvh * L64 * hd;
+    const int64_t lim = (int64_t)1 << 25;              /* A.V accumulator: 26 bits */
+    int64_t wrapped = 0;
+    for (int64_t r0 = 0; r0 < Lp; r0 += 32) {
+        int64_t nk = r0 + 32 < Lp ? r0 + 32 : Lp, nk64 = (nk + 63) / 64 * 64;
+        flx_emu_qk32_amx(S, Lp, j->q8 + r0 * D + h * hd, D, kp, nk, hd);
+        for (int64_t i = 0; i < 32; i++) {
+            int64_t t = r0 + i;
+            uint8_t *prow = P + i * L64;
+            if (t >= Lp) { memset(prow, 0, (size_t)nk64); continue; }
+            const int32_t *srow = S + i * Lp;
+            for (int64_t k = 0; k <= t; k++) {             /* ((float)acc * Q_s) * K_s */
+                float v = (float)srow[k] * si;
+                if (ftz) v = flx_emu_ftz(v);
+                v = v * sw;
+                row[k] = ftz ? flx_emu_ftz(v) : v;
+            }
+            flx_emu_softmax_dec(row, t + 1, fp);
+            flx_emu_quant_static((int8_t *)prow, row, 1, 1, (int)(t + 1), &j->as[h], 1.0f, 8, 0, fp);
+            memset(prow + t + 1, 0, (size_t)(nk64 - t - 1));
+        }
+        int32_t *o = j->acc_o + r0 * D + h * hd;
+        flx_emu_av32_amx(o, D, P, L64, vp, nk64, hd);
+        for (int64_t i = 0; i < 32 && r0 + i < Lp; i++)
+            for (int d = 0; d < hd; d++) {
+                int32_t v = o[i * D + d];
+                if (v < -lim || v >= lim) {
+                    wrapped++;
+                    o[i * D + d] = flx_emu_wrap(v, 26);
+                }
+            }
+    }
+    return wrapped;
+}
 
 static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
 {
@@ -117,6 +173,12 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
     const flx_emu_fp *fp = &j->e->opts.fp;
     const int hd = c->head_dim, G = c->n_heads / c->n_kv_heads;
     const int64_t D = c->d_model, KV = (int64_t)c->n_kv_heads * hd, Lp = j->Lp;
+    if (j->amx) {
+        flx_emu_amx_begin();
+        for (int64_t h = h0; h < h1; h++) j->wrapped[h] = att_head_amx(j, h, tid);
+        flx_emu_amx_end();
+        return;
+    }
     for (int64_t h = h0; h < h1; h++) {
         int64_t kvh = h / G;
         int32_t *acc = j->acc[tid];
@@ -208,6 +270,8 @@ typedef struct {
     float  **t_sc;
     int8_t **t_p8;
     int64_t *wrapped;
+    int      amx;
+    int8_t  *kp, *vp;
 } pref_bufs;
 
 static void pref_free(pref_bufs *b)
@@ -222,11 +286,14 @@ static void pref_free(pref_bufs *b)
         if (b->t_p8) free(b->t_p8[i]);
     }
     free(b->t_acc); free(b->t_sc); free(b->t_p8); free(b->wrapped);
+    free(b->kp); free(b->vp);
 }
 
-static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n_threads)
+static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n_threads, int amx)
 {
     memset(b, 0, sizeof *b);
+    b->amx = amx;
+    const int64_t L32 = (Lp + 31) / 32 * 32, L64 = (Lp + 63) / 64 * 64;
     const size_t D = (size_t)c->d_model, KV = (size_t)c->n_kv_heads * c->head_dim;
     const size_t F = (size_t)c->d_ff, L = (size_t)Lp, W = F > D ? F : D;
     b->x = malloc(L * D * sizeof(float));
@@ -239,11 +306,11 @@ static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n
     b->u = malloc(L * F * sizeof(float));
     b->k8 = malloc(L * KV);
     b->v8 = malloc(L * KV);
-    b->q8 = malloc(L * D);
+    b->q8 = calloc((size_t)L32 * D, 1);                /* AMX reads whole 32-row blocks */
     b->k8f = malloc(L * KV * sizeof(float));
     b->v8f = malloc(L * KV * sizeof(float));
     b->q8f = malloc(L * D * sizeof(float));
-    b->acc_o = malloc(L * D * sizeof(int32_t));
+    b->acc_o = malloc((size_t)L32 * D * sizeof(int32_t));
     b->lin.q = malloc(L * W);
     b->lin.s = malloc(L * sizeof(float));
     b->lin.b = malloc(L * sizeof(float));
@@ -257,10 +324,17 @@ static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n
         !b->v8 || !b->q8 || !b->acc_o || !b->k8f || !b->v8f || !b->q8f || !b->lin.q || !b->lin.s || !b->lin.b || !b->lin.acc ||
         !b->t_acc || !b->t_sc || !b->t_p8 || !b->wrapped)
         return -1;
+    if (amx) {
+        const size_t hd = (size_t)c->head_dim, KVH = (size_t)c->n_kv_heads;
+        b->kp = malloc(KVH * L * hd);
+        b->vp = malloc(KVH * (size_t)L64 * hd);
+        if (!b->kp || !b->vp) return -1;
+    }
     for (int i = 0; i < n_threads; i++) {
-        b->t_acc[i] = malloc(L * L * sizeof(int32_t));
-        b->t_sc[i] = malloc(L * L * sizeof(float));
-        b->t_p8[i] = malloc(L * L);
+        size_t ra = amx ? 32 : L, rp = amx ? 32 * (size_t)L64 : L * L;   /* see att_head_amx */
+        b->t_acc[i] = malloc(ra * L * sizeof(int32_t));
+        b->t_sc[i] = malloc((amx ? 1 : L) * L * sizeof(float));
+        b->t_p8[i] = malloc(rp);
         if (!b->t_acc[i] || !b->t_sc[i] || !b->t_p8[i]) return -1;
     }
     return 0;
@@ -314,7 +388,9 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
     const int bits_d = log2_ceil(D) + 8, bits_f = log2_ceil(F) + 8;   /* L + 8 */
     int n_threads = pool ? flx_pool_threads(pool) : 1;
     pref_bufs b;
-    if (pref_alloc(&b, c, Lp, n_threads)) {
+    const int amx = !e->opts.full_attention && hd % 64 == 0 && Lp < 65536 &&
+                    flx_emu_amx_available();
+    if (pref_alloc(&b, c, Lp, n_threads, amx)) {
         pref_free(&b);
         return flx_fail(err, FLX_ENOMEM, "prefill of %lld tokens: out of memory", (long long)Lp);
     }
@@ -354,10 +430,18 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
             memcpy(kv->v + ((int64_t)l * kv->cap) * KV, b.v8, (size_t)(n * KV));
         }
         /* attention, one head per task */
-        for (int64_t i = 0; i < Lp * KV; i++) { b.k8f[i] = b.k8[i]; b.v8f[i] = b.v8[i]; }
-        for (int64_t i = 0; i < Lp * D; i++) b.q8f[i] = b.q8[i];
+        const int64_t L64 = (Lp + 63) / 64 * 64;
+        if (amx) {
+            for (int g = 0; g < c->n_kv_heads; g++) {
+                flx_emu_kpack(b.kp + g * Lp * hd, b.k8 + g * hd, KV, Lp, (int)hd);
+                flx_emu_vpack(b.vp + g * L64 * hd, b.v8 + g * hd, KV, Lp, L64, (int)hd);
+            }
+        } else {
+            for (int64_t i = 0; i < Lp * KV; i++) { b.k8f[i] = b.k8[i]; b.v8f[i] = b.v8[i]; }
+            for (int64_t i = 0; i < Lp * D; i++) b.q8f[i] = b.q8[i];
+        }
         att_job job = { e, Lp, b.q8, b.k8, b.v8, b.q8f, b.k8f, b.v8f, b.acc_o, qs, ks, as,
-                        b.t_acc, b.t_sc, b.t_p8, b.wrapped };
+                        b.t_acc, b.t_sc, b.t_p8, b.wrapped, amx, L64, b.kp, b.vp };
         flx_pool_for(pool, c->n_heads, 1, att_heads, &job);
         for (int h = 0; h < c->n_heads && !rc; h++) {
             if (b.wrapped[h] < 0) rc = flx_fail(err, FLX_ENOMEM, "layer %d attention: out of memory", l);
