@@ -86,6 +86,18 @@ static inline float flx_emu_ftz(float x)
     return (x != 0.0f && fabsf(x) < FLT_MIN) ? copysignf(0.0f, x) : x;
 }
 
+/* y[k] = (x[k] < -0x1.9fe368p+6f ? 0 : glibc expf(x[k])), bit for bit, 16
+ * lanes at a time with AVX-512 (glibc's FMA algorithm per lane, checked
+ * over all 2^32 inputs by bench_expf), else the scalar expression. */
+int  flx_emu_expf_vec_available(void);
+void flx_emu_expf_vec(float *y, const float *x, int64_t n);
+/* Softmax step: x[k] = that exp of (x[k] - m) in place, s[k mod 4] += x[k]
+ * in k order (s holds the running sums); -1 (nothing done) without AVX-512. */
+int  flx_emu_exp_sums_vec(float *x, int64_t n, float m, float s[4]);
+/* softmax_dec's tree in the fast mode (glibc expf, no ftz) with the above,
+ * the maximum and the final scaling 16 lanes wide; -1 without AVX-512. */
+int  flx_emu_softmax4_vec(float *x, int64_t n);
+
 /* ============================================================ integer helpers */
 
 /* v modulo 2^bits as a signed two's-complement value (bits 1..32): what
