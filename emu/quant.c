@@ -29,7 +29,52 @@ static inline int8_t round_to_pattern(float v, int bits)
 /* Largest and smallest element by the reference's scan: sentinels -1e32 /
  * +1e32, strict compares, so the first of equal values (also +-0) wins and a
  * NaN is never selected. */
+static void scan_max_min_plain(const float *x, int64_t n, int ftz, float *mx, float *mn);
+
+/* Without FTZ, 16 lanes each keeping its own strict-compare max and min
+ * (vmaxps/vminps return the running value unless the new one is strictly
+ * greater / smaller, so NaN is never taken), merged by the same rule: the
+ * same values as the scan, except that among equal zeros the scan keeps the
+ * first one's sign; a zero result is therefore recomputed by the scan. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static int max_min_avx512(const float *x, int64_t n,
+                                                              float *mx, float *mn)
+{
+    __m512 hv = _mm512_set1_ps(-1e32f), lv = _mm512_set1_ps(1e32f);
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 v = _mm512_loadu_ps(x + k);
+        hv = _mm512_max_ps(v, hv);
+        lv = _mm512_min_ps(v, lv);
+    }
+    float h[16], l[16], hi = -1e32f, lo = 1e32f;
+    _mm512_storeu_ps(h, hv);
+    _mm512_storeu_ps(l, lv);
+    for (int i = 0; i < 16; i++) {
+        if (h[i] > hi) hi = h[i];
+        if (l[i] < lo) lo = l[i];
+    }
+    for (; k < n; k++) {
+        if (x[k] > hi) hi = x[k];
+        if (x[k] < lo) lo = x[k];
+    }
+    *mx = hi;
+    *mn = lo;
+    return hi != 0.0f && lo != 0.0f;
+}
+#endif
+
 static void scan_max_min(const float *x, int64_t n, int ftz, float *mx, float *mn)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!ftz && n >= 64 && __builtin_cpu_supports("avx512f") && max_min_avx512(x, n, mx, mn))
+        return;
+#endif
+    scan_max_min_plain(x, n, ftz, mx, mn);
+}
+
+static void scan_max_min_plain(const float *x, int64_t n, int ftz, float *mx, float *mn)
 {
     float hi = -1e32f, lo = 1e32f;
     for (int64_t k = 0; k < n; k++) {
@@ -138,11 +183,29 @@ void flx_emu_quant_sym(int8_t *q, float *s, const float *x, int64_t n_tokens,
     }
 }
 
+/* Without FTZ: the same four operations per element in plain loops the
+ * compiler vectorizes (no per-element mode test). */
+QUANT_CLONES static void dequant_plain(float *y, const int32_t *acc, float st, float bt,
+                                       const float *ws, const float *wsum, int64_t n_out)
+{
+    for (int64_t o = 0; o < n_out; o++) {
+        float v = (float)acc[o] * st;
+        v = v * ws[o];
+        float u = bt * wsum[o];
+        y[o] = v + u;
+    }
+}
+
 void flx_emu_dequant(float *y, const int32_t *acc, const float *s, const float *b,
                      const float *ws, const float *wsum, int64_t n_tokens,
                      int64_t n_out, const flx_emu_fp *fp)
 {
     const int ftz = fp->ftz;
+    if (!ftz && b) {
+        for (int64_t t = 0; t < n_tokens; t++)
+            dequant_plain(y + t * n_out, acc + t * n_out, s[t], b[t], ws, wsum, n_out);
+        return;
+    }
     for (int64_t t = 0; t < n_tokens; t++) {
         const int32_t *at = acc + t * n_out;
         float *yt = y + t * n_out;
