@@ -19,7 +19,8 @@ static int log2_ceil(int64_t n)
 /* Token-wise kernels over the pool: every kernel below computes a token's
  * outputs from that token's inputs alone, so splitting the tokens cannot
  * change a bit. */
-typedef enum { ROW_QUANT, ROW_DEQUANT, ROW_RMSNORM, ROW_SILU, ROW_FHT, ROW_RESIDUAL } row_op;
+typedef enum { ROW_QUANT, ROW_DEQUANT, ROW_RMSNORM, ROW_SILU, ROW_FHT, ROW_RESIDUAL, ROW_ROPE_Q8,
+               ROW_DEQUANT_ATT, ROW_RMSNORM_DEC, ROW_KV_PACK } row_op;
 
 typedef struct {
     row_op op;
@@ -30,7 +31,19 @@ typedef struct {
     const struct lin_scratch *sc;
     int64_t width;
     float eps, scale;
+    const struct rope_q8 *rq;
 } row_job;
+
+/* RoPE at the absolute position and the static INT8 quantizers of K, V, Q
+ * (ROW_ROPE_Q8), and the attention dequantizer (ROW_DEQUANT_ATT), per token */
+typedef struct rope_q8 {
+    const flx_emu_engine *e;
+    float *k, *v, *q, *o;
+    int8_t *k8, *v8, *q8;
+    const int32_t *acc_o;
+    const float *qs, *ks, *vs, *as;
+    int8_t *kp, *vp;
+} rope_q8;
 
 static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id);
 
@@ -70,6 +83,47 @@ static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id)
     case ROW_RESIDUAL:
         flx_emu_residual(j->y + t0 * W, j->x + t0 * W, j->x2 + t0 * W, n * W, j->fp);
         break;
+    case ROW_ROPE_Q8: {
+        const rope_q8 *r = j->rq;
+        const flx_llama_config *c = &r->e->qm->cfg;
+        const int64_t D = c->d_model, hd = c->head_dim, KV = (int64_t)c->n_kv_heads * hd;
+        for (int64_t t = t0; t < t1; t++) {
+            flx_emu_rope(r->k + t * KV, r->k + t * KV, c->n_kv_heads, (int)hd, r->e->rope_sin,
+                         r->e->rope_cos, t, j->fp);
+            flx_emu_rope(r->q + t * D, r->q + t * D, c->n_heads, (int)hd, r->e->rope_sin,
+                         r->e->rope_cos, t, j->fp);
+        }
+        flx_emu_quant_static(r->k8 + t0 * KV, r->k + t0 * KV, n, c->n_kv_heads, (int)hd, r->ks,
+                             1.0f, 8, 1, j->fp);
+        flx_emu_quant_static(r->v8 + t0 * KV, r->v + t0 * KV, n, c->n_kv_heads, (int)hd, r->vs,
+                             1.0f, 8, 1, j->fp);
+        flx_emu_quant_static(r->q8 + t0 * D, r->q + t0 * D, n, c->n_heads, (int)hd, r->qs,
+                             r->e->q_factor, 8, 1, j->fp);
+        break;
+    }
+    case ROW_RMSNORM_DEC:           /* the head's final norm (decode tree) */
+        for (int64_t t = t0; t < t1; t++)
+            flx_emu_rmsnorm_dec(j->y + t * W, j->x + t * W, j->gamma, W, (int)j->scale, j->eps,
+                                j->fp);
+        break;
+    case ROW_KV_PACK: {             /* here a "row" is a KV head */
+        const rope_q8 *r = j->rq;
+        const flx_llama_config *c = &r->e->qm->cfg;
+        const int64_t hd = c->head_dim, KV = (int64_t)c->n_kv_heads * hd, Lp = W;
+        const int64_t L64 = (Lp + 63) / 64 * 64;
+        for (int64_t g = t0; g < t1; g++) {
+            flx_emu_kpack(r->kp + g * Lp * hd, r->k8 + g * hd, KV, Lp, (int)hd);
+            flx_emu_vpack(r->vp + g * L64 * hd, r->v8 + g * hd, KV, Lp, L64, (int)hd);
+        }
+        break;
+    }
+    case ROW_DEQUANT_ATT: {
+        const rope_q8 *r = j->rq;
+        const flx_llama_config *c = &r->e->qm->cfg;
+        flx_emu_dequant_static(r->o + t0 * W, r->acc_o + t0 * W, n, c->n_heads, c->head_dim,
+                               r->as, r->vs, c->n_kv_heads, j->fp);
+        break;
+    }
     }
 }
 
@@ -81,8 +135,10 @@ static int linear(float *y, const float *x, const flx_qtensor *w, const flx_emu_
                   int64_t T, int acc_bits, const lin_scratch *sc, const flx_emu_fp *fp,
                   flx_pool *pool, const char *name, int layer, flx_error *err)
 {
-    row_job q = { ROW_QUANT, fp, NULL, x, NULL, NULL, w, sc, w->n_in, 0.0f, 0.0f };
-    rows_for(pool, T, &q);
+    if (x) {            /* NULL: sc already holds this input's quantization */
+        row_job q = { ROW_QUANT, fp, NULL, x, NULL, NULL, w, sc, w->n_in, 0.0f, 0.0f, NULL };
+        rows_for(pool, T, &q);
+    }
     int64_t wr = flx_emu_gemm_i4_wp(sc->acc, sc->q, w->q, wp, T, w->n_out, w->n_in, acc_bits,
                                     pool);
     if (wr < 0) return flx_fail(err, FLX_ENOMEM, "layer %d %s: out of memory", layer, name);
@@ -90,7 +146,7 @@ static int linear(float *y, const float *x, const flx_qtensor *w, const flx_emu_
         return flx_fail(err, FLX_ENUMERIC,
                         "layer %d %s: %lld accumulators exceeded %d bits (impossible for INT4 "
                         "inputs of this width)", layer, name, (long long)wr, acc_bits);
-    row_job d = { ROW_DEQUANT, fp, y, NULL, NULL, NULL, w, sc, w->n_out, 0.0f, 0.0f };
+    row_job d = { ROW_DEQUANT, fp, y, NULL, NULL, NULL, w, sc, w->n_out, 0.0f, 0.0f, NULL };
     rows_for(pool, T, &d);
     return FLX_OK;
 }
@@ -410,21 +466,16 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
         const float *as = e->att_scales + ((int64_t)l * 4 + 3) * c->n_heads;
         /* h = RMSNorm(x); K, V, Q projections (one quantization serves all:
          * the hardware quantizes three times with identical results) */
-        row_job rn = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->attn_norm, NULL, NULL, D, c->rms_eps, 0.0f };
+        row_job rn = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->attn_norm, NULL, NULL, D, c->rms_eps, 0.0f, NULL };
         rows_for(pool, Lp, &rn);
         if ((rc = linear(b.k, b.h, &L->wk, WP(1), Lp, bits_d, &b.lin, fp, pool, "wk", l, err)) ||
-            (rc = linear(b.v, b.h, &L->wv, WP(2), Lp, bits_d, &b.lin, fp, pool, "wv", l, err)) ||
-            (rc = linear(b.q, b.h, &L->wq, WP(0), Lp, bits_d, &b.lin, fp, pool, "wq", l, err)))
+            (rc = linear(b.v, NULL, &L->wv, WP(2), Lp, bits_d, &b.lin, fp, pool, "wv", l, err)) ||
+            (rc = linear(b.q, NULL, &L->wq, WP(0), Lp, bits_d, &b.lin, fp, pool, "wq", l, err)))
             break;
-        for (int64_t t = 0; t < Lp; t++) {      /* RoPE at the absolute position t */
-            flx_emu_rope(b.k + t * KV, b.k + t * KV, c->n_kv_heads, (int)hd, e->rope_sin,
-                         e->rope_cos, t, fp);
-            flx_emu_rope(b.q + t * D, b.q + t * D, c->n_heads, (int)hd, e->rope_sin,
-                         e->rope_cos, t, fp);
-        }
-        flx_emu_quant_static(b.k8, b.k, Lp, c->n_kv_heads, (int)hd, ks, 1.0f, 8, 1, fp);
-        flx_emu_quant_static(b.v8, b.v, Lp, c->n_kv_heads, (int)hd, vs, 1.0f, 8, 1, fp);
-        flx_emu_quant_static(b.q8, b.q, Lp, c->n_heads, (int)hd, qs, e->q_factor, 8, 1, fp);
+        /* RoPE at the absolute position t, static INT8 K, V, Q */
+        rope_q8 rq = { e, b.k, b.v, b.q, b.o, b.k8, b.v8, b.q8, b.acc_o, qs, ks, vs, as, b.kp, b.vp };
+        row_job rj = { ROW_ROPE_Q8, fp, NULL, NULL, NULL, NULL, NULL, NULL, D, 0.0f, 0.0f, &rq };
+        rows_for(pool, Lp, &rj);
         if (kv) {
             memcpy(kv->k + ((int64_t)l * kv->cap) * KV, b.k8, (size_t)(n * KV));
             memcpy(kv->v + ((int64_t)l * kv->cap) * KV, b.v8, (size_t)(n * KV));
@@ -432,10 +483,8 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
         /* attention, one head per task */
         const int64_t L64 = (Lp + 63) / 64 * 64;
         if (amx) {
-            for (int g = 0; g < c->n_kv_heads; g++) {
-                flx_emu_kpack(b.kp + g * Lp * hd, b.k8 + g * hd, KV, Lp, (int)hd);
-                flx_emu_vpack(b.vp + g * L64 * hd, b.v8 + g * hd, KV, Lp, L64, (int)hd);
-            }
+            row_job kj = { ROW_KV_PACK, fp, NULL, NULL, NULL, NULL, NULL, NULL, Lp, 0.0f, 0.0f, &rq };
+            flx_pool_for(pool, c->n_kv_heads, 1, run_rows, &kj);
         } else {
             for (int64_t i = 0; i < Lp * KV; i++) { b.k8f[i] = b.k8[i]; b.v8f[i] = b.v8[i]; }
             for (int64_t i = 0; i < Lp * D; i++) b.q8f[i] = b.q8[i];
@@ -449,24 +498,25 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
                 rc = flx_fail(err, FLX_ENUMERIC, "layer %d head %d: attention accumulator overflow", l, h);
         }
         if (rc) break;
-        flx_emu_dequant_static(b.o, b.acc_o, Lp, c->n_heads, (int)hd, as, vs, c->n_kv_heads, fp);
+        row_job dq = { ROW_DEQUANT_ATT, fp, NULL, NULL, NULL, NULL, NULL, NULL, D, 0.0f, 0.0f, &rq };
+        rows_for(pool, Lp, &dq);
         /* O projection and the first residual: r0 = O(attn) + x (kept in x) */
         if ((rc = linear(b.h, b.o, &L->wo, WP(3), Lp, bits_d, &b.lin, fp, pool, "wo", l, err))) break;
-        row_job r1 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f };
+        row_job r1 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f, NULL };
         rows_for(pool, Lp, &r1);
         /* FFN: gate/up on RMSNorm(r0), silu(gate) * up, R4 FHT, down, residual */
-        row_job rn2 = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->ffn_norm, NULL, NULL, D, c->rms_eps, 0.0f };
+        row_job rn2 = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->ffn_norm, NULL, NULL, D, c->rms_eps, 0.0f, NULL };
         rows_for(pool, Lp, &rn2);
         if ((rc = linear(b.g, b.h, &L->w_gate, WP(4), Lp, bits_d, &b.lin, fp, pool, "w_gate", l, err)) ||
             (rc = linear(b.u, b.h, &L->w_up, WP(5), Lp, bits_d, &b.lin, fp, pool, "w_up", l, err)))
             break;
-        row_job sg = { ROW_SILU, fp, b.g, b.g, b.u, NULL, NULL, NULL, F, 0.0f, 0.0f };
+        row_job sg = { ROW_SILU, fp, b.g, b.g, b.u, NULL, NULL, NULL, F, 0.0f, 0.0f, NULL };
         rows_for(pool, Lp, &sg);
-        row_job fh = { ROW_FHT, fp, b.g, NULL, NULL, NULL, NULL, NULL, F, 0.0f, e->fht_scale };
+        row_job fh = { ROW_FHT, fp, b.g, NULL, NULL, NULL, NULL, NULL, F, 0.0f, e->fht_scale, NULL };
         rows_for(pool, Lp, &fh);
         if ((rc = linear(b.h, b.g, &L->w_down, WP(6), Lp, bits_f, &b.lin, fp, pool, "w_down", l, err)))
             break;
-        row_job r2 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f };
+        row_job r2 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f, NULL };
         rows_for(pool, Lp, &r2);
         rc = check_finite(b.x, n * D, l, "output", err);
 #undef WP
@@ -499,9 +549,9 @@ int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, in
     const flx_emu_wpack *wp = e->wpack ? &e->wpack[c->n_layers * 7] : NULL;
     for (int64_t r0 = 0; r0 < n && !rc; r0 += rows) {
         int64_t nr = n - r0 < rows ? n - r0 : rows;
-        for (int64_t t = 0; t < nr; t++)
-            flx_emu_rmsnorm_dec(h + t * D, hidden + (r0 + t) * D, qm->out_norm, D,
-                                e->opts.norm_lanes, c->rms_eps, fp);
+        row_job nj = { ROW_RMSNORM_DEC, fp, h, hidden + r0 * D, NULL, qm->out_norm, NULL, NULL, D,
+                       c->rms_eps, (float)e->opts.norm_lanes, NULL };
+        rows_for(pool, nr, &nj);
         sc.acc = (int32_t *)(logits + r0 * V);
         rc = linear(logits + r0 * V, h, &qm->head, wp, nr, bits, &sc, fp, pool, "head",
                     c->n_layers, err);
