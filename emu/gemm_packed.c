@@ -104,12 +104,23 @@ static inline __attribute__((always_inline)) VNNI_TARGET void unpack_line(__m512
 
 /* rows t0..t0+nt of a 32-wide output block from a [16][16] int32 tile
  * image, range flag against lim */
-static inline void put_rows(const packed_job *j, const int32_t *tile, int64_t t0, int64_t o0,
-                            int *over)
+static inline VNNI_TARGET void put_rows(const packed_job *j, const int32_t *tile, int64_t t0,
+                                        int64_t o0, int *over)
 {
     int64_t nt = j->n_tokens - t0 < 16 ? j->n_tokens - t0 : 16;
     int64_t no = j->w->n_out - o0 < 16 ? j->w->n_out - o0 : 16;
     int bad = 0;
+    if (no == 16) {                       /* whole rows: one vector each */
+        const __m512i lo = _mm512_set1_epi32(-j->lim), hi = _mm512_set1_epi32(j->lim - 1);
+        __mmask16 out = 0;
+        for (int64_t r = 0; r < nt; r++) {
+            __m512i v = _mm512_loadu_si512((const void *)(tile + r * 16));
+            out |= _mm512_cmplt_epi32_mask(v, lo) | _mm512_cmpgt_epi32_mask(v, hi);
+            _mm512_storeu_si512((void *)(j->acc + (t0 + r) * j->w->n_out + o0), v);
+        }
+        *over |= out != 0;
+        return;
+    }
     for (int64_t r = 0; r < nt; r++) {
         int32_t *dst = j->acc + (t0 + r) * j->w->n_out + o0;
         for (int64_t c = 0; c < no; c++) {
