@@ -268,6 +268,42 @@ QUANT_CLONES static void static_row(int8_t *q, const float *x, int n, float div,
     for (; d < n; d++) q[d] = static1(x[d], div, sb, bits, is_signed, 0);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* static_row sixteen lanes wide (AVX-512): the same division, truncation,
+ * exact fraction, step at |fraction| >= 0.5, clamp and wrap per lane; a
+ * block with a lane off the |v| < 2^30 path goes through static1, as in
+ * static_row. */
+__attribute__((target("avx512f,avx512bw"))) static void static_row16(int8_t *q, const float *x,
+                                                                      int n, float div, int32_t sb,
+                                                                      int bits, int is_signed)
+{
+    const __m512 dv = _mm512_set1_ps(div), lim = _mm512_set1_ps(1073741824.0f);
+    const __m512 mlim = _mm512_set1_ps(-1073741824.0f);
+    const __m512 ph = _mm512_set1_ps(0.5f), mh = _mm512_set1_ps(-0.5f);
+    const __m512i hi = _mm512_set1_epi32(sb - 1), lo = _mm512_set1_epi32(-sb);
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m128i sh = _mm_cvtsi32_si128(32 - bits);
+    int d = 0;
+    for (; d + 16 <= n; d += 16) {
+        __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + d), dv);
+        __mmask16 ok = _mm512_cmp_ps_mask(v, lim, _CMP_LT_OQ) & _mm512_cmp_ps_mask(v, mlim, _CMP_GT_OQ);
+        if (ok != 0xffff) {
+            for (int i = 0; i < 16; i++) q[d + i] = static1(x[d + i], div, sb, bits, is_signed, 0);
+            continue;
+        }
+        __m512i t = _mm512_cvttps_epi32(v);
+        __m512 f = _mm512_sub_ps(v, _mm512_cvtepi32_ps(t));
+        t = _mm512_mask_add_epi32(t, _mm512_cmp_ps_mask(f, ph, _CMP_GE_OQ), t, one);
+        t = _mm512_mask_sub_epi32(t, _mm512_cmp_ps_mask(f, mh, _CMP_LE_OQ), t, one);
+        t = _mm512_min_epi32(t, hi);
+        if (is_signed) t = _mm512_max_epi32(t, lo);
+        t = _mm512_sra_epi32(_mm512_sll_epi32(t, sh), sh);    /* ap_int<bits> */
+        _mm_storeu_si128((__m128i *)(void *)(q + d), _mm512_cvtepi32_epi8(t));
+    }
+    for (; d < n; d++) q[d] = static1(x[d], div, sb, bits, is_signed, 0);
+}
+#endif
+
 void flx_emu_quant_static(int8_t *q, const float *x, int64_t n_tokens, int n_heads,
                           int head_dim, const float *scale, float mha_scale_factor,
                           int bits, int is_signed, const flx_emu_fp *fp)
@@ -275,12 +311,21 @@ void flx_emu_quant_static(int8_t *q, const float *x, int64_t n_tokens, int n_hea
     const int ftz = fp->ftz;
     const int32_t sb = is_signed ? (1 << (bits - 1)) : (1 << bits);
     const int64_t width = (int64_t)n_heads * head_dim;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const int wide = !ftz && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#endif
     for (int64_t t = 0; t < n_tokens; t++) {
         for (int h = 0; h < n_heads; h++) {
             float div = FZ(FZ(mha_scale_factor) * FZ(scale[h]));  /* product first */
             const float *xh = x + t * width + (int64_t)h * head_dim;
             int8_t *qh = q + t * width + (int64_t)h * head_dim;
             if (!ftz) {
+#if defined(__x86_64__) && defined(__GNUC__)
+                if (head_dim >= 16 && wide) {
+                    static_row16(qh, xh, head_dim, div, sb, bits, is_signed);
+                    continue;
+                }
+#endif
                 static_row(qh, xh, head_dim, div, sb, bits, is_signed);
                 continue;
             }
