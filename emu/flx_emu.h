@@ -86,6 +86,18 @@ static inline float flx_emu_ftz(float x)
     return (x != 0.0f && fabsf(x) < FLT_MIN) ? copysignf(0.0f, x) : x;
 }
 
+/* y[k] = (x[k] < -0x1.9fe368p+6f ? 0 : glibc expf(x[k])), bit for bit, 16
+ * lanes at a time with AVX-512 (glibc's FMA algorithm per lane, checked
+ * over all 2^32 inputs by bench_expf), else the scalar expression. */
+int  flx_emu_expf_vec_available(void);
+void flx_emu_expf_vec(float *y, const float *x, int64_t n);
+/* Softmax step: x[k] = that exp of (x[k] - m) in place, s[k mod 4] += x[k]
+ * in k order (s holds the running sums); -1 (nothing done) without AVX-512. */
+int  flx_emu_exp_sums_vec(float *x, int64_t n, float m, float s[4]);
+/* softmax_dec's tree in the fast mode (glibc expf, no ftz) with the above,
+ * the maximum and the final scaling 16 lanes wide; -1 without AVX-512. */
+int  flx_emu_softmax4_vec(float *x, int64_t n);
+
 /* ============================================================ integer helpers */
 
 /* v modulo 2^bits as a signed two's-complement value (bits 1..32): what
@@ -210,6 +222,33 @@ int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const uint8_t *wp, int
 int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const uint8_t *wp, int64_t o0,
                               int64_t o1, int64_t n_in, int acc_bits);
 
+/* INT4 weights packed once for the prefill GEMM (docs/kernels.md §15):
+ * blocks of 32 output rows, inputs in groups of 4 padded with zeros to k64;
+ * line (b, g) of 64 bytes holds in byte 4l + j the nibble of w[32b + l][4g + j]
+ * (low) and of w[32b + 16 + l][4g + j] (high). */
+typedef struct flx_emu_wpack {
+    uint8_t *nib;          /* [o32 / 32][k64 / 4][64]                       */
+    int64_t  n_out, n_in;
+    int64_t  o32, k64;     /* n_out, n_in rounded up to 32, 64              */
+} flx_emu_wpack;
+
+/* Packs w [n_out][n_in] (int4 in the low nibble); -1 when out of memory. */
+int  flx_emu_wpack_init(flx_emu_wpack *p, const int8_t *w, int64_t n_out, int64_t n_in);
+void flx_emu_wpack_free(flx_emu_wpack *p);
+/* 1 when AMX-INT8 tiles can be used (CPU and OS) and FLXEMU_NO_AMX is unset. */
+int  flx_emu_amx_available(void);
+/* Exact sums acc[t][o] = sum_k uint4(a[t][k]) * int4(w[o][k]) from packed
+ * weights, on AMX or else AVX-512 VNNI; *out_of_range = 1 when a sum left
+ * [-2^(acc_bits-1), 2^(acc_bits-1)) (no wrap applied).  -1 without VNNI or
+ * when out of memory. */
+int  flx_emu_gemm_u4i4_packed(int32_t *acc, const int8_t *a, const flx_emu_wpack *w,
+                              int64_t n_tokens, int acc_bits, int *out_of_range, flx_pool *pool);
+/* flx_emu_gemm_i4 for uint4 activations with the packed copy of w when the
+ * CPU allows it (wp may be NULL); same result and return value. */
+int64_t flx_emu_gemm_i4_wp(int32_t *acc, const int8_t *a, const int8_t *w,
+                           const flx_emu_wpack *wp, int64_t n_tokens, int64_t n_out,
+                           int64_t n_in, int acc_bits, flx_pool *pool);
+
 /* INT8 products of attention (1.3 i8xi8 PEs, 1.12): each output is an exact
  * sum in its own register, wrapped to acc_bits (22 for QK^T, 26 prefill /
  * 27 decode for A.V).  Returns the number of wrapped outputs.
@@ -239,6 +278,23 @@ int64_t flx_emu_qk_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_
 int64_t flx_emu_av_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
                            int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
                            int64_t n_k, int head_dim, int acc_bits);
+
+/* The same products on AMX tiles for the prefill (head_dim % 64 == 0;
+ * flx_emu_amx_available() must be 1, and the calling thread brackets its
+ * calls with flx_emu_amx_begin / flx_emu_amx_end).  Exact int32 sums, no
+ * wrap.  kp: K of one head in B-tile layout (flx_emu_kpack, n_k % 16 == 0);
+ * vp: V of one head (flx_emu_vpack, keys zero padded to n_k64 % 64 == 0).
+ * qk32: s[i][j] for 32 query rows (rows of stride ld_q) and j < n_k;
+ * av32: o[i][d] for 32 rows of uint8 P (stride ld_p, n_k % 64 == 0). */
+void flx_emu_kpack(int8_t *kp, const int8_t *k, int64_t ld_k, int64_t n_k, int head_dim);
+void flx_emu_vpack(int8_t *vp, const int8_t *v, int64_t ld_v, int64_t n_k, int64_t n_k64,
+                   int head_dim);
+void flx_emu_amx_begin(void);
+void flx_emu_amx_end(void);
+void flx_emu_qk32_amx(int32_t *s, int64_t ld_s, const int8_t *q, int64_t ld_q,
+                      const int8_t *kp, int64_t n_k, int head_dim);
+void flx_emu_av32_amx(int32_t *o, int64_t ld_o, const uint8_t *p, int64_t ld_p,
+                      const int8_t *vp, int64_t n_k, int head_dim);
 
 /* FP32 PE (1.3 PE_fp32xfp32_*; HMT's GEMV): four partial sums from +0.0f,
  *   p_j += x[k] * w[o][k] for k = j mod 4 (multiply, then add),
@@ -398,6 +454,9 @@ typedef struct flx_emu_engine {
     float   q_factor;       /* sqrt_HEAD_DIM, an integer in the reference: 8 */
     float  *att_scales;     /* [n_layers][4][n_heads]: Q_s, K_s, V_s, A_s per
                                head (K_s/V_s use the first n_kv_heads)      */
+    flx_emu_wpack *wpack;   /* [n_layers * 7 + 1]: wq wk wv wo w_gate w_up
+                               w_down per layer, then the head, packed at
+                               init for the prefill GEMM; NULL without VNNI */
     int     openblas_threads_before; /* OpenBLAS runs single-threaded while
                                an engine lives (the caller's flx_pool splits
                                the work); restored by flx_emu_engine_free   */

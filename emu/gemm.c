@@ -173,6 +173,27 @@ int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8
     return total;
 }
 
+int64_t flx_emu_gemm_i4_wp(int32_t *acc, const int8_t *a, const int8_t *w,
+                           const flx_emu_wpack *wp, int64_t n_tokens, int64_t n_out,
+                           int64_t n_in, int acc_bits, flx_pool *pool)
+{
+    int over = 0;
+    if (!wp || n_tokens < 4 || !vnni_enabled() ||
+        flx_emu_gemm_u4i4_packed(acc, a, wp, n_tokens, acc_bits, &over, pool))
+        return flx_emu_gemm_i4(acc, a, 1, w, n_tokens, n_out, n_in, acc_bits, pool);
+    if (!over) return 0;
+    int64_t wrapped = 0;                       /* the PE's wrap on the exact sums */
+    for (int64_t t = 0; t < n_tokens; t++) {
+        int32_t *yt = acc + t * n_out;
+        for (int64_t o = 0; o < n_out; o += 2) {
+            int has_odd = o + 1 < n_out;
+            wrapped += pair_wrap(yt[o], has_odd ? yt[o + 1] : 0, acc_bits, &yt[o],
+                                 has_odd ? &yt[o + 1] : NULL);
+        }
+    }
+    return wrapped;
+}
+
 /* Float path of the INT8 products: the caller proved every partial sum stays
  * below 2^24 in magnitude, so sgemm's result is the exact integer whatever
  * its order.  c[m][n] = sum_k a[m][k] * b(k, n), b given as rows [n][k]

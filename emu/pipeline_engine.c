@@ -48,6 +48,12 @@ static int check_tensor(const flx_qtensor *t, const char *name, int layer, int64
     return FLX_OK;
 }
 
+static const flx_qtensor *layer_weight(const flx_qlayer *L, int i)
+{
+    const flx_qtensor *w[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    return w[i];
+}
+
 static int is_pow2(int64_t v) { return v > 1 && !(v & (v - 1)); }
 
 int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_opts *o,
@@ -153,6 +159,21 @@ int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_o
             for (int h = 0; h < c->n_heads; h++)   /* per-layer value replicated over heads */
                 e->att_scales[((int64_t)l * 4 + i) * c->n_heads + h] = sc[i];
     }
+    /* weights packed once for the prefill GEMM (the VNNI / AMX paths read
+     * nothing else; packing per call cost a copy of every weight per window) */
+    if (flx_emu_vnni_available()) {
+        const int n_w = c->n_layers * 7 + 1;
+        e->wpack = calloc((size_t)n_w, sizeof *e->wpack);
+        int bad = !e->wpack;
+        for (int i = 0; i < n_w && !bad; i++) {
+            const flx_qtensor *t = i == n_w - 1 ? &qm->head : layer_weight(&qm->layers[i / 7], i % 7);
+            bad = flx_emu_wpack_init(&e->wpack[i], t->q, t->n_out, t->n_in);
+        }
+        if (bad) {
+            flx_emu_engine_free(e);
+            return flx_fail(err, FLX_ENOMEM, "engine: out of memory for the packed weights");
+        }
+    }
     /* the exact sgemm paths must not start OpenBLAS threads of their own on
      * top of the caller's pool (they would fight for the same cores) */
     e->openblas_threads_before = openblas_get_num_threads();
@@ -166,6 +187,11 @@ void flx_emu_engine_free(flx_emu_engine *e)
     free(e->rope_sin);
     free(e->rope_cos);
     free(e->att_scales);
+    if (e->wpack) {
+        const int n_w = e->qm->cfg.n_layers * 7 + 1;
+        for (int i = 0; i < n_w; i++) flx_emu_wpack_free(&e->wpack[i]);
+        free(e->wpack);
+    }
     memset(e, 0, sizeof *e);
 }
 

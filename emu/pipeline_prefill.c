@@ -19,7 +19,8 @@ static int log2_ceil(int64_t n)
 /* Token-wise kernels over the pool: every kernel below computes a token's
  * outputs from that token's inputs alone, so splitting the tokens cannot
  * change a bit. */
-typedef enum { ROW_QUANT, ROW_DEQUANT, ROW_RMSNORM, ROW_SILU, ROW_FHT, ROW_RESIDUAL } row_op;
+typedef enum { ROW_QUANT, ROW_DEQUANT, ROW_RMSNORM, ROW_SILU, ROW_FHT, ROW_RESIDUAL, ROW_ROPE_Q8,
+               ROW_DEQUANT_ATT, ROW_RMSNORM_DEC, ROW_KV_PACK } row_op;
 
 typedef struct {
     row_op op;
@@ -30,7 +31,19 @@ typedef struct {
     const struct lin_scratch *sc;
     int64_t width;
     float eps, scale;
+    const struct rope_q8 *rq;
 } row_job;
+
+/* RoPE at the absolute position and the static INT8 quantizers of K, V, Q
+ * (ROW_ROPE_Q8), and the attention dequantizer (ROW_DEQUANT_ATT), per token */
+typedef struct rope_q8 {
+    const flx_emu_engine *e;
+    float *k, *v, *q, *o;
+    int8_t *k8, *v8, *q8;
+    const int32_t *acc_o;
+    const float *qs, *ks, *vs, *as;
+    int8_t *kp, *vp;
+} rope_q8;
 
 static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id);
 
@@ -70,6 +83,47 @@ static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id)
     case ROW_RESIDUAL:
         flx_emu_residual(j->y + t0 * W, j->x + t0 * W, j->x2 + t0 * W, n * W, j->fp);
         break;
+    case ROW_ROPE_Q8: {
+        const rope_q8 *r = j->rq;
+        const flx_llama_config *c = &r->e->qm->cfg;
+        const int64_t D = c->d_model, hd = c->head_dim, KV = (int64_t)c->n_kv_heads * hd;
+        for (int64_t t = t0; t < t1; t++) {
+            flx_emu_rope(r->k + t * KV, r->k + t * KV, c->n_kv_heads, (int)hd, r->e->rope_sin,
+                         r->e->rope_cos, t, j->fp);
+            flx_emu_rope(r->q + t * D, r->q + t * D, c->n_heads, (int)hd, r->e->rope_sin,
+                         r->e->rope_cos, t, j->fp);
+        }
+        flx_emu_quant_static(r->k8 + t0 * KV, r->k + t0 * KV, n, c->n_kv_heads, (int)hd, r->ks,
+                             1.0f, 8, 1, j->fp);
+        flx_emu_quant_static(r->v8 + t0 * KV, r->v + t0 * KV, n, c->n_kv_heads, (int)hd, r->vs,
+                             1.0f, 8, 1, j->fp);
+        flx_emu_quant_static(r->q8 + t0 * D, r->q + t0 * D, n, c->n_heads, (int)hd, r->qs,
+                             r->e->q_factor, 8, 1, j->fp);
+        break;
+    }
+    case ROW_RMSNORM_DEC:           /* the head's final norm (decode tree) */
+        for (int64_t t = t0; t < t1; t++)
+            flx_emu_rmsnorm_dec(j->y + t * W, j->x + t * W, j->gamma, W, (int)j->scale, j->eps,
+                                j->fp);
+        break;
+    case ROW_KV_PACK: {             /* here a "row" is a KV head */
+        const rope_q8 *r = j->rq;
+        const flx_llama_config *c = &r->e->qm->cfg;
+        const int64_t hd = c->head_dim, KV = (int64_t)c->n_kv_heads * hd, Lp = W;
+        const int64_t L64 = (Lp + 63) / 64 * 64;
+        for (int64_t g = t0; g < t1; g++) {
+            flx_emu_kpack(r->kp + g * Lp * hd, r->k8 + g * hd, KV, Lp, (int)hd);
+            flx_emu_vpack(r->vp + g * L64 * hd, r->v8 + g * hd, KV, Lp, L64, (int)hd);
+        }
+        break;
+    }
+    case ROW_DEQUANT_ATT: {
+        const rope_q8 *r = j->rq;
+        const flx_llama_config *c = &r->e->qm->cfg;
+        flx_emu_dequant_static(r->o + t0 * W, r->acc_o + t0 * W, n, c->n_heads, c->head_dim,
+                               r->as, r->vs, c->n_kv_heads, j->fp);
+        break;
+    }
     }
 }
 
@@ -77,19 +131,22 @@ static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id)
  * acc_bits accumulators, dequantization with weight scale and sum.
  * x: [T][n_in] -> y: [T][n_out].  Scratch: q [T][n_in], s/b [T],
  * acc [T][n_out]. */
-static int linear(float *y, const float *x, const flx_qtensor *w, int64_t T, int acc_bits,
-                  const lin_scratch *sc, const flx_emu_fp *fp, flx_pool *pool, const char *name,
-                  int layer, flx_error *err)
+static int linear(float *y, const float *x, const flx_qtensor *w, const flx_emu_wpack *wp,
+                  int64_t T, int acc_bits, const lin_scratch *sc, const flx_emu_fp *fp,
+                  flx_pool *pool, const char *name, int layer, flx_error *err)
 {
-    row_job q = { ROW_QUANT, fp, NULL, x, NULL, NULL, w, sc, w->n_in, 0.0f, 0.0f };
-    rows_for(pool, T, &q);
-    int64_t wr = flx_emu_gemm_i4(sc->acc, sc->q, 1, w->q, T, w->n_out, w->n_in, acc_bits, pool);
+    if (x) {            /* NULL: sc already holds this input's quantization */
+        row_job q = { ROW_QUANT, fp, NULL, x, NULL, NULL, w, sc, w->n_in, 0.0f, 0.0f, NULL };
+        rows_for(pool, T, &q);
+    }
+    int64_t wr = flx_emu_gemm_i4_wp(sc->acc, sc->q, w->q, wp, T, w->n_out, w->n_in, acc_bits,
+                                    pool);
     if (wr < 0) return flx_fail(err, FLX_ENOMEM, "layer %d %s: out of memory", layer, name);
     if (wr > 0)
         return flx_fail(err, FLX_ENUMERIC,
                         "layer %d %s: %lld accumulators exceeded %d bits (impossible for INT4 "
                         "inputs of this width)", layer, name, (long long)wr, acc_bits);
-    row_job d = { ROW_DEQUANT, fp, y, NULL, NULL, NULL, w, sc, w->n_out, 0.0f, 0.0f };
+    row_job d = { ROW_DEQUANT, fp, y, NULL, NULL, NULL, w, sc, w->n_out, 0.0f, 0.0f, NULL };
     rows_for(pool, T, &d);
     return FLX_OK;
 }
@@ -107,7 +164,63 @@ typedef struct {
     float  **sc;                  /* per thread [Lp][Lp]              */
     int8_t **p8;                  /* per thread [Lp][Lp]              */
     int64_t *wrapped;             /* per head                         */
+    int      amx;                 /* AMX path: the buffers below      */
+    int64_t  L64;                 /* Lp rounded up to 64              */
+    const int8_t *kp, *vp;        /* per KV head [Lp][hd], [L64][hd]  */
 } att_job;
+
+/* One head on AMX: blocks of 32 query rows, keys 0 .. block end.  Row i's
+ * scores are the exact int32 sums converted to float (|sum| <= 2^20, the
+ * value the sgemm path produced), then scaled, softmax_dec over keys 0..i
+ * (the causal prefix, see below), uint8 P, zeros up to the 64-key tile;
+ * A.V sums exactly in int32 and takes the 26-bit accumulator afterwards.
+ * Thread scratch: acc [32][Lp] int32, sc [Lp] floats, p8 [32][L64]. */
+static int64_t att_head_amx(const att_job *j, int64_t h, int tid)
+{
+    const flx_llama_config *c = &j->e->qm->cfg;
+    const flx_emu_fp *fp = &j->e->opts.fp;
+    const int hd = c->head_dim, G = c->n_heads / c->n_kv_heads;
+    const int64_t D = c->d_model, Lp = j->Lp, L64 = j->L64, kvh = h / G;
+    const int ftz = fp->ftz;
+    const float si = ftz ? flx_emu_ftz(j->qs[h]) : j->qs[h];
+    const float sw = ftz ? flx_emu_ftz(j->ks[kvh]) : j->ks[kvh];
+    int32_t *S = j->acc[tid];
+    float *row = j->sc[tid];
+    uint8_t *P = (uint8_t *)j->p8[tid];
+    const int8_t *kp = j->kp + kvh * Lp * hd, *vp = j->vp + kvh * L64 * hd;
+    const int64_t lim = (int64_t)1 << 25;              /* A.V accumulator: 26 bits */
+    int64_t wrapped = 0;
+    for (int64_t r0 = 0; r0 < Lp; r0 += 32) {
+        int64_t nk = r0 + 32 < Lp ? r0 + 32 : Lp, nk64 = (nk + 63) / 64 * 64;
+        flx_emu_qk32_amx(S, Lp, j->q8 + r0 * D + h * hd, D, kp, nk, hd);
+        for (int64_t i = 0; i < 32; i++) {
+            int64_t t = r0 + i;
+            uint8_t *prow = P + i * L64;
+            if (t >= Lp) { memset(prow, 0, (size_t)nk64); continue; }
+            const int32_t *srow = S + i * Lp;
+            for (int64_t k = 0; k <= t; k++) {             /* ((float)acc * Q_s) * K_s */
+                float v = (float)srow[k] * si;
+                if (ftz) v = flx_emu_ftz(v);
+                v = v * sw;
+                row[k] = ftz ? flx_emu_ftz(v) : v;
+            }
+            flx_emu_softmax_dec(row, t + 1, fp);
+            flx_emu_quant_static((int8_t *)prow, row, 1, 1, (int)(t + 1), &j->as[h], 1.0f, 8, 0, fp);
+            memset(prow + t + 1, 0, (size_t)(nk64 - t - 1));
+        }
+        int32_t *o = j->acc_o + r0 * D + h * hd;
+        flx_emu_av32_amx(o, D, P, L64, vp, nk64, hd);
+        for (int64_t i = 0; i < 32 && r0 + i < Lp; i++)
+            for (int d = 0; d < hd; d++) {
+                int32_t v = o[i * D + d];
+                if (v < -lim || v >= lim) {
+                    wrapped++;
+                    o[i * D + d] = flx_emu_wrap(v, 26);
+                }
+            }
+    }
+    return wrapped;
+}
 
 static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
 {
@@ -116,6 +229,12 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
     const flx_emu_fp *fp = &j->e->opts.fp;
     const int hd = c->head_dim, G = c->n_heads / c->n_kv_heads;
     const int64_t D = c->d_model, KV = (int64_t)c->n_kv_heads * hd, Lp = j->Lp;
+    if (j->amx) {
+        flx_emu_amx_begin();
+        for (int64_t h = h0; h < h1; h++) j->wrapped[h] = att_head_amx(j, h, tid);
+        flx_emu_amx_end();
+        return;
+    }
     for (int64_t h = h0; h < h1; h++) {
         int64_t kvh = h / G;
         int32_t *acc = j->acc[tid];
@@ -207,6 +326,8 @@ typedef struct {
     float  **t_sc;
     int8_t **t_p8;
     int64_t *wrapped;
+    int      amx;
+    int8_t  *kp, *vp;
 } pref_bufs;
 
 static void pref_free(pref_bufs *b)
@@ -221,11 +342,14 @@ static void pref_free(pref_bufs *b)
         if (b->t_p8) free(b->t_p8[i]);
     }
     free(b->t_acc); free(b->t_sc); free(b->t_p8); free(b->wrapped);
+    free(b->kp); free(b->vp);
 }
 
-static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n_threads)
+static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n_threads, int amx)
 {
     memset(b, 0, sizeof *b);
+    b->amx = amx;
+    const int64_t L32 = (Lp + 31) / 32 * 32, L64 = (Lp + 63) / 64 * 64;
     const size_t D = (size_t)c->d_model, KV = (size_t)c->n_kv_heads * c->head_dim;
     const size_t F = (size_t)c->d_ff, L = (size_t)Lp, W = F > D ? F : D;
     b->x = malloc(L * D * sizeof(float));
@@ -238,11 +362,11 @@ static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n
     b->u = malloc(L * F * sizeof(float));
     b->k8 = malloc(L * KV);
     b->v8 = malloc(L * KV);
-    b->q8 = malloc(L * D);
+    b->q8 = calloc((size_t)L32 * D, 1);                /* AMX reads whole 32-row blocks */
     b->k8f = malloc(L * KV * sizeof(float));
     b->v8f = malloc(L * KV * sizeof(float));
     b->q8f = malloc(L * D * sizeof(float));
-    b->acc_o = malloc(L * D * sizeof(int32_t));
+    b->acc_o = malloc((size_t)L32 * D * sizeof(int32_t));
     b->lin.q = malloc(L * W);
     b->lin.s = malloc(L * sizeof(float));
     b->lin.b = malloc(L * sizeof(float));
@@ -256,10 +380,17 @@ static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n
         !b->v8 || !b->q8 || !b->acc_o || !b->k8f || !b->v8f || !b->q8f || !b->lin.q || !b->lin.s || !b->lin.b || !b->lin.acc ||
         !b->t_acc || !b->t_sc || !b->t_p8 || !b->wrapped)
         return -1;
+    if (amx) {
+        const size_t hd = (size_t)c->head_dim, KVH = (size_t)c->n_kv_heads;
+        b->kp = malloc(KVH * L * hd);
+        b->vp = malloc(KVH * (size_t)L64 * hd);
+        if (!b->kp || !b->vp) return -1;
+    }
     for (int i = 0; i < n_threads; i++) {
-        b->t_acc[i] = malloc(L * L * sizeof(int32_t));
-        b->t_sc[i] = malloc(L * L * sizeof(float));
-        b->t_p8[i] = malloc(L * L);
+        size_t ra = amx ? 32 : L, rp = amx ? 32 * (size_t)L64 : L * L;   /* see att_head_amx */
+        b->t_acc[i] = malloc(ra * L * sizeof(int32_t));
+        b->t_sc[i] = malloc((amx ? 1 : L) * L * sizeof(float));
+        b->t_p8[i] = malloc(rp);
         if (!b->t_acc[i] || !b->t_sc[i] || !b->t_p8[i]) return -1;
     }
     return 0;
@@ -313,7 +444,9 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
     const int bits_d = log2_ceil(D) + 8, bits_f = log2_ceil(F) + 8;   /* L + 8 */
     int n_threads = pool ? flx_pool_threads(pool) : 1;
     pref_bufs b;
-    if (pref_alloc(&b, c, Lp, n_threads)) {
+    const int amx = !e->opts.full_attention && hd % 64 == 0 && Lp < 65536 &&
+                    flx_emu_amx_available();
+    if (pref_alloc(&b, c, Lp, n_threads, amx)) {
         pref_free(&b);
         return flx_fail(err, FLX_ENOMEM, "prefill of %lld tokens: out of memory", (long long)Lp);
     }
@@ -326,36 +459,38 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
 
     for (int l = 0; l < c->n_layers && !rc; l++) {
         const flx_qlayer *L = &qm->layers[l];
+#define WP(i) (e->wpack ? &e->wpack[l * 7 + (i)] : NULL)
         const float *qs = e->att_scales + ((int64_t)l * 4 + 0) * c->n_heads;
         const float *ks = e->att_scales + ((int64_t)l * 4 + 1) * c->n_heads;
         const float *vs = e->att_scales + ((int64_t)l * 4 + 2) * c->n_heads;
         const float *as = e->att_scales + ((int64_t)l * 4 + 3) * c->n_heads;
         /* h = RMSNorm(x); K, V, Q projections (one quantization serves all:
          * the hardware quantizes three times with identical results) */
-        row_job rn = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->attn_norm, NULL, NULL, D, c->rms_eps, 0.0f };
+        row_job rn = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->attn_norm, NULL, NULL, D, c->rms_eps, 0.0f, NULL };
         rows_for(pool, Lp, &rn);
-        if ((rc = linear(b.k, b.h, &L->wk, Lp, bits_d, &b.lin, fp, pool, "wk", l, err)) ||
-            (rc = linear(b.v, b.h, &L->wv, Lp, bits_d, &b.lin, fp, pool, "wv", l, err)) ||
-            (rc = linear(b.q, b.h, &L->wq, Lp, bits_d, &b.lin, fp, pool, "wq", l, err)))
+        if ((rc = linear(b.k, b.h, &L->wk, WP(1), Lp, bits_d, &b.lin, fp, pool, "wk", l, err)) ||
+            (rc = linear(b.v, NULL, &L->wv, WP(2), Lp, bits_d, &b.lin, fp, pool, "wv", l, err)) ||
+            (rc = linear(b.q, NULL, &L->wq, WP(0), Lp, bits_d, &b.lin, fp, pool, "wq", l, err)))
             break;
-        for (int64_t t = 0; t < Lp; t++) {      /* RoPE at the absolute position t */
-            flx_emu_rope(b.k + t * KV, b.k + t * KV, c->n_kv_heads, (int)hd, e->rope_sin,
-                         e->rope_cos, t, fp);
-            flx_emu_rope(b.q + t * D, b.q + t * D, c->n_heads, (int)hd, e->rope_sin,
-                         e->rope_cos, t, fp);
-        }
-        flx_emu_quant_static(b.k8, b.k, Lp, c->n_kv_heads, (int)hd, ks, 1.0f, 8, 1, fp);
-        flx_emu_quant_static(b.v8, b.v, Lp, c->n_kv_heads, (int)hd, vs, 1.0f, 8, 1, fp);
-        flx_emu_quant_static(b.q8, b.q, Lp, c->n_heads, (int)hd, qs, e->q_factor, 8, 1, fp);
+        /* RoPE at the absolute position t, static INT8 K, V, Q */
+        rope_q8 rq = { e, b.k, b.v, b.q, b.o, b.k8, b.v8, b.q8, b.acc_o, qs, ks, vs, as, b.kp, b.vp };
+        row_job rj = { ROW_ROPE_Q8, fp, NULL, NULL, NULL, NULL, NULL, NULL, D, 0.0f, 0.0f, &rq };
+        rows_for(pool, Lp, &rj);
         if (kv) {
             memcpy(kv->k + ((int64_t)l * kv->cap) * KV, b.k8, (size_t)(n * KV));
             memcpy(kv->v + ((int64_t)l * kv->cap) * KV, b.v8, (size_t)(n * KV));
         }
         /* attention, one head per task */
-        for (int64_t i = 0; i < Lp * KV; i++) { b.k8f[i] = b.k8[i]; b.v8f[i] = b.v8[i]; }
-        for (int64_t i = 0; i < Lp * D; i++) b.q8f[i] = b.q8[i];
+        const int64_t L64 = (Lp + 63) / 64 * 64;
+        if (amx) {
+            row_job kj = { ROW_KV_PACK, fp, NULL, NULL, NULL, NULL, NULL, NULL, Lp, 0.0f, 0.0f, &rq };
+            flx_pool_for(pool, c->n_kv_heads, 1, run_rows, &kj);
+        } else {
+            for (int64_t i = 0; i < Lp * KV; i++) { b.k8f[i] = b.k8[i]; b.v8f[i] = b.v8[i]; }
+            for (int64_t i = 0; i < Lp * D; i++) b.q8f[i] = b.q8[i];
+        }
         att_job job = { e, Lp, b.q8, b.k8, b.v8, b.q8f, b.k8f, b.v8f, b.acc_o, qs, ks, as,
-                        b.t_acc, b.t_sc, b.t_p8, b.wrapped };
+                        b.t_acc, b.t_sc, b.t_p8, b.wrapped, amx, L64, b.kp, b.vp };
         flx_pool_for(pool, c->n_heads, 1, att_heads, &job);
         for (int h = 0; h < c->n_heads && !rc; h++) {
             if (b.wrapped[h] < 0) rc = flx_fail(err, FLX_ENOMEM, "layer %d attention: out of memory", l);
@@ -363,26 +498,28 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
                 rc = flx_fail(err, FLX_ENUMERIC, "layer %d head %d: attention accumulator overflow", l, h);
         }
         if (rc) break;
-        flx_emu_dequant_static(b.o, b.acc_o, Lp, c->n_heads, (int)hd, as, vs, c->n_kv_heads, fp);
+        row_job dq = { ROW_DEQUANT_ATT, fp, NULL, NULL, NULL, NULL, NULL, NULL, D, 0.0f, 0.0f, &rq };
+        rows_for(pool, Lp, &dq);
         /* O projection and the first residual: r0 = O(attn) + x (kept in x) */
-        if ((rc = linear(b.h, b.o, &L->wo, Lp, bits_d, &b.lin, fp, pool, "wo", l, err))) break;
-        row_job r1 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f };
+        if ((rc = linear(b.h, b.o, &L->wo, WP(3), Lp, bits_d, &b.lin, fp, pool, "wo", l, err))) break;
+        row_job r1 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f, NULL };
         rows_for(pool, Lp, &r1);
         /* FFN: gate/up on RMSNorm(r0), silu(gate) * up, R4 FHT, down, residual */
-        row_job rn2 = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->ffn_norm, NULL, NULL, D, c->rms_eps, 0.0f };
+        row_job rn2 = { ROW_RMSNORM, fp, b.h, b.x, NULL, L->ffn_norm, NULL, NULL, D, c->rms_eps, 0.0f, NULL };
         rows_for(pool, Lp, &rn2);
-        if ((rc = linear(b.g, b.h, &L->w_gate, Lp, bits_d, &b.lin, fp, pool, "w_gate", l, err)) ||
-            (rc = linear(b.u, b.h, &L->w_up, Lp, bits_d, &b.lin, fp, pool, "w_up", l, err)))
+        if ((rc = linear(b.g, b.h, &L->w_gate, WP(4), Lp, bits_d, &b.lin, fp, pool, "w_gate", l, err)) ||
+            (rc = linear(b.u, b.h, &L->w_up, WP(5), Lp, bits_d, &b.lin, fp, pool, "w_up", l, err)))
             break;
-        row_job sg = { ROW_SILU, fp, b.g, b.g, b.u, NULL, NULL, NULL, F, 0.0f, 0.0f };
+        row_job sg = { ROW_SILU, fp, b.g, b.g, b.u, NULL, NULL, NULL, F, 0.0f, 0.0f, NULL };
         rows_for(pool, Lp, &sg);
-        row_job fh = { ROW_FHT, fp, b.g, NULL, NULL, NULL, NULL, NULL, F, 0.0f, e->fht_scale };
+        row_job fh = { ROW_FHT, fp, b.g, NULL, NULL, NULL, NULL, NULL, F, 0.0f, e->fht_scale, NULL };
         rows_for(pool, Lp, &fh);
-        if ((rc = linear(b.h, b.g, &L->w_down, Lp, bits_f, &b.lin, fp, pool, "w_down", l, err)))
+        if ((rc = linear(b.h, b.g, &L->w_down, WP(6), Lp, bits_f, &b.lin, fp, pool, "w_down", l, err)))
             break;
-        row_job r2 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f };
+        row_job r2 = { ROW_RESIDUAL, fp, b.x, b.h, b.x, NULL, NULL, NULL, D, 0.0f, 0.0f, NULL };
         rows_for(pool, Lp, &r2);
         rc = check_finite(b.x, n * D, l, "output", err);
+#undef WP
     }
     if (!rc && hidden) memcpy(hidden, b.x, (size_t)(n * D) * sizeof(float));
     pref_free(&b);
@@ -399,26 +536,27 @@ int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, in
     const flx_emu_fp *fp = &e->opts.fp;
     const int64_t D = c->d_model, V = c->n_vocab;
     const int bits = log2_ceil(D > c->d_ff ? D : c->d_ff) + 8;   /* decode engine: L = 13 */
-    /* rows in blocks so that the int32 accumulators stay bounded */
-    int64_t rows = ((int64_t)64 << 20) / ((int64_t)V * 4);
+    /* the int32 accumulators of a row block live in that block's logits
+     * (the dequantizer reads acc[t][o] before writing y[t][o]) */
+    int64_t rows = n < 1024 ? n : 1024;
     if (rows < 1) rows = 1;
-    if (rows > n) rows = n;
     float *h = malloc((size_t)(rows * D) * sizeof(float));
     lin_scratch sc = { malloc((size_t)(rows * D)), malloc((size_t)rows * sizeof(float)),
-                       malloc((size_t)rows * sizeof(float)),
-                       malloc((size_t)(rows * V) * sizeof(int32_t)) };
+                       malloc((size_t)rows * sizeof(float)), NULL };
     int rc = FLX_OK;
-    if (!h || !sc.q || !sc.s || !sc.b || !sc.acc)
+    if (!h || !sc.q || !sc.s || !sc.b)
         rc = flx_fail(err, FLX_ENOMEM, "head: out of memory");
+    const flx_emu_wpack *wp = e->wpack ? &e->wpack[c->n_layers * 7] : NULL;
     for (int64_t r0 = 0; r0 < n && !rc; r0 += rows) {
         int64_t nr = n - r0 < rows ? n - r0 : rows;
-        for (int64_t t = 0; t < nr; t++)
-            flx_emu_rmsnorm_dec(h + t * D, hidden + (r0 + t) * D, qm->out_norm, D,
-                                e->opts.norm_lanes, c->rms_eps, fp);
-        rc = linear(logits + r0 * V, h, &qm->head, nr, bits, &sc, fp, pool, "head", c->n_layers,
-                    err);
+        row_job nj = { ROW_RMSNORM_DEC, fp, h, hidden + r0 * D, NULL, qm->out_norm, NULL, NULL, D,
+                       c->rms_eps, (float)e->opts.norm_lanes, NULL };
+        rows_for(pool, nr, &nj);
+        sc.acc = (int32_t *)(logits + r0 * V);
+        rc = linear(logits + r0 * V, h, &qm->head, wp, nr, bits, &sc, fp, pool, "head",
+                    c->n_layers, err);
     }
-    free(h); free(sc.q); free(sc.s); free(sc.b); free(sc.acc);
+    free(h); free(sc.q); free(sc.s); free(sc.b);
     return rc;
 }
 
@@ -431,6 +569,7 @@ int flx_emu_window_logits(const flx_emu_engine *e, const int32_t *tokens, int64_
     if (!hidden) return flx_fail(err, FLX_ENOMEM, "window of %lld tokens: out of memory", (long long)n);
     int rc = flx_emu_prefill(e, hidden, NULL, tokens, n, pool, err);
     int64_t rows = ((int64_t)128 << 20) / (V * 4);      /* <= 128 MiB of logits at a time */
+    if (rows > 32) rows &= ~(int64_t)31;                 /* whole 32-row GEMM tiles */
     if (rows < 1) rows = 1;
     float *logits = rc ? NULL : malloc((size_t)(rows < n ? rows : n) * (size_t)V * sizeof(float));
     if (!rc && !logits) rc = flx_fail(err, FLX_ENOMEM, "window logits: out of memory");

@@ -29,7 +29,52 @@ static inline int8_t round_to_pattern(float v, int bits)
 /* Largest and smallest element by the reference's scan: sentinels -1e32 /
  * +1e32, strict compares, so the first of equal values (also +-0) wins and a
  * NaN is never selected. */
+static void scan_max_min_plain(const float *x, int64_t n, int ftz, float *mx, float *mn);
+
+/* Without FTZ, 16 lanes each keeping its own strict-compare max and min
+ * (vmaxps/vminps return the running value unless the new one is strictly
+ * greater / smaller, so NaN is never taken), merged by the same rule: the
+ * same values as the scan, except that among equal zeros the scan keeps the
+ * first one's sign; a zero result is therefore recomputed by the scan. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static int max_min_avx512(const float *x, int64_t n,
+                                                              float *mx, float *mn)
+{
+    __m512 hv = _mm512_set1_ps(-1e32f), lv = _mm512_set1_ps(1e32f);
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 v = _mm512_loadu_ps(x + k);
+        hv = _mm512_max_ps(v, hv);
+        lv = _mm512_min_ps(v, lv);
+    }
+    float h[16], l[16], hi = -1e32f, lo = 1e32f;
+    _mm512_storeu_ps(h, hv);
+    _mm512_storeu_ps(l, lv);
+    for (int i = 0; i < 16; i++) {
+        if (h[i] > hi) hi = h[i];
+        if (l[i] < lo) lo = l[i];
+    }
+    for (; k < n; k++) {
+        if (x[k] > hi) hi = x[k];
+        if (x[k] < lo) lo = x[k];
+    }
+    *mx = hi;
+    *mn = lo;
+    return hi != 0.0f && lo != 0.0f;
+}
+#endif
+
 static void scan_max_min(const float *x, int64_t n, int ftz, float *mx, float *mn)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!ftz && n >= 64 && __builtin_cpu_supports("avx512f") && max_min_avx512(x, n, mx, mn))
+        return;
+#endif
+    scan_max_min_plain(x, n, ftz, mx, mn);
+}
+
+static void scan_max_min_plain(const float *x, int64_t n, int ftz, float *mx, float *mn)
 {
     float hi = -1e32f, lo = 1e32f;
     for (int64_t k = 0; k < n; k++) {
@@ -138,14 +183,16 @@ void flx_emu_quant_sym(int8_t *q, float *s, const float *x, int64_t n_tokens,
     }
 }
 
-/* The asymmetric dequantizer's row without FTZ in a loop the compiler
- * vectorizes: every lane does the reference's four operations in order. */
-QUANT_CLONES static void dequant_row(float *y, const int32_t *acc, float st, float bt, const float *ws,
-                                     const float *wsum, int64_t n)
+/* Without FTZ: the same four operations per element in plain loops the
+ * compiler vectorizes (no per-element mode test). */
+QUANT_CLONES static void dequant_plain(float *y, const int32_t *acc, float st, float bt,
+                                       const float *ws, const float *wsum, int64_t n_out)
 {
-    for (int64_t o = 0; o < n; o++) {
-        float v = ((float)acc[o] * st) * ws[o];
-        y[o] = v + bt * wsum[o];
+    for (int64_t o = 0; o < n_out; o++) {
+        float v = (float)acc[o] * st;
+        v = v * ws[o];
+        float u = bt * wsum[o];
+        y[o] = v + u;
     }
 }
 
@@ -154,13 +201,16 @@ void flx_emu_dequant(float *y, const int32_t *acc, const float *s, const float *
                      int64_t n_out, const flx_emu_fp *fp)
 {
     const int ftz = fp->ftz;
+    if (!ftz && b) {
+        for (int64_t t = 0; t < n_tokens; t++)
+            dequant_plain(y + t * n_out, acc + t * n_out, s[t], b[t], ws, wsum, n_out);
+        return;
+    }
     for (int64_t t = 0; t < n_tokens; t++) {
         const int32_t *at = acc + t * n_out;
         float *yt = y + t * n_out;
         float st = FZ(s[t]);
-        if (b && !ftz) {
-            dequant_row(yt, at, st, b[t], ws, wsum, n_out);
-        } else if (b) {
+        if (b) {
             float bt = FZ(b[t]);
             for (int64_t o = 0; o < n_out; o++) {
                 float v = FZ((float)at[o] * st);
@@ -218,6 +268,42 @@ QUANT_CLONES static void static_row(int8_t *q, const float *x, int n, float div,
     for (; d < n; d++) q[d] = static1(x[d], div, sb, bits, is_signed, 0);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* static_row sixteen lanes wide (AVX-512): the same division, truncation,
+ * exact fraction, step at |fraction| >= 0.5, clamp and wrap per lane; a
+ * block with a lane off the |v| < 2^30 path goes through static1, as in
+ * static_row. */
+__attribute__((target("avx512f,avx512bw"))) static void static_row16(int8_t *q, const float *x,
+                                                                      int n, float div, int32_t sb,
+                                                                      int bits, int is_signed)
+{
+    const __m512 dv = _mm512_set1_ps(div), lim = _mm512_set1_ps(1073741824.0f);
+    const __m512 mlim = _mm512_set1_ps(-1073741824.0f);
+    const __m512 ph = _mm512_set1_ps(0.5f), mh = _mm512_set1_ps(-0.5f);
+    const __m512i hi = _mm512_set1_epi32(sb - 1), lo = _mm512_set1_epi32(-sb);
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m128i sh = _mm_cvtsi32_si128(32 - bits);
+    int d = 0;
+    for (; d + 16 <= n; d += 16) {
+        __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + d), dv);
+        __mmask16 ok = _mm512_cmp_ps_mask(v, lim, _CMP_LT_OQ) & _mm512_cmp_ps_mask(v, mlim, _CMP_GT_OQ);
+        if (ok != 0xffff) {
+            for (int i = 0; i < 16; i++) q[d + i] = static1(x[d + i], div, sb, bits, is_signed, 0);
+            continue;
+        }
+        __m512i t = _mm512_cvttps_epi32(v);
+        __m512 f = _mm512_sub_ps(v, _mm512_cvtepi32_ps(t));
+        t = _mm512_mask_add_epi32(t, _mm512_cmp_ps_mask(f, ph, _CMP_GE_OQ), t, one);
+        t = _mm512_mask_sub_epi32(t, _mm512_cmp_ps_mask(f, mh, _CMP_LE_OQ), t, one);
+        t = _mm512_min_epi32(t, hi);
+        if (is_signed) t = _mm512_max_epi32(t, lo);
+        t = _mm512_sra_epi32(_mm512_sll_epi32(t, sh), sh);    /* ap_int<bits> */
+        _mm_storeu_si128((__m128i *)(void *)(q + d), _mm512_cvtepi32_epi8(t));
+    }
+    for (; d < n; d++) q[d] = static1(x[d], div, sb, bits, is_signed, 0);
+}
+#endif
+
 void flx_emu_quant_static(int8_t *q, const float *x, int64_t n_tokens, int n_heads,
                           int head_dim, const float *scale, float mha_scale_factor,
                           int bits, int is_signed, const flx_emu_fp *fp)
@@ -225,12 +311,21 @@ void flx_emu_quant_static(int8_t *q, const float *x, int64_t n_tokens, int n_hea
     const int ftz = fp->ftz;
     const int32_t sb = is_signed ? (1 << (bits - 1)) : (1 << bits);
     const int64_t width = (int64_t)n_heads * head_dim;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const int wide = !ftz && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#endif
     for (int64_t t = 0; t < n_tokens; t++) {
         for (int h = 0; h < n_heads; h++) {
             float div = FZ(FZ(mha_scale_factor) * FZ(scale[h]));  /* product first */
             const float *xh = x + t * width + (int64_t)h * head_dim;
             int8_t *qh = q + t * width + (int64_t)h * head_dim;
             if (!ftz) {
+#if defined(__x86_64__) && defined(__GNUC__)
+                if (head_dim >= 16 && wide) {
+                    static_row16(qh, xh, head_dim, div, sb, bits, is_signed);
+                    continue;
+                }
+#endif
                 static_row(qh, xh, head_dim, div, sb, bits, is_signed);
                 continue;
             }

@@ -1028,3 +1028,129 @@ Test(emu_elementwise, silu_gate_residual_embed)
     cr_assert_eq(flx_emu_embed(row, tab, 3, 2, 3, &err), FLX_EINVAL);
     cr_assert(strstr(err.msg, "token id 3") != NULL);
 }
+
+/* ------------------------------------------- speed paths (docs/kernels.md §15) */
+
+Test(emu_exp, vector_exp_equals_the_scalar_expression_sampled)
+{
+    /* bench_expf checks all 2^32 inputs; here: every float of [-104, -87]
+     * (glibc's special branch and the underflow cut), every 64th float of
+     * [-87, 1], and 2^22 random bit patterns */
+    enum { B = 4096 };
+    static float x[B], y[B];
+    int64_t n = 0, checked = 0;
+    /* negative patterns from -104 toward -0 (dense until -87), then +0 .. 1 */
+    const uint64_t lo87 = fbits(-87.0f), end_pos = fbits(1.0f);
+    for (uint64_t u = fbits(-104.0f), pos = 0; pos <= end_pos;) {
+        x[n++] = bitsf((uint32_t)(u <= 0x80000000u ? pos : u));
+        if (u > 0x80000000u) u = u > lo87 ? u - 1 : (u >= 0x80000000u + 64 ? u - 64 : 0x80000000u);
+        else pos += 64;
+        if (n == B || pos > end_pos) {
+            flx_emu_expf_vec(y, x, n);
+            for (int64_t i = 0; i < n; i++) {
+                float want = x[i] < -0x1.9fe368p+6f ? 0.0f : expf(x[i]);
+                cr_assert_eq(fbits(y[i]), fbits(want), "x=%a", (double)x[i]);
+            }
+            checked += n;
+            n = 0;
+        }
+    }
+    for (int r = 0; r < 1024; r++) {
+        for (int i = 0; i < B; i++) x[i] = bitsf(rnd32() ^ (rnd32() << 16));
+        flx_emu_expf_vec(y, x, B);
+        for (int i = 0; i < B; i++) {
+            float want = x[i] < -0x1.9fe368p+6f ? 0.0f : expf(x[i]);
+            cr_assert_eq(fbits(y[i]), fbits(want), "x=%a (0x%08x)", (double)x[i], fbits(x[i]));
+        }
+        checked += B;
+    }
+    cr_assert_gt(checked, 20000000);
+    if (!flx_emu_expf_vec_available()) cr_log_info("no AVX-512: scalar exp path only");
+}
+
+Test(emu_softmax, vector_rows_equal_the_transcription)
+{
+    static float x[700], y[700];
+    for (int n = 1; n <= 700; n += (n < 40 ? 1 : 37)) {
+        float spread = (n % 3 == 0) ? 150.0f : 12.0f;    /* some rows reach the cut */
+        for (int i = 0; i < n; i++) x[i] = y[i] = rndf(-spread, spread / 4);
+        if (n > 5) x[3] = y[3] = -1e32f;                 /* a masked score */
+        flx_emu_softmax_dec(x, n, &FP_GLIBC);
+        ref_softmax_groups(y, n, &FP_GLIBC);
+        for (int i = 0; i < n; i++) cr_assert_eq(fbits(x[i]), fbits(y[i]), "n=%d i=%d", n, i);
+    }
+}
+
+Test(emu_gemm, packed_weights_amx_vnni_and_wrap)
+{
+    enum { T = 45, O = 70, K = 200 };
+    static int8_t a[T * K], w[O * K];
+    static int32_t v[T * O], f[T * O];
+    static int64_t want[T * O];
+    for (int i = 0; i < T * K; i++) a[i] = (int8_t)((int)(rnd32() % 16) - 8);
+    for (int i = 0; i < O * K; i++) w[i] = (int8_t)((int)(rnd32() % 16) - 8);
+    ref_gemm(want, a, 1, w, T, O, K);
+    flx_emu_wpack p;
+    cr_assert_eq(flx_emu_wpack_init(&p, w, O, K), 0);
+    cr_assert_eq(p.o32, 96);
+    cr_assert_eq(p.k64, 256);
+    if (!flx_emu_vnni_available()) {
+        cr_log_info("no AVX-512 VNNI: packed path not exercised");
+        flx_emu_wpack_free(&p);
+        return;
+    }
+    flx_pool *pool = flx_pool_create(2);
+    for (int amx = 0; amx < 2; amx++) {
+        if (!amx) setenv("FLXEMU_NO_AMX", "1", 1);
+        else if (!flx_emu_amx_available()) { cr_log_info("no AMX: tile path not exercised"); break; }
+        for (int th = 0; th < 2; th++) {
+            int over = -1;
+            memset(v, 0x55, sizeof v);
+            cr_assert_eq(flx_emu_gemm_u4i4_packed(v, a, &p, T, 19, &over, th ? pool : NULL), 0);
+            cr_assert_eq(over, 0);
+            for (int i = 0; i < T * O; i++) cr_assert_eq(v[i], want[i], "amx %d i=%d", amx, i);
+        }
+        /* a 9-bit accumulator: sums leave the range, the pair wrap applies,
+         * and the count equals the unpacked path's */
+        int64_t w1 = flx_emu_gemm_i4_wp(v, a, w, &p, T, O, K, 9, pool);
+        setenv("FLXEMU_NO_VNNI", "1", 1);
+        int64_t w2 = flx_emu_gemm_i4(f, a, 1, w, T, O, K, 9, NULL);
+        unsetenv("FLXEMU_NO_VNNI");
+        cr_assert_gt(w1, 0);
+        cr_assert_eq(w1, w2);
+        cr_assert_eq(memcmp(v, f, sizeof v), 0);
+        unsetenv("FLXEMU_NO_AMX");
+    }
+    flx_pool_free(pool);
+    flx_emu_wpack_free(&p);
+}
+
+Test(emu_gemm, amx_attention_products_equal_integer_sums)
+{
+    if (!flx_emu_amx_available()) { cr_log_info("no AMX: tile attention not exercised"); return; }
+    enum { HD = 64, NK = 80, NK64 = 128, LD = 3 * HD };
+    static int8_t q[32 * LD], k[NK * LD], v[NK * LD], kp[NK * HD], vp[NK64 * HD];
+    static uint8_t p[32 * NK64];
+    static int32_t s[32 * NK], o[32 * 100];
+    for (int i = 0; i < 32 * LD; i++) q[i] = (int8_t)rnd32();
+    for (int i = 0; i < NK * LD; i++) { k[i] = (int8_t)rnd32(); v[i] = (int8_t)rnd32(); }
+    for (int i = 0; i < 32 * NK64; i++) p[i] = (i % NK64) < NK ? (uint8_t)rnd32() : 0;
+    flx_emu_kpack(kp, k + HD, LD, NK, HD);               /* head 1 of 3 */
+    flx_emu_vpack(vp, v + HD, LD, NK, NK64, HD);
+    flx_emu_amx_begin();
+    flx_emu_qk32_amx(s, NK, q + HD, LD, kp, NK, HD);
+    flx_emu_av32_amx(o, 100, p, NK64, vp, NK64, HD);
+    flx_emu_amx_end();
+    for (int i = 0; i < 32; i++) {
+        for (int j = 0; j < NK; j++) {
+            int32_t sum = 0;
+            for (int d = 0; d < HD; d++) sum += q[i * LD + HD + d] * k[j * LD + HD + d];
+            cr_assert_eq(s[i * NK + j], sum, "qk %d %d", i, j);
+        }
+        for (int d = 0; d < HD; d++) {
+            int32_t sum = 0;
+            for (int j = 0; j < NK; j++) sum += p[i * NK64 + j] * v[j * LD + HD + d];
+            cr_assert_eq(o[i * 100 + d], sum, "av %d %d", i, d);
+        }
+    }
+}
