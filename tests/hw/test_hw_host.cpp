@@ -101,6 +101,7 @@ Test(hw_host, csim_host_generates_the_emulators_tokens)
     o = sh(std::string(host_bin()) + " --model " + flxq + " --tokens " + long_toks + " -n 1", &rc);
     cr_expect_eq(rc, 1, "%s", o.c_str());
     cr_expect(o.find("prompts of at most 17 tokens") != std::string::npos, "%s", o.c_str());
+    o = sh("rm -rf " + d, &rc);   // the checkpoint and .flxq: half a gigabyte
 }
 
 Test(hw_host, refuses_what_the_tops_cannot_run)
@@ -137,4 +138,5 @@ Test(hw_host, refuses_what_the_tops_cannot_run)
     o = sh(std::string(host_bin()) + " --model " + q + " --tokens " + t + " --backend xrt", &rc);
     cr_expect_eq(rc, 2, "%s", o.c_str());
     cr_expect(o.find("--xclbin-prefill and --xclbin-decode") != std::string::npos, "%s", o.c_str());
+    o = sh(std::string("rm -rf ") + d, &rc);
 }
