@@ -48,11 +48,19 @@ void gemm_i4_pref(hls::stream<hls::vector<ap_int<4>, CONFIG_T::tp> > &a,
 #pragma HLS PIPELINE II = 1
                 hls::vector<ap_int<4>, TP> av = A[k];
                 hls::vector<ap_int<4>, WP> wv = w.read();
+                // one pack per column pair, broadcast to the TP/2 PEs of its
+                // column (wiring in hardware; in csim 4x fewer packs)
+                ap_int<2 * L + 16> pack[WP / 2];
+#pragma HLS ARRAY_PARTITION variable = pack complete
+                for (unsigned j = 0; j < WP / 2; j++) {
+#pragma HLS UNROLL
+                    pack[j] = pack_i4_pair<L>(wv[2 * j], wv[2 * j + 1]);
+                }
                 for (unsigned m = 0; m < TP / 2; m++) {
 #pragma HLS UNROLL
                     for (unsigned j = 0; j < WP / 2; j++) {
 #pragma HLS UNROLL
-                        pe[m][j].step(av[2 * m], av[2 * m + 1], wv[2 * j], wv[2 * j + 1]);
+                        pe[m][j].step_packed(av[2 * m], av[2 * m + 1], pack[j]);
                     }
                 }
             }

@@ -59,7 +59,11 @@ struct pe_i4xi4_2x2 {
     ap_int<2 * L + 16> c0, c1;
     void reset() { c0 = 0; c1 = 0; }
     void step(ap_int<4> a0, ap_int<4> a1, ap_int<4> b0, ap_int<4> b1) {
-        ap_int<2 * L + 16> pack = pack_i4_pair<L>(b0, b1);
+        step_packed(a0, a1, pack_i4_pair<L>(b0, b1));
+    }
+    // the same with the column pair already packed (pack_i4_pair): a PE row
+    // of an array shares one pack per column pair
+    void step_packed(ap_int<4> a0, ap_int<4> a1, const ap_int<2 * L + 16> &pack) {
         c0 += mul_i4_pack<L, A_UINT>(a0, pack);
         c1 += mul_i4_pack<L, A_UINT>(a1, pack);
     }

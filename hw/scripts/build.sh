@@ -3,7 +3,7 @@
 # v++ and a platform; none of it runs on the development machine).
 #
 #   hw/scripts/build.sh csim|csynth|cosim KERNEL GOLDEN_DIR   per-kernel HLS flow (run_hls.tcl)
-#   hw/scripts/build.sh xo      [--layer decode|prefill] [--board u280|v80] [--out DIR]   top_layer_*.xo
+#   hw/scripts/build.sh xo      [--layer decode|prefill] [--board u280|v80] [--out DIR]   top_layer_*.xo (+ top_head_sample.xo)
 #   hw/scripts/build.sh hw_emu  [--layer decode|prefill] [--board u280|v80] [--out DIR]   + v++ -l -t hw_emu
 #   hw/scripts/build.sh hw      [--layer decode|prefill] [--board u280|v80] [--out DIR]   + v++ -l -t hw
 #
@@ -47,8 +47,16 @@ python3 "$hw/scripts/check_link.py" "$hw"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 platform=$(sed -n 's/^platform=//p' "$cfg")
-vitis_hls -f "$hw/scripts/export_xo.tcl" -tclargs "layer_$layer" "$part" "$out"
+# the decode link also holds the step's tail, top_head_sample (LN2, lm_head,
+# sampling, embedding fetch): every kernel its cfg instantiates (nk=) is linked
+kernels="layer_$layer"
+[ "$layer" = decode ] && kernels="$kernels head_sample"
+xos=()
+for k in $kernels; do
+  vitis_hls -f "$hw/scripts/export_xo.tcl" -tclargs "$k" "$part" "$out"
+  xos+=("$out/top_$k.xo")
+done
 [ "$step" = xo ] && exit 0
 v++ -l -t "$step" --platform "$platform" --config "$cfg" --kernel_frequency 300 \
-    -o "$out/layer_$layer.$board.$step.xclbin" "$out/top_layer_$layer.xo"
+    -o "$out/layer_$layer.$board.$step.xclbin" "${xos[@]}"
 echo "build.sh: $out/layer_$layer.$board.$step.xclbin"

@@ -74,6 +74,46 @@ Test(hw_dataflow, deep_enough_fifo_completes_with_its_occupancy)
     cr_expect(a.empty() && b.empty());
 }
 
+// Wake-ups are deferred while a FIFO is half full/empty (flx_csim_dataflow.h
+// changed()): one item at a time in a request/reply ping-pong never reaches
+// the half mark, so only the wake-up before a task waits can move it on.
+// It must complete (no lost wake-up, no false deadlock).  A server that
+// writes two extra replies is left blocked on the full depth-1 reply stream
+// once the client is done: a deadlock, named.
+Test(hw_dataflow, deferred_wakeups_are_never_lost)
+{
+    for (int ahead = 0; ahead <= 1; ahead++) {
+        stream<int, 4> req("req");
+        stream<int, 1> rep("rep");
+        long sum = 0;
+        const int n = 2000;
+        flx_csim::region df("ping_pong");
+        df.task("client", [&] {
+            for (int i = 0; i < n; i++) {
+                req.write(i);
+                sum += rep.read();
+            }
+        });
+        df.task("server", [&] {
+            if (ahead) {   // two replies nobody asked for
+                rep.write(-1);
+                rep.write(-2);
+            }
+            for (int i = 0; i < n; i++) rep.write(2 * req.read());
+        });
+        if (!ahead) {
+            cr_expect(df.run(), "%s", df.report().c_str());
+            cr_expect_eq(sum, (long)n * (n - 1));
+        } else {
+            cr_expect(!df.run());
+            cr_expect(df.deadlocked());
+            cr_expect_eq(df.blocked_on("server"), "rep");
+            while (!rep.empty()) rep.read();
+            while (!req.empty()) req.read();
+        }
+    }
+}
+
 Test(hw_dataflow, underfilled_input_is_a_deadlock_not_a_hang)
 {
     stream<int> in("in");

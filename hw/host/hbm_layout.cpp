@@ -1,0 +1,189 @@
+// hbm_layout.cpp -- a .flxq model packed into the buffers the tops read
+// (hw/README.md "The host program" lists every buffer and its layout).
+//
+// Decode packing (reference-design §1.4; flx_tops::layer_decode_map): a
+// linear of n_out rows is split over 16 lanes of n_out/16 rows; lane b holds
+// rows b*(n_out/16) + 2n (low nibble) and + 2n+1 (high nibble) in byte n mod
+// 32 of word (n/32)*k_dim + k.  K and V are one fused linear of 1024 rows:
+// lane b's 64 rows are K rows 32b..32b+31, then V rows 32b..32b+31.
+// Prefill packing: channel c of a linear sits in word (c/24)*k_dim + k, byte
+// (c%24)/2, low nibble for even c; channels past n_out are zero; [K | Q] and
+// [V | O] share a buffer, K (V) first.
+#include "flx_host.h"
+
+#include "flx_emu.h"
+
+#include <stdio.h>
+#include <string.h>
+
+namespace flx_host {
+
+namespace {
+
+// row(o) -> the INT4 values of fused output row o, ws(o) / wsum(o) its tables
+struct row_src {
+    const flx_qtensor *a, *b;   // b: the second half of a fused linear (V), or NULL
+    const int8_t *row(unsigned o, unsigned k_dim) const
+    {
+        if (!b) return a->q + (size_t)o * k_dim;
+        unsigned r = (o / 64) * 32 + o % 32;
+        return (o % 64 < 32 ? a : b)->q + (size_t)r * k_dim;
+    }
+    float scale(unsigned o) const
+    {
+        if (!b) return a->scale[o];
+        unsigned r = (o / 64) * 32 + o % 32;
+        return (o % 64 < 32 ? a : b)->scale[r];
+    }
+    float sum(unsigned o) const
+    {
+        if (!b) return a->wsum[o];
+        unsigned r = (o / 64) * 32 + o % 32;
+        return (o % 64 < 32 ? a : b)->wsum[r];
+    }
+};
+
+// n_out rows of src (rows >= n_src are zero) into 16 lanes at word offset
+// `word`, and ws / wsum into s at float offset `s_off`
+void pack_dec(const row_src &src, unsigned n_src, unsigned n_out, unsigned k_dim, bytes *lanes,
+              size_t word, std::vector<float> &s, size_t s_off)
+{
+    const unsigned B = 16, W = 64, per = n_out / B;
+    for (unsigned b = 0; b < B; b++) {
+        uint8_t *lane = lanes[b].data();
+        for (unsigned n = 0; n < per / 2; n++) {
+            unsigned o0 = b * per + 2 * n, o1 = o0 + 1;
+            const int8_t *r0 = o0 < n_src ? src.row(o0, k_dim) : NULL;
+            const int8_t *r1 = o1 < n_src ? src.row(o1, k_dim) : NULL;
+            if (!r0 && !r1) continue;
+            uint8_t *base = lane + (word + (size_t)(n / (W / 2)) * k_dim) * dec_word_bytes + n % (W / 2);
+            for (unsigned k = 0; k < k_dim; k++) {
+                unsigned lo = r0 ? (unsigned)r0[k] & 15u : 0u, hi = r1 ? (unsigned)r1[k] & 15u : 0u;
+                base[(size_t)k * dec_word_bytes] = (uint8_t)(lo | hi << 4);
+            }
+        }
+    }
+    for (unsigned o = 0; o < n_out; o++) {
+        s[s_off + o] = o < n_src ? src.scale(o) : 0.0f;
+        s[s_off + n_out + o] = o < n_src ? src.sum(o) : 0.0f;
+    }
+}
+
+// one prefill linear appended to w (words) and s (ws then wsum)
+void pack_pref(const flx_qtensor &t, bytes &w, std::vector<float> &s)
+{
+    const unsigned n_out = (unsigned)t.n_out, k_dim = (unsigned)t.n_in, nw = (n_out + 23) / 24;
+    size_t base = w.size() / pref_word_bytes;
+    w.resize((base + (size_t)nw * k_dim) * pref_word_bytes, 0);
+    for (unsigned blk = 0; blk < nw; blk++)
+        for (unsigned j = 0; j < 12; j++) {
+            unsigned c0 = blk * 24 + 2 * j, c1 = c0 + 1;
+            const int8_t *r0 = c0 < n_out ? t.q + (size_t)c0 * k_dim : NULL;
+            const int8_t *r1 = c1 < n_out ? t.q + (size_t)c1 * k_dim : NULL;
+            if (!r0 && !r1) continue;
+            uint8_t *row = &w[(base + (size_t)blk * k_dim) * pref_word_bytes + j];
+            for (unsigned k = 0; k < k_dim; k++) {
+                unsigned lo = r0 ? (unsigned)r0[k] & 15u : 0u, hi = r1 ? (unsigned)r1[k] & 15u : 0u;
+                row[(size_t)k * pref_word_bytes] = (uint8_t)(lo | hi << 4);
+            }
+        }
+    s.insert(s.end(), t.scale, t.scale + n_out);
+    s.insert(s.end(), t.wsum, t.wsum + n_out);
+}
+
+std::string fmt(const char *f, long long a, long long b = 0)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, f, a, b);
+    return buf;
+}
+
+}  // namespace
+
+std::string pack_model(const flx_qmodel &qm, model_image &img)
+{
+    typedef shape S;
+    const flx_llama_config &c = qm.cfg;
+    if (c.d_model != (int)S::d || c.n_heads != (int)S::heads || c.n_kv_heads != (int)S::kv_heads ||
+        c.head_dim != (int)S::head_dim || c.d_ff != (int)S::ff) {
+        char buf[300];
+        snprintf(buf, sizeof buf,
+                 "model shape d_model %d, heads %d x %d, %d KV heads, d_ff %d: the tops are built for "
+                 "Llama-3.2-1B's layer (2048, 32 x 64, 8, 8192)",
+                 c.d_model, c.n_heads, c.head_dim, c.n_kv_heads, c.d_ff);
+        return buf;
+    }
+    if (c.n_layers < 1 || c.n_layers > (int)S::max_layers)
+        return fmt("%lld layers: the decode top keeps K registers for 1..%lld layers", c.n_layers,
+                   S::max_layers);
+    if (c.rms_eps != 1e-5f) return "rms_eps is not 1e-5: the tops' RMSNorm is built with eps = 1e-5";
+    // the engine's own checks (INT4 symmetric per-channel weights with sums,
+    // online R4, static attention scales, no R3), the RoPE table of the
+    // reference (the tops' decode K register is the reference's: quirks mode)
+    // and the padded vocabulary the sampler splits over 16 lanes
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    o.reference_quirks = 1;
+    o.fp.exp = FLX_EMU_EXP_FLX;
+    flx_emu_engine e;
+    flx_error err = {};
+    if (flx_emu_engine_init(&e, &qm, &o, S::max_len, &err)) return err.msg;
+    if (e.n_vocab_pad != (int64_t)S::vocab) {
+        std::string m = fmt("vocabulary %lld (padded %lld)", c.n_vocab, e.n_vocab_pad) +
+                        fmt(": the head top (top_head_sample) is built for %lld rows", S::vocab);
+        flx_emu_engine_free(&e);
+        return m;
+    }
+    img.rope.assign(2 * (size_t)S::max_len * S::rope_half, 0.0f);
+    memcpy(img.rope.data(), e.rope_sin, (size_t)S::max_len * S::rope_half * sizeof(float));
+    memcpy(img.rope.data() + (size_t)S::max_len * S::rope_half, e.rope_cos,
+           (size_t)S::max_len * S::rope_half * sizeof(float));
+    flx_emu_engine_free(&e);
+
+    img.n_layers = (unsigned)c.n_layers;
+    img.n_vocab = (unsigned)c.n_vocab;
+    img.eos = qm.tok ? flx_tokenizer_eos(qm.tok) : c.eos_id;
+    img.layers.assign(img.n_layers, layer_image());
+    typedef flx_tops::layer_decode_map M;
+    for (unsigned l = 0; l < img.n_layers; l++) {
+        const flx_qlayer &L = qm.layers[l];
+        layer_image &li = img.layers[l];
+        li.gamma.assign(L.attn_norm, L.attn_norm + S::d);
+        li.gamma.insert(li.gamma.end(), L.ffn_norm, L.ffn_norm + S::d);
+        li.att.assign(128, 0.0f);
+        for (unsigned h = 0; h < S::heads; h++) {
+            li.att[h] = L.q_s;
+            li.att[96 + h] = L.a_s;
+        }
+        for (unsigned h = 0; h < S::kv_heads; h++) {
+            li.att[32 + h] = L.k_s;
+            li.att[64 + h] = L.v_s;
+        }
+        // decode: [K;V], Q, O, gate, up, down at layer_decode_map's offsets
+        for (unsigned b = 0; b < 16; b++) li.w[b].assign((size_t)M::lane_words * dec_word_bytes, 0);
+        li.s_sum.assign(M::s_floats, 0.0f);
+        const flx_qtensor *lin[M::n_lin] = {&L.wk, &L.wq, &L.wo, &L.w_gate, &L.w_up, &L.w_down};
+        for (unsigned i = 0; i < M::n_lin; i++) {
+            row_src src = {lin[i], i == 0 ? &L.wv : NULL};
+            pack_dec(src, M::n_out(i), M::n_out(i), M::k_dim(i), li.w, M::word_base(i), li.s_sum, M::s_base(i));
+        }
+        // prefill
+        pack_pref(L.wk, li.w_kq, li.s_kq);
+        pack_pref(L.wq, li.w_kq, li.s_kq);
+        pack_pref(L.wv, li.w_vo, li.s_vo);
+        pack_pref(L.wo, li.w_vo, li.s_vo);
+        pack_pref(L.w_gate, li.w_gate, li.s_gate);
+        pack_pref(L.w_up, li.w_up, li.s_up);
+        pack_pref(L.w_down, li.w_down, li.s_down);
+    }
+    img.out_norm.assign(qm.out_norm, qm.out_norm + S::d);
+    for (unsigned b = 0; b < 16; b++) img.head_w[b].assign((size_t)S::vocab / 1024 * S::d * dec_word_bytes, 0);
+    img.head_s_sum.assign(2 * (size_t)S::vocab, 0.0f);
+    row_src hs = {&qm.head, NULL};
+    pack_dec(hs, img.n_vocab, S::vocab, S::d, img.head_w, 0, img.head_s_sum, 0);
+    img.vocab_lib.assign((size_t)S::vocab * S::d, 0.0f);
+    memcpy(img.vocab_lib.data(), qm.tok_embd, (size_t)img.n_vocab * S::d * sizeof(float));
+    return "";
+}
+
+}  // namespace flx_host

@@ -1,0 +1,140 @@
+// The host program (hw/host, flx_host) in C simulation: a model with
+// Llama-3.2-1B's layer shape (2 layers, byte vocabulary padded to the head
+// top's 1024 rows) quantized with the flexllm recipe, a 16-token prompt
+// (prefill of 15 rows + 1 padding row through top_layer_prefill, then decode
+// steps through top_layer_decode and top_head_sample): the ids flx_host
+// prints equal `flxemu generate --engine emu --reference-quirks --exp flx`'s.
+#include "test_util.h"
+
+#include "flx_core.h"
+#include "flx_llama.h"
+#include "flx_synth.h"
+
+#include <algorithm>
+#include <string>
+
+TestSuite(hw_host, .timeout = 900);
+
+static char dir[256], flxq[512], toks[512];
+
+static std::string sh(const std::string &cmd, int *rc)
+{
+    static char out[1 << 16];
+    *rc = flx_test_sh((cmd + " 2>&1").c_str(), out, sizeof out);
+    return out;
+}
+
+static std::string slurp(const std::string &path)
+{
+    std::string s;
+    FILE *f = fopen(path.c_str(), "rb");
+    cr_assert(f, "cannot open %s", path.c_str());
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+    fclose(f);
+    return s;
+}
+
+// a synthetic checkpoint of cfg in DIR/model, quantized (flexllm) into
+// DIR/m.flxq; returns the .flxq path
+static std::string quantize_synth(const std::string &d, const flx_llama_config &cfg)
+{
+    std::string model_dir = d + "/model", calib = d + "/calib.txt", q = d + "/m.flxq";
+    cr_assert_eq(mkdir(model_dir.c_str(), 0755), 0);
+    flx_error err = {};
+    cr_assert_eq(flx_synth_write_hf(model_dir.c_str(), &cfg, 5, 0, NULL, &err), FLX_OK, "%s", err.msg);
+    FILE *f = fopen(calib.c_str(), "w");
+    for (int i = 0; i < 20; i++) fprintf(f, "Line %d: the quick brown fox jumps over the lazy dog.\n", i);
+    fclose(f);
+    int rc;
+    std::string o = sh(std::string(flx_test_bin()) + " quantize --model " + model_dir + " --recipe flexllm --calib " +
+                           calib + " --nsamples 2 --seqlen 32 --threads 2 --out " + q,
+                       &rc);
+    cr_assert_eq(rc, 0, "quantize: %s", o.c_str());
+    return q;
+}
+
+static void make_model(void)
+{
+    snprintf(dir, sizeof dir, "%s", flx_test_tmpdir());
+    flx_llama_config cfg;
+    flx_error err = {};
+    cr_assert_eq(flx_synth_config("tiny", &cfg, &err), FLX_OK);
+    cfg.d_model = 2048;   // the tops' layer shape; 2 layers, vocabulary 258
+    cfg.n_heads = 32;
+    cfg.n_kv_heads = 8;
+    cfg.head_dim = 64;
+    cfg.d_ff = 8192;
+    snprintf(flxq, sizeof flxq, "%s", quantize_synth(dir, cfg).c_str());
+    snprintf(toks, sizeof toks, "%s/prompt.txt", dir);
+    FILE *f = fopen(toks, "w");
+    for (int i = 0; i < 16; i++) fprintf(f, "%d\n", "Once upon a time"[i]);
+    fclose(f);
+}
+
+static const char *host_bin(void)
+{
+    const char *b = getenv("FLXEMU_HOST");
+    if (!b || !*b) cr_assert_fail("FLXEMU_HOST is not set");
+    return b;
+}
+
+Test(hw_host, csim_host_generates_the_emulators_tokens)
+{
+    make_model();
+    const std::string d = dir;
+    int rc;
+    std::string o = sh(std::string(flx_test_bin()) + " generate --engine emu --reference-quirks --exp flx --model " +
+                           flxq + " --tokens " + toks + " -n 3 --seed 7 --threads 2 --ids " + d + "/emu.txt",
+                       &rc);
+    cr_assert_eq(rc, 0, "generate: %s", o.c_str());
+    std::string host = sh(std::string(host_bin()) + " --model " + flxq + " --tokens " + toks +
+                              " -n 3 --seed 7 --ids " + d + "/host.txt",
+                          &rc);
+    cr_assert_eq(rc, 0, "flx_host: %s", host.c_str());
+    std::string emu = slurp(d + "/emu.txt"), hw = slurp(d + "/host.txt");
+    cr_expect_eq(std::count(emu.begin(), emu.end(), '\n'), 19, "16 prompt + 3 new ids: %s", emu.c_str());
+    cr_expect(emu == hw, "flxemu generate:\n%s\nflx_host:\n%s", emu.c_str(), hw.c_str());
+    // stdout holds the generated ids: the lines of --ids after the prompt's
+    size_t p = 0;
+    for (int i = 0; i < 16; i++) p = emu.find('\n', p) + 1;
+    cr_expect(host.find(emu.substr(p)) != std::string::npos, "stdout:\n%s\nexpected ids:\n%s", host.c_str(),
+              emu.substr(p).c_str());
+    // 18 prompt tokens need a prefill of 17 rows: more than the top's one call
+    std::string long_toks = d + "/long.txt";
+    FILE *f = fopen(long_toks.c_str(), "w");
+    for (int i = 0; i < 18; i++) fprintf(f, "%d\n", 65 + i);
+    fclose(f);
+    o = sh(std::string(host_bin()) + " --model " + flxq + " --tokens " + long_toks + " -n 1", &rc);
+    cr_expect_eq(rc, 1, "%s", o.c_str());
+    cr_expect(o.find("prompts of at most 17 tokens") != std::string::npos, "%s", o.c_str());
+    o = sh("rm -rf " + d, &rc);   // the checkpoint and .flxq: half a gigabyte
+}
+
+Test(hw_host, refuses_what_the_tops_cannot_run)
+{
+    char d[256];
+    snprintf(d, sizeof d, "%s", flx_test_tmpdir());
+    flx_llama_config cfg;
+    flx_error err = {};
+    cr_assert_eq(flx_synth_config("tiny", &cfg, &err), FLX_OK);
+    cfg.d_ff = 128;   // a power of two: the engine's checks pass, the tops' shape does not
+    std::string q = quantize_synth(d, cfg), t = std::string(d) + "/t.txt";
+    int rc;
+    FILE *f = fopen(t.c_str(), "w");
+    fprintf(f, "1\n2\n3\n");
+    fclose(f);
+    std::string o = sh(std::string(host_bin()) + " --model " + q + " --tokens " + t + " -n 2", &rc);
+    cr_expect_eq(rc, 1, "%s", o.c_str());
+    cr_expect(o.find("d_model 64") != std::string::npos && o.find("Llama-3.2-1B's layer") != std::string::npos,
+              "%s", o.c_str());
+    o = sh(std::string(host_bin()) + " --model " + q + " --tokens " + t + " --backend gpu", &rc);
+    cr_expect_eq(rc, 2, "%s", o.c_str());
+    o = sh(std::string(host_bin()) + " --model " + q + " -n 2", &rc);
+    cr_expect_eq(rc, 2, "%s", o.c_str());
+    o = sh(std::string(host_bin()) + " --model " + q + " --tokens " + t + " --backend xrt", &rc);
+    cr_expect_eq(rc, 2, "%s", o.c_str());
+    cr_expect(o.find("--xclbin-prefill and --xclbin-decode") != std::string::npos, "%s", o.c_str());
+    o = sh(std::string("rm -rf ") + d, &rc);
+}
