@@ -132,7 +132,7 @@ int main(int argc, char **argv)
                 int rc = fast ? flx_emu_decoder_step(&dec, logits, NULL, &kv, token, pos, pool, &err)
                               : flx_emu_decode_step(&e, logits, &kv, token, pos, pool, &err);
                 flx_emu_topk tk;
-                if (!rc && (flx_emu_sample_topk(&tk, logits, e.n_vocab_pad, o.sample_lanes, o.top_k,
+                if (!rc && (flx_emu_topk_sampling(&tk, logits, e.n_vocab_pad, o.sample_lanes, o.top_k,
                                                 (float)flx_rng_uniform(&rng), &o.fp) || tk.token < 0))
                     rc = flx_fail(&err, FLX_ENUMERIC, "sampling found no token");
                 busy += flx_now_seconds() - ts;

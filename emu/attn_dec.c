@@ -1,6 +1,6 @@
 /* The INT8 attention products for a few query rows (the decode step: the
  * G query heads of one KV group against every cached key), with AVX-512
- * VNNI.  Same contracts and results as flx_emu_qk_i8 / flx_emu_av_i8: the
+ * VNNI.  Same contracts and results as flx_emu_qk_i8 / flx_emu_av_u8i8: the
  * sums are exact integers (order free), then wrapped to acc_bits.
  *
  * QK^T: key bytes xor 0x80 are k + 128 as unsigned bytes, so one vpdpbusd
@@ -134,13 +134,13 @@ int64_t flx_emu_qk_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_
     return qk_vnni(acc, ld_acc, q, ld_q, k, ld_k, n_q, n_k, head_dim, acc_bits);
 }
 
-int64_t flx_emu_av_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
+int64_t flx_emu_av_u8i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
                            int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
                            int64_t n_k, int head_dim, int acc_bits)
 {
     /* 255 * 128 * 65536 < 2^31: the int32 lanes stay exact */
     if (!p_is_uint || head_dim % 64 || n_q > MAX_ROWS || n_k > 65536 || !flx_emu_vnni_available())
-        return flx_emu_av_i8(acc, ld_acc, p, ld_p, p_is_uint, v, ld_v, n_q, n_k, head_dim, acc_bits);
+        return flx_emu_av_u8i8(acc, ld_acc, p, ld_p, p_is_uint, v, ld_v, n_q, n_k, head_dim, acc_bits);
     return av_vnni(acc, ld_acc, p, ld_p, v, ld_v, n_q, n_k, head_dim, acc_bits);
 }
 
@@ -152,10 +152,10 @@ int64_t flx_emu_qk_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_
     return flx_emu_qk_i8(acc, ld_acc, q, ld_q, k, ld_k, n_q, n_k, head_dim, acc_bits);
 }
 
-int64_t flx_emu_av_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
+int64_t flx_emu_av_u8i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
                            int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
                            int64_t n_k, int head_dim, int acc_bits)
 {
-    return flx_emu_av_i8(acc, ld_acc, p, ld_p, p_is_uint, v, ld_v, n_q, n_k, head_dim, acc_bits);
+    return flx_emu_av_u8i8(acc, ld_acc, p, ld_p, p_is_uint, v, ld_v, n_q, n_k, head_dim, acc_bits);
 }
 #endif

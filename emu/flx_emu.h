@@ -275,7 +275,7 @@ int64_t flx_emu_av_u8i8(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t l
 int64_t flx_emu_qk_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *q, int64_t ld_q,
                            const int8_t *k, int64_t ld_k, int64_t n_q, int64_t n_k,
                            int head_dim, int acc_bits);
-int64_t flx_emu_av_i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
+int64_t flx_emu_av_u8i8_vnni(int32_t *acc, int64_t ld_acc, const int8_t *p, int64_t ld_p,
                            int p_is_uint, const int8_t *v, int64_t ld_v, int64_t n_q,
                            int64_t n_k, int head_dim, int acc_bits);
 

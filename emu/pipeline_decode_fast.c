@@ -261,8 +261,8 @@ static void att_groups(void *ctx, int64_t g0, int64_t g1, int thread_id)
             flx_emu_quant_static(p8 + i * S, sc, 1, 1, (int)S, &j->as[h], 1.0f, 8, 0, fp);
         }
         int32_t *o = j->bf->acc_o + kvh * G * hd;
-        int64_t w2 = j->vnni ? flx_emu_av_i8_vnni(o, hd, p8, S, 1, v, KV, G, S, (int)hd, 27)
-                             : flx_emu_av_i8(o, hd, p8, S, 1, v, KV, G, S, (int)hd, 27);
+        int64_t w2 = j->vnni ? flx_emu_av_u8i8_vnni(o, hd, p8, S, 1, v, KV, G, S, (int)hd, 27)
+                             : flx_emu_av_u8i8(o, hd, p8, S, 1, v, KV, G, S, (int)hd, 27);
         for (int i = 0; i < G; i++) j->bad[kvh * G + i] = (w < 0 || w2 < 0) ? -1 : (w || w2);
     }
 }

@@ -622,8 +622,8 @@ Test(emu_gemm, vnni_attention_products_equal_generic)
                         int64_t w2 = flx_emu_qk_i8_vnni(s2, NK, q, D, kh, LD, nq, NK, D, bits);
                         cr_assert_eq(w1, w2, "qk D=%d NK=%d nq=%d bits=%d", D, NK, nq, bits);
                         cr_assert_eq(memcmp(s1, s2, (size_t)nq * NK * 4), 0, "qk D=%d NK=%d nq=%d", D, NK, nq);
-                        w1 = flx_emu_av_i8(o1, D, p, NK, 1, kh, LD, nq, NK, D, bits);
-                        w2 = flx_emu_av_i8_vnni(o2, D, p, NK, 1, kh, LD, nq, NK, D, bits);
+                        w1 = flx_emu_av_u8i8(o1, D, p, NK, 1, kh, LD, nq, NK, D, bits);
+                        w2 = flx_emu_av_u8i8_vnni(o2, D, p, NK, 1, kh, LD, nq, NK, D, bits);
                         cr_assert_eq(w1, w2, "av D=%d NK=%d nq=%d bits=%d", D, NK, nq, bits);
                         cr_assert_eq(memcmp(o1, o2, (size_t)nq * D * 4), 0, "av D=%d NK=%d nq=%d", D, NK, nq);
                         if (pass && bits == 27 && D == 64) {

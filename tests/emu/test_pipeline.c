@@ -419,7 +419,7 @@ Test(emu_pipeline, generate_fast_equals_reference_host_flow_for_any_threads)
         for (int s = 0; s < n_new; s++) {
             cr_assert_eq(flx_emu_decode_step(&e, lg, &kv, tok, n_prompt - 1 + s, NULL, &err), FLX_OK);
             flx_emu_topk tk;
-            cr_assert_eq(flx_emu_sample_topk(&tk, lg, e.n_vocab_pad, 16, 5, (float)flx_rng_uniform(&rng),
+            cr_assert_eq(flx_emu_topk_sampling(&tk, lg, e.n_vocab_pad, 16, 5, (float)flx_rng_uniform(&rng),
                                              &e.opts.fp), 0);
             cr_assert_eq(tk.token, a.ids[s], "quirks %d step %d", quirks, s);
             distinct += s > 0 && a.ids[s] != a.ids[s - 1];
