@@ -4,10 +4,13 @@
  * without and with rotation; optionally each layer's perplexity sensitivity.
  * Text, JSON and an SVG heat map (docs/quant.md "flxemu analyze").
  *
- * Layer-local measures (one float forward per model, hooks read the float
- * activations): weight MSE/SQNR, input absmax/kurtosis, output error.  The
- * whole-model measure (--sensitivity): perplexity with one layer quantized,
- * one forward of all windows per layer. */
+ * Layer-local measures (one float forward per model, a layer at a time over
+ * all windows; hooks read the float activations): weight MSE/SQNR, input
+ * absmax/kurtosis, output error.  The whole-model measure (--sensitivity):
+ * perplexity with one layer quantized.  The layers before it are float and
+ * the same in every run, so each run starts at its layer from the float
+ * activations the rotated pass saved (--sensitivity-rerun runs them again,
+ * for checking: same bits). */
 #include "cli.h"
 #include "flx_calib.h"
 #include "flx_gptq.h"
@@ -49,20 +52,22 @@ static void usage(FILE *fp)
             "  --tokenizer FILE      tokenizer.json or .gguf when the model has none\n"
             "  --windows N           windows of the text (default 8)\n"
             "  --ctx L               tokens per window (default 512, capped at the model's)\n"
-            "  --sensitivity         also perplexity with each layer quantized alone\n"
+            "  --sensitivity         also perplexity with each layer quantized alone (each run\n"
+            "                        starts at that layer from the saved float activations)\n"
+            "  --sensitivity-rerun   the same numbers, every run from the tokens (slow; a check)\n"
             "  --json FILE           results as JSON\n"
             "  --svg FILE            heat map (layers x linears) of the measures\n"
             "  --threads N           threads (default: all cores)\n"
             "  -h, --help            this help\n"
             "\n"
             "Layer-local measures reuse the float forward's activations; only\n"
-            "--sensitivity runs the whole model again (once per layer).\n");
+            "--sensitivity runs the model again, once per layer from that layer on.\n");
 }
 
 typedef struct an_args {
     const char *model, *recipe, *rotate, *file, *tokenizer, *json, *svg;
     long long seed, windows, ctx, threads;
-    int sensitivity;
+    int sensitivity, sensitivity_rerun;
 } an_args;
 
 /* per linear, per pass (0: without rotation, 1: with) */
@@ -73,15 +78,27 @@ typedef struct lin_meas {
     double err_num, err_den;         /* sum (Y^ - Y)^2, sum Y^2 */
 } lin_meas;
 
+/* A pass runs the float model one layer at a time over all windows (the
+ * order of GPTQ's calibration): only that layer's RTN copy exists at once,
+ * and the residual stream of every window is kept between layers. */
 typedef struct pass_ctx {
     const flx_model *m;
     const flx_recipe *r;
     const flx_rotation_set *rs;      /* online R3/R4, or NULL */
-    float *w_hat[1024][N_LIN];       /* RTN-dequantized weights */
+    float *w_hat[N_LIN];             /* the current layer's RTN-dequantized weights */
     lin_meas *meas;                  /* [n_layers][N_LIN] */
     float *xq, *y, *yq;              /* scratch */
     int64_t cap_rows;
     flx_pool *pool;                  /* the hook's products, by blocks of output columns */
+    int layer;                       /* the one layer the forward runs */
+    int64_t w;                       /* its window */
+    float *x_all;                    /* (n_windows, seqlen, d_model): the residual stream at
+                                        `layer`'s input, then at its output */
+    float *save;                     /* NULL, or (n_layers + 1, n_windows, seqlen, d_model):
+                                        every layer's float input and the final residual */
+    int64_t n_windows, win_floats;   /* win_floats = seqlen * d_model */
+    double *qkv_max;                 /* NULL, or [n_layers][3]: max |q|, |k| (after RoPE and
+                                        R3), |v|: the static attention scales' maxima */
 } pass_ctx;
 
 /* y = x w^T for output columns [begin, end): one single-threaded sgemm per
@@ -125,8 +142,8 @@ static void lin_shape(const flx_llama_config *c, int j, int32_t *n_out, int32_t 
 static int an_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64_t n, int64_t n_in, flx_error *err)
 {
     pass_ctx *c = vctx;
-    if (c->rs && kind == FLX_LINEAR_DOWN) flx_rot_r4(c->rs, x, n, NULL);
-    if (layer >= c->m->cfg.n_layers) return FLX_OK;   /* the head is not analysed */
+    flx_rot_online_input(c->rs, kind, x, n, NULL);
+    if (layer != c->layer) return FLX_OK;   /* the head (the pass runs no other layer) */
     int first, count;
     switch (kind) {
     case FLX_LINEAR_QKV: first = 0; count = 3; break;
@@ -161,7 +178,7 @@ static int an_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int6
         int32_t n_out, ni;
         lin_shape(&c->m->cfg, j, &n_out, &ni);
         matmul_t(c->pool, x, n, lin_weight(L, j), n_out, ni, c->y);
-        matmul_t(c->pool, c->xq, n, c->w_hat[layer][j], n_out, ni, c->yq);
+        matmul_t(c->pool, c->xq, n, c->w_hat[j], n_out, ni, c->yq);
         for (int64_t i = 0; i < n * n_out; i++) {
             double d = (double)c->yq[i] - c->y[i];
             mm->err_num += d * d;
@@ -175,10 +192,43 @@ static int an_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t n
                   const flx_llama_config *cfg, flx_error *err)
 {
     pass_ctx *c = vctx;
-    (void)layer; (void)v; (void)pos0; (void)err;
-    if (c->rs) {
-        flx_rot_r3(c->rs, q, n * cfg->n_heads, NULL);
-        flx_rot_r3(c->rs, k, n * cfg->n_kv_heads, NULL);
+    (void)pos0;
+    flx_rot_online_qk(c->rs, q, k, n, cfg, NULL);
+    if (!c->qkv_max) return FLX_OK;
+    /* as flx_calib_attn_scales takes them (float |x|, NaN kept) */
+    const int64_t kn = n * cfg->n_kv_heads * cfg->head_dim, len[3] = {n * cfg->n_heads * cfg->head_dim, kn, kn};
+    const float *blk[3] = {q, k, v};
+    for (int i = 0; i < 3; i++) {
+        float mx = 0.0f;
+        for (int64_t t = 0; t < len[i]; t++) {
+            float a = fabsf(blk[i][t]);
+            if (a > mx || a != a) mx = a;
+        }
+        if (!isfinite(mx)) return flx_fail(err, FLX_ENUMERIC, "analyze: layer %d: q/k/v hold NaN or Inf", layer);
+        if (mx > c->qkv_max[3 * layer + i]) c->qkv_max[3 * layer + i] = mx;
+    }
+    return FLX_OK;
+}
+
+/* Layer-at-a-time: the forward of window w starts at layer c->layer from
+ * the kept residual stream and stops after it (the final norm still runs). */
+static int an_residual(void *vctx, int layer, float *x, int64_t n, int64_t pos0, int *next, flx_error *err)
+{
+    pass_ctx *c = vctx;
+    (void)pos0; (void)err;
+    const int L = c->m->cfg.n_layers;
+    const size_t bytes = (size_t)(n * c->m->cfg.d_model) * sizeof *x;
+    float *xw = c->x_all + c->w * c->win_floats;
+    if (layer == 0) {
+        if (c->layer > 0) {
+            memcpy(x, xw, bytes);
+            *next = c->layer;
+        }
+        if (c->save) memcpy(c->save + ((size_t)c->layer * c->n_windows + c->w) * c->win_floats, x, bytes);
+    } else if (layer == c->layer + 1) {
+        memcpy(xw, x, bytes);
+        if (c->save && layer == L) memcpy(c->save + ((size_t)L * c->n_windows + c->w) * c->win_floats, x, bytes);
+        *next = L;
     }
     return FLX_OK;
 }
@@ -195,51 +245,70 @@ static flx_wquant wquant_of(const flx_recipe *r)
     return wq;
 }
 
-/* weights RTN-quantized (w_hat) and their error; then one float forward of
- * every window with the measuring hooks */
-static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, flx_error *err)
+/* Layer l's weights RTN-quantized (w_hat) and their error. */
+static int rtn_layer(pass_ctx *c, int l, flx_error *err)
 {
     const flx_llama_config *cfg = &c->m->cfg;
     flx_wquant wq = wquant_of(c->r);
-    for (int l = 0; l < cfg->n_layers; l++)
-        for (int j = 0; j < N_LIN; j++) {
-            int32_t n_out, n_in;
-            lin_shape(cfg, j, &n_out, &n_in);
-            const float *w = lin_weight(&c->m->w.layers[l], j);
-            size_t nw = (size_t)n_out * n_in;
-            float *wh = malloc(nw * sizeof *wh);
-            if (!wh) return flx_fail(err, FLX_ENOMEM, "out of memory");
-            c->w_hat[l][j] = wh;
-            if (c->r->w_bits >= 16) {
-                memcpy(wh, w, nw * sizeof *wh);
-            } else {
-                int32_t ng = wq.group_size ? n_in / wq.group_size : 1;
-                flx_wq_out o = { malloc(nw * sizeof(int32_t)), malloc((size_t)n_out * ng * sizeof(float)),
-                                 malloc((size_t)n_out * ng * sizeof(float)) };
-                int rc = o.q && o.scale && o.zero ? flx_rtn(w, n_out, n_in, &wq, &o, wh, err)
-                                                  : flx_fail(err, FLX_ENOMEM, "out of memory");
-                free(o.q); free(o.scale); free(o.zero);
-                if (rc) return rc;
-            }
-            double se = 0, sw = 0;
-            for (size_t i = 0; i < nw; i++) {
-                double d = (double)wh[i] - w[i];
-                se += d * d;
-                sw += (double)w[i] * w[i];
-            }
-            lin_meas *mm = &c->meas[(size_t)l * N_LIN + j];
-            mm->w_mse = se / (double)nw;
-            mm->w_sqnr_db = se > 0 ? 10.0 * log10(sw / se) : INFINITY;
+    for (int j = 0; j < N_LIN; j++) {
+        int32_t n_out, n_in;
+        lin_shape(cfg, j, &n_out, &n_in);
+        const float *w = lin_weight(&c->m->w.layers[l], j);
+        size_t nw = (size_t)n_out * n_in;
+        float *wh = malloc(nw * sizeof *wh);
+        if (!wh) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        c->w_hat[j] = wh;
+        if (c->r->w_bits >= 16) {
+            memcpy(wh, w, nw * sizeof *wh);
+        } else {
+            int32_t ng = wq.group_size ? n_in / wq.group_size : 1;
+            flx_wq_out o = { malloc(nw * sizeof(int32_t)), malloc((size_t)n_out * ng * sizeof(float)),
+                             malloc((size_t)n_out * ng * sizeof(float)) };
+            int rc = o.q && o.scale && o.zero ? flx_rtn(w, n_out, n_in, &wq, &o, wh, err)
+                                              : flx_fail(err, FLX_ENOMEM, "out of memory");
+            free(o.q); free(o.scale); free(o.zero);
+            if (rc) return rc;
         }
+        double se = 0, sw = 0;
+        for (size_t i = 0; i < nw; i++) {
+            double d = (double)wh[i] - w[i];
+            se += d * d;
+            sw += (double)w[i] * w[i];
+        }
+        lin_meas *mm = &c->meas[(size_t)l * N_LIN + j];
+        mm->w_mse = se / (double)nw;
+        mm->w_sqnr_db = se > 0 ? 10.0 * log10(sw / se) : INFINITY;
+    }
+    return FLX_OK;
+}
+
+static void free_w_hat(pass_ctx *c)
+{
+    for (int j = 0; j < N_LIN; j++) {
+        free(c->w_hat[j]);
+        c->w_hat[j] = NULL;
+    }
+}
+
+/* One float forward of every window with the measuring hooks, a layer at
+ * a time; with save, every layer's input is kept there (the float
+ * activations the sensitivity runs start from). */
+static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, float *save, flx_error *err)
+{
+    const flx_llama_config *cfg = &c->m->cfg;
     size_t widest = (size_t)(cfg->d_ff > cfg->d_model ? cfg->d_ff : cfg->d_model);
     size_t qd = (size_t)cfg->n_heads * cfg->head_dim;
     if (qd > widest) widest = qd;
     c->cap_rows = cd->seqlen;
+    c->n_windows = cd->n_windows;
+    c->win_floats = cd->seqlen * cfg->d_model;
+    c->save = save;
     c->xq = malloc((size_t)cd->seqlen * widest * sizeof(float));
     c->y = malloc((size_t)cd->seqlen * widest * sizeof(float));
     c->yq = malloc((size_t)cd->seqlen * widest * sizeof(float));
-    if (!c->xq || !c->y || !c->yq) return flx_fail(err, FLX_ENOMEM, "out of memory");
-    flx_llama_hooks hk = { .ctx = c, .linear_input = an_linear, .qkv = an_qkv };
+    c->x_all = malloc((size_t)(cd->n_windows * c->win_floats) * sizeof(float));
+    if (!c->xq || !c->y || !c->yq || !c->x_all) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    flx_llama_hooks hk = { .ctx = c, .linear_input = an_linear, .qkv = an_qkv, .residual = an_residual };
     flx_llama_opts o = {0};
     o.n_threads = threads;
     o.max_tokens = cd->seqlen;
@@ -248,19 +317,24 @@ static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, flx_erro
     o.hooks = &hk;
     flx_llama_state st;
     int rc = flx_llama_init(&st, c->m, &o, err);
-    for (int64_t w = 0; rc == FLX_OK && w < cd->n_windows; w++) {
-        flx_llama_reset(&st);
-        rc = flx_llama_forward(&st, cd->ids + w * cd->seqlen, cd->seqlen, err);
+    for (int l = 0; rc == FLX_OK && l < cfg->n_layers; l++) {
+        c->layer = l;
+        rc = rtn_layer(c, l, err);
+        for (int64_t w = 0; rc == FLX_OK && w < cd->n_windows; w++) {
+            c->w = w;
+            flx_llama_reset(&st);
+            rc = flx_llama_forward(&st, cd->ids + w * cd->seqlen, cd->seqlen, err);
+        }
+        free_w_hat(c);
     }
     flx_llama_free(&st);
     return rc;
 }
 
-static void pass_free(pass_ctx *c, int n_layers)
+static void pass_free(pass_ctx *c)
 {
-    for (int l = 0; l < n_layers; l++)
-        for (int j = 0; j < N_LIN; j++) free(c->w_hat[l][j]);
-    free(c->xq); free(c->y); free(c->yq);
+    free_w_hat(c);
+    free(c->xq); free(c->y); free(c->yq); free(c->x_all);
 }
 
 static double kurtosis(const lin_meas *m)
@@ -279,17 +353,26 @@ static double out_err_db(const lin_meas *m)
 
 /* ---------------------------------------------------------------- sensitivity */
 
+/* One perplexity run of the sensitivity: layer `layer` quantized (-1:
+ * none), every other layer float with the online rotations.  With start >
+ * 0 every window resumes at layer `start` from the float activations saved
+ * there by the rotated pass (the layers before it are float and the same
+ * in every run, so their output is the saved one, bit for bit); the
+ * perplexity run calls the forward once per window, in window order. */
 typedef struct sens_ctx {
-    int layer;                        /* the one quantized layer */
+    int layer;
     const flx_llama_hooks *fq;        /* the fake-quant model's hooks */
     const flx_rotation_set *rs;
+    int start;
+    const float *save;                /* pass_ctx.save */
+    int64_t n_windows, win_floats, w, d_model;
 } sens_ctx;
 
 static int sens_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64_t n, int64_t n_in, flx_error *err)
 {
     sens_ctx *c = vctx;
     if (layer == c->layer) return c->fq->linear_input(c->fq->ctx, layer, kind, x, n, n_in, err);
-    if (c->rs && kind == FLX_LINEAR_DOWN) flx_rot_r4(c->rs, x, n, NULL);
+    flx_rot_online_input(c->rs, kind, x, n, NULL);
     return FLX_OK;
 }
 
@@ -298,10 +381,7 @@ static int sens_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t
 {
     sens_ctx *c = vctx;
     if (layer == c->layer) return c->fq->qkv(c->fq->ctx, layer, q, k, v, n, pos0, cfg, err);
-    if (c->rs) {
-        flx_rot_r3(c->rs, q, n * cfg->n_heads, NULL);
-        flx_rot_r3(c->rs, k, n * cfg->n_kv_heads, NULL);
-    }
+    flx_rot_online_qk(c->rs, q, k, n, cfg, NULL);
     return FLX_OK;
 }
 
@@ -309,6 +389,28 @@ static void sens_probs(void *vctx, int layer, float *p, int64_t n_rows, int64_t 
 {
     const sens_ctx *c = vctx;
     if (layer == c->layer && c->fq->probs) c->fq->probs(c->fq->ctx, layer, p, n_rows, n_keys);
+}
+
+/* the quantized layer's linears come from the lean fake-quant model */
+static void sens_weight_rows(void *vctx, int layer, flx_weight_kind kind, int64_t row0, int64_t n_rows, int64_t n_in,
+                             float *w)
+{
+    const sens_ctx *c = vctx;
+    c->fq->weight_rows(c->fq->ctx, layer, kind, row0, n_rows, n_in, w);
+}
+
+static int sens_residual(void *vctx, int layer, float *x, int64_t n, int64_t pos0, int *next, flx_error *err)
+{
+    sens_ctx *c = vctx;
+    (void)pos0;
+    if (layer != 0 || c->start == 0) return FLX_OK;
+    if (c->w >= c->n_windows || n * c->d_model != c->win_floats)
+        return flx_fail(err, FLX_EINVAL, "analyze: window %lld has no saved activations", (long long)c->w);
+    memcpy(x, c->save + ((size_t)c->start * c->n_windows + c->w) * c->win_floats,
+           (size_t)c->win_floats * sizeof *x);
+    c->w++;
+    *next = c->start;
+    return FLX_OK;
 }
 
 static int ppl_of(const flx_model *m, const flx_llama_hooks *hk, const flx_calib_data *cd, int threads,
@@ -409,6 +511,7 @@ static int parse(int argc, char **argv, an_args *a)
         int has = i + 1 < argc;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) { usage(stdout); return -1; }
         else if (!strcmp(f, "--sensitivity")) a->sensitivity = 1;
+        else if (!strcmp(f, "--sensitivity-rerun")) a->sensitivity = a->sensitivity_rerun = 1;
         else if (!has) return cli_usage_error(CMD, "%s needs a value (or is unknown)", f);
         else if (!strcmp(f, "--model")) a->model = argv[++i];
         else if (!strcmp(f, "--recipe")) a->recipe = argv[++i];
@@ -451,6 +554,8 @@ int flx_cmd_analyze(int argc, char **argv)
     memset(pc, 0, sizeof pc);
     lin_meas *meas = NULL;
     double *sens = NULL;
+    float *save = NULL;
+    double *qkv_max = NULL;
     flx_qmodel qm;
     memset(&qm, 0, sizeof qm);
     flx_fakequant fq;
@@ -465,7 +570,6 @@ int flx_cmd_analyze(int argc, char **argv)
      * R1/R2/R4 merged) */
     if (flx_model_load(&m0, a.model, &err)) goto fail;
     if (flx_recipe_check(&recipe, &m0.cfg, &err)) goto fail;
-    if (m0.cfg.n_layers > 1024) { flx_fail(&err, FLX_EUNSUPPORTED, "more than 1024 layers"); goto fail; }
     if (a.tokenizer) {
         flx_tokenizer *t = NULL;
         if (flx_tokenizer_load(&t, a.tokenizer, &err)) goto fail;
@@ -486,6 +590,15 @@ int flx_cmd_analyze(int argc, char **argv)
     meas = calloc((size_t)2 * L * N_LIN, sizeof *meas);
     sens = calloc((size_t)L, sizeof *sens);
     if (!meas || !sens) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+    /* the rotated pass keeps every layer's float input for the sensitivity
+     * runs (L + 1 x windows x seqlen x d_model floats: 544 MB for a 1B
+     * model at 8 x 512) and the q/k/v maxima of the static scales */
+    const int fast = a.sensitivity && !a.sensitivity_rerun;
+    if (fast) {
+        save = malloc((size_t)(L + 1) * (size_t)(cd.n_windows * cd.seqlen) * (size_t)m0.cfg.d_model * sizeof *save);
+        qkv_max = calloc((size_t)3 * L, sizeof *qkv_max);
+        if (!save || !qkv_max) { flx_fail(&err, FLX_ENOMEM, "out of memory for the saved activations"); goto fail; }
+    }
     const flx_model *pm[2] = {&m0, &m1};
     const flx_rotation_set *prs[2] = {&rs0, &rs1};
     for (int p = 0; p < 2; p++) {
@@ -501,11 +614,11 @@ int flx_cmd_analyze(int argc, char **argv)
         pc[p].rs = prs[p];
         pc[p].meas = meas + (size_t)p * L * N_LIN;
         pc[p].pool = pool;
+        pc[p].qkv_max = p == 1 ? qkv_max : NULL;
         fprintf(stderr, "flxemu analyze: %s pass, %lld x %lld tokens\n", p ? "rotated" : "unrotated",
                 (long long)cd.n_windows, (long long)cd.seqlen);
-        if (run_pass(&pc[p], &cd, (int)a.threads, &err)) goto fail;
-        /* only the measures are needed from here: a 1B model's copies go */
-        pass_free(&pc[p], L);
+        if (run_pass(&pc[p], &cd, (int)a.threads, p == 1 ? save : NULL, &err)) goto fail;
+        pass_free(&pc[p]);
         memset(&pc[p], 0, sizeof pc[p]);
         if (p == 0) {
             flx_llama_config keep = m0.cfg;
@@ -522,12 +635,16 @@ int flx_cmd_analyze(int argc, char **argv)
         if (recipe.static_attn) {
             float *s4 = calloc((size_t)4 * L, sizeof *s4);
             sc = calloc((size_t)L, sizeof *sc);
-            if (!s4 || !sc || flx_calib_attn_scales(&m1, &rs1, &cd, 1.0f, (int)a.threads, s4, s4 + L, s4 + 2 * L,
-                                                    s4 + 3 * L, &err)) {
+            if (!s4 || !sc || (!fast && flx_calib_attn_scales(&m1, &rs1, &cd, 1.0f, (int)a.threads, s4, s4 + L,
+                                                              s4 + 2 * L, s4 + 3 * L, &err))) {
                 free(s4); free(sc);
                 if (!err.msg[0]) flx_fail(&err, FLX_ENOMEM, "out of memory");
                 goto fail;
             }
+            /* fast: the same maxima, taken in the rotated pass */
+            for (int l = 0; fast && l < L; l++)
+                flx_calib_scales_from_max(qkv_max[3 * l], qkv_max[3 * l + 1], qkv_max[3 * l + 2], 1.0f,
+                                          m1.cfg.head_dim, &s4[l], &s4[L + l], &s4[2 * L + l], &s4[3 * L + l]);
             for (int l = 0; l < L; l++) sc[l] = (flx_attn_scales){s4[l], s4[L + l], s4[2 * L + l], s4[3 * L + l]};
             free(s4);
         }
@@ -538,10 +655,18 @@ int flx_cmd_analyze(int argc, char **argv)
         b.source = a.model;
         int brc = flx_qmodel_build(&qm, &m1, &b, &err);
         free(sc);
-        if (brc || flx_fakequant_build(&fq, &qm, &err)) goto fail;
+        /* lean: the quantized linears are dequantized per product, so no
+         * second float copy of the model exists */
+        if (brc || flx_fakequant_build_lean(&fq, &qm, &err)) goto fail;
         have_fq = 1;
-        flx_llama_hooks rh = flx_rot_hooks(&rs1);
-        if (ppl_of(&m1, &rh, &cd, (int)a.threads, &ppl_float, &err)) goto fail;
+        /* the float model: from the saved final residual (final norm and
+         * head only), or the whole forward */
+        sens_ctx sx = { -1, &fq.hooks, &rs1, fast ? L : 0, save, cd.n_windows, cd.seqlen * m1.cfg.d_model, 0,
+                        m1.cfg.d_model };
+        /* P quantization (flexllm) only inside the quantized layer */
+        flx_llama_hooks sh = { .ctx = &sx, .linear_input = sens_linear, .qkv = sens_qkv, .probs = sens_probs,
+                               .weight_rows = sens_weight_rows, .residual = sens_residual };
+        if (ppl_of(&m1, &sh, &cd, (int)a.threads, &ppl_float, &err)) goto fail;
         if (ppl_of(&fq.model, &fq.hooks, &cd, (int)a.threads, &ppl_all, &err)) goto fail;
         flx_llama_layer *layers = malloc((size_t)L * sizeof *layers);
         if (!layers) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
@@ -550,13 +675,14 @@ int flx_cmd_analyze(int argc, char **argv)
             memcpy(layers, m1.w.layers, (size_t)L * sizeof *layers);
             layers[l] = fq.model.w.layers[l];
             ml.w.layers = layers;
-            sens_ctx sx = { l, &fq.hooks, &rs1 };
-            /* P quantization (flexllm) only inside the quantized layer */
-            flx_llama_hooks sh = { .ctx = &sx, .linear_input = sens_linear, .qkv = sens_qkv, .probs = sens_probs };
+            sx.layer = l;
+            sx.start = fast ? l : 0;
+            sx.w = 0;
             double p;
             if (ppl_of(&ml, &sh, &cd, (int)a.threads, &p, &err)) { free(layers); goto fail; }
             sens[l] = p - ppl_float;
-            fprintf(stderr, "flxemu analyze: layer %d alone: PPL %.4f (%+.4f)\n", l, p, sens[l]);
+            fprintf(stderr, "flxemu analyze: layer %d alone: PPL %.4f (%+.4f), %.1f s so far\n", l, p, sens[l],
+                    flx_now_seconds() - t0);
         }
         free(layers);
     }
@@ -660,8 +786,10 @@ int flx_cmd_analyze(int argc, char **argv)
 fail:
     rc = cli_fail(CMD, &err);
 out:
-    pass_free(&pc[0], m0.cfg.n_layers > 0 && m0.cfg.n_layers <= 1024 ? m0.cfg.n_layers : 0);
-    pass_free(&pc[1], m0.cfg.n_layers > 0 && m0.cfg.n_layers <= 1024 ? m0.cfg.n_layers : 0);
+    pass_free(&pc[0]);
+    pass_free(&pc[1]);
+    free(save);
+    free(qkv_max);
     if (have_fq) flx_fakequant_free(&fq);
     flx_qmodel_free(&qm);
     flx_rotset_free(&rs0);

@@ -34,7 +34,7 @@ static int s_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64
 {
     search_ctx *c = vctx;
     (void)err;
-    if (c->rs && kind == FLX_LINEAR_DOWN) flx_rot_r4(c->rs, x, n, NULL);
+    flx_rot_online_input(c->rs, kind, x, n, NULL);
     if (layer >= c->n_layers) return FLX_OK;
     double *acc = c->ex2 + ((size_t)layer * 4 + kind_slot(kind)) * c->width;
     for (int64_t t = 0; t < n; t++)
@@ -48,10 +48,7 @@ static int s_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t n,
 {
     search_ctx *c = vctx;
     (void)layer; (void)v; (void)pos0; (void)err;
-    if (c->rs) {
-        flx_rot_r3(c->rs, q, n * cfg->n_heads, NULL);
-        flx_rot_r3(c->rs, k, n * cfg->n_kv_heads, NULL);
-    }
+    flx_rot_online_qk(c->rs, q, k, n, cfg, NULL);
     return FLX_OK;
 }
 

@@ -249,7 +249,7 @@ Test(forward, hooks_see_every_linear_in_order_and_can_edit)
     tm_build(&m, &c, 9, 0.3);
     int32_t tok[4] = {1, 2, 3, 4};
     hook_log log = {.all_bf16 = 1};
-    flx_llama_hooks hk = {&log, log_linear, log_qkv, NULL, NULL};
+    flx_llama_hooks hk = { .ctx = &log, .linear_input = log_linear, .qkv = log_qkv };
     float *lg = run_logits(&m, tok, 4, 0, &hk);
     cr_assert_eq(log.n_calls, 2 * 4 + 1);
     cr_assert_eq(log.n_qkv_calls, 2);
@@ -266,12 +266,12 @@ Test(forward, hooks_see_every_linear_in_order_and_can_edit)
     free(lg);
     /* editing in place: a zeroed head input gives zero logits */
     hook_log z = {.zero_head = 1};
-    flx_llama_hooks hz = {&z, log_linear, NULL, NULL, NULL};
+    flx_llama_hooks hz = { .ctx = &z, .linear_input = log_linear };
     lg = run_logits(&m, tok, 4, 0, &hz);
     for (int i = 0; i < 4 * 19; i++) cr_assert_eq(lg[i], 0.0f);
     free(lg);
     /* a failing hook stops the forward pass with its status and message */
-    flx_llama_hooks hf = {NULL, failing_hook, NULL, NULL, NULL};
+    flx_llama_hooks hf = { .linear_input = failing_hook };
     flx_llama_state s;
     flx_error err = {0};
     flx_llama_opts o = {.max_tokens = 4, .max_ctx = 4, .hooks = &hf};
@@ -325,7 +325,7 @@ Test(forward, layer_halves_replay_the_forward)
     cap.attn = malloc(sizeof(float) * n * cap.qd);
     cap.x_before_down = malloc(sizeof(float) * n * cap.d);
     cap.gate = malloc(sizeof(float) * n * cap.f);
-    flx_llama_hooks hk = {&cap, capture_linear, NULL, NULL, NULL};
+    flx_llama_hooks hk = { .ctx = &cap, .linear_input = capture_linear };
     flx_llama_state s, r;
     flx_error err = {0};
     flx_llama_opts o = {.n_threads = 2, .max_tokens = n, .max_ctx = n, .hooks = &hk};
@@ -366,7 +366,7 @@ Test(forward, bf16_activations_round_every_linear_input)
     tm_build(&m, &c, 13, 0.3);
     int32_t tok[6] = {1, 2, 3, 4, 5, 6};
     hook_log log = {.all_bf16 = 1};
-    flx_llama_hooks hk = {&log, log_linear, log_qkv, NULL, NULL};
+    flx_llama_hooks hk = { .ctx = &log, .linear_input = log_linear, .qkv = log_qkv };
     float *b = run_logits(&m, tok, 6, 1, &hk);
     cr_assert_eq(log.all_bf16, 1, "a linear input or q/k was not a BF16 value");
     float *f = run_logits(&m, tok, 6, 0, NULL);
