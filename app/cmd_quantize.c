@@ -31,12 +31,15 @@ static void usage(FILE *fp)
             "\n"
             "  --model PATH          HF checkpoint folder, config.json/model.safetensors, or .gguf\n"
             "  --recipe NAME         flexllm | fp | w<B>a<B>[kv<B>][g<G>][-spinquant]\n"
-            "  --recipe-file FILE    mixed precision: {\"recipe\": NAME, \"weights\":\n"
-            "                        {\"layers.<l|*>.<wq|wk|wv|wo|w_gate|w_up|w_down>\"|\"head\": bits}}\n"
-            "  --search-bits --budget B   greedy weight bits per projection (recipe's or 8)\n"
-            "                        for an average of at most B bits (needs --calib)\n"
             "                        e.g. w4a16, w4a16g128, w8a8, w4a8kv8, w4a4kv4-spinquant\n"
             "                        (B in 2..8 or 16 = float; G divides every linear input)\n"
+            "  --recipe-file FILE    mixed precision: {\"recipe\": NAME, \"weights\":\n"
+            "                        {\"layers.<l|*>.<wq|wk|wv|wo|w_gate|w_up|w_down>\"|\"head\": bits},\n"
+            "                        \"activations\": {\"layers.<l|*>.<qkv|o|gate_up|down>\"|\"head\": bits}}\n"
+            "  --search-bits --budget B   greedy weight bits per projection (recipe's or 8)\n"
+            "                        for an average of at most B bits (needs --calib)\n"
+            "  --act-budget A        with --search-bits: greedy activation bits per linear input\n"
+            "                        (recipe's or 8), A = average bits per multiply-accumulate\n"
             "  --rotate KIND         none (default) | hadamard | random | FILE: SpinQuant R1/R2\n"
             "                        merged (norms folded, head untied), plus the recipe's\n"
             "                        online R3/R4; FILE holds R1 [d,d] and optional R2.<l>\n"
@@ -72,7 +75,7 @@ static void usage(FILE *fp)
 typedef struct q_args {
     const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation, *recipe_file;
     int search_bits;
-    double budget;
+    double budget, act_budget;
     int gptq, act_order, progress, no_pad, block_start_groups;
     long long nsamples, seqlen, seed, threads;
 } q_args;
@@ -107,6 +110,14 @@ static int parse_args(int argc, char **argv, q_args *a)
             const char *v = VALUE();
             a->budget = strtod(v, &end);
             if (!end || *end || !(a->budget > 0)) return cli_usage_error(CMD, "--budget expects average bits, not '%s'", v);
+        }
+        else if (!strcmp(f, "--act-budget")) {
+            NEED();
+            char *end = NULL;
+            const char *v = VALUE();
+            a->act_budget = strtod(v, &end);
+            if (!end || *end || !(a->act_budget > 0))
+                return cli_usage_error(CMD, "--act-budget expects average bits, not '%s'", v);
         }
         else if (!strcmp(f, "--rotate")) { NEED(); a->rotate = VALUE(); }
         else if (!strcmp(f, "--calib")) { NEED(); a->calib = VALUE(); }
@@ -153,11 +164,12 @@ static int parse_args(int argc, char **argv, q_args *a)
     if (!a->model) return cli_usage_error(CMD, "--model is required");
     if (!a->recipe && !a->recipe_file) return cli_usage_error(CMD, "--recipe (or --recipe-file) is required");
     if (a->recipe && a->recipe_file) return cli_usage_error(CMD, "give --recipe or --recipe-file, not both");
-    if (a->search_bits && (!a->budget || !a->calib))
-        return cli_usage_error(CMD, "--search-bits needs --budget AVG_BITS and --calib FILE");
-    if (a->budget && !a->search_bits) return cli_usage_error(CMD, "--budget only applies to --search-bits");
-    if ((a->search_bits || a->recipe_file) && a->gptq)
-        return cli_usage_error(CMD, "per-tensor bits (--recipe-file, --search-bits) with --gptq are not supported yet");
+    if (a->search_bits && ((!a->budget && !a->act_budget) || !a->calib))
+        return cli_usage_error(CMD, "--search-bits needs --budget AVG_BITS and/or --act-budget AVG_BITS, and --calib FILE");
+    if ((a->budget || a->act_budget) && !a->search_bits)
+        return cli_usage_error(CMD, "--budget and --act-budget only apply to --search-bits");
+    if (a->search_bits && a->recipe_file)
+        return cli_usage_error(CMD, "give --search-bits or --recipe-file, not both");
     if (!a->out) return cli_usage_error(CMD, "--out is required");
     if (a->gptq && !a->calib) return cli_usage_error(CMD, "--gptq needs --calib FILE");
     if (a->act_order && !a->gptq) return cli_usage_error(CMD, "--act-order only applies to --gptq");
@@ -367,9 +379,18 @@ static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind 
     if (a->recipe_file) add_file(o, "recipe_file", a->recipe_file, err, &rc);
     if (a->search_bits) {
         cJSON *sb = cJSON_AddObjectToObject(o, "search_bits");
-        cJSON_AddNumberToObject(sb, "budget", a->budget);
-        cJSON_AddStringToObject(sb, "measure", "sum_i E[x_i^2] * sum_r (w^_ri - w_ri)^2 on the calibration windows");
-        cJSON_AddStringToObject(sb, "choices", "recipe bits or 8 per projection, greedy by error drop per extra bit");
+        if (a->budget) {
+            cJSON_AddNumberToObject(sb, "budget", a->budget);
+            cJSON_AddStringToObject(sb, "measure", "sum_i E[x_i^2] * sum_r (w^_ri - w_ri)^2 on the calibration windows");
+            cJSON_AddStringToObject(sb, "choices", "recipe bits or 8 per projection, greedy by error drop per extra bit");
+        }
+        if (a->act_budget) {
+            cJSON_AddNumberToObject(sb, "act_budget", a->act_budget);
+            cJSON_AddStringToObject(sb, "act_measure",
+                                    "sum_i E[(x^_i - x_i)^2] * sum_r w_ri^2 over the linears of each input");
+            cJSON_AddStringToObject(sb, "act_choices", "recipe bits or 8 per linear input, greedy by error drop per "
+                                                       "extra bit-multiply, budget in bits per multiply-accumulate");
+        }
     }
     char *s = rc == 0 ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
@@ -390,15 +411,21 @@ int flx_cmd_quantize(int argc, char **argv)
     flx_error err = {0};
     flx_recipe recipe;
     /* mixed precision: per-tensor weight bits, checked against the model once loaded */
-    int32_t *wbits = NULL;
+    int32_t *wbits = NULL, *abits = NULL;
     double avg_bits = 0;
     if (a.recipe_file) {
         flx_llama_config big = {0};
         big.n_layers = 1024;
         wbits = calloc(1024 * 7 + 1, sizeof *wbits);
-        if (!wbits) return cli_usage_error(CMD, "out of memory");
-        if (flx_recipe_file_load(a.recipe_file, &big, &recipe, wbits, &err)) {
+        abits = calloc(1024 * 4 + 1, sizeof *abits);
+        if (!wbits || !abits) {
             free(wbits);
+            free(abits);
+            return cli_usage_error(CMD, "out of memory");
+        }
+        if (flx_recipe_file_load(a.recipe_file, &big, &recipe, wbits, abits, &err)) {
+            free(wbits);
+            free(abits);
             return cli_usage_error(CMD, "%s", err.msg);
         }
     } else if (flx_recipe_parse(&recipe, a.recipe, &err)) {
@@ -455,9 +482,11 @@ int flx_cmd_quantize(int argc, char **argv)
     if (flx_recipe_check(&recipe, c, &err)) goto fail;
     if (a.recipe_file) {
         free(wbits);
+        free(abits);
         wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *wbits);
-        if (!wbits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-        if (flx_recipe_file_load(a.recipe_file, c, &recipe, wbits, &err)) goto fail;
+        abits = calloc((size_t)c->n_layers * 4 + 1, sizeof *abits);
+        if (!wbits || !abits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        if (flx_recipe_file_load(a.recipe_file, c, &recipe, wbits, abits, &err)) goto fail;
     }
     if (a.tokenizer) {
         flx_tokenizer *t = NULL;
@@ -559,15 +588,25 @@ int flx_cmd_quantize(int argc, char **argv)
     b.d_ff_source = d_ff_source;
     if (a.search_bits) {
         wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *wbits);
-        if (!wbits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
-        if (quantize_search_bits(&model, rot_online, &recipe, &cd, a.budget, (int)a.threads, wbits, &avg_bits, &err))
+        abits = calloc((size_t)c->n_layers * 4 + 1, sizeof *abits);
+        if (!wbits || !abits) { flx_fail(&err, FLX_ENOMEM, "out of memory"); goto fail; }
+        double avg_act = 0;
+        if (quantize_search_bits(&model, rot_online, &recipe, &cd, a.budget, a.act_budget, (int)a.threads, wbits,
+                                 abits, &avg_bits, &avg_act, &err))
             goto fail;
         int n8 = 0;
         for (int i = 0; i < c->n_layers * 7; i++) n8 += wbits[i] == 8;
-        fprintf(stderr, "flxemu quantize: --search-bits: %d of %d projections at 8 bits, average %.3f bits "
-                        "(budget %g)\n", n8, c->n_layers * 7, avg_bits, a.budget);
+        if (a.budget)
+            fprintf(stderr, "flxemu quantize: --search-bits: %d of %d projections at 8 bits, average %.3f bits "
+                            "(budget %g)\n", n8, c->n_layers * 7, avg_bits, a.budget);
+        n8 = 0;
+        for (int i = 0; i < c->n_layers * 4; i++) n8 += abits[i] == 8;
+        if (a.act_budget)
+            fprintf(stderr, "flxemu quantize: --search-bits: %d of %d linear inputs at 8-bit activations, average "
+                            "%.3f bits per multiply (act budget %g)\n", n8, c->n_layers * 4, avg_act, a.act_budget);
     }
     b.w_bits_of = wbits;
+    b.a_bits_of = abits;
     tok_path = tokenizer_file(a.model, a.tokenizer);
     prov = provenance_json(&a, &recipe, rot_kind, r3, r4, rope_permuted, d_ff_source, c->d_ff, &cd, tok_path, &err);
     if (!prov) goto fail;
@@ -597,6 +636,7 @@ int flx_cmd_quantize(int argc, char **argv)
          * once it is done, so the model shrinks while the codes grow */
         go.release_layers = 1;
         go.qkv_max = qkv_max;
+        go.w_bits_of = wbits;   /* mixed precision (activations stay float in GPTQ's passes) */
         int32_t qd = c->n_heads * c->head_dim;
         const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
         for (int i = 0; i < 7; i++) gs->n_groups[i] = flx_wquant_groups(&go.wq, ins[i]);
@@ -675,6 +715,7 @@ out:
     free(prov);
     free(tok_path);
     free(wbits);
+    free(abits);
     free(scales);
     free(sq);
     free(qkv_max);

@@ -333,7 +333,10 @@ static int quantize_linear(gptq_job *j, int l, flx_linear_id k, const flx_hessia
     int32_t n_out, n_in;
     const float **slot = linear_slot(j->m, l, k, &n_out, &n_in);
     const size_t n = (size_t)n_out * n_in;
-    int rc = flx_gptq(*slot, n_out, n_in, h, &j->opts->wq, &j->go, &j->out, j->w_hat, NULL, err);
+    flx_wquant wq = j->opts->wq;   /* mixed precision: this linear's bits */
+    if (j->opts->w_bits_of && j->opts->w_bits_of[l * FLX_W_COUNT + k] > 0)
+        wq.bits = j->opts->w_bits_of[l * FLX_W_COUNT + k];
+    int rc = flx_gptq(*slot, n_out, n_in, h, &wq, &j->go, &j->out, j->w_hat, NULL, err);
     if (rc) {
         char msg[FLX_ERROR_MSG_BYTES];
         snprintf(msg, sizeof msg, "%s", err ? err->msg : "");

@@ -46,12 +46,14 @@ static int fq_linear_input(void *ctx, int layer, flx_linear_kind kind, float *x,
 {
     flx_fakequant *fq = ctx;
     const flx_recipe *r = &fq->recipe;
-    (void)layer;
     (void)err;
     flx_rot_online_input(&fq->rot, kind, x, n_tokens, fq->pool);
-    if (r->a_bits >= 16) return FLX_OK;
     if (kind == FLX_LINEAR_HEAD && !r->quant_head) return FLX_OK;
+    /* the recipe's bits, or this input's (mixed precision; 16 = float) */
+    const int32_t bits = flx_qmodel_act_bits(fq->qm, r, layer, kind);
+    if (bits >= 16) return FLX_OK;
     flx_qspec s = kind == FLX_LINEAR_O ? per_head(r->a_o, fq->qm->cfg.head_dim) : r->a;
+    s.bits = bits;
     if (s.gran == FLX_QG_TENSOR) {
         flx_fake_quant(&s, x, n_tokens, n_in, NULL, x);
     } else {

@@ -95,6 +95,9 @@ typedef struct flx_gptq_model_opts {
                                        calibration passes, with the layer's
                                        q/k/v and all earlier layers quantized:
                                        static scales without another forward */
+    const int32_t *w_bits_of;       /* mixed precision, or NULL: weight bits of
+                                       layer l's linear k at [l * 7 + k] (the
+                                       flx_qbuild layout; 0 = wq.bits)        */
 } flx_gptq_model_opts;
 
 flx_gptq_model_opts flx_gptq_model_opts_default(void);
