@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CMD "analyze"
@@ -97,6 +98,7 @@ typedef struct pass_ctx {
     float *save;                     /* NULL, or (n_layers + 1, n_windows, seqlen, d_model):
                                         every layer's float input and the final residual */
     int64_t n_windows, win_floats;   /* win_floats = seqlen * d_model */
+    const char *name;                /* "unrotated" / "rotated", for progress */
     double *qkv_max;                 /* NULL, or [n_layers][3]: max |q|, |k| (after RoPE and
                                         R3), |v|: the static attention scales' maxima */
 } pass_ctx;
@@ -245,6 +247,13 @@ static flx_wquant wquant_of(const flx_recipe *r)
     return wq;
 }
 
+/* CPU seconds of the process so far (progress lines: the machine may be shared) */
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0 ? (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec : 0.0;
+}
+
 /* Layer l's weights RTN-quantized (w_hat) and their error. */
 static int rtn_layer(pass_ctx *c, int l, flx_error *err)
 {
@@ -326,6 +335,9 @@ static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, float *s
             rc = flx_llama_forward(&st, cd->ids + w * cd->seqlen, cd->seqlen, err);
         }
         free_w_hat(c);
+        if (rc == FLX_OK)
+            fprintf(stderr, "flxemu analyze: %s pass: layer %d of %d done, %.1f s CPU so far\n",
+                    c->name, l + 1, cfg->n_layers, cpu_seconds());
     }
     flx_llama_free(&st);
     return rc;
@@ -615,6 +627,7 @@ int flx_cmd_analyze(int argc, char **argv)
         pc[p].meas = meas + (size_t)p * L * N_LIN;
         pc[p].pool = pool;
         pc[p].qkv_max = p == 1 ? qkv_max : NULL;
+        pc[p].name = p ? "rotated" : "unrotated";
         fprintf(stderr, "flxemu analyze: %s pass, %lld x %lld tokens\n", p ? "rotated" : "unrotated",
                 (long long)cd.n_windows, (long long)cd.seqlen);
         if (run_pass(&pc[p], &cd, (int)a.threads, p == 1 ? save : NULL, &err)) goto fail;
@@ -681,8 +694,8 @@ int flx_cmd_analyze(int argc, char **argv)
             double p;
             if (ppl_of(&ml, &sh, &cd, (int)a.threads, &p, &err)) { free(layers); goto fail; }
             sens[l] = p - ppl_float;
-            fprintf(stderr, "flxemu analyze: layer %d alone: PPL %.4f (%+.4f), %.1f s so far\n", l, p, sens[l],
-                    flx_now_seconds() - t0);
+            fprintf(stderr, "flxemu analyze: layer %d alone: PPL %.4f (%+.4f), %.1f s wall, %.1f s CPU so far\n", l, p,
+                    sens[l], flx_now_seconds() - t0, cpu_seconds());
         }
         free(layers);
     }
@@ -708,7 +721,8 @@ int flx_cmd_analyze(int argc, char **argv)
                ppl_float, ppl_all);
         for (int l = 0; l < L; l++) printf("  layer %d: %+.4f\n", l, sens[l]);
     }
-    fprintf(stderr, "flxemu analyze: layer-local measures %.1f s, total %.1f s\n", t_local, t_all);
+    fprintf(stderr, "flxemu analyze: layer-local measures %.1f s, total %.1f s wall, %.1f s CPU\n", t_local, t_all,
+            cpu_seconds());
 
     if (a.json) {
         cJSON *root = cJSON_CreateObject();
