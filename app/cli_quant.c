@@ -29,10 +29,3 @@ int cli_rtn_dequant(const float *w, int32_t n_out, int32_t n_in, const flx_wquan
     free(o.zero);
     return rc;
 }
-
-void cli_rot_r3_qk(const flx_rotation_set *rs, float *q, float *k, int64_t n, const flx_llama_config *cfg)
-{
-    if (!rs) return;
-    flx_rot_r3(rs, q, n * cfg->n_heads, NULL);
-    flx_rot_r3(rs, k, n * cfg->n_kv_heads, NULL);
-}

@@ -4,10 +4,13 @@
  * without and with rotation; optionally each layer's perplexity sensitivity.
  * Text, JSON and an SVG heat map (docs/quant.md "flxemu analyze").
  *
- * Layer-local measures (one float forward per model, hooks read the float
- * activations): weight MSE/SQNR, input absmax/kurtosis, output error.  The
- * whole-model measure (--sensitivity): perplexity with one layer quantized,
- * one forward of all windows per layer. */
+ * Layer-local measures (one float forward per model, a layer at a time over
+ * all windows; hooks read the float activations): weight MSE/SQNR, input
+ * absmax/kurtosis, output error.  The whole-model measure (--sensitivity):
+ * perplexity with one layer quantized.  The layers before it are float and
+ * the same in every run, so each run starts at its layer from the float
+ * activations the rotated pass saved (--sensitivity-rerun runs them again,
+ * for checking: same bits). */
 #include "cli.h"
 #include "cli_quant.h"
 #include "flx_calib.h"
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CMD "analyze"
@@ -34,7 +38,7 @@ typedef struct an_args {
     int rotate_kind;              /* index in "none|hadamard|random|fold" */
     const char *rotate;           /* its name */
     long long seed, windows, ctx, threads;
-    int sensitivity;
+    int sensitivity, sensitivity_rerun;
 } an_args;
 
 #define A(f) offsetof(an_args, f)
@@ -49,7 +53,12 @@ static const cli_opt an_opts[] = {
     CLI_S("tokenizer", 0, "FILE", A(tokenizer), "tokenizer.json or .gguf when the model has none"),
     CLI_I("windows", 0, "N", A(windows), 1, 1 << 20, "windows of the text (default 8)"),
     CLI_I("ctx", 'c', "L", A(ctx), 2, 1 << 20, "tokens per window (default 512, capped at the model's)"),
-    CLI_F("sensitivity", 0, 1, A(sensitivity), "also perplexity with each layer quantized alone"),
+    CLI_F("sensitivity", 0, 1, A(sensitivity),
+          "also perplexity with each layer quantized alone (each run\n"
+          "starts at that layer from the saved float activations)"),
+    CLI_F("sensitivity-rerun", 0, 1, A(sensitivity_rerun),
+          "the same numbers, every run from the tokens (slow; a check);\n"
+          "implies --sensitivity"),
     CLI_S("json", 0, "FILE", A(json), "results as JSON"),
     CLI_S("svg", 0, "FILE", A(svg), "heat map (layers x linears) of the measures"),
     CLI_THREADS(A(threads)),
@@ -71,7 +80,7 @@ static const cli_spec an_spec = {
                 "flxemu analyze model/ --recipe flexllm --rotate hadamard --file calib.txt --svg heat.svg\n"
                 "flxemu analyze model/ --recipe w4a4kv4-spinquant --rotate random --sensitivity --json a.json",
     .notes = "Layer-local measures reuse the float forward's activations; only\n"
-             "--sensitivity runs the whole model again (once per layer).\n",
+             "--sensitivity runs the model again, once per layer from that layer on.\n",
 };
 
 /* per linear, per pass (0: without rotation, 1: with) */
@@ -82,15 +91,28 @@ typedef struct lin_meas {
     double err_num, err_den;         /* sum (Y^ - Y)^2, sum Y^2 */
 } lin_meas;
 
+/* A pass runs the float model one layer at a time over all windows (the
+ * order of GPTQ's calibration): only that layer's RTN copy exists at once,
+ * and the residual stream of every window is kept between layers. */
 typedef struct pass_ctx {
     const flx_model *m;
     const flx_recipe *r;
     const flx_rotation_set *rs;      /* online R3/R4, or NULL */
-    float *w_hat[1024][N_LIN];       /* RTN-dequantized weights */
+    float *w_hat[N_LIN];             /* the current layer's RTN-dequantized weights */
     lin_meas *meas;                  /* [n_layers][N_LIN] */
     float *xq, *y, *yq;              /* scratch */
     int64_t cap_rows;
     flx_pool *pool;                  /* the hook's products, by blocks of output columns */
+    int layer;                       /* the one layer the forward runs */
+    int64_t w;                       /* its window */
+    float *x_all;                    /* (n_windows, seqlen, d_model): the residual stream at
+                                        `layer`'s input, then at its output */
+    float *save;                     /* NULL, or (n_layers + 1, n_windows, seqlen, d_model):
+                                        every layer's float input and the final residual */
+    int64_t n_windows, win_floats;   /* win_floats = seqlen * d_model */
+    const char *name;                /* "unrotated" / "rotated", for progress */
+    double *qkv_max;                 /* NULL, or [n_layers][3]: max |q|, |k| (after RoPE and
+                                        R3), |v|: the static attention scales' maxima */
 } pass_ctx;
 
 /* y = x w^T for output columns [begin, end): one single-threaded sgemm per
@@ -134,8 +156,8 @@ static void lin_shape(const flx_llama_config *c, int j, int32_t *n_out, int32_t 
 static int an_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64_t n, int64_t n_in, flx_error *err)
 {
     pass_ctx *c = vctx;
-    if (c->rs && kind == FLX_LINEAR_DOWN) flx_rot_r4(c->rs, x, n, NULL);
-    if (layer >= c->m->cfg.n_layers) return FLX_OK;   /* the head is not analysed */
+    flx_rot_online_input(c->rs, kind, x, n, NULL);
+    if (layer != c->layer) return FLX_OK;   /* the head (the pass runs no other layer) */
     int first, count;
     switch (kind) {
     case FLX_LINEAR_QKV: first = 0; count = 3; break;
@@ -170,7 +192,7 @@ static int an_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int6
         int32_t n_out, ni;
         lin_shape(&c->m->cfg, j, &n_out, &ni);
         matmul_t(c->pool, x, n, lin_weight(L, j), n_out, ni, c->y);
-        matmul_t(c->pool, c->xq, n, c->w_hat[layer][j], n_out, ni, c->yq);
+        matmul_t(c->pool, c->xq, n, c->w_hat[j], n_out, ni, c->yq);
         for (int64_t i = 0; i < n * n_out; i++) {
             double d = (double)c->yq[i] - c->y[i];
             mm->err_num += d * d;
@@ -184,51 +206,113 @@ static int an_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t n
                   const flx_llama_config *cfg, flx_error *err)
 {
     pass_ctx *c = vctx;
-    (void)layer; (void)v; (void)pos0; (void)err;
-    cli_rot_r3_qk(c->rs, q, k, n, cfg);
+    (void)pos0;
+    flx_rot_online_qk(c->rs, q, k, n, cfg, NULL);
+    if (!c->qkv_max) return FLX_OK;
+    /* as flx_calib_attn_scales takes them (float |x|, NaN kept) */
+    const int64_t kn = n * cfg->n_kv_heads * cfg->head_dim, len[3] = {n * cfg->n_heads * cfg->head_dim, kn, kn};
+    const float *blk[3] = {q, k, v};
+    for (int i = 0; i < 3; i++) {
+        float mx = 0.0f;
+        for (int64_t t = 0; t < len[i]; t++) {
+            float a = fabsf(blk[i][t]);
+            if (a > mx || a != a) mx = a;
+        }
+        if (!isfinite(mx)) return flx_fail(err, FLX_ENUMERIC, "analyze: layer %d: q/k/v hold NaN or Inf", layer);
+        if (mx > c->qkv_max[3 * layer + i]) c->qkv_max[3 * layer + i] = mx;
+    }
     return FLX_OK;
 }
 
-/* weights RTN-quantized (w_hat) and their error; then one float forward of
- * every window with the measuring hooks */
-static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, flx_error *err)
+/* Layer-at-a-time: the forward of window w starts at layer c->layer from
+ * the kept residual stream and stops after it (the final norm still runs). */
+static int an_residual(void *vctx, int layer, float *x, int64_t n, int64_t pos0, int *next, flx_error *err)
+{
+    pass_ctx *c = vctx;
+    (void)pos0; (void)err;
+    const int L = c->m->cfg.n_layers;
+    const size_t bytes = (size_t)(n * c->m->cfg.d_model) * sizeof *x;
+    float *xw = c->x_all + c->w * c->win_floats;
+    if (layer == 0) {
+        if (c->layer > 0) {
+            memcpy(x, xw, bytes);
+            *next = c->layer;
+        }
+        if (c->save) memcpy(c->save + ((size_t)c->layer * c->n_windows + c->w) * c->win_floats, x, bytes);
+    } else if (layer == c->layer + 1) {
+        memcpy(xw, x, bytes);
+        if (c->save && layer == L) memcpy(c->save + ((size_t)L * c->n_windows + c->w) * c->win_floats, x, bytes);
+        *next = L;
+    }
+    return FLX_OK;
+}
+
+/* CPU seconds of the process so far (progress lines: the machine may be shared) */
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0 ? (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec : 0.0;
+}
+
+/* Layer l's weights RTN-quantized (w_hat) and their error. */
+static int rtn_layer(pass_ctx *c, int l, flx_error *err)
 {
     const flx_llama_config *cfg = &c->m->cfg;
     flx_wquant wq = cli_wquant_of(c->r);
-    for (int l = 0; l < cfg->n_layers; l++)
-        for (int j = 0; j < N_LIN; j++) {
-            int32_t n_out, n_in;
-            lin_shape(cfg, j, &n_out, &n_in);
-            const float *w = lin_weight(&c->m->w.layers[l], j);
-            size_t nw = (size_t)n_out * n_in;
-            float *wh = malloc(nw * sizeof *wh);
-            if (!wh) return flx_fail(err, FLX_ENOMEM, "out of memory");
-            c->w_hat[l][j] = wh;
-            if (c->r->w_bits >= 16) {
-                memcpy(wh, w, nw * sizeof *wh);
-            } else {
-                int rc = cli_rtn_dequant(w, n_out, n_in, &wq, wh, err);
-                if (rc) return rc;
-            }
-            double se = 0, sw = 0;
-            for (size_t i = 0; i < nw; i++) {
-                double d = (double)wh[i] - w[i];
-                se += d * d;
-                sw += (double)w[i] * w[i];
-            }
-            lin_meas *mm = &c->meas[(size_t)l * N_LIN + j];
-            mm->w_mse = se / (double)nw;
-            mm->w_sqnr_db = se > 0 ? 10.0 * log10(sw / se) : INFINITY;
+    for (int j = 0; j < N_LIN; j++) {
+        int32_t n_out, n_in;
+        lin_shape(cfg, j, &n_out, &n_in);
+        const float *w = lin_weight(&c->m->w.layers[l], j);
+        size_t nw = (size_t)n_out * n_in;
+        float *wh = malloc(nw * sizeof *wh);
+        if (!wh) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        c->w_hat[j] = wh;
+        if (c->r->w_bits >= 16) {
+            memcpy(wh, w, nw * sizeof *wh);
+        } else {
+            int rc = cli_rtn_dequant(w, n_out, n_in, &wq, wh, err);
+            if (rc) return rc;
         }
+        double se = 0, sw = 0;
+        for (size_t i = 0; i < nw; i++) {
+            double d = (double)wh[i] - w[i];
+            se += d * d;
+            sw += (double)w[i] * w[i];
+        }
+        lin_meas *mm = &c->meas[(size_t)l * N_LIN + j];
+        mm->w_mse = se / (double)nw;
+        mm->w_sqnr_db = se > 0 ? 10.0 * log10(sw / se) : INFINITY;
+    }
+    return FLX_OK;
+}
+
+static void free_w_hat(pass_ctx *c)
+{
+    for (int j = 0; j < N_LIN; j++) {
+        free(c->w_hat[j]);
+        c->w_hat[j] = NULL;
+    }
+}
+
+/* One float forward of every window with the measuring hooks, a layer at
+ * a time; with save, every layer's input is kept there (the float
+ * activations the sensitivity runs start from). */
+static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, float *save, flx_error *err)
+{
+    const flx_llama_config *cfg = &c->m->cfg;
     size_t widest = (size_t)(cfg->d_ff > cfg->d_model ? cfg->d_ff : cfg->d_model);
     size_t qd = (size_t)cfg->n_heads * cfg->head_dim;
     if (qd > widest) widest = qd;
     c->cap_rows = cd->seqlen;
+    c->n_windows = cd->n_windows;
+    c->win_floats = cd->seqlen * cfg->d_model;
+    c->save = save;
     c->xq = malloc((size_t)cd->seqlen * widest * sizeof(float));
     c->y = malloc((size_t)cd->seqlen * widest * sizeof(float));
     c->yq = malloc((size_t)cd->seqlen * widest * sizeof(float));
-    if (!c->xq || !c->y || !c->yq) return flx_fail(err, FLX_ENOMEM, "out of memory");
-    flx_llama_hooks hk = { .ctx = c, .linear_input = an_linear, .qkv = an_qkv };
+    c->x_all = malloc((size_t)(cd->n_windows * c->win_floats) * sizeof(float));
+    if (!c->xq || !c->y || !c->yq || !c->x_all) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    flx_llama_hooks hk = { .ctx = c, .linear_input = an_linear, .qkv = an_qkv, .residual = an_residual };
     flx_llama_opts o = {0};
     o.n_threads = threads;
     o.max_tokens = cd->seqlen;
@@ -237,19 +321,27 @@ static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, flx_erro
     o.hooks = &hk;
     flx_llama_state st;
     int rc = flx_llama_init(&st, c->m, &o, err);
-    for (int64_t w = 0; rc == FLX_OK && w < cd->n_windows; w++) {
-        flx_llama_reset(&st);
-        rc = flx_llama_forward(&st, cd->ids + w * cd->seqlen, cd->seqlen, err);
+    for (int l = 0; rc == FLX_OK && l < cfg->n_layers; l++) {
+        c->layer = l;
+        rc = rtn_layer(c, l, err);
+        for (int64_t w = 0; rc == FLX_OK && w < cd->n_windows; w++) {
+            c->w = w;
+            flx_llama_reset(&st);
+            rc = flx_llama_forward(&st, cd->ids + w * cd->seqlen, cd->seqlen, err);
+        }
+        free_w_hat(c);
+        if (rc == FLX_OK)
+            fprintf(stderr, "flxemu analyze: %s pass: layer %d of %d done, %.1f s CPU so far\n",
+                    c->name, l + 1, cfg->n_layers, cpu_seconds());
     }
     flx_llama_free(&st);
     return rc;
 }
 
-static void pass_free(pass_ctx *c, int n_layers)
+static void pass_free(pass_ctx *c)
 {
-    for (int l = 0; l < n_layers; l++)
-        for (int j = 0; j < N_LIN; j++) free(c->w_hat[l][j]);
-    free(c->xq); free(c->y); free(c->yq);
+    free_w_hat(c);
+    free(c->xq); free(c->y); free(c->yq); free(c->x_all);
 }
 
 static double kurtosis(const lin_meas *m)
@@ -268,17 +360,26 @@ static double out_err_db(const lin_meas *m)
 
 /* ---------------------------------------------------------------- sensitivity */
 
+/* One perplexity run of the sensitivity: layer `layer` quantized (-1:
+ * none), every other layer float with the online rotations.  With start >
+ * 0 every window resumes at layer `start` from the float activations saved
+ * there by the rotated pass (the layers before it are float and the same
+ * in every run, so their output is the saved one, bit for bit); the
+ * perplexity run calls the forward once per window, in window order. */
 typedef struct sens_ctx {
-    int layer;                        /* the one quantized layer */
+    int layer;
     const flx_llama_hooks *fq;        /* the fake-quant model's hooks */
     const flx_rotation_set *rs;
+    int start;
+    const float *save;                /* pass_ctx.save */
+    int64_t n_windows, win_floats, w, d_model;
 } sens_ctx;
 
 static int sens_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64_t n, int64_t n_in, flx_error *err)
 {
     sens_ctx *c = vctx;
     if (layer == c->layer) return c->fq->linear_input(c->fq->ctx, layer, kind, x, n, n_in, err);
-    if (c->rs && kind == FLX_LINEAR_DOWN) flx_rot_r4(c->rs, x, n, NULL);
+    flx_rot_online_input(c->rs, kind, x, n, NULL);
     return FLX_OK;
 }
 
@@ -287,7 +388,7 @@ static int sens_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t
 {
     sens_ctx *c = vctx;
     if (layer == c->layer) return c->fq->qkv(c->fq->ctx, layer, q, k, v, n, pos0, cfg, err);
-    cli_rot_r3_qk(c->rs, q, k, n, cfg);
+    flx_rot_online_qk(c->rs, q, k, n, cfg, NULL);
     return FLX_OK;
 }
 
@@ -295,6 +396,28 @@ static void sens_probs(void *vctx, int layer, float *p, int64_t n_rows, int64_t 
 {
     const sens_ctx *c = vctx;
     if (layer == c->layer && c->fq->probs) c->fq->probs(c->fq->ctx, layer, p, n_rows, n_keys);
+}
+
+/* the quantized layer's linears come from the lean fake-quant model */
+static void sens_weight_rows(void *vctx, int layer, flx_weight_kind kind, int64_t row0, int64_t n_rows, int64_t n_in,
+                             float *w)
+{
+    const sens_ctx *c = vctx;
+    c->fq->weight_rows(c->fq->ctx, layer, kind, row0, n_rows, n_in, w);
+}
+
+static int sens_residual(void *vctx, int layer, float *x, int64_t n, int64_t pos0, int *next, flx_error *err)
+{
+    sens_ctx *c = vctx;
+    (void)pos0;
+    if (layer != 0 || c->start == 0) return FLX_OK;
+    if (c->w >= c->n_windows || n * c->d_model != c->win_floats)
+        return flx_fail(err, FLX_EINVAL, "analyze: window %lld has no saved activations", (long long)c->w);
+    memcpy(x, c->save + ((size_t)c->start * c->n_windows + c->w) * c->win_floats,
+           (size_t)c->win_floats * sizeof *x);
+    c->w++;
+    *next = c->start;
+    return FLX_OK;
 }
 
 static int ppl_of(const flx_model *m, const flx_llama_hooks *hk, const flx_calib_data *cd, int threads,
@@ -397,6 +520,7 @@ static int parse(int argc, char **argv, an_args *a)
     if (rc) return rc;
     if (n_pos && (rc = cli_positional_path(CMD, "--model", &a->model, pos[0]))) return rc;
     a->rotate = kinds[a->rotate_kind];
+    if (a->sensitivity_rerun) a->sensitivity = 1;
     if (!a->model || !a->recipe || !a->file) return cli_usage_error(CMD, "--model, --recipe and --file are required");
     return 0;
 }
@@ -412,12 +536,15 @@ typedef struct an_run {
     pass_ctx pc[2];
     lin_meas *meas;               /* [2][L][N_LIN]: unrotated, rotated */
     double *sens;                 /* [L] PPL change with layer l quantized alone */
+    int fast;                     /* --sensitivity without -rerun: runs start from save */
+    float *save;                  /* NULL, or the rotated pass's float activations (pass_ctx.save) */
+    double *qkv_max;              /* NULL, or [L][3] q/k/v maxima of the rotated pass (fast) */
     double ppl_float, ppl_all;
     flx_qmodel qm;
     flx_fakequant fq;
     int have_fq, n_layers;
     flx_pool *pool;
-    double t_local, t_all;
+    double t0, t_local, t_all;
 } an_run;
 
 /* The float model, its tokenizer, the calibration windows and the
@@ -427,7 +554,6 @@ static int an_load(const an_args *a, an_run *r, flx_error *err)
     flx_model *m0 = &r->m0;
     if (flx_model_load(m0, a->model, err)) return FLX_EIO;
     if (flx_recipe_check(&r->recipe, &m0->cfg, err)) return FLX_EINVAL;
-    if (m0->cfg.n_layers > 1024) return flx_fail(err, FLX_EUNSUPPORTED, "more than 1024 layers");
     if (a->tokenizer) {
         flx_tokenizer *t = NULL;
         if (flx_tokenizer_load(&t, a->tokenizer, err)) return FLX_EIO;
@@ -449,6 +575,16 @@ static int an_load(const an_args *a, an_run *r, flx_error *err)
     r->meas = calloc((size_t)2 * r->n_layers * N_LIN, sizeof *r->meas);
     r->sens = calloc((size_t)r->n_layers, sizeof *r->sens);
     if (!r->meas || !r->sens) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    /* the rotated pass keeps every layer's float input for the sensitivity
+     * runs (L + 1 x windows x seqlen x d_model floats: 544 MB for a 1B
+     * model at 8 x 512) and the q/k/v maxima of the static scales */
+    r->fast = a->sensitivity && !a->sensitivity_rerun;
+    if (r->fast) {
+        r->save = malloc((size_t)(r->n_layers + 1) * (size_t)(r->cd.n_windows * r->cd.seqlen) *
+                         (size_t)m0->cfg.d_model * sizeof *r->save);
+        r->qkv_max = calloc((size_t)3 * r->n_layers, sizeof *r->qkv_max);
+        if (!r->save || !r->qkv_max) return flx_fail(err, FLX_ENOMEM, "out of memory for the saved activations");
+    }
     return FLX_OK;
 }
 
@@ -478,11 +614,12 @@ static int an_passes(const an_args *a, an_run *r, flx_error *err)
         pc->rs = prs[p];
         pc->meas = r->meas + (size_t)p * L * N_LIN;
         pc->pool = r->pool;
+        pc->qkv_max = p == 1 ? r->qkv_max : NULL;
+        pc->name = p ? "rotated" : "unrotated";
         fprintf(stderr, "flxemu analyze: %s pass, %lld x %lld tokens\n", p ? "rotated" : "unrotated",
                 (long long)r->cd.n_windows, (long long)r->cd.seqlen);
-        if (run_pass(pc, &r->cd, (int)a->threads, err)) return FLX_EIO;
-        /* only the measures are needed from here: a 1B model's copies go */
-        pass_free(pc, L);
+        if (run_pass(pc, &r->cd, (int)a->threads, p == 1 ? r->save : NULL, err)) return FLX_EIO;
+        pass_free(pc);
         memset(pc, 0, sizeof *pc);
         if (p == 0) {
             flx_llama_config keep = r->m0.cfg;
@@ -493,7 +630,9 @@ static int an_passes(const an_args *a, an_run *r, flx_error *err)
     return FLX_OK;
 }
 
-/* The static attention scales of the rotated model (flexllm), or NULL. */
+/* The static attention scales of the rotated model (flexllm), or NULL:
+ * fast, from the q/k/v maxima the rotated pass took; else a calibration
+ * forward. */
 static int an_scales(const an_run *r, int threads, flx_attn_scales **out, flx_error *err)
 {
     const int L = r->n_layers;
@@ -501,12 +640,16 @@ static int an_scales(const an_run *r, int threads, flx_attn_scales **out, flx_er
     if (!r->recipe.static_attn) return FLX_OK;
     float *s4 = calloc((size_t)4 * L, sizeof *s4);
     flx_attn_scales *sc = calloc((size_t)L, sizeof *sc);
-    if (!s4 || !sc || flx_calib_attn_scales(&r->m1, &r->rs1, &r->cd, 1.0f, threads, s4, s4 + L, s4 + 2 * L,
-                                            s4 + 3 * L, err)) {
+    if (!s4 || !sc || (!r->fast && flx_calib_attn_scales(&r->m1, &r->rs1, &r->cd, 1.0f, threads, s4, s4 + L,
+                                                         s4 + 2 * L, s4 + 3 * L, err))) {
         free(s4);
         free(sc);
         return err->msg[0] ? FLX_EIO : flx_fail(err, FLX_ENOMEM, "out of memory");
     }
+    /* fast: the same maxima, taken in the rotated pass */
+    for (int l = 0; r->fast && l < L; l++)
+        flx_calib_scales_from_max(r->qkv_max[3 * l], r->qkv_max[3 * l + 1], r->qkv_max[3 * l + 2], 1.0f,
+                                  r->m1.cfg.head_dim, &s4[l], &s4[L + l], &s4[2 * L + l], &s4[3 * L + l]);
     for (int l = 0; l < L; l++) sc[l] = (flx_attn_scales){s4[l], s4[L + l], s4[2 * L + l], s4[3 * L + l]};
     free(s4);
     *out = sc;
@@ -526,10 +669,18 @@ static int an_sensitivity(const an_args *a, an_run *r, flx_error *err)
     b.source = a->model;
     int brc = flx_qmodel_build(&r->qm, &r->m1, &b, err);
     free(sc);
-    if (brc || flx_fakequant_build(&r->fq, &r->qm, err)) return FLX_EIO;
+    /* lean: the quantized linears are dequantized per product, so no
+     * second float copy of the model exists */
+    if (brc || flx_fakequant_build_lean(&r->fq, &r->qm, err)) return FLX_EIO;
     r->have_fq = 1;
-    flx_llama_hooks rh = flx_rot_hooks(&r->rs1);
-    if (ppl_of(&r->m1, &rh, &r->cd, (int)a->threads, &r->ppl_float, err)) return FLX_EIO;
+    /* the float model: from the saved final residual (final norm and head
+     * only), or the whole forward */
+    sens_ctx sx = { -1, &r->fq.hooks, &r->rs1, r->fast ? L : 0, r->save, r->cd.n_windows,
+                    r->cd.seqlen * r->m1.cfg.d_model, 0, r->m1.cfg.d_model };
+    /* P quantization (flexllm) only inside the quantized layer */
+    flx_llama_hooks sh = { .ctx = &sx, .linear_input = sens_linear, .qkv = sens_qkv, .probs = sens_probs,
+                           .weight_rows = sens_weight_rows, .residual = sens_residual };
+    if (ppl_of(&r->m1, &sh, &r->cd, (int)a->threads, &r->ppl_float, err)) return FLX_EIO;
     if (ppl_of(&r->fq.model, &r->fq.hooks, &r->cd, (int)a->threads, &r->ppl_all, err)) return FLX_EIO;
     flx_llama_layer *layers = malloc((size_t)L * sizeof *layers);
     if (!layers) return flx_fail(err, FLX_ENOMEM, "out of memory");
@@ -538,16 +689,17 @@ static int an_sensitivity(const an_args *a, an_run *r, flx_error *err)
         memcpy(layers, r->m1.w.layers, (size_t)L * sizeof *layers);
         layers[l] = r->fq.model.w.layers[l];
         ml.w.layers = layers;
-        sens_ctx sx = { l, &r->fq.hooks, &r->rs1 };
-        /* P quantization (flexllm) only inside the quantized layer */
-        flx_llama_hooks sh = { .ctx = &sx, .linear_input = sens_linear, .qkv = sens_qkv, .probs = sens_probs };
+        sx.layer = l;
+        sx.start = r->fast ? l : 0;
+        sx.w = 0;
         double p;
         if (ppl_of(&ml, &sh, &r->cd, (int)a->threads, &p, err)) {
             free(layers);
             return FLX_EIO;
         }
         r->sens[l] = p - r->ppl_float;
-        fprintf(stderr, "flxemu analyze: layer %d alone: PPL %.4f (%+.4f)\n", l, p, r->sens[l]);
+        fprintf(stderr, "flxemu analyze: layer %d alone: PPL %.4f (%+.4f), %.1f s wall, %.1f s CPU so far\n", l, p,
+                r->sens[l], flx_now_seconds() - r->t0, cpu_seconds());
     }
     free(layers);
     return FLX_OK;
@@ -576,7 +728,8 @@ static void an_print(const an_args *a, const an_run *r)
                r->ppl_float, r->ppl_all);
         for (int l = 0; l < L; l++) printf("  layer %d: %+.4f\n", l, r->sens[l]);
     }
-    fprintf(stderr, "flxemu analyze: layer-local measures %.1f s, total %.1f s\n", r->t_local, r->t_all);
+    fprintf(stderr, "flxemu analyze: layer-local measures %.1f s, total %.1f s wall, %.1f s CPU\n", r->t_local,
+            r->t_all, cpu_seconds());
 }
 
 static int an_json(const an_args *a, const an_run *r)
@@ -658,9 +811,10 @@ static int an_svg(const an_args *a, const an_run *r, flx_error *err)
 
 static void an_free(an_run *r)
 {
-    int L = r->m0.cfg.n_layers > 0 && r->m0.cfg.n_layers <= 1024 ? r->m0.cfg.n_layers : 0;
-    pass_free(&r->pc[0], L);
-    pass_free(&r->pc[1], L);
+    pass_free(&r->pc[0]);
+    pass_free(&r->pc[1]);
+    free(r->save);
+    free(r->qkv_max);
     if (r->have_fq) flx_fakequant_free(&r->fq);
     flx_qmodel_free(&r->qm);
     flx_rotset_free(&r->rs0);
@@ -679,7 +833,7 @@ int flx_cmd_analyze(int argc, char **argv)
     int rc = parse(argc, argv, &a);
     if (rc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
     if (rc) return rc;
-    an_run *r = calloc(1, sizeof *r);   /* pass_ctx holds 2 x 7 x 1024 pointers: not on the stack */
+    an_run *r = calloc(1, sizeof *r);
     if (!r) return cli_fail(CMD, &(flx_error){FLX_ENOMEM, "out of memory"});
     flx_error err = {0};
     if (flx_recipe_parse(&r->recipe, a.recipe, &err)) {
@@ -690,7 +844,7 @@ int flx_cmd_analyze(int argc, char **argv)
                                                                                            : FLX_ROT_NONE;
     r->ppl_float = r->ppl_all = NAN;
     r->pool = flx_pool_create((int)a.threads);
-    double t0 = flx_now_seconds();
+    double t0 = r->t0 = flx_now_seconds();
     rc = FLX_EXIT_OK;
     if (an_load(&a, r, &err) || an_passes(&a, r, &err)) {
         rc = cli_fail(CMD, &err);

@@ -24,7 +24,7 @@
 typedef struct q_args {
     const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation, *recipe_file;
     int search_bits;
-    double budget;
+    double budget, act_budget;
     int gptq, act_order, progress, no_pad, block_start_groups;
     long long nsamples, seqlen, seed, threads;
 } q_args;
@@ -48,12 +48,18 @@ static const cli_opt q_opts[] = {
           "(B in 2..8 or 16 = float; G divides every linear input)"),
     CLI_S("recipe-file", 0, "FILE", A(recipe_file),
           "mixed precision: {\"recipe\": NAME, \"weights\":\n"
-          "{\"layers.<l|*>.<wq|wk|wv|wo|w_gate|w_up|w_down>\"|\"head\": bits}}"),
+          "{\"layers.<l|*>.<wq|wk|wv|wo|w_gate|w_up|w_down>\"|\"head\": bits},\n"
+          "\"activations\": {\"layers.<l|*>.<qkv|o|gate_up|down>\"|\"head\": bits}}"),
     CLI_F("search-bits", 0, 1, A(search_bits),
           "greedy weight bits per projection (recipe's or 8) for an\n"
-          "average of at most --budget bits (needs --calib)"),
+          "average of at most --budget bits, and/or activation bits\n"
+          "per linear input under --act-budget (needs --calib)"),
     {.kind = CLI_CUSTOM, .name = "budget", .metavar = "B", .offset = A(budget), .parse = parse_budget,
      .expect = "average bits (a number > 0)", .help = "--search-bits: average weight bits allowed"},
+    {.kind = CLI_CUSTOM, .name = "act-budget", .metavar = "A", .offset = A(act_budget), .parse = parse_budget,
+     .expect = "average bits (a number > 0)",
+     .help = "--search-bits: greedy activation bits per linear input\n"
+             "(recipe's or 8), A = average bits per multiply-accumulate"},
     CLI_S("rotate", 0, "KIND", A(rotate),
           "none (default) | hadamard | random | FILE: SpinQuant R1/R2\n"
           "merged (norms folded, head untied), plus the recipe's\n"
@@ -123,11 +129,12 @@ static int parse_args(int argc, char **argv, q_args *a)
     if (!a->model) return cli_usage_error(CMD, "--model is required");
     if (!a->recipe && !a->recipe_file) return cli_usage_error(CMD, "--recipe (or --recipe-file) is required");
     if (a->recipe && a->recipe_file) return cli_usage_error(CMD, "give --recipe or --recipe-file, not both");
-    if (a->search_bits && (!a->budget || !a->calib))
-        return cli_usage_error(CMD, "--search-bits needs --budget AVG_BITS and --calib FILE");
-    if (a->budget && !a->search_bits) return cli_usage_error(CMD, "--budget only applies to --search-bits");
-    if ((a->search_bits || a->recipe_file) && a->gptq)
-        return cli_usage_error(CMD, "per-tensor bits (--recipe-file, --search-bits) with --gptq are not supported yet");
+    if (a->search_bits && ((!a->budget && !a->act_budget) || !a->calib))
+        return cli_usage_error(CMD, "--search-bits needs --budget AVG_BITS and/or --act-budget AVG_BITS, and --calib FILE");
+    if ((a->budget || a->act_budget) && !a->search_bits)
+        return cli_usage_error(CMD, "--budget and --act-budget only apply to --search-bits");
+    if (a->search_bits && a->recipe_file)
+        return cli_usage_error(CMD, "give --search-bits or --recipe-file, not both");
     if (!a->out) return cli_usage_error(CMD, "--out is required");
     if (a->gptq && !a->calib) return cli_usage_error(CMD, "--gptq needs --calib FILE");
     if (a->act_order && !a->gptq) return cli_usage_error(CMD, "--act-order only applies to --gptq");
@@ -325,9 +332,18 @@ static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind 
     if (a->recipe_file) add_file(o, "recipe_file", a->recipe_file, err, &rc);
     if (a->search_bits) {
         cJSON *sb = cJSON_AddObjectToObject(o, "search_bits");
-        cJSON_AddNumberToObject(sb, "budget", a->budget);
-        cJSON_AddStringToObject(sb, "measure", "sum_i E[x_i^2] * sum_r (w^_ri - w_ri)^2 on the calibration windows");
-        cJSON_AddStringToObject(sb, "choices", "recipe bits or 8 per projection, greedy by error drop per extra bit");
+        if (a->budget) {
+            cJSON_AddNumberToObject(sb, "budget", a->budget);
+            cJSON_AddStringToObject(sb, "measure", "sum_i E[x_i^2] * sum_r (w^_ri - w_ri)^2 on the calibration windows");
+            cJSON_AddStringToObject(sb, "choices", "recipe bits or 8 per projection, greedy by error drop per extra bit");
+        }
+        if (a->act_budget) {
+            cJSON_AddNumberToObject(sb, "act_budget", a->act_budget);
+            cJSON_AddStringToObject(sb, "act_measure",
+                                    "sum_i E[(x^_i - x_i)^2] * sum_r w_ri^2 over the linears of each input");
+            cJSON_AddStringToObject(sb, "act_choices", "recipe bits or 8 per linear input, greedy by error drop per "
+                                                       "extra bit-multiply, budget in bits per multiply-accumulate");
+        }
     }
     char *s = rc == 0 ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
@@ -340,7 +356,8 @@ static char *provenance_json(const q_args *a, const flx_recipe *r, flx_rot_kind 
 typedef struct q_run {
     flx_recipe recipe;
     int32_t *wbits;               /* per-tensor weight bits (mixed precision), or NULL */
-    double avg_bits;
+    int32_t *abits;               /* per-input activation bits (mixed precision), or NULL */
+    double avg_bits, avg_act_bits;
     flx_rot_kind rot_kind;
     flx_model model;
     flx_rotation_set rs;
@@ -367,8 +384,9 @@ static int q_prepare(const q_args *a, q_run *r)
         flx_llama_config big = {0};
         big.n_layers = 1024;
         r->wbits = calloc(1024 * 7 + 1, sizeof *r->wbits);
-        if (!r->wbits) return cli_usage_error(CMD, "out of memory");
-        if (flx_recipe_file_load(a->recipe_file, &big, &r->recipe, r->wbits, &err))
+        r->abits = calloc(1024 * 4 + 1, sizeof *r->abits);
+        if (!r->wbits || !r->abits) return cli_usage_error(CMD, "out of memory");
+        if (flx_recipe_file_load(a->recipe_file, &big, &r->recipe, r->wbits, r->abits, &err))
             return cli_usage_error(CMD, "%s", err.msg);
     } else if (flx_recipe_parse(&r->recipe, a->recipe, &err)) {
         return cli_usage_error(CMD, "%s", err.msg);
@@ -418,9 +436,11 @@ static int q_load(const q_args *a, q_run *r, flx_error *err)
     if (flx_recipe_check(&r->recipe, c, err)) return FLX_EINVAL;
     if (a->recipe_file) {
         free(r->wbits);
+        free(r->abits);
         r->wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *r->wbits);
-        if (!r->wbits) return flx_fail(err, FLX_ENOMEM, "out of memory");
-        if (flx_recipe_file_load(a->recipe_file, c, &r->recipe, r->wbits, err)) return FLX_EINVAL;
+        r->abits = calloc((size_t)c->n_layers * 4 + 1, sizeof *r->abits);
+        if (!r->wbits || !r->abits) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        if (flx_recipe_file_load(a->recipe_file, c, &r->recipe, r->wbits, r->abits, err)) return FLX_EINVAL;
     }
     if (a->tokenizer) {
         flx_tokenizer *t = NULL;
@@ -535,6 +555,7 @@ static int q_gptq(const q_args *a, q_run *r, flx_qbuild *b, flx_error *err)
      * once it is done, so the model shrinks while the codes grow */
     go.release_layers = 1;
     go.qkv_max = r->qkv_max;
+    go.w_bits_of = r->wbits;   /* mixed precision (activations stay float in GPTQ's passes) */
     int32_t qd = c->n_heads * c->head_dim;
     const int32_t ins[7] = {c->d_model, c->d_model, c->d_model, qd, c->d_model, c->d_model, c->d_ff};
     for (int i = 0; i < 7; i++) r->gs->n_groups[i] = flx_wquant_groups(&go.wq, ins[i]);
@@ -562,17 +583,27 @@ static int q_build(const q_args *a, q_run *r, flx_error *err)
     b.d_ff_source = r->d_ff_source;
     if (a->search_bits) {
         free(r->wbits);
+        free(r->abits);
         r->wbits = calloc((size_t)c->n_layers * 7 + 1, sizeof *r->wbits);
-        if (!r->wbits) return flx_fail(err, FLX_ENOMEM, "out of memory");
-        if (quantize_search_bits(&r->model, r->rot_online, &r->recipe, &r->cd, a->budget, (int)a->threads, r->wbits,
-                                 &r->avg_bits, err))
+        r->abits = calloc((size_t)c->n_layers * 4 + 1, sizeof *r->abits);
+        if (!r->wbits || !r->abits) return flx_fail(err, FLX_ENOMEM, "out of memory");
+        if (quantize_search_bits(&r->model, r->rot_online, &r->recipe, &r->cd, a->budget, a->act_budget,
+                                 (int)a->threads, r->wbits, r->abits, &r->avg_bits, &r->avg_act_bits, err))
             return FLX_EIO;
         int n8 = 0;
         for (int i = 0; i < c->n_layers * 7; i++) n8 += r->wbits[i] == 8;
-        fprintf(stderr, "flxemu quantize: --search-bits: %d of %d projections at 8 bits, average %.3f bits "
-                        "(budget %g)\n", n8, c->n_layers * 7, r->avg_bits, a->budget);
+        if (a->budget)
+            fprintf(stderr, "flxemu quantize: --search-bits: %d of %d projections at 8 bits, average %.3f bits "
+                            "(budget %g)\n", n8, c->n_layers * 7, r->avg_bits, a->budget);
+        n8 = 0;
+        for (int i = 0; i < c->n_layers * 4; i++) n8 += r->abits[i] == 8;
+        if (a->act_budget)
+            fprintf(stderr, "flxemu quantize: --search-bits: %d of %d linear inputs at 8-bit activations, average "
+                            "%.3f bits per multiply (act budget %g)\n", n8, c->n_layers * 4, r->avg_act_bits,
+                    a->act_budget);
     }
     b.w_bits_of = r->wbits;
+    b.a_bits_of = r->abits;
     r->tok_path = tokenizer_file(a->model, a->tokenizer);
     r->prov = provenance_json(a, &r->recipe, r->rot_kind, r->r3, r->r4, r->rope_permuted, r->d_ff_source, c->d_ff,
                               &r->cd, r->tok_path, err);
@@ -659,6 +690,7 @@ static void q_free(q_run *r)
     free(r->prov);
     free(r->tok_path);
     free(r->wbits);
+    free(r->abits);
     free(r->scales);
     free(r->sq);
     free(r->qkv_max);

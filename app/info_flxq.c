@@ -88,6 +88,8 @@ int flx_info_flxq(const char *path, const char *json_path)
     printf("summary:     %s\n", summary);
     printf("recipe:      %s\n             %s\n", qm.recipe, meta.recipe_json ? meta.recipe_json : "?");
     if (meta.mixed_bits) printf("mixed bits:  %s (weights; the rest as the recipe)\n", meta.mixed_bits);
+    if (meta.mixed_act_bits)
+        printf("mixed act:   %s (activation bits per linear input; 16 = float)\n", meta.mixed_act_bits);
     printf("rotation:    %s, seed %llu, R3 %s, R4 %s%s\n", qm.rotation, (unsigned long long)qm.rotation_seed,
            qm.r3_online ? "online" : "off", qm.r4_online ? "online" : "off",
            qm.r4_online ? (qm.r4_dense ? " (dense matrix)" : " (FHT)") : "");
@@ -123,6 +125,7 @@ int flx_info_flxq(const char *path, const char *json_path)
         cJSON_AddItemToObject(root, "padding", parsed_or_null(meta.padding));
         cJSON_AddItemToObject(root, "tokenizer", parsed_or_null(meta.tokenizer));
         cJSON_AddItemToObject(root, "mixed_bits", parsed_or_null(meta.mixed_bits));
+        cJSON_AddItemToObject(root, "mixed_act_bits", parsed_or_null(meta.mixed_act_bits));
         cJSON_AddItemToObject(root, "provenance", prov);
         prov = NULL;
         char *text = cJSON_Print(root);

@@ -1,5 +1,7 @@
-/* quantize_search.c -- `flxemu quantize --search-bits --budget B`: a greedy
- * choice of weight bits per tensor under an average-bits budget.
+/* quantize_search.c -- `flxemu quantize --search-bits --budget B
+ * [--act-budget A]`: a greedy choice of weight bits per tensor under an
+ * average-bits budget, and of activation bits per linear input under an
+ * average bits-per-multiply budget.
  *
  * Measure (layer-local, one float forward of the calibration windows):
  * for a linear with input X and weight W, the expected output error of a
@@ -8,7 +10,17 @@
  * (the diagonal of GPTQ's Hessian times the squared weight error).  Every
  * tensor starts at the recipe's bits; upgrades to 8 bits are taken in
  * decreasing order of (e(base) - e(8)) / (extra bits), while the average
- * bits per weight over the projections stays within the budget. */
+ * bits per weight over the projections stays within the budget.
+ *
+ * Activations (--act-budget): the input x of a layer's q/k/v (one input),
+ * o, gate/up (one input) or down is fake-quantized in the same forward at
+ * the recipe's bits and at 8; with independent channels the expected error
+ * of the linears it feeds is
+ *     e_a(b) = sum_i E[(x^_i - x_i)^2] * sum_{linears, r} w_ri^2.
+ * Inputs start at the recipe's activation bits and are raised to 8 in
+ * decreasing order of (e_a(base) - e_a(8)) / (extra bits x weights they
+ * multiply), while the average activation bits per multiply-accumulate
+ * (each input's bits weighted by the weights it meets) stays within A. */
 #include "quantize_search.h"
 #include "cli_quant.h"
 #include "flx_gptq.h"
@@ -20,6 +32,11 @@
 
 typedef struct search_ctx {
     const flx_rotation_set *rs;
+    const flx_recipe *r;
+    int32_t head_dim;
+    double *ea[2];      /* NULL, or [n_layers][4] per-channel sums of (x^ - x)^2 at the
+                           recipe's bits (0) and at 8 (1), d_ff wide */
+    float *xq;          /* (seqlen, width) scratch */
     double *ex2;        /* [n_layers][4 input kinds] -> per-channel E[x^2] sums, d_ff wide */
     int64_t *rows;      /* [n_layers][4] */
     int32_t width;
@@ -35,12 +52,25 @@ static int s_linear(void *vctx, int layer, flx_linear_kind kind, float *x, int64
 {
     search_ctx *c = vctx;
     (void)err;
-    if (c->rs && kind == FLX_LINEAR_DOWN) flx_rot_r4(c->rs, x, n, NULL);
+    flx_rot_online_input(c->rs, kind, x, n, NULL);
     if (layer >= c->n_layers) return FLX_OK;
     double *acc = c->ex2 + ((size_t)layer * 4 + kind_slot(kind)) * c->width;
     for (int64_t t = 0; t < n; t++)
         for (int64_t i = 0; i < n_in; i++) acc[i] += (double)x[t * n_in + i] * x[t * n_in + i];
     c->rows[layer * 4 + kind_slot(kind)] += n;
+    if (!c->ea[0]) return FLX_OK;
+    for (int b = 0; b < 2; b++) {
+        flx_qspec s = kind == FLX_LINEAR_O ? c->r->a_o : c->r->a;   /* as the fake-quant model */
+        if (s.gran == FLX_QG_GROUP && s.group_size == 0) s.group_size = c->head_dim;
+        s.bits = b ? 8 : c->r->a_bits;
+        flx_fake_quant(&s, x, n, n_in, NULL, c->xq);
+        double *e = c->ea[b] + ((size_t)layer * 4 + kind_slot(kind)) * c->width;
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t i = 0; i < n_in; i++) {
+                double d = (double)c->xq[t * n_in + i] - x[t * n_in + i];
+                e[i] += d * d;
+            }
+    }
     return FLX_OK;
 }
 
@@ -49,11 +79,11 @@ static int s_qkv(void *vctx, int layer, float *q, float *k, float *v, int64_t n,
 {
     search_ctx *c = vctx;
     (void)layer; (void)v; (void)pos0; (void)err;
-    cli_rot_r3_qk(c->rs, q, k, n, cfg);
+    flx_rot_online_qk(c->rs, q, k, n, cfg, NULL);
     return FLX_OK;
 }
 
-typedef struct cand { double gain_per_bit; int idx; } cand;
+typedef struct cand { double gain_per_bit; int idx; double macs; } cand;
 
 static int by_gain(const void *a, const void *b)
 {
@@ -77,24 +107,86 @@ static double weight_err(const float *w, int32_t n_out, int32_t n_in, const flx_
     return e;
 }
 
-int quantize_search_bits(const flx_model *m, const flx_rotation_set *rs, const flx_recipe *r,
-                         const flx_calib_data *cd, double budget, int n_threads, int32_t *w_bits_of,
-                         double *avg_bits, flx_error *err)
+/* Raises activation inputs to 8 bits under the act budget (see the top). */
+static int choose_act_bits(const flx_model *m, const flx_recipe *r, const search_ctx *sc, double act_budget,
+                           int32_t *a_bits_of, double *avg_act_bits, flx_error *err)
 {
     const flx_llama_config *c = &m->cfg;
     const int L = c->n_layers;
-    if (r->w_bits >= 8)
+    cand *cs = calloc((size_t)L * 4, sizeof *cs);
+    if (!cs) return flx_fail(err, FLX_ENOMEM, "out of memory");
+    const int32_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    /* per input kind: the linears it feeds, (n_out, n_in) and weight index */
+    const int32_t first[4] = {0, 3, 4, 6}, count[4] = {3, 1, 2, 1};
+    const int32_t outs[7] = {qd, kvd, kvd, c->d_model, c->d_ff, c->d_ff, c->d_model};
+    const int32_t ins[4] = {c->d_model, qd, c->d_model, c->d_ff};
+    double total_macs = 0, total_bits = 0;
+    for (int l = 0; l < L; l++) {
+        const flx_llama_layer *Ly = &m->w.layers[l];
+        const float *ws[7] = {Ly->wq, Ly->wk, Ly->wv, Ly->wo, Ly->w_gate, Ly->w_up, Ly->w_down};
+        for (int k = 0; k < 4; k++) {
+            double macs = 0, e[2] = {0, 0};
+            int64_t rows = sc->rows[l * 4 + k];
+            for (int j = first[k]; j < first[k] + count[k]; j++) {
+                macs += (double)outs[j] * ins[k];
+                for (int32_t i = 0; i < ins[k]; i++) {
+                    double w2 = 0;   /* sum_r w_ri^2 */
+                    for (int32_t o = 0; o < outs[j]; o++) w2 += (double)ws[j][(size_t)o * ins[k] + i] * ws[j][(size_t)o * ins[k] + i];
+                    for (int b = 0; b < 2; b++)
+                        e[b] += rows ? sc->ea[b][((size_t)l * 4 + k) * sc->width + i] / (double)rows * w2 : 0;
+                }
+            }
+            cs[l * 4 + k].idx = l * 4 + k;
+            cs[l * 4 + k].gain_per_bit = (e[0] - e[1]) / (macs * (8 - r->a_bits));
+            cs[l * 4 + k].macs = macs;
+            total_macs += macs;
+            total_bits += macs * r->a_bits;
+            a_bits_of[l * 4 + k] = r->a_bits;
+        }
+    }
+    qsort(cs, (size_t)L * 4, sizeof *cs, by_gain);
+    for (int i = 0; i < L * 4; i++) {
+        double extra = cs[i].macs * (8 - r->a_bits);
+        if ((total_bits + extra) / total_macs > act_budget + 1e-12) continue;
+        total_bits += extra;
+        a_bits_of[cs[i].idx] = 8;
+    }
+    *avg_act_bits = total_bits / total_macs;
+    free(cs);
+    return FLX_OK;
+}
+
+int quantize_search_bits(const flx_model *m, const flx_rotation_set *rs, const flx_recipe *r,
+                         const flx_calib_data *cd, double budget, double act_budget, int n_threads,
+                         int32_t *w_bits_of, int32_t *a_bits_of, double *avg_bits, double *avg_act_bits,
+                         flx_error *err)
+{
+    const flx_llama_config *c = &m->cfg;
+    const int L = c->n_layers;
+    if (budget > 0 && r->w_bits >= 8)
         return flx_fail(err, FLX_EINVAL, "--search-bits: recipe %s already has %d-bit weights; upgrades go to 8",
                         r->name, (int)r->w_bits);
-    if (!(budget >= r->w_bits && budget <= 8))
+    if (budget > 0 && !(budget >= r->w_bits && budget <= 8))
         return flx_fail(err, FLX_EINVAL, "--budget %g: must lie between the recipe's %d bits and 8", budget,
                         (int)r->w_bits);
+    if (act_budget > 0 && r->a_bits >= 8)
+        return flx_fail(err, FLX_EINVAL, "--act-budget: recipe %s has %s activations; upgrades go from fewer bits to 8",
+                        r->name, r->a_bits >= 16 ? "float" : "8-bit");
+    if (act_budget > 0 && !(act_budget >= r->a_bits && act_budget <= 8))
+        return flx_fail(err, FLX_EINVAL, "--act-budget %g: must lie between the recipe's %d bits and 8", act_budget,
+                        (int)r->a_bits);
     int32_t width = c->d_ff > c->d_model ? c->d_ff : c->d_model;
     if (c->n_heads * c->head_dim > width) width = c->n_heads * c->head_dim;
-    search_ctx sc = { rs, calloc((size_t)L * 4 * width, sizeof(double)), calloc((size_t)L * 4, sizeof(int64_t)),
-                      width, L };
+    search_ctx sc = { rs, r, c->head_dim, {NULL, NULL}, NULL, calloc((size_t)L * 4 * width, sizeof(double)),
+                      calloc((size_t)L * 4, sizeof(int64_t)), width, L };
     cand *cs = calloc((size_t)L * 7, sizeof *cs);
     int rc = sc.ex2 && sc.rows && cs ? FLX_OK : flx_fail(err, FLX_ENOMEM, "out of memory");
+    if (rc == FLX_OK && act_budget > 0) {
+        sc.ea[0] = calloc((size_t)L * 4 * width, sizeof(double));
+        sc.ea[1] = calloc((size_t)L * 4 * width, sizeof(double));
+        sc.xq = malloc((size_t)cd->seqlen * width * sizeof(float));
+        if (!sc.ea[0] || !sc.ea[1] || !sc.xq) rc = flx_fail(err, FLX_ENOMEM, "out of memory");
+    }
     flx_llama_hooks hk = { .ctx = &sc, .linear_input = s_linear, .qkv = s_qkv };
     flx_llama_opts o = {0};
     o.n_threads = n_threads;
@@ -120,7 +212,7 @@ int quantize_search_bits(const flx_model *m, const flx_rotation_set *rs, const f
     double total_w = 0, total_bits = 0;
     double *ex2 = malloc((size_t)width * sizeof *ex2);
     if (!ex2 && rc == FLX_OK) rc = flx_fail(err, FLX_ENOMEM, "out of memory");
-    for (int l = 0; rc == FLX_OK && l < L; l++) {
+    for (int l = 0; rc == FLX_OK && budget > 0 && l < L; l++) {
         const flx_llama_layer *Ly = &m->w.layers[l];
         const float *ws[7] = {Ly->wq, Ly->wk, Ly->wv, Ly->wo, Ly->w_gate, Ly->w_up, Ly->w_down};
         for (int i = 0; rc == FLX_OK && i < 7; i++) {
@@ -137,7 +229,8 @@ int quantize_search_bits(const flx_model *m, const flx_rotation_set *rs, const f
             w_bits_of[l * 7 + i] = r->w_bits;
         }
     }
-    if (rc == FLX_OK) {
+    if (rc == FLX_OK && act_budget > 0) rc = choose_act_bits(m, r, &sc, act_budget, a_bits_of, avg_act_bits, err);
+    if (rc == FLX_OK && budget > 0) {
         qsort(cs, (size_t)L * 7, sizeof *cs, by_gain);
         for (int k = 0; k < L * 7; k++) {
             int l = cs[k].idx / 7, i = cs[k].idx % 7;
@@ -147,8 +240,13 @@ int quantize_search_bits(const flx_model *m, const flx_rotation_set *rs, const f
             w_bits_of[l * 7 + i] = 8;
         }
         *avg_bits = total_bits / total_w;
+    } else if (rc == FLX_OK) {
+        *avg_bits = r->w_bits;   /* weights stay at the recipe's bits */
     }
     free(ex2);
+    free(sc.ea[0]);
+    free(sc.ea[1]);
+    free(sc.xq);
     free(sc.ex2);
     free(sc.rows);
     free(cs);

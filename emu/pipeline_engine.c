@@ -125,6 +125,21 @@ int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_o
     }
     int rc = check_tensor(&qm->head, "head", -1, c->n_vocab, D, qm->recipe, err);
     if (rc) return rc;
+    /* mixed activation bits: every linear of the hardware reads 4-bit
+     * per-token inputs (the INT4 x INT4 PE arrays) */
+    static const char *const in_names[4] = {"qkv", "o", "gate_up", "down"};
+    for (int i = 0; qm->a_bits_of && i <= c->n_layers * 4; i++) {
+        int32_t bits = qm->a_bits_of[i];
+        if (bits <= 0 || bits == 4) continue;
+        char where[64], what[32];
+        if (i < c->n_layers * 4) snprintf(where, sizeof where, "layer %d %s input", i / 4, in_names[i % 4]);
+        else snprintf(where, sizeof where, "head input");
+        if (bits >= 16) snprintf(what, sizeof what, "float activations");
+        else snprintf(what, sizeof what, "%d-bit activations", (int)bits);
+        return flx_fail(err, FLX_EUNSUPPORTED,
+                        "%s: %s (recipe '%s', mixed precision); the FlexLLM engine quantizes every linear "
+                        "input to 4 bits (INT4 x INT4 PE arrays)", where, what, qm->recipe);
+    }
     if (!qm->out_norm) return flx_fail(err, FLX_EFORMAT, "quantized model: missing final norm");
     /* the prefill pads a sequence to a multiple of 16 rows, and the padding
      * rows take RoPE positions too: cover them */

@@ -79,15 +79,14 @@ int flx_calib_from_text(flx_calib_data *cd, const flx_model *m, const char *path
 
 /* ---------------------------------------------------------------- online rotation hooks */
 
-/* The online R4 on a down_proj input and R3 on q, k (rows spread over
- * pool when not NULL: the rows are independent, so the bits are the same). */
-static void online_r4(const flx_rotation_set *rs, flx_linear_kind kind, float *x, int64_t n_tokens, flx_pool *pool)
+void flx_rot_online_input(const flx_rotation_set *rs, flx_linear_kind kind, float *x, int64_t n_tokens,
+                          flx_pool *pool)
 {
     if (kind == FLX_LINEAR_DOWN && rs && rs->r4) flx_rot_r4(rs, x, n_tokens, pool);
 }
 
-static void online_r3(const flx_rotation_set *rs, float *q, float *k, int64_t n_tokens, const flx_llama_config *cfg,
-                      flx_pool *pool)
+void flx_rot_online_qk(const flx_rotation_set *rs, float *q, float *k, int64_t n_tokens, const flx_llama_config *cfg,
+                       flx_pool *pool)
 {
     if (rs && rs->r3) {
         flx_rot_r3(rs, q, n_tokens * cfg->n_heads, pool);
@@ -98,20 +97,20 @@ static void online_r3(const flx_rotation_set *rs, float *q, float *k, int64_t n_
 static int rot_linear_hook(void *ctx, int layer, flx_linear_kind kind, float *x, int64_t n_tokens,
                            int64_t n_in, flx_error *err)
 {
-    online_r4(ctx, kind, x, n_tokens, NULL);
+    flx_rot_online_input(ctx, kind, x, n_tokens, NULL);
     return FLX_OK;
 }
 
 static int rot_qkv_hook(void *ctx, int layer, float *q, float *k, float *v, int64_t n_tokens, int64_t pos0,
                         const flx_llama_config *cfg, flx_error *err)
 {
-    online_r3(ctx, q, k, n_tokens, cfg, NULL);
+    flx_rot_online_qk(ctx, q, k, n_tokens, cfg, NULL);
     return FLX_OK;
 }
 
 flx_llama_hooks flx_rot_hooks(const flx_rotation_set *rs)
 {
-    flx_llama_hooks h = { (void *)rs, rot_linear_hook, rot_qkv_hook, NULL, NULL };
+    flx_llama_hooks h = { .ctx = (void *)rs, .linear_input = rot_linear_hook, .qkv = rot_qkv_hook };
     return h;
 }
 
@@ -197,7 +196,7 @@ int flx_calib_attn_scales(const flx_model *m, const flx_rotation_set *rs, const 
         free(c.q_max); free(c.k_max); free(c.v_max);
         return flx_fail(err, FLX_ENOMEM, "calibration: out of memory");
     }
-    flx_llama_hooks h = { &c, scale_linear_hook, scale_qkv_hook, NULL, NULL };
+    flx_llama_hooks h = { .ctx = &c, .linear_input = scale_linear_hook, .qkv = scale_qkv_hook };
     flx_llama_state st;
     memset(&st, 0, sizeof st);
     int rc = init_state(&st, m, cd, n_threads, &h, err);
@@ -254,7 +253,7 @@ static int gptq_linear_hook(void *vctx, int layer, flx_linear_kind kind, float *
     /* kept before the online rotation, so a later pass can replay the rest
      * of the forward from it (hook included) */
     if ((int)kind == c->collect && c->save) memcpy(c->save, x, (size_t)(n_tokens * n_in) * sizeof(float));
-    online_r4(c->rs, kind, x, n_tokens, c->pool);
+    flx_rot_online_input(c->rs, kind, x, n_tokens, c->pool);
     if ((int)kind != c->collect) return FLX_OK;
     for (int64_t i = 0; i < n_tokens * n_in; i++)
         if (!isfinite(x[i]))
@@ -270,7 +269,7 @@ static int gptq_qkv_hook(void *vctx, int layer, float *q, float *k, float *v, in
                          const flx_llama_config *cfg, flx_error *err)
 {
     gptq_pass_ctx *c = vctx;
-    online_r3(c->rs, q, k, n_tokens, cfg, c->pool);
+    flx_rot_online_qk(c->rs, q, k, n_tokens, cfg, c->pool);
     if (!c->qkv_max) return FLX_OK;
     const int64_t qn = n_tokens * cfg->n_heads * cfg->head_dim, kn = n_tokens * cfg->n_kv_heads * cfg->head_dim;
     const float mx[3] = { absmax(q, qn), absmax(k, kn), absmax(v, kn) };
@@ -334,7 +333,10 @@ static int quantize_linear(gptq_job *j, int l, flx_linear_id k, const flx_hessia
     int32_t n_out, n_in;
     const float **slot = linear_slot(j->m, l, k, &n_out, &n_in);
     const size_t n = (size_t)n_out * n_in;
-    int rc = flx_gptq(*slot, n_out, n_in, h, &j->opts->wq, &j->go, &j->out, j->w_hat, NULL, err);
+    flx_wquant wq = j->opts->wq;   /* mixed precision: this linear's bits */
+    if (j->opts->w_bits_of && j->opts->w_bits_of[l * FLX_W_COUNT + k] > 0)
+        wq.bits = j->opts->w_bits_of[l * FLX_W_COUNT + k];
+    int rc = flx_gptq(*slot, n_out, n_in, h, &wq, &j->go, &j->out, j->w_hat, NULL, err);
     if (rc) {
         char msg[FLX_ERROR_MSG_BYTES];
         snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
@@ -601,7 +603,7 @@ int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_dat
     sub.w.output = r.resid;
     sub.w.layers = m->w.layers;
     r.pc = (gptq_pass_ctx){ rs, 0, -1, &r.h, NULL, NULL, r.pool, 0 };
-    flx_llama_hooks hooks = { &r.pc, gptq_linear_hook, gptq_qkv_hook, NULL, NULL };
+    flx_llama_hooks hooks = { .ctx = &r.pc, .linear_input = gptq_linear_hook, .qkv = gptq_qkv_hook };
     if ((rc = init_state(&r.st, &sub, cd, opts->n_threads, &hooks, err))) goto done;
     have_state = 1;
 

@@ -4,6 +4,7 @@
  * RoPE) and apply the online R3/R4 rotations, so the float forward
  * (flx_llama_forward) evaluates a recipe's quality before the bit-exact
  * emulator exists. */
+#include "flx_calib.h"
 #include "flx_qmodel.h"
 
 #include <math.h>
@@ -45,12 +46,14 @@ static int fq_linear_input(void *ctx, int layer, flx_linear_kind kind, float *x,
 {
     flx_fakequant *fq = ctx;
     const flx_recipe *r = &fq->recipe;
-    (void)layer;
     (void)err;
-    if (kind == FLX_LINEAR_DOWN) flx_rot_r4(&fq->rot, x, n_tokens, fq->pool);
-    if (r->a_bits >= 16) return FLX_OK;
+    flx_rot_online_input(&fq->rot, kind, x, n_tokens, fq->pool);
     if (kind == FLX_LINEAR_HEAD && !r->quant_head) return FLX_OK;
+    /* the recipe's bits, or this input's (mixed precision; 16 = float) */
+    const int32_t bits = flx_qmodel_act_bits(fq->qm, r, layer, kind);
+    if (bits >= 16) return FLX_OK;
     flx_qspec s = kind == FLX_LINEAR_O ? per_head(r->a_o, fq->qm->cfg.head_dim) : r->a;
+    s.bits = bits;
     if (s.gran == FLX_QG_TENSOR) {
         flx_fake_quant(&s, x, n_tokens, n_in, NULL, x);
     } else {
@@ -76,8 +79,7 @@ static int fq_qkv(void *ctx, int layer, float *q, float *k, float *v, int64_t n_
     (void)pos0;
     (void)err;
     int64_t q_dim = (int64_t)cfg->n_heads * cfg->head_dim, kv_dim = (int64_t)cfg->n_kv_heads * cfg->head_dim;
-    flx_rot_r3(&fq->rot, q, n_tokens * cfg->n_heads, fq->pool);
-    flx_rot_r3(&fq->rot, k, n_tokens * cfg->n_kv_heads, fq->pool);
+    flx_rot_online_qk(&fq->rot, q, k, n_tokens, cfg, fq->pool);
     if (r->static_attn) {
         const flx_qlayer *L = &fq->qm->layers[layer];
         /* FlexLLM folds 1/sqrt_HEAD_DIM into the Q quantizer and computes

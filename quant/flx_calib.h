@@ -95,6 +95,9 @@ typedef struct flx_gptq_model_opts {
                                        calibration passes, with the layer's
                                        q/k/v and all earlier layers quantized:
                                        static scales without another forward */
+    const int32_t *w_bits_of;       /* mixed precision, or NULL: weight bits of
+                                       layer l's linear k at [l * 7 + k] (the
+                                       flx_qbuild layout; 0 = wq.bits)        */
 } flx_gptq_model_opts;
 
 flx_gptq_model_opts flx_gptq_model_opts_default(void);
@@ -116,6 +119,18 @@ flx_gptq_model_opts flx_gptq_model_opts_default(void);
  * Calibration ids are checked against the vocabulary first. */
 int flx_gptq_model(flx_model *m, const flx_rotation_set *rs, const flx_calib_data *cd,
                    const flx_gptq_model_opts *opts, flx_gptq_sink sink, void *sink_ctx, flx_error *err);
+
+/* The online rotations of rs inside a forward pass, the one definition
+ * every hook uses (calibration, GPTQ, fake quantization, flxemu analyze,
+ * quantize --search-bits): R4 on a down_proj input (kind
+ * FLX_LINEAR_DOWN, rs->r4 set; other kinds are left alone) and R3 on the
+ * q and k rows of n_tokens tokens after RoPE (rs->r3 set).  rs may be
+ * NULL (nothing happens).  Rows are spread over pool when not NULL; the
+ * rows are independent, so the bits do not depend on it. */
+void flx_rot_online_input(const flx_rotation_set *rs, flx_linear_kind kind, float *x, int64_t n_tokens,
+                          flx_pool *pool);
+void flx_rot_online_qk(const flx_rotation_set *rs, float *q, float *k, int64_t n_tokens,
+                       const flx_llama_config *cfg, flx_pool *pool);
 
 /* Hooks that apply rs's online rotations (R3 on q/k after RoPE, R4 on the
  * down_proj input) inside flx_llama_forward; ctx = rs. */

@@ -83,6 +83,12 @@ typedef struct flx_qmodel {
     size_t           n_calib_ngrams;
     int              mixed;         /* some tensor's bits differ from the recipe's
                                        (metadata "mixed_bits") */
+    int32_t         *a_bits_of;     /* NULL, or [n_layers * 4 + 1]: activation
+                                       bits of layer l's linear input k (the
+                                       flx_linear_kind qkv, o, gate_up, down) at
+                                       l * 4 + k, the head input last; 0 = the
+                                       recipe's, 16 = float (metadata
+                                       "mixed_act_bits") */
 } flx_qmodel;
 
 /* ---------------------------------------------------------------- recipes */
@@ -184,6 +190,8 @@ typedef struct flx_qbuild {
                                              [n_layers * 7 + 1] (layer l linear i at
                                              l*7 + i in wq..w_down order, the head
                                              last); 0 = the recipe's; NULL = none */
+    const int32_t          *a_bits_of;    /* mixed precision: activation bits per linear
+                                             input, flx_qmodel.a_bits_of's layout; NULL = none */
 } flx_qbuild;
 
 int  flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, flx_error *err);
@@ -210,7 +218,8 @@ int flx_tokenizer_from_bytes(flx_tokenizer **out, const uint8_t *bytes, size_t n
 /* A .flxq file's description, read from its header only (metadata strings
  * as stored, NULL when absent: files from before a key existed). */
 typedef struct flx_qmeta {
-    char   *recipe, *recipe_json, *rotation, *config, *source, *padding, *provenance, *tokenizer, *mixed_bits;
+    char   *recipe, *recipe_json, *rotation, *config, *source, *padding, *provenance, *tokenizer, *mixed_bits,
+           *mixed_act_bits;
     int64_t tokenizer_bytes;   /* embedded tokenizer tensor, 0: none */
     size_t  n_tensors;
 } flx_qmeta;
@@ -242,10 +251,17 @@ double flx_qmodel_calib_overlap(const char *path, const int32_t *tokens, int64_t
  * the name is not a tensor of this model. */
 int flx_qtensor_index(const char *name, int32_t n_layers);
 /* Parses a recipe file (docs/quant.md "Mixed precision"): the base recipe
- * into r and the per-tensor weight bits into w_bits_of (n_layers*7 + 1,
- * zeroed first); messages name the file and the entry. */
+ * into r, the per-tensor weight bits into w_bits_of (n_layers*7 + 1) and
+ * the per-input activation bits into a_bits_of (n_layers*4 + 1, the
+ * flx_qmodel.a_bits_of layout), both zeroed first; messages name the file
+ * and the entry. */
 int flx_recipe_file_load(const char *path, const flx_llama_config *cfg, flx_recipe *r, int32_t *w_bits_of,
-                         flx_error *err);
+                         int32_t *a_bits_of, flx_error *err);
+/* "layers.<l>.<qkv|o|gate_up|down>" or "head" to its index in an
+ * a_bits_of array (l*4 + k, head n_layers*4); -1 otherwise. */
+int flx_qinput_index(const char *name, int32_t n_layers);
+/* The activation bits of layer l's input kind (head: l = n_layers) in qm. */
+int32_t flx_qmodel_act_bits(const flx_qmodel *qm, const flx_recipe *r, int layer, flx_linear_kind kind);
 
 /* 1 when path is a readable .flxq file (safetensors with format = flxq). */
 int flx_qmodel_is_file(const char *path);

@@ -236,6 +236,20 @@ int flx_qmodel_build(flx_qmodel *qm, const flx_model *m, const flx_qbuild *b, fl
         }
     }
 
+    /* mixed precision: activation bits per linear input, kept only when
+     * one differs from the recipe's */
+    int act_mixed = 0;
+    for (int i = 0; b->a_bits_of && i <= c->n_layers * 4; i++)
+        act_mixed |= b->a_bits_of[i] > 0 && b->a_bits_of[i] != r->a_bits;
+    if (act_mixed) {
+        size_t bytes = (size_t)(c->n_layers * 4 + 1) * sizeof *qm->a_bits_of;
+        if (!(qm->a_bits_of = flx_qmodel_alloc(qm, bytes))) {
+            flx_qmodel_free(qm);
+            return flx_fail(err, FLX_ENOMEM, "out of memory");
+        }
+        memcpy(qm->a_bits_of, b->a_bits_of, bytes);
+    }
+
     flx_progress prog;
     flx_progress_begin(&prog, "quantize", (int64_t)c->n_layers * 7 + 1, b->progress);
     int quant_w = r->w_bits < 16;
@@ -501,8 +515,8 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     char tokmeta[256];
     snprintf(tokmeta, sizeof tokmeta, "{\"format\":\"%s\",\"bytes\":%zu,\"sha256\":\"%s\"}", qm->tok_format,
              qm->tok_blob_bytes, qm->tok_sha256);
-    const char *keys[12] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config", "source"};
-    const char *vals[12] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config, qm->source};
+    const char *keys[16] = {"format", "flxq_version", "recipe", "recipe_json", "rotation", "config", "source"};
+    const char *vals[16] = {"flxq", FLXQ_VERSION, qm->recipe, recipe_json, rotation, config, qm->source};
     int n_keys = 7;
     /* the later keys only when there is something to say, so a file
      * without them keeps the bytes it had before they existed */
@@ -531,6 +545,31 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
         vals[n_keys++] = mixed;
     }
 
+    /* and the linear inputs whose activation bits differ */
+    char *mixed_act = NULL;
+    if (qm->a_bits_of) {
+        static const char *const in_names[4] = {"qkv", "o", "gate_up", "down"};
+        size_t cap = 64 + (size_t)(qm->cfg.n_layers * 4 + 1) * 40, pos = 0;
+        mixed_act = malloc(cap);
+        if (!mixed_act) {
+            free(mixed);
+            return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
+        }
+        pos += (size_t)snprintf(mixed_act + pos, cap - pos, "{");
+        for (int i = 0; i <= qm->cfg.n_layers * 4; i++) {
+            int32_t bits = qm->a_bits_of[i];
+            if (bits <= 0 || bits == r.a_bits) continue;
+            if (i < qm->cfg.n_layers * 4)
+                pos += (size_t)snprintf(mixed_act + pos, cap - pos, "%s\"layers.%d.%s\":%d", pos > 1 ? "," : "", i / 4,
+                                        in_names[i % 4], (int)bits);
+            else
+                pos += (size_t)snprintf(mixed_act + pos, cap - pos, "%s\"head\":%d", pos > 1 ? "," : "", (int)bits);
+        }
+        snprintf(mixed_act + pos, cap - pos, "}");
+        keys[n_keys] = "mixed_act_bits";
+        vals[n_keys++] = mixed_act;
+    }
+
     entry_list L = {0};
     list_tensors(qm, &L);
     flx_st_desc *desc = calloc(L.n ? L.n : 1, sizeof *desc);
@@ -538,6 +577,7 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
         free(L.e);
         free(desc);
         free(mixed);
+        free(mixed_act);
         return flx_fail(err, FLX_ENOMEM, "%s: out of memory listing tensors", path);
     }
     for (size_t i = 0; i < L.n; i++) {
@@ -575,6 +615,7 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     free(L.e);
     free(desc);
     free(mixed);
+    free(mixed_act);
     return rc;
 }
 
@@ -839,6 +880,36 @@ static int read_mixed_bits(flx_qmodel *qm, const flx_safetensors *st, const char
     return FLX_OK;
 }
 
+/* metadata 'mixed_act_bits': per-input activation bits, 0 = the recipe's */
+static int read_mixed_act_bits(flx_qmodel *qm, const flx_safetensors *st, const char *path, const flx_recipe *r,
+                               flx_error *err)
+{
+    const char *ma = flx_st_meta(st, "mixed_act_bits");
+    if (!ma) return FLX_OK;
+    const flx_llama_config *c = &qm->cfg;
+    size_t bytes = (size_t)(c->n_layers * 4 + 1) * sizeof *qm->a_bits_of;
+    if (!(qm->a_bits_of = flx_qmodel_alloc(qm, bytes))) return flx_fail(err, FLX_ENOMEM, "%s: out of memory", path);
+    memset(qm->a_bits_of, 0, bytes);
+    cJSON *mo = cJSON_Parse(ma);
+    const cJSON *e;
+    int bad = !cJSON_IsObject(mo);
+    cJSON_ArrayForEach(e, mo) {
+        int idx = flx_qinput_index(e->string, c->n_layers);
+        double v = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        if (bad || idx < 0 || v != (int)v || !((v >= 2 && v <= 8) || v == 16) ||
+            (idx == c->n_layers * 4 && !r->quant_head)) {
+            bad = 1;
+            break;
+        }
+        qm->a_bits_of[idx] = (int32_t)v;
+    }
+    cJSON_Delete(mo);
+    if (bad)
+        return flx_fail(err, FLX_EFORMAT,
+                        "%s: metadata field 'mixed_act_bits' is malformed (linear inputs to bits 2..8 or 16)", path);
+    return FLX_OK;
+}
+
 /* layer l: norms, static attention scales, the seven linears */
 static int load_layer(flx_qmodel *qm, const flx_safetensors *st, const char *path, const flx_recipe *r,
                       const int32_t *mixed_bits, int l, flx_error *err)
@@ -947,6 +1018,7 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
     rc = read_header(qm, st, path, &r, err);
     if (!rc) rc = load_globals(qm, st, path, &r, err);
     if (!rc) rc = read_mixed_bits(qm, st, path, &r, &mixed_bits, err);
+    if (!rc) rc = read_mixed_act_bits(qm, st, path, &r, err);
     for (int l = 0; !rc && l < qm->cfg.n_layers; l++) rc = load_layer(qm, st, path, &r, mixed_bits, l, err);
     if (!rc) rc = load_tail(qm, st, path, &r, mixed_bits, err);
     if (!rc) rc = load_tokenizer(qm, st, path, err);

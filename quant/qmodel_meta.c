@@ -155,6 +155,7 @@ void flx_qmeta_free(flx_qmeta *m)
     free(m->provenance);
     free(m->tokenizer);
     free(m->mixed_bits);
+    free(m->mixed_act_bits);
     memset(m, 0, sizeof *m);
 }
 
@@ -180,6 +181,7 @@ int flx_qmeta_read(flx_qmeta *m, const char *path, flx_error *err)
     m->provenance = dup_or_null(flx_st_meta(&st, "provenance"));
     m->tokenizer = dup_or_null(flx_st_meta(&st, "tokenizer"));
     m->mixed_bits = dup_or_null(flx_st_meta(&st, "mixed_bits"));
+    m->mixed_act_bits = dup_or_null(flx_st_meta(&st, "mixed_act_bits"));
     const flx_st_tensor *t = flx_st_find(&st, "tokenizer");
     m->tokenizer_bytes = t ? (int64_t)t->bytes : 0;
     m->n_tensors = st.n_tensors;
@@ -200,6 +202,8 @@ void flx_qmeta_summary(const flx_qmeta *m, char *buf, size_t cap)
                      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rot, "r4_online")) ? " +R4" : "");
     if (m->padding && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, ", d_ff zero-padded");
     if (m->mixed_bits && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, ", mixed weight bits");
+    if (m->mixed_act_bits && n > 0 && (size_t)n < cap)
+        n += snprintf(buf + n, cap - (size_t)n, ", mixed activation bits");
     if (!prov) {
         if (n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "; no provenance (file from before it was recorded)");
     } else {
@@ -234,9 +238,9 @@ char *flx_qmeta_json(const flx_qmeta *m)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "summary", summary);
     cJSON_AddStringToObject(o, "recipe", m->recipe ? m->recipe : "");
-    const char *keys[5] = {"rotation", "padding", "tokenizer", "provenance", "mixed_bits"};
-    const char *vals[5] = {m->rotation, m->padding, m->tokenizer, m->provenance, m->mixed_bits};
-    for (int i = 0; i < 5; i++) {
+    const char *keys[6] = {"rotation", "padding", "tokenizer", "provenance", "mixed_bits", "mixed_act_bits"};
+    const char *vals[6] = {m->rotation, m->padding, m->tokenizer, m->provenance, m->mixed_bits, m->mixed_act_bits};
+    for (int i = 0; i < 6; i++) {
         cJSON *v = vals[i] ? cJSON_Parse(vals[i]) : NULL;
         cJSON_AddItemToObject(o, keys[i], v ? v : cJSON_CreateNull());
     }
@@ -343,8 +347,64 @@ int flx_qtensor_index(const char *name, int32_t n_layers)
     return -1;
 }
 
+static const char *const INPUT_NAMES[4] = {"qkv", "o", "gate_up", "down"};
+
+int flx_qinput_index(const char *name, int32_t n_layers)
+{
+    if (!strcmp(name, "head")) return n_layers * 4;
+    if (strncmp(name, "layers.", 7)) return -1;
+    char *end = NULL;
+    long l = strtol(name + 7, &end, 10);
+    if (end == name + 7 || *end != '.' || l < 0 || l >= n_layers) return -1;
+    for (int k = 0; k < 4; k++)
+        if (!strcmp(end + 1, INPUT_NAMES[k])) return (int)l * 4 + k;
+    return -1;
+}
+
+int32_t flx_qmodel_act_bits(const flx_qmodel *qm, const flx_recipe *r, int layer, flx_linear_kind kind)
+{
+    int idx = kind == FLX_LINEAR_HEAD ? qm->cfg.n_layers * 4 : layer * 4 + (int)kind;
+    return qm->a_bits_of && qm->a_bits_of[idx] > 0 ? qm->a_bits_of[idx] : r->a_bits;
+}
+
+/* "activations": {"layers.<l|*>.<qkv|o|gate_up|down>" or "head": bits 2..8 or 16} */
+static int act_entries(const char *path, const cJSON *a, const flx_llama_config *cfg, const flx_recipe *r,
+                       int32_t *a_bits_of, flx_error *err)
+{
+    if (!cJSON_IsObject(a))
+        return flx_fail(err, FLX_EFORMAT, "%s: \"activations\" must be an object of linear inputs to bits", path);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a) {
+        const char *k = e->string;
+        double v = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        if (v != (int)v || !((v >= 2 && v <= 8) || v == 16))
+            return flx_fail(err, FLX_EINVAL, "%s: activations entry \"%s\": bits must be an integer 2..8 or 16 (float)",
+                            path, k);
+        if (!strncmp(k, "layers.*.", 9)) {
+            char one[64];
+            snprintf(one, sizeof one, "layers.0.%s", k + 9);
+            int idx = flx_qinput_index(one, cfg->n_layers > 0 ? cfg->n_layers : 1);
+            if (idx < 0)
+                return flx_fail(err, FLX_EINVAL, "%s: activations entry \"%s\": unknown input '%s' (qkv, o, gate_up, "
+                                "down)", path, k, k + 9);
+            for (int l = 0; l < cfg->n_layers; l++) a_bits_of[l * 4 + idx] = (int32_t)v;
+            continue;
+        }
+        int idx = flx_qinput_index(k, cfg->n_layers);
+        if (idx < 0)
+            return flx_fail(err, FLX_EINVAL,
+                            "%s: activations entry \"%s\" names no linear input of this model (layers.0..%d.<qkv|o|"
+                            "gate_up|down>, layers.*.<...> or head)", path, k, (int)cfg->n_layers - 1);
+        if (idx == cfg->n_layers * 4 && !r->quant_head)
+            return flx_fail(err, FLX_EINVAL, "%s: activations entry \"head\": recipe %s keeps the head in float", path,
+                            r->name);
+        a_bits_of[idx] = (int32_t)v;
+    }
+    return FLX_OK;
+}
+
 int flx_recipe_file_load(const char *path, const flx_llama_config *cfg, flx_recipe *r, int32_t *w_bits_of,
-                         flx_error *err)
+                         int32_t *a_bits_of, flx_error *err)
 {
     char *text = NULL;
     size_t n = 0;
@@ -354,7 +414,9 @@ int flx_recipe_file_load(const char *path, const flx_llama_config *cfg, flx_reci
     free(text);
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "recipe");
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "weights");
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "activations");
     memset(w_bits_of, 0, (size_t)(cfg->n_layers * 7 + 1) * sizeof *w_bits_of);
+    memset(a_bits_of, 0, (size_t)(cfg->n_layers * 4 + 1) * sizeof *a_bits_of);
     if (!cJSON_IsObject(o) || !cJSON_IsString(name)) {
         cJSON_Delete(o);
         return flx_fail(err, FLX_EFORMAT, "%s: a recipe file is a JSON object with \"recipe\" (a recipe name) and "
@@ -399,6 +461,7 @@ int flx_recipe_file_load(const char *path, const flx_llama_config *cfg, flx_reci
             }
             w_bits_of[idx] = bits;
         }
+    if (rc == FLX_OK && act) rc = act_entries(path, act, cfg, r, a_bits_of, err);
     cJSON_Delete(o);
     return rc;
 }

@@ -122,6 +122,18 @@ typedef struct flx_llama_hooks {
      * at once on disjoint rows, so it must only write w and cannot fail. */
     void (*weight_rows)(void *ctx, int layer, flx_weight_kind kind, int64_t row0, int64_t n_rows,
                         int64_t n_in, float *w);
+
+    /* (e) the residual stream x (n_tokens, d_model) at the input of layer
+     * `layer`, before it runs (layer = n_layers: before the final norm).
+     * The hook may read x (activation capture) or resume the forward at a
+     * later layer: overwrite x with the residual stream at that layer's
+     * input and set *next to it (layer < *next <= n_layers; *next starts as
+     * layer).  The layers skipped write no K/V cache rows, so a skip is
+     * only for a forward that no later call on the same cache extends (a
+     * perplexity window).  The hook is not called again for *next.  Used
+     * to run a model from saved activations (flxemu analyze). */
+    int (*residual)(void *ctx, int layer, float *x, int64_t n_tokens, int64_t pos0, int *next,
+                    flx_error *err);
 } flx_llama_hooks;
 
 /* ---------------------------------------------------------------- state */

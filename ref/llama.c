@@ -375,6 +375,26 @@ static int call_linear_hook(flx_llama_state *s, int layer, flx_linear_kind kind,
     return rc;
 }
 
+/* The residual hook at the input of layer *l; *l becomes the layer the
+ * forward continues from. */
+static int call_residual_hook(flx_llama_state *s, int *l, int64_t n, flx_error *err)
+{
+    const flx_llama_hooks *h = s->opts.hooks;
+    if (!h || !h->residual) return FLX_OK;
+    const int n_layers = s->model->cfg.n_layers;
+    int next = *l;
+    int rc = h->residual(h->ctx, *l, s->x, n, s->n_past, &next, err);
+    if (rc != FLX_OK) {
+        if (err && err->code == FLX_OK) flx_fail(err, rc, "layer %d: residual hook failed", *l);
+        return rc;
+    }
+    if (next < *l || next > n_layers)
+        return flx_fail(err, FLX_EINVAL, "layer %d: residual hook resumes at layer %d (expected %d..%d)", *l,
+                        next, *l, n_layers);
+    *l = next;
+    return FLX_OK;
+}
+
 /* ---------------------------------------------------------------- attention */
 
 /* Causal GQA attention of this call's n tokens against the cache rows
@@ -556,7 +576,9 @@ static int forward_rows(flx_llama_state *s, const int32_t *tokens, const float *
             s->rope_sin[t * half + i] = (float)sin(angle);
         }
 
-    for (int l = 0; l < c->n_layers; l++) {
+    int l = 0;
+    if ((rc = call_residual_hook(s, &l, n, err))) return rc;
+    while (l < c->n_layers) {
         const flx_llama_layer *L = &w->layers[l];
         float *kc = s->k_cache + ((size_t)l * s->opts.max_ctx + (size_t)s->n_past) * kv_dim;
         float *vc = s->v_cache + ((size_t)l * s->opts.max_ctx + (size_t)s->n_past) * kv_dim;
@@ -595,6 +617,8 @@ static int forward_rows(flx_llama_state *s, const int32_t *tokens, const float *
 
         if ((rc = flx_llama_attn_out(s, l, n, err))) return rc;
         if ((rc = flx_llama_ffn(s, l, n, err))) return rc;
+        l++;
+        if ((rc = call_residual_hook(s, &l, n, err))) return rc;
     }
 
     /* h = rmsnorm(x) * out_norm, kept in xn for flx_llama_logits */

@@ -249,7 +249,7 @@ Test(forward, hooks_see_every_linear_in_order_and_can_edit)
     tm_build(&m, &c, 9, 0.3);
     int32_t tok[4] = {1, 2, 3, 4};
     hook_log log = {.all_bf16 = 1};
-    flx_llama_hooks hk = {&log, log_linear, log_qkv, NULL, NULL};
+    flx_llama_hooks hk = { .ctx = &log, .linear_input = log_linear, .qkv = log_qkv };
     float *lg = run_logits(&m, tok, 4, 0, &hk);
     cr_assert_eq(log.n_calls, 2 * 4 + 1);
     cr_assert_eq(log.n_qkv_calls, 2);
@@ -266,12 +266,12 @@ Test(forward, hooks_see_every_linear_in_order_and_can_edit)
     free(lg);
     /* editing in place: a zeroed head input gives zero logits */
     hook_log z = {.zero_head = 1};
-    flx_llama_hooks hz = {&z, log_linear, NULL, NULL, NULL};
+    flx_llama_hooks hz = { .ctx = &z, .linear_input = log_linear };
     lg = run_logits(&m, tok, 4, 0, &hz);
     for (int i = 0; i < 4 * 19; i++) cr_assert_eq(lg[i], 0.0f);
     free(lg);
     /* a failing hook stops the forward pass with its status and message */
-    flx_llama_hooks hf = {NULL, failing_hook, NULL, NULL, NULL};
+    flx_llama_hooks hf = { .linear_input = failing_hook };
     flx_llama_state s;
     flx_error err = {0};
     flx_llama_opts o = {.max_tokens = 4, .max_ctx = 4, .hooks = &hf};
@@ -325,7 +325,7 @@ Test(forward, layer_halves_replay_the_forward)
     cap.attn = malloc(sizeof(float) * n * cap.qd);
     cap.x_before_down = malloc(sizeof(float) * n * cap.d);
     cap.gate = malloc(sizeof(float) * n * cap.f);
-    flx_llama_hooks hk = {&cap, capture_linear, NULL, NULL, NULL};
+    flx_llama_hooks hk = { .ctx = &cap, .linear_input = capture_linear };
     flx_llama_state s, r;
     flx_error err = {0};
     flx_llama_opts o = {.n_threads = 2, .max_tokens = n, .max_ctx = n, .hooks = &hk};
@@ -366,7 +366,7 @@ Test(forward, bf16_activations_round_every_linear_input)
     tm_build(&m, &c, 13, 0.3);
     int32_t tok[6] = {1, 2, 3, 4, 5, 6};
     hook_log log = {.all_bf16 = 1};
-    flx_llama_hooks hk = {&log, log_linear, log_qkv, NULL, NULL};
+    flx_llama_hooks hk = { .ctx = &log, .linear_input = log_linear, .qkv = log_qkv };
     float *b = run_logits(&m, tok, 6, 1, &hk);
     cr_assert_eq(log.all_bf16, 1, "a linear input or q/k was not a BF16 value");
     float *f = run_logits(&m, tok, 6, 0, NULL);
@@ -503,4 +503,68 @@ Test(forward, silu_mul_accuracy_and_tails)
     flx_silu_mul(big, ones, 2);
     cr_assert_eq(big[0], 100.0f);
     cr_assert(big[1] <= 0.0f && big[1] > -1e-40f);
+}
+
+/* residual hook: capture every layer's input in one forward, then resume
+ * a second forward at each layer from the captured rows: the logits are
+ * the first forward's, bit for bit; a resume before the current layer or
+ * past the last is refused. */
+typedef struct resid_cap {
+    float *saved;     /* (n_layers + 1, n, d) */
+    int64_t n, d;
+    int resume;       /* -1: capture; else the layer to resume at */
+    int calls, bad_next;
+} resid_cap;
+
+static int resid_hook(void *ctx, int layer, float *x, int64_t n, int64_t pos0, int *next, flx_error *err)
+{
+    resid_cap *c = ctx;
+    (void)pos0; (void)err;
+    c->calls++;
+    if (c->bad_next) {
+        *next = c->bad_next;
+        return FLX_OK;
+    }
+    if (c->resume < 0) {
+        memcpy(c->saved + (size_t)layer * n * c->d, x, sizeof(float) * n * c->d);
+    } else if (layer == 0 && c->resume > 0) {
+        memcpy(x, c->saved + (size_t)c->resume * n * c->d, sizeof(float) * n * c->d);
+        *next = c->resume;
+    }
+    return FLX_OK;
+}
+
+Test(forward, residual_hook_resumes_from_saved_layer_inputs)
+{
+    flx_llama_config c = tm_config(3, 16, 4, 2, 24, 23);
+    flx_model m;
+    tm_build(&m, &c, 13, 0.3);
+    const int n = 7;
+    int32_t tok[7] = {2, 7, 1, 8, 2, 8, 1};
+    resid_cap cap = { malloc(sizeof(float) * (c.n_layers + 1) * n * c.d_model), n, c.d_model, -1, 0, 0 };
+    flx_llama_hooks hk = { .ctx = &cap, .residual = resid_hook };
+    float *ref = run_logits(&m, tok, n, 0, &hk);
+    cr_assert_eq(cap.calls, c.n_layers + 1, "called at every layer and before the final norm");
+    float *plain = run_logits(&m, tok, n, 0, NULL);
+    cr_assert_eq(memcmp(ref, plain, sizeof(float) * n * c.n_vocab), 0, "a reading hook changes nothing");
+    for (int l = 0; l <= c.n_layers; l++) {
+        cap.resume = l;
+        cap.calls = 0;
+        float *lg = run_logits(&m, tok, n, 0, &hk);
+        cr_assert_eq(memcmp(lg, ref, sizeof(float) * n * c.n_vocab), 0, "resumed at layer %d", l);
+        /* layer 0's call, then one per layer from l + 1 on and before the norm */
+        cr_assert_eq(cap.calls, l == 0 ? c.n_layers + 1 : 1 + c.n_layers - l, "calls resuming at %d", l);
+        free(lg);
+    }
+    /* a resume past the last layer is refused, naming the layer */
+    cap.bad_next = c.n_layers + 1;
+    flx_llama_state s;
+    flx_error err = {0};
+    flx_llama_opts o = {.n_threads = 1, .max_tokens = n, .max_ctx = n, .hooks = &hk};
+    cr_assert_eq(flx_llama_init(&s, &m, &o, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_llama_forward(&s, tok, n, &err), FLX_EINVAL);
+    cr_assert(strstr(err.msg, "resumes at layer 4") != NULL, "%s", err.msg);
+    flx_llama_free(&s);
+    free(ref); free(plain); free(cap.saved);
+    flx_model_free(&m);
 }

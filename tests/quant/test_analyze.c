@@ -121,3 +121,52 @@ Test(analyze, first_layer_by_hand, .timeout = 120)
     cr_assert(strstr(sv, "</svg>") != NULL);
     free(sv);
 }
+
+/* --sensitivity starts each one-layer run at its layer from the float
+ * activations the rotated pass saved; --sensitivity-rerun runs the layers
+ * before it again.  Both must give the same bits: every number of the
+ * JSON (all printed with 17 digits) except the timings. */
+static char *json_without_seconds(const char *path)
+{
+    char *t = NULL;
+    size_t n = 0;
+    flx_error err = {0};
+    cr_assert_eq(flx_read_file(path, 1 << 22, &t, &n, &err), FLX_OK, "%s", err.msg);
+    cJSON *root = cJSON_Parse(t);
+    free(t);
+    cr_assert(root != NULL);
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "seconds_layer_local");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "seconds_total");
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(root, "ppl_all_quantized")));
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
+}
+
+static void fast_equals_rerun(const char *recipe, const char *rotate)
+{
+    char gguf[4096], text[4096], cmd[16384], out[65536], js[2][600];
+    snprintf(gguf, sizeof gguf, "%s", flx_test_data("stories260K/stories260K.gguf"));
+    snprintf(text, sizeof text, "%s", flx_test_data("tinystories/tinystories_val_first_stories.txt"));
+    const char *mode[2] = {"--sensitivity", "--sensitivity-rerun"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(js[i], sizeof js[i], "%s/s%d.json", flx_test_tmpdir(), i);
+        snprintf(cmd, sizeof cmd,
+                 "%s analyze --model %s --recipe %s --rotate %s --file %s --windows 3 --ctx 96 %s --json %s "
+                 "--threads 2 2>&1", flx_test_bin(), gguf, recipe, rotate, text, mode[i], js[i]);
+        cr_assert_eq(flx_test_sh(cmd, out, sizeof out), 0, "%s", out);
+    }
+    char *a = json_without_seconds(js[0]), *b = json_without_seconds(js[1]);
+    cr_assert_str_eq(a, b, "%s %s: saved-activation sensitivity differs from the re-run", recipe, rotate);
+    cr_assert(strstr(a, "\"ppl_delta\"") != NULL);
+    cJSON_free(a);
+    cJSON_free(b);
+}
+
+/* flexllm: static scales (their maxima come from the saved pass), P, R4 */
+Test(analyze, sensitivity_from_saved_activations_flexllm, .timeout = 120) { fast_equals_rerun("flexllm", "hadamard"); }
+/* R3 online on Q/K without rotation, 4-bit K/V */
+Test(analyze, sensitivity_from_saved_activations_spinquant, .timeout = 120)
+{
+    fast_equals_rerun("w4a4kv4-spinquant", "none");
+}

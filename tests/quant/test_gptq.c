@@ -744,7 +744,7 @@ Test(calib, layerwise_gptq_equals_full_forward_sequential_gptq)
             flx_hessian h;
             flx_hessian_init(&h, widths[g], NULL);
             seq_ctx sc = { &rs, l, g, &h, { 0, 0, 0 } };
-            flx_llama_hooks hooks = { &sc, seq_linear, seq_qkv, NULL, NULL };
+            flx_llama_hooks hooks = { .ctx = &sc, .linear_input = seq_linear, .qkv = seq_qkv };
             flx_llama_opts o = { 0 };
             o.n_threads = 1;
             o.max_tokens = cal.seqlen;
