@@ -23,13 +23,22 @@ const cli_opt cli_ppl_hmt_opts[] = {
     CLI_S("hmt", 0, "FILE", H(path),
           "HMT parameters (safetensors with HMT-pytorch's names; flxemu synth\n"
           "--hmt writes random ones): perplexity of HMT-pytorch's test protocol\n"
-          "(contexts of --hmt-segments segments, the last one scored) and of a\n"
+          "(a sample of up to --hmt-segments segments every segment, its last\n"
+          "segment's tokens scored, the mean of the per-batch PPLs) and of a\n"
           "plain sliding window on the same tokens; with --engine emu,\n"
           "--reference-quirks also gives FlexLLM's HMT as written (Sn/Mn read from\n"
           "the input rows so P stays 0, empty slots unmasked, zero initial memory,\n"
           "zero sensory rows in segment 0)"),
     {.kind = CLI_INT, .name = "hmt-segments", .metavar = "N", .offset = H(segments), .ilo = 2, .ihi = 4096, .mark = 1,
      .help = "segments per context, 2..64 for the emu engine (default 16)"},
+    {.kind = CLI_CHOICE, .name = "hmt-eval", .metavar = "pytorch|contexts", .choices = "pytorch|contexts",
+     .offset = H(eval), .mark = 1,
+     .help = "pytorch (default): HMT-pytorch's test samples, a new one every\n"
+             "segment (--chunks N: the first N samples); contexts: disjoint\n"
+             "contexts every (segments - 1) segments, exp(mean NLL)"},
+    {.kind = CLI_INT, .name = "hmt-batch", .metavar = "N", .offset = H(batch), .ilo = 1, .ihi = 1 << 20, .mark = 1,
+     .help = "pytorch: samples per PPL batch (HMT-pytorch's --batch_size;\n"
+             "default 1: the mean of the per-sample PPLs)"},
     {.kind = CLI_I32, .name = "hmt-segment-length", .metavar = "N", .offset = H(over.segment_length), .ilo = 5,
      .ihi = 1 << 20, .mark = 1, .help = "stage-1 length incl. 2 memory and the sensory tokens (file, else 1024)"},
     {.kind = CLI_I32, .name = "hmt-sensory", .metavar = "N", .offset = H(over.n_sensory), .ilo = 0, .ihi = 1 << 20,
@@ -59,17 +68,18 @@ void cli_ppl_hmt_init(cli_ppl_hmt *h)
     h->baseline_ctx = -1;
     h->final_norm = -1;
     h->quirks = -1;
+    h->eval = FLX_HMT_EVAL_PYTORCH;
+    h->batch = 1;
 }
 
 typedef struct {
     flx_progress *bar;
-    int64_t n_segments;
 } progress_ctx;
 
 static void on_segment(void *ctx, const flx_hmt_ppl_info *info)
 {
     progress_ctx *p = ctx;
-    flx_progress_update(p->bar, info->window * p->n_segments + info->segment + 1);
+    flx_progress_update(p->bar, info->segments_done);
     if (info->segment == info->n_segments - 1) {
         printf("[%lld]%.4lf,", (long long)info->window + 1, info->running_ppl);
         fflush(stdout);
@@ -123,8 +133,14 @@ static void hmt_print(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, const 
                       const flx_hmt_ppl_result *r, hmt_report *x)
 {
     x->dev_win = device_seconds(p, x->window, x->note, sizeof x->note);
-    printf("Final estimate: PPL = %.4lf  (HMT, %lld contexts of %lld segments, %lld tokens scored)\n", r->ppl,
-           (long long)r->n_windows, h->segments, (long long)(r->n_windows * r->n_scored));
+    if (h->eval == FLX_HMT_EVAL_CONTEXTS)
+        printf("Final estimate: PPL = %.4lf  (HMT, %lld contexts of %lld segments, %lld tokens scored)\n", r->ppl,
+               (long long)r->n_windows, h->segments, (long long)(r->n_windows * r->n_scored));
+    else
+        printf("Final estimate: PPL = %.4lf  (HMT-pytorch's protocol: mean over %lld batches of %lld samples of "
+               "up to %lld segments, %lld tokens scored; exp(mean NLL) = %.4lf)\n", r->ppl,
+               (long long)(r->n_windows / r->batch), (long long)r->batch, h->segments,
+               (long long)(r->n_windows * r->n_scored), r->pooled_ppl);
     if (x->base)
         printf("Baseline:       PPL = %.4lf  (plain window of %lld tokens, the same tokens)\n", r->baseline_ppl,
                (long long)x->base);
@@ -140,7 +156,9 @@ static void hmt_print(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, const 
                 CLI_EMU_PERF_CONFIG, x->dev_win * (double)r->n_windows, (long long)r->n_windows, x->dev_win);
     else
         fprintf(stderr, "device: simulated U280 time unavailable: %s\n", x->note);
-    x->ctx_tps = r->seconds > 0 ? (double)(r->n_windows * x->window) / r->seconds : 0.0;
+    int64_t ctx_tokens = 0;
+    for (int64_t w = 0; w < r->n_windows; w++) ctx_tokens += r->window_len[w];
+    x->ctx_tps = r->seconds > 0 ? (double)ctx_tokens / r->seconds : 0.0;
     x->row_tps = r->seconds > 0 ? (double)r->rows_run / r->seconds : 0.0;
     fprintf(stderr, "perplexity (HMT): %.2f s, %.1f context tokens/s, %.1f rows/s through the backbone "
                     "(stage 0 + stage 1); baseline %.2f s\n", r->seconds, x->ctx_tps, x->row_tps, r->seconds_baseline);
@@ -172,15 +190,18 @@ static int hmt_json(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, const fl
     if (x->emu) fprintf(fp, "  \"fp\": \"%s\",\n", flx_emu_fp_name(&in->eo->fp));
     fprintf(fp, "  \"tokens\": %lld,\n  \"segment_tokens\": %d,\n  \"summary_tokens\": %d,\n"
                 "  \"sensory_tokens\": %d,\n  \"cache_size\": %d,\n  \"h\": %d,\n  \"segments\": %lld,\n"
+                "  \"eval\": \"%s\",\n  \"batch\": %lld,\n"
                 "  \"context_tokens\": %lld,\n  \"stride\": %lld,\n  \"windows\": %lld,\n"
                 "  \"windows_available\": %lld,\n  \"scored_tokens\": %lld,\n",
             (long long)in->n_tokens, p->seg_len, p->sum_len, p->n_sensory, p->cache_size, p->h, h->segments,
-            (long long)x->window, (long long)r->stride, (long long)r->n_windows, (long long)r->n_available,
+            h->eval == FLX_HMT_EVAL_CONTEXTS ? "contexts" : "pytorch", (long long)r->batch, (long long)x->window, (long long)r->stride, (long long)r->n_windows, (long long)r->n_available,
             (long long)(r->n_windows * r->n_scored));
     fprintf(fp, "  \"mean_nll\": ");
     json_num(fp, r->mean_nll);
     fprintf(fp, ",\n  \"ppl\": ");
     json_num(fp, r->ppl);
+    fprintf(fp, ",\n  \"pooled_ppl\": ");
+    json_num(fp, r->pooled_ppl);
     fprintf(fp, ",\n  \"baseline_ctx\": %lld,\n  \"baseline_mean_nll\": ", (long long)x->base);
     json_num(fp, r->baseline_mean_nll);
     fprintf(fp, ",\n  \"baseline_ppl\": ");
@@ -198,6 +219,10 @@ static int hmt_json(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, const fl
         fprintf(fp, "%s", w ? ", " : "");
         json_num(fp, r->window_mean_nll[w]);
     }
+    fprintf(fp, "],\n  \"window_start\": [");
+    for (int64_t w = 0; w < r->n_windows; w++) fprintf(fp, "%s%lld", w ? ", " : "", (long long)r->window_start[w]);
+    fprintf(fp, "],\n  \"window_tokens\": [");
+    for (int64_t w = 0; w < r->n_windows; w++) fprintf(fp, "%s%lld", w ? ", " : "", (long long)r->window_len[w]);
     fprintf(fp, "],\n  \"threads\": %d,\n  \"seconds\": %.6f,\n  \"seconds_baseline\": %.6f,\n"
                 "  \"context_tokens_per_second\": %.3f,\n  \"backbone_rows\": %lld,\n"
                 "  \"backbone_rows_per_second\": %.3f,\n  \"peak_rss_bytes\": %lld,\n",
@@ -258,19 +283,30 @@ int cli_ppl_hmt_run(const cli_ppl_hmt *h, const cli_ppl_hmt_run_in *in, flx_erro
         score_pool = fb.st.pool;
     }
     const int64_t window = h->segments * p.seg_len;
-    fprintf(stderr, "perplexity (HMT): %s, engine %s%s%s%s, %lld tokens, contexts of %lld segments x %d = "
-                    "%lld tokens (stride %lld), the last segment scored; Sn/Mn %s final norm; "
-                    "baseline: plain window of %lld\n",
-            p.path, emu ? "emu" : "float", quirks ? " (HMT quirks " : "", quirks ? qnames : "", quirks ? ")" : "", (long long)in->n_tokens,
-            h->segments, p.seg_len, (long long)window, (long long)(window - p.seg_len),
+    flx_hmt_ppl_opts o = {h->segments, in->max_windows, base, flow, on_segment, NULL, score_pool,
+                          h->eval, h->batch};
+    int64_t n_avail = 0, n_seg_run = 0;
+    int64_t n_win = flx_hmt_ppl_count(&p, &o, in->n_tokens, &n_avail, &n_seg_run);
+    if (h->eval == FLX_HMT_EVAL_CONTEXTS)
+        fprintf(stderr, "perplexity (HMT): %s, engine %s%s%s%s, %lld tokens, contexts of %lld segments x %d = "
+                        "%lld tokens (stride %lld), the last segment scored",
+                p.path, emu ? "emu" : "float", quirks ? " (HMT quirks " : "", quirks ? qnames : "",
+                quirks ? ")" : "", (long long)in->n_tokens, h->segments, p.seg_len, (long long)window,
+                (long long)(window - p.seg_len));
+    else
+        fprintf(stderr, "perplexity (HMT): %s, engine %s%s%s%s, %lld tokens, HMT-pytorch's samples of up to "
+                        "%lld segments x %d tokens, a new one every %d tokens (%lld of %lld, batches of %lld), "
+                        "the last %d tokens of each scored",
+                p.path, emu ? "emu" : "float", quirks ? " (HMT quirks " : "", quirks ? qnames : "",
+                quirks ? ")" : "", (long long)in->n_tokens, h->segments, p.seg_len, p.seg_len, (long long)n_win,
+                (long long)n_avail, h->batch, p.seg_len);
+    fprintf(stderr, "; Sn/Mn %s final norm; baseline: plain window of %lld\n",
             flow.read_inputs ? "read from the inputs (quirk), no" : flow.final_norm ? "after the" : "without the",
             (long long)base);
     flx_progress bar;
-    int64_t n_avail = in->n_tokens >= window ? (in->n_tokens - window) / (window - p.seg_len) + 1 : 1;
-    int64_t n_win = in->max_windows > 0 && in->max_windows < n_avail ? in->max_windows : n_avail;
-    flx_progress_begin(&bar, "hmt ppl", n_win * h->segments, in->progress);
-    progress_ctx pc = {&bar, h->segments};
-    flx_hmt_ppl_opts o = {h->segments, in->max_windows, base, flow, on_segment, &pc, score_pool};
+    flx_progress_begin(&bar, "hmt ppl", n_seg_run, in->progress);
+    progress_ctx pc = {&bar};
+    o.on_segment_ctx = &pc;
     flx_hmt_ppl_result r;
     rc = flx_hmt_ppl_run(&p, &bb, &mem, in->tokens, in->n_tokens, &o, &r, err);
     flx_progress_end(&bar);

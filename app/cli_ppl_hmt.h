@@ -13,6 +13,8 @@ typedef struct cli_ppl_hmt {
     long long baseline_ctx;    /* --hmt-baseline-ctx (-1: the stage-1 length)     */
     int final_norm;            /* --hmt-final-norm on|off (-1: engine default)   */
     int quirks;                /* --hmt-quirks bits (-1: from --reference-quirks) */
+    int eval;                  /* --hmt-eval pytorch|contexts (FLX_HMT_EVAL_*)    */
+    long long batch;           /* --hmt-batch (pytorch: samples per PPL batch)   */
     int seen;                  /* an --hmt-* flag was given                       */
 } cli_ppl_hmt;
 

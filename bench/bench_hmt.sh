@@ -44,9 +44,9 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //
 j=$bench/hmt-bench
 "$bin" ppl --engine emu --model "$flxq" --file "$text" --ctx 1024 --chunks 2 --threads 2 --json "$j-plain.json" \
   >/dev/null 2>&1
-"$bin" ppl --engine emu --model "$flxq" --file "$text" --hmt "$hmt" --hmt-segments 4 --chunks 1 \
+"$bin" ppl --engine emu --model "$flxq" --file "$text" --hmt "$hmt" --hmt-segments 4 --hmt-eval contexts --chunks 1 \
   --hmt-baseline-ctx 0 --threads 2 --json "$j-4.json" >/dev/null 2>&1
-"$bin" ppl --engine emu --model "$flxq" --file "$text" --hmt "$hmt" --hmt-segments 16 --chunks 1 --threads 2 \
+"$bin" ppl --engine emu --model "$flxq" --file "$text" --hmt "$hmt" --hmt-segments 16 --hmt-eval contexts --chunks 1 --threads 2 \
   --json "$j-16.json" >/dev/null 2>&1
 python3 - "$j-plain.json" "$j-4.json" "$j-16.json" <<'PY'
 import json, sys

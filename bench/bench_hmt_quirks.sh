@@ -27,7 +27,7 @@ mkdir -p "$bench"
 head -c 20000 "$data/tinystories/tinystories_val_first_stories.txt" > "$bench/calib.txt"
 "$bin" quantize --model "$bench/model" --recipe flexllm --calib "$bench/calib.txt" --nsamples 4 --seqlen 256 \
   --threads 2 --out "$bench/m.flxq" >&2
-common=(--model "$bench/m.flxq" --file "$text" --protocol hf --hmt "$bench/hmt.safetensors" --hmt-segments 4
+common=(--model "$bench/m.flxq" --file "$text" --protocol hf --hmt "$bench/hmt.safetensors" --hmt-segments 4 --hmt-eval contexts
         --chunks 8 --threads 2 --no-progress)
 row() {   # label, then flags
   local label=$1; shift

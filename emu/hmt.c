@@ -202,8 +202,10 @@ int flx_emu_hmt_backbone_init(flx_emu_hmt_backbone *eb, const flx_emu_engine *e,
     eb->pool = pool;
     eb->max_rows = max_rows;
     const flx_llama_config *c = &e->qm->cfg;
-    /* rows per head call: about 64 MiB of logits */
-    eb->head_rows = ((int64_t)64 << 20) / ((int64_t)c->n_vocab * 4);
+    /* rows per head call as plain ppl's windows (flx_emu_window_logits): at
+     * most 128 MiB of logits, whole 32-row GEMM tiles */
+    eb->head_rows = ((int64_t)128 << 20) / ((int64_t)c->n_vocab * 4);
+    if (eb->head_rows > 32) eb->head_rows &= ~(int64_t)31;
     if (eb->head_rows < 1) eb->head_rows = 1;
     if (eb->head_rows > max_rows) eb->head_rows = max_rows;
     eb->hidden = malloc((size_t)max_rows * (size_t)c->d_model * sizeof(float));

@@ -170,38 +170,69 @@ int flx_hmt_context(const flx_hmt_params *p, const flx_hmt_flow *flow, const flx
 
 /* ---------------------------------------------------------------- perplexity */
 
-/* HMT-pytorch's test protocol (hmt_src/main.py): a context of n_segments
- * segments, T = (n_segments - 1) * L; sample k >= 1 is the stream slice
- * [(k-1) T, k T + L) and only its last L tokens are scored, the first of
- * them predicted by the previous segment's last row.  Window w = sample
- * w + 1; only full windows are evaluated.  Every segment's tokens are
- * scored too, for the per-segment NLL (segment index within the window).
- * The baseline scores the same tokens with one plain prefill of
- * baseline_ctx tokens ending at the window's end. */
+/* Long-context perplexity (docs/hmt.md 3).  Two ways to cut the token
+ * stream into samples, each run as a fresh flow (memory reset) whose last L
+ * tokens are scored (the first of them predicted by the previous segment's
+ * last row), C = n_segments:
+ *
+ *  FLX_HMT_EVAL_PYTORCH (default): HMT-pytorch's test set (hmt_src/main.py,
+ *    test_length = (C-1) L): sample k covers [max(0, (k-1) L),
+ *    min(k L + (C-1) L, n)) for k = 0, 1, ... (a new sample every L tokens;
+ *    sample 0 has C-1 segments, the tail samples are cut at the end of the
+ *    stream and score its last L tokens again); samples shorter than L + 1
+ *    are not run.  PPL = mean over batches of `batch` consecutive samples of
+ *    exp(mean NLL of the batch's scored tokens) (an incomplete last batch is
+ *    dropped).
+ *  FLX_HMT_EVAL_CONTEXTS: disjoint scoring, C segments per sample with a
+ *    stride of (C-1) L: sample k covers [k (C-1) L, k (C-1) L + C L), only
+ *    full samples; PPL = exp(mean NLL over all scored tokens).
+ *
+ * Every segment's tokens are scored too, for the per-segment NLL (segment
+ * index within the sample).  The baseline scores the same tokens with one
+ * plain prefill of min(baseline_ctx, sample end) tokens ending at the
+ * sample's end, aggregated the same way. */
+enum { FLX_HMT_EVAL_PYTORCH = 0, FLX_HMT_EVAL_CONTEXTS = 1 };
+
 typedef struct flx_hmt_ppl_info {
-    int64_t window, n_windows, segment, n_segments;
+    int64_t window, n_windows, segment, n_segments;   /* n_segments: of this sample */
+    int64_t segments_done;    /* segments run so far, over all samples          */
     double  running_ppl;      /* HMT ppl over the scored tokens so far (NaN before) */
 } flx_hmt_ppl_info;
 
 typedef struct flx_hmt_ppl_opts {
     int64_t n_segments;       /* segments per context (>= 2)                    */
-    int64_t max_windows;      /* <= 0: all                                      */
+    int64_t max_windows;      /* samples to run, <= 0: all                      */
     int64_t baseline_ctx;     /* plain window (>= L + 1); 0: no baseline        */
     flx_hmt_flow flow;
     void (*on_segment)(void *ctx, const flx_hmt_ppl_info *info);
     void  *on_segment_ctx;
     flx_pool *pool;           /* scoring threads (NULL: serial)                 */
+    int     eval;             /* FLX_HMT_EVAL_PYTORCH or FLX_HMT_EVAL_CONTEXTS  */
+    int64_t batch;            /* pytorch: samples per PPL batch (<= 0: 1)       */
 } flx_hmt_ppl_opts;
+
+/* The samples a run evaluates: their number (after max_windows and the
+ * batch rounding) and, if segments is not NULL, the segments they run.
+ * Sample k's stream slice: flx_hmt_ppl_sample (0 if there is no sample k). */
+int64_t flx_hmt_ppl_count(const flx_hmt_params *p, const flx_hmt_ppl_opts *o, int64_t n_tokens,
+                          int64_t *available, int64_t *segments);
+int     flx_hmt_ppl_sample(const flx_hmt_params *p, const flx_hmt_ppl_opts *o, int64_t n_tokens, int64_t k,
+                           int64_t *start, int64_t *len);
 
 typedef struct flx_hmt_ppl_result {
     int64_t n_tokens, n_windows, n_available, window_tokens, stride;
-    int64_t n_scored;         /* L per window                                  */
-    double  mean_nll, ppl;    /* over the scored tokens: exp(mean NLL)         */
+    int64_t n_scored;         /* L per sample                                   */
+    int64_t batch;            /* samples per PPL batch (pytorch), 1 otherwise   */
+    double  mean_nll;         /* over all scored tokens                         */
+    double  ppl;              /* the protocol's aggregate (see above)           */
+    double  pooled_ppl;       /* exp(mean_nll)                                  */
     double  baseline_mean_nll, baseline_ppl;   /* NaN without a baseline       */
     double *segment_mean_nll; /* [n_segments] mean NLL of the targets in segment
-                                 k of each window (segment 0: L - 1 targets)   */
+                                 k of each sample (segment 0: L - 1 targets)   */
     int64_t *segment_count;   /* [n_segments]                                  */
     double *window_mean_nll;  /* [n_windows] of the scored tokens              */
+    int64_t *window_start;    /* [n_windows] first stream token of each sample  */
+    int64_t *window_len;      /* [n_windows] its tokens                         */
     double  seconds, seconds_baseline;
     int64_t rows_run;         /* rows through the backbone (stage 0 + stage 1) */
 } flx_hmt_ppl_result;

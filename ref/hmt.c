@@ -294,44 +294,50 @@ static void nll_rows(void *ctx, int64_t b, int64_t e, int tid)
 typedef struct {
     const flx_hmt_params *p;
     const flx_hmt_ppl_opts *o;
-    const int32_t *win;       /* the window's tokens */
+    const int32_t *win;       /* the sample's tokens */
     int64_t win_len, n_vocab;
     double *nll;              /* [head_rows] */
     double *seg_sum;          /* [n_segments] */
     int64_t *seg_cnt;
-    double scored_sum;
-    int64_t scored_cnt;
+    double win_sum;           /* scored tokens of the current sample */
+    int64_t win_cnt;
+    double (*running)(void *agg);   /* the aggregate so far, for progress */
+    void *agg;
     flx_hmt_ppl_info info;
     flx_error *err;
 } hmt_scorer;
 
-/* Segment-token row j of segment seg predicts window token seg*L + j + 1. */
+/* Segment-token row j of segment seg predicts sample token seg*L + j + 1;
+ * the sample's last L tokens are the scored ones. */
 static int hmt_score(void *ctx, int64_t seg, int64_t j0, int64_t n, const float *logits)
 {
     hmt_scorer *sc = ctx;
-    const int64_t L = sc->p->seg_len, last_seg = sc->o->n_segments - 1;
+    const int64_t L = sc->p->seg_len;
     int64_t first_target = seg * L + j0 + 1;
     int64_t m = sc->win_len - first_target < n ? sc->win_len - first_target : n;
-    if (m <= 0) return FLX_OK;
-    nll_job j = {logits, sc->n_vocab, sc->win + first_target, sc->nll};
-    flx_pool_for(sc->o->pool, m, 4, nll_rows, &j);
+    if (m > 0) {
+        nll_job j = {logits, sc->n_vocab, sc->win + first_target, sc->nll};
+        flx_pool_for(sc->o->pool, m, 4, nll_rows, &j);
+    }
     for (int64_t i = 0; i < m; i++) {
         double v = sc->nll[i];
         if (!isfinite(v))
-            return flx_fail(sc->err, FLX_ENUMERIC, "HMT perplexity: window %lld, segment %lld, row %lld: "
+            return flx_fail(sc->err, FLX_ENUMERIC, "HMT perplexity: sample %lld, segment %lld, row %lld: "
                             "the log-likelihood is not finite (NaN/Inf logits)",
                             (long long)sc->info.window + 1, (long long)seg, (long long)(j0 + i));
-        int64_t tseg = (first_target + i) / L;
+        int64_t t = first_target + i, tseg = t / L;
         sc->seg_sum[tseg] += v;
         sc->seg_cnt[tseg]++;
-        if (tseg == last_seg) {
-            sc->scored_sum += v;
-            sc->scored_cnt++;
+        if (t >= sc->win_len - L) {
+            sc->win_sum += v;
+            sc->win_cnt++;
         }
     }
-    if (j0 + n == L && sc->o->on_segment) {
+    int64_t seg_end = (seg + 1) * L < sc->win_len ? L : sc->win_len - seg * L;
+    if (j0 + n == seg_end && sc->o->on_segment) {
         sc->info.segment = seg;
-        sc->info.running_ppl = sc->scored_cnt ? exp(sc->scored_sum / (double)sc->scored_cnt) : NAN;
+        sc->info.segments_done++;
+        sc->info.running_ppl = sc->running(sc->agg);
         sc->o->on_segment(sc->o->on_segment_ctx, &sc->info);
     }
     return FLX_OK;
@@ -343,8 +349,89 @@ void flx_hmt_ppl_result_free(flx_hmt_ppl_result *r)
     free(r->segment_mean_nll);
     free(r->segment_count);
     free(r->window_mean_nll);
+    free(r->window_start);
+    free(r->window_len);
     memset(r, 0, sizeof *r);
 }
+
+int flx_hmt_ppl_sample(const flx_hmt_params *p, const flx_hmt_ppl_opts *o, int64_t n_tokens, int64_t k,
+                       int64_t *start, int64_t *len)
+{
+    const int64_t L = p->seg_len, C = o->n_segments;
+    if (k < 0 || L < 1 || C < 2) return 0;
+    int64_t b, e;
+    if (o->eval == FLX_HMT_EVAL_CONTEXTS) {
+        b = k * (C - 1) * L;
+        e = b + C * L;
+        if (e > n_tokens) return 0;
+    } else {
+        b = k > 0 ? (k - 1) * L : 0;
+        e = k * L + (C - 1) * L;
+        if (k * L >= n_tokens) return 0;
+        if (e > n_tokens) e = n_tokens;
+        if (e - b < L + 1) return 0;   /* nothing HMT-pytorch could score (it would fail) */
+    }
+    if (start) *start = b;
+    if (len) *len = e - b;
+    return 1;
+}
+
+static int64_t pytorch_batch(const flx_hmt_ppl_opts *o)
+{
+    return o->eval == FLX_HMT_EVAL_CONTEXTS || o->batch <= 0 ? 1 : o->batch;
+}
+
+int64_t flx_hmt_ppl_count(const flx_hmt_params *p, const flx_hmt_ppl_opts *o, int64_t n_tokens,
+                          int64_t *available, int64_t *segments)
+{
+    const int64_t L = p->seg_len;
+    int64_t n = 0, b, len, nseg = 0;
+    /* sample 0 may be absent (C = 2: it is L tokens long) while later ones exist */
+    int64_t k0 = flx_hmt_ppl_sample(p, o, n_tokens, 0, NULL, NULL) ? 0 : 1;
+    while (flx_hmt_ppl_sample(p, o, n_tokens, k0 + n, NULL, NULL)) n++;
+    if (available) *available = n;
+    if (o->max_windows > 0 && o->max_windows < n) n = o->max_windows;
+    n -= n % pytorch_batch(o);
+    for (int64_t k = 0; k < n && segments; k++) {
+        flx_hmt_ppl_sample(p, o, n_tokens, k0 + k, &b, &len);
+        nseg += (len + L - 1) / L;
+    }
+    if (segments) *segments = nseg;
+    return n;
+}
+
+/* Aggregation of the per-sample scores. */
+typedef struct {
+    int pooled;               /* contexts: exp(mean over all tokens)       */
+    int64_t batch;
+    double sum, cnt;          /* all scored tokens                         */
+    double b_sum, b_cnt;      /* the open batch                            */
+    int64_t b_n;              /* samples in the open batch                 */
+    double ppl_sum;           /* closed batches' ppl                       */
+    int64_t n_batches;
+} hmt_agg;
+
+static void agg_add(hmt_agg *a, double sum, int64_t cnt)
+{
+    a->sum += sum;
+    a->cnt += (double)cnt;
+    a->b_sum += sum;
+    a->b_cnt += (double)cnt;
+    if (++a->b_n == a->batch) {
+        a->ppl_sum += exp(a->b_sum / a->b_cnt);
+        a->n_batches++;
+        a->b_sum = a->b_cnt = 0.0;
+        a->b_n = 0;
+    }
+}
+
+static double agg_ppl(const hmt_agg *a)
+{
+    if (a->pooled) return a->cnt > 0 ? exp(a->sum / a->cnt) : NAN;
+    return a->n_batches ? a->ppl_sum / (double)a->n_batches : NAN;
+}
+
+static double agg_running(void *ctx) { return agg_ppl(ctx); }
 
 int flx_hmt_ppl_run(const flx_hmt_params *p, const flx_hmt_backbone *bb, const flx_hmt_memory *mem,
                     const int32_t *tokens, int64_t n_tokens, const flx_hmt_ppl_opts *o,
@@ -355,6 +442,8 @@ int flx_hmt_ppl_run(const flx_hmt_params *p, const flx_hmt_backbone *bb, const f
     if (S < 2 || S > 4096)
         return flx_fail(err, FLX_EINVAL, "HMT perplexity: a context needs 2 .. 4096 segments, got %lld",
                         (long long)S);
+    if (o->eval != FLX_HMT_EVAL_PYTORCH && o->eval != FLX_HMT_EVAL_CONTEXTS)
+        return flx_fail(err, FLX_EINVAL, "HMT perplexity: unknown evaluation protocol %d", o->eval);
     if (o->baseline_ctx && (o->baseline_ctx < L + 1 || o->baseline_ctx > bb->max_rows))
         return flx_fail(err, FLX_EINVAL, "HMT perplexity: the baseline window %lld must lie in [%lld, %lld]",
                         (long long)o->baseline_ctx, (long long)(L + 1), (long long)bb->max_rows);
@@ -362,48 +451,63 @@ int flx_hmt_ppl_run(const flx_hmt_params *p, const flx_hmt_backbone *bb, const f
     if (o->baseline_ctx > r->window_tokens)
         return flx_fail(err, FLX_EINVAL, "HMT perplexity: the baseline window %lld is longer than a context "
                         "of %lld tokens", (long long)o->baseline_ctx, (long long)r->window_tokens);
-    r->stride = (S - 1) * L;
+    r->stride = o->eval == FLX_HMT_EVAL_CONTEXTS ? (S - 1) * L : L;
+    r->batch = pytorch_batch(o);
     r->n_tokens = n_tokens;
     if (n_tokens < r->window_tokens)
         return flx_fail(err, FLX_EINVAL,
                         "HMT perplexity: the text has %lld tokens, fewer than one context of %lld "
                         "segments x %lld = %lld", (long long)n_tokens, (long long)S, (long long)L,
                         (long long)r->window_tokens);
-    r->n_available = (n_tokens - r->window_tokens) / r->stride + 1;
-    r->n_windows = o->max_windows > 0 && o->max_windows < r->n_available ? o->max_windows : r->n_available;
+    r->n_windows = flx_hmt_ppl_count(p, o, n_tokens, &r->n_available, NULL);
+    if (r->n_windows < 1)
+        return flx_fail(err, FLX_EINVAL, "HMT perplexity: %lld samples available, fewer than one batch of %lld",
+                        (long long)r->n_available, (long long)r->batch);
+    const int64_t k0 = flx_hmt_ppl_sample(p, o, n_tokens, 0, NULL, NULL) ? 0 : 1;
     r->n_scored = L;
     r->segment_mean_nll = calloc((size_t)S, sizeof(double));
     r->segment_count = calloc((size_t)S, sizeof(int64_t));
     r->window_mean_nll = calloc((size_t)r->n_windows, sizeof(double));
+    r->window_start = calloc((size_t)r->n_windows, sizeof(int64_t));
+    r->window_len = calloc((size_t)r->n_windows, sizeof(int64_t));
     double *nll = malloc((size_t)bb->head_rows * sizeof *nll);
     float *logits = bb->logits_buf;
     float *x = o->baseline_ctx ? malloc((size_t)o->baseline_ctx * (size_t)bb->d_model * sizeof *x) : NULL;
     int rc = FLX_OK;
-    if (!r->segment_mean_nll || !r->segment_count || !r->window_mean_nll || !nll || !logits ||
-        (o->baseline_ctx && !x)) {
+    if (!r->segment_mean_nll || !r->segment_count || !r->window_mean_nll || !r->window_start ||
+        !r->window_len || !nll || !logits || (o->baseline_ctx && !x)) {
         rc = flx_fail(err, FLX_ENOMEM, "HMT perplexity: out of memory");
         goto done;
     }
-    hmt_scorer sc = {p, o, NULL, r->window_tokens, bb->n_vocab, nll, r->segment_mean_nll,
-                     r->segment_count, 0, 0, {0, r->n_windows, 0, S, NAN}, err};
-    double base_sum = 0.0;
-    int64_t base_cnt = 0;
+    const int pooled = o->eval == FLX_HMT_EVAL_CONTEXTS;
+    hmt_agg agg = {.pooled = pooled, .batch = r->batch}, bagg = agg;
+    hmt_scorer sc = {p, o, NULL, 0, bb->n_vocab, nll, r->segment_mean_nll, r->segment_count, 0, 0,
+                     agg_running, &agg, {0, r->n_windows, 0, S, 0, NAN}, err};
     double t0 = flx_now_seconds();
     for (int64_t w = 0; w < r->n_windows && !rc; w++) {
-        const int32_t *win = tokens + w * r->stride;
+        int64_t start, len;
+        flx_hmt_ppl_sample(p, o, n_tokens, k0 + w, &start, &len);
+        r->window_start[w] = start;
+        r->window_len[w] = len;
+        const int32_t *win = tokens + start;
         sc.win = win;
+        sc.win_len = len;
+        sc.win_sum = 0.0;
+        sc.win_cnt = 0;
         sc.info.window = w;
-        double before = sc.scored_sum;
-        int64_t before_cnt = sc.scored_cnt;
+        sc.info.n_segments = (len + L - 1) / L;
         flx_hmt_trace tr = {NULL, NULL, NULL, 0};
-        rc = flx_hmt_context(p, &o->flow, bb, mem, win, r->window_tokens, hmt_score, &sc, &tr, err);
+        rc = flx_hmt_context(p, &o->flow, bb, mem, win, len, hmt_score, &sc, &tr, err);
         if (rc) break;
-        r->window_mean_nll[w] = (sc.scored_sum - before) / (double)(sc.scored_cnt - before_cnt);
+        r->window_mean_nll[w] = sc.win_sum / (double)sc.win_cnt;
+        agg_add(&agg, sc.win_sum, sc.win_cnt);
         r->rows_run += tr.rows;
-        if (o->baseline_ctx) {   /* the same L targets from one plain window */
+        if (o->baseline_ctx) {   /* the same L targets from one plain window ending at the sample's end */
             double tb = flx_now_seconds();
-            const int64_t B = o->baseline_ctx, end = r->window_tokens;
-            const int32_t *bt = win + end - B;
+            const int64_t end = start + len, B = o->baseline_ctx < end ? o->baseline_ctx : end;
+            const int32_t *bt = tokens + end - B;
+            double b_sum = 0.0;
+            int64_t b_cnt = 0;
             for (int64_t i = 0; i < B; i++)
                 memcpy(x + i * bb->d_model, bb->tok_embd + (size_t)bt[i] * bb->d_model,
                        (size_t)bb->d_model * sizeof *x);
@@ -415,14 +519,15 @@ int flx_hmt_ppl_run(const flx_hmt_params *p, const flx_hmt_backbone *bb, const f
                 flx_pool_for(o->pool, nr, 4, nll_rows, &j);
                 for (int64_t i = 0; i < nr; i++) {
                     if (!isfinite(nll[i])) {
-                        rc = flx_fail(err, FLX_ENUMERIC, "HMT baseline: window %lld: non-finite logits",
+                        rc = flx_fail(err, FLX_ENUMERIC, "HMT baseline: sample %lld: non-finite logits",
                                       (long long)w + 1);
                         break;
                     }
-                    base_sum += nll[i];
-                    base_cnt++;
+                    b_sum += nll[i];
+                    b_cnt++;
                 }
             }
+            agg_add(&bagg, b_sum, b_cnt);
             r->seconds_baseline += flx_now_seconds() - tb;
         }
     }
@@ -430,10 +535,11 @@ int flx_hmt_ppl_run(const flx_hmt_params *p, const flx_hmt_backbone *bb, const f
     if (rc) goto done;
     for (int64_t k = 0; k < S; k++)
         r->segment_mean_nll[k] = r->segment_count[k] ? r->segment_mean_nll[k] / (double)r->segment_count[k] : NAN;
-    r->mean_nll = sc.scored_sum / (double)sc.scored_cnt;
-    r->ppl = exp(r->mean_nll);
-    r->baseline_mean_nll = base_cnt ? base_sum / (double)base_cnt : NAN;
-    r->baseline_ppl = base_cnt ? exp(r->baseline_mean_nll) : NAN;
+    r->mean_nll = agg.sum / agg.cnt;
+    r->pooled_ppl = exp(r->mean_nll);
+    r->ppl = agg_ppl(&agg);
+    r->baseline_mean_nll = bagg.cnt > 0 ? bagg.sum / bagg.cnt : NAN;
+    r->baseline_ppl = bagg.cnt > 0 ? agg_ppl(&bagg) : NAN;
 done:
     free(nll);
     free(x);

@@ -482,6 +482,7 @@ Test(emu_hmt, cli_ppl_hmt, .timeout = 300)
     cr_assert_eq(json_num(j1, "baseline_ppl"), json_num(j2, "baseline_ppl"));
     cr_assert_eq(json_num(j1, "windows"), 4.0);
     cr_assert_eq(json_num(j1, "scored_tokens"), 4.0 * SEGLEN);
+    cr_assert_eq(json_num(j1, "stride"), (double)SEGLEN);   /* HMT-pytorch's samples: one every segment */
     double pe = json_num(j1, "ppl");
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --hmt %s --hmt-segments 3 --chunks 4 --json %s", B,
              flxq, tf, hmt_path, j3);
@@ -526,11 +527,11 @@ Test(emu_hmt, long_context_memory_bound, .timeout = 600)
     const char *B = flx_test_bin();
     snprintf(cmd, sizeof cmd, "%s synth --shape tiny --hmt %s", B, h990);
     cr_assert_eq(run_cmd(cmd, out_buf, sizeof out_buf), 0, "%s", out_buf);
-    snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --hmt %s --hmt-segments 4 --chunks 1 --json %s",
-             B, model_dir, wiki, h990, j4);
+    snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --hmt %s --hmt-segments 4 --hmt-eval contexts "
+             "--chunks 1 --json %s", B, model_dir, wiki, h990, j4);
     cr_assert_eq(run_cmd(cmd, out_buf, sizeof out_buf), 0, "%s", out_buf);
-    snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --hmt %s --hmt-segments 16 --chunks 1 --json %s",
-             B, model_dir, wiki, h990, j16);
+    snprintf(cmd, sizeof cmd, "%s ppl --model %s --file %s --hmt %s --hmt-segments 16 --hmt-eval contexts "
+             "--chunks 1 --json %s", B, model_dir, wiki, h990, j16);
     cr_assert_eq(run_cmd(cmd, out_buf, sizeof out_buf), 0, "%s", out_buf);
     cr_assert_eq(json_num(j16, "context_tokens"), 15840.0);
     cr_assert_eq(json_num(j16, "scored_tokens"), 990.0);

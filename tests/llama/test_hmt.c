@@ -169,7 +169,7 @@ Test(hmt, flow_equals_hand_computation)
     teardown();
 }
 
-/* HMT ppl: scored tokens and segment counts of HMT-pytorch's protocol, the
+/* HMT ppl, disjoint contexts (--hmt-eval contexts): scored tokens and segment counts, the
  * same results for 1 and 2 threads, and memory use independent of the
  * context length (the state is sized by one segment). */
 Test(hmt, ppl_protocol_and_threads)
@@ -189,7 +189,7 @@ Test(hmt, ppl_protocol_and_threads)
         flx_hmt_backbone bb = flx_hmt_float_backbone_ops(&fb);
         flx_hmt_memory mem = flx_hmt_float_memory_ops(fm);
         flx_hmt_ppl_opts o = {.n_segments = 5, .baseline_ctx = flx_hmt_stage1_rows(&hp),
-                              .flow = {1, 0, 0, 1}, .pool = fb.st.pool};
+                              .flow = {1, 0, 0, 1}, .pool = fb.st.pool, .eval = FLX_HMT_EVAL_CONTEXTS};
         cr_assert_eq(flx_hmt_ppl_run(&hp, &bb, &mem, tok, N, &o, &r[t], &err), FLX_OK, "%s", err.msg);
         flx_hmt_float_memory_free(fm);
         flx_hmt_float_backbone_free(&fb);
@@ -207,6 +207,113 @@ Test(hmt, ppl_protocol_and_threads)
     flx_hmt_ppl_result_free(&r[0]);
     flx_hmt_ppl_result_free(&r[1]);
     free(tok);
+    teardown();
+}
+
+/* HMT-pytorch's test protocol (docs/hmt.md 3): C = 3 segments of L = 12 over
+ * 65 tokens.  Samples (a new one every L tokens, test_length = (C-1) L):
+ * [0,24) (sample 0 has C-1 segments), [0,36), [12,48), [24,60), then two cut
+ * at the end of the stream, [36,65) and [48,65), which both score [53,65).
+ * Each scores its last L tokens; the PPL is the mean over batches of exp(the
+ * batch's mean NLL), an incomplete last batch dropped.  The expected values
+ * are recomputed here from the logits of each slice's flow, targets picked
+ * by hand (target t of a sample is predicted by segment (t-1)/L, row
+ * (t-1) mod L), and the baseline from plain forwards of the last 18 tokens
+ * before each sample's end. */
+Test(hmt, ppl_pytorch_samples_and_aggregation)
+{
+    setup(64);
+    enum { NTOK = 5 * SEGLEN + 5, C = 3, BASE = 1 + SENS + SEGLEN + 1 };
+    const int64_t V = model.cfg.n_vocab, d = model.cfg.d_model;
+    int32_t tok[NTOK];
+    for (int i = 0; i < NTOK; i++) tok[i] = (int32_t)((i * 53 + 7) % 251);
+    const int64_t want_start[6] = {0, 0, 12, 24, 36, 48}, want_len[6] = {24, 36, 36, 36, 29, 17};
+    flx_hmt_float_backbone fb;
+    flx_hmt_float_memory *fm;
+    flx_error err = {0};
+    flx_llama_opts lo = {.n_threads = 1};
+    cr_assert_eq(flx_hmt_float_backbone_init(&fb, &model, &lo, flx_hmt_stage1_rows(&hp), &err), FLX_OK);
+    cr_assert_eq(flx_hmt_float_memory_new(&fm, &hp, &err), FLX_OK);
+    flx_hmt_backbone bb = flx_hmt_float_backbone_ops(&fb);
+    flx_hmt_memory mem = flx_hmt_float_memory_ops(fm);
+    flx_hmt_flow flow = {1, 0, 0, 1};
+    /* by hand: every sample's scored NLLs (flow) and baseline NLLs (plain window) */
+    double nll[6][SEGLEN], bnll[6][SEGLEN];
+    capture cap = {malloc((size_t)NSEG * SEGLEN * V * 4), V};
+    float *x = malloc((size_t)BASE * d * 4), *lg = malloc((size_t)SEGLEN * V * 4);
+    for (int k = 0; k < 6; k++) {
+        const int64_t b = want_start[k], len = want_len[k], end = b + len;
+        flx_hmt_trace tr = {NULL, NULL, NULL, 0};
+        cr_assert_eq(flx_hmt_context(&hp, &flow, &bb, &mem, tok + b, len, capture_logits, &cap, &tr, &err),
+                     FLX_OK, "%s", err.msg);
+        for (int64_t t = len - SEGLEN, i = 0; t < len; t++, i++) {
+            int64_t seg = (t - 1) / SEGLEN, row = (t - 1) % SEGLEN;
+            nll[k][i] = flx_nll(cap.lg + ((size_t)seg * SEGLEN + (size_t)row) * (size_t)V, V, tok[b + t]);
+        }
+        for (int i = 0; i < BASE; i++) put(x, i, model.w.tok_embd + (size_t)tok[end - BASE + i] * d, d);
+        plain_run(x, BASE, 0, NULL, BASE - SEGLEN - 1, SEGLEN, lg);
+        for (int i = 0; i < SEGLEN; i++) bnll[k][i] = flx_nll(lg + (size_t)i * V, V, tok[end - SEGLEN + i]);
+    }
+    const int64_t batches[3] = {1, 2, 4};
+    for (int bi = 0; bi < 3; bi++) {
+        const int64_t B = batches[bi], n = 6 - 6 % B;
+        flx_hmt_ppl_opts o = {.n_segments = C, .baseline_ctx = BASE, .flow = flow, .eval = FLX_HMT_EVAL_PYTORCH,
+                              .batch = B};
+        flx_hmt_ppl_result r;
+        cr_assert_eq(flx_hmt_ppl_run(&hp, &bb, &mem, tok, NTOK, &o, &r, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(r.n_available, 6);
+        cr_assert_eq(r.n_windows, n, "batch %lld: %lld samples", (long long)B, (long long)r.n_windows);
+        cr_assert_eq(r.stride, SEGLEN);
+        double ppl_sum = 0, bppl_sum = 0, all = 0, ball = 0;
+        for (int64_t q = 0; q < n / B; q++) {
+            double s = 0, bs = 0;
+            for (int64_t k = q * B; k < (q + 1) * B; k++)
+                for (int i = 0; i < SEGLEN; i++) {
+                    s += nll[k][i];
+                    bs += bnll[k][i];
+                }
+            ppl_sum += exp(s / (double)(B * SEGLEN));
+            bppl_sum += exp(bs / (double)(B * SEGLEN));
+            all += s;
+            ball += bs;
+        }
+        const double want = ppl_sum / (double)(n / B), bwant = bppl_sum / (double)(n / B);
+        for (int64_t k = 0; k < n; k++) {
+            cr_assert_eq(r.window_start[k], want_start[k]);
+            cr_assert_eq(r.window_len[k], want_len[k]);
+            double m = 0;
+            for (int i = 0; i < SEGLEN; i++) m += nll[k][i];
+            cr_assert(fabs(r.window_mean_nll[k] - m / SEGLEN) <= 1e-12, "sample %lld", (long long)k);
+        }
+        cr_assert(fabs(r.ppl - want) <= 1e-12 * want, "batch %lld: ppl %.15g, by hand %.15g", (long long)B,
+                  r.ppl, want);
+        cr_assert(fabs(r.baseline_ppl - bwant) <= 1e-9 * bwant, "batch %lld: baseline %.15g, by hand %.15g",
+                  (long long)B, r.baseline_ppl, bwant);
+        cr_assert(fabs(r.mean_nll - all / (double)(n * SEGLEN)) <= 1e-12);
+        cr_assert(fabs(r.baseline_mean_nll - ball / (double)(n * SEGLEN)) <= 1e-9);
+        cr_assert(fabs(r.pooled_ppl - exp(r.mean_nll)) <= 1e-12 * r.pooled_ppl);
+        /* with more than one batch, the mean of the batch PPLs exceeds exp(mean NLL) */
+        if (n / B > 1) cr_assert(r.ppl > r.pooled_ppl, "%.15g vs %.15g", r.ppl, r.pooled_ppl);
+        if (B == 1) {   /* targets t = 1 .. len-1 of each sample, by segment t / L */
+            cr_assert_eq(r.segment_count[0], 6 * 11);                  /* t = 1 .. 11 */
+            cr_assert_eq(r.segment_count[1], 12 + 3 * 12 + 12 + 5);   /* lengths 24, 36 x 3, 29, 17 */
+            cr_assert_eq(r.segment_count[2], 3 * 12 + 5);              /* 36 x 3; 29: t = 24 .. 28 */
+        }
+        flx_hmt_ppl_result_free(&r);
+    }
+    /* --chunks 3 (max_windows) with batches of 2: one batch, samples 0 and 1 */
+    flx_hmt_ppl_opts o = {.n_segments = C, .max_windows = 3, .flow = flow, .batch = 2};
+    flx_hmt_ppl_result r;
+    cr_assert_eq(flx_hmt_ppl_run(&hp, &bb, &mem, tok, NTOK, &o, &r, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(r.n_windows, 2);
+    double s = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < SEGLEN; i++) s += nll[k][i];
+    cr_assert(fabs(r.ppl - exp(s / (2.0 * SEGLEN))) <= 1e-12 * r.ppl);
+    flx_hmt_ppl_result_free(&r);
+    free(x); free(lg); free(cap.lg);
+    flx_hmt_float_memory_free(fm);
+    flx_hmt_float_backbone_free(&fb);
     teardown();
 }
 
