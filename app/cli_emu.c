@@ -42,11 +42,11 @@ int cli_emu_load(cli_emu *x, const char *path, flx_error *err)
 int cli_emu_start(cli_emu *x, const flx_emu_opts *o, int64_t max_pos, int n_threads,
                   flx_error *err)
 {
-    int rc = flx_emu_engine_init(&x->eng, &x->qm, o, max_pos, err);
-    if (rc) return rc;
-    x->eng_open = 1;
     if (!(x->pool = flx_pool_create(n_threads)))
         return flx_fail(err, FLX_ENOMEM, "cannot start %d threads", n_threads);
+    int rc = flx_emu_engine_init_ex(&x->eng, &x->qm, o, max_pos, x->pool, err);   /* packs on the pool */
+    if (rc) return rc;
+    x->eng_open = 1;
     flx_error perr = {0};
     if (flx_perf_config_find(CLI_EMU_PERF_CONFIG, NULL, &x->perf, &perr) == FLX_OK)
         x->perf_ok = 1;

@@ -200,28 +200,6 @@ int flx_emu_gemm_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64
 int flx_emu_gemv_u4i4_vnni(int32_t *acc, const int8_t *a, const int8_t *w, int64_t n_tokens,
                            int64_t n_out, int64_t n_in, flx_pool *pool);
 
-/* Decode GEMV on packed INT4 weights (docs/kernels.md "Decode GEMV on
- * packed weights").  flx_emu_pack_i4 packs rows [o0, o1) (o0 a multiple of
- * 4) of int4 codes in the low nibble of w [n_out][n_in] into wp, which holds
- * flx_emu_i4p_bytes(n_out, n_in) bytes for the whole matrix: two codes per
- * byte, tiles of 4 rows x 64 bytes.  flx_emu_i4p_act prepares the uint4
- * activation patterns a[n_in] once per GEMV into ap
- * (flx_emu_i4p_act_bytes(n_in) bytes).  flx_emu_gemv_i4p[_vnni] then give
- * the exact sums
- *   acc[o] = sum_k uint4(a[k]) * int4(w[o][k])   for o in [o0, o1)
- * (no wrap), equal to flx_emu_gemm_i4's whenever it does not wrap, and
- * return how many lie outside [-2^(acc_bits-1), 2^(acc_bits-1)).  The VNNI
- * form needs flx_emu_vnni_available(); n_in < 2^22. */
-int64_t flx_emu_i4p_bytes(int64_t n_out, int64_t n_in);
-void    flx_emu_pack_i4(uint8_t *wp, const int8_t *w, int64_t o0, int64_t o1, int64_t n_out,
-                        int64_t n_in);
-int64_t flx_emu_i4p_act_bytes(int64_t n_in);
-void    flx_emu_i4p_act(uint8_t *ap, const int8_t *a, int64_t n_in);
-int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const uint8_t *wp, int64_t o0,
-                         int64_t o1, int64_t n_in, int acc_bits);
-int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const uint8_t *wp, int64_t o0,
-                              int64_t o1, int64_t n_in, int acc_bits);
-
 /* INT4 weights packed once for the prefill GEMM (docs/kernels.md §15):
  * blocks of 32 output rows, inputs in groups of 4 padded with zeros to k64;
  * line (b, g) of 64 bytes holds in byte 4l + j the nibble of w[32b + l][4g + j]
@@ -232,8 +210,13 @@ typedef struct flx_emu_wpack {
     int64_t  o32, k64;     /* n_out, n_in rounded up to 32, 64              */
 } flx_emu_wpack;
 
-/* Packs w [n_out][n_in] (int4 in the low nibble); -1 when out of memory. */
+/* Packs w [n_out][n_in] (int4 in the low nibble); -1 when out of memory.
+ * The same in two steps: flx_emu_wpack_alloc sizes p, flx_emu_wpack_fill
+ * writes blocks [b0, b1) of 32 rows (each block depends only on its own
+ * rows, so blocks packed by different threads give the same bytes). */
 int  flx_emu_wpack_init(flx_emu_wpack *p, const int8_t *w, int64_t n_out, int64_t n_in);
+int  flx_emu_wpack_alloc(flx_emu_wpack *p, int64_t n_out, int64_t n_in);
+void flx_emu_wpack_fill(flx_emu_wpack *p, const int8_t *w, int64_t b0, int64_t b1);
 void flx_emu_wpack_free(flx_emu_wpack *p);
 /* 1 when AMX-INT8 tiles can be used (CPU and OS) and FLXEMU_NO_AMX is unset. */
 int  flx_emu_amx_available(void);
@@ -248,6 +231,22 @@ int  flx_emu_gemm_u4i4_packed(int32_t *acc, const int8_t *a, const flx_emu_wpack
 int64_t flx_emu_gemm_i4_wp(int32_t *acc, const int8_t *a, const int8_t *w,
                            const flx_emu_wpack *wp, int64_t n_tokens, int64_t n_out,
                            int64_t n_in, int acc_bits, flx_pool *pool);
+
+/* Decode GEMV on the packed weights (docs/kernels.md "Decode GEMV on packed
+ * weights"), reading the flx_emu_wpack layout above in place.
+ * flx_emu_i4p_act prepares the uint4 activation patterns a[n_in] once per
+ * GEMV into ap (flx_emu_i4p_act_bytes(n_in) bytes).  flx_emu_gemv_i4p[_vnni]
+ * then give the exact sums
+ *   acc[o] = sum_k uint4(a[k]) * int4(w[o][k])   for o in [o0, o1)
+ * (no wrap), equal to flx_emu_gemm_i4's whenever it does not wrap, and
+ * return how many lie outside [-2^(acc_bits-1), 2^(acc_bits-1)).  The VNNI
+ * form needs flx_emu_vnni_available(); n_in <= 2^19 (exact int32 lanes). */
+int64_t flx_emu_i4p_act_bytes(int64_t n_in);
+void    flx_emu_i4p_act(uint8_t *ap, const int8_t *a, int64_t n_in);
+int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
+                         int64_t o1, int acc_bits);
+int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
+                              int64_t o1, int acc_bits);
 
 /* INT8 products of attention (1.3 i8xi8 PEs, 1.12): each output is an exact
  * sum in its own register, wrapped to acc_bits (22 for QK^T, 26 prefill /
@@ -456,7 +455,7 @@ typedef struct flx_emu_engine {
                                head (K_s/V_s use the first n_kv_heads)      */
     flx_emu_wpack *wpack;   /* [n_layers * 7 + 1]: wq wk wv wo w_gate w_up
                                w_down per layer, then the head, packed at
-                               init for the prefill GEMM; NULL without VNNI */
+                               init for the prefill GEMM and the decode GEMV */
     int     openblas_threads_before; /* OpenBLAS runs single-threaded while
                                an engine lives (the caller's flx_pool splits
                                the work); restored by flx_emu_engine_free   */
@@ -470,6 +469,10 @@ typedef struct flx_emu_engine {
  * tensor and the reason. */
 int  flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_opts *o,
                          int64_t max_pos, flx_error *err);
+/* The same with the weight packing split over pool (NULL: this thread);
+ * the packed bytes do not depend on the thread count. */
+int  flx_emu_engine_init_ex(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_opts *o,
+                            int64_t max_pos, flx_pool *pool, flx_error *err);
 void flx_emu_engine_free(flx_emu_engine *e);
 
 /* INT8 KV cache in natural layout. */
@@ -528,17 +531,16 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
 
 /* The same decode step at interactive speed (docs/kernels.md "Fast
  * decode"): bit for bit flx_emu_decode_step_ex's results (tested), with
- * every INT4 matrix of the layers and the head packed once into
- * packed_bytes (about half the engine's int8 codes) and read in place by
+ * every INT4 matrix of the layers and the head read in place from the
+ * engine's packed weights (e->wpack, the prefill's copy: no second copy) by
  * the packed GEMV, and the GEMV rows, attention heads and SiLU split over
  * the pool.  flx_emu_generate uses it; the decoder borrows the engine.
  * FLXEMU_NO_VNNI=1 selects the portable GEMV (same bits). */
 typedef struct flx_emu_decoder {
     const flx_emu_engine *e;
-    uint8_t        *packed;        /* every packed matrix, one allocation   */
-    const uint8_t **w;             /* [n_layers*7 + 1]: wq wk wv wo w_gate
-                                      w_up w_down per layer, then the head */
-    int64_t         packed_bytes;
+    const flx_emu_wpack  *w;       /* e->wpack [n_layers*7 + 1]: wq wk wv wo
+                                      w_gate w_up w_down per layer, the head */
+    int64_t         packed_bytes;  /* bytes of e->wpack read per token     */
     int             bits;          /* accumulator width L + 8 (21)          */
     int             vnni;          /* 1: AVX-512 VNNI GEMV                  */
 } flx_emu_decoder;

@@ -16,38 +16,58 @@
 #include <stdlib.h>
 #include <string.h>
 
-int flx_emu_wpack_init(flx_emu_wpack *p, const int8_t *w, int64_t n_out, int64_t n_in)
+int flx_emu_wpack_alloc(flx_emu_wpack *p, int64_t n_out, int64_t n_in)
 {
     memset(p, 0, sizeof *p);
     p->n_out = n_out;
     p->n_in = n_in;
     p->o32 = (n_out + 31) / 32 * 32;
     p->k64 = (n_in + 63) / 64 * 64;
-    const int64_t G = p->k64 / 4;
-    p->nib = flx_alloc_large((size_t)(p->o32 / 32 * G * 64));
-    if (!p->nib) return -1;
-    for (int64_t b = 0; b < p->o32 / 32; b++) {
+    p->nib = flx_alloc_large((size_t)(p->o32 / 32 * (p->k64 / 4) * 64));
+    return p->nib ? 0 : -1;
+}
+
+/* codes k0..k0+63 of a row (zeros past n_in or for a missing row) */
+static void row64(uint8_t *dst, const int8_t *row, int64_t k0, int64_t n_in)
+{
+    memset(dst, 0, 64);
+    if (!row) return;
+    int64_t n = n_in - k0 < 64 ? n_in - k0 : 64;
+    if (n > 0) memcpy(dst, row + k0, (size_t)n);
+}
+
+/* Block b: for each row pair (l, 16 + l) and 64 inputs, the 64 bytes
+ * lo & 15 | hi << 4 are made in one vectorizable loop, then their 16
+ * dwords go to byte 4l of 16 consecutive lines (a transpose through
+ * dword stores; the block's lines stay in L1/L2). */
+void flx_emu_wpack_fill(flx_emu_wpack *p, const int8_t *w, int64_t b0, int64_t b1)
+{
+    const int64_t n_out = p->n_out, n_in = p->n_in, G = p->k64 / 4;
+    for (int64_t b = b0; b < b1; b++) {
         uint8_t *blk = p->nib + b * G * 64;
         for (int l = 0; l < 16; l++) {
             int64_t olo = 32 * b + l, ohi = olo + 16;
             const int8_t *rlo = olo < n_out ? w + olo * n_in : NULL;
             const int8_t *rhi = ohi < n_out ? w + ohi * n_in : NULL;
-            for (int64_t g = 0; g < G; g++) {
-                uint32_t lo = 0, hi = 0;
-                if (4 * g + 4 <= n_in) {
-                    if (rlo) memcpy(&lo, rlo + 4 * g, 4);
-                    if (rhi) memcpy(&hi, rhi + 4 * g, 4);
-                } else {
-                    for (int64_t k = 4 * g; k < n_in; k++) {
-                        if (rlo) lo |= (uint32_t)(uint8_t)rlo[k] << (8 * (k - 4 * g));
-                        if (rhi) hi |= (uint32_t)(uint8_t)rhi[k] << (8 * (k - 4 * g));
-                    }
-                }
-                uint32_t v = (lo & 0x0F0F0F0Fu) | ((hi & 0x0F0F0F0Fu) << 4);
-                memcpy(blk + g * 64 + 4 * l, &v, 4);
+            for (int64_t k0 = 0; k0 < p->k64; k0 += 64) {
+                uint8_t lo[64], hi[64], v[64];
+                const uint8_t *sl = lo, *sh = hi;
+                if (rlo && k0 + 64 <= n_in) sl = (const uint8_t *)rlo + k0;
+                else row64(lo, rlo, k0, n_in);
+                if (rhi && k0 + 64 <= n_in) sh = (const uint8_t *)rhi + k0;
+                else row64(hi, rhi, k0, n_in);
+                for (int c = 0; c < 64; c++) v[c] = (uint8_t)((sl[c] & 15u) | (uint8_t)(sh[c] << 4));
+                uint8_t *dst = blk + (k0 / 4) * 64 + 4 * l;
+                for (int q = 0; q < 16; q++) memcpy(dst + q * 64, v + 4 * q, 4);
             }
         }
     }
+}
+
+int flx_emu_wpack_init(flx_emu_wpack *p, const int8_t *w, int64_t n_out, int64_t n_in)
+{
+    if (flx_emu_wpack_alloc(p, n_out, n_in)) return -1;
+    flx_emu_wpack_fill(p, w, 0, p->o32 / 32);
     return 0;
 }
 

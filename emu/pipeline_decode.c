@@ -3,6 +3,7 @@
  * joins prefill and decode (reference-design §3.3 "Host flow"). */
 #include "flx_emu.h"
 #include "flx_qmodel.h"
+#include "decode_kv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -87,27 +88,8 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
             (rc = gemv(b.v, b.h, &L->wv, bits, &b, fp, pool, "wv", l, err)) ||
             (rc = gemv(b.q, b.h, &L->wq, bits, &b, fp, pool, "wq", l, err)))
             break;
-        flx_emu_rope(b.k, b.k, c->n_kv_heads, (int)hd, e->rope_sin, e->rope_cos, pos, fp);
-        flx_emu_rope(b.q, b.q, c->n_heads, (int)hd, e->rope_sin, e->rope_cos, pos, fp);
-        flx_emu_quant_static(b.k8, b.k, 1, c->n_kv_heads, (int)hd, ks, 1.0f, 8, 1, fp);
-        flx_emu_quant_static(b.v8, b.v, 1, c->n_kv_heads, (int)hd, vs, 1.0f, 8, 1, fp);
-        flx_emu_quant_static(b.q8, b.q, 1, c->n_heads, (int)hd, qs, e->q_factor, 8, 1, fp);
-        int8_t *kc = kv->k + (int64_t)l * kv->cap * KV, *vc = kv->v + (int64_t)l * kv->cap * KV;
-        if (e->opts.reference_quirks) {
-            /* reference-design §6.2: the static 32-slot k_reg is zeroed only at pos % 32 == 0
-             * and the whole group is written back, so the first decode step
-             * after a prompt of n % 32 != 0 overwrites prompt keys
-             * 32*floor(n/32) .. n-1 with the register's zeros */
-            int8_t *reg = kv->k_reg + (int64_t)l * 32 * KV;
-            if (pos % 32 == 0) memset(reg, 0, (size_t)(32 * KV));
-            memcpy(reg + (pos % 32) * KV, b.k8, (size_t)KV);
-            int64_t base = pos / 32 * 32;
-            for (int64_t slot = 0; slot < 32 && base + slot < kv->cap; slot++)
-                memcpy(kc + (base + slot) * KV, reg + slot * KV, (size_t)KV);
-        } else {
-            memcpy(kc + pos * KV, b.k8, (size_t)KV);
-        }
-        memcpy(vc + pos * KV, b.v8, (size_t)KV);
+        flx_emu_dec_rope_quant_store(e, kv, l, pos, b.k, b.v, b.q, b.k8, b.v8, b.q8);
+        const int8_t *kc = kv->k + (int64_t)l * kv->cap * KV, *vc = kv->v + (int64_t)l * kv->cap * KV;
         /* attention over S = pos + 1 keys, the current one included */
         for (int h = 0; h < c->n_heads && !rc; h++) {
             int kvh = h / G;

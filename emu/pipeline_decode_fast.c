@@ -14,6 +14,7 @@
  * in a fixed order, so the results do not depend on the thread count. */
 #include "flx_emu.h"
 #include "flx_qmodel.h"
+#include "decode_kv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,84 +40,33 @@ static int vnni_wanted(void)
     return !(off && *off && strcmp(off, "0")) && flx_emu_vnni_available();
 }
 
-/* ------------------------------------------------------------------ packing */
-
-enum { PACK_ROWS = 256 };
-
-typedef struct {
-    const flx_emu_decoder *d;
-    const int64_t *first;   /* [n_tensors + 1] first block of each tensor */
-    int64_t n_tensors;
-} pack_job;
-
-static void pack_blocks(void *ctx, int64_t b0, int64_t b1, int thread_id)
-{
-    (void)thread_id;
-    const pack_job *j = ctx;
-    int64_t i = 0;
-    for (int64_t b = b0; b < b1; b++) {
-        while (b >= j->first[i + 1]) i++;
-        const flx_qtensor *t = dec_tensor(j->d, i);
-        int64_t o0 = (b - j->first[i]) * PACK_ROWS;
-        int64_t n = t->n_out - o0 < PACK_ROWS ? t->n_out - o0 : PACK_ROWS;
-        flx_emu_pack_i4((uint8_t *)j->d->w[i], t->q, o0, o0 + n, t->n_out, t->n_in);
-    }
-}
+/* ------------------------------------------------------------------ weights */
 
 int flx_emu_decoder_init(flx_emu_decoder *d, const flx_emu_engine *e, flx_pool *pool,
                          flx_error *err)
 {
+    (void)pool;
     memset(d, 0, sizeof *d);
     d->e = e;
     d->vnni = vnni_wanted();
     const int64_t wide = e->qm->cfg.d_model > e->qm->cfg.d_ff ? e->qm->cfg.d_model : e->qm->cfg.d_ff;
     d->bits = 8;
     while (((int64_t)1 << (d->bits - 8)) < wide) d->bits++;    /* L + 8, as the reference */
+    if (!e->wpack) return flx_fail(err, FLX_EINVAL, "decoder: the engine has no packed weights");
     const int64_t n_t = (int64_t)e->qm->cfg.n_layers * N_MAT + 1;
-    int64_t *first = malloc((size_t)(n_t + 1) * sizeof *first);
-    d->w = calloc((size_t)n_t, sizeof *d->w);
-    if (!first || !d->w) {
-        free(first);
-        flx_emu_decoder_free(d);
-        return flx_fail(err, FLX_ENOMEM, "decoder: out of memory");
-    }
-    int64_t bytes = 0;
-    first[0] = 0;
     for (int64_t i = 0; i < n_t; i++) {
         const flx_qtensor *t = dec_tensor(d, i);
-        if (t->n_in >= ((int64_t)1 << 22)) {
-            free(first);
-            flx_emu_decoder_free(d);
+        if (t->n_in > ((int64_t)1 << 19))
             return flx_fail(err, FLX_EUNSUPPORTED, "decoder: %d inputs per row exceed the packed "
-                            "GEMV's exact range", t->n_in);
-        }
-        bytes += flx_emu_i4p_bytes(t->n_out, t->n_in);
-        first[i + 1] = first[i] + (t->n_out + PACK_ROWS - 1) / PACK_ROWS;
+                            "GEMV's exact range (2^19)", t->n_in);
+        d->packed_bytes += e->wpack[i].o32 / 32 * e->wpack[i].k64 * 16;
     }
-    d->packed = flx_alloc_large((size_t)bytes);
-    if (!d->packed) {
-        free(first);
-        flx_emu_decoder_free(d);
-        return flx_fail(err, FLX_ENOMEM, "decoder: out of memory for %.2f GB of packed weights",
-                        (double)bytes / 1e9);
-    }
-    d->packed_bytes = bytes;
-    int64_t at = 0;
-    for (int64_t i = 0; i < n_t; i++) {
-        const flx_qtensor *t = dec_tensor(d, i);
-        d->w[i] = d->packed + at;
-        at += flx_emu_i4p_bytes(t->n_out, t->n_in);
-    }
-    pack_job pj = { d, first, n_t };
-    flx_pool_for(pool, first[n_t], 1, pack_blocks, &pj);
-    free(first);
+    d->w = e->wpack;
     return FLX_OK;
 }
 
 void flx_emu_decoder_free(flx_emu_decoder *d)
 {
-    free(d->packed);
-    free((void *)d->w);
     memset(d, 0, sizeof *d);
 }
 
@@ -127,7 +77,7 @@ void flx_emu_decoder_free(flx_emu_decoder *d)
  * up) of equal shape walked together, y0 = silu(gate) * up per block. */
 typedef struct {
     const flx_qtensor *t;
-    const uint8_t *wp;
+    const flx_emu_wpack *wp;
     float *y;
     int32_t *acc;
     int64_t first;          /* first block */
@@ -146,8 +96,8 @@ typedef struct {
 static void gemv_mat_rows(const gemv_job *j, const gemv_mat *m, int64_t o0, int64_t o1, int64_t *bad)
 {
     const flx_qtensor *t = m->t;
-    *bad = j->vnni ? flx_emu_gemv_i4p_vnni(m->acc, j->ap, m->wp, o0, o1, t->n_in, j->bits)
-                   : flx_emu_gemv_i4p(m->acc, j->ap, m->wp, o0, o1, t->n_in, j->bits);
+    *bad = j->vnni ? flx_emu_gemv_i4p_vnni(m->acc, j->ap, m->wp, o0, o1, j->bits)
+                   : flx_emu_gemv_i4p(m->acc, j->ap, m->wp, o0, o1, j->bits);
     flx_emu_dequant(m->y + o0, m->acc + o0, &j->s, &j->b, t->scale + o0, t->wsum + o0, 1, o1 - o0,
                     j->fp);
 }
@@ -185,7 +135,7 @@ typedef struct {
 /* quantize x[n_in] once, then y_i = dequant(W_i x) for the listed matrices
  * (silu: W_0 gate and W_1 up, y_0 = silu(gate) * up).  names[i] for errors. */
 static int gemv_set(const flx_emu_decoder *d, fast_bufs *bf, const float *x, int n_mat,
-                    const flx_qtensor *const *t, const uint8_t *const *wp, float *const *y,
+                    const flx_qtensor *const *t, const flx_emu_wpack *const *wp, float *const *y,
                     int silu, int64_t rows, flx_pool *pool, const char *const *names, int layer,
                     flx_error *err)
 {
@@ -315,7 +265,7 @@ int flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden,
     if (!rc) rc = flx_emu_embed(b.x, qm->tok_embd, V, D, token, err);
     for (int l = 0; l < c->n_layers && !rc; l++) {
         const flx_qlayer *L = &qm->layers[l];
-        const uint8_t *const *pw = d->w + (int64_t)l * N_MAT;
+        const flx_emu_wpack *pw = d->w + (int64_t)l * N_MAT;
         const float *qs = e->att_scales + ((int64_t)l * 4 + 0) * c->n_heads;
         const float *ks = e->att_scales + ((int64_t)l * 4 + 1) * c->n_heads;
         const float *vs = e->att_scales + ((int64_t)l * 4 + 2) * c->n_heads;
@@ -323,30 +273,13 @@ int flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden,
         flx_emu_rmsnorm_dec(b.h, b.x, L->attn_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
         {
             const flx_qtensor *t[3] = { &L->wk, &L->wv, &L->wq };
-            const uint8_t *w[3] = { pw[1], pw[2], pw[0] };
+            const flx_emu_wpack *w[3] = { &pw[1], &pw[2], &pw[0] };
             float *y[3] = { b.k, b.v, b.q };
             const char *nm[3] = { "wk", "wv", "wq" };
             if ((rc = gemv_set(d, &b, b.h, 3, t, w, y, 0, ROWS_LAYER, pool, nm, l, err))) break;
         }
-        flx_emu_rope(b.k, b.k, c->n_kv_heads, (int)hd, e->rope_sin, e->rope_cos, pos, fp);
-        flx_emu_rope(b.q, b.q, c->n_heads, (int)hd, e->rope_sin, e->rope_cos, pos, fp);
-        flx_emu_quant_static(b.k8, b.k, 1, c->n_kv_heads, (int)hd, ks, 1.0f, 8, 1, fp);
-        flx_emu_quant_static(b.v8, b.v, 1, c->n_kv_heads, (int)hd, vs, 1.0f, 8, 1, fp);
-        flx_emu_quant_static(b.q8, b.q, 1, c->n_heads, (int)hd, qs, e->q_factor, 8, 1, fp);
-        int8_t *kc = kv->k + (int64_t)l * kv->cap * KV, *vc = kv->v + (int64_t)l * kv->cap * KV;
-        if (e->opts.reference_quirks) {
-            /* the K group register write-back of reference-design §6.2, as
-             * in flx_emu_decode_step_ex */
-            int8_t *reg = kv->k_reg + (int64_t)l * 32 * KV;
-            if (pos % 32 == 0) memset(reg, 0, (size_t)(32 * KV));
-            memcpy(reg + (pos % 32) * KV, b.k8, (size_t)KV);
-            int64_t base = pos / 32 * 32;
-            for (int64_t slot = 0; slot < 32 && base + slot < kv->cap; slot++)
-                memcpy(kc + (base + slot) * KV, reg + slot * KV, (size_t)KV);
-        } else {
-            memcpy(kc + pos * KV, b.k8, (size_t)KV);
-        }
-        memcpy(vc + pos * KV, b.v8, (size_t)KV);
+        flx_emu_dec_rope_quant_store(e, kv, l, pos, b.k, b.v, b.q, b.k8, b.v8, b.q8);
+        const int8_t *kc = kv->k + (int64_t)l * kv->cap * KV, *vc = kv->v + (int64_t)l * kv->cap * KV;
         /* attention over S = pos + 1 keys, one KV group per task */
         att_job aj = { e, &b, kc, vc, qs, ks, as, S, G * S, d->vnni, b.bad };
         flx_pool_for(pool, c->n_kv_heads, 1, att_groups, &aj);
@@ -358,7 +291,7 @@ int flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden,
         flx_emu_dequant_static(b.o, b.acc_o, 1, c->n_heads, (int)hd, as, vs, c->n_kv_heads, fp);
         {
             const flx_qtensor *t[1] = { &L->wo };
-            const uint8_t *w[1] = { pw[3] };
+            const flx_emu_wpack *w[1] = { &pw[3] };
             float *y[1] = { b.h };
             const char *nm[1] = { "wo" };
             if ((rc = gemv_set(d, &b, b.o, 1, t, w, y, 0, ROWS_LAYER, pool, nm, l, err))) break;
@@ -367,7 +300,7 @@ int flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden,
         flx_emu_rmsnorm_dec(b.h, b.x, L->ffn_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
         {
             const flx_qtensor *t[2] = { &L->w_gate, &L->w_up };
-            const uint8_t *w[2] = { pw[4], pw[5] };
+            const flx_emu_wpack *w[2] = { &pw[4], &pw[5] };
             float *y[2] = { b.g, b.u };
             const char *nm[2] = { "w_gate", "w_up" };
             if ((rc = gemv_set(d, &b, b.h, 2, t, w, y, 1, ROWS_LAYER, pool, nm, l, err))) break;
@@ -375,7 +308,7 @@ int flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden,
         flx_emu_fht(b.g, F, e->fht_scale, fp);
         {
             const flx_qtensor *t[1] = { &L->w_down };
-            const uint8_t *w[1] = { pw[6] };
+            const flx_emu_wpack *w[1] = { &pw[6] };
             float *y[1] = { b.h };
             const char *nm[1] = { "w_down" };
             if ((rc = gemv_set(d, &b, b.g, 1, t, w, y, 0, ROWS_LAYER, pool, nm, l, err))) break;
@@ -390,7 +323,7 @@ int flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden,
     if (!rc && logits) {
         flx_emu_rmsnorm_dec(b.h, b.x, qm->out_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
         const flx_qtensor *t[1] = { &qm->head };
-        const uint8_t *w[1] = { d->w[(int64_t)c->n_layers * N_MAT] };
+        const flx_emu_wpack *w[1] = { &d->w[(int64_t)c->n_layers * N_MAT] };
         float *y[1] = { logits };
         const char *nm[1] = { "head" };
         rc = gemv_set(d, &b, b.h, 1, t, w, y, 0, ROWS_HEAD, pool, nm, c->n_layers, err);

@@ -54,10 +54,41 @@ static const flx_qtensor *layer_weight(const flx_qlayer *L, int i)
     return w[i];
 }
 
+/* i-th packed matrix: wq wk wv wo w_gate w_up w_down per layer, the head */
+static const flx_qtensor *engine_tensor(const flx_qmodel *qm, int64_t i)
+{
+    return i < (int64_t)qm->cfg.n_layers * 7 ? layer_weight(&qm->layers[i / 7], (int)(i % 7)) : &qm->head;
+}
+
+typedef struct {
+    flx_emu_engine *e;
+    const int64_t *first;   /* [n_w + 1]: first 32-row block of each matrix */
+} pack_job;
+
+static void pack_blocks(void *ctx, int64_t b0, int64_t b1, int thread_id)
+{
+    (void)thread_id;
+    const pack_job *j = ctx;
+    int64_t i = 0;
+    for (int64_t b = b0; b < b1;) {
+        while (b >= j->first[i + 1]) i++;
+        int64_t end = b1 < j->first[i + 1] ? b1 : j->first[i + 1];
+        flx_emu_wpack_fill(&j->e->wpack[i], engine_tensor(j->e->qm, i)->q, b - j->first[i],
+                           end - j->first[i]);
+        b = end;
+    }
+}
+
 static int is_pow2(int64_t v) { return v > 1 && !(v & (v - 1)); }
 
 int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_opts *o,
                         int64_t max_pos, flx_error *err)
+{
+    return flx_emu_engine_init_ex(e, qm, o, max_pos, NULL, err);
+}
+
+int flx_emu_engine_init_ex(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_opts *o,
+                           int64_t max_pos, flx_pool *pool, flx_error *err)
 {
     memset(e, 0, sizeof *e);
     const flx_llama_config *c = &qm->cfg;
@@ -174,20 +205,28 @@ int flx_emu_engine_init(flx_emu_engine *e, const flx_qmodel *qm, const flx_emu_o
             for (int h = 0; h < c->n_heads; h++)   /* per-layer value replicated over heads */
                 e->att_scales[((int64_t)l * 4 + i) * c->n_heads + h] = sc[i];
     }
-    /* weights packed once for the prefill GEMM (the VNNI / AMX paths read
-     * nothing else; packing per call cost a copy of every weight per window) */
-    if (flx_emu_vnni_available()) {
+    /* weights packed once, shared by the prefill GEMM (the VNNI / AMX paths
+     * read nothing else; packing per call cost a copy of every weight per
+     * window) and the fast decode GEMV; blocks of 32 rows over the pool */
+    {
         const int n_w = c->n_layers * 7 + 1;
         e->wpack = calloc((size_t)n_w, sizeof *e->wpack);
-        int bad = !e->wpack;
+        int64_t *first = malloc((size_t)(n_w + 1) * sizeof *first);
+        int bad = !e->wpack || !first;
         for (int i = 0; i < n_w && !bad; i++) {
-            const flx_qtensor *t = i == n_w - 1 ? &qm->head : layer_weight(&qm->layers[i / 7], i % 7);
-            bad = flx_emu_wpack_init(&e->wpack[i], t->q, t->n_out, t->n_in);
+            const flx_qtensor *t = engine_tensor(qm, i);
+            bad = flx_emu_wpack_alloc(&e->wpack[i], t->n_out, t->n_in);
         }
         if (bad) {
+            free(first);
             flx_emu_engine_free(e);
             return flx_fail(err, FLX_ENOMEM, "engine: out of memory for the packed weights");
         }
+        first[0] = 0;
+        for (int i = 0; i < n_w; i++) first[i + 1] = first[i] + e->wpack[i].o32 / 32;
+        pack_job pj = { e, first };
+        flx_pool_for(pool, first[n_w], 8, pack_blocks, &pj);
+        free(first);
     }
     /* the exact sgemm paths must not start OpenBLAS threads of their own on
      * top of the caller's pool (they would fight for the same cores) */

@@ -490,18 +490,18 @@ Test(emu_gemm, unsigned_pattern_minus_one_is_fifteen)
     cr_assert_eq(acc, -1 - 8);
 }
 
-/* The decode GEMV on packed weights against the transcription and
- * flx_emu_gemm_i4: odd widths, tails of every length mod 64 bytes, row
- * ranges, extreme codes (-8 everywhere with activations 15), out-of-range
- * counting, and a weight byte outside -8..7 (its low nibble counts). */
+/* The decode GEMV on the packed weights (flx_emu_wpack) against the
+ * transcription and flx_emu_gemm_i4: odd widths and heights (partial
+ * 32-row blocks, inputs padded to 64), row ranges that cut blocks, extreme
+ * codes (-8 everywhere with activations 15), out-of-range counting, and a
+ * weight byte outside -8..7 (its low nibble counts). */
 Test(emu_gemm, packed_i4_gemv_matches_transcription)
 {
-    enum { O = 13 };
+    enum { O = 45 };
     static const int widths[] = { 1, 2, 3, 63, 64, 127, 128, 129, 255, 300, 2048, 2049, 8192 };
     for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
         const int K = widths[wi];
         int8_t *a = malloc(K), *w = malloc((size_t)O * K);
-        uint8_t *wp = malloc((size_t)flx_emu_i4p_bytes(O, K));
         uint8_t *ap = malloc((size_t)flx_emu_i4p_act_bytes(K));
         int64_t want[O];
         int32_t r[O], v[O], g[O];
@@ -511,30 +511,59 @@ Test(emu_gemm, packed_i4_gemv_matches_transcription)
             if (pass == 1) w[O * K - 1] = 7;
             ref_gemm(want, a, 1, w, 1, O, K);
             if (pass == 1) w[O * K - 1] = 0x37;        /* only the low nibble (7) counts */
-            flx_emu_pack_i4(wp, w, 0, 8, O, K);              /* two calls, as by tasks */
-            flx_emu_pack_i4(wp, w, 8, O, O, K);
+            flx_emu_wpack wp;
+            cr_assert_eq(flx_emu_wpack_init(&wp, w, O, K), 0);
             flx_emu_i4p_act(ap, a, K);
-            cr_assert_eq(flx_emu_gemv_i4p(r, ap, wp, 0, O, K, 31), 0);
+            cr_assert_eq(flx_emu_gemv_i4p(r, ap, &wp, 0, O, 31), 0);
             for (int o = 0; o < O; o++) cr_assert_eq(r[o], want[o], "K=%d pass %d o=%d", K, pass, o);
             cr_assert_eq(flx_emu_gemm_i4(g, a, 1, w, 1, O, K, 31, NULL), 0);
             cr_assert_eq(memcmp(g, r, sizeof r), 0);
             if (flx_emu_vnni_available()) {
                 memset(v, 0x55, sizeof v);
-                cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, wp, 0, 5, K, 31), 0);
-                cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, wp, 5, O, K, 31), 0);
+                cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, &wp, 0, 5, 31), 0);
+                cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, &wp, 5, 37, 31), 0);
+                cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, &wp, 37, O, 31), 0);
                 cr_assert_eq(memcmp(v, r, sizeof r), 0, "K=%d pass %d", K, pass);
             }
             /* out-of-range sums counted: with acc_bits so small every
              * non-small sum leaves the range */
             int64_t n_out = 0;
             for (int o = 0; o < O; o++) n_out += want[o] < -8 || want[o] >= 8;
-            cr_assert_eq(flx_emu_gemv_i4p(r, ap, wp, 0, O, K, 4), n_out);
-            if (flx_emu_vnni_available()) cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, wp, 0, O, K, 4), n_out);
+            cr_assert_eq(flx_emu_gemv_i4p(r, ap, &wp, 0, O, 4), n_out);
+            if (flx_emu_vnni_available()) cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, &wp, 0, O, 4), n_out);
+            flx_emu_wpack_free(&wp);
         }
         if (K == 8192) cr_assert_eq(r[0], 15 * -8 * 8192);
-        free(a); free(w); free(wp); free(ap);
+        free(a); free(w); free(ap);
     }
     if (!flx_emu_vnni_available()) cr_log_info("no AVX-512 VNNI on this CPU: packed VNNI GEMV not exercised");
+}
+
+/* Packing in pieces (blocks in any split, as pool tasks do) gives the bytes
+ * of one whole pack, and every nibble holds its code. */
+Test(emu_gemm, weight_packing_in_blocks_equals_whole)
+{
+    enum { O = 100, K = 200 };
+    static int8_t w[O * K];
+    for (int i = 0; i < O * K; i++) w[i] = (int8_t)((int)(rnd32() % 16) - 8);
+    flx_emu_wpack whole, part;
+    cr_assert_eq(flx_emu_wpack_init(&whole, w, O, K), 0);
+    cr_assert_eq(flx_emu_wpack_alloc(&part, O, K), 0);
+    const size_t bytes = (size_t)(whole.o32 / 32 * whole.k64 * 16);
+    memset(part.nib, 0xA5, bytes);
+    flx_emu_wpack_fill(&part, w, 3, 4);
+    flx_emu_wpack_fill(&part, w, 0, 1);
+    flx_emu_wpack_fill(&part, w, 1, 3);
+    cr_assert_eq(memcmp(whole.nib, part.nib, bytes), 0);
+    for (int o = 0; o < whole.o32; o++)
+        for (int k = 0; k < whole.k64; k++) {
+            uint8_t byte = whole.nib[((o / 32) * (whole.k64 / 4) + k / 4) * 64 + 4 * (o % 16) + k % 4];
+            int code = (((o % 32) < 16 ? byte : byte >> 4) & 15) ^ 8;
+            int want = o < O && k < K ? w[o * K + k] : 0;
+            cr_assert_eq(code - 8, want, "o=%d k=%d", o, k);
+        }
+    flx_emu_wpack_free(&whole);
+    flx_emu_wpack_free(&part);
 }
 
 Test(emu_gemm, accumulator_limits_and_documented_wrap)

@@ -112,6 +112,41 @@ static void make_tokens(void)
     for (int i = 0; i < 640; i++) toks[i] = (int32_t)((i * 37 + 11) % NV);
 }
 
+/* The engine packs its weights on the caller's pool: the bytes of every
+ * packed matrix are the same with no pool, 1 and 2 threads, and equal a
+ * plain one-thread flx_emu_wpack_init of the tensor's codes. */
+Test(emu_pipeline, weight_packing_identical_for_any_thread_count)
+{
+    test_model m;
+    build(&m);
+    flx_emu_opts o;
+    flx_emu_opts_default(&o);
+    flx_error err = { 0 };
+    flx_pool *pools[3] = { NULL, flx_pool_create(1), flx_pool_create(2) };
+    flx_emu_engine e[3];
+    for (int p = 0; p < 3; p++)
+        cr_assert_eq(flx_emu_engine_init_ex(&e[p], &m.qm, &o, 64, pools[p], &err), FLX_OK, "%s", err.msg);
+    const int n_w = NL * 7 + 1;
+    for (int i = 0; i < n_w; i++) {
+        const flx_qlayer *L = &m.qm.layers[i / 7 < NL ? i / 7 : 0];
+        const flx_qtensor *all[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        const flx_qtensor *t = i == n_w - 1 ? &m.qm.head : all[i % 7];
+        flx_emu_wpack ref;
+        cr_assert_eq(flx_emu_wpack_init(&ref, t->q, t->n_out, t->n_in), 0);
+        const size_t bytes = (size_t)(ref.o32 / 32 * ref.k64 * 16);
+        for (int p = 0; p < 3; p++) {
+            cr_assert_eq(e[p].wpack[i].o32, ref.o32);
+            cr_assert_eq(e[p].wpack[i].k64, ref.k64);
+            cr_assert_eq(memcmp(e[p].wpack[i].nib, ref.nib, bytes), 0, "matrix %d pool %d", i, p);
+        }
+        flx_emu_wpack_free(&ref);
+    }
+    for (int p = 0; p < 3; p++) flx_emu_engine_free(&e[p]);
+    flx_pool_free(pools[1]);
+    flx_pool_free(pools[2]);
+    destroy(&m);
+}
+
 Test(emu_pipeline, prefill_identical_for_any_thread_count)
 {
     test_model m;
