@@ -292,3 +292,14 @@ int cli_mpi_ppl_run(cli_mpi *mp, const flx_model *m, const int32_t *tokens, int6
 #endif
     return flx_ppl_run(m, tokens, n_tokens, o, r, err);
 }
+
+int cli_mpi_gather(const cli_mpi *mp, const void *mine, size_t item_bytes, int64_t n_items, void *all)
+{
+#ifdef FLXEMU_MPI
+    if (mp->size > 1) return gather_windows(mp, mine, item_bytes, n_items, all);
+#else
+    (void)mp;
+#endif
+    if (n_items > 0) memcpy(all, mine, (size_t)n_items * item_bytes);
+    return FLX_OK;
+}

@@ -51,4 +51,11 @@ int cli_mpi_ppl_run(cli_mpi *mp, const flx_model *m, const int32_t *tokens, int6
 int cli_mpi_mine(const cli_mpi *mp, int64_t i);
 int cli_mpi_worst(const cli_mpi *mp, int status);
 
+/* n_items items of item_bytes each, shared round-robin (cli_mpi_mine):
+ * each rank passes its own items in order in mine; rank 0 gets every item
+ * in item order in all (unused on the other ranks).  With one rank: a copy.
+ * Every rank returns the same status (FLX_ENOMEM when rank 0 cannot hold
+ * them, or MPI counts overflow). */
+int cli_mpi_gather(const cli_mpi *mp, const void *mine, size_t item_bytes, int64_t n_items, void *all);
+
 #endif

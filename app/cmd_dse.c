@@ -3,6 +3,7 @@
  * on the same footing, the best unified temporal, unified spatial and hybrid
  * designs. */
 #include "cli.h"
+#include "cli_mpi.h"
 #include "flx_perf.h"
 
 #include <cjson/cJSON.h>
@@ -223,6 +224,43 @@ static int draw_pareto(FILE *fp, const void *ctx)
     return flx_perf_svg_pareto(fp, p->base, p->res, p->obj, p->marks, p->n_marks);
 }
 
+/* The sweep's tasks i with cli_mpi_mine(i) on this rank, gathered in task
+ * order on rank 0, which combines them (flx_dse_finish): the same result as
+ * flx_dse_run in one process, bit for bit.  Every rank returns the same
+ * status; res is filled on rank 0 only. */
+static int sweep(cli_mpi *mp, const flx_perf_config *base, long long prompt, long long decode,
+                 flx_dse_objective obj, flx_dse_result *res, flx_error *err)
+{
+    memset(res, 0, sizeof *res);
+    const int64_t n_tasks = flx_dse_n_tasks();
+    flx_dse_task *mine = calloc((size_t)n_tasks, sizeof *mine), *all = calloc((size_t)n_tasks, sizeof *all);
+    int rc = mine && all ? FLX_OK : flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
+    flx_progress prog;
+    flx_progress_begin(&prog, "dse", 1, mp->rank == 0 && isatty(STDERR_FILENO));   /* a bar only for a person */
+    prog.total = (n_tasks - mp->rank + mp->size - 1) / mp->size;
+    int64_t n_mine = 0;
+    for (int64_t i = 0; !rc && i < n_tasks; i++) {
+        if (!cli_mpi_mine(mp, i)) continue;
+        rc = flx_dse_task_run(base, prompt, decode, i, &mine[n_mine++], err);
+        flx_progress_update(&prog, n_mine);
+    }
+    if (cli_mpi_worst(mp, rc != FLX_OK) && !rc)
+        rc = flx_fail(err, FLX_EIO, "design-space sweep: another MPI rank failed (see its message)");
+    if (!rc && cli_mpi_gather(mp, mine, sizeof *mine, n_tasks, all))
+        rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: gathering the ranks' designs failed");
+    if (!rc && mp->rank == 0) rc = flx_dse_finish(base, prompt, decode, obj, all, res, err);
+    if (!rc) flx_progress_end(&prog);
+    free(mine);
+    free(all);
+    rc = cli_mpi_worst(mp, rc) ? (rc ? rc : FLX_EIO) : FLX_OK;
+    mp->agreed = 1;   /* every rank knows the status: no abort needed */
+    if (rc && mp->rank == 0 && res->points) flx_dse_free(res);
+    return rc;
+}
+
+static int report(const dse_args *a, const char *device, flx_dse_objective obj, const flx_perf_config *base,
+                  const flx_dse_result *res);
+
 int flx_cmd_dse(int argc, char **argv)
 {
     dse_args a;
@@ -237,31 +275,46 @@ int flx_cmd_dse(int argc, char **argv)
     flx_perf_config base;
     if (flx_perf_config_find(!strcmp(device, "u280") ? "u280_mem_opt" : "v80", NULL, &base, &err))
         return cli_fail(CMD, &err);
-    flx_progress prog;
-    flx_progress_begin(&prog, "dse", 1, isatty(STDERR_FILENO));   /* a bar only for a person */
+    if (flx_dse_check(&base, a.prompt, a.decode, &err)) return cli_fail(CMD, &err);
+    /* mpirun/srun: the sweep's tasks shared among the ranks, rank 0 reports */
+    cli_mpi mpi;
+    if (cli_mpi_begin(&mpi, &err)) return cli_fail(CMD, &err);
     flx_dse_result res;
-    if (flx_dse_run(&base, a.prompt, a.decode, obj, &res, &prog, &err)) return cli_fail(CMD, &err);
-    print_front(&base, &res, a.prompt, a.decode, obj, a.top);
+    rc = sweep(&mpi, &base, a.prompt, a.decode, obj, &res, &err);
+    if (rc || mpi.rank != 0) {
+        if (rc) cli_fail(CMD, &err);
+        cli_mpi_end(&mpi, rc != FLX_OK);
+        return rc ? FLX_EXIT_FAIL : FLX_EXIT_OK;
+    }
+    rc = report(&a, device, obj, &base, &res);
+    flx_dse_free(&res);
+    cli_mpi_end(&mpi, rc != FLX_EXIT_OK);
+    return rc;
+}
+
+/* Rank 0 (or the one process): the tables, --json and --svg. */
+static int report(const dse_args *a, const char *device, flx_dse_objective obj, const flx_perf_config *base,
+                  const flx_dse_result *res)
+{
+    flx_error err = {0};
+    int rc = FLX_EXIT_OK;
+    print_front(base, res, a->prompt, a->decode, obj, a->top);
     flx_dse_mark marks[2];
     int n_marks = 0;
-    if (shipped_marks(device, &base, a.prompt, a.decode, marks, &n_marks, &err)) {
-        flx_dse_free(&res);
-        return cli_fail(CMD, &err);
-    }
+    if (shipped_marks(device, base, a->prompt, a->decode, marks, &n_marks, &err)) return cli_fail(CMD, &err);
     printf("\nShipped designs (marked on the SVG):\n%s", DSE_HDR);
     for (int i = 0; i < n_marks; i++) {
         print_point(&marks[i].pt);
         printf("    ^ %s\n", marks[i].label);
     }
-    if (a.json) {
-        cJSON *root = dse_json(&base, &res, a.prompt, a.decode, obj, marks, n_marks);
+    if (a->json) {
+        cJSON *root = dse_json(base, res, a->prompt, a->decode, obj, marks, n_marks);
         char *text = cJSON_Print(root);
         cJSON_Delete(root);
-        rc = cli_write_text(CMD, a.json, text, "");
+        rc = cli_write_text(CMD, a->json, text, "");
         free(text);
     }
-    pareto_svg ps = {&base, &res, obj, marks, n_marks};
-    if (rc == FLX_EXIT_OK && a.svg) rc = cli_write_drawing(CMD, a.svg, draw_pareto, &ps);
-    flx_dse_free(&res);
+    pareto_svg ps = {base, res, obj, marks, n_marks};
+    if (rc == FLX_EXIT_OK && a->svg) rc = cli_write_drawing(CMD, a->svg, draw_pareto, &ps);
     return rc;
 }

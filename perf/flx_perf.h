@@ -454,6 +454,35 @@ int  flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t dec
                  flx_dse_objective obj, flx_dse_result *res, flx_progress *progress,
                  flx_error *err);
 void flx_dse_free(flx_dse_result *res);
+
+/* The sweep in pieces, to spread it over processes (flxemu dse under MPI):
+ * flx_dse_run is flx_dse_task_run for every task i < flx_dse_n_tasks()
+ * (each independent of the others: one prefill option with the
+ * unified-spatial decode on it, one decode engine, or one unified-temporal
+ * design), then flx_dse_finish on all the tasks in order; done in pieces it
+ * gives the same result, bit for bit.  flx_dse_task is plain data (no
+ * pointers), so it can travel between processes of the same program. */
+typedef struct flx_dse_task {
+    int32_t kind;                  /* 0 prefill option, 1 decode engine, 2 temporal   */
+    int32_t valid;                 /* 0: the option does not exist on this device    */
+    flx_perf_prefill_par pre;      /* prefill option                                 */
+    flx_perf_decode_par  dec;      /* decode engine                                  */
+    double prefill_s;              /* prefill option: prefill + KV hand-over         */
+    double decode_s;               /* prefill option: spatial decode; engine: decode */
+    flx_perf_resources res;        /* prefill option or decode engine                */
+    flx_dse_point pt;              /* temporal design                                */
+} flx_dse_task;
+
+int64_t flx_dse_n_tasks(void);
+/* FLX_EINVAL when the prompt/decode lengths exceed base's limits (as
+ * flx_dse_run reports them). */
+int  flx_dse_check(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens,
+                   flx_error *err);
+int  flx_dse_task_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens,
+                      int64_t i, flx_dse_task *t, flx_error *err);
+int  flx_dse_finish(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens,
+                    flx_dse_objective obj, const flx_dse_task *tasks, flx_dse_result *res,
+                    flx_error *err);
 /* Evaluates one design of a family (used by the sweep and the tests). */
 int  flx_dse_eval(const flx_perf_config *base, flx_dse_family fam,
                   const flx_perf_prefill_par *pre, const flx_perf_decode_par *dec,

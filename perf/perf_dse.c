@@ -201,18 +201,6 @@ int flx_dse_eval(const flx_perf_config *base, flx_dse_family fam, const flx_perf
 
 /* ---------------------------------------------------------------- sweep */
 
-typedef struct pre_opt {
-    flx_perf_prefill_par p;
-    double prefill_s, spatial_decode_s;
-    flx_perf_resources res;
-} pre_opt;
-
-typedef struct dec_opt {
-    flx_perf_decode_par d;
-    double decode_s;
-    flx_perf_resources res;
-} dec_opt;
-
 static int next_pow2(int v)
 {
     int p = 1;
@@ -251,131 +239,157 @@ static const int DEC_B[] = {8, 16, 32}, DEC_W[] = {32, 64, 128}, DEC_HP[] = {4, 
 static const int TMP_TP[] = {2, 4, 8}, TMP_WP[] = {32, 64, 128, 256, 512}, TMP_KVP[] = {16, 32, 64};
 enum { NPRE = 2 * 5 * 2 * 10, NDEC = 3 * 3 * 2 * 3, NTMP = 3 * 5 * 3 };
 
-/* what the sweep carries between its steps */
-typedef struct sweep {
-    const flx_perf_config *base;
-    int64_t n, decode_tokens;       /* prefill tokens (prompt - 1), decode tokens */
-    pre_opt *po;
-    dec_opt *dopt;
-    int n_po, n_do;
-    int64_t cap, done;              /* room in res->points; progress steps done */
-    flx_progress *progress;
-} sweep;
+/* The sweep is NPRE + NDEC + NTMP independent tasks (flx_dse_task_run),
+ * then one combining step (flx_dse_finish): task i < NPRE times prefill
+ * option i (with the unified-spatial decode on it), the next NDEC the
+ * hybrid's decode engines, the last NTMP the unified-temporal designs. */
+int64_t flx_dse_n_tasks(void) { return (int64_t)NPRE + NDEC + NTMP; }
 
-static void tick(sweep *w)
+static int check_limits(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens,
+                        flx_error *err)
 {
-    if (w->progress) flx_progress_update(w->progress, ++w->done);
+    int64_t n = prompt_tokens - 1;
+    if (n < 1 || n > base->max_prefill_tokens || decode_tokens < 1 ||
+        decode_tokens > base->max_decode_tokens || n + decode_tokens > base->max_total_tokens)
+        return flx_fail(err, FLX_EINVAL,
+                        "design-space sweep: a %lld-token prompt and %lld decode tokens exceed the limits of %s "
+                        "(prefill <= %d, decode <= %d, total <= %d)",
+                        (long long)prompt_tokens, (long long)decode_tokens, base->name,
+                        base->max_prefill_tokens, base->max_decode_tokens, base->max_total_tokens);
+    return FLX_OK;
 }
 
-/* prefill options: each timed once, with the spatial decode on it */
-static void sweep_prefill_options(sweep *w)
+int flx_dse_check(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens, flx_error *err)
 {
-    const flx_perf_config *base = w->base;
+    return check_limits(base, prompt_tokens, decode_tokens, err);
+}
+
+/* prefill option i (grid order TP, WP, K/V, FFN): timed once, with the
+ * spatial decode on it */
+static void prefill_option(const flx_perf_config *base, int64_t n, int64_t decode_tokens, int64_t i,
+                           flx_dse_task *t)
+{
+    const size_t f = (size_t)(i % 10), k = (size_t)(i / 10 % 2), b = (size_t)(i / 20 % 5), a = (size_t)(i / 100);
     double hz = hz_of(base);
     flx_error e2;
-    for (size_t a = 0; a < 2; a++)
-        for (size_t b = 0; b < 5; b++)
-            for (size_t k = 0; k < 2; k++)
-                for (size_t f = 0; f < 10; f++) {
-                    tick(w);
-                    flx_perf_config c = *base;
-                    c.pre = (flx_perf_prefill_par){PRE_TP[a], PRE_WP[b], next_pow2(PRE_WP[b]), PRE_KVP[k],
-                                                   PRE_KVP[k], PRE_FFN[f][0], PRE_FFN[f][1]};
-                    if (flx_perf_config_validate(&c, "dse", &e2)) continue;
-                    pre_opt *o = &w->po[w->n_po];
-                    o->p = c.pre;
-                    double cy;
-                    if (flx_perf_prefill_seconds(&c, w->n, &cy, NULL, &e2)) continue;
-                    o->prefill_s = cy / hz + handover_s(base, w->n);
-                    double sc = 0;
-                    for (int64_t t = 0; t < w->decode_tokens; t++)
-                        sc += spatial_decode_cycles(&c, w->n + t + 1);
-                    o->spatial_decode_s = sc / hz;
-                    flx_perf_resources_prefill(&c, 1, &o->res);
-                    w->n_po++;
-                }
+    flx_perf_config c = *base;
+    c.pre = (flx_perf_prefill_par){PRE_TP[a], PRE_WP[b], next_pow2(PRE_WP[b]), PRE_KVP[k],
+                                   PRE_KVP[k], PRE_FFN[f][0], PRE_FFN[f][1]};
+    if (flx_perf_config_validate(&c, "dse", &e2)) return;
+    t->pre = c.pre;
+    double cy;
+    if (flx_perf_prefill_seconds(&c, n, &cy, NULL, &e2)) return;
+    t->prefill_s = cy / hz + handover_s(base, n);
+    double sc = 0;
+    for (int64_t s = 0; s < decode_tokens; s++) sc += spatial_decode_cycles(&c, n + s + 1);
+    t->decode_s = sc / hz;
+    flx_perf_resources_prefill(&c, 1, &t->res);
+    t->valid = 1;
 }
 
-/* decode options of the hybrid's temporal engine */
-static void sweep_decode_options(sweep *w)
+/* decode option i of the hybrid's temporal engine (grid order B, W, HP, K/V) */
+static void decode_option(const flx_perf_config *base, int64_t n, int64_t decode_tokens, int64_t i,
+                          flx_dse_task *t)
 {
-    const flx_perf_config *base = w->base;
+    const size_t k = (size_t)(i % 3), h = (size_t)(i / 3 % 2), b = (size_t)(i / 6 % 3), a = (size_t)(i / 18);
     flx_error e2;
-    for (size_t a = 0; a < 3; a++)
-        for (size_t b = 0; b < 3; b++)
-            for (size_t h = 0; h < 2; h++)
-                for (size_t k = 0; k < 3; k++) {
-                    tick(w);
-                    flx_perf_config c = *base;
-                    int bw = DEC_B[a] * DEC_W[b];
-                    c.dec = (flx_perf_decode_par){8, DEC_B[a], 2, DEC_HP[h], DEC_W[b], DEC_KVP[k], DEC_KVP[k],
-                                                  bw >= 1024 ? bw : 1024, 1,
-                                                  base->dec.attend_current,
-                                                  base->dec.sort_lanes_serial,
-                                                  base->dec.sort_insert_ii};
-                    if (flx_perf_config_validate(&c, "dse", &e2)) continue;
-                    dec_opt *o = &w->dopt[w->n_do];
-                    o->d = c.dec;
-                    int r = 0;
-                    o->decode_s = decode_seconds(&c, w->n, w->decode_tokens, &e2, &r);
-                    if (r) continue;
-                    flx_perf_resources_decode(&c, &o->res);
-                    w->n_do++;
-                }
+    flx_perf_config c = *base;
+    int bw = DEC_B[a] * DEC_W[b];
+    c.dec = (flx_perf_decode_par){8, DEC_B[a], 2, DEC_HP[h], DEC_W[b], DEC_KVP[k], DEC_KVP[k],
+                                  bw >= 1024 ? bw : 1024, 1,
+                                  base->dec.attend_current,
+                                  base->dec.sort_lanes_serial,
+                                  base->dec.sort_insert_ii};
+    if (flx_perf_config_validate(&c, "dse", &e2)) return;
+    t->dec = c.dec;
+    int r = 0;
+    t->decode_s = decode_seconds(&c, n, decode_tokens, &e2, &r);
+    if (r) return;
+    flx_perf_resources_decode(&c, &t->res);
+    t->valid = 1;
 }
 
-/* hybrid: every prefill option with every decode engine; then the unified
- * spatial design (the prefill kernel alone) */
-static int add_hybrid_and_spatial(sweep *w, flx_dse_result *res, flx_error *err)
+/* unified temporal design i (grid order TP, WP, K/V): one engine for both stages */
+static void temporal_option(const flx_perf_config *base, int64_t n, int64_t decode_tokens, int64_t i,
+                            flx_dse_task *t)
 {
-    for (int i = 0; i < w->n_po; i++)
-        for (int j = 0; j < w->n_do; j++) {
-            flx_dse_point pt;
-            memset(&pt, 0, sizeof pt);
-            pt.family = FLX_DSE_HYBRID;
-            pt.pre = w->po[i].p;
-            pt.dec = w->dopt[j].d;
-            pt.prefill_s = w->po[i].prefill_s;
-            pt.decode_s = w->dopt[j].decode_s;
-            pt.res = w->po[i].res;
-            flx_perf_resources_add(&pt.res, &w->dopt[j].res);
-            finish_point(w->base, &pt);
-            if (push(res, w->cap, w->base, &pt))
-                return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
-        }
-    for (int i = 0; i < w->n_po; i++) {
-        flx_dse_point pt;
-        memset(&pt, 0, sizeof pt);
-        pt.family = FLX_DSE_SPATIAL;
-        pt.pre = w->po[i].p;
-        pt.prefill_s = w->po[i].prefill_s;
-        pt.decode_s = w->po[i].spatial_decode_s;
-        pt.res = w->po[i].res;
-        finish_point(w->base, &pt);
-        if (push(res, w->cap, w->base, &pt))
-            return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
+    const size_t k = (size_t)(i % 3), b = (size_t)(i / 3 % 5), a = (size_t)(i / 15);
+    flx_error e2;
+    flx_perf_prefill_par p = {TMP_TP[a], TMP_WP[b], TMP_WP[b], TMP_KVP[k], TMP_KVP[k], TMP_WP[b], 1};
+    if (flx_dse_eval(base, FLX_DSE_TEMPORAL, &p, NULL, n + 1, decode_tokens, &t->pt, &e2)) return;
+    t->valid = 1;
+}
+
+int flx_dse_task_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens, int64_t i,
+                     flx_dse_task *t, flx_error *err)
+{
+    memset(t, 0, sizeof *t);
+    int rc = check_limits(base, prompt_tokens, decode_tokens, err);
+    if (rc) return rc;
+    if (i < 0 || i >= flx_dse_n_tasks())
+        return flx_fail(err, FLX_EINVAL, "design-space sweep: task %lld of %lld", (long long)i,
+                        (long long)flx_dse_n_tasks());
+    const int64_t n = prompt_tokens - 1;
+    if (i < NPRE) {
+        t->kind = 0;
+        prefill_option(base, n, decode_tokens, i, t);
+    } else if (i < NPRE + NDEC) {
+        t->kind = 1;
+        decode_option(base, n, decode_tokens, i - NPRE, t);
+    } else {
+        t->kind = 2;
+        temporal_option(base, n, decode_tokens, i - NPRE - NDEC, t);
     }
     return FLX_OK;
 }
 
-/* unified temporal: one engine for both stages */
-static int add_temporal(sweep *w, flx_dse_result *res, flx_error *err)
+static int push_point(flx_dse_result *res, int64_t cap, const flx_perf_config *base, const flx_dse_point *pt,
+                      flx_error *err)
 {
-    flx_error e2;
-    for (size_t a = 0; a < 3; a++)
-        for (size_t b = 0; b < 5; b++)
-            for (size_t k = 0; k < 3; k++) {
-                tick(w);
-                flx_perf_prefill_par p = {TMP_TP[a], TMP_WP[b], TMP_WP[b], TMP_KVP[k], TMP_KVP[k],
-                                          TMP_WP[b], 1};
-                flx_dse_point pt;
-                if (flx_dse_eval(w->base, FLX_DSE_TEMPORAL, &p, NULL, w->n + 1, w->decode_tokens,
-                                 &pt, &e2))
-                    continue;
-                if (push(res, w->cap, w->base, &pt))
-                    return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
-            }
+    if (push(res, cap, base, pt)) return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
     return FLX_OK;
+}
+
+/* hybrid: every prefill option with every decode engine; then the unified
+ * spatial design (the prefill kernel alone); then the unified temporal
+ * designs, each list in task order */
+static int add_points(const flx_perf_config *base, const flx_dse_task *tasks, flx_dse_result *res,
+                      int64_t cap, flx_error *err)
+{
+    const flx_dse_task *po = tasks, *dopt = tasks + NPRE, *tmp = tasks + NPRE + NDEC;
+    int rc = FLX_OK;
+    for (int i = 0; i < NPRE && !rc; i++) {
+        if (!po[i].valid) continue;
+        for (int j = 0; j < NDEC && !rc; j++) {
+            if (!dopt[j].valid) continue;
+            flx_dse_point pt;
+            memset(&pt, 0, sizeof pt);
+            pt.family = FLX_DSE_HYBRID;
+            pt.pre = po[i].pre;
+            pt.dec = dopt[j].dec;
+            pt.prefill_s = po[i].prefill_s;
+            pt.decode_s = dopt[j].decode_s;
+            pt.res = po[i].res;
+            flx_perf_resources_add(&pt.res, &dopt[j].res);
+            finish_point(base, &pt);
+            rc = push_point(res, cap, base, &pt, err);
+        }
+    }
+    for (int i = 0; i < NPRE && !rc; i++) {
+        if (!po[i].valid) continue;
+        flx_dse_point pt;
+        memset(&pt, 0, sizeof pt);
+        pt.family = FLX_DSE_SPATIAL;
+        pt.pre = po[i].pre;
+        pt.prefill_s = po[i].prefill_s;
+        pt.decode_s = po[i].decode_s;
+        pt.res = po[i].res;
+        finish_point(base, &pt);
+        rc = push_point(res, cap, base, &pt, err);
+    }
+    for (int i = 0; i < NTMP && !rc; i++)
+        if (tmp[i].valid) rc = push_point(res, cap, base, &tmp[i].pt, err);
+    return rc;
 }
 
 static double objective(const flx_dse_point *p, flx_dse_objective obj)
@@ -425,45 +439,45 @@ static int pareto_front(flx_dse_result *res, flx_error *err)
     return FLX_OK;
 }
 
+int flx_dse_finish(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens,
+                   flx_dse_objective obj, const flx_dse_task *tasks, flx_dse_result *res, flx_error *err)
+{
+    memset(res, 0, sizeof *res);
+    res->best[0] = res->best[1] = res->best[2] = res->best_all = -1;
+    int rc = check_limits(base, prompt_tokens, decode_tokens, err);
+    if (rc) return rc;
+    const int64_t cap = (int64_t)NPRE * NDEC + NTMP + NPRE;
+    res->points = calloc((size_t)cap, sizeof *res->points);
+    if (!res->points) rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
+    if (!rc) rc = add_points(base, tasks, res, cap, err);
+    if (!rc) {
+        pick_best(res, obj);
+        rc = pareto_front(res, err);
+    }
+    if (rc) flx_dse_free(res);
+    return rc;
+}
+
 int flx_dse_run(const flx_perf_config *base, int64_t prompt_tokens, int64_t decode_tokens,
                 flx_dse_objective obj, flx_dse_result *res, flx_progress *progress,
                 flx_error *err)
 {
     memset(res, 0, sizeof *res);
     res->best[0] = res->best[1] = res->best[2] = res->best_all = -1;
-    int64_t n = prompt_tokens - 1;
-    if (n < 1 || n > base->max_prefill_tokens || decode_tokens < 1 ||
-        decode_tokens > base->max_decode_tokens || n + decode_tokens > base->max_total_tokens)
-        return flx_fail(err, FLX_EINVAL,
-                        "design-space sweep: a %lld-token prompt and %lld decode tokens exceed the limits of %s "
-                        "(prefill <= %d, decode <= %d, total <= %d)",
-                        (long long)prompt_tokens, (long long)decode_tokens, base->name,
-                        base->max_prefill_tokens, base->max_decode_tokens, base->max_total_tokens);
-    sweep w = {base, n, decode_tokens, calloc(NPRE, sizeof(pre_opt)), calloc(NDEC, sizeof(dec_opt)),
-               0, 0, (int64_t)NPRE * NDEC + NTMP + NPRE, 0, progress};
-    res->points = calloc((size_t)w.cap, sizeof *res->points);
-    int rc = FLX_OK;
-    if (!w.po || !w.dopt || !res->points) {
-        rc = flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
-    } else {
-        if (progress) progress->total = NPRE + NDEC + NTMP;
-        sweep_prefill_options(&w);
-        sweep_decode_options(&w);
-        rc = add_hybrid_and_spatial(&w, res, err);
-        if (!rc) rc = add_temporal(&w, res, err);
+    int rc = check_limits(base, prompt_tokens, decode_tokens, err);
+    if (rc) return rc;
+    const int64_t n_tasks = flx_dse_n_tasks();
+    flx_dse_task *tasks = calloc((size_t)n_tasks, sizeof *tasks);
+    if (!tasks) return flx_fail(err, FLX_ENOMEM, "design-space sweep: out of memory");
+    if (progress) progress->total = n_tasks;
+    for (int64_t i = 0; i < n_tasks && !rc; i++) {
+        rc = flx_dse_task_run(base, prompt_tokens, decode_tokens, i, &tasks[i], err);
+        if (progress) flx_progress_update(progress, i + 1);
     }
-    free(w.po);
-    free(w.dopt);
-    if (!rc) {
-        pick_best(res, obj);
-        rc = pareto_front(res, err);
-    }
-    if (rc) {
-        flx_dse_free(res);
-        return rc;
-    }
-    if (progress) flx_progress_end(progress);
-    return FLX_OK;
+    if (!rc) rc = flx_dse_finish(base, prompt_tokens, decode_tokens, obj, tasks, res, err);
+    free(tasks);
+    if (!rc && progress) flx_progress_end(progress);
+    return rc;
 }
 
 void flx_dse_free(flx_dse_result *res)

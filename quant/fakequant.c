@@ -71,6 +71,28 @@ static void static_int8(float *x, int64_t n, float scale)
     flx_fake_quant(&s, x, 1, n, &p, x);
 }
 
+/* the static INT8 Q/K/V quantizers of tokens [begin, end): elementwise
+ * with fixed scales, so the pool changes no bit */
+typedef struct static_qkv_job {
+    float *q, *k, *v;
+    int64_t q_dim, kv_dim;
+    float sq, f, k_s, v_s;
+    int scale_q;            /* multiply q by f (head_dim not a square) */
+} static_qkv_job;
+
+static void static_qkv_rows(void *ctx, int64_t begin, int64_t end, int thread_id)
+{
+    (void)thread_id;
+    const static_qkv_job *j = ctx;
+    const int64_t n = end - begin;
+    float *q = j->q + begin * j->q_dim;
+    static_int8(q, n * j->q_dim, j->sq);
+    if (j->scale_q)
+        for (int64_t i = 0; i < n * j->q_dim; i++) q[i] *= j->f;
+    static_int8(j->k + begin * j->kv_dim, n * j->kv_dim, j->k_s);
+    static_int8(j->v + begin * j->kv_dim, n * j->kv_dim, j->v_s);
+}
+
 static int fq_qkv(void *ctx, int layer, float *q, float *k, float *v, int64_t n_tokens,
                   int64_t pos0, const flx_llama_config *cfg, flx_error *err)
 {
@@ -91,14 +113,10 @@ static int fq_qkv(void *ctx, int layer, float *q, float *k, float *v, int64_t n_
          * model's; docs/quant.md).  For head_dim 64 the factor is exactly 1
          * and is skipped. */
         const int32_t F = flx_attn_q_factor(cfg->head_dim);
-        float sq = (float)F * L->q_s;
-        static_int8(q, n_tokens * q_dim, sq);
-        if (F * F != cfg->head_dim) {
-            const float f = (float)(sqrt((double)cfg->head_dim) / F);
-            for (int64_t i = 0; i < n_tokens * q_dim; i++) q[i] *= f;
-        }
-        static_int8(k, n_tokens * kv_dim, L->k_s);
-        static_int8(v, n_tokens * kv_dim, L->v_s);
+        static_qkv_job j = {q, k, v, q_dim, kv_dim, (float)F * L->q_s,
+                            (float)(sqrt((double)cfg->head_dim) / F), L->k_s, L->v_s,
+                            F * F != cfg->head_dim};
+        flx_pool_for(fq->pool, n_tokens, 16, static_qkv_rows, &j);
     } else if (r->kv_bits < 16) {
         flx_qspec ks = per_head(r->k, cfg->head_dim), vs = per_head(r->v, cfg->head_dim);
         flx_fake_quant(&ks, k, n_tokens, kv_dim, NULL, k);
@@ -113,11 +131,7 @@ static int fq_qkv(void *ctx, int layer, float *q, float *k, float *v, int64_t n_
 static void fq_probs(void *ctx, int layer, float *p, int64_t n_rows, int64_t n_keys)
 {
     const flx_fakequant *fq = ctx;
-    const float a_s = fq->qm->layers[layer].a_s;
-    for (int64_t i = 0; i < n_rows * n_keys; i++) {
-        float r = roundf(p[i] / a_s);
-        p[i] = (r < 255.0f ? r : 255.0f) * a_s;
-    }
+    flx_fake_quant_u8(p, n_rows * n_keys, fq->qm->layers[layer].a_s);
 }
 
 /* w^ = s (q - z) per group (s q when symmetric), row by row: rows are

@@ -122,6 +122,17 @@ void flx_quant_apply(const flx_qspec *s, const float *x, int64_t rows, int64_t c
  * a tensor in float never call this). */
 void flx_fake_quant(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
                     const flx_qparams *params, float *out);
+/* The plain C loops of flx_fake_quant: flx_fake_quant runs AVX2 forms of
+ * them when the processor has AVX2, with the same bits (quant/qsimd.c;
+ * tests/quant/test_qsimd.c compares the two). */
+void flx_fake_quant_scalar(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
+                           const flx_qparams *params, float *out);
+
+/* FlexLLM's static unsigned 8-bit quantizer of the softmax output, in
+ * place: p = min(roundf(p / a_s), 255) * a_s (p >= 0; roundf is half away
+ * from zero), and its plain C loop. */
+void flx_fake_quant_u8(float *p, int64_t n, float a_s);
+void flx_fake_quant_u8_scalar(float *p, int64_t n, float a_s);
 
 /* ---------------------------------------------------------------- packing */
 

@@ -55,6 +55,9 @@ float flx_fht_norm_divisor(int32_t n);
  * FHT.h does (divisor 1 = unnormalized, no division performed).  n must be
  * a power of two (1 allowed).  Returns FLX_EINVAL otherwise. */
 int flx_fht(float *x, int32_t n, flx_fht_order order, float divisor, flx_error *err);
+/* flx_fht's plain C loops; flx_fht runs the same stages eight lanes at a
+ * time (AVX2) when it can, with the same bits (tests/quant/test_qsimd.c). */
+int flx_fht_scalar(float *x, int32_t n, flx_fht_order order, float divisor, flx_error *err);
 
 /* The same on n_rows consecutive rows of n floats, rows spread over pool
  * (NULL: serial); each row is transformed on its own, so the result does

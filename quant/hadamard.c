@@ -2,6 +2,7 @@
  * documented stage order; double for merging) and dense rotation matrices:
  * Sylvester Hadamard, random Hadamard, random orthogonal (LAPACK QR). */
 #include "flx_rotate.h"
+#include "qsimd.h"
 
 #include <lapacke.h>
 #include <math.h>
@@ -31,7 +32,7 @@ static void fht_stage(float *x, int32_t n, int b)
         }
 }
 
-static void fht_nocheck(float *x, int32_t n, flx_fht_order order, float divisor)
+static void fht_scalar(float *x, int32_t n, flx_fht_order order, float divisor)
 {
     const int m = log2_i(n);
     if (order == FLX_FHT_FLEXLLM) {
@@ -42,6 +43,24 @@ static void fht_nocheck(float *x, int32_t n, flx_fht_order order, float divisor)
     }
     if (divisor != 1.0f)
         for (int32_t i = 0; i < n; i++) x[i] = x[i] / divisor;
+}
+
+/* The same stages in the same order, eight butterflies at a time (AVX2,
+ * same bits: quant/qsimd.c) when the processor has it and n >= 8. */
+static void fht_nocheck(float *x, int32_t n, flx_fht_order order, float divisor)
+{
+    if (n < 8 || !flx_qsimd_avx2()) {
+        fht_scalar(x, n, order, divisor);
+        return;
+    }
+    const int m = log2_i(n);
+    if (order == FLX_FHT_FLEXLLM) {
+        for (int b = 1; b < m; b++) flx_qsimd_fht_stage(x, n, b);
+        flx_qsimd_fht_stage(x, n, 0);
+    } else {
+        for (int b = 0; b < m; b++) flx_qsimd_fht_stage(x, n, b);
+    }
+    if (divisor != 1.0f) flx_qsimd_div(x, n, divisor);
 }
 
 int flx_fht(float *x, int32_t n, flx_fht_order order, float divisor, flx_error *err)
@@ -65,6 +84,16 @@ static void fht_rows_fn(void *vctx, int64_t begin, int64_t end, int thread_id)
 {
     fht_rows_ctx *c = vctx;
     for (int64_t r = begin; r < end; r++) fht_nocheck(c->x + r * c->n, c->n, c->order, c->divisor);
+}
+
+int flx_fht_scalar(float *x, int32_t n, flx_fht_order order, float divisor, flx_error *err)
+{
+    if (!flx_is_pow2(n))
+        return flx_fail(err, FLX_EINVAL, "Hadamard transform: size %d is not a power of two", (int)n);
+    if (!(divisor > 0.0f) || !isfinite(divisor))
+        return flx_fail(err, FLX_EINVAL, "Hadamard transform: divisor %g must be positive", (double)divisor);
+    fht_scalar(x, n, order, divisor);
+    return FLX_OK;
 }
 
 int flx_fht_rows(float *x, int64_t n_rows, int32_t n, flx_fht_order order, float divisor,

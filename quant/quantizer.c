@@ -2,6 +2,7 @@
  * their granularities, MSE clip search, packing, FlexLLM weight export.
  * Formulas are in flx_quant.h; this file follows them line by line. */
 #include "flx_quant.h"
+#include "qsimd.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -282,15 +283,64 @@ void flx_quant_apply(const flx_qspec *s, const float *x, int64_t rows, int64_t c
             quant_run(s, params[r * n_groups + j], x + r * cols + j * g, g, q + r * cols + j * g);
 }
 
+/* The AVX2 form of flx_fake_quant_scalar (same bits, qsimd.c): the same
+ * parameters per group (min/max, params_for_range), then the vector
+ * quantize-dequantize over each run of values sharing them. */
+static void fake_quant_avx2(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
+                            const flx_qparams *params, float *out)
+{
+    const int64_t g = s->gran == FLX_QG_TENSOR ? rows * cols : group_cols(s, cols);
+    const int64_t n_runs = rows * cols / g;
+    for (int64_t i = 0; i < n_runs; i++) {
+        flx_qparams p;
+        if (params) {
+            p = params[s->gran == FLX_QG_TENSOR ? 0 : i];   /* ROW: i = row; GROUP: row-major groups */
+        } else {
+            float lo, hi;
+            flx_qsimd_min_max(x + i * g, g, &lo, &hi);
+            p = params_for_range(s, lo * s->clip, hi * s->clip);
+        }
+        flx_qsimd_fq_run(s, p, x + i * g, g, out + i * g);
+    }
+}
+
 void flx_fake_quant(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
                     const flx_qparams *params, float *out)
+{
+    /* the MSE clip search stays scalar (calibration, not the forward) */
+    const int whole_groups = s->gran != FLX_QG_GROUP || (s->group_size > 0 && cols % s->group_size == 0);
+    if (rows > 0 && cols > 0 && whole_groups && !(s->mse_clip && !params) && flx_qsimd_avx2())
+        fake_quant_avx2(s, x, rows, cols, params, out);
+    else
+        flx_fake_quant_scalar(s, x, rows, cols, params, out);
+}
+
+void flx_fake_quant_u8(float *p, int64_t n, float a_s)
+{
+    if (flx_qsimd_avx2()) {
+        flx_qsimd_u8(p, n, a_s);
+        return;
+    }
+    flx_fake_quant_u8_scalar(p, n, a_s);
+}
+
+void flx_fake_quant_u8_scalar(float *p, int64_t n, float a_s)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float r = roundf(p[i] / a_s);
+        p[i] = (r < 255.0f ? r : 255.0f) * a_s;
+    }
+}
+
+void flx_fake_quant_scalar(const flx_qspec *s, const float *x, int64_t rows, int64_t cols,
+                           const flx_qparams *params, float *out)
 {
     if (!params) {
         /* dynamic: one group at a time, so no scratch beyond the params */
         if (s->gran == FLX_QG_TENSOR) {
             flx_qparams p;
             flx_quant_params(s, x, rows, cols, &p);
-            flx_fake_quant(s, x, rows, cols, &p, out);
+            flx_fake_quant_scalar(s, x, rows, cols, &p, out);
             return;
         }
         int64_t g = group_cols(s, cols), n_groups = cols / g;

@@ -6,7 +6,8 @@
 # engine (--engine emu) on a flexllm .flxq, more ranks than
 # cores and a rank count that does not divide the windows; a failing job
 # exits non-zero; `flxemu golden --seeds` shared among ranks writes the
-# tree one process writes.  Uses $FLXEMU_BIN and $FLXEMU_DATA (fails when missing).
+# tree one process writes; `flxemu dse` shared among ranks prints and writes
+# (--json, --svg) what one process does.  Uses $FLXEMU_BIN and $FLXEMU_DATA (fails when missing).
 # Prints TAP.
 set -u
 bin=${FLXEMU_BIN:?FLXEMU_BIN is not set}
@@ -23,7 +24,7 @@ mpirun=(mpirun --oversubscribe --allow-run-as-root)
 if [ -n "${ASAN_OPTIONS:-}" ]; then
   mpirun+=(-x "ASAN_OPTIONS=${ASAN_OPTIONS//detect_leaks=1/detect_leaks=0}:detect_leaks=0")
 fi
-echo "1..9"
+echo "1..10"
 n=0
 fail() { echo "not ok $n - $1"; shift; for f in "$@"; do [ -f "$f" ] && sed 's/^/# /' "$f"; done; }
 for f in "$gguf" "$src"; do
@@ -109,4 +110,19 @@ if "$bin" quantize --model "$tiny" --recipe flexllm --calib "$text" --nsamples 2
   SAVE=0 same emu-engine 2 --engine emu --model "$tmp/f.flxq" --file "$text" --ctx 64 --chunks 5 --threads 1
 else
   fail "quantize --recipe flexllm for the engine case failed" "$tmp/f.log"
+fi
+n=10
+# dse: 3 ranks (the 299 sweep tasks do not divide evenly) against one process
+if "$bin" dse u280 --prefill 256 --decode 32 --json "$tmp/d1.json" --svg "$tmp/d1.svg" >"$tmp/d1.out" 2>"$tmp/d1.err" &&
+   "${mpirun[@]}" -n 3 "$bin" dse u280 --prefill 256 --decode 32 --json "$tmp/d3.json" --svg "$tmp/d3.svg" \
+     >"$tmp/d3.out" 2>"$tmp/d3.err"; then
+  if cmp -s "$tmp/d1.out" "$tmp/d3.out" && cmp -s "$tmp/d1.json" "$tmp/d3.json" && cmp -s "$tmp/d1.svg" "$tmp/d3.svg" &&
+     grep -q '"pareto"' "$tmp/d3.json" && grep -q "feasible designs" "$tmp/d3.out"; then
+    echo "ok 10 - dse on 3 ranks = one process (stdout, --json, --svg)"
+  else
+    diff "$tmp/d1.out" "$tmp/d3.out" >"$tmp/d.diff"; diff "$tmp/d1.json" "$tmp/d3.json" >>"$tmp/d.diff"
+    fail "dse: 3 ranks differ from one process" "$tmp/d.diff"
+  fi
+else
+  fail "dse failed" "$tmp/d1.err" "$tmp/d3.err"
 fi
