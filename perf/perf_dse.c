@@ -324,38 +324,37 @@ static void sweep_decode_options(sweep *w)
                 }
 }
 
+/* One design of prefill option po: with decode engine d (hybrid), or, when
+ * d is NULL, decoding on the prefill kernel itself (unified spatial). */
+static int add_design(sweep *w, flx_dse_result *res, const pre_opt *po, const dec_opt *d, flx_error *err)
+{
+    flx_dse_point pt;
+    memset(&pt, 0, sizeof pt);
+    pt.family = d ? FLX_DSE_HYBRID : FLX_DSE_SPATIAL;
+    pt.pre = po->p;
+    pt.prefill_s = po->prefill_s;
+    pt.res = po->res;
+    if (d) {
+        pt.dec = d->d;
+        pt.decode_s = d->decode_s;
+        flx_perf_resources_add(&pt.res, &d->res);
+    } else {
+        pt.decode_s = po->spatial_decode_s;
+    }
+    finish_point(w->base, &pt);
+    if (push(res, w->cap, w->base, &pt)) return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
+    return FLX_OK;
+}
+
 /* hybrid: every prefill option with every decode engine; then the unified
  * spatial design (the prefill kernel alone) */
 static int add_hybrid_and_spatial(sweep *w, flx_dse_result *res, flx_error *err)
 {
-    for (int i = 0; i < w->n_po; i++)
-        for (int j = 0; j < w->n_do; j++) {
-            flx_dse_point pt;
-            memset(&pt, 0, sizeof pt);
-            pt.family = FLX_DSE_HYBRID;
-            pt.pre = w->po[i].p;
-            pt.dec = w->dopt[j].d;
-            pt.prefill_s = w->po[i].prefill_s;
-            pt.decode_s = w->dopt[j].decode_s;
-            pt.res = w->po[i].res;
-            flx_perf_resources_add(&pt.res, &w->dopt[j].res);
-            finish_point(w->base, &pt);
-            if (push(res, w->cap, w->base, &pt))
-                return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
-        }
-    for (int i = 0; i < w->n_po; i++) {
-        flx_dse_point pt;
-        memset(&pt, 0, sizeof pt);
-        pt.family = FLX_DSE_SPATIAL;
-        pt.pre = w->po[i].p;
-        pt.prefill_s = w->po[i].prefill_s;
-        pt.decode_s = w->po[i].spatial_decode_s;
-        pt.res = w->po[i].res;
-        finish_point(w->base, &pt);
-        if (push(res, w->cap, w->base, &pt))
-            return flx_fail(err, FLX_ENOMEM, "design-space sweep: too many points");
-    }
-    return FLX_OK;
+    int rc = FLX_OK;
+    for (int i = 0; rc == FLX_OK && i < w->n_po; i++)
+        for (int j = 0; rc == FLX_OK && j < w->n_do; j++) rc = add_design(w, res, &w->po[i], &w->dopt[j], err);
+    for (int i = 0; rc == FLX_OK && i < w->n_po; i++) rc = add_design(w, res, &w->po[i], NULL, err);
+    return rc;
 }
 
 /* unified temporal: one engine for both stages */
