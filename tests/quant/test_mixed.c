@@ -26,6 +26,12 @@ static void env_init(mix_env *e)
     e->bin = flx_test_bin();
 }
 
+/* buf (600 bytes) = the scratch folder's file name */
+static void in_dir(const mix_env *e, char buf[600], const char *name)
+{
+    snprintf(buf, 600, "%s/%s", e->dir, name);
+}
+
 /* Runs the printf-formatted shell command, its stdout in out; the exit status. */
 static int sh(char *out, size_t cap, const char *fmt, ...)
 {
@@ -68,7 +74,7 @@ static double ppl_run(const mix_env *e, const char *model, int ctx, int chunks, 
 static void expect_refusals(const mix_env *e, const char *const (*bad)[2], int n)
 {
     char rf[600], out[16384];
-    snprintf(rf, sizeof rf, "%s/bad.json", e->dir);
+    in_dir(e, rf, "bad.json");
     for (int i = 0; i < n; i++) {
         write_text(rf, bad[i][0]);
         int rc = sh(out, sizeof out, "%s quantize --model %s --recipe-file %s --out %s/x.flxq 2>&1", e->bin, e->gguf,
@@ -93,10 +99,10 @@ Test(mixed, recipe_file_search_and_refusals, .timeout = 180)
     mix_env e;
     env_init(&e);
     char out[16384], rf[600], f1[600], f2[600], f3[600];
-    snprintf(rf, sizeof rf, "%s/mix.json", e.dir);
-    snprintf(f1, sizeof f1, "%s/mix.flxq", e.dir);
-    snprintf(f2, sizeof f2, "%s/search.flxq", e.dir);
-    snprintf(f3, sizeof f3, "%s/plain.flxq", e.dir);
+    in_dir(&e, rf, "mix.json");
+    in_dir(&e, f1, "mix.flxq");
+    in_dir(&e, f2, "search.flxq");
+    in_dir(&e, f3, "plain.flxq");
     write_text(rf, "{\"recipe\": \"flexllm\", \"weights\": {\"layers.*.w_down\": 8, \"layers.0.wq\": 6}}");
     cr_assert_eq(sh(out, sizeof out, "%s quantize --model %s --tokenizer %s --recipe-file %s %s --out %s 2>&1", e.bin,
                     e.hf, e.gguf, rf, e.cal, f1), 0, "%s", out);
@@ -183,9 +189,9 @@ static void file_vs_recipe(const mix_env *e, const char *recipe_file_text, const
                            char line[2][41])
 {
     char out[16384], rf[600], fa[600], fb[600];
-    snprintf(rf, sizeof rf, "%s/mix.json", e->dir);
-    snprintf(fa, sizeof fa, "%s/file.flxq", e->dir);
-    snprintf(fb, sizeof fb, "%s/plain.flxq", e->dir);
+    in_dir(e, rf, "mix.json");
+    in_dir(e, fa, "file.flxq");
+    in_dir(e, fb, "plain.flxq");
     write_text(rf, recipe_file_text);
     cr_assert_eq(sh(out, sizeof out, "%s quantize --model %s --recipe-file %s --out %s 2>&1", e->bin, e->gguf, rf, fa),
                  0, "%s", out);
@@ -201,10 +207,10 @@ Test(mixed, activation_bits_and_gptq, .timeout = 240)
     mix_env e;
     env_init(&e);
     char out[16384], rf[600], fg[600], fr[600], fs[600];
-    snprintf(rf, sizeof rf, "%s/mix.json", e.dir);
-    snprintf(fg, sizeof fg, "%s/gptq.flxq", e.dir);
-    snprintf(fr, sizeof fr, "%s/rtn.flxq", e.dir);
-    snprintf(fs, sizeof fs, "%s/search.flxq", e.dir);
+    in_dir(&e, rf, "mix.json");
+    in_dir(&e, fg, "gptq.flxq");
+    in_dir(&e, fr, "rtn.flxq");
+    in_dir(&e, fs, "search.flxq");
 
     /* w4a4 with every input raised to 8 bits is w4a8: the same perplexity digits */
     char line[2][41];
@@ -359,8 +365,8 @@ Test(mixed, search_svg, .timeout = 120)
     mix_env e;
     env_init(&e);
     char out[16384], fq[600], svg[600];
-    snprintf(fq, sizeof fq, "%s/s.flxq", e.dir);
-    snprintf(svg, sizeof svg, "%s/bits.svg", e.dir);
+    in_dir(&e, fq, "s.flxq");
+    in_dir(&e, svg, "bits.svg");
     cr_assert_eq(sh(out, sizeof out, "%s quantize --model %s --tokenizer %s --recipe flexllm --search-bits --budget 5 "
                     "--act-budget 5 %s --search-svg %s --out %s 2>&1", e.bin, e.hf, e.gguf, e.cal, svg, fq), 0,
                  "%s", out);
@@ -409,7 +415,7 @@ Test(mixed, search_svg, .timeout = 120)
 
     /* refusals before any work: a missing folder, a folder, no --search-bits */
     char fq2[600];
-    snprintf(fq2, sizeof fq2, "%s/never.flxq", e.dir);
+    in_dir(&e, fq2, "never.flxq");
     const char *search = "--recipe flexllm --search-bits --budget 5";
     cr_assert_eq(sh(out, sizeof out, "%s quantize --model %s --tokenizer %s %s %s --search-svg %s/no/such/x.svg "
                     "--out %s 2>&1", e.bin, e.hf, e.gguf, search, e.cal, e.dir, fq2), 1, "%s", out);
