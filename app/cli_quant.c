@@ -29,3 +29,14 @@ int cli_rtn_dequant(const float *w, int32_t n_out, int32_t n_in, const flx_wquan
     free(o.zero);
     return rc;
 }
+
+flx_llama_opts cli_window_opts(int n_threads, int64_t seqlen, const flx_llama_hooks *hooks)
+{
+    flx_llama_opts o = {0};
+    o.n_threads = n_threads;
+    o.max_tokens = seqlen;
+    o.max_ctx = seqlen;
+    o.head_rows = 1;
+    o.hooks = hooks;
+    return o;
+}

@@ -15,4 +15,9 @@ flx_wquant cli_wquant_of(const flx_recipe *r);
 int cli_rtn_dequant(const float *w, int32_t n_out, int32_t n_in, const flx_wquant *wq, float *w_hat,
                     flx_error *err);
 
+/* Options of a float forward over windows of seqlen tokens whose output is
+ * what its hooks see (calibration measures): one logits row, a cache of one
+ * window. */
+flx_llama_opts cli_window_opts(int n_threads, int64_t seqlen, const flx_llama_hooks *hooks);
+
 #endif

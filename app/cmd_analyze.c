@@ -13,6 +13,7 @@
  * for checking: same bits). */
 #include "cli.h"
 #include "cli_quant.h"
+#include "cli_svg.h"
 #include "flx_calib.h"
 #include "flx_gptq.h"
 #include "flx_llama.h"
@@ -313,12 +314,7 @@ static int run_pass(pass_ctx *c, const flx_calib_data *cd, int threads, float *s
     c->x_all = malloc((size_t)(cd->n_windows * c->win_floats) * sizeof(float));
     if (!c->xq || !c->y || !c->yq || !c->x_all) return flx_fail(err, FLX_ENOMEM, "out of memory");
     flx_llama_hooks hk = { .ctx = c, .linear_input = an_linear, .qkv = an_qkv, .residual = an_residual };
-    flx_llama_opts o = {0};
-    o.n_threads = threads;
-    o.max_tokens = cd->seqlen;
-    o.max_ctx = cd->seqlen;
-    o.head_rows = 1;
-    o.hooks = &hk;
+    flx_llama_opts o = cli_window_opts(threads, cd->seqlen, &hk);
     flx_llama_state st;
     int rc = flx_llama_init(&st, c->m, &o, err);
     for (int l = 0; rc == FLX_OK && l < cfg->n_layers; l++) {
@@ -439,67 +435,24 @@ static int ppl_of(const flx_model *m, const flx_llama_hooks *hk, const flx_calib
 
 /* ---------------------------------------------------------------- SVG */
 
-static void color_of(double t, char *buf, size_t cap)
-{
-    /* dark blue (good) -> yellow -> red (bad), t in [0, 1] */
-    static const double stops[3][3] = {{40, 60, 140}, {240, 220, 80}, {200, 40, 40}};
-    if (!(t >= 0)) t = 0;
-    if (t > 1) t = 1;
-    int s = t < 0.5 ? 0 : 1;
-    double u = t < 0.5 ? t * 2 : (t - 0.5) * 2;
-    snprintf(buf, cap, "rgb(%d,%d,%d)", (int)(stops[s][0] + u * (stops[s + 1][0] - stops[s][0])),
-             (int)(stops[s][1] + u * (stops[s + 1][1] - stops[s][1])),
-             (int)(stops[s][2] + u * (stops[s + 1][2] - stops[s][2])));
-}
-
 /* panels: values[p][l*N_LIN + j]; higher_bad[p] tells the color direction */
 static int write_svg(const char *path, int n_layers, int n_panels, const char *const *titles,
                      double *const *values, const int *higher_bad, const char *caption, flx_error *err)
 {
-    const int cw = 46, chh = 18, left = 40, top = 44, gap = 30;
-    const int pw = N_LIN * cw, width = left + n_panels * (pw + gap) + 10, height = top + n_layers * chh + 50;
+    const int left = 40, top = 44, gap = 30, pw = N_LIN * CLI_SVG_CELL_W;
+    const int width = left + n_panels * (pw + gap) + 10, height = top + n_layers * CLI_SVG_CELL_H + 50;
     flx_outfile o;
     int rc = flx_outfile_open(&o, path, err);
     if (rc) return rc;
-    FILE *fp = o.fp;
-    fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
-                "font-size=\"10\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, height);
-    fprintf(fp, "<text x=\"%d\" y=\"14\" font-size=\"12\">", left);
-    for (const char *s = caption; *s; s++) {
-        if (*s == '<') fputs("&lt;", fp);
-        else if (*s == '&') fputs("&amp;", fp);
-        else fputc(*s, fp);
-    }
-    fputs("</text>\n", fp);
+    cli_svg_begin(o.fp, width, height, caption);
     for (int p = 0; p < n_panels; p++) {
-        int x0 = left + p * (pw + gap);
-        double lo = INFINITY, hi = -INFINITY;
-        for (int i = 0; i < n_layers * N_LIN; i++)
-            if (isfinite(values[p][i])) {
-                lo = fmin(lo, values[p][i]);
-                hi = fmax(hi, values[p][i]);
-            }
-        fprintf(fp, "<text x=\"%d\" y=\"30\">%s</text>\n", x0, titles[p]);
-        for (int j = 0; j < N_LIN; j++)
-            fprintf(fp, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", x0 + j * cw + cw / 2,
-                    top + n_layers * chh + 12, LIN[j]);
-        for (int l = 0; l < n_layers; l++) {
-            if (p == 0) fprintf(fp, "<text x=\"4\" y=\"%d\">L%d</text>\n", top + l * chh + 13, l);
-            for (int j = 0; j < N_LIN; j++) {
-                double v = values[p][l * N_LIN + j];
-                double t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
-                if (!higher_bad[p]) t = 1 - t;
-                char col[32];
-                color_of(isfinite(v) ? t : 0, col, sizeof col);
-                fprintf(fp, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>L%d %s: %.4g"
-                            "</title></rect>\n", x0 + j * cw, top + l * chh, cw - 1, chh - 1, col, l, LIN[j], v);
-                fprintf(fp, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\">%.3g</text>\n",
-                        x0 + j * cw + cw / 2, top + l * chh + 13, t > 0.25 && t < 0.75 ? "black" : "white", v);
-            }
-        }
+        char id[16];
+        snprintf(id, sizeof id, "p%d", p);
+        cli_svg_heat h = {.id = id, .title = titles[p], .fmt = "%.3g", .n_cols = N_LIN, .col_labels = LIN,
+                          .values = values[p], .higher_bad = higher_bad[p]};
+        cli_svg_heat_panel(o.fp, left + p * (pw + gap), top, n_layers, &h, p == 0);
     }
-    fprintf(fp, "<text x=\"%d\" y=\"%d\">colour: blue = better, red = worse, per panel</text>\n</svg>\n", left,
-            height - 8);
+    cli_svg_end(o.fp, left, height - 8, "colour: blue = better, red = worse, per panel");
     return flx_outfile_commit(&o, err);
 }
 

@@ -22,7 +22,7 @@
 #define CMD "quantize"
 
 typedef struct q_args {
-    const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation, *recipe_file;
+    const char *model, *recipe, *rotate, *calib, *out, *json, *tokenizer, *save_rotation, *recipe_file, *search_svg;
     int search_bits;
     double budget, act_budget;
     int gptq, act_order, progress, no_pad, block_start_groups;
@@ -60,6 +60,10 @@ static const cli_opt q_opts[] = {
      .expect = "average bits (a number > 0)",
      .help = "--search-bits: greedy activation bits per linear input\n"
              "(recipe's or 8), A = average bits per multiply-accumulate"},
+    CLI_S("search-svg", 0, "FILE", A(search_svg),
+          "--search-bits: picture of the chosen bits per layer and\n"
+          "linear and of the greedy path (average bits against\n"
+          "estimated error), written atomically"),
     CLI_S("rotate", 0, "KIND", A(rotate),
           "none (default) | hadamard | random | FILE: SpinQuant R1/R2\n"
           "merged (norms folded, head untied), plus the recipe's\n"
@@ -107,7 +111,8 @@ static const cli_spec q_spec = {
     .max_positional = 1,
     .examples = "flxemu quantize llama-3.2-1b/ --recipe w4a16g128 --out w4.flxq\n"
                 "flxemu quantize llama-3.2-1b/ --recipe flexllm --rotate hadamard --calib calib.txt --out q.flxq\n"
-                "flxemu quantize model/ --recipe w4a4kv4-spinquant --rotate random --gptq --calib calib.txt --seed 3 --out s.flxq",
+                "flxemu quantize model/ --recipe w4a4kv4-spinquant --rotate random --gptq --calib calib.txt --seed 3 --out s.flxq\n"
+                "flxemu quantize model/ --recipe flexllm --search-bits --budget 5 --calib calib.txt --search-svg bits.svg --out m.flxq",
     .notes = "The same inputs give the same bytes.\n",
 };
 
@@ -133,6 +138,7 @@ static int parse_args(int argc, char **argv, q_args *a)
         return cli_usage_error(CMD, "--search-bits needs --budget AVG_BITS and/or --act-budget AVG_BITS, and --calib FILE");
     if ((a->budget || a->act_budget) && !a->search_bits)
         return cli_usage_error(CMD, "--budget and --act-budget only apply to --search-bits");
+    if (a->search_svg && !a->search_bits) return cli_usage_error(CMD, "--search-svg only applies to --search-bits");
     if (a->search_bits && a->recipe_file)
         return cli_usage_error(CMD, "give --search-bits or --recipe-file, not both");
     if (!a->out) return cli_usage_error(CMD, "--out is required");
@@ -358,6 +364,7 @@ typedef struct q_run {
     int32_t *wbits;               /* per-tensor weight bits (mixed precision), or NULL */
     int32_t *abits;               /* per-input activation bits (mixed precision), or NULL */
     double avg_bits, avg_act_bits;
+    quantize_search_trace trace;  /* what --search-bits measured, for --search-svg */
     flx_rot_kind rot_kind;
     flx_model model;
     flx_rotation_set rs;
@@ -588,7 +595,8 @@ static int q_build(const q_args *a, q_run *r, flx_error *err)
         r->abits = calloc((size_t)c->n_layers * 4 + 1, sizeof *r->abits);
         if (!r->wbits || !r->abits) return flx_fail(err, FLX_ENOMEM, "out of memory");
         if (quantize_search_bits(&r->model, r->rot_online, &r->recipe, &r->cd, a->budget, a->act_budget,
-                                 (int)a->threads, r->wbits, r->abits, &r->avg_bits, &r->avg_act_bits, err))
+                                 (int)a->threads, r->wbits, r->abits, &r->avg_bits, &r->avg_act_bits,
+                                 a->search_svg ? &r->trace : NULL, err))
             return FLX_EIO;
         int n8 = 0;
         for (int i = 0; i < c->n_layers * 7; i++) n8 += r->wbits[i] == 8;
@@ -642,6 +650,14 @@ static int q_build(const q_args *a, q_run *r, flx_error *err)
     }
     r->t_quant = flx_now_seconds();
     if (flx_qmodel_save(&r->qm, a->out, err)) return FLX_EIO;
+    if (a->search_svg) {
+        char caption[1024];
+        snprintf(caption, sizeof caption, "flxemu quantize --search-bits: %s, recipe %s, rotation %s, %lld x %lld "
+                 "calibration tokens", a->model, r->recipe.name, a->rotate, (long long)r->cd.n_windows,
+                 (long long)r->cd.seqlen);
+        if (quantize_search_svg(a->search_svg, caption, c->n_layers, &r->recipe, r->wbits, r->abits, &r->trace, err))
+            return FLX_EIO;
+    }
     r->t_write = flx_now_seconds();
     return FLX_OK;
 }
@@ -691,6 +707,7 @@ static void q_free(q_run *r)
     free(r->tok_path);
     free(r->wbits);
     free(r->abits);
+    quantize_search_trace_free(&r->trace);
     free(r->scales);
     free(r->sq);
     free(r->qkv_max);
@@ -703,7 +720,8 @@ int flx_cmd_quantize(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
     if (rc) return rc;
-    if ((rc = cli_check_output(CMD, "--out", a.out)) || (rc = cli_check_output(CMD, "--json", a.json)))
+    if ((rc = cli_check_output(CMD, "--out", a.out)) || (rc = cli_check_output(CMD, "--json", a.json)) ||
+        (rc = cli_check_output(CMD, "--search-svg", a.search_svg)))
         return rc;
     q_run r;
     memset(&r, 0, sizeof r);

@@ -350,6 +350,26 @@ static int push_point(flx_dse_result *res, int64_t cap, const flx_perf_config *b
     return FLX_OK;
 }
 
+/* One design of prefill option po: with decode engine d (hybrid), or, when
+ * d is NULL, decoding on the prefill kernel itself (unified spatial). */
+static int add_design(const flx_perf_config *base, flx_dse_result *res, int64_t cap, const flx_dse_task *po,
+                      const flx_dse_task *d, flx_error *err)
+{
+    flx_dse_point pt;
+    memset(&pt, 0, sizeof pt);
+    pt.family = d ? FLX_DSE_HYBRID : FLX_DSE_SPATIAL;
+    pt.pre = po->pre;
+    pt.prefill_s = po->prefill_s;
+    pt.decode_s = d ? d->decode_s : po->decode_s;
+    pt.res = po->res;
+    if (d) {
+        pt.dec = d->dec;
+        flx_perf_resources_add(&pt.res, &d->res);
+    }
+    finish_point(base, &pt);
+    return push_point(res, cap, base, &pt, err);
+}
+
 /* hybrid: every prefill option with every decode engine; then the unified
  * spatial design (the prefill kernel alone); then the unified temporal
  * designs, each list in task order */
@@ -358,35 +378,11 @@ static int add_points(const flx_perf_config *base, const flx_dse_task *tasks, fl
 {
     const flx_dse_task *po = tasks, *dopt = tasks + NPRE, *tmp = tasks + NPRE + NDEC;
     int rc = FLX_OK;
-    for (int i = 0; i < NPRE && !rc; i++) {
-        if (!po[i].valid) continue;
-        for (int j = 0; j < NDEC && !rc; j++) {
-            if (!dopt[j].valid) continue;
-            flx_dse_point pt;
-            memset(&pt, 0, sizeof pt);
-            pt.family = FLX_DSE_HYBRID;
-            pt.pre = po[i].pre;
-            pt.dec = dopt[j].dec;
-            pt.prefill_s = po[i].prefill_s;
-            pt.decode_s = dopt[j].decode_s;
-            pt.res = po[i].res;
-            flx_perf_resources_add(&pt.res, &dopt[j].res);
-            finish_point(base, &pt);
-            rc = push_point(res, cap, base, &pt, err);
-        }
-    }
-    for (int i = 0; i < NPRE && !rc; i++) {
-        if (!po[i].valid) continue;
-        flx_dse_point pt;
-        memset(&pt, 0, sizeof pt);
-        pt.family = FLX_DSE_SPATIAL;
-        pt.pre = po[i].pre;
-        pt.prefill_s = po[i].prefill_s;
-        pt.decode_s = po[i].decode_s;
-        pt.res = po[i].res;
-        finish_point(base, &pt);
-        rc = push_point(res, cap, base, &pt, err);
-    }
+    for (int i = 0; i < NPRE && !rc; i++)
+        for (int j = 0; j < NDEC && !rc; j++)
+            if (po[i].valid && dopt[j].valid) rc = add_design(base, res, cap, &po[i], &dopt[j], err);
+    for (int i = 0; i < NPRE && !rc; i++)
+        if (po[i].valid) rc = add_design(base, res, cap, &po[i], NULL, err);
     for (int i = 0; i < NTMP && !rc; i++)
         if (tmp[i].valid) rc = push_point(res, cap, base, &tmp[i].pt, err);
     return rc;

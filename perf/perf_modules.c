@@ -20,6 +20,21 @@ static int log2_int(int n)
     return l;
 }
 
+/* A module that buffers its whole input (in_cycles of reading) before it
+ * emits: busy `cycles` in all, first output at first_out, the rest of its
+ * time a tail after the input is in. */
+static flx_perf_module store_forward(double cycles, double in_cycles, double first_out)
+{
+    flx_perf_module m;
+    memset(&m, 0, sizeof m);
+    m.cycles = cycles;
+    m.in_cycles = in_cycles;
+    m.first_out = first_out;
+    m.store_forward = 1;
+    m.tail = cycles - in_cycles;
+    return m;
+}
+
 void flx_perf_model_llama32_1b(flx_perf_model *m)
 {
     m->n_layers = 16;
@@ -134,41 +149,20 @@ flx_perf_module flx_perf_pref_stream(int n_beats)
  * charged once per layer by the composition. */
 flx_perf_module flx_perf_pref_rmsnorm(int tp, int dim)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
-    m.cycles = 2.0 * dim + tp;
-    m.in_cycles = dim;
-    m.first_out = (double)dim + tp;
-    m.store_forward = 1;
-    m.tail = m.cycles - m.in_cycles;
-    return m;
+    return store_forward(2.0 * dim + tp, dim, (double)dim + tp);
 }
 
 /* pref_quant_layer_fp32_qint: load K beats tracking max/min, TP scales, emit K. */
 flx_perf_module flx_perf_pref_act_quant(int tp, int k)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
-    m.cycles = 2.0 * k + tp;
-    m.in_cycles = k;
-    m.first_out = (double)k + tp;
-    m.store_forward = 1;
-    m.tail = m.cycles - m.in_cycles;
-    return m;
+    return store_forward(2.0 * k + tp, k, (double)k + tp);
 }
 
 /* pref_FHT: read N, log2 N constant-geometry stages of 1.5 N cycles, write N. */
 flx_perf_module flx_perf_pref_fht(int n)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
     double stages = 1.5 * n * log2_int(n);
-    m.cycles = 2.0 * n + stages;
-    m.in_cycles = n;
-    m.first_out = n + stages;
-    m.store_forward = 1;
-    m.tail = m.cycles - m.in_cycles;
-    return m;
+    return store_forward(2.0 * n + stages, n, n + stages);
 }
 
 /* ---------------------------------------------------------------- decode */
@@ -198,55 +192,31 @@ flx_perf_module flx_perf_dec_gemv(int b, int w, int k_in, int o_out, double lamb
  * reduction, K/B beats out. */
 flx_perf_module flx_perf_dec_act_quant(int b, int k)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
-    m.cycles = 2.0 * k / b + b;
-    m.in_cycles = (double)k / b;
-    m.first_out = m.cycles;
-    m.store_forward = 1;
-    m.tail = m.cycles - m.in_cycles;
-    return m;
+    double cycles = 2.0 * k / b + b;
+    return store_forward(cycles, (double)k / b, cycles);
 }
 
 /* dec_Layer_Norm: read, gamma, emit: 3 D / B_T. */
 flx_perf_module flx_perf_dec_rmsnorm(int bt, int dim)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
-    m.cycles = 3.0 * dim / bt;
-    m.in_cycles = (double)dim / bt;
-    m.first_out = m.cycles;
-    m.store_forward = 1;
-    m.tail = m.cycles - m.in_cycles;
-    return m;
+    double cycles = 3.0 * dim / bt;
+    return store_forward(cycles, (double)dim / bt, cycles);
 }
 
 /* dec_io_buffer: store C/B_in beats, re-emit C/B_out (a barrier); equal
  * partitions make it a pass-through copy that streams with its neighbours. */
 flx_perf_module flx_perf_dec_io_buffer(int c, int b_in, int b_out)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
-    if (b_in == b_out) return m;
-    m.cycles = (double)c / b_in + (double)c / b_out;
-    m.in_cycles = (double)c / b_in;
-    m.first_out = m.cycles;
-    m.store_forward = 1;
-    m.tail = m.cycles - m.in_cycles;
-    return m;
+    if (b_in == b_out) return (flx_perf_module){0};
+    double cycles = (double)c / b_in + (double)c / b_out;
+    return store_forward(cycles, (double)c / b_in, cycles);
 }
 
 /* dec_FHT: (N/B)(2 + 1.5 log2 N). */
 flx_perf_module flx_perf_dec_fht(int b, int n)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
-    m.cycles = (double)n / b * (2.0 + 1.5 * log2_int(n));
-    m.in_cycles = (double)n / b;
-    m.first_out = m.cycles;
-    m.store_forward = 1;
-    m.tail = m.cycles - m.in_cycles;
-    return m;
+    double cycles = (double)n / b * (2.0 + 1.5 * log2_int(n));
+    return store_forward(cycles, (double)n / b, cycles);
 }
 
 /* dec_MHA_i8xi8_qxk, one head iteration (all HP lanes in parallel): buffer d
@@ -274,14 +244,7 @@ flx_perf_module flx_perf_dec_qk(int hp, int k_par, int n_q_heads, int head_dim, 
 /* dec_MHA_Softmax, one head iteration: max, exp/sum, normalize over S. */
 flx_perf_module flx_perf_dec_softmax(int S)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
-    m.cycles = 3.0 * S;
-    m.in_cycles = S;
-    m.first_out = m.cycles;
-    m.store_forward = 1;
-    m.tail = m.cycles - m.in_cycles;
-    return m;
+    return store_forward(3.0 * S, S, 3.0 * S);
 }
 
 /* dec_MHA_i8xi8_axv, one head iteration: buffer S probabilities, then d/Vp
@@ -333,20 +296,14 @@ flx_perf_module flx_perf_dec_sampling(int b, int w, int vocab_pad, int top_k, in
                                       int insert_ii, double cmp_depth, double loop_overhead,
                                       double fill)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
     int64_t n_chunk = ceil_div(vocab_pad, (int64_t)b * w);
     double tau = flx_perf_sort_insert_cycles(top_k, insert_ii, cmp_depth, loop_overhead);
     double step = (lanes_serial ? b * tau : tau) + 1.0;
     double buffer = w + 1.0 + loop_overhead;
     double merge_insert = insert_ii > 0 ? tau : cmp_depth + 2.0;
     double tail = 3.0 * (top_k - 1 + fill);
-    m.cycles = (double)n_chunk * (buffer + w * step) + (double)top_k * b * merge_insert + tail;
-    m.in_cycles = (double)n_chunk * w;
-    m.first_out = m.cycles;
-    m.store_forward = 1;
-    m.tail = m.cycles - m.in_cycles;
-    return m;
+    double cycles = (double)n_chunk * (buffer + w * step) + (double)top_k * b * merge_insert + tail;
+    return store_forward(cycles, (double)n_chunk * w, cycles);
 }
 
 /* dec_block_io_sync, once per layer boundary: the layer output is drained
@@ -356,13 +313,7 @@ flx_perf_module flx_perf_dec_sampling(int b, int w, int vocab_pad, int top_k, in
  * two layers. */
 flx_perf_module flx_perf_dec_layer_sync(double hbm_latency)
 {
-    flx_perf_module m;
-    memset(&m, 0, sizeof m);
-    m.cycles = 2.0 * hbm_latency;
-    m.first_out = m.cycles;
-    m.store_forward = 1;
-    m.tail = m.cycles;
-    return m;
+    return store_forward(2.0 * hbm_latency, 0, 2.0 * hbm_latency);
 }
 
 /* dec_input_loader from vocab_lib (DDR) after sampling: one DDR round trip
