@@ -45,6 +45,11 @@
 #include <thread>
 #include <vector>
 
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 namespace flx_csim {
 
 // thrown inside a blocked task when its region deadlocked (unwinds the task)
@@ -85,6 +90,7 @@ class region {
                 cv_.notify_all();
                 current() = nullptr;
             });
+        pin_to_caller_cpu(th);
         for (std::thread &t : th) t.join();
         ran_ = true;
         return !deadlocked_ && errors_.empty();
@@ -247,6 +253,27 @@ class region {
         std::string name;
         long max_occ = 0, depth = 0;
     };
+    // The task threads of a region run on the caller's CPU (Linux): on two
+    // idle cores a producer and a consumer on different cores hand the
+    // region's mutex across cores for every few beats (the prefill layer:
+    // 42-45 s of sys time for 5 million weight beats, bench/README.md); on
+    // one core the same hand-off is a cheap switch.  Only where threads run
+    // changes; the blocking, the deadlock verdict and the values do not.
+    // FLX_CSIM_NO_PIN set: threads go wherever the OS puts them.
+    static void pin_to_caller_cpu(std::vector<std::thread> &th)
+    {
+#ifdef __linux__
+        static const bool off = std::getenv("FLX_CSIM_NO_PIN") != nullptr;
+        int cpu = sched_getcpu();
+        if (off || cpu < 0) return;
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        for (std::thread &t : th) pthread_setaffinity_np(t.native_handle(), sizeof set, &set);
+#else
+        (void)th;
+#endif
+    }
     static int &task_index()
     {
         static thread_local int i = -1;

@@ -3,6 +3,7 @@
 // HLS top itself (hw/tops), so the host logic, the packing and the tops are
 // checked together without a card.
 #include "flx_host.h"
+#include "hbm_pack.h"
 
 #include <string.h>
 
@@ -18,10 +19,7 @@ typedef flx_tops::pref_word pref_word;
 template <class WORD, unsigned NB>
 const WORD *words(const bytes &b, std::vector<WORD> &w)
 {
-    const size_t n = b.size() / NB;
-    if (w.size() < n) w.resize(n);
-    for (size_t i = 0; i < n; i++)
-        for (unsigned j = 0; j < NB; j++) w[i][j] = (unsigned)b[i * NB + j];
+    flx_pack::to_words<WORD, NB>(b, w);
     return w.data();
 }
 
@@ -32,13 +30,13 @@ public:
     void prefill_load(const model_image &m)
     {
         m_ = &m;
-        const size_t T = shape::pref_tokens, D = shape::d, KV = shape::kv_dim;
+        const size_t T = shape::pref_tokens, D = shape::d, KV = shape::kv_dim, N = shape::max_len;
         p_io_.assign((m.n_layers + 1) * T * D, 0.0f);
-        p_k_.assign(m.n_layers, std::vector<i8>(T * KV, i8(0)));
-        p_v_.assign(m.n_layers, std::vector<i8>(T * KV, i8(0)));
+        p_k_.assign(m.n_layers, std::vector<i8>(N * KV, i8(0)));
+        p_v_.assign(m.n_layers, std::vector<i8>(N * KV, i8(0)));
     }
     void prefill_input(const float *x) { memcpy(p_io_.data(), x, (size_t)shape::pref_tokens * shape::d * 4); }
-    void prefill_layer(unsigned l)
+    void prefill_layer(unsigned l, unsigned pos0)
     {
         const layer_image &li = m_->layers[l];
         const unsigned NB = pref_word_bytes;
@@ -48,11 +46,11 @@ public:
         flx_tops::top_layer_prefill(&p_io_[(size_t)l * shape::pref_tokens * shape::d], li.gamma.data(),
                                     li.att.data(), m_->rope.data(), kq, li.s_kq.data(), vo, li.s_vo.data(), g,
                                     li.s_gate.data(), u, li.s_up.data(), dn, li.s_down.data(), p_k_[l].data(),
-                                    p_v_[l].data());
+                                    p_v_[l].data(), pos0);
     }
-    void prefill_caches(unsigned l, int8_t *k, int8_t *v)
+    void prefill_caches(unsigned l, int8_t *k, int8_t *v, unsigned rows)
     {
-        for (size_t i = 0; i < p_k_[l].size(); i++) {
+        for (size_t i = 0; i < (size_t)rows * shape::kv_dim; i++) {
             k[i] = (int8_t)p_k_[l][i].to_int();
             v[i] = (int8_t)p_v_[l][i].to_int();
         }

@@ -6,7 +6,8 @@
 // Two xclbins, as hw/link holds two link configurations: the prefill one
 // (top_layer_prefill) and the decode one (top_layer_decode + top_head_sample).
 // Prefill: load its xclbin, upload every layer's prefill buffers, run the
-// layers, read the K/V caches back.  Decode: load its xclbin (the prefill
+// layers once per 16-row call (the K/V caches stay on the card between
+// calls), read the prompt's K/V rows back.  Decode: load its xclbin (the prefill
 // buffers are released first), upload the decode buffers and the K/V
 // hand-over, then per step one run per layer and one of the head, reading
 // back only the six sampled ids.  Activations stay on the card: the layers'
@@ -27,7 +28,7 @@ namespace {
 
 // argument positions of the tops (hw/tops/flx_tops_layer.h)
 enum { PF_IO, PF_GAMMA, PF_ATT, PF_ROPE, PF_W_KQ, PF_S_KQ, PF_W_VO, PF_S_VO, PF_W_GATE, PF_S_GATE, PF_W_UP,
-       PF_S_UP, PF_W_DOWN, PF_S_DOWN, PF_KCACHE, PF_VCACHE };
+       PF_S_UP, PF_W_DOWN, PF_S_DOWN, PF_KCACHE, PF_VCACHE, PF_POS0 };
 enum { DC_IO, DC_GAMMA, DC_ATT, DC_ROPE, DC_W0, DC_S_SUM = DC_W0 + 16, DC_KCACHE, DC_VCACHE, DC_POS, DC_LAYER };
 enum { HD_HIDDEN, HD_GAMMA, HD_W0, HD_S_SUM = HD_W0 + 16, HD_VOCAB, HD_R, HD_LOGITS, HD_PROBS, HD_OUT, HD_NEXT_X };
 
@@ -54,7 +55,7 @@ public:
         const size_t T = shape::pref_tokens, D = shape::d, KV = shape::kv_dim;
         p_io_ = xrt::bo(dev_, (m.n_layers + 1) * T * D * sizeof(float), k_pref_.group_id(PF_IO));
         p_rope_ = upload(k_pref_, PF_ROPE, m.rope);
-        std::vector<int8_t> zero(T * KV, 0);
+        std::vector<int8_t> zero((size_t)shape::max_len * KV, 0);
         p_.resize(m.n_layers);
         for (unsigned l = 0; l < m.n_layers; l++) {
             const layer_image &li = m.layers[l];
@@ -81,18 +82,18 @@ public:
         p_io_.write(x, bytes, 0);
         p_io_.sync(XCL_BO_SYNC_BO_TO_DEVICE, bytes, 0);
     }
-    void prefill_layer(unsigned l)
+    void prefill_layer(unsigned l, unsigned pos0)
     {
         const size_t slot = (size_t)shape::pref_tokens * shape::d * sizeof(float);
         xrt::bo io(p_io_, 2 * slot, l * slot);   // x rows at slot l, y rows at slot l + 1
         const pref_layer &p = p_[l];
         xrt::run run = k_pref_(io, p.gamma, p.att, p_rope_, p.w_kq, p.s_kq, p.w_vo, p.s_vo, p.w_gate, p.s_gate,
-                               p.w_up, p.s_up, p.w_down, p.s_down, p.kcache, p.vcache);
+                               p.w_up, p.s_up, p.w_down, p.s_down, p.kcache, p.vcache, pos0);
         run.wait();
     }
-    void prefill_caches(unsigned l, int8_t *k, int8_t *v)
+    void prefill_caches(unsigned l, int8_t *k, int8_t *v, unsigned rows)
     {
-        const size_t bytes = (size_t)shape::pref_tokens * shape::kv_dim;
+        const size_t bytes = (size_t)rows * shape::kv_dim;
         p_[l].kcache.sync(XCL_BO_SYNC_BO_FROM_DEVICE, bytes, 0);
         p_[l].kcache.read(k, bytes, 0);
         p_[l].vcache.sync(XCL_BO_SYNC_BO_FROM_DEVICE, bytes, 0);

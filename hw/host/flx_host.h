@@ -27,7 +27,8 @@ namespace flx_host {
 
 // The shapes the tops are built for (hw/tops/flx_tops_layer.h): every
 // decoder layer is Llama-3.2-1B's, the prefill top runs one 16-token call at
-// positions 0..15, the decode caches hold 2048 positions, the head top
+// positions pos0..pos0+15 (a prompt takes successive calls), the prefill
+// and decode caches hold 2048 positions, the head top
 // holds `vocab` rows (the tiny model's 1024; Llama-3.2-1B needs 131072).
 struct shape {
     static const unsigned d = 2048, kv_dim = 512, ff = 8192, heads = 32, kv_heads = 8, head_dim = 64;
@@ -74,8 +75,9 @@ struct model_image {
 // the tops (a shape, a recipe, a missing table).
 std::string pack_model(const flx_qmodel &qm, model_image &img);
 
-// The device.  Calls come in this order: prefill_load, prefill_input,
-// prefill_layer(0..L-1), prefill_caches per layer; decode_load,
+// The device.  Calls come in this order: prefill_load; per 16-row call at
+// pos0 = 0, 16, ...: prefill_input, prefill_layer(0..L-1, pos0); then
+// prefill_caches per layer; decode_load,
 // decode_caches per layer; then per step decode_input (first step only),
 // decode_layer(0..L-1), decode_head.  Buffers keep their contents between
 // calls, as HBM does.  Errors are thrown as std::runtime_error.
@@ -84,12 +86,13 @@ public:
     virtual ~backend() {}
     virtual const char *name() const = 0;
     virtual void prefill_load(const model_image &m) = 0;
-    // x: [16][d], the layer-0 input rows (prompt embeddings, zero padding)
+    // x: [16][d], the layer-0 input rows of the next call (prompt embeddings, zero padding)
     virtual void prefill_input(const float *x) = 0;
-    // one top_layer_prefill call: layer l reads io rows of slot l, writes slot l+1
-    virtual void prefill_layer(unsigned layer) = 0;
-    // the layer's INT8 K (after RoPE) and V, [16][kv_dim] each
-    virtual void prefill_caches(unsigned layer, int8_t *k, int8_t *v) = 0;
+    // one top_layer_prefill call at rows pos0..pos0+15: layer l reads io
+    // rows of slot l, writes slot l+1, its K/V caches keep the earlier calls' rows
+    virtual void prefill_layer(unsigned layer, unsigned pos0) = 0;
+    // the first `rows` rows of the layer's INT8 K (after RoPE) and V caches, [rows][kv_dim] each
+    virtual void prefill_caches(unsigned layer, int8_t *k, int8_t *v, unsigned rows) = 0;
     virtual void decode_load(const model_image &m) = 0;
     // the first `rows` K/V rows of the layer's decode caches (the prefill hand-over)
     virtual void decode_caches(unsigned layer, const int8_t *k, const int8_t *v, unsigned rows) = 0;
@@ -109,8 +112,8 @@ std::unique_ptr<backend> make_xrt_backend(unsigned device_index, const std::stri
                                           const std::string &xclbin_decode);
 bool have_xrt();
 
-// The generate flow: prompt ids (at least one; prefill of all but the last,
-// at most 16), n_new tokens, sampling seed.  Appends the generated ids to
+// The generate flow: prompt ids (at least one; prefill of all but the last
+// in calls of 16 rows), n_new tokens, sampling seed.  Appends the generated ids to
 // out (stops after EOS, as flxemu generate does).  Throws std::runtime_error.
 void generate(backend &dev, const model_image &m, const std::vector<int32_t> &prompt, unsigned n_new,
               uint64_t seed, std::vector<int32_t> &out);

@@ -1,15 +1,10 @@
 // hbm_layout.cpp -- a .flxq model packed into the buffers the tops read
 // (hw/README.md "The host program" lists every buffer and its layout).
-//
-// Decode packing (reference-design §1.4; flx_tops::layer_decode_map): a
-// linear of n_out rows is split over 16 lanes of n_out/16 rows; lane b holds
-// rows b*(n_out/16) + 2n (low nibble) and + 2n+1 (high nibble) in byte n mod
-// 32 of word (n/32)*k_dim + k.  K and V are one fused linear of 1024 rows:
-// lane b's 64 rows are K rows 32b..32b+31, then V rows 32b..32b+31.
-// Prefill packing: channel c of a linear sits in word (c/24)*k_dim + k, byte
-// (c%24)/2, low nibble for even c; channels past n_out are zero; [K | Q] and
-// [V | O] share a buffer, K (V) first.
+// The packings themselves are hbm_pack.h's (shared with hw/tb/tb_layer.cpp):
+// decode at flx_tops::layer_decode_map's offsets, K and V one fused linear
+// of 1024 rows; prefill [K | Q] and [V | O] sharing a buffer, K (V) first.
 #include "flx_host.h"
+#include "hbm_pack.h"
 
 #include "flx_emu.h"
 
@@ -20,73 +15,51 @@ namespace flx_host {
 
 namespace {
 
-// row(o) -> the INT4 values of fused output row o, ws(o) / wsum(o) its tables
+// row(o) of a linear (rows >= n_src zero) or of the fused [K;V] (b = V)
 struct row_src {
-    const flx_qtensor *a, *b;   // b: the second half of a fused linear (V), or NULL
-    const int8_t *row(unsigned o, unsigned k_dim) const
+    const flx_qtensor *a, *b;
+    unsigned n_src, k_dim;
+    const int8_t *operator()(unsigned o) const
     {
+        if (o >= n_src) return NULL;
         if (!b) return a->q + (size_t)o * k_dim;
-        unsigned r = (o / 64) * 32 + o % 32;
-        return (o % 64 < 32 ? a : b)->q + (size_t)r * k_dim;
+        bool k;
+        unsigned r = flx_pack::kv_fused_row(o, &k);
+        return (k ? a : b)->q + (size_t)r * k_dim;
     }
-    float scale(unsigned o) const
+    float table(unsigned o, bool sum) const
     {
-        if (!b) return a->scale[o];
-        unsigned r = (o / 64) * 32 + o % 32;
-        return (o % 64 < 32 ? a : b)->scale[r];
-    }
-    float sum(unsigned o) const
-    {
-        if (!b) return a->wsum[o];
-        unsigned r = (o / 64) * 32 + o % 32;
-        return (o % 64 < 32 ? a : b)->wsum[r];
+        if (o >= n_src) return 0.0f;
+        const flx_qtensor *t = a;
+        unsigned r = o;
+        if (b) {
+            bool k;
+            r = flx_pack::kv_fused_row(o, &k);
+            t = k ? a : b;
+        }
+        return sum ? t->wsum[r] : t->scale[r];
     }
 };
 
-// n_out rows of src (rows >= n_src are zero) into 16 lanes at word offset
-// `word`, and ws / wsum into s at float offset `s_off`
-void pack_dec(const row_src &src, unsigned n_src, unsigned n_out, unsigned k_dim, bytes *lanes,
-              size_t word, std::vector<float> &s, size_t s_off)
+// a decode linear of n_out rows into the 16 lanes at word offset `word`,
+// ws / wsum into s at float offset s_off
+void pack_dec(const row_src &src, unsigned n_out, bytes *lanes, size_t word, std::vector<float> &s, size_t s_off)
 {
-    const unsigned B = 16, W = 64, per = n_out / B;
-    for (unsigned b = 0; b < B; b++) {
-        uint8_t *lane = lanes[b].data();
-        for (unsigned n = 0; n < per / 2; n++) {
-            unsigned o0 = b * per + 2 * n, o1 = o0 + 1;
-            const int8_t *r0 = o0 < n_src ? src.row(o0, k_dim) : NULL;
-            const int8_t *r1 = o1 < n_src ? src.row(o1, k_dim) : NULL;
-            if (!r0 && !r1) continue;
-            uint8_t *base = lane + (word + (size_t)(n / (W / 2)) * k_dim) * dec_word_bytes + n % (W / 2);
-            for (unsigned k = 0; k < k_dim; k++) {
-                unsigned lo = r0 ? (unsigned)r0[k] & 15u : 0u, hi = r1 ? (unsigned)r1[k] & 15u : 0u;
-                base[(size_t)k * dec_word_bytes] = (uint8_t)(lo | hi << 4);
-            }
-        }
-    }
+    uint8_t *l[16];
+    for (unsigned b = 0; b < 16; b++) l[b] = lanes[b].data();
+    flx_pack::pack_dec(src, n_out, src.k_dim, l, word);
     for (unsigned o = 0; o < n_out; o++) {
-        s[s_off + o] = o < n_src ? src.scale(o) : 0.0f;
-        s[s_off + n_out + o] = o < n_src ? src.sum(o) : 0.0f;
+        s[s_off + o] = src.table(o, false);
+        s[s_off + n_out + o] = src.table(o, true);
     }
 }
 
 // one prefill linear appended to w (words) and s (ws then wsum)
 void pack_pref(const flx_qtensor &t, bytes &w, std::vector<float> &s)
 {
-    const unsigned n_out = (unsigned)t.n_out, k_dim = (unsigned)t.n_in, nw = (n_out + 23) / 24;
-    size_t base = w.size() / pref_word_bytes;
-    w.resize((base + (size_t)nw * k_dim) * pref_word_bytes, 0);
-    for (unsigned blk = 0; blk < nw; blk++)
-        for (unsigned j = 0; j < 12; j++) {
-            unsigned c0 = blk * 24 + 2 * j, c1 = c0 + 1;
-            const int8_t *r0 = c0 < n_out ? t.q + (size_t)c0 * k_dim : NULL;
-            const int8_t *r1 = c1 < n_out ? t.q + (size_t)c1 * k_dim : NULL;
-            if (!r0 && !r1) continue;
-            uint8_t *row = &w[(base + (size_t)blk * k_dim) * pref_word_bytes + j];
-            for (unsigned k = 0; k < k_dim; k++) {
-                unsigned lo = r0 ? (unsigned)r0[k] & 15u : 0u, hi = r1 ? (unsigned)r1[k] & 15u : 0u;
-                row[(size_t)k * pref_word_bytes] = (uint8_t)(lo | hi << 4);
-            }
-        }
+    const unsigned n_out = (unsigned)t.n_out, k_dim = (unsigned)t.n_in;
+    row_src src = {&t, NULL, n_out, k_dim};
+    flx_pack::pack_pref(src, n_out, k_dim, w);
     s.insert(s.end(), t.scale, t.scale + n_out);
     s.insert(s.end(), t.wsum, t.wsum + n_out);
 }
@@ -164,8 +137,8 @@ std::string pack_model(const flx_qmodel &qm, model_image &img)
         li.s_sum.assign(M::s_floats, 0.0f);
         const flx_qtensor *lin[M::n_lin] = {&L.wk, &L.wq, &L.wo, &L.w_gate, &L.w_up, &L.w_down};
         for (unsigned i = 0; i < M::n_lin; i++) {
-            row_src src = {lin[i], i == 0 ? &L.wv : NULL};
-            pack_dec(src, M::n_out(i), M::n_out(i), M::k_dim(i), li.w, M::word_base(i), li.s_sum, M::s_base(i));
+            row_src src = {lin[i], i == 0 ? &L.wv : NULL, M::n_out(i), M::k_dim(i)};
+            pack_dec(src, M::n_out(i), li.w, M::word_base(i), li.s_sum, M::s_base(i));
         }
         // prefill
         pack_pref(L.wk, li.w_kq, li.s_kq);
@@ -179,8 +152,8 @@ std::string pack_model(const flx_qmodel &qm, model_image &img)
     img.out_norm.assign(qm.out_norm, qm.out_norm + S::d);
     for (unsigned b = 0; b < 16; b++) img.head_w[b].assign((size_t)S::vocab / 1024 * S::d * dec_word_bytes, 0);
     img.head_s_sum.assign(2 * (size_t)S::vocab, 0.0f);
-    row_src hs = {&qm.head, NULL};
-    pack_dec(hs, img.n_vocab, S::vocab, S::d, img.head_w, 0, img.head_s_sum, 0);
+    row_src hs = {&qm.head, NULL, img.n_vocab, S::d};
+    pack_dec(hs, S::vocab, img.head_w, 0, img.head_s_sum, 0);
     img.vocab_lib.assign((size_t)S::vocab * S::d, 0.0f);
     memcpy(img.vocab_lib.data(), qm.tok_embd, (size_t)img.n_vocab * S::d * sizeof(float));
     return "";

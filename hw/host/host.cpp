@@ -1,8 +1,9 @@
 // host.cpp -- the generate flow of the host program, the same for every
 // backend: FlexLLM's host flow (reference-design §3.3) as flx_emu_generate
-// runs it: prefill of the prompt but its last token (one top_layer_prefill
-// call per layer over 16 rows, zero rows as padding), the K/V rows of the
-// prompt handed to the decode caches, then one decode step per new token
+// runs it: prefill of the prompt but its last token (padded with zero rows
+// to a multiple of 16, in calls of 16 rows at pos0 = 0, 16, ...: per call
+// one top_layer_prefill per layer, the layers' K/V caches keeping the earlier
+// calls' rows), the K/V rows of the prompt handed to the decode caches, then one decode step per new token
 // (top_layer_decode per layer, top_head_sample with a threshold r drawn
 // from the seed), stopping after EOS.
 #include "flx_host.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace flx_host {
@@ -29,10 +31,6 @@ void generate(backend &dev, const model_image &m, const std::vector<int32_t> &pr
     typedef shape S;
     if (prompt.empty()) throw std::runtime_error("generate: empty prompt");
     const size_t n = prompt.size() - 1;   // prefill rows; decode starts from the last prompt token
-    if (n > S::pref_tokens)
-        throw fail("generate: a prompt of %lld tokens: the prefill top runs one call of 16 rows at "
-                   "positions 0..15, so prompts of at most %lld tokens",
-                   (long long)prompt.size(), S::pref_tokens + 1);
     if (prompt.size() + n_new > S::max_len)
         throw fail("generate: %lld prompt + %lld new tokens exceed the decode caches' 2048 positions",
                    (long long)prompt.size(), n_new);
@@ -43,15 +41,18 @@ void generate(backend &dev, const model_image &m, const std::vector<int32_t> &pr
     std::vector<std::vector<int8_t> > k(L), v(L);
     if (n > 0) {
         dev.prefill_load(m);
-        std::vector<float> x((size_t)T * D, 0.0f);
-        for (size_t t = 0; t < n; t++)
-            memcpy(&x[t * D], &m.vocab_lib[(size_t)prompt[t] * D], D * sizeof(float));
-        dev.prefill_input(x.data());
-        for (unsigned l = 0; l < L; l++) dev.prefill_layer(l);
+        std::vector<float> x((size_t)T * D);
+        for (size_t pos0 = 0; pos0 < n; pos0 += T) {   // n + padding <= max_len: checked above
+            std::fill(x.begin(), x.end(), 0.0f);
+            for (size_t t = pos0; t < n && t < pos0 + T; t++)
+                memcpy(&x[(t - pos0) * D], &m.vocab_lib[(size_t)prompt[t] * D], D * sizeof(float));
+            dev.prefill_input(x.data());
+            for (unsigned l = 0; l < L; l++) dev.prefill_layer(l, (unsigned)pos0);
+        }
         for (unsigned l = 0; l < L; l++) {
-            k[l].resize((size_t)T * KV);
-            v[l].resize((size_t)T * KV);
-            dev.prefill_caches(l, k[l].data(), v[l].data());
+            k[l].resize(n * KV);
+            v[l].resize(n * KV);
+            dev.prefill_caches(l, k[l].data(), v[l].data(), (unsigned)n);
         }
     }
     dev.decode_load(m);

@@ -20,12 +20,15 @@ struct dequant_static_pref_config {
 };
 
 // Loop order: token block -> kv head h -> group g -> channel k.
-// in_s: [act_heads], w_s: [w_heads] of this layer.
+// in_s: [act_heads], w_s: [w_heads] of this layer.  per_head: channels per
+// head at run time (the scores of a prefill call: its seq_len keys; at most
+// head_dim), head_dim by default.
 template <class CONFIG_T>
 void dequant_static_pref(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CONFIG_T::tp> > &acc,
                          hls::stream<hls::vector<float, CONFIG_T::tp> > &y,
                          const float in_s[CONFIG_T::act_heads],
-                         const float w_s[CONFIG_T::w_heads], unsigned n_blocks)
+                         const float w_s[CONFIG_T::w_heads], unsigned n_blocks,
+                         unsigned per_head = CONFIG_T::head_dim)
 {
     const unsigned TP = CONFIG_T::tp;
     const unsigned G = CONFIG_T::act_heads / CONFIG_T::w_heads;
@@ -33,7 +36,8 @@ void dequant_static_pref(hls::stream<hls::vector<ap_int<CONFIG_T::acc_bits>, CON
         for (unsigned h = 0; h < CONFIG_T::w_heads; h++)
             for (unsigned g = 0; g < G; g++) {
                 float si = in_s[h * G + g], sw = w_s[h];
-                for (unsigned k = 0; k < CONFIG_T::head_dim; k++) {
+                for (unsigned k = 0; k < per_head; k++) {
+#pragma HLS LOOP_TRIPCOUNT max = CONFIG_T::head_dim
 #pragma HLS PIPELINE II = 1
                     hls::vector<ap_int<CONFIG_T::acc_bits>, TP> a = acc.read();
                     hls::vector<float, TP> o;

@@ -23,6 +23,7 @@
 #include "dequant.h"
 #include "dequant_static.h"
 #include "fht.h"
+#include "flx_probe.h"
 #include "gemm_i4_dec.h"
 #include "qk_i8.h"
 #include "quant_asym.h"
@@ -205,6 +206,7 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
     ap_int<27> acc_o[C::d];
     // 1-3: LN0, [K;V] (lane b beat j: K channel 32b+j for c < 32, V after), Q
     norm_dec<C>(x, attn_norm, h);
+    FLX_PROBE_F32("h_attn", h, D);
     linear_dec<C>(h, D, kv, 1024, kvo);
     float k[C::kv_dim], v[C::kv_dim];
     for (unsigned b = 0; b < 16; b++)
@@ -213,12 +215,18 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
             v[b * 32 + c] = kvo[b * 64 + 32 + c];
         }
     linear_dec<C>(h, D, wq, D, q);
+    FLX_PROBE_F32("k", k, KV);
+    FLX_PROBE_F32("v", v, KV);
+    FLX_PROBE_F32("q", q, D);
     // 4: RoPE, quantization, caches
     rope_dec<C>(k, C::kv_heads, sin_tab, cos_tab, pos);
     rope_dec<C>(q, H, sin_tab, cos_tab, pos);
+    FLX_PROBE_F32("k_rope", k, KV);
+    FLX_PROBE_F32("q_rope", q, D);
     quant_heads_dec<C, C::kv_heads>(k, k_s, 1.0f, k8);
     quant_heads_dec<C, C::kv_heads>(v, v_s, 1.0f, v8);
     quant_heads_dec<C, C::heads>(q, q_s, 8.0f, q8);
+    FLX_PROBE_INTS("q8", q8, D, -1);
     dec_k_cache_update<C::kv_dim>(k8, k_reg, kcache, pos, C::max_len, C::quirks);
     for (unsigned d = 0; d < KV; d++) vcache[pos * KV + d] = v8[d];
     // 5: attention, one head lane at a time
@@ -248,7 +256,22 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
         qk_i8_dec<qkc>(qs, ks, sc, S);
         for (unsigned j = 0; j < S; j++) sc1.write(hls::vector<ap_int<22>, 1>(sc.read()));
         dequant_static_dec<sdc>(sc1, sf, &q_s[hh], &k_s[kvh], S);
+#ifndef __SYNTHESIS__
+        // scores, P, uint8 P of this head: [head][1][key], appended head by head
+        probe_tee<hls::vector<float, 1> >(sf, S, [&](const std::vector<hls::vector<float, 1> > &b) {
+            std::vector<float> a(S);
+            for (unsigned j = 0; j < S; j++) a[j] = b[j][0];
+            probe()->f32("scores", a.data(), S);
+        });
+#endif
         softmax_dec<smc>(sf, pf, 1, S);
+#ifndef __SYNTHESIS__
+        probe_tee<hls::vector<float, 1> >(pf, S, [&](const std::vector<hls::vector<float, 1> > &b) {
+            std::vector<float> a(S);
+            for (unsigned j = 0; j < S; j++) a[j] = b[j][0];
+            probe()->f32("p", a.data(), S);
+        });
+#endif
         for (unsigned j = 0; j < S; j++) {
             hls::stream<hls::vector<float, 1> > one("att_p1");
             one.write(pf.read());
@@ -261,6 +284,13 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
                 for (unsigned c = 0; c < VP; c++) wv[c] = vcache[j * KV + kvh * HD + db * VP + c];
                 vs.write(wv);
             }
+#ifndef __SYNTHESIS__
+        probe_tee<ap_int<8> >(ps, S, [&](const std::vector<ap_int<8> > &b) {
+            std::vector<long long> a(S);
+            for (unsigned j = 0; j < S; j++) a[j] = b[j].to_int() & 255;
+            probe()->ints("p8", a.data(), S);
+        });
+#endif
         av_u8i8_dec<avc>(ps, vs, ao, S);
         for (unsigned d = 0; d < HD; d++) acc_o[hh * HD + d] = ao.read();
     }
@@ -280,8 +310,10 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
             for (unsigned m = 0; m < HP; m++) o[m * per + kk] = vv[m];
         }
     }
+    FLX_PROBE_F32("attn", o, D);
     // 6-7: O, residual, LN1
     linear_dec<C>(o, D, wo, D, h);
+    FLX_PROBE_F32("o_proj", h, D);
     {
         typedef ld_res_cfg rc;
         hls::stream<hls::vector<float, 16> > as("res_a"), rs("res_r"), ys("res_y");
@@ -301,10 +333,14 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
             for (unsigned i = 0; i < 16; i++) r0[i * per + kk] = vv[i];
         }
     }
+    FLX_PROBE_F32("r0", r0, D);
     norm_dec<C>(r0, ffn_norm, h);
+    FLX_PROBE_F32("h_ffn", h, D);
     // 8-9: gate, up, SiLU * up, FHT
     linear_dec<C>(h, D, gate, F, g);
     linear_dec<C>(h, D, up, F, u);
+    FLX_PROBE_F32("gate", g, F);
+    FLX_PROBE_F32("up", u, F);
     {
         typedef ld_silu_cfg<C::exp_impl> sc;
         typedef ld_fht_cfg fc;
@@ -320,14 +356,24 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
             us.write(vu);
         }
         silu_gate_dec<sc>(gs, us, as, per);
+#ifndef __SYNTHESIS__
+        probe_tee<hls::vector<float, 16> >(as, per, [&](const std::vector<hls::vector<float, 16> > &b) {
+            std::vector<float> a(F);
+            for (unsigned kk = 0; kk < per; kk++)
+                for (unsigned i = 0; i < 16; i++) a[i * per + kk] = b[kk][i];
+            probe()->f32("act", a.data(), F);
+        });
+#endif
         fht_dec<fc>(as, fs, 90.50967f);
         for (unsigned kk = 0; kk < per; kk++) {
             hls::vector<float, 16> vv = fs.read();
             for (unsigned i = 0; i < 16; i++) a[i * per + kk] = vv[i];
         }
     }
+    FLX_PROBE_F32("act_fht", a, F);
     // 10-11: down, residual
     linear_dec<C>(a, F, down, D, h);
+    FLX_PROBE_F32("down", h, D);
     {
         typedef ld_res_cfg rc;
         hls::stream<hls::vector<float, 16> > as("res2_a"), rs("res2_r"), ys("res2_y");

@@ -1,7 +1,9 @@
 // layer_pref.h -- one Llama decoder layer in prefill over n_blocks token
-// blocks of TP = 8 (positions 0 .. 8*n_blocks-1, seq_len = 8*n_blocks, a
-// multiple of 16), the schedule of reference-design §2.3 / 3.3 built from the kernels of
-// this folder (SpinQuant_Prefilling_mem_opt):
+// blocks of TP = 8 starting at block first_block (positions 8*first_block ..
+// 8*(first_block+n_blocks)-1; seq_len = 8*(first_block+n_blocks) keys, a
+// multiple of 16: the keys of earlier calls come from the K/V caches), the
+// schedule of reference-design §2.3 / 3.3 built from the kernels of this
+// folder (SpinQuant_Prefilling_mem_opt):
 //   RMSNorm -> K, V, Q linears -> RoPE -> static INT8 K/V/Q -> K and V cache
 //   managers (every key stored before QK^T: a barrier) -> QK^T over all
 //   seq_len keys -> score dequant -> causal mask -> softmax -> uint8 P ->
@@ -19,6 +21,7 @@
 #include "dequant.h"
 #include "dequant_static.h"
 #include "fht.h"
+#include "flx_probe.h"
 #include "gemm_i4_pref.h"
 #include "qk_i8.h"
 #include "quant_asym.h"
@@ -35,7 +38,8 @@ struct layer_pref_config {
     static const unsigned d = 2048, kv_dim = 512, ff = 8192;
     static const unsigned heads = 32, kv_heads = 8, head_dim = 64;
     static const unsigned tp = 8, wp = 24;
-    static const unsigned max_seq = 16;         // tokens of one call (K/V buffers)
+    static const unsigned max_seq = 16;         // tokens of one call (activation buffers)
+    static const unsigned max_keys = 2048;      // keys: softmax row and P buffers (the caches' rows)
     static const unsigned max_pos = 2048;       // RoPE rows
     static const unsigned w_fifo_depth = 4;     // weight loader -> GEMM
     static const int exp_impl = EXP_FLX;
@@ -68,9 +72,14 @@ template <unsigned ACC, unsigned HD>
 struct lp_ds_cfg : dequant_static_pref_config {
     static const unsigned acc_bits = ACC, head_dim = HD;
 };
-template <int E>
+template <int E, unsigned MAXLEN>
 struct lp_softmax_cfg : softmax_pref_config {
     static const int exp_impl = E;
+    static const unsigned max_len = MAXLEN;
+};
+template <unsigned MAXSEQ>
+struct lp_av_cfg : av_u8i8_pref_config {
+    static const unsigned max_seq = MAXSEQ;
 };
 template <int E>
 struct lp_silu_cfg : silu_gate_pref_config {
@@ -158,9 +167,9 @@ void residual_pref(const float *a, const float *r, unsigned nb, float *y)
     lp_pop<C::tp>(ys, y, nb, C::d);
 }
 
-// RoPE (positions 8M + lane) then static INT8 quantization of n_heads heads
+// RoPE (positions 8(b0 + M) + lane) then static INT8 quantization of n_heads heads
 template <class C, unsigned HEADS>
-void rope_quant_pref(float *x, unsigned nb, const float sin_tab[][C::head_dim / 2],
+void rope_quant_pref(float *x, unsigned b0, unsigned nb, const float sin_tab[][C::head_dim / 2],
                      const float cos_tab[][C::head_dim / 2], bool rope, const float *scale, float factor,
                      ap_int<8> *q8)
 {
@@ -169,7 +178,7 @@ void rope_quant_pref(float *x, unsigned nb, const float sin_tab[][C::head_dim / 
     hls::stream<hls::vector<ap_int<8>, C::tp> > qs("rq_q8");
     lp_push<C::tp>(xs, x, nb, N);
     if (rope) {
-        rope_pref<lp_rope_cfg<C::max_pos> >(xs, rs, sin_tab, cos_tab, 0, nb, HEADS);
+        rope_pref<lp_rope_cfg<C::max_pos> >(xs, rs, sin_tab, cos_tab, b0, nb, HEADS);
         lp_pop<C::tp>(rs, x, nb, N);
         lp_push<C::tp>(xs, x, nb, N);
     }
@@ -177,8 +186,15 @@ void rope_quant_pref(float *x, unsigned nb, const float sin_tab[][C::head_dim / 
     lp_pop<C::tp>(qs, q8, nb, N);
 }
 
-// One decoder layer over nb token blocks (seq_len = 8*nb keys).
-// x, y: [8*nb][d]; k8, v8: [8*nb][kv_dim] (the caches handed to decode).
+// One decoder layer over nb token blocks from block b0 (seq_len = 8*(b0+nb)
+// keys).  x, y: [8*nb][d]; k8, v8: the layer's K/V caches, [8*(b0+nb)][kv_dim]
+// (the caches handed to decode): rows below 8*b0 hold the earlier calls'
+// keys and values and are only read, the call writes rows 8*b0 .. 8*(b0+nb)-1
+// before QK^T reads any (the barrier of reference-design §2.3).  Computing a
+// prompt in such calls gives the bits of one call over all of it: a query
+// sees only keys at or before its position; the later ones are masked to
+// -1e32, whose exp is exactly 0 and so adds nothing to a softmax sum, a P
+// row or an A.V accumulator.
 template <class C>
 void decoder_layer_pref(const float *x, float *y, const float *attn_norm, const float *ffn_norm,
                         const pref_linear_ports<C::wp> &wk, const pref_linear_ports<C::wp> &wv,
@@ -186,26 +202,34 @@ void decoder_layer_pref(const float *x, float *y, const float *attn_norm, const 
                         const pref_linear_ports<C::wp> &gate, const pref_linear_ports<C::wp> &up,
                         const pref_linear_ports<C::wp> &down, const float *q_s, const float *k_s,
                         const float *v_s, const float *a_s, const float sin_tab[][C::head_dim / 2],
-                        const float cos_tab[][C::head_dim / 2], ap_int<8> *k8, ap_int<8> *v8, unsigned nb)
+                        const float cos_tab[][C::head_dim / 2], ap_int<8> *k8, ap_int<8> *v8, unsigned nb,
+                        unsigned b0 = 0)
 {
     const unsigned D = C::d, KV = C::kv_dim, F = C::ff, H = C::heads, HD = C::head_dim, TP = C::tp;
-    const unsigned T = nb * TP, S = T, G = C::heads / C::kv_heads;
+    const unsigned T = nb * TP, S = (b0 + nb) * TP, G = C::heads / C::kv_heads;
     static float h[C::max_seq * C::d], k[C::max_seq * C::kv_dim], v[C::max_seq * C::kv_dim];
     static float q[C::max_seq * C::d], o[C::max_seq * C::d], r0[C::max_seq * C::d];
     static float g[C::max_seq * C::ff], u[C::max_seq * C::ff], act[C::max_seq * C::ff];
     static ap_int<8> q8[C::max_seq * C::d];
     norm_pref<C>(x, attn_norm, nb, h);
+    FLX_PROBE_F32("h_attn", h, T * D);
     linear_pref<C, 2048, 11>(h, nb, D, wk, KV, k);
     linear_pref<C, 2048, 11>(h, nb, D, wv, KV, v);
     linear_pref<C, 2048, 11>(h, nb, D, wq, D, q);
-    rope_quant_pref<C, C::kv_heads>(k, nb, sin_tab, cos_tab, true, k_s, 1.0f, k8);
-    rope_quant_pref<C, C::kv_heads>(v, nb, sin_tab, cos_tab, false, v_s, 1.0f, v8);
-    rope_quant_pref<C, C::heads>(q, nb, sin_tab, cos_tab, true, q_s, 8.0f, q8);
-    // attention: the K and V cache managers re-stream all keys (already all
+    FLX_PROBE_F32("k", k, T * KV);
+    FLX_PROBE_F32("v", v, T * KV);
+    FLX_PROBE_F32("q", q, T * D);
+    rope_quant_pref<C, C::kv_heads>(k, b0, nb, sin_tab, cos_tab, true, k_s, 1.0f, k8 + (size_t)b0 * TP * KV);
+    rope_quant_pref<C, C::kv_heads>(v, b0, nb, sin_tab, cos_tab, false, v_s, 1.0f, v8 + (size_t)b0 * TP * KV);
+    rope_quant_pref<C, C::heads>(q, b0, nb, sin_tab, cos_tab, true, q_s, 8.0f, q8);
+    FLX_PROBE_F32("k_rope", k, T * KV);
+    FLX_PROBE_F32("q_rope", q, T * D);
+    FLX_PROBE_INTS("q8", q8, T * D, -1);
+    // attention: the K and V cache managers re-stream all S keys (already all
     // stored: k8/v8 are complete here) per query block and head
     {
         typedef qk_i8_pref_config qkc;
-        typedef av_u8i8_pref_config avc;
+        typedef lp_av_cfg<C::max_keys> avc;
         const unsigned KP = qkc::kp, VP = avc::vp;
         hls::stream<hls::vector<ap_int<8>, C::tp> > qs("att_q8"), p8s("att_p8");
         hls::stream<hls::vector<ap_int<8>, qkc::kp> > ks("att_k8");
@@ -216,29 +240,73 @@ void decoder_layer_pref(const float *x, float *y, const float *attn_norm, const 
         lp_push<C::tp>(qs, q8, nb, D);
         pref_k_cache_manager<KP>(k8, ks, nb, H, G, HD, KV, S);
         qk_i8_pref<qkc>(qs, ks, sc, nb, H, S);
-        dequant_static_pref<lp_ds_cfg<22, C::max_seq> >(sc, sf, q_s, k_s, nb);
-        causal_mask_pref<causal_mask_pref_config>(sf, sm, 0, nb, H, S);
-        softmax_pref<lp_softmax_cfg<C::exp_impl> >(sm, pf, nb, H, S);
-        quant_static_pref<lp_qs_cfg<C::heads, C::max_seq, false> >(pf, p8s, a_s, 1.0f, nb);
+        dequant_static_pref<lp_ds_cfg<22, C::max_keys> >(sc, sf, q_s, k_s, nb, S);
+#ifndef __SYNTHESIS__
+        // scores, P, uint8 P as [head][query][key] (beat (blk*H + head)*S + j, lane t)
+        probe_tee<hls::vector<float, C::tp> >(sf, (size_t)nb * H * S, [&](const std::vector<hls::vector<float, C::tp> > &b) {
+            std::vector<float> a((size_t)H * T * S);
+            for (size_t i = 0; i < b.size(); i++)
+                for (unsigned t = 0; t < TP; t++)
+                    a[((i / S) % H * T + (i / S / H) * TP + t) * S + i % S] = b[i][t];
+            probe()->f32("scores", a.data(), a.size());
+        });
+#endif
+        causal_mask_pref<causal_mask_pref_config>(sf, sm, b0, nb, H, S);
+        softmax_pref<lp_softmax_cfg<C::exp_impl, C::max_keys> >(sm, pf, nb, H, S);
+#ifndef __SYNTHESIS__
+        probe_tee<hls::vector<float, C::tp> >(pf, (size_t)nb * H * S, [&](const std::vector<hls::vector<float, C::tp> > &b) {
+            std::vector<float> a((size_t)H * T * S);
+            for (size_t i = 0; i < b.size(); i++)
+                for (unsigned t = 0; t < TP; t++)
+                    a[((i / S) % H * T + (i / S / H) * TP + t) * S + i % S] = b[i][t];
+            probe()->f32("p", a.data(), a.size());
+        });
+#endif
+        quant_static_pref<lp_qs_cfg<C::heads, C::max_keys, false> >(pf, p8s, a_s, 1.0f, nb, S);
+#ifndef __SYNTHESIS__
+        probe_tee<hls::vector<ap_int<8>, C::tp> >(p8s, (size_t)nb * H * S, [&](const std::vector<hls::vector<ap_int<8>, C::tp> > &b) {
+            std::vector<long long> a((size_t)H * T * S);
+            for (size_t i = 0; i < b.size(); i++)
+                for (unsigned t = 0; t < TP; t++)
+                    a[((i / S) % H * T + (i / S / H) * TP + t) * S + i % S] = b[i][t].to_int() & 255;
+            probe()->ints("p8", a.data(), a.size());
+        });
+#endif
         pref_v_cache_manager<VP>(v8, vs, nb, H, G, HD, KV, S);
         av_u8i8_pref<avc>(p8s, vs, ao, nb, H, S);
         dequant_static_pref<lp_ds_cfg<26, C::head_dim> >(ao, os, a_s, v_s, nb);
         lp_pop<C::tp>(os, o, nb, D);
     }
+    FLX_PROBE_F32("attn", o, T * D);
     linear_pref<C, 2048, 11>(o, nb, D, wo, D, h);
+    FLX_PROBE_F32("o_proj", h, T * D);
     residual_pref<C>(h, x, nb, r0);
+    FLX_PROBE_F32("r0", r0, T * D);
     norm_pref<C>(r0, ffn_norm, nb, h);
+    FLX_PROBE_F32("h_ffn", h, T * D);
     linear_pref<C, 2048, 11>(h, nb, D, gate, F, g);
     linear_pref<C, 2048, 11>(h, nb, D, up, F, u);
+    FLX_PROBE_F32("gate", g, T * F);
+    FLX_PROBE_F32("up", u, T * F);
     {
         hls::stream<hls::vector<float, C::tp> > gs("ffn_gate"), us("ffn_up"), as("ffn_act"), fs("ffn_fht");
         lp_push<C::tp>(gs, g, nb, F);
         lp_push<C::tp>(us, u, nb, F);
         silu_gate_pref<lp_silu_cfg<C::exp_impl> >(gs, us, as, nb, F);
+#ifndef __SYNTHESIS__
+        probe_tee<hls::vector<float, C::tp> >(as, (size_t)nb * F, [&](const std::vector<hls::vector<float, C::tp> > &b) {
+            std::vector<float> a((size_t)T * F);
+            for (size_t i = 0; i < b.size(); i++)
+                for (unsigned t = 0; t < TP; t++) a[((i / F) * TP + t) * F + i % F] = b[i][t];
+            probe()->f32("act", a.data(), a.size());
+        });
+#endif
         fht_pref<fht_pref_config>(as, fs, 90.50967f, nb);
         lp_pop<C::tp>(fs, act, nb, F);
     }
+    FLX_PROBE_F32("act_fht", act, T * F);
     linear_pref<C, 8192, 13>(act, nb, F, down, D, h);
+    FLX_PROBE_F32("down", h, T * D);
     residual_pref<C>(h, r0, nb, y);
     (void)T;
 }

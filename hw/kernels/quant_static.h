@@ -24,18 +24,21 @@ struct quant_static_pref_config {
 };
 
 // Loop order: token block -> head -> channel.  scale: [heads] of this layer.
+// per_head: channels per head at run time (P of a prefill call: its seq_len
+// keys; at most head_dim), head_dim by default.
 template <class CONFIG_T>
 void quant_static_pref(hls::stream<hls::vector<float, CONFIG_T::tp> > &in,
                        hls::stream<hls::vector<ap_int<CONFIG_T::n_bits>, CONFIG_T::tp> > &q,
                        const float scale[CONFIG_T::heads], float mha_scale_factor,
-                       unsigned n_blocks)
+                       unsigned n_blocks, unsigned per_head = CONFIG_T::head_dim)
 {
     const unsigned TP = CONFIG_T::tp;
     const int sb = CONFIG_T::is_signed ? (1 << (CONFIG_T::n_bits - 1)) : (1 << CONFIG_T::n_bits);
     for (unsigned blk = 0; blk < n_blocks; blk++) {
         for (unsigned h = 0; h < CONFIG_T::heads; h++) {
             float div = mha_scale_factor * scale[h];
-            for (unsigned k = 0; k < CONFIG_T::head_dim; k++) {
+            for (unsigned k = 0; k < per_head; k++) {
+#pragma HLS LOOP_TRIPCOUNT max = CONFIG_T::head_dim
 #pragma HLS PIPELINE II = 1
                 hls::vector<float, TP> v = in.read();
                 hls::vector<ap_int<CONFIG_T::n_bits>, TP> o;

@@ -41,7 +41,8 @@ if {![file exists "$golden/manifest.json"]} {
 
 # C++14 like the csim build here; no FMA contraction in C simulation, so
 # csim rounds every float operation as the RTL's separate fmul/fadd cores do
-set cflags "-std=c++14 -DFLX_HLS_USE_VITIS -I$hw/kernels -I$hw/tops"
+# The head top at the golden whole model's 1024-row vocabulary (--layer model)
+set cflags "-std=c++14 -DFLX_HLS_USE_VITIS -DFLX_HEAD_VOCAB=1024 -I$hw/kernels -I$hw/tops"
 set tbflags "$cflags -ffp-contract=off -I$hw/tb"
 
 open_project -reset "${prj}_${kernel}"

@@ -67,6 +67,13 @@ class tb_ctx {
     // integers: compares values (int32 files, int8 files, uint8 files)
     void expect_int(const char *tensor, const char *descr, const std::vector<long long> &got);
 
+    // prefixes the message of the last check, when it failed (e.g. the name
+    // of the intermediate it compared)
+    void label_last(const std::string &prefix)
+    {
+        if (!checks_.empty() && !checks_.back().ok) checks_.back().message = prefix + checks_.back().message;
+    }
+
     const std::vector<check> &checks() const { return checks_; }
     mutable std::vector<std::string> notes;   // CRC warnings etc.
 

@@ -1,17 +1,56 @@
 // tb_layer.cpp -- the whole-layer testbench: `flxemu golden --layer decode`
 // through top_layer_decode.  The host side packs the golden INT4 weights
-// into the decode HBM layout (reference-design §1.4: per lane b, rows b*(O/B) + 2n, 2n+1
+// into the decode HBM layout with the host program's own packing
+// (hw/host/hbm_pack.h, reference-design §1.4: per lane b, rows b*(O/B) + 2n, 2n+1
 // as a nibble pair in byte n mod (W/2) of word (n/(W/2))*K + m; [K;V] fused
 // per lane as K rows 32b.. then V rows 32b..), fills the K/V caches with the
 // prefill hand-over and compares the layer output and the new cache rows.
 #include "tb_kernels.h"
 
+#include "../host/hbm_pack.h"
 #include "../tops/flx_tops_layer.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 
 namespace flx_tb {
+
+// The layer's intermediates as the kernels hand them over (flx_probe.h),
+// compared in dataflow order with the golden set's, so the first mismatch
+// names the first stage that differs: "intermediate 'scores': ...".
+struct layer_probe : flx_hls::probe_sink {
+    std::map<std::string, std::vector<float> > f;
+    std::map<std::string, std::vector<long long> > i;
+    void f32(const char *name, const float *x, size_t n) { f[name].insert(f[name].end(), x, x + n); }
+    void ints(const char *name, const long long *x, size_t n) { i[name].insert(i[name].end(), x, x + n); }
+    // the float / integer intermediate `name` against the golden tensor
+    void expect(tb_ctx &c, const char *name, const char *int_descr = nullptr)
+    {
+        if (int_descr) {
+            c.expect_int(name, int_descr, i[name]);
+        } else {
+            c.expect_f32(name, f[name]);
+        }
+        c.label_last(std::string("intermediate '") + name + "': ");
+    }
+    // the attention half: norm output, projections, RoPE, Q8
+    void expect_front(tb_ctx &c)
+    {
+        const char *fl[] = {"h_attn", "k", "v", "q", "k_rope", "q_rope"};
+        for (const char *n : fl) expect(c, n);
+        expect(c, "q8", "|i1");
+    }
+    // scores onwards
+    void expect_back(tb_ctx &c)
+    {
+        expect(c, "scores");
+        expect(c, "p");
+        expect(c, "p8", "|u1");
+        const char *fl[] = {"attn", "o_proj", "r0", "h_ffn", "gate", "up", "act", "act_fht", "down"};
+        for (const char *n : fl) expect(c, n);
+    }
+};
 
 typedef flx_hls::dec_wword<64>::type word;
 
@@ -25,16 +64,16 @@ struct hbm_linear {
 template <class ROW, class SC, class SU>
 static void pack(hbm_linear &h, unsigned n_out, unsigned k_dim, ROW row, SC scale, SU sum)
 {
-    const unsigned B = 16, W = 64, per = n_out / B;
-    for (unsigned b = 0; b < B; b++) {
-        h.lane[b].assign((size_t)(per / W) * k_dim, word());
-        for (unsigned n = 0; n < per / 2; n++) {
-            const int8_t *r0 = row(b * per + 2 * n), *r1 = row(b * per + 2 * n + 1);
-            for (unsigned m = 0; m < k_dim; m++) {
-                unsigned byte = ((unsigned)r0[m] & 15u) | (((unsigned)r1[m] & 15u) << 4);
-                h.lane[b][(size_t)(n / (W / 2)) * k_dim + m][n % (W / 2)] = byte;
-            }
-        }
+    std::vector<uint8_t> img[16];
+    uint8_t *lanes[16];
+    for (unsigned b = 0; b < 16; b++) {
+        img[b].assign(flx_pack::dec_lane_words(n_out, k_dim) * flx_pack::dec_word_bytes, 0);
+        lanes[b] = img[b].data();
+    }
+    flx_pack::pack_dec(row, n_out, k_dim, lanes, 0);
+    for (unsigned b = 0; b < 16; b++) {
+        h.lane[b].clear();
+        flx_pack::to_words<word, flx_pack::dec_word_bytes>(img[b], h.lane[b]);
     }
     h.ws.resize(n_out);
     h.wsum.resize(n_out);
@@ -84,7 +123,7 @@ static void run_dec_layer(tb_ctx &c, const std::string &pre, std::vector<float> 
         npy_array wk = c.load(nm("wk").c_str(), "|i1", {KV, D}), wv = c.load(nm("wv").c_str(), "|i1", {KV, D});
         npy_array wks = c.load(nm("wk_s").c_str(), "<f4", {KV}), wkm = c.load(nm("wk_sum").c_str(), "<f4", {KV});
         npy_array wvs = c.load(nm("wv_s").c_str(), "<f4", {KV}), wvm = c.load(nm("wv_sum").c_str(), "<f4", {KV});
-        auto src = [](unsigned o, unsigned *r) { *r = (o / 64) * 32 + o % 32; return o % 64 < 32; };
+        auto src = [](unsigned o, unsigned *r) { bool k; *r = flx_pack::kv_fused_row(o, &k); return k; };
         pack(lin[0], 1024, D,
              [&](unsigned o) {
                  unsigned r;
@@ -166,14 +205,20 @@ static void tb_layer_decode(tb_ctx &c)
     std::vector<ap_int<8> > kcache, vcache;
     load_cache(c, "k8_cache", kcache);
     load_cache(c, "v8_cache", vcache);
-    run_dec_layer(c, "", io, kcache, vcache, 0);
+    layer_probe pr;
+    {
+        flx_hls::probe_scope scope(&pr);
+        run_dec_layer(c, "", io, kcache, vcache, 0);
+    }
     std::vector<long long> k_new(KV), v_new(KV);
     for (unsigned d = 0; d < KV; d++) {
         k_new[d] = kcache[(size_t)P * KV + d].to_int();
         v_new[d] = vcache[(size_t)P * KV + d].to_int();
     }
+    pr.expect_front(c);
     c.expect_int("k8_new", "|i1", k_new);
     c.expect_int("v8_new", "|i1", v_new);
+    pr.expect_back(c);
     c.expect_f32("y", std::vector<float>(io.begin() + D, io.end()));
 }
 
@@ -181,11 +226,12 @@ struct head_std : flx_tops::head_sample_cfg {
     static const int exp_impl = flx_hls::EXP_STD;
 };
 
-// the tiny whole model: two decode layers, then LN2, lm_head (1024 rows),
-// top-5 sampling and the next token's embedding row
+// the tiny whole model: two decode layers, then LN2, lm_head (1024 rows:
+// the head top built with FLX_HEAD_VOCAB = 1024, else the vocabulary's shape
+// check names the difference), top-5 sampling and the next token's embedding row
 static void tb_model_decode(tb_ctx &c)
 {
-    const unsigned D = 2048, V = 1024;
+    const unsigned D = 2048, V = flx_tops::head_sample_cfg::vocab;
     npy_array x = c.load("x", "<f4", {D}), on = c.load("out_norm", "<f4", {D}), r = c.load("r", "<f4", {1});
     npy_array voc = c.load("vocab", "<f4", {V, D});
     std::vector<float> io(2 * D);
@@ -229,27 +275,18 @@ static void tb_model_decode(tb_ctx &c)
 
 typedef flx_tops::pref_word pword;
 
-// prefill packing (reference-design §1.4): channels N*24 + 2j (low nibble), +1 (high) in
-// byte j of word N*k_dim + m; channels past n_out are zero
-static void pack_pref(tb_ctx &c, const char *name, unsigned n_out, unsigned k_dim, std::vector<pword> &w,
-                      std::vector<float> &s)
+// prefill packing (hw/host/hbm_pack.h, reference-design §1.4): channels N*24 + 2j (low
+// nibble), +1 (high) in byte j of word N*k_dim + m; channels past n_out are zero.
+// Appends to the byte image img; w: img as the top's words.
+static void pack_pref(tb_ctx &c, const char *name, unsigned n_out, unsigned k_dim, std::vector<uint8_t> &img,
+                      std::vector<pword> &w, std::vector<float> &s)
 {
     std::string n = name;
     npy_array m = c.load(name, "|i1", {n_out, k_dim});
     npy_array ws = c.load((n + "_s").c_str(), "<f4", {n_out}), wm = c.load((n + "_sum").c_str(), "<f4", {n_out});
-    const unsigned nw = (n_out + 23) / 24;
-    size_t base = w.size();
-    w.resize(base + (size_t)nw * k_dim, pword());
-    for (unsigned ch = 0; ch < n_out; ch++) {
-        unsigned blk = ch / 24, j = (ch % 24) / 2, hi = ch % 2;
-        for (unsigned k = 0; k < k_dim; k++) {
-            pword &wd = w[base + (size_t)blk * k_dim + k];
-            unsigned byte = (unsigned)wd[j].to_uint();
-            unsigned nib = (unsigned)m.i8((size_t)ch * k_dim + k) & 15u;
-            byte = hi ? (byte & 0x0fu) | (nib << 4) : (byte & 0xf0u) | nib;
-            wd[j] = byte;
-        }
-    }
+    flx_pack::pack_pref([&](unsigned ch) { return (const int8_t *)&m.data[(size_t)ch * k_dim]; }, n_out, k_dim,
+                        img);
+    flx_pack::to_words<pword, flx_pack::pref_word_bytes>(img, w);
     for (unsigned o = 0; o < n_out; o++) s.push_back(ws.f32(o));
     for (unsigned o = 0; o < n_out; o++) s.push_back(wm.f32(o));
 }
@@ -268,13 +305,16 @@ static void tb_layer_prefill(tb_ctx &c)
     npy_array rs = c.load("rope_sin", "<f4", {T, HALF}), rc = c.load("rope_cos", "<f4", {T, HALF});
     std::vector<pword> w_kq, w_vo, w_gate, w_up, w_down;
     std::vector<float> s_kq, s_vo, s_gate, s_up, s_down;
-    pack_pref(c, "wk", KV, D, w_kq, s_kq);
-    pack_pref(c, "wq", D, D, w_kq, s_kq);
-    pack_pref(c, "wv", KV, D, w_vo, s_vo);
-    pack_pref(c, "wo", D, D, w_vo, s_vo);
-    pack_pref(c, "w_gate", F, D, w_gate, s_gate);
-    pack_pref(c, "w_up", F, D, w_up, s_up);
-    pack_pref(c, "w_down", D, F, w_down, s_down);
+    {
+        std::vector<uint8_t> i_kq, i_vo, i_gate, i_up, i_down;
+        pack_pref(c, "wk", KV, D, i_kq, w_kq, s_kq);
+        pack_pref(c, "wq", D, D, i_kq, w_kq, s_kq);
+        pack_pref(c, "wv", KV, D, i_vo, w_vo, s_vo);
+        pack_pref(c, "wo", D, D, i_vo, w_vo, s_vo);
+        pack_pref(c, "w_gate", F, D, i_gate, w_gate, s_gate);
+        pack_pref(c, "w_up", F, D, i_up, w_up, s_up);
+        pack_pref(c, "w_down", D, F, i_down, w_down, s_down);
+    }
     std::vector<float> att(128, 0.0f), gamma(2 * D), io(2 * (size_t)T * D), rope(2 * (size_t)L * HALF, 0.0f);
     for (unsigned h = 0; h < 32; h++) {
         att[h] = qs.f32(h);
@@ -295,10 +335,12 @@ static void tb_layer_prefill(tb_ctx &c)
     for (unsigned i = 0; i < T * D; i++) io[i] = x.f32(i);
     std::vector<ap_int<8> > kc((size_t)T * KV), vc((size_t)T * KV);
     std::vector<float> y((size_t)T * D);
+    layer_probe pr;
+    flx_hls::probe_scope scope(&pr);
     if (c.exp_flx()) {
         flx_tops::top_layer_prefill(io.data(), gamma.data(), att.data(), rope.data(), w_kq.data(), s_kq.data(),
                                     w_vo.data(), s_vo.data(), w_gate.data(), s_gate.data(), w_up.data(),
-                                    s_up.data(), w_down.data(), s_down.data(), kc.data(), vc.data());
+                                    s_up.data(), w_down.data(), s_down.data(), kc.data(), vc.data(), 0);
         std::copy(io.begin() + (size_t)T * D, io.end(), y.begin());
     } else {
         typedef flx_hls::pref_linear_ports<24> P;
@@ -320,8 +362,10 @@ static void tb_layer_prefill(tb_ctx &c)
         k8[i] = kc[i].to_int();
         v8[i] = vc[i].to_int();
     }
+    pr.expect_front(c);
     c.expect_int("k8", "|i1", k8);
     c.expect_int("v8", "|i1", v8);
+    pr.expect_back(c);
     c.expect_f32("y", y);
 }
 

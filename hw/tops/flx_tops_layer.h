@@ -51,13 +51,21 @@ void top_layer_decode(float *io, const float *gamma, const float *att, const flo
                       unsigned layer);
 
 // The tail of a decode step (LN2, lm_head, top-5 sampling, embedding fetch)
-// for the tiny whole-model check: vocab 1024 (one GEMV block; the U280
-// model needs head_sample_config's 131072).  hidden: the last layer's
-// output; w0..w15 / s_sum: lm_head in the decode packing; vocab_lib:
-// [vocab][2048] fp32; out: 5 ids then the token; next_x: its embedding row.
+// over FLX_HEAD_VOCAB vocabulary rows, a build-time parameter: a multiple of
+// 1024 (one GEMV block of 16 lanes x 64).  Default 131072, Llama-3.2-1B's
+// 128,256 rows padded (hw/scripts/build.sh --vocab); the meson build and its
+// tests use the tiny golden model's 1024 (meson option hw_head_vocab).
+// hidden: the last layer's output; w0..w15 / s_sum: lm_head in the decode
+// packing; vocab_lib: [vocab][2048] fp32; out: 5 ids then the token; next_x:
+// its embedding row.
+#ifndef FLX_HEAD_VOCAB
+#define FLX_HEAD_VOCAB 131072
+#endif
 struct head_sample_cfg : flx_hls::head_sample_config {
-    static const unsigned vocab = 1024;
+    static const unsigned vocab = FLX_HEAD_VOCAB;
 };
+static_assert(FLX_HEAD_VOCAB >= 1024 && FLX_HEAD_VOCAB % 1024 == 0,
+              "FLX_HEAD_VOCAB: a positive multiple of 1024 (16 lanes x 64 rows per GEMV block)");
 void top_head_sample(const float *hidden, const float *gamma, const dec_word *w0, const dec_word *w1,
                      const dec_word *w2, const dec_word *w3, const dec_word *w4, const dec_word *w5,
                      const dec_word *w6, const dec_word *w7, const dec_word *w8, const dec_word *w9,
@@ -75,17 +83,22 @@ struct layer_prefill_map {
     static unsigned words(unsigned n_out, unsigned k_dim) { return (n_out + 23) / 24 * k_dim; }
 };
 
-// One prefill layer over 16 tokens at positions 0..15 (one call).
+// One prefill layer over 16 tokens at positions pos0..pos0+15 (one call;
+// pos0 a multiple of 16, pos0 + 16 <= 2048).  A prompt of n rows (padded to
+// a multiple of 16) is prefilled by calls at pos0 = 0, 16, 32, ...: the
+// bits equal one call over all n rows (hw/kernels/layer_pref.h).
 // io: x [16][2048] at 0, y written at 16*2048; gamma: attn_norm, ffn_norm;
 // att: Q_s, K_s, V_s, A_s (32 each); rope: PE_sin [2048][32] then PE_cos;
 // w_kq: K then Q words (pref packing: channels N*24 + 2j, +1 in byte j of
 // word N*K + k), s_kq: K ws, K wsum, Q ws, Q wsum; w_vo / s_vo: V then O;
 // w_gate / s_gate, w_up / s_up, w_down / s_down: ws then wsum;
-// kcache, vcache: the layer's [16][512] INT8 K (after RoPE) and V.
+// kcache, vcache: the layer's INT8 K (after RoPE) and V caches, [2048][512]:
+// rows 0..pos0-1 (earlier calls) are read, rows pos0..pos0+15 written.
 void top_layer_prefill(float *io, const float *gamma, const float *att, const float *rope,
                        const pref_word *w_kq, const float *s_kq, const pref_word *w_vo, const float *s_vo,
                        const pref_word *w_gate, const float *s_gate, const pref_word *w_up, const float *s_up,
-                       const pref_word *w_down, const float *s_down, ap_int<8> *kcache, ap_int<8> *vcache);
+                       const pref_word *w_down, const float *s_down, ap_int<8> *kcache, ap_int<8> *vcache,
+                       unsigned pos0);
 
 }  // namespace flx_tops
 

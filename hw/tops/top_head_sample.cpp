@@ -1,6 +1,7 @@
 // top_head_sample.cpp -- the tail of a decode step: LN2, lm_head, top-5
-// sampling, embedding fetch (hw/kernels/layer_dec.h head_sample_dec), at the
-// tiny model's 1024-row vocabulary; every pointer an m_axi port.
+// sampling, embedding fetch (hw/kernels/layer_dec.h head_sample_dec), over
+// FLX_HEAD_VOCAB rows (hw/tops/flx_tops_layer.h: 131072 by default, 1024 in
+// the meson build's tests); every pointer an m_axi port.
 #include "flx_tops_layer.h"
 
 namespace flx_tops {

@@ -1,6 +1,8 @@
 // top_layer_prefill.cpp -- one prefill decoder layer over one 16-token call
-// (two token blocks of TP = 8; hw/kernels/layer_pref.h), every pointer an
-// m_axi port (hw/link/u280_prefill.cfg maps them as reference-design §5.2's prefill link).
+// at positions pos0 .. pos0+15 (two token blocks of TP = 8;
+// hw/kernels/layer_pref.h), attending the keys of the earlier calls in the
+// K/V caches; every pointer an m_axi port (hw/link/u280_prefill.cfg maps
+// them as reference-design §5.2's prefill link).
 #include "flx_tops_layer.h"
 
 namespace flx_tops {
@@ -8,7 +10,8 @@ namespace flx_tops {
 void top_layer_prefill(float *io, const float *gamma, const float *att, const float *rope,
                        const pref_word *w_kq, const float *s_kq, const pref_word *w_vo, const float *s_vo,
                        const pref_word *w_gate, const float *s_gate, const pref_word *w_up, const float *s_up,
-                       const pref_word *w_down, const float *s_down, ap_int<8> *kcache, ap_int<8> *vcache)
+                       const pref_word *w_down, const float *s_down, ap_int<8> *kcache, ap_int<8> *vcache,
+                       unsigned pos0)
 {
 #pragma HLS TOP name = top_layer_prefill
 #pragma HLS INTERFACE mode = m_axi port = io bundle = io offset = slave
@@ -27,6 +30,7 @@ void top_layer_prefill(float *io, const float *gamma, const float *att, const fl
 #pragma HLS INTERFACE mode = m_axi port = s_down bundle = s_down offset = slave
 #pragma HLS INTERFACE mode = m_axi port = kcache bundle = kcache offset = slave
 #pragma HLS INTERFACE mode = m_axi port = vcache bundle = vcache offset = slave
+#pragma HLS INTERFACE mode = s_axilite port = pos0
 #pragma HLS INTERFACE mode = s_axilite port = return
     typedef layer_prefill_map M;
     typedef flx_hls::pref_linear_ports<24> P;
@@ -39,7 +43,7 @@ void top_layer_prefill(float *io, const float *gamma, const float *att, const fl
     const float(*cos_tab)[32] = (const float(*)[32])(rope + 2048 * 32);
     flx_hls::decoder_layer_pref<layer_prefill_cfg>(io, io + 16 * 2048, gamma, gamma + 2048, wk, wv, wq, wo, gate,
                                                    up, down, att, att + 32, att + 64, att + 96, sin_tab, cos_tab,
-                                                   kcache, vcache, 2);
+                                                   kcache, vcache, 2, pos0 / 8);
 }
 
 }  // namespace flx_tops

@@ -222,9 +222,12 @@ static int run_cmd(const std::string &cmd)
 }
 
 // top_layer_decode on `flxemu golden --layer decode` (U280 sizes, token at
-// position 32 after a 32-token prefill): layer output and new K/V cache rows
-// bit for bit, the weights packed into the decode HBM layout and unpacked by
-// the loaders, the loader || GEMV regions run concurrently
+// position 32 after a 32-token prefill): every intermediate of the set (norm
+// outputs, Q/K/V before and after RoPE, Q8, scores, P, uint8 P, attention
+// output, O, residual, gate, up, SiLU*up, FHT, down), the layer output and
+// the new K/V cache rows bit for bit, the weights packed into the decode HBM
+// layout and unpacked by the loaders, the loader || GEMV regions run
+// concurrently
 Test(hw_dataflow, decode_layer_top_matches_the_golden_layer, .timeout = 240)
 {
     std::string dir = std::string(flx_test_tmpdir()) + "/layer";
@@ -233,7 +236,9 @@ Test(hw_dataflow, decode_layer_top_matches_the_golden_layer, .timeout = 240)
     cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
     flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_decode");
     cr_expect(r.ok, "%s", r.message.c_str());
-    cr_expect_eq(r.compared, 2048u + 512u + 512u);
+    const unsigned D = 2048, KV = 512, F = 8192, H = 32, S = 33;
+    const unsigned front = 4 * D + 3 * KV, back = 3 * H * S + 5 * D + 4 * F;
+    cr_expect_eq(r.compared, front + back + D + 2 * KV, "%zu", r.compared);
     // one flipped bit of the expected output is found at its index
     std::string y = dir + "/layer_decode/y.npy";
     FILE *f = std::fopen(y.c_str(), "r+b");
@@ -250,13 +255,31 @@ Test(hw_dataflow, decode_layer_top_matches_the_golden_layer, .timeout = 240)
     cr_expect(!r.ok);
     cr_expect(r.message.find("y.npy: first mismatch at flat index 1000 of 2048") != std::string::npos, "%s",
               r.message.c_str());
+    // negative control: a flipped bit in an intermediate (the scores) is the
+    // first mismatch reported, by name, ahead of the output's
+    std::string sc = dir + "/layer_decode/scores.npy";
+    f = std::fopen(sc.c_str(), "r+b");
+    cr_assert(f);
+    cr_assert_eq(std::fread(h, 1, 10, f), 10u);
+    off = 10 + (h[8] | (long)h[9] << 8) + 4 * 40 + 1;
+    cr_assert_eq(std::fseek(f, off, SEEK_SET), 0);
+    ch = std::fgetc(f);
+    cr_assert_eq(std::fseek(f, off, SEEK_SET), 0);
+    std::fputc(ch ^ 4, f);
+    std::fclose(f);
+    r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_decode");
+    cr_expect(!r.ok);
+    cr_expect(r.message.find("intermediate 'scores': ") == 0 &&
+                  r.message.find("scores.npy: first mismatch at flat index 40 of 1056") != std::string::npos,
+              "%s", r.message.c_str());
     run_cmd("rm -rf '" + dir + "'");
 }
 
 // top_layer_prefill on `flxemu golden --layer prefill` (16 tokens, two token
-// blocks, U280 sizes): the layer output and the K/V caches bit for bit
-// (49,152 values), weights in the prefill HBM packing, every linear's loader
-// and GEMM concurrent
+// blocks, U280 sizes): every intermediate of the set (as for the decode
+// layer, scores/P as [head][query][key]), the layer output and the K/V
+// caches bit for bit, weights in the prefill HBM packing, every linear's
+// loader and GEMM concurrent
 Test(hw_dataflow, prefill_layer_top_matches_the_golden_layer, .timeout = 300)
 {
     std::string dir = std::string(flx_test_tmpdir()) + "/layer";
@@ -265,7 +288,9 @@ Test(hw_dataflow, prefill_layer_top_matches_the_golden_layer, .timeout = 300)
     cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
     flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_prefill");
     cr_expect(r.ok, "%s", r.message.c_str());
-    cr_expect_eq(r.compared, 16u * 2048u + 2u * 16u * 512u);
+    const unsigned T = 16, D = 2048, KV = 512, F = 8192, H = 32, S = 16;
+    const unsigned front = T * (4 * D + 3 * KV), back = 3 * H * T * S + T * (5 * D + 4 * F);
+    cr_expect_eq(r.compared, front + back + T * D + 2 * T * KV, "%zu", r.compared);
     run_cmd("rm -rf '" + dir + "'");
 }
 

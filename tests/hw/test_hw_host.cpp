@@ -1,9 +1,12 @@
 // The host program (hw/host, flx_host) in C simulation: a model with
 // Llama-3.2-1B's layer shape (2 layers, byte vocabulary padded to the head
-// top's 1024 rows) quantized with the flexllm recipe, a 16-token prompt
-// (prefill of 15 rows + 1 padding row through top_layer_prefill, then decode
-// steps through top_layer_decode and top_head_sample): the ids flx_host
-// prints equal `flxemu generate --engine emu --reference-quirks --exp flx`'s.
+// top's 1024 rows) quantized with the flexllm recipe, a 35-token prompt
+// (prefill of 34 rows + 14 padding rows in three top_layer_prefill calls per
+// layer at pos0 = 0, 16, 32, the K/V caches carried between calls; then
+// decode steps through top_layer_decode and top_head_sample, the first at
+// position 34, whose K group 32..63 the decode K register overwrites): the
+// ids flx_host prints equal `flxemu generate --engine emu --reference-quirks
+// --exp flx`'s.
 #include "test_util.h"
 
 #include "flx_core.h"
@@ -16,6 +19,7 @@
 TestSuite(hw_host, .timeout = 900);
 
 static char dir[256], flxq[512], toks[512];
+enum { N_PROMPT = 35 };   // > 32: three prefill calls
 
 static std::string sh(const std::string &cmd, int *rc)
 {
@@ -69,7 +73,7 @@ static void make_model(void)
     snprintf(flxq, sizeof flxq, "%s", quantize_synth(dir, cfg).c_str());
     snprintf(toks, sizeof toks, "%s/prompt.txt", dir);
     FILE *f = fopen(toks, "w");
-    for (int i = 0; i < 16; i++) fprintf(f, "%d\n", "Once upon a time"[i]);
+    for (int i = 0; i < N_PROMPT; i++) fprintf(f, "%d\n", "Once upon a time, in a quiet wood, a fox"[i]);
     fclose(f);
 }
 
@@ -94,21 +98,22 @@ Test(hw_host, csim_host_generates_the_emulators_tokens)
                           &rc);
     cr_assert_eq(rc, 0, "flx_host: %s", host.c_str());
     std::string emu = slurp(d + "/emu.txt"), hw = slurp(d + "/host.txt");
-    cr_expect_eq(std::count(emu.begin(), emu.end(), '\n'), 19, "16 prompt + 3 new ids: %s", emu.c_str());
+    cr_expect_eq(std::count(emu.begin(), emu.end(), '\n'), N_PROMPT + 3, "35 prompt + 3 new ids: %s", emu.c_str());
     cr_expect(emu == hw, "flxemu generate:\n%s\nflx_host:\n%s", emu.c_str(), hw.c_str());
     // stdout holds the generated ids: the lines of --ids after the prompt's
     size_t p = 0;
-    for (int i = 0; i < 16; i++) p = emu.find('\n', p) + 1;
+    for (int i = 0; i < N_PROMPT; i++) p = emu.find('\n', p) + 1;
     cr_expect(host.find(emu.substr(p)) != std::string::npos, "stdout:\n%s\nexpected ids:\n%s", host.c_str(),
               emu.substr(p).c_str());
-    // 18 prompt tokens need a prefill of 17 rows: more than the top's one call
+    // 2040 prompt tokens + 9 new exceed the caches' 2048 positions
     std::string long_toks = d + "/long.txt";
     FILE *f = fopen(long_toks.c_str(), "w");
-    for (int i = 0; i < 18; i++) fprintf(f, "%d\n", 65 + i);
+    for (int i = 0; i < 2040; i++) fprintf(f, "%d\n", 65 + i % 26);
     fclose(f);
-    o = sh(std::string(host_bin()) + " --model " + flxq + " --tokens " + long_toks + " -n 1", &rc);
+    o = sh(std::string(host_bin()) + " --model " + flxq + " --tokens " + long_toks + " -n 9", &rc);
     cr_expect_eq(rc, 1, "%s", o.c_str());
-    cr_expect(o.find("prompts of at most 17 tokens") != std::string::npos, "%s", o.c_str());
+    cr_expect(o.find("2040 prompt + 9 new tokens exceed the decode caches' 2048 positions") != std::string::npos,
+              "%s", o.c_str());
     o = sh("rm -rf " + d, &rc);   // the checkpoint and .flxq: half a gigabyte
 }
 

@@ -1,0 +1,82 @@
+// flx_probe.h -- C-simulation probes of the whole-layer kernels: a testbench
+// installs a probe_sink (probe_scope) and the layer hands it its named
+// intermediates (norm outputs, Q/K/V, scores, P, attention output, FFN
+// activations) in the golden layer sets' natural layouts, so a mismatch is
+// localised to the first intermediate that differs (hw/tb/tb_layer.cpp).
+// Compiled out under synthesis (__SYNTHESIS__); without an installed sink
+// every probe is one pointer test and a stream tee is skipped, so a top
+// computes the same bits with and without probes.  Stream tees are written
+// in the kernels inside #ifndef __SYNTHESIS__.  The sink is one slot for
+// the process (C simulation calls a top from one thread at a time).
+#ifndef FLX_HLS_PROBE_H
+#define FLX_HLS_PROBE_H
+
+#include <stddef.h>
+
+#ifndef __SYNTHESIS__
+#include <vector>
+#endif
+
+namespace flx_hls {
+
+#ifndef __SYNTHESIS__
+// Receives a named tensor's values; a name sent again appends (the decode
+// layer sends the scores head by head).
+struct probe_sink {
+    virtual ~probe_sink() {}
+    virtual void f32(const char *name, const float *x, size_t n) = 0;
+    virtual void ints(const char *name, const long long *x, size_t n) = 0;
+};
+
+inline probe_sink *&probe_slot()
+{
+    static probe_sink *sink = nullptr;
+    return sink;
+}
+inline probe_sink *probe() { return probe_slot(); }
+
+// installs a sink for the lifetime of the scope
+struct probe_scope {
+    probe_sink *old;
+    explicit probe_scope(probe_sink *s) : old(probe_slot()) { probe_slot() = s; }
+    ~probe_scope() { probe_slot() = old; }
+};
+
+template <class T>
+void probe_ints(const char *name, const T *x, size_t n, long long mask = -1)
+{
+    if (probe_sink *p = probe()) {
+        std::vector<long long> v(n);
+        for (size_t i = 0; i < n; i++) v[i] = (long long)x[i].to_int() & mask;
+        p->ints(name, v.data(), n);
+    }
+}
+
+// Reads the `beats` beats (type V) of a stream, hands them to record(beats vector)
+// and writes them back unchanged: only while a sink is installed (the
+// stream is an unbounded csim FIFO between two sequential kernels).
+template <class V, class S, class F>
+void probe_tee(S &s, size_t beats, F record)
+{
+    if (!probe()) return;
+    std::vector<V> buf(beats);
+    for (size_t i = 0; i < beats; i++) buf[i] = s.read();
+    record(buf);
+    for (size_t i = 0; i < beats; i++) s.write(buf[i]);
+}
+#endif
+
+}  // namespace flx_hls
+
+#ifndef __SYNTHESIS__
+#define FLX_PROBE_F32(name, ptr, n)                                       \
+    do {                                                                  \
+        if (flx_hls::probe_sink *p_ = flx_hls::probe()) p_->f32(name, ptr, n); \
+    } while (0)
+#define FLX_PROBE_INTS(name, ptr, n, mask) flx_hls::probe_ints(name, ptr, n, mask)
+#else
+#define FLX_PROBE_F32(name, ptr, n) do { } while (0)
+#define FLX_PROBE_INTS(name, ptr, n, mask) do { } while (0)
+#endif
+
+#endif  // FLX_HLS_PROBE_H
