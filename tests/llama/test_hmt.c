@@ -76,6 +76,31 @@ static void put(float *x, int64_t row, const float *v, int64_t d)
     memcpy(x + row * d, v, (size_t)d * sizeof *v);
 }
 
+/* the float HMT flow (backbone + memory) on the fixture's model and parameters */
+typedef struct float_flow {
+    flx_hmt_float_backbone fb;
+    flx_hmt_float_memory *fm;
+    flx_hmt_backbone bb;
+    flx_hmt_memory mem;
+} float_flow;
+
+static void float_flow_open(float_flow *f, int n_threads)
+{
+    flx_error err = {0};
+    flx_llama_opts lo = {.n_threads = n_threads};
+    cr_assert_eq(flx_hmt_float_backbone_init(&f->fb, &model, &lo, flx_hmt_stage1_rows(&hp), &err), FLX_OK,
+                 "%s", err.msg);
+    cr_assert_eq(flx_hmt_float_memory_new(&f->fm, &hp, &err), FLX_OK, "%s", err.msg);
+    f->bb = flx_hmt_float_backbone_ops(&f->fb);
+    f->mem = flx_hmt_float_memory_ops(f->fm);
+}
+
+static void float_flow_close(float_flow *f)
+{
+    flx_hmt_float_memory_free(f->fm);
+    flx_hmt_float_backbone_free(&f->fb);
+}
+
 /* The flow of four segments with a cache of two memories, recomputed by
  * hand: each stage a plain forward of a hand-built sequence, the recall in
  * double over the cached memories only. */
@@ -85,18 +110,13 @@ Test(hmt, flow_equals_hand_computation)
     const int64_t d = model.cfg.d_model, V = model.cfg.n_vocab, h = hp.h;
     int32_t tok[NSEG * SEGLEN];
     for (int i = 0; i < NSEG * SEGLEN; i++) tok[i] = (int32_t)((i * 37 + 11) % 250);
-    flx_hmt_float_backbone fb;
-    flx_hmt_float_memory *fm;
     flx_error err = {0};
-    flx_llama_opts lo = {.n_threads = 1};
-    cr_assert_eq(flx_hmt_float_backbone_init(&fb, &model, &lo, flx_hmt_stage1_rows(&hp), &err), FLX_OK);
-    cr_assert_eq(flx_hmt_float_memory_new(&fm, &hp, &err), FLX_OK);
-    flx_hmt_backbone bb = flx_hmt_float_backbone_ops(&fb);
-    flx_hmt_memory mem = flx_hmt_float_memory_ops(fm);
+    float_flow ff;
+    float_flow_open(&ff, 1);
     flx_hmt_flow flow = {1, 0, 0, 1};
     flx_hmt_trace tr = {calloc(NSEG * d, 4), calloc(NSEG * d, 4), calloc(NSEG * d, 4), 0};
     capture cap = {malloc((size_t)NSEG * SEGLEN * V * 4), V};
-    cr_assert_eq(flx_hmt_context(&hp, &flow, &bb, &mem, tok, NSEG * SEGLEN, capture_logits, &cap, &tr, &err),
+    cr_assert_eq(flx_hmt_context(&hp, &flow, &ff.bb, &ff.mem, tok, NSEG * SEGLEN, capture_logits, &cap, &tr, &err),
                  FLX_OK, "%s", err.msg);
     /* rows: 3 summaries of 6 + 2, stage 1 of 1+12+1 then 3 x (1+4+12+1) */
     cr_assert_eq(tr.rows, 3 * 8 + 14 + 3 * 18);
@@ -164,8 +184,7 @@ Test(hmt, flow_equals_hand_computation)
     }
     free(x); free(M); free(P); free(S); free(lg); free(cap.lg);
     free(tr.p); free(tr.s); free(tr.m);
-    flx_hmt_float_memory_free(fm);
-    flx_hmt_float_backbone_free(&fb);
+    float_flow_close(&ff);
     teardown();
 }
 
@@ -180,19 +199,13 @@ Test(hmt, ppl_protocol_and_threads)
     for (int64_t i = 0; i < N; i++) tok[i] = (int32_t)((i * 7919 + 3) % 256);
     flx_hmt_ppl_result r[2];
     for (int t = 0; t < 2; t++) {
-        flx_hmt_float_backbone fb;
-        flx_hmt_float_memory *fm;
         flx_error err = {0};
-        flx_llama_opts lo = {.n_threads = t + 1};
-        cr_assert_eq(flx_hmt_float_backbone_init(&fb, &model, &lo, flx_hmt_stage1_rows(&hp), &err), FLX_OK);
-        cr_assert_eq(flx_hmt_float_memory_new(&fm, &hp, &err), FLX_OK);
-        flx_hmt_backbone bb = flx_hmt_float_backbone_ops(&fb);
-        flx_hmt_memory mem = flx_hmt_float_memory_ops(fm);
+        float_flow ff;
+        float_flow_open(&ff, t + 1);
         flx_hmt_ppl_opts o = {.n_segments = 5, .baseline_ctx = flx_hmt_stage1_rows(&hp),
-                              .flow = {1, 0, 0, 1}, .pool = fb.st.pool, .eval = FLX_HMT_EVAL_CONTEXTS};
-        cr_assert_eq(flx_hmt_ppl_run(&hp, &bb, &mem, tok, N, &o, &r[t], &err), FLX_OK, "%s", err.msg);
-        flx_hmt_float_memory_free(fm);
-        flx_hmt_float_backbone_free(&fb);
+                              .flow = {1, 0, 0, 1}, .pool = ff.fb.st.pool, .eval = FLX_HMT_EVAL_CONTEXTS};
+        cr_assert_eq(flx_hmt_ppl_run(&hp, &ff.bb, &ff.mem, tok, N, &o, &r[t], &err), FLX_OK, "%s", err.msg);
+        float_flow_close(&ff);
     }
     /* contexts of 5 x 12 = 60 tokens every 48: (485 - 60) / 48 + 1 = 9 */
     cr_assert_eq(r[0].n_windows, 9);
@@ -228,14 +241,9 @@ Test(hmt, ppl_pytorch_samples_and_aggregation)
     int32_t tok[NTOK];
     for (int i = 0; i < NTOK; i++) tok[i] = (int32_t)((i * 53 + 7) % 251);
     const int64_t want_start[6] = {0, 0, 12, 24, 36, 48}, want_len[6] = {24, 36, 36, 36, 29, 17};
-    flx_hmt_float_backbone fb;
-    flx_hmt_float_memory *fm;
     flx_error err = {0};
-    flx_llama_opts lo = {.n_threads = 1};
-    cr_assert_eq(flx_hmt_float_backbone_init(&fb, &model, &lo, flx_hmt_stage1_rows(&hp), &err), FLX_OK);
-    cr_assert_eq(flx_hmt_float_memory_new(&fm, &hp, &err), FLX_OK);
-    flx_hmt_backbone bb = flx_hmt_float_backbone_ops(&fb);
-    flx_hmt_memory mem = flx_hmt_float_memory_ops(fm);
+    float_flow ff;
+    float_flow_open(&ff, 1);
     flx_hmt_flow flow = {1, 0, 0, 1};
     /* by hand: every sample's scored NLLs (flow) and baseline NLLs (plain window) */
     double nll[6][SEGLEN], bnll[6][SEGLEN];
@@ -244,7 +252,7 @@ Test(hmt, ppl_pytorch_samples_and_aggregation)
     for (int k = 0; k < 6; k++) {
         const int64_t b = want_start[k], len = want_len[k], end = b + len;
         flx_hmt_trace tr = {NULL, NULL, NULL, 0};
-        cr_assert_eq(flx_hmt_context(&hp, &flow, &bb, &mem, tok + b, len, capture_logits, &cap, &tr, &err),
+        cr_assert_eq(flx_hmt_context(&hp, &flow, &ff.bb, &ff.mem, tok + b, len, capture_logits, &cap, &tr, &err),
                      FLX_OK, "%s", err.msg);
         for (int64_t t = len - SEGLEN, i = 0; t < len; t++, i++) {
             int64_t seg = (t - 1) / SEGLEN, row = (t - 1) % SEGLEN;
@@ -260,7 +268,7 @@ Test(hmt, ppl_pytorch_samples_and_aggregation)
         flx_hmt_ppl_opts o = {.n_segments = C, .baseline_ctx = BASE, .flow = flow, .eval = FLX_HMT_EVAL_PYTORCH,
                               .batch = B};
         flx_hmt_ppl_result r;
-        cr_assert_eq(flx_hmt_ppl_run(&hp, &bb, &mem, tok, NTOK, &o, &r, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(flx_hmt_ppl_run(&hp, &ff.bb, &ff.mem, tok, NTOK, &o, &r, &err), FLX_OK, "%s", err.msg);
         cr_assert_eq(r.n_available, 6);
         cr_assert_eq(r.n_windows, n, "batch %lld: %lld samples", (long long)B, (long long)r.n_windows);
         cr_assert_eq(r.stride, SEGLEN);
@@ -304,7 +312,7 @@ Test(hmt, ppl_pytorch_samples_and_aggregation)
     /* --chunks 3 (max_windows) with batches of 2: one batch, samples 0 and 1 */
     flx_hmt_ppl_opts o = {.n_segments = C, .max_windows = 3, .flow = flow, .batch = 2};
     flx_hmt_ppl_result r;
-    cr_assert_eq(flx_hmt_ppl_run(&hp, &bb, &mem, tok, NTOK, &o, &r, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_hmt_ppl_run(&hp, &ff.bb, &ff.mem, tok, NTOK, &o, &r, &err), FLX_OK, "%s", err.msg);
     cr_assert_eq(r.n_windows, 2);
     double s = 0;
     for (int k = 0; k < 2; k++)
@@ -312,8 +320,7 @@ Test(hmt, ppl_pytorch_samples_and_aggregation)
     cr_assert(fabs(r.ppl - exp(s / (2.0 * SEGLEN))) <= 1e-12 * r.ppl);
     flx_hmt_ppl_result_free(&r);
     free(x); free(lg); free(cap.lg);
-    flx_hmt_float_memory_free(fm);
-    flx_hmt_float_backbone_free(&fb);
+    float_flow_close(&ff);
     teardown();
 }
 
@@ -396,24 +403,18 @@ Test(hmt, sensory_longer_than_segment)
     cr_assert_eq(flx_hmt_synth(&hp, cfg.d_model, cfg.d_model, &s, 1, &err), FLX_OK, "%s", err.msg);
     cr_assert_eq(hp.seg_len, 3);
     int32_t tok[9] = {5, 6, 7, 8, 9, 10, 11, 12, 13};
-    flx_hmt_float_backbone fb;
-    flx_hmt_float_memory *fm;
-    flx_llama_opts lo = {.n_threads = 1};
-    cr_assert_eq(flx_hmt_float_backbone_init(&fb, &model, &lo, flx_hmt_stage1_rows(&hp), &err), FLX_OK);
-    cr_assert_eq(flx_hmt_float_memory_new(&fm, &hp, &err), FLX_OK);
-    flx_hmt_backbone bb = flx_hmt_float_backbone_ops(&fb);
-    flx_hmt_memory mem = flx_hmt_float_memory_ops(fm);
+    float_flow ff;
+    float_flow_open(&ff, 1);
     flx_hmt_flow flow = {1, 0, 0, 1};
     flx_hmt_trace tr = {NULL, NULL, NULL, 0};
-    cr_assert_eq(flx_hmt_context(&hp, &flow, &bb, &mem, tok, 9, NULL, NULL, &tr, &err), FLX_OK, "%s", err.msg);
+    cr_assert_eq(flx_hmt_context(&hp, &flow, &ff.bb, &ff.mem, tok, 9, NULL, NULL, &tr, &err), FLX_OK, "%s", err.msg);
     /* summaries [T, 1 token, T] x 2; stage 1: 1+3+1, then 2 x (1+3+3+1) */
     cr_assert_eq(tr.rows, 2 * 3 + 5 + 2 * 8);
     flx_hmt_ppl_opts o = {.n_segments = 2, .baseline_ctx = 7, .flow = flow};
     flx_hmt_ppl_result r;
-    cr_assert_eq(flx_hmt_ppl_run(&hp, &bb, &mem, tok, 9, &o, &r, &err), FLX_EINVAL);
+    cr_assert_eq(flx_hmt_ppl_run(&hp, &ff.bb, &ff.mem, tok, 9, &o, &r, &err), FLX_EINVAL);
     cr_assert(strstr(err.msg, "baseline window 7 is longer than a context of 6"), "%s", err.msg);
-    flx_hmt_float_memory_free(fm);
-    flx_hmt_float_backbone_free(&fb);
+    float_flow_close(&ff);
     teardown();
 }
 
