@@ -36,7 +36,9 @@ static const cli_opt golden_opts[] = {
     CLI_I("pos0", 0, "P", A(pos0), 0, 2032,
           "--layer prefill: the call's first position, a multiple\n"
           "of 16 (default 0); the set holds the K/V cache rows\n"
-          "0..P-1 the earlier calls left, to preload"),
+          "0..P-1 the earlier calls left, to preload;\n"
+          "--layer decode: the token's position, a multiple of 32\n"
+          "(default 32), after a P-token prefill"),
     CLI_I("n-tokens", 0, "T", A(n_tokens), 1, 256,
           "--layer prefill: tokens of the call (default 16), padded\n"
           "with zero rows to a multiple of 16"),
@@ -142,15 +144,22 @@ int flx_cmd_golden(int argc, char **argv)
                                             : "model_decode";
     }
     if (!kernel) return cli_usage_error("golden", "--kernel NAME|all or --layer STAGE is required (or --check DIR)");
-    if ((a.pos0 >= 0 || a.n_tokens >= 0) && (!layer || strcmp(layer, "prefill")))
-        return cli_usage_error("golden", "--pos0 and --n-tokens describe a prefill call: give them with --layer prefill");
-    if (a.pos0 > 0 && a.pos0 % 16)
+    int decode = layer && !strcmp(layer, "decode");
+    if (a.pos0 >= 0 && (!layer || (strcmp(layer, "prefill") && !decode)))
+        return cli_usage_error("golden", "--pos0 goes with --layer prefill or --layer decode");
+    if (a.n_tokens >= 0 && (!layer || strcmp(layer, "prefill")))
+        return cli_usage_error("golden", "--n-tokens describes a prefill call: give it with --layer prefill");
+    if (decode && a.pos0 >= 0 && (a.pos0 < 32 || a.pos0 % 32))
+        return cli_usage_error("golden", "--layer decode --pos0 %lld: a multiple of 32 from 32 (the decode top's "
+                               "32-slot K-group register starts empty there; elsewhere it would write back "
+                               "the slots of earlier runs)", a.pos0);
+    if (!decode && a.pos0 > 0 && a.pos0 % 16)
         return cli_usage_error("golden", "--pos0 %lld: prefill calls start at multiples of 16 (the host pads every "
                                "call to 16 rows; top_layer_prefill needs seq_len = pos0 + 16 a multiple of its "
                                "16-key K-cache words)", a.pos0);
     o.pos0 = a.pos0 > 0 ? a.pos0 : 0;
     o.n_tokens = a.n_tokens > 0 ? a.n_tokens : 0;
-    if (o.pos0 + (o.n_tokens ? (o.n_tokens + 15) / 16 * 16 : 16) > 2048)
+    if (!decode && o.pos0 + (o.n_tokens ? (o.n_tokens + 15) / 16 * 16 : 16) > 2048)
         return cli_usage_error("golden", "--pos0 %lld + --n-tokens %lld: past the 2048 positions of the caches and "
                                "the RoPE table", (long long)o.pos0, (long long)(o.n_tokens ? o.n_tokens : 16));
     if (!out || !*out) return cli_usage_error("golden", "--out DIR is required");

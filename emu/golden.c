@@ -1220,11 +1220,32 @@ static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     lm_free(&m);
 }
 
+/* One decode step of one layer: the token at position P (a multiple of 32,
+ * default 32: the K-group register starts empty there, docs/kernels.md
+ * §14) after a P-token prefill whose K/V rows are handed over. */
 static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
-    enum { P = 32, D = 2048, KV = 512 };
-    layer_common(tp, "SpinQuant_Decoding_mem_opt, one decoder layer, token at position 32 after a "
-                 "32-token prefill (K/V hand-over)");
+    enum { D = 2048, KV = 512 };
+    const int64_t P = s->pos0 ? s->pos0 : 32;
+    if (P < 32 || P % 32 || P >= 2048) {
+        s->rc = flx_fail(s->err, FLX_EINVAL, "layer_decode: position %lld: a multiple of 32, 32..2016 (the "
+                         "decode top's K-group register starts empty there)", (long long)P);
+        return;
+    }
+    char fn[200];
+    snprintf(fn, sizeof fn, "SpinQuant_Decoding_mem_opt, one decoder layer, token at position %lld after a "
+             "%lld-token prefill (K/V hand-over)", (long long)P, (long long)P);
+    layer_common(tp, fn);
+    cJSON *call = cJSON_AddObjectToObject(tp, "call");
+    cJSON_AddNumberToObject(call, "pos0", (double)P);
+    cJSON_AddNumberToObject(call, "tokens", 1);
+    cJSON_AddNumberToObject(call, "seq_len", (double)(P + 1));
+    cJSON *pre = cJSON_AddArrayToObject(call, "cache_rows_preloaded");
+    if (pre) {
+        cJSON_AddItemToArray(pre, cJSON_CreateNumber(0));
+        cJSON_AddItemToArray(pre, cJSON_CreateNumber((double)P));
+    }
+    cJSON_AddStringToObject(call, "preload", "k8_cache and v8_cache: the prefill's rows 0..pos0-1");
     layer_model m;
     flx_emu_engine e;
     flx_emu_kv kv;
@@ -1234,14 +1255,15 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     float *y = galloc(g, D * 4);
     int8_t *kc = galloc(g, (size_t)(P + 1) * KV), *vc = galloc(g, (size_t)(P + 1) * KV);
     if (gen_oom(s, g)) return;
-    int32_t toks[P];
+    int32_t *toks = galloc(g, (size_t)P * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < P; i++) toks[i] = i;
     flx_emu_opts o = layer_opts(fp);
     const char *bt = "block-partitioned B_T=8";
     if (lm_build(&m, g, P + 1)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: out of memory");
-    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
-        if (!(s->rc = flx_emu_kv_init(&kv, &e, 2 * P, s->err)) &&
+    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, P + 32, s->err))) {
+        if (!(s->rc = flx_emu_kv_init(&kv, &e, P + 32, s->err)) &&
             !(s->rc = flx_emu_prefill(&e, NULL, &kv, toks, P, NULL, s->err))) {
             memcpy(kc, kv.k, (size_t)P * KV);
             memcpy(vc, kv.v, (size_t)P * KV);
@@ -1260,8 +1282,8 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
             }
             if (!s->rc) {
                 emit_trace(s, &t, &e, &m.L[0], P, NULL, 0, bt, 8);
-                emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kv.k + (size_t)P * KV, "head-parallel HP=8", 8, "K cache row 32");
-                emit(s, "v8_new", "output", DT_I1, 1, SH(KV), kv.v + (size_t)P * KV, "head-parallel HP=8", 8, "V cache row 32");
+                emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kv.k + (size_t)P * KV, "head-parallel HP=8", 8, "K cache row pos0");
+                emit(s, "v8_new", "output", DT_I1, 1, SH(KV), kv.v + (size_t)P * KV, "head-parallel HP=8", 8, "V cache row pos0");
                 emit(s, "y", "output", DT_F4, 1, SH(D), y, bt, 8,
                      "layer output, B_T=8 lanes as the production top stores it");
             }

@@ -105,13 +105,15 @@ struct layer_std : flx_tops::layer_decode_cfg {
     static const int exp_impl = flx_hls::EXP_STD;
 };
 
-// One decode layer through top_layer_decode (or the EXP_STD template):
-// weights, scales and gains named PRE + "wk", ... in the golden folder,
-// rope_sin / rope_cos the row of position P; io: x in [0, D), y out [D, 2D).
+// One decode layer through top_layer_decode (or the EXP_STD template) for
+// the token at position P: weights, scales and gains named PRE + "wk", ... in
+// the golden folder, rope_sin / rope_cos the row of position P; io: x in
+// [0, D), y out [D, 2D).
 static void run_dec_layer(tb_ctx &c, const std::string &pre, std::vector<float> &io,
-                          std::vector<ap_int<8> > &kcache, std::vector<ap_int<8> > &vcache, unsigned layer)
+                          std::vector<ap_int<8> > &kcache, std::vector<ap_int<8> > &vcache, unsigned layer,
+                          unsigned P)
 {
-    const unsigned D = 2048, KV = 512, F = 8192, P = 32, L = 2048, HALF = 32;
+    const unsigned D = 2048, KV = 512, F = 8192, L = 2048, HALF = 32;
     auto nm = [&](const char *n) { return pre + n; };
     npy_array an = c.load(nm("attn_norm").c_str(), "<f4", {D}), fn = c.load(nm("ffn_norm").c_str(), "<f4", {D});
     npy_array qs = c.load(nm("q_s").c_str(), "<f4", {32}), ks = c.load(nm("k_s").c_str(), "<f4", {8});
@@ -188,27 +190,34 @@ static void run_dec_layer(tb_ctx &c, const std::string &pre, std::vector<float> 
     }
 }
 
-static void load_cache(tb_ctx &c, const std::string &name, std::vector<ap_int<8> > &cache)
+// the prefill hand-over: rows 0..P-1 of a [2048][512] cache
+static void load_cache(tb_ctx &c, const std::string &name, std::vector<ap_int<8> > &cache, unsigned P)
 {
-    const unsigned KV = 512, P = 32;
+    const unsigned KV = 512;
     npy_array a = c.load(name.c_str(), "|i1", {P, KV});
     cache.assign((size_t)2048 * KV, ap_int<8>(0));
     for (size_t i = 0; i < (size_t)P * KV; i++) cache[i] = (int)a.i8(i);
 }
 
+// the token at the manifest's reference.call.pos0 (sets without one: 32)
 static void tb_layer_decode(tb_ctx &c)
 {
-    const unsigned D = 2048, KV = 512, P = 32;
+    const unsigned D = 2048, KV = 512;
+    const long long pos = c.call("pos0", 32);
+    if (pos < 32 || pos % 32 || pos >= 2048)
+        throw std::runtime_error("manifest: layer_decode at position " + std::to_string(pos) +
+                                 ": the decode top's K-group register is checked from a multiple of 32");
+    const unsigned P = (unsigned)pos;
     npy_array x = c.load("x", "<f4", {D});
     std::vector<float> io(2 * D);
     for (unsigned i = 0; i < D; i++) io[i] = x.f32(i);
     std::vector<ap_int<8> > kcache, vcache;
-    load_cache(c, "k8_cache", kcache);
-    load_cache(c, "v8_cache", vcache);
+    load_cache(c, "k8_cache", kcache, P);
+    load_cache(c, "v8_cache", vcache, P);
     layer_probe pr;
     {
         flx_hls::probe_scope scope(&pr);
-        run_dec_layer(c, "", io, kcache, vcache, 0);
+        run_dec_layer(c, "", io, kcache, vcache, 0, P);
     }
     std::vector<long long> k_new(KV), v_new(KV);
     for (unsigned d = 0; d < KV; d++) {
@@ -239,9 +248,9 @@ static void tb_model_decode(tb_ctx &c)
     for (unsigned l = 0; l < 2; l++) {
         std::string pre = "L" + std::to_string(l) + "_";
         std::vector<ap_int<8> > kcache, vcache;
-        load_cache(c, pre + "k8_cache", kcache);
-        load_cache(c, pre + "v8_cache", vcache);
-        run_dec_layer(c, pre, io, kcache, vcache, l);
+        load_cache(c, pre + "k8_cache", kcache, 32);
+        load_cache(c, pre + "v8_cache", vcache, 32);
+        run_dec_layer(c, pre, io, kcache, vcache, l, 32);
         std::copy(io.begin() + D, io.end(), io.begin());   // layer output -> next input
     }
     std::vector<float> hidden(io.begin(), io.begin() + D);

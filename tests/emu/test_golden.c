@@ -217,9 +217,14 @@ Test(emu_golden, usage_errors)
     cr_assert(strstr(out, "multiples of 16") != NULL, "%s", out);
     snprintf(cmd, sizeof cmd, "%s golden --layer prefill --pos0 2032 --n-tokens 17 --out /tmp/x 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
-    snprintf(cmd, sizeof cmd, "%s golden --layer decode --pos0 16 --out /tmp/x 2>&1", flx_test_bin());
+    snprintf(cmd, sizeof cmd, "%s golden --layer decode --n-tokens 4 --out /tmp/x 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--layer prefill") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --layer decode --pos0 48 --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "multiple of 32") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --kernel fht_dec --pos0 16 --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     snprintf(cmd, sizeof cmd, "%s golden --layer middle --out /tmp/x 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     snprintf(cmd, sizeof cmd, "%s golden --layer prefill --kernel fht_dec --out /tmp/x 2>&1", flx_test_bin());

@@ -275,6 +275,22 @@ Test(hw_dataflow, decode_layer_top_matches_the_golden_layer, .timeout = 240)
     run_cmd("rm -rf '" + dir + "'");
 }
 
+// a decode step at a later position (`--layer decode --pos0 96`): 96 prompt
+// rows handed over, 97 keys (three whole 32-key words and one partial), the
+// new cache rows at 96; every intermediate and the output
+Test(hw_dataflow, decode_layer_top_at_position_96, .timeout = 240)
+{
+    std::string dir = std::string(flx_test_tmpdir()) + "/dec96";
+    std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer decode --pos0 96 --exp flx --out '" +
+                      dir + "' 2>/dev/null";
+    cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_decode");
+    cr_expect(r.ok, "%s", r.message.c_str());
+    const unsigned D = 2048, KV = 512, F = 8192, H = 32, S = 97;
+    cr_expect_eq(r.compared, 4 * D + 3 * KV + 3 * H * S + 5 * D + 4 * F + D + 2 * KV, "%zu", r.compared);
+    run_cmd("rm -rf '" + dir + "'");
+}
+
 // top_layer_prefill on `flxemu golden --layer prefill` (16 tokens, two token
 // blocks, U280 sizes): every intermediate of the set (as for the decode
 // layer, scores/P as [head][query][key]), the layer output and the K/V
