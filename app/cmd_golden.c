@@ -78,6 +78,7 @@ static const cli_spec golden_spec = {
     .examples = "flxemu golden --kernel all --exp flx --out gv/     # the HLS testbenches' set\n"
                 "flxemu golden --layer decode --seed 7 --gzip --out layer/\n"
                 "flxemu golden --layer prefill --pos0 32 --exp flx --out call3/  # third 16-row call\n"
+                "flxemu golden --layer decode --pos0 96 --exp flx --out step96/\n"
                 "flxemu golden --check gv/",
     .more_help = kernel_list,
 };

@@ -2005,15 +2005,25 @@ static int check_crcs(const char *dir, const char *mpath, const cJSON *ks, int64
     return FLX_OK;
 }
 
-/* a layer_prefill entry's call (reference.call: pos0, tokens); 0, 0 when absent */
+/* a whole number of a manifest's call: 0 when absent, -1 when not a whole
+ * number in 0 .. 2^20 (the generator then refuses the call by name) */
+static int64_t call_number(const cJSON *v)
+{
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 1048576.0)) return -1;
+    int64_t n = (int64_t)v->valuedouble;
+    return (double)n == v->valuedouble ? n : -1;
+}
+
+/* a layer entry's call (reference.call: pos0, tokens); 0, 0 when absent */
 static void manifest_call(const cJSON *k, int64_t *pos0, int64_t *n_tokens)
 {
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(k, "reference");
     const cJSON *call = ref ? cJSON_GetObjectItemCaseSensitive(ref, "call") : NULL;
     const cJSON *p = call ? cJSON_GetObjectItemCaseSensitive(call, "pos0") : NULL;
     const cJSON *t = call ? cJSON_GetObjectItemCaseSensitive(call, "tokens") : NULL;
-    *pos0 = cJSON_IsNumber(p) ? (int64_t)p->valuedouble : 0;
-    *n_tokens = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : 0;
+    *pos0 = call_number(p);
+    *n_tokens = call_number(t);
 }
 
 /* step 2: every listed kernel re-run and its files compared */

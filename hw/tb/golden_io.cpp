@@ -159,7 +159,8 @@ manifest load_manifest(const std::string &dir)
         const cJSON *c;
         if (cJSON_IsObject(call))
             cJSON_ArrayForEach(c, call) {
-                if (cJSON_IsNumber(c)) m.call[name->valuestring][c->string] = (long long)c->valuedouble;
+                if (cJSON_IsNumber(c) && c->valuedouble >= -1e15 && c->valuedouble <= 1e15)
+                    m.call[name->valuestring][c->string] = (long long)c->valuedouble;
             }
         const cJSON *f;
         cJSON_ArrayForEach(f, files) {
