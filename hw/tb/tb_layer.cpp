@@ -5,6 +5,10 @@
 // as a nibble pair in byte n mod (W/2) of word (n/(W/2))*K + m; [K;V] fused
 // per lane as K rows 32b.. then V rows 32b..), fills the K/V caches with the
 // prefill hand-over and compares the layer output and the new cache rows.
+// `--layer prefill` sets (any call the manifest's reference.call states)
+// through top_layer_prefill: caches preloaded with the earlier calls' rows,
+// the top called from run_pref_call alone (the one place that knows its
+// signature), every intermediate, the written and the untouched cache rows.
 #include "tb_kernels.h"
 
 #include "../host/hbm_pack.h"
