@@ -214,6 +214,18 @@ static int build(flx_fakequant *fq, const flx_qmodel *qm, flx_pool *pool, int le
     int rc = flx_recipe_parse(&fq->recipe, qm->recipe, err);
     if (rc) return rc;
     const flx_llama_config *c = &qm->cfg;
+    /* the dequantizer reads int8 codes: a lazy load must unpack them first */
+    for (int i = 0; i <= c->n_layers * 7; i++) {
+        const flx_qtensor *t = &qm->head;
+        if (i < c->n_layers * 7) {
+            const flx_qlayer *Q = &qm->layers[i / 7];
+            const flx_qtensor *ts[7] = {&Q->wq, &Q->wk, &Q->wv, &Q->wo, &Q->w_gate, &Q->w_up, &Q->w_down};
+            t = ts[i % 7];
+        }
+        if (t->nib && !t->q)
+            return flx_fail(err, FLX_EINVAL, "fake quantization needs the int8 codes of the quantized model "
+                            "(loaded with lazy_codes: call flx_qmodel_unpack first)");
+    }
     fq->qm = qm;
     flx_model *m = &fq->model;
     m->cfg = *c;
