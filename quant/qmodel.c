@@ -937,6 +937,11 @@ static int load_globals(flx_qmodel *qm, const flx_safetensors *st, const char *p
     int rc = need_f32(qm, st, path, "tok_embd", 2, c->n_vocab, c->d_model, &qm->tok_embd, o, err);
     if (!rc) rc = need_f32(qm, st, path, "out_norm", 1, c->d_model, 0, &qm->out_norm, o, err);
     if (rc) return rc;
+    /* the embedding is read a row per token: after its finite check its
+     * file pages (1 GB for a 1B model) need not stay in RSS; a row comes
+     * back from the file when a token needs it */
+    const flx_st_tensor *te = flx_st_find(st, "tok_embd");
+    if ((const uint8_t *)qm->tok_embd == te->data) flx_mapped_release(&st->map, te->offset, te->bytes);
     qm->has_attn_scales = flx_st_find(st, "layers.0.attn_scales") != NULL;
     if (r->static_attn && !qm->has_attn_scales)
         return flx_fail(err, FLX_EFORMAT, "%s: recipe %s needs tensor 'layers.0.attn_scales'", path, r->name);
