@@ -1,6 +1,7 @@
 /* The bit-exact engine behind `flxemu ppl/generate --engine emu` (cli_emu.h). */
 #include "cli_emu.h"
 #include "cli.h"
+#include "flx_safetensors.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -18,18 +19,31 @@ const cli_opt cli_emu_opts[] = {
      .mark = 1, .help = "reproduce the reference design's quirks (docs/reference-design.md §6)"},
     {0}};
 
-int cli_emu_load(cli_emu *x, const char *path, flx_error *err)
+int cli_emu_load(cli_emu *x, const char *path, int n_threads, flx_error *err)
 {
     memset(x, 0, sizeof *x);
     if (!flx_file_exists(path) && !flx_is_dir(path))
         return flx_path_fail(path, err);
-    if (!flx_qmodel_is_file(path))
+    if (!flx_qmodel_is_file(path)) {
+        /* a damaged .flxq (truncated, bad header) gets the reader's reason */
+        size_t n = strlen(path);
+        flx_safetensors st;
+        if (n > 5 && !strcmp(path + n - 5, ".flxq") && !flx_is_dir(path)) {
+            if (flx_st_open(&st, path, err) != FLX_OK) return err->code;
+            flx_st_close(&st);
+        }
         return flx_fail(err, FLX_EINVAL,
                         "%s: not a quantized .flxq model; the emu engine runs the FlexLLM W4A4 "
                         "model: run `flxemu quantize --recipe flexllm --model %s --calib TEXT "
                         "--out MODEL.flxq` first",
                         path, path);
-    int rc = flx_qmodel_load(&x->qm, path, err);
+    }
+    /* the engine packs its own layout from the file's nibbles: no int8
+     * copy of the codes; the checks split over the command's threads */
+    if (!(x->pool = flx_pool_create(n_threads)))
+        return flx_fail(err, FLX_ENOMEM, "cannot start %d threads", n_threads);
+    const flx_qload_opts lo = { x->pool, 1 };
+    int rc = flx_qmodel_load_ex(&x->qm, path, &lo, err);
     if (rc) return rc;
     x->qm_open = 1;
     x->view.cfg = x->qm.cfg;
@@ -42,7 +56,7 @@ int cli_emu_load(cli_emu *x, const char *path, flx_error *err)
 int cli_emu_start(cli_emu *x, const flx_emu_opts *o, int64_t max_pos, int n_threads,
                   flx_error *err)
 {
-    if (!(x->pool = flx_pool_create(n_threads)))
+    if (!x->pool && !(x->pool = flx_pool_create(n_threads)))
         return flx_fail(err, FLX_ENOMEM, "cannot start %d threads", n_threads);
     int rc = flx_emu_engine_init_ex(&x->eng, &x->qm, o, max_pos, x->pool, err);   /* packs on the pool */
     if (rc) return rc;

@@ -30,10 +30,12 @@ typedef struct cli_emu {
 extern const cli_opt cli_emu_opts[];
 
 /* Loads a .flxq model (a path that is not one gets a message saying to run
- * flxemu quantize); then cli_emu_start builds its engine for max_pos
- * positions (FLX_EUNSUPPORTED with the reason when the hardware cannot run
- * the model's recipe or shape).  cli_emu_close after either. */
-int  cli_emu_load(cli_emu *x, const char *path, flx_error *err);
+ * flxemu quantize) on a pool of n_threads threads, its 4-bit codes left as
+ * the file's nibbles; then cli_emu_start builds its engine for max_pos
+ * positions on that pool (FLX_EUNSUPPORTED with the reason when the
+ * hardware cannot run the model's recipe or shape).  cli_emu_close after
+ * either. */
+int  cli_emu_load(cli_emu *x, const char *path, int n_threads, flx_error *err);
 int  cli_emu_start(cli_emu *x, const flx_emu_opts *o, int64_t max_pos, int n_threads,
                    flx_error *err);
 void cli_emu_close(cli_emu *x);

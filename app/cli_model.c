@@ -10,7 +10,7 @@ int cli_model_open(cli_model *m, const char *path, int emu, const char *tokenize
     memset(m, 0, sizeof *m);
     m->mp = &m->model;
     if (emu) {
-        if (cli_emu_load(&m->emu, path, err)) return FLX_EIO;
+        if (cli_emu_load(&m->emu, path, threads, err)) return FLX_EIO;
         m->mp = &m->emu.view;
     } else if (path && flx_qmodel_is_file(path)) {
         if (flx_fakequant_open_lean(&m->fq, &m->model, path, threads, err)) return FLX_EIO;

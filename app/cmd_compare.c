@@ -77,7 +77,7 @@ static void qt_bits(const flx_qtensor *t, double *bits, double *weights)
 {
     double n = (double)t->n_out * t->n_in;
     *weights += n;
-    if (!t->q) {
+    if (!flx_qtensor_is_int(t)) {
         *bits += 32.0 * n;
         return;
     }

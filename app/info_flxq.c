@@ -71,7 +71,9 @@ int flx_info_flxq(const char *path, const char *json_path)
     flx_qmeta meta;
     if (flx_qmeta_read(&meta, path, &err)) return cli_fail("info", &err);
     flx_qmodel qm;
-    if (flx_qmodel_load(&qm, path, &err)) {
+    /* every check of a load, but no int8 copy of 4-bit codes it never reads */
+    const flx_qload_opts lo = { NULL, 1 };
+    if (flx_qmodel_load_ex(&qm, path, &lo, &err)) {
         flx_qmeta_free(&meta);
         return cli_fail("info", &err);
     }

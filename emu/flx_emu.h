@@ -217,6 +217,18 @@ typedef struct flx_emu_wpack {
 int  flx_emu_wpack_init(flx_emu_wpack *p, const int8_t *w, int64_t n_out, int64_t n_in);
 int  flx_emu_wpack_alloc(flx_emu_wpack *p, int64_t n_out, int64_t n_in);
 void flx_emu_wpack_fill(flx_emu_wpack *p, const int8_t *w, int64_t b0, int64_t b1);
+/* The same bytes packed straight from 4-bit codes as .flxq files store them
+ * (flx_qtensor.nib: rows of (n_in + 1) / 2 bytes, even input in the low
+ * nibble), with no int8 copy. */
+void flx_emu_wpack_fill_nib(flx_emu_wpack *p, const uint8_t *nib, int64_t b0, int64_t b1);
+/* Bytes of a packed [n_out][n_in] matrix; flx_emu_wpack_place sizes p over
+ * caller-owned memory of that many bytes (64-byte aligned; the engine puts
+ * all its matrices in one block): never flx_emu_wpack_free such a p. */
+int64_t flx_emu_wpack_bytes(int64_t n_out, int64_t n_in);
+void flx_emu_wpack_place(flx_emu_wpack *p, uint8_t *mem, int64_t n_out, int64_t n_in);
+/* Codes of rows [o0, o0 + n_rows) back as int8 [n_rows][n_in] (the
+ * portable paths of a model whose int8 codes were never unpacked). */
+void flx_emu_wpack_rows(const flx_emu_wpack *p, int64_t o0, int64_t n_rows, int8_t *dst);
 void flx_emu_wpack_free(flx_emu_wpack *p);
 /* 1 when AMX-INT8 tiles can be used (CPU and OS) and FLXEMU_NO_AMX is unset. */
 int  flx_emu_amx_available(void);
@@ -227,7 +239,9 @@ int  flx_emu_amx_available(void);
 int  flx_emu_gemm_u4i4_packed(int32_t *acc, const int8_t *a, const flx_emu_wpack *w,
                               int64_t n_tokens, int acc_bits, int *out_of_range, flx_pool *pool);
 /* flx_emu_gemm_i4 for uint4 activations with the packed copy of w when the
- * CPU allows it (wp may be NULL); same result and return value. */
+ * CPU allows it (wp may be NULL); same result and return value.  w may be
+ * NULL when wp is given: the portable paths then read rows of codes back
+ * from wp. */
 int64_t flx_emu_gemm_i4_wp(int32_t *acc, const int8_t *a, const int8_t *w,
                            const flx_emu_wpack *wp, int64_t n_tokens, int64_t n_out,
                            int64_t n_in, int acc_bits, flx_pool *pool);
@@ -459,6 +473,7 @@ typedef struct flx_emu_engine {
     int     openblas_threads_before; /* OpenBLAS runs single-threaded while
                                an engine lives (the caller's flx_pool splits
                                the work); restored by flx_emu_engine_free   */
+    uint8_t *wpack_mem;     /* one block holding every wpack[i].nib         */
 } flx_emu_engine;
 
 /* Checks that the hardware can run the model (INT4 symmetric per-channel

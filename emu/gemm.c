@@ -173,6 +173,34 @@ int64_t flx_emu_gemm_i4(int32_t *acc, const int8_t *a, int a_is_uint, const int8
     return total;
 }
 
+/* flx_emu_gemm_i4 on codes read back from packed weights, a slab of rows
+ * at a time: every output is its own exact sum and the wrap pairs outputs
+ * (2i, 2i + 1), so even slabs give the bits of one call on all rows. */
+static int64_t gemm_i4_from_packed(int32_t *acc, const int8_t *a, const flx_emu_wpack *wp,
+                                   int64_t n_tokens, int64_t n_out, int64_t n_in, int acc_bits,
+                                   flx_pool *pool)
+{
+    if (!wp || wp->n_out != n_out || wp->n_in != n_in) return -1;
+    int64_t slab = ((int64_t)1 << 20) / (n_in > 0 ? n_in : 1);
+    slab = slab < 2 ? 2 : slab & ~(int64_t)1;
+    if (slab > n_out) slab = n_out;
+    int8_t *w = malloc((size_t)(slab * n_in) + 1);
+    int32_t *part = malloc((size_t)(n_tokens * slab) * sizeof *part + 1);
+    int64_t wrapped = 0;
+    for (int64_t o0 = 0; w && part && o0 < n_out && wrapped >= 0; o0 += slab) {
+        int64_t nr = n_out - o0 < slab ? n_out - o0 : slab;
+        flx_emu_wpack_rows(wp, o0, nr, w);
+        int64_t wr = flx_emu_gemm_i4(part, a, 1, w, n_tokens, nr, n_in, acc_bits, pool);
+        wrapped = wr < 0 ? -1 : wrapped + wr;
+        for (int64_t t = 0; wr >= 0 && t < n_tokens; t++)
+            memcpy(acc + t * n_out + o0, part + t * nr, (size_t)nr * sizeof *acc);
+    }
+    if (!w || !part) wrapped = -1;
+    free(w);
+    free(part);
+    return wrapped;
+}
+
 int64_t flx_emu_gemm_i4_wp(int32_t *acc, const int8_t *a, const int8_t *w,
                            const flx_emu_wpack *wp, int64_t n_tokens, int64_t n_out,
                            int64_t n_in, int acc_bits, flx_pool *pool)
@@ -180,7 +208,8 @@ int64_t flx_emu_gemm_i4_wp(int32_t *acc, const int8_t *a, const int8_t *w,
     int over = 0;
     if (!wp || n_tokens < 4 || !vnni_enabled() ||
         flx_emu_gemm_u4i4_packed(acc, a, wp, n_tokens, acc_bits, &over, pool))
-        return flx_emu_gemm_i4(acc, a, 1, w, n_tokens, n_out, n_in, acc_bits, pool);
+        return w ? flx_emu_gemm_i4(acc, a, 1, w, n_tokens, n_out, n_in, acc_bits, pool)
+                 : gemm_i4_from_packed(acc, a, wp, n_tokens, n_out, n_in, acc_bits, pool);
     if (!over) return 0;
     int64_t wrapped = 0;                       /* the PE's wrap on the exact sums */
     for (int64_t t = 0; t < n_tokens; t++) {

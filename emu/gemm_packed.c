@@ -16,15 +16,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-int flx_emu_wpack_alloc(flx_emu_wpack *p, int64_t n_out, int64_t n_in)
+int64_t flx_emu_wpack_bytes(int64_t n_out, int64_t n_in)
+{
+    return (n_out + 31) / 32 * ((n_in + 63) / 64 * 16) * 64;
+}
+
+void flx_emu_wpack_place(flx_emu_wpack *p, uint8_t *mem, int64_t n_out, int64_t n_in)
 {
     memset(p, 0, sizeof *p);
     p->n_out = n_out;
     p->n_in = n_in;
     p->o32 = (n_out + 31) / 32 * 32;
     p->k64 = (n_in + 63) / 64 * 64;
-    p->nib = flx_alloc_large((size_t)(p->o32 / 32 * (p->k64 / 4) * 64));
+    p->nib = mem;
+}
+
+int flx_emu_wpack_alloc(flx_emu_wpack *p, int64_t n_out, int64_t n_in)
+{
+    flx_emu_wpack_place(p, flx_alloc_large((size_t)flx_emu_wpack_bytes(n_out, n_in)), n_out, n_in);
     return p->nib ? 0 : -1;
+}
+
+/* The 64 bytes v (inputs k0..k0+63 of rows l and 16 + l of a block) go as
+ * 16 dwords to byte 4l of 16 consecutive lines (a transpose through dword
+ * stores; the block's lines stay in L1/L2). */
+static void put_lines(uint8_t *dst, const uint8_t *v)
+{
+    for (int q = 0; q < 16; q++) memcpy(dst + q * 64, v + 4 * q, 4);
 }
 
 /* codes k0..k0+63 of a row (zeros past n_in or for a missing row) */
@@ -36,10 +54,16 @@ static void row64(uint8_t *dst, const int8_t *row, int64_t k0, int64_t n_in)
     if (n > 0) memcpy(dst, row + k0, (size_t)n);
 }
 
+/* the same from a row of nibbles (code k in byte k / 2, odd k high) */
+static void nib_row64(uint8_t *dst, const uint8_t *row, int64_t k0, int64_t n_in)
+{
+    memset(dst, 0, 64);
+    for (int64_t k = k0; row && k < n_in && k < k0 + 64; k++)
+        dst[k - k0] = (uint8_t)(k & 1 ? row[k / 2] >> 4 : row[k / 2] & 15u);
+}
+
 /* Block b: for each row pair (l, 16 + l) and 64 inputs, the 64 bytes
- * lo & 15 | hi << 4 are made in one vectorizable loop, then their 16
- * dwords go to byte 4l of 16 consecutive lines (a transpose through
- * dword stores; the block's lines stay in L1/L2). */
+ * lo & 15 | hi << 4 are made in one vectorizable loop, then put_lines. */
 void flx_emu_wpack_fill(flx_emu_wpack *p, const int8_t *w, int64_t b0, int64_t b1)
 {
     const int64_t n_out = p->n_out, n_in = p->n_in, G = p->k64 / 4;
@@ -57,9 +81,55 @@ void flx_emu_wpack_fill(flx_emu_wpack *p, const int8_t *w, int64_t b0, int64_t b
                 if (rhi && k0 + 64 <= n_in) sh = (const uint8_t *)rhi + k0;
                 else row64(hi, rhi, k0, n_in);
                 for (int c = 0; c < 64; c++) v[c] = (uint8_t)((sl[c] & 15u) | (uint8_t)(sh[c] << 4));
-                uint8_t *dst = blk + (k0 / 4) * 64 + 4 * l;
-                for (int q = 0; q < 16; q++) memcpy(dst + q * 64, v + 4 * q, 4);
+                put_lines(blk + (k0 / 4) * 64 + 4 * l, v);
             }
+        }
+    }
+}
+
+/* The same bytes from the nibble rows of a .flxq file: a code's 4-bit two's
+ * complement pattern is its nibble, so a line byte takes the even input's
+ * nibble from the low half and the odd input's from the high half of a
+ * file byte, with no int8 step. */
+void flx_emu_wpack_fill_nib(flx_emu_wpack *p, const uint8_t *nib, int64_t b0, int64_t b1)
+{
+    const int64_t n_out = p->n_out, n_in = p->n_in, G = p->k64 / 4, rb = (n_in + 1) / 2;
+    for (int64_t b = b0; b < b1; b++) {
+        uint8_t *blk = p->nib + b * G * 64;
+        for (int l = 0; l < 16; l++) {
+            int64_t olo = 32 * b + l, ohi = olo + 16;
+            const uint8_t *rlo = olo < n_out ? nib + olo * rb : NULL;
+            const uint8_t *rhi = ohi < n_out ? nib + ohi * rb : NULL;
+            for (int64_t k0 = 0; k0 < p->k64; k0 += 64) {
+                uint8_t v[64];
+                if (rlo && rhi && k0 + 64 <= n_in) {
+                    const uint8_t *bl = rlo + k0 / 2, *bh = rhi + k0 / 2;
+                    for (int c = 0; c < 32; c++) {
+                        v[2 * c] = (uint8_t)((bl[c] & 15u) | (uint8_t)(bh[c] << 4));
+                        v[2 * c + 1] = (uint8_t)((bl[c] >> 4) | (bh[c] & 0xF0u));
+                    }
+                } else {
+                    uint8_t lo[64], hi[64];
+                    nib_row64(lo, rlo, k0, n_in);
+                    nib_row64(hi, rhi, k0, n_in);
+                    for (int c = 0; c < 64; c++) v[c] = (uint8_t)((lo[c] & 15u) | (uint8_t)(hi[c] << 4));
+                }
+                put_lines(blk + (k0 / 4) * 64 + 4 * l, v);
+            }
+        }
+    }
+}
+
+void flx_emu_wpack_rows(const flx_emu_wpack *p, int64_t o0, int64_t n_rows, int8_t *dst)
+{
+    const int64_t G = p->k64 / 4;
+    for (int64_t o = o0; o < o0 + n_rows; o++) {
+        const uint8_t *blk = p->nib + (o / 32) * G * 64 + 4 * (o % 16);
+        const int shift = o % 32 >= 16 ? 4 : 0;
+        int8_t *row = dst + (o - o0) * p->n_in;
+        for (int64_t k = 0; k < p->n_in; k++) {
+            uint8_t v = (uint8_t)((blk[(k / 4) * 64 + k % 4] >> shift) & 15u);
+            row[k] = (int8_t)((int8_t)(uint8_t)(v << 4) >> 4);   /* sign of the nibble */
         }
     }
 }

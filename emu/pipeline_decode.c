@@ -29,12 +29,15 @@ static void dec_free(dec_bufs *b)
     free(b->acc); free(b->acc_o);
 }
 
-/* decode GEMV: quantize one vector, INT4 GEMV on the L = 13 engine, dequant */
-static int gemv(float *y, const float *x, const flx_qtensor *w, int bits, dec_bufs *b,
-                const flx_emu_fp *fp, flx_pool *pool, const char *name, int layer, flx_error *err)
+/* decode GEMV: quantize one vector, INT4 GEMV on the L = 13 engine, dequant;
+ * on the int8 codes, or rows read back from the engine's packed copy wp
+ * when the model has none (a lazy load) */
+static int gemv(float *y, const float *x, const flx_qtensor *w, const flx_emu_wpack *wp, int bits,
+                dec_bufs *b, const flx_emu_fp *fp, flx_pool *pool, const char *name, int layer,
+                flx_error *err)
 {
     flx_emu_quant_asym(b->qa, &b->s, &b->b, x, 1, w->n_in, 4, fp);
-    int64_t wr = flx_emu_gemm_i4(b->acc, b->qa, 1, w->q, 1, w->n_out, w->n_in, bits, pool);
+    int64_t wr = flx_emu_gemm_i4_wp(b->acc, b->qa, w->q, wp, 1, w->n_out, w->n_in, bits, pool);
     if (wr < 0) return flx_fail(err, FLX_ENOMEM, "decode layer %d %s: out of memory", layer, name);
     if (wr > 0)
         return flx_fail(err, FLX_ENUMERIC, "decode layer %d %s: accumulator overflow", layer, name);
@@ -84,9 +87,9 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
         const float *as = e->att_scales + ((int64_t)l * 4 + 3) * c->n_heads;
         flx_emu_rmsnorm_dec(b.h, b.x, L->attn_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
         /* the fused [K;V] GEMV computes each channel exactly as two GEMVs */
-        if ((rc = gemv(b.k, b.h, &L->wk, bits, &b, fp, pool, "wk", l, err)) ||
-            (rc = gemv(b.v, b.h, &L->wv, bits, &b, fp, pool, "wv", l, err)) ||
-            (rc = gemv(b.q, b.h, &L->wq, bits, &b, fp, pool, "wq", l, err)))
+        if ((rc = gemv(b.k, b.h, &L->wk, &e->wpack[l * 7 + 1], bits, &b, fp, pool, "wk", l, err)) ||
+            (rc = gemv(b.v, b.h, &L->wv, &e->wpack[l * 7 + 2], bits, &b, fp, pool, "wv", l, err)) ||
+            (rc = gemv(b.q, b.h, &L->wq, &e->wpack[l * 7 + 0], bits, &b, fp, pool, "wq", l, err)))
             break;
         flx_emu_dec_rope_quant_store(e, kv, l, pos, b.k, b.v, b.q, b.k8, b.v8, b.q8);
         const int8_t *kc = kv->k + (int64_t)l * kv->cap * KV, *vc = kv->v + (int64_t)l * kv->cap * KV;
@@ -106,15 +109,15 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
         }
         if (rc) break;
         flx_emu_dequant_static(b.o, b.acc_o, 1, c->n_heads, (int)hd, as, vs, c->n_kv_heads, fp);
-        if ((rc = gemv(b.h, b.o, &L->wo, bits, &b, fp, pool, "wo", l, err))) break;
+        if ((rc = gemv(b.h, b.o, &L->wo, &e->wpack[l * 7 + 3], bits, &b, fp, pool, "wo", l, err))) break;
         flx_emu_residual(b.x, b.h, b.x, D, fp);
         flx_emu_rmsnorm_dec(b.h, b.x, L->ffn_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
-        if ((rc = gemv(b.g, b.h, &L->w_gate, bits, &b, fp, pool, "w_gate", l, err)) ||
-            (rc = gemv(b.u, b.h, &L->w_up, bits, &b, fp, pool, "w_up", l, err)))
+        if ((rc = gemv(b.g, b.h, &L->w_gate, &e->wpack[l * 7 + 4], bits, &b, fp, pool, "w_gate", l, err)) ||
+            (rc = gemv(b.u, b.h, &L->w_up, &e->wpack[l * 7 + 5], bits, &b, fp, pool, "w_up", l, err)))
             break;
         flx_emu_silu_gate(b.g, b.g, b.u, F, fp);
         flx_emu_fht(b.g, F, e->fht_scale, fp);
-        if ((rc = gemv(b.h, b.g, &L->w_down, bits, &b, fp, pool, "w_down", l, err))) break;
+        if ((rc = gemv(b.h, b.g, &L->w_down, &e->wpack[l * 7 + 6], bits, &b, fp, pool, "w_down", l, err))) break;
         flx_emu_residual(b.x, b.h, b.x, D, fp);
         for (int64_t i = 0; i < D && !rc; i++)
             if (!isfinite(b.x[i]))
@@ -124,7 +127,7 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
     if (!rc && hidden) memcpy(hidden, b.x, (size_t)D * sizeof(float));
     if (!rc && logits) {
         flx_emu_rmsnorm_dec(b.h, b.x, qm->out_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
-        rc = gemv(logits, b.h, &qm->head, bits, &b, fp, pool, "head", c->n_layers, err);
+        rc = gemv(logits, b.h, &qm->head, &e->wpack[c->n_layers * 7], bits, &b, fp, pool, "head", c->n_layers, err);
     }
     if (!rc && logits) {
         /* padded vocabulary rows: zero weights give logit +0 on hardware

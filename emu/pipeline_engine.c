@@ -27,7 +27,7 @@ static int check_tensor(const flx_qtensor *t, const char *name, int layer, int64
     char where[64];
     if (layer >= 0) snprintf(where, sizeof where, "layer %d %s", layer, name);
     else snprintf(where, sizeof where, "%s", name);
-    if (t->bits != 4 || !t->q)
+    if (t->bits != 4 || !flx_qtensor_is_int(t))
         return flx_fail(err, FLX_EUNSUPPORTED,
                         "%s: %d-bit weights (recipe '%s'); the FlexLLM INT4 engine runs only "
                         "4-bit integer weights", where, t->bits, recipe);
@@ -63,18 +63,22 @@ static const flx_qtensor *engine_tensor(const flx_qmodel *qm, int64_t i)
 typedef struct {
     flx_emu_engine *e;
     const int64_t *first;   /* [n_w + 1]: first 32-row block of each matrix */
+    int64_t base;           /* block of the pool's item 0                   */
 } pack_job;
 
 static void pack_blocks(void *ctx, int64_t b0, int64_t b1, int thread_id)
 {
     (void)thread_id;
     const pack_job *j = ctx;
+    b0 += j->base;
+    b1 += j->base;
     int64_t i = 0;
     for (int64_t b = b0; b < b1;) {
         while (b >= j->first[i + 1]) i++;
         int64_t end = b1 < j->first[i + 1] ? b1 : j->first[i + 1];
-        flx_emu_wpack_fill(&j->e->wpack[i], engine_tensor(j->e->qm, i)->q, b - j->first[i],
-                           end - j->first[i]);
+        const flx_qtensor *t = engine_tensor(j->e->qm, i);
+        if (t->q) flx_emu_wpack_fill(&j->e->wpack[i], t->q, b - j->first[i], end - j->first[i]);
+        else flx_emu_wpack_fill_nib(&j->e->wpack[i], t->nib, b - j->first[i], end - j->first[i]);
         b = end;
     }
 }
@@ -207,25 +211,41 @@ int flx_emu_engine_init_ex(flx_emu_engine *e, const flx_qmodel *qm, const flx_em
     }
     /* weights packed once, shared by the prefill GEMM (the VNNI / AMX paths
      * read nothing else; packing per call cost a copy of every weight per
-     * window) and the fast decode GEMV; blocks of 32 rows over the pool */
+     * window) and the fast decode GEMV; all matrices in one block on 2 MiB
+     * pages, packed straight from the file's nibbles when the model was
+     * loaded without int8 codes, blocks of 32 rows over the pool */
     {
         const int n_w = c->n_layers * 7 + 1;
         e->wpack = calloc((size_t)n_w, sizeof *e->wpack);
         int64_t *first = malloc((size_t)(n_w + 1) * sizeof *first);
-        int bad = !e->wpack || !first;
-        for (int i = 0; i < n_w && !bad; i++) {
+        int64_t total = 0;
+        for (int i = 0; i < n_w; i++) {
             const flx_qtensor *t = engine_tensor(qm, i);
-            bad = flx_emu_wpack_alloc(&e->wpack[i], t->n_out, t->n_in);
+            total += flx_emu_wpack_bytes(t->n_out, t->n_in);
         }
-        if (bad) {
+        e->wpack_mem = e->wpack && first ? flx_alloc_large((size_t)total) : NULL;
+        if (!e->wpack_mem) {
             free(first);
             flx_emu_engine_free(e);
-            return flx_fail(err, FLX_ENOMEM, "engine: out of memory for the packed weights");
+            return flx_fail(err, FLX_ENOMEM, "engine: out of memory for the packed weights (%lld bytes)",
+                            (long long)total);
         }
         first[0] = 0;
-        for (int i = 0; i < n_w; i++) first[i + 1] = first[i] + e->wpack[i].o32 / 32;
-        pack_job pj = { e, first };
-        flx_pool_for(pool, first[n_w], 8, pack_blocks, &pj);
+        for (int64_t i = 0, off = 0; i < n_w; i++) {
+            const flx_qtensor *t = engine_tensor(qm, i);
+            flx_emu_wpack_place(&e->wpack[i], e->wpack_mem + off, t->n_out, t->n_in);
+            off += flx_emu_wpack_bytes(t->n_out, t->n_in);
+            first[i + 1] = first[i] + e->wpack[i].o32 / 32;
+        }
+        /* a layer at a time: the file's pages of its nibbles are not read
+         * again (the engine reads only its packed copy), so they leave RSS
+         * before the next layer's come in */
+        for (int i0 = 0; i0 < n_w; i0 += 7) {
+            int i1 = i0 + 7 < n_w ? i0 + 7 : n_w;
+            pack_job pj = { e, first, first[i0] };
+            flx_pool_for(pool, first[i1] - first[i0], 8, pack_blocks, &pj);
+            for (int i = i0; i < i1; i++) flx_qtensor_release(qm, engine_tensor(qm, i));
+        }
         free(first);
     }
     /* the exact sgemm paths must not start OpenBLAS threads of their own on
@@ -241,11 +261,8 @@ void flx_emu_engine_free(flx_emu_engine *e)
     free(e->rope_sin);
     free(e->rope_cos);
     free(e->att_scales);
-    if (e->wpack) {
-        const int n_w = e->qm->cfg.n_layers * 7 + 1;
-        for (int i = 0; i < n_w; i++) flx_emu_wpack_free(&e->wpack[i]);
-        free(e->wpack);
-    }
+    free(e->wpack);        /* the matrices live in wpack_mem */
+    free(e->wpack_mem);
     memset(e, 0, sizeof *e);
 }
 

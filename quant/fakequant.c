@@ -142,19 +142,38 @@ typedef struct dequant_job {
     float *w;
 } dequant_job;
 
+/* code k of a row of nibbles (a lazy load's 4-bit codes): the low 4 bits
+ * of an even k's byte, the high 4 of an odd k's, sign-extended */
+static inline float nib_code(const uint8_t *row, int64_t k)
+{
+    const int v = (row[k >> 1] >> (4 * (k & 1))) & 15;
+    return (float)((v ^ 8) - 8);
+}
+
 /* rows [o0, o1) of t into w (w[0] = row o0): the one dequantization
- * formula of both the eager and the lean model */
+ * formula of both the eager and the lean model, on int8 codes or on the
+ * file's nibbles (the same codes, so the same floats) */
 static void dequant_range(const flx_qtensor *t, int64_t o0, int64_t o1, float *w)
 {
     const int32_t gs = t->group_size, n_groups = t->n_in / gs;
+    const int64_t rb = ((int64_t)t->n_in + 1) / 2;
     for (int64_t o = o0; o < o1; o++)
         for (int32_t g = 0; g < n_groups; g++) {
             const size_t gi = (size_t)o * n_groups + g, base = (size_t)o * t->n_in + (size_t)g * gs;
-            const int8_t *q = t->q + base;
             float *wr = w + (base - (size_t)o0 * t->n_in);
             const float sc = t->scale[gi];
+            const float z = t->zero ? t->zero[gi] : 0.0f;
+            if (!t->q) {
+                const uint8_t *row = t->nib + o * rb;
+                const int64_t k0 = (int64_t)g * gs;
+                if (t->zero)
+                    for (int32_t k = 0; k < gs; k++) wr[k] = sc * (nib_code(row, k0 + k) - z);
+                else
+                    for (int32_t k = 0; k < gs; k++) wr[k] = sc * nib_code(row, k0 + k);
+                continue;
+            }
+            const int8_t *q = t->q + base;
             if (t->zero) {
-                const float z = t->zero[gi];
                 for (int32_t k = 0; k < gs; k++) wr[k] = sc * ((float)q[k] - z);
             } else {
                 for (int32_t k = 0; k < gs; k++) wr[k] = sc * (float)q[k];
@@ -182,7 +201,7 @@ static void fq_weight_rows(void *ctx, int layer, flx_weight_kind kind, int64_t r
         const flx_qtensor *ts[7] = {&Q->wq, &Q->wk, &Q->wv, &Q->wo, &Q->w_gate, &Q->w_up, &Q->w_down};
         t = ts[kind];
     }
-    if (t->q)
+    if (flx_qtensor_is_int(t))
         dequant_range(t, row0, row0 + n_rows, w);
     else   /* not reached: float tensors are in the model */
         memcpy(w, t->w + (size_t)row0 * n_in, (size_t)(n_rows * n_in) * sizeof *w);
@@ -192,14 +211,14 @@ static void fq_weight_rows(void *ctx, int layer, flx_weight_kind kind, int64_t r
  * quantized tensors (fq_weight_rows supplies them), the float ones in place */
 static const float *dequant(flx_model *m, const flx_qtensor *t, flx_pool *pool, int lean, int *oom)
 {
-    if (lean) return t->q ? NULL : t->w;
+    if (lean) return flx_qtensor_is_int(t) ? NULL : t->w;
     size_t n = (size_t)t->n_out * t->n_in;
     float *w = flx_model_alloc(m, n * sizeof *w);
     if (!w) {
         *oom = 1;
         return NULL;
     }
-    if (!t->q) {
+    if (!flx_qtensor_is_int(t)) {
         memcpy(w, t->w, n * sizeof *w);
         return w;
     }
@@ -322,8 +341,12 @@ static int open_model(flx_fakequant **out, flx_model *m, const char *path, int n
         free(qm);
         return flx_fail(err, FLX_ENOMEM, "out of memory");
     }
-    int rc = flx_qmodel_load(qm, path, err);
-    flx_pool *pool = rc == FLX_OK && n_threads > 1 ? flx_pool_create(n_threads) : NULL;
+    /* 4-bit codes stay the file's nibbles (the dequantizer reads them
+     * directly): no int8 copy of the weights (1.2 GB for a 1B model) */
+    flx_pool *pool = n_threads > 1 ? flx_pool_create(n_threads) : NULL;
+    const flx_qload_opts lo = { pool, 1 };
+    int rc = n_threads > 1 && !pool ? flx_fail(err, FLX_ENOMEM, "cannot start %d threads", n_threads)
+                                    : flx_qmodel_load_ex(qm, path, &lo, err);
     if (rc == FLX_OK) rc = build(fq, qm, pool, lean, err);
     if (rc) {
         flx_pool_free(pool);

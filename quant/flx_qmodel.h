@@ -9,6 +9,11 @@
  * per byte, even channel in the low nibble), a float scale per row and the
  * float sum of the row's dequantized weights (wsum = s * sum_k q[k], stored,
  * never recomputed: reference-design §1.2).
+ *
+ * A model loaded with flx_qmodel_load_ex(.lazy_codes = 1) keeps its 4-bit
+ * codes as the file's nibbles (flx_qtensor.nib, no int8 copy: the bit-exact
+ * engine packs its own layout straight from them); code that wants int8
+ * codes reads rows with flx_qtensor_rows or calls flx_qmodel_unpack once.
  */
 #ifndef FLX_QMODEL_H
 #define FLX_QMODEL_H
@@ -28,12 +33,25 @@ typedef struct flx_qtensor {
     int32_t bits;          /* 2..8, or 16/32 for an unquantized float tensor */
     int32_t group_size;    /* columns per scale; n_in = per output channel  */
     int     symmetric;     /* 1: q in [-2^(b-1), 2^(b-1)-1]; 0: uses zero   */
-    int8_t *q;             /* (n_out, n_in) integer values, or NULL if float */
+    int8_t *q;             /* (n_out, n_in) integer values, or NULL if float
+                              or not unpacked (nib set: see above)          */
     float  *scale;         /* (n_out, n_in / group_size)                    */
     float  *zero;          /* (n_out, n_in / group_size) zero points, or NULL */
     float  *wsum;          /* (n_out) s * sum(q) per row, or NULL           */
     float  *w;             /* (n_out, n_in) float weights when bits >= 16   */
+    /* added later */
+    const uint8_t *nib;    /* 4-bit codes as the .flxq file stores them:
+                              (n_out) rows of (n_in + 1) / 2 bytes, even
+                              column in the low nibble, two's complement;
+                              inside the open file (lazy loads), else NULL */
 } flx_qtensor;
+
+/* 1 when t holds integer codes (int8 q, or the file's nibbles), 0 for a
+ * float tensor. */
+int  flx_qtensor_is_int(const flx_qtensor *t);
+/* The int8 codes of rows [row0, row0 + n_rows) of an integer tensor into
+ * dst (n_rows * n_in bytes), from q or else from the nibbles. */
+void flx_qtensor_rows(const flx_qtensor *t, int64_t row0, int64_t n_rows, int8_t *dst);
 
 typedef struct flx_qlayer {
     const float *attn_norm;   /* (d_model) gains; all ones after folding   */
@@ -206,6 +224,27 @@ void *flx_qmodel_alloc(flx_qmodel *qm, size_t bytes);
  * source model's tokenizer when it can be found (else tok = NULL). */
 int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err);
 int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err);
+
+/* flx_qmodel_load with options: the same checks and messages, the work
+ * (finite checks, unpacking) split over pool (NULL: this thread; the model
+ * is the same for any thread count).  lazy_codes = 1: 4-bit tensors keep
+ * their codes as the file's nibbles (t->nib set, t->q NULL), which saves an
+ * int8 copy of every weight (1.2 GB for a 1B model) when the consumer packs
+ * its own layout (the bit-exact engine); other widths are unpacked as
+ * always. */
+typedef struct flx_qload_opts {
+    flx_pool *pool;
+    int       lazy_codes;
+} flx_qload_opts;
+int flx_qmodel_load_ex(flx_qmodel *qm, const char *path, const flx_qload_opts *o, flx_error *err);
+/* Gives every tensor that only has nibbles its int8 codes t->q (rows over
+ * pool; a no-op for a model that has them all).  FLX_ENOMEM when out of
+ * memory (the tensors unpacked so far keep their codes). */
+int flx_qmodel_unpack(flx_qmodel *qm, flx_pool *pool, flx_error *err);
+/* Drops the file pages of t's nibbles from memory (RSS) once a consumer has
+ * copied them (the engine after packing); t->nib stays readable (the pages
+ * come back from the file on access).  No-op without nibbles. */
+void flx_qtensor_release(const flx_qmodel *qm, const flx_qtensor *t);
 
 /* Embeds the tokenizer file at path into qm (saved as tensor "tokenizer"
  * and metadata "tokenizer"): a tokenizer.json as its bytes, a GGUF as a

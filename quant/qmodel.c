@@ -382,7 +382,7 @@ typedef struct entry {
     int           n_dims;
     int64_t       shape[2];
     int           src_kind;
-    const void   *src;        /* floats, doubles or int8 codes            */
+    const void   *src;        /* floats, doubles, or the flx_qtensor of codes */
     int64_t       rows, cols; /* for codes: rows of cols values           */
 } entry;
 
@@ -419,7 +419,7 @@ static entry *add_entry(entry_list *L, const char *name, flx_st_dtype dt, int n_
 static void add_qtensor(entry_list *L, const char *prefix, const flx_qtensor *t, int pass)
 {
     char name[96];   /* prefix is at most "layers.NNNNN.w_gate" */
-    if (!t->q) {
+    if (!flx_qtensor_is_int(t)) {
         snprintf(name, sizeof name, "%s.w", prefix);
         if (pass == 0) add_entry(L, name, FLX_ST_F32, 2, t->n_out, t->n_in, SRC_F32, t->w);
         return;
@@ -441,9 +441,9 @@ static void add_qtensor(entry_list *L, const char *prefix, const flx_qtensor *t,
     snprintf(name, sizeof name, "%s.q", prefix);
     entry *e;
     if (t->bits <= 4)
-        e = add_entry(L, name, FLX_ST_U8, 2, t->n_out, (t->n_in + 1) / 2, SRC_Q4, t->q);
+        e = add_entry(L, name, FLX_ST_U8, 2, t->n_out, (t->n_in + 1) / 2, SRC_Q4, t);
     else
-        e = add_entry(L, name, FLX_ST_I8, 2, t->n_out, t->n_in, SRC_Q8, t->q);
+        e = add_entry(L, name, FLX_ST_I8, 2, t->n_out, t->n_in, SRC_Q8, t);
     if (e) {
         e->rows = t->n_out;
         e->cols = t->n_in;
@@ -535,7 +535,7 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
         for (int l = 0; l <= qm->cfg.n_layers; l++)
             for (int i = 0; i < (l < qm->cfg.n_layers ? 7 : 1); i++) {
                 const flx_qtensor *t = l < qm->cfg.n_layers ? layer_tensor((flx_qlayer *)&qm->layers[l], i) : &qm->head;
-                if (!t->q || t->bits == r.w_bits) continue;
+                if (!flx_qtensor_is_int(t) || t->bits == r.w_bits) continue;
                 if (l < qm->cfg.n_layers)
                     pos += (size_t)snprintf(mixed + pos, cap - pos, "%s\"layers.%d.%s\":%d", pos > 1 ? "," : "", l,
                                             LIN_NAMES[i], (int)t->bits);
@@ -592,26 +592,31 @@ int flx_qmodel_save(const flx_qmodel *qm, const char *path, flx_error *err)
     flx_st_writer w;
     rc = flx_st_writer_begin(&w, path, desc, L.n, keys, vals, n_keys, err);
     uint8_t *row = NULL;
+    int8_t *codes = NULL;
     for (size_t i = 0; i < L.n && rc == FLX_OK; i++) {
         const entry *e = &L.e[i];
         if (e->src_kind == SRC_F32 || e->src_kind == SRC_F64 || e->src_kind == SRC_RAW) {
             rc = flx_st_writer_write(&w, e->src, entry_bytes(e), err);
             continue;
         }
-        /* codes: one packed row at a time (a row of int4 ends on a byte) */
+        /* codes: one packed row at a time (a row of int4 ends on a byte),
+         * from int8 codes or the nibbles of a lazy load alike */
         size_t row_bytes = e->src_kind == SRC_Q4 ? (size_t)(e->cols + 1) / 2 : (size_t)e->cols;
         free(row);
+        free(codes);
         row = malloc(row_bytes ? row_bytes : 1);
-        if (!row) { rc = flx_fail(err, FLX_ENOMEM, "%s: out of memory", path); break; }
-        const int8_t *q = e->src;
+        codes = malloc(e->cols ? (size_t)e->cols : 1);
+        if (!row || !codes) { rc = flx_fail(err, FLX_ENOMEM, "%s: out of memory", path); break; }
+        const flx_qtensor *t = e->src;
         for (int64_t r0 = 0; r0 < e->rows && rc == FLX_OK; r0++) {
-            const int8_t *qr = q + r0 * e->cols;
-            if (e->src_kind == SRC_Q4) flx_pack_int4(qr, (size_t)e->cols, row);
-            else memcpy(row, qr, row_bytes);
+            flx_qtensor_rows(t, r0, 1, codes);
+            if (e->src_kind == SRC_Q4) flx_pack_int4(codes, (size_t)e->cols, row);
+            else memcpy(row, codes, row_bytes);
             rc = flx_st_writer_write(&w, row, row_bytes, err);
         }
     }
     free(row);
+    free(codes);
     if (rc == FLX_OK) rc = flx_st_writer_commit(&w, err);
     else flx_st_writer_abort(&w);
     free(L.e);
@@ -643,9 +648,35 @@ static const flx_st_tensor *need(const flx_safetensors *st, const char *path, co
     return t;
 }
 
+/* Work split over the loader's pool in chunks: each chunk only raises its
+ * own flag, so the pool changes no result; the caller then locates the
+ * first hit serially (the message names the same element for any thread
+ * count). */
+#define CHECK_CHUNK ((int64_t)1 << 16)
+
+typedef struct finite_job {
+    const uint32_t *u;       /* the floats' bits */
+    int64_t         n;
+    uint8_t        *bad;     /* [chunks] */
+} finite_job;
+
+/* branch-free scan of the exponent bits (vectorizes; a float is not finite
+ * iff its exponent is all ones) */
+static void finite_chunks(void *ctx, int64_t c0, int64_t c1, int thread_id)
+{
+    (void)thread_id;
+    const finite_job *j = ctx;
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t b0 = c * CHECK_CHUNK, b1 = j->n - b0 < CHECK_CHUNK ? j->n : b0 + CHECK_CHUNK;
+        uint32_t bad = 0;
+        for (int64_t i = b0; i < b1; i++) bad |= (uint32_t)((j->u[i] & 0x7f800000u) == 0x7f800000u);
+        j->bad[c] = (uint8_t)bad;
+    }
+}
+
 /* F32 data in place when aligned, else copied; checked finite. */
 static const float *f32_data(flx_qmodel *qm, const flx_st_tensor *t, const char *path,
-                             flx_error *err)
+                             const flx_qload_opts *o, flx_error *err)
 {
     const float *p = (const float *)t->data;
     if ((uintptr_t)t->data % sizeof(float) != 0) {
@@ -654,26 +685,89 @@ static const float *f32_data(flx_qmodel *qm, const flx_st_tensor *t, const char 
         memcpy(c, t->data, t->bytes);
         p = c;
     }
-    /* branch-free scan of the exponent bits in blocks (vectorizes; a float is
-     * not finite iff its exponent is all ones); only a hit is located */
-    const uint32_t *u = (const uint32_t *)p;
-    for (int64_t b0 = 0; b0 < t->n_elems; b0 += 4096) {
-        int64_t b1 = t->n_elems - b0 < 4096 ? t->n_elems : b0 + 4096;
-        uint32_t bad = 0;
-        for (int64_t i = b0; i < b1; i++) bad |= (uint32_t)((u[i] & 0x7f800000u) == 0x7f800000u);
-        for (int64_t i = b0; bad && i < b1; i++)
-            if (!isfinite(p[i])) {
-                flx_fail(err, FLX_ENUMERIC, "%s: tensor '%s' element %lld is not finite", path,
-                         t->name, (long long)i);
-                return NULL;
-            }
+    int64_t n_chunks = (t->n_elems + CHECK_CHUNK - 1) / CHECK_CHUNK;
+    uint8_t one, *bad = n_chunks > 1 ? malloc((size_t)n_chunks) : &one;
+    if (!bad) { flx_fail(err, FLX_ENOMEM, "%s: out of memory", path); return NULL; }
+    finite_job j = { (const uint32_t *)p, t->n_elems, bad };
+    /* the 1 GB embedding of a 1B model is worth the pool; a norm is not */
+    flx_pool_for(n_chunks > 1 ? o->pool : NULL, n_chunks, 16, finite_chunks, &j);
+    int64_t hit = -1;
+    for (int64_t c = 0; c < n_chunks && hit < 0; c++)
+        for (int64_t i = c * CHECK_CHUNK; bad[c] && i < t->n_elems && hit < 0; i++)
+            if (!isfinite(p[i])) hit = i;
+    if (bad != &one) free(bad);
+    if (hit >= 0) {
+        flx_fail(err, FLX_ENUMERIC, "%s: tensor '%s' element %lld is not finite", path, t->name,
+                 (long long)hit);
+        return NULL;
     }
     return p;
 }
 
+/* Codes of rows into t->q: unpacked nibbles or copied int8, each block of
+ * rows flagged when a code lies outside the tensor's bit range (4-bit
+ * nibbles cannot). */
+#define ROW_BLOCK 64
+
+typedef struct unpack_job {
+    flx_qtensor   *t;
+    const uint8_t *src;      /* file bytes of the codes */
+    int            nib;      /* 1: two codes per byte */
+    uint8_t       *bad;      /* [row blocks] or NULL: no range check */
+} unpack_job;
+
+static void unpack_blocks(void *ctx, int64_t b0, int64_t b1, int thread_id)
+{
+    (void)thread_id;
+    const unpack_job *j = ctx;
+    const flx_qtensor *t = j->t;
+    const int64_t n_in = t->n_in, rb = j->nib ? (n_in + 1) / 2 : n_in;
+    const int32_t lo = -(1 << (t->bits - 1)), hi = (1 << (t->bits - 1)) - 1;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t o1 = (b + 1) * ROW_BLOCK < t->n_out ? (b + 1) * ROW_BLOCK : t->n_out;
+        int bad = 0;
+        for (int64_t o = b * ROW_BLOCK; o < o1; o++) {
+            int8_t *dst = t->q + o * n_in;
+            if (j->nib) flx_unpack_int4(j->src + o * rb, (size_t)n_in, 1, dst);
+            else memcpy(dst, j->src + o * rb, (size_t)n_in);
+            if (j->bad)
+                for (int64_t k = 0; k < n_in; k++) bad |= (dst[k] < lo) | (dst[k] > hi);
+        }
+        if (j->bad) j->bad[b] = (uint8_t)bad;
+    }
+}
+
+/* t->q (allocated here) from the file's codes src, over pool */
+static int unpack_codes(flx_qmodel *qm, flx_qtensor *t, const uint8_t *src, int nib, int check,
+                        flx_pool *pool, const char *path, const char *name, flx_error *err)
+{
+    const int64_t n_blocks = (t->n_out + ROW_BLOCK - 1) / ROW_BLOCK;
+    t->q = flx_qmodel_alloc(qm, (size_t)t->n_out * (size_t)t->n_in);
+    uint8_t *bad = check ? calloc((size_t)n_blocks + 1, 1) : NULL;
+    if (!t->q || (check && !bad)) {
+        free(bad);
+        return flx_fail(err, FLX_ENOMEM, "%s: out of memory for '%s'", path, name);
+    }
+    unpack_job j = { t, src, nib, bad };
+    flx_pool_for(pool, n_blocks, 4, unpack_blocks, &j);
+    const int32_t lo = -(1 << (t->bits - 1)), hi = (1 << (t->bits - 1)) - 1;
+    for (int64_t b = 0; check && b < n_blocks; b++)
+        for (int64_t i = b * ROW_BLOCK * (int64_t)t->n_in; bad[b] && i < (int64_t)t->n_out * t->n_in; i++)
+            if (t->q[i] < lo || t->q[i] > hi) {
+                int rc = flx_fail(err, FLX_EFORMAT,
+                                  "%s: tensor '%s' row %lld column %lld holds %d, outside the %d-bit range", path,
+                                  name, (long long)(i / t->n_in), (long long)(i % t->n_in), t->q[i], (int)t->bits);
+                free(bad);
+                return rc;
+            }
+    free(bad);
+    return FLX_OK;
+}
+
 static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *path,
                         const char *prefix, flx_qtensor *t, int quantized, const flx_recipe *r,
-                        int32_t bits, int32_t n_out, int32_t n_in, flx_error *err)
+                        int32_t bits, int32_t n_out, int32_t n_in, const flx_qload_opts *o,
+                        flx_error *err)
 {
     char name[96];
     memset(t, 0, sizeof *t);
@@ -686,7 +780,7 @@ static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *p
         snprintf(name, sizeof name, "%s.w", prefix);
         const flx_st_tensor *x = need(st, path, name, FLX_ST_F32, 2, n_out, n_in, err);
         if (!x) return err ? err->code : FLX_EFORMAT;
-        t->w = (float *)f32_data(qm, x, path, err);
+        t->w = (float *)f32_data(qm, x, path, o, err);
         return t->w ? FLX_OK : err->code;
     }
     t->bits = bits > 0 ? bits : r->w_bits;   /* mixed precision */
@@ -695,40 +789,30 @@ static int load_qtensor(flx_qmodel *qm, const flx_safetensors *st, const char *p
     int32_t n_groups = n_in / t->group_size;
     snprintf(name, sizeof name, "%s.scale", prefix);
     const flx_st_tensor *s = need(st, path, name, FLX_ST_F32, 2, n_out, n_groups, err);
-    if (!s || !(t->scale = (float *)f32_data(qm, s, path, err))) return err->code;
+    if (!s || !(t->scale = (float *)f32_data(qm, s, path, o, err))) return err->code;
     if (!t->symmetric) {
         snprintf(name, sizeof name, "%s.zero", prefix);
         const flx_st_tensor *z = need(st, path, name, FLX_ST_F32, 2, n_out, n_groups, err);
-        if (!z || !(t->zero = (float *)f32_data(qm, z, path, err))) return err->code;
+        if (!z || !(t->zero = (float *)f32_data(qm, z, path, o, err))) return err->code;
     }
     if (r->w_wsum) {
         snprintf(name, sizeof name, "%s.wsum", prefix);
         const flx_st_tensor *ws = need(st, path, name, FLX_ST_F32, 1, n_out, 0, err);
-        if (!ws || !(t->wsum = (float *)f32_data(qm, ws, path, err))) return err->code;
+        if (!ws || !(t->wsum = (float *)f32_data(qm, ws, path, o, err))) return err->code;
     }
     snprintf(name, sizeof name, "%s.q", prefix);
     int nib = t->bits <= 4;
     const flx_st_tensor *qt = need(st, path, name, nib ? FLX_ST_U8 : FLX_ST_I8, 2, n_out,
                                    nib ? (n_in + 1) / 2 : n_in, err);
     if (!qt) return err->code;
-    t->q = flx_qmodel_alloc(qm, (size_t)n_out * n_in);
-    if (!t->q) return flx_fail(err, FLX_ENOMEM, "%s: out of memory for '%s'", path, name);
-    int32_t lo = -(1 << (t->bits - 1)), hi = (1 << (t->bits - 1)) - 1;
-    for (int64_t o = 0; o < n_out; o++) {
-        int8_t *dst = t->q + o * n_in;
-        if (nib) flx_unpack_int4(qt->data + o * ((n_in + 1) / 2), (size_t)n_in, 1, dst);
-        else memcpy(dst, qt->data + o * n_in, (size_t)n_in);
-        if (nib && t->bits == 4) continue;   /* every nibble is a 4-bit code */
-        int bad = 0;   /* branch-free scan first; only a hit is located */
-        for (int32_t k = 0; k < n_in; k++) bad |= (dst[k] < lo) | (dst[k] > hi);
-        for (int32_t k = 0; bad && k < n_in; k++)
-            if (dst[k] < lo || dst[k] > hi)
-                return flx_fail(err, FLX_EFORMAT, "%s: tensor '%s' row %lld column %d holds %d, outside the %d-bit range",
-                                path, name, (long long)o, k, dst[k], (int)t->bits);
+    if (nib && t->bits == 4 && o->lazy_codes) {
+        t->nib = qt->data;   /* every nibble is a 4-bit code: nothing to check */
+        return FLX_OK;
     }
+    int rc = unpack_codes(qm, t, qt->data, nib, !(nib && t->bits == 4), o->pool, path, name, err);
     /* the codes now live unpacked in t->q: drop the file's copy from memory */
-    flx_mapped_release(&st->map, qt->offset, qt->bytes);
-    return FLX_OK;
+    if (!rc) flx_mapped_release(&st->map, qt->offset, qt->bytes);
+    return rc;
 }
 
 static int json_bool(const cJSON *o, const char *k)
@@ -831,17 +915,18 @@ static int read_header(flx_qmodel *qm, const flx_safetensors *st, const char *pa
 
 /* an F32 tensor of the given shape, in *out */
 static int need_f32(flx_qmodel *qm, const flx_safetensors *st, const char *path, const char *name,
-                    int n_dims, int64_t d0, int64_t d1, const float **out, flx_error *err)
+                    int n_dims, int64_t d0, int64_t d1, const float **out, const flx_qload_opts *o,
+                    flx_error *err)
 {
     const flx_st_tensor *t = need(st, path, name, FLX_ST_F32, n_dims, d0, d1, err);
-    if (!t || !(*out = f32_data(qm, t, path, err))) return err->code;
+    if (!t || !(*out = f32_data(qm, t, path, o, err))) return err->code;
     return FLX_OK;
 }
 
 /* the model-wide tensors before the layers: RoPE frequencies, embedding,
  * final norm */
 static int load_globals(flx_qmodel *qm, const flx_safetensors *st, const char *path,
-                        const flx_recipe *r, flx_error *err)
+                        const flx_recipe *r, const flx_qload_opts *o, flx_error *err)
 {
     const flx_llama_config *c = &qm->cfg;
     const flx_st_tensor *t = need(st, path, "rope_inv_freq", FLX_ST_F64, 1, c->head_dim / 2, 0, err);
@@ -849,9 +934,14 @@ static int load_globals(flx_qmodel *qm, const flx_safetensors *st, const char *p
     qm->rope_inv_freq = flx_qmodel_alloc(qm, t->bytes);
     if (!qm->rope_inv_freq) return flx_fail(err, FLX_ENOMEM, "out of memory");
     memcpy(qm->rope_inv_freq, t->data, t->bytes);
-    int rc = need_f32(qm, st, path, "tok_embd", 2, c->n_vocab, c->d_model, &qm->tok_embd, err);
-    if (!rc) rc = need_f32(qm, st, path, "out_norm", 1, c->d_model, 0, &qm->out_norm, err);
+    int rc = need_f32(qm, st, path, "tok_embd", 2, c->n_vocab, c->d_model, &qm->tok_embd, o, err);
+    if (!rc) rc = need_f32(qm, st, path, "out_norm", 1, c->d_model, 0, &qm->out_norm, o, err);
     if (rc) return rc;
+    /* the embedding is read a row per token: after its finite check its
+     * file pages (1 GB for a 1B model) need not stay in RSS; a row comes
+     * back from the file when a token needs it */
+    const flx_st_tensor *te = flx_st_find(st, "tok_embd");
+    if ((const uint8_t *)qm->tok_embd == te->data) flx_mapped_release(&st->map, te->offset, te->bytes);
     qm->has_attn_scales = flx_st_find(st, "layers.0.attn_scales") != NULL;
     if (r->static_attn && !qm->has_attn_scales)
         return flx_fail(err, FLX_EFORMAT, "%s: recipe %s needs tensor 'layers.0.attn_scales'", path, r->name);
@@ -923,19 +1013,19 @@ static int read_mixed_act_bits(flx_qmodel *qm, const flx_safetensors *st, const 
 
 /* layer l: norms, static attention scales, the seven linears */
 static int load_layer(flx_qmodel *qm, const flx_safetensors *st, const char *path, const flx_recipe *r,
-                      const int32_t *mixed_bits, int l, flx_error *err)
+                      const int32_t *mixed_bits, int l, const flx_qload_opts *o, flx_error *err)
 {
     const flx_llama_config *c = &qm->cfg;
     flx_qlayer *L = &qm->layers[l];
     char name[96];
     snprintf(name, sizeof name, "layers.%d.attn_norm", l);
-    int rc = need_f32(qm, st, path, name, 1, c->d_model, 0, &L->attn_norm, err);
+    int rc = need_f32(qm, st, path, name, 1, c->d_model, 0, &L->attn_norm, o, err);
     snprintf(name, sizeof name, "layers.%d.ffn_norm", l);
-    if (!rc) rc = need_f32(qm, st, path, name, 1, c->d_model, 0, &L->ffn_norm, err);
+    if (!rc) rc = need_f32(qm, st, path, name, 1, c->d_model, 0, &L->ffn_norm, o, err);
     if (!rc && qm->has_attn_scales) {
         snprintf(name, sizeof name, "layers.%d.attn_scales", l);
         const float *s4;
-        if ((rc = need_f32(qm, st, path, name, 1, 4, 0, &s4, err))) return rc;
+        if ((rc = need_f32(qm, st, path, name, 1, 4, 0, &s4, o, err))) return rc;
         L->q_s = s4[0];
         L->k_s = s4[1];
         L->v_s = s4[2];
@@ -948,7 +1038,7 @@ static int load_layer(flx_qmodel *qm, const flx_safetensors *st, const char *pat
         lin_shape(c, i, &n_out, &n_in);
         snprintf(name, sizeof name, "layers.%d.%s", l, LIN_NAMES[i]);
         rc = load_qtensor(qm, st, path, name, layer_tensor(L, i), r->w_bits < 16, r, mixed_bits[l * 7 + i],
-                          n_out, n_in, err);
+                          n_out, n_in, o, err);
     }
     return rc;
 }
@@ -956,14 +1046,14 @@ static int load_layer(flx_qmodel *qm, const flx_safetensors *st, const char *pat
 /* after the layers: the head, the dense R4 of a non-power-of-two d_ff, the
  * provenance text */
 static int load_tail(flx_qmodel *qm, const flx_safetensors *st, const char *path, const flx_recipe *r,
-                     const int32_t *mixed_bits, flx_error *err)
+                     const int32_t *mixed_bits, const flx_qload_opts *o, flx_error *err)
 {
     const flx_llama_config *c = &qm->cfg;
     int rc = load_qtensor(qm, st, path, "head", &qm->head, r->w_bits < 16 && r->quant_head, r,
-                          mixed_bits[c->n_layers * 7], c->n_vocab, c->d_model, err);
+                          mixed_bits[c->n_layers * 7], c->n_vocab, c->d_model, o, err);
     if (!rc && qm->r4_online && !flx_is_pow2(c->d_ff)) {
         const float *r4;
-        rc = need_f32(qm, st, path, "rot.r4", 2, c->d_ff, c->d_ff, &r4, err);
+        rc = need_f32(qm, st, path, "rot.r4", 2, c->d_ff, c->d_ff, &r4, o, err);
         qm->r4_dense = (float *)r4;
     }
     const char *prov = flx_st_meta(st, "provenance");
@@ -1012,8 +1102,16 @@ static int load_tokenizer(flx_qmodel *qm, const flx_safetensors *st, const char 
 
 int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
 {
+    const flx_qload_opts o = { NULL, 0 };
+    return flx_qmodel_load_ex(qm, path, &o, err);
+}
+
+int flx_qmodel_load_ex(flx_qmodel *qm, const char *path, const flx_qload_opts *o, flx_error *err)
+{
     flx_error local;
     if (!err) err = &local;
+    const flx_qload_opts o0 = { NULL, 0 };
+    if (!o) o = &o0;
     memset(qm, 0, sizeof *qm);
     qm->st_file = calloc(1, sizeof *qm->st_file);
     if (!qm->st_file) return flx_fail(err, FLX_ENOMEM, "out of memory");
@@ -1027,17 +1125,62 @@ int flx_qmodel_load(flx_qmodel *qm, const char *path, flx_error *err)
     flx_recipe r;
     int32_t *mixed_bits = NULL;
     rc = read_header(qm, st, path, &r, err);
-    if (!rc) rc = load_globals(qm, st, path, &r, err);
+    if (!rc) rc = load_globals(qm, st, path, &r, o, err);
     if (!rc) rc = read_mixed_bits(qm, st, path, &r, &mixed_bits, err);
     if (!rc) rc = read_mixed_act_bits(qm, st, path, &r, err);
-    for (int l = 0; !rc && l < qm->cfg.n_layers; l++) rc = load_layer(qm, st, path, &r, mixed_bits, l, err);
-    if (!rc) rc = load_tail(qm, st, path, &r, mixed_bits, err);
+    for (int l = 0; !rc && l < qm->cfg.n_layers; l++) rc = load_layer(qm, st, path, &r, mixed_bits, l, o, err);
+    if (!rc) rc = load_tail(qm, st, path, &r, mixed_bits, o, err);
     if (!rc) rc = load_tokenizer(qm, st, path, err);
     if (rc) {
         flx_qmodel_free(qm);
         return rc;
     }
     return FLX_OK;
+}
+
+/* ---------------------------------------------------------------- int8 codes */
+
+int flx_qtensor_is_int(const flx_qtensor *t)
+{
+    return t->q != NULL || t->nib != NULL;
+}
+
+void flx_qtensor_rows(const flx_qtensor *t, int64_t row0, int64_t n_rows, int8_t *dst)
+{
+    const int64_t n_in = t->n_in;
+    if (t->q) {
+        memcpy(dst, t->q + row0 * n_in, (size_t)(n_rows * n_in));
+        return;
+    }
+    const int64_t rb = (n_in + 1) / 2;
+    for (int64_t r = 0; r < n_rows; r++)
+        flx_unpack_int4(t->nib + (row0 + r) * rb, (size_t)n_in, 1, dst + r * n_in);
+}
+
+static flx_qtensor *model_tensor(flx_qmodel *qm, int i)
+{
+    return i < qm->cfg.n_layers * 7 ? layer_tensor(&qm->layers[i / 7], i % 7) : &qm->head;
+}
+
+int flx_qmodel_unpack(flx_qmodel *qm, flx_pool *pool, flx_error *err)
+{
+    for (int i = 0; qm->layers && i <= qm->cfg.n_layers * 7; i++) {
+        flx_qtensor *t = model_tensor(qm, i);
+        if (t->q || !t->nib) continue;
+        int rc = unpack_codes(qm, t, t->nib, 1, 0, pool, "quantized model", "codes", err);
+        if (rc) {
+            t->q = NULL;
+            return rc;
+        }
+    }
+    return FLX_OK;
+}
+
+void flx_qtensor_release(const flx_qmodel *qm, const flx_qtensor *t)
+{
+    const flx_mapped_file *map = qm->st_file ? &qm->st_file->map : NULL;
+    if (!t->nib || !map || t->nib < map->data || t->nib >= map->data + map->bytes) return;
+    flx_mapped_release(map, (size_t)(t->nib - map->data), (size_t)t->n_out * (size_t)((t->n_in + 1) / 2));
 }
 
 int flx_qmodel_is_file(const char *path)

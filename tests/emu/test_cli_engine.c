@@ -320,6 +320,21 @@ Test(cli_engine, refusals_and_usage)
     RUN("%s generate --engine emu --model %s -n 3", flx_test_bin(), hf_c);
     cr_assert_eq(rc_, 1);
     cr_assert(strstr(err_buf, "flxemu quantize --recipe flexllm"), "%s", err_buf);
+    /* a damaged .flxq (cut in half): the reader's reason naming the file */
+    char tq[600], *bytes;
+    size_t n_bytes;
+    flx_error terr = {0};
+    snprintf(tq, sizeof tq, "%s/t.flxq", tmp);
+    cr_assert_eq(flx_read_file(sq, (size_t)1 << 30, &bytes, &n_bytes, &terr), FLX_OK, "%s", terr.msg);
+    FILE *tf = fopen(tq, "wb");
+    cr_assert_not_null(tf);
+    cr_assert_eq(fwrite(bytes, 1, n_bytes / 2, tf), n_bytes / 2);
+    fclose(tf);
+    free(bytes);
+    RUN("%s ppl --engine emu --model %s --file %s --ctx 64", flx_test_bin(), tq, calib);
+    cr_assert_eq(rc_, 1);
+    cr_assert(strstr(err_buf, tq) && strstr(err_buf, "outside"), "%s", err_buf);
+    cr_assert(!strstr(err_buf, "flxemu quantize"), "%s", err_buf);
     /* usage errors */
     RUN("%s ppl --engine gpu --model %s", flx_test_bin(), sq);
     cr_assert_eq(rc_, 2, "%s", err_buf);

@@ -1,6 +1,7 @@
 /* libFuzzer target: .flxq quantized models (safetensors with the recipe,
  * config and rotation in the metadata).  A file that loads is also turned
- * into its fake-quant float model, which reads every packed weight. */
+ * into its fake-quant float model, which reads every packed weight, and
+ * loaded again lazily (nibbles kept) and unpacked. */
 #include "fuzz_util.h"
 #include "flx_qmodel.h"
 
@@ -17,5 +18,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_check_error(rc, &err);
     if (rc == FLX_OK) flx_fakequant_free(&fq);
     flx_qmodel_free(&qm);
+    /* the lazy load (the engine's: 4-bit codes left as nibbles) on a pool,
+     * then every code read through the explicit unpack */
+    flx_pool *pool = flx_pool_create(2);
+    const flx_qload_opts o = { pool, 1 };
+    rc = flx_qmodel_load_ex(&qm, path, &o, &err);
+    fuzz_check_error(rc, &err);
+    if (rc == FLX_OK) {
+        rc = flx_qmodel_unpack(&qm, pool, &err);
+        fuzz_check_error(rc, &err);
+        flx_qmodel_free(&qm);
+    }
+    flx_pool_free(pool);
     return 0;
 }

@@ -72,11 +72,11 @@ static void compare(const char *model_dir, const char *recipe, const char *tag)
         for (int l = 0; l < fl.cfg.n_layers; l++) {
             const flx_qlayer *Q = &qm->layers[l];
             const flx_llama_layer *L = &fl.w.layers[l];
-            cr_assert_eq(L->wq == NULL, Q->wq.q != NULL);
-            cr_assert_eq(L->w_down == NULL, Q->w_down.q != NULL);
-            if (!Q->w_up.q) cr_assert_eq(L->w_up, Q->w_up.w);
+            cr_assert_eq(L->wq == NULL, flx_qtensor_is_int(&Q->wq));
+            cr_assert_eq(L->w_down == NULL, flx_qtensor_is_int(&Q->w_down));
+            if (!flx_qtensor_is_int(&Q->w_up)) cr_assert_eq(L->w_up, Q->w_up.w);
         }
-        cr_assert_eq(fl.w.output == NULL, qm->head.q != NULL, "%s: head", recipe);
+        cr_assert_eq(fl.w.output == NULL, flx_qtensor_is_int(&qm->head), "%s: head", recipe);
         const size_t n = (size_t)(N + 1) * fe.cfg.n_vocab;
         float *want = run(&fe, qe, th, 0);
         const int64_t blocks[2] = {0, 1};   /* default pieces; 64 rows at a time */
