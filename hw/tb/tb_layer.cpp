@@ -274,6 +274,7 @@ static void tb_model_decode(tb_ctx &c)
 // ------------------------------------------------------------------ prefill
 
 typedef flx_tops::pref_word pword;
+typedef flx_tops::pref_ffn_word fword;
 
 // prefill packing (hw/host/hbm_pack.h, reference-design §1.4): channels N*24 + 2j (low
 // nibble), +1 (high) in byte j of word N*k_dim + m; channels past n_out are zero.
@@ -291,6 +292,21 @@ static void pack_pref(tb_ctx &c, const char *name, unsigned n_out, unsigned k_di
     for (unsigned o = 0; o < n_out; o++) s.push_back(wm.f32(o));
 }
 
+// an FFN linear over its three ports (hw/host/hbm_pack.h pack_pref_ffn)
+static void pack_pref_ffn(tb_ctx &c, const char *name, unsigned n_out, unsigned k_dim, std::vector<fword> w[3],
+                          std::vector<float> &s)
+{
+    std::string n = name;
+    npy_array m = c.load(name, "|i1", {n_out, k_dim});
+    npy_array ws = c.load((n + "_s").c_str(), "<f4", {n_out}), wm = c.load((n + "_sum").c_str(), "<f4", {n_out});
+    std::vector<uint8_t> img[3];
+    flx_pack::pack_pref_ffn([&](unsigned ch) { return (const int8_t *)&m.data[(size_t)ch * k_dim]; }, n_out, k_dim,
+                            img);
+    for (unsigned i = 0; i < 3; i++) flx_pack::to_words<fword, flx_pack::pref_ffn_word_bytes>(img[i], w[i]);
+    for (unsigned o = 0; o < n_out; o++) s.push_back(ws.f32(o));
+    for (unsigned o = 0; o < n_out; o++) s.push_back(wm.f32(o));
+}
+
 struct layer_pref_std : flx_tops::layer_prefill_cfg {
     static const int exp_impl = flx_hls::EXP_STD;
 };
@@ -303,17 +319,18 @@ static void tb_layer_prefill(tb_ctx &c)
     npy_array qs = c.load("q_s", "<f4", {32}), ks = c.load("k_s", "<f4", {8});
     npy_array vs = c.load("v_s", "<f4", {8}), as = c.load("a_s", "<f4", {32});
     npy_array rs = c.load("rope_sin", "<f4", {T, HALF}), rc = c.load("rope_cos", "<f4", {T, HALF});
-    std::vector<pword> w_kq, w_vo, w_gate, w_up, w_down;
+    std::vector<pword> w_kq, w_vo;
+    std::vector<fword> w_gate[3], w_up[3], w_down[3];
     std::vector<float> s_kq, s_vo, s_gate, s_up, s_down;
     {
-        std::vector<uint8_t> i_kq, i_vo, i_gate, i_up, i_down;
+        std::vector<uint8_t> i_kq, i_vo;
         pack_pref(c, "wk", KV, D, i_kq, w_kq, s_kq);
         pack_pref(c, "wq", D, D, i_kq, w_kq, s_kq);
         pack_pref(c, "wv", KV, D, i_vo, w_vo, s_vo);
         pack_pref(c, "wo", D, D, i_vo, w_vo, s_vo);
-        pack_pref(c, "w_gate", F, D, i_gate, w_gate, s_gate);
-        pack_pref(c, "w_up", F, D, i_up, w_up, s_up);
-        pack_pref(c, "w_down", D, F, i_down, w_down, s_down);
+        pack_pref_ffn(c, "w_gate", F, D, w_gate, s_gate);
+        pack_pref_ffn(c, "w_up", F, D, w_up, s_up);
+        pack_pref_ffn(c, "w_down", D, F, w_down, s_down);
     }
     std::vector<float> att(128, 0.0f), gamma(2 * D), io(2 * (size_t)T * D), rope(2 * (size_t)L * HALF, 0.0f);
     for (unsigned h = 0; h < 32; h++) {
@@ -337,26 +354,19 @@ static void tb_layer_prefill(tb_ctx &c)
     std::vector<float> y((size_t)T * D);
     layer_probe pr;
     flx_hls::probe_scope scope(&pr);
-    if (c.exp_flx()) {
+    const fword *g0 = w_gate[0].data(), *g1 = w_gate[1].data(), *g2 = w_gate[2].data();
+    const fword *u0 = w_up[0].data(), *u1 = w_up[1].data(), *u2 = w_up[2].data();
+    const fword *d0 = w_down[0].data(), *d1 = w_down[1].data(), *d2 = w_down[2].data();
+    if (c.exp_flx())
         flx_tops::top_layer_prefill(io.data(), gamma.data(), att.data(), rope.data(), w_kq.data(), s_kq.data(),
-                                    w_vo.data(), s_vo.data(), w_gate.data(), s_gate.data(), w_up.data(),
-                                    s_up.data(), w_down.data(), s_down.data(), kc.data(), vc.data(), 0);
-        std::copy(io.begin() + (size_t)T * D, io.end(), y.begin());
-    } else {
-        typedef flx_hls::pref_linear_ports<24> P;
-        const unsigned kw = flx_tops::layer_prefill_map::words(KV, D);
-        P wk = {w_kq.data(), s_kq.data(), s_kq.data() + KV};
-        P wq = {w_kq.data() + kw, s_kq.data() + 2 * KV, s_kq.data() + 2 * KV + D};
-        P wv = {w_vo.data(), s_vo.data(), s_vo.data() + KV};
-        P wo = {w_vo.data() + kw, s_vo.data() + 2 * KV, s_vo.data() + 2 * KV + D};
-        P g = {w_gate.data(), s_gate.data(), s_gate.data() + F}, u = {w_up.data(), s_up.data(), s_up.data() + F};
-        P dn = {w_down.data(), s_down.data(), s_down.data() + D};
-        const float(*st)[32] = (const float(*)[32])rope.data();
-        const float(*ct)[32] = (const float(*)[32])(rope.data() + (size_t)L * HALF);
-        flx_hls::decoder_layer_pref<layer_pref_std>(io.data(), y.data(), gamma.data(), gamma.data() + D, wk, wv, wq,
-                                                    wo, g, u, dn, att.data(), att.data() + 32, att.data() + 64,
-                                                    att.data() + 96, st, ct, kc.data(), vc.data(), 2);
-    }
+                                    w_vo.data(), s_vo.data(), g0, g1, g2, s_gate.data(), u0, u1, u2, s_up.data(), d0,
+                                    d1, d2, s_down.data(), kc.data(), vc.data(), T, 0);
+    else
+        flx_hls::decoder_layer_pref<layer_pref_std>(io.data(), gamma.data(), att.data(), rope.data(), w_kq.data(),
+                                                    s_kq.data(), w_vo.data(), s_vo.data(), g0, g1, g2, s_gate.data(),
+                                                    u0, u1, u2, s_up.data(), d0, d1, d2, s_down.data(), kc.data(),
+                                                    vc.data(), T / 8, 0);
+    std::copy(io.begin() + (size_t)T * D, io.end(), y.begin());
     std::vector<long long> k8(kc.size()), v8(vc.size());
     for (size_t i = 0; i < kc.size(); i++) {
         k8[i] = kc[i].to_int();
