@@ -63,8 +63,7 @@ struct layer_pref_config {
     // reports a deadlock naming the stream when one is too shallow.
     static const unsigned w_depth = 4;          // weight words, loader -> GEMM (each port)
     static const unsigned act_depth = 32;       // activation beats between tasks
-    static const unsigned pair_depth = 16;      // (s, b) and (ws, wsum) pairs: >= tp (a quantizer
-                                                // emits a block's tp pairs before its beats)
+    static const unsigned pair_depth = 16;      // (s, b) and (ws, wsum) pairs
     static const unsigned kv_depth = 32;        // INT8 K/V rows into the cache managers and
                                                 // keys/values out of them (the barrier is the
                                                 // manager's HBM store, not a FIFO)
