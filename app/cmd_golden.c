@@ -15,6 +15,7 @@ typedef struct golden_args {
     const char *kernel, *out, *check, *config;
     int layer;                    /* index in "prefill|decode|hmt|model", -1: none */
     long long seed, n_seeds;
+    long long pos0, n_tokens;     /* --layer prefill: the call (-1: not given) */
     flx_emu_golden_opts o;
 } golden_args;
 
@@ -32,6 +33,15 @@ static const cli_opt golden_opts[] = {
           "docs/hmt.md 8)\n"
           "model: a tiny whole model (2 such layers, 1024-token\n"
           "vocabulary) decoding one token, with lm_head and sampling"),
+    CLI_I("pos0", 0, "P", A(pos0), 0, 2032,
+          "--layer prefill: the call's first position, a multiple\n"
+          "of 16 (default 0); the set holds the K/V cache rows\n"
+          "0..P-1 the earlier calls left, to preload;\n"
+          "--layer decode: the token's position, a multiple of 32\n"
+          "(default 32), after a P-token prefill"),
+    CLI_I("n-tokens", 0, "T", A(n_tokens), 1, 256,
+          "--layer prefill: tokens of the call (default 16), padded\n"
+          "with zero rows to a multiple of 16"),
     CLI_S("out", 'o', "DIR", A(out), "output folder, created if missing"),
     CLI_S("config", 0, "NAME", A(config), "hardware configuration: u280 (default)"),
     CLI_SEED(A(seed), "RNG seed, 0 .. 2^63-1"),
@@ -56,7 +66,8 @@ static void kernel_list(FILE *fp)
 
 static const cli_spec golden_spec = {
     .name = CMD,
-    .usage = "--kernel NAME|all --out DIR [options]\n--layer prefill|decode|hmt|model --out DIR [options]\n--check DIR",
+    .usage = "--kernel NAME|all --out DIR [options]\n--layer prefill|decode|hmt|model --out DIR [options]\n"
+             "--layer prefill --pos0 P [--n-tokens T] --out DIR [options]\n--check DIR",
     .about = "Writes seeded inputs, parameters and the emulator's outputs of FlexLLM kernels\n"
              "at the U280 sizes as .npy files (int8/uint8/int32/float32 as the hardware holds\n"
              "them) under DIR/<kernel>/, with DIR/manifest.json (reference function, template\n"
@@ -66,6 +77,8 @@ static const cli_spec golden_spec = {
              "and prints the first mismatch.",
     .examples = "flxemu golden --kernel all --exp flx --out gv/     # the HLS testbenches' set\n"
                 "flxemu golden --layer decode --seed 7 --gzip --out layer/\n"
+                "flxemu golden --layer prefill --pos0 32 --exp flx --out call3/  # third 16-row call\n"
+                "flxemu golden --layer decode --pos0 96 --exp flx --out step96/\n"
                 "flxemu golden --check gv/",
     .more_help = kernel_list,
 };
@@ -105,6 +118,7 @@ int flx_cmd_golden(int argc, char **argv)
     a.config = "u280";
     a.layer = -1;
     a.seed = CLI_DEFAULT_SEED;
+    a.pos0 = a.n_tokens = -1;
     const cli_group g[] = {{golden_opts, &a, NULL}};
     int n_pos, prc = cli_parse(&golden_spec, g, 1, argc, argv, NULL, &n_pos);
     if (prc == CLI_HELP_SHOWN) return FLX_EXIT_OK;
@@ -116,7 +130,8 @@ int flx_cmd_golden(int argc, char **argv)
     flx_emu_golden_opts o = a.o;
     flx_error err = { 0 };
     if (check) {
-        if (kernel || layer || out) return cli_usage_error("golden", "--check takes no --kernel, --layer or --out");
+        if (kernel || layer || out || a.pos0 >= 0 || a.n_tokens >= 0)
+            return cli_usage_error("golden", "--check takes no --kernel, --layer, --out, --pos0 or --n-tokens");
         int64_t n = 0;
         if (flx_emu_golden_check(check, &n, &err)) return cli_fail("golden", &err);
         printf("golden: %s: %lld files match the emulator\n", check, (long long)n);
@@ -130,6 +145,24 @@ int flx_cmd_golden(int argc, char **argv)
                                             : "model_decode";
     }
     if (!kernel) return cli_usage_error("golden", "--kernel NAME|all or --layer STAGE is required (or --check DIR)");
+    int decode = layer && !strcmp(layer, "decode");
+    if (a.pos0 >= 0 && (!layer || (strcmp(layer, "prefill") && !decode)))
+        return cli_usage_error("golden", "--pos0 goes with --layer prefill or --layer decode");
+    if (a.n_tokens >= 0 && (!layer || strcmp(layer, "prefill")))
+        return cli_usage_error("golden", "--n-tokens describes a prefill call: give it with --layer prefill");
+    if (decode && a.pos0 >= 0 && (a.pos0 < 32 || a.pos0 % 32))
+        return cli_usage_error("golden", "--layer decode --pos0 %lld: a multiple of 32 from 32 (the decode top's "
+                               "32-slot K-group register starts empty there; elsewhere it would write back "
+                               "the slots of earlier runs)", a.pos0);
+    if (!decode && a.pos0 > 0 && a.pos0 % 16)
+        return cli_usage_error("golden", "--pos0 %lld: prefill calls start at multiples of 16 (the host pads every "
+                               "call to 16 rows; top_layer_prefill needs seq_len = pos0 + 16 a multiple of its "
+                               "16-key K-cache words)", a.pos0);
+    o.pos0 = a.pos0 > 0 ? a.pos0 : 0;
+    o.n_tokens = a.n_tokens > 0 ? a.n_tokens : 0;
+    if (!decode && o.pos0 + (o.n_tokens ? (o.n_tokens + 15) / 16 * 16 : 16) > 2048)
+        return cli_usage_error("golden", "--pos0 %lld + --n-tokens %lld: past the 2048 positions of the caches and "
+                               "the RoPE table", (long long)o.pos0, (long long)(o.n_tokens ? o.n_tokens : 16));
     if (!out || !*out) return cli_usage_error("golden", "--out DIR is required");
     if (strcmp(config, "u280")) return cli_usage_error("golden", "unknown --config '%s' (known: u280)", config);
     int known = !strcmp(kernel, "all") || layer || flx_emu_golden_kernel_find(kernel);

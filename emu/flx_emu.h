@@ -505,6 +505,17 @@ int flx_emu_prefill_embd(const flx_emu_engine *e, float *hidden, const float *em
 int flx_emu_head(const flx_emu_engine *e, float *logits, const float *hidden, int64_t n,
                  flx_pool *pool, flx_error *err);
 
+/* One call of a multi-call prefill (flx_host's; FlexLLM's host makes one
+ * call over the whole prompt): n rows at positions pos0 .. pos0+n-1 (pos0 a
+ * multiple of 16; rows padded to a multiple of 16 with zero rows), layer-0
+ * input tokens[0..n) or, when tokens is NULL, rows embd[0..n).  kv (needed
+ * when pos0 > 0, cap >= pos0 + n) holds the earlier calls' k8/v8 at
+ * positions 0 .. pos0-1 of every layer and receives pos0 .. pos0+n-1.
+ * Calls at 0, 16, 32, ... give the hidden rows and K/V of one
+ * flx_emu_prefill over all rows bit for bit (tested). */
+int flx_emu_prefill_at(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv, const int32_t *tokens,
+                       const float *embd, int64_t n, int64_t pos0, flx_pool *pool, flx_error *err);
+
 /* Hardware perplexity of one window: prefill of tokens[0..n) (any n; sizes
  * over the U280's 1024 are allowed, the caller reports them), then the
  * decode-stage final RMSNorm and INT4 head for every position.  Logits are
@@ -575,6 +586,10 @@ typedef struct flx_emu_golden_opts {
     uint64_t   seed;
     flx_emu_fp fp;
     int        gzip;        /* write NAME.npy.gz through zlib */
+    int64_t    pos0;        /* layer_prefill: position of the call's first
+                               row, a multiple of 16 (0: the first call)    */
+    int64_t    n_tokens;    /* layer_prefill: the call's tokens, 1..256, the
+                               call padded to a multiple of 16 rows (0: 16) */
 } flx_emu_golden_opts;
 
 /* i-th kernel name (0-based), NULL past the end. */

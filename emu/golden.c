@@ -31,6 +31,7 @@ typedef struct {
     flx_error  *err;
     int         rc;
     int64_t     n_files;
+    int64_t     pos0, n_tokens;   /* layer_prefill's call (flx_emu_golden_opts) */
 } sink;
 
 static char *file_path(const sink *s, const char *name)
@@ -967,8 +968,8 @@ static int lt_linear(float *y, const float *x, const flx_qtensor *w, int64_t T, 
 }
 
 /* One decoder layer over t->T rows at positions pos0.. with keys 0..S-1 from
- * kc/vc ([S][KV], rows pos0.. are written here).  Prefill: pos0 = 0, S = T
- * (causal mask); decode: T = 1, pos0 = S-1 (no mask needed). */
+ * kc/vc ([S][KV], rows pos0.. are written here).  Prefill: S = pos0 + T
+ * (causal mask from position pos0); decode: T = 1, pos0 = S-1 (no mask). */
 static int lt_run(layer_trace *t, const flx_emu_engine *e, const flx_qlayer *L, const float *x,
                   int8_t *kc, int8_t *vc, int64_t pos0)
 {
@@ -1005,7 +1006,7 @@ static int lt_run(layer_trace *t, const flx_emu_engine *e, const flx_qlayer *L, 
         if (dec) {
             flx_emu_softmax_dec(p, S, fp);
         } else {
-            flx_emu_causal_mask(p, S, T, S, 0);
+            flx_emu_causal_mask(p, S, T, S, pos0);
             for (int64_t r = 0; r < T; r++) flx_emu_softmax_pref(p + r * S, S, fp);
         }
         flx_emu_quant_static(p8, p, T, 1, (int)S, &as[h], 1.0f, 8, 0, fp);
@@ -1105,56 +1106,146 @@ static flx_emu_opts layer_opts(const flx_emu_fp *fp)
     return o;
 }
 
+/* the manifest's statement of a prefill call: where its rows sit, which
+ * cache rows a testbench preloads and which the call writes */
+static void prefill_call(cJSON *tp, int64_t P, int64_t T, int64_t Lp)
+{
+    cJSON *c = cJSON_AddObjectToObject(tp, "call");
+    cJSON_AddNumberToObject(c, "pos0", (double)P);
+    cJSON_AddNumberToObject(c, "tokens", (double)T);
+    cJSON_AddNumberToObject(c, "rows", (double)Lp);
+    cJSON_AddNumberToObject(c, "token_blocks", (double)(Lp / 8));
+    cJSON_AddNumberToObject(c, "seq_len", (double)(P + Lp));
+    const double r[4][2] = { { (double)P, (double)(P + T) }, { (double)(P + T), (double)(P + Lp) },
+                             { 0, (double)P }, { (double)P, (double)(P + Lp) } };
+    const char *nm[4] = { "token_positions", "padding_positions", "cache_rows_preloaded", "cache_rows_written" };
+    for (int i = 0; i < 4; i++) {
+        cJSON *a = cJSON_AddArrayToObject(c, nm[i]);
+        if (!a) continue;
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(r[i][0]));
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(r[i][1]));
+    }
+    cJSON_AddStringToObject(c, "ranges", "half-open [first, end) positions");
+    cJSON_AddStringToObject(c, "preload", P ? "k8_cache and v8_cache: rows 0..pos0-1 of the layer's K/V caches "
+                            "(the earlier calls' INT8 keys after RoPE and values), in place before the call"
+                                            : "nothing (the first call)");
+    cJSON_AddStringToObject(c, "earlier_calls", "the emulator ran the earlier rows as 16-row calls at "
+                            "0, 16, .., pos0-16 (flx_emu_prefill_at); the call equals rows pos0.. of one "
+                            "prefill over all pos0 + tokens rows (checked while writing)");
+}
+
+/* One prefill call of one layer: T tokens (padded to Lp = 16k rows) at
+ * positions P..P+Lp-1 after earlier 16-row calls over positions 0..P-1
+ * (flx_emu_prefill_at, the host's multi-call prefill).  The set is written
+ * only when the kernel-by-kernel replay equals the pipeline's call and the
+ * call equals those rows of one long prefill. */
 static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
-    enum { T = 16, D = 2048, KV = 512 };
-    layer_common(tp, "SpinQuant_Prefilling_mem_opt, one decoder layer, 16 tokens at positions 0..15 "
-                 "(two token blocks of TP=8)");
+    enum { D = 2048, KV = 512 };
+    const int64_t P = s->pos0, T = s->n_tokens ? s->n_tokens : 16, Lp = (T + 15) / 16 * 16, S = P + Lp;
+    if (P < 0 || P % 16 || T < 1 || T > 256 || S > 2048) {
+        s->rc = flx_fail(s->err, FLX_EINVAL, "layer_prefill: a call of %lld tokens at position %lld: pos0 must "
+                         "be a multiple of 16, tokens 1..256 and pos0 + tokens (padded to 16) <= 2048",
+                         (long long)T, (long long)P);
+        return;
+    }
+    char fn[320];
+    snprintf(fn, sizeof fn, "SpinQuant_Prefilling_mem_opt, one decoder layer, %lld tokens at positions "
+             "%lld..%lld (%lld token blocks of TP=8%s) attending %lld keys", (long long)T, (long long)P,
+             (long long)(P + T - 1), (long long)(Lp / 8), Lp > T ? ", zero padding rows after them" : "",
+             (long long)S);
+    layer_common(tp, fn);
+    prefill_call(tp, P, T, Lp);
     layer_model m;
     flx_emu_engine e;
-    flx_emu_kv kv;
+    flx_emu_kv kv, kl;
     layer_trace t;
     memset(&kv, 0, sizeof kv);
+    memset(&kl, 0, sizeof kl);
     memset(&t, 0, sizeof t);
-    float *y = galloc(g, (size_t)T * D * 4);
-    int8_t *kc = galloc(g, (size_t)T * KV), *vc = galloc(g, (size_t)T * KV);
+    float *y = galloc(g, (size_t)T * D * 4), *yl = galloc(g, (size_t)(P + T) * D * 4);
+    float *x = galloc(g, (size_t)Lp * D * 4);
+    int8_t *kc = galloc(g, (size_t)S * KV), *vc = galloc(g, (size_t)S * KV);
+    int32_t *toks = galloc(g, (size_t)(P + T) * 4);
     if (gen_oom(s, g)) return;
-    int32_t toks[T];
-    for (int i = 0; i < T; i++) toks[i] = i;
+    for (int64_t i = 0; i < P + T; i++) toks[i] = (int32_t)i;
     flx_emu_opts o = layer_opts(fp);
     const char *tl = "token-parallel TP=8";
-    if (lm_build(&m, g, T)) {
+    if (lm_build(&m, g, (int)(P + T))) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: out of memory");
-    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
-        if (!(s->rc = flx_emu_kv_init(&kv, &e, T, s->err)) &&
-            !(s->rc = flx_emu_prefill(&e, y, &kv, toks, T, NULL, s->err))) {
-            if (lt_init(&t, &m.qm.cfg, T, T) || lt_run(&t, &e, &m.L[0], m.qm.tok_embd, kc, vc, 0))
+    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, S > 64 ? S : 64, s->err))) {
+        memcpy(x, m.qm.tok_embd + (size_t)P * D, (size_t)T * D * 4);      /* padding rows stay zero */
+        int rc = flx_emu_kv_init(&kv, &e, S, s->err);
+        if (!rc) rc = flx_emu_kv_init(&kl, &e, S, s->err);
+        for (int64_t c = 0; c < P && !rc; c += 16)                       /* the earlier calls */
+            rc = flx_emu_prefill_at(&e, NULL, &kv, toks + c, NULL, 16, c, NULL, s->err);
+        if (!rc) rc = flx_emu_prefill_at(&e, y, &kv, toks + P, NULL, T, P, NULL, s->err);
+        if (!rc) rc = flx_emu_prefill(&e, yl, &kl, toks, P + T, NULL, s->err);
+        if (!(s->rc = rc)) {
+            memcpy(kc, kv.k, (size_t)P * KV);
+            memcpy(vc, kv.v, (size_t)P * KV);
+            if (lt_init(&t, &m.qm.cfg, Lp, S) || lt_run(&t, &e, &m.L[0], x, kc, vc, P))
                 s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: replay failed (out of memory)");
-            else if (memcmp(t.y, y, (size_t)T * D * 4) || memcmp(kc, kv.k, (size_t)T * KV) ||
-                     memcmp(vc, kv.v, (size_t)T * KV))
+            else if (memcmp(t.y, y, (size_t)T * D * 4) || memcmp(kc + P * KV, kv.k + P * KV, (size_t)T * KV) ||
+                     memcmp(vc + P * KV, kv.v + P * KV, (size_t)T * KV))
                 s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_prefill: the kernel-by-kernel replay "
-                                 "differs from flx_emu_prefill (an emulator bug)");
+                                 "differs from flx_emu_prefill_at (an emulator bug)");
+            else if (memcmp(yl + P * D, y, (size_t)T * D * 4) || memcmp(kl.k, kv.k, (size_t)(P + T) * KV) ||
+                     memcmp(kl.v, kv.v, (size_t)(P + T) * KV))
+                s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_prefill: the call at position %lld differs from "
+                                 "one prefill over all rows (an emulator bug)", (long long)P);
         }
         if (!s->rc) {
-            emit(s, "x", "input", DT_F4, 2, SH(T, D), m.qm.tok_embd, tl, 8, NULL);
+            emit(s, "x", "input", DT_F4, 2, SH(Lp, D), x, tl, 8,
+                 Lp > T ? "the call's rows: the tokens' layer inputs, then zero padding rows" : NULL);
+            if (P > 0) {
+                emit(s, "k8_cache", "input", DT_I1, 2, SH(P, KV), kc, "[position][kv_head*64 + dim]", 0,
+                     "K cache rows 0..pos0-1 to preload (earlier calls, INT8 after RoPE)");
+                emit(s, "v8_cache", "input", DT_I1, 2, SH(P, KV), vc, "[position][kv_head*64 + dim]", 0,
+                     "V cache rows 0..pos0-1 to preload (earlier calls, INT8)");
+            }
             emit_weights(s, &m.L[0]);
-            emit_trace(s, &t, &e, &m.L[0], 0, tl, 8, NULL, 0);
-            emit(s, "k8", "output", DT_I1, 2, SH(T, KV), kv.k, "[token][kv_head*64 + dim]", 0, "K cache, INT8 after RoPE");
-            emit(s, "v8", "output", DT_I1, 2, SH(T, KV), kv.v, "[token][kv_head*64 + dim]", 0, "V cache, INT8");
-            emit(s, "y", "output", DT_F4, 2, SH(T, D), y, tl, 8, "layer output (io_mmap region 1)");
+            emit_trace(s, &t, &e, &m.L[0], P, tl, 8, NULL, 0);
+            emit(s, "k8", "output", DT_I1, 2, SH(Lp, KV), kc + P * KV, "[token][kv_head*64 + dim]", 0,
+                 P ? "K cache rows pos0..pos0+rows-1 written by the call, INT8 after RoPE" : "K cache, INT8 after RoPE");
+            emit(s, "v8", "output", DT_I1, 2, SH(Lp, KV), vc + P * KV, "[token][kv_head*64 + dim]", 0,
+                 P ? "V cache rows pos0..pos0+rows-1 written by the call, INT8" : "V cache, INT8");
+            emit(s, "y", "output", DT_F4, 2, SH(Lp, D), t.y, tl, 8, "layer output (io_mmap region 1)");
         }
         flx_emu_kv_free(&kv);
+        flx_emu_kv_free(&kl);
         flx_emu_engine_free(&e);
     }
     lt_free(&t);
     lm_free(&m);
 }
 
+/* One decode step of one layer: the token at position P (a multiple of 32,
+ * default 32: the K-group register starts empty there, docs/kernels.md
+ * §14) after a P-token prefill whose K/V rows are handed over. */
 static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
 {
-    enum { P = 32, D = 2048, KV = 512 };
-    layer_common(tp, "SpinQuant_Decoding_mem_opt, one decoder layer, token at position 32 after a "
-                 "32-token prefill (K/V hand-over)");
+    enum { D = 2048, KV = 512 };
+    const int64_t P = s->pos0 ? s->pos0 : 32;
+    if (P < 32 || P % 32 || P >= 2048) {
+        s->rc = flx_fail(s->err, FLX_EINVAL, "layer_decode: position %lld: a multiple of 32, 32..2016 (the "
+                         "decode top's K-group register starts empty there)", (long long)P);
+        return;
+    }
+    char fn[200];
+    snprintf(fn, sizeof fn, "SpinQuant_Decoding_mem_opt, one decoder layer, token at position %lld after a "
+             "%lld-token prefill (K/V hand-over)", (long long)P, (long long)P);
+    layer_common(tp, fn);
+    cJSON *call = cJSON_AddObjectToObject(tp, "call");
+    cJSON_AddNumberToObject(call, "pos0", (double)P);
+    cJSON_AddNumberToObject(call, "tokens", 1);
+    cJSON_AddNumberToObject(call, "seq_len", (double)(P + 1));
+    cJSON *pre = cJSON_AddArrayToObject(call, "cache_rows_preloaded");
+    if (pre) {
+        cJSON_AddItemToArray(pre, cJSON_CreateNumber(0));
+        cJSON_AddItemToArray(pre, cJSON_CreateNumber((double)P));
+    }
+    cJSON_AddStringToObject(call, "preload", "k8_cache and v8_cache: the prefill's rows 0..pos0-1");
     layer_model m;
     flx_emu_engine e;
     flx_emu_kv kv;
@@ -1164,14 +1255,15 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     float *y = galloc(g, D * 4);
     int8_t *kc = galloc(g, (size_t)(P + 1) * KV), *vc = galloc(g, (size_t)(P + 1) * KV);
     if (gen_oom(s, g)) return;
-    int32_t toks[P];
+    int32_t *toks = galloc(g, (size_t)P * 4);
+    if (gen_oom(s, g)) return;
     for (int i = 0; i < P; i++) toks[i] = i;
     flx_emu_opts o = layer_opts(fp);
     const char *bt = "block-partitioned B_T=8";
     if (lm_build(&m, g, P + 1)) {
         s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: out of memory");
-    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, 64, s->err))) {
-        if (!(s->rc = flx_emu_kv_init(&kv, &e, 2 * P, s->err)) &&
+    } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, P + 32, s->err))) {
+        if (!(s->rc = flx_emu_kv_init(&kv, &e, P + 32, s->err)) &&
             !(s->rc = flx_emu_prefill(&e, NULL, &kv, toks, P, NULL, s->err))) {
             memcpy(kc, kv.k, (size_t)P * KV);
             memcpy(vc, kv.v, (size_t)P * KV);
@@ -1190,8 +1282,8 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
             }
             if (!s->rc) {
                 emit_trace(s, &t, &e, &m.L[0], P, NULL, 0, bt, 8);
-                emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kv.k + (size_t)P * KV, "head-parallel HP=8", 8, "K cache row 32");
-                emit(s, "v8_new", "output", DT_I1, 1, SH(KV), kv.v + (size_t)P * KV, "head-parallel HP=8", 8, "V cache row 32");
+                emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kv.k + (size_t)P * KV, "head-parallel HP=8", 8, "K cache row pos0");
+                emit(s, "v8_new", "output", DT_I1, 1, SH(KV), kv.v + (size_t)P * KV, "head-parallel HP=8", 8, "V cache row pos0");
                 emit(s, "y", "output", DT_F4, 1, SH(D), y, bt, 8,
                      "layer output, B_T=8 lanes as the production top stores it");
             }
@@ -1801,7 +1893,7 @@ int flx_emu_golden_write(const char *dir, const char *what, const char *config,
     if (rc) return rc;
     cJSON *man = manifest_header(config, o);
     cJSON *ks = man ? cJSON_AddArrayToObject(man, "kernels") : NULL;
-    sink s = { 0, dir, o->gzip, NULL, NULL, err, FLX_OK, 0 };
+    sink s = { 0, dir, o->gzip, NULL, NULL, err, FLX_OK, 0, o->pos0, o->n_tokens };
     if (!ks) s.rc = flx_fail(err, FLX_ENOMEM, "golden: out of memory");
     for (int i = 0; i < N_KERNELS && !s.rc; i++) {
         if (all ? i >= N_KERNELS - N_LAYER_ENTRIES : (i != idx && !written_with(KERNELS[i].name, what)))
@@ -1913,16 +2005,38 @@ static int check_crcs(const char *dir, const char *mpath, const cJSON *ks, int64
     return FLX_OK;
 }
 
+/* a whole number of a manifest's call: 0 when absent, -1 when not a whole
+ * number in 0 .. 2^20 (the generator then refuses the call by name) */
+static int64_t call_number(const cJSON *v)
+{
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 1048576.0)) return -1;
+    int64_t n = (int64_t)v->valuedouble;
+    return (double)n == v->valuedouble ? n : -1;
+}
+
+/* a layer entry's call (reference.call: pos0, tokens); 0, 0 when absent */
+static void manifest_call(const cJSON *k, int64_t *pos0, int64_t *n_tokens)
+{
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(k, "reference");
+    const cJSON *call = ref ? cJSON_GetObjectItemCaseSensitive(ref, "call") : NULL;
+    const cJSON *p = call ? cJSON_GetObjectItemCaseSensitive(call, "pos0") : NULL;
+    const cJSON *t = call ? cJSON_GetObjectItemCaseSensitive(call, "tokens") : NULL;
+    *pos0 = call_number(p);
+    *n_tokens = call_number(t);
+}
+
 /* step 2: every listed kernel re-run and its files compared */
 static int check_contents(const char *dir, const char *mpath, const cJSON *ks, const flx_emu_golden_opts *o,
                           int64_t count, flx_error *err)
 {
-    sink s = { 1, dir, o->gzip, NULL, NULL, err, FLX_OK, 0 };
+    sink s = { 1, dir, o->gzip, NULL, NULL, err, FLX_OK, 0, 0, 0 };
     const cJSON *k;
     cJSON_ArrayForEach(k, ks) {
         const char *name = cJSON_GetObjectItemCaseSensitive(k, "kernel")->valuestring;
         cJSON *tp = cJSON_CreateObject();
         s.kernel = name;          /* the folder as the manifest names it (a former name too) */
+        manifest_call(k, &s.pos0, &s.n_tokens);
         run_generator(&s, find_kernel(name), o->seed, &o->fp, tp);
         cJSON_Delete(tp);
         if (s.rc) return s.rc;

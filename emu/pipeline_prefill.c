@@ -43,6 +43,8 @@ typedef struct rope_q8 {
     const int32_t *acc_o;
     const float *qs, *ks, *vs, *as;
     int8_t *kp, *vp;
+    int64_t pos0;                 /* position of the call's first row       */
+    const int8_t *k_all, *v_all;  /* [pos0 + rows][KV]: cached + the call's */
 } rope_q8;
 
 static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id);
@@ -89,9 +91,9 @@ static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id)
         const int64_t D = c->d_model, hd = c->head_dim, KV = (int64_t)c->n_kv_heads * hd;
         for (int64_t t = t0; t < t1; t++) {
             flx_emu_rope(r->k + t * KV, r->k + t * KV, c->n_kv_heads, (int)hd, r->e->rope_sin,
-                         r->e->rope_cos, t, j->fp);
+                         r->e->rope_cos, r->pos0 + t, j->fp);
             flx_emu_rope(r->q + t * D, r->q + t * D, c->n_heads, (int)hd, r->e->rope_sin,
-                         r->e->rope_cos, t, j->fp);
+                         r->e->rope_cos, r->pos0 + t, j->fp);
         }
         flx_emu_quant_static(r->k8 + t0 * KV, r->k + t0 * KV, n, c->n_kv_heads, (int)hd, r->ks,
                              1.0f, 8, 1, j->fp);
@@ -112,8 +114,8 @@ static void run_rows(void *ctx, int64_t t0, int64_t t1, int thread_id)
         const int64_t hd = c->head_dim, KV = (int64_t)c->n_kv_heads * hd, Lp = W;
         const int64_t L64 = (Lp + 63) / 64 * 64;
         for (int64_t g = t0; g < t1; g++) {
-            flx_emu_kpack(r->kp + g * Lp * hd, r->k8 + g * hd, KV, Lp, (int)hd);
-            flx_emu_vpack(r->vp + g * L64 * hd, r->v8 + g * hd, KV, Lp, L64, (int)hd);
+            flx_emu_kpack(r->kp + g * Lp * hd, r->k_all + g * hd, KV, Lp, (int)hd);
+            flx_emu_vpack(r->vp + g * L64 * hd, r->v_all + g * hd, KV, Lp, L64, (int)hd);
         }
         break;
     }
@@ -155,58 +157,60 @@ static int linear(float *y, const float *x, const flx_qtensor *w, const flx_emu_
 
 typedef struct {
     const flx_emu_engine *e;
-    int64_t  Lp;
-    const int8_t *q8, *k8, *v8;   /* [Lp][D], [Lp][KV], [Lp][KV]     */
+    int64_t  Lp;                  /* query rows (the call's, padded)  */
+    int64_t  P, Lk;               /* first row's position; keys P+Lp  */
+    const int8_t *q8, *k8, *v8;   /* [Lp][D], [Lk][KV], [Lk][KV]     */
     const float *q8f, *k8f, *v8f; /* the same integers as floats      */
     int32_t *acc_o;               /* [Lp][D]                          */
     const float *qs, *ks, *as;    /* per head                         */
-    int32_t **acc;                /* per thread [Lp][Lp]              */
-    float  **sc;                  /* per thread [Lp][Lp]              */
-    int8_t **p8;                  /* per thread [Lp][Lp]              */
+    int32_t **acc;                /* per thread [Lp][Lk]              */
+    float  **sc;                  /* per thread [Lp][Lk]              */
+    int8_t **p8;                  /* per thread [Lp][Lk]              */
     int64_t *wrapped;             /* per head                         */
     int      amx;                 /* AMX path: the buffers below      */
-    int64_t  L64;                 /* Lp rounded up to 64              */
-    const int8_t *kp, *vp;        /* per KV head [Lp][hd], [L64][hd]  */
+    int64_t  L64;                 /* Lk rounded up to 64              */
+    const int8_t *kp, *vp;        /* per KV head [Lk][hd], [L64][hd]  */
 } att_job;
 
 /* One head on AMX: blocks of 32 query rows, keys 0 .. block end.  Row i's
  * scores are the exact int32 sums converted to float (|sum| <= 2^20, the
- * value the sgemm path produced), then scaled, softmax_dec over keys 0..i
+ * value the sgemm path produced), then scaled, softmax_dec over keys 0..P+i
  * (the causal prefix, see below), uint8 P, zeros up to the 64-key tile;
  * A.V sums exactly in int32 and takes the 26-bit accumulator afterwards.
- * Thread scratch: acc [32][Lp] int32, sc [Lp] floats, p8 [32][L64]. */
+ * Query row i is at position P + i and keeps keys 0 .. P + i.
+ * Thread scratch: acc [32][Lk] int32, sc [Lk] floats, p8 [32][L64]. */
 static int64_t att_head_amx(const att_job *j, int64_t h, int tid)
 {
     const flx_llama_config *c = &j->e->qm->cfg;
     const flx_emu_fp *fp = &j->e->opts.fp;
     const int hd = c->head_dim, G = c->n_heads / c->n_kv_heads;
-    const int64_t D = c->d_model, Lp = j->Lp, L64 = j->L64, kvh = h / G;
+    const int64_t D = c->d_model, Lp = j->Lp, Lk = j->Lk, P0 = j->P, L64 = j->L64, kvh = h / G;
     const int ftz = fp->ftz;
     const float si = ftz ? flx_emu_ftz(j->qs[h]) : j->qs[h];
     const float sw = ftz ? flx_emu_ftz(j->ks[kvh]) : j->ks[kvh];
     int32_t *S = j->acc[tid];
     float *row = j->sc[tid];
     uint8_t *P = (uint8_t *)j->p8[tid];
-    const int8_t *kp = j->kp + kvh * Lp * hd, *vp = j->vp + kvh * L64 * hd;
+    const int8_t *kp = j->kp + kvh * Lk * hd, *vp = j->vp + kvh * L64 * hd;
     const int64_t lim = (int64_t)1 << 25;              /* A.V accumulator: 26 bits */
     int64_t wrapped = 0;
     for (int64_t r0 = 0; r0 < Lp; r0 += 32) {
-        int64_t nk = r0 + 32 < Lp ? r0 + 32 : Lp, nk64 = (nk + 63) / 64 * 64;
-        flx_emu_qk32_amx(S, Lp, j->q8 + r0 * D + h * hd, D, kp, nk, hd);
+        int64_t nk = P0 + (r0 + 32 < Lp ? r0 + 32 : Lp), nk64 = (nk + 63) / 64 * 64;
+        flx_emu_qk32_amx(S, Lk, j->q8 + r0 * D + h * hd, D, kp, nk, hd);
         for (int64_t i = 0; i < 32; i++) {
-            int64_t t = r0 + i;
+            int64_t t = r0 + i, pos = P0 + t;          /* query row, its position */
             uint8_t *prow = P + i * L64;
             if (t >= Lp) { memset(prow, 0, (size_t)nk64); continue; }
-            const int32_t *srow = S + i * Lp;
-            for (int64_t k = 0; k <= t; k++) {             /* ((float)acc * Q_s) * K_s */
+            const int32_t *srow = S + i * Lk;
+            for (int64_t k = 0; k <= pos; k++) {           /* ((float)acc * Q_s) * K_s */
                 float v = (float)srow[k] * si;
                 if (ftz) v = flx_emu_ftz(v);
                 v = v * sw;
                 row[k] = ftz ? flx_emu_ftz(v) : v;
             }
-            flx_emu_softmax_dec(row, t + 1, fp);
-            flx_emu_quant_static((int8_t *)prow, row, 1, 1, (int)(t + 1), &j->as[h], 1.0f, 8, 0, fp);
-            memset(prow + t + 1, 0, (size_t)(nk64 - t - 1));
+            flx_emu_softmax_dec(row, pos + 1, fp);
+            flx_emu_quant_static((int8_t *)prow, row, 1, 1, (int)(pos + 1), &j->as[h], 1.0f, 8, 0, fp);
+            memset(prow + pos + 1, 0, (size_t)(nk64 - pos - 1));
         }
         int32_t *o = j->acc_o + r0 * D + h * hd;
         flx_emu_av32_amx(o, D, P, L64, vp, nk64, hd);
@@ -222,13 +226,15 @@ static int64_t att_head_amx(const att_job *j, int64_t h, int tid)
     return wrapped;
 }
 
+/* Query row i (position P + i) of the call attends keys 0 .. P + i: the
+ * earlier calls' rows from the cache, then the call's own. */
 static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
 {
     att_job *j = ctx;
     const flx_llama_config *c = &j->e->qm->cfg;
     const flx_emu_fp *fp = &j->e->opts.fp;
     const int hd = c->head_dim, G = c->n_heads / c->n_kv_heads;
-    const int64_t D = c->d_model, KV = (int64_t)c->n_kv_heads * hd, Lp = j->Lp;
+    const int64_t D = c->d_model, KV = (int64_t)c->n_kv_heads * hd, Lp = j->Lp, Lk = j->Lk, P0 = j->P;
     if (j->amx) {
         flx_emu_amx_begin();
         for (int64_t h = h0; h < h1; h++) j->wrapped[h] = att_head_amx(j, h, tid);
@@ -240,19 +246,19 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
         int32_t *acc = j->acc[tid];
         float *sc = j->sc[tid];
         int8_t *p8 = j->p8[tid];
-        /* S = (int q8.k8) * Q_s * K_s over the full Lp x Lp (no causal skip) */
+        /* S = (int q8.k8) * Q_s * K_s over the full Lp x Lk (no causal skip) */
         int64_t w = 0, w2 = 0;
         if (j->e->opts.full_attention) {
-            /* literally as the hardware: all L x L scores, mask, softmax */
-            w = flx_emu_qk_i8(acc, Lp, j->q8 + h * hd, D, j->k8 + kvh * hd, KV, Lp, Lp, hd, 22);
-            flx_emu_dequant_static(sc, acc, Lp, 1, (int)Lp, &j->qs[h], &j->ks[kvh], 1, fp);
-            flx_emu_causal_mask(sc, Lp, Lp, Lp, 0);
-            for (int64_t i = 0; i < Lp; i++) flx_emu_softmax_pref(sc + i * Lp, Lp, fp);
-            flx_emu_quant_static(p8, sc, Lp, 1, (int)Lp, &j->as[h], 1.0f, 8, 0, fp);  /* uint8 P */
-            w2 = flx_emu_av_u8i8(j->acc_o + h * hd, D, p8, Lp, 1, j->v8 + kvh * hd, KV, Lp, Lp,
+            /* literally as the hardware: all Lp x Lk scores, mask, softmax */
+            w = flx_emu_qk_i8(acc, Lk, j->q8 + h * hd, D, j->k8 + kvh * hd, KV, Lp, Lk, hd, 22);
+            flx_emu_dequant_static(sc, acc, Lp, 1, (int)Lk, &j->qs[h], &j->ks[kvh], 1, fp);
+            flx_emu_causal_mask(sc, Lk, Lp, Lk, P0);
+            for (int64_t i = 0; i < Lp; i++) flx_emu_softmax_pref(sc + i * Lk, Lk, fp);
+            flx_emu_quant_static(p8, sc, Lp, 1, (int)Lk, &j->as[h], 1.0f, 8, 0, fp);  /* uint8 P */
+            w2 = flx_emu_av_u8i8(j->acc_o + h * hd, D, p8, Lk, 1, j->v8 + kvh * hd, KV, Lp, Lk,
                                  hd, 26);
         } else {
-            /* Row i keeps keys 0..i.  A masked score gives exp(-1e32 - m) = +0
+            /* Row i keeps keys 0..P+i.  A masked score gives exp(-1e32 - m) = +0
              * exactly (both exponentials, any ftz), which leaves S_(k mod 4)
              * unchanged and yields p = 0, p8 = 0: computing only the causal
              * prefix with a predicated tail gives the same bits (tested).
@@ -264,27 +270,28 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
             const int ftz = fp->ftz;
             const float si = ftz ? flx_emu_ftz(j->qs[h]) : j->qs[h];
             const float sw = ftz ? flx_emu_ftz(j->ks[kvh]) : j->ks[kvh];
-            float *pf = (float *)acc;                 /* p8 as floats, [Lp][Lp] */
+            float *pf = (float *)acc;                 /* p8 as floats, [Lp][Lk] */
             for (int64_t r0 = 0; r0 < Lp; r0 += 128) {
-                int64_t nr = Lp - r0 < 128 ? Lp - r0 : 128, nk = r0 + nr;
+                int64_t nr = Lp - r0 < 128 ? Lp - r0 : 128, nk = P0 + r0 + nr;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nk, hd, 1.0f,
                             j->q8f + r0 * D + h * hd, (int)D, j->k8f + kvh * hd, (int)KV, 0.0f,
-                            sc + r0 * Lp, (int)Lp);
+                            sc + r0 * Lk, (int)Lk);
                 int heavy = 0;
                 for (int64_t i = r0; i < r0 + nr; i++) {
-                    float *row = sc + i * Lp;
-                    int8_t *prow = p8 + i * Lp;
-                    for (int64_t k = 0; k <= i; k++) {      /* ((float)acc * Q_s) * K_s */
+                    const int64_t pos = P0 + i;
+                    float *row = sc + i * Lk;
+                    int8_t *prow = p8 + i * Lk;
+                    for (int64_t k = 0; k <= pos; k++) {    /* ((float)acc * Q_s) * K_s */
                         float v = row[k] * si;
                         if (ftz) v = flx_emu_ftz(v);
                         v = v * sw;
                         row[k] = ftz ? flx_emu_ftz(v) : v;
                     }
-                    flx_emu_softmax_dec(row, i + 1, fp);
-                    flx_emu_quant_static(prow, row, 1, 1, (int)(i + 1), &j->as[h], 1.0f, 8, 0, fp);
-                    memset(prow + i + 1, 0, (size_t)(nk - i - 1));
+                    flx_emu_softmax_dec(row, pos + 1, fp);
+                    flx_emu_quant_static(prow, row, 1, 1, (int)(pos + 1), &j->as[h], 1.0f, 8, 0, fp);
+                    memset(prow + pos + 1, 0, (size_t)(nk - pos - 1));
                     int64_t sum = 0;
-                    float *pr = pf + i * Lp;
+                    float *pr = pf + i * Lk;
                     for (int64_t k = 0; k < nk; k++) {
                         int32_t pv = (uint8_t)prow[k];      /* uint8 P reinterpreted */
                         pr[k] = (float)pv;
@@ -293,7 +300,7 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
                     heavy |= sum * 128 >= ((int64_t)1 << 24);
                 }
                 if (heavy) {                                 /* integer path, any sums */
-                    int64_t wa = flx_emu_av_u8i8(j->acc_o + r0 * D + h * hd, D, p8 + r0 * Lp, Lp, 1,
+                    int64_t wa = flx_emu_av_u8i8(j->acc_o + r0 * D + h * hd, D, p8 + r0 * Lk, Lk, 1,
                                                  j->v8 + kvh * hd, KV, nr, nk, hd, 26);
                     w2 = (wa < 0 || w2 < 0) ? -1 : w2 + wa;
                 } else {
@@ -301,7 +308,7 @@ static void att_heads(void *ctx, int64_t h0, int64_t h1, int tid)
                     float *o = hd <= 64 ? ob : malloc((size_t)(nr * hd) * sizeof(float));
                     if (!o) { w2 = -1; break; }
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, hd, (int)nk,
-                                1.0f, pf + r0 * Lp, (int)Lp, j->v8f + kvh * hd, (int)KV, 0.0f, o, hd);
+                                1.0f, pf + r0 * Lk, (int)Lk, j->v8f + kvh * hd, (int)KV, 0.0f, o, hd);
                     for (int64_t i = 0; i < nr; i++)
                         for (int d = 0; d < hd; d++)
                             j->acc_o[(r0 + i) * D + h * hd + d] = (int32_t)o[i * hd + d];
@@ -345,13 +352,14 @@ static void pref_free(pref_bufs *b)
     free(b->kp); free(b->vp);
 }
 
-static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n_threads, int amx)
+/* Lp query rows (the call's), Lk = P + Lp keys (the earlier calls' and the call's) */
+static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int64_t Lk, int n_threads, int amx)
 {
     memset(b, 0, sizeof *b);
     b->amx = amx;
-    const int64_t L32 = (Lp + 31) / 32 * 32, L64 = (Lp + 63) / 64 * 64;
+    const int64_t L32 = (Lp + 31) / 32 * 32, L64 = (Lk + 63) / 64 * 64;
     const size_t D = (size_t)c->d_model, KV = (size_t)c->n_kv_heads * c->head_dim;
-    const size_t F = (size_t)c->d_ff, L = (size_t)Lp, W = F > D ? F : D;
+    const size_t F = (size_t)c->d_ff, L = (size_t)Lp, K = (size_t)Lk, W = F > D ? F : D;
     b->x = malloc(L * D * sizeof(float));
     b->h = malloc(L * D * sizeof(float));
     b->k = malloc(L * KV * sizeof(float));
@@ -360,11 +368,11 @@ static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n
     b->o = malloc(L * D * sizeof(float));
     b->g = malloc(L * F * sizeof(float));
     b->u = malloc(L * F * sizeof(float));
-    b->k8 = malloc(L * KV);
-    b->v8 = malloc(L * KV);
+    b->k8 = malloc(K * KV);
+    b->v8 = malloc(K * KV);
     b->q8 = calloc((size_t)L32 * D, 1);                /* AMX reads whole 32-row blocks */
-    b->k8f = malloc(L * KV * sizeof(float));
-    b->v8f = malloc(L * KV * sizeof(float));
+    b->k8f = malloc(K * KV * sizeof(float));
+    b->v8f = malloc(K * KV * sizeof(float));
     b->q8f = malloc(L * D * sizeof(float));
     b->acc_o = malloc((size_t)L32 * D * sizeof(int32_t));
     b->lin.q = malloc(L * W);
@@ -382,14 +390,14 @@ static int pref_alloc(pref_bufs *b, const flx_llama_config *c, int64_t Lp, int n
         return -1;
     if (amx) {
         const size_t hd = (size_t)c->head_dim, KVH = (size_t)c->n_kv_heads;
-        b->kp = malloc(KVH * L * hd);
+        b->kp = malloc(KVH * K * hd);
         b->vp = malloc(KVH * (size_t)L64 * hd);
         if (!b->kp || !b->vp) return -1;
     }
     for (int i = 0; i < n_threads; i++) {
-        size_t ra = amx ? 32 : L, rp = amx ? 32 * (size_t)L64 : L * L;   /* see att_head_amx */
-        b->t_acc[i] = malloc(ra * L * sizeof(int32_t));
-        b->t_sc[i] = malloc((amx ? 1 : L) * L * sizeof(float));
+        size_t ra = amx ? 32 : L, rp = amx ? 32 * (size_t)L64 : L * K;   /* see att_head_amx */
+        b->t_acc[i] = malloc(ra * K * sizeof(int32_t));
+        b->t_sc[i] = malloc((amx ? 1 : L) * K * sizeof(float));
         b->t_p8[i] = malloc(rp);
         if (!b->t_acc[i] || !b->t_sc[i] || !b->t_p8[i]) return -1;
     }
@@ -406,47 +414,64 @@ static int check_finite(const float *x, int64_t n, int layer, const char *what, 
 }
 
 static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
-                        const int32_t *tokens, const float *embd, int64_t n, flx_pool *pool,
-                        flx_error *err);
+                        const int32_t *tokens, const float *embd, int64_t n, int64_t pos0,
+                        flx_pool *pool, flx_error *err);
 
 int flx_emu_prefill(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
                     const int32_t *tokens, int64_t n, flx_pool *pool, flx_error *err)
 {
-    return prefill_rows(e, hidden, kv, tokens, NULL, n, pool, err);
+    return prefill_rows(e, hidden, kv, tokens, NULL, n, 0, pool, err);
 }
 
 int flx_emu_prefill_embd(const flx_emu_engine *e, float *hidden, const float *embd, int64_t n,
                          flx_pool *pool, flx_error *err)
 {
-    return prefill_rows(e, hidden, NULL, NULL, embd, n, pool, err);
+    return prefill_rows(e, hidden, NULL, NULL, embd, n, 0, pool, err);
 }
 
-/* The prefill of n rows whose layer-0 input is the embedding of tokens[t]
- * or, when tokens is NULL, the caller's row embd[t] (the HMT segment loader
- * writes such rows into pref_io region 0). */
+int flx_emu_prefill_at(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv, const int32_t *tokens,
+                       const float *embd, int64_t n, int64_t pos0, flx_pool *pool, flx_error *err)
+{
+    if (pos0 < 0 || pos0 % 16)
+        return flx_fail(err, FLX_EINVAL, "prefill call at position %lld: calls start at multiples of 16 "
+                        "(every call is padded to a multiple of 16 rows)", (long long)pos0);
+    if (pos0 > 0 && !kv)
+        return flx_fail(err, FLX_EINVAL, "prefill call at position %lld: needs the KV cache of the "
+                        "earlier calls", (long long)pos0);
+    if (!tokens && !embd) return flx_fail(err, FLX_EINVAL, "prefill call: no input rows");
+    return prefill_rows(e, hidden, kv, tokens, tokens ? NULL : embd, n, pos0, pool, err);
+}
+
+/* The prefill call of n rows at positions pos0 .. pos0+n-1 whose layer-0
+ * input is the embedding of tokens[t] or, when tokens is NULL, the caller's
+ * row embd[t] (the HMT segment loader writes such rows into pref_io region
+ * 0).  With pos0 > 0, kv's rows 0 .. pos0-1 of every layer are the earlier
+ * calls' keys and values: each layer's attention reads them, then the
+ * call's own rows (reference-design §2.3: all keys stored before QK^T). */
 static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
-                        const int32_t *tokens, const float *embd, int64_t n, flx_pool *pool,
-                        flx_error *err)
+                        const int32_t *tokens, const float *embd, int64_t n, int64_t pos0,
+                        flx_pool *pool, flx_error *err)
 {
     const flx_qmodel *qm = e->qm;
     const flx_llama_config *c = &qm->cfg;
     const flx_emu_fp *fp = &e->opts.fp;
     if (n < 1) return flx_fail(err, FLX_EINVAL, "prefill: no tokens");
     const int64_t Lp = (n + 15) / 16 * 16;             /* the host pads to a multiple of 16 */
-    if (Lp > e->max_pos)
+    const int64_t Lk = pos0 + Lp;                       /* keys: earlier calls' + this call's */
+    if (Lk > e->max_pos)
         return flx_fail(err, FLX_EINVAL, "prefill: %lld positions exceed the RoPE table (%lld)",
-                        (long long)Lp, (long long)e->max_pos);
-    if (kv && kv->cap < n)
+                        (long long)Lk, (long long)e->max_pos);
+    if (kv && kv->cap < pos0 + n)
         return flx_fail(err, FLX_EINVAL, "prefill: KV cache holds %lld positions, need %lld",
-                        (long long)kv->cap, (long long)n);
+                        (long long)kv->cap, (long long)(pos0 + n));
     const int64_t D = c->d_model, hd = c->head_dim, KV = (int64_t)c->n_kv_heads * hd;
     const int64_t F = c->d_ff;
     const int bits_d = log2_ceil(D) + 8, bits_f = log2_ceil(F) + 8;   /* L + 8 */
     int n_threads = pool ? flx_pool_threads(pool) : 1;
     pref_bufs b;
-    const int amx = !e->opts.full_attention && hd % 64 == 0 && Lp < 65536 &&
+    const int amx = !e->opts.full_attention && hd % 64 == 0 && Lk < 65536 &&
                     flx_emu_amx_available();
-    if (pref_alloc(&b, c, Lp, n_threads, amx)) {
+    if (pref_alloc(&b, c, Lp, Lk, n_threads, amx)) {
         pref_free(&b);
         return flx_fail(err, FLX_ENOMEM, "prefill of %lld tokens: out of memory", (long long)Lp);
     }
@@ -473,23 +498,30 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
             (rc = linear(b.q, NULL, &L->wq, WP(0), Lp, bits_d, &b.lin, fp, pool, "wq", l, err)))
             break;
         /* RoPE at the absolute position t, static INT8 K, V, Q */
-        rope_q8 rq = { e, b.k, b.v, b.q, b.o, b.k8, b.v8, b.q8, b.acc_o, qs, ks, vs, as, b.kp, b.vp };
+        /* keys and values: the earlier calls' rows 0 .. pos0-1, then the call's */
+        int8_t *k8c = b.k8 + pos0 * KV, *v8c = b.v8 + pos0 * KV;
+        if (pos0 > 0) {
+            memcpy(b.k8, kv->k + ((int64_t)l * kv->cap) * KV, (size_t)(pos0 * KV));
+            memcpy(b.v8, kv->v + ((int64_t)l * kv->cap) * KV, (size_t)(pos0 * KV));
+        }
+        rope_q8 rq = { e, b.k, b.v, b.q, b.o, k8c, v8c, b.q8, b.acc_o, qs, ks, vs, as, b.kp, b.vp,
+                       pos0, b.k8, b.v8 };
         row_job rj = { ROW_ROPE_Q8, fp, NULL, NULL, NULL, NULL, NULL, NULL, D, 0.0f, 0.0f, &rq };
         rows_for(pool, Lp, &rj);
         if (kv) {
-            memcpy(kv->k + ((int64_t)l * kv->cap) * KV, b.k8, (size_t)(n * KV));
-            memcpy(kv->v + ((int64_t)l * kv->cap) * KV, b.v8, (size_t)(n * KV));
+            memcpy(kv->k + ((int64_t)l * kv->cap + pos0) * KV, k8c, (size_t)(n * KV));
+            memcpy(kv->v + ((int64_t)l * kv->cap + pos0) * KV, v8c, (size_t)(n * KV));
         }
         /* attention, one head per task */
-        const int64_t L64 = (Lp + 63) / 64 * 64;
+        const int64_t L64 = (Lk + 63) / 64 * 64;
         if (amx) {
-            row_job kj = { ROW_KV_PACK, fp, NULL, NULL, NULL, NULL, NULL, NULL, Lp, 0.0f, 0.0f, &rq };
+            row_job kj = { ROW_KV_PACK, fp, NULL, NULL, NULL, NULL, NULL, NULL, Lk, 0.0f, 0.0f, &rq };
             flx_pool_for(pool, c->n_kv_heads, 1, run_rows, &kj);
         } else {
-            for (int64_t i = 0; i < Lp * KV; i++) { b.k8f[i] = b.k8[i]; b.v8f[i] = b.v8[i]; }
+            for (int64_t i = 0; i < Lk * KV; i++) { b.k8f[i] = b.k8[i]; b.v8f[i] = b.v8[i]; }
             for (int64_t i = 0; i < Lp * D; i++) b.q8f[i] = b.q8[i];
         }
-        att_job job = { e, Lp, b.q8, b.k8, b.v8, b.q8f, b.k8f, b.v8f, b.acc_o, qs, ks, as,
+        att_job job = { e, Lp, pos0, Lk, b.q8, b.k8, b.v8, b.q8f, b.k8f, b.v8f, b.acc_o, qs, ks, as,
                         b.t_acc, b.t_sc, b.t_p8, b.wrapped, amx, L64, b.kp, b.vp };
         flx_pool_for(pool, c->n_heads, 1, att_heads, &job);
         for (int h = 0; h < c->n_heads && !rc; h++) {

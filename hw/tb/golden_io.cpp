@@ -154,6 +154,14 @@ manifest load_manifest(const std::string &dir)
             throw fail(path, "malformed kernel entry");
         }
         m.kernels.push_back(name->valuestring);
+        const cJSON *ref = cJSON_GetObjectItemCaseSensitive(k, "reference");
+        const cJSON *call = ref ? cJSON_GetObjectItemCaseSensitive(ref, "call") : nullptr;
+        const cJSON *c;
+        if (cJSON_IsObject(call))
+            cJSON_ArrayForEach(c, call) {
+                if (cJSON_IsNumber(c) && c->valuedouble >= -1e15 && c->valuedouble <= 1e15)
+                    m.call[name->valuestring][c->string] = (long long)c->valuedouble;
+            }
         const cJSON *f;
         cJSON_ArrayForEach(f, files) {
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(f, "file");

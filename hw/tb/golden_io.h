@@ -39,6 +39,9 @@ struct manifest {
     std::vector<std::string> kernels;  // in manifest order
     // kernel -> file name -> crc32 (8 hex digits)
     std::map<std::string, std::map<std::string, std::string> > crc;
+    // kernel -> the numbers of its reference.call (layer_prefill: pos0,
+    // tokens, rows, seq_len, ...); absent for sets without one
+    std::map<std::string, std::map<std::string, long long> > call;
 };
 
 manifest load_manifest(const std::string &dir);
@@ -56,6 +59,14 @@ class tb_ctx {
   public:
     tb_ctx(const manifest &m, const std::string &kernel) : m_(m), kernel_(kernel) {}
     const std::string &kernel() const { return kernel_; }
+    // a number of the kernel's reference.call, or `dflt` when the manifest has none
+    long long call(const char *key, long long dflt) const
+    {
+        auto k = m_.call.find(kernel_);
+        if (k == m_.call.end()) return dflt;
+        auto v = k->second.find(key);
+        return v == k->second.end() ? dflt : v->second;
+    }
     bool exp_flx() const { return m_.exp == "flx-exp"; }
 
     // A golden tensor with the expected dtype and shape (throws otherwise).

@@ -5,6 +5,10 @@
 // as a nibble pair in byte n mod (W/2) of word (n/(W/2))*K + m; [K;V] fused
 // per lane as K rows 32b.. then V rows 32b..), fills the K/V caches with the
 // prefill hand-over and compares the layer output and the new cache rows.
+// `--layer prefill` sets (any call the manifest's reference.call states)
+// through top_layer_prefill: caches preloaded with the earlier calls' rows,
+// the top called from run_pref_call alone (the one place that knows its
+// signature), every intermediate, the written and the untouched cache rows.
 #include "tb_kernels.h"
 
 #include "../host/hbm_pack.h"
@@ -105,13 +109,15 @@ struct layer_std : flx_tops::layer_decode_cfg {
     static const int exp_impl = flx_hls::EXP_STD;
 };
 
-// One decode layer through top_layer_decode (or the EXP_STD template):
-// weights, scales and gains named PRE + "wk", ... in the golden folder,
-// rope_sin / rope_cos the row of position P; io: x in [0, D), y out [D, 2D).
+// One decode layer through top_layer_decode (or the EXP_STD template) for
+// the token at position P: weights, scales and gains named PRE + "wk", ... in
+// the golden folder, rope_sin / rope_cos the row of position P; io: x in
+// [0, D), y out [D, 2D).
 static void run_dec_layer(tb_ctx &c, const std::string &pre, std::vector<float> &io,
-                          std::vector<ap_int<8> > &kcache, std::vector<ap_int<8> > &vcache, unsigned layer)
+                          std::vector<ap_int<8> > &kcache, std::vector<ap_int<8> > &vcache, unsigned layer,
+                          unsigned P)
 {
-    const unsigned D = 2048, KV = 512, F = 8192, P = 32, L = 2048, HALF = 32;
+    const unsigned D = 2048, KV = 512, F = 8192, L = 2048, HALF = 32;
     auto nm = [&](const char *n) { return pre + n; };
     npy_array an = c.load(nm("attn_norm").c_str(), "<f4", {D}), fn = c.load(nm("ffn_norm").c_str(), "<f4", {D});
     npy_array qs = c.load(nm("q_s").c_str(), "<f4", {32}), ks = c.load(nm("k_s").c_str(), "<f4", {8});
@@ -188,27 +194,34 @@ static void run_dec_layer(tb_ctx &c, const std::string &pre, std::vector<float> 
     }
 }
 
-static void load_cache(tb_ctx &c, const std::string &name, std::vector<ap_int<8> > &cache)
+// the prefill hand-over: rows 0..P-1 of a [2048][512] cache
+static void load_cache(tb_ctx &c, const std::string &name, std::vector<ap_int<8> > &cache, unsigned P)
 {
-    const unsigned KV = 512, P = 32;
+    const unsigned KV = 512;
     npy_array a = c.load(name.c_str(), "|i1", {P, KV});
     cache.assign((size_t)2048 * KV, ap_int<8>(0));
     for (size_t i = 0; i < (size_t)P * KV; i++) cache[i] = (int)a.i8(i);
 }
 
+// the token at the manifest's reference.call.pos0 (sets without one: 32)
 static void tb_layer_decode(tb_ctx &c)
 {
-    const unsigned D = 2048, KV = 512, P = 32;
+    const unsigned D = 2048, KV = 512;
+    const long long pos = c.call("pos0", 32);
+    if (pos < 32 || pos % 32 || pos >= 2048)
+        throw std::runtime_error("manifest: layer_decode at position " + std::to_string(pos) +
+                                 ": the decode top's K-group register is checked from a multiple of 32");
+    const unsigned P = (unsigned)pos;
     npy_array x = c.load("x", "<f4", {D});
     std::vector<float> io(2 * D);
     for (unsigned i = 0; i < D; i++) io[i] = x.f32(i);
     std::vector<ap_int<8> > kcache, vcache;
-    load_cache(c, "k8_cache", kcache);
-    load_cache(c, "v8_cache", vcache);
+    load_cache(c, "k8_cache", kcache, P);
+    load_cache(c, "v8_cache", vcache, P);
     layer_probe pr;
     {
         flx_hls::probe_scope scope(&pr);
-        run_dec_layer(c, "", io, kcache, vcache, 0);
+        run_dec_layer(c, "", io, kcache, vcache, 0, P);
     }
     std::vector<long long> k_new(KV), v_new(KV);
     for (unsigned d = 0; d < KV; d++) {
@@ -239,9 +252,9 @@ static void tb_model_decode(tb_ctx &c)
     for (unsigned l = 0; l < 2; l++) {
         std::string pre = "L" + std::to_string(l) + "_";
         std::vector<ap_int<8> > kcache, vcache;
-        load_cache(c, pre + "k8_cache", kcache);
-        load_cache(c, pre + "v8_cache", vcache);
-        run_dec_layer(c, pre, io, kcache, vcache, l);
+        load_cache(c, pre + "k8_cache", kcache, 32);
+        load_cache(c, pre + "v8_cache", vcache, 32);
+        run_dec_layer(c, pre, io, kcache, vcache, l, 32);
         std::copy(io.begin() + D, io.end(), io.begin());   // layer output -> next input
     }
     std::vector<float> hidden(io.begin(), io.begin() + D);
@@ -311,70 +324,121 @@ struct layer_pref_std : flx_tops::layer_prefill_cfg {
     static const int exp_impl = flx_hls::EXP_STD;
 };
 
+// One layer's prefill buffers in the HBM layout of the prefill host packing
+struct pref_hbm {
+    std::vector<pword> w_kq, w_vo;
+    std::vector<fword> w_gate[3], w_up[3], w_down[3];   // three ports each
+    std::vector<float> s_kq, s_vo, s_gate, s_up, s_down;
+    std::vector<float> att, gamma, rope;   // Q_s K_s V_s A_s ×32; attn, ffn gains; PE_sin then PE_cos
+};
+
+// The one place that calls the prefill top (or, for --exp glibc sets, the
+// same template with EXP_STD): `rows` rows at positions pos0.. from x into y,
+// the caches [2048][512] holding rows 0..pos0-1 of the earlier calls.
+// Throws when the top cannot run the call (a chunk of a multiple of 16 rows
+// at a multiple of 16: seq_len = pos0 + rows must be whole 16-key K-cache words).
+static void run_pref_call(tb_ctx &c, pref_hbm &m, const std::vector<float> &x, std::vector<float> &y,
+                          std::vector<ap_int<8> > &kc, std::vector<ap_int<8> > &vc, unsigned pos0, unsigned rows)
+{
+    const unsigned D = 2048, L = 2048;
+    if (rows == 0 || rows % 16 || pos0 % 16 || pos0 + rows > L)
+        throw std::runtime_error("top_layer_prefill runs a chunk of a multiple of 16 rows at a position that is a "
+                                 "multiple of 16; this set's call has " + std::to_string(rows) +
+                                 " rows at position " + std::to_string(pos0));
+    std::vector<float> io(2 * (size_t)rows * D);
+    std::copy(x.begin(), x.end(), io.begin());
+    const fword *g0 = m.w_gate[0].data(), *g1 = m.w_gate[1].data(), *g2 = m.w_gate[2].data();
+    const fword *u0 = m.w_up[0].data(), *u1 = m.w_up[1].data(), *u2 = m.w_up[2].data();
+    const fword *d0 = m.w_down[0].data(), *d1 = m.w_down[1].data(), *d2 = m.w_down[2].data();
+    if (c.exp_flx())
+        flx_tops::top_layer_prefill(io.data(), m.gamma.data(), m.att.data(), m.rope.data(), m.w_kq.data(),
+                                    m.s_kq.data(), m.w_vo.data(), m.s_vo.data(), g0, g1, g2, m.s_gate.data(), u0,
+                                    u1, u2, m.s_up.data(), d0, d1, d2, m.s_down.data(), kc.data(), vc.data(), rows,
+                                    pos0);
+    else
+        flx_hls::decoder_layer_pref<layer_pref_std>(io.data(), m.gamma.data(), m.att.data(), m.rope.data(),
+                                                    m.w_kq.data(), m.s_kq.data(), m.w_vo.data(), m.s_vo.data(), g0,
+                                                    g1, g2, m.s_gate.data(), u0, u1, u2, m.s_up.data(), d0, d1, d2,
+                                                    m.s_down.data(), kc.data(), vc.data(), rows / 8, pos0 / 8);
+    std::copy(io.begin() + (size_t)rows * D, io.end(), y.begin());
+}
+
+// A prefill call: `flxemu golden --layer prefill [--pos0 P] [--n-tokens T]`.
+// The manifest's reference.call gives pos0 and the call's rows (a set
+// without one is the first call: 16 rows at 0); the caches are preloaded
+// with the set's k8_cache / v8_cache rows 0..pos0-1.
 static void tb_layer_prefill(tb_ctx &c)
 {
-    const unsigned T = 16, D = 2048, KV = 512, F = 8192, L = 2048, HALF = 32;
+    const unsigned D = 2048, KV = 512, F = 8192, L = 2048, HALF = 32;
+    const long long P = c.call("pos0", 0), T = c.call("rows", 16);
+    if (P < 0 || T < 1 || P + T > L)
+        throw std::runtime_error("manifest: layer_prefill call of " + std::to_string(T) + " rows at " +
+                                 std::to_string(P) + " is outside the 2048 positions");
     npy_array x = c.load("x", "<f4", {T, D});
     npy_array an = c.load("attn_norm", "<f4", {D}), fn = c.load("ffn_norm", "<f4", {D});
     npy_array qs = c.load("q_s", "<f4", {32}), ks = c.load("k_s", "<f4", {8});
     npy_array vs = c.load("v_s", "<f4", {8}), as = c.load("a_s", "<f4", {32});
     npy_array rs = c.load("rope_sin", "<f4", {T, HALF}), rc = c.load("rope_cos", "<f4", {T, HALF});
-    std::vector<pword> w_kq, w_vo;
-    std::vector<fword> w_gate[3], w_up[3], w_down[3];
-    std::vector<float> s_kq, s_vo, s_gate, s_up, s_down;
+    pref_hbm m;
     {
         std::vector<uint8_t> i_kq, i_vo;
-        pack_pref(c, "wk", KV, D, i_kq, w_kq, s_kq);
-        pack_pref(c, "wq", D, D, i_kq, w_kq, s_kq);
-        pack_pref(c, "wv", KV, D, i_vo, w_vo, s_vo);
-        pack_pref(c, "wo", D, D, i_vo, w_vo, s_vo);
-        pack_pref_ffn(c, "w_gate", F, D, w_gate, s_gate);
-        pack_pref_ffn(c, "w_up", F, D, w_up, s_up);
-        pack_pref_ffn(c, "w_down", D, F, w_down, s_down);
+        pack_pref(c, "wk", KV, D, i_kq, m.w_kq, m.s_kq);
+        pack_pref(c, "wq", D, D, i_kq, m.w_kq, m.s_kq);
+        pack_pref(c, "wv", KV, D, i_vo, m.w_vo, m.s_vo);
+        pack_pref(c, "wo", D, D, i_vo, m.w_vo, m.s_vo);
+        pack_pref_ffn(c, "w_gate", F, D, m.w_gate, m.s_gate);
+        pack_pref_ffn(c, "w_up", F, D, m.w_up, m.s_up);
+        pack_pref_ffn(c, "w_down", D, F, m.w_down, m.s_down);
     }
-    std::vector<float> att(128, 0.0f), gamma(2 * D), io(2 * (size_t)T * D), rope(2 * (size_t)L * HALF, 0.0f);
+    m.att.assign(128, 0.0f);
+    m.gamma.resize(2 * D);
+    m.rope.assign(2 * (size_t)L * HALF, 0.0f);
     for (unsigned h = 0; h < 32; h++) {
-        att[h] = qs.f32(h);
-        att[96 + h] = as.f32(h);
+        m.att[h] = qs.f32(h);
+        m.att[96 + h] = as.f32(h);
     }
     for (unsigned h = 0; h < 8; h++) {
-        att[32 + h] = ks.f32(h);
-        att[64 + h] = vs.f32(h);
+        m.att[32 + h] = ks.f32(h);
+        m.att[64 + h] = vs.f32(h);
     }
-    for (unsigned i = 0; i < T * HALF; i++) {   // rows 0..15
-        rope[i] = rs.f32(i);
-        rope[(size_t)L * HALF + i] = rc.f32(i);
+    for (size_t i = 0; i < (size_t)T * HALF; i++) {   // rows P .. P+T-1 of the table
+        m.rope[(size_t)P * HALF + i] = rs.f32(i);
+        m.rope[(size_t)L * HALF + (size_t)P * HALF + i] = rc.f32(i);
     }
     for (unsigned i = 0; i < D; i++) {
-        gamma[i] = an.f32(i);
-        gamma[D + i] = fn.f32(i);
+        m.gamma[i] = an.f32(i);
+        m.gamma[D + i] = fn.f32(i);
     }
-    for (unsigned i = 0; i < T * D; i++) io[i] = x.f32(i);
-    std::vector<ap_int<8> > kc((size_t)T * KV), vc((size_t)T * KV);
-    std::vector<float> y((size_t)T * D);
+    std::vector<float> xin((size_t)T * D), y((size_t)T * D);
+    for (size_t i = 0; i < xin.size(); i++) xin[i] = x.f32(i);
+    // the layer's caches: rows below pos0 from the earlier calls
+    std::vector<ap_int<8> > kc((size_t)L * KV, ap_int<8>(0)), vc((size_t)L * KV, ap_int<8>(0));
+    if (P > 0) {
+        npy_array k0 = c.load("k8_cache", "|i1", {P, KV}), v0 = c.load("v8_cache", "|i1", {P, KV});
+        for (size_t i = 0; i < (size_t)P * KV; i++) {
+            kc[i] = (int)k0.i8(i);
+            vc[i] = (int)v0.i8(i);
+        }
+    }
     layer_probe pr;
-    flx_hls::probe_scope scope(&pr);
-    const fword *g0 = w_gate[0].data(), *g1 = w_gate[1].data(), *g2 = w_gate[2].data();
-    const fword *u0 = w_up[0].data(), *u1 = w_up[1].data(), *u2 = w_up[2].data();
-    const fword *d0 = w_down[0].data(), *d1 = w_down[1].data(), *d2 = w_down[2].data();
-    if (c.exp_flx())
-        flx_tops::top_layer_prefill(io.data(), gamma.data(), att.data(), rope.data(), w_kq.data(), s_kq.data(),
-                                    w_vo.data(), s_vo.data(), g0, g1, g2, s_gate.data(), u0, u1, u2, s_up.data(), d0,
-                                    d1, d2, s_down.data(), kc.data(), vc.data(), T, 0);
-    else
-        flx_hls::decoder_layer_pref<layer_pref_std>(io.data(), gamma.data(), att.data(), rope.data(), w_kq.data(),
-                                                    s_kq.data(), w_vo.data(), s_vo.data(), g0, g1, g2, s_gate.data(),
-                                                    u0, u1, u2, s_up.data(), d0, d1, d2, s_down.data(), kc.data(),
-                                                    vc.data(), T / 8, 0);
-    std::copy(io.begin() + (size_t)T * D, io.end(), y.begin());
-    std::vector<long long> k8(kc.size()), v8(vc.size());
-    for (size_t i = 0; i < kc.size(); i++) {
-        k8[i] = kc[i].to_int();
-        v8[i] = vc[i].to_int();
+    {
+        flx_hls::probe_scope scope(&pr);
+        run_pref_call(c, m, xin, y, kc, vc, (unsigned)P, (unsigned)T);
     }
+    auto rows_of = [&](const std::vector<ap_int<8> > &a, size_t r0, size_t n) {
+        std::vector<long long> v(n * KV);
+        for (size_t i = 0; i < v.size(); i++) v[i] = a[r0 * KV + i].to_int();
+        return v;
+    };
     pr.expect_front(c);
-    c.expect_int("k8", "|i1", k8);
-    c.expect_int("v8", "|i1", v8);
+    c.expect_int("k8", "|i1", rows_of(kc, P, T));
+    c.expect_int("v8", "|i1", rows_of(vc, P, T));
+    if (P > 0) {   // the earlier calls' rows are only read
+        c.expect_int("k8_cache", "|i1", rows_of(kc, 0, P));
+        c.label_last("cache rows below pos0 changed by the call: ");
+        c.expect_int("v8_cache", "|i1", rows_of(vc, 0, P));
+        c.label_last("cache rows below pos0 changed by the call: ");
+    }
     pr.expect_back(c);
     c.expect_f32("y", y);
 }

@@ -49,7 +49,7 @@ Test(emu_golden, npy_header_and_values)
     const char *tmp = flx_test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/g", tmp);
-    flx_emu_golden_opts o = { 3, { FLX_EMU_EXP_GLIBC, 0 }, 0 };
+    flx_emu_golden_opts o = { 3, { FLX_EMU_EXP_GLIBC, 0 }, 0, 0, 0 };
     flx_error err = { 0 };
     cr_assert_eq(flx_emu_golden_write(path, "quant_asym_dec", "u280", &o, &err), FLX_OK, "%s", err.msg);
     snprintf(path, sizeof path, "%s/g/quant_asym_dec/x.npy", tmp);
@@ -166,9 +166,65 @@ Test(emu_golden, layer_prefill_round_trip, .timeout = 120)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* a later prefill call: --pos0 32 --n-tokens 13 (a padded last call after
+ * two 16-row calls) writes the cache rows to preload, states the call in
+ * the manifest, and --check re-runs it from the manifest's call */
+Test(emu_golden, layer_prefill_later_call_round_trip, .timeout = 120)
+{
+    const char *tmp = flx_test_tmpdir();
+    char cmd[1024], out[8192], path[512];
+    snprintf(cmd, sizeof cmd, "%s golden --layer prefill --pos0 32 --n-tokens 13 --out %s/l 2>&1",
+             flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --check %s/l 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "73 files match") != NULL, "%s", out);   /* + k8_cache, v8_cache */
+    snprintf(path, sizeof path, "%s/l/manifest.json", tmp);
+    char *man = NULL;
+    size_t n = 0;
+    flx_error err = { 0 };
+    cr_assert_eq(flx_read_file(path, 1 << 24, &man, &n, &err), FLX_OK, "%s", err.msg);
+    cr_assert(strstr(man, "\"pos0\":\t32") && strstr(man, "\"tokens\":\t13") && strstr(man, "\"rows\":\t16") &&
+              strstr(man, "\"seq_len\":\t48"), "%s", man);
+    cr_assert(strstr(man, "\"cache_rows_preloaded\":\t[0, 32]") && strstr(man, "\"token_positions\":\t[32, 45]"),
+              "%s", man);
+    cr_assert(strstr(man, "\"file\":\t\"k8_cache.npy\"") && strstr(man, "\"shape\":\t[32, 512]"), "%s", man);
+    free(man);
+    /* a changed preloaded cache row is found by the check */
+    snprintf(path, sizeof path, "%s/l/layer_prefill/v8_cache.npy", tmp);
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    unsigned char h[10];
+    cr_assert_eq(fread(h, 1, 10, f), 10u);
+    long off = 10 + (h[8] | (long)h[9] << 8) + 5 * 512 + 7;     /* row 5 */
+    fseek(f, off, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, off, SEEK_SET);
+    fputc(c ^ 1, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s golden --check %s/l 2>&1", flx_test_bin(), tmp);
+    cr_assert_eq(run(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "v8_cache.npy") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    cr_assert_eq(system(cmd), 0);
+}
+
 Test(emu_golden, usage_errors)
 {
     char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s golden --layer prefill --pos0 24 --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "multiples of 16") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --layer prefill --pos0 2032 --n-tokens 17 --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --layer decode --n-tokens 4 --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "--layer prefill") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --layer decode --pos0 48 --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "multiple of 32") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s golden --kernel fht_dec --pos0 16 --out /tmp/x 2>&1", flx_test_bin());
+    cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     snprintf(cmd, sizeof cmd, "%s golden --layer middle --out /tmp/x 2>&1", flx_test_bin());
     cr_assert_eq(run(cmd, out, sizeof out), 2, "%s", out);
     snprintf(cmd, sizeof cmd, "%s golden --layer prefill --kernel fht_dec --out /tmp/x 2>&1", flx_test_bin());

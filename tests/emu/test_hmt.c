@@ -367,7 +367,7 @@ Test(emu_hmt, golden_segment_step_structure, .timeout = 120)
     enum { D = 64, HH = 32, L = 10, S = 64, NT = 720 };
     char gdir[512];
     snprintf(gdir, sizeof gdir, "%s/g", flx_test_tmpdir());
-    flx_emu_golden_opts o = {4, {FLX_EMU_EXP_FLX, 0}, 0};
+    flx_emu_golden_opts o = {4, {FLX_EMU_EXP_FLX, 0}, 0, 0, 0};
     flx_error err = {0};
     cr_assert_eq(flx_emu_golden_write(gdir, "layer_hmt", "u280", &o, &err), FLX_OK, "%s", err.msg);
     int64_t nf = 0;

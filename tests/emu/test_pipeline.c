@@ -551,3 +551,65 @@ Test(emu_pipeline, saturated_probabilities_take_the_integer_path)
     flx_emu_engine_free(&ef);
     destroy(&m);
 }
+
+/* flx_host's multi-call prefill: calls of 16 rows (and uneven calls, and a
+ * long one with several 128-row attention blocks after an offset) give the
+ * hidden rows and every layer's K/V rows of one prefill over all the rows,
+ * bit for bit, with the causal-prefix and the literal full attention, with
+ * and without a pool; calls off the 16-row grid are refused. */
+Test(emu_pipeline, multi_call_prefill_equals_one_long_prefill)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    enum { N = 245 };
+    const int KV = NKV * HD;
+    static float one[N * DM], part[N * DM];
+    flx_error err = { 0 };
+    flx_pool *p2 = flx_pool_create(2);
+    /* call boundaries: 16-row calls up to 48, then 32, then the rest (197 rows) */
+    const int64_t starts[] = { 0, 16, 32, 48, 80, N };
+    for (int full = 0; full < 2; full++) {
+        flx_emu_engine e;
+        flx_emu_opts o;
+        flx_emu_opts_default(&o);
+        o.full_attention = full;
+        o.reference_quirks = 1;
+        cr_assert_eq(flx_emu_engine_init(&e, &m.qm, &o, 256, &err), FLX_OK, "%s", err.msg);
+        flx_emu_kv kv1, kv2;
+        cr_assert_eq(flx_emu_kv_init(&kv1, &e, 256, &err), FLX_OK);
+        cr_assert_eq(flx_emu_kv_init(&kv2, &e, 256, &err), FLX_OK);
+        cr_assert_eq(flx_emu_prefill(&e, one, &kv1, toks, N, p2, &err), FLX_OK, "%s", err.msg);
+        memset(part, 0, sizeof part);
+        for (int c = 0; c + 1 < (int)(sizeof starts / sizeof starts[0]); c++) {
+            int64_t p0 = starts[c], n = starts[c + 1] - p0;
+            flx_pool *pool = c % 2 ? p2 : NULL;
+            cr_assert_eq(flx_emu_prefill_at(&e, part + p0 * DM, &kv2, toks + p0, NULL, n, p0, pool, &err),
+                         FLX_OK, "%s", err.msg);
+        }
+        cr_assert_eq(memcmp(one, part, sizeof one), 0, "full_attention %d", full);
+        for (int l = 0; l < NL; l++) {
+            cr_assert_eq(memcmp(kv1.k + (size_t)l * kv1.cap * KV, kv2.k + (size_t)l * kv2.cap * KV, (size_t)N * KV), 0);
+            cr_assert_eq(memcmp(kv1.v + (size_t)l * kv1.cap * KV, kv2.v + (size_t)l * kv2.cap * KV, (size_t)N * KV), 0);
+        }
+        /* the same call from embedding rows instead of token ids */
+        static float emb[16 * DM], h[16 * DM];
+        for (int t = 0; t < 16; t++) memcpy(emb + t * DM, m.qm.tok_embd + (size_t)toks[16 + t] * DM, DM * 4);
+        cr_assert_eq(flx_emu_prefill_at(&e, h, &kv2, NULL, emb, 16, 16, NULL, &err), FLX_OK, "%s", err.msg);
+        cr_assert_eq(memcmp(h, one + 16 * DM, sizeof h), 0);
+        /* the call reads the cache: a different earlier key row changes its rows */
+        for (int i = 0; i < KV; i++) kv2.k[3 * KV + i] ^= 0x40;
+        cr_assert_eq(flx_emu_prefill_at(&e, h, &kv2, NULL, emb, 16, 16, NULL, &err), FLX_OK, "%s", err.msg);
+        cr_assert_neq(memcmp(h, one + 16 * DM, sizeof h), 0);
+        /* refusals: off the 16-row grid, no cache, past the RoPE table */
+        cr_assert_eq(flx_emu_prefill_at(&e, h, &kv2, toks, NULL, 16, 8, NULL, &err), FLX_EINVAL);
+        cr_assert(strstr(err.msg, "multiples of 16"), "%s", err.msg);
+        cr_assert_eq(flx_emu_prefill_at(&e, h, NULL, toks, NULL, 16, 16, NULL, &err), FLX_EINVAL);
+        cr_assert_eq(flx_emu_prefill_at(&e, h, &kv2, toks, NULL, 16, 256, NULL, &err), FLX_EINVAL);
+        flx_emu_kv_free(&kv1);
+        flx_emu_kv_free(&kv2);
+        flx_emu_engine_free(&e);
+    }
+    flx_pool_free(p2);
+    destroy(&m);
+}

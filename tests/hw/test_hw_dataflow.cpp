@@ -276,11 +276,27 @@ Test(hw_dataflow, decode_layer_top_matches_the_golden_layer, .timeout = 240)
     run_cmd("rm -rf '" + dir + "'");
 }
 
+// a decode step at a later position (`--layer decode --pos0 96`): 96 prompt
+// rows handed over, 97 keys (three whole 32-key words and one partial), the
+// new cache rows at 96; every intermediate and the output
+Test(hw_dataflow, decode_layer_top_at_position_96, .timeout = 240)
+{
+    std::string dir = std::string(flx_test_tmpdir()) + "/dec96";
+    std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer decode --pos0 96 --exp flx --out '" +
+                      dir + "' 2>/dev/null";
+    cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_decode");
+    cr_expect(r.ok, "%s", r.message.c_str());
+    const unsigned D = 2048, KV = 512, F = 8192, H = 32, S = 97;
+    cr_expect_eq(r.compared, 4 * D + 3 * KV + 3 * H * S + 5 * D + 4 * F + D + 2 * KV, "%zu", r.compared);
+    run_cmd("rm -rf '" + dir + "'");
+}
+
 // top_layer_prefill on `flxemu golden --layer prefill` (16 tokens, two token
 // blocks, U280 sizes): every intermediate of the set (as for the decode
 // layer, scores/P as [head][query][key]), the layer output and the K/V
-// caches bit for bit, weights in the prefill HBM packing, every linear's
-// loader and GEMM concurrent
+// caches bit for bit, weights in the prefill HBM packing (each FFN matrix
+// over three ports), the whole layer one concurrent dataflow region
 Test(hw_dataflow, prefill_layer_top_matches_the_golden_layer, .timeout = 300)
 {
     std::string dir = std::string(flx_test_tmpdir()) + "/layer";
@@ -366,6 +382,85 @@ Test(hw_dataflow, prefill_layer_shallow_fifo_deadlock_is_named, .timeout = 120)
     cr_expect(r.find("task 'k_cache' finished") != std::string::npos, "%s", r.c_str());
     cr_expect(r.find("stream 'r0_res': max occupancy 1024, depth 1024") != std::string::npos, "%s", r.c_str());
 }
+
+// the values a prefill call's check compares: T rows at pos0 attending
+// S = pos0 + T keys, plus the preloaded cache rows (kept unchanged)
+static size_t prefill_compared(unsigned T, unsigned S, unsigned pos0)
+{
+    const unsigned D = 2048, KV = 512, F = 8192, H = 32;
+    const size_t front = T * (4 * D + 3 * KV), back = 3 * (size_t)H * T * S + T * (5 * D + 4 * F);
+    return front + back + T * D + 2 * T * KV + 2 * (size_t)pos0 * KV;
+}
+
+// the second 16-row call (`--pos0 16`): the caches preloaded with the first
+// call's rows 0..15 from the set, the top at pos0 = 16 over 32 keys; every
+// intermediate, the new cache rows, the untouched earlier rows and the output
+Test(hw_dataflow, prefill_layer_top_at_pos0_16_matches_the_golden_call, .timeout = 300)
+{
+    std::string dir = std::string(flx_test_tmpdir()) + "/call2";
+    std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer prefill --pos0 16 --exp flx --out '" +
+                      dir + "' 2>/dev/null";
+    cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_prefill");
+    cr_expect(r.ok, "%s", r.message.c_str());
+    cr_expect_eq(r.compared, prefill_compared(16, 32, 16), "%zu", r.compared);
+    run_cmd("rm -rf '" + dir + "'");
+}
+
+#if FLX_HLS_SHIM
+// (shim build only: the same top under both headers; the one-call golden
+// sets above run under both)
+// one chunk of several token blocks after an earlier call: 20 tokens + 12
+// zero rows (32 rows, 4 blocks) at pos0 = 16 over 48 keys, one call of the
+// top's dataflow region
+Test(hw_dataflow, prefill_layer_top_multi_block_chunk_at_pos0_16, .timeout = 300)
+{
+    std::string dir = std::string(flx_test_tmpdir()) + "/chunk";
+    std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer prefill --pos0 16 --n-tokens 20 " +
+                      "--exp flx --out '" + dir + "' 2>/dev/null";
+    cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_prefill");
+    cr_expect(r.ok, "%s", r.message.c_str());
+    cr_expect_eq(r.compared, prefill_compared(32, 48, 16), "%zu", r.compared);
+    run_cmd("rm -rf '" + dir + "'");
+}
+
+// (shim build only: the testbench logic is the same under both headers)
+// a padded last call (13 tokens + 3 zero rows at pos0 = 32, after two
+// earlier calls); then the negative control: one flipped bit in a preloaded
+// K cache row changes what the top computes, and the first mismatch is
+// reported by name (the scores), with the file's CRC note
+Test(hw_dataflow, prefill_layer_top_padded_call_and_a_corrupted_cache_row, .timeout = 300)
+{
+    std::string dir = std::string(flx_test_tmpdir()) + "/call3";
+    std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer prefill --pos0 32 --n-tokens 13 " +
+                      "--exp flx --out '" + dir + "' 2>/dev/null";
+    cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_prefill");
+    cr_expect(r.ok, "%s", r.message.c_str());
+    cr_expect_eq(r.compared, prefill_compared(16, 48, 32), "%zu", r.compared);
+    std::string kc = dir + "/layer_prefill/k8_cache.npy";
+    FILE *f = std::fopen(kc.c_str(), "r+b");
+    cr_assert(f);
+    unsigned char h[10];
+    cr_assert_eq(std::fread(h, 1, 10, f), 10u);
+    long off = 10 + (h[8] | (long)h[9] << 8) + 7 * 512 + 100;   // row 7, KV head 1, dim 36
+    cr_assert_eq(std::fseek(f, off, SEEK_SET), 0);
+    int ch = std::fgetc(f);
+    cr_assert_eq(std::fseek(f, off, SEEK_SET), 0);
+    std::fputc(ch ^ 16, f);
+    std::fclose(f);
+    r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_prefill");
+    cr_expect(!r.ok);
+    cr_expect(r.message.find("intermediate 'scores': ") == 0 &&
+                  r.message.find("scores.npy: first mismatch at flat index") != std::string::npos,
+              "%s", r.message.c_str());
+    bool noted = false;
+    for (const std::string &n : r.notes) noted = noted || n.find("k8_cache.npy: CRC32") != std::string::npos;
+    cr_expect(noted, "no CRC note for the edited cache file");
+    run_cmd("rm -rf '" + dir + "'");
+}
+#endif
 
 // the tiny whole model (`flxemu golden --layer model`): two decode layers
 // through top_layer_decode (per-layer K registers), then top_head_sample:
