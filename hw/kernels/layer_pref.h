@@ -193,7 +193,10 @@ void lp_rope_loader(const float *rope, hls::stream<hls::vector<float, 2> > &k_ta
                     hls::vector<float, 2> p;
                     p[0] = rope[row];
                     p[1] = rope[(size_t)C::max_pos * H + row];
-                    (pass ? q_tab : k_tab).write(p);
+                    if (pass)
+                        q_tab.write(p);
+                    else
+                        k_tab.write(p);
                 }
 }
 
@@ -292,7 +295,16 @@ void lp_fork(hls::stream<T> &in, hls::stream<T> &o0, hls::stream<T> &o1, unsigne
 
 // one weight port: per pass, n_wblocks*k_dim words from word `base`,
 // re-read for every token block (the [K | Q] port: K pass then Q pass
-// into one stream; the [V | O] port: V into w0, then O into w1)
+// into one stream, lp_w_loader_seq; the [V | O] port: V into w0, then O
+// into w1, lp_w_loader2)
+template <unsigned W>
+void lp_w_loader_seq(const typename dec_wword<W>::type *mem, hls::stream<hls::vector<ap_int<4>, W> > &w,
+                     unsigned base0, unsigned nw0, unsigned base1, unsigned nw1, unsigned nb, unsigned k_dim)
+{
+    for (unsigned blk = 0; blk < nb; blk++) dec_weight_loader_i4<W>(mem, base0, w, nw0, k_dim);
+    for (unsigned blk = 0; blk < nb; blk++) dec_weight_loader_i4<W>(mem, base1, w, nw1, k_dim);
+}
+
 template <unsigned W>
 void lp_w_loader2(const typename dec_wword<W>::type *mem, hls::stream<hls::vector<ap_int<4>, W> > &w0,
                   unsigned base0, unsigned nw0, hls::stream<hls::vector<ap_int<4>, W> > &w1, unsigned base1,
@@ -309,7 +321,15 @@ void lp_w_loader(const typename dec_wword<W>::type *mem, hls::stream<hls::vector
     for (unsigned blk = 0; blk < nb; blk++) dec_weight_loader_i4<W>(mem, 0, w, nw, k_dim);
 }
 
-// one s/sum port (ws [n0], wsum [n0], then ws [n1], wsum [n1] of the second linear)
+// one s/sum port (ws [n0], wsum [n0], then ws [n1], wsum [n1] of the second
+// linear): into one stream (lp_s_loader_seq) or two (lp_s_loader2)
+inline void lp_s_loader_seq(const float *s, hls::stream<hls::vector<float, 2> > &w, unsigned n0, unsigned n1,
+                            unsigned nb)
+{
+    pref_s_loader(s, s + n0, w, nb, n0);
+    pref_s_loader(s + 2 * n0, s + 2 * n0 + n1, w, nb, n1);
+}
+
 inline void lp_s_loader2(const float *s, hls::stream<hls::vector<float, 2> > &w0, unsigned n0,
                          hls::stream<hls::vector<float, 2> > &w1, unsigned n1, unsigned nb)
 {
@@ -519,8 +539,8 @@ void decoder_layer_pref(float *io, const float *gamma, const float *att, const f
     FLX_TASK(df, "dist_kvq", lp_dist_kvq<C>(a0, sb0, kq_a, kq_sb, v_a, v_sb, nb));
     // [K | Q]: the K pass, then the Q pass
     FLX_TASK(df, "kq_w_loader",
-             lp_w_loader2<WP>(w_kq, kq_w, 0, nw_kv, kq_w, q_base, nw_d, nb, D));
-    FLX_TASK(df, "kq_s_loader", lp_s_loader2(s_kq, kq_wsb, KV, kq_wsb, D, nb));
+             lp_w_loader_seq<WP>(w_kq, kq_w, 0, nw_kv, q_base, nw_d, nb, D));
+    FLX_TASK(df, "kq_s_loader", lp_s_loader_seq(s_kq, kq_wsb, KV, D, nb));
     FLX_TASK(df, "kq_gemm", lp_gemm_kq<C>(kq_a, kq_w, kq_acc, nb));
     FLX_TASK(df, "kq_discard", lp_discard2(kq_acc, kq_kept, nb, KV, nw_kv * WP, D, nw_d * WP));
     FLX_TASK(df, "kq_dequant", lp_dequant_kq<C>(kq_kept, kq_sb, kq_wsb, k_f, q_f, nb));
