@@ -39,6 +39,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -68,9 +69,12 @@ class region {
     bool run()
     {
         live_ = (int)tasks_.size();
-        blocked_ = waiting_ = 0;
-        deadlocked_ = pending_ = false;
+        blocked_ = 0;
+        deadlocked_ = false;
         waits_.assign(tasks_.size(), wait_info());
+        cvs_.clear();
+        for (size_t i = 0; i < tasks_.size(); i++) cvs_.emplace_back(new std::condition_variable());
+        pending_.clear();
         errors_.clear();
         std::vector<std::thread> th;
         for (size_t i = 0; i < tasks_.size(); i++)
@@ -86,8 +90,8 @@ class region {
                 }
                 std::lock_guard<std::mutex> g(mu_);
                 live_--;
+                flush_locked();
                 check_deadlock_locked();
-                cv_.notify_all();
                 current() = nullptr;
             });
         pin_to_caller_cpu(th);
@@ -159,84 +163,75 @@ class region {
     }
     std::mutex &mutex() { return mu_; }
 
-    // Waits (lock held) until ready() is true.  `full` says which way the
-    // task waits; size/depth for the report.  Throws deadlock_unwind when the
-    // region deadlocks.
+    // Waits (lock held) until ready() is true: the task waits for data on
+    // (full = false) or for space in (full = true) the stream `id`.
+    // size/depth for the report.  Throws deadlock_unwind when the region
+    // deadlocks.
     template <class READY, class SIZE>
-    void wait(std::unique_lock<std::mutex> &lk, READY ready, SIZE size, const char *stream, bool full,
-              long depth)
+    void wait(std::unique_lock<std::mutex> &lk, READY ready, SIZE size, const void *id, const char *stream,
+              bool full, long depth)
     {
         if (deadlocked_) throw deadlock_unwind();
         if (ready()) return;
-        wait_info &w = waits_[task_index()];
+        const int me = task_index();
+        wait_info &w = waits_[me];
+        occ_entry &e = entry(id, stream);
+        (full ? e.writer : e.reader) = me;
         w.blocked = true;
+        w.satisfied = false;
         w.full = full;
         w.stream = stream;
         w.depth = depth;
-        waiting_++;
-        for (;;) {
-            // count this task as blocked in the current epoch: it has seen
-            // every change so far and still cannot go on.  A change resets
-            // the count, so a woken task that has not re-checked yet is never
-            // taken for blocked (no false deadlock).
-            if (w.epoch != epoch_) {
-                w.epoch = epoch_;
-                blocked_++;
-            }
-            w.size = size();
-            check_deadlock_locked();
-            if (deadlocked_) break;
-            flush_locked();   // wake-ups this task deferred: it stops here
-            cv_.wait(lk);
-            if (deadlocked_ || ready()) break;
-        }
-        waiting_--;
-        if (w.epoch == epoch_) blocked_--;
-        w.epoch = -1;
+        w.size = size();
+        blocked_++;
+        flush_locked();   // wake-ups this task deferred: it stops here
+        check_deadlock_locked();
+        while (!deadlocked_ && !ready()) cvs_[me]->wait(lk);
+        (full ? e.writer : e.reader) = -1;
+        if (!w.satisfied) blocked_--;   // (deadlocked, or ready without a change: never counted twice)
         if (deadlocked_) {
             w.size = size();
             throw deadlock_unwind();   // w stays filled in for the report
         }
         w.blocked = false;
     }
-    // after every push/pop (lock held): track occupancy, wake the waiters.
-    // On a stream with a depth, the wake-up is deferred while the FIFO is
-    // neither near empty after a pop nor near full after a push (the
+    // after every push/pop (lock held): track occupancy, wake the task that
+    // waits on this stream (its one reader or one writer) once its wait is
+    // over.  On a stream with a depth, the wake-up is deferred while the
+    // FIFO is neither near empty after a pop nor near full after a push (the
     // producer that waits for space is woken once half the FIFO is free,
     // the consumer that waits for data once half is filled), and always
     // done before the changing task itself waits or ends (flush_locked).
-    // A deferred wake-up delays a waiter, never loses it, and a task is
-    // counted as blocked only after it re-checked every change, so the
-    // deadlock verdict is the same; the values a region computes do not
+    // A task whose wait is over counts as not blocked from that moment, woken
+    // or not yet, so a deferred wake-up delays a waiter, never loses it, and
+    // the deadlock verdict (every live task waits on a stream that cannot
+    // serve it) does not depend on it; the values a region computes do not
     // depend on the schedule.  Per beat the producer and consumer of a
     // shallow FIFO no longer wake each other (a context switch each): the
-    // prefill layer's weight FIFO (depth 4, 5 million beats) spent most of
-    // its wall time there.
+    // prefill layer's weight FIFOs (depth 4, millions of beats) spent most
+    // of its wall time there.  Only the waiter of the changed stream is
+    // woken: a layer region has ~70 tasks, most of them waiting at any time.
     void changed(const void *stream, const char *name, long size, long depth, bool popped)
     {
-        occ_entry &e = occ_[stream];
-        if (e.name.empty()) e.name = name;
+        occ_entry &e = entry(stream, name);
         e.depth = depth;
         if (size > e.max_occ) e.max_occ = size;
-        if (waiting_) {
-            epoch_++;
-            blocked_ = 0;
-            bool defer = depth > 1 && (popped ? size > depth / 2 : size < (depth + 1) / 2);
-            if (defer) {
-                pending_ = true;
-            } else {
-                pending_ = false;
-                cv_.notify_all();
-            }
-        }
+        int t = popped ? e.writer : e.reader;
+        if (t < 0 || waits_[t].satisfied) return;
+        if (popped ? depth > 0 && size >= depth : size == 0) return;
+        waits_[t].satisfied = true;
+        blocked_--;
+        bool defer = depth > 1 && (popped ? size > depth / 2 : size < (depth + 1) / 2);
+        if (defer)
+            pending_.push_back(t);
+        else
+            cvs_[t]->notify_one();
     }
-    // a task ends (lock held): nothing it deferred may stay asleep
+    // a task waits or ends (lock held): nothing it deferred may stay asleep
     void flush_locked()
     {
-        if (pending_) {
-            pending_ = false;
-            cv_.notify_all();
-        }
+        for (int t : pending_) cvs_[t]->notify_one();
+        pending_.clear();
     }
 
   private:
@@ -246,13 +241,21 @@ class region {
     };
     struct wait_info {
         bool blocked = false, full = false;
+        bool satisfied = false;   // the awaited change came (woken, or the wake-up deferred)
         std::string stream;
-        long size = 0, depth = 0, epoch = -1;
+        long size = 0, depth = 0;
     };
     struct occ_entry {
         std::string name;
         long max_occ = 0, depth = 0;
+        int reader = -1, writer = -1;   // the task waiting on the stream, if any
     };
+    occ_entry &entry(const void *id, const char *name)
+    {
+        occ_entry &e = occ_[id];
+        if (e.name.empty()) e.name = name;
+        return e;
+    }
     // The task threads of a region run on the caller's CPU (Linux): on two
     // idle cores a producer and a consumer on different cores hand the
     // region's mutex across cores for every few beats (the prefill layer:
@@ -283,17 +286,16 @@ class region {
     {
         if (!deadlocked_ && live_ > 0 && blocked_ == live_) {
             deadlocked_ = true;
-            cv_.notify_all();
+            for (auto &cv : cvs_) cv->notify_all();
         }
     }
 
     std::string name_;
     std::vector<task_t> tasks_;
     std::mutex mu_;
-    std::condition_variable cv_;
-    bool pending_ = false;   // a wake-up deferred by changed()
-    int live_ = 0, blocked_ = 0, waiting_ = 0;   // blocked_: waiting tasks counted this epoch
-    long epoch_ = 0;                              // bumped by every stream change
+    std::vector<std::unique_ptr<std::condition_variable> > cvs_;   // one per task
+    std::vector<int> pending_;   // tasks whose wake-up changed() deferred
+    int live_ = 0, blocked_ = 0;   // blocked_: tasks waiting on a stream that cannot serve them yet
     bool deadlocked_ = false, ran_ = false;
     std::vector<wait_info> waits_;
     std::vector<std::string> errors_;

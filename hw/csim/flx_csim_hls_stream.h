@@ -30,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -94,10 +95,11 @@ class stream<T, 0> {
         if (flx_csim::region *r = flx_csim::region::current()) {
             std::unique_lock<std::mutex> lk(r->mutex());
             if (depth_ > 0)
-                r->wait(lk, [&] { return (long)q_.size() < depth_; }, [&] { return (long)q_.size(); },
+                r->wait(lk, [&] { return (long)q_.size() < depth_; }, [&] { return (long)q_.size(); }, this,
                         name_.c_str(), true, depth_);
             q_.push_back(v);
             if ((long)q_.size() > max_occ_) max_occ_ = (long)q_.size();
+            if (observe_) observe_(v);
             r->changed(this, name_.c_str(), (long)q_.size(), depth_, false);
             return;
         }
@@ -110,12 +112,13 @@ class stream<T, 0> {
         }
         q_.push_back(v);
         if ((long)q_.size() > max_occ_) max_occ_ = (long)q_.size();
+        if (observe_) observe_(v);
     }
     void operator<<(const T &v) { write(v); }
     T read() {
         if (flx_csim::region *r = flx_csim::region::current()) {
             std::unique_lock<std::mutex> lk(r->mutex());
-            r->wait(lk, [&] { return !q_.empty(); }, [&] { return (long)q_.size(); }, name_.c_str(),
+            r->wait(lk, [&] { return !q_.empty(); }, [&] { return (long)q_.size(); }, this, name_.c_str(),
                     false, depth_);
             T v = q_.front();
             q_.pop_front();
@@ -184,6 +187,10 @@ class stream<T, 0> {
 
     // ---- shim-only testbench hooks
     void flx_set_depth(long depth) { depth_ = depth; }
+    void flx_set_name(const char *name) { name_ = name; }
+    // f(v) after every write (under the region's mutex inside a region): a
+    // testbench probe that sees a FIFO's traffic without changing the graph
+    void flx_observe(std::function<void(const T &)> f) { observe_ = std::move(f); }
     void flx_set_bounded(bool on) { bounded_ = on; }
     long flx_full_events() const { return full_events_; }
     long flx_empty_reads() const { return empty_reads_; }
@@ -201,6 +208,7 @@ class stream<T, 0> {
     bool bounded_ = false;
 #endif
     long full_events_ = 0, empty_reads_ = 0, max_occ_ = 0;
+    std::function<void(const T &)> observe_;
 };
 
 template <class T, int DEPTH>

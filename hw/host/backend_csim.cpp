@@ -14,6 +14,7 @@ namespace {
 typedef ap_int<8> i8;
 typedef flx_tops::dec_word dec_word;
 typedef flx_tops::pref_word pref_word;
+typedef flx_tops::pref_ffn_word pref_ffn_word;
 
 // an HBM byte image as the top's words (NB bytes each), into a reused buffer
 template <class WORD, unsigned NB>
@@ -27,26 +28,31 @@ class csim_backend : public backend {
 public:
     const char *name() const { return "csim"; }
 
-    void prefill_load(const model_image &m)
+    void prefill_load(const model_image &m, unsigned max_rows)
     {
         m_ = &m;
-        const size_t T = shape::pref_tokens, D = shape::d, KV = shape::kv_dim, N = shape::max_len;
+        const size_t T = max_rows, D = shape::d, KV = shape::kv_dim, N = shape::max_len;
         p_io_.assign((m.n_layers + 1) * T * D, 0.0f);
         p_k_.assign(m.n_layers, std::vector<i8>(N * KV, i8(0)));
         p_v_.assign(m.n_layers, std::vector<i8>(N * KV, i8(0)));
     }
-    void prefill_input(const float *x) { memcpy(p_io_.data(), x, (size_t)shape::pref_tokens * shape::d * 4); }
-    void prefill_layer(unsigned l, unsigned pos0)
+    void prefill_input(const float *x, unsigned rows) { memcpy(p_io_.data(), x, (size_t)rows * shape::d * 4); }
+    // layer l of the chunk: io slot l (rows x d) in, slot l + 1 out
+    void prefill_layer(unsigned l, unsigned rows, unsigned pos0)
     {
         const layer_image &li = m_->layers[l];
-        const unsigned NB = pref_word_bytes;
+        const unsigned NB = pref_word_bytes, FB = pref_ffn_word_bytes;
         const pref_word *kq = words<pref_word, NB>(li.w_kq, pw_[0]), *vo = words<pref_word, NB>(li.w_vo, pw_[1]);
-        const pref_word *g = words<pref_word, NB>(li.w_gate, pw_[2]), *u = words<pref_word, NB>(li.w_up, pw_[3]);
-        const pref_word *dn = words<pref_word, NB>(li.w_down, pw_[4]);
-        flx_tops::top_layer_prefill(&p_io_[(size_t)l * shape::pref_tokens * shape::d], li.gamma.data(),
-                                    li.att.data(), m_->rope.data(), kq, li.s_kq.data(), vo, li.s_vo.data(), g,
-                                    li.s_gate.data(), u, li.s_up.data(), dn, li.s_down.data(), p_k_[l].data(),
-                                    p_v_[l].data(), pos0);
+        const pref_ffn_word *f[9];
+        for (unsigned i = 0; i < 3; i++) {
+            f[i] = words<pref_ffn_word, FB>(li.w_gate[i], fw_[i]);
+            f[3 + i] = words<pref_ffn_word, FB>(li.w_up[i], fw_[3 + i]);
+            f[6 + i] = words<pref_ffn_word, FB>(li.w_down[i], fw_[6 + i]);
+        }
+        flx_tops::top_layer_prefill(&p_io_[(size_t)l * rows * shape::d], li.gamma.data(), li.att.data(),
+                                    m_->rope.data(), kq, li.s_kq.data(), vo, li.s_vo.data(), f[0], f[1], f[2],
+                                    li.s_gate.data(), f[3], f[4], f[5], li.s_up.data(), f[6], f[7], f[8],
+                                    li.s_down.data(), p_k_[l].data(), p_v_[l].data(), rows, pos0);
     }
     void prefill_caches(unsigned l, int8_t *k, int8_t *v, unsigned rows)
     {
@@ -103,7 +109,8 @@ private:
     std::vector<std::vector<i8> > p_k_, p_v_, d_k_, d_v_;
     const dec_word *lane_[16];
     std::vector<dec_word> dw_[16];   // the words of the call in progress
-    std::vector<pref_word> pw_[5];
+    std::vector<pref_word> pw_[2];
+    std::vector<pref_ffn_word> fw_[9];
 };
 
 }  // namespace

@@ -6,8 +6,8 @@
 // Two xclbins, as hw/link holds two link configurations: the prefill one
 // (top_layer_prefill) and the decode one (top_layer_decode + top_head_sample).
 // Prefill: load its xclbin, upload every layer's prefill buffers, run the
-// layers once per 16-row call (the K/V caches stay on the card between
-// calls), read the prompt's K/V rows back.  Decode: load its xclbin (the prefill
+// layers once per chunk of the prompt (one chunk by default; the K/V caches
+// stay on the card between chunks), read the prompt's K/V rows back.  Decode: load its xclbin (the prefill
 // buffers are released first), upload the decode buffers and the K/V
 // hand-over, then per step one run per layer and one of the head, reading
 // back only the six sampled ids.  Activations stay on the card: the layers'
@@ -27,13 +27,14 @@ namespace flx_host {
 namespace {
 
 // argument positions of the tops (hw/tops/flx_tops_layer.h)
-enum { PF_IO, PF_GAMMA, PF_ATT, PF_ROPE, PF_W_KQ, PF_S_KQ, PF_W_VO, PF_S_VO, PF_W_GATE, PF_S_GATE, PF_W_UP,
-       PF_S_UP, PF_W_DOWN, PF_S_DOWN, PF_KCACHE, PF_VCACHE, PF_POS0 };
+enum { PF_IO, PF_GAMMA, PF_ATT, PF_ROPE, PF_W_KQ, PF_S_KQ, PF_W_VO, PF_S_VO, PF_W_GATE, PF_S_GATE = PF_W_GATE + 3,
+       PF_W_UP, PF_S_UP = PF_W_UP + 3, PF_W_DOWN, PF_S_DOWN = PF_W_DOWN + 3, PF_KCACHE, PF_VCACHE, PF_N_TOKENS,
+       PF_POS0 };
 enum { DC_IO, DC_GAMMA, DC_ATT, DC_ROPE, DC_W0, DC_S_SUM = DC_W0 + 16, DC_KCACHE, DC_VCACHE, DC_POS, DC_LAYER };
 enum { HD_HIDDEN, HD_GAMMA, HD_W0, HD_S_SUM = HD_W0 + 16, HD_VOCAB, HD_R, HD_LOGITS, HD_PROBS, HD_OUT, HD_NEXT_X };
 
 struct pref_layer {
-    xrt::bo gamma, att, w_kq, s_kq, w_vo, s_vo, w_gate, s_gate, w_up, s_up, w_down, s_down, kcache, vcache;
+    xrt::bo gamma, att, w_kq, s_kq, w_vo, s_vo, w_gate[3], s_gate, w_up[3], s_up, w_down[3], s_down, kcache, vcache;
 };
 struct dec_layer {
     xrt::bo gamma, att, w[16], s_sum, kcache, vcache;
@@ -47,12 +48,12 @@ public:
     }
     const char *name() const { return "xrt"; }
 
-    void prefill_load(const model_image &m)
+    void prefill_load(const model_image &m, unsigned max_rows)
     {
         release();
         uuid_ = dev_.load_xclbin(xclbin_pref_);
         k_pref_ = xrt::kernel(dev_, uuid_, "top_layer_prefill");
-        const size_t T = shape::pref_tokens, D = shape::d, KV = shape::kv_dim;
+        const size_t T = max_rows, D = shape::d, KV = shape::kv_dim;
         p_io_ = xrt::bo(dev_, (m.n_layers + 1) * T * D * sizeof(float), k_pref_.group_id(PF_IO));
         p_rope_ = upload(k_pref_, PF_ROPE, m.rope);
         std::vector<int8_t> zero((size_t)shape::max_len * KV, 0);
@@ -66,29 +67,32 @@ public:
             p.s_kq = upload(k_pref_, PF_S_KQ, li.s_kq);
             p.w_vo = upload(k_pref_, PF_W_VO, li.w_vo);
             p.s_vo = upload(k_pref_, PF_S_VO, li.s_vo);
-            p.w_gate = upload(k_pref_, PF_W_GATE, li.w_gate);
+            for (int i = 0; i < 3; i++) {   // each FFN matrix on three ports (banks)
+                p.w_gate[i] = upload(k_pref_, PF_W_GATE + i, li.w_gate[i]);
+                p.w_up[i] = upload(k_pref_, PF_W_UP + i, li.w_up[i]);
+                p.w_down[i] = upload(k_pref_, PF_W_DOWN + i, li.w_down[i]);
+            }
             p.s_gate = upload(k_pref_, PF_S_GATE, li.s_gate);
-            p.w_up = upload(k_pref_, PF_W_UP, li.w_up);
             p.s_up = upload(k_pref_, PF_S_UP, li.s_up);
-            p.w_down = upload(k_pref_, PF_W_DOWN, li.w_down);
             p.s_down = upload(k_pref_, PF_S_DOWN, li.s_down);
             p.kcache = upload(k_pref_, PF_KCACHE, zero);
             p.vcache = upload(k_pref_, PF_VCACHE, zero);
         }
     }
-    void prefill_input(const float *x)
+    void prefill_input(const float *x, unsigned rows)
     {
-        const size_t bytes = (size_t)shape::pref_tokens * shape::d * sizeof(float);
+        const size_t bytes = (size_t)rows * shape::d * sizeof(float);
         p_io_.write(x, bytes, 0);
         p_io_.sync(XCL_BO_SYNC_BO_TO_DEVICE, bytes, 0);
     }
-    void prefill_layer(unsigned l, unsigned pos0)
+    void prefill_layer(unsigned l, unsigned rows, unsigned pos0)
     {
-        const size_t slot = (size_t)shape::pref_tokens * shape::d * sizeof(float);
+        const size_t slot = (size_t)rows * shape::d * sizeof(float);   // a multiple of 128 KiB
         xrt::bo io(p_io_, 2 * slot, l * slot);   // x rows at slot l, y rows at slot l + 1
         const pref_layer &p = p_[l];
-        xrt::run run = k_pref_(io, p.gamma, p.att, p_rope_, p.w_kq, p.s_kq, p.w_vo, p.s_vo, p.w_gate, p.s_gate,
-                               p.w_up, p.s_up, p.w_down, p.s_down, p.kcache, p.vcache, pos0);
+        xrt::run run = k_pref_(io, p.gamma, p.att, p_rope_, p.w_kq, p.s_kq, p.w_vo, p.s_vo, p.w_gate[0],
+                               p.w_gate[1], p.w_gate[2], p.s_gate, p.w_up[0], p.w_up[1], p.w_up[2], p.s_up,
+                               p.w_down[0], p.w_down[1], p.w_down[2], p.s_down, p.kcache, p.vcache, rows, pos0);
         run.wait();
     }
     void prefill_caches(unsigned l, int8_t *k, int8_t *v, unsigned rows)

@@ -26,13 +26,14 @@
 namespace flx_host {
 
 // The shapes the tops are built for (hw/tops/flx_tops_layer.h): every
-// decoder layer is Llama-3.2-1B's, the prefill top runs one 16-token call at
-// positions pos0..pos0+15 (a prompt takes successive calls), the prefill
-// and decode caches hold 2048 positions, the head top
-// holds `vocab` rows (the tiny model's 1024; Llama-3.2-1B needs 131072).
+// decoder layer is Llama-3.2-1B's, the prefill top runs a chunk of a
+// multiple of 16 rows at positions pos0.. (the whole prompt in one call, or
+// in chunks at increasing pos0), the prefill and decode caches hold 2048
+// positions, the head top holds `vocab` rows (the tiny model's 1024;
+// Llama-3.2-1B needs 131072).
 struct shape {
     static const unsigned d = 2048, kv_dim = 512, ff = 8192, heads = 32, kv_heads = 8, head_dim = 64;
-    static const unsigned pref_tokens = 16;   // rows of one top_layer_prefill call
+    static const unsigned pref_align = 16;    // a top_layer_prefill chunk: a multiple of 16 rows
     static const unsigned max_len = 2048;     // decode K/V cache rows, RoPE rows
     static const unsigned max_layers = 16;    // the decode top's static K registers
     static const unsigned vocab = flx_tops::head_sample_cfg::vocab;
@@ -40,10 +41,11 @@ struct shape {
 };
 
 // Weight buffers are byte images, exactly what HBM holds: a decode word is
-// 32 bytes (64 INT4 weights of one input), a prefill word 12 bytes (24).
+// 32 bytes (64 INT4 weights of one input), a prefill word 12 bytes (24), a
+// prefill FFN word 16 bytes (32: one of the three ports of a matrix).
 // The csim backend turns them into the tops' word types (whose size in C
 // simulation need not be the hardware's) as an m_axi read would.
-static const unsigned dec_word_bytes = 32, pref_word_bytes = 12;
+static const unsigned dec_word_bytes = 32, pref_word_bytes = 12, pref_ffn_word_bytes = 16;
 typedef std::vector<uint8_t> bytes;
 
 // One decoder layer in HBM (buffer names = the tops' port names).
@@ -54,8 +56,9 @@ struct layer_image {
     // top_layer_decode: 16 weight lanes (flx_tops::layer_decode_map) and s_sum
     bytes w[16];
     std::vector<float> s_sum;
-    // top_layer_prefill: [K | Q], [V | O], gate, up, down (prefill packing)
-    bytes w_kq, w_vo, w_gate, w_up, w_down;
+    // top_layer_prefill: [K | Q], [V | O] (prefill packing), gate, up,
+    // down on three ports each (the blocked FFN packing)
+    bytes w_kq, w_vo, w_gate[3], w_up[3], w_down[3];
     std::vector<float> s_kq, s_vo, s_gate, s_up, s_down;
 };
 
@@ -75,9 +78,9 @@ struct model_image {
 // the tops (a shape, a recipe, a missing table).
 std::string pack_model(const flx_qmodel &qm, model_image &img);
 
-// The device.  Calls come in this order: prefill_load; per 16-row call at
-// pos0 = 0, 16, ...: prefill_input, prefill_layer(0..L-1, pos0); then
-// prefill_caches per layer; decode_load,
+// The device.  Calls come in this order: prefill_load; per chunk of rows at
+// pos0 = 0, chunk, 2 chunk, ...: prefill_input, prefill_layer(0..L-1, rows,
+// pos0); then prefill_caches per layer; decode_load,
 // decode_caches per layer; then per step decode_input (first step only),
 // decode_layer(0..L-1), decode_head.  Buffers keep their contents between
 // calls, as HBM does.  Errors are thrown as std::runtime_error.
@@ -85,12 +88,14 @@ class backend {
 public:
     virtual ~backend() {}
     virtual const char *name() const = 0;
-    virtual void prefill_load(const model_image &m) = 0;
-    // x: [16][d], the layer-0 input rows of the next call (prompt embeddings, zero padding)
-    virtual void prefill_input(const float *x) = 0;
-    // one top_layer_prefill call at rows pos0..pos0+15: layer l reads io
-    // rows of slot l, writes slot l+1, its K/V caches keep the earlier calls' rows
-    virtual void prefill_layer(unsigned layer, unsigned pos0) = 0;
+    // max_rows: the longest chunk (io holds L+1 slots of it)
+    virtual void prefill_load(const model_image &m, unsigned max_rows) = 0;
+    // x: [rows][d], the layer-0 input rows of the next chunk (prompt embeddings, zero padding)
+    virtual void prefill_input(const float *x, unsigned rows) = 0;
+    // one top_layer_prefill call over the chunk's rows at pos0..pos0+rows-1:
+    // layer l reads io slot l (rows x d), writes slot l+1; its K/V caches
+    // keep the earlier chunks' rows
+    virtual void prefill_layer(unsigned layer, unsigned rows, unsigned pos0) = 0;
     // the first `rows` rows of the layer's INT8 K (after RoPE) and V caches, [rows][kv_dim] each
     virtual void prefill_caches(unsigned layer, int8_t *k, int8_t *v, unsigned rows) = 0;
     virtual void decode_load(const model_image &m) = 0;
@@ -112,11 +117,13 @@ std::unique_ptr<backend> make_xrt_backend(unsigned device_index, const std::stri
                                           const std::string &xclbin_decode);
 bool have_xrt();
 
-// The generate flow: prompt ids (at least one; prefill of all but the last
-// in calls of 16 rows), n_new tokens, sampling seed.  Appends the generated ids to
-// out (stops after EOS, as flxemu generate does).  Throws std::runtime_error.
+// The generate flow: prompt ids (at least one; prefill of all but the last,
+// padded to a multiple of 16 rows, in chunks of prefill_chunk rows (a
+// multiple of 16; 0: the whole prompt in one call per layer), n_new tokens,
+// sampling seed.  Appends the generated ids to out (stops after EOS, as
+// flxemu generate does).  Throws std::runtime_error.
 void generate(backend &dev, const model_image &m, const std::vector<int32_t> &prompt, unsigned n_new,
-              uint64_t seed, std::vector<int32_t> &out);
+              uint64_t seed, std::vector<int32_t> &out, unsigned prefill_chunk = 0);
 
 }  // namespace flx_host
 

@@ -2,7 +2,8 @@
 // (hw/README.md "The host program" lists every buffer and its layout).
 // The packings themselves are hbm_pack.h's (shared with hw/tb/tb_layer.cpp):
 // decode at flx_tops::layer_decode_map's offsets, K and V one fused linear
-// of 1024 rows; prefill [K | Q] and [V | O] sharing a buffer, K (V) first.
+// of 1024 rows; prefill [K | Q] and [V | O] sharing a buffer, K (V) first,
+// gate, up and down each over three port buffers.
 #include "flx_host.h"
 #include "hbm_pack.h"
 
@@ -61,6 +62,16 @@ void pack_pref(const flx_qtensor &t, bytes &w, std::vector<float> &s)
     row_src src = {&t, NULL, n_out, k_dim};
     flx_pack::pack_pref(src, n_out, k_dim, w);
     s.insert(s.end(), t.scale, t.scale + n_out);
+    s.insert(s.end(), t.wsum, t.wsum + n_out);
+}
+
+// one prefill FFN linear into its three port images, s = ws then wsum
+void pack_pref_ffn(const flx_qtensor &t, bytes ports[3], std::vector<float> &s)
+{
+    const unsigned n_out = (unsigned)t.n_out, k_dim = (unsigned)t.n_in;
+    row_src src = {&t, NULL, n_out, k_dim};
+    flx_pack::pack_pref_ffn(src, n_out, k_dim, ports);
+    s.assign(t.scale, t.scale + n_out);
     s.insert(s.end(), t.wsum, t.wsum + n_out);
 }
 
@@ -145,9 +156,9 @@ std::string pack_model(const flx_qmodel &qm, model_image &img)
         pack_pref(L.wq, li.w_kq, li.s_kq);
         pack_pref(L.wv, li.w_vo, li.s_vo);
         pack_pref(L.wo, li.w_vo, li.s_vo);
-        pack_pref(L.w_gate, li.w_gate, li.s_gate);
-        pack_pref(L.w_up, li.w_up, li.s_up);
-        pack_pref(L.w_down, li.w_down, li.s_down);
+        pack_pref_ffn(L.w_gate, li.w_gate, li.s_gate);
+        pack_pref_ffn(L.w_up, li.w_up, li.s_up);
+        pack_pref_ffn(L.w_down, li.w_down, li.s_down);
     }
     img.out_norm.assign(qm.out_norm, qm.out_norm + S::d);
     for (unsigned b = 0; b < 16; b++) img.head_w[b].assign((size_t)S::vocab / 1024 * S::d * dec_word_bytes, 0);

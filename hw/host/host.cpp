@@ -1,9 +1,9 @@
 // host.cpp -- the generate flow of the host program, the same for every
 // backend: FlexLLM's host flow (reference-design §3.3) as flx_emu_generate
 // runs it: prefill of the prompt but its last token (padded with zero rows
-// to a multiple of 16, in calls of 16 rows at pos0 = 0, 16, ...: per call
-// one top_layer_prefill per layer, the layers' K/V caches keeping the earlier
-// calls' rows), the K/V rows of the prompt handed to the decode caches, then one decode step per new token
+// to a multiple of 16; one top_layer_prefill per layer over all of it, or
+// per chunk at pos0 = 0, chunk, ... with the layers' K/V caches keeping the
+// earlier chunks' rows), the K/V rows of the prompt handed to the decode caches, then one decode step per new token
 // (top_layer_decode per layer, top_head_sample with a threshold r drawn
 // from the seed), stopping after EOS.
 #include "flx_host.h"
@@ -26,7 +26,7 @@ static std::runtime_error fail(const char *fmt, long long a, long long b = 0)
 }
 
 void generate(backend &dev, const model_image &m, const std::vector<int32_t> &prompt, unsigned n_new,
-              uint64_t seed, std::vector<int32_t> &out)
+              uint64_t seed, std::vector<int32_t> &out, unsigned prefill_chunk)
 {
     typedef shape S;
     if (prompt.empty()) throw std::runtime_error("generate: empty prompt");
@@ -37,17 +37,22 @@ void generate(backend &dev, const model_image &m, const std::vector<int32_t> &pr
     for (size_t i = 0; i < prompt.size(); i++)
         if (prompt[i] < 0 || prompt[i] >= (int32_t)m.n_vocab)
             throw fail("generate: prompt token %lld is %lld, outside the vocabulary", (long long)i, prompt[i]);
-    const unsigned L = m.n_layers, KV = S::kv_dim, D = S::d, T = S::pref_tokens;
+    if (prefill_chunk % S::pref_align)
+        throw fail("generate: prefill chunk %lld: not a multiple of %lld rows", prefill_chunk, S::pref_align);
+    const unsigned L = m.n_layers, KV = S::kv_dim, D = S::d, A = S::pref_align;
+    const size_t n_pad = (n + A - 1) / A * A;   // <= max_len: checked above
+    const size_t chunk = prefill_chunk && prefill_chunk < n_pad ? prefill_chunk : n_pad;
     std::vector<std::vector<int8_t> > k(L), v(L);
     if (n > 0) {
-        dev.prefill_load(m);
-        std::vector<float> x((size_t)T * D);
-        for (size_t pos0 = 0; pos0 < n; pos0 += T) {   // n + padding <= max_len: checked above
+        dev.prefill_load(m, (unsigned)chunk);
+        std::vector<float> x(chunk * D);
+        for (size_t pos0 = 0; pos0 < n_pad; pos0 += chunk) {
+            const size_t rows = std::min(chunk, n_pad - pos0);
             std::fill(x.begin(), x.end(), 0.0f);
-            for (size_t t = pos0; t < n && t < pos0 + T; t++)
+            for (size_t t = pos0; t < n && t < pos0 + rows; t++)
                 memcpy(&x[(t - pos0) * D], &m.vocab_lib[(size_t)prompt[t] * D], D * sizeof(float));
-            dev.prefill_input(x.data());
-            for (unsigned l = 0; l < L; l++) dev.prefill_layer(l, (unsigned)pos0);
+            dev.prefill_input(x.data(), (unsigned)rows);
+            for (unsigned l = 0; l < L; l++) dev.prefill_layer(l, (unsigned)rows, (unsigned)pos0);
         }
         for (unsigned l = 0; l < L; l++) {
             k[l].resize(n * KV);

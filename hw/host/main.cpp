@@ -23,9 +23,9 @@ static void usage(FILE *fp)
             "\n"
             "Loads a FlexLLM .flxq model (flxemu quantize --recipe flexllm) into the HBM buffers\n"
             "of the hw/ tops, runs the prefill of the prompt but its last token (top_layer_prefill,\n"
-            "per layer one call per 16 rows), then one decode step per new token (top_layer_decode per\n"
-            "layer, top_head_sample: top 5 with a threshold drawn from --seed), and prints the\n"
-            "generated ids, one per line.  They equal `flxemu generate --engine emu\n"
+            "one call per layer over all its rows), then one decode step per new token\n"
+            "(top_layer_decode per layer, top_head_sample: top 5 with a threshold drawn from --seed),\n"
+            "and prints the generated ids, one per line.  They equal `flxemu generate --engine emu\n"
             "--reference-quirks --exp flx` on the same model, prompt, -n and --seed.\n"
             "\n"
             "  --model FILE        quantized model (.flxq): Llama-3.2-1B's layer shape, 1..16 layers,\n"
@@ -38,6 +38,9 @@ static void usage(FILE *fp)
             "  --xclbin-prefill F  xrt: the xclbin with top_layer_prefill (hw/link/u280_prefill.cfg)\n"
             "  --xclbin-decode F   xrt: the xclbin with top_layer_decode and top_head_sample\n"
             "  --device I          xrt: device index (default 0)\n"
+            "  --prefill-chunk N   prefill in chunks of N rows (a multiple of 16; per chunk one\n"
+            "                      top_layer_prefill per layer at pos0 = 0, N, 2N, ...); default:\n"
+            "                      the whole prompt in one call per layer.  Same ids either way\n"
             "  --ids FILE          also write all ids (prompt + generated), one per line, as\n"
             "                      flxemu generate --ids does\n"
             "  -h, --help          this help\n"
@@ -67,7 +70,7 @@ int main(int argc, char **argv)
 {
     const char *model = NULL, *tokens = NULL, *ids_path = NULL, *backend = "csim";
     const char *xp = NULL, *xd = NULL;
-    unsigned long long n_new = 16, seed = 42, device = 0;
+    unsigned long long n_new = 16, seed = 42, device = 0, chunk = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
@@ -76,7 +79,8 @@ int main(int argc, char **argv)
         }
         bool known = !strcmp(f, "--model") || !strcmp(f, "--tokens") || !strcmp(f, "-n") ||
                      !strcmp(f, "--seed") || !strcmp(f, "--backend") || !strcmp(f, "--xclbin-prefill") ||
-                     !strcmp(f, "--xclbin-decode") || !strcmp(f, "--device") || !strcmp(f, "--ids");
+                     !strcmp(f, "--xclbin-decode") || !strcmp(f, "--device") || !strcmp(f, "--ids") ||
+                     !strcmp(f, "--prefill-chunk");
         if (!known) return usage_error("unknown option", f);
         if (!v) return usage_error("a value is missing after", f);
         i++;
@@ -90,6 +94,9 @@ int main(int argc, char **argv)
             if (!parse_u64(v, flx_host::shape::max_len, &n_new)) return usage_error("-n expects 0..2048, got", v);
         } else if (!strcmp(f, "--seed")) {
             if (!parse_u64(v, (unsigned long long)INT64_MAX, &seed)) return usage_error("--seed expects 0..2^63-1, got", v);
+        } else if (!strcmp(f, "--prefill-chunk")) {
+            if (!parse_u64(v, flx_host::shape::max_len, &chunk) || chunk == 0 || chunk % flx_host::shape::pref_align)
+                return usage_error("--prefill-chunk expects a multiple of 16 in 16..2048, got", v);
         } else if (!parse_u64(v, 255, &device)) {
             return usage_error("--device expects 0..255, got", v);
         }
@@ -138,7 +145,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "flx_host: %s backend, %u layers, HBM images packed in %.1f s\n", dev->name(), img.n_layers,
                 flx_now_seconds() - t0);
         t0 = flx_now_seconds();
-        flx_host::generate(*dev, img, prompt, (unsigned)n_new, seed, out);
+        flx_host::generate(*dev, img, prompt, (unsigned)n_new, seed, out, (unsigned)chunk);
         fprintf(stderr, "flx_host: %zu prompt + %zu new tokens in %.1f s\n", prompt.size(), out.size(),
                 flx_now_seconds() - t0);
     } catch (const std::exception &e) {

@@ -122,6 +122,8 @@ void dec_embed_fetch(const float *table, unsigned d, unsigned token, hls::stream
 }
 
 // ---------------------------------------------------------------- prefill
+// (the prefill weight loader is dec_weight_loader_i4 with W = WP: the same
+// word format, one port; the FFN's three ports each W = WP/3)
 
 // `pref_io_discard`: per token block forward the first `keep` beats, drop
 // the rest of `total` (the padded outputs of a linear whose output count is
@@ -150,6 +152,26 @@ inline void pref_s_loader(const float *ws, const float *wsum, hls::stream<hls::v
             p[0] = ws[o];
             p[1] = wsum[o];
             w_sb.write(p);
+        }
+}
+
+// The store side of the prefill K and V cache managers: n_blocks token
+// blocks of kv_dim beats (channel, lanes = tokens), the INT8 keys (values)
+// of positions 8*first_block .. 8*(first_block+n_blocks)-1, written to those
+// rows of cache [rows][kv_dim].  A manager stores every row of the call
+// before it streams any (the barrier of reference-design §2.3).
+template <unsigned TP>
+void pref_kv_cache_store(hls::stream<hls::vector<ap_int<8>, TP> > &in, ap_int<8> *cache, unsigned first_block,
+                         unsigned n_blocks, unsigned kv_dim)
+{
+    for (unsigned blk = 0; blk < n_blocks; blk++)
+        for (unsigned c = 0; c < kv_dim; c++) {
+#pragma HLS PIPELINE II = 1
+            hls::vector<ap_int<8>, TP> v = in.read();
+            for (unsigned t = 0; t < TP; t++) {
+#pragma HLS UNROLL
+                cache[(size_t)((first_block + blk) * TP + t) * kv_dim + c] = v[t];
+            }
         }
 }
 

@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "flx_hls.h"
+
 #ifndef __SYNTHESIS__
 #include <vector>
 #endif
@@ -63,6 +65,60 @@ void probe_tee(S &s, size_t beats, F record)
     for (size_t i = 0; i < beats; i++) buf[i] = s.read();
     record(buf);
     for (size_t i = 0; i < beats; i++) s.write(buf[i]);
+}
+
+// The beats written to one stream of a concurrent DATAFLOW region, recorded
+// while a sink is installed (the whole-layer prefill top's intermediates).
+// With this project's stream layer (FLX_HLS_SHIM_STREAM) an observer on the
+// stream sees every write: the graph and its FIFO depths are unchanged, so
+// probing cannot hide a deadlock.  Under Vitis C simulation (tasks run one
+// after another over unbounded FIFOs) the probe, placed right after the
+// producer's task, copies the stream's contents and puts them back.
+template <class V>
+struct probe_rec {
+    std::vector<V> beats;
+};
+
+template <class V, class S>
+void probe_stream(S &s, probe_rec<V> &r)
+{
+    if (!probe()) return;
+#if FLX_HLS_SHIM_STREAM
+    s.flx_observe([&r](const V &v) { r.beats.push_back(v); });
+#else
+    std::vector<V> b;
+    while (!s.empty()) b.push_back(s.read());
+    for (size_t i = 0; i < b.size(); i++) s.write(b[i]);
+    r.beats = b;
+#endif
+}
+
+// token-parallel beats (per token block, c channels; lane t = token
+// 8*blk + t), from block `first` on, as [token][c]; value(v) -> float or long long
+template <unsigned TP, class V, class T, class F>
+std::vector<T> probe_tokens(const probe_rec<V> &r, unsigned first, unsigned nb, unsigned c, F value)
+{
+    std::vector<T> a((size_t)nb * TP * c);
+    if (r.beats.size() < ((size_t)first + nb) * c) return std::vector<T>();   // a region that failed
+    for (unsigned blk = 0; blk < nb; blk++)
+        for (unsigned k = 0; k < c; k++)
+            for (unsigned t = 0; t < TP; t++)
+                a[((size_t)blk * TP + t) * c + k] = value(r.beats[((size_t)first + blk) * c + k][t]);
+    return a;
+}
+
+// attention beats (per token block and head, s keys; lane t = query
+// 8*blk + t) as [head][query][key]
+template <unsigned TP, class V, class T, class F>
+std::vector<T> probe_heads(const probe_rec<V> &r, unsigned nb, unsigned heads, unsigned s, F value)
+{
+    const size_t nq = (size_t)nb * TP;
+    std::vector<T> a((size_t)heads * nq * s);
+    for (size_t i = 0; i < r.beats.size() && i < a.size() / TP; i++) {
+        size_t j = i % s, h = i / s % heads, blk = i / s / heads;
+        for (unsigned t = 0; t < TP; t++) a[(h * nq + blk * TP + t) * s + j] = value(r.beats[i][t]);
+    }
+    return a;
 }
 #endif
 

@@ -287,6 +287,7 @@ static void tb_model_decode(tb_ctx &c)
 // ------------------------------------------------------------------ prefill
 
 typedef flx_tops::pref_word pword;
+typedef flx_tops::pref_ffn_word fword;
 
 // prefill packing (hw/host/hbm_pack.h, reference-design §1.4): channels N*24 + 2j (low
 // nibble), +1 (high) in byte j of word N*k_dim + m; channels past n_out are zero.
@@ -304,13 +305,29 @@ static void pack_pref(tb_ctx &c, const char *name, unsigned n_out, unsigned k_di
     for (unsigned o = 0; o < n_out; o++) s.push_back(wm.f32(o));
 }
 
+// an FFN linear over its three ports (hw/host/hbm_pack.h pack_pref_ffn)
+static void pack_pref_ffn(tb_ctx &c, const char *name, unsigned n_out, unsigned k_dim, std::vector<fword> w[3],
+                          std::vector<float> &s)
+{
+    std::string n = name;
+    npy_array m = c.load(name, "|i1", {n_out, k_dim});
+    npy_array ws = c.load((n + "_s").c_str(), "<f4", {n_out}), wm = c.load((n + "_sum").c_str(), "<f4", {n_out});
+    std::vector<uint8_t> img[3];
+    flx_pack::pack_pref_ffn([&](unsigned ch) { return (const int8_t *)&m.data[(size_t)ch * k_dim]; }, n_out, k_dim,
+                            img);
+    for (unsigned i = 0; i < 3; i++) flx_pack::to_words<fword, flx_pack::pref_ffn_word_bytes>(img[i], w[i]);
+    for (unsigned o = 0; o < n_out; o++) s.push_back(ws.f32(o));
+    for (unsigned o = 0; o < n_out; o++) s.push_back(wm.f32(o));
+}
+
 struct layer_pref_std : flx_tops::layer_prefill_cfg {
     static const int exp_impl = flx_hls::EXP_STD;
 };
 
 // One layer's prefill buffers in the HBM layout of the prefill host packing
 struct pref_hbm {
-    std::vector<pword> w_kq, w_vo, w_gate, w_up, w_down;
+    std::vector<pword> w_kq, w_vo;
+    std::vector<fword> w_gate[3], w_up[3], w_down[3];   // three ports each
     std::vector<float> s_kq, s_vo, s_gate, s_up, s_down;
     std::vector<float> att, gamma, rope;   // Q_s K_s V_s A_s ×32; attn, ffn gains; PE_sin then PE_cos
 };
@@ -318,41 +335,32 @@ struct pref_hbm {
 // The one place that calls the prefill top (or, for --exp glibc sets, the
 // same template with EXP_STD): `rows` rows at positions pos0.. from x into y,
 // the caches [2048][512] holding rows 0..pos0-1 of the earlier calls.
-// Throws when the top cannot run the call (it runs 16 rows at a multiple of
-// 16: seq_len = pos0 + 16 must be whole 16-key K-cache words).
+// Throws when the top cannot run the call (a chunk of a multiple of 16 rows
+// at a multiple of 16: seq_len = pos0 + rows must be whole 16-key K-cache words).
 static void run_pref_call(tb_ctx &c, pref_hbm &m, const std::vector<float> &x, std::vector<float> &y,
                           std::vector<ap_int<8> > &kc, std::vector<ap_int<8> > &vc, unsigned pos0, unsigned rows)
 {
-    const unsigned D = 2048, KV = 512, F = 8192, L = 2048, HALF = 32;
-    if (rows != 16 || pos0 % 16 || pos0 + rows > L)
-        throw std::runtime_error("top_layer_prefill runs one call of 16 rows at a position that is a multiple of "
-                                 "16; this set's call has " + std::to_string(rows) + " rows at position " +
-                                 std::to_string(pos0));
-    if (c.exp_flx()) {
-        std::vector<float> io(2 * (size_t)rows * D);
-        std::copy(x.begin(), x.end(), io.begin());
+    const unsigned D = 2048, L = 2048;
+    if (rows == 0 || rows % 16 || pos0 % 16 || pos0 + rows > L)
+        throw std::runtime_error("top_layer_prefill runs a chunk of a multiple of 16 rows at a position that is a "
+                                 "multiple of 16; this set's call has " + std::to_string(rows) +
+                                 " rows at position " + std::to_string(pos0));
+    std::vector<float> io(2 * (size_t)rows * D);
+    std::copy(x.begin(), x.end(), io.begin());
+    const fword *g0 = m.w_gate[0].data(), *g1 = m.w_gate[1].data(), *g2 = m.w_gate[2].data();
+    const fword *u0 = m.w_up[0].data(), *u1 = m.w_up[1].data(), *u2 = m.w_up[2].data();
+    const fword *d0 = m.w_down[0].data(), *d1 = m.w_down[1].data(), *d2 = m.w_down[2].data();
+    if (c.exp_flx())
         flx_tops::top_layer_prefill(io.data(), m.gamma.data(), m.att.data(), m.rope.data(), m.w_kq.data(),
-                                    m.s_kq.data(), m.w_vo.data(), m.s_vo.data(), m.w_gate.data(), m.s_gate.data(),
-                                    m.w_up.data(), m.s_up.data(), m.w_down.data(), m.s_down.data(), kc.data(),
-                                    vc.data(), pos0);
-        std::copy(io.begin() + (size_t)rows * D, io.end(), y.begin());
-    } else {
-        typedef flx_hls::pref_linear_ports<24> P;
-        const unsigned kw = flx_tops::layer_prefill_map::words(KV, D);
-        P wk = {m.w_kq.data(), m.s_kq.data(), m.s_kq.data() + KV};
-        P wq = {m.w_kq.data() + kw, m.s_kq.data() + 2 * KV, m.s_kq.data() + 2 * KV + D};
-        P wv = {m.w_vo.data(), m.s_vo.data(), m.s_vo.data() + KV};
-        P wo = {m.w_vo.data() + kw, m.s_vo.data() + 2 * KV, m.s_vo.data() + 2 * KV + D};
-        P g = {m.w_gate.data(), m.s_gate.data(), m.s_gate.data() + F};
-        P u = {m.w_up.data(), m.s_up.data(), m.s_up.data() + F};
-        P dn = {m.w_down.data(), m.s_down.data(), m.s_down.data() + D};
-        const float(*st)[32] = (const float(*)[32])m.rope.data();
-        const float(*ct)[32] = (const float(*)[32])(m.rope.data() + (size_t)L * HALF);
-        const float *a = m.att.data();
-        flx_hls::decoder_layer_pref<layer_pref_std>(x.data(), y.data(), m.gamma.data(), m.gamma.data() + D, wk, wv,
-                                                    wq, wo, g, u, dn, a, a + 32, a + 64, a + 96, st, ct, kc.data(),
-                                                    vc.data(), rows / 8, pos0 / 8);
-    }
+                                    m.s_kq.data(), m.w_vo.data(), m.s_vo.data(), g0, g1, g2, m.s_gate.data(), u0,
+                                    u1, u2, m.s_up.data(), d0, d1, d2, m.s_down.data(), kc.data(), vc.data(), rows,
+                                    pos0);
+    else
+        flx_hls::decoder_layer_pref<layer_pref_std>(io.data(), m.gamma.data(), m.att.data(), m.rope.data(),
+                                                    m.w_kq.data(), m.s_kq.data(), m.w_vo.data(), m.s_vo.data(), g0,
+                                                    g1, g2, m.s_gate.data(), u0, u1, u2, m.s_up.data(), d0, d1, d2,
+                                                    m.s_down.data(), kc.data(), vc.data(), rows / 8, pos0 / 8);
+    std::copy(io.begin() + (size_t)rows * D, io.end(), y.begin());
 }
 
 // A prefill call: `flxemu golden --layer prefill [--pos0 P] [--n-tokens T]`.
@@ -373,14 +381,14 @@ static void tb_layer_prefill(tb_ctx &c)
     npy_array rs = c.load("rope_sin", "<f4", {T, HALF}), rc = c.load("rope_cos", "<f4", {T, HALF});
     pref_hbm m;
     {
-        std::vector<uint8_t> i_kq, i_vo, i_gate, i_up, i_down;
+        std::vector<uint8_t> i_kq, i_vo;
         pack_pref(c, "wk", KV, D, i_kq, m.w_kq, m.s_kq);
         pack_pref(c, "wq", D, D, i_kq, m.w_kq, m.s_kq);
         pack_pref(c, "wv", KV, D, i_vo, m.w_vo, m.s_vo);
         pack_pref(c, "wo", D, D, i_vo, m.w_vo, m.s_vo);
-        pack_pref(c, "w_gate", F, D, i_gate, m.w_gate, m.s_gate);
-        pack_pref(c, "w_up", F, D, i_up, m.w_up, m.s_up);
-        pack_pref(c, "w_down", D, F, i_down, m.w_down, m.s_down);
+        pack_pref_ffn(c, "w_gate", F, D, m.w_gate, m.s_gate);
+        pack_pref_ffn(c, "w_up", F, D, m.w_up, m.s_up);
+        pack_pref_ffn(c, "w_down", D, F, m.w_down, m.s_down);
     }
     m.att.assign(128, 0.0f);
     m.gamma.resize(2 * D);

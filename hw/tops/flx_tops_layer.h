@@ -1,7 +1,8 @@
 // flx_tops_layer.h -- whole-layer tops: the decode decoder layer (reference-design §2.4)
-// assembled from the kernels in hw/kernels/layer_dec.h, at the U280
+// assembled from the kernels in hw/kernels/layer_dec.h, the prefill decoder
+// layer (§2.3, hw/kernels/layer_pref.h) and the decode tail, at the U280
 // production configuration (config_u280_mem_opt), with the memory ports of
-// the production decode link (reference-design §5.2; hw/link/*.cfg maps them to banks).
+// the production links (reference-design §5.2; hw/link/*.cfg maps them to banks).
 #ifndef FLX_TOPS_LAYER_H
 #define FLX_TOPS_LAYER_H
 
@@ -75,30 +76,42 @@ void top_head_sample(const float *hidden, const float *gamma, const dec_word *w0
 
 // ------------------------------------------------------------------ prefill
 
-typedef flx_hls::layer_pref_config layer_prefill_cfg;  // D 2048, FF 8192, TP 8, WP 24, 16 tokens
-typedef flx_hls::dec_wword<24>::type pref_word;         // 12 bytes: 24 int4 weights of one input
+typedef flx_hls::layer_pref_config layer_prefill_cfg;  // D 2048, FF 8192, TP 8, WP 24, FFN WP 96 over 3 ports
+typedef flx_hls::layer_pref_words<layer_prefill_cfg>::qkvo pref_word;     // 12 bytes: 24 int4 weights of one input
+typedef flx_hls::layer_pref_words<layer_prefill_cfg>::ffn pref_ffn_word;  // 16 bytes: 32 int4 weights of one input
 
 struct layer_prefill_map {
-    // words of a linear with n_out outputs, k_dim inputs: ceil(n_out/24)*k_dim
+    // [K | Q], [V | O]: words of a linear with n_out outputs, k_dim inputs: ceil(n_out/24)*k_dim
     static unsigned words(unsigned n_out, unsigned k_dim) { return (n_out + 23) / 24 * k_dim; }
+    // gate, up, down: words of each of the three ports: ceil(n_out/96)*k_dim
+    static unsigned ffn_words(unsigned n_out, unsigned k_dim) { return (n_out + 95) / 96 * k_dim; }
+    static const unsigned max_tokens = layer_prefill_cfg::max_keys;   // pos0 + n_tokens
 };
 
-// One prefill layer over 16 tokens at positions pos0..pos0+15 (one call;
-// pos0 a multiple of 16, pos0 + 16 <= 2048).  A prompt of n rows (padded to
-// a multiple of 16) is prefilled by calls at pos0 = 0, 16, 32, ...: the
-// bits equal one call over all n rows (hw/kernels/layer_pref.h).
-// io: x [16][2048] at 0, y written at 16*2048; gamma: attn_norm, ffn_norm;
-// att: Q_s, K_s, V_s, A_s (32 each); rope: PE_sin [2048][32] then PE_cos;
-// w_kq: K then Q words (pref packing: channels N*24 + 2j, +1 in byte j of
-// word N*K + k), s_kq: K ws, K wsum, Q ws, Q wsum; w_vo / s_vo: V then O;
-// w_gate / s_gate, w_up / s_up, w_down / s_down: ws then wsum;
+// One prefill layer over a chunk of n_tokens prompt rows at positions
+// pos0 .. pos0+n_tokens-1 (n_tokens and pos0 multiples of 16, n_tokens >=
+// 16, pos0 + n_tokens <= 2048; anything else returns at once, writing
+// nothing).  A whole prompt (padded to a multiple of 16) is one call at
+// pos0 = 0; a prompt in chunks, calls at increasing pos0: the bits are the
+// same (hw/kernels/layer_pref.h).  One DATAFLOW region over the chunk's
+// token blocks (hw/README.md "The prefill layer top").
+// io: x [n_tokens][2048] at 0, y [n_tokens][2048] written at n_tokens*2048;
+// gamma: attn_norm, ffn_norm; att: Q_s, K_s, V_s, A_s (32 each); rope:
+// PE_sin [2048][32] then PE_cos;
+// w_kq: K then Q words (12 bytes: channels N*24 + 2j, +1 in byte j of word
+// N*K + k), s_kq: K ws, K wsum, Q ws, Q wsum; w_vo / s_vo: V then O;
+// w_gate0..2, w_up0..2, w_down0..2: the three ports of each FFN matrix (16
+// bytes: byte j of port i's word N*K + k holds channels N*96 + 2(3j + i),
+// +1), s_gate, s_up, s_down: ws then wsum;
 // kcache, vcache: the layer's INT8 K (after RoPE) and V caches, [2048][512]:
-// rows 0..pos0-1 (earlier calls) are read, rows pos0..pos0+15 written.
+// rows 0..pos0-1 (earlier chunks) are read, rows pos0..pos0+n_tokens-1 written.
 void top_layer_prefill(float *io, const float *gamma, const float *att, const float *rope,
                        const pref_word *w_kq, const float *s_kq, const pref_word *w_vo, const float *s_vo,
-                       const pref_word *w_gate, const float *s_gate, const pref_word *w_up, const float *s_up,
-                       const pref_word *w_down, const float *s_down, ap_int<8> *kcache, ap_int<8> *vcache,
-                       unsigned pos0);
+                       const pref_ffn_word *w_gate0, const pref_ffn_word *w_gate1, const pref_ffn_word *w_gate2,
+                       const float *s_gate, const pref_ffn_word *w_up0, const pref_ffn_word *w_up1,
+                       const pref_ffn_word *w_up2, const float *s_up, const pref_ffn_word *w_down0,
+                       const pref_ffn_word *w_down1, const pref_ffn_word *w_down2, const float *s_down,
+                       ap_int<8> *kcache, ap_int<8> *vcache, unsigned n_tokens, unsigned pos0);
 
 }  // namespace flx_tops
 

@@ -6,6 +6,7 @@
 
 #include "../../hw/tb/tb_kernels.h"
 #include "../../hw/kernels/data_io.h"
+#include "../../hw/tops/flx_tops_layer.h"
 
 #include "flx_emu.h"
 
@@ -294,8 +295,8 @@ Test(hw_dataflow, decode_layer_top_at_position_96, .timeout = 240)
 // top_layer_prefill on `flxemu golden --layer prefill` (16 tokens, two token
 // blocks, U280 sizes): every intermediate of the set (as for the decode
 // layer, scores/P as [head][query][key]), the layer output and the K/V
-// caches bit for bit, weights in the prefill HBM packing, every linear's
-// loader and GEMM concurrent
+// caches bit for bit, weights in the prefill HBM packing (each FFN matrix
+// over three ports), the whole layer one concurrent dataflow region
 Test(hw_dataflow, prefill_layer_top_matches_the_golden_layer, .timeout = 300)
 {
     std::string dir = std::string(flx_test_tmpdir()) + "/layer";
@@ -308,6 +309,78 @@ Test(hw_dataflow, prefill_layer_top_matches_the_golden_layer, .timeout = 300)
     const unsigned front = T * (4 * D + 3 * KV), back = 3 * H * T * S + T * (5 * D + 4 * F);
     cr_expect_eq(r.compared, front + back + T * D + 2 * T * KV, "%zu", r.compared);
     run_cmd("rm -rf '" + dir + "'");
+}
+
+// The prefill layer's region with one FIFO too shallow: a deadlock named in
+// the report, found in seconds (the values do not matter: all-zero weights
+// and inputs of the U280 shapes, one 16-token chunk).
+template <class C>
+static std::string run_prefill_layer_zero()
+{
+    typedef flx_tops::pref_word pw;
+    typedef flx_tops::pref_ffn_word fw;
+    typedef flx_tops::layer_prefill_map M;
+    const unsigned T = 16, D = 2048, KV = 512, F = 8192;
+    std::vector<float> io(2 * (size_t)T * D, 0.0f), gamma(2 * D, 1.0f), att(128, 0.01f),
+        rope(2 * 2048 * 32, 0.0f);
+    std::vector<pw> kq(M::words(KV, D) + M::words(D, D)), vo(kq.size());
+    std::vector<fw> g[3], u[3], dn[3];
+    for (int i = 0; i < 3; i++) {
+        g[i].resize(M::ffn_words(F, D));
+        u[i].resize(M::ffn_words(F, D));
+        dn[i].resize(M::ffn_words(D, F));
+    }
+    std::vector<float> s_qkvo(2 * (KV + D), 0.0f), s_f(2 * F, 0.0f), s_d(2 * D, 0.0f);
+    std::vector<ap_int<8> > kc((size_t)T * KV), vc((size_t)T * KV);
+    try {
+        flx_hls::decoder_layer_pref<C>(io.data(), gamma.data(), att.data(), rope.data(), kq.data(), s_qkvo.data(),
+                                       vo.data(), s_qkvo.data(), g[0].data(), g[1].data(), g[2].data(), s_f.data(),
+                                       u[0].data(), u[1].data(), u[2].data(), s_f.data(), dn[0].data(),
+                                       dn[1].data(), dn[2].data(), s_d.data(), kc.data(), vc.data(), T / 8, 0);
+    } catch (const std::runtime_error &e) {
+        return e.what();
+    }
+    return "";
+}
+
+// the residual bypass of the layer input: RMSNorm reads a whole token block
+// (2048 beats) before it emits one, so the x loader must be able to put the
+// block's 2047 first beats into x_res; at 1024 the region deadlocks right
+// after the K/V pass.  By then both cache managers have stored every row of
+// the chunk (the barrier) and wait, full, on their outputs to QK^T and A.V.
+struct pref_short_x_res : flx_tops::layer_prefill_cfg {
+    static const unsigned x_res_depth = 1024;
+};
+// the residual bypass of r0 into the FFN's residual: likewise >= 2047; at
+// 1024 the region deadlocks once the first block's attention output (the
+// Q pass after both barriers) reaches the second RMSNorm
+struct pref_short_r0_res : flx_tops::layer_prefill_cfg {
+    static const unsigned r0_res_depth = 1024;
+};
+
+Test(hw_dataflow, prefill_layer_shallow_fifo_deadlock_is_named, .timeout = 120)
+{
+    std::string r = run_prefill_layer_zero<pref_short_x_res>();
+    cr_expect(r.find("dataflow 'decoder_layer_pref': DEADLOCK") == 0, "%s", r.c_str());
+    cr_expect(r.find("task 'x_loader' blocked writing stream 'x_res' (full: 1024 of depth 1024)") !=
+                  std::string::npos, "%s", r.c_str());
+    cr_expect(r.find("task 'rmsnorm_attn' blocked reading stream 'x' (empty: 0 of depth 32)") != std::string::npos,
+              "%s", r.c_str());
+    cr_expect(r.find("task 'k_cache' blocked writing stream 'keys' (full: 32 of depth 32)") != std::string::npos,
+              "%s", r.c_str());
+    cr_expect(r.find("task 'v_cache' blocked writing stream 'values' (full: 32 of depth 32)") != std::string::npos,
+              "%s", r.c_str());
+    cr_expect(r.find("task 'y_drainer' blocked reading stream 'y' (empty") != std::string::npos, "%s", r.c_str());
+    cr_expect(r.find("stream 'x_res': max occupancy 1024, depth 1024") != std::string::npos, "%s", r.c_str());
+
+    r = run_prefill_layer_zero<pref_short_r0_res>();
+    cr_expect(r.find("dataflow 'decoder_layer_pref': DEADLOCK") == 0, "%s", r.c_str());
+    cr_expect(r.find("task 'r0_fork' blocked writing stream 'r0_res' (full: 1024 of depth 1024)") !=
+                  std::string::npos, "%s", r.c_str());
+    cr_expect(r.find("task 'rmsnorm_ffn' blocked reading stream 'r0_ln' (empty") != std::string::npos, "%s",
+              r.c_str());
+    cr_expect(r.find("task 'k_cache' finished") != std::string::npos, "%s", r.c_str());
+    cr_expect(r.find("stream 'r0_res': max occupancy 1024, depth 1024") != std::string::npos, "%s", r.c_str());
 }
 
 // the values a prefill call's check compares: T rows at pos0 attending
@@ -335,6 +408,23 @@ Test(hw_dataflow, prefill_layer_top_at_pos0_16_matches_the_golden_call, .timeout
 }
 
 #if FLX_HLS_SHIM
+// (shim build only: the same top under both headers; the one-call golden
+// sets above run under both)
+// one chunk of several token blocks after an earlier call: 20 tokens + 12
+// zero rows (32 rows, 4 blocks) at pos0 = 16 over 48 keys, one call of the
+// top's dataflow region
+Test(hw_dataflow, prefill_layer_top_multi_block_chunk_at_pos0_16, .timeout = 300)
+{
+    std::string dir = std::string(flx_test_tmpdir()) + "/chunk";
+    std::string cmd = std::string("'") + flx_test_bin() + "' golden --layer prefill --pos0 16 --n-tokens 20 " +
+                      "--exp flx --out '" + dir + "' 2>/dev/null";
+    cr_assert_eq(run_cmd(cmd), 0, "%s", cmd.c_str());
+    flx_tb::kernel_result r = flx_tb::run_kernel(flx_tb::load_manifest(dir), "layer_prefill");
+    cr_expect(r.ok, "%s", r.message.c_str());
+    cr_expect_eq(r.compared, prefill_compared(32, 48, 16), "%zu", r.compared);
+    run_cmd("rm -rf '" + dir + "'");
+}
+
 // (shim build only: the testbench logic is the same under both headers)
 // a padded last call (13 tokens + 3 zero rows at pos0 = 32, after two
 // earlier calls); then the negative control: one flipped bit in a preloaded

@@ -1,12 +1,12 @@
 // The host program (hw/host, flx_host) in C simulation: a model with
 // Llama-3.2-1B's layer shape (2 layers, byte vocabulary padded to the head
 // top's 1024 rows) quantized with the flexllm recipe, a 35-token prompt
-// (prefill of 34 rows + 14 padding rows in three top_layer_prefill calls per
-// layer at pos0 = 0, 16, 32, the K/V caches carried between calls; then
-// decode steps through top_layer_decode and top_head_sample, the first at
-// position 34, whose K group 32..63 the decode K register overwrites): the
-// ids flx_host prints equal `flxemu generate --engine emu --reference-quirks
-// --exp flx`'s.
+// (prefill of 34 rows + 14 padding rows: one top_layer_prefill call per
+// layer over all 48 rows, and again in chunks of 32 rows (calls at pos0 = 0
+// and 32, the K/V caches carried between them); then decode steps through
+// top_layer_decode and top_head_sample, the first at position 34, whose K
+// group 32..63 the decode K register overwrites): the ids flx_host prints
+// equal `flxemu generate --engine emu --reference-quirks --exp flx`'s.
 #include "test_util.h"
 
 #include "flx_core.h"
@@ -14,12 +14,14 @@
 #include "flx_synth.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 TestSuite(hw_host, .timeout = 900);
 
 static char dir[256], flxq[512], toks[512];
-enum { N_PROMPT = 35 };   // > 32: three prefill calls
+enum { N_PROMPT = 35 };   // 48 prefill rows: > 32, two chunks of 32
 
 static std::string sh(const std::string &cmd, int *rc)
 {
@@ -105,6 +107,18 @@ Test(hw_host, csim_host_generates_the_emulators_tokens)
     for (int i = 0; i < N_PROMPT; i++) p = emu.find('\n', p) + 1;
     cr_expect(host.find(emu.substr(p)) != std::string::npos, "stdout:\n%s\nexpected ids:\n%s", host.c_str(),
               emu.substr(p).c_str());
+    // the prompt in two chunks (32 rows at pos0 = 0, 16 at 32): the same ids
+    // (in the shim build's run only: FLXEMU_HOST_CHUNKED, tests/hw/meson.build)
+    const char *chunked = getenv("FLXEMU_HOST_CHUNKED");
+    cr_assert(chunked && (!strcmp(chunked, "0") || !strcmp(chunked, "1")), "FLXEMU_HOST_CHUNKED is not set");
+    if (!strcmp(chunked, "1")) {
+        host = sh(std::string(host_bin()) + " --model " + flxq + " --tokens " + toks +
+                      " -n 3 --seed 7 --prefill-chunk 32 --ids " + d + "/chunks.txt",
+                  &rc);
+        cr_assert_eq(rc, 0, "flx_host --prefill-chunk 32: %s", host.c_str());
+        hw = slurp(d + "/chunks.txt");
+        cr_expect(emu == hw, "flxemu generate:\n%s\nflx_host --prefill-chunk 32:\n%s", emu.c_str(), hw.c_str());
+    }
     // 2040 prompt tokens + 9 new exceed the caches' 2048 positions
     std::string long_toks = d + "/long.txt";
     FILE *f = fopen(long_toks.c_str(), "w");
@@ -141,5 +155,9 @@ Test(hw_host, refuses_what_the_tops_cannot_run)
     o = sh(std::string(host_bin()) + " --model " + q + " --tokens " + t + " --backend xrt", &rc);
     cr_expect_eq(rc, 2, "%s", o.c_str());
     cr_expect(o.find("--xclbin-prefill and --xclbin-decode") != std::string::npos, "%s", o.c_str());
+    o = sh(std::string(host_bin()) + " --model " + q + " --tokens " + t + " --prefill-chunk 24", &rc);
+    cr_expect_eq(rc, 2, "%s", o.c_str());
+    cr_expect(o.find("--prefill-chunk expects a multiple of 16 in 16..2048, got 24") != std::string::npos, "%s",
+              o.c_str());
     o = sh(std::string("rm -rf ") + d, &rc);
 }
