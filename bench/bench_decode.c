@@ -145,9 +145,10 @@ int main(int argc, char **argv)
             uint8_t dg[32];
             flx_sha256_final(&sha, dg);
             double cpu = (u1 - u0) + (s1 - s0);
-            printf("| %s | %d | %.2f | %.2f | %.1f | %.1f | %02x%02x%02x%02x...%02x%02x%02x%02x |\n",
-                   fast ? "fast" : "ref", thr[ti], busy, (double)n_gen / busy, 1e3 * cpu / (double)n_gen,
-                   1e3 * (u1 - u0) / (double)n_gen, dg[0], dg[1], dg[2], dg[3], dg[28], dg[29], dg[30], dg[31]);
+            char hex[65];
+            for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", dg[i]);
+            printf("| %s | %d | %.2f | %.2f | %.1f | %.1f | %s |\n", fast ? "fast" : "ref", thr[ti], busy,
+                   (double)n_gen / busy, 1e3 * cpu / (double)n_gen, 1e3 * (u1 - u0) / (double)n_gen, hex);
             fflush(stdout);
             flx_emu_kv_free(&kv);
             flx_pool_free(pool);
