@@ -247,6 +247,9 @@ int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w
                          int64_t o1, int acc_bits);
 int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
                               int64_t o1, int acc_bits);
+/* The same sums into out[o - o0] (a buffer of o1 - o0), VNNI when vnni. */
+int64_t flx_emu_gemv_i4p_rows(int32_t *out, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
+                              int64_t o1, int acc_bits, int vnni);
 
 /* INT8 products of attention (1.3 i8xi8 PEs, 1.12): each output is an exact
  * sum in its own register, wrapped to acc_bits (22 for QK^T, 26 prefill /

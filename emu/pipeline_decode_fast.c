@@ -215,7 +215,7 @@ typedef struct {
     float *sc;              /* attention: scores [S]                       */
     int32_t *acc_att;       /* [G][S]                                      */
     int8_t *p8;             /* [G][S]                                      */
-    int32_t *acc;           /* GEMV sums by row (a chunk at a time)        */
+    int32_t *acc;           /* GEMV sums of a chunk of rows                */
     int32_t *acc_o;         /* [n_heads * hd] (own heads)                  */
     prefetch_plan pf;
     double t_mark;          /* profiling                                   */
@@ -277,9 +277,8 @@ static int64_t gemv_rows(const team *T, rank_state *R, const flx_qtensor *t, con
     int64_t bad = 0;
     for (int64_t a = o0; a < o1; a += CHUNK_ROWS) {
         const int64_t b = a + CHUNK_ROWS < o1 ? a + CHUNK_ROWS : o1;
-        bad += d->vnni ? flx_emu_gemv_i4p_vnni(R->acc, R->ap, wp, a, b, d->bits)
-                       : flx_emu_gemv_i4p(R->acc, R->ap, wp, a, b, d->bits);
-        flx_emu_dequant(y + a, R->acc + a, &R->s, &R->b, t->scale + a, t->wsum + a, 1, b - a, fp);
+        bad += flx_emu_gemv_i4p_rows(R->acc, R->ap, wp, a, b, d->bits, d->vnni);
+        flx_emu_dequant(y + a, R->acc, &R->s, &R->b, t->scale + a, t->wsum + a, 1, b - a, fp);
     }
     return bad;
 }
@@ -497,7 +496,6 @@ int flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden,
                         "cache (%lld)", (long long)pos, (long long)e->max_pos, (long long)kv->cap);
     const int n = pool ? flx_pool_threads(pool) : 1;
     const int64_t WI = F > D ? F : D;                       /* widest GEMV input */
-    const int64_t WR = V > WI ? V : WI;                     /* most rows          */
     team T;
     memset(&T, 0, sizeof T);
     T.d = d;
@@ -525,7 +523,7 @@ int flx_emu_decoder_step(const flx_emu_decoder *d, float *logits, float *hidden,
         R->x = zalloc64((size_t)D * 4); R->h = zalloc64((size_t)D * 4); R->gp = zalloc64((size_t)F * 4);
         R->qa = zalloc64((size_t)WI); R->ap = zalloc64((size_t)flx_emu_i4p_act_bytes(WI));
         R->sc = zalloc64((size_t)S * 4); R->acc_att = zalloc64((size_t)(G * S) * 4);
-        R->p8 = zalloc64((size_t)(G * S)); R->acc = zalloc64((size_t)WR * 4);
+        R->p8 = zalloc64((size_t)(G * S)); R->acc = zalloc64((size_t)CHUNK_ROWS * 4);
         R->acc_o = zalloc64((size_t)D * 4);
         ok = R->x && R->h && R->gp && R->qa && R->ap && R->sc && R->acc_att && R->p8 && R->acc && R->acc_o;
     }

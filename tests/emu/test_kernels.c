@@ -525,6 +525,14 @@ Test(emu_gemm, packed_i4_gemv_matches_transcription)
                 cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, &wp, 37, O, 31), 0);
                 cr_assert_eq(memcmp(v, r, sizeof r), 0, "K=%d pass %d", K, pass);
             }
+            /* the same sums into a buffer of the range alone (both forms) */
+            for (int vn = 0; vn <= flx_emu_vnni_available(); vn++) {
+                int32_t part[O];
+                memset(part, 0x55, sizeof part);
+                cr_assert_eq(flx_emu_gemv_i4p_rows(part, ap, &wp, 7, 40, 31, vn), 0);
+                cr_assert_eq(memcmp(part, r + 7, 33 * sizeof *r), 0, "K=%d pass %d vnni %d", K, pass, vn);
+                cr_assert_eq(part[33], 0x55555555);         /* nothing past the range */
+            }
             /* out-of-range sums counted: with acc_bits so small every
              * non-small sum leaves the range */
             int64_t n_out = 0;
