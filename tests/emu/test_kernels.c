@@ -916,6 +916,27 @@ static void textbook_fht(float *x, int n)
             }
 }
 
+/* The FHT split for threads: local stages on every aligned chunk, then
+ * the finishing stages, equal flx_emu_fht bit for bit for every chunk size
+ * (with and without flush-to-zero, with tiny inputs that ftz changes). */
+Test(emu_fht, chunked_local_then_finish_equals_whole)
+{
+    static float x[8192], y[8192];
+    for (int mode = 0; mode < 2; mode++) {
+        const flx_emu_fp *fp = mode ? &FP_FTZ : &FP_GLIBC;
+        for (int64_t c = 2; c <= 8192; c *= 2) {
+            for (int i = 0; i < 8192; i++) x[i] = y[i] = i % 97 == 0 ? 1e-39f : rndf(-4, 4);
+            cr_assert_eq(flx_emu_fht(x, 8192, 90.50967f, fp), 0);
+            for (int64_t a = 0; a < 8192; a += c) cr_assert_eq(flx_emu_fht_local(y + a, c, fp), 0);
+            cr_assert_eq(flx_emu_fht_finish(y, 8192, c, 90.50967f, fp), 0);
+            cr_assert_eq(memcmp(x, y, sizeof x), 0, "chunk %lld ftz %d", (long long)c, mode);
+        }
+    }
+    cr_assert_eq(flx_emu_fht_local(x, 24, &FP_GLIBC), -1);
+    cr_assert_eq(flx_emu_fht_finish(x, 8192, 24, 0.0f, &FP_GLIBC), -1);
+    cr_assert_eq(flx_emu_fht_finish(x, 64, 128, 0.0f, &FP_GLIBC), -1);
+}
+
 Test(emu_fht, network_order_vs_textbook_order)
 {
     static float x[8192], y[8192], z[8192];
