@@ -4,7 +4,7 @@
  * thresholds from a seed, timed apart from the prefill.
  *
  *   bench_decode --model M.flxq [--prompt 512] [--gen 128] [--threads 2,1]
- *                [--paths fast,ref] [--seed 42]
+ *                [--paths fast,ref] [--seed 42] [--profile]
  *
  * The prompt is --prompt pseudo-random ids (fixed).  The prefill runs once;
  * every (path, threads) run starts from a copy of its KV cache.  "fast" is
@@ -12,7 +12,8 @@
  * step flx_emu_decode_step.  Per run: decode wall time, tokens/s, CPU time
  * per token (user and system, all threads), and the SHA-256 of every
  * logit of every step plus the generated ids: equal hashes across paths
- * and thread counts mean bit-identical decoding. */
+ * and thread counts mean bit-identical decoding.  --profile: where the fast
+ * step's wall time goes, per thread and stage, in ms per token. */
 #include "flx_emu.h"
 #include "flx_qmodel.h"
 
@@ -36,13 +37,14 @@ int main(int argc, char **argv)
     const char *model = NULL, *paths = "fast,ref";
     int64_t n_prompt = 512, n_gen = 128;
     uint64_t seed = 42;
-    int thr[8] = { 2, 1 }, n_thr = 2;
+    int thr[8] = { 2, 1 }, n_thr = 2, profile = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--gen") && i + 1 < argc) n_gen = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--paths") && i + 1 < argc) paths = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             n_thr = 0;
             for (char *s = argv[++i]; *s && n_thr < 8;) {
@@ -51,7 +53,7 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_decode --model M.flxq [--prompt N] [--gen N] [--threads A,B] "
-                            "[--paths fast,ref] [--seed S]\n");
+                            "[--paths fast,ref] [--seed S] [--profile]\n");
             return 2;
         }
     }
@@ -119,6 +121,9 @@ int main(int argc, char **argv)
             if (flx_emu_kv_init(&kv, &e, kv0.cap, &err)) { fprintf(stderr, "bench_decode: %s\n", err.msg); return 1; }
             memcpy(kv.k, kv0.k, kv_bytes);
             memcpy(kv.v, kv0.v, kv_bytes);
+            flx_emu_decode_prof prof;
+            memset(&prof, 0, sizeof prof);
+            if (fast) dec.prof = profile ? &prof : NULL;
             flx_sha256 sha;
             flx_sha256_init(&sha);
             flx_rng rng;
@@ -145,9 +150,24 @@ int main(int argc, char **argv)
             uint8_t dg[32];
             flx_sha256_final(&sha, dg);
             double cpu = (u1 - u0) + (s1 - s0);
-            printf("| %s | %d | %.2f | %.2f | %.1f | %.1f | %02x%02x%02x%02x...%02x%02x%02x%02x |\n",
-                   fast ? "fast" : "ref", thr[ti], busy, (double)n_gen / busy, 1e3 * cpu / (double)n_gen,
-                   1e3 * (u1 - u0) / (double)n_gen, dg[0], dg[1], dg[2], dg[3], dg[28], dg[29], dg[30], dg[31]);
+            char hex[65];
+            for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", dg[i]);
+            printf("| %s | %d | %.2f | %.2f | %.1f | %.1f | %s |\n", fast ? "fast" : "ref", thr[ti], busy,
+                   (double)n_gen / busy, 1e3 * cpu / (double)n_gen, 1e3 * (u1 - u0) / (double)n_gen, hex);
+            if (fast && profile && prof.steps) {
+                static const char *stage[FLX_EMU_PROF_N] = { "prep", "qkv", "att", "o", "gateup", "fht",
+                                                             "down", "head", "wait" };
+                for (int r = 0; r < thr[ti] && r < FLX_EMU_PROF_RANKS; r++) {
+                    double tot = 0.0;
+                    printf("  thread %d, ms/token:", r);
+                    for (int k = 0; k < FLX_EMU_PROF_N; k++) {
+                        printf(" %s %.2f", stage[k], 1e3 * prof.seconds[r][k] / (double)prof.steps);
+                        tot += prof.seconds[r][k];
+                    }
+                    printf(" | total %.2f\n", 1e3 * tot / (double)prof.steps);
+                }
+                dec.prof = NULL;
+            }
             fflush(stdout);
             flx_emu_kv_free(&kv);
             flx_pool_free(pool);

@@ -261,6 +261,9 @@ int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w
                          int64_t o1, int acc_bits);
 int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
                               int64_t o1, int acc_bits);
+/* The same sums into out[o - o0] (a buffer of o1 - o0), VNNI when vnni. */
+int64_t flx_emu_gemv_i4p_rows(int32_t *out, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
+                              int64_t o1, int acc_bits, int vnni);
 
 /* INT8 products of attention (1.3 i8xi8 PEs, 1.12): each output is an exact
  * sum in its own register, wrapped to acc_bits (22 for QK^T, 26 prefill /
@@ -404,6 +407,15 @@ int flx_emu_embed(float *y, const float *table, int64_t n_vocab, int64_t d, int6
  * Llama R4: n = 8192, scale = 90.50967f.  Returns -1 if n is not a power of
  * two (>= 2). */
 int flx_emu_fht(float *x, int64_t n, float scale, const flx_emu_fp *fp);
+/* The same in two parts, for a vector split over threads in aligned chunks
+ * of c = 2^j elements: flx_emu_fht_local(x + i*c, c) on every chunk (the
+ * stages over bits 1 .. j-1, which stay inside a chunk), then
+ * flx_emu_fht_finish(x, n, c, scale) (bits j .. m-1, then 0, then the
+ * scale).  Every butterfly is the one of flx_emu_fht: the same bits.
+ * flx_emu_fht = local(x, n) + finish(x, n, n).  -1 on sizes that are not
+ * powers of two (>= 2) or c > n. */
+int flx_emu_fht_local(float *x, int64_t c, const flx_emu_fp *fp);
+int flx_emu_fht_finish(float *x, int64_t n, int64_t c, float scale, const flx_emu_fp *fp);
 
 /* ================================================================ sampling */
 
@@ -555,12 +567,27 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
                            flx_emu_kv *kv, int32_t token, int64_t pos, flx_pool *pool,
                            flx_error *err);
 
+/* Where a decode step's wall time goes, per thread of the step (the first
+ * FLX_EMU_PROF_RANKS), summed over steps; for benchmarks (bench_decode
+ * --profile).  Stages: norms, residuals and activation quantizers; the
+ * GEMVs (K/V/Q, O, gate/up with SiLU, down, head), attention with RoPE and
+ * the K/V/Q quantizers; the FHT; waiting at the step's barriers. */
+enum { FLX_EMU_PROF_PREP, FLX_EMU_PROF_QKV, FLX_EMU_PROF_ATT, FLX_EMU_PROF_O,
+       FLX_EMU_PROF_GATEUP, FLX_EMU_PROF_FHT, FLX_EMU_PROF_DOWN, FLX_EMU_PROF_HEAD,
+       FLX_EMU_PROF_WAIT, FLX_EMU_PROF_N, FLX_EMU_PROF_RANKS = 8 };
+typedef struct flx_emu_decode_prof {
+    int64_t steps;
+    double  seconds[FLX_EMU_PROF_RANKS][FLX_EMU_PROF_N];
+} flx_emu_decode_prof;
+
 /* The same decode step at interactive speed (docs/kernels.md "Fast
  * decode"): bit for bit flx_emu_decode_step_ex's results (tested), with
  * every INT4 matrix of the layers and the head read in place from the
  * engine's packed weights (e->wpack, the prefill's copy: no second copy) by
- * the packed GEMV, and the GEMV rows, attention heads and SiLU split over
- * the pool.  flx_emu_generate uses it; the decoder borrows the engine.
+ * the packed GEMV.  One pool call per step: each thread of the pool runs
+ * the whole step on its own static share of every matrix's rows and of
+ * the KV groups, meeting the others at four spinning barriers per layer.
+ * flx_emu_generate uses it; the decoder borrows the engine.
  * FLXEMU_NO_VNNI=1 selects the portable GEMV (same bits). */
 typedef struct flx_emu_decoder {
     const flx_emu_engine *e;
@@ -569,6 +596,7 @@ typedef struct flx_emu_decoder {
     int64_t         packed_bytes;  /* bytes of e->wpack read per token     */
     int             bits;          /* accumulator width L + 8 (21)          */
     int             vnni;          /* 1: AVX-512 VNNI GEMV                  */
+    flx_emu_decode_prof *prof;     /* NULL, or where steps add their times  */
 } flx_emu_decoder;
 
 int  flx_emu_decoder_init(flx_emu_decoder *d, const flx_emu_engine *e, flx_pool *pool,

@@ -49,8 +49,9 @@ static int64_t count_out(const int32_t *acc, int64_t n, int acc_bits)
     return bad;
 }
 
-int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
-                         int64_t o1, int acc_bits)
+/* out[o - o0] for o in [o0, o1) */
+static int64_t gemv_portable(int32_t *out, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
+                             int64_t o1, int acc_bits)
 {
     const int64_t G = w->k64 / 4;
     for (int64_t o = o0; o < o1; o++) {
@@ -62,9 +63,15 @@ int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w
                 int32_t v = (int32_t)(((line[g * 64 + j] >> shift) & 15u) ^ 8u) - 8;
                 s += v * ap[4 * g + j];
             }
-        acc[o] = s;
+        out[o - o0] = s;
     }
-    return count_out(acc + o0, o1 - o0, acc_bits);
+    return count_out(out, o1 - o0, acc_bits);
+}
+
+int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
+                         int64_t o1, int acc_bits)
+{
+    return gemv_portable(acc + o0, ap, w, o0, o1, acc_bits);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -77,8 +84,8 @@ int64_t flx_emu_gemv_i4p(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w
  * on the 2-core VM: about +20 % read bandwidth). */
 enum { PREFETCH_BYTES = 1024 };
 
-VNNI_TARGET int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w,
-                                          int64_t o0, int64_t o1, int acc_bits)
+VNNI_TARGET static int64_t gemv_vnni(int32_t *out, const uint8_t *ap, const flx_emu_wpack *w,
+                                     int64_t o0, int64_t o1, int acc_bits)
 {
     const int64_t G = w->k64 / 4;
     int32_t sum_a;
@@ -112,14 +119,26 @@ VNNI_TARGET int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const
             lo0 = _mm512_dpbusd_epi32(lo0, _mm512_and_si512(v0, m0f), a0);
             hi0 = _mm512_dpbusd_epi32(hi0, _mm512_and_si512(v0, mf0), a0);
         }
-        int32_t out[32];
-        _mm512_storeu_si512((void *)out, _mm512_sub_epi32(_mm512_add_epi32(lo0, lo1), off));
-        _mm512_storeu_si512((void *)(out + 16),
+        int32_t sums[32];
+        _mm512_storeu_si512((void *)sums, _mm512_sub_epi32(_mm512_add_epi32(lo0, lo1), off));
+        _mm512_storeu_si512((void *)(sums + 16),
                             _mm512_sub_epi32(_mm512_srai_epi32(_mm512_add_epi32(hi0, hi1), 4), off));
         const int64_t first = b * 32 > o0 ? b * 32 : o0, last = b * 32 + 32 < o1 ? b * 32 + 32 : o1;
-        memcpy(acc + first, out + (first - b * 32), (size_t)(last - first) * sizeof *acc);
+        memcpy(out + (first - o0), sums + (first - b * 32), (size_t)(last - first) * sizeof *out);
     }
-    return count_out(acc + o0, o1 - o0, acc_bits);
+    return count_out(out, o1 - o0, acc_bits);
+}
+
+int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
+                              int64_t o1, int acc_bits)
+{
+    return gemv_vnni(acc + o0, ap, w, o0, o1, acc_bits);
+}
+
+int64_t flx_emu_gemv_i4p_rows(int32_t *out, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
+                              int64_t o1, int acc_bits, int vnni)
+{
+    return vnni ? gemv_vnni(out, ap, w, o0, o1, acc_bits) : gemv_portable(out, ap, w, o0, o1, acc_bits);
 }
 
 #else
@@ -127,5 +146,12 @@ int64_t flx_emu_gemv_i4p_vnni(int32_t *acc, const uint8_t *ap, const flx_emu_wpa
                               int64_t o1, int acc_bits)
 {
     return flx_emu_gemv_i4p(acc, ap, w, o0, o1, acc_bits);
+}
+
+int64_t flx_emu_gemv_i4p_rows(int32_t *out, const uint8_t *ap, const flx_emu_wpack *w, int64_t o0,
+                              int64_t o1, int acc_bits, int vnni)
+{
+    (void)vnni;
+    return gemv_portable(out, ap, w, o0, o1, acc_bits);
 }
 #endif

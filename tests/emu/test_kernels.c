@@ -525,6 +525,14 @@ Test(emu_gemm, packed_i4_gemv_matches_transcription)
                 cr_assert_eq(flx_emu_gemv_i4p_vnni(v, ap, &wp, 37, O, 31), 0);
                 cr_assert_eq(memcmp(v, r, sizeof r), 0, "K=%d pass %d", K, pass);
             }
+            /* the same sums into a buffer of the range alone (both forms) */
+            for (int vn = 0; vn <= flx_emu_vnni_available(); vn++) {
+                int32_t part[O];
+                memset(part, 0x55, sizeof part);
+                cr_assert_eq(flx_emu_gemv_i4p_rows(part, ap, &wp, 7, 40, 31, vn), 0);
+                cr_assert_eq(memcmp(part, r + 7, 33 * sizeof *r), 0, "K=%d pass %d vnni %d", K, pass, vn);
+                cr_assert_eq(part[33], 0x55555555);         /* nothing past the range */
+            }
             /* out-of-range sums counted: with acc_bits so small every
              * non-small sum leaves the range */
             int64_t n_out = 0;
@@ -906,6 +914,27 @@ static void textbook_fht(float *x, int n)
                 x[j] = a + b;
                 x[j + h] = a - b;
             }
+}
+
+/* The FHT split for threads: local stages on every aligned chunk, then
+ * the finishing stages, equal flx_emu_fht bit for bit for every chunk size
+ * (with and without flush-to-zero, with tiny inputs that ftz changes). */
+Test(emu_fht, chunked_local_then_finish_equals_whole)
+{
+    static float x[8192], y[8192];
+    for (int mode = 0; mode < 2; mode++) {
+        const flx_emu_fp *fp = mode ? &FP_FTZ : &FP_GLIBC;
+        for (int64_t c = 2; c <= 8192; c *= 2) {
+            for (int i = 0; i < 8192; i++) x[i] = y[i] = i % 97 == 0 ? 1e-39f : rndf(-4, 4);
+            cr_assert_eq(flx_emu_fht(x, 8192, 90.50967f, fp), 0);
+            for (int64_t a = 0; a < 8192; a += c) cr_assert_eq(flx_emu_fht_local(y + a, c, fp), 0);
+            cr_assert_eq(flx_emu_fht_finish(y, 8192, c, 90.50967f, fp), 0);
+            cr_assert_eq(memcmp(x, y, sizeof x), 0, "chunk %lld ftz %d", (long long)c, mode);
+        }
+    }
+    cr_assert_eq(flx_emu_fht_local(x, 24, &FP_GLIBC), -1);
+    cr_assert_eq(flx_emu_fht_finish(x, 8192, 24, 0.0f, &FP_GLIBC), -1);
+    cr_assert_eq(flx_emu_fht_finish(x, 64, 128, 0.0f, &FP_GLIBC), -1);
 }
 
 Test(emu_fht, network_order_vs_textbook_order)

@@ -350,14 +350,17 @@ Test(emu_pipeline, generate_is_seeded_and_deterministic)
  * reference step: logits, hidden state and the KV cache bit for bit, at
  * positions from 0 and after a prefill hand-over, in every float mode, with
  * and without the reference quirks (K group write-back at n % 32 != 0),
- * for no pool, 1 and 2 threads, and through the portable GEMV. */
+ * for no pool and 1, 2, 3 threads (static shares of rows and KV groups,
+ * 3 also splitting the FHT into uneven chunk counts), and through the
+ * portable GEMV. */
 Test(emu_pipeline, fast_decode_equals_reference_decode)
 {
     test_model m;
     build(&m);
     make_tokens();
-    enum { N = 40, STEPS = 30, CAP = N + STEPS };
-    flx_pool *pools[3] = { NULL, flx_pool_create(1), flx_pool_create(2) };
+    enum { N = 40, STEPS = 30, CAP = N + STEPS, NP = 4 };
+    flx_pool *pools[NP] = { NULL, flx_pool_create(1), flx_pool_create(2), flx_pool_create(3) };
+    cr_assert_eq(flx_pool_threads(pools[3]), 3);
     for (int mode = 0; mode < 4; mode++) {
         flx_emu_engine e;
         engine(&e, &m, mode == 3, 8);
@@ -373,10 +376,10 @@ Test(emu_pipeline, fast_decode_equals_reference_decode)
         cr_assert_eq(dec.bits, 8 + 7);                     /* L = log2(128) */
         for (int start = 0; start < 2; start++) {
             int64_t p0 = start ? N : 0;
-            flx_emu_kv kr, kf[3];
+            flx_emu_kv kr, kf[NP];
             cr_assert_eq(flx_emu_kv_init(&kr, &e, CAP, &err), FLX_OK);
             if (start) cr_assert_eq(flx_emu_prefill(&e, NULL, &kr, toks, N, NULL, &err), FLX_OK, "%s", err.msg);
-            for (int p = 0; p < 3; p++) {
+            for (int p = 0; p < NP; p++) {
                 cr_assert_eq(flx_emu_kv_init(&kf[p], &e, CAP, &err), FLX_OK);
                 memcpy(kf[p].k, kr.k, (size_t)NL * CAP * NKV * HD);
                 memcpy(kf[p].v, kr.v, (size_t)NL * CAP * NKV * HD);
@@ -387,7 +390,7 @@ Test(emu_pipeline, fast_decode_equals_reference_decode)
             for (int64_t pos = p0; pos < p0 + STEPS; pos++) {
                 cr_assert_eq(flx_emu_decode_step_ex(&e, lr, hr, &kr, toks[pos], pos, NULL, &err), FLX_OK,
                              "%s", err.msg);
-                for (int p = 0; p < 3; p++) {
+                for (int p = 0; p < NP; p++) {
                     memset(lf, 0x7f, e.n_vocab_pad * sizeof(float));
                     cr_assert_eq(flx_emu_decoder_step(&dec, lf, hf, &kf[p], toks[pos], pos, pools[p], &err),
                                  FLX_OK, "%s", err.msg);
@@ -405,7 +408,7 @@ Test(emu_pipeline, fast_decode_equals_reference_decode)
             cr_assert_eq(memcmp(hr, hf, sizeof hr), 0);
             free(lr); free(lf);
             flx_emu_kv_free(&kr);
-            for (int p = 0; p < 3; p++) flx_emu_kv_free(&kf[p]);
+            for (int p = 0; p < NP; p++) flx_emu_kv_free(&kf[p]);
         }
         /* a position outside the cache is refused as by the reference */
         flx_emu_kv small;
@@ -418,8 +421,7 @@ Test(emu_pipeline, fast_decode_equals_reference_decode)
         flx_emu_decoder_free(&dec);
         flx_emu_engine_free(&e);
     }
-    flx_pool_free(pools[1]);
-    flx_pool_free(pools[2]);
+    for (int p = 1; p < NP; p++) flx_pool_free(pools[p]);
     destroy(&m);
 }
 
