@@ -79,65 +79,6 @@ void gemm_i4_pref_drain(pe_i4xi4_2x2<CONFIG_T::l, CONFIG_T::a_uint> pe[CONFIG_T:
 //      matrix is re-streamed for every token block, as in FlexLLM)
 // acc: per token block, ceil(n_out/wp)*wp beats (channel, lanes = tokens);
 //      a padded tail is dropped downstream (pref_io_discard)
-// The TP/2 x WP/2 array of 2x2 packed PEs of one weight block.
-template <class CONFIG_T>
-struct gemm_i4_pref_array {
-    static const unsigned TP = CONFIG_T::tp, WP = CONFIG_T::wp;
-    static const int L = CONFIG_T::l;
-    pe_i4xi4_2x2<L, CONFIG_T::a_uint> pe[TP / 2][WP / 2];
-
-    void reset()
-    {
-        for (unsigned m = 0; m < TP / 2; m++)
-            for (unsigned j = 0; j < WP / 2; j++) pe[m][j].reset();
-    }
-    // one input k: TP activations against the WP weights of the block
-    void step(const hls::vector<ap_int<4>, TP> &av, const hls::vector<ap_int<4>, WP> &wv)
-    {
-#pragma HLS INLINE
-        // one pack per column pair, broadcast to the TP/2 PEs of its
-        // column (wiring in hardware; in csim 4x fewer packs)
-        ap_int<2 * L + 16> pack[WP / 2];
-#pragma HLS ARRAY_PARTITION variable = pack complete
-        for (unsigned j = 0; j < WP / 2; j++) {
-#pragma HLS UNROLL
-            pack[j] = pack_i4_pair<L>(wv[2 * j], wv[2 * j + 1]);
-        }
-        for (unsigned m = 0; m < TP / 2; m++) {
-#pragma HLS UNROLL
-            for (unsigned j = 0; j < WP / 2; j++) {
-#pragma HLS UNROLL
-                pe[m][j].step_packed(av[2 * m], av[2 * m + 1], pack[j]);
-            }
-        }
-    }
-    // WP beats: channel N*WP + c, c ascending, lanes = tokens
-    void drain(hls::stream<hls::vector<ap_int<L + 8>, TP> > &acc)
-    {
-        for (unsigned j = 0; j < WP / 2; j++) {
-            hls::vector<ap_int<L + 8>, TP> even, odd;   // columns 2j, 2j+1
-            for (unsigned m = 0; m < TP / 2; m++) {
-#pragma HLS UNROLL
-                ap_int<L + 8> e0, o0, e1, o1;
-                split_i4_acc<L>(pe[m][j].c0, e0, o0);   // token 2m
-                split_i4_acc<L>(pe[m][j].c1, e1, o1);   // token 2m+1
-                even[2 * m] = e0;
-                even[2 * m + 1] = e1;
-                odd[2 * m] = o0;
-                odd[2 * m + 1] = o1;
-            }
-            acc.write(even);
-            acc.write(odd);
-        }
-    }
-};
-
-// a:   per token block, k_dim beats (channel k, lanes = tokens)
-// w:   per token block and weight block N < ceil(n_out/wp), k_dim beats;
-//      lane c = int4 weight of output channel N*wp + c at input k (the whole
-//      matrix is re-streamed for every token block, as in FlexLLM)
-// acc: per token block, ceil(n_out/wp)*wp beats (channel, lanes = tokens);
-//      a padded tail is dropped downstream (pref_io_discard)
 template <class CONFIG_T>
 void gemm_i4_pref(hls::stream<hls::vector<ap_int<4>, CONFIG_T::tp> > &a,
                     hls::stream<hls::vector<ap_int<4>, CONFIG_T::wp> > &w,
