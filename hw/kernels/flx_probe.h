@@ -67,6 +67,17 @@ void probe_tee(S &s, size_t beats, F record)
     for (size_t i = 0; i < beats; i++) s.write(buf[i]);
 }
 
+// probe_tee of a one-lane float stream, recorded as `beats` floats under `name`.
+template <class S>
+void probe_tee_f32(S &s, size_t beats, const char *name)
+{
+    probe_tee<hls::vector<float, 1> >(s, beats, [&](const std::vector<hls::vector<float, 1> > &b) {
+        std::vector<float> a(beats);
+        for (size_t j = 0; j < beats; j++) a[j] = b[j][0];
+        probe()->f32(name, a.data(), beats);
+    });
+}
+
 // The beats written to one stream of a concurrent DATAFLOW region, recorded
 // while a sink is installed (the whole-layer prefill top's intermediates).
 // With this project's stream layer (FLX_HLS_SHIM_STREAM) an observer on the

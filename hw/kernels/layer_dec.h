@@ -258,19 +258,11 @@ void decoder_layer_dec(const float *x, float *y, const float *attn_norm, const f
         dequant_static_dec<sdc>(sc1, sf, &q_s[hh], &k_s[kvh], S);
 #ifndef __SYNTHESIS__
         // scores, P, uint8 P of this head: [head][1][key], appended head by head
-        probe_tee<hls::vector<float, 1> >(sf, S, [&](const std::vector<hls::vector<float, 1> > &b) {
-            std::vector<float> a(S);
-            for (unsigned j = 0; j < S; j++) a[j] = b[j][0];
-            probe()->f32("scores", a.data(), S);
-        });
+        probe_tee_f32(sf, S, "scores");
 #endif
         softmax_dec<smc>(sf, pf, 1, S);
 #ifndef __SYNTHESIS__
-        probe_tee<hls::vector<float, 1> >(pf, S, [&](const std::vector<hls::vector<float, 1> > &b) {
-            std::vector<float> a(S);
-            for (unsigned j = 0; j < S; j++) a[j] = b[j][0];
-            probe()->f32("p", a.data(), S);
-        });
+        probe_tee_f32(pf, S, "p");
 #endif
         for (unsigned j = 0; j < S; j++) {
             hls::stream<hls::vector<float, 1> > one("att_p1");
