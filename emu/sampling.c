@@ -7,12 +7,33 @@
  * behind the earlier entry), shift the tail down one place, insert. */
 static void insert_top(float *val, int32_t *id, int k, float v, int32_t idx)
 {
+    if (!(v > val[k - 1])) return;      /* the list is sorted: no place for v */
     int p = 0;
     while (p < k && !(v > val[p])) p++;
     if (p == k) return;
     for (int i = k - 1; i > p; i--) { val[i] = val[i - 1]; id[i] = id[i - 1]; }
     val[p] = v;
     id[p] = idx;
+}
+
+/* One lane's list over ids [i0, i0 + n).  Most logits cannot enter the
+ * list, so a block of 16 is offered value by value only when one of its raw
+ * values beats the list's last entry t.  No insertion is skipped: FZ(v) > t
+ * implies v > t (under FTZ the list holds no subnormal, so a flushed v = +-0
+ * above t means t <= -FLT_MIN < v), so the list is the one of offering
+ * every value. */
+static void lane_top(float *val, int32_t *id, int k, const float *logits, int64_t i0, int64_t n, int ftz)
+{
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const float *b = logits + i0 + j;
+        const float t = val[k - 1];
+        int any = 0;
+        for (int u = 0; u < 16; u++) any |= b[u] > t;
+        if (!any) continue;
+        for (int u = 0; u < 16; u++) insert_top(val, id, k, FZ(b[u]), (int32_t)(i0 + j + u));
+    }
+    for (; j < n; j++) insert_top(val, id, k, FZ(logits[i0 + j]), (int32_t)(i0 + j));
 }
 
 int flx_emu_topk_sampling(flx_emu_topk *out, const float *logits, int64_t n_vocab_pad,
@@ -32,10 +53,7 @@ int flx_emu_topk_sampling(flx_emu_topk *out, const float *logits, int64_t n_voca
     if (n_lanes > 64) return -1;
     for (int i = 0; i < n_lanes; i++) {
         for (int p = 0; p < k; p++) { lane_val[p] = -1e32f; lane_id[p] = -1; }
-        for (int64_t j = 0; j < per; j++) {
-            int64_t idx = i * per + j;
-            insert_top(lane_val, lane_id, k, FZ(logits[idx]), (int32_t)idx);
-        }
+        lane_top(lane_val, lane_id, k, logits, i * per, per, ftz);
         for (int p = 0; p < k; p++) { all_val[i][p] = lane_val[p]; all_id[i][p] = lane_id[p]; }
     }
     for (int p = 0; p < k; p++)

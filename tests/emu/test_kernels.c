@@ -1027,6 +1027,60 @@ Test(emu_topk_sampling, ties_earlier_index_wins_and_collapse_gives_zero)
 
 /* transcription: each lane's list by repeated arg-max with a "taken" mask
  * (earliest id among equal values), then merge by insertion */
+/* sort_top_k offered every value in id order (the reference's loop), as a
+ * check of the sampler's skipping of blocks that cannot enter the list */
+static void topk_every_value(float *val, int32_t *id, int k, const float *l, int64_t i0, int64_t n, int ftz)
+{
+    for (int p = 0; p < k; p++) { val[p] = -1e32f; id[p] = -1; }
+    for (int64_t j = i0; j < i0 + n; j++) {
+        float v = ftz ? flx_emu_ftz(l[j]) : l[j];
+        int p = 0;
+        while (p < k && !(v > val[p])) p++;
+        if (p == k) continue;
+        for (int q = k - 1; q > p; q--) { val[q] = val[q - 1]; id[q] = id[q - 1]; }
+        val[p] = v;
+        id[p] = (int32_t)j;
+    }
+}
+
+Test(emu_topk_sampling, block_skipping_offers_every_value)
+{
+    enum { B = 16 };
+    static float l[B * 203];
+    const int lens[3] = { 16, 37, 203 };                  /* lane lengths: whole blocks, tails */
+    for (int trial = 0; trial < 60; trial++) {
+        const int per = lens[trial % 3], V = B * per, k = 1 + trial % 8, ftz = (trial / 3) % 2;
+        for (int i = 0; i < V; i++) {
+            int kind = (int)rndf(0, 10);
+            l[i] = kind == 0 ? 0x1p-140f * rndf(-8, 8)        /* subnormals of both signs */
+                 : kind == 1 ? -0.0f
+                 : kind == 2 ? (float)(int)rndf(-3, 3)         /* ties */
+                 : kind == 3 && trial % 5 == 0 ? NAN
+                 : rndf(-1, 1) * (trial % 4 == 0 ? 1e-37f : 1.0f);
+        }
+        flx_emu_topk tk;
+        flx_emu_fp fp = { FLX_EMU_EXP_GLIBC, ftz };
+        cr_assert_eq(flx_emu_topk_sampling(&tk, l, V, B, k, 0.5f, &fp), 0);
+        float lv[B][FLX_EMU_TOPK_MAX], fv[FLX_EMU_TOPK_MAX];
+        int32_t li[B][FLX_EMU_TOPK_MAX], fi[FLX_EMU_TOPK_MAX];
+        for (int b = 0; b < B; b++) topk_every_value(lv[b], li[b], k, l, (int64_t)b * per, per, ftz);
+        for (int p = 0; p < k; p++) { fv[p] = -1e32f; fi[p] = -1; }
+        for (int p = 0; p < k; p++)
+            for (int b = 0; b < B; b++) {
+                int q = 0;
+                while (q < k && !(lv[b][p] > fv[q])) q++;
+                if (q == k) continue;
+                for (int t = k - 1; t > q; t--) { fv[t] = fv[t - 1]; fi[t] = fi[t - 1]; }
+                fv[q] = lv[b][p];
+                fi[q] = li[b][p];
+            }
+        for (int p = 0; p < k; p++) {
+            cr_assert_eq(tk.id[p], fi[p], "trial %d pos %d", trial, p);
+            cr_assert_eq(fbits(tk.value[p]), fbits(fv[p]), "trial %d pos %d", trial, p);
+        }
+    }
+}
+
 Test(emu_topk_sampling, matches_transcription_on_random_logits)
 {
     enum { V = 1024, B = 16, KK = 5 };
