@@ -28,8 +28,7 @@ static inline void flx_emu_dec_rope_quant_store_groups(const flx_emu_engine *e, 
     const flx_llama_config *c = &e->qm->cfg;
     const flx_emu_fp *fp = &e->opts.fp;
     const int hd = c->head_dim, G = c->n_heads / c->n_kv_heads, ng = g1 - g0;
-    const int64_t KV = (int64_t)c->n_kv_heads * hd, c0 = (int64_t)g0 * hd, w = (int64_t)ng * hd;
-    const int64_t qc0 = (int64_t)g0 * G * hd;
+    const int64_t c0 = (int64_t)g0 * hd, qc0 = (int64_t)g0 * G * hd;
     const float *qs = e->att_scales + ((int64_t)l * 4 + 0) * c->n_heads;
     const float *ks = e->att_scales + ((int64_t)l * 4 + 1) * c->n_heads;
     const float *vs = e->att_scales + ((int64_t)l * 4 + 2) * c->n_heads;
@@ -39,19 +38,21 @@ static inline void flx_emu_dec_rope_quant_store_groups(const flx_emu_engine *e, 
     flx_emu_quant_static(k8 + c0, k + c0, 1, ng, hd, ks + g0, 1.0f, 8, 1, fp);
     flx_emu_quant_static(v8 + c0, v + c0, 1, ng, hd, vs + g0, 1.0f, 8, 1, fp);
     flx_emu_quant_static(q8 + qc0, q + qc0, 1, ng * G, hd, qs + (int64_t)g0 * G, e->q_factor, 8, 1, fp);
-    int8_t *kc = kv->k + (int64_t)l * kv->cap * KV, *vc = kv->v + (int64_t)l * kv->cap * KV;
-    if (e->opts.reference_quirks) {
-        int8_t *reg = kv->k_reg + (int64_t)l * 32 * KV;
-        if (pos % 32 == 0)
-            for (int64_t slot = 0; slot < 32; slot++) memset(reg + slot * KV + c0, 0, (size_t)w);
-        memcpy(reg + (pos % 32) * KV + c0, k8 + c0, (size_t)w);
-        int64_t base = pos / 32 * 32;
-        for (int64_t slot = 0; slot < 32 && base + slot < kv->cap; slot++)
-            memcpy(kc + (base + slot) * KV + c0, reg + slot * KV + c0, (size_t)w);
-    } else {
-        memcpy(kc + pos * KV + c0, k8 + c0, (size_t)w);
+    /* the cache and the register are head-major (flx_emu_kv): per head, a
+     * position is hd bytes and the register's 32 slots one block */
+    const int64_t base = pos / 32 * 32, slots = kv->cap - base < 32 ? kv->cap - base : 32;
+    for (int g = g0; g < g1; g++) {
+        const int64_t head = flx_emu_kv_head_offset(kv, l, g);
+        if (e->opts.reference_quirks) {
+            int8_t *reg = kv->k_reg + ((int64_t)l * c->n_kv_heads + g) * 32 * hd;
+            if (pos % 32 == 0) memset(reg, 0, (size_t)(32 * hd));
+            memcpy(reg + (pos % 32) * hd, k8 + (int64_t)g * hd, (size_t)hd);
+            memcpy(kv->k + head + base * hd, reg, (size_t)(slots * hd));
+        } else {
+            memcpy(kv->k + head + pos * hd, k8 + (int64_t)g * hd, (size_t)hd);
+        }
+        memcpy(kv->v + head + pos * hd, v8 + (int64_t)g * hd, (size_t)hd);
     }
-    memcpy(vc + pos * KV + c0, v8 + c0, (size_t)w);
 }
 
 /* All groups: what the reference step does. */

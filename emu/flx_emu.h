@@ -502,18 +502,43 @@ int  flx_emu_engine_init_ex(flx_emu_engine *e, const flx_qmodel *qm, const flx_e
                             int64_t max_pos, flx_pool *pool, flx_error *err);
 void flx_emu_engine_free(flx_emu_engine *e);
 
-/* INT8 KV cache in natural layout. */
+/* INT8 KV cache, stored head-major: k and v are [n_layers][n_kv_heads][cap]
+ * [head_dim], so one KV head's keys (values) of a layer are one sequential
+ * run and decode attention streams them instead of reading head_dim bytes
+ * out of every kv_dim-byte position row.  The prefill, the golden files and
+ * the hardware use the row layout [position][kv_dim] (column kv_head *
+ * head_dim + dim); flx_emu_kv_get_rows / flx_emu_kv_put_rows convert. */
 typedef struct flx_emu_kv {
     int     n_layers;
+    int     n_kv_heads;
+    int     head_dim;
     int     kv_dim;         /* n_kv_heads * head_dim                        */
     int64_t cap;            /* positions                                    */
-    int8_t *k;              /* [n_layers][cap][kv_dim] k8                   */
-    int8_t *v;              /* [n_layers][cap][kv_dim] v8                   */
-    int8_t *k_reg;          /* [n_layers][32][kv_dim] decode K group register */
+    int8_t *k;              /* [n_layers][n_kv_heads][cap][head_dim] k8     */
+    int8_t *v;              /* [n_layers][n_kv_heads][cap][head_dim] v8     */
+    int8_t *k_reg;          /* [n_layers][n_kv_heads][32][head_dim] decode K
+                               group register (--reference-quirks)          */
 } flx_emu_kv;
 
 int  flx_emu_kv_init(flx_emu_kv *kv, const flx_emu_engine *e, int64_t cap, flx_error *err);
 void flx_emu_kv_free(flx_emu_kv *kv);
+
+/* Offset in kv->k and kv->v of position 0 of KV head kv_head of a layer:
+ * that head's position p starts head_dim * p bytes further. */
+static inline int64_t flx_emu_kv_head_offset(const flx_emu_kv *kv, int layer, int kv_head)
+{
+    return ((int64_t)layer * kv->n_kv_heads + kv_head) * kv->cap * kv->head_dim;
+}
+
+/* Positions pos0 .. pos0+n-1 of a layer as rows [n][kv_dim] (row t holds
+ * position pos0 + t, column kv_head * head_dim + dim): get copies them out
+ * of the cache, put into it.  k_rows or v_rows may be NULL (that cache is
+ * skipped).  The caller keeps 0 <= layer < n_layers, pos0 >= 0 and
+ * pos0 + n <= cap. */
+void flx_emu_kv_get_rows(const flx_emu_kv *kv, int layer, int64_t pos0, int64_t n,
+                         int8_t *k_rows, int8_t *v_rows);
+void flx_emu_kv_put_rows(flx_emu_kv *kv, int layer, int64_t pos0, int64_t n,
+                         const int8_t *k_rows, const int8_t *v_rows);
 
 /* Prefill of tokens[0..n) at positions 0..n-1, padded with zero embeddings
  * to a multiple of 16.  hidden: [n][d_model] last layer output (before the

@@ -1166,6 +1166,8 @@ static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     float *y = galloc(g, (size_t)T * D * 4), *yl = galloc(g, (size_t)(P + T) * D * 4);
     float *x = galloc(g, (size_t)Lp * D * 4);
     int8_t *kc = galloc(g, (size_t)S * KV), *vc = galloc(g, (size_t)S * KV);
+    int8_t *kr = galloc(g, (size_t)(P + T) * KV), *vr = galloc(g, (size_t)(P + T) * KV);   /* kv's rows */
+    int8_t *klr = galloc(g, (size_t)(P + T) * KV), *vlr = galloc(g, (size_t)(P + T) * KV); /* kl's rows */
     int32_t *toks = galloc(g, (size_t)(P + T) * 4);
     if (gen_oom(s, g)) return;
     for (int64_t i = 0; i < P + T; i++) toks[i] = (int32_t)i;
@@ -1182,16 +1184,18 @@ static void k_layer_prefill(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
         if (!rc) rc = flx_emu_prefill_at(&e, y, &kv, toks + P, NULL, T, P, NULL, s->err);
         if (!rc) rc = flx_emu_prefill(&e, yl, &kl, toks, P + T, NULL, s->err);
         if (!(s->rc = rc)) {
-            memcpy(kc, kv.k, (size_t)P * KV);
-            memcpy(vc, kv.v, (size_t)P * KV);
+            flx_emu_kv_get_rows(&kv, 0, 0, P + T, kr, vr);
+            flx_emu_kv_get_rows(&kl, 0, 0, P + T, klr, vlr);
+            memcpy(kc, kr, (size_t)P * KV);
+            memcpy(vc, vr, (size_t)P * KV);
             if (lt_init(&t, &m.qm.cfg, Lp, S) || lt_run(&t, &e, &m.L[0], x, kc, vc, P))
                 s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_prefill: replay failed (out of memory)");
-            else if (memcmp(t.y, y, (size_t)T * D * 4) || memcmp(kc + P * KV, kv.k + P * KV, (size_t)T * KV) ||
-                     memcmp(vc + P * KV, kv.v + P * KV, (size_t)T * KV))
+            else if (memcmp(t.y, y, (size_t)T * D * 4) || memcmp(kc + P * KV, kr + P * KV, (size_t)T * KV) ||
+                     memcmp(vc + P * KV, vr + P * KV, (size_t)T * KV))
                 s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_prefill: the kernel-by-kernel replay "
                                  "differs from flx_emu_prefill_at (an emulator bug)");
-            else if (memcmp(yl + P * D, y, (size_t)T * D * 4) || memcmp(kl.k, kv.k, (size_t)(P + T) * KV) ||
-                     memcmp(kl.v, kv.v, (size_t)(P + T) * KV))
+            else if (memcmp(yl + P * D, y, (size_t)T * D * 4) || memcmp(klr, kr, (size_t)(P + T) * KV) ||
+                     memcmp(vlr, vr, (size_t)(P + T) * KV))
                 s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_prefill: the call at position %lld differs from "
                                  "one prefill over all rows (an emulator bug)", (long long)P);
         }
@@ -1254,6 +1258,7 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     memset(&t, 0, sizeof t);
     float *y = galloc(g, D * 4);
     int8_t *kc = galloc(g, (size_t)(P + 1) * KV), *vc = galloc(g, (size_t)(P + 1) * KV);
+    int8_t *kn = galloc(g, KV), *vn = galloc(g, KV);       /* the step's cache row */
     if (gen_oom(s, g)) return;
     int32_t *toks = galloc(g, (size_t)P * 4);
     if (gen_oom(s, g)) return;
@@ -1265,25 +1270,25 @@ static void k_layer_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     } else if (!(s->rc = flx_emu_engine_init(&e, &m.qm, &o, P + 32, s->err))) {
         if (!(s->rc = flx_emu_kv_init(&kv, &e, P + 32, s->err)) &&
             !(s->rc = flx_emu_prefill(&e, NULL, &kv, toks, P, NULL, s->err))) {
-            memcpy(kc, kv.k, (size_t)P * KV);
-            memcpy(vc, kv.v, (size_t)P * KV);
+            flx_emu_kv_get_rows(&kv, 0, 0, P, kc, vc);
             emit(s, "x", "input", DT_F4, 1, SH(D), m.qm.tok_embd + (size_t)P * D, bt, 8, NULL);
-            emit(s, "k8_cache", "input", DT_I1, 2, SH(P, KV), kv.k, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
-            emit(s, "v8_cache", "input", DT_I1, 2, SH(P, KV), kv.v, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
+            emit(s, "k8_cache", "input", DT_I1, 2, SH(P, KV), kc, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
+            emit(s, "v8_cache", "input", DT_I1, 2, SH(P, KV), vc, "[position][kv_head*64 + dim]", 0, "prefill hand-over");
             emit_weights(s, &m.L[0]);
             if (!s->rc && !(s->rc = flx_emu_decode_step_ex(&e, NULL, y, &kv, P, P, NULL, s->err))) {
+                flx_emu_kv_get_rows(&kv, 0, P, 1, kn, vn);
                 if (lt_init(&t, &m.qm.cfg, 1, P + 1) ||
                     lt_run(&t, &e, &m.L[0], m.qm.tok_embd + (size_t)P * D, kc, vc, P))
                     s->rc = flx_fail(s->err, FLX_ENOMEM, "layer_decode: replay failed (out of memory)");
-                else if (memcmp(t.y, y, D * 4) || memcmp(kc + (size_t)P * KV, kv.k + (size_t)P * KV, KV) ||
-                         memcmp(vc + (size_t)P * KV, kv.v + (size_t)P * KV, KV))
+                else if (memcmp(t.y, y, D * 4) || memcmp(kc + (size_t)P * KV, kn, KV) ||
+                         memcmp(vc + (size_t)P * KV, vn, KV))
                     s->rc = flx_fail(s->err, FLX_EFORMAT, "layer_decode: the kernel-by-kernel replay "
                                      "differs from flx_emu_decode_step_ex (an emulator bug)");
             }
             if (!s->rc) {
                 emit_trace(s, &t, &e, &m.L[0], P, NULL, 0, bt, 8);
-                emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kv.k + (size_t)P * KV, "head-parallel HP=8", 8, "K cache row pos0");
-                emit(s, "v8_new", "output", DT_I1, 1, SH(KV), kv.v + (size_t)P * KV, "head-parallel HP=8", 8, "V cache row pos0");
+                emit(s, "k8_new", "output", DT_I1, 1, SH(KV), kn, "head-parallel HP=8", 8, "K cache row pos0");
+                emit(s, "v8_new", "output", DT_I1, 1, SH(KV), vn, "head-parallel HP=8", 8, "V cache row pos0");
                 emit(s, "y", "output", DT_F4, 1, SH(D), y, bt, 8,
                      "layer output, B_T=8 lanes as the production top stores it");
             }
@@ -1312,6 +1317,7 @@ static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
     flx_emu_kv kv;
     memset(&kv, 0, sizeof kv);
     float *logits = galloc(g, V * 4), *hidden = galloc(g, D * 4);
+    int8_t *kc = galloc(g, (size_t)P * KV), *vc = galloc(g, (size_t)P * KV);   /* one layer's rows */
     if (gen_oom(s, g)) return;
     int32_t toks[P];
     for (int i = 0; i < P; i++) toks[i] = i;
@@ -1327,10 +1333,11 @@ static void k_model_decode(sink *s, gen *g, const flx_emu_fp *fp, cJSON *tp)
             for (int l = 0; l < NL && !s->rc; l++) {
                 char pre[8], n1[40];
                 snprintf(pre, sizeof pre, "L%d_", l);
+                flx_emu_kv_get_rows(&kv, l, 0, P, kc, vc);
                 snprintf(n1, sizeof n1, "L%d_k8_cache", l);
-                emit(s, n1, "input", DT_I1, 2, SH(P, KV), kv.k + (size_t)l * kv.cap * KV, "[position][kv_head*64 + dim]", 0, NULL);
+                emit(s, n1, "input", DT_I1, 2, SH(P, KV), kc, "[position][kv_head*64 + dim]", 0, NULL);
                 snprintf(n1, sizeof n1, "L%d_v8_cache", l);
-                emit(s, n1, "input", DT_I1, 2, SH(P, KV), kv.v + (size_t)l * kv.cap * KV, "[position][kv_head*64 + dim]", 0, NULL);
+                emit(s, n1, "input", DT_I1, 2, SH(P, KV), vc, "[position][kv_head*64 + dim]", 0, NULL);
                 emit_weights_p(s, &m.L[l], pre);
                 const float *sc = e.att_scales + (size_t)l * 4 * H;
                 snprintf(n1, sizeof n1, "L%d_q_s", l);

@@ -92,17 +92,17 @@ int flx_emu_decode_step_ex(const flx_emu_engine *e, float *logits, float *hidden
             (rc = gemv(b.q, b.h, &L->wq, &e->wpack[l * 7 + 0], bits, &b, fp, pool, "wq", l, err)))
             break;
         flx_emu_dec_rope_quant_store(e, kv, l, pos, b.k, b.v, b.q, b.k8, b.v8, b.q8);
-        const int8_t *kc = kv->k + (int64_t)l * kv->cap * KV, *vc = kv->v + (int64_t)l * kv->cap * KV;
-        /* attention over S = pos + 1 keys, the current one included */
+        /* attention over S = pos + 1 keys, the current one included; head
+         * kvh's keys (values) are S rows of hd bytes (head-major cache) */
         for (int h = 0; h < c->n_heads && !rc; h++) {
             int kvh = h / G;
-            int64_t w = flx_emu_qk_i8(b.acc, S, b.q8 + h * hd, D, kc + kvh * hd, KV, 1, S,
-                                      (int)hd, 22);
+            const int8_t *kc = kv->k + flx_emu_kv_head_offset(kv, l, kvh);
+            const int8_t *vc = kv->v + flx_emu_kv_head_offset(kv, l, kvh);
+            int64_t w = flx_emu_qk_i8(b.acc, S, b.q8 + h * hd, D, kc, hd, 1, S, (int)hd, 22);
             flx_emu_dequant_static(b.sc, b.acc, 1, 1, (int)S, &qs[h], &ks[kvh], 1, fp);
             flx_emu_softmax_dec(b.sc, S, fp);
             flx_emu_quant_static(b.p8, b.sc, 1, 1, (int)S, &as[h], 1.0f, 8, 0, fp);
-            int64_t w2 = flx_emu_av_u8i8(b.acc_o + h * hd, D, b.p8, S, 1, vc + kvh * hd, KV, 1, S,
-                                         (int)hd, 27);
+            int64_t w2 = flx_emu_av_u8i8(b.acc_o + h * hd, D, b.p8, S, 1, vc, hd, 1, S, (int)hd, 27);
             if (w || w2)
                 rc = flx_fail(err, w < 0 || w2 < 0 ? FLX_ENOMEM : FLX_ENUMERIC,
                               "decode layer %d head %d: attention accumulator failure", l, h);

@@ -291,16 +291,17 @@ static void att_group(const team *T, rank_state *R, int l, int kvh, int64_t S)
     const flx_emu_engine *e = T->d->e;
     const flx_llama_config *c = &e->qm->cfg;
     const flx_emu_fp *fp = &e->opts.fp;
-    const int64_t hd = c->head_dim, KV = (int64_t)c->n_kv_heads * hd;
+    const int64_t hd = c->head_dim;
     const int G = c->n_heads / c->n_kv_heads;
     const float *qs = e->att_scales + ((int64_t)l * 4 + 0) * c->n_heads;
     const float *ks = e->att_scales + ((int64_t)l * 4 + 1) * c->n_heads;
     const float *as = e->att_scales + ((int64_t)l * 4 + 3) * c->n_heads;
-    const int8_t *kc = T->kv->k + (int64_t)l * T->kv->cap * KV + kvh * hd;
-    const int8_t *vc = T->kv->v + (int64_t)l * T->kv->cap * KV + kvh * hd;
+    /* the group's keys (values): S rows of hd bytes, one sequential run */
+    const int8_t *kc = T->kv->k + flx_emu_kv_head_offset(T->kv, l, kvh);
+    const int8_t *vc = T->kv->v + flx_emu_kv_head_offset(T->kv, l, kvh);
     const int8_t *q = T->q8 + (int64_t)kvh * G * hd;
-    int64_t w = T->d->vnni ? flx_emu_qk_i8_vnni(R->acc_att, S, q, hd, kc, KV, G, S, (int)hd, 22)
-                           : flx_emu_qk_i8(R->acc_att, S, q, hd, kc, KV, G, S, (int)hd, 22);
+    int64_t w = T->d->vnni ? flx_emu_qk_i8_vnni(R->acc_att, S, q, hd, kc, hd, G, S, (int)hd, 22)
+                           : flx_emu_qk_i8(R->acc_att, S, q, hd, kc, hd, G, S, (int)hd, 22);
     for (int i = 0; i < G; i++) {
         const int64_t h = (int64_t)kvh * G + i;
         flx_emu_dequant_static(R->sc, R->acc_att + i * S, 1, 1, (int)S, &qs[h], &ks[kvh], 1, fp);
@@ -308,8 +309,8 @@ static void att_group(const team *T, rank_state *R, int l, int kvh, int64_t S)
         flx_emu_quant_static(R->p8 + i * S, R->sc, 1, 1, (int)S, &as[h], 1.0f, 8, 0, fp);
     }
     int32_t *o = R->acc_o + (int64_t)kvh * G * hd;
-    int64_t w2 = T->d->vnni ? flx_emu_av_u8i8_vnni(o, hd, R->p8, S, 1, vc, KV, G, S, (int)hd, 27)
-                            : flx_emu_av_u8i8(o, hd, R->p8, S, 1, vc, KV, G, S, (int)hd, 27);
+    int64_t w2 = T->d->vnni ? flx_emu_av_u8i8_vnni(o, hd, R->p8, S, 1, vc, hd, G, S, (int)hd, 27)
+                            : flx_emu_av_u8i8(o, hd, R->p8, S, 1, vc, hd, G, S, (int)hd, 27);
     for (int i = 0; i < G; i++) T->att_bad[(int64_t)kvh * G + i] = (w < 0 || w2 < 0) ? -1 : (w || w2);
 }
 

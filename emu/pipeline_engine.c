@@ -271,6 +271,8 @@ int flx_emu_kv_init(flx_emu_kv *kv, const flx_emu_engine *e, int64_t cap, flx_er
     memset(kv, 0, sizeof *kv);
     const flx_llama_config *c = &e->qm->cfg;
     kv->n_layers = c->n_layers;
+    kv->n_kv_heads = c->n_kv_heads;
+    kv->head_dim = c->head_dim;
     kv->kv_dim = c->n_kv_heads * c->head_dim;
     kv->cap = cap;
     size_t n = (size_t)c->n_layers * (size_t)cap * (size_t)kv->kv_dim;
@@ -291,4 +293,40 @@ void flx_emu_kv_free(flx_emu_kv *kv)
     free(kv->v);
     free(kv->k_reg);
     memset(kv, 0, sizeof *kv);
+}
+
+/* one cache (k or v) of a layer: head-major -> rows */
+static void kv_heads_to_rows(const flx_emu_kv *kv, const int8_t *cache, int layer, int64_t pos0,
+                             int64_t n, int8_t *rows)
+{
+    const int64_t hd = kv->head_dim;
+    for (int h = 0; h < kv->n_kv_heads; h++) {
+        const int8_t *src = cache + flx_emu_kv_head_offset(kv, layer, h) + pos0 * hd;
+        for (int64_t t = 0; t < n; t++) memcpy(rows + t * kv->kv_dim + h * hd, src + t * hd, (size_t)hd);
+    }
+}
+
+/* one cache (k or v) of a layer: rows -> head-major */
+static void kv_rows_to_heads(const flx_emu_kv *kv, int8_t *cache, int layer, int64_t pos0,
+                             int64_t n, const int8_t *rows)
+{
+    const int64_t hd = kv->head_dim;
+    for (int h = 0; h < kv->n_kv_heads; h++) {
+        int8_t *dst = cache + flx_emu_kv_head_offset(kv, layer, h) + pos0 * hd;
+        for (int64_t t = 0; t < n; t++) memcpy(dst + t * hd, rows + t * kv->kv_dim + h * hd, (size_t)hd);
+    }
+}
+
+void flx_emu_kv_get_rows(const flx_emu_kv *kv, int layer, int64_t pos0, int64_t n,
+                         int8_t *k_rows, int8_t *v_rows)
+{
+    if (k_rows) kv_heads_to_rows(kv, kv->k, layer, pos0, n, k_rows);
+    if (v_rows) kv_heads_to_rows(kv, kv->v, layer, pos0, n, v_rows);
+}
+
+void flx_emu_kv_put_rows(flx_emu_kv *kv, int layer, int64_t pos0, int64_t n,
+                         const int8_t *k_rows, const int8_t *v_rows)
+{
+    if (k_rows) kv_rows_to_heads(kv, kv->k, layer, pos0, n, k_rows);
+    if (v_rows) kv_rows_to_heads(kv, kv->v, layer, pos0, n, v_rows);
 }

@@ -500,18 +500,12 @@ static int prefill_rows(const flx_emu_engine *e, float *hidden, flx_emu_kv *kv,
         /* RoPE at the absolute position t, static INT8 K, V, Q */
         /* keys and values: the earlier calls' rows 0 .. pos0-1, then the call's */
         int8_t *k8c = b.k8 + pos0 * KV, *v8c = b.v8 + pos0 * KV;
-        if (pos0 > 0) {
-            memcpy(b.k8, kv->k + ((int64_t)l * kv->cap) * KV, (size_t)(pos0 * KV));
-            memcpy(b.v8, kv->v + ((int64_t)l * kv->cap) * KV, (size_t)(pos0 * KV));
-        }
+        if (pos0 > 0) flx_emu_kv_get_rows(kv, l, 0, pos0, b.k8, b.v8);
         rope_q8 rq = { e, b.k, b.v, b.q, b.o, k8c, v8c, b.q8, b.acc_o, qs, ks, vs, as, b.kp, b.vp,
                        pos0, b.k8, b.v8 };
         row_job rj = { ROW_ROPE_Q8, fp, NULL, NULL, NULL, NULL, NULL, NULL, D, 0.0f, 0.0f, &rq };
         rows_for(pool, Lp, &rj);
-        if (kv) {
-            memcpy(kv->k + ((int64_t)l * kv->cap + pos0) * KV, k8c, (size_t)(n * KV));
-            memcpy(kv->v + ((int64_t)l * kv->cap + pos0) * KV, v8c, (size_t)(n * KV));
-        }
+        if (kv) flx_emu_kv_put_rows(kv, l, pos0, n, k8c, v8c);
         /* attention, one head per task */
         const int64_t L64 = (Lk + 63) / 64 * 64;
         if (amx) {

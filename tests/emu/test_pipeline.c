@@ -258,16 +258,17 @@ Test(emu_pipeline, reference_quirks_k_group_overwrite_and_padded_vocab)
         flx_emu_kv kv;
         cr_assert_eq(flx_emu_kv_init(&kv, &e, 64, &err), FLX_OK);
         cr_assert_eq(flx_emu_prefill(&e, NULL, &kv, toks, N, NULL, &err), FLX_OK, "%s", err.msg);
-        static int8_t before[64 * NKV * HD];
-        memcpy(before, kv.k, 64 * KV);
+        static int8_t before[64 * NKV * HD], after[64 * NKV * HD];     /* layer 0's K rows */
+        flx_emu_kv_get_rows(&kv, 0, 0, 64, before, NULL);
         float *lg = malloc(e.n_vocab_pad * sizeof(float));
         cr_assert_eq(flx_emu_decode_step(&e, lg, &kv, toks[N], N, NULL, &err), FLX_OK, "%s", err.msg);
+        flx_emu_kv_get_rows(&kv, 0, 0, 64, after, NULL);
         int zeros = 0, changed = 0;
         for (int i = 32 * KV; i < N * KV; i++) {
-            zeros += kv.k[i] == 0;
-            changed += kv.k[i] != before[i];
+            zeros += after[i] == 0;
+            changed += after[i] != before[i];
         }
-        cr_assert_eq(memcmp(kv.k, before, 32 * KV), 0);     /* earlier groups untouched */
+        cr_assert_eq(memcmp(after, before, 32 * KV), 0);     /* earlier groups untouched */
         if (quirks) {
             cr_assert_eq(zeros, 8 * KV);
             cr_assert_gt(changed, 0);
@@ -591,8 +592,11 @@ Test(emu_pipeline, multi_call_prefill_equals_one_long_prefill)
         }
         cr_assert_eq(memcmp(one, part, sizeof one), 0, "full_attention %d", full);
         for (int l = 0; l < NL; l++) {
-            cr_assert_eq(memcmp(kv1.k + (size_t)l * kv1.cap * KV, kv2.k + (size_t)l * kv2.cap * KV, (size_t)N * KV), 0);
-            cr_assert_eq(memcmp(kv1.v + (size_t)l * kv1.cap * KV, kv2.v + (size_t)l * kv2.cap * KV, (size_t)N * KV), 0);
+            static int8_t k1[N * NKV * HD], v1[N * NKV * HD], k2[N * NKV * HD], v2[N * NKV * HD];
+            flx_emu_kv_get_rows(&kv1, l, 0, N, k1, v1);
+            flx_emu_kv_get_rows(&kv2, l, 0, N, k2, v2);
+            cr_assert_eq(memcmp(k1, k2, sizeof k1), 0);
+            cr_assert_eq(memcmp(v1, v2, sizeof v1), 0);
         }
         /* the same call from embedding rows instead of token ids */
         static float emb[16 * DM], h[16 * DM];
@@ -600,7 +604,10 @@ Test(emu_pipeline, multi_call_prefill_equals_one_long_prefill)
         cr_assert_eq(flx_emu_prefill_at(&e, h, &kv2, NULL, emb, 16, 16, NULL, &err), FLX_OK, "%s", err.msg);
         cr_assert_eq(memcmp(h, one + 16 * DM, sizeof h), 0);
         /* the call reads the cache: a different earlier key row changes its rows */
-        for (int i = 0; i < KV; i++) kv2.k[3 * KV + i] ^= 0x40;
+        int8_t row3[NKV * HD];
+        flx_emu_kv_get_rows(&kv2, 0, 3, 1, row3, NULL);
+        for (int i = 0; i < KV; i++) row3[i] ^= 0x40;
+        flx_emu_kv_put_rows(&kv2, 0, 3, 1, row3, NULL);
         cr_assert_eq(flx_emu_prefill_at(&e, h, &kv2, NULL, emb, 16, 16, NULL, &err), FLX_OK, "%s", err.msg);
         cr_assert_neq(memcmp(h, one + 16 * DM, sizeof h), 0);
         /* refusals: off the 16-row grid, no cache, past the RoPE table */
