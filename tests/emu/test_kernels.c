@@ -634,43 +634,45 @@ Test(emu_gemm, int8_attention_products)
 }
 
 /* The decode step's VNNI attention products equal the generic kernels for
- * any shape: key counts around the 16-key and 4-key blocks, strided rows
- * (keys of one KV head inside the cache), 1..16 query rows, head_dim 64 and
- * 128 (vector path) and 48 (fallback), extreme bytes, and wrapping at
- * narrow accumulators (results and counts). */
+ * any shape: key counts around the 16-key and 4-key blocks, contiguous
+ * rows (one KV head of the head-major cache) and strided rows (the middle
+ * head of rows holding 3), 1..16 query rows, head_dim 64 and 128 (vector
+ * path) and 48 (fallback), extreme bytes, and wrapping at narrow
+ * accumulators (results and counts). */
 Test(emu_gemm, vnni_attention_products_equal_generic)
 {
     static const int nks[] = { 1, 3, 4, 15, 16, 17, 33, 100, 701 };
     static const int hds[] = { 64, 128, 48 };
-    for (size_t hi = 0; hi < 3; hi++)
-        for (size_t ki = 0; ki < sizeof nks / sizeof *nks; ki++)
-            for (int nq = 1; nq <= 16; nq = nq < 4 ? nq + 1 : nq * 4) {
-                const int D = hds[hi], NK = nks[ki], LD = 3 * D;    /* 3 KV heads per row */
-                int8_t *q = malloc((size_t)nq * D), *k = malloc((size_t)NK * LD), *p = malloc((size_t)nq * NK);
-                int32_t *s1 = malloc((size_t)nq * NK * 4), *s2 = malloc((size_t)nq * NK * 4);
-                int32_t *o1 = malloc((size_t)nq * D * 4), *o2 = malloc((size_t)nq * D * 4);
-                for (int pass = 0; pass < 2; pass++) {
-                    for (int i = 0; i < nq * D; i++) q[i] = pass ? -128 : (int8_t)(rnd32() & 0xff);
-                    for (int i = 0; i < NK * LD; i++) k[i] = pass ? -128 : (int8_t)(rnd32() & 0xff);
-                    for (int i = 0; i < nq * NK; i++) p[i] = pass ? -1 : (int8_t)(rnd32() & 0xff);
-                    for (int bits = 12; bits <= 27; bits += 5) {
-                        const int8_t *kh = k + D;                        /* the middle KV head */
-                        int64_t w1 = flx_emu_qk_i8(s1, NK, q, D, kh, LD, nq, NK, D, bits);
-                        int64_t w2 = flx_emu_qk_i8_vnni(s2, NK, q, D, kh, LD, nq, NK, D, bits);
-                        cr_assert_eq(w1, w2, "qk D=%d NK=%d nq=%d bits=%d", D, NK, nq, bits);
-                        cr_assert_eq(memcmp(s1, s2, (size_t)nq * NK * 4), 0, "qk D=%d NK=%d nq=%d", D, NK, nq);
-                        w1 = flx_emu_av_u8i8(o1, D, p, NK, 1, kh, LD, nq, NK, D, bits);
-                        w2 = flx_emu_av_u8i8_vnni(o2, D, p, NK, 1, kh, LD, nq, NK, D, bits);
-                        cr_assert_eq(w1, w2, "av D=%d NK=%d nq=%d bits=%d", D, NK, nq, bits);
-                        cr_assert_eq(memcmp(o1, o2, (size_t)nq * D * 4), 0, "av D=%d NK=%d nq=%d", D, NK, nq);
-                        if (pass && bits == 27 && D == 64) {
-                            cr_assert_eq(s2[0], 1 << 20);            /* 64 * 128 * 128 */
-                            cr_assert_eq(o2[0], -255 * 128 * NK);
+    for (int heads = 1; heads <= 3; heads += 2)
+        for (size_t hi = 0; hi < 3; hi++)
+            for (size_t ki = 0; ki < sizeof nks / sizeof *nks; ki++)
+                for (int nq = 1; nq <= 16; nq = nq < 4 ? nq + 1 : nq * 4) {
+                    const int D = hds[hi], NK = nks[ki], LD = heads * D;    /* KV heads per row */
+                    int8_t *q = malloc((size_t)nq * D), *k = malloc((size_t)NK * LD), *p = malloc((size_t)nq * NK);
+                    int32_t *s1 = malloc((size_t)nq * NK * 4), *s2 = malloc((size_t)nq * NK * 4);
+                    int32_t *o1 = malloc((size_t)nq * D * 4), *o2 = malloc((size_t)nq * D * 4);
+                    for (int pass = 0; pass < 2; pass++) {
+                        for (int i = 0; i < nq * D; i++) q[i] = pass ? -128 : (int8_t)(rnd32() & 0xff);
+                        for (int i = 0; i < NK * LD; i++) k[i] = pass ? -128 : (int8_t)(rnd32() & 0xff);
+                        for (int i = 0; i < nq * NK; i++) p[i] = pass ? -1 : (int8_t)(rnd32() & 0xff);
+                        for (int bits = 12; bits <= 27; bits += 5) {
+                            const int8_t *kh = k + (heads - 1) / 2 * D;     /* the middle KV head */
+                            int64_t w1 = flx_emu_qk_i8(s1, NK, q, D, kh, LD, nq, NK, D, bits);
+                            int64_t w2 = flx_emu_qk_i8_vnni(s2, NK, q, D, kh, LD, nq, NK, D, bits);
+                            cr_assert_eq(w1, w2, "qk D=%d NK=%d nq=%d bits=%d", D, NK, nq, bits);
+                            cr_assert_eq(memcmp(s1, s2, (size_t)nq * NK * 4), 0, "qk D=%d NK=%d nq=%d", D, NK, nq);
+                            w1 = flx_emu_av_u8i8(o1, D, p, NK, 1, kh, LD, nq, NK, D, bits);
+                            w2 = flx_emu_av_u8i8_vnni(o2, D, p, NK, 1, kh, LD, nq, NK, D, bits);
+                            cr_assert_eq(w1, w2, "av D=%d NK=%d nq=%d bits=%d", D, NK, nq, bits);
+                            cr_assert_eq(memcmp(o1, o2, (size_t)nq * D * 4), 0, "av D=%d NK=%d nq=%d", D, NK, nq);
+                            if (pass && bits == 27 && D == 64) {
+                                cr_assert_eq(s2[0], 1 << 20);            /* 64 * 128 * 128 */
+                                cr_assert_eq(o2[0], -255 * 128 * NK);
+                            }
                         }
                     }
+                    free(q); free(k); free(p); free(s1); free(s2); free(o1); free(o2);
                 }
-                free(q); free(k); free(p); free(s1); free(s2); free(o1); free(o2);
-            }
     if (!flx_emu_vnni_available()) cr_log_info("no AVX-512 VNNI on this CPU: VNNI attention not exercised");
 }
 
