@@ -285,6 +285,98 @@ Test(emu_pipeline, reference_quirks_k_group_overwrite_and_padded_vocab)
     destroy(&m);
 }
 
+/* flx_emu_kv keeps k and v head-major, [layer][kv_head][cap][head_dim]:
+ * put_rows stores column h * HD + d of row t at ((layer * NKV + h) * cap +
+ * pos0 + t) * HD + d and nothing else, get_rows reads the same rows back, a
+ * NULL pointer skips that cache.  A prefill's cache read back as rows equals
+ * what step-by-step decode writes per head (one norm lane, no quirks: the
+ * same K/V bits, as in prefill_and_decode_agree_when_trees_coincide), and
+ * put_rows of those rows rebuilds the prefill's cache byte for byte. */
+Test(emu_pipeline, kv_rows_helpers_and_head_major_layout)
+{
+    test_model m;
+    build(&m);
+    make_tokens();
+    enum { CAP = 48, N = 37, P0 = 5, T = 11, KV = NKV * HD };
+    const size_t layer_bytes = (size_t)CAP * KV, all = (size_t)NL * layer_bytes;
+    flx_emu_engine e;
+    engine(&e, &m, 0, 1);
+    flx_error err = { 0 };
+    flx_emu_kv kv;
+    cr_assert_eq(flx_emu_kv_init(&kv, &e, CAP, &err), FLX_OK);
+    cr_assert_eq(kv.n_kv_heads, NKV);
+    cr_assert_eq(kv.head_dim, HD);
+    cr_assert_eq(kv.kv_dim, KV);
+    /* rows P0 .. P0+T-1 of layer 1, bytes never 0 */
+    static int8_t kr[T * KV], vr[T * KV], kb[T * KV], vb[T * KV];
+    for (int i = 0; i < T * KV; i++) {
+        kr[i] = (int8_t)(1 + i % 255);
+        vr[i] = (int8_t)(1 + (i * 7 + 3) % 255);
+    }
+    flx_emu_kv_put_rows(&kv, 1, P0, T, kr, vr);
+    int64_t nonzero_k = 0, nonzero_v = 0;
+    for (size_t i = 0; i < all; i++) {
+        nonzero_k += kv.k[i] != 0;
+        nonzero_v += kv.v[i] != 0;
+    }
+    cr_assert_eq(nonzero_k, T * KV);                   /* nothing outside the rows written */
+    cr_assert_eq(nonzero_v, T * KV);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NKV; h++)
+            for (int d = 0; d < HD; d++) {
+                const size_t at = ((size_t)(1 * NKV + h) * CAP + P0 + t) * HD + d;
+                cr_assert_eq(kv.k[at], kr[t * KV + h * HD + d], "t %d head %d dim %d", t, h, d);
+                cr_assert_eq(kv.v[at], vr[t * KV + h * HD + d], "t %d head %d dim %d", t, h, d);
+            }
+    cr_assert_eq(flx_emu_kv_head_offset(&kv, 1, 1), (int64_t)(1 * NKV + 1) * CAP * HD);
+    flx_emu_kv_get_rows(&kv, 1, P0, T, kb, vb);
+    cr_assert_eq(memcmp(kb, kr, sizeof kb), 0);
+    cr_assert_eq(memcmp(vb, vr, sizeof vb), 0);
+    /* NULL skips: K rows only into layer 0, V rows only out of layer 1 */
+    flx_emu_kv_put_rows(&kv, 0, 0, T, kr, NULL);
+    for (size_t i = 0; i < layer_bytes; i++) cr_assert_eq(kv.v[i], 0);
+    memset(kb, 0, sizeof kb);
+    memset(vb, 0, sizeof vb);
+    flx_emu_kv_get_rows(&kv, 1, P0, T, NULL, vb);
+    cr_assert_eq(memcmp(vb, vr, sizeof vb), 0);
+    for (int i = 0; i < T * KV; i++) cr_assert_eq(kb[i], 0);
+    flx_emu_kv_get_rows(&kv, 0, 0, T, kb, NULL);
+    cr_assert_eq(memcmp(kb, kr, sizeof kb), 0);
+    flx_emu_kv_free(&kv);
+
+    /* a prefill's rows: what decode writes at each position, and put_rows
+     * of them gives the same cache */
+    flx_emu_kv kp, kd, kr2;
+    cr_assert_eq(flx_emu_kv_init(&kp, &e, CAP, &err), FLX_OK);
+    cr_assert_eq(flx_emu_kv_init(&kd, &e, CAP, &err), FLX_OK);
+    cr_assert_eq(flx_emu_kv_init(&kr2, &e, CAP, &err), FLX_OK);
+    cr_assert_eq(flx_emu_prefill(&e, NULL, &kp, toks, N, NULL, &err), FLX_OK, "%s", err.msg);
+    float *lg = malloc(e.n_vocab_pad * sizeof(float));
+    for (int t = 0; t < N; t++)
+        cr_assert_eq(flx_emu_decode_step(&e, lg, &kd, toks[t], t, NULL, &err), FLX_OK, "%s", err.msg);
+    free(lg);
+    static int8_t kpr[N * KV], vpr[N * KV], kdr[N * KV], vdr[N * KV];
+    for (int l = 0; l < NL; l++) {
+        flx_emu_kv_get_rows(&kp, l, 0, N, kpr, vpr);
+        flx_emu_kv_get_rows(&kd, l, 0, N, kdr, vdr);
+        cr_assert_eq(memcmp(kpr, kdr, sizeof kpr), 0, "layer %d", l);
+        cr_assert_eq(memcmp(vpr, vdr, sizeof vpr), 0, "layer %d", l);
+        int nonzero = 0;
+        for (int i = 0; i < N * KV; i++) nonzero += kpr[i] != 0;
+        cr_assert_gt(nonzero, N * KV / 2);
+        flx_emu_kv_put_rows(&kr2, l, 0, N, kpr, vpr);
+    }
+    cr_assert_eq(memcmp(kr2.k, kp.k, all), 0);
+    cr_assert_eq(memcmp(kr2.v, kp.v, all), 0);
+    cr_assert_eq(memcmp(kd.k, kp.k, all), 0);
+    cr_assert_eq(memcmp(kd.v, kp.v, all), 0);
+    flx_emu_kv_free(&kp);
+    flx_emu_kv_free(&kd);
+    flx_emu_kv_free(&kr2);
+    flx_emu_engine_free(&e);
+    destroy(&m);
+}
+
 Test(emu_pipeline, reference_rope_table_is_base_10000)
 {
     test_model m;
