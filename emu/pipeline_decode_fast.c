@@ -342,6 +342,15 @@ static int stage_failed(team *T, int r, int layer, int s0, int s1, int heads)
     return 0;
 }
 
+/* the end of a stage: wait for every rank (prefetching the plan's rows),
+ * then 1 when a rank reported a failure in slots [s0, s1) (and attention) */
+static int stage_sync(team *T, rank_state *R, int r, int layer, int s0, int s1, int heads)
+{
+    barrier_wait(&T->bar, &R->pf);
+    prof_mark(T, R, r, FLX_EMU_PROF_WAIT);
+    return stage_failed(T, r, layer, s0, s1, heads);
+}
+
 static void team_run(void *ctx, int64_t r0, int64_t r1, int thread_id)
 {
     (void)r1;
@@ -392,9 +401,7 @@ static void team_run(void *ctx, int64_t r0, int64_t r1, int thread_id)
         prof_mark(T, R, r, FLX_EMU_PROF_ATT);
         pf_reset(&R->pf);
         pf_add(&R->pf, &pw[3], o_lo, o_hi);
-        barrier_wait(&T->bar, &R->pf);
-        prof_mark(T, R, r, FLX_EMU_PROF_WAIT);
-        if (stage_failed(T, r, l, SLOT_WK, SLOT_WQ + 1, 1)) return;
+        if (stage_sync(T, R, r, l, SLOT_WK, SLOT_WQ + 1, 1)) return;
 
         /* O */
         act_prep(T, R, T->o, D);
@@ -404,9 +411,7 @@ static void team_run(void *ctx, int64_t r0, int64_t r1, int thread_id)
         pf_reset(&R->pf);
         pf_add(&R->pf, &pw[4], f_lo, f_hi);
         pf_add(&R->pf, &pw[5], f_lo, f_hi);
-        barrier_wait(&T->bar, &R->pf);
-        prof_mark(T, R, r, FLX_EMU_PROF_WAIT);
-        if (stage_failed(T, r, l, SLOT_WO, SLOT_WO + 1, 0)) return;
+        if (stage_sync(T, R, r, l, SLOT_WO, SLOT_WO + 1, 0)) return;
         flx_emu_residual(R->x, T->y, R->x, D, fp);
         flx_emu_rmsnorm_dec(R->h, R->x, L->ffn_norm, D, e->opts.norm_lanes, c->rms_eps, fp);
         act_prep(T, R, R->h, D);
@@ -421,9 +426,7 @@ static void team_run(void *ctx, int64_t r0, int64_t r1, int thread_id)
         prof_mark(T, R, r, FLX_EMU_PROF_FHT);
         pf_reset(&R->pf);
         pf_add(&R->pf, &pw[6], o_lo, o_hi);
-        barrier_wait(&T->bar, &R->pf);
-        prof_mark(T, R, r, FLX_EMU_PROF_WAIT);
-        if (stage_failed(T, r, l, SLOT_GATE, SLOT_UP + 1, 0)) return;
+        if (stage_sync(T, R, r, l, SLOT_GATE, SLOT_UP + 1, 0)) return;
         memcpy(R->gp, T->g, (size_t)F * sizeof *R->gp);
         flx_emu_fht_finish(R->gp, F, T->fht_chunk, e->fht_scale, fp);
         prof_mark(T, R, r, FLX_EMU_PROF_FHT);
@@ -442,9 +445,7 @@ static void team_run(void *ctx, int64_t r0, int64_t r1, int thread_id)
         } else if (T->logits) {
             pf_add(&R->pf, &d->w[(int64_t)c->n_layers * N_MAT], v_lo, v_hi);
         }
-        barrier_wait(&T->bar, &R->pf);
-        prof_mark(T, R, r, FLX_EMU_PROF_WAIT);
-        if (stage_failed(T, r, l, SLOT_DOWN, SLOT_DOWN + 1, 0)) return;
+        if (stage_sync(T, R, r, l, SLOT_DOWN, SLOT_DOWN + 1, 0)) return;
         flx_emu_residual(R->x, T->y, R->x, D, fp);
         for (int64_t i = 0; i < D; i++)
             if (!isfinite(R->x[i])) {       /* every rank sees the same x */
